@@ -1,0 +1,141 @@
+//! `mpbond-concentrator add-client NAME --config FILE`: generate a key and append a
+//! `[[client]]` entry to the config file.
+//!
+//! The file is validated before and after: the id must be new, and the result must still
+//! be a valid config, or the file is not touched. A missing file is created (mode 0600)
+//! with only the new client, so the defaults apply to everything else.
+
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use mpbond_protocol::auth::{ClientId, Key};
+
+use crate::config::{Config, ConfigError};
+
+/// Why a client could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum AddClientError {
+    #[error("invalid client id {0:?}: expected 1-32 characters of [A-Za-z0-9._-]")]
+    BadId(String),
+    #[error("{path}: {source}")]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: ConfigError,
+    },
+    #[error("client {0} already exists")]
+    Exists(String),
+    #[error("cannot get random bytes for the key: {0}")]
+    Random(#[source] getrandom::Error),
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Whether a config file can be read by group or others (it holds keys).
+pub fn is_exposed(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+}
+
+/// A fresh random key.
+pub fn generate_key() -> Result<Key, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    Ok(Key::from_bytes(bytes))
+}
+
+/// The TOML text appended for one client.
+pub fn client_entry(id: &ClientId, key: &Key) -> String {
+    format!(
+        "\n[[client]]\nid = \"{}\"\nkey = \"{}\"\n",
+        id.as_str(),
+        key.to_hex()
+    )
+}
+
+/// Append a new client to the config at `path`; returns its id and key.
+pub fn add_client(path: &Path, name: &str) -> Result<(ClientId, Key), AddClientError> {
+    let id: ClientId = name
+        .parse()
+        .map_err(|_| AddClientError::BadId(name.to_owned()))?;
+    let cfg_err = |source| AddClientError::Config {
+        path: path.to_owned(),
+        source,
+    };
+    let before = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => {
+            let path = path.to_owned();
+            return Err(cfg_err(ConfigError::Read { path, source }));
+        }
+    };
+    let config = Config::parse(&before).map_err(cfg_err)?;
+    if config.key_for(&id).is_some() {
+        return Err(AddClientError::Exists(id.to_string()));
+    }
+    let key = generate_key().map_err(AddClientError::Random)?;
+    let mut text = before.clone();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&client_entry(&id, &key));
+    // Make sure the result parses before touching the file.
+    Config::parse(&text).map_err(cfg_err)?;
+    let write_err = |source| AddClientError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    // A new file is created private (0600): it holds keys.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(write_err)?;
+    let appended = &text[before.len()..];
+    file.write_all(appended.as_bytes()).map_err(write_err)?;
+    file.sync_all().map_err(write_err)?;
+    Ok((id, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_a_missing_file_private() {
+        let name = format!("mpbond-addclient-new-{}.toml", std::process::id());
+        let path = std::env::temp_dir().join(name);
+        let _ = std::fs::remove_file(&path);
+        let (id, key) = add_client(&path, "first").unwrap();
+        assert_eq!(Config::load(&path).unwrap().key_for(&id), Some(key));
+        assert!(!is_exposed(&path));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn appends_a_valid_client() {
+        let path =
+            std::env::temp_dir().join(format!("mpbond-addclient-{}.toml", std::process::id()));
+        std::fs::write(&path, "listen = [\"127.0.0.1:0\"]").unwrap();
+        let (id, key) = add_client(&path, "home").unwrap();
+        let cfg = Config::load(&path).unwrap();
+        assert_eq!(cfg.key_for(&id), Some(key));
+        assert!(matches!(
+            add_client(&path, "home"),
+            Err(AddClientError::Exists(_))
+        ));
+        assert!(matches!(
+            add_client(&path, "bad id"),
+            Err(AddClientError::BadId(_))
+        ));
+        add_client(&path, "work").unwrap();
+        assert_eq!(Config::load(&path).unwrap().clients.len(), 2);
+        std::fs::remove_file(&path).unwrap();
+    }
+}

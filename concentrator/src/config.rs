@@ -1,0 +1,442 @@
+//! Configuration in two layers.
+//!
+//! [`RawConfig`] is exactly the TOML file (serde, `deny_unknown_fields`). [`Config::parse`]
+//! turns it into a validated, typed [`Config`], and every validation error names the field
+//! it is about, e.g. `client[2].key: expected 64 hex characters`. Keys print as `***` in
+//! `Debug`, so a config can be logged safely.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use mpbond_protocol::auth::{ClientId, Key};
+use serde::Deserialize;
+
+/// The listen addresses used when the file has no `listen`.
+pub const DEFAULT_LISTEN: [&str; 2] = ["0.0.0.0:4850", "[::]:4850"];
+
+/// The file as written. Every table and field is optional except the client entries' own
+/// fields; defaults are filled in by validation.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<Vec<String>>,
+    pub metrics: Option<String>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub policy: RawPolicy,
+    #[serde(default)]
+    pub client: Vec<RawClient>,
+}
+
+/// `[limits]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_connections: Option<u64>,
+    pub max_connections_per_client: Option<u64>,
+    pub handshake_timeout_ms: Option<u64>,
+    pub connect_timeout_ms: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub drain_timeout_secs: Option<u64>,
+    pub auth_window_secs: Option<u64>,
+}
+
+/// `[policy]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPolicy {
+    #[serde(default)]
+    pub deny: Vec<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+/// One `[[client]]` as written.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub id: String,
+    pub key: String,
+}
+
+impl fmt::Debug for RawClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawClient")
+            .field("id", &self.id)
+            .field("key", &format_args!("***"))
+            .finish()
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Addresses of the MPTCP listeners (at least one, no duplicates).
+    pub listen: Vec<SocketAddr>,
+    /// Where to serve Prometheus text, if anywhere.
+    pub metrics: Option<SocketAddr>,
+    pub limits: Limits,
+    pub policy: PolicyConfig,
+    pub clients: Vec<Client>,
+}
+
+/// `[limits]`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub handshake_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// `None` when `idle_timeout_secs = 0`: connections may idle forever.
+    pub idle_timeout: Option<Duration>,
+    pub drain_timeout: Duration,
+    pub auth_window_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 20_000,
+            max_connections_per_client: 4_000,
+            handshake_timeout: Duration::from_millis(5_000),
+            connect_timeout: Duration::from_millis(10_000),
+            idle_timeout: Some(Duration::from_secs(7_200)),
+            drain_timeout: Duration::from_secs(10),
+            auth_window_secs: 60,
+        }
+    }
+}
+
+/// `[policy]`, validated. v4-mapped IPv6 prefixes (`::ffff:a.b.c.d/n`, n ≥ 96) are stored
+/// as their IPv4 form, matching how destinations are checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyConfig {
+    pub deny: Vec<IpNet>,
+    pub allow: Vec<IpNet>,
+}
+
+/// One client: its id and its 32-byte key.
+#[derive(Clone)]
+pub struct Client {
+    pub id: ClientId,
+    pub key: Key,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id.as_str())
+            .field("key", &format_args!("***"))
+            .finish()
+    }
+}
+
+/// Why a configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{source}")]
+    Parse {
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{field}: {source}")]
+    Field {
+        field: String,
+        #[source]
+        source: FieldError,
+    },
+}
+
+/// What is wrong with one field.
+#[derive(Debug, thiserror::Error)]
+pub enum FieldError {
+    #[error("expected 64 hex characters")]
+    Key(#[source] mpbond_protocol::auth::KeyError),
+    #[error("invalid client id {value:?}: expected 1-32 characters of [A-Za-z0-9._-]")]
+    ClientId { value: String },
+    #[error("invalid socket address {value:?} (expected e.g. \"0.0.0.0:4850\" or \"[::]:4850\")")]
+    SocketAddr {
+        value: String,
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    #[error("invalid prefix {value:?} (expected e.g. \"203.0.113.0/24\" or \"2001:db8::/32\")")]
+    Prefix {
+        value: String,
+        #[source]
+        source: ipnet::AddrParseError,
+    },
+    #[error("duplicate of {other}")]
+    Duplicate { other: String },
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be between {min} and {max}, got {value}")]
+    OutOfRange { value: u64, min: u64, max: u64 },
+}
+
+fn field(name: impl Into<String>, source: FieldError) -> ConfigError {
+    ConfigError::Field {
+        field: name.into(),
+        source,
+    }
+}
+
+impl Config {
+    /// Read and validate a file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text)
+    }
+
+    /// Parse and validate TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|source| ConfigError::Parse { source })?;
+        Config::from_raw(raw)
+    }
+
+    /// Validate the raw layer.
+    pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        let listen_raw = raw
+            .listen
+            .unwrap_or_else(|| DEFAULT_LISTEN.iter().map(|s| s.to_string()).collect());
+        if listen_raw.is_empty() {
+            return Err(field("listen", FieldError::Empty));
+        }
+        let mut listen = Vec::with_capacity(listen_raw.len());
+        for (i, value) in listen_raw.iter().enumerate() {
+            let addr = parse_addr(value).map_err(|e| field(format!("listen[{i}]"), e))?;
+            if let Some(j) = listen.iter().position(|a| *a == addr) {
+                let other = format!("listen[{j}]");
+                return Err(field(
+                    format!("listen[{i}]"),
+                    FieldError::Duplicate { other },
+                ));
+            }
+            listen.push(addr);
+        }
+        let metrics = match raw.metrics {
+            Some(value) => Some(parse_addr(&value).map_err(|e| field("metrics", e))?),
+            None => None,
+        };
+        let limits = validate_limits(&raw.limits)?;
+        let policy = PolicyConfig {
+            deny: parse_prefixes("policy.deny", &raw.policy.deny)?,
+            allow: parse_prefixes("policy.allow", &raw.policy.allow)?,
+        };
+        let clients = validate_clients(&raw.client)?;
+        Ok(Config {
+            listen,
+            metrics,
+            limits,
+            policy,
+            clients,
+        })
+    }
+
+    /// The key of a client, if the client is configured.
+    pub fn key_for(&self, id: &ClientId) -> Option<Key> {
+        self.clients
+            .iter()
+            .find(|c| c.id.as_str() == id.as_str())
+            .map(|c| c.key.clone())
+    }
+
+    /// The client table as a map, for lookups on the connection path.
+    pub fn client_map(&self) -> HashMap<String, Key> {
+        self.clients
+            .iter()
+            .map(|c| (c.id.as_str().to_owned(), c.key.clone()))
+            .collect()
+    }
+}
+
+fn parse_addr(value: &str) -> Result<SocketAddr, FieldError> {
+    value.parse().map_err(|source| FieldError::SocketAddr {
+        value: value.to_owned(),
+        source,
+    })
+}
+
+/// Parse prefixes; a bare address means a host prefix.
+fn parse_prefixes(name: &str, values: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    let mut out = Vec::with_capacity(values.len());
+    for (i, value) in values.iter().enumerate() {
+        let net = match value.parse::<IpNet>() {
+            Ok(net) => net,
+            Err(source) => match value.parse::<IpAddr>() {
+                Ok(ip) => IpNet::from(ip),
+                Err(_) => {
+                    let e = FieldError::Prefix {
+                        value: value.clone(),
+                        source,
+                    };
+                    return Err(field(format!("{name}[{i}]"), e));
+                }
+            },
+        };
+        out.push(crate::policy::canonical_net(net.trunc()));
+    }
+    Ok(out)
+}
+
+fn range(
+    name: &str,
+    value: Option<u64>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let value = value.unwrap_or(default);
+    if value < min || value > max {
+        return Err(field(
+            format!("limits.{name}"),
+            FieldError::OutOfRange { value, min, max },
+        ));
+    }
+    Ok(value)
+}
+
+fn validate_limits(raw: &RawLimits) -> Result<Limits, ConfigError> {
+    let d = Limits::default();
+    let max_total = range(
+        "max_connections",
+        raw.max_connections,
+        d.max_connections as u64,
+        1,
+        10_000_000,
+    )?;
+    let per_client = range(
+        "max_connections_per_client",
+        raw.max_connections_per_client,
+        (d.max_connections_per_client as u64).min(max_total),
+        1,
+        max_total,
+    )?;
+    let handshake = range(
+        "handshake_timeout_ms",
+        raw.handshake_timeout_ms,
+        5_000,
+        1,
+        600_000,
+    )?;
+    let connect = range(
+        "connect_timeout_ms",
+        raw.connect_timeout_ms,
+        10_000,
+        1,
+        600_000,
+    )?;
+    let idle = range(
+        "idle_timeout_secs",
+        raw.idle_timeout_secs,
+        7_200,
+        0,
+        30 * 86_400,
+    )?;
+    let drain = range("drain_timeout_secs", raw.drain_timeout_secs, 10, 0, 86_400)?;
+    let window = range("auth_window_secs", raw.auth_window_secs, 60, 1, 86_400)?;
+    Ok(Limits {
+        max_connections: usize::try_from(max_total).unwrap_or(usize::MAX),
+        max_connections_per_client: usize::try_from(per_client).unwrap_or(usize::MAX),
+        handshake_timeout: Duration::from_millis(handshake),
+        connect_timeout: Duration::from_millis(connect),
+        idle_timeout: (idle > 0).then(|| Duration::from_secs(idle)),
+        drain_timeout: Duration::from_secs(drain),
+        auth_window_secs: window,
+    })
+}
+
+fn validate_clients(raw: &[RawClient]) -> Result<Vec<Client>, ConfigError> {
+    let mut clients: Vec<Client> = Vec::with_capacity(raw.len());
+    let mut keys: HashSet<String> = HashSet::new();
+    for (i, rc) in raw.iter().enumerate() {
+        let id: ClientId = rc.id.parse().map_err(|_| {
+            field(
+                format!("client[{i}].id"),
+                FieldError::ClientId {
+                    value: rc.id.clone(),
+                },
+            )
+        })?;
+        if let Some(j) = clients.iter().position(|c| c.id.as_str() == id.as_str()) {
+            let other = format!("client[{j}].id");
+            return Err(field(
+                format!("client[{i}].id"),
+                FieldError::Duplicate { other },
+            ));
+        }
+        let key = Key::from_hex(rc.key.trim())
+            .map_err(|e| field(format!("client[{i}].key"), FieldError::Key(e)))?;
+        let hex = key.to_hex();
+        if !keys.insert(hex.clone()) {
+            let j = clients
+                .iter()
+                .position(|c| c.key.to_hex() == hex)
+                .unwrap_or(0);
+            let other = format!("client[{j}].key (every client needs its own key)");
+            return Err(field(
+                format!("client[{i}].key"),
+                FieldError::Duplicate { other },
+            ));
+        }
+        clients.push(Client { id, key });
+    }
+    Ok(clients)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    #[test]
+    fn defaults_fill_in() {
+        let cfg = Config::parse(&format!("[[client]]\nid = \"home\"\nkey = \"{KEY}\"\n")).unwrap();
+        assert_eq!(cfg.listen.len(), 2);
+        assert_eq!(cfg.limits, Limits::default());
+        assert!(cfg.metrics.is_none());
+        assert_eq!(cfg.clients.len(), 1);
+    }
+
+    #[test]
+    fn debug_hides_keys() {
+        let cfg = Config::parse(&format!("[[client]]\nid = \"home\"\nkey = \"{KEY}\"\n")).unwrap();
+        let text = format!("{cfg:?}");
+        assert!(text.contains("***"), "{text}");
+        assert!(!text.contains("aabbcc"), "{text}");
+        assert!(!text.to_lowercase().contains("ddeeff"), "{text}");
+    }
+
+    #[test]
+    fn mapped_prefix_becomes_v4() {
+        let cfg =
+            Config::parse("[policy]\nallow = [\"::ffff:127.0.0.0/104\", \"10.1.2.3\"]\n").unwrap();
+        let want: Vec<IpNet> = vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "10.1.2.3/32".parse().unwrap(),
+        ];
+        assert_eq!(cfg.policy.allow, want);
+    }
+
+    #[test]
+    fn idle_zero_disables() {
+        let cfg = Config::parse("[limits]\nidle_timeout_secs = 0\n").unwrap();
+        assert_eq!(cfg.limits.idle_timeout, None);
+    }
+}

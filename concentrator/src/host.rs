@@ -1,0 +1,147 @@
+//! Facts about the host: its own addresses (for the policy) and whether the kernel settings
+//! the concentrator wants are in place (MPTCP enabled, TFO server bit). Read-only.
+
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::Path;
+
+/// `/proc/sys` file for `net.mptcp.enabled`.
+pub const MPTCP_ENABLED: &str = "/proc/sys/net/mptcp/enabled";
+/// `/proc/sys` file for `net.ipv4.tcp_fastopen`.
+pub const TCP_FASTOPEN: &str = "/proc/sys/net/ipv4/tcp_fastopen";
+/// The server bit of `net.ipv4.tcp_fastopen`.
+pub const TFO_SERVER: u32 = 0x2;
+
+/// Every address configured on the host's interfaces (`getifaddrs`).
+pub fn own_addresses() -> io::Result<Vec<IpAddr>> {
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head we own and free below with freeifaddrs.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cur = head;
+    while !cur.is_null() {
+        // SAFETY: `cur` is a non-null node of the list returned by getifaddrs.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr points to a sockaddr whose family tells its real type.
+            let family = i32::from(unsafe { (*ifa.ifa_addr).sa_family });
+            if family == libc::AF_INET {
+                // SAFETY: family AF_INET means the storage is a sockaddr_in.
+                let sin = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in) };
+                out.push(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                    sin.sin_addr.s_addr,
+                ))));
+            } else if family == libc::AF_INET6 {
+                // SAFETY: family AF_INET6 means the storage is a sockaddr_in6.
+                let sin6 = unsafe { &*(ifa.ifa_addr as *const libc::sockaddr_in6) };
+                out.push(IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)));
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: `head` came from getifaddrs and is freed exactly once.
+    unsafe { libc::freeifaddrs(head) };
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// A kernel setting that is not as the concentrator wants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostIssue {
+    /// `/proc/sys/net/mptcp` is missing: the kernel has no MPTCP at all.
+    NoMptcp,
+    /// `net.mptcp.enabled` is 0.
+    MptcpDisabled,
+    /// `net.ipv4.tcp_fastopen` lacks the server bit (0x2); the value found is given.
+    NoTfoServer(u32),
+    /// A file could not be read.
+    Unreadable(String),
+}
+
+impl fmt::Display for HostIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostIssue::NoMptcp => f.write_str(
+                "this kernel has no MPTCP (/proc/sys/net/mptcp is missing); clients will fall back to plain TCP over one path",
+            ),
+            HostIssue::MptcpDisabled => f.write_str(
+                "net.mptcp.enabled is 0: MPTCP is off, clients fall back to plain TCP over one path",
+            ),
+            HostIssue::NoTfoServer(v) => write!(
+                f,
+                "net.ipv4.tcp_fastopen is {v:#x}, without the server bit 0x2: the Convert request cannot ride in the SYN, each connection costs an extra round trip"
+            ),
+            HostIssue::Unreadable(what) => write!(f, "cannot read {what}"),
+        }
+    }
+}
+
+/// Parse a `/proc/sys` integer.
+pub fn parse_sysctl(text: &str) -> Option<u32> {
+    text.trim().parse().ok()
+}
+
+/// What is missing from the host's kernel settings. Empty means all good.
+pub fn check() -> Vec<HostIssue> {
+    check_at(Path::new(MPTCP_ENABLED), Path::new(TCP_FASTOPEN))
+}
+
+/// [`check`] with the two files given, for tests.
+pub fn check_at(mptcp_enabled: &Path, tcp_fastopen: &Path) -> Vec<HostIssue> {
+    let mut issues = Vec::new();
+    match std::fs::read_to_string(mptcp_enabled) {
+        Ok(text) => {
+            if parse_sysctl(&text) != Some(1) {
+                issues.push(HostIssue::MptcpDisabled);
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => issues.push(HostIssue::NoMptcp),
+        Err(_) => issues.push(HostIssue::Unreadable(mptcp_enabled.display().to_string())),
+    }
+    match std::fs::read_to_string(tcp_fastopen)
+        .ok()
+        .and_then(|t| parse_sysctl(&t))
+    {
+        Some(v) if v & TFO_SERVER != 0 => {}
+        Some(v) => issues.push(HostIssue::NoTfoServer(v)),
+        None => issues.push(HostIssue::Unreadable(tcp_fastopen.display().to_string())),
+    }
+    issues
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_addresses_include_loopback() {
+        let addrs = own_addresses().unwrap();
+        assert!(
+            addrs.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            "{addrs:?}"
+        );
+    }
+
+    #[test]
+    fn check_reports_missing_settings() {
+        let dir = std::env::temp_dir().join(format!("mpbond-host-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let en = dir.join("enabled");
+        let tfo = dir.join("tfo");
+        std::fs::write(&en, "0\n").unwrap();
+        std::fs::write(&tfo, "1\n").unwrap();
+        assert_eq!(
+            check_at(&en, &tfo),
+            vec![HostIssue::MptcpDisabled, HostIssue::NoTfoServer(1)]
+        );
+        std::fs::write(&en, "1\n").unwrap();
+        std::fs::write(&tfo, "3\n").unwrap();
+        assert_eq!(check_at(&en, &tfo), vec![]);
+        assert_eq!(check_at(&dir.join("nope"), &tfo), vec![HostIssue::NoMptcp]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

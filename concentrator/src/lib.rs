@@ -1,0 +1,221 @@
+//! mpbond concentrator: the VPS end of mpbond.
+//!
+//! It accepts MPTCP connections from routers, reads one RFC 8803 Convert message from
+//! each (usually carried in the SYN with TCP Fast Open), verifies the client's cookie,
+//! checks the destination against its policy and limits, connects there over plain TCP,
+//! answers with the Convert reply and relays both ways with `splice`.
+//!
+//! # Layout
+//!
+//! * [`config`]: the TOML file in two layers (raw serde struct → validated [`Config`]).
+//! * [`policy`]: which destinations are allowed. Pure.
+//! * [`admission`]: total and per-client connection limits.
+//! * [`session`]: one connection, handshake to relay, logged once at its end.
+//! * [`listener`]: MPTCP listeners and the bounded accept loop.
+//! * [`reload`]: shared state, the reload [`Handle`] and what a reload changed.
+//! * [`metrics`], [`metrics_http`]: counters and the `GET /metrics` responder.
+//! * [`host`]: own addresses and the kernel settings check at start.
+//! * [`setup`], [`genl`]: `mpbond-concentrator setup` (sysctls, MPTCP limits over genetlink).
+//! * [`add_client`]: `mpbond-concentrator add-client` (new key appended to the config).
+//!
+//! # Running
+//!
+//! ```no_run
+//! # async fn example(config: mpbond_concentrator::Config) -> Result<(), mpbond_concentrator::RunError> {
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let server = mpbond_concentrator::Server::bind(config).await?;
+//! let handle = server.handle(); // handle.reload(new_config) on SIGHUP
+//! server.run(shutdown).await
+//! # }
+//! ```
+
+pub mod add_client;
+pub mod admission;
+pub mod config;
+pub mod genl;
+pub mod host;
+pub mod listener;
+pub mod metrics;
+pub mod metrics_http;
+pub mod policy;
+pub mod reload;
+pub mod session;
+pub mod setup;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+pub use config::{Config, ConfigError};
+pub use reload::{Handle, ReloadSummary};
+
+use reload::State;
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A concentrator with its sockets bound, ready to [`run`](Server::run).
+#[derive(Debug)]
+pub struct Server {
+    listeners: Vec<(SocketAddr, TcpListener)>,
+    metrics: Option<(SocketAddr, TcpListener)>,
+    state: Arc<State>,
+}
+
+impl Server {
+    /// Check the host, read its own addresses and bind every listener. Must be called
+    /// inside a tokio runtime.
+    pub async fn bind(config: Config) -> Result<Server, RunError> {
+        for issue in host::check() {
+            warn!("{issue}; `mpbond-concentrator setup` fixes it");
+        }
+        let own = host::own_addresses().unwrap_or_else(|error| {
+            warn!(%error, "cannot list own addresses; only the built-in policy applies");
+            Vec::new()
+        });
+        let mut listeners = Vec::with_capacity(config.listen.len());
+        for &addr in &config.listen {
+            let bound = match listener::bind(addr) {
+                Ok(bound) => bound,
+                // A host without IPv6 cannot bind the default `[::]:4850`: skip it, as
+                // long as another listener remains.
+                Err(e)
+                    if addr.is_ipv6()
+                        && addr.ip().is_unspecified()
+                        && listener::is_no_family(&e)
+                        && config.listen.len() > 1 =>
+                {
+                    warn!(%addr, error = %e, "IPv6 is not available; not listening on this address");
+                    continue;
+                }
+                Err(source) => return Err(RunError::Listen { addr, source }),
+            };
+            let local = bound
+                .listener
+                .local_addr()
+                .map_err(|source| RunError::Listen { addr, source })?;
+            info!(%local, mptcp = bound.mptcp, "listening");
+            listeners.push((local, bound.listener));
+        }
+        if listeners.is_empty() {
+            let addr = config.listen[0];
+            let source = io::Error::from_raw_os_error(libc::EAFNOSUPPORT);
+            return Err(RunError::Listen { addr, source });
+        }
+        let metrics = match config.metrics {
+            Some(addr) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| RunError::Metrics { addr, source })?;
+                let local = l
+                    .local_addr()
+                    .map_err(|source| RunError::Metrics { addr, source })?;
+                info!(%local, "serving metrics at /metrics");
+                Some((local, l))
+            }
+            None => None,
+        };
+        let state = Arc::new(State::new(config, &own));
+        Ok(Server {
+            listeners,
+            metrics,
+            state,
+        })
+    }
+
+    /// The bound listen addresses (with real ports when the config said port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|(a, _)| *a).collect()
+    }
+
+    /// The bound metrics address, if metrics are on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(a, _)| *a)
+    }
+
+    /// A handle to reload the config and read metrics while the server runs.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            state: self.state.clone(),
+        }
+    }
+
+    /// Serve until `shutdown` is cancelled, then stop accepting and let live connections
+    /// drain for up to `limits.drain_timeout`. Sends `READY=1` once serving and
+    /// `STOPPING=1` when shutdown starts.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let tracker = TaskTracker::new();
+        let stop_accepting = shutdown.child_token();
+        let mut loops = Vec::new();
+        for (_, l) in self.listeners {
+            let task = listener::accept_loop(
+                l,
+                self.state.clone(),
+                tracker.clone(),
+                stop_accepting.clone(),
+            );
+            loops.push(tokio::spawn(task));
+        }
+        let metrics_tracker = TaskTracker::new();
+        if let Some((_, l)) = self.metrics {
+            let task = metrics_http::serve(
+                l,
+                self.state.metrics.clone(),
+                stop_accepting.clone(),
+                metrics_tracker.clone(),
+            );
+            loops.push(tokio::spawn(task));
+        }
+        mpbond_relay::notify::notify("READY=1");
+        info!(
+            clients = self.state.live().clients.len(),
+            "concentrator ready"
+        );
+
+        shutdown.cancelled().await;
+        mpbond_relay::notify::notify("STOPPING=1");
+        for task in loops {
+            let _ = task.await;
+        }
+        tracker.close();
+        metrics_tracker.close();
+        let drain = self.state.live().config.limits.drain_timeout;
+        let live = self.state.metrics.active();
+        info!(
+            live,
+            drain_secs = drain.as_secs(),
+            "stopped accepting; draining connections"
+        );
+        if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
+            warn!(
+                left = self.state.metrics.active(),
+                "drain timeout; closing remaining connections"
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Bind and serve `config` until `shutdown` (see [`Server`] to also reload).
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    Server::bind(config).await?.run(shutdown).await
+}

@@ -1,0 +1,245 @@
+//! `mpbond-concentrator`: CLI, logging and signals; the server itself is the library.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mpbond_concentrator::{add_client, setup, Config, Server};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mpbond-concentrator",
+    version,
+    about = "mpbond VPS concentrator"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// Config file (TOML) to run with.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Tokio worker threads.
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    workers: usize,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate a config file and exit (2 if it is invalid).
+    CheckConfig {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Apply the server sysctls and MPTCP limits (needs root).
+    Setup,
+    /// Generate a key for a new client and append it to the config file.
+    AddClient {
+        /// Client id: 1-32 characters of [A-Za-z0-9._-].
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Send SIGHUP to this running concentrator so it picks the client up.
+        #[arg(long, value_name = "PID", conflicts_with = "pidfile")]
+        pid: Option<i32>,
+        /// Read the running concentrator's pid from this file and send it SIGHUP.
+        #[arg(long, value_name = "FILE")]
+        pidfile: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Some(Command::CheckConfig { file }) => check_config(&file),
+        Some(Command::Setup) => run_setup(),
+        Some(Command::AddClient {
+            name,
+            config,
+            pid,
+            pidfile,
+        }) => run_add_client(&name, &config, pid, pidfile),
+        None => match cli.config {
+            Some(path) => serve(&path, cli.workers),
+            None => {
+                eprintln!("error: --config FILE is required (see --help)");
+                ExitCode::from(2)
+            }
+        },
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn warn_if_exposed(path: &Path) {
+    if add_client::is_exposed(path) {
+        eprintln!(
+            "warning: {} is readable by group or others and holds client keys; chmod 600 it",
+            path.display()
+        );
+    }
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(cfg) => {
+            warn_if_exposed(path);
+            let listen: Vec<String> = cfg.listen.iter().map(|a| a.to_string()).collect();
+            println!(
+                "config OK: {} clients, listening on {}",
+                cfg.clients.len(),
+                listen.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_setup() -> ExitCode {
+    match setup::apply(|line| println!("{line}")) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("setup failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_add_client(
+    name: &str,
+    config: &Path,
+    pid: Option<i32>,
+    pidfile: Option<PathBuf>,
+) -> ExitCode {
+    let (id, key) = match add_client::add_client(config, name) {
+        Ok(added) => added,
+        Err(e) => {
+            eprintln!("add-client failed: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!("added client to {}", config.display());
+    println!("client_id = \"{id}\"");
+    println!("key = \"{}\"", key.to_hex());
+    let pid = match (pid, pidfile) {
+        (Some(pid), _) => Some(pid),
+        (None, Some(file)) => match std::fs::read_to_string(&file)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            Some(pid) => Some(pid),
+            None => {
+                eprintln!(
+                    "cannot read a pid from {}; send SIGHUP to the concentrator yourself",
+                    file.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+        (None, None) => None,
+    };
+    match pid {
+        // SAFETY: kill(2) with a pid and a signal number has no memory effects.
+        Some(pid) if pid > 0 && unsafe { libc::kill(pid, libc::SIGHUP) } == 0 => {
+            println!("sent SIGHUP to {pid}: the concentrator reloads its config");
+        }
+        Some(pid) => {
+            eprintln!("cannot signal pid {pid}: {}", std::io::Error::last_os_error());
+            return ExitCode::FAILURE;
+        }
+        None => println!(
+            "reload the running concentrator to use it: kill -HUP <pid> (or systemctl reload mpbond-concentrator)"
+        ),
+    }
+    ExitCode::SUCCESS
+}
+
+fn serve(path: &Path, workers: usize) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(cfg) => {
+            warn_if_exposed(path);
+            cfg
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let server = Server::bind(config).await?;
+        let shutdown = CancellationToken::new();
+        // Without handlers the default dispositions apply (SIGTERM/SIGINT kill, no reload).
+        let signals = signals(server.handle(), path.to_owned(), shutdown.clone())
+            .map_err(
+                |e| error!(error = %e, "cannot install signal handlers; SIGHUP will not reload"),
+            )
+            .ok();
+        let result = server.run(shutdown).await;
+        if let Some(task) = signals {
+            task.abort();
+        }
+        result
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => {
+            info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM/SIGINT cancel `shutdown`; SIGHUP reloads the config file.
+fn signals(
+    handle: mpbond_concentrator::Handle,
+    path: PathBuf,
+    shutdown: CancellationToken,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { info!("SIGTERM: shutting down"); shutdown.cancel(); }
+                _ = int.recv() => { info!("SIGINT: shutting down"); shutdown.cancel(); }
+                _ = hup.recv() => match handle.reload_from(&path) {
+                    Ok(summary) => info!(%summary, "config reloaded"),
+                    Err(e) => error!("config reload failed, keeping the running config: {}: {e}", path.display()),
+                },
+            }
+        }
+    }))
+}

@@ -1,0 +1,123 @@
+//! `mpbond-concentrator setup`: apply the server's kernel settings and report each change.
+//!
+//! * `net.mptcp.enabled = 1` and the TFO server bit (0x2) OR-ed into `net.ipv4.tcp_fastopen`,
+//!   written through `/proc/sys` (both are per network namespace);
+//! * MPTCP limits `subflows 8, add_addr_accepted 8` through the `mptcp_pm` generic netlink
+//!   family ([`crate::genl`]), or `ip mptcp limits set ...` if netlink fails.
+
+use std::io;
+use std::path::Path;
+use std::process::Command;
+
+use crate::genl::{self, GenlSocket, MptcpLimits};
+use crate::host::{parse_sysctl, MPTCP_ENABLED, TCP_FASTOPEN, TFO_SERVER};
+
+/// The limits `setup` applies.
+pub const WANTED_LIMITS: MptcpLimits = MptcpLimits {
+    subflows: 8,
+    add_addr_accepted: 8,
+};
+
+/// Why setup failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} does not hold a number")]
+    NotANumber { path: &'static str },
+    #[error("cannot write {path} (run as root): {source}")]
+    Write {
+        path: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("setting MPTCP limits over netlink failed ({netlink}), and `ip` is not installed to try instead")]
+    NoIp {
+        netlink: io::Error,
+        #[source]
+        source: io::Error,
+    },
+    #[error("setting MPTCP limits failed: netlink: {netlink}; `ip mptcp limits set` exited with {status}")]
+    IpFailed {
+        netlink: io::Error,
+        status: std::process::ExitStatus,
+    },
+}
+
+/// Apply every setting, calling `report` with one human line per setting as it is done
+/// (so a later failure does not hide what already changed).
+pub fn apply(mut report: impl FnMut(&str)) -> Result<(), SetupError> {
+    report(&set_sysctl(MPTCP_ENABLED, "net.mptcp.enabled", |_| 1)?);
+    report(&set_sysctl(TCP_FASTOPEN, "net.ipv4.tcp_fastopen", |v| {
+        v | TFO_SERVER
+    })?);
+    report(&set_limits()?);
+    Ok(())
+}
+
+fn set_sysctl(
+    path: &'static str,
+    name: &str,
+    want: impl Fn(u32) -> u32,
+) -> Result<String, SetupError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SetupError::Read { path, source })?;
+    let old = parse_sysctl(&text).ok_or(SetupError::NotANumber { path })?;
+    let new = want(old);
+    if new == old {
+        return Ok(format!("{name} = {old} (unchanged)"));
+    }
+    write_proc(Path::new(path), new).map_err(|source| SetupError::Write { path, source })?;
+    Ok(format!("{name}: {old} -> {new}"))
+}
+
+fn write_proc(path: &Path, value: u32) -> io::Result<()> {
+    std::fs::write(path, format!("{value}\n"))
+}
+
+fn set_limits() -> Result<String, SetupError> {
+    match set_limits_netlink() {
+        Ok(line) => Ok(line),
+        Err(netlink) => {
+            let status = Command::new("ip")
+                .args([
+                    "mptcp",
+                    "limits",
+                    "set",
+                    "subflows",
+                    "8",
+                    "add_addr_accepted",
+                    "8",
+                ])
+                .status();
+            match status {
+                Ok(s) if s.success() => Ok(format!(
+                    "mptcp limits: subflows 8, add_addr_accepted 8 (via `ip`, netlink failed: {netlink})"
+                )),
+                Ok(status) => Err(SetupError::IpFailed { netlink, status }),
+                Err(source) => Err(SetupError::NoIp { netlink, source }),
+            }
+        }
+    }
+}
+
+fn set_limits_netlink() -> io::Result<String> {
+    let mut sock = GenlSocket::open()?;
+    let family = sock.family(genl::MPTCP_PM_NAME)?;
+    let old = genl::get_limits(&mut sock, family)?;
+    if old == WANTED_LIMITS {
+        return Ok(format!(
+            "mptcp limits: subflows {}, add_addr_accepted {} (unchanged)",
+            old.subflows, old.add_addr_accepted
+        ));
+    }
+    genl::set_limits(&mut sock, family, WANTED_LIMITS)?;
+    let new = genl::get_limits(&mut sock, family)?;
+    Ok(format!(
+        "mptcp limits: subflows {} -> {}, add_addr_accepted {} -> {}",
+        old.subflows, new.subflows, old.add_addr_accepted, new.add_addr_accepted
+    ))
+}

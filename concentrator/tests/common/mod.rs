@@ -1,0 +1,206 @@
+//! Test harness: a concentrator on 127.0.0.1 port 0 run through the library, an echo
+//! target, and a client that seals Convert requests and reads replies.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mpbond_concentrator::{Config, Handle, RunError, Server};
+use mpbond_protocol::auth::{seal, ClientId, Key};
+use mpbond_protocol::{decode, message_len, Decoded, ErrorCode, Message};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Bound for every test body.
+pub const TEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn key(byte: u8) -> Key {
+    Key::from_bytes([byte; 32])
+}
+
+pub fn client_toml(id: &str, key: &Key) -> String {
+    format!("[[client]]\nid = \"{id}\"\nkey = \"{}\"\n", key.to_hex())
+}
+
+/// A config listening on 127.0.0.1:0 that allows loopback destinations `allow`, with
+/// `extra` TOML appended (clients, more limits).
+pub fn config(allow: &str, limits: &str, clients: &str) -> Config {
+    let mut all_limits = limits.to_owned();
+    for default in [
+        "handshake_timeout_ms = 3000",
+        "connect_timeout_ms = 3000",
+        "drain_timeout_secs = 10",
+    ] {
+        let name = default.split(' ').next().unwrap_or_default();
+        if !limits.contains(name) {
+            all_limits.push_str(&format!("\n{default}"));
+        }
+    }
+    let text = format!(
+        "listen = [\"127.0.0.1:0\"]\nmetrics = \"127.0.0.1:0\"\n[limits]\n{all_limits}\n[policy]\nallow = [\"{allow}\"]\n{clients}"
+    );
+    Config::parse(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
+}
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub metrics: SocketAddr,
+    pub handle: Handle,
+    pub shutdown: CancellationToken,
+    pub task: JoinHandle<Result<(), RunError>>,
+}
+
+pub async fn start(config: Config) -> TestServer {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let server = Server::bind(config).await.expect("bind");
+    let addr = server.local_addrs()[0];
+    let metrics = server.metrics_addr().expect("metrics addr");
+    let handle = server.handle();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.run(shutdown.clone()));
+    TestServer {
+        addr,
+        metrics,
+        handle,
+        shutdown,
+        task,
+    }
+}
+
+impl TestServer {
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let r = tokio::time::timeout(Duration::from_secs(15), self.task).await;
+        r.expect("server stops").expect("join").expect("run ok");
+    }
+
+    /// GET /metrics.
+    pub async fn scrape(&self) -> String {
+        let mut s = TcpStream::connect(self.metrics).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// Poll /metrics until `line` appears (metrics are updated as connections close).
+    pub async fn wait_metric(&self, line: &str) -> String {
+        loop {
+            let text = self.scrape().await;
+            if text.lines().any(|l| l == line) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// An echo target: echoes every connection and forwards half-close. Returns its address
+/// and a counter of accepted connections.
+pub async fn echo_target(ip: &str) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind(format!("{ip}:0")).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let c = count.clone();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::spawn(async move {
+                let (mut r, mut w) = s.into_split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+                let _ = w.shutdown().await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// A std listener (non-blocking) to check that nobody connected.
+pub fn silent_target(ip: &str) -> std::net::TcpListener {
+    let l = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
+    l.set_nonblocking(true).unwrap();
+    l
+}
+
+pub fn assert_no_connection(l: &std::net::TcpListener) {
+    match l.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("target got a connection: {other:?}"),
+    }
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub fn nonce() -> [u8; 12] {
+    let mut n = [0u8; 12];
+    getrandom::fill(&mut n).unwrap();
+    n
+}
+
+pub fn sealed(message: &Message, id: &str, key: &Key) -> Vec<u8> {
+    let id: ClientId = id.parse().unwrap();
+    seal(message, &id, key, now(), nonce()).unwrap()
+}
+
+/// Read one Convert reply.
+pub async fn read_reply(s: &mut TcpStream) -> Message {
+    let mut header = [0u8; 4];
+    s.read_exact(&mut header).await.expect("reply header");
+    let len = message_len(header).expect("reply header valid");
+    let mut buf = vec![0u8; len];
+    buf[..4].copy_from_slice(&header);
+    s.read_exact(&mut buf[4..]).await.expect("reply body");
+    match decode(&buf).expect("reply decodes") {
+        Decoded::Complete { message, .. } => message,
+        Decoded::Incomplete { .. } => panic!("incomplete reply"),
+    }
+}
+
+/// Connect plainly, send `first`, and return the reply's error code (None for ok).
+pub async fn request(server: SocketAddr, first: &[u8]) -> (TcpStream, Option<ErrorCode>) {
+    let mut s = TcpStream::connect(server).await.unwrap();
+    s.write_all(first).await.unwrap();
+    let reply = read_reply(&mut s).await;
+    let code = reply.error_code();
+    (s, code)
+}
+
+/// After an error reply the concentrator closes: expect EOF.
+pub async fn expect_eof(s: &mut TcpStream) {
+    let mut rest = Vec::new();
+    let _ = s.shutdown().await;
+    s.read_to_end(&mut rest).await.expect("clean close");
+    assert!(
+        rest.is_empty(),
+        "unexpected bytes after the reply: {rest:?}"
+    );
+}
+
+/// Send `payload`, half-close, and read everything back (the echo target returns it).
+pub async fn echo_round(mut s: TcpStream, payload: &[u8]) -> Vec<u8> {
+    let (mut r, mut w) = s.split();
+    let write = async {
+        w.write_all(payload).await.unwrap();
+        w.shutdown().await.unwrap();
+    };
+    let mut back = Vec::new();
+    let read = r.read_to_end(&mut back);
+    let (_, n) = tokio::join!(write, read);
+    n.unwrap();
+    back
+}
+
+pub fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}

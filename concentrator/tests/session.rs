@@ -1,0 +1,353 @@
+//! Loopback session tests through `Server::bind` / `run` on 127.0.0.1 port 0.
+//! Sockets only: nothing in the namespace is changed.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use mpbond_protocol::{ErrorCode, Message, Tlv};
+use mpbond_relay::connect::{connect_with, ConnectOpts};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn one_client() -> mpbond_concentrator::Config {
+    config("127.0.0.0/8", "", &client_toml("home", &key(1)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn good_client_relays_both_ways_with_half_close() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let server = start(one_client()).await;
+        let (target, accepted) = echo_target("127.0.0.1").await;
+        // The Convert request and the first client bytes in one write: the concentrator
+        // must read exactly the request and relay the rest.
+        let data = payload(300_000);
+        let mut first = sealed(&Message::connect(target), "home", &key(1));
+        first.extend_from_slice(&data[..1000]);
+        let (s, code) = request(server.addr, &first).await;
+        assert_eq!(code, None, "ok reply");
+        let back = echo_round(s, &data[1000..]).await;
+        assert_eq!(back.len(), data.len());
+        assert!(back == data, "echoed bytes differ");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        server
+            .wait_metric("mpbond_bytes_total{client=\"home\",direction=\"up\"} 300000")
+            .await;
+        server
+            .wait_metric("mpbond_bytes_total{client=\"home\",direction=\"down\"} 300000")
+            .await;
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mptcp_client_works() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let server = start(one_client()).await;
+        let (target, _) = echo_target("127.0.0.1").await;
+        let first = sealed(&Message::connect(target), "home", &key(1));
+        let opts = ConnectOpts {
+            mptcp: true,
+            fastopen: false,
+            timeout: Duration::from_secs(5),
+            mark: None,
+        };
+        let mut c = connect_with(server.addr, &first, &opts)
+            .await
+            .expect("connect");
+        assert_eq!(read_reply(&mut c.stream).await.error_code(), None);
+        let back = echo_round(c.stream, b"over mptcp").await;
+        assert_eq!(back, b"over mptcp");
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// The full fast path: MPTCP with the Convert request in the SYN. Needs the TFO server bit
+/// (net.ipv4.tcp_fastopen & 2), which tests must not set in the root namespace, so this
+/// test only asserts where the host (or the test's namespace) already has it. Run it with
+/// `ip netns exec <ns with tcp_fastopen=3> <session test binary>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mptcp_fastopen_client_rides_in_the_syn() {
+    let sysctl = |p| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+    };
+    let tfo = sysctl("/proc/sys/net/ipv4/tcp_fastopen").unwrap_or(0);
+    let mptcp = sysctl("/proc/sys/net/mptcp/enabled").unwrap_or(0);
+    if tfo & 3 != 3 || mptcp != 1 {
+        eprintln!(
+            "skipped: needs tcp_fastopen & 3 == 3 (is {tfo}) and mptcp.enabled = 1 (is {mptcp})"
+        );
+        return;
+    }
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let server = start(one_client()).await;
+        let (target, _) = echo_target("127.0.0.1").await;
+        let first = sealed(&Message::connect(target), "home", &key(1));
+        let opts = ConnectOpts {
+            mptcp: true,
+            fastopen: true,
+            timeout: Duration::from_secs(5),
+            mark: None,
+        };
+        let mut c = connect_with(server.addr, &first, &opts)
+            .await
+            .expect("connect");
+        assert!(
+            c.fastopen && c.mptcp,
+            "fastopen {} mptcp {}",
+            c.fastopen,
+            c.mptcp
+        );
+        assert_eq!(read_reply(&mut c.stream).await.error_code(), None);
+        assert_eq!(mpbond_relay::sys::syn_data_acked(&c.stream), Some(true));
+        let back = echo_round(c.stream, b"in the syn").await;
+        assert_eq!(back, b"in the syn");
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_key_is_refused_without_connecting() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let server = start(one_client()).await;
+        let target = silent_target("127.0.0.1");
+        let dest = target.local_addr().unwrap();
+        let (mut s, code) = request(
+            server.addr,
+            &sealed(&Message::connect(dest), "home", &key(2)),
+        )
+        .await;
+        assert_eq!(code, Some(ErrorCode::NotAuthorized));
+        expect_eof(&mut s).await;
+        assert_no_connection(&target);
+        let (mut s, code) = request(
+            server.addr,
+            &sealed(&Message::connect(dest), "stranger", &key(1)),
+        )
+        .await;
+        assert_eq!(code, Some(ErrorCode::NotAuthorized));
+        expect_eof(&mut s).await;
+        assert_no_connection(&target);
+        // No cookie at all: Missing Cookie (3).
+        let (_, code) = request(server.addr, &Message::connect(dest).encode().unwrap()).await;
+        assert_eq!(code, Some(ErrorCode::MissingCookie));
+        assert_no_connection(&target);
+        server
+            .wait_metric("mpbond_auth_failures_total{reason=\"bad_tag\"} 1")
+            .await;
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_is_refused() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let server = start(one_client()).await;
+        let (target, accepted) = echo_target("127.0.0.1").await;
+        let first = sealed(&Message::connect(target), "home", &key(1));
+        let (s, code) = request(server.addr, &first).await;
+        assert_eq!(code, None);
+        assert_eq!(echo_round(s, b"x").await, b"x");
+        let (mut s, code) = request(server.addr, &first).await;
+        assert_eq!(code, Some(ErrorCode::NotAuthorized));
+        expect_eof(&mut s).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forbidden_destinations_are_refused() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        // Only 127.0.0.1 is allowed; 127.0.0.2 stays loopback, so it is refused.
+        let server = start(config("127.0.0.1/32", "", &client_toml("home", &key(1)))).await;
+        let target = silent_target("127.0.0.2");
+        let port = target.local_addr().unwrap().port();
+        for dest in [
+            format!("127.0.0.2:{port}"),
+            format!("[::ffff:127.0.0.2]:{port}"),
+            format!("[::1]:{port}"),
+            "10.0.0.1:80".to_owned(),
+            "169.254.169.254:80".to_owned(),
+        ] {
+            let dest = dest.parse().unwrap();
+            let (mut s, code) = request(
+                server.addr,
+                &sealed(&Message::connect(dest), "home", &key(1)),
+            )
+            .await;
+            assert_eq!(code, Some(ErrorCode::NotAuthorized), "{dest}");
+            expect_eof(&mut s).await;
+        }
+        assert_no_connection(&target);
+        server.wait_metric("mpbond_policy_refusals_total 5").await;
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_port_gets_connection_reset() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let server = start(one_client()).await;
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let (mut s, code) = request(
+            server.addr,
+            &sealed(&Message::connect(closed), "home", &key(1)),
+        )
+        .await;
+        assert_eq!(code, Some(ErrorCode::ConnectionReset));
+        expect_eof(&mut s).await;
+        server
+            .wait_metric("mpbond_connect_errors_total{code=\"96\"} 1")
+            .await;
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_gets_a_protocol_error() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let server = start(one_client()).await;
+        for garbage in [
+            &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+            &[1, 1, 0x12, 0x34][..],
+            &[1, 2, 0x22, 0x63, 0x0a, 0x00, 0, 0][..],
+            &[1, 3, 0x22, 0x63, 0x0a, 0x09, 0, 0, 0, 0, 0, 0][..],
+        ] {
+            let (mut s, code) = request(server.addr, garbage).await;
+            let code = code.map(ErrorCode::code);
+            assert!(matches!(code, Some(0 | 1)), "{garbage:?} got {code:?}");
+            expect_eof(&mut s).await;
+        }
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_probe_gets_supported_extensions() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let server = start(one_client()).await;
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(&sealed(&Message::info(), "home", &key(1)))
+            .await
+            .unwrap();
+        let reply = read_reply(&mut s).await;
+        assert!(
+            reply
+                .tlvs
+                .iter()
+                .any(|t| matches!(t, Tlv::SupportedTcpExtensions(_))),
+            "{reply:?}"
+        );
+        assert_eq!(reply.error_code(), None);
+        expect_eof(&mut s).await;
+        // An unauthenticated probe is refused.
+        let (_, code) = request(server.addr, &sealed(&Message::info(), "home", &key(9))).await;
+        assert_eq!(code, Some(ErrorCode::NotAuthorized));
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_client_times_out() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let cfg = config(
+            "127.0.0.0/8",
+            "handshake_timeout_ms = 100",
+            &client_toml("home", &key(1)),
+        );
+        let server = start(cfg).await;
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(&[1, 5]).await.unwrap();
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.unwrap();
+        assert!(buf.is_empty(), "no reply to a partial request: {buf:?}");
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_client_limit_gets_resource_exceeded() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let cfg = config(
+            "127.0.0.0/8",
+            "max_connections_per_client = 1",
+            &client_toml("home", &key(1)),
+        );
+        let server = start(cfg).await;
+        let (target, _) = echo_target("127.0.0.1").await;
+        let (first, code) = request(
+            server.addr,
+            &sealed(&Message::connect(target), "home", &key(1)),
+        )
+        .await;
+        assert_eq!(code, None);
+        let (mut s, code) = request(
+            server.addr,
+            &sealed(&Message::connect(target), "home", &key(1)),
+        )
+        .await;
+        assert_eq!(code, Some(ErrorCode::ResourceExceeded));
+        expect_eof(&mut s).await;
+        assert_eq!(echo_round(first, b"still fine").await, b"still fine");
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// A destination without a route gets 97. Runs only where 203.0.113.10 has no route (a
+/// namespace with just `lo`); a UDP connect does the route lookup without sending
+/// anything, so no SYN ever leaves for a real network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unroutable_destination_gets_destination_unreachable() {
+    let dest: std::net::SocketAddr = "203.0.113.10:80".parse().unwrap();
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    if probe.connect(dest).is_ok() {
+        eprintln!("skipped: {dest} is routable here; run in a namespace with only lo");
+        return;
+    }
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let server = start(one_client()).await;
+        let (mut s, code) = request(
+            server.addr,
+            &sealed(&Message::connect(dest), "home", &key(1)),
+        )
+        .await;
+        assert_eq!(code, Some(ErrorCode::DestinationUnreachable));
+        expect_eof(&mut s).await;
+        server
+            .wait_metric("mpbond_connect_errors_total{code=\"97\"} 1")
+            .await;
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}

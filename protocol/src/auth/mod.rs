@@ -1,0 +1,21 @@
+//! Per-client authentication of Convert requests.
+//!
+//! The agent [`seal`]s each request: it appends a Cookie TLV that names the
+//! client, the time and a random nonce, and a tag, HMAC-SHA256 over the whole
+//! encoded message (with the tag bytes zeroed) under the client's key. The
+//! concentrator's [`Verifier`] checks, in this order: a Cookie TLV is present
+//! and last, its layout, the client is known, the tag (in constant time), the
+//! timestamp is within ±window of now, and the `(client, nonce)` pair was not
+//! seen within the window. See `docs/PROTOCOL.md` for the bytes.
+//!
+//! Layout: [`ids`] (client ids and keys), [`cookie`] (the cookie bytes),
+//! `verify` ([`seal`] and [`Verifier`]), and [`crate::replay`] (the cache).
+
+pub mod cookie;
+pub mod ids;
+mod verify;
+
+pub use crate::replay::{ReplayLimits, NONCE_LEN};
+pub use cookie::{COOKIE_FORMAT, TAG_LEN};
+pub use ids::{ClientId, ClientIdError, Key, KeyError, KEY_LEN, MAX_CLIENT_ID_LEN};
+pub use verify::{seal, AuthError, Verifier};

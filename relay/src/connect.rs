@@ -1,0 +1,237 @@
+//! Outgoing connections that carry a first message: MPTCP or TCP, optionally in the SYN
+//! with TCP Fast Open, optionally with a firewall mark.
+//!
+//! # Fast Open
+//!
+//! With `fastopen`, the socket gets `TCP_FASTOPEN_CONNECT` and `TCP_FASTOPEN_NO_COOKIE`.
+//! `connect()` then returns at once without sending anything, and the first write sends
+//! the SYN with `first` in it. A consequence: a refused or unreachable destination does not
+//! show at `connect()` but only afterwards, as `SO_ERROR` or as the error of a later read or
+//! write. [`connect_with`] therefore waits until the handshake has finished (the socket has
+//! a peer) or failed (`SO_ERROR`) before it returns, so that callers see
+//! `ConnectionRefused`, `HostUnreachable`/`NetworkUnreachable` or `TimedOut` exactly as on
+//! the plain path.
+//!
+//! A server that does not take data in the SYN (no bit 0x2 in its `net.ipv4.tcp_fastopen`,
+//! or no `TCP_FASTOPEN` on the listener) still gets `first`, one round trip later. But on
+//! Linux 6.18 an MPTCP connection then falls back to plain TCP (the server counts
+//! `MPCapableDataFallback`), which [`connect_with`] logs at warn level and reports as
+//! `mptcp: false`.
+//!
+//! If the kernel refuses either Fast Open option (`ENOPROTOOPT`, `EOPNOTSUPP`, `EINVAL`), the
+//! connection is made the ordinary way and [`Connected::fastopen`] is false. An empty
+//! `first` never uses Fast Open (a deferred connect would wait for a write).
+//!
+//! # Readiness
+//!
+//! Waiting for the handshake clears tokio's write readiness only through a `try_io` whose
+//! check saw "still connecting", so the edge of a completed handshake is never swallowed
+//! and the returned stream's `writable()` works (see the netns test with a dropped SYN).
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use crate::sys;
+
+/// How [`connect_with`] makes its connection.
+#[derive(Debug, Clone)]
+pub struct ConnectOpts {
+    /// Use IPPROTO_MPTCP. Where the kernel has no MPTCP, plain TCP is used instead.
+    pub mptcp: bool,
+    /// Send `first` in the SYN with TCP Fast Open where the kernel allows it.
+    pub fastopen: bool,
+    /// Bound on the whole operation: connect, write of `first`, and handshake.
+    pub timeout: Duration,
+    /// SO_MARK for policy routing (needs CAP_NET_ADMIN).
+    pub mark: Option<u32>,
+}
+
+/// A connection made by [`connect_with`], with `first` written.
+#[derive(Debug)]
+pub struct Connected {
+    /// The connected socket, registered with tokio.
+    pub stream: TcpStream,
+    /// The Fast Open path was used: `first` went out with `TCP_FASTOPEN_CONNECT` and
+    /// `TCP_FASTOPEN_NO_COOKIE`, so it rode in the SYN unless the peer refused it.
+    /// See [`crate::sys::syn_data_acked`] for whether the peer took it.
+    pub fastopen: bool,
+    /// The connection uses MPTCP (`TCP_IS_MPTCP`); false after a fallback to TCP.
+    pub mptcp: bool,
+}
+
+/// Connect and send `first` (the Convert request). With fastopen it uses
+/// TCP_FASTOPEN_CONNECT (+ TCP_FASTOPEN_NO_COOKIE where accepted) so `first` rides in the
+/// SYN; where the kernel refuses TFO on MPTCP it falls back to connect + write. With
+/// mptcp=false it is plain TCP. All of `first` is written before it returns.
+///
+/// It returns once the handshake has completed, so a failed connection surfaces here as
+/// `ConnectionRefused`, `HostUnreachable`, `NetworkUnreachable` or `TimedOut` (also when
+/// `opts.timeout` expires). Must be called inside a tokio runtime.
+pub async fn connect_with(
+    dest: SocketAddr,
+    first: &[u8],
+    opts: &ConnectOpts,
+) -> io::Result<Connected> {
+    match tokio::time::timeout(opts.timeout, connect_inner(dest, first, opts)).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("connect to {dest} timed out after {:?}", opts.timeout),
+        )),
+    }
+}
+
+async fn connect_inner(
+    dest: SocketAddr,
+    first: &[u8],
+    opts: &ConnectOpts,
+) -> io::Result<Connected> {
+    let socket = new_socket(dest, opts.mptcp)?;
+    if let Some(mark) = opts.mark {
+        socket.set_mark(mark)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.set_cloexec(true)?;
+    // A deferred connect sends its SYN with the first write: no bytes, no Fast Open.
+    let fastopen = opts.fastopen && !first.is_empty() && enable_fastopen(&socket)?;
+
+    match socket.connect(&dest.into()) {
+        Ok(()) => {}
+        Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(error) => return Err(error),
+    }
+    let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
+
+    if fastopen {
+        // The first write sends SYN + data; more data waits for the handshake.
+        write_all(&stream, first).await?;
+        wait_connected(&stream).await?;
+    } else {
+        wait_connected(&stream).await?;
+        write_all(&stream, first).await?;
+    }
+    let mptcp = sys::is_mptcp(&stream).unwrap_or(false);
+    if opts.mptcp && fastopen && !mptcp && sys::syn_data_acked(&stream) == Some(false) {
+        // Linux falls back to plain TCP when the server drops the data of an MP_CAPABLE
+        // SYN (MPTcpExt MPCapableDataFallback): the server lacks bit 0x2 of
+        // net.ipv4.tcp_fastopen or TCP_FASTOPEN on its listener.
+        tracing::warn!(
+            %dest,
+            "the server ignored the data in the SYN and MPTCP fell back to TCP; \
+             enable TCP Fast Open on the server or connect without fastopen"
+        );
+    }
+    Ok(Connected {
+        stream,
+        fastopen,
+        mptcp,
+    })
+}
+
+fn new_socket(dest: SocketAddr, mptcp: bool) -> io::Result<Socket> {
+    let domain = Domain::for_address(dest);
+    if mptcp {
+        match Socket::new(domain, Type::STREAM, Some(Protocol::MPTCP)) {
+            Ok(socket) => return Ok(socket),
+            Err(error)
+                if matches!(
+                    error.raw_os_error(),
+                    Some(libc::EPROTONOSUPPORT | libc::ENOPROTOOPT | libc::EINVAL)
+                ) =>
+            {
+                tracing::warn!(%error, "MPTCP socket unavailable, using plain TCP");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
+}
+
+/// Turn on TFO_CONNECT and NO_COOKIE. Ok(false), with both off, if the kernel refuses
+/// either (`ENOPROTOOPT`, `EOPNOTSUPP`, `EINVAL`); other errors are returned.
+fn enable_fastopen(socket: &Socket) -> io::Result<bool> {
+    let result = sys::set_fastopen_connect(socket, true)
+        .and_then(|()| sys::set_fastopen_no_cookie(socket, true));
+    match result {
+        Ok(()) => Ok(true),
+        Err(error) if sys::is_enoprotoopt(&error) || error.raw_os_error() == Some(libc::EINVAL) => {
+            tracing::debug!(%error, "TCP Fast Open refused, connecting without it");
+            // Without NO_COOKIE a deferred connect would wait for a cookie: turn it off.
+            match sys::set_fastopen_connect(socket, false) {
+                Ok(()) => Ok(false),
+                Err(off)
+                    if sys::is_enoprotoopt(&off) || off.raw_os_error() == Some(libc::EINVAL) =>
+                {
+                    Ok(false)
+                }
+                Err(off) => Err(off),
+            }
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Write all of `buf`. `EINPROGRESS` (a deferred Fast Open connect that could not put data
+/// in the SYN) and `EAGAIN` both mean: wait until writable and try again.
+async fn write_all(stream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        stream.writable().await?;
+        let result = stream.try_io(Interest::WRITABLE, || {
+            let written = SockRef::from(stream).send_with_flags(buf, libc::MSG_NOSIGNAL);
+            match written {
+                Err(error) if error.raw_os_error() == Some(libc::EINPROGRESS) => {
+                    Err(io::ErrorKind::WouldBlock.into())
+                }
+                other => other,
+            }
+        });
+        match result {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n.min(buf.len())..],
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+/// Wait until the handshake has finished: the socket has a peer, or `SO_ERROR` is set.
+///
+/// The state check runs inside `try_io`, so write readiness is cleared only when the check
+/// itself saw "still connecting", and tokio keeps any edge that arrived after it. Clearing
+/// readiness any other way could swallow the edge of the finished handshake and leave
+/// every later `writable()` of this stream waiting forever.
+async fn wait_connected(stream: &TcpStream) -> io::Result<()> {
+    loop {
+        let ready = stream.ready(Interest::WRITABLE).await?;
+        match stream.try_io(Interest::WRITABLE, || handshake_done(stream)) {
+            Ok(()) => return Ok(()),
+            // Closed states are never cleared: a socket that hung up without an error
+            // must not be waited on again.
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock && ready.is_write_closed() => {
+                return Err(io::ErrorKind::NotConnected.into());
+            }
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+/// Ok once connected, `WouldBlock` while connecting, the socket error if it failed.
+fn handshake_done(stream: &TcpStream) -> io::Result<()> {
+    if let Some(error) = stream.take_error()? {
+        return Err(error);
+    }
+    match stream.peer_addr() {
+        Ok(_) => Ok(()),
+        Err(error) if error.raw_os_error() == Some(libc::ENOTCONN) => {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+        Err(error) => Err(error),
+    }
+}

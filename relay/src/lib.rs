@@ -1,0 +1,59 @@
+//! Socket work shared by the mpbond agent and concentrator.
+//!
+//! # Layout
+//!
+//! * [`sys`]: small socket tricks: MPTCP and plain TCP listeners (with TCP Fast Open),
+//!   `TCP_IS_MPTCP`, the original destination of a redirected connection, abortive close.
+//! * [`connect`]: outgoing connections over MPTCP or TCP that send a first message, in the
+//!   SYN when TCP Fast Open is available.
+//! * [`relay`]: the bidirectional relay between two sockets: zero-copy `splice(2)` through a
+//!   pipe per direction, half-close per direction, resets mirrored as resets, idle timeout.
+//!   [`relay::relay_after_reply`] strips a reply from `b` (the Convert reply) before
+//!   relaying `b → a`, while `a → b` flows at once.
+//! * [`notify`]: the systemd readiness protocol (`NOTIFY_SOCKET`).
+//!
+//! Everything here is Linux-only and needs a tokio runtime with I/O and time enabled.
+//!
+//! # Tests
+//!
+//! `tests/relay.rs`, `tests/reply.rs` and `tests/sys.rs` run on 127.0.0.1 in the current
+//! namespace and change nothing. `tests/netns.rs` needs root: each test runs on a thread
+//! that unshares a new network namespace (gone when the thread ends) to prove Fast Open
+//! with the namespace's TcpExt counters, nft redirects, marks and unreachable routes.
+//! `examples/throughput.rs` measures splice against the copy fallback.
+
+pub mod connect;
+pub mod notify;
+pub mod relay;
+pub mod sys;
+
+#[cfg(test)]
+mod tests {
+    /// The futures callers spawn must be `Send`.
+    #[allow(dead_code)]
+    fn futures_are_send(a: tokio::net::TcpStream, b: tokio::net::TcpStream) {
+        fn send<T: Send>(_: &T) {}
+        let opts = crate::relay::RelayOpts::default();
+        send(&crate::relay::relay(a, b, &opts));
+        let connect = crate::connect::ConnectOpts {
+            mptcp: true,
+            fastopen: true,
+            timeout: std::time::Duration::from_secs(1),
+            mark: None,
+        };
+        send(&crate::connect::connect_with(
+            ([127, 0, 0, 1], 1).into(),
+            b"",
+            &connect,
+        ));
+    }
+
+    #[allow(dead_code)]
+    fn reply_relay_is_send(a: tokio::net::TcpStream, b: tokio::net::TcpStream) {
+        fn send<T: Send>(_: &T) {}
+        let opts = crate::relay::RelayOpts::default();
+        send(&crate::relay::relay_after_reply(a, b, &opts, |_| {
+            crate::relay::Reply::NeedMore
+        }));
+    }
+}

@@ -1,0 +1,222 @@
+//! The bidirectional relay between two TCP (or MPTCP) sockets.
+//!
+//! Each direction runs `pump`: zero-copy `splice(2)` through its own pipe, or a buffered
+//! copy where the kernel refuses to splice. Both directions and the idle timer are polled
+//! by one future, so the relay costs one task. The rules:
+//!
+//! * end of stream from one socket => `shutdown(Write)` on the other; the opposite
+//!   direction keeps going (half-close);
+//! * `ECONNRESET`/`EPIPE` on one socket => the other socket is reset (`SO_LINGER` 0 and
+//!   close) and the relay ends with [`CloseReason::ResetByA`] or [`CloseReason::ResetByB`];
+//! * any other I/O error => both sockets are reset, [`CloseReason::Error`];
+//! * with [`relay_after_reply`], a reply from `b` that is rejected => `a` is reset,
+//!   [`CloseReason::ResetByB`];
+//! * no byte in either direction for `idle_timeout` => both sockets are closed,
+//!   [`CloseReason::IdleTimeout`].
+//!
+//! Splicing into a socket whose peer is gone raises `SIGPIPE` (the kernel's
+//! `splice_to_socket` does not pass `MSG_NOSIGNAL`). Rust programs ignore `SIGPIPE` by
+//! default, so this only matters to a host that restores its default action.
+
+mod idle;
+mod pipe;
+mod pump;
+mod reply;
+
+use std::io;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+pub use pump::Mode;
+use pump::{pump, End, Meter, PumpError};
+pub use reply::{Reply, MAX_REPLY_LEN};
+
+/// Why a relay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Both directions reached end of stream.
+    Finished,
+    /// Socket `a` was reset (`ECONNRESET`/`EPIPE`); `b` was reset in turn.
+    ResetByA,
+    /// Socket `b` was reset (`ECONNRESET`/`EPIPE`); `a` was reset in turn.
+    ResetByB,
+    /// No bytes moved in either direction for [`RelayOpts::idle_timeout`].
+    IdleTimeout,
+    /// Another I/O error; both sockets were reset.
+    Error,
+}
+
+impl CloseReason {
+    /// A short snake_case name, for logs and metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Finished => "finished",
+            CloseReason::ResetByA => "reset_by_a",
+            CloseReason::ResetByB => "reset_by_b",
+            CloseReason::IdleTimeout => "idle_timeout",
+            CloseReason::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a relay moved, and how it ended.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayStats {
+    /// Bytes read from `a` and written to `b`.
+    pub a_to_b: u64,
+    /// Bytes read from `b` and written to `a`.
+    pub b_to_a: u64,
+    /// Why the relay ended.
+    pub close: CloseReason,
+}
+
+/// Relay options.
+#[derive(Debug, Clone, Default)]
+pub struct RelayOpts {
+    /// End the relay when no bytes moved either way for this long. None: never.
+    pub idle_timeout: Option<Duration>,
+}
+
+/// Copy both ways until both directions finished. splice() through a pipe pair per
+/// direction (zero-copy); falls back to read/write copy if splice fails with EINVAL.
+/// EOF in one direction => shutdown(Write) on the other socket (half-close), the other
+/// direction keeps going. ECONNRESET/EPIPE on either side => the OTHER socket is reset
+/// (linger 0 + close). Never panics.
+pub async fn relay(a: TcpStream, b: TcpStream, opts: &RelayOpts) -> RelayStats {
+    relay_with(a, b, opts, Mode::Splice).await
+}
+
+/// [`relay`] with the data path chosen: [`Mode::Copy`] never splices (for measurements and
+/// for sockets known not to splice).
+pub async fn relay_with(a: TcpStream, b: TcpStream, opts: &RelayOpts, mode: Mode) -> RelayStats {
+    run(a, b, opts, mode, None::<fn(&[u8]) -> Reply>).await
+}
+
+/// [`relay`] where `b` first sends a reply that must not reach `a`, such as the
+/// concentrator's Convert reply on the agent's upstream connection.
+///
+/// `a → b` starts at once. `b → a` first reads from `b` and calls `check` on everything
+/// read so far until it answers [`Reply::Accept`]; those `len` bytes are dropped and the
+/// rest is relayed. [`Reply::Reject`], end of stream before a verdict, or more than
+/// [`MAX_REPLY_LEN`] bytes without one reset `a`, close `b`, and end the relay with
+/// [`CloseReason::ResetByB`]. The checker can record what it saw in the state it captures.
+pub async fn relay_after_reply(
+    a: TcpStream,
+    b: TcpStream,
+    opts: &RelayOpts,
+    check: impl FnMut(&[u8]) -> Reply + Send,
+) -> RelayStats {
+    run(a, b, opts, Mode::Splice, Some(check)).await
+}
+
+async fn run(
+    a: TcpStream,
+    b: TcpStream,
+    opts: &RelayOpts,
+    mode: Mode,
+    check: Option<impl FnMut(&[u8]) -> Reply + Send>,
+) -> RelayStats {
+    let clock = idle::Clock::start();
+    let (a_to_b, b_to_a, activity) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
+    let close = {
+        let forward = Meter {
+            bytes: &a_to_b,
+            activity: &activity,
+            clock,
+        };
+        let backward = Meter {
+            bytes: &b_to_a,
+            activity: &activity,
+            clock,
+        };
+        let mut forward = pin!(pump(&a, &b, mode, &forward));
+        let mut backward = pin!(async {
+            if let Some(mut check) = check {
+                reply::strip_reply(&b, &a, &mut check, &backward).await?;
+            }
+            pump(&b, &a, mode, &backward).await
+        });
+        let mut idle = pin!(idle::expired(clock, &activity, opts.idle_timeout));
+        let (mut forward_done, mut backward_done) = (false, false);
+        loop {
+            tokio::select! {
+                result = &mut forward, if !forward_done => match result {
+                    Ok(()) => forward_done = true,
+                    Err(error) => break classify(error, Side::AToB),
+                },
+                result = &mut backward, if !backward_done => match result {
+                    Ok(()) => backward_done = true,
+                    Err(error) => break classify(error, Side::BToA),
+                },
+                () = &mut idle => break CloseReason::IdleTimeout,
+            }
+            if forward_done && backward_done {
+                break CloseReason::Finished;
+            }
+        }
+    };
+    match close {
+        CloseReason::ResetByA => crate::sys::reset_ref(&b),
+        CloseReason::ResetByB => crate::sys::reset_ref(&a),
+        CloseReason::Error => {
+            crate::sys::reset_ref(&a);
+            crate::sys::reset_ref(&b);
+        }
+        CloseReason::Finished | CloseReason::IdleTimeout => {}
+    }
+    drop((a, b));
+    let stats = RelayStats {
+        a_to_b: a_to_b.load(Ordering::Relaxed),
+        b_to_a: b_to_a.load(Ordering::Relaxed),
+        close,
+    };
+    tracing::debug!(
+        a_to_b = stats.a_to_b,
+        b_to_a = stats.b_to_a,
+        close = stats.close.as_str(),
+        "relay ended"
+    );
+    stats
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    AToB,
+    BToA,
+}
+
+/// Map a failed direction to the close reason: which socket failed, and whether it was
+/// a reset.
+fn classify(failure: PumpError, side: Side) -> CloseReason {
+    let on_a = matches!(
+        (side, failure.end),
+        (Side::AToB, End::Src) | (Side::BToA, End::Dst)
+    );
+    if reply::is_rejected(&failure.error) {
+        return CloseReason::ResetByB;
+    }
+    if is_reset(&failure.error) {
+        if on_a {
+            CloseReason::ResetByA
+        } else {
+            CloseReason::ResetByB
+        }
+    } else {
+        let socket = if on_a { "a" } else { "b" };
+        tracing::debug!(error = %failure.error, socket, "relay I/O error");
+        CloseReason::Error
+    }
+}
+
+fn is_reset(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ECONNRESET | libc::EPIPE))
+}

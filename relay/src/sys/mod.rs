@@ -1,0 +1,138 @@
+//! Socket tricks behind small functions: MPTCP and TCP listeners with TCP Fast Open,
+//! `TCP_IS_MPTCP`, the original destination of a redirected connection, and abortive close.
+//!
+//! The raw `getsockopt`/`setsockopt` calls live in `sockopt`; this module gives them
+//! meaning. Sockets are built with `socket2` (`Protocol::MPTCP` for MPTCP), then handed to
+//! tokio.
+
+mod sockopt;
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
+use tokio::net::{TcpListener, TcpStream};
+
+pub use sockopt::{
+    is_enoprotoopt, set_fastopen_connect, set_fastopen_listener, set_fastopen_no_cookie,
+    syn_data_acked, TCP_FASTOPEN_CONNECT, TCP_FASTOPEN_NO_COOKIE, TCP_IS_MPTCP,
+};
+
+/// MPTCP (IPPROTO_MPTCP) listener, SO_REUSEADDR, v6only for v6 addrs, TCP_FASTOPEN=qlen
+/// when Some(qlen), and TCP_FASTOPEN_NO_COOKIE. Must be called inside a tokio runtime.
+///
+/// A kernel that refuses the Fast Open options on an MPTCP socket is logged at warn level
+/// and the listener is returned without them: connections then still work, with the first
+/// message one round trip later, but Linux 6.18 lets MPTCP clients that sent data in the
+/// SYN fall back to plain TCP. The same is logged when the namespace's
+/// `net.ipv4.tcp_fastopen` lacks bit 0x2 ([`server_fastopen_enabled`]).
+pub fn mptcp_listener(
+    addr: SocketAddr,
+    backlog: i32,
+    fastopen_qlen: Option<i32>,
+) -> io::Result<TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(Protocol::MPTCP),
+    )?;
+    prepare_listener(&socket, addr)?;
+    if let Some(qlen) = fastopen_qlen {
+        let result = set_fastopen_listener(&socket, qlen)
+            .and_then(|()| set_fastopen_no_cookie(&socket, true));
+        match result {
+            Err(error) => {
+                tracing::warn!(%addr, %error, "TCP Fast Open not available on the MPTCP listener");
+            }
+            Ok(()) if server_fastopen_enabled() == Some(false) => tracing::warn!(
+                %addr,
+                "net.ipv4.tcp_fastopen lacks bit 0x2: data in SYNs is dropped and MPTCP \
+                 clients that use Fast Open fall back to plain TCP"
+            ),
+            Ok(()) => {}
+        }
+    }
+    finish_listener(socket, addr, backlog)
+}
+
+/// Plain TCP listener (the agent's transparent listener), v6only for v6 addrs.
+/// Must be called inside a tokio runtime.
+pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    prepare_listener(&socket, addr)?;
+    finish_listener(socket, addr, backlog)
+}
+
+/// Whether this network namespace accepts data in SYNs: bit 0x2 (server enable) of
+/// `net.ipv4.tcp_fastopen`. None if the sysctl cannot be read.
+///
+/// `/proc/sys/net` shows the network namespace of the calling thread.
+pub fn server_fastopen_enabled() -> Option<bool> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_fastopen").ok()?;
+    let value: u32 = text.trim().parse().ok()?;
+    Some(value & 0x2 != 0)
+}
+
+fn prepare_listener(socket: &Socket, addr: SocketAddr) -> io::Result<()> {
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.set_cloexec(true)?;
+    Ok(())
+}
+
+fn finish_listener(socket: Socket, addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Some(true/false) from getsockopt(SOL_TCP, TCP_IS_MPTCP=43); None if the kernel lacks it.
+///
+/// `Some(false)` is a plain TCP socket, or an MPTCP socket that fell back to TCP because
+/// the peer does not speak MPTCP.
+pub fn is_mptcp(stream: &TcpStream) -> Option<bool> {
+    match sockopt::get_int(stream, libc::SOL_TCP, TCP_IS_MPTCP) {
+        Ok(value) => Some(value != 0),
+        Err(error) if is_enoprotoopt(&error) => None,
+        Err(error) => {
+            tracing::debug!(%error, "getsockopt(TCP_IS_MPTCP) failed");
+            None
+        }
+    }
+}
+
+/// SO_ORIGINAL_DST (v4) or IP6T_SO_ORIGINAL_DST (v6) of a redirected connection.
+///
+/// The family is chosen from the socket's local address: IPv4 and IPv4-mapped IPv6 use
+/// `SO_ORIGINAL_DST`, other IPv6 addresses `IP6T_SO_ORIGINAL_DST`. A connection that was
+/// not redirected (no conntrack entry) gives an error (`ENOENT`), never a panic.
+pub fn original_dst(stream: &TcpStream) -> io::Result<SocketAddr> {
+    let local = stream.local_addr()?;
+    let v4 = match local {
+        SocketAddr::V4(_) => true,
+        SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().is_some(),
+    };
+    if v4 {
+        sockopt::original_dst_v4(stream)
+    } else {
+        sockopt::original_dst_v6(stream)
+    }
+}
+
+/// Abortive close: SO_LINGER 0 then drop, so the peer gets RST.
+pub fn reset(stream: TcpStream) {
+    reset_ref(&stream);
+    drop(stream);
+}
+
+/// Set SO_LINGER to {on, 0} so that the next close sends RST. The socket is closed when its
+/// owner drops it.
+pub(crate) fn reset_ref(stream: &TcpStream) {
+    if let Err(error) = SockRef::from(stream).set_linger(Some(Duration::ZERO)) {
+        tracing::debug!(%error, "SO_LINGER 0 failed; the peer gets FIN instead of RST");
+    }
+}

@@ -1,0 +1,138 @@
+//! Raw `getsockopt`/`setsockopt` wrappers for the options socket2 does not cover:
+//! TCP Fast Open (server queue, client connect, no-cookie), `TCP_IS_MPTCP`,
+//! `SO_ORIGINAL_DST`/`IP6T_SO_ORIGINAL_DST` and the `TCP_INFO` options byte.
+//!
+//! Every `unsafe` block here passes a correctly sized, initialised value and its length to
+//! the kernel, which writes at most that many bytes.
+
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, RawFd};
+
+/// `TCP_FASTOPEN_CONNECT` (Linux 4.11): connect() defers the SYN to the first write.
+pub const TCP_FASTOPEN_CONNECT: libc::c_int = 30;
+/// `TCP_FASTOPEN_NO_COOKIE` (Linux 4.15): send or accept data in the SYN without a cookie.
+pub const TCP_FASTOPEN_NO_COOKIE: libc::c_int = 34;
+/// `TCP_IS_MPTCP` (Linux 5.16): 1 on a socket that is using MPTCP.
+pub const TCP_IS_MPTCP: libc::c_int = 43;
+/// `TCPI_OPT_SYN_DATA` in `tcp_info.tcpi_options`: data in our SYN was acknowledged.
+const TCPI_OPT_SYN_DATA: u8 = 32;
+
+/// True for the errors a kernel gives for an option it does not know or allow here:
+/// `ENOPROTOOPT`, `EOPNOTSUPP`.
+pub fn is_enoprotoopt(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+    )
+}
+
+/// setsockopt(SOL_TCP, TCP_FASTOPEN, qlen): accept data in the SYN, with `qlen` pending
+/// Fast Open requests at most. Needs bit 0x2 of `net.ipv4.tcp_fastopen` in the netns.
+pub fn set_fastopen_listener(socket: &impl AsRawFd, qlen: i32) -> io::Result<()> {
+    set_int(socket, libc::SOL_TCP, libc::TCP_FASTOPEN, qlen)
+}
+
+/// setsockopt(SOL_TCP, TCP_FASTOPEN_CONNECT, on): connect() returns at once and the first
+/// write sends the SYN with the data.
+pub fn set_fastopen_connect(socket: &impl AsRawFd, on: bool) -> io::Result<()> {
+    set_int(socket, libc::SOL_TCP, TCP_FASTOPEN_CONNECT, i32::from(on))
+}
+
+/// setsockopt(SOL_TCP, TCP_FASTOPEN_NO_COOKIE, on): no Fast Open cookie is needed, on
+/// either side.
+pub fn set_fastopen_no_cookie(socket: &impl AsRawFd, on: bool) -> io::Result<()> {
+    set_int(socket, libc::SOL_TCP, TCP_FASTOPEN_NO_COOKIE, i32::from(on))
+}
+
+/// Whether the peer acknowledged data we sent in the SYN (`TCPI_OPT_SYN_DATA` from
+/// `TCP_INFO`). None if `TCP_INFO` is not available on this socket.
+pub fn syn_data_acked(socket: &impl AsRawFd) -> Option<bool> {
+    let info: libc::tcp_info = get(socket.as_raw_fd(), libc::SOL_TCP, libc::TCP_INFO).ok()?;
+    Some(info.tcpi_options & TCPI_OPT_SYN_DATA != 0)
+}
+
+pub(crate) fn set_int(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: i32,
+) -> io::Result<()> {
+    let value: libc::c_int = value;
+    // SAFETY: `value` is a live c_int and we pass its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+pub(crate) fn get_int(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<i32> {
+    get::<libc::c_int>(socket.as_raw_fd(), level, name)
+}
+
+/// getsockopt into a plain-old-data value `T`; bytes the kernel does not write stay zero.
+fn get<T: Copy>(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<T> {
+    let mut value = MaybeUninit::<T>::zeroed();
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` has room for `len` bytes; the kernel writes at most `len` bytes.
+    let rc = unsafe { libc::getsockopt(fd, level, name, value.as_mut_ptr().cast(), &mut len) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: T is only instantiated with C structs and integers, for which all-zero bytes
+    // (and any bytes the kernel wrote) are valid.
+    Ok(unsafe { value.assume_init() })
+}
+
+/// getsockopt(SOL_IP, SO_ORIGINAL_DST) as a `sockaddr_in`.
+pub(crate) fn original_dst_v4(socket: &impl AsRawFd) -> io::Result<SocketAddr> {
+    let sin: libc::sockaddr_in = get(socket.as_raw_fd(), libc::SOL_IP, libc::SO_ORIGINAL_DST)?;
+    if libc::c_int::from(sin.sin_family) != libc::AF_INET {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "SO_ORIGINAL_DST: not AF_INET",
+        ));
+    }
+    let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+    Ok(SocketAddr::V4(SocketAddrV4::new(
+        ip,
+        u16::from_be(sin.sin_port),
+    )))
+}
+
+/// getsockopt(SOL_IPV6, IP6T_SO_ORIGINAL_DST) as a `sockaddr_in6`.
+pub(crate) fn original_dst_v6(socket: &impl AsRawFd) -> io::Result<SocketAddr> {
+    let sin6: libc::sockaddr_in6 = get(
+        socket.as_raw_fd(),
+        libc::SOL_IPV6,
+        libc::IP6T_SO_ORIGINAL_DST,
+    )?;
+    if libc::c_int::from(sin6.sin6_family) != libc::AF_INET6 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "IP6T_SO_ORIGINAL_DST: not AF_INET6",
+        ));
+    }
+    let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+    Ok(SocketAddr::V6(SocketAddrV6::new(
+        ip,
+        u16::from_be(sin6.sin6_port),
+        sin6.sin6_flowinfo,
+        sin6.sin6_scope_id,
+    )))
+}

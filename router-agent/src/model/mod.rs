@@ -1,0 +1,11 @@
+//! Pure decisions: no I/O, no clock (time is a parameter), unit-tested.
+//!
+//! * [`plan`]: from the config and the concentrator's resolved addresses, the nft
+//!   [`RedirectSpec`](crate::nft::RedirectSpec) the agent wants.
+//! * [`health`]: the fail-open state machine fed by probe results.
+
+pub mod health;
+pub mod plan;
+
+pub use health::{Health, LinkState, Probe, Transition};
+pub use plan::{redirect_spec, BUILTIN_BYPASS};

@@ -1,0 +1,186 @@
+//! A real redirect through the table: a client namespace and a router namespace joined by
+//! a veth pair. The router has the table with `lan_interfaces = [lan0]` and a listener on
+//! the redirect port. The accepted socket's local address tells whether a connection was
+//! redirected (the router's LAN address) or reached its own destination (bypassed).
+//! A second test adds an fw4-like `inet fw4` table with a `dstnat` port forward, to show
+//! the two coexist.
+//!
+//! ```text
+//! client ns: cl0 192.168.50.2/24 2001:db8:50::2/64 ── veth ── router ns: lan0 .1 / ::1
+//!                                                               lo 198.51.100.1 (bypassed)
+//!                                                               forwarding on, no route out
+//! ```
+
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use super::netns::{can_run, NetNs};
+use crate::nft::{NftTable, RedirectSpec};
+
+const PORT: u16 = 4851;
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+fn spec(redirect: bool) -> RedirectSpec {
+    RedirectSpec {
+        table: "mpbond".into(),
+        lan_interfaces: vec!["lan0".into()],
+        port: PORT,
+        bypass_dst: vec!["198.51.100.0/24".parse().expect("net")],
+        bypass_src: vec![],
+        redirect,
+    }
+}
+
+fn topology() -> (NetNs, NetNs) {
+    let client = NetNs::new();
+    let router = NetNs::new();
+    router.ok(&[
+        "ip",
+        "link",
+        "add",
+        "lan0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "cl0",
+        "netns",
+        client.name(),
+    ]);
+    for cmd in [
+        "ip link set lo up",
+        "ip link set lan0 up",
+        "ip addr add 192.168.50.1/24 dev lan0",
+        "ip -6 addr add 2001:db8:50::1/64 dev lan0 nodad",
+        "ip addr add 198.51.100.1/32 dev lo",
+        // Routes what is not redirected; with no route out, the client gets an ICMP error.
+        "sysctl -qw net.ipv4.ip_forward=1",
+    ] {
+        router.ok(&cmd.split(' ').collect::<Vec<_>>());
+    }
+    for cmd in [
+        "ip link set lo up",
+        "ip link set cl0 up",
+        "ip addr add 192.168.50.2/24 dev cl0",
+        "ip -6 addr add 2001:db8:50::2/64 dev cl0 nodad",
+        "ip route add default via 192.168.50.1",
+        "ip -6 route add default via 2001:db8:50::1",
+    ] {
+        client.ok(&cmd.split(' ').collect::<Vec<_>>());
+    }
+    (client, router)
+}
+
+/// Wait for one connection on `listener` and return the address it was accepted on.
+fn accepted_on(listener: &TcpListener) -> Option<SocketAddr> {
+    let mut pfd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd for the duration of the call.
+    let ready = unsafe { libc::poll(&mut pfd, 1, TIMEOUT.as_millis() as libc::c_int) };
+    if ready != 1 {
+        return None;
+    }
+    let (stream, _) = listener.accept().ok()?;
+    let local = stream.local_addr().ok()?;
+    Some(SocketAddr::new(local.ip().to_canonical(), local.port()))
+}
+
+fn connect_from(client: &NetNs, dest: &str) -> std::io::Result<TcpStream> {
+    let dest: SocketAddr = dest.parse().expect("test address");
+    client.run(|| TcpStream::connect_timeout(&dest, TIMEOUT))
+}
+
+#[test]
+fn lan_tcp_is_redirected_and_bypasses_are_not() {
+    if !can_run() {
+        return;
+    }
+    let (client, router) = topology();
+    let (mut table, listener) = router.run(|| {
+        let listener = TcpListener::bind(("::", PORT)).expect("dual-stack listener");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        (NftTable::create(&spec(true)).expect("create"), listener)
+    });
+    let router_v4: IpAddr = "192.168.50.1".parse().expect("addr");
+    let router_v6: IpAddr = "2001:db8:50::1".parse().expect("addr");
+
+    let _c = connect_from(&client, "203.0.113.10:80").expect("redirected v4 connect");
+    assert_eq!(
+        accepted_on(&listener),
+        Some(SocketAddr::new(router_v4, PORT))
+    );
+
+    let _c = connect_from(&client, "[2001:db8:200::10]:443").expect("redirected v6 connect");
+    assert_eq!(
+        accepted_on(&listener),
+        Some(SocketAddr::new(router_v6, PORT))
+    );
+
+    let _c = connect_from(&client, "198.51.100.1:4851").expect("bypassed connect");
+    let bypassed: IpAddr = "198.51.100.1".parse().expect("addr");
+    assert_eq!(
+        accepted_on(&listener),
+        Some(SocketAddr::new(bypassed, PORT))
+    );
+
+    // Fail open: nothing is redirected; the router does not forward, so the connect fails.
+    table.apply(&spec(false)).expect("fail open");
+    assert!(
+        connect_from(&client, "203.0.113.10:80").is_err(),
+        "still redirected after fail-open"
+    );
+
+    table.apply(&spec(true)).expect("redirect again");
+    let _c = connect_from(&client, "203.0.113.10:80").expect("redirected again");
+    assert_eq!(
+        accepted_on(&listener),
+        Some(SocketAddr::new(router_v4, PORT))
+    );
+}
+
+/// fw4's `dstnat` chain (priority dstnat) still handles what we leave alone, and our
+/// table changes nothing in fw4's.
+#[test]
+fn fw4_dstnat_still_sees_what_we_leave_alone() {
+    if !can_run() {
+        return;
+    }
+    let (client, router) = topology();
+    router.ok(&["nft", "add", "table", "inet", "fw4"]);
+    let chain = "{ type nat hook prerouting priority dstnat; policy accept; }";
+    router.ok(&["nft", "add", "chain", "inet", "fw4", "dstnat", chain]);
+    let rule = "iifname lan0 tcp dport 8080 dnat ip to 198.51.100.1:4851";
+    router.ok(&["nft", "add", "rule", "inet", "fw4", "dstnat", rule]);
+    let fw4_before = router.ok(&["nft", "list", "table", "inet", "fw4"]);
+
+    let (_table, listener) = router.run(|| {
+        let listener = TcpListener::bind(("::", PORT)).expect("dual-stack listener");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        (NftTable::create(&spec(true)).expect("create"), listener)
+    });
+    // Bypassed by us, port-forwarded by "fw4".
+    let _c = connect_from(&client, "198.51.100.2:8080").expect("fw4 dnat connect");
+    let forwarded: IpAddr = "198.51.100.1".parse().expect("addr");
+    assert_eq!(
+        accepted_on(&listener),
+        Some(SocketAddr::new(forwarded, PORT))
+    );
+    // Redirected by us first: fw4's dnat does not apply on top.
+    let _c = connect_from(&client, "203.0.113.10:8080").expect("redirected connect");
+    let router_v4: IpAddr = "192.168.50.1".parse().expect("addr");
+    assert_eq!(
+        accepted_on(&listener),
+        Some(SocketAddr::new(router_v4, PORT))
+    );
+
+    let fw4_after = router.ok(&["nft", "list", "table", "inet", "fw4"]);
+    assert_eq!(fw4_before, fw4_after);
+}

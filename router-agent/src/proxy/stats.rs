@@ -1,0 +1,71 @@
+//! Connection counters, shared by every connection task. Relaxed atomics: they are
+//! statistics, not synchronisation.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Live counters.
+#[derive(Debug, Default)]
+pub struct Stats {
+    active: AtomicU64,
+    total: AtomicU64,
+    mptcp_fallbacks: AtomicU64,
+    direct: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Connections being handled now.
+    pub active: u64,
+    /// Connections accepted since start.
+    pub total: u64,
+    /// Upstream connections that fell back from MPTCP to plain TCP.
+    pub mptcp_fallbacks: u64,
+    /// Connections relayed directly (fail open) because the concentrator was unreachable.
+    pub direct: u64,
+    /// Connections the concentrator refused with an Error TLV (LAN side reset).
+    pub refused: u64,
+}
+
+/// Decrements `active` when dropped, so every exit path counts.
+#[derive(Debug)]
+pub struct ActiveGuard<'a>(&'a Stats);
+
+impl Drop for ActiveGuard<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Relaxed);
+    }
+}
+
+impl Stats {
+    /// Count a new connection; it stays active until the guard drops.
+    pub fn open(&self) -> ActiveGuard<'_> {
+        self.total.fetch_add(1, Relaxed);
+        self.active.fetch_add(1, Relaxed);
+        ActiveGuard(self)
+    }
+
+    /// Count an MPTCP → TCP fallback; `true` for the first one since start.
+    pub fn mptcp_fallback(&self) -> bool {
+        self.mptcp_fallbacks.fetch_add(1, Relaxed) == 0
+    }
+
+    pub fn direct(&self) {
+        self.direct.fetch_add(1, Relaxed);
+    }
+
+    pub fn refused(&self) {
+        self.refused.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            active: self.active.load(Relaxed),
+            total: self.total.load(Relaxed),
+            mptcp_fallbacks: self.mptcp_fallbacks.load(Relaxed),
+            direct: self.direct.load(Relaxed),
+            refused: self.refused.load(Relaxed),
+        }
+    }
+}

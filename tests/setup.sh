@@ -1,0 +1,46 @@
+#!/bin/sh
+# Prepare a Debian/Ubuntu host for mpbond's namespace test bed. Idempotent.
+# Installs the tools the test bed runs, checks that the kernel has MPTCP,
+# and says how to get Rust if cargo is missing. Needs root.
+set -eu
+
+PACKAGES="iproute2 nftables iperf3 tcpdump procps kmod curl"
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: run as root (the test bed creates network namespaces)" >&2
+    exit 1
+fi
+
+missing=""
+for pkg in $PACKAGES; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+    echo "setup.sh: installing$missing"
+    apt-get update -qq
+    # shellcheck disable=SC2086 # word splitting is intended
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+fi
+
+if [ ! -e /proc/sys/net/mptcp/enabled ]; then
+    modprobe mptcp 2>/dev/null || true
+fi
+if [ ! -e /proc/sys/net/mptcp/enabled ]; then
+    echo "setup.sh: this kernel has no MPTCP (CONFIG_MPTCP); the test bed needs Linux >= 5.15 with MPTCP" >&2
+    exit 1
+fi
+if ! ip mptcp limits show >/dev/null 2>&1; then
+    echo "setup.sh: 'ip mptcp' does not work; install a newer iproute2" >&2
+    exit 1
+fi
+for mod in sch_tbf nf_tables nft_redir nft_masq veth; do
+    modprobe "$mod" 2>/dev/null || true
+done
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup.sh: cargo not found. Install Rust with rustup:" >&2
+    echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh" >&2
+    echo "  . \"\$HOME/.cargo/env\"" >&2
+    exit 1
+fi
+echo "setup.sh: ready (MPTCP enabled, $(ip -V))"

@@ -1,0 +1,302 @@
+//! [`TestBed`]: the namespaces of [`crate::topology`], built and torn down.
+//!
+//! ```no_run
+//! use mpbond_tests::{Node, TestBed};
+//! let bed = TestBed::builder().wans(&[40, 60]).build();
+//! let route = bed.exec(Node::Router, "ip route get 192.0.2.1 from 10.200.2.2").unwrap();
+//! assert!(route.contains("dev wan2"));
+//! let (rx, tx) = bed.wan_bytes(1);
+//! # let _ = (rx, tx);
+//! ```
+//! Test beds in one process run one at a time (a process-wide lock), so
+//! throughput assertions do not compete with each other for the CPU.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::error::BedError;
+use crate::netns::{self, Netns};
+use crate::proc::{self, ChildGuard};
+use crate::topology::{Node, Plan, MAX_WANS};
+
+const CMD_LIMIT: Duration = Duration::from_secs(30);
+static SERIAL: Mutex<()> = Mutex::new(());
+static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// Builder for a [`TestBed`].
+#[derive(Debug, Clone)]
+pub struct TestBedBuilder {
+    plan: Plan,
+}
+
+impl TestBedBuilder {
+    /// One WAN per entry, shaped to that many Mbit/s in both directions (0 = unshaped).
+    pub fn wans(mut self, rates_mbit: &[u32]) -> Self {
+        self.plan.rates = rates_mbit.to_vec();
+        self
+    }
+
+    /// TCP congestion control in every namespace (default `reno`).
+    pub fn congestion_control(mut self, name: &str) -> Self {
+        self.plan.congestion_control = name.to_owned();
+        self
+    }
+
+    /// Queue length of the TBF shapers, as milliseconds at the WAN's rate (default 25).
+    pub fn tbf_latency_ms(mut self, ms: u32) -> Self {
+        self.plan.tbf_latency_ms = ms;
+        self
+    }
+
+    /// Build it, or panic with the reason.
+    pub fn build(self) -> TestBed {
+        match self.try_build() {
+            Ok(bed) => bed,
+            Err(e) => panic!("cannot build the test bed: {e}"),
+        }
+    }
+
+    /// Build it. Everything created so far is removed again on failure.
+    pub fn try_build(self) -> Result<TestBed, BedError> {
+        let n = self.plan.rates.len();
+        if n == 0 || n > MAX_WANS {
+            return Err(BedError::Usage(format!(
+                "between 1 and {MAX_WANS} WANs, not {n}"
+            )));
+        }
+        let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+        netns::sweep_stale();
+        let dir = TempDir::new()?;
+        let mut nss = BTreeMap::new();
+        for node in self.plan.nodes() {
+            nss.insert(node, Netns::new(&node.role())?);
+        }
+        let mut key = [0u8; 32];
+        getrandom::fill(&mut key)
+            .map_err(|e| BedError::Usage(format!("no randomness for the key: {e}")))?;
+        let key = crate::datagen::hex(&key);
+        let bed = TestBed {
+            nss,
+            plan: self.plan,
+            dir,
+            key,
+            _serial: serial,
+        };
+        bed.configure()?;
+        Ok(bed)
+    }
+}
+
+/// The running test bed. Dropping it kills everything in it and deletes it.
+#[derive(Debug)]
+pub struct TestBed {
+    nss: BTreeMap<Node, Netns>,
+    plan: Plan,
+    dir: TempDir,
+    key: String,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl TestBed {
+    /// Start describing a test bed (defaults: WANs 40 and 60 Mbit/s, reno).
+    pub fn builder() -> TestBedBuilder {
+        TestBedBuilder {
+            plan: Plan {
+                rates: vec![40, 60],
+                congestion_control: "reno".into(),
+                tbf_latency_ms: 25,
+            },
+        }
+    }
+
+    fn configure(&self) -> Result<(), BedError> {
+        for node in self.plan.nodes() {
+            let mut cmd = self.netns(node)?.command("sysctl");
+            cmd.arg("-q").arg("-w").args(self.plan.sysctls(node));
+            proc::run(cmd, None, CMD_LIMIT)?;
+        }
+        for link in self.plan.links() {
+            let (a, b) = (self.netns(link.a)?.name(), self.netns(link.b)?.name());
+            let mut cmd = Command::new("ip");
+            cmd.args([
+                "-n", a, "link", "add", &link.a_if, "type", "veth", "peer", "name",
+            ]);
+            cmd.args([link.b_if.as_str(), "netns", b]);
+            proc::run(cmd, None, CMD_LIMIT)?;
+        }
+        for node in self.plan.nodes() {
+            let ns = self.netns(node)?.name();
+            let mut cmd = Command::new("ip");
+            cmd.args(["-n", ns, "-batch", "-"]);
+            proc::run(cmd, Some(&self.plan.ip_script(node)), CMD_LIMIT)?;
+            let ip6 = self.plan.ip6_script(node);
+            if !ip6.is_empty() {
+                let mut cmd = Command::new("ip");
+                cmd.args(["-6", "-n", ns, "-batch", "-"]);
+                proc::run(cmd, Some(&ip6), CMD_LIMIT)?;
+            }
+            let tc = self.plan.tc_script(node);
+            if !tc.is_empty() {
+                let mut cmd = Command::new("tc");
+                cmd.args(["-n", ns, "-batch", "-"]);
+                proc::run(cmd, Some(&tc), CMD_LIMIT)?;
+            }
+            if let Some(rules) = self.plan.nft_ruleset(node) {
+                self.nft(node, &rules)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The namespace of `node`.
+    pub fn netns(&self, node: Node) -> Result<&Netns, BedError> {
+        self.nss
+            .get(&node)
+            .ok_or_else(|| BedError::Usage(format!("no {node:?} in this test bed")))
+    }
+
+    /// The namespace name of `node` (panics if the bed has no such node).
+    pub fn ns_name(&self, node: Node) -> &str {
+        self.nss
+            .get(&node)
+            .map(Netns::name)
+            .unwrap_or_else(|| panic!("no {node:?} in this test bed"))
+    }
+
+    /// WAN rates in Mbit/s, WAN 1 first.
+    pub fn wan_rates(&self) -> &[u32] {
+        &self.plan.rates
+    }
+
+    /// The client key shared by the agent and concentrator configs, as hex.
+    pub fn key_hex(&self) -> String {
+        self.key.clone()
+    }
+
+    /// A scratch directory that lives as long as the bed.
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
+    }
+
+    /// Run `cmd` (split on whitespace) in `node`; its stdout on success.
+    pub fn exec(&self, node: Node, cmd: &str) -> Result<String, BedError> {
+        let args: Vec<&str> = cmd.split_whitespace().collect();
+        let out = self.exec_args(node, &args, None)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Run `args` in `node`, feeding `stdin`; fail on a non-zero exit.
+    pub fn exec_args(
+        &self,
+        node: Node,
+        args: &[&str],
+        stdin: Option<&str>,
+    ) -> Result<Output, BedError> {
+        let (program, rest) = args
+            .split_first()
+            .ok_or_else(|| BedError::Usage("empty command".into()))?;
+        let mut cmd = self.netns(node)?.command(program);
+        cmd.args(rest);
+        proc::run(cmd, stdin, CMD_LIMIT)
+    }
+
+    /// Load an nft ruleset (`nft -f -`) in `node`.
+    pub fn nft(&self, node: Node, ruleset: &str) -> Result<(), BedError> {
+        self.exec_args(node, &["nft", "-f", "-"], Some(ruleset))
+            .map(|_| ())
+    }
+
+    /// Spawn `args` in `node` with stdout and stderr piped; killed when the guard drops.
+    pub fn spawn(&self, node: Node, args: &[&str]) -> Result<ChildGuard, BedError> {
+        let (program, rest) = args
+            .split_first()
+            .ok_or_else(|| BedError::Usage("empty command".into()))?;
+        let mut cmd = self.netns(node)?.command(program);
+        cmd.args(rest)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        ChildGuard::spawn(cmd)
+    }
+
+    /// `(rx, tx)` byte counters of the router's `wan<i>`: rx is download, tx upload.
+    pub fn wan_bytes(&self, i: usize) -> (u64, u64) {
+        let read = |what: &str| -> u64 {
+            let path = format!("/sys/class/net/wan{i}/statistics/{what}_bytes");
+            self.exec(Node::Router, &format!("cat {path}"))
+                .ok()
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or_else(|| panic!("cannot read {path} in the router namespace"))
+        };
+        (read("rx"), read("tx"))
+    }
+
+    /// [`Self::wan_bytes`] of every WAN, WAN 1 first.
+    pub fn all_wan_bytes(&self) -> Vec<(u64, u64)> {
+        (1..=self.plan.rates.len())
+            .map(|i| self.wan_bytes(i))
+            .collect()
+    }
+}
+
+/// A directory under the system temp dir, removed on drop unless
+/// `MPBOND_KEEP_TMP` is set.
+#[derive(Debug)]
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<Self, BedError> {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "{}{}-{}",
+            netns::PREFIX,
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).map_err(|source| BedError::Io {
+            what: "cannot create",
+            path: path.clone(),
+            source,
+        })?;
+        TEMP_DIRS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(path.clone());
+        Ok(Self(path))
+    }
+}
+
+/// Remove every scratch directory of this process (for a signal handler thread).
+pub fn cleanup_temp_dirs() {
+    let dirs = std::mem::take(&mut *TEMP_DIRS.lock().unwrap_or_else(|p| p.into_inner()));
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        TEMP_DIRS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|d| d != &self.0);
+        if std::env::var_os("MPBOND_KEEP_TMP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            eprintln!("mpbond-tests: kept {}", self.0.display());
+        }
+    }
+}
+
+/// Deltas of two [`TestBed::all_wan_bytes`] snapshots: `(rx, tx)` per WAN.
+pub fn wan_delta(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<(u64, u64)> {
+    before
+        .iter()
+        .zip(after)
+        .map(|(b, a)| (a.0.saturating_sub(b.0), a.1.saturating_sub(b.1)))
+        .collect()
+}

@@ -1,0 +1,55 @@
+//! mpbond's end-to-end test bed, its tools and the demo.
+//!
+//! Layout:
+//! * [`netns`]: the [`Netns`] guard (unique names, deleted on drop, even on panic).
+//! * [`topology`]: the address plan, rendered as `ip`/`tc` scripts (pure, unit tested).
+//! * [`bed`]: [`TestBed`], which builds the plan: lan, router, ISPs, core, vps, server.
+//! * [`daemons`]: configs and `start_concentrator` / `start_agent` with `READY=1`.
+//! * [`tools`]: the `mpbond-tb` server, fetch and Convert probe, driven in namespaces.
+//! * [`datagen`], [`wire`]: the deterministic data and the tool protocol, shared
+//!   by the library and `src/bin/mpbond-tb`.
+//! * [`proc`]: child guards and polling with deadlines.
+//!
+//! Scenarios live in `tests/tests/*.rs`; they need root and skip otherwise.
+
+pub mod bed;
+pub mod daemons;
+pub mod datagen;
+pub mod error;
+pub mod netns;
+pub mod proc;
+pub mod tools;
+pub mod topology;
+pub mod wire;
+
+pub use bed::{wan_delta, TestBed, TestBedBuilder};
+pub use daemons::{AgentConfig, ConcentratorConfig, Daemon};
+pub use error::BedError;
+pub use netns::Netns;
+pub use tools::{metric_sum, Fetch, FetchRun, TbServer};
+pub use topology::Node;
+pub use wire::{FetchReport, ServeEvent};
+
+/// Kill and delete every namespace and scratch directory this process still
+/// owns. For Ctrl-C handlers: test beds clean up on drop otherwise.
+pub fn cleanup_all() {
+    netns::cleanup_registered();
+    bed::cleanup_temp_dirs();
+}
+
+/// Whether this process can build namespaces (effective uid 0).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid(2) cannot fail and has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Skip the calling test (return early) with a message unless running as root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!("SKIPPED: this namespace test needs root (run tests/run.sh as root)");
+            return;
+        }
+    };
+}

@@ -1,0 +1,233 @@
+//! The `mpbond-tb` test protocol and the JSON lines its commands print.
+//!
+//! A client opens a connection and sends one request line:
+//! * `GET <bytes> <seed>\n`: the server sends `bytes` bytes of the seed's
+//!   stream and closes.
+//! * `PUT <bytes> <seed>\n` then the data: the client half-closes when done;
+//!   the server answers `OK <sha256>\n` or `BAD <offset> <sha256>\n` and closes.
+//! * `XCH <up> <down> <seed>\n`: both at once. The server sends `down` bytes of
+//!   the seed's stream and half-closes at once while it still reads the `up`
+//!   bytes of stream `seed ^ UP_SALT`; it logs the upload's verdict (a
+//!   [`ServeEvent`]) because it can no longer answer on the wire.
+
+use serde::{Deserialize, Serialize};
+
+/// Longest request line accepted, newline included.
+pub const MAX_LINE: usize = 128;
+/// Mixed into the seed for the upload half of an `XCH` request.
+pub const UP_SALT: u64 = 0x5a5a_a5a5_0f0f_f0f0;
+
+/// One request line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// Download `bytes` bytes of stream `seed`.
+    Get { bytes: u64, seed: u64 },
+    /// Upload `bytes` bytes of stream `seed`.
+    Put { bytes: u64, seed: u64 },
+    /// Upload `up` bytes of `seed ^ UP_SALT` while downloading `down` of `seed`.
+    Xch { up: u64, down: u64, seed: u64 },
+}
+
+/// A request line that could not be parsed.
+#[derive(Debug, thiserror::Error)]
+#[error("bad request line {line:?}")]
+pub struct BadRequest {
+    /// The offending line, lossily decoded.
+    pub line: String,
+}
+
+impl Request {
+    /// Parse one line, without its newline.
+    pub fn parse(line: &str) -> Result<Self, BadRequest> {
+        let bad = || BadRequest {
+            line: line.to_owned(),
+        };
+        let words: Vec<&str> = line.split_ascii_whitespace().collect();
+        let num = |i: usize| -> Result<u64, BadRequest> {
+            words.get(i).and_then(|w| w.parse().ok()).ok_or_else(bad)
+        };
+        match (words.first().copied(), words.len()) {
+            (Some("GET"), 3) => Ok(Self::Get {
+                bytes: num(1)?,
+                seed: num(2)?,
+            }),
+            (Some("PUT"), 3) => Ok(Self::Put {
+                bytes: num(1)?,
+                seed: num(2)?,
+            }),
+            (Some("XCH"), 4) => Ok(Self::Xch {
+                up: num(1)?,
+                down: num(2)?,
+                seed: num(3)?,
+            }),
+            _ => Err(bad()),
+        }
+    }
+
+    /// The line to send, newline included.
+    pub fn to_line(&self) -> String {
+        match self {
+            Self::Get { bytes, seed } => format!("GET {bytes} {seed}\n"),
+            Self::Put { bytes, seed } => format!("PUT {bytes} {seed}\n"),
+            Self::Xch { up, down, seed } => format!("XCH {up} {down} {seed}\n"),
+        }
+    }
+
+    /// Short name for logs: `get`, `put` or `xch`.
+    pub fn mode(&self) -> &'static str {
+        match self {
+            Self::Get { .. } => "get",
+            Self::Put { .. } => "put",
+            Self::Xch { .. } => "xch",
+        }
+    }
+
+    /// Bytes the client sends after the line.
+    pub fn up_bytes(&self) -> u64 {
+        match *self {
+            Self::Get { .. } => 0,
+            Self::Put { bytes, .. } => bytes,
+            Self::Xch { up, .. } => up,
+        }
+    }
+
+    /// Bytes of data the server sends (the PUT verdict line not counted).
+    pub fn down_bytes(&self) -> u64 {
+        match *self {
+            Self::Get { bytes, .. } => bytes,
+            Self::Put { .. } => 0,
+            Self::Xch { down, .. } => down,
+        }
+    }
+
+    /// Seed of the upload stream.
+    pub fn up_seed(&self) -> u64 {
+        match *self {
+            Self::Xch { seed, .. } => seed ^ UP_SALT,
+            Self::Get { seed, .. } | Self::Put { seed, .. } => seed,
+        }
+    }
+
+    /// Seed of the download stream.
+    pub fn down_seed(&self) -> u64 {
+        match *self {
+            Self::Get { seed, .. } | Self::Put { seed, .. } | Self::Xch { seed, .. } => seed,
+        }
+    }
+}
+
+/// What `mpbond-tb fetch` prints: one JSON line.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FetchReport {
+    /// `get`, `put` or `xch`.
+    pub mode: String,
+    /// Data bytes received (download).
+    pub bytes_down: u64,
+    /// Data bytes sent (upload).
+    pub bytes_up: u64,
+    /// Seconds from connect() to the end of the transfer.
+    pub seconds: f64,
+    /// (bytes_down + bytes_up) × 8 / seconds / 1e6.
+    pub mbit_per_s: f64,
+    /// Everything arrived intact and complete (for XCH: the download half).
+    pub ok: bool,
+    /// SHA-256 of the data this side generated (upload) or expects.
+    pub sha256_expected: Option<String>,
+    /// SHA-256 of the data received, or the one the server reported for an upload.
+    pub sha256_got: Option<String>,
+    /// Stream offset of the first wrong byte received, if any.
+    pub first_bad_offset: Option<u64>,
+    /// Longest time without progress, in milliseconds.
+    pub longest_stall_ms: f64,
+    /// Throughput of each sample interval, in Mbit/s.
+    pub samples_mbit: Vec<f64>,
+    /// Whether the socket was MPTCP at the end (None if the kernel cannot tell).
+    pub mptcp: Option<bool>,
+    /// The seed used.
+    pub seed: u64,
+    /// Why the transfer failed, if it did.
+    pub error: Option<String>,
+}
+
+/// One JSON line logged by `mpbond-tb serve` on stdout.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ServeEvent {
+    /// `listening`, `accept`, `done` or `error`.
+    pub event: String,
+    /// The bound address (listening) or the peer (others).
+    pub addr: String,
+    /// `get`, `put` or `xch` once the request is known.
+    pub mode: Option<String>,
+    /// The request's seed.
+    pub seed: Option<u64>,
+    /// Data bytes read after the request line.
+    pub bytes_in: u64,
+    /// Data bytes written.
+    pub bytes_out: u64,
+    /// Upload verdict (PUT and XCH).
+    pub ok: Option<bool>,
+    /// What went wrong.
+    pub error: Option<String>,
+}
+
+/// What `mpbond-tb convert` prints: one JSON line.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConvertReport {
+    /// One entry per connection made (two for `--replay`).
+    pub attempts: Vec<ConvertAttempt>,
+}
+
+/// The concentrator's answer to one Convert message.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConvertAttempt {
+    /// `ok` (bare header), `error` (Error TLV), `closed` (no full reply), or `io`.
+    pub reply: String,
+    /// The RFC 8803 error code, when `reply == "error"`.
+    pub error_code: Option<u8>,
+    /// I/O or decoding trouble, if any.
+    pub detail: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_lines_round_trip() {
+        for r in [
+            Request::Get { bytes: 0, seed: 1 },
+            Request::Put {
+                bytes: 77,
+                seed: u64::MAX,
+            },
+            Request::Xch {
+                up: 1,
+                down: 2,
+                seed: 3,
+            },
+        ] {
+            let line = r.to_line();
+            assert!(line.len() <= MAX_LINE);
+            assert_eq!(Request::parse(line.trim_end()).ok(), Some(r));
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_refused() {
+        for line in [
+            "",
+            "GET",
+            "GET 1",
+            "GET x 1",
+            "PUT 1 2 3",
+            "XCH 1 2",
+            "FOO 1 2",
+        ] {
+            assert!(Request::parse(line).is_err(), "{line:?}");
+        }
+    }
+}
