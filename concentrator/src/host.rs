@@ -73,7 +73,7 @@ impl fmt::Display for HostIssue {
             ),
             HostIssue::NoTfoServer(v) => write!(
                 f,
-                "net.ipv4.tcp_fastopen is {v:#x}, without the server bit 0x2: the Convert request cannot ride in the SYN, each connection costs an extra round trip"
+                "net.ipv4.tcp_fastopen is {v:#x}, without the server bit 0x2: a Fast Open client's MPTCP connection falls back to plain TCP (no bonding) until the agent turns Fast Open off, and then each connection costs an extra round trip"
             ),
             HostIssue::Unreadable(what) => write!(f, "cannot read {what}"),
         }

@@ -9,7 +9,9 @@
 //! then JSON. Host names are *not* resolved here (see [`crate::resolve_concentrator`]), so
 //! `check-config` works offline.
 
+pub mod control;
 pub mod raw;
+pub mod uci;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -20,6 +22,9 @@ use mpbond_protocol::auth::{ClientId, Key};
 use thiserror::Error;
 
 use raw::RawConfig;
+
+pub use crate::model::wan::WanSettings;
+pub use control::{MptcpConfig, RoutingConfig, StatusConfig, DEFAULT_STATUS_SOCKET};
 
 /// Default transparent listener port.
 pub const DEFAULT_LISTEN_PORT: u16 = 4851;
@@ -33,6 +38,14 @@ pub struct Config {
     pub proxy: ProxyConfig,
     pub bypass: BypassConfig,
     pub health: HealthConfig,
+    /// `[routing]`: the owned table, priority and protocol ranges.
+    pub routing: RoutingConfig,
+    /// `[mptcp]`: path-manager caps and CPE sysctls.
+    pub mptcp: MptcpConfig,
+    /// `[[wan]]`: the configured WANs (empty: auto-detect).
+    pub wan: WanSettings,
+    /// `[status]`: the control socket.
+    pub status: StatusConfig,
 }
 
 /// Where the concentrator is and who we are to it.
@@ -125,6 +138,10 @@ pub enum FieldError {
     Interface(String),
     #[error("{0:?} is not a valid table name (1-64 characters of [A-Za-z0-9_-])")]
     Table(String),
+    #[error("{0:?} appears twice")]
+    Duplicate(String),
+    #[error("{0}")]
+    Invalid(String),
     #[error("{value:?} is not an IP prefix or address")]
     Prefix {
         value: String,
@@ -270,11 +287,16 @@ impl Config {
             down_after: range("health.down_after", h.down_after, 2, 1, 1000)? as u32,
             up_after: range("health.up_after", h.up_after, 1, 1, 1000)? as u32,
         };
+        let wan = control::wans(raw.wan, &proxy.lan_interfaces)?;
         Ok(Config {
             concentrator,
             proxy,
             bypass,
             health,
+            routing: control::routing(raw.routing)?,
+            mptcp: control::mptcp(raw.mptcp)?,
+            wan,
+            status: control::status(raw.status)?,
         })
     }
 }

@@ -6,14 +6,24 @@
 //!
 //! ```text
 //! main.rs        CLI, tracing, signals, then run(config, shutdown)
-//! config.rs      raw serde config -> validated Config (config/raw.rs: the serde types)
-//! model/         PURE decisions, unit-tested
+//! config.rs      raw serde config -> validated Config
+//!   raw.rs         the serde types; control.rs: routing/mptcp/wan/status sections
+//!   uci.rs         the UCI file format (OpenWrt /etc/config/mpbond) -> the same raw config
+//! model/         PURE decisions, unit-tested without root
 //!   plan.rs        the nft RedirectSpec: built-in + concentrator + user bypass lists
 //!   health.rs      the fail-open state machine (Up = redirect on)
+//!   wan.rs         WANs discovered from a kernel Snapshot (config list or auto-detect)
+//!   routing.rs     plan(wans) -> desired tables, rules, endpoints; diff -> ordered NetOps
+//!   netops.rs      NetOp, KernelState, the NetBackend seam and its RecordingBackend
+//!   probe.rs       the per-WAN probe state machine (mwan3-like up/down thresholds)
+//! net/           kernel I/O: rtnetlink routes/rules/snapshot/monitor, mptcp_pm genetlink,
+//!                sysctls, kernel feature probe; `Kernel` implements NetBackend
 //! nft/           the nf_tables table (`inet mpbond`, flags owner) over netlink
 //! upstream.rs    seal a Convert request, connect over MPTCP+TFO, read the Convert reply
 //! proxy/         transparent listener, bounded accept loop, per-connection handler
 //! health.rs      the probe loop around model::Health; applies the verdict to nft
+//! wanprobe.rs    per-WAN probes toward the concentrator, bound to the WAN's device
+//! status/        the status model (docs/STATUS.md), control socket, `status` CLI
 //! ```
 //!
 //! # Lifecycle ([`run`])
@@ -26,9 +36,12 @@
 pub mod config;
 pub mod health;
 pub mod model;
+pub mod net;
 pub mod nft;
 pub mod proxy;
+pub mod status;
 pub mod upstream;
+pub mod wanprobe;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -52,6 +52,14 @@ impl TestBedBuilder {
         self
     }
 
+    /// TCP Fast Open (default on: the VPS has `tcp_fastopen=3`). Off sets
+    /// `tcp_fastopen=0` in the router and the VPS, so the daemons' TFO
+    /// requests become plain handshakes.
+    pub fn fast_open(mut self, on: bool) -> Self {
+        self.plan.fast_open = on;
+        self
+    }
+
     /// Build it, or panic with the reason.
     pub fn build(self) -> TestBed {
         match self.try_build() {
@@ -109,6 +117,7 @@ impl TestBed {
                 rates: vec![40, 60],
                 congestion_control: "reno".into(),
                 tbf_latency_ms: 25,
+                fast_open: true,
             },
         }
     }

@@ -10,7 +10,15 @@
 //!   by the library and `src/bin/mpbond-tb`.
 //! * [`proc`]: child guards and polling with deadlines.
 //!
-//! Scenarios live in `tests/tests/*.rs`; they need root and skip otherwise.
+//! Binaries: `mpbond-tb` (serve / fetch / convert, see `src/bin/mpbond-tb`) and
+//! `mpbond-demo`. Scripts: `setup.sh`, `run.sh`, `demo.sh`.
+//!
+//! Scenarios live in `tests/tests/*.rs`, one test bed each; they need root and
+//! skip otherwise: `testbed` (the bed itself and direct kernel MPTCP),
+//! `aggregation`, `integrity`, `ipv6`, `policy`, `fail_open`, `fallback`, and
+//! `configs` (rendered configs pass the daemons' `check-config`, no root).
+//! Set `MPBOND_BIN_DIR` to test other binaries, `MPBOND_TEST_LOG` for the
+//! daemons' `RUST_LOG`, and `MPBOND_KEEP_TMP` to keep configs and logs.
 
 pub mod bed;
 pub mod daemons;

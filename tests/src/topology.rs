@@ -112,6 +112,10 @@ pub struct Plan {
     pub congestion_control: String,
     /// TBF queue length, as time at the WAN's rate.
     pub tbf_latency_ms: u32,
+    /// TCP Fast Open: when true the VPS serves it (`tcp_fastopen=3`) and the
+    /// router keeps the kernel default (client on); when false both get 0, and
+    /// the kernel turns TCP_FASTOPEN_CONNECT into a plain handshake.
+    pub fast_open: bool,
 }
 
 impl Plan {
@@ -161,8 +165,10 @@ impl Plan {
             s.push("net.ipv4.ip_forward=1".into());
             s.push("net.ipv6.conf.all.forwarding=1".into());
         }
-        if node == Node::Vps {
-            s.push("net.ipv4.tcp_fastopen=3".into());
+        match (node, self.fast_open) {
+            (Node::Vps, true) => s.push("net.ipv4.tcp_fastopen=3".into()),
+            (Node::Vps | Node::Router, false) => s.push("net.ipv4.tcp_fastopen=0".into()),
+            _ => {}
         }
         s
     }
@@ -349,6 +355,7 @@ mod tests {
             rates: vec![40, 60],
             congestion_control: "reno".into(),
             tbf_latency_ms: 25,
+            fast_open: true,
         }
     }
 
@@ -406,7 +413,7 @@ mod tests {
     }
 
     #[test]
-    fn only_forwarders_forward_and_only_the_vps_serves_tfo() {
+    fn forwarding_and_fast_open_sysctls() {
         let p = plan();
         assert!(p
             .sysctls(Node::Core)
@@ -415,6 +422,17 @@ mod tests {
         assert!(p
             .sysctls(Node::Vps)
             .contains(&"net.ipv4.tcp_fastopen=3".to_string()));
+        let no_tfo = Plan {
+            fast_open: false,
+            ..plan()
+        };
+        assert!(no_tfo
+            .sysctls(Node::Router)
+            .contains(&"net.ipv4.tcp_fastopen=0".to_string()));
+        assert!(!p
+            .sysctls(Node::Router)
+            .iter()
+            .any(|s| s.contains("fastopen")));
         assert!(p
             .nft_ruleset(Node::Router)
             .is_some_and(|r| r.contains("masquerade")));

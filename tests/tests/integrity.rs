@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{at, mpbond};
+use common::{at, mpbond_with};
 use mpbond_tests::topology::SERVER_V4;
 use mpbond_tests::{require_root, Fetch, Node};
 
@@ -29,7 +29,18 @@ fn mix() -> Vec<(&'static str, u64, u64)> {
 #[test]
 fn parallel_mixed_transfers_arrive_intact() {
     require_root!();
-    let (bed, _conc, _agent) = mpbond(&[40, 60]);
+    parallel_mixed(true);
+}
+
+/// The same with `tcp_fastopen=0` in the router and the VPS.
+#[test]
+fn parallel_mixed_transfers_arrive_intact_without_fast_open() {
+    require_root!();
+    parallel_mixed(false);
+}
+
+fn parallel_mixed(fast_open: bool) {
+    let (bed, _conc, _agent) = mpbond_with(&[40, 60], fast_open);
     let server = bed
         .serve(Node::Server, at(SERVER_V4), false)
         .expect("server");

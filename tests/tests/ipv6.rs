@@ -5,20 +5,30 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_aggregated, at, bytes_for, measured, mpbond};
+use common::{aggregated_transfer, at, bytes_for, mpbond_with};
 use mpbond_tests::topology::SERVER_V6;
 use mpbond_tests::{require_root, Fetch, Node};
 
 #[test]
 fn ipv6_download_is_aggregated() {
     require_root!();
-    let (bed, conc, _agent) = mpbond(&[40, 60]);
+    ipv6_download(true);
+}
+
+/// The same with `tcp_fastopen=0` in the router and the VPS.
+#[test]
+fn ipv6_download_is_aggregated_without_fast_open() {
+    require_root!();
+    ipv6_download(false);
+}
+
+fn ipv6_download(fast_open: bool) {
+    let (bed, conc, _agent) = mpbond_with(&[40, 60], fast_open);
     let _server = bed
         .serve(Node::Server, at(SERVER_V6), false)
         .expect("v6 server");
     let fetch = Fetch::get(at(SERVER_V6), bytes_for(&bed, 8)).timeout(Duration::from_secs(60));
-    let (r, delta) = measured(&bed, &fetch);
-    assert_aggregated("ipv6 download", &bed, &r, &delta, true, 0.85);
+    aggregated_transfer(&bed, "ipv6 download", &fetch, true, 0.85);
     assert!(
         conc.log().contains("2001:db8:200::10"),
         "the concentrator's log names the v6 destination:\n{}",

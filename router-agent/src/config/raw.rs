@@ -17,6 +17,15 @@ pub struct RawConfig {
     pub bypass: RawBypass,
     #[serde(default)]
     pub health: RawHealth,
+    #[serde(default)]
+    pub routing: RawRouting,
+    #[serde(default)]
+    pub mptcp: RawMptcp,
+    /// `[[wan]]` entries; none means auto-detection.
+    #[serde(default)]
+    pub wan: Vec<RawWan>,
+    #[serde(default)]
+    pub status: RawStatus,
 }
 
 /// `[concentrator]`: where the VPS is and how we authenticate to it.
@@ -71,4 +80,54 @@ pub struct RawHealth {
     pub timeout_ms: Option<u64>,
     pub down_after: Option<u64>,
     pub up_after: Option<u64>,
+}
+
+/// `[routing]`: the table, rule-priority and route-protocol ranges the agent owns.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouting {
+    pub table_base: Option<u64>,
+    pub table_count: Option<u64>,
+    pub rule_priority_base: Option<u64>,
+    pub rule_priority_count: Option<u64>,
+    pub route_protocol: Option<u64>,
+    pub reconcile_secs: Option<u64>,
+}
+
+/// `[mptcp]`: path-manager limits and the optional CPE sysctls (omitted = left alone).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMptcp {
+    pub subflows: Option<u64>,
+    pub add_addr_accepted: Option<u64>,
+    pub blackhole_timeout: Option<u64>,
+    pub syn_retrans_before_tcp_fallback: Option<u64>,
+    pub stale_loss_cnt: Option<u64>,
+}
+
+/// One `[[wan]]` entry. The probe fields also accept the `[health]` spellings
+/// (`interval_ms`, `timeout_ms`, `down_after`, `up_after`), which UCI uses.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWan {
+    pub name: String,
+    /// Defaults to `name`.
+    pub device: Option<String>,
+    /// `on`, `backup` or `off`; default `on`.
+    pub mode: Option<String>,
+    #[serde(alias = "interval_ms")]
+    pub probe_interval_ms: Option<u64>,
+    #[serde(alias = "timeout_ms")]
+    pub probe_timeout_ms: Option<u64>,
+    #[serde(alias = "down_after")]
+    pub down: Option<u64>,
+    #[serde(alias = "up_after")]
+    pub up: Option<u64>,
+}
+
+/// `[status]`: the control socket.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatus {
+    pub socket: Option<String>,
 }

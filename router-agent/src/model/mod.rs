@@ -5,7 +5,11 @@
 //! * [`health`]: the fail-open state machine fed by probe results.
 
 pub mod health;
+pub mod netops;
 pub mod plan;
+pub mod probe;
+pub mod routing;
+pub mod wan;
 
 pub use health::{Health, LinkState, Probe, Transition};
 pub use plan::{redirect_spec, BUILTIN_BYPASS};

@@ -54,6 +54,7 @@ struct Meter {
     interval: Duration,
     next_sample: Instant,
     in_sample: u64,
+    total: u64,
     samples: Vec<f64>,
     deadline: Instant,
 }
@@ -69,6 +70,7 @@ impl Meter {
             interval,
             next_sample: now + interval,
             in_sample: 0,
+            total: 0,
             samples: Vec::new(),
             deadline: now + timeout,
         }
@@ -79,6 +81,7 @@ impl Meter {
         self.longest_stall = self.longest_stall.max(now - self.last);
         self.last = now;
         self.in_sample += n as u64;
+        self.total += n as u64;
         while now >= self.next_sample {
             let mbit = self.in_sample as f64 * 8.0 / self.interval.as_secs_f64() / 1e6;
             self.samples.push((mbit * 10.0).round() / 10.0);
@@ -127,6 +130,11 @@ pub fn run(args: &Args) -> ExitCode {
     if let Err(e) = transfer(args, &req, timeout, &mut meter, &mut report) {
         report.ok = false;
         report.error = Some(e.to_string());
+        // What got through before the failure (the transfer functions return early).
+        match req {
+            Request::Put { .. } => report.bytes_up = report.bytes_up.max(meter.total),
+            _ => report.bytes_down = report.bytes_down.max(meter.total),
+        }
     }
     report.seconds = meter.last.duration_since(meter.start).as_secs_f64();
     let bits = (report.bytes_down + report.bytes_up) as f64 * 8.0;

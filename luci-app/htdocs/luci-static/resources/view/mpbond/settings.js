@@ -1,0 +1,156 @@
+'use strict';
+'require view';
+'require form';
+'require uci';
+'require tools.widgets as widgets';
+
+/*
+ * mpbond settings: a form on /etc/config/mpbond. The option names are the
+ * ones the agent reads (router-agent/src/config/uci/map.rs, MAPPINGS); the
+ * agent rejects unknown options, so this form writes no others. Empty
+ * optional fields are removed, and the agent then uses its defaults, shown
+ * here as placeholders.
+ */
+
+function pattern(re, msg) {
+	return function(section_id, value) {
+		return (value === '' || re.test(value)) ? true : msg;
+	};
+}
+
+return view.extend({
+	render: function() {
+		var m, s, o;
+
+		m = new form.Map('mpbond', _('mpbond'),
+			_('Bonds every WAN with MPTCP: LAN TCP connections are carried to a concentrator on a VPS, which connects to the destination. Enter the values printed by the concentrator\'s installer.'));
+
+		s = m.section(form.NamedSection, 'globals', 'globals', _('Global settings'));
+		s.addremove = false;
+		s.tab('general', _('General'));
+		s.tab('lan', _('LAN and bypass'));
+		s.tab('probe', _('Health probes'));
+		s.tab('advanced', _('Advanced'));
+
+		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'));
+		o.rmempty = false;
+
+		o = s.taboption('general', form.Value, 'host', _('Concentrator host'), _('IP address or host name of the VPS.'));
+		o.datatype = 'host';
+		o.rmempty = false;
+
+		o = s.taboption('general', form.Value, 'port', _('Concentrator port'));
+		o.datatype = 'port';
+		o.placeholder = '4850';
+
+		o = s.taboption('general', form.Value, 'client_id', _('Client ID'), _('1 to 32 of A-Z a-z 0-9 . _ -'));
+		o.rmempty = false;
+		o.validate = pattern(/^[A-Za-z0-9._-]{1,32}$/, _('Use 1 to 32 letters, digits, dots, underscores or dashes'));
+
+		o = s.taboption('general', form.Value, 'key', _('Key'), _('64 hexadecimal characters.'));
+		o.password = true;
+		o.rmempty = false;
+		o.validate = pattern(/^[0-9A-Fa-f]{64}$/, _('The key is 64 hexadecimal characters'));
+
+		o = s.taboption('lan', widgets.DeviceSelect, 'lan_interface', _('LAN devices'),
+			_('TCP from these devices is redirected into the bond.'));
+		o.multiple = true;
+		o.noaliases = true;
+		o.placeholder = 'br-lan';
+
+		o = s.taboption('lan', form.DynamicList, 'bypass_destination', _('Bypass destinations'),
+			_('Prefixes that are never bonded (private and local ranges and the concentrator always are).'));
+		o.datatype = 'or(ipaddr,cidr)';
+
+		o = s.taboption('lan', form.DynamicList, 'bypass_source', _('Bypass sources'),
+			_('LAN prefixes whose traffic is never bonded.'));
+		o.datatype = 'or(ipaddr,cidr)';
+
+		o = s.taboption('probe', form.Value, 'interval_ms', _('Probe interval (ms)'),
+			_('How often the concentrator is probed; each WAN takes these unless its entry overrides them.'));
+		o.datatype = 'range(100,3600000)';
+		o.placeholder = '1000';
+
+		o = s.taboption('probe', form.Value, 'timeout_ms', _('Probe timeout (ms)'));
+		o.datatype = 'range(100,3600000)';
+		o.placeholder = '1500';
+
+		o = s.taboption('probe', form.Value, 'down_after', _('Down after'),
+			_('Failed probes in a row before the redirect is withdrawn and LAN TCP goes out directly.'));
+		o.datatype = 'range(1,1000)';
+		o.placeholder = '2';
+
+		o = s.taboption('probe', form.Value, 'up_after', _('Up after'), _('Good probes in a row before it is restored.'));
+		o.datatype = 'range(1,1000)';
+		o.placeholder = '1';
+
+		o = s.taboption('advanced', form.Value, 'log_level', _('Log level'), _('A RUST_LOG filter; see logread -e mpbond.'));
+		[ 'error', 'warn', 'info', 'debug', 'trace' ].forEach(function(l) { o.value(l); });
+		o.placeholder = 'info';
+
+		o = s.taboption('advanced', form.Value, 'listen_port', _('Local proxy port'));
+		o.datatype = 'port';
+		o.placeholder = '4851';
+
+		o = s.taboption('advanced', form.Value, 'table_base', _('First routing table'),
+			_('The agent owns a range of routing tables starting here.'));
+		o.datatype = 'uinteger';
+		o.placeholder = '2000';
+
+		o = s.taboption('advanced', form.Value, 'rule_priority_base', _('First rule priority'),
+			_('The agent owns a range of ip rule priorities starting here.'));
+		o.datatype = 'range(1,32000)';
+		o.placeholder = '2000';
+
+		o = s.taboption('advanced', form.Value, 'route_protocol', _('Route protocol number'));
+		o.datatype = 'range(1,255)';
+		o.placeholder = '93';
+
+		s = m.section(form.GridSection, 'wan', _('WAN interfaces'),
+			_('One entry per logical interface. "Backup" interfaces carry traffic only when no "on" interface works.'));
+		s.addremove = true;
+		s.anonymous = true;
+		s.nodescriptions = true;
+
+		o = s.option(widgets.NetworkSelect, 'interface', _('Interface'));
+		o.nocreate = true;
+		o.rmempty = false;
+		/* As in mwan3, a named section without `option interface` is that interface. */
+		o.cfgvalue = function(section_id) {
+			var v = uci.get('mpbond', section_id, 'interface');
+			return v || (uci.get('mpbond', section_id, '.anonymous') ? null : section_id);
+		};
+
+		o = s.option(widgets.DeviceSelect, 'device', _('Device'), _('Only if the kernel device is not found from the interface.'));
+		o.modalonly = true;
+		o.noaliases = true;
+
+		o = s.option(form.ListValue, 'mode', _('Mode'));
+		o.value('on', _('On'));
+		o.value('backup', _('Backup'));
+		o.value('off', _('Off'));
+		o.default = 'on';
+
+		o = s.option(form.Value, 'interval_ms', _('Probe interval (ms)'));
+		o.modalonly = true;
+		o.datatype = 'range(100,3600000)';
+		o.placeholder = _('as in Health probes');
+
+		o = s.option(form.Value, 'timeout_ms', _('Probe timeout (ms)'));
+		o.modalonly = true;
+		o.datatype = 'range(100,3600000)';
+		o.placeholder = _('as in Health probes');
+
+		o = s.option(form.Value, 'down_after', _('Down after'), _('Failed probes in a row before the WAN is down.'));
+		o.modalonly = true;
+		o.datatype = 'range(1,1000)';
+		o.placeholder = _('as in Health probes');
+
+		o = s.option(form.Value, 'up_after', _('Up after'), _('Good probes in a row before the WAN is up again.'));
+		o.modalonly = true;
+		o.datatype = 'range(1,1000)';
+		o.placeholder = _('as in Health probes');
+
+		return m.render();
+	}
+});

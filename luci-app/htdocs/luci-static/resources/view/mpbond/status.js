@@ -1,0 +1,253 @@
+'use strict';
+'require view';
+'require dom';
+'require rpc';
+'require poll';
+'require ui';
+
+/*
+ * mpbond status page. Draws the agent's status document (docs/STATUS.md,
+ * schema "mpbond.status/1"), fetched over ubus from the rpcd plugin
+ * /usr/libexec/rpcd/mpbond, and refreshes it every 3 seconds.
+ *
+ * Every value from the document reaches the DOM as a text node: strings are
+ * always handed to E() inside an array (a bare string child is parsed as
+ * HTML by LuCI's dom.append), and the SVG graph is built with
+ * createElementNS and textContent.
+ */
+
+var POLL_SECS = 3;
+var HISTORY = 60; /* samples kept per WAN: 60 x 3 s = the last 3 minutes */
+var SVG_NS = 'http://www.w3.org/2000/svg';
+var GRAPH_W = 600, GRAPH_H = 160;
+var STATES = { up: '#2e9c3a', degraded: '#e07b00', down: '#d0302a', unknown: '#808080' };
+var PALETTE = [ '#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#17becf', '#8c564b', '#e377c2' ];
+
+var callStatus = rpc.declare({
+	object: 'mpbond',
+	method: 'status'
+});
+
+/* Formatting: null means unknown and prints as a dash, never as zero. */
+function dash(v) { return (v === null || v === undefined || v === '') ? '\u2013' : String(v); }
+
+function fmtRate(bps) {
+	if (typeof(bps) !== 'number') return dash(null);
+	var units = [ 'bit/s', 'kbit/s', 'Mbit/s', 'Gbit/s' ], i = 0;
+	while (bps >= 1000 && i < units.length - 1) { bps /= 1000; i++; }
+	return (i ? bps.toFixed(bps < 10 ? 2 : 1) : bps.toFixed(0)) + ' ' + units[i];
+}
+
+function fmtNum(v, unit, digits) {
+	return (typeof(v) === 'number') ? v.toFixed(digits) + ' ' + unit : dash(null);
+}
+
+function fmtUptime(s) {
+	if (typeof(s) !== 'number') return dash(null);
+	var d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
+	return (d ? d + 'd ' : '') + h + 'h ' + m + 'm ' + Math.floor(s % 60) + 's';
+}
+
+function stateOf(wan) { return STATES.hasOwnProperty(wan.state) ? wan.state : 'unknown'; }
+
+function svg(tag, attrs, children) {
+	var el = document.createElementNS(SVG_NS, tag);
+	for (var k in attrs) el.setAttribute(k, attrs[k]);
+	(children || []).forEach(function(c) { el.appendChild(c); });
+	return el;
+}
+
+function svgText(x, y, anchor, text) {
+	var t = svg('text', { x: x, y: y, 'text-anchor': anchor, 'font-size': 11, fill: '#666' });
+	t.textContent = text;
+	return t;
+}
+
+function row(cells, attrs) {
+	return E('tr', Object.assign({ class: 'tr' }, attrs || {}), cells.map(function(c) {
+		return E('td', { class: 'td left' }, Array.isArray(c) ? c : [ c ]);
+	}));
+}
+
+function kvTable(pairs) {
+	return E('table', { class: 'table' }, pairs.map(function(p) {
+		return E('tr', { class: 'tr' }, [
+			E('td', { class: 'td left', width: '33%' }, [ p[0] ]),
+			E('td', { class: 'td left', 'data-field': p[2] }, [ p[1] ])
+		]);
+	}));
+}
+
+function alertBox(level, title, lines, id) {
+	return E('div', { class: 'alert-message ' + level, id: id }, [
+		E('h4', {}, [ title ])
+	].concat(lines.map(function(l) { return E('p', {}, [ l ]); })));
+}
+
+return view.extend({
+	handleSaveApply: null,
+	handleSave: null,
+	handleReset: null,
+
+	fetchStatus: function() {
+		return callStatus().catch(function(err) {
+			return { error: 'status service unavailable', detail: String(err && err.message || err) };
+		});
+	},
+
+	load: function() {
+		return this.fetchStatus();
+	},
+
+	render: function(status) {
+		this.history = {}; /* WAN name -> [rx_bps, ...], oldest first */
+		this.colours = {}; /* WAN name -> graph colour, kept for the page's lifetime */
+		this.root = E('div', { id: 'mpbond-status' });
+		this.update(status);
+		poll.add(L.bind(function() {
+			return this.fetchStatus().then(L.bind(this.update, this));
+		}, this), POLL_SECS);
+		return E('div', {}, [ E('h2', {}, [ _('mpbond') ]), this.root ]);
+	},
+
+	update: function(st) {
+		dom.content(this.root, this.sections(st || {}));
+	},
+
+	sections: function(st) {
+		if (st.error !== undefined || typeof(st.schema) !== 'string')
+			return [ this.renderDown(st) ];
+		var out = this.renderWarnings(st);
+		if (st.schema.split('/')[0] !== 'mpbond.status' || st.schema.split('/')[1] !== '1')
+			out.push(alertBox('warning', _('Unknown status format'), [ dash(st.schema) ], 'mpbond-schema'));
+		var wans = Array.isArray(st.wans) ? st.wans : [];
+		this.record(wans);
+		return out.concat([ this.renderSummary(st), this.renderWans(wans), this.renderGraph(wans) ]);
+	},
+
+	renderDown: function(st) {
+		var agentDown = (st.error === 'agent not running');
+		return alertBox('danger',
+			agentDown ? _('The mpbond agent is not running') : _('mpbond status is not available'),
+			[ dash(st.detail || st.error),
+			  agentDown ? _('LAN traffic is not bonded. Check "logread -e mpbond" and start the service with "/etc/init.d/mpbond start".')
+			            : _('Check that the mpbond package is installed and that rpcd has been restarted.') ],
+			'mpbond-down');
+	},
+
+	renderWarnings: function(st) {
+		var k = st.kernel || {}, out = [];
+		if (k.mptcp === false)
+			out.push(alertBox('danger', _('MPTCP is not available in this kernel'),
+				[ _('net.mptcp.enabled is not 1, so connections cannot be spread over the WANs.'),
+				  _('Kernel release') + ': ' + dash(k.release) ], 'mpbond-mptcp'));
+		if (Array.isArray(k.missing) && k.missing.length)
+			out.push(alertBox('warning', _('Kernel features missing'), k.missing.map(dash), 'mpbond-missing'));
+		return out;
+	},
+
+	renderSummary: function(st) {
+		var c = st.concentrator || {}, n = st.connections || {};
+		var reach = c.reachable ? _('reachable') : _('unreachable') + (c.last_error ? ': ' + c.last_error : '');
+		var redirect = c.redirect
+			? E('span', { class: 'mpbond-redirect-on', style: 'color:' + STATES.up }, [ _('active: LAN TCP is bonded') ])
+			: E('span', { class: 'mpbond-redirect-off', style: 'color:' + STATES.down + ';font-weight:bold' },
+				[ _('inactive: failing open, LAN traffic goes out directly, not bonded') ]);
+		return E('div', { class: 'cbi-section' }, [
+			E('h3', {}, [ _('Overview') ]),
+			kvTable([
+				[ _('Concentrator'), E('span', { style: 'color:' + (c.reachable ? STATES.up : STATES.down) },
+					[ dash(c.host) + ' (' + dash(c.address) + '), ' + reach ]), 'concentrator' ],
+				[ _('Concentrator RTT'), fmtNum(c.rtt_ms, 'ms', 1), 'concentrator-rtt' ],
+				[ _('Redirect'), redirect, 'redirect' ],
+				[ _('Connections'), _('active') + ' ' + dash(n.active) + ', ' + _('total') + ' ' + dash(n.total) +
+					', ' + _('fallbacks to plain TCP') + ' ' + dash(n.fallbacks) + ', ' + _('direct') + ' ' +
+					dash(n.direct) + ', ' + _('refused') + ' ' + dash(n.refused), 'connections' ],
+				[ _('Agent'), _('version') + ' ' + dash(st.version) + ', ' + _('up') + ' ' + fmtUptime(st.uptime_secs) +
+					', ' + _('kernel') + ' ' + dash((st.kernel || {}).release), 'agent' ]
+			])
+		]);
+	},
+
+	renderWans: function(wans) {
+		var head = E('tr', { class: 'tr table-titles' }, [
+			_('Interface'), _('State'), _('Mode'), _('Addresses'), _('Gateway'), _('RTT'), _('Loss'),
+			_('Rx rate'), _('Tx rate'), _('Subflows')
+		].map(function(t) { return E('th', { class: 'th left' }, [ t ]); }));
+		var rows = wans.map(function(w) {
+			var s = stateOf(w);
+			return row([
+				dash(w.name) + (w.device && w.device !== w.name ? ' (' + w.device + ')' : ''),
+				E('span', { class: 'mpbond-state mpbond-state-' + s, style: 'color:' + STATES[s] + ';font-weight:bold' }, [ s ]),
+				dash(w.mode),
+				ui.itemlist(E('span'), (Array.isArray(w.addresses) && w.addresses.length ? w.addresses : [ null ])
+					.reduce(function(a, x) { return a.concat([ null, dash(x) ]); }, [])),
+				dash(w.gateway), fmtNum(w.rtt_ms, 'ms', 1), fmtNum(w.loss_pct, '%', 1),
+				fmtRate(w.rx_bps), fmtRate(w.tx_bps), dash(w.subflows)
+			], { class: 'tr mpbond-wan', 'data-wan': dash(w.name) });
+		});
+		if (!rows.length)
+			rows.push(E('tr', { class: 'tr placeholder' }, [ E('td', { class: 'td', colspan: 10 }, [ _('No WAN interfaces found') ]) ]));
+		return E('div', { class: 'cbi-section' }, [
+			E('h3', {}, [ _('WAN interfaces') ]),
+			E('table', { class: 'table', id: 'mpbond-wans' }, [ head ].concat(rows))
+		]);
+	},
+
+	/* Keeps the last HISTORY rx_bps samples per WAN; drops WANs that went away. */
+	record: function(wans) {
+		var seen = {};
+		wans.forEach(L.bind(function(w) {
+			var name = dash(w.name), h = this.history[name] || (this.history[name] = []);
+			seen[name] = true;
+			if (!this.colours[name])
+				this.colours[name] = PALETTE[Object.keys(this.colours).length % PALETTE.length];
+			h.push(typeof(w.rx_bps) === 'number' ? w.rx_bps : null);
+			if (h.length > HISTORY) h.shift();
+		}, this));
+		Object.keys(this.history).forEach(L.bind(function(n) { if (!seen[n]) delete this.history[n]; }, this));
+	},
+
+	renderGraph: function(wans) {
+		var names = Object.keys(this.history), max = 1000;
+		names.forEach(L.bind(function(n) {
+			this.history[n].forEach(function(v) { if (v !== null && v > max) max = v; });
+		}, this));
+		max *= 1.1;
+		var step = GRAPH_W / (HISTORY - 1);
+		var grid = [ 0.25, 0.5, 0.75 ].map(function(f) {
+			return svg('line', { x1: 0, x2: GRAPH_W, y1: GRAPH_H * f, y2: GRAPH_H * f, stroke: '#ddd' });
+		});
+		var lines = names.map(L.bind(function(n) {
+			var h = this.history[n], off = HISTORY - h.length, pts = [];
+			h.forEach(function(v, i) {
+				if (v !== null)
+					pts.push(((off + i) * step).toFixed(1) + ',' + (GRAPH_H - v / max * GRAPH_H).toFixed(1));
+			});
+			var line = svg('polyline', { points: pts.join(' '), fill: 'none', stroke: this.colours[n], 'stroke-width': 2 });
+			line.setAttribute('data-wan', n);
+			return line;
+		}, this));
+		var chart = svg('svg', {
+			id: 'mpbond-graph', viewBox: '-4 -14 ' + (GRAPH_W + 8) + ' ' + (GRAPH_H + 30),
+			width: '100%', style: 'max-width:' + (GRAPH_W + 8) + 'px', role: 'img'
+		}, grid.concat([
+			svg('rect', { x: 0, y: 0, width: GRAPH_W, height: GRAPH_H, fill: 'none', stroke: '#bbb' }),
+			svgText(4, -3, 'start', fmtRate(max)),
+			svgText(0, GRAPH_H + 13, 'start', '-' + Math.round(HISTORY * POLL_SECS / 60) + ' min'),
+			svgText(GRAPH_W, GRAPH_H + 13, 'end', _('now'))
+		], lines));
+		var byName = {};
+		wans.forEach(function(w) { byName[dash(w.name)] = w; });
+		var legend = E('ul', { id: 'mpbond-legend', style: 'list-style:none;padding:0;display:flex;flex-wrap:wrap;gap:1.5em' },
+			names.map(L.bind(function(n) {
+				return E('li', { 'data-wan': n }, [
+					E('span', { style: 'display:inline-block;width:1em;height:0.6em;margin-right:0.4em;background:' + this.colours[n] }),
+					n + ': ' + fmtRate((byName[n] || {}).rx_bps)
+				]);
+			}, this)));
+		return E('div', { class: 'cbi-section' }, [
+			E('h3', {}, [ _('Receive rate per WAN') ]), chart, legend
+		]);
+	}
+});

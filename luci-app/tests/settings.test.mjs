@@ -1,0 +1,93 @@
+// The settings view against the agent's UCI schema. settings.js runs
+// unmodified with recording stand-ins for LuCI's `form` and `tools.widgets`;
+// every option it declares must be one the agent reads (the MAPPINGS table in
+// router-agent/src/config/uci/map.rs, since the agent rejects unknown options)
+// and, once it exists, one the shipped /etc/config/mpbond names.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { appDir } from './lib.mjs';
+
+const repo = join(appDir, '..');
+const MAP_RS = join(repo, 'router-agent/src/config/uci/map.rs');
+const SHIPPED = join(repo, 'openwrt/mpbond/files/mpbond.config');
+
+/** Runs settings.js like LuCI's loader does and returns what it declared. */
+function declared() {
+  const source = readFileSync(join(appDir, 'htdocs/luci-static/resources/view/mpbond/settings.js'), 'utf8');
+  const sections = [];
+  class Option {
+    constructor(section, cls, name) { Object.assign(this, { cls: cls.name, name, values: [] }); section.options.push(this); }
+    value(v) { this.values.push(v); }
+  }
+  class Section {
+    constructor(cls, args) { Object.assign(this, { cls, args, options: [], tabs: [] }); sections.push(this); }
+    tab(name) { this.tabs.push(name); }
+    option(cls, name) { return new Option(this, cls, name); }
+    taboption(tab, cls, name) { assert.ok(this.tabs.includes(tab), `tab ${tab} declared`); return this.option(cls, name); }
+  }
+  const named = (n) => Object.defineProperty(class {}, 'name', { value: n });
+  const form = Object.fromEntries(['NamedSection', 'GridSection', 'Flag', 'Value', 'ListValue', 'DynamicList']
+    .map((n) => [n, named(n)]));
+  form.Map = class { constructor(config) { this.config = config; } section(cls, ...args) { return new Section(cls.name, args); } render() { return this; } };
+  const widgets = { DeviceSelect: named('DeviceSelect'), NetworkSelect: named('NetworkSelect') };
+  const view = { extend: (proto) => proto };
+  const conf = { wan: { '.anonymous': false }, cfg0a1b2c: { '.anonymous': true }, wanb: { '.anonymous': false, interface: 'lte' } };
+  const uci = { get: (config, sid, opt) => (config === 'mpbond' ? conf[sid]?.[opt] : undefined) };
+  const modules = { view, form, uci, 'tools.widgets': widgets };
+  const deps = [...source.matchAll(/^'require ([\w.]+)(?: as (\w+))?';$/gm)];
+  assert.ok(deps.length >= 3);
+  const fn = new Function(...deps.map((d) => d[2] || d[1]), source);
+  globalThis._ = (s) => s;
+  const map = fn(...deps.map((d) => { assert.ok(d[1] in modules, `stand-in has ${d[1]}`); return modules[d[1]]; })).render();
+  return { map, sections };
+}
+
+/** [section type, option name, kind] for every row of MAPPINGS. */
+function agentOptions() {
+  const rs = readFileSync(MAP_RS, 'utf8');
+  const rows = [...rs.matchAll(/(?:m|script_only)\("(\w+)", "(\w+)", (\w+)/g)].map((r) => [r[1], r[2], r[3]]);
+  assert.ok(rows.length > 10, 'MAPPINGS found in map.rs');
+  return rows;
+}
+
+test('settings declare the globals and wan sections of the mpbond config', () => {
+  const { map, sections } = declared();
+  assert.equal(map.config, 'mpbond');
+  assert.deepEqual(sections.map((s) => [s.cls, ...s.args.slice(0, 2)]),
+    [['NamedSection', 'globals', 'globals'], ['GridSection', 'wan', 'WAN interfaces']]);
+  const g = Object.fromEntries(sections[0].options.map((o) => [o.name, o]));
+  assert.equal(g.key.password, true);
+  for (const n of ['bypass_destination', 'bypass_source']) {
+    assert.equal(g[n].cls, 'DynamicList');
+    assert.match(g[n].datatype, /\bcidr\b/);
+  }
+  assert.equal(g.lan_interface.multiple, true);
+  const w = Object.fromEntries(sections[1].options.map((o) => [o.name, o]));
+  assert.equal(w.interface.cls, 'NetworkSelect');
+  // A named wan section without `option interface` is that interface (mwan3 style).
+  assert.deepEqual(['wan', 'cfg0a1b2c', 'wanb'].map((sid) => w.interface.cfgvalue(sid)), ['wan', null, 'lte']);
+  assert.deepEqual(w.mode.values, ['on', 'backup', 'off']);
+});
+
+test('every option is one the agent reads, with a matching kind', () => {
+  const { sections } = declared();
+  const known = new Map(agentOptions().map(([s, o, k]) => [`${s}.${o}`, k]));
+  const kinds = { Flag: ['Bool'], DynamicList: ['List'], ListValue: ['Choice'], Value: ['Text', 'Number'], NetworkSelect: ['Text'] };
+  for (const s of sections) {
+    for (const o of s.options) {
+      const id = `${s.cls === 'NamedSection' ? s.args[1] : s.args[0]}.${o.name}`;
+      assert.ok(known.has(id), `${id} is in MAPPINGS`);
+      const kind = o.cls === 'DeviceSelect' ? (o.multiple ? 'List' : 'Text') : kinds[o.cls];
+      assert.ok([].concat(kind).includes(known.get(id)), `${id}: ${o.cls} vs ${known.get(id)}`);
+    }
+  }
+});
+
+test('every option is in the shipped /etc/config/mpbond', { skip: !existsSync(SHIPPED) && 'not written yet' }, () => {
+  const text = readFileSync(SHIPPED, 'utf8');
+  for (const s of declared().sections)
+    for (const o of s.options)
+      assert.match(text, new RegExp(`^\\s*#?\\s*(option|list)\\s+${o.name}\\b`, 'm'), `${o.name} in mpbond.config`);
+});

@@ -1,0 +1,156 @@
+// Browser test of view/mpbond/status.js in headless Chromium (node --test).
+// Expectations are derived from the fixtures, so fixtures/status.json can be
+// replaced by a real capture from the agent (`mpbond-agent status --json`).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { here, fixture, startServer, startBrowser, openView, tick } from './lib.mjs';
+
+const COLOURS = { up: 'rgb(46, 156, 58)', degraded: 'rgb(224, 123, 0)', down: 'rgb(208, 48, 42)', unknown: 'rgb(128, 128, 128)' };
+let server, browser;
+
+before(async () => { server = await startServer(); browser = await startBrowser(); });
+after(async () => { await browser?.close(); server?.proc.kill(); });
+
+const wanRows = (page) => page.$$eval('#mpbond-wans tr.mpbond-wan', (rows) => rows.map((r) => {
+  const s = r.querySelector('.mpbond-state');
+  return { name: r.dataset.wan, text: r.textContent, state: s.textContent, cls: s.className, colour: getComputedStyle(s).color };
+}));
+const lines = (page) => page.$$eval('#mpbond-graph polyline', (ls) => ls.map((l) => ({ wan: l.dataset.wan, points: l.getAttribute('points') })));
+const text = (page, sel) => page.$eval(sel, (e) => e.textContent);
+
+test('one row per WAN with its state, colour and values', async () => {
+  const doc = fixture('status.json');
+  const { page, errors } = await openView(browser, server.base, 'mpbond/status', [doc]);
+  const rows = await wanRows(page);
+  assert.equal(rows.length, doc.wans.length);
+  doc.wans.forEach((w, i) => {
+    assert.equal(rows[i].name, w.name);
+    assert.equal(rows[i].state, w.state);
+    assert.match(rows[i].cls, new RegExp(`\\bmpbond-state-${w.state}\\b`));
+    assert.equal(rows[i].colour, COLOURS[w.state]);
+    assert.ok(rows[i].text.includes(w.mode), `mode of ${w.name}`);
+    for (const a of w.addresses) assert.ok(rows[i].text.includes(a), `address ${a}`);
+    assert.ok(rows[i].text.includes(w.gateway ?? '\u2013'), `gateway of ${w.name}`);
+  });
+  const all = await text(page, '#view');
+  assert.doesNotMatch(all, /\b(null|undefined|NaN)\b/);
+  assert.deepEqual(await page.evaluate(() => window.standin.polls()), [3]);
+  assert.deepEqual(await page.evaluate(() => window.standin.rpcCalls[0]), { object: 'mpbond', method: 'status', args: {} });
+  assert.equal(await page.$('#mpbond-down, #mpbond-mptcp, #mpbond-missing'), null);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('concentrator, redirect and connection counters', async () => {
+  const doc = fixture('status.json');
+  const { page } = await openView(browser, server.base, 'mpbond/status', [doc]);
+  const conc = await text(page, '[data-field="concentrator"]');
+  assert.ok(conc.includes(doc.concentrator.host) && conc.includes(doc.concentrator.address), conc);
+  assert.match(conc, doc.concentrator.reachable ? /\breachable\b/ : /\bunreachable\b/);
+  assert.match(await text(page, '[data-field="redirect"]'), doc.concentrator.redirect ? /^active/ : /failing open/);
+  const conn = await text(page, '[data-field="connections"]');
+  const c = doc.connections;
+  for (const s of [`active ${c.active}`, `total ${c.total}`, `fallbacks to plain TCP ${c.fallbacks}`, `direct ${c.direct}`, `refused ${c.refused}`])
+    assert.ok(conn.includes(s), `${s} in ${conn}`);
+  await page.close();
+});
+
+test('graph: one polyline per WAN whose points move on each poll tick', async () => {
+  const [a, b] = [fixture('status.json'), fixture('status-next.json')];
+  const { page } = await openView(browser, server.base, 'mpbond/status', [a, b]);
+  const first = await lines(page);
+  assert.deepEqual(first.map((l) => l.wan), a.wans.map((w) => w.name));
+  await tick(page);
+  const second = await lines(page);
+  assert.equal(second.length, b.wans.length);
+  for (let i = 0; i < second.length; i++) {
+    assert.notEqual(second[i].points, first[i].points, `points of ${second[i].wan} changed`);
+    assert.equal(second[i].points.split(' ').length, 2, 'two samples after one tick');
+  }
+  // Higher rx rate => higher on the chart (smaller y) for the newest sample.
+  const lastY = second.map((l) => Number(l.points.split(' ').pop().split(',')[1]));
+  const max = Math.max(...a.wans.map((w) => w.rx_bps), ...b.wans.map((w) => w.rx_bps));
+  for (let i = 0; i < b.wans.length; i++)
+    for (let j = 0; j < b.wans.length; j++)
+      if (b.wans[i].rx_bps - b.wans[j].rx_bps > max / 50) assert.ok(lastY[i] < lastY[j], `${b.wans[i].name} above ${b.wans[j].name}`);
+  const legend = await page.$$eval('#mpbond-legend li', (ls) => ls.map((l) => l.dataset.wan));
+  assert.deepEqual(legend, b.wans.map((w) => w.name));
+  assert.match(await text(page, '[data-field="connections"]'), new RegExp(`total ${b.connections.total}`));
+  await page.close();
+});
+
+test('every state gets its colour, an unknown state is shown as unknown', async () => {
+  const doc = fixture('status.json');
+  const states = ['up', 'degraded', 'down', 'unknown', 'bogus'];
+  doc.wans = states.map((s, i) => ({ ...doc.wans[i % doc.wans.length], name: `w${i}`, state: s }));
+  const { page } = await openView(browser, server.base, 'mpbond/status', [doc]);
+  const rows = await wanRows(page);
+  assert.deepEqual(rows.map((r) => r.state), ['up', 'degraded', 'down', 'unknown', 'unknown']);
+  assert.deepEqual(rows.map((r) => r.colour), [COLOURS.up, COLOURS.degraded, COLOURS.down, COLOURS.unknown, COLOURS.unknown]);
+  await page.close();
+});
+
+test('agent not running: a clear message, and the page recovers when it starts', async () => {
+  const down = fixture('agent-down.json');
+  const { page } = await openView(browser, server.base, 'mpbond/status', [down, fixture('status.json')]);
+  const msg = await text(page, '#mpbond-down');
+  assert.match(msg, /The mpbond agent is not running/);
+  assert.ok(msg.includes(down.detail));
+  assert.equal(await page.$('#mpbond-wans'), null);
+  await tick(page);
+  assert.equal(await page.$('#mpbond-down'), null);
+  assert.equal((await wanRows(page)).length, fixture('status.json').wans.length);
+  await page.close();
+});
+
+test('ubus call failing (plugin missing): status not available', async () => {
+  const { page } = await openView(browser, server.base, 'mpbond/status', [{ ubusStatus: 4 }]);
+  assert.match(await text(page, '#mpbond-down'), /mpbond status is not available/);
+  await page.close();
+});
+
+test('MPTCP missing and failing open are shown as warnings', async () => {
+  const doc = fixture('status-failopen.json');
+  const { page } = await openView(browser, server.base, 'mpbond/status', [doc]);
+  assert.match(await text(page, '#mpbond-mptcp'), /MPTCP is not available in this kernel/);
+  const missing = await page.$$eval('#mpbond-missing p', (ps) => ps.map((p) => p.textContent));
+  assert.deepEqual(missing, doc.kernel.missing);
+  assert.match(await text(page, '[data-field="redirect"]'), /failing open/);
+  assert.match(await text(page, '[data-field="concentrator"]'), /unreachable: probe timed out/);
+  await page.screenshot({ path: join(here, 'out', 'status-failopen.png'), fullPage: true });
+  await page.close();
+});
+
+test('strings from the status document never become markup', async () => {
+  const evil = '<img src=x onerror="window.__pwned=1"><b class="inj">x</b>';
+  const doc = fixture('status-failopen.json');
+  doc.concentrator.host = evil; doc.concentrator.last_error = evil; doc.kernel.missing = [evil];
+  doc.wans[0] = { ...doc.wans[0], name: evil, device: evil, mode: evil, gateway: evil, addresses: [evil] };
+  const { page } = await openView(browser, server.base, 'mpbond/status', [doc, { error: evil, detail: evil }]);
+  const check = async () => {
+    assert.equal(await page.$$eval('#view img, #view .inj', (n) => n.length), 0);
+    assert.ok((await text(page, '#view')).includes(evil));
+  };
+  await check();
+  await tick(page);
+  await check();
+  assert.equal(await page.evaluate(() => window.__pwned), undefined);
+  await page.close();
+});
+
+test('screenshot after a few minutes of samples', async () => {
+  const base = fixture('status.json');
+  const docs = Array.from({ length: 40 }, (_, t) => ({
+    ...base,
+    wans: base.wans.map((w, i) => ({ ...w, rx_bps: w.state === 'down' ? 0 : Math.round(w.rx_bps * (1 + 0.4 * Math.sin(t / (3 + i)))) })),
+  }));
+  const { page } = await openView(browser, server.base, 'mpbond/status', docs);
+  for (let t = 1; t < docs.length; t++) await tick(page);
+  const pts = (await lines(page))[0].points.split(' ').length;
+  assert.equal(pts, docs.length);
+  mkdirSync(join(here, 'out'), { recursive: true });
+  await page.screenshot({ path: join(here, 'out', 'status.png'), fullPage: true });
+  await page.close();
+});

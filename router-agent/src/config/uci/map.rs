@@ -1,0 +1,379 @@
+//! UCI sections → [`RawConfig`], driven by one table, [`MAPPINGS`].
+//!
+//! The values are typed here (numbers, booleans, choices, lists), so a bad one is reported
+//! by its UCI path, and then handed to serde as a JSON tree. Going through serde rather than
+//! building the struct by hand keeps `deny_unknown_fields` and the defaults of the raw
+//! struct in force, and lets the raw struct grow without this file breaking.
+
+use serde::Deserialize;
+use serde_json::{Map, Value as Json};
+
+use super::{OptionError, Package, Section, SectionError, UciError, Value};
+use crate::config::raw::RawConfig;
+
+/// How a UCI value is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Any string.
+    Text,
+    /// A decimal (or `0x` hexadecimal) unsigned integer.
+    Number,
+    /// `1/0`, `yes/no`, `on/off`, `true/false`, `enabled/disabled`.
+    Bool,
+    /// `list NAME 'v'` lines (a single `option` is taken as a one-element list).
+    List,
+    /// One of the `|`-separated words.
+    Choice(&'static str),
+}
+
+/// One UCI option and the raw-config field it fills.
+#[derive(Debug, Clone, Copy)]
+pub struct Mapping {
+    /// Section type: `globals` or `wan`.
+    pub section: &'static str,
+    pub option: &'static str,
+    pub kind: Kind,
+    /// Dotted raw-config path (`concentrator.host`); for `wan` sections the path inside one
+    /// `[[wan]]` entry. `None`: read by the init script only, checked but not mapped.
+    pub field: Option<&'static str>,
+    pub required: bool,
+}
+
+const fn m(
+    section: &'static str,
+    option: &'static str,
+    kind: Kind,
+    field: &'static str,
+) -> Mapping {
+    Mapping {
+        section,
+        option,
+        kind,
+        field: Some(field),
+        required: false,
+    }
+}
+
+const fn required(mapping: Mapping) -> Mapping {
+    Mapping {
+        required: true,
+        ..mapping
+    }
+}
+
+const fn script_only(section: &'static str, option: &'static str, kind: Kind) -> Mapping {
+    Mapping {
+        section,
+        option,
+        kind,
+        field: None,
+        required: false,
+    }
+}
+
+use Kind::{Bool, Choice, List, Number, Text};
+
+/// Every option the agent understands, in the order of the shipped `/etc/config/mpbond`.
+pub const MAPPINGS: &[Mapping] = &[
+    script_only("globals", "enabled", Bool),
+    script_only("globals", "log_level", Text),
+    required(m("globals", "host", Text, "concentrator.host")),
+    m("globals", "port", Number, "concentrator.port"),
+    required(m("globals", "client_id", Text, "concentrator.client_id")),
+    required(m("globals", "key", Text, "concentrator.key")),
+    m("globals", "listen_port", Number, "proxy.listen_port"),
+    m("globals", "lan_interface", List, "proxy.lan_interfaces"),
+    m("globals", "nft_table", Text, "proxy.nft_table"),
+    m(
+        "globals",
+        "max_connections",
+        Number,
+        "proxy.max_connections",
+    ),
+    m(
+        "globals",
+        "connect_timeout_ms",
+        Number,
+        "proxy.connect_timeout_ms",
+    ),
+    m(
+        "globals",
+        "reply_timeout_ms",
+        Number,
+        "proxy.reply_timeout_ms",
+    ),
+    m(
+        "globals",
+        "idle_timeout_secs",
+        Number,
+        "proxy.idle_timeout_secs",
+    ),
+    m("globals", "bypass_destination", List, "bypass.destinations"),
+    m("globals", "bypass_source", List, "bypass.sources"),
+    m("globals", "interval_ms", Number, "health.interval_ms"),
+    m("globals", "timeout_ms", Number, "health.timeout_ms"),
+    m("globals", "down_after", Number, "health.down_after"),
+    m("globals", "up_after", Number, "health.up_after"),
+    m("globals", "table_base", Number, "routing.table_base"),
+    m("globals", "table_count", Number, "routing.table_count"),
+    m(
+        "globals",
+        "rule_priority_base",
+        Number,
+        "routing.rule_priority_base",
+    ),
+    m(
+        "globals",
+        "rule_priority_count",
+        Number,
+        "routing.rule_priority_count",
+    ),
+    m(
+        "globals",
+        "route_protocol",
+        Number,
+        "routing.route_protocol",
+    ),
+    m(
+        "globals",
+        "reconcile_secs",
+        Number,
+        "routing.reconcile_secs",
+    ),
+    m("globals", "subflows", Number, "mptcp.subflows"),
+    m(
+        "globals",
+        "add_addr_accepted",
+        Number,
+        "mptcp.add_addr_accepted",
+    ),
+    m(
+        "globals",
+        "blackhole_timeout",
+        Number,
+        "mptcp.blackhole_timeout",
+    ),
+    m(
+        "globals",
+        "syn_retrans_before_tcp_fallback",
+        Number,
+        "mptcp.syn_retrans_before_tcp_fallback",
+    ),
+    m("globals", "stale_loss_cnt", Number, "mptcp.stale_loss_cnt"),
+    m("globals", "status_socket", Text, "status.socket"),
+    m("wan", "interface", Text, "name"),
+    m("wan", "device", Text, "device"),
+    m("wan", "mode", Choice("on|backup|off"), "mode"),
+    m("wan", "interval_ms", Number, "probe_interval_ms"),
+    m("wan", "timeout_ms", Number, "probe_timeout_ms"),
+    m("wan", "down_after", Number, "down"),
+    m("wan", "up_after", Number, "up"),
+];
+
+/// Parse UCI text into the raw config. Values are typed and unknown options rejected; the
+/// range and format checks happen later, in [`crate::config::Config::from_raw`] (or use
+/// [`super::load_uci`], which does both and names the UCI option in every error).
+pub fn parse_uci(text: &str) -> Result<RawConfig, UciError> {
+    to_raw(&super::parse(text)?)
+}
+
+pub(super) fn to_raw(package: &Package) -> Result<RawConfig, UciError> {
+    let mut root = Map::new();
+    let mut wans = Vec::new();
+    let mut globals_line = None;
+    let mut interfaces: Vec<String> = Vec::new();
+    for (index, section) in package.sections.iter().enumerate() {
+        let path = package.section_path(index);
+        let section_error = |problem| UciError::Section {
+            path: path.clone(),
+            line: section.line,
+            problem,
+        };
+        match section.kind.as_str() {
+            "globals" => {
+                if let Some(first) = globals_line {
+                    return Err(section_error(SectionError::SecondGlobals(first)));
+                }
+                globals_line = Some(section.line);
+                map_section(section, &path, &mut root)?;
+            }
+            "wan" => {
+                let mut entry = Map::new();
+                map_section(section, &path, &mut entry)?;
+                if !entry.contains_key("name") {
+                    // As in mwan3, the section name is the netifd interface by default.
+                    let Some(name) = &section.name else {
+                        return Err(missing(&path, "interface"));
+                    };
+                    entry.insert("name".into(), Json::String(name.clone()));
+                }
+                if let Some(Json::String(name)) = entry.get("name") {
+                    if interfaces.contains(name) {
+                        return Err(section_error(SectionError::DuplicateInterface(
+                            name.clone(),
+                        )));
+                    }
+                    interfaces.push(name.clone());
+                }
+                wans.push(Json::Object(entry));
+            }
+            other => return Err(section_error(SectionError::UnknownType(other.to_owned()))),
+        }
+    }
+    if globals_line.is_none() {
+        return Err(UciError::Section {
+            path: package.name.clone().unwrap_or_else(|| "mpbond".into()),
+            line: 1,
+            problem: SectionError::NoGlobals,
+        });
+    }
+    if !wans.is_empty() {
+        root.insert("wan".into(), Json::Array(wans));
+    }
+    RawConfig::deserialize(Json::Object(root)).map_err(UciError::Mapping)
+}
+
+fn missing(section_path: &str, option: &str) -> UciError {
+    UciError::Option {
+        path: format!("{section_path}.{option}"),
+        line: 0,
+        problem: OptionError::Missing,
+    }
+}
+
+/// Type every option of `section` and insert it into `out` at its field path.
+fn map_section(section: &Section, path: &str, out: &mut Map<String, Json>) -> Result<(), UciError> {
+    let table = || MAPPINGS.iter().filter(|m| m.section == section.kind);
+    for option in &section.options {
+        let error = |problem| UciError::Option {
+            path: format!("{path}.{}", option.name),
+            line: option.line,
+            problem,
+        };
+        let mapping = table()
+            .find(|m| m.option == option.name)
+            .ok_or_else(|| error(OptionError::Unknown))?;
+        let value = typed(mapping.kind, &option.value).map_err(error)?;
+        if let Some(field) = mapping.field {
+            insert(out, field, value);
+        }
+    }
+    for mapping in table().filter(|m| m.required) {
+        if section.get(mapping.option).is_none() {
+            return Err(missing(path, mapping.option));
+        }
+    }
+    Ok(())
+}
+
+fn typed(kind: Kind, value: &Value) -> Result<Json, OptionError> {
+    if kind == Kind::List {
+        let values = match value {
+            Value::Single(v) => vec![v.clone()],
+            Value::List(vs) => vs.clone(),
+        };
+        return Ok(Json::Array(values.into_iter().map(Json::String).collect()));
+    }
+    let Value::Single(text) = value else {
+        return Err(OptionError::NotSingle);
+    };
+    match kind {
+        Kind::Text | Kind::List => Ok(Json::String(text.clone())),
+        Kind::Number => parse_number(text)
+            .map(Json::from)
+            .ok_or_else(|| OptionError::Number(text.clone())),
+        Kind::Bool => super::parse_bool(text)
+            .map(Json::Bool)
+            .ok_or_else(|| OptionError::Bool(text.clone())),
+        Kind::Choice(allowed) => {
+            let word = text.trim();
+            if allowed.split('|').any(|a| a == word) {
+                Ok(Json::String(word.to_owned()))
+            } else {
+                Err(OptionError::Choice {
+                    value: text.clone(),
+                    allowed,
+                })
+            }
+        }
+    }
+}
+
+fn parse_number(text: &str) -> Option<u64> {
+    let text = text.trim();
+    match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+    .filter(|_| !text.starts_with('+'))
+}
+
+/// Insert `value` at the dotted `field` path, creating the objects on the way.
+fn insert(out: &mut Map<String, Json>, field: &str, value: Json) {
+    match field.split_once('.') {
+        None => {
+            out.insert(field.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let child = out
+                .entry(head.to_owned())
+                .or_insert_with(|| Json::Object(Map::new()));
+            if let Json::Object(child) = child {
+                insert(child, rest, value);
+            }
+        }
+    }
+}
+
+/// Rename a raw-config field path from a validation error (`concentrator.key`,
+/// `proxy.lan_interfaces[1]`, `wan[0].device`) to the UCI option that set it.
+pub(super) fn uci_path(package: &Package, field: &str) -> String {
+    let (field, index) = split_index(field);
+    let suffix = index.map(|i| format!("[{i}]")).unwrap_or_default();
+    if let Some(rest) = field.strip_prefix("wan[") {
+        let Some((n, inner)) = rest.split_once("].") else {
+            return field.to_owned();
+        };
+        let wan_index = n.parse::<usize>().ok().and_then(|n| {
+            let (i, _) = package
+                .sections
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.kind == "wan")
+                .nth(n)?;
+            Some(i)
+        });
+        let option = MAPPINGS
+            .iter()
+            .find(|m| m.section == "wan" && m.field == Some(inner))
+            .map_or(inner, |m| m.option);
+        return match wan_index {
+            Some(i) => format!("{}.{option}{suffix}", package.section_path(i)),
+            None => format!("{field}{suffix}"),
+        };
+    }
+    let globals = package.sections.iter().position(|s| s.kind == "globals");
+    match (
+        MAPPINGS
+            .iter()
+            .find(|m| m.section == "globals" && m.field == Some(field)),
+        globals,
+    ) {
+        (Some(m), Some(i)) => format!("{}.{}{suffix}", package.section_path(i), m.option),
+        _ => format!("{field}{suffix}"),
+    }
+}
+
+/// `proxy.lan_interfaces[1]` → (`proxy.lan_interfaces`, Some(1)).
+fn split_index(field: &str) -> (&str, Option<usize>) {
+    if let Some(open) = field.rfind('[') {
+        if let Some(n) = field[open + 1..].strip_suffix(']') {
+            if let Ok(n) = n.parse() {
+                if !field[..open].ends_with("wan") || field[..open].contains('.') {
+                    return (&field[..open], Some(n));
+                }
+            }
+        }
+    }
+    (field, None)
+}

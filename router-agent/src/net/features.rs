@@ -1,0 +1,211 @@
+//! What this kernel's MPTCP can do, probed on throw-away sockets.
+//!
+//! | feature            | probe                                                   | since |
+//! |--------------------|---------------------------------------------------------|-------|
+//! | `mptcp`            | `socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP)` succeeds  | 5.6   |
+//! | `tfo_mptcp`        | `setsockopt(TCP_FASTOPEN_CONNECT)` on an MPTCP socket   | 6.2   |
+//! | `tcp_is_mptcp`     | `getsockopt(SOL_TCP, TCP_IS_MPTCP)` on an MPTCP socket  | 5.16  |
+//! | `mptcp_full_info`  | `getsockopt(SOL_MPTCP, MPTCP_FULL_INFO)`                | 6.5   |
+//!
+//! Only a missing `mptcp` is fatal to the agent; the rest degrade it, and
+//! [`KernelFeatures::missing`] says how in plain words. `EOPNOTSUPP` / `ENOPROTOOPT`
+//! (and `EINVAL` for the socket options) read as "missing"; the probe never fails.
+
+use std::io;
+use std::os::fd::AsRawFd;
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// `TCP_FASTOPEN_CONNECT` (`linux/tcp.h`).
+const TCP_FASTOPEN_CONNECT: libc::c_int = 30;
+/// `TCP_IS_MPTCP` (`linux/tcp.h`).
+const TCP_IS_MPTCP: libc::c_int = 43;
+/// `SOL_MPTCP` (`linux/socket.h`).
+const SOL_MPTCP: libc::c_int = 284;
+/// `MPTCP_FULL_INFO` (`linux/mptcp.h`, 6.5+; this host's older UAPI header lacks it).
+const MPTCP_FULL_INFO: libc::c_int = 4;
+
+/// The probe's findings.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KernelFeatures {
+    /// MPTCP sockets can be created. Without it the agent cannot bond at all.
+    pub mptcp: bool,
+    /// TCP Fast Open on MPTCP sockets (the Convert request rides in the SYN).
+    pub tfo_mptcp: bool,
+    /// `TCP_IS_MPTCP`: the agent can tell a fallback to plain TCP.
+    pub tcp_is_mptcp: bool,
+    /// `MPTCP_FULL_INFO`: per-subflow details in one call.
+    pub mptcp_full_info: bool,
+    /// `uname -r`.
+    pub release: String,
+}
+
+impl KernelFeatures {
+    /// One plain-language line per missing feature, for the log and the status page.
+    pub fn missing(&self) -> Vec<String> {
+        let release = &self.release;
+        let mut out = Vec::new();
+        if !self.mptcp {
+            out.push(format!(
+                "MPTCP: sockets cannot be created on kernel {release} \
+                 (CONFIG_MPTCP off or net.mptcp.enabled=0); the agent cannot bond"
+            ));
+            return out;
+        }
+        if !self.tfo_mptcp {
+            out.push(format!(
+                "TCP Fast Open on MPTCP (Linux 6.2+) is missing on {release}: \
+                 each connection costs one more round trip to the concentrator"
+            ));
+        }
+        if !self.tcp_is_mptcp {
+            out.push(format!(
+                "TCP_IS_MPTCP (Linux 5.16+) is missing on {release}: \
+                 fallbacks to plain TCP are not detected or counted"
+            ));
+        }
+        if !self.mptcp_full_info {
+            out.push(format!(
+                "MPTCP_FULL_INFO (Linux 6.5+) is missing on {release}: \
+                 no per-subflow details in the status"
+            ));
+        }
+        out
+    }
+}
+
+/// Probe the features of the kernel (in the calling thread's network namespace).
+pub fn probe() -> KernelFeatures {
+    let release = release();
+    let Ok(sock) = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::MPTCP)) else {
+        return KernelFeatures {
+            release,
+            ..KernelFeatures::default()
+        };
+    };
+    KernelFeatures {
+        mptcp: true,
+        tfo_mptcp: set_int(&sock, libc::IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1).is_ok(),
+        tcp_is_mptcp: get_int(&sock, libc::IPPROTO_TCP, TCP_IS_MPTCP).is_ok_and(|v| v == 1),
+        mptcp_full_info: full_info(&sock).is_ok(),
+        release,
+    }
+}
+
+/// `uname -r`, or `"unknown"`.
+pub fn release() -> String {
+    // SAFETY: utsname is plain data; all-zero is a valid value.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `uts` is a valid, writable utsname.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return "unknown".to_owned();
+    }
+    let bytes: Vec<u8> = uts
+        .release
+        .iter()
+        .take_while(|c| **c != 0)
+        .map(|c| *c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn set_int(
+    sock: &Socket,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` is a live c_int of `len` bytes.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            std::ptr::from_ref(&value).cast(),
+            len,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn get_int(sock: &Socket, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are live and writable; the kernel writes at most `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            std::ptr::from_mut(&mut value).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `MPTCP_FULL_INFO` with zeroed input (no subflow or tcp_info arrays requested) into a
+/// buffer larger than any `struct mptcp_full_info`; the kernel clamps the length.
+fn full_info(sock: &Socket) -> io::Result<()> {
+    let mut buf = [0u64; 128];
+    let mut len = std::mem::size_of_val(&buf) as libc::socklen_t;
+    // SAFETY: `buf` is writable for `len` bytes and 8-byte aligned, as the struct wants.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            SOL_MPTCP,
+            MPTCP_FULL_INFO,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_mptcp_is_the_only_line() {
+        let f = KernelFeatures {
+            release: "6.6.0".into(),
+            ..KernelFeatures::default()
+        };
+        let lines = f.missing();
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].contains("cannot bond"), "{lines:?}");
+    }
+
+    #[test]
+    fn a_6_6_kernel_reports_what_it_lacks() {
+        let f = KernelFeatures {
+            mptcp: true,
+            tfo_mptcp: true,
+            tcp_is_mptcp: true,
+            mptcp_full_info: false,
+            release: "6.6.73".into(),
+        };
+        let lines = f.missing();
+        assert_eq!(lines.len(), 1);
+        assert!(lines[0].starts_with("MPTCP_FULL_INFO"), "{lines:?}");
+    }
+
+    #[test]
+    fn release_is_not_empty() {
+        assert!(!release().is_empty());
+    }
+}

@@ -1,0 +1,364 @@
+//! The status model: what the agent knows about itself, and the `mpbond.status/1`
+//! document (docs/STATUS.md) it renders to.
+//!
+//! The serde types ([`StatusDoc`] and its parts) are the wire format, field for field;
+//! unknown values are `Option`s that serialize as `null`. [`StatusModel`] is the live
+//! state the agent updates as things happen ([`StatusModel::set_wans`],
+//! [`StatusModel::set_concentrator`], [`StatusModel::record_counters`], ...) and renders
+//! with [`StatusModel::render`]. Time is a parameter: the caller passes `now`, so the
+//! uptime and the byte rates are deterministic in tests.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::proxy::{Stats, StatsSnapshot};
+
+/// The `schema` value this module writes.
+pub const SCHEMA: &str = "mpbond.status/1";
+
+/// The whole status document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusDoc {
+    pub schema: String,
+    pub version: String,
+    pub uptime_secs: u64,
+    pub kernel: KernelStatus,
+    pub concentrator: ConcentratorStatus,
+    pub connections: ConnectionCounts,
+    pub wans: Vec<WanStatus>,
+}
+
+/// The kernel features the agent found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelStatus {
+    pub release: String,
+    pub mptcp: bool,
+    pub tfo_mptcp: bool,
+    pub tcp_is_mptcp: bool,
+    pub mptcp_full_info: bool,
+    /// Plain-language list of what is missing and its effect.
+    pub missing: Vec<String>,
+}
+
+/// The concentrator and the last health verdict.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConcentratorStatus {
+    /// As configured.
+    pub host: String,
+    /// The resolved `ip:port` in use.
+    pub address: Option<SocketAddr>,
+    pub reachable: bool,
+    /// The LAN redirect is installed (false = failing open).
+    pub redirect: bool,
+    pub rtt_ms: Option<f64>,
+    pub last_error: Option<String>,
+}
+
+/// Connection counters since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionCounts {
+    pub active: u64,
+    pub total: u64,
+    pub fallbacks: u64,
+    pub direct: u64,
+    pub refused: u64,
+}
+
+impl From<StatsSnapshot> for ConnectionCounts {
+    fn from(s: StatsSnapshot) -> Self {
+        ConnectionCounts {
+            active: s.active,
+            total: s.total,
+            fallbacks: s.mptcp_fallbacks,
+            direct: s.direct,
+            refused: s.refused,
+        }
+    }
+}
+
+/// A WAN's mode, as the document spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WanMode {
+    On,
+    Backup,
+    Off,
+}
+
+/// A WAN's health state, as the document spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WanState {
+    Up,
+    Degraded,
+    Down,
+    Unknown,
+}
+
+impl WanMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WanMode::On => "on",
+            WanMode::Backup => "backup",
+            WanMode::Off => "off",
+        }
+    }
+}
+
+impl WanState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WanState::Up => "up",
+            WanState::Degraded => "degraded",
+            WanState::Down => "down",
+            WanState::Unknown => "unknown",
+        }
+    }
+}
+
+/// One WAN in the document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WanStatus {
+    pub name: String,
+    pub device: String,
+    pub addresses: Vec<IpAddr>,
+    pub gateway: Option<IpAddr>,
+    pub table: Option<u32>,
+    pub endpoint_id: Option<u8>,
+    pub mode: WanMode,
+    pub state: WanState,
+    pub rtt_ms: Option<f64>,
+    pub loss_pct: Option<f64>,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub rx_bps: u64,
+    pub tx_bps: u64,
+    pub subflows: u64,
+}
+
+/// What the agent's WAN model says about a WAN: everything but the measurements, which
+/// the status model keeps across [`StatusModel::set_wans`] calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WanInfo {
+    pub name: String,
+    pub device: String,
+    pub addresses: Vec<IpAddr>,
+    /// IPv4 gateway if there is one, else IPv6; None for point-to-point links.
+    pub gateway: Option<IpAddr>,
+    pub table: Option<u32>,
+    pub endpoint_id: Option<u8>,
+    pub mode: WanMode,
+    pub state: WanState,
+}
+
+/// Measurements of one WAN, kept by name.
+#[derive(Debug, Clone, Default)]
+struct Measured {
+    rtt_ms: Option<f64>,
+    loss_pct: Option<f64>,
+    rx_bytes: u64,
+    tx_bytes: u64,
+    rx_bps: u64,
+    tx_bps: u64,
+    subflows: u64,
+    /// The previous counter sample, for the rates.
+    sample: Option<(Instant, u64, u64)>,
+}
+
+/// The live status model. Not thread-safe by itself: share it as `Mutex<StatusModel>`.
+#[derive(Debug)]
+pub struct StatusModel {
+    version: String,
+    started: Instant,
+    kernel: KernelStatus,
+    concentrator: ConcentratorStatus,
+    connections: ConnectionCounts,
+    stats: Option<Arc<Stats>>,
+    wans: Vec<WanInfo>,
+    measured: HashMap<String, Measured>,
+}
+
+/// Milliseconds with one decimal, as the document shows RTTs.
+pub fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 10_000.0).round() / 10.0
+}
+
+impl StatusModel {
+    /// A model for an agent of `version` started at `started`, with the concentrator
+    /// `host` as configured and nothing else known yet.
+    pub fn new(version: &str, started: Instant, host: &str) -> StatusModel {
+        StatusModel {
+            version: version.to_owned(),
+            started,
+            kernel: KernelStatus::default(),
+            concentrator: ConcentratorStatus {
+                host: host.to_owned(),
+                ..ConcentratorStatus::default()
+            },
+            connections: ConnectionCounts::default(),
+            stats: None,
+            wans: Vec::new(),
+            measured: HashMap::new(),
+        }
+    }
+
+    pub fn set_kernel(&mut self, kernel: KernelStatus) {
+        self.kernel = kernel;
+    }
+
+    pub fn set_concentrator(&mut self, concentrator: ConcentratorStatus) {
+        self.concentrator = concentrator;
+    }
+
+    /// The concentrator part, to update a field or two.
+    pub fn concentrator_mut(&mut self) -> &mut ConcentratorStatus {
+        &mut self.concentrator
+    }
+
+    /// Record a concentrator probe: reachable with its RTT, or not with the reason.
+    pub fn record_concentrator_probe(&mut self, result: Result<Duration, String>) {
+        let c = &mut self.concentrator;
+        match result {
+            Ok(rtt) => {
+                c.reachable = true;
+                c.rtt_ms = Some(millis(rtt));
+                c.last_error = None;
+            }
+            Err(reason) => {
+                c.reachable = false;
+                c.last_error = Some(reason);
+            }
+        }
+    }
+
+    /// Read the connection counters from the proxy's live [`Stats`] at render time.
+    pub fn set_stats(&mut self, stats: Arc<Stats>) {
+        self.stats = Some(stats);
+    }
+
+    /// Set the connection counters directly (used when no [`Stats`] is attached).
+    pub fn set_connections(&mut self, counts: ConnectionCounts) {
+        self.connections = counts;
+    }
+
+    /// Replace the WAN list, in the order given. Measurements of WANs that stay (by
+    /// name) are kept; those of WANs that are gone are dropped.
+    pub fn set_wans(&mut self, wans: Vec<WanInfo>) {
+        self.measured
+            .retain(|name, _| wans.iter().any(|w| &w.name == name));
+        self.wans = wans;
+    }
+
+    /// Set one WAN's state; false if there is no such WAN.
+    pub fn set_wan_state(&mut self, name: &str, state: WanState) -> bool {
+        match self.wans.iter_mut().find(|w| w.name == name) {
+            Some(wan) => {
+                wan.state = state;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Set a WAN's probe figures (median RTT, loss over the window; None = unknown).
+    pub fn set_probe_stats(
+        &mut self,
+        name: &str,
+        rtt: Option<Duration>,
+        loss_pct: Option<f64>,
+    ) -> bool {
+        self.measure(name, |m| {
+            m.rtt_ms = rtt.map(millis);
+            m.loss_pct = loss_pct;
+        })
+    }
+
+    /// Set a WAN's live subflow count.
+    pub fn set_subflows(&mut self, name: &str, subflows: u64) -> bool {
+        self.measure(name, |m| m.subflows = subflows)
+    }
+
+    /// Record a WAN's device counters at `now`; the rates are computed against the
+    /// previous sample (a counter that went backwards, e.g. a re-created device, gives
+    /// rate 0 for that interval).
+    pub fn record_counters(
+        &mut self,
+        name: &str,
+        rx_bytes: u64,
+        tx_bytes: u64,
+        now: Instant,
+    ) -> bool {
+        self.measure(name, |m| {
+            if let Some((then, rx0, tx0)) = m.sample {
+                let secs = now.saturating_duration_since(then).as_secs_f64();
+                if secs > 0.0 {
+                    let bps = |new: u64, old: u64| {
+                        (new.saturating_sub(old) as f64 * 8.0 / secs).round() as u64
+                    };
+                    m.rx_bps = bps(rx_bytes, rx0);
+                    m.tx_bps = bps(tx_bytes, tx0);
+                }
+            }
+            m.sample = Some((now, rx_bytes, tx_bytes));
+            m.rx_bytes = rx_bytes;
+            m.tx_bytes = tx_bytes;
+        })
+    }
+
+    fn measure(&mut self, name: &str, f: impl FnOnce(&mut Measured)) -> bool {
+        if !self.wans.iter().any(|w| w.name == name) {
+            return false;
+        }
+        f(self.measured.entry(name.to_owned()).or_default());
+        true
+    }
+
+    /// The document as of `now`.
+    pub fn render(&self, now: Instant) -> StatusDoc {
+        let connections = match &self.stats {
+            Some(stats) => stats.snapshot().into(),
+            None => self.connections,
+        };
+        let wans = self
+            .wans
+            .iter()
+            .map(|w| {
+                let m = self.measured.get(&w.name).cloned().unwrap_or_default();
+                WanStatus {
+                    name: w.name.clone(),
+                    device: w.device.clone(),
+                    addresses: w.addresses.clone(),
+                    gateway: w.gateway,
+                    table: w.table,
+                    endpoint_id: w.endpoint_id,
+                    mode: w.mode,
+                    state: w.state,
+                    rtt_ms: m.rtt_ms,
+                    loss_pct: m.loss_pct,
+                    rx_bytes: m.rx_bytes,
+                    tx_bytes: m.tx_bytes,
+                    rx_bps: m.rx_bps,
+                    tx_bps: m.tx_bps,
+                    subflows: m.subflows,
+                }
+            })
+            .collect();
+        StatusDoc {
+            schema: SCHEMA.to_owned(),
+            version: self.version.clone(),
+            uptime_secs: now.saturating_duration_since(self.started).as_secs(),
+            kernel: self.kernel.clone(),
+            concentrator: self.concentrator.clone(),
+            connections,
+            wans,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "model_tests.rs"]
+pub(crate) mod tests;

@@ -1,0 +1,230 @@
+//! The status model against docs/STATUS.md: the documented example, rebuilt through the
+//! updater API, is the same JSON value as the one in the document; every field of the
+//! document's table is present; unknowns are `null`. `testdata/status.json` is the
+//! golden text (`UPDATE_GOLDEN=1` rewrites it).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::*;
+use crate::proxy::Stats;
+
+/// The model of the docs/STATUS.md example.
+pub(crate) fn example(now: Instant) -> StatusModel {
+    let started = now - Duration::from_secs(3605);
+    let mut model = StatusModel::new("0.1.0", started, "vps.example.net");
+    model.set_kernel(KernelStatus {
+        release: "6.6.73".into(),
+        mptcp: true,
+        tfo_mptcp: true,
+        tcp_is_mptcp: true,
+        mptcp_full_info: true,
+        missing: vec![],
+    });
+    model.set_concentrator(ConcentratorStatus {
+        host: "vps.example.net".into(),
+        address: Some("192.0.2.1:4850".parse().unwrap()),
+        reachable: true,
+        redirect: true,
+        rtt_ms: None,
+        last_error: Some("stale".into()),
+    });
+    model.record_concentrator_probe(Ok(Duration::from_micros(23_400)));
+    model.set_connections(ConnectionCounts {
+        active: 3,
+        total: 1204,
+        fallbacks: 0,
+        direct: 2,
+        refused: 0,
+    });
+    model.set_wans(vec![WanInfo {
+        name: "wan".into(),
+        device: "eth1".into(),
+        addresses: vec![
+            "100.64.12.7".parse().unwrap(),
+            "2001:db8:7::2".parse().unwrap(),
+        ],
+        gateway: Some("100.64.12.1".parse().unwrap()),
+        table: Some(2001),
+        endpoint_id: Some(1),
+        mode: WanMode::On,
+        state: WanState::Up,
+    }]);
+    assert!(model.set_probe_stats("wan", Some(Duration::from_micros(18_200)), Some(0.0)));
+    assert!(model.set_subflows("wan", 3));
+    let t0 = now - Duration::from_secs(1);
+    assert!(model.record_counters("wan", 81_234_567 - 4_750_000, 1_234_567 - 112_500, t0));
+    assert!(model.record_counters("wan", 81_234_567, 1_234_567, now));
+    model
+}
+
+fn docs_example() -> Value {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/STATUS.md");
+    let text = std::fs::read_to_string(&path).expect("docs/STATUS.md");
+    let start = text.find("```json").expect("a json block") + "```json".len();
+    let len = text[start..].find("```").expect("end of the json block");
+    serde_json::from_str(&text[start..start + len]).expect("the example parses")
+}
+
+#[test]
+fn example_matches_the_documented_document() {
+    let now = Instant::now();
+    let doc = serde_json::to_value(example(now).render(now)).unwrap();
+    assert_eq!(doc, docs_example());
+}
+
+#[test]
+fn golden_text() {
+    let now = Instant::now();
+    let text = serde_json::to_string_pretty(&example(now).render(now)).unwrap() + "\n";
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/status/testdata/status.json");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path).expect("golden file");
+    assert_eq!(text, golden);
+    let back: StatusDoc = serde_json::from_str(&golden).unwrap();
+    assert_eq!(back, example(now).render(now));
+}
+
+/// Every field named in the docs' table is in the rendered document.
+#[test]
+fn every_documented_field_is_present() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/STATUS.md");
+    let text = std::fs::read_to_string(path).unwrap();
+    let now = Instant::now();
+    let doc = serde_json::to_value(example(now).render(now)).unwrap();
+    let mut checked = 0;
+    for line in text.lines().filter(|l| l.starts_with("| `")) {
+        let cell = line.split('|').nth(1).unwrap_or_default();
+        let fields: Vec<&str> = cell
+            .split(',')
+            .map(|f| f.trim().trim_matches('`'))
+            .collect();
+        // "`wans[].rx_bytes`, `tx_bytes`": later names share the first one's parent.
+        let parent = fields[0].rsplit_once('.').map(|(p, _)| p);
+        for (i, field) in fields.iter().enumerate() {
+            let full = match parent {
+                Some(parent) if i > 0 => format!("{parent}.{field}"),
+                _ => (*field).to_owned(),
+            };
+            assert!(
+                lookup(&doc, &full).is_some(),
+                "documented field {full} missing"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 30, "only {checked} documented fields found");
+}
+
+/// `a.b[].c` in `doc`, looking into the first element of arrays.
+fn lookup<'a>(doc: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.')
+        .try_fold(doc, |value, part| match part.strip_suffix("[]") {
+            Some(key) => value.get(key)?.get(0),
+            None => value.get(part),
+        })
+}
+
+#[test]
+fn unknowns_are_null() {
+    let now = Instant::now();
+    let mut model = StatusModel::new("0.1.0", now, "vps.example.net");
+    model.set_wans(vec![WanInfo {
+        name: "lte".into(),
+        device: "wwan0".into(),
+        addresses: vec![],
+        gateway: None,
+        table: None,
+        endpoint_id: None,
+        mode: WanMode::Backup,
+        state: WanState::Unknown,
+    }]);
+    let doc = serde_json::to_value(model.render(now)).unwrap();
+    for path in [
+        "concentrator.address",
+        "concentrator.rtt_ms",
+        "concentrator.last_error",
+        "wans[].gateway",
+        "wans[].table",
+        "wans[].endpoint_id",
+        "wans[].rtt_ms",
+        "wans[].loss_pct",
+    ] {
+        assert_eq!(lookup(&doc, path), Some(&Value::Null), "{path}");
+    }
+    assert_eq!(doc["wans"][0]["mode"], "backup");
+    assert_eq!(doc["wans"][0]["state"], "unknown");
+    assert_eq!(doc["schema"], SCHEMA);
+}
+
+#[test]
+fn measurements_follow_the_wan_by_name() {
+    let now = Instant::now();
+    let mut model = example(now);
+    let info = |name: &str| WanInfo {
+        name: name.into(),
+        device: format!("dev-{name}"),
+        addresses: vec![],
+        gateway: None,
+        table: None,
+        endpoint_id: None,
+        mode: WanMode::On,
+        state: WanState::Up,
+    };
+    let (wan, lte) = (info("wan"), info("lte"));
+    model.set_wans(vec![lte.clone(), wan.clone()]);
+    let doc = model.render(now);
+    assert_eq!(doc.wans[0].name, "lte");
+    assert_eq!(doc.wans[0].rtt_ms, None);
+    assert_eq!(doc.wans[1].subflows, 3, "kept across set_wans");
+    model.set_wans(vec![lte]);
+    model.set_wans(vec![wan]);
+    assert_eq!(
+        model.render(now).wans[0].subflows,
+        0,
+        "dropped when the WAN went away"
+    );
+    assert!(!model.set_subflows("gone", 1));
+    assert!(!model.set_wan_state("gone", WanState::Down));
+    assert!(model.set_wan_state("wan", WanState::Down));
+    assert_eq!(model.render(now).wans[0].state, WanState::Down);
+}
+
+#[test]
+fn counters_going_backwards_give_rate_zero() {
+    let now = Instant::now();
+    let mut model = example(now);
+    model.record_counters("wan", 10, 10, now + Duration::from_secs(1));
+    let wan = &model.render(now).wans[0];
+    assert_eq!((wan.rx_bps, wan.tx_bps, wan.rx_bytes), (0, 0, 10));
+}
+
+#[test]
+fn live_stats_are_read_at_render_time() {
+    let now = Instant::now();
+    let mut model = example(now);
+    let stats = Arc::new(Stats::default());
+    model.set_stats(stats.clone());
+    let guard = stats.open();
+    stats.direct();
+    let c = model.render(now).connections;
+    assert_eq!((c.active, c.total, c.direct), (1, 1, 1));
+    drop(guard);
+    assert_eq!(model.render(now).connections.active, 0);
+}
+
+#[test]
+fn failed_probe_keeps_the_last_rtt() {
+    let now = Instant::now();
+    let mut model = example(now);
+    model.record_concentrator_probe(Err("timeout".into()));
+    let c = model.render(now).concentrator;
+    assert!(!c.reachable);
+    assert_eq!(c.rtt_ms, Some(23.4));
+    assert_eq!(c.last_error.as_deref(), Some("timeout"));
+}

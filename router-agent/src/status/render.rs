@@ -1,0 +1,233 @@
+//! The human rendering of a status document: three header lines (agent, concentrator,
+//! connections), a table with one row per WAN, and the kernel's missing features as
+//! warnings. Unknown values print as `-`. Pure: document in, text out.
+
+use std::fmt::Write as _;
+
+use super::model::{StatusDoc, WanStatus};
+
+/// The document as text for a person, ending with a newline.
+pub fn render(doc: &StatusDoc) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "mpbond-agent {}, up {}, kernel {}",
+        doc.version,
+        duration(doc.uptime_secs),
+        or_dash(&doc.kernel.release)
+    );
+    let c = &doc.concentrator;
+    let address = c
+        .address
+        .map_or_else(|| "unresolved".to_owned(), |a| a.to_string());
+    let mut line = format!("concentrator {} ({address}): ", c.host);
+    if c.reachable {
+        line.push_str("reachable");
+        if let Some(rtt) = c.rtt_ms {
+            let _ = write!(line, " in {rtt:.1} ms");
+        }
+    } else {
+        line.push_str("UNREACHABLE");
+        if let Some(error) = &c.last_error {
+            let _ = write!(line, " ({error})");
+        }
+    }
+    line.push_str(if c.redirect {
+        ", redirect on"
+    } else {
+        ", redirect off (failing open)"
+    });
+    let _ = writeln!(out, "{line}");
+    let n = &doc.connections;
+    let _ = writeln!(
+        out,
+        "connections: {} active, {} total, {} fallbacks to TCP, {} direct, {} refused",
+        n.active, n.total, n.fallbacks, n.direct, n.refused
+    );
+    out.push('\n');
+    if doc.wans.is_empty() {
+        out.push_str("no WANs\n");
+    } else {
+        out.push_str(&table(&doc.wans));
+    }
+    if !doc.kernel.missing.is_empty() {
+        out.push('\n');
+    }
+    for missing in &doc.kernel.missing {
+        let _ = writeln!(out, "warning: {missing}");
+    }
+    out
+}
+
+const HEADER: [&str; 11] = [
+    "NAME",
+    "DEVICE",
+    "STATE",
+    "MODE",
+    "ADDRESSES",
+    "GATEWAY",
+    "RTT",
+    "LOSS",
+    "RX",
+    "TX",
+    "SUBFLOWS",
+];
+
+fn row(wan: &WanStatus) -> [String; 11] {
+    let addresses: Vec<String> = wan.addresses.iter().map(ToString::to_string).collect();
+    [
+        wan.name.clone(),
+        wan.device.clone(),
+        wan.state.as_str().to_owned(),
+        wan.mode.as_str().to_owned(),
+        if addresses.is_empty() {
+            "-".into()
+        } else {
+            addresses.join(",")
+        },
+        wan.gateway.map_or_else(|| "-".into(), |g| g.to_string()),
+        wan.rtt_ms
+            .map_or_else(|| "-".into(), |r| format!("{r:.1} ms")),
+        wan.loss_pct
+            .map_or_else(|| "-".into(), |l| format!("{l:.0}%")),
+        rate(wan.rx_bps),
+        rate(wan.tx_bps),
+        wan.subflows.to_string(),
+    ]
+}
+
+fn table(wans: &[WanStatus]) -> String {
+    let rows: Vec<[String; 11]> = std::iter::once(HEADER.map(str::to_owned))
+        .chain(wans.iter().map(row))
+        .collect();
+    let mut widths = [0usize; 11];
+    for r in &rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let mut line = String::new();
+        for (cell, w) in r.iter().zip(widths) {
+            let _ = write!(line, "{cell:<w$}  ");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() {
+        "-"
+    } else {
+        s
+    }
+}
+
+/// `42s`, `5m03s`, `1h00m05s`, `3d04h`.
+pub fn duration(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m{s:02}s"),
+        (0, _, _) => format!("{h}h{m:02}m{s:02}s"),
+        _ => format!("{d}d{h:02}h"),
+    }
+}
+
+/// Bits per second in human units: `0 bit/s`, `900 kbit/s`, `1.5 Mbit/s`, `38 Mbit/s`.
+pub fn rate(bps: u64) -> String {
+    const UNITS: [(f64, &str); 3] = [(1e9, "Gbit/s"), (1e6, "Mbit/s"), (1e3, "kbit/s")];
+    let v = bps as f64;
+    for (scale, unit) in UNITS {
+        if v >= scale {
+            let x = v / scale;
+            return if x < 10.0 {
+                format!("{x:.1} {unit}")
+            } else {
+                format!("{x:.0} {unit}")
+            };
+        }
+    }
+    format!("{bps} bit/s")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::status::model::tests::example;
+    use crate::status::model::{WanInfo, WanMode, WanState};
+
+    #[test]
+    fn golden_human_output() {
+        let now = Instant::now();
+        let mut model = example(now);
+        let mut wans = vec![WanInfo {
+            name: "wan".into(),
+            device: "eth1".into(),
+            addresses: vec![
+                "100.64.12.7".parse().unwrap(),
+                "2001:db8:7::2".parse().unwrap(),
+            ],
+            gateway: Some("100.64.12.1".parse().unwrap()),
+            table: Some(2001),
+            endpoint_id: Some(1),
+            mode: WanMode::On,
+            state: WanState::Up,
+        }];
+        wans.push(WanInfo {
+            name: "lte".into(),
+            device: "wwan0".into(),
+            addresses: vec!["10.64.3.9".parse().unwrap()],
+            gateway: None,
+            table: Some(2002),
+            endpoint_id: Some(2),
+            mode: WanMode::Backup,
+            state: WanState::Down,
+        });
+        model.set_wans(wans);
+        let mut doc = model.render(now);
+        doc.kernel.missing = vec![
+            "TCP Fast Open on MPTCP (kernel < 6.2): one more round trip per connection".into(),
+        ];
+        let text = render(&doc);
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/status/testdata/status.txt");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&path, &text).unwrap();
+        }
+        assert_eq!(text, std::fs::read_to_string(&path).expect("golden file"));
+    }
+
+    #[test]
+    fn unreachable_and_empty() {
+        let now = Instant::now();
+        let mut model = example(now);
+        model.set_wans(vec![]);
+        model.record_concentrator_probe(Err("timeout".into()));
+        model.concentrator_mut().redirect = false;
+        let text = render(&model.render(now));
+        assert!(
+            text.contains("UNREACHABLE (timeout), redirect off (failing open)"),
+            "{text}"
+        );
+        assert!(text.contains("no WANs"), "{text}");
+    }
+
+    #[test]
+    fn units() {
+        assert_eq!(rate(0), "0 bit/s");
+        assert_eq!(rate(900_000), "900 kbit/s");
+        assert_eq!(rate(1_500_000), "1.5 Mbit/s");
+        assert_eq!(rate(38_000_000), "38 Mbit/s");
+        assert_eq!(rate(2_500_000_000), "2.5 Gbit/s");
+        assert_eq!(duration(42), "42s");
+        assert_eq!(duration(303), "5m03s");
+        assert_eq!(duration(3605), "1h00m05s");
+        assert_eq!(duration(3 * 86_400 + 4 * 3600), "3d04h");
+    }
+}

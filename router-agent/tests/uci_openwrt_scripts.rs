@@ -1,0 +1,64 @@
+//! The OpenWrt shell files: the uci-defaults script against a fake root
+//! (`openwrt/tests/uci_defaults.sh`), and `sh -n` (plus shellcheck, when installed) on every
+//! script the package ships.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+const SCRIPTS: &[&str] = &[
+    "openwrt/mpbond/files/mpbond.init",
+    "openwrt/mpbond/files/mpbond.uci-defaults",
+    "openwrt/tests/uci_defaults.sh",
+    "cross/package.sh",
+];
+
+#[test]
+fn uci_defaults_creates_the_wan_sections() {
+    let out = Command::new("sh")
+        .arg(repo().join("openwrt/tests/uci_defaults.sh"))
+        .output()
+        .expect("run openwrt/tests/uci_defaults.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all 9 checks passed"), "{stdout}");
+}
+
+#[test]
+fn shipped_scripts_parse() {
+    for script in SCRIPTS {
+        let status = Command::new("sh")
+            .arg("-n")
+            .arg(repo().join(script))
+            .status()
+            .expect("sh -n");
+        assert!(status.success(), "sh -n {script}");
+    }
+}
+
+#[test]
+fn shipped_scripts_pass_shellcheck_when_installed() {
+    let Ok(probe) = Command::new("shellcheck").arg("--version").output() else {
+        eprintln!("shellcheck not installed: skipped");
+        return;
+    };
+    assert!(probe.status.success());
+    for script in SCRIPTS {
+        let out = Command::new("shellcheck")
+            .arg(repo().join(script))
+            .output()
+            .expect("shellcheck");
+        assert!(
+            out.status.success(),
+            "shellcheck {script}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
