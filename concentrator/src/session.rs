@@ -31,6 +31,10 @@ pub const SUPPORTED_TCP_OPTIONS: [u8; 4] = [2, 3, 4, 8];
 /// not turn into a reset that could destroy the reply in flight.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 256 * 1024;
+/// How often [`wait_established`] looks at the first subflow's state.
+const SYN_RECV_POLL: Duration = Duration::from_millis(2);
+/// The longest a refusal waits for the first subflow to be established.
+const REFUSE_WAIT: Duration = Duration::from_secs(2);
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -118,6 +122,7 @@ async fn handle(
             }
             Ok(Ok(m)) => m,
         };
+    wait_established(&stream, started + limits.handshake_timeout).await;
 
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -267,8 +272,23 @@ async fn read_convert(stream: &mut TcpStream) -> Result<(Vec<u8>, Message), Read
     }
 }
 
+/// Wait, up to `deadline`, while the first subflow of a Fast Open MPTCP connection is
+/// still in SYN_RECV. Linux (seen on 6.18) accepts such a connection at SYN time but
+/// never pushes bytes written before the client's final ACK arrives, until the client
+/// sends again: a reply written too early can sit unsent for seconds. The wait is at
+/// most half a round trip and costs nothing on an established connection. There is no
+/// event for it, so it polls, every 2 ms.
+async fn wait_established(stream: &TcpStream, deadline: Instant) {
+    while Instant::now() < deadline
+        && mpbond_relay::sys::first_subflow_state(stream) == Some(mpbond_relay::sys::TCP_SYN_RECV)
+    {
+        tokio::time::sleep(SYN_RECV_POLL).await;
+    }
+}
+
 /// Send an Error TLV, then close without resetting.
 async fn refuse(mut stream: TcpStream, code: ErrorCode) {
+    wait_established(&stream, Instant::now() + REFUSE_WAIT).await;
     if let Ok(bytes) = Message::error(code).encode() {
         if stream.write_all(&bytes).await.is_err() {
             return;

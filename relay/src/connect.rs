@@ -86,6 +86,9 @@ pub async fn connect_with(
     }
 }
 
+/// Receive buffer of a Fast Open MPTCP socket (see connect_inner).
+const FASTOPEN_RCVBUF: i32 = 4 << 20;
+
 async fn connect_inner(
     dest: SocketAddr,
     first: &[u8],
@@ -99,6 +102,17 @@ async fn connect_inner(
     socket.set_cloexec(true)?;
     // A deferred connect sends its SYN with the first write: no bytes, no Fast Open.
     let fastopen = opts.fastopen && !first.is_empty() && enable_fastopen(&socket)?;
+    if fastopen && opts.mptcp {
+        // Linux (seen on 6.18) starts a passive Fast Open MPTCP socket with its send-window
+        // edge at our SYN's window shifted by our window scale. With 2+ subflows the server
+        // then overruns our real window, and only MPTCP-level retransmits (one ~32 KB
+        // mapping per RTO) repair it: a download crawls. A large fixed buffer, set before
+        // the SYN, makes our first advertised window cover the overrun. docs/DESIGN.md
+        // ("Fast Open on MPTCP") has the analysis. Cost: no autotuning on this socket.
+        if let Err(error) = sys::set_rcvbuf_force(&socket, FASTOPEN_RCVBUF) {
+            tracing::debug!(%error, "cannot enlarge the Fast Open receive buffer");
+        }
+    }
 
     match socket.connect(&dest.into()) {
         Ok(()) => {}

@@ -53,6 +53,59 @@ pub fn syn_data_acked(socket: &impl AsRawFd) -> Option<bool> {
     Some(info.tcpi_options & TCPI_OPT_SYN_DATA != 0)
 }
 
+/// `TCP_SYN_RECV` from the kernel's `tcp_states.h`, as `tcpi_state` reports it.
+pub const TCP_SYN_RECV: u8 = 3;
+/// `SOL_MPTCP` socket level (Linux 5.16).
+const SOL_MPTCP: libc::c_int = 284;
+/// `MPTCP_TCPINFO` (Linux 5.16): `tcp_info` of each subflow of an MPTCP socket.
+const MPTCP_TCPINFO: libc::c_int = 2;
+
+/// `struct mptcp_subflow_data`, the header of the `MPTCP_TCPINFO` answer.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct SubflowData {
+    size_subflow_data: u32,
+    num_subflows: u32,
+    size_kernel: u32,
+    size_user: u32,
+}
+
+/// The `MPTCP_TCPINFO` answer, asked for one subflow only.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct FirstSubflow {
+    header: SubflowData,
+    info: libc::tcp_info,
+}
+
+/// setsockopt(SOL_SOCKET, SO_RCVBUFFORCE) (needs CAP_NET_ADMIN), else SO_RCVBUF, which
+/// `net.core.rmem_max` caps. Either one fixes the buffer and turns off its autotuning.
+pub fn set_rcvbuf_force(socket: &impl AsRawFd, bytes: i32) -> io::Result<()> {
+    set_int(socket, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes)
+        .or_else(|_| set_int(socket, libc::SOL_SOCKET, libc::SO_RCVBUF, bytes))
+}
+
+/// `tcpi_state` of an MPTCP socket's first subflow (`MPTCP_TCPINFO`). None when the
+/// socket is not MPTCP, has no subflow, or the kernel lacks the option.
+pub fn first_subflow_state(socket: &impl AsRawFd) -> Option<u8> {
+    // SAFETY: all-zero bytes are a valid FirstSubflow (plain integers only).
+    let mut buf: FirstSubflow = unsafe { std::mem::zeroed() };
+    buf.header.size_subflow_data = size_of::<SubflowData>() as u32;
+    buf.header.size_user = size_of::<libc::tcp_info>() as u32;
+    let mut len = size_of::<FirstSubflow>() as libc::socklen_t;
+    // SAFETY: `buf` is live and `len` is its exact size; the kernel writes at most that.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            SOL_MPTCP,
+            MPTCP_TCPINFO,
+            (&mut buf as *mut FirstSubflow).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0 && buf.header.num_subflows > 0).then_some(buf.info.tcpi_state)
+}
+
 pub(crate) fn set_int(
     socket: &impl AsRawFd,
     level: libc::c_int,
