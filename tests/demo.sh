@@ -5,6 +5,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 sh tests/setup.sh
+# setup.sh may have just installed Rust with rustup.
+PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --workspace
 target="${CARGO_TARGET_DIR:-target}"
 exec "$target/release/mpbond-demo" "$@"

@@ -5,5 +5,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 sh tests/setup.sh
+# setup.sh may have just installed Rust with rustup.
+PATH="$HOME/.cargo/bin:$PATH"
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast -- --test-threads=1 "$@"
+# The LuCI status page in headless Chromium (installs chromium and node deps).
+bash luci-app/tests/run.sh

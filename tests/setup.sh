@@ -4,7 +4,7 @@
 # and says how to get Rust if cargo is missing. Needs root.
 set -eu
 
-PACKAGES="iproute2 nftables iperf3 tcpdump procps kmod curl"
+PACKAGES="iproute2 nftables iperf3 tcpdump procps kmod curl ca-certificates gcc libc6-dev shellcheck"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup.sh: run as root (the test bed creates network namespaces)" >&2
@@ -37,10 +37,13 @@ for mod in sch_tbf nf_tables nft_redir nft_masq veth; do
     modprobe "$mod" 2>/dev/null || true
 done
 
+PATH="$HOME/.cargo/bin:$PATH"
 if ! command -v cargo >/dev/null 2>&1; then
-    echo "setup.sh: cargo not found. Install Rust with rustup:" >&2
-    echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh" >&2
-    echo "  . \"\$HOME/.cargo/env\"" >&2
+    echo "setup.sh: cargo not found; installing Rust with rustup (minimal profile)"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup.sh: cargo is still missing; install Rust from https://rustup.rs" >&2
     exit 1
 fi
 echo "setup.sh: ready (MPTCP enabled, $(ip -V))"
