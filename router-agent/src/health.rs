@@ -103,6 +103,10 @@ pub fn log_failure(error: &ProbeError, first_of_streak: bool) {
 pub trait RedirectTable {
     /// Replace the table's contents with `spec`, atomically.
     fn apply(&mut self, spec: &RedirectSpec) -> Result<(), NftError>;
+
+    /// Told of every probe after the table was brought in line: its RTT or its error,
+    /// and whether the redirect is on. For the status; does nothing by default.
+    fn observe(&mut self, _result: Result<Duration, &ProbeError>, _redirect: bool) {}
 }
 
 impl RedirectTable for NftTable {
@@ -154,11 +158,13 @@ impl<T: RedirectTable> Monitor<T> {
                 fastopen = true;
                 last_fastopen_try = Instant::now();
             }
+            let started = Instant::now();
             let result = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 result = probe_with(&self.upstream, self.config.timeout, fastopen) => result,
             };
             last_probe = Instant::now();
+            let rtt = last_probe - started;
             next = last_probe + interval;
             match &result {
                 Ok(()) => failing = false,
@@ -181,6 +187,8 @@ impl<T: RedirectTable> Monitor<T> {
                 }
             }
             self.sync_table();
+            let redirect = self.spec.redirect;
+            self.table.observe(result.as_ref().map(|()| rtt), redirect);
         }
         self.table
     }

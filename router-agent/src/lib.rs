@@ -24,16 +24,22 @@
 //! health.rs      the probe loop around model::Health; applies the verdict to nft
 //! wanprobe.rs    per-WAN probes toward the concentrator, bound to the WAN's device
 //! status/        the status model (docs/STATUS.md), control socket, `status` CLI
+//! control/       the control plane: reconcile loop, per-WAN health, status publishing
 //! ```
 //!
 //! # Lifecycle ([`run`])
 //!
-//! Resolve the concentrator → bind the listeners → one probe → create the nft table with
-//! the redirect set to the probe's verdict → `READY=1` → serve and probe until
-//! `shutdown` → `STOPPING=1` → remove the table → close the listeners → give live relays
-//! up to [`DRAIN_TIMEOUT`] to finish.
+//! Resolve the concentrator → bind the listeners and the control socket → one probe →
+//! create the nft table with the redirect set to the probe's verdict → kernel features
+//! and CPE sysctls → start the control plane (clean up a crash's leftovers, first
+//! reconcile; if it cannot start, e.g. no MPTCP path manager, the agent logs it and runs
+//! the data path alone) → `READY=1` → serve, probe and reconcile until `shutdown` →
+//! `STOPPING=1` → the control plane removes every owned route, rule and endpoint →
+//! remove the nft table → close the listeners → give live relays up to
+//! [`DRAIN_TIMEOUT`] to finish.
 
 pub mod config;
+pub mod control;
 pub mod health;
 pub mod model;
 pub mod net;
@@ -46,7 +52,7 @@ pub mod wanprobe;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mpbond_relay::notify::notify;
@@ -59,10 +65,12 @@ use tracing::{debug, error, info, warn};
 
 pub use config::Config;
 
+use crate::control::{ControlPlane, SharedStatus, StatusTable};
 use crate::health::Monitor;
 use crate::model::{Health, Probe};
 use crate::nft::{NftError, NftTable};
 use crate::proxy::{BindError, ConnContext, Stats};
+use crate::status::{ControlSocket, StatusModel};
 use crate::upstream::Upstream;
 
 /// How long live relays may run on after shutdown.
@@ -112,6 +120,7 @@ pub async fn resolve_concentrator(host: &str, port: u16) -> Result<Vec<SocketAdd
 
 /// Run the agent until `shutdown` is cancelled. See the crate docs for the lifecycle.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    let started = Instant::now();
     let host = &config.concentrator.host;
     let addrs = resolve_concentrator(host, config.concentrator.port).await?;
     let Some(&primary) = addrs.first() else {
@@ -120,39 +129,76 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     info!(%host, addresses = ?addrs, "concentrator resolved");
     let ips: Vec<_> = addrs.iter().map(SocketAddr::ip).collect();
     let mut spec = model::redirect_spec(&config, &ips, false);
+    let status: SharedStatus = Arc::new(Mutex::new(StatusModel::new(
+        env!("CARGO_PKG_VERSION"),
+        started,
+        host,
+    )));
+    control::status::lock(&status).concentrator_mut().address = Some(primary);
 
-    let Config {
-        concentrator,
-        proxy: proxy_config,
-        health: health_config,
-        ..
-    } = config;
     let upstream = Arc::new(Upstream {
         addr: primary,
-        client_id: concentrator.client_id,
-        key: concentrator.key,
-        connect_timeout: proxy_config.connect_timeout,
+        client_id: config.concentrator.client_id.clone(),
+        key: config.concentrator.key.clone(),
+        connect_timeout: config.proxy.connect_timeout,
         fastopen: AtomicBool::new(true),
     });
-
-    let listeners = proxy::bind(proxy_config.listen_port)?;
+    let listeners = proxy::bind(config.proxy.listen_port)?;
     info!(
-        port = proxy_config.listen_port,
+        port = config.proxy.listen_port,
         ipv6 = listeners.v6.is_some(),
         "listening"
     );
+    let socket = match ControlSocket::bind(&config.status.socket) {
+        Ok(socket) => Some(socket),
+        Err(error) => {
+            error!(%error, "no control socket: `mpbond-agent status` will not answer");
+            None
+        }
+    };
 
-    let first = health::probe(&upstream, health_config.timeout).await;
+    let probe_started = Instant::now();
+    let first = health::probe(&upstream, config.health.timeout).await;
+    let first_rtt = probe_started.elapsed();
     if let Err(error) = &first {
         health::log_failure(error, true);
     }
     spec.redirect = first.is_ok();
+    {
+        let mut model = control::status::lock(&status);
+        model.record_concentrator_probe(
+            first
+                .as_ref()
+                .map(|()| first_rtt)
+                .map_err(|e| e.to_string()),
+        );
+        model.concentrator_mut().redirect = spec.redirect;
+    }
     debug!(ruleset = %nft::render(&spec), "creating nft table");
     let table = NftTable::create(&spec).map_err(RunError::Nft)?;
+    // Nothing below returns early: once started, the control plane always cleans up.
+    control::prepare(&config, &status);
+    let control = match ControlPlane::start(&config, upstream.clone(), status.clone()).await {
+        Ok(control) => Some(control),
+        Err(error) => {
+            error!(
+                %error,
+                "CONTROL PLANE NOT RUNNING: no per-WAN routing, endpoints or WAN health; \
+                 carrying on with the data path only"
+            );
+            None
+        }
+    };
+    let Config {
+        proxy: proxy_config,
+        health: health_config,
+        ..
+    } = config;
     notify("READY=1");
     info!(concentrator = %upstream.addr, redirect = spec.redirect, "mpbond-agent ready");
 
     let stats = Arc::new(Stats::default());
+    control::status::lock(&status).set_stats(stats.clone());
     let probe_now = Arc::new(Notify::new());
     let ctx = Arc::new(ConnContext {
         upstream: upstream.clone(),
@@ -174,7 +220,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         upstream,
         config: health_config,
         spec,
-        table,
+        table: StatusTable {
+            inner: table,
+            status: status.clone(),
+        },
         probe_now,
     };
     let tracker = TaskTracker::new();
@@ -185,11 +234,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         tracker.clone(),
         shutdown.clone(),
     );
-    let ((), table) = tokio::join!(serve, monitor.run(shutdown.clone()));
+    let control_plane = async {
+        if let Some(control) = control {
+            control.run(shutdown.clone()).await;
+        }
+    };
+    let status_socket = async {
+        if let Some(socket) = socket {
+            info!(path = %socket.path().display(), "control socket ready");
+            let status = status.clone();
+            let source = move || control::status::lock(&status).render(std::time::Instant::now());
+            socket.serve(source, shutdown.clone()).await;
+        }
+    };
+    let ((), table, (), ()) = tokio::join!(
+        serve,
+        monitor.run(shutdown.clone()),
+        control_plane,
+        status_socket
+    );
 
     notify("STOPPING=1");
     info!("shutting down");
-    match table.remove() {
+    match table.inner.remove() {
         Ok(()) => info!("nft table removed"),
         Err(error) => error!(%error, "cannot remove the nft table"),
     }

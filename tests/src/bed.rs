@@ -60,6 +60,16 @@ impl TestBedBuilder {
         self
     }
 
+    /// Leave per-WAN routing to the agent (default off): the router gets no
+    /// per-WAN tables, rules, MPTCP endpoints or limits, only its addresses, a
+    /// main-table default route per WAN (WAN 1's preferred, as netifd does),
+    /// NAT and shaping. Start the agent with [`TestBed::agent_config`], which
+    /// then lists the WANs as `[[wan]]` entries the agent manages.
+    pub fn agent_routing(mut self, on: bool) -> Self {
+        self.plan.agent_routing = on;
+        self
+    }
+
     /// Build it, or panic with the reason.
     pub fn build(self) -> TestBed {
         match self.try_build() {
@@ -92,6 +102,7 @@ impl TestBedBuilder {
             plan: self.plan,
             dir,
             key,
+            wan_v4: BTreeMap::new(),
             _serial: serial,
         };
         bed.configure()?;
@@ -102,10 +113,12 @@ impl TestBedBuilder {
 /// The running test bed. Dropping it kills everything in it and deletes it.
 #[derive(Debug)]
 pub struct TestBed {
-    nss: BTreeMap<Node, Netns>,
-    plan: Plan,
+    pub(crate) nss: BTreeMap<Node, Netns>,
+    pub(crate) plan: Plan,
     dir: TempDir,
     key: String,
+    /// Router IPv4 addresses changed by [`TestBed::change_wan_address`].
+    pub(crate) wan_v4: BTreeMap<usize, std::net::Ipv4Addr>,
     _serial: MutexGuard<'static, ()>,
 }
 
@@ -118,8 +131,14 @@ impl TestBed {
                 congestion_control: "reno".into(),
                 tbf_latency_ms: 25,
                 fast_open: true,
+                agent_routing: false,
             },
         }
+    }
+
+    /// Whether the agent owns per-WAN routing ([`TestBedBuilder::agent_routing`]).
+    pub fn agent_routing(&self) -> bool {
+        self.plan.agent_routing
     }
 
     fn configure(&self) -> Result<(), BedError> {

@@ -144,6 +144,45 @@ pub struct AgentConfig {
     pub down_after: u32,
     /// `[health] up_after`.
     pub up_after: u32,
+    /// `[[wan]]` entries (none: the agent auto-detects its WANs).
+    pub wans: Vec<WanEntry>,
+    /// `[status] socket`: the control socket.
+    pub status_socket: PathBuf,
+}
+
+/// One `[[wan]]` entry of the agent's config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WanEntry {
+    /// Logical name.
+    pub name: String,
+    /// Kernel device.
+    pub device: String,
+    /// `on`, `backup` or `off`.
+    pub mode: String,
+    /// Probe interval.
+    pub probe_interval_ms: u64,
+    /// Probe timeout.
+    pub probe_timeout_ms: u64,
+    /// Failed probes in a row before the WAN is down.
+    pub down: u32,
+    /// Good probes in a row before it is up again.
+    pub up: u32,
+}
+
+impl WanEntry {
+    /// WAN `device` (also its name) in `mode`, probed every 200 ms with a
+    /// 300 ms timeout, down after 3 failures and up after 2 successes.
+    pub fn new(device: &str, mode: &str) -> Self {
+        Self {
+            name: device.into(),
+            device: device.into(),
+            mode: mode.into(),
+            probe_interval_ms: 200,
+            probe_timeout_ms: 300,
+            down: 3,
+            up: 2,
+        }
+    }
 }
 
 impl AgentConfig {
@@ -155,7 +194,7 @@ impl AgentConfig {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        format!(
+        let mut t = format!(
             "[concentrator]\nhost = {:?}\nport = {}\nclient_id = {:?}\nkey = {:?}\n\n\
              [proxy]\nlisten_port = {}\nlan_interfaces = [{}]\n\n\
              [bypass]\ndestinations = [{}]\nsources = [{}]\n\n\
@@ -172,7 +211,17 @@ impl AgentConfig {
             self.health_timeout_ms,
             self.down_after,
             self.up_after
-        )
+        );
+        let _ = write!(t, "\n[status]\nsocket = {:?}\n", self.status_socket);
+        for w in &self.wans {
+            let _ = write!(
+                t,
+                "\n[[wan]]\nname = {:?}\ndevice = {:?}\nmode = {:?}\nprobe_interval_ms = {}\n\
+                 probe_timeout_ms = {}\ndown = {}\nup = {}\n",
+                w.name, w.device, w.mode, w.probe_interval_ms, w.probe_timeout_ms, w.down, w.up
+            );
+        }
+        t
     }
 }
 
@@ -254,8 +303,14 @@ impl TestBed {
         }
     }
 
-    /// The agent config matching [`Self::concentrator_config`], with quick health probes.
+    /// The agent config matching [`Self::concentrator_config`], with quick health probes
+    /// and the control socket [`Self::agent_socket`]. Every WAN of the bed is a
+    /// `[[wan]]` entry: mode `on` with [`TestBedBuilder::agent_routing`], else `off`,
+    /// so the agent leaves the bed's own per-WAN routing alone.
+    ///
+    /// [`TestBedBuilder::agent_routing`]: crate::TestBedBuilder::agent_routing
     pub fn agent_config(&self) -> AgentConfig {
+        let mode = if self.agent_routing() { "on" } else { "off" };
         AgentConfig {
             host: VPS_V4.to_string(),
             port: mpbond_protocol::DEFAULT_PORT,
@@ -269,7 +324,16 @@ impl TestBed {
             health_timeout_ms: 1000,
             down_after: 2,
             up_after: 1,
+            wans: (1..=self.wan_rates().len())
+                .map(|i| WanEntry::new(&format!("wan{i}"), mode))
+                .collect(),
+            status_socket: self.agent_socket(),
         }
+    }
+
+    /// The agent's control socket in the bed's scratch directory.
+    pub fn agent_socket(&self) -> PathBuf {
+        self.dir().join("agent.sock")
     }
 
     /// Start the concentrator in the VPS namespace and wait for READY=1.

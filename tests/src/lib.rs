@@ -9,6 +9,9 @@
 //! * [`datagen`], [`wire`]: the deterministic data and the tool protocol, shared
 //!   by the library and `src/bin/mpbond-tb`.
 //! * [`proc`]: child guards and polling with deadlines.
+//! * [`wans`]: changing WANs at run time (hotplug, link, carrier, DHCP
+//!   renumbering, an ISP blackhole).
+//! * [`agentstate`]: the agent's status document and the kernel state it owns.
 //!
 //! Binaries: `mpbond-tb` (serve / fetch / convert, see `src/bin/mpbond-tb`) and
 //! `mpbond-demo`. Scripts: `setup.sh`, `run.sh`, `demo.sh`.
@@ -16,10 +19,14 @@
 //! Scenarios live in `tests/tests/*.rs`, one test bed each; they need root and
 //! skip otherwise: `testbed` (the bed itself and direct kernel MPTCP),
 //! `aggregation`, `integrity`, `ipv6`, `policy`, `fail_open`, `fallback`, and
-//! `configs` (rendered configs pass the daemons' `check-config`, no root).
+//! `configs` (rendered configs pass the daemons' `check-config`, no root), and
+//! the agent's control plane on a bed built with `agent_routing(true)`:
+//! `control_hotplug`, `control_failover`, `control_backup`, `control_cleanup`;
+//! `wan_changes` checks the bed's WAN changes on their own.
 //! Set `MPBOND_BIN_DIR` to test other binaries, `MPBOND_TEST_LOG` for the
 //! daemons' `RUST_LOG`, and `MPBOND_KEEP_TMP` to keep configs and logs.
 
+pub mod agentstate;
 pub mod bed;
 pub mod daemons;
 pub mod datagen;
@@ -28,10 +35,12 @@ pub mod netns;
 pub mod proc;
 pub mod tools;
 pub mod topology;
+pub mod wans;
 pub mod wire;
 
+pub use agentstate::{status_wan, OwnedState};
 pub use bed::{wan_delta, TestBed, TestBedBuilder};
-pub use daemons::{AgentConfig, ConcentratorConfig, Daemon};
+pub use daemons::{AgentConfig, ConcentratorConfig, Daemon, WanEntry};
 pub use error::BedError;
 pub use netns::Netns;
 pub use tools::{metric_sum, Fetch, FetchRun, TbServer};

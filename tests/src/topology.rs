@@ -116,6 +116,11 @@ pub struct Plan {
     /// router keeps the kernel default (client on); when false both get 0, and
     /// the kernel turns TCP_FASTOPEN_CONNECT into a plain handshake.
     pub fast_open: bool,
+    /// The agent owns per-WAN routing: the router gets no per-WAN tables, rules,
+    /// MPTCP endpoints or limits, but a main-table default route per WAN with
+    /// metric [`wan_metric`] (as netifd adds them), from which the agent learns
+    /// the gateways. WAN 1's (metric 0) stays the one NAT traffic follows.
+    pub agent_routing: bool,
 }
 
 impl Plan {
@@ -214,8 +219,16 @@ impl Plan {
                 line(format!(
                     "addr add {LAN_ROUTER_V6}/64 dev {ROUTER_LAN_IF} nodad"
                 ));
-                line("mptcp limits set subflows 8 add_addr_accepted 8".into());
+                if !self.agent_routing {
+                    line("mptcp limits set subflows 8 add_addr_accepted 8".into());
+                }
                 for i in wans {
+                    if self.agent_routing {
+                        for l in router_wan_lines(i, true) {
+                            line(l);
+                        }
+                        continue;
+                    }
                     let (dev, t) = (format!("wan{i}"), 100 + i);
                     let (r4, r6) = (wan_router_v4(i), wan_router_v6(i));
                     let (g4, g6) = (wan_isp_v4(i), wan_isp_v6(i));
@@ -234,10 +247,13 @@ impl Plan {
                     line(format!("-6 route add default via {g6} dev {dev} table {t}"));
                     line(format!("rule add from {r4} table {t}"));
                     line(format!("-6 rule add from {r6} table {t}"));
-                    line(format!("mptcp endpoint add {r4} dev {dev} id {i} subflow"));
+                    line(format!(
+                        "mptcp endpoint add {r4} dev {dev} id {} subflow",
+                        BED_ENDPOINT_V4 + i
+                    ));
                     line(format!(
                         "mptcp endpoint add {r6} dev {dev} id {} subflow",
-                        10 + i
+                        BED_ENDPOINT_V6 + i
                     ));
                 }
             }
@@ -253,14 +269,9 @@ impl Plan {
             }
             Node::Core => {
                 for i in wans {
-                    line(format!("link set isp{i} up"));
-                    line(format!("addr add 10.250.{i}.1/30 dev isp{i}"));
-                    line(format!("addr add 2001:db8:250:{i}::1/64 dev isp{i} nodad"));
-                    line(format!("route add 10.200.{i}.0/24 via 10.250.{i}.2"));
-                    line(format!(
-                        "route add {}/64 via 2001:db8:250:{i}::2",
-                        net64(wan_isp_v6(i))
-                    ));
+                    for l in core_wan_lines(i) {
+                        line(l);
+                    }
                 }
                 for (dev, n, v4net, v6net) in [
                     ("vps", 100, "192.0.2.0/24", "2001:db8:100::/48"),
@@ -335,6 +346,82 @@ impl Plan {
     }
 }
 
+/// The bed's own MPTCP endpoint ids (without agent routing) are this plus the
+/// WAN number for IPv4 ...
+pub const BED_ENDPOINT_V4: usize = 20;
+/// ... and this plus the WAN number for IPv6: outside the agent's ids 1..=8.
+pub const BED_ENDPOINT_V6: usize = 40;
+
+/// Metric of WAN `i`'s main-table default route under agent routing: 0 for
+/// WAN 1 (the route NAT follows), `10 × i` for the others.
+pub fn wan_metric(i: usize) -> usize {
+    if i == 1 {
+        0
+    } else {
+        10 * i
+    }
+}
+
+/// The router's `ip` lines for WAN `i` under agent routing (`-6 ` prefix for
+/// `ip -6`): link up (when `link`), its addresses, then its main-table default
+/// routes, as DHCP and netifd would set them.
+pub fn router_wan_lines(i: usize, link: bool) -> Vec<String> {
+    let dev = format!("wan{i}");
+    let mut l = Vec::new();
+    if link {
+        l.push(format!("link set {dev} up"));
+    }
+    l.push(format!("addr add {}/24 dev {dev}", wan_router_v4(i)));
+    l.push(format!("addr add {}/64 dev {dev} nodad", wan_router_v6(i)));
+    l.extend(router_default_lines(i, wan_isp_v4(i)));
+    l
+}
+
+/// WAN `i`'s main-table default routes (`replace`, so re-running is harmless),
+/// via `gw4` and the ISP's IPv6 address.
+pub fn router_default_lines(i: usize, gw4: Ipv4Addr) -> Vec<String> {
+    let (dev, metric) = (format!("wan{i}"), wan_metric(i));
+    vec![
+        format!("route replace default via {gw4} dev {dev} metric {metric}"),
+        format!(
+            "-6 route replace default via {} dev {dev} metric {metric}",
+            wan_isp_v6(i)
+        ),
+    ]
+}
+
+/// The core's `ip` lines for its side of ISP `i`.
+pub fn core_wan_lines(i: usize) -> Vec<String> {
+    vec![
+        format!("link set isp{i} up"),
+        format!("addr add 10.250.{i}.1/30 dev isp{i}"),
+        format!("addr add 2001:db8:250:{i}::1/64 dev isp{i} nodad"),
+        format!("route add 10.200.{i}.0/24 via 10.250.{i}.2"),
+        format!(
+            "route add {}/64 via 2001:db8:250:{i}::2",
+            net64(wan_isp_v6(i))
+        ),
+    ]
+}
+
+/// Split `ip` lines into the `ip -batch` and `ip -6 -batch` scripts.
+pub fn split_families(lines: &[String]) -> (String, String) {
+    let (mut v4, mut v6) = (String::new(), String::new());
+    for l in lines {
+        match l.strip_prefix("-6 ") {
+            Some(rest) => {
+                v6.push_str(rest);
+                v6.push('\n');
+            }
+            None => {
+                v4.push_str(l);
+                v4.push('\n');
+            }
+        }
+    }
+    (v4, v6)
+}
+
 /// TBF burst in bytes: max(128 KiB, 4 ms at `rate_mbit`).
 pub fn tbf_burst(rate_mbit: u32) -> u64 {
     let four_ms = u64::from(rate_mbit) * 1_000_000 / 8 * 4 / 1000;
@@ -356,6 +443,7 @@ mod tests {
             congestion_control: "reno".into(),
             tbf_latency_ms: 25,
             fast_open: true,
+            agent_routing: false,
         }
     }
 
@@ -389,12 +477,28 @@ mod tests {
             "v6 defaults go to ip -6"
         );
         assert!(s6.contains("route add default via 2001:db8:202::1 dev wan2 table 102"));
-        assert!(s.contains("mptcp endpoint add 10.200.1.2 dev wan1 id 1 subflow"));
+        assert!(s.contains("mptcp endpoint add 10.200.1.2 dev wan1 id 21 subflow"));
         assert_eq!(
             s.matches("route add default via 10.200.").count(),
             3,
             "main + 2 tables"
         );
+    }
+
+    #[test]
+    fn agent_routing_leaves_tables_rules_and_endpoints_to_the_agent() {
+        let p = Plan {
+            agent_routing: true,
+            ..plan()
+        };
+        let (s, s6) = (p.ip_script(Node::Router), p.ip6_script(Node::Router));
+        assert!(!s.contains("table") && !s.contains("rule") && !s.contains("mptcp"));
+        assert!(s.contains("route replace default via 10.200.1.1 dev wan1 metric 0"));
+        assert!(s.contains("route replace default via 10.200.2.1 dev wan2 metric 20"));
+        assert!(s6.contains("route replace default via 2001:db8:202::1 dev wan2 metric 20"));
+        assert!(s.contains("addr add 10.200.2.2/24 dev wan2"));
+        let (v4, v6) = split_families(&core_wan_lines(3));
+        assert!(v4.contains("route add 10.200.3.0/24 via 10.250.3.2") && v6.is_empty());
     }
 
     #[test]

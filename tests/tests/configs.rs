@@ -1,9 +1,12 @@
 //! The configs the test bed writes are accepted by the daemons' `check-config`
-//! (no root needed; needs the daemon binaries built).
+//! (no root needed; needs the daemon binaries built), including the agent's
+//! control-plane sections (`[[wan]]` in every mode, `[status]`).
 
 use std::process::Command;
 
-use mpbond_tests::daemons::{bin_path, AgentConfig, ConcentratorConfig, CLIENT_ID, METRICS_ADDR};
+use mpbond_tests::daemons::{
+    bin_path, AgentConfig, ConcentratorConfig, WanEntry, CLIENT_ID, METRICS_ADDR,
+};
 
 fn check(bin: &str, text: &str, ext: &str) {
     let path = std::env::temp_dir().join(format!("mpbt-cfg-{}-{bin}.{ext}", std::process::id()));
@@ -54,6 +57,12 @@ fn rendered_configs_pass_check_config() {
         health_timeout_ms: 1000,
         down_after: 2,
         up_after: 1,
+        wans: vec![
+            WanEntry::new("wan1", "on"),
+            WanEntry::new("wan2", "backup"),
+            WanEntry::new("wan3", "off"),
+        ],
+        status_socket: std::env::temp_dir().join("mpbt-cfg-agent.sock"),
     };
     check("mpbond-agent", &agent.to_toml(), "toml");
 }

@@ -1,6 +1,8 @@
 //! Shared by the scenario files: starting mpbond in a bed and judging transfers.
 #![allow(dead_code)] // each scenario file uses a different subset
 
+pub mod control;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 

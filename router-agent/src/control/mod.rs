@@ -1,0 +1,337 @@
+//! The control plane: keeps the kernel's per-WAN tables, rules and MPTCP endpoints in
+//! step with the router's WANs and their health, and keeps the status model current.
+//!
+//! ```text
+//! mod.rs        start() (features, sysctls, Kernel::connect, crash cleanup) and the loop
+//! reconcile.rs  one reconcile behind the KernelPort seam (snapshot → plan → diff → apply)
+//! wans.rs       per-WAN ProbeState bookkeeping, link-loss handling, probe targets
+//! subflows.rs   live subflow counts from mptcp_pm events
+//! status.rs     publishing into the shared StatusModel; StatusTable for the health task
+//! ```
+//!
+//! # The loop ([`ControlPlane::run`])
+//!
+//! A reconcile runs at start, then
+//! * [`DEBOUNCE`] after the last of a burst of rtnetlink nudges (`net::monitor`);
+//! * every `routing.reconcile`, for drift and missed events;
+//! * at once when a probe moves a WAN into or out of `down`.
+//!
+//! Every [`COUNTERS_EVERY`] a snapshot refreshes the WANs' byte counters (status rates).
+//!
+//! Link loss needs no probe: the nudge's reconcile sees the link down (or its address
+//! gone) and marks the WAN down at once. One `wanprobe::ProbeLoop` runs per WAN with a
+//! usable address of the concentrator's family, restarted when its device or source
+//! changes and stopped when the WAN goes. A monitor or event stream that ends is
+//! re-subscribed. On shutdown the loops stop and `Kernel::cleanup` removes everything
+//! owned (`control plane cleaned up removed=N`).
+
+pub mod reconcile;
+pub mod status;
+pub mod subflows;
+pub mod wans;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::model::netops::NetError;
+use crate::model::wan::Wan;
+use crate::net::features::{self, KernelFeatures};
+use crate::net::{sysctl, Kernel, Monitor};
+use crate::status::KernelStatus;
+use crate::upstream::Upstream;
+use crate::wanprobe::{ProbeLoop, ProbeReport, ProbeTarget};
+
+pub use reconcile::{KernelPort, Outcome, Reconciler};
+pub use status::{SharedStatus, StatusTable};
+pub use subflows::SubflowCounter;
+pub use wans::{probe_targets, WanBook, WanEvent};
+
+/// Quiet time after the last rtnetlink nudge before the reconcile.
+pub const DEBOUNCE: Duration = Duration::from_millis(30);
+/// Bound on one reconcile (a kernel that stops answering must not wedge the loop).
+pub const RECONCILE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on the cleanup at shutdown.
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the WANs' device counters are sampled for the status rates.
+pub const COUNTERS_EVERY: Duration = Duration::from_secs(2);
+
+/// Probe features (into the status) and apply the CPE sysctls; logs what is missing.
+pub fn prepare(config: &Config, status: &SharedStatus) -> KernelFeatures {
+    let found = features::probe();
+    for missing in found.missing() {
+        warn!("kernel feature missing: {missing}");
+    }
+    status::lock(status).set_kernel(KernelStatus::from(&found));
+    let report = sysctl::apply_cpe(&config.mptcp);
+    let missing = report.missing();
+    if !missing.is_empty() {
+        warn!(?missing, "MPTCP sysctls not in this kernel");
+    }
+    if !report.all_set() {
+        warn!("some MPTCP sysctls could not be set (see above)");
+    }
+    found
+}
+
+/// The running control plane.
+#[derive(Debug)]
+pub struct ControlPlane {
+    kernel: Kernel,
+    reconciler: Reconciler,
+    upstream: Arc<Upstream>,
+    status: SharedStatus,
+    every: Duration,
+}
+
+impl ControlPlane {
+    /// Connect to the kernel and remove leftovers of a previous run. Fails if there is no
+    /// rtnetlink socket or no MPTCP path manager.
+    pub async fn start(
+        config: &Config,
+        upstream: Arc<Upstream>,
+        status: SharedStatus,
+    ) -> Result<ControlPlane, NetError> {
+        let mut kernel = Kernel::connect(config.routing.ownership.clone()).await?;
+        match tokio::time::timeout(CLEANUP_TIMEOUT, kernel.cleanup()).await {
+            Err(_) => warn!("removing the leftovers of a previous run timed out"),
+            Ok(Ok(0)) => debug!("no leftovers of a previous run"),
+            Ok(Ok(n)) => warn!(removed = n, "removed leftovers of a previous run"),
+            Ok(Err(error)) => warn!(%error, "cannot remove every leftover of a previous run"),
+        }
+        let mut reconciler = Reconciler::new(
+            config.wan.clone(),
+            config.proxy.lan_interfaces.clone(),
+            config.routing.ownership.clone(),
+            config.mptcp.limits,
+        );
+        // The first reconcile, so the tables exist when the agent says it is ready.
+        let first = tokio::time::timeout(RECONCILE_TIMEOUT, reconciler.reconcile(&mut kernel));
+        match first.await {
+            Ok(Ok(out)) => {
+                let book = &reconciler.book;
+                let now = std::time::Instant::now();
+                status::publish(&status, &out, book, &SubflowCounter::default(), now);
+            }
+            Ok(Err(error)) => error!(%error, "first reconcile failed, retrying"),
+            Err(_) => error!("first reconcile timed out, retrying"),
+        }
+        Ok(ControlPlane {
+            kernel,
+            reconciler,
+            upstream,
+            status,
+            every: config.routing.reconcile,
+        })
+    }
+
+    /// Run until `shutdown`, then clean up everything owned.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let (tx, mut reports) = mpsc::channel::<ProbeReport>(64);
+        let mut probes = Probes {
+            loops: HashMap::new(),
+            upstream: self.upstream.clone(),
+            tx,
+            shutdown: shutdown.child_token(),
+        };
+        let mut nudges = subscribe_monitor();
+        let mut events = self.subscribe_events().await;
+        let mut subflows = SubflowCounter::default();
+        let mut wans: Vec<Wan> = Vec::new();
+        let mut debounce: Option<Instant> = None;
+        let mut periodic = tokio::time::interval(self.every);
+        periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        periodic.reset();
+        let mut counters = tokio::time::interval(COUNTERS_EVERY);
+        counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        counters.reset();
+        let mut pending = true;
+        loop {
+            if pending {
+                pending = false;
+                if let Some(now_wans) = self.reconcile(&mut probes, &subflows).await {
+                    wans = now_wans;
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                nudge = next(&mut nudges) => match nudge {
+                    Some(()) => debounce = Some(Instant::now() + DEBOUNCE),
+                    None => {
+                        warn!("rtnetlink monitor ended, re-subscribing");
+                        nudges = subscribe_monitor();
+                        pending = true;
+                    }
+                },
+                _ = sleep_until(debounce) => {
+                    debounce = None;
+                    pending = true;
+                }
+                _ = periodic.tick() => {
+                    if nudges.is_none() {
+                        nudges = subscribe_monitor();
+                    }
+                    if events.is_none() {
+                        events = self.subscribe_events().await;
+                    }
+                    pending = true;
+                }
+                _ = counters.tick() => self.sample_counters(&wans).await,
+                Some(report) = reports.recv() => {
+                    let outcome = report.outcome();
+                    if let Err(error) = &report.result {
+                        debug!(wan = %report.wan, %error, "wan probe failed");
+                    }
+                    for event in self.reconciler.book.record(&report.wan, outcome) {
+                        event.log();
+                        pending |= event.changes_plan();
+                    }
+                    status::publish_probe(&self.status, &self.reconciler.book, &report.wan);
+                }
+                ev = next(&mut events) => match ev {
+                    Some(ev) => {
+                        if subflows.on_event(&ev) {
+                            status::publish_subflows(&self.status, &wans, &subflows);
+                        }
+                    }
+                    None => {
+                        warn!("mptcp_pm event stream ended, re-subscribing");
+                        subflows.clear();
+                        events = self.subscribe_events().await;
+                    }
+                },
+            }
+        }
+        probes.stop_all();
+        match tokio::time::timeout(CLEANUP_TIMEOUT, self.kernel.cleanup()).await {
+            Ok(Ok(removed)) => info!(removed, "control plane cleaned up"),
+            Ok(Err(error)) => error!(%error, "control plane cleanup incomplete"),
+            Err(_) => error!("control plane cleanup timed out after {CLEANUP_TIMEOUT:?}"),
+        }
+    }
+
+    /// One reconcile, then the probes and the status follow its WANs.
+    async fn reconcile(
+        &mut self,
+        probes: &mut Probes,
+        subflows: &SubflowCounter,
+    ) -> Option<Vec<Wan>> {
+        let reconcile = self.reconciler.reconcile(&mut self.kernel);
+        match tokio::time::timeout(RECONCILE_TIMEOUT, reconcile).await {
+            Ok(Ok(out)) => {
+                let settings = self.reconciler.settings();
+                probes.sync(probe_targets(&out.wans, self.upstream.addr, settings));
+                let now = std::time::Instant::now();
+                status::publish(&self.status, &out, &self.reconciler.book, subflows, now);
+                Some(out.wans)
+            }
+            Ok(Err(error)) => {
+                error!(%error, "reconcile failed, retrying at the next trigger");
+                None
+            }
+            Err(_) => {
+                error!(
+                    "reconcile timed out after {RECONCILE_TIMEOUT:?}, retrying at the next trigger"
+                );
+                None
+            }
+        }
+    }
+
+    /// Sample the WANs' device counters into the status.
+    async fn sample_counters(&self, wans: &[Wan]) {
+        match self.kernel.snapshot().await {
+            Ok(snapshot) => {
+                let now = std::time::Instant::now();
+                status::publish_counters(&self.status, wans, &snapshot, now);
+            }
+            Err(error) => debug!(%error, "cannot sample the WAN counters"),
+        }
+    }
+
+    async fn subscribe_events(&self) -> Option<crate::net::mptcp_pm::PmEvents> {
+        match self.kernel.pm().events().await {
+            Ok(events) => Some(events),
+            Err(error) => {
+                warn!(%error, "no mptcp_pm events: subflow counts unavailable");
+                None
+            }
+        }
+    }
+}
+
+fn subscribe_monitor() -> Option<Monitor> {
+    match crate::net::monitor() {
+        Ok(m) => Some(m),
+        Err(error) => {
+            error!(%error, "cannot subscribe to rtnetlink events; periodic reconcile only");
+            None
+        }
+    }
+}
+
+/// The next item of an optional stream; pending forever without one.
+async fn next<S: Stream + Unpin>(stream: &mut Option<S>) -> Option<S::Item> {
+    match stream {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The running probe loops, by WAN name.
+#[derive(Debug)]
+struct Probes {
+    loops: HashMap<String, (ProbeTarget, CancellationToken)>,
+    upstream: Arc<Upstream>,
+    tx: mpsc::Sender<ProbeReport>,
+    shutdown: CancellationToken,
+}
+
+impl Probes {
+    /// Start, restart (device or source changed) and stop loops to match `targets`.
+    fn sync(&mut self, mut targets: std::collections::BTreeMap<String, ProbeTarget>) {
+        self.loops.retain(|name, (running, token)| {
+            let keep = targets.get(name) == Some(running);
+            if !keep {
+                debug!(wan = %name, "stopping its probe loop");
+                token.cancel();
+            }
+            keep
+        });
+        targets.retain(|name, _| !self.loops.contains_key(name));
+        for (name, target) in targets {
+            info!(wan = %name, device = %target.device, src = %target.src, "probing the concentrator through the wan");
+            let token = self.shutdown.child_token();
+            ProbeLoop {
+                target: target.clone(),
+                upstream: self.upstream.clone(),
+                reports: self.tx.clone(),
+            }
+            .spawn(token.clone());
+            self.loops.insert(name, (target, token));
+        }
+    }
+
+    fn stop_all(&mut self) {
+        for (_, (_, token)) in self.loops.drain() {
+            token.cancel();
+        }
+    }
+}

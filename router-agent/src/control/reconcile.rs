@@ -1,0 +1,186 @@
+//! One reconcile: snapshot → WANs → plan → dump → diff → apply, behind the [`KernelPort`]
+//! seam so it runs without root on a [`RecordingBackend`](crate::model::netops::RecordingBackend).
+//!
+//! A failed op is logged with its error and the rest still run; the next reconcile
+//! retries, since it diffs against a fresh dump. Plan warnings are logged once each, while
+//! they last. `rp_filter` is set to loose once per WAN device, when it first appears.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+
+use tracing::{debug, info, warn};
+
+use super::wans::{WanBook, WanEvent};
+use crate::model::netops::{Limits, NetBackend, NetError, NetOp, Ownership};
+use crate::model::routing::{self, Plan, Slots};
+use crate::model::wan::{self, Snapshot, Wan, WanSettings};
+use crate::net::Kernel;
+
+/// The kernel as the control loop uses it: the [`NetBackend`] plus what it reads and sets
+/// besides owned objects.
+pub trait KernelPort: NetBackend {
+    /// Links, addresses and main-table routes.
+    fn snapshot(&mut self) -> impl Future<Output = Result<Snapshot, NetError>>;
+    /// `rp_filter` = loose (2) on `device`.
+    fn loosen_rp_filter(&mut self, device: &str) -> Result<(), NetError>;
+}
+
+impl KernelPort for Kernel {
+    async fn snapshot(&mut self) -> Result<Snapshot, NetError> {
+        Kernel::snapshot(self).await
+    }
+
+    fn loosen_rp_filter(&mut self, device: &str) -> Result<(), NetError> {
+        crate::net::sysctl::set_rp_filter_loose(device)
+    }
+}
+
+/// What a reconcile found and did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub snapshot: Snapshot,
+    /// The WANs, with their health as planned.
+    pub wans: Vec<Wan>,
+    pub plan: Plan,
+    /// Health changes seen in the snapshot (already logged).
+    pub events: Vec<WanEvent>,
+    /// Ops applied successfully (diff and endpoint refreshes).
+    pub applied: Vec<NetOp>,
+    /// Ops the kernel refused.
+    pub failed: usize,
+}
+
+/// The reconcile state kept between runs.
+#[derive(Debug)]
+pub struct Reconciler {
+    settings: WanSettings,
+    lan: Vec<String>,
+    own: Ownership,
+    limits: Limits,
+    slots: Slots,
+    warned: BTreeSet<String>,
+    rp_done: BTreeSet<String>,
+    runs: u64,
+    pub book: WanBook,
+}
+
+impl Reconciler {
+    pub fn new(settings: WanSettings, lan: Vec<String>, own: Ownership, limits: Limits) -> Self {
+        Reconciler {
+            book: WanBook::new(settings.clone()),
+            settings,
+            lan,
+            own,
+            limits,
+            slots: Slots::default(),
+            warned: BTreeSet::new(),
+            rp_done: BTreeSet::new(),
+            runs: 0,
+        }
+    }
+
+    /// The WAN settings (probe thresholds and the configured list).
+    pub fn settings(&self) -> &WanSettings {
+        &self.settings
+    }
+
+    /// Bring the kernel in line with the WANs once. Errs only if the snapshot or the dump
+    /// fails (nothing was applied then).
+    pub async fn reconcile<K: KernelPort>(&mut self, kernel: &mut K) -> Result<Outcome, NetError> {
+        let snapshot = kernel.snapshot().await?;
+        let health = self.book.health_map();
+        let mut wans = wan::discover(&snapshot, &self.settings, &self.lan, &health);
+        let events = self.book.observe(&mut wans);
+        for event in &events {
+            event.log();
+        }
+        self.loosen_rp_filters(kernel, &wans);
+        let plan = routing::plan_with(&wans, &self.own, self.limits, &mut self.slots);
+        self.log_warnings(&plan.warnings);
+
+        let current = kernel.dump().await?;
+        let ops = routing::diff(&current, &plan.desired);
+        let mut out = Outcome {
+            snapshot,
+            events,
+            ..Outcome::default()
+        };
+        for op in &ops {
+            apply(kernel, op, &mut out).await;
+        }
+        for name in self.book.take_refresh() {
+            let Some(wan) = wans.iter().find(|w| w.name == name) else {
+                continue;
+            };
+            let just_added = out.applied.iter().any(
+                |op| matches!(op, NetOp::AddEndpoint(e) if wan.addresses.iter().any(|a| a.addr() == e.addr)),
+            );
+            if just_added {
+                continue;
+            }
+            let refresh = routing::refresh_endpoints(&plan.desired, wan);
+            if !refresh.is_empty() {
+                info!(wan = %name, "re-adding the endpoints of a recovered WAN");
+            }
+            for op in &refresh {
+                apply(kernel, op, &mut out).await;
+            }
+        }
+
+        let n = out.applied.len();
+        if n > 0 || out.failed > 0 || self.runs == 0 {
+            info!(
+                ops = n,
+                failed = out.failed,
+                wans = wans.len(),
+                "reconciled"
+            );
+        } else {
+            debug!(ops = n, wans = wans.len(), "reconciled");
+        }
+        self.runs += 1;
+        out.wans = wans;
+        out.plan = plan;
+        Ok(out)
+    }
+
+    fn loosen_rp_filters<K: KernelPort>(&mut self, kernel: &mut K, wans: &[Wan]) {
+        for wan in wans.iter().filter(|w| w.ifindex != 0) {
+            if self.rp_done.contains(&wan.device) {
+                continue;
+            }
+            match kernel.loosen_rp_filter(&wan.device) {
+                Ok(()) => {
+                    info!(device = %wan.device, "rp_filter set to loose (2) for asymmetric paths")
+                }
+                Err(error) => warn!(device = %wan.device, %error, "cannot set rp_filter loose"),
+            }
+            self.rp_done.insert(wan.device.clone());
+        }
+        // A device that disappears gets rp_filter again when it comes back.
+        self.rp_done
+            .retain(|d| wans.iter().any(|w| &w.device == d && w.ifindex != 0));
+    }
+
+    fn log_warnings(&mut self, warnings: &[String]) {
+        for w in warnings {
+            if !self.warned.contains(w) {
+                warn!(warning = %w, "plan");
+            }
+        }
+        self.warned = warnings.iter().cloned().collect();
+    }
+}
+
+async fn apply<K: KernelPort>(kernel: &mut K, op: &NetOp, out: &mut Outcome) {
+    match kernel.apply(op).await {
+        Ok(()) => {
+            info!(?op, "applied");
+            out.applied.push(op.clone());
+        }
+        Err(error) => {
+            warn!(?op, %error, "op failed, retrying at the next reconcile");
+            out.failed += 1;
+        }
+    }
+}

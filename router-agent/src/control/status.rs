@@ -1,0 +1,107 @@
+//! Keeping the shared [`StatusModel`] current: the WANs after each reconcile, probe
+//! figures, subflow counts, device counters, and the concentrator's health (through
+//! [`StatusTable`], which wraps the nft table the health monitor drives).
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::reconcile::Outcome;
+use super::subflows::SubflowCounter;
+use super::wans::WanBook;
+use crate::health::{ProbeError, RedirectTable};
+use crate::model::wan::{Snapshot, Wan};
+use crate::nft::{NftError, RedirectSpec};
+use crate::status::{StatusModel, WanInfo};
+
+/// The status model, shared by the control loop, the health monitor and the socket.
+pub type SharedStatus = Arc<Mutex<StatusModel>>;
+
+/// Lock the model; a panic elsewhere while holding it does not stop the status.
+pub fn lock(status: &SharedStatus) -> MutexGuard<'_, StatusModel> {
+    status
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Publish a reconcile's WANs: table and endpoint id from the plan, probe figures, device
+/// counters (for the rates) and subflows.
+pub fn publish(
+    status: &SharedStatus,
+    out: &Outcome,
+    book: &WanBook,
+    subflows: &SubflowCounter,
+    now: Instant,
+) {
+    let infos = out
+        .wans
+        .iter()
+        .map(|w| {
+            let table = out.plan.tables.get(&w.name).copied();
+            let id = out
+                .plan
+                .endpoint_ids
+                .get(&w.name)
+                .and_then(|ids| ids.first().copied());
+            WanInfo::from_wan(w, table, id)
+        })
+        .collect();
+    let mut model = lock(status);
+    model.set_wans(infos);
+    for wan in &out.wans {
+        if let Some(entry) = book.entries().get(&wan.name) {
+            model.set_probe_state(&wan.name, &entry.probe);
+        }
+        // The planned health wins over the probe's (a lost link is down at once).
+        model.set_wan_state(&wan.name, wan.health.into());
+        model.set_subflows(&wan.name, subflows.count(wan));
+    }
+    record_counters(&mut model, &out.wans, &out.snapshot, now);
+}
+
+/// Publish the device counters of `wans` from `snapshot` (the rates follow from them).
+pub fn publish_counters(status: &SharedStatus, wans: &[Wan], snapshot: &Snapshot, now: Instant) {
+    record_counters(&mut lock(status), wans, snapshot, now);
+}
+
+fn record_counters(model: &mut StatusModel, wans: &[Wan], snapshot: &Snapshot, now: Instant) {
+    for wan in wans {
+        if let Some(link) = snapshot.links.iter().find(|l| l.name == wan.device) {
+            model.record_counters(&wan.name, link.rx_bytes, link.tx_bytes, now);
+        }
+    }
+}
+
+/// Publish one WAN's probe figures after a probe report.
+pub fn publish_probe(status: &SharedStatus, book: &WanBook, name: &str) {
+    if let Some(entry) = book.entries().get(name) {
+        lock(status).set_probe_state(name, &entry.probe);
+    }
+}
+
+/// Publish the subflow counts of `wans`.
+pub fn publish_subflows(status: &SharedStatus, wans: &[Wan], subflows: &SubflowCounter) {
+    let mut model = lock(status);
+    for wan in wans {
+        model.set_subflows(&wan.name, subflows.count(wan));
+    }
+}
+
+/// A [`RedirectTable`] that also records each concentrator probe and the redirect state
+/// in the status model.
+#[derive(Debug)]
+pub struct StatusTable<T> {
+    pub inner: T,
+    pub status: SharedStatus,
+}
+
+impl<T: RedirectTable> RedirectTable for StatusTable<T> {
+    fn apply(&mut self, spec: &RedirectSpec) -> Result<(), NftError> {
+        self.inner.apply(spec)
+    }
+
+    fn observe(&mut self, result: Result<Duration, &ProbeError>, redirect: bool) {
+        let mut model = lock(&self.status);
+        model.record_concentrator_probe(result.map_err(|e| e.to_string()));
+        model.concentrator_mut().redirect = redirect;
+    }
+}
