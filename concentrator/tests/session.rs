@@ -55,6 +55,7 @@ async fn mptcp_client_works() {
             fastopen: false,
             timeout: Duration::from_secs(5),
             mark: None,
+            bind: None,
         };
         let mut c = connect_with(server.addr, &first, &opts)
             .await
@@ -96,6 +97,7 @@ async fn mptcp_fastopen_client_rides_in_the_syn() {
             fastopen: true,
             timeout: Duration::from_secs(5),
             mark: None,
+            bind: None,
         };
         let mut c = connect_with(server.addr, &first, &opts)
             .await

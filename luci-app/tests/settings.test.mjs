@@ -44,10 +44,10 @@ function declared() {
   return { map, sections };
 }
 
-/** [section type, option name, kind] for every row of MAPPINGS. */
+/** [section type, option name, kind] for every row of MAPPINGS (rustfmt may wrap a row). */
 function agentOptions() {
   const rs = readFileSync(MAP_RS, 'utf8');
-  const rows = [...rs.matchAll(/(?:m|script_only)\("(\w+)", "(\w+)", (\w+)/g)].map((r) => [r[1], r[2], r[3]]);
+  const rows = [...rs.matchAll(/(?:m|script_only)\(\s*"(\w+)",\s*"(\w+)",\s*(\w+)/g)].map((r) => [r[1], r[2], r[3]]);
   assert.ok(rows.length > 10, 'MAPPINGS found in map.rs');
   return rows;
 }

@@ -49,6 +49,9 @@ pub struct ConnectOpts {
     pub timeout: Duration,
     /// SO_MARK for policy routing (needs CAP_NET_ADMIN).
     pub mark: Option<u32>,
+    /// Local address to bind before connecting (port 0). With per-address policy
+    /// rules this picks the interface the SYN (and an MPTCP initial subflow) leaves on.
+    pub bind: Option<std::net::IpAddr>,
 }
 
 /// A connection made by [`connect_with`], with `first` written.
@@ -97,6 +100,9 @@ async fn connect_inner(
     let socket = new_socket(dest, opts.mptcp)?;
     if let Some(mark) = opts.mark {
         socket.set_mark(mark)?;
+    }
+    if let Some(ip) = opts.bind {
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
     }
     socket.set_nonblocking(true)?;
     socket.set_cloexec(true)?;

@@ -40,6 +40,7 @@ mod tests {
             fastopen: true,
             timeout: std::time::Duration::from_secs(1),
             mark: None,
+            bind: None,
         };
         send(&crate::connect::connect_with(
             ([127, 0, 0, 1], 1).into(),

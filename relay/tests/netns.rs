@@ -25,6 +25,7 @@ fn opts(mptcp: bool) -> ConnectOpts {
         fastopen: true,
         timeout: Duration::from_secs(10),
         mark: None,
+        bind: None,
     }
 }
 
@@ -236,6 +237,7 @@ fn connect_with_sets_the_mark() {
             let dest = listener.local_addr().expect("addr");
             let how = ConnectOpts {
                 mark: Some(0x4d50),
+                bind: None,
                 fastopen: false,
                 ..opts(false)
             };

@@ -19,6 +19,7 @@ fn opts(mptcp: bool, fastopen: bool) -> ConnectOpts {
         fastopen,
         timeout: Duration::from_secs(10),
         mark: None,
+        bind: None,
     }
 }
 

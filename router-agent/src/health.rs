@@ -173,7 +173,20 @@ impl<T: RedirectTable> Monitor<T> {
                     failing = true;
                 }
             }
-            let verdict = Probe::from(result.is_ok());
+            // Our probe follows the main default route. If that WAN is dead but another
+            // WAN's own probe reached the concentrator within the window the thresholds
+            // allow, the concentrator is reachable: keep the redirect (MPTCP uses the
+            // live WANs) rather than failing open onto the dead route.
+            let window = interval * self.config.down_after + self.config.timeout;
+            let via_wan = result.is_err()
+                && self
+                    .upstream
+                    .wan_reach
+                    .within(window, last_probe.into_std());
+            if via_wan {
+                debug!("main-route probe failed, but a WAN probe reached the concentrator");
+            }
+            let verdict = Probe::from(result.is_ok() || via_wan);
             if let Some(t) = self.health.on_probe(verdict, last_probe.into_std()) {
                 match t.to {
                     LinkState::Down => warn!(

@@ -142,6 +142,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         key: config.concentrator.key.clone(),
         connect_timeout: config.proxy.connect_timeout,
         fastopen: AtomicBool::new(true),
+        wan_reach: Default::default(),
+        source: Default::default(),
     });
     let listeners = proxy::bind(config.proxy.listen_port)?;
     info!(

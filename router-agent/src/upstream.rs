@@ -13,9 +13,9 @@
 //! and then and turns it back on when it works.
 
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mpbond_protocol::auth::{self, ClientId, Key};
 use mpbond_protocol::{decode, message_len, DecodeError, Decoded, EncodeError, Message};
@@ -35,6 +35,74 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// Whether requests ride in the SYN (TCP Fast Open). Starts `true`; see [`Upstream::learn`].
     pub fastopen: AtomicBool,
+    /// When a per-WAN probe last reached the concentrator: evidence for the fail-open
+    /// monitor, whose own probe only follows the main route.
+    pub wan_reach: WanReach,
+    /// The WAN address new upstream connections start from (their initial subflow).
+    pub source: Source,
+}
+
+/// Where new upstream connections start. The control plane sets it to an address of a
+/// WAN that is up; with `None` the kernel's main route decides. Binding matters because
+/// an MPTCP connection only adds subflows once its initial subflow is established: an
+/// initial SYN sent down a dead main route would stall every new connection.
+#[derive(Debug, Default)]
+pub struct Source(std::sync::Mutex<Option<IpAddr>>);
+
+impl Source {
+    /// The address to bind, if any.
+    pub fn get(&self) -> Option<IpAddr> {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Set the address; returns true if it changed.
+    pub fn set(&self, source: Option<IpAddr>) -> bool {
+        let mut guard = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::replace(&mut *guard, source) != source
+    }
+}
+
+/// The last time any WAN's own probe reached the concentrator. The control plane writes
+/// it; the fail-open monitor reads it, so that a dead WAN under the main default route
+/// does not withdraw the redirect while another WAN still reaches the concentrator.
+#[derive(Debug)]
+pub struct WanReach {
+    epoch: Instant,
+    /// Milliseconds after `epoch` of the last success, plus one; 0 = never.
+    last_ok_ms: AtomicU64,
+}
+
+impl Default for WanReach {
+    fn default() -> Self {
+        WanReach {
+            epoch: Instant::now(),
+            last_ok_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl WanReach {
+    /// A WAN probe reached the concentrator at `at`.
+    pub fn note(&self, at: Instant) {
+        let ms = at.saturating_duration_since(self.epoch).as_millis() as u64 + 1;
+        self.last_ok_ms.fetch_max(ms, Relaxed);
+    }
+
+    /// Whether some WAN reached the concentrator within `window` before `now`.
+    pub fn within(&self, window: Duration, now: Instant) -> bool {
+        let last = self.last_ok_ms.load(Relaxed);
+        if last == 0 {
+            return false;
+        }
+        let at = self.epoch + Duration::from_millis(last - 1);
+        now.saturating_duration_since(at) <= window
+    }
 }
 
 /// Why talking to the concentrator failed.
@@ -97,6 +165,7 @@ impl Upstream {
             fastopen,
             timeout,
             mark: None,
+            bind: self.source.get(),
         };
         let connected = connect_with(self.addr, &request, &opts)
             .await
@@ -155,5 +224,23 @@ async fn read_message(stream: &mut TcpStream) -> Result<Message, UpstreamError> 
     match decode(&buf).map_err(UpstreamError::Malformed)? {
         Decoded::Complete { message, len } if len == buf.len() => Ok(message),
         _ => Err(UpstreamError::Truncated),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wan_reach_is_a_recent_success() {
+        let reach = WanReach::default();
+        let t0 = Instant::now();
+        assert!(!reach.within(Duration::from_secs(3600), t0), "never noted");
+        reach.note(t0);
+        assert!(reach.within(Duration::from_millis(500), t0 + Duration::from_millis(400)));
+        assert!(!reach.within(Duration::from_millis(500), t0 + Duration::from_millis(600)));
+        // An older note never moves the last success back.
+        reach.note(t0 - Duration::from_secs(10));
+        assert!(reach.within(Duration::from_millis(500), t0 + Duration::from_millis(400)));
     }
 }

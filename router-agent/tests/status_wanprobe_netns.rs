@@ -228,6 +228,8 @@ fn upstream(port: u16, key: [u8; 32]) -> Upstream {
         key: Key::from_bytes(key),
         connect_timeout: PROBE_TIMEOUT,
         fastopen: AtomicBool::new(false),
+        wan_reach: Default::default(),
+        source: Default::default(),
     }
 }
 

@@ -158,13 +158,11 @@ fn blackholed_wan_is_probed_down_and_the_download_continues() {
     );
 }
 
-/// Known gap, kept visible: with WAN 1 blackholed, the agent's concentrator
-/// health check (which follows the main table, i.e. WAN 1) fails, so the agent
-/// withdraws the redirect and new LAN connections go out directly through
-/// the dead WAN 1, although WAN 2 reaches the concentrator. Run with
-/// `--ignored` once the health check tries every up WAN.
+/// With WAN 1 (the main route) blackholed, the agent's own concentrator probe
+/// fails, but WAN 2's probe still reaches the concentrator: the redirect stays,
+/// and new LAN connections start their MPTCP connection from WAN 2's address
+/// instead of stalling on the dead main route.
 #[test]
-#[ignore = "known gap: the concentrator health check only uses the main route"]
 fn new_connections_after_a_blackhole_still_use_mpbond() {
     require_root!();
     let (bed, _conc, _server, cfg) = control_bed(&[40, 60]);

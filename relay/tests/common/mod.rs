@@ -43,6 +43,7 @@ pub async fn mptcp_pair() -> (TcpStream, TcpStream) {
         fastopen: false,
         timeout: DEADLINE,
         mark: None,
+        bind: None,
     };
     let (client, accepted) = tokio::join!(connect_with(dest, b"", &opts), listener.accept());
     let client = client.expect("mptcp connect");

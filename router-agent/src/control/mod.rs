@@ -55,7 +55,7 @@ use crate::wanprobe::{ProbeLoop, ProbeReport, ProbeTarget};
 pub use reconcile::{KernelPort, Outcome, Reconciler};
 pub use status::{SharedStatus, StatusTable};
 pub use subflows::SubflowCounter;
-pub use wans::{probe_targets, WanBook, WanEvent};
+pub use wans::{preferred_source, probe_targets, WanBook, WanEvent};
 
 /// Quiet time after the last rtnetlink nudge before the reconcile.
 pub const DEBOUNCE: Duration = Duration::from_millis(30);
@@ -189,6 +189,9 @@ impl ControlPlane {
                 _ = counters.tick() => self.sample_counters(&wans).await,
                 Some(report) = reports.recv() => {
                     let outcome = report.outcome();
+                    if outcome.is_some() {
+                        self.upstream.wan_reach.note(report.at);
+                    }
                     if let Err(error) = &report.result {
                         debug!(wan = %report.wan, %error, "wan probe failed");
                     }
@@ -231,6 +234,15 @@ impl ControlPlane {
             Ok(Ok(out)) => {
                 let settings = self.reconciler.settings();
                 probes.sync(probe_targets(&out.wans, self.upstream.addr, settings));
+                let source = preferred_source(&out.wans, self.upstream.addr);
+                if self.upstream.source.set(source) {
+                    match source {
+                        Some(ip) => {
+                            info!(source = %ip, "new upstream connections start from a live WAN")
+                        }
+                        None => info!("new upstream connections follow the main route"),
+                    }
+                }
                 let now = std::time::Instant::now();
                 status::publish(&self.status, &out, &self.reconciler.book, subflows, now);
                 Some(out.wans)

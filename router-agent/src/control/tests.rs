@@ -10,7 +10,7 @@ use ipnet::IpNet;
 
 use super::reconcile::{KernelPort, Reconciler};
 use super::subflows::SubflowCounter;
-use super::wans::{probe_targets, WanEvent};
+use super::wans::{preferred_source, probe_targets, WanEvent};
 use crate::model::netops::{
     Endpoint, KernelState, Limits, NetBackend, NetError, NetOp, Ownership, RecordingBackend,
 };
@@ -413,4 +413,34 @@ fn subflows_are_counted_per_wan() {
     assert!(c.on_event(&ev(PmEventKind::Closed, 7, "10.200.1.2", 1000, None)));
     assert_eq!((c.count(&wans[0]), c.count(&wans[1])), (0, 0));
     assert!(!c.on_event(&ev(PmEventKind::SubClosed, 99, "10.200.1.2", 1, None)));
+}
+
+#[test]
+fn new_connections_start_from_the_first_live_wan() {
+    let snapshot = two_wans();
+    let v4: SocketAddr = "192.0.2.1:4850".parse().expect("literal");
+    let lan = ["br-lan".to_string()];
+    let source = |health: &[(&str, Health)]| {
+        let map = health.iter().map(|(n, h)| (n.to_string(), *h)).collect();
+        preferred_source(&discover(&snapshot, &settings(), &lan, &map), v4)
+    };
+    // Before any probe verdict the main route decides.
+    assert_eq!(source(&[]), None);
+    assert_eq!(
+        source(&[("wan1", Health::Up), ("wan2", Health::Up)]),
+        Some(ip("10.200.1.2"))
+    );
+    // The main-route WAN is dead: start from the live one.
+    assert_eq!(
+        source(&[("wan1", Health::Down), ("wan2", Health::Up)]),
+        Some(ip("10.200.2.2"))
+    );
+    assert_eq!(
+        source(&[("wan1", Health::Down), ("wan2", Health::Degraded)]),
+        Some(ip("10.200.2.2"))
+    );
+    assert_eq!(
+        source(&[("wan1", Health::Down), ("wan2", Health::Down)]),
+        None
+    );
 }

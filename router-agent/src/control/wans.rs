@@ -201,6 +201,24 @@ fn link_reason(wan: &Wan) -> &'static str {
     }
 }
 
+/// Where new upstream connections should start: an address, of the concentrator's
+/// family, of the first WAN (in plan order) whose probes say it is up (or degraded),
+/// `on` WANs before `backup` ones. None when no WAN qualifies: the main route decides.
+pub fn preferred_source(wans: &[Wan], concentrator: SocketAddr) -> Option<IpAddr> {
+    let live = |mode: Mode| {
+        wans.iter()
+            .filter(move |w| w.mode == mode && w.link_up)
+            .filter(|w| matches!(w.health, Health::Up | Health::Degraded))
+            .find_map(|w| {
+                w.addresses
+                    .iter()
+                    .map(|a| a.addr())
+                    .find(|a| a.is_ipv4() == concentrator.is_ipv4())
+            })
+    };
+    live(Mode::On).or_else(|| live(Mode::Backup))
+}
+
 /// The probe each WAN needs: every WAN that is not `off`, whose link is up and that has
 /// an address of the concentrator's family (the first such address is the source).
 pub fn probe_targets(

@@ -151,8 +151,8 @@ mod tests {
                 "NEWTABLE table inet mpbond (flags owner)",
                 "NEWCHAIN chain inet mpbond prerouting",
                 "NEWCHAIN chain inet mpbond redirect_lan",
-                "NEWRULE rule inet mpbond prerouting `iifname \"br-lan\" meta l4proto tcp jump redirect_lan`",
-                "NEWRULE rule inet mpbond prerouting `iifname \"wlan0\" meta l4proto tcp jump redirect_lan`",
+                "NEWRULE rule inet mpbond prerouting `iifname \"br-lan\" meta l4proto tcp ct state related,new jump redirect_lan`",
+                "NEWRULE rule inet mpbond prerouting `iifname \"wlan0\" meta l4proto tcp ct state related,new jump redirect_lan`",
                 "NEWRULE rule inet mpbond redirect_lan `ip daddr 10.0.0.0/8 return`",
                 "NEWRULE rule inet mpbond redirect_lan `meta l4proto tcp redirect to :4851`",
             ]

@@ -49,9 +49,12 @@ const NFTA_IMMEDIATE_DREG: u16 = 1;
 const NFTA_IMMEDIATE_DATA: u16 = 2;
 const NFTA_REDIR_REG_PROTO_MIN: u16 = 1;
 const NFTA_REDIR_FLAGS: u16 = 3;
+const NFTA_CT_DREG: u16 = 1;
+const NFTA_CT_KEY: u16 = 2;
 
-/// `NFT_CMP_EQ`.
+/// `NFT_CMP_EQ` and `NFT_CMP_NEQ`.
 const NFT_CMP_EQ: u32 = 0;
+const NFT_CMP_NEQ: u32 = 1;
 /// `NFT_PAYLOAD_NETWORK_HEADER`.
 const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 
@@ -62,6 +65,14 @@ pub(crate) enum MetaKey {
     IifName = 6,
     NfProto = 15,
     L4Proto = 16,
+}
+
+/// The `ct` keys used here (`enum nft_ct_keys`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum CtKey {
+    /// A host-endian `u32` with one `NF_CT_STATE_*_BIT` set.
+    State = 0,
 }
 
 /// A verdict set by `immediate` into the verdict register.
@@ -78,6 +89,11 @@ pub(crate) enum Expr {
     Meta { key: MetaKey, dreg: u32 },
     /// `cmp eq reg <sreg> <data>`
     CmpEq { sreg: u32, data: Vec<u8> },
+    /// `cmp neq reg <sreg> <data>`
+    CmpNeq { sreg: u32, data: Vec<u8> },
+    /// `ct load <key> => reg <dreg>`. Every `ct` expression holds a reference that keeps
+    /// conntrack running in the namespace.
+    Ct { key: CtKey, dreg: u32 },
     /// `payload load <len>b @ network header + <offset> => reg <dreg>`
     NetworkPayload { dreg: u32, offset: u32, len: u32 },
     /// `bitwise reg <dreg> = (reg <sreg> & <mask>) ^ 0`, `mask.len()` bytes.
@@ -95,7 +111,8 @@ impl Expr {
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Expr::Meta { .. } => "meta",
-            Expr::CmpEq { .. } => "cmp",
+            Expr::CmpEq { .. } | Expr::CmpNeq { .. } => "cmp",
+            Expr::Ct { .. } => "ct",
             Expr::NetworkPayload { .. } => "payload",
             Expr::Mask { .. } => "bitwise",
             Expr::Verdict(_) | Expr::Immediate { .. } => "immediate",
@@ -110,10 +127,19 @@ impl Expr {
                 b.put_u32(NFTA_META_KEY, *key as u32);
                 b.put_u32(NFTA_META_DREG, *dreg);
             }
-            Expr::CmpEq { sreg, data } => {
+            Expr::CmpEq { sreg, data } | Expr::CmpNeq { sreg, data } => {
+                let op = if matches!(self, Expr::CmpEq { .. }) {
+                    NFT_CMP_EQ
+                } else {
+                    NFT_CMP_NEQ
+                };
                 b.put_u32(NFTA_CMP_SREG, *sreg);
-                b.put_u32(NFTA_CMP_OP, NFT_CMP_EQ);
+                b.put_u32(NFTA_CMP_OP, op);
                 b.nested(NFTA_CMP_DATA, |b| b.put(NFTA_DATA_VALUE, data));
+            }
+            Expr::Ct { key, dreg } => {
+                b.put_u32(NFTA_CT_KEY, *key as u32);
+                b.put_u32(NFTA_CT_DREG, *dreg);
             }
             Expr::NetworkPayload { dreg, offset, len } => {
                 b.put_u32(NFTA_PAYLOAD_DREG, *dreg);
@@ -220,6 +246,25 @@ mod tests {
         assert_eq!(data[1], (NFTA_CMP_OP, vec![0, 0, 0, 0]));
         assert_eq!(data[2].0, NFTA_CMP_DATA);
         assert_eq!(attrs(&data[2].1), vec![(NFTA_DATA_VALUE, vec![6])]);
+    }
+
+    #[test]
+    fn ct_and_cmp_neq_encode_key_register_and_op() {
+        let (name, data) = encoded(Expr::Ct {
+            key: CtKey::State,
+            dreg: REG_1,
+        });
+        assert_eq!(name, "ct");
+        assert_eq!(
+            data,
+            vec![(NFTA_CT_KEY, vec![0; 4]), (NFTA_CT_DREG, vec![0, 0, 0, 1])]
+        );
+        let (name, data) = encoded(Expr::CmpNeq {
+            sreg: REG_1,
+            data: vec![0; 4],
+        });
+        assert_eq!(name, "cmp");
+        assert_eq!(data[1], (NFTA_CMP_OP, vec![0, 0, 0, 1]));
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! table inet mpbond {
 //!     flags owner                       # dies with the agent's netlink socket: fail open
 //!     chain prerouting {                # nat, prerouting, dstnat - 10: just before fw4
-//!         iifname "br-lan" meta l4proto tcp jump redirect_lan
+//!         iifname "br-lan" meta l4proto tcp ct state related,new jump redirect_lan
 //!     }
 //!     chain redirect_lan {
 //!         ip daddr 10.0.0.0/8 return    # bypasses (destinations, then sources)

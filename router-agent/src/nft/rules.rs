@@ -3,11 +3,21 @@
 //!
 //! ```text
 //! prerouting   (nat, hook prerouting, priority dstnat - 10 = -110, policy accept)
-//!   iifname <lan> meta l4proto tcp jump redirect_lan        one per LAN interface
+//!   iifname <lan> meta l4proto tcp ct state related,new jump redirect_lan
+//!                                                            one per LAN interface
 //! redirect_lan
 //!   <ip|ip6> <daddr|saddr> <prefix> return                   one per bypass prefix
 //!   meta l4proto tcp redirect to :<port>                     only when redirect is on
 //! ```
+//!
+//! `ct state related,new` changes no match: a nat chain only ever sees the first packet of
+//! a connection, whose state is new or related. It is there for its `ct` expression, which
+//! holds a conntrack reference on the namespace for as long as the table has LAN rules.
+//! Without it the redirect rule's `redir` would hold the only one (when nothing else, such
+//! as fw4's `ct state` rules, uses conntrack), and withdrawing the redirect (fail open)
+//! would unregister conntrack's hooks once nf_tables frees the old rule, a few ms after
+//! the commit. Redirected connections that are still open would then lose their NAT
+//! translation: the client answers the listener's untranslated segments with a reset.
 //!
 //! fw4's `dstnat` chain hooks prerouting at priority `dstnat` (-100). Ours runs just before
 //! it and only redirects, so fw4's own NAT still sees every packet we leave alone.
@@ -16,7 +26,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::expr::{Expr, MetaKey, Verdict, IFNAMSIZ, NF_NAT_RANGE_PROTO_SPECIFIED, REG_1};
+use super::expr::{CtKey, Expr, MetaKey, Verdict, IFNAMSIZ, NF_NAT_RANGE_PROTO_SPECIFIED, REG_1};
 use super::RedirectSpec;
 
 /// The base chain hooked at prerouting.
@@ -36,6 +46,8 @@ const NFPROTO_IPV4: u8 = 2;
 const NFPROTO_IPV6: u8 = 10;
 /// `IPPROTO_TCP`, as `meta l4proto` loads it (one byte).
 const IPPROTO_TCP: u8 = 6;
+/// `NF_CT_STATE_BIT(IP_CT_RELATED) | NF_CT_STATE_BIT(IP_CT_NEW)`: `ct state related,new`.
+const CT_STATE_RELATED_NEW: u32 = (1 << 2) | (1 << 3);
 
 /// Offsets of the source and destination addresses in the IPv4 and IPv6 headers.
 const IP4_SADDR: u32 = 12;
@@ -73,7 +85,7 @@ pub(crate) fn rules(spec: &RedirectSpec) -> Vec<Rule> {
     out
 }
 
-/// `iifname "<name>" meta l4proto tcp jump redirect_lan`
+/// `iifname "<name>" meta l4proto tcp ct state related,new jump redirect_lan`
 fn lan_jump(name: &str) -> Rule {
     let mut ifname = [0u8; IFNAMSIZ];
     for (dst, src) in ifname.iter_mut().zip(name.bytes()) {
@@ -90,8 +102,24 @@ fn lan_jump(name: &str) -> Rule {
         },
     ];
     exprs.extend(is_tcp());
+    exprs.extend([
+        Expr::Ct {
+            key: CtKey::State,
+            dreg: REG_1,
+        },
+        Expr::Mask {
+            sreg: REG_1,
+            dreg: REG_1,
+            mask: CT_STATE_RELATED_NEW.to_ne_bytes().to_vec(),
+        },
+        Expr::CmpNeq {
+            sreg: REG_1,
+            data: vec![0; 4],
+        },
+    ]);
     exprs.push(Expr::Verdict(Verdict::Jump(REDIRECT_LAN.to_owned())));
-    let text = format!("iifname \"{name}\" meta l4proto tcp jump {REDIRECT_LAN}");
+    let text =
+        format!("iifname \"{name}\" meta l4proto tcp ct state related,new jump {REDIRECT_LAN}");
     Rule {
         chain: PREROUTING,
         exprs,
@@ -246,7 +274,7 @@ mod tests {
         let want = [
             (
                 PREROUTING,
-                "iifname \"br-lan\" meta l4proto tcp jump redirect_lan",
+                "iifname \"br-lan\" meta l4proto tcp ct state related,new jump redirect_lan",
             ),
             (REDIRECT_LAN, "ip daddr 10.0.0.0/8 return"),
             (REDIRECT_LAN, "ip6 daddr fc00::/7 return"),
@@ -255,6 +283,16 @@ mod tests {
         ];
         let want: Vec<_> = want.iter().map(|(c, t)| (*c, (*t).to_owned())).collect();
         assert_eq!(texts, want);
+    }
+
+    #[test]
+    fn every_lan_jump_uses_conntrack() {
+        for rule in rules(&spec(false)).iter().filter(|r| r.chain == PREROUTING) {
+            assert!(rule.exprs.contains(&Expr::Ct {
+                key: CtKey::State,
+                dreg: REG_1
+            }));
+        }
     }
 
     #[test]

@@ -176,6 +176,8 @@ pub fn upstream(addr: SocketAddr, key: Key) -> Arc<Upstream> {
         key,
         connect_timeout: Duration::from_secs(2),
         fastopen: AtomicBool::new(true),
+        wan_reach: Default::default(),
+        source: Default::default(),
     })
 }
 

@@ -1,7 +1,8 @@
 //! Throw-away network namespaces for the kernel tests. Each [`NetNs`] is named
-//! `mpbhe-<pid>-<n>` and deleted on drop, also when the test fails. Nothing here touches
-//! the root namespace: commands run through `ip netns exec`, and code runs in a scoped
-//! thread that has `setns()`-ed into the namespace (sockets opened there stay there).
+//! `mpbhe-<pid>-<n>` (the prefix can be set with `$MPBOND_TEST_NETNS_PREFIX`) and deleted
+//! on drop, also when the test fails. Nothing here touches the root namespace: commands
+//! run through `ip netns exec`, and code runs in a scoped thread that has `setns()`-ed
+//! into the namespace (sockets opened there stay there).
 
 use std::fs::File;
 use std::io;
@@ -37,7 +38,9 @@ pub(super) struct NetNs {
 impl NetNs {
     pub(super) fn new() -> NetNs {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("mpbhe-{}-{n}", std::process::id());
+        // A runner may set its own prefix so that concurrent runs never share names.
+        let prefix = std::env::var("MPBOND_TEST_NETNS_PREFIX").unwrap_or_else(|_| "mpbhe".into());
+        let name = format!("{prefix}-{}-{n}", std::process::id());
         run_ok(Command::new("ip").args(["netns", "add", &name]));
         NetNs { name }
     }

@@ -3,7 +3,9 @@
 //! the redirect port. The accepted socket's local address tells whether a connection was
 //! redirected (the router's LAN address) or reached its own destination (bypassed).
 //! A second test adds an fw4-like `inet fw4` table with a `dstnat` port forward, to show
-//! the two coexist.
+//! the two coexist. A third keeps one redirected connection busy across fail-open and
+//! back: it must neither stall nor be reset (nothing else in the router namespace uses
+//! conntrack, so this also checks that the table keeps conntrack running by itself).
 //!
 //! ```text
 //! client ns: cl0 192.168.50.2/24 2001:db8:50::2/64 ── veth ── router ns: lan0 .1 / ::1
@@ -15,7 +17,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use super::netns::{can_run, NetNs};
+use super::netns::{can_run, wait_until, NetNs};
 use crate::nft::{NftTable, RedirectSpec};
 
 const PORT: u16 = 4851;
@@ -183,4 +185,144 @@ fn fw4_dstnat_still_sees_what_we_leave_alone() {
 
     let fw4_after = router.ok(&["nft", "list", "table", "inet", "fw4"]);
     assert_eq!(fw4_before, fw4_after);
+}
+
+/// Send `msg` on `a`, read it on `b`, then the other way: fails on a reset or a stall.
+fn round_trip(a: &TcpStream, b: &TcpStream, msg: &[u8]) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    for (mut from, mut to) in [(a, b), (b, a)] {
+        from.write_all(msg)?;
+        let mut got = vec![0u8; msg.len()];
+        to.read_exact(&mut got)?;
+        if got != msg {
+            return Err(std::io::Error::other("data mismatch"));
+        }
+    }
+    Ok(())
+}
+
+/// Stream from `far` to `near` (a download) while `during` runs, then for `window` (the
+/// time nf_tables takes to free replaced rules, tens of ms, fits well in it) and until
+/// `near` has read another `after` bytes; returns the bytes read, or the reader's error.
+/// Both streams stay open and empty for more.
+fn download_while(
+    near: &TcpStream,
+    far: &TcpStream,
+    after: u64,
+    window: Duration,
+    during: impl FnOnce(),
+) -> std::io::Result<u64> {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+    let done = AtomicBool::new(false);
+    let read = AtomicU64::new(0);
+    let written = AtomicU64::new(u64::MAX);
+    std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let chunk = [0x5au8; 16 * 1024];
+            let mut far = far;
+            let mut sent = 0u64;
+            let mut result = Ok(());
+            while !done.load(Relaxed) && result.is_ok() {
+                result = far.write_all(&chunk);
+                sent += chunk.len() as u64;
+            }
+            written.store(sent, Relaxed);
+            result
+        });
+        let reader = s.spawn(|| {
+            let mut buf = [0u8; 64 * 1024];
+            let mut near = near;
+            // Short reads, so that it sees `written` once the writer has stopped.
+            near.set_read_timeout(Some(Duration::from_millis(20)))?;
+            let mut idle_since = std::time::Instant::now();
+            while read.load(Relaxed) < written.load(Relaxed) {
+                match near.read(&mut buf) {
+                    Ok(0) => return Err(std::io::Error::other("early EOF")),
+                    Ok(n) => {
+                        read.fetch_add(n as u64, Relaxed);
+                        idle_since = std::time::Instant::now();
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        if idle_since.elapsed() >= TIMEOUT {
+                            return Err(e);
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            near.set_read_timeout(Some(TIMEOUT))?;
+            Ok(read.load(Relaxed))
+        });
+        let flowing = |from: u64| wait_until(TIMEOUT, || read.load(Relaxed) >= from + after);
+        let ok = flowing(0);
+        during();
+        let (mark, since) = (read.load(Relaxed), std::time::Instant::now());
+        let ok = ok && flowing(mark) && wait_until(TIMEOUT, || since.elapsed() >= window);
+        let ok = ok && flowing(read.load(Relaxed));
+        done.store(true, Relaxed);
+        let writer = writer.join();
+        let result = reader
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("reader panicked")));
+        writer.unwrap_or_else(|_| Err(std::io::Error::other("writer panicked")))?;
+        match result {
+            Ok(n) if !ok => Err(std::io::Error::other(format!("download stalled at {n}"))),
+            other => other,
+        }
+    })
+}
+
+/// A connection redirected before a fail-open keeps working through it and through the
+/// redirect coming back: the kernel must keep translating it (its conntrack entry and NAT
+/// binding), although new connections are no longer redirected.
+#[test]
+fn established_redirected_connection_survives_fail_open() {
+    if !can_run() {
+        return;
+    }
+    let (client, router) = topology();
+    let (mut table, listener) = router.run(|| {
+        let listener = TcpListener::bind(("::", PORT)).expect("dual-stack listener");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        (NftTable::create(&spec(true)).expect("create"), listener)
+    });
+    let near = connect_from(&client, "203.0.113.10:80").expect("redirected connect");
+    let mut pfd = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is one valid pollfd for the duration of the call.
+    let ready = unsafe { libc::poll(&mut pfd, 1, TIMEOUT.as_millis() as libc::c_int) };
+    assert_eq!(ready, 1, "redirected connection not accepted");
+    let (far, _) = listener.accept().expect("accept");
+    far.set_nonblocking(false).expect("blocking stream");
+    for s in [&near, &far] {
+        s.set_read_timeout(Some(TIMEOUT)).expect("read timeout");
+        s.set_write_timeout(Some(TIMEOUT)).expect("write timeout");
+    }
+    round_trip(&near, &far, b"before").expect("data before fail-open");
+
+    // nf_tables frees the replaced rules after the commit, so watch the connection for a
+    // while after each switch, with a download in flight.
+    const MIB: u64 = 1 << 20;
+    let window = Duration::from_millis(300);
+    let down = download_while(&near, &far, MIB, window, || {
+        table.apply(&spec(false)).expect("fail open")
+    });
+    assert!(down.is_ok(), "download across fail-open: {down:?}");
+    round_trip(&near, &far, b"during fail-open").expect("data after fail-open");
+    assert!(
+        connect_from(&client, "203.0.113.10:80").is_err(),
+        "a new connection is still redirected after fail-open"
+    );
+
+    let down = download_while(&near, &far, MIB, window, || {
+        table.apply(&spec(true)).expect("redirect again")
+    });
+    assert!(down.is_ok(), "download across redirect again: {down:?}");
+    round_trip(&near, &far, b"redirect back").expect("data after redirect again");
 }
