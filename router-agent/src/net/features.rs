@@ -36,6 +36,9 @@ pub struct KernelFeatures {
     pub tcp_is_mptcp: bool,
     /// `MPTCP_FULL_INFO`: per-subflow details in one call.
     pub mptcp_full_info: bool,
+    /// `net.ipv4.tcp_fastopen` has the client bit (0x1). Without it the kernel refuses
+    /// Fast Open whatever its version, so `tfo_mptcp` says nothing about the kernel.
+    pub tfo_client_sysctl: bool,
     /// `uname -r`.
     pub release: String,
 }
@@ -52,7 +55,13 @@ impl KernelFeatures {
             ));
             return out;
         }
-        if !self.tfo_mptcp {
+        if !self.tfo_client_sysctl {
+            out.push(
+                "TCP Fast Open is off (net.ipv4.tcp_fastopen lacks the client bit 0x1): \
+                 each connection costs one more round trip to the concentrator"
+                    .to_string(),
+            );
+        } else if !self.tfo_mptcp {
             out.push(format!(
                 "TCP Fast Open on MPTCP (Linux 6.2+) is missing on {release}: \
                  each connection costs one more round trip to the concentrator"
@@ -88,8 +97,18 @@ pub fn probe() -> KernelFeatures {
         tfo_mptcp: set_int(&sock, libc::IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1).is_ok(),
         tcp_is_mptcp: get_int(&sock, libc::IPPROTO_TCP, TCP_IS_MPTCP).is_ok_and(|v| v == 1),
         mptcp_full_info: full_info(&sock).is_ok(),
+        tfo_client_sysctl: tfo_client_sysctl(),
         release,
     }
+}
+
+/// Whether `net.ipv4.tcp_fastopen` (in the calling thread's namespace) has the client
+/// bit. An unreadable file counts as set: then the socket probe alone decides.
+fn tfo_client_sysctl() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_fastopen")
+        .ok()
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .map_or(true, |v| v & 1 != 0)
 }
 
 /// `uname -r`, or `"unknown"`.
@@ -197,11 +216,32 @@ mod tests {
             tfo_mptcp: true,
             tcp_is_mptcp: true,
             mptcp_full_info: false,
+            tfo_client_sysctl: true,
             release: "6.6.73".into(),
         };
         let lines = f.missing();
         assert_eq!(lines.len(), 1);
         assert!(lines[0].starts_with("MPTCP_FULL_INFO"), "{lines:?}");
+    }
+
+    #[test]
+    fn fast_open_off_by_sysctl_is_not_blamed_on_the_kernel() {
+        let f = KernelFeatures {
+            mptcp: true,
+            tcp_is_mptcp: true,
+            mptcp_full_info: true,
+            release: "6.18.0".into(),
+            ..KernelFeatures::default()
+        };
+        let lines = f.missing();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0].contains("lacks the client bit"), "{lines:?}");
+        let lines = KernelFeatures {
+            tfo_client_sysctl: true,
+            ..f
+        }
+        .missing();
+        assert!(lines[0].contains("Linux 6.2+"), "{lines:?}");
     }
 
     #[test]

@@ -137,6 +137,7 @@ mod tests {
             tfo_mptcp: false,
             tcp_is_mptcp: true,
             mptcp_full_info: false,
+            tfo_client_sysctl: true,
             release: "6.1.0".into(),
         };
         let k = KernelStatus::from(&features);
