@@ -73,6 +73,8 @@ pub struct Fetch {
     pub mptcp: bool,
     /// Send the request line in the SYN (TCP Fast Open, no cookie).
     pub tfo: bool,
+    /// Fixed receive buffer (SO_RCVBUF) instead of autotuning.
+    pub rcvbuf: Option<u32>,
     /// Stream seed (random if None).
     pub seed: Option<u64>,
     /// Give up after this long.
@@ -89,6 +91,7 @@ impl Fetch {
             up_bytes: 0,
             mptcp: false,
             tfo: false,
+            rcvbuf: None,
             seed: None,
             timeout: Duration::from_secs(60),
         }
@@ -123,6 +126,12 @@ impl Fetch {
         self
     }
 
+    /// A fixed receive buffer of `bytes` (as the agent gives its Fast Open upstream).
+    pub fn rcvbuf(mut self, bytes: u32) -> Self {
+        self.rcvbuf = Some(bytes);
+        self
+    }
+
     /// Fix the seed.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
@@ -154,6 +163,10 @@ impl Fetch {
         }
         if self.tfo {
             a.push("--tfo".into());
+        }
+        if let Some(bytes) = self.rcvbuf {
+            a.push("--rcvbuf".into());
+            a.push(bytes.to_string());
         }
         if let Some(seed) = self.seed {
             a.push("--seed".into());

@@ -138,7 +138,7 @@ fn attempt(args: &Args, wire: &[u8]) -> ConvertAttempt {
 /// Send `wire` and read one reply; `None` if the peer closed before a whole one.
 fn exchange(args: &Args, wire: &[u8]) -> io::Result<Option<Message>> {
     let timeout = Duration::from_secs(10);
-    let mut stream = sock::connect(args.connect, args.mptcp, false, timeout)?;
+    let mut stream = sock::connect(args.connect, args.mptcp, false, None, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.write_all(wire)?;
     let mut header = [0u8; FIXED_HEADER_LEN];

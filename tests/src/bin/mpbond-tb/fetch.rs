@@ -35,6 +35,9 @@ pub struct Args {
     /// Send the request line in the SYN (TCP Fast Open, no cookie).
     #[arg(long)]
     tfo: bool,
+    /// Fixed receive buffer in bytes (SO_RCVBUFFORCE, else SO_RCVBUF); default: autotuned.
+    #[arg(long)]
+    rcvbuf: Option<u32>,
     /// Stream seed (random by default).
     #[arg(long)]
     seed: Option<u64>,
@@ -163,7 +166,7 @@ fn transfer(
     meter: &mut Meter,
     r: &mut FetchReport,
 ) -> io::Result<()> {
-    let mut stream = sock::connect(args.connect, args.mptcp, args.tfo, timeout)?;
+    let mut stream = sock::connect(args.connect, args.mptcp, args.tfo, args.rcvbuf, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     meter.progress(0)?;

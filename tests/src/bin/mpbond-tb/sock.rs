@@ -24,11 +24,25 @@ const TCP_FASTOPEN_CONNECT: libc::c_int = 30;
 const TCP_FASTOPEN_NO_COOKIE: libc::c_int = 34;
 
 fn set_int(fd: &impl AsRawFd, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
+    set_opt(fd, libc::SOL_TCP, opt, val)
+}
+
+/// setsockopt(SOL_SOCKET, opt, val).
+fn set_sock_int(fd: &impl AsRawFd, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
+    set_opt(fd, libc::SOL_SOCKET, opt, val)
+}
+
+fn set_opt(
+    fd: &impl AsRawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    val: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: val is a valid c_int for the duration of the call; the fd is open.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
-            libc::SOL_TCP,
+            level,
             opt,
             (&val as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
@@ -60,13 +74,20 @@ pub fn listen(addr: SocketAddr, mptcp: bool, tfo: bool) -> io::Result<TcpListene
 
 /// Connect to `addr` within `timeout`. With `tfo` the first write rides in
 /// the SYN (TCP_FASTOPEN_CONNECT, no cookie), as the agent's Convert does.
+/// `rcvbuf` fixes the receive buffer before the SYN (no autotuning).
 pub fn connect(
     addr: SocketAddr,
     mptcp: bool,
     tfo: bool,
+    rcvbuf: Option<u32>,
     timeout: Duration,
 ) -> io::Result<TcpStream> {
     let s = socket(addr, mptcp)?;
+    if let Some(bytes) = rcvbuf {
+        let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
+        set_sock_int(&s, libc::SO_RCVBUFFORCE, bytes)
+            .or_else(|_| set_sock_int(&s, libc::SO_RCVBUF, bytes))?;
+    }
     if tfo {
         set_int(&s, TCP_FASTOPEN_CONNECT, 1)?;
         set_int(&s, TCP_FASTOPEN_NO_COOKIE, 1)?;
