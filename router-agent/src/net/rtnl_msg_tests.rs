@@ -3,14 +3,7 @@
 use super::*;
 
 fn own() -> Ownership {
-    Ownership {
-        table_base: 2000,
-        table_count: 32,
-        rule_priority_base: 2000,
-        rule_priority_count: 64,
-        route_protocol: 0x5d,
-        endpoint_ids: 1..=8,
-    }
+    Ownership::default()
 }
 
 fn route(dst: &str, gw: Option<&str>) -> Route {
