@@ -10,7 +10,13 @@ import { chromium } from 'playwright-core';
 
 export const here = dirname(fileURLToPath(import.meta.url));
 export const appDir = join(here, '..');
-export const fixture = (name) => JSON.parse(readFileSync(join(here, 'fixtures', name), 'utf8'));
+// status.json and status-next.json come from a fresh capture in the namespace
+// test bed when run.sh made one (MPBOND_STATUS_DIR), else from the committed
+// capture in fixtures/.
+const CAPTURED = ['status.json', 'status-next.json'];
+export const fixtureDir = (name) =>
+  (process.env.MPBOND_STATUS_DIR && CAPTURED.includes(name)) ? process.env.MPBOND_STATUS_DIR : join(here, 'fixtures');
+export const fixture = (name) => JSON.parse(readFileSync(join(fixtureDir(name), name), 'utf8'));
 
 const DEADLINE_MS = 15000;
 

@@ -6,7 +6,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { appDir, fixture } from './lib.mjs';
+import { appDir, fixture, fixtureDir } from './lib.mjs';
 
 const PLUGIN = join(appDir, 'root/usr/libexec/rpcd/mpbond');
 const dir = mkdtempSync(join(tmpdir(), 'mpbond-rpcd-'));
@@ -34,7 +34,7 @@ function plugin(shell, args, { agentPath, stdin = '{}' } = {}) {
   return r.stdout;
 }
 
-const statusFile = join(appDir, 'tests/fixtures/status.json');
+const statusFile = join(fixtureDir('status.json'), 'status.json');
 const good = agent('good', `[ "$1 $2" = "status --json" ] || exit 9\ncat '${statusFile}'`);
 const down = agent('down', `echo 'cannot connect to "/var/run/mpbond/agent.sock": \\ No such file\ttab' >&2\nexit 1`);
 const junk = agent('junk', 'echo "not json"');

@@ -28,6 +28,18 @@ fi
 [ -f node_modules/playwright-core/package.json ] || npm ci --no-audit --no-fund --loglevel=error
 
 mkdir -p out
+# A fresh status capture from the agent in the namespace test bed, when this
+# runs as root next to built binaries (tests/run.sh builds them first);
+# otherwise the committed capture in fixtures/ is served.
+demo=../../target/debug/mpbond-demo
+if [ -z "${MPBOND_STATUS_DIR:-}" ] && [ "$(id -u)" = 0 ] && [ -x "$demo" ]; then
+	if "$demo" --capture-status out/captured >out/capture.log 2>&1; then
+		export MPBOND_STATUS_DIR="$PWD/out/captured"
+	else
+		echo "status capture failed (see out/capture.log):"; tail -5 out/capture.log; exit 1
+	fi
+fi
+echo "status documents: ${MPBOND_STATUS_DIR:-$PWD/fixtures} ($([ -n "${MPBOND_STATUS_DIR:-}" ] && echo fresh capture || echo committed capture))"
 rc=0
 node --test --test-reporter=spec --test-reporter-destination=stdout \
 	--test-reporter=tap --test-reporter-destination=out/results.tap \

@@ -12,6 +12,7 @@
 //! * [`wans`]: changing WANs at run time (hotplug, link, carrier, DHCP
 //!   renumbering, an ISP blackhole).
 //! * [`agentstate`]: the agent's status document and the kernel state it owns.
+//! * [`capture`]: real status documents for the LuCI page's browser test.
 //!
 //! Binaries: `mpbond-tb` (serve / fetch / convert, see `src/bin/mpbond-tb`) and
 //! `mpbond-demo`. Scripts: `setup.sh`, `run.sh`, `demo.sh`.
@@ -28,6 +29,7 @@
 
 pub mod agentstate;
 pub mod bed;
+pub mod capture;
 pub mod daemons;
 pub mod datagen;
 pub mod error;

@@ -3,6 +3,9 @@
 //! WAN carried. `--unshaped --compare-direct` also measures kernel MPTCP
 //! straight from the router to the VPS and prints mpbond ÷ direct.
 //!
+//! `--capture-status DIR` captures the agent's status documents for the LuCI
+//! page's browser test instead.
+//!
 //! Everything is removed on exit, on error and on Ctrl-C (SIGINT/SIGTERM): a
 //! handler thread deletes the namespaces this process registered.
 
@@ -35,6 +38,10 @@ struct Cli {
     /// Keep the test bed until Ctrl-C (for poking at it with `ip netns exec`).
     #[arg(long)]
     hold: bool,
+    /// Instead of the demo, capture the agent's status documents for the LuCI
+    /// test into DIR (three WANs, one black-holed, during a download).
+    #[arg(long, value_name = "DIR")]
+    capture_status: Option<std::path::PathBuf>,
 }
 
 const PORT: u16 = 5001;
@@ -46,7 +53,11 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     install_signal_cleanup();
-    match run(&cli) {
+    let result = match &cli.capture_status {
+        Some(dir) => mpbond_tests::capture::capture_status(dir).map(|()| true),
+        None => run(&cli),
+    };
+    match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
