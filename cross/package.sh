@@ -66,14 +66,9 @@ elif [ "$want" != "$got" ]; then
 	exit 1
 fi
 
-if [ -z "${VERSION:-}" ]; then
-	cargo_version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "$ROOT/Cargo.toml")
-	VERSION="${cargo_version:?no version in Cargo.toml}-r1"
-fi
-if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
-	SOURCE_DATE_EPOCH=$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || echo 0)
-fi
-MTIME="@$SOURCE_DATE_EPOCH"
+# shellcheck source=cross/ipk.sh
+. "$ROOT/cross/ipk.sh"
+ipk_defaults
 
 mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
@@ -88,13 +83,8 @@ install -m 0600 "$FILES/mpbond.config" "$DATA/etc/config/mpbond"
 install -m 0755 "$FILES/mpbond.init" "$DATA/etc/init.d/mpbond"
 install -m 0755 "$FILES/mpbond.uci-defaults" "$DATA/etc/uci-defaults/99-mpbond"
 
-# Deterministic GNU tar of ".", as ipkg-build makes it.
-mktar() { # DIR OUT.tar.gz
-	(cd "$1" && tar --format=gnu --numeric-owner --owner=0 --group=0 --sort=name \
-		--mtime="$MTIME" -cf - .) | gzip -n >"$2"
-}
-mktar "$DATA" "$WORK/data.tar.gz"
-INSTALLED_SIZE=$(gzip -dc "$WORK/data.tar.gz" | wc -c | tr -d ' ')
+ipk_tar "$DATA" "$WORK/data.tar.gz"
+INSTALLED_SIZE=$(ipk_installed_size "$WORK/data.tar.gz")
 
 # --- control ------------------------------------------------------------------
 CONTROL=$WORK/control
@@ -145,32 +135,10 @@ exit 0
 EOF
 chmod 0644 "$CONTROL/control" "$CONTROL/conffiles"
 chmod 0755 "$CONTROL/postinst" "$CONTROL/prerm"
-mktar "$CONTROL" "$WORK/control.tar.gz"
+ipk_tar "$CONTROL" "$WORK/control.tar.gz"
 
-# --- the ipk --------------------------------------------------------------------
-echo "2.0" >"$WORK/debian-binary"
-chmod 0644 "$WORK/debian-binary" "$WORK/data.tar.gz" "$WORK/control.tar.gz"
+# --- the ipk and the feed index -------------------------------------------------
 IPK=mpbond_${VERSION}_${ARCH}.ipk
-(cd "$WORK" && tar --format=gnu --numeric-owner --owner=0 --group=0 \
-	--mtime="$MTIME" -cf - ./debian-binary ./data.tar.gz ./control.tar.gz) \
-	| gzip -n >"$OUTDIR/$IPK.tmp"
-mv "$OUTDIR/$IPK.tmp" "$OUTDIR/$IPK"
-
-# --- the feed index, rebuilt from every .ipk in OUTDIR (ipkg-make-index.sh) ------
-# Each entry is the package's control file with Filename, Size and SHA256sum
-# inserted before Description; entries are separated by a blank line.
-INDEX=$WORK/Packages
-: >"$INDEX"
-for pkg in $(cd "$OUTDIR" && find . -maxdepth 1 -name '*.ipk' | sed 's|^\./||' | LC_ALL=C sort); do
-	size=$(wc -c <"$OUTDIR/$pkg" | tr -d ' ')
-	sum=$(sha256sum "$OUTDIR/$pkg" | cut -d' ' -f1)
-	tar -xzOf "$OUTDIR/$pkg" ./control.tar.gz | tar -xzOf - ./control \
-		| awk -v f="$pkg" -v s="$size" -v h="$sum" '
-			/^Description:/ { print "Filename: " f; print "Size: " s; print "SHA256sum: " h }
-			{ print }' >>"$INDEX"
-	echo "" >>"$INDEX"
-done
-cp "$INDEX" "$OUTDIR/Packages"
-gzip -nc "$INDEX" >"$OUTDIR/Packages.gz"
-
+ipk_pack "$WORK" "$OUTDIR" "$IPK"
+ipk_index "$OUTDIR"
 echo "$OUTDIR/$IPK"

@@ -1,8 +1,11 @@
 // Static checks of the package files: the ACL grants exactly what the views
-// use, the menu points at views that exist, and the Makefile is a luci.mk one.
+// use, the menu points at views that exist, the Makefile is a luci.mk one, and
+// cross/package-luci.sh turns the app into an .ipk without an SDK.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { appDir } from './lib.mjs';
 
@@ -37,4 +40,39 @@ test('the Makefile is a luci.mk package', () => {
   for (const line of ['LUCI_DEPENDS:=+mpbond +luci-base', 'PKG_LICENSE:=Apache-2.0', 'include ../../luci.mk'])
     assert.ok(mk.includes(line), line);
   assert.match(mk, /^LUCI_TITLE:=.+/m);
+});
+
+test('cross/package-luci.sh makes an opkg package of the pages, indexed for a feed', () => {
+  const out = mkdtempSync(join(tmpdir(), 'mpbond-luci-ipk-'));
+  try {
+    const env = { ...process.env, SOURCE_DATE_EPOCH: '1700000000' };
+    const r = spawnSync('sh', [join(appDir, '../cross/package-luci.sh'), out], { encoding: 'utf8', env });
+    assert.equal(r.status, 0, r.stderr);
+    const ipk = r.stdout.trim();
+    assert.match(ipk, /luci-app-mpbond_[\d.]+-r1_all\.ipk$/);
+    const tar = (...a) => spawnSync('tar', a, { encoding: 'utf8' });
+    assert.deepEqual(tar('-tzf', ipk).stdout.trim().split('\n'), ['./debian-binary', './data.tar.gz', './control.tar.gz']);
+    const data = spawnSync('sh', ['-c', `tar -xzOf '${ipk}' ./data.tar.gz | tar -tzvf -`], { encoding: 'utf8' }).stdout;
+    const files = Object.fromEntries(data.trim().split('\n').filter((l) => l.startsWith('-'))
+      .map((l) => { const f = l.split(/\s+/); return [f[5], f[0]]; }));
+    const want = {
+      './www/luci-static/resources/view/mpbond/status.js': '-rw-r--r--',
+      './www/luci-static/resources/view/mpbond/settings.js': '-rw-r--r--',
+      './usr/share/luci/menu.d/luci-app-mpbond.json': '-rw-r--r--',
+      './usr/share/rpcd/acl.d/luci-app-mpbond.json': '-rw-r--r--',
+      './usr/libexec/rpcd/mpbond': '-rwxr-xr-x',
+    };
+    assert.deepEqual(files, want);
+    const control = spawnSync('sh', ['-c', `tar -xzOf '${ipk}' ./control.tar.gz | tar -xzOf - ./control`], { encoding: 'utf8' }).stdout;
+    assert.match(control, /^Package: luci-app-mpbond$/m);
+    assert.match(control, /^Architecture: all$/m);
+    assert.match(control, /^Depends: libc, mpbond, luci-base$/m);
+    const index = readFileSync(join(out, 'Packages'), 'utf8');
+    assert.match(index, /^Filename: luci-app-mpbond_[\d.]+-r1_all\.ipk$/m);
+    const again = spawnSync('sh', [join(appDir, '../cross/package-luci.sh'), out], { encoding: 'utf8', env });
+    assert.equal(again.status, 0, again.stderr);
+    assert.deepEqual(readFileSync(ipk), readFileSync(again.stdout.trim()), 'the same inputs give the same bytes');
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
 });

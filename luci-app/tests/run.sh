@@ -7,7 +7,7 @@
 #   status.test.mjs    view/mpbond/status.js in headless Chromium (screenshots in out/)
 #   settings.test.mjs  view/mpbond/settings.js against the agent's UCI option table
 #   rpcd.test.mjs      the rpcd plugin under sh and busybox sh
-#   package.test.mjs   ACL, menu and Makefile
+#   package.test.mjs   ACL, menu, Makefile and the luci-app ipk (cross/package-luci.sh)
 # Exits non-zero on any failure; the last line is "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")"
