@@ -1,17 +1,30 @@
-//! `mpbond-concentrator add-client NAME --config FILE`: generate a key and append a
-//! `[[client]]` entry to the config file.
+//! `mpbond-concentrator add-client NAME`: generate a key and append a `[[client]]` entry
+//! to the config file; `show-client NAME`: print an existing client's values.
 //!
 //! The file is validated before and after: the id must be new, and the result must still
 //! be a valid config, or the file is not touched. A missing file is created (mode 0600)
-//! with only the new client, so the defaults apply to everything else.
+//! with only the new client, so the defaults apply to everything else. Appending keeps
+//! the file's owner and mode (the packaged service reads it as user `mpbond`).
+//!
+//! * [`luci`]: the values a router needs, as LuCI and `uci` name them.
+//! * [`reload_service`]: `systemctl reload` of the packaged unit, if it is running.
+
+pub mod luci;
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
 
 use mpbond_protocol::auth::{ClientId, Key};
+use mpbond_protocol::DEFAULT_PORT;
 
 use crate::config::{Config, ConfigError};
+
+/// The config file of the packaged service.
+pub const DEFAULT_CONFIG: &str = "/etc/mpbond/concentrator.toml";
+/// The systemd unit the package and `install.sh` install.
+pub const SERVICE: &str = "mpbond-concentrator";
 
 /// Why a client could not be added.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +47,14 @@ pub enum AddClientError {
         #[source]
         source: std::io::Error,
     },
+    #[error("no client {0} in the config")]
+    NoSuchClient(String),
+    #[error("invalid host {0:?}: expected an IP address or a DNS name")]
+    BadHost(String),
+    #[error("cannot run systemctl: {0}")]
+    Systemctl(#[source] std::io::Error),
+    #[error("systemctl reload {SERVICE} failed ({0}); see journalctl -u {SERVICE}")]
+    ReloadFailed(ExitStatus),
 }
 
 /// Whether a config file can be read by group or others (it holds keys).
@@ -103,6 +124,70 @@ pub fn add_client(path: &Path, name: &str) -> Result<(ClientId, Key), AddClientE
     Ok((id, key))
 }
 
+/// The router's values for client `name` of the config at `path`: its key, the port of
+/// the first listener, and `host` (checked) or else the guessed address of this host.
+pub fn router_values(
+    path: &Path,
+    name: &str,
+    host: Option<&str>,
+) -> Result<luci::RouterValues, AddClientError> {
+    let id: ClientId = name
+        .parse()
+        .map_err(|_| AddClientError::BadId(name.to_owned()))?;
+    let host = match host {
+        Some(h) if luci::valid_host(h) => Some(h.to_owned()),
+        Some(h) => return Err(AddClientError::BadHost(h.to_owned())),
+        None => luci::guess_host().map(|ip| ip.to_string()),
+    };
+    let config = Config::load(path).map_err(|source| AddClientError::Config {
+        path: path.to_owned(),
+        source,
+    })?;
+    let key = config
+        .key_for(&id)
+        .ok_or_else(|| AddClientError::NoSuchClient(id.to_string()))?;
+    let port = config.listen.first().map_or(DEFAULT_PORT, |a| a.port());
+    Ok(luci::RouterValues {
+        host,
+        port,
+        client: id,
+        key,
+    })
+}
+
+/// What [`reload_service`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceReload {
+    /// The unit was active and `systemctl reload` succeeded (it sends SIGHUP).
+    Reloaded,
+    /// The unit is not active, or there is no systemd (or no `systemctl`).
+    NotActive,
+}
+
+/// `systemctl reload UNIT` if `systemctl is-active UNIT` says it runs. `systemctl` is taken
+/// from `PATH` (the install test puts a stand-in there).
+pub fn reload_service(unit: &str) -> Result<ServiceReload, AddClientError> {
+    let active = Command::new("systemctl")
+        .args(["is-active", "--quiet", unit])
+        .stderr(std::process::Stdio::null())
+        .status();
+    match active {
+        Ok(status) if status.success() => {}
+        Ok(_) => return Ok(ServiceReload::NotActive),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ServiceReload::NotActive),
+        Err(e) => return Err(AddClientError::Systemctl(e)),
+    }
+    let status = Command::new("systemctl")
+        .args(["reload", unit])
+        .status()
+        .map_err(AddClientError::Systemctl)?;
+    if status.success() {
+        Ok(ServiceReload::Reloaded)
+    } else {
+        Err(AddClientError::ReloadFailed(status))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,7 +210,7 @@ mod tests {
         std::fs::write(&path, "listen = [\"127.0.0.1:0\"]").unwrap();
         let (id, key) = add_client(&path, "home").unwrap();
         let cfg = Config::load(&path).unwrap();
-        assert_eq!(cfg.key_for(&id), Some(key));
+        assert_eq!(cfg.key_for(&id), Some(key.clone()));
         assert!(matches!(
             add_client(&path, "home"),
             Err(AddClientError::Exists(_))
@@ -136,6 +221,17 @@ mod tests {
         ));
         add_client(&path, "work").unwrap();
         assert_eq!(Config::load(&path).unwrap().clients.len(), 2);
+        let values = router_values(&path, "home", Some("vps.example.net")).unwrap();
+        assert_eq!((values.key, values.port), (key, 0));
+        assert_eq!(values.host.as_deref(), Some("vps.example.net"));
+        assert!(matches!(
+            router_values(&path, "nobody", Some("192.0.2.1")),
+            Err(AddClientError::NoSuchClient(_))
+        ));
+        assert!(matches!(
+            router_values(&path, "home", Some("a'b")),
+            Err(AddClientError::BadHost(_))
+        ));
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -37,19 +37,45 @@ enum Command {
     },
     /// Apply the server sysctls and MPTCP limits (needs root).
     Setup,
-    /// Generate a key for a new client and append it to the config file.
+    /// Generate a key for a new client, append it to the config, reload the running
+    /// service and print the values to enter on the router.
     AddClient {
         /// Client id: 1-32 characters of [A-Za-z0-9._-].
         name: String,
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", default_value = add_client::DEFAULT_CONFIG)]
         config: PathBuf,
-        /// Send SIGHUP to this running concentrator so it picks the client up.
+        /// Send SIGHUP to this running concentrator (instead of `systemctl reload`).
         #[arg(long, value_name = "PID", conflicts_with = "pidfile")]
         pid: Option<i32>,
         /// Read the running concentrator's pid from this file and send it SIGHUP.
         #[arg(long, value_name = "FILE")]
         pidfile: Option<PathBuf>,
+        /// Only write the config; reload nothing.
+        #[arg(long, conflicts_with_all = ["pid", "pidfile"])]
+        no_reload: bool,
+        /// This VPS's address as routers reach it (default: guessed from the routes).
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
     },
+    /// Print the values to enter on the router for an existing client.
+    ShowClient {
+        /// Client id.
+        name: String,
+        #[arg(long, value_name = "FILE", default_value = add_client::DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// This VPS's address as routers reach it (default: guessed from the routes).
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+    },
+}
+
+/// How `add-client` tells the running concentrator.
+#[derive(Debug)]
+enum Notify {
+    Pid(i32),
+    Pidfile(PathBuf),
+    Systemd,
+    Nothing,
 }
 
 fn main() -> ExitCode {
@@ -63,7 +89,20 @@ fn main() -> ExitCode {
             config,
             pid,
             pidfile,
-        }) => run_add_client(&name, &config, pid, pidfile),
+            no_reload,
+            host,
+        }) => {
+            let notify = match (pid, pidfile, no_reload) {
+                (Some(pid), _, _) => Notify::Pid(pid),
+                (None, Some(file), _) => Notify::Pidfile(file),
+                (None, None, true) => Notify::Nothing,
+                (None, None, false) => Notify::Systemd,
+            };
+            run_add_client(&name, &config, notify, host.as_deref())
+        }
+        Some(Command::ShowClient { name, config, host }) => {
+            show_client(&name, &config, host.as_deref())
+        }
         None => match cli.config {
             Some(path) => serve(&path, cli.workers),
             None => {
@@ -122,53 +161,103 @@ fn run_setup() -> ExitCode {
     }
 }
 
-fn run_add_client(
-    name: &str,
-    config: &Path,
-    pid: Option<i32>,
-    pidfile: Option<PathBuf>,
-) -> ExitCode {
-    let (id, key) = match add_client::add_client(config, name) {
-        Ok(added) => added,
-        Err(e) => {
-            eprintln!("add-client failed: {e}");
-            return ExitCode::from(2);
+fn run_add_client(name: &str, config: &Path, notify: Notify, host: Option<&str>) -> ExitCode {
+    if let Some(host) = host.filter(|h| !add_client::luci::valid_host(h)) {
+        eprintln!(
+            "add-client failed: {}",
+            add_client::AddClientError::BadHost(host.into())
+        );
+        return ExitCode::from(2);
+    }
+    if let Err(e) = add_client::add_client(config, name) {
+        eprintln!("add-client failed: {e}");
+        return ExitCode::from(2);
+    }
+    println!("added client {name} to {}", config.display());
+    let notified = notify_running(notify);
+    let shown = show_client(name, config, host);
+    if notified {
+        shown
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Tell the running concentrator to reload; false (and a message) if that failed.
+fn notify_running(notify: Notify) -> bool {
+    let pid = match notify {
+        Notify::Nothing => {
+            println!(
+                "not reloaded (--no-reload): systemctl reload {}",
+                add_client::SERVICE
+            );
+            return true;
         }
-    };
-    println!("added client to {}", config.display());
-    println!("client_id = \"{id}\"");
-    println!("key = \"{}\"", key.to_hex());
-    let pid = match (pid, pidfile) {
-        (Some(pid), _) => Some(pid),
-        (None, Some(file)) => match std::fs::read_to_string(&file)
+        Notify::Systemd => {
+            return match add_client::reload_service(add_client::SERVICE) {
+                Ok(add_client::ServiceReload::Reloaded) => {
+                    println!(
+                        "reloaded {} (SIGHUP): the new client can connect",
+                        add_client::SERVICE
+                    );
+                    true
+                }
+                Ok(add_client::ServiceReload::NotActive) => {
+                    println!(
+                        "{} is not running under systemd: start it, or send SIGHUP to the concentrator you run (--pid PID)",
+                        add_client::SERVICE
+                    );
+                    true
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    false
+                }
+            };
+        }
+        Notify::Pid(pid) => pid,
+        Notify::Pidfile(file) => match std::fs::read_to_string(&file)
             .ok()
             .and_then(|t| t.trim().parse().ok())
         {
-            Some(pid) => Some(pid),
+            Some(pid) => pid,
             None => {
                 eprintln!(
                     "cannot read a pid from {}; send SIGHUP to the concentrator yourself",
                     file.display()
                 );
-                return ExitCode::FAILURE;
+                return false;
             }
         },
-        (None, None) => None,
     };
-    match pid {
-        // SAFETY: kill(2) with a pid and a signal number has no memory effects.
-        Some(pid) if pid > 0 && unsafe { libc::kill(pid, libc::SIGHUP) } == 0 => {
-            println!("sent SIGHUP to {pid}: the concentrator reloads its config");
-        }
-        Some(pid) => {
-            eprintln!("cannot signal pid {pid}: {}", std::io::Error::last_os_error());
-            return ExitCode::FAILURE;
-        }
-        None => println!(
-            "reload the running concentrator to use it: kill -HUP <pid> (or systemctl reload mpbond-concentrator)"
-        ),
+    // SAFETY: kill(2) with a pid and a signal number has no memory effects.
+    if pid > 0 && unsafe { libc::kill(pid, libc::SIGHUP) } == 0 {
+        println!("sent SIGHUP to {pid}: the concentrator reloads its config");
+        true
+    } else {
+        eprintln!(
+            "cannot signal pid {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+        false
     }
-    ExitCode::SUCCESS
+}
+
+fn show_client(name: &str, config: &Path, host: Option<&str>) -> ExitCode {
+    match add_client::router_values(config, name, host) {
+        Ok(values) => {
+            for warning in values.warnings() {
+                eprintln!("{warning}");
+            }
+            println!();
+            print!("{values}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn serve(path: &Path, workers: usize) -> ExitCode {
