@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # cross/ipk.sh: shell functions shared by package.sh and package-luci.sh, sourced.
 #
 # They make what OpenWrt's scripts/ipkg-build and ipkg-make-index.sh make: an

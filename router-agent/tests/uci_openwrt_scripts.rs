@@ -14,6 +14,8 @@ const SCRIPTS: &[&str] = &[
     "openwrt/mpbond/files/mpbond.uci-defaults",
     "openwrt/tests/uci_defaults.sh",
     "cross/package.sh",
+    "cross/package-luci.sh",
+    "cross/ipk.sh",
 ];
 
 #[test]
@@ -51,7 +53,10 @@ fn shipped_scripts_pass_shellcheck_when_installed() {
     };
     assert!(probe.status.success());
     for script in SCRIPTS {
+        // -x: follow the `. cross/ipk.sh` the packaging scripts source.
         let out = Command::new("shellcheck")
+            .current_dir(repo())
+            .arg("-x")
             .arg(repo().join(script))
             .output()
             .expect("shellcheck");
