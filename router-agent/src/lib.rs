@@ -25,6 +25,7 @@
 //! wanprobe.rs    per-WAN probes toward the concentrator, bound to the WAN's device
 //! status/        the status model (docs/STATUS.md), control socket, `status` CLI
 //! control/       the control plane: reconcile loop, per-WAN health, status publishing
+//! ubus/          netifd over ubus (OpenWrt): a native ubus client, WAN name -> l3_device
 //! ```
 //!
 //! # Lifecycle ([`run`])
@@ -46,6 +47,7 @@ pub mod net;
 pub mod nft;
 pub mod proxy;
 pub mod status;
+pub mod ubus;
 pub mod upstream;
 pub mod wanprobe;
 

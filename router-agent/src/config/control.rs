@@ -20,6 +20,32 @@ pub const DEFAULT_STATUS_SOCKET: &str = "/var/run/mpbond/agent.sock";
 pub struct RoutingConfig {
     pub ownership: Ownership,
     pub reconcile: Duration,
+    /// Where to ask netifd for the WANs' devices (`routing.ubus_socket`).
+    pub ubus: UbusSocket,
+}
+
+/// `routing.ubus_socket`: whether and where the agent asks netifd over ubus.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum UbusSocket {
+    /// Unset: the first of `ubus::DEFAULT_SOCKETS` that exists at start, else rtnetlink
+    /// alone.
+    #[default]
+    Auto,
+    /// `off`: rtnetlink alone.
+    Off,
+    /// This socket, retried until it appears.
+    Path(PathBuf),
+}
+
+impl UbusSocket {
+    /// The socket to use now, if any.
+    pub fn resolve(&self) -> Option<PathBuf> {
+        match self {
+            UbusSocket::Auto => crate::ubus::find_socket(),
+            UbusSocket::Off => None,
+            UbusSocket::Path(p) => Some(p.clone()),
+        }
+    }
 }
 
 /// The MPTCP path-manager caps and the optional CPE sysctls (`None`: left alone).
@@ -73,6 +99,15 @@ pub(super) fn routing(r: RawRouting) -> Result<RoutingConfig, ConfigError> {
     )?;
     let route_protocol = range("routing.route_protocol", r.route_protocol, 93, 5, 255)? as u8;
     let reconcile = range("routing.reconcile_secs", r.reconcile_secs, 30, 1, 3600)?;
+    let ubus = match r.ubus_socket.as_deref() {
+        None => UbusSocket::Auto,
+        Some("off") => UbusSocket::Off,
+        Some(p) if p.starts_with('/') => UbusSocket::Path(PathBuf::from(p)),
+        Some(p) => {
+            let why = format!("{p:?} is neither an absolute path nor \"off\"");
+            return Err(field("routing.ubus_socket", FieldError::Invalid(why)));
+        }
+    };
     Ok(RoutingConfig {
         ownership: Ownership {
             table_base,
@@ -83,6 +118,7 @@ pub(super) fn routing(r: RawRouting) -> Result<RoutingConfig, ConfigError> {
             ..Ownership::default()
         },
         reconcile: Duration::from_secs(reconcile),
+        ubus,
     })
 }
 
@@ -203,6 +239,7 @@ key = "abababababababababababababababababababababababababababababababab"
         assert_eq!(c.routing.ownership, Ownership::default());
         assert_eq!(c.routing.ownership.route_protocol, 93);
         assert_eq!(c.routing.reconcile, Duration::from_secs(30));
+        assert_eq!(c.routing.ubus, UbusSocket::Auto);
         let limits = Limits {
             subflows: 8,
             add_addr_accepted: 8,
@@ -213,6 +250,20 @@ key = "abababababababababababababababababababababababababababababababab"
         assert_eq!(c.mptcp.stale_loss_cnt, None);
         assert!(c.wan.wans.is_empty(), "no [[wan]] means auto-detect");
         assert_eq!(c.status.socket, Path::new(DEFAULT_STATUS_SOCKET));
+    }
+
+    #[test]
+    fn ubus_socket_is_a_path_or_off() {
+        let c = parse("[routing]\nubus_socket = \"/tmp/u.sock\"\n");
+        assert_eq!(c.routing.ubus, UbusSocket::Path("/tmp/u.sock".into()));
+        assert_eq!(
+            parse("[routing]\nubus_socket = \"off\"\n").routing.ubus,
+            UbusSocket::Off
+        );
+        assert_eq!(UbusSocket::Off.resolve(), None);
+        let text = format!("{HEAD}[routing]\nubus_socket = \"u.sock\"\n");
+        let err = Config::parse(&text, Format::Toml, Path::new("t.toml")).unwrap_err();
+        assert!(err.to_string().contains("routing.ubus_socket"), "{err}");
     }
 
     #[test]

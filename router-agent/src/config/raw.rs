@@ -92,6 +92,9 @@ pub struct RawRouting {
     pub rule_priority_count: Option<u64>,
     pub route_protocol: Option<u64>,
     pub reconcile_secs: Option<u64>,
+    /// The ubus socket netifd is asked through: a path, or `off`; default: the OpenWrt
+    /// paths when they exist.
+    pub ubus_socket: Option<String>,
 }
 
 /// `[mptcp]`: path-manager limits and the optional CPE sysctls (omitted = left alone).

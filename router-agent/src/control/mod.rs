@@ -22,8 +22,15 @@
 //! gone) and marks the WAN down at once. One `wanprobe::ProbeLoop` runs per WAN with a
 //! usable address of the concentrator's family, restarted when its device or source
 //! changes and stopped when the WAN goes. A monitor or event stream that ends is
-//! re-subscribed. On shutdown the loops stop and `Kernel::cleanup` removes everything
-//! owned (`control plane cleaned up removed=N`).
+//! re-subscribed.
+//!
+//! On OpenWrt (a ubus socket, `routing.ubus_socket`) a `ubus::watch` task keeps netifd's
+//! view current; the first reconcile waits up to [`NETIFD_FIRST_WAIT`] for it, and every
+//! new view triggers a reconcile that resolves the WANs' devices through it. Without a
+//! socket nothing of this runs.
+//!
+//! On shutdown the loops stop, the netifd watcher stops, and `Kernel::cleanup` removes
+//! everything owned (`control plane cleaned up removed=N`).
 
 pub mod reconcile;
 pub mod status;
@@ -38,9 +45,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
@@ -49,6 +56,7 @@ use crate::model::wan::Wan;
 use crate::net::features::{self, KernelFeatures};
 use crate::net::{sysctl, Kernel, Monitor};
 use crate::status::KernelStatus;
+use crate::ubus::{NetifdView, WatchOpts};
 use crate::upstream::Upstream;
 use crate::wanprobe::{ProbeLoop, ProbeReport, ProbeTarget};
 
@@ -65,6 +73,38 @@ pub const RECONCILE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the WANs' device counters are sampled for the status rates.
 pub const COUNTERS_EVERY: Duration = Duration::from_secs(2);
+/// How long the first reconcile waits for netifd's first dump.
+pub const NETIFD_FIRST_WAIT: Duration = Duration::from_secs(3);
+
+/// The running netifd watcher: its views, and a guard that stops it when dropped.
+#[derive(Debug)]
+struct Netifd {
+    views: watch::Receiver<Option<NetifdView>>,
+    _stop: DropGuard,
+}
+
+impl Netifd {
+    /// Start the watcher on `socket` and wait up to [`NETIFD_FIRST_WAIT`] for a view.
+    async fn start(socket: std::path::PathBuf) -> Netifd {
+        info!(socket = %socket.display(), "asking netifd over ubus for the WAN devices");
+        let (tx, mut views) = watch::channel(None);
+        let stop = CancellationToken::new();
+        tokio::spawn(crate::ubus::watch(WatchOpts::new(socket), tx, stop.clone()));
+        if tokio::time::timeout(NETIFD_FIRST_WAIT, views.changed())
+            .await
+            .is_err()
+        {
+            warn!(
+                "no netifd view after {NETIFD_FIRST_WAIT:?}; \
+                 WAN devices as configured until it comes"
+            );
+        }
+        Netifd {
+            views,
+            _stop: stop.drop_guard(),
+        }
+    }
+}
 
 /// Probe features (into the status) and apply the CPE sysctls; logs what is missing.
 pub fn prepare(config: &Config, status: &SharedStatus) -> KernelFeatures {
@@ -92,6 +132,7 @@ pub struct ControlPlane {
     upstream: Arc<Upstream>,
     status: SharedStatus,
     every: Duration,
+    netifd: Option<Netifd>,
 }
 
 impl ControlPlane {
@@ -115,6 +156,17 @@ impl ControlPlane {
             config.routing.ownership.clone(),
             config.mptcp.limits,
         );
+        let netifd = match config.routing.ubus.resolve() {
+            Some(socket) => {
+                let netifd = Netifd::start(socket).await;
+                reconciler.set_netifd(netifd.views.borrow().clone());
+                Some(netifd)
+            }
+            None => {
+                debug!("no ubus socket: WANs from rtnetlink alone");
+                None
+            }
+        };
         // The first reconcile, so the tables exist when the agent says it is ready.
         let first = tokio::time::timeout(RECONCILE_TIMEOUT, reconciler.reconcile(&mut kernel));
         match first.await {
@@ -132,6 +184,7 @@ impl ControlPlane {
             upstream,
             status,
             every: config.routing.reconcile,
+            netifd,
         })
     }
 
@@ -155,6 +208,7 @@ impl ControlPlane {
         let mut counters = tokio::time::interval(COUNTERS_EVERY);
         counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         counters.reset();
+        let mut views = self.netifd.as_ref().map(|n| n.views.clone());
         let mut pending = true;
         loop {
             if pending {
@@ -187,6 +241,10 @@ impl ControlPlane {
                     pending = true;
                 }
                 _ = counters.tick() => self.sample_counters(&wans).await,
+                view = next_view(&mut views) => {
+                    self.reconciler.set_netifd(view);
+                    pending = true;
+                }
                 Some(report) = reports.recv() => {
                     let outcome = report.outcome();
                     if outcome.is_some() {
@@ -216,6 +274,7 @@ impl ControlPlane {
             }
         }
         probes.stop_all();
+        self.netifd = None;
         match tokio::time::timeout(CLEANUP_TIMEOUT, self.kernel.cleanup()).await {
             Ok(Ok(removed)) => info!(removed, "control plane cleaned up"),
             Ok(Err(error)) => error!(%error, "control plane cleanup incomplete"),
@@ -296,6 +355,20 @@ fn subscribe_monitor() -> Option<Monitor> {
 async fn next<S: Stream + Unpin>(stream: &mut Option<S>) -> Option<S::Item> {
     match stream {
         Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next netifd view; pending forever without a watcher (or once it has ended).
+async fn next_view(views: &mut Option<watch::Receiver<Option<NetifdView>>>) -> Option<NetifdView> {
+    match views {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => rx.borrow_and_update().clone(),
+            Err(_) => {
+                *views = None;
+                std::future::pending().await
+            }
+        },
         None => std::future::pending().await,
     }
 }

@@ -1,6 +1,10 @@
 //! One reconcile: snapshot → WANs → plan → dump → diff → apply, behind the [`KernelPort`]
 //! seam so it runs without root on a [`RecordingBackend`](crate::model::netops::RecordingBackend).
 //!
+//! With a netifd view (OpenWrt, [`Reconciler::set_netifd`]) the configured WANs' devices
+//! come from netifd first (`ubus::Resolver`), and netifd's up/down and gateways adjust
+//! the discovered WANs; without one the settings are used as configured.
+//!
 //! A failed op is logged with its error and the rest still run; the next reconcile
 //! retries, since it diffs against a fresh dump. Plan warnings are logged once each, while
 //! they last. `rp_filter` is set to loose once per WAN device, when it first appears.
@@ -15,6 +19,7 @@ use crate::model::netops::{Limits, NetBackend, NetError, NetOp, Ownership};
 use crate::model::routing::{self, Plan, Slots};
 use crate::model::wan::{self, Snapshot, Wan, WanSettings};
 use crate::net::Kernel;
+use crate::ubus::{NetifdView, Resolver};
 
 /// The kernel as the control loop uses it: the [`NetBackend`] plus what it reads and sets
 /// besides owned objects.
@@ -61,6 +66,7 @@ pub struct Reconciler {
     warned: BTreeSet<String>,
     rp_done: BTreeSet<String>,
     runs: u64,
+    netifd: Resolver,
     pub book: WanBook,
 }
 
@@ -76,7 +82,14 @@ impl Reconciler {
             warned: BTreeSet::new(),
             rp_done: BTreeSet::new(),
             runs: 0,
+            netifd: Resolver::default(),
         }
+    }
+
+    /// Resolve the configured WANs through this netifd view from the next reconcile on
+    /// (`None`: as configured).
+    pub fn set_netifd(&mut self, view: Option<NetifdView>) {
+        self.netifd.set_view(view);
     }
 
     /// The WAN settings (probe thresholds and the configured list).
@@ -89,7 +102,12 @@ impl Reconciler {
     pub async fn reconcile<K: KernelPort>(&mut self, kernel: &mut K) -> Result<Outcome, NetError> {
         let snapshot = kernel.snapshot().await?;
         let health = self.book.health_map();
-        let mut wans = wan::discover(&snapshot, &self.settings, &self.lan, &health);
+        let (settings, notes) = self.netifd.settings(&self.settings);
+        for note in notes {
+            warn!(%note, "netifd");
+        }
+        let mut wans = wan::discover(&snapshot, &settings, &self.lan, &health);
+        self.netifd.adjust(&mut wans);
         let events = self.book.observe(&mut wans);
         for event in &events {
             event.log();

@@ -1,0 +1,237 @@
+//! The ubus client and the netifd watcher against the ubusd stand-in
+//! (`tests/ubus_standin`): a dump end to end, an event that makes the watcher re-dump,
+//! ubusd going away and coming back, and garbage on the socket.
+
+mod ubus_standin;
+
+use std::future::Future;
+use std::time::Duration;
+
+use mpbond_agent::ubus::wire::status;
+use mpbond_agent::ubus::{parse_dump, watch, Client, NetifdView, UbusError, WatchOpts};
+use serde_json::{json, Map};
+use tokio::sync::watch as channel;
+use tokio_util::sync::CancellationToken;
+use ubus_standin::{fixture, SockDir, StandIn};
+
+const BOUND: Duration = Duration::from_secs(10);
+
+fn run<F: Future<Output = ()>>(f: F) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        tokio::time::timeout(BOUND, f)
+            .await
+            .expect("test timed out");
+    });
+}
+
+fn fast(socket: std::path::PathBuf) -> WatchOpts {
+    WatchOpts {
+        backoff_min: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(100),
+        ..WatchOpts::new(socket)
+    }
+}
+
+/// Wait until the published view satisfies `ok`.
+async fn until(rx: &mut channel::Receiver<Option<NetifdView>>, ok: impl Fn(&NetifdView) -> bool) {
+    loop {
+        if rx.borrow_and_update().as_ref().is_some_and(&ok) {
+            return;
+        }
+        rx.changed().await.expect("watcher alive");
+    }
+}
+
+fn l3(v: &NetifdView, name: &str) -> Option<String> {
+    v.resolve(name).and_then(|r| r.l3_device)
+}
+
+#[test]
+fn a_dump_over_the_socket_resolves_the_qmi_wwan() {
+    run(async {
+        let dir = SockDir::new();
+        let ubusd = StandIn::start(&dir.socket(), fixture("qmi-wwan.json"));
+        let mut client = Client::connect(&dir.socket()).await.expect("connect");
+        assert_ne!(client.local_id, 0, "the HELLO names us");
+        let reply = client
+            .call("network.interface", "dump", Map::new())
+            .await
+            .expect("dump");
+        let view = parse_dump(&reply).expect("parse");
+        let r = view.resolve("wwan").expect("wwan");
+        assert_eq!(r.l3_device.as_deref(), Some("wwan0"));
+        assert_eq!(r.gateway4, Some("100.71.12.10".parse().unwrap()));
+        assert_eq!(ubusd.dumps(), 1);
+        match client.lookup("network.nope").await {
+            Err(UbusError::Status { code, .. }) => assert_eq!(code, status::NOT_FOUND),
+            other => panic!("expected NOT_FOUND, got {other:?}"),
+        }
+        // The connection is still usable after an error status.
+        assert!(client
+            .call("network.interface", "dump", Map::new())
+            .await
+            .is_ok());
+    });
+}
+
+#[test]
+fn an_event_makes_the_watcher_re_dump() {
+    run(async {
+        let dir = SockDir::new();
+        let ubusd = StandIn::start(&dir.socket(), fixture("qmi-wwan.json"));
+        let (tx, mut rx) = channel::channel(None);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(watch(fast(dir.socket()), tx, stop.clone()));
+        until(&mut rx, |v| l3(v, "wwan").as_deref() == Some("wwan0")).await;
+        assert_eq!(
+            l3(rx.borrow().as_ref().unwrap(), "wan"),
+            None,
+            "wan is down"
+        );
+        assert_eq!(
+            ubusd.state.lock().unwrap().registered,
+            ["network.interface"]
+        );
+
+        // netifd brings wan up as pppoe and says so.
+        ubusd.set_dump(fixture("pppoe-dhcp.json"));
+        ubusd.event(
+            "network.interface",
+            json!({"action": "ifup", "interface": "wan"}),
+        );
+        until(&mut rx, |v| l3(v, "wan").as_deref() == Some("pppoe-wan")).await;
+        assert_eq!(ubusd.dumps(), 2, "one dump per event");
+        // Events of other ids are not delivered.
+        ubusd.event("network.wireless", json!({}));
+        ubusd.event(
+            "network.interface",
+            json!({"action": "ifupdate", "interface": "wan"}),
+        );
+        while ubusd.dumps() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let acks = ubusd.state.lock().unwrap().event_acks;
+        assert_eq!(acks, 2, "each delivered event answered with STATUS 0");
+        stop.cancel();
+        task.await.expect("watcher ends on cancel");
+    });
+}
+
+#[test]
+fn the_watcher_survives_ubusd_going_away() {
+    run(async {
+        let dir = SockDir::new();
+        let ubusd = StandIn::start(&dir.socket(), fixture("qmi-wwan.json"));
+        let (tx, mut rx) = channel::channel(None);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(watch(fast(dir.socket()), tx, stop.clone()));
+        until(&mut rx, |v| l3(v, "wwan").as_deref() == Some("wwan0")).await;
+
+        let state = ubusd.stop();
+        assert!(!dir.socket().exists());
+        // The last view stays published while ubusd is gone.
+        assert!(rx
+            .borrow()
+            .as_ref()
+            .is_some_and(|v| l3(v, "wwan").is_some()));
+        state.lock().unwrap().dump = fixture("pppoe-dhcp.json");
+        let ubusd = StandIn::start_with(&dir.socket(), state);
+        until(&mut rx, |v| l3(v, "wan").as_deref() == Some("pppoe-wan")).await;
+        assert_eq!(
+            ubusd.state.lock().unwrap().registered.len(),
+            2,
+            "listening again"
+        );
+        stop.cancel();
+        task.await.expect("watcher ends on cancel");
+    });
+}
+
+#[test]
+fn garbage_from_ubusd_is_an_error_and_the_watcher_recovers() {
+    run(async {
+        let dir = SockDir::new();
+        let ubusd = StandIn::start(&dir.socket(), fixture("qmi-wwan.json"));
+        ubusd.set_garbage(true);
+        let mut client = Client::connect(&dir.socket()).await.expect("connect");
+        match client.call("network.interface", "dump", Map::new()).await {
+            Err(UbusError::Wire(_)) => {}
+            other => panic!("expected a wire error, got {other:?}"),
+        }
+
+        let (tx, mut rx) = channel::channel(None);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(watch(fast(dir.socket()), tx, stop.clone()));
+        while ubusd.dumps() < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(rx.borrow().is_none(), "nothing published from garbage");
+        ubusd.set_garbage(false);
+        until(&mut rx, |v| l3(v, "wwan").is_some()).await;
+
+        // A dump without the interface array is refused too.
+        ubusd.set_dump(Map::new());
+        ubusd.event(
+            "network.interface",
+            json!({"action": "ifdown", "interface": "wwan"}),
+        );
+        let before = ubusd.dumps();
+        while ubusd.dumps() < before + 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(rx
+            .borrow()
+            .as_ref()
+            .is_some_and(|v| l3(v, "wwan").is_some()));
+        stop.cancel();
+        task.await.expect("watcher ends on cancel");
+    });
+}
+
+#[test]
+fn no_socket_is_a_connect_error() {
+    run(async {
+        let dir = SockDir::new();
+        match Client::connect(&dir.socket()).await {
+            Err(UbusError::Connect { path, .. }) => assert_eq!(path, dir.socket()),
+            other => panic!("expected a connect error, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn an_event_during_a_request_is_kept_for_next_event() {
+    run(async {
+        let dir = SockDir::new();
+        let ubusd = StandIn::start(&dir.socket(), fixture("qmi-wwan.json"));
+        let mut client = Client::connect(&dir.socket()).await.expect("connect");
+        client.listen("network.*").await.expect("listen");
+        ubusd.event(
+            "network.interface",
+            json!({"action": "ifdown", "interface": "wwan"}),
+        );
+        // The event may come before or among the replies of this call; either way the
+        // call succeeds and the event waits in the queue.
+        let reply = client.call("network.interface", "dump", Map::new()).await;
+        assert!(reply.is_ok(), "{reply:?}");
+        let event = client.next_event().await.expect("event");
+        assert_eq!(event.name, "network.interface");
+        assert_eq!(event.data.get("action"), Some(&json!("ifdown")));
+        // A cancelled wait loses nothing either.
+        let waited = tokio::time::timeout(Duration::from_millis(20), client.next_event()).await;
+        assert!(waited.is_err(), "no second event");
+        ubusd.event(
+            "network.interface",
+            json!({"action": "ifup", "interface": "wwan"}),
+        );
+        let event = client
+            .next_event()
+            .await
+            .expect("event after a cancelled wait");
+        assert_eq!(event.data.get("action"), Some(&json!("ifup")));
+    });
+}
