@@ -63,7 +63,7 @@ fn every_option_maps_like_its_toml_field() {
          \toption down_after '4'\n\toption up_after '3'\n\toption table_base '3000'\n\
          \toption table_count '16'\n\toption rule_priority_base '3000'\n\
          \toption rule_priority_count '32'\n\toption route_protocol '0x5e'\n\
-         \toption reconcile_secs '60'\n\toption subflows '4'\n\toption add_addr_accepted '2'\n\
+         \toption reconcile_secs '60'\n\toption ubus_socket 'off'\n\toption subflows '4'\n\toption add_addr_accepted '2'\n\
          \toption blackhole_timeout '0'\n\toption syn_retrans_before_tcp_fallback '2'\n\
          \toption stale_loss_cnt '3'\n\toption status_socket '/tmp/mpbond.sock'\n\
          \toption enabled '1'\n\toption log_level 'debug'\n\
@@ -102,6 +102,7 @@ rule_priority_base = 3000
 rule_priority_count = 32
 route_protocol = 94
 reconcile_secs = 60
+ubus_socket = "off"
 [mptcp]
 subflows = 4
 add_addr_accepted = 2

@@ -140,6 +140,7 @@ pub const MAPPINGS: &[Mapping] = &[
         Number,
         "routing.reconcile_secs",
     ),
+    m("globals", "ubus_socket", Text, "routing.ubus_socket"),
     m("globals", "subflows", Number, "mptcp.subflows"),
     m(
         "globals",
