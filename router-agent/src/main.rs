@@ -13,7 +13,6 @@
 //! Exit codes: 0 after a clean shutdown, 1 when the agent cannot run, 2 for a bad config
 //! (or bad command line), 3 from `status` when no agent answers.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -23,7 +22,9 @@ use mpbond_agent::Config;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// mpbond router agent: carries LAN TCP over MPTCP to the concentrator.
 #[derive(Debug, Parser)]
@@ -137,12 +138,12 @@ fn main() -> ExitCode {
         }
     };
 
+    let filter = log_filter();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_max_level(LevelFilter::TRACE)
         .with_writer(std::io::stderr)
+        .finish()
+        .with(filter)
         .init();
 
     let config = match file.load() {
@@ -233,5 +234,19 @@ fn exit_code(result: Result<(), mpbond_agent::RunError>) -> ExitCode {
             error!("{err}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `RUST_LOG` as `level` or `target=level,...` (what `log_level` in
+/// /etc/config/mpbond sets); `info` when unset or unparsable. The agent does
+/// without `EnvFilter`'s span and regex directives to stay small on routers.
+fn log_filter() -> Targets {
+    let default = || Targets::new().with_default(LevelFilter::INFO);
+    match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => spec.parse().unwrap_or_else(|e| {
+            eprintln!("mpbond-agent: ignoring RUST_LOG={spec:?}: {e}");
+            default()
+        }),
+        _ => default(),
     }
 }

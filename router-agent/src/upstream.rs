@@ -14,12 +14,14 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mpbond_protocol::auth::{self, ClientId, Key};
 use mpbond_protocol::{decode, message_len, DecodeError, Decoded, EncodeError, Message};
 use mpbond_relay::connect::{connect_with, ConnectOpts, Connected};
+// 64-bit atomics that also build on 32-bit MIPS.
+use portable_atomic::{AtomicU64, Ordering::Relaxed};
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;

@@ -9,6 +9,8 @@
 //! * [`datagen`], [`wire`]: the deterministic data and the tool protocol, shared
 //!   by the library and `src/bin/mpbond-tb`.
 //! * [`proc`]: child guards and polling with deadlines.
+//! * [`delay`]: WAN latency, a userspace delay line spliced in at each ISP.
+//! * [`loadgen`]: idle-connection swarms, time-to-first-byte runs, RSS.
 //! * [`wans`]: changing WANs at run time (hotplug, link, carrier, DHCP
 //!   renumbering, an ISP blackhole).
 //! * [`agentstate`]: the agent's status document and the kernel state it owns.
@@ -32,7 +34,9 @@ pub mod bed;
 pub mod capture;
 pub mod daemons;
 pub mod datagen;
+pub mod delay;
 pub mod error;
+pub mod loadgen;
 pub mod netns;
 pub mod proc;
 pub mod tools;

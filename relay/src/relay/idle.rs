@@ -1,9 +1,10 @@
 //! The idle timer of a relay: it fires once no byte has moved in either direction for the
 //! configured time. Uses tokio's clock, so tests can run it with paused time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+// 64-bit atomics that also build on 32-bit MIPS.
+use portable_atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 
 /// Milliseconds since the relay started, on tokio's clock.

@@ -25,9 +25,10 @@ mod reply;
 
 use std::io;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+// 64-bit atomics that also build on 32-bit MIPS.
+use portable_atomic::{AtomicU64, Ordering};
 use tokio::net::TcpStream;
 
 pub use pump::Mode;

@@ -1,12 +1,35 @@
 //! A pipe for `splice(2)`: both ends non-blocking and close-on-exec, as large as the kernel
-//! allows up to 1 MiB, closed on drop.
+//! allows up to [`pipe_size`] (64 KiB by default), closed on drop.
+//!
+//! Pipes are reused: a direction that ends cleanly hands its (empty) pipe back to a small
+//! process-wide pool ([`Pipe::recycle`]) and the next relay takes it ([`Pipe::take`]), so a
+//! busy proxy does not pay `pipe2` + `F_SETPIPE_SZ` + two `close` per direction.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
+use std::sync::{Mutex, OnceLock};
 
-/// The pipe size asked for with `F_SETPIPE_SZ`.
-pub(crate) const WANTED_PIPE_SIZE: usize = 1 << 20;
+/// The pipe size asked for with `F_SETPIPE_SZ` unless `MPBOND_PIPE_SIZE` says otherwise.
+/// 64 KiB (the Linux default) measured best: on the unshaped bench (docs/PERFORMANCE.md)
+/// 1 MiB pipes cut 64-connection goodput to a fifth and cost 60 % more CPU per GB, since
+/// 64 × 2 MiB of in-flight pages no longer stay in the CPU caches.
+pub(crate) const WANTED_PIPE_SIZE: usize = 64 * 1024;
+/// Most idle pipes the pool keeps.
+const POOL_MAX: usize = 64;
+static POOL: Mutex<Vec<Pipe>> = Mutex::new(Vec::new());
+
+/// The pipe size to ask for: `$MPBOND_PIPE_SIZE` (bytes, 4 KiB to 16 MiB; a tuning knob
+/// for measurements), else [`WANTED_PIPE_SIZE`]. Read once.
+pub(crate) fn pipe_size() -> usize {
+    static SIZE: OnceLock<usize> = OnceLock::new();
+    *SIZE.get_or_init(|| {
+        std::env::var("MPBOND_PIPE_SIZE")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .map_or(WANTED_PIPE_SIZE, |n| n.clamp(4096, 16 << 20))
+    })
+}
 /// The size assumed when `F_GETPIPE_SZ` fails (the Linux default).
 const DEFAULT_PIPE_SIZE: usize = 64 * 1024;
 
@@ -19,7 +42,27 @@ pub(crate) struct Pipe {
 }
 
 impl Pipe {
-    /// pipe2(O_NONBLOCK | O_CLOEXEC), then try F_SETPIPE_SZ of 1 MiB and keep what we get.
+    /// A pipe from the pool, or a new one.
+    pub(crate) fn take() -> io::Result<Self> {
+        let pooled = POOL.lock().ok().and_then(|mut pool| pool.pop());
+        match pooled {
+            Some(pipe) => Ok(pipe),
+            None => Self::new(),
+        }
+    }
+
+    /// Give an empty pipe back to the pool (dropped, so closed, if the pool is full).
+    /// Only call this when every byte spliced in was spliced out again.
+    pub(crate) fn recycle(self) {
+        if let Ok(mut pool) = POOL.lock() {
+            if pool.len() < POOL_MAX {
+                pool.push(self);
+            }
+        }
+    }
+
+    /// pipe2(O_NONBLOCK | O_CLOEXEC), then try F_SETPIPE_SZ of [`pipe_size`] and keep
+    /// what we get.
     pub(crate) fn new() -> io::Result<Self> {
         let mut fds = [-1 as RawFd; 2];
         // SAFETY: `fds` has room for the two descriptors pipe2 writes.
@@ -29,7 +72,7 @@ impl Pipe {
         }
         // SAFETY: pipe2 succeeded, so both descriptors are open and owned by nobody else.
         let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        let wanted = WANTED_PIPE_SIZE as libc::c_int;
+        let wanted = libc::c_int::try_from(pipe_size()).unwrap_or(libc::c_int::MAX);
         // SAFETY: fcntl on a descriptor we own, with an int argument.
         let set = unsafe { libc::fcntl(write.as_raw_fd(), libc::F_SETPIPE_SZ, wanted) };
         let capacity = if set > 0 {
@@ -90,6 +133,14 @@ mod tests {
     fn pipe_has_a_capacity() {
         let pipe = Pipe::new().expect("pipe2");
         assert!(pipe.capacity() >= 4096);
-        assert!(pipe.capacity() <= WANTED_PIPE_SIZE.max(64 * 1024));
+        assert!(pipe.capacity() <= pipe_size().max(64 * 1024));
+    }
+
+    #[test]
+    fn recycled_pipes_are_reused() {
+        Pipe::new().expect("pipe2").recycle();
+        // Other tests may take pipes concurrently; either way take() yields a usable pipe.
+        let again = Pipe::take().expect("take");
+        assert!(again.capacity() >= 4096);
     }
 }

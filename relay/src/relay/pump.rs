@@ -12,8 +12,9 @@
 use std::io;
 use std::net::Shutdown;
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+// 64-bit atomics that also build on 32-bit MIPS.
+use portable_atomic::{AtomicU64, Ordering};
 use socket2::SockRef;
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -92,9 +93,13 @@ pub(crate) async fn pump(
     meter: &Meter<'_>,
 ) -> Result<(), PumpError> {
     if mode == Mode::Splice {
-        match Pipe::new() {
+        match Pipe::take() {
             Ok(pipe) => match splice_loop(src, dst, &pipe, meter).await? {
-                Spliced::Eof => return finish(dst),
+                Spliced::Eof => {
+                    // Everything spliced in went out: the pipe is empty, reuse it.
+                    pipe.recycle();
+                    return finish(dst);
+                }
                 Spliced::Refused => {}
             },
             Err(error) => tracing::debug!(%error, "no pipe for splice; copying instead"),

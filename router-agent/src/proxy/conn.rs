@@ -3,17 +3,21 @@
 //! 1. The original destination comes from conntrack (`SO_ORIGINAL_DST`).
 //! 2. The agent connects to the concentrator over MPTCP with a sealed Convert Connect
 //!    request in the SYN (TFO), without waiting for LAN data.
-//! 3. It reads the Convert reply *before* relaying. The LAN client's bytes wait in the
-//!    socket buffer meanwhile, which costs no round trip: the concentrator replies only
-//!    after its own connect, and nothing could flow downstream before that anyway. Because
-//!    no LAN byte has been consumed yet, any failure up to here can still fail open.
-//! 4. An Error TLV in the reply resets the LAN connection (the client sees RST, not FIN).
-//!    An OK reply starts the splice relay.
+//! 3. If the LAN client's first bytes arrive before the Convert reply, they go upstream
+//!    at once, right behind the request (up to [`EARLY_MAX`], kept until the reply). They
+//!    then cross with the handshake's final ACK: the concentrator, which waits for that
+//!    ACK before it replies, has the request in hand as soon as it has connected, so the
+//!    answer is not held back a round trip (as it would be if the bytes waited for the
+//!    reply). The kept copy lets any failure up to the reply still fail open: the direct
+//!    connection gets the same bytes first.
+//! 4. It reads the Convert reply before relaying downstream. An Error TLV resets the LAN
+//!    connection (the client sees RST, not FIN). An OK reply starts the splice relay.
 //! 5. If the concentrator cannot be reached or does not answer, the agent connects to the
 //!    destination directly (plain TCP from the router), relays that, and asks the health
 //!    task for an immediate probe. If that fails too, the LAN connection is reset.
 
 use std::fmt;
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,11 +25,18 @@ use std::time::Instant;
 use mpbond_protocol::{ErrorCode, Message};
 use mpbond_relay::relay::{relay, CloseReason};
 use mpbond_relay::sys;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::ConnContext;
-use crate::upstream::read_reply;
+use crate::upstream::{read_reply, UpstreamError};
+
+/// Most LAN bytes sent ahead of the Convert reply (and kept for a fail-open replay):
+/// enough for an HTTP request or a TLS ClientHello.
+pub const EARLY_MAX: usize = 16 * 1024;
+/// How often [`write_early`] looks again when no writable wakeup came.
+const EARLY_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Where a connection's traffic went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +127,7 @@ pub async fn serve_accepted(lan: TcpStream, client: SocketAddr, ctx: Arc<ConnCon
 /// Handle a LAN connection whose original destination is `dst`. Never panics; every
 /// failure ends in a relay, a reset LAN socket, or both sockets dropped.
 pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summary {
+    let mut early = Vec::new();
     let failure = match ctx
         .upstream
         .open(&Message::connect(dst), ctx.upstream.connect_timeout)
@@ -123,7 +135,16 @@ pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summa
     {
         Ok(connected) => {
             let mut stream = connected.stream;
-            match read_reply(&mut stream, ctx.reply_timeout).await {
+            let sent = tokio::time::timeout(ctx.reply_timeout, send_early(&lan, &stream)).await;
+            let reply = match sent {
+                Ok(Ok(bytes)) => {
+                    early = bytes;
+                    read_reply(&mut stream, ctx.reply_timeout).await
+                }
+                Ok(Err(error)) => Err(UpstreamError::Connect(error)),
+                Err(_) => Err(UpstreamError::Timeout(ctx.reply_timeout)),
+            };
+            match reply {
                 Ok(reply) => {
                     // Asked again now that the handshake is surely complete.
                     let mptcp = if connected.mptcp {
@@ -131,7 +152,9 @@ pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summa
                     } else {
                         Some(false)
                     };
-                    return via_concentrator(lan, stream, mptcp, &reply, ctx).await;
+                    let ahead = early.len() as u64;
+                    drop(early);
+                    return via_concentrator(lan, stream, mptcp, &reply, ahead, ctx).await;
                 }
                 Err(error) => {
                     sys::reset(stream);
@@ -143,7 +166,49 @@ pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summa
     };
     info!(%failure, "concentrator unavailable, relaying directly (fail open)");
     ctx.probe_now.notify_one();
-    direct(lan, dst, ctx).await
+    direct(lan, dst, &early, ctx).await
+}
+
+/// Wait for the LAN client's first bytes or the concentrator's reply, whichever comes
+/// first. If the LAN's bytes do, read up to [`EARLY_MAX`] of them and write them to
+/// `upstream` behind the Convert request (the write waits for the handshake). Returns
+/// what was sent, for a fail-open replay; empty if the reply came first or the LAN
+/// had nothing (its end of stream or error is left for the relay to see).
+async fn send_early(lan: &TcpStream, upstream: &TcpStream) -> io::Result<Vec<u8>> {
+    tokio::select! {
+        biased;
+        ready = upstream.readable() => {
+            ready?;
+            return Ok(Vec::new());
+        }
+        ready = lan.readable() => {
+            if ready.is_err() {
+                return Ok(Vec::new());
+            }
+        }
+    }
+    let mut early = vec![0u8; EARLY_MAX];
+    let n = lan.try_read(&mut early).unwrap_or(0);
+    early.truncate(n);
+    write_early(upstream, &early).await?;
+    Ok(early)
+}
+
+/// Write `buf` to `upstream`, which may still be in SYN_SENT. Linux 6.18 sometimes
+/// misses the writable wakeup when a Fast Open MPTCP connection becomes established
+/// (about 1 in 300 connections in the test bed hung until the reply timeout), so the
+/// wait for writability is retried every [`EARLY_RETRY`] instead of trusted alone.
+async fn write_early(upstream: &TcpStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match upstream.try_write(buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let _ = tokio::time::timeout(EARLY_RETRY, upstream.writable()).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 async fn via_concentrator(
@@ -151,6 +216,7 @@ async fn via_concentrator(
     upstream: TcpStream,
     mptcp: Option<bool>,
     reply: &Message,
+    ahead: u64,
     ctx: &ConnContext,
 ) -> Summary {
     if mptcp == Some(false) {
@@ -175,7 +241,7 @@ async fn via_concentrator(
         return Summary {
             upstream: UpstreamKind::Concentrator,
             mptcp,
-            up: 0,
+            up: ahead,
             down: 0,
             close: Close::Refused(code),
         };
@@ -184,13 +250,15 @@ async fn via_concentrator(
     Summary {
         upstream: UpstreamKind::Concentrator,
         mptcp,
-        up: stats.a_to_b,
+        up: ahead + stats.a_to_b,
         down: stats.b_to_a,
         close: Close::Relay(stats.close),
     }
 }
 
-async fn direct(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summary {
+/// Fail open: connect to `dst` directly, replay `early` (the LAN bytes already sent
+/// to the concentrator), then relay.
+async fn direct(lan: TcpStream, dst: SocketAddr, early: &[u8], ctx: &ConnContext) -> Summary {
     ctx.stats.direct();
     let connected = tokio::time::timeout(ctx.direct_timeout, TcpStream::connect(dst)).await;
     let failed = Summary {
@@ -201,10 +269,15 @@ async fn direct(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summary {
         close: Close::DirectFailed,
     };
     match connected {
-        Ok(Ok(stream)) => {
+        Ok(Ok(mut stream)) => {
+            if let Err(error) = stream.write_all(early).await {
+                info!(%error, "direct connection failed while replaying, resetting");
+                sys::reset(lan);
+                return failed;
+            }
             let stats = relay(lan, stream, &ctx.relay).await;
             Summary {
-                up: stats.a_to_b,
+                up: early.len() as u64 + stats.a_to_b,
                 down: stats.b_to_a,
                 close: Close::Relay(stats.close),
                 ..failed

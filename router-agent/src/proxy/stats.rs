@@ -1,7 +1,8 @@
 //! Connection counters, shared by every connection task. Relaxed atomics: they are
 //! statistics, not synchronisation.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+// 64-bit atomics that also build on 32-bit MIPS.
+use portable_atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Live counters.
 #[derive(Debug, Default)]

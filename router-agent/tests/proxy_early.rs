@@ -1,0 +1,134 @@
+//! The LAN client's first bytes go to the concentrator before its Convert reply, so the
+//! destination's answer is not held back a round trip, and a fail-open still replays them.
+//! A fake concentrator on loopback that reads the request *and the client's bytes*
+//! before it replies: without early data it would wait forever and the test time out.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{echo_server, key, upstream};
+use mpbond_agent::proxy::{conn::Close, handle, ConnContext, Stats, UpstreamKind};
+use mpbond_protocol::{decode, message_len, Decoded, Message};
+use mpbond_relay::relay::{CloseReason, RelayOpts};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, Notify};
+use tokio::time::timeout;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn context(addr: SocketAddr) -> Arc<ConnContext> {
+    Arc::new(ConnContext {
+        upstream: upstream(addr, key()),
+        stats: Arc::new(Stats::default()),
+        probe_now: Arc::new(Notify::new()),
+        reply_timeout: Duration::from_secs(2),
+        direct_timeout: Duration::from_secs(2),
+        relay: RelayOpts::default(),
+    })
+}
+
+/// Accept one connection, read the Convert request and then `early.len()` more bytes,
+/// report those bytes, and reply OK followed by `answer` (or hang up if `answer` is None).
+async fn patient_concentrator(
+    expect: usize,
+    answer: Option<&'static [u8]>,
+) -> (SocketAddr, oneshot::Receiver<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut header = [0u8; 4];
+        stream.read_exact(&mut header).await.unwrap();
+        let mut wire = vec![0u8; message_len(header).unwrap()];
+        wire[..4].copy_from_slice(&header);
+        stream.read_exact(&mut wire[4..]).await.unwrap();
+        assert!(matches!(decode(&wire), Ok(Decoded::Complete { .. })));
+        let mut early = vec![0u8; expect];
+        stream.read_exact(&mut early).await.unwrap();
+        let _ = tx.send(early);
+        if let Some(answer) = answer {
+            let mut out = Message::ok().encode().unwrap();
+            out.extend_from_slice(answer);
+            stream.write_all(&out).await.unwrap();
+            stream.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            let _ = stream.read_to_end(&mut rest).await;
+        }
+    });
+    (addr, rx)
+}
+
+/// A LAN connection handled towards `dst`; the client writes `request` at once and
+/// reads to the end. Returns what it read and the summary.
+async fn lan_request(
+    ctx: &Arc<ConnContext>,
+    dst: SocketAddr,
+    request: &[u8],
+) -> (Vec<u8>, mpbond_agent::proxy::Summary) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (lan, _) = listener.accept().await.unwrap();
+    client.write_all(request).await.unwrap();
+    let task_ctx = ctx.clone();
+    let handler = tokio::spawn(async move { handle(lan, dst, &task_ctx).await });
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).await.unwrap();
+    client.shutdown().await.unwrap();
+    (got, handler.await.expect("handler does not panic"))
+}
+
+#[tokio::test]
+async fn the_request_reaches_the_concentrator_before_its_reply() {
+    timeout(LIMIT, async {
+        let request = b"GET / HTTP/1.1\r\n\r\n";
+        let (addr, early) = patient_concentrator(request.len(), Some(b"answer")).await;
+        let ctx = context(addr);
+        let dst = "192.0.2.80:80".parse().unwrap();
+        let (got, summary) = lan_request(&ctx, dst, request).await;
+        assert_eq!(early.await.unwrap(), request);
+        assert_eq!(got, b"answer");
+        assert_eq!(summary.upstream, UpstreamKind::Concentrator);
+        assert_eq!(summary.close, Close::Relay(CloseReason::Finished));
+        assert_eq!((summary.up, summary.down), (request.len() as u64, 6));
+    })
+    .await
+    .expect("the LAN bytes did not go ahead of the reply");
+}
+
+#[tokio::test]
+async fn bytes_sent_ahead_are_replayed_when_failing_open() {
+    timeout(LIMIT, async {
+        let request = b"replay me";
+        let (addr, early) = patient_concentrator(request.len(), None).await;
+        let echo = echo_server().await;
+        let ctx = context(addr);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (lan, _) = listener.accept().await.unwrap();
+        client.write_all(request).await.unwrap();
+        client.shutdown().await.unwrap();
+        let task_ctx = ctx.clone();
+        let handler = tokio::spawn(async move { handle(lan, echo, &task_ctx).await });
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        let summary = handler.await.unwrap();
+        assert_eq!(early.await.unwrap(), request);
+        assert_eq!(
+            got, request,
+            "the direct connection got the bytes sent ahead"
+        );
+        assert_eq!(summary.upstream, UpstreamKind::Direct);
+        assert_eq!(summary.up, request.len() as u64);
+    })
+    .await
+    .expect("test timed out");
+}

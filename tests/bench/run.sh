@@ -1,0 +1,55 @@
+#!/bin/bash
+# The benchmark suite of issue 5 in one command. Needs root (network namespaces).
+#
+#   bash tests/bench/run.sh            # the full run: 3 interleaved runs per comparison
+#   bash tests/bench/run.sh --short    # CI: small transfers, one run
+#   bash tests/bench/run.sh --cases 1,2 --json results.json
+#
+# It builds our binaries with the release profile (MPBOND_BENCH_PROFILE=bench-fast
+# for a quicker, non-LTO build), makes sure shadowsocks-rust's sslocal and
+# ssserver are there (MPBOND_SS_BIN names a directory that has them; otherwise
+# they are installed with cargo into target/ss), and runs mpbond-bench.
+# Results: the table on stdout, JSON in target/bench/results-<mode>.json unless --json.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+if [ "$(id -u)" != 0 ]; then
+    echo "tests/bench/run.sh: needs root (network namespaces)" >&2
+    exit 2
+fi
+sh tests/setup.sh
+# setup.sh may have just installed Rust with rustup.
+PATH="$HOME/.cargo/bin:$PATH"
+target="${CARGO_TARGET_DIR:-target}"
+profile="${MPBOND_BENCH_PROFILE:-release}"
+cargo build --profile "$profile" -p mpbond-agent -p mpbond-concentrator -p mpbond-tests --bins
+bin_dir="$target/$profile"
+
+# The peer: shadowsocks-rust with redir and the 2022 ciphers.
+ss_bin="${MPBOND_SS_BIN:-}"
+if [ -z "$ss_bin" ]; then
+    if command -v sslocal >/dev/null && command -v ssserver >/dev/null; then
+        ss_bin="$(dirname "$(command -v sslocal)")"
+    else
+        ss_bin="$target/ss/bin"
+    fi
+fi
+if [ ! -x "$ss_bin/sslocal" ] || [ ! -x "$ss_bin/ssserver" ]; then
+    root="$(dirname "$ss_bin")"
+    echo "tests/bench/run.sh: installing shadowsocks-rust into $root" >&2
+    cargo install shadowsocks-rust --locked --features local-redir,aead-cipher-2022 --root "$root"
+fi
+
+mode=full
+json=""
+for a in "$@"; do
+    case "$a" in
+        --short) mode=short ;;
+        --json|--json=*) json=given ;;
+    esac
+done
+extra=()
+if [ -z "$json" ]; then
+    mkdir -p "$target/bench"
+    extra=(--json "$target/bench/results-$mode.json")
+fi
+exec "$bin_dir/mpbond-bench" --bin-dir "$bin_dir" --ss-bin "$ss_bin" "${extra[@]}" "$@"
