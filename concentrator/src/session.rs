@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mpbond_protocol::auth::ClientId;
 use mpbond_protocol::{decode, message_len, Decoded, ErrorCode, Message, Tlv, FIXED_HEADER_LEN};
-use mpbond_relay::relay::{relay, CloseReason, RelayOpts};
+use mpbond_relay::relay::{relay_with_lead, CloseReason, Lead, RelayOpts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
@@ -35,6 +35,11 @@ const LINGER_BYTES: usize = 256 * 1024;
 const SYN_RECV_POLL: Duration = Duration::from_millis(2);
 /// The longest a refusal waits for the first subflow to be established.
 const REFUSE_WAIT: Duration = Duration::from_secs(2);
+/// How long the OK reply waits for the destination's first bytes, to share their segment
+/// (and the agent's ACK). A server that answers the request within this time costs the
+/// WAN no extra packets; a silent one gets the reply alone when it ends. Only the agent's
+/// LAN bytes beyond its early window (`EARLY_MAX`) wait for the reply.
+pub const REPLY_HOLD: Duration = Duration::from_millis(20);
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -211,15 +216,17 @@ async fn handle(
         Ok(ok) => ok,
         Err(_) => return Close::Io(io::ErrorKind::InvalidData),
     };
-    if let Err(e) = stream.write_all(&ok).await {
-        return Close::Io(e.kind());
-    }
     state.metrics.observe_handshake(started.elapsed());
 
     let opts = RelayOpts {
         idle_timeout: limits.idle_timeout,
     };
-    let stats = relay(stream, upstream, &opts).await;
+    // The reply goes out with the destination's first bytes, in one segment.
+    let lead = Lead {
+        bytes: ok,
+        hold: REPLY_HOLD,
+    };
+    let stats = relay_with_lead(stream, upstream, &opts, &lead).await;
     *bytes = (stats.a_to_b, stats.b_to_a);
     state
         .metrics

@@ -1,5 +1,6 @@
-//! The LAN client's first bytes go to the concentrator before its Convert reply, so the
-//! destination's answer is not held back a round trip, and a fail-open still replays them.
+//! The LAN client's bytes go to the concentrator before its Convert reply (up to the early
+//! window, over several writes), so the destination's answer is not held back a round
+//! trip, and a fail-open still replays them.
 //! A fake concentrator on loopback that reads the request *and the client's bytes*
 //! before it replies: without early data it would wait forever and the test time out.
 
@@ -31,6 +32,16 @@ fn context(addr: SocketAddr) -> Arc<ConnContext> {
     })
 }
 
+/// Read one Convert request and check that it decodes.
+async fn read_request(stream: &mut TcpStream) {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).await.unwrap();
+    let mut wire = vec![0u8; message_len(header).unwrap()];
+    wire[..4].copy_from_slice(&header);
+    stream.read_exact(&mut wire[4..]).await.unwrap();
+    assert!(matches!(decode(&wire), Ok(Decoded::Complete { .. })));
+}
+
 /// Accept one connection, read the Convert request and then `early.len()` more bytes,
 /// report those bytes, and reply OK followed by `answer` (or hang up if `answer` is None).
 async fn patient_concentrator(
@@ -42,12 +53,7 @@ async fn patient_concentrator(
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
-        let mut header = [0u8; 4];
-        stream.read_exact(&mut header).await.unwrap();
-        let mut wire = vec![0u8; message_len(header).unwrap()];
-        wire[..4].copy_from_slice(&header);
-        stream.read_exact(&mut wire[4..]).await.unwrap();
-        assert!(matches!(decode(&wire), Ok(Decoded::Complete { .. })));
+        read_request(&mut stream).await;
         let mut early = vec![0u8; expect];
         stream.read_exact(&mut early).await.unwrap();
         let _ = tx.send(early);
@@ -131,4 +137,56 @@ async fn bytes_sent_ahead_are_replayed_when_failing_open() {
     })
     .await
     .expect("test timed out");
+}
+
+#[tokio::test]
+async fn later_lan_writes_also_go_ahead_of_the_reply() {
+    const FIRST: &[u8] = b"POST / HTTP/1.1\r\n\r\n";
+    const SECOND: &[u8] = b"the body";
+    timeout(LIMIT, async {
+        // This concentrator answers only once it has both writes: the second is made
+        // after the first has arrived, so the agent must keep forwarding.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (first_tx, first_rx) = oneshot::channel();
+        let concentrator = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_request(&mut stream).await;
+            let mut first = vec![0u8; FIRST.len()];
+            stream.read_exact(&mut first).await.unwrap();
+            let _ = first_tx.send(());
+            let mut second = vec![0u8; SECOND.len()];
+            stream.read_exact(&mut second).await.unwrap();
+            let mut out = Message::ok().encode().unwrap();
+            out.extend_from_slice(b"created");
+            stream.write_all(&out).await.unwrap();
+            stream.shutdown().await.unwrap();
+            let mut rest = Vec::new();
+            let _ = stream.read_to_end(&mut rest).await;
+            (first, second)
+        });
+        let ctx = context(addr);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (lan, _) = listener.accept().await.unwrap();
+        client.write_all(FIRST).await.unwrap();
+        let task_ctx = ctx.clone();
+        let dst = "192.0.2.80:80".parse().unwrap();
+        let handler = tokio::spawn(async move { handle(lan, dst, &task_ctx).await });
+        first_rx.await.unwrap();
+        client.write_all(SECOND).await.unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        client.shutdown().await.unwrap();
+        let summary = handler.await.expect("handler does not panic");
+        let (first, second) = concentrator.await.unwrap();
+        assert_eq!((first.as_slice(), second.as_slice()), (FIRST, SECOND));
+        assert_eq!(got, b"created");
+        assert_eq!(summary.upstream, UpstreamKind::Concentrator);
+        assert_eq!(summary.up, (FIRST.len() + SECOND.len()) as u64);
+    })
+    .await
+    .expect("the second LAN write did not go ahead of the reply");
 }

@@ -11,6 +11,8 @@
 //! * any other I/O error => both sockets are reset, [`CloseReason::Error`];
 //! * with [`relay_after_reply`], a reply from `b` that is rejected => `a` is reset,
 //!   [`CloseReason::ResetByB`];
+//! * with [`relay_with_lead`], `a` first gets our own bytes, in one write with `b`'s first
+//!   bytes when they come soon enough;
 //! * no byte in either direction for `idle_timeout` => both sockets are closed,
 //!   [`CloseReason::IdleTimeout`].
 //!
@@ -19,6 +21,7 @@
 //! default, so this only matters to a host that restores its default action.
 
 mod idle;
+mod lead;
 mod pipe;
 mod pump;
 mod reply;
@@ -31,6 +34,7 @@ use std::time::Duration;
 use portable_atomic::{AtomicU64, Ordering};
 use tokio::net::TcpStream;
 
+pub use lead::Lead;
 pub use pump::Mode;
 use pump::{pump, End, Meter, PumpError};
 pub use reply::{Reply, MAX_REPLY_LEN};
@@ -99,7 +103,27 @@ pub async fn relay(a: TcpStream, b: TcpStream, opts: &RelayOpts) -> RelayStats {
 /// [`relay`] with the data path chosen: [`Mode::Copy`] never splices (for measurements and
 /// for sockets known not to splice).
 pub async fn relay_with(a: TcpStream, b: TcpStream, opts: &RelayOpts, mode: Mode) -> RelayStats {
-    run(a, b, opts, mode, None::<fn(&[u8]) -> Reply>).await
+    run(a, b, opts, mode, None::<fn(&[u8]) -> Reply>, None).await
+}
+
+/// [`relay`] where `a` first gets `lead` (the concentrator's Convert reply), in the same
+/// write as `b`'s first bytes if they arrive within [`Lead::hold`]. `a → b` starts at
+/// once; see the `lead` module for the details.
+pub async fn relay_with_lead(
+    a: TcpStream,
+    b: TcpStream,
+    opts: &RelayOpts,
+    lead: &Lead,
+) -> RelayStats {
+    run(
+        a,
+        b,
+        opts,
+        Mode::Splice,
+        None::<fn(&[u8]) -> Reply>,
+        Some(lead),
+    )
+    .await
 }
 
 /// [`relay`] where `b` first sends a reply that must not reach `a`, such as the
@@ -116,7 +140,7 @@ pub async fn relay_after_reply(
     opts: &RelayOpts,
     check: impl FnMut(&[u8]) -> Reply + Send,
 ) -> RelayStats {
-    run(a, b, opts, Mode::Splice, Some(check)).await
+    run(a, b, opts, Mode::Splice, Some(check), None).await
 }
 
 async fn run(
@@ -125,6 +149,7 @@ async fn run(
     opts: &RelayOpts,
     mode: Mode,
     check: Option<impl FnMut(&[u8]) -> Reply + Send>,
+    lead: Option<&Lead>,
 ) -> RelayStats {
     let clock = idle::Clock::start();
     let (a_to_b, b_to_a, activity) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
@@ -143,6 +168,9 @@ async fn run(
         let mut backward = pin!(async {
             if let Some(mut check) = check {
                 reply::strip_reply(&b, &a, &mut check, &backward).await?;
+            }
+            if let Some(lead) = lead {
+                lead::send_lead(&b, &a, lead, &backward).await?;
             }
             pump(&b, &a, mode, &backward).await
         });

@@ -256,7 +256,18 @@ async fn copy_loop(src: &TcpStream, dst: &TcpStream, meter: &Meter<'_>) -> Resul
 
 pub(crate) async fn write_all(
     dst: &TcpStream,
+    buf: &[u8],
+    meter: &Meter<'_>,
+) -> Result<(), PumpError> {
+    write_all_after(dst, buf, 0, meter).await
+}
+
+/// [`write_all`] where the first `ours` bytes of `buf` are our own, not relayed: they are
+/// written but not counted.
+pub(crate) async fn write_all_after(
+    dst: &TcpStream,
     mut buf: &[u8],
+    mut ours: usize,
     meter: &Meter<'_>,
 ) -> Result<(), PumpError> {
     while !buf.is_empty() {
@@ -264,8 +275,13 @@ pub(crate) async fn write_all(
         match dst.try_write(buf) {
             Ok(0) => return Err(PumpError::dst(io::ErrorKind::WriteZero.into())),
             Ok(n) => {
-                buf = &buf[n.min(buf.len())..];
-                meter.moved(n);
+                let n = n.min(buf.len());
+                buf = &buf[n..];
+                let relayed = n.saturating_sub(ours);
+                ours = ours.saturating_sub(n);
+                if relayed > 0 {
+                    meter.moved(relayed);
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(PumpError::dst(e)),

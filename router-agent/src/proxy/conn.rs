@@ -3,8 +3,8 @@
 //! 1. The original destination comes from conntrack (`SO_ORIGINAL_DST`).
 //! 2. The agent connects to the concentrator over MPTCP with a sealed Convert Connect
 //!    request in the SYN (TFO), without waiting for LAN data.
-//! 3. If the LAN client's first bytes arrive before the Convert reply, they go upstream
-//!    at once, right behind the request (up to [`EARLY_MAX`], kept until the reply). They
+//! 3. LAN bytes that arrive before the Convert reply go upstream at once, right behind
+//!    the request (up to [`EARLY_MAX`] in all, kept until the reply). They
 //!    then cross with the handshake's final ACK: the concentrator, which waits for that
 //!    ACK before it replies, has the request in hand as soon as it has connected, so the
 //!    answer is not held back a round trip (as it would be if the bytes waited for the
@@ -169,28 +169,40 @@ pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summa
     direct(lan, dst, &early, ctx).await
 }
 
-/// Wait for the LAN client's first bytes or the concentrator's reply, whichever comes
-/// first. If the LAN's bytes do, read up to [`EARLY_MAX`] of them and write them to
-/// `upstream` behind the Convert request (the write waits for the handshake). Returns
-/// what was sent, for a fail-open replay; empty if the reply came first or the LAN
-/// had nothing (its end of stream or error is left for the relay to see).
+/// Until the concentrator's reply is readable, forward what the LAN client sends (up to
+/// [`EARLY_MAX`] in all) to `upstream` behind the Convert request (the first write waits
+/// for the handshake). Returns what was sent, for a fail-open replay; empty if the reply
+/// came first or the LAN had nothing. The LAN's end of stream or error is left for the
+/// relay to see.
 async fn send_early(lan: &TcpStream, upstream: &TcpStream) -> io::Result<Vec<u8>> {
-    tokio::select! {
-        biased;
-        ready = upstream.readable() => {
-            ready?;
-            return Ok(Vec::new());
-        }
-        ready = lan.readable() => {
-            if ready.is_err() {
-                return Ok(Vec::new());
+    let mut early = Vec::new();
+    while early.len() < EARLY_MAX {
+        tokio::select! {
+            biased;
+            ready = upstream.readable() => {
+                ready?;
+                return Ok(early);
+            }
+            ready = lan.readable() => {
+                if ready.is_err() {
+                    return Ok(early);
+                }
             }
         }
+        if early.capacity() == 0 {
+            early.reserve_exact(EARLY_MAX);
+        }
+        let start = early.len();
+        early.resize(EARLY_MAX, 0);
+        let read = lan.try_read(&mut early[start..]);
+        early.truncate(start + *read.as_ref().unwrap_or(&0));
+        match read {
+            Ok(0) => return Ok(early),
+            Ok(_) => write_early(upstream, &early[start..]).await?,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return Ok(early),
+        }
     }
-    let mut early = vec![0u8; EARLY_MAX];
-    let n = lan.try_read(&mut early).unwrap_or(0);
-    early.truncate(n);
-    write_early(upstream, &early).await?;
     Ok(early)
 }
 
