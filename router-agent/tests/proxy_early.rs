@@ -69,6 +69,16 @@ async fn patient_concentrator(
     (addr, rx)
 }
 
+/// A LAN client and the agent's accepted end of its connection, on loopback.
+async fn lan_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (lan, _) = listener.accept().await.unwrap();
+    (client, lan)
+}
+
 /// A LAN connection handled towards `dst`; the client writes `request` at once and
 /// reads to the end. Returns what it read and the summary.
 async fn lan_request(
@@ -76,11 +86,7 @@ async fn lan_request(
     dst: SocketAddr,
     request: &[u8],
 ) -> (Vec<u8>, mpbond_agent::proxy::Summary) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut client = TcpStream::connect(listener.local_addr().unwrap())
-        .await
-        .unwrap();
-    let (lan, _) = listener.accept().await.unwrap();
+    let (mut client, lan) = lan_pair().await;
     client.write_all(request).await.unwrap();
     let task_ctx = ctx.clone();
     let handler = tokio::spawn(async move { handle(lan, dst, &task_ctx).await });
@@ -115,11 +121,7 @@ async fn bytes_sent_ahead_are_replayed_when_failing_open() {
         let (addr, early) = patient_concentrator(request.len(), None).await;
         let echo = echo_server().await;
         let ctx = context(addr);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (lan, _) = listener.accept().await.unwrap();
+        let (mut client, lan) = lan_pair().await;
         client.write_all(request).await.unwrap();
         client.shutdown().await.unwrap();
         let task_ctx = ctx.clone();
@@ -166,11 +168,7 @@ async fn later_lan_writes_also_go_ahead_of_the_reply() {
             (first, second)
         });
         let ctx = context(addr);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (lan, _) = listener.accept().await.unwrap();
+        let (mut client, lan) = lan_pair().await;
         client.write_all(FIRST).await.unwrap();
         let task_ctx = ctx.clone();
         let dst = "192.0.2.80:80".parse().unwrap();
