@@ -60,7 +60,7 @@ pub struct ConcentratorConfig {
 }
 
 /// The transparent listener and the redirect table.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxyConfig {
     pub listen_port: u16,
     pub lan_interfaces: Vec<String>,
@@ -75,14 +75,14 @@ pub struct ProxyConfig {
 }
 
 /// Prefixes never redirected, on top of the built-in ones.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BypassConfig {
     pub destinations: Vec<IpNet>,
     pub sources: Vec<IpNet>,
 }
 
 /// The health probe and the fail-open thresholds.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthConfig {
     pub interval: Duration,
     pub timeout: Duration,

@@ -39,13 +39,16 @@
 //! remove the nft table → close the listeners → give live relays up to
 //! [`DRAIN_TIMEOUT`] to finish.
 
+pub mod concentrator_probe;
 pub mod config;
 pub mod control;
-pub mod health;
+pub mod core;
+pub mod driver;
 pub mod model;
 pub mod net;
 pub mod nft;
 pub mod proxy;
+pub mod serve;
 pub mod status;
 pub mod ubus;
 pub mod upstream;
@@ -53,27 +56,24 @@ pub mod wanprobe;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mpbond_relay::notify::notify;
-use mpbond_relay::relay::RelayOpts;
 use thiserror::Error;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 pub use config::Config;
 
-use crate::control::{ControlPlane, SharedStatus, StatusTable};
-use crate::health::Monitor;
-use crate::model::{Health, Probe};
+use crate::control::{ControlPlane, SharedStatus};
+use crate::core::{Core, Input, UpstreamChoice};
+use crate::driver::Driver;
 use crate::nft::{NftError, NftTable};
 use crate::proxy::{BindError, ConnContext, Stats};
-use crate::status::{ControlSocket, StatusModel};
-use crate::upstream::Upstream;
+use crate::status::StatusModel;
 
 /// How long live relays may run on after shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -120,17 +120,21 @@ pub async fn resolve_concentrator(host: &str, port: u16) -> Result<Vec<SocketAdd
     Ok(addrs)
 }
 
-/// Run the agent until `shutdown` is cancelled. See the crate docs for the lifecycle.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+/// Run the agent until `shutdown` is cancelled; every config on `reloads` is applied in
+/// place (see [`driver`]). See the crate docs for the lifecycle.
+pub async fn run(
+    config: Config,
+    reloads: mpsc::UnboundedReceiver<Config>,
+    shutdown: CancellationToken,
+) -> Result<(), RunError> {
     let started = Instant::now();
+    let config = Arc::new(config);
     let host = &config.concentrator.host;
     let addrs = resolve_concentrator(host, config.concentrator.port).await?;
     let Some(&primary) = addrs.first() else {
         return Err(RunError::NoAddress { host: host.clone() });
     };
     info!(%host, addresses = ?addrs, "concentrator resolved");
-    let ips: Vec<_> = addrs.iter().map(SocketAddr::ip).collect();
-    let mut spec = model::redirect_spec(&config, &ips, false);
     let status: SharedStatus = Arc::new(Mutex::new(StatusModel::new(
         env!("CARGO_PKG_VERSION"),
         started,
@@ -138,51 +142,57 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     )));
     control::status::lock(&status).concentrator_mut().address = Some(primary);
 
-    let upstream = Arc::new(Upstream {
-        addr: primary,
-        client_id: config.concentrator.client_id.clone(),
-        key: config.concentrator.key.clone(),
-        connect_timeout: config.proxy.connect_timeout,
-        fastopen: AtomicBool::new(true),
-        wan_reach: Default::default(),
-        source: Default::default(),
-    });
+    let choice = UpstreamChoice {
+        concentrator: primary,
+        fastopen: true,
+        source: None,
+    };
+    let (params, params_rx) = watch::channel(Arc::new(driver::conn_params(&config, &choice)));
     let listeners = proxy::bind(config.proxy.listen_port)?;
     info!(
         port = config.proxy.listen_port,
         ipv6 = listeners.v6.is_some(),
         "listening"
     );
-    let socket = match ControlSocket::bind(&config.status.socket) {
-        Ok(socket) => Some(socket),
-        Err(error) => {
-            error!(%error, "no control socket: `mpbond-agent status` will not answer");
-            None
-        }
-    };
+    let control_socket = serve::ControlSocketTask::start(&config.status.socket, &status);
 
     let probe_started = Instant::now();
-    let first = health::probe(&upstream, config.health.timeout).await;
+    let upstream = params_rx.borrow().upstream.clone();
+    let first = concentrator_probe::probe(&upstream, config.health.timeout, true).await;
     let first_rtt = probe_started.elapsed();
-    if let Err(error) = &first {
-        health::log_failure(error, true);
+    if let Err(error) = &first.result {
+        concentrator_probe::log_failure(error, true);
     }
-    spec.redirect = first.is_ok();
+    let first_ok = first.result.is_ok();
+    let mut core = Core::new(config.clone(), addrs.clone(), first_ok, Instant::now());
+    if let Some(evidence) = first.fastopen {
+        core.handle(Input::UpstreamConnected(evidence), Instant::now());
+    }
     {
         let mut model = control::status::lock(&status);
         model.record_concentrator_probe(
             first
+                .result
                 .as_ref()
                 .map(|()| first_rtt)
                 .map_err(|e| e.to_string()),
         );
-        model.concentrator_mut().redirect = spec.redirect;
+        model.concentrator_mut().redirect = first_ok;
     }
+    let spec = Core::initial_spec(&config, &addrs, first_ok);
     debug!(ruleset = %nft::render(&spec), "creating nft table");
     let table = NftTable::create(&spec).map_err(RunError::Nft)?;
     // Nothing below returns early: once started, the control plane always cleans up.
+    let (events, inputs) = mpsc::unbounded_channel();
     control::prepare(&config, &status);
-    let control = match ControlPlane::start(&config, upstream.clone(), status.clone()).await {
+    let control = match ControlPlane::start(
+        config.clone(),
+        params_rx.clone(),
+        events.clone(),
+        status.clone(),
+    )
+    .await
+    {
         Ok(control) => Some(control),
         Err(error) => {
             error!(
@@ -193,78 +203,57 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
             None
         }
     };
-    let Config {
-        proxy: proxy_config,
-        health: health_config,
-        ..
-    } = config;
     notify("READY=1");
-    info!(concentrator = %upstream.addr, redirect = spec.redirect, "mpbond-agent ready");
+    info!(concentrator = %primary, redirect = first_ok, "mpbond-agent ready");
 
     let stats = Arc::new(Stats::default());
     control::status::lock(&status).set_stats(stats.clone());
-    let probe_now = Arc::new(Notify::new());
     let ctx = Arc::new(ConnContext {
-        upstream: upstream.clone(),
+        params: params_rx,
         stats: stats.clone(),
-        probe_now: probe_now.clone(),
-        reply_timeout: proxy_config.reply_timeout,
-        direct_timeout: proxy_config.connect_timeout,
-        relay: RelayOpts {
-            idle_timeout: proxy_config.idle_timeout,
-        },
+        events,
     });
-    let monitor = Monitor {
-        health: Health::new(
-            Probe::from(first.is_ok()),
-            health_config.down_after,
-            health_config.up_after,
-            Instant::now(),
-        ),
-        upstream,
-        config: health_config,
-        spec,
-        table: StatusTable {
-            inner: table,
-            status: status.clone(),
-        },
-        probe_now,
-    };
     let tracker = TaskTracker::new();
-    let serve = proxy::serve(
-        &listeners,
+    let serve = serve::ServeTask::start(
+        listeners,
         ctx,
-        proxy_config.max_connections,
+        config.proxy.max_connections,
         tracker.clone(),
         shutdown.clone(),
     );
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
     let control_plane = async {
         if let Some(control) = control {
-            control.run(shutdown.clone()).await;
+            control.run(control_rx, shutdown.clone()).await;
         }
     };
-    let status_socket = async {
-        if let Some(socket) = socket {
-            info!(path = %socket.path().display(), "control socket ready");
-            let status = status.clone();
-            let source = move || control::status::lock(&status).render(std::time::Instant::now());
-            socket.serve(source, shutdown.clone()).await;
-        }
-    };
-    let ((), table, (), ()) = tokio::join!(
+    let driver = Driver {
+        core,
+        table,
+        params,
+        control: Some(control_tx),
+        status: status.clone(),
         serve,
-        monitor.run(shutdown.clone()),
-        control_plane,
-        status_socket
-    );
+        control_socket,
+    };
+    let (driver, ()) = tokio::join!(driver.run(inputs, reloads, shutdown.clone()), control_plane);
 
     notify("STOPPING=1");
     info!("shutting down");
-    match table.inner.remove() {
+    let Driver {
+        table,
+        serve,
+        control_socket,
+        ..
+    } = driver;
+    match table.remove() {
         Ok(()) => info!("nft table removed"),
         Err(error) => error!(%error, "cannot remove the nft table"),
     }
-    drop(listeners);
+    drop(serve.join().await);
+    if let Some(socket) = control_socket {
+        socket.shutdown().await;
+    }
     drain(tracker, &stats).await;
     Ok(())
 }

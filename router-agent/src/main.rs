@@ -9,8 +9,12 @@
 //! ```
 //!
 //! SIGTERM and SIGINT stop the agent. SIGHUP re-reads the config: if it is valid, the
-//! running agent is stopped (it cleans up) and started again with it; if not, the error is
-//! logged and the agent keeps running as it was.
+//! running agent applies what changed in place (the log filter here, the rest through the
+//! decision core: see `mpbond_agent::driver`), and live connections carry on; if not, the
+//! error is logged and nothing changes.
+//!
+//! Log lines go to stdout for info, debug and trace, to stderr for warnings and errors,
+//! so procd (`stdout 1`, `stderr 1`) files them in logd as `daemon.info` and `daemon.err`.
 //!
 //! Exit codes: 0 after a clean shutdown, 1 when the agent cannot run, 2 for a bad config
 //! (or bad command line), 3 from `status` when no agent answers.
@@ -25,10 +29,13 @@ use cli::Command;
 use mpbond_agent::config::uci::load_uci_file;
 use mpbond_agent::Config;
 use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, Level};
 use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// A config file and its format.
@@ -102,10 +109,13 @@ fn main() -> ExitCode {
         }
     };
 
-    let filter = log_filter();
+    let (filter, log) = reload::Layer::new(log_filter());
+    let writer = std::io::stderr
+        .with_max_level(Level::WARN)
+        .or_else(std::io::stdout);
     tracing_subscriber::fmt()
         .with_max_level(LevelFilter::TRACE)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .finish()
         .with(filter)
         .init();
@@ -136,7 +146,8 @@ fn main() -> ExitCode {
             }
         };
         info!(version = env!("CARGO_PKG_VERSION"), config = %file.path().display(), "starting");
-        supervise(config, &file, signals).await
+        let log: LogHandle = Box::new(move |filter| log.reload(filter));
+        supervise(config, &file, signals, log).await
     })
 }
 
@@ -157,38 +168,43 @@ impl Signals {
     }
 }
 
-/// Run the agent; on SIGHUP with a valid config, stop it and run it again with the new
-/// one (a short fail-open gap while it restarts); on SIGTERM/SIGINT, stop it.
-async fn supervise(mut config: Config, file: &ConfigFile, mut signals: Signals) -> ExitCode {
+/// Run the agent; on SIGHUP hand a valid config to it (and apply its log filter), on
+/// SIGTERM/SIGINT stop it.
+async fn supervise(
+    config: Config,
+    file: &ConfigFile,
+    mut signals: Signals,
+    log: LogHandle,
+) -> ExitCode {
+    let shutdown = CancellationToken::new();
+    let (reloads, reload_rx) = mpsc::unbounded_channel();
+    let run = mpbond_agent::run(config, reload_rx, shutdown.clone());
+    tokio::pin!(run);
     loop {
-        let shutdown = CancellationToken::new();
-        let run = mpbond_agent::run(config, shutdown.clone());
-        tokio::pin!(run);
-        let reload = loop {
-            tokio::select! {
-                result = &mut run => return exit_code(result),
-                _ = signals.term.recv() => info!("SIGTERM received"),
-                _ = signals.int.recv() => info!("SIGINT received"),
-                _ = signals.hup.recv() => match file.load() {
-                    Ok(new) => {
-                        info!(config = %file.path().display(), "SIGHUP: config valid, restarting");
-                        break new;
-                    }
-                    Err(err) => {
-                        error!("SIGHUP: {err}; keeping the running config");
-                        continue;
-                    }
-                },
+        tokio::select! {
+            result = &mut run => return exit_code(result),
+            _ = signals.term.recv() => {
+                info!("SIGTERM received");
+                break;
             }
-            shutdown.cancel();
-            return exit_code(run.await);
-        };
-        shutdown.cancel();
-        if let Err(err) = run.await {
-            error!("{err}");
+            _ = signals.int.recv() => {
+                info!("SIGINT received");
+                break;
+            }
+            _ = signals.hup.recv() => match file.load() {
+                Ok(new) => {
+                    if let Err(err) = log(log_filter()) {
+                        error!("SIGHUP: cannot change the log filter: {err}");
+                    }
+                    info!(config = %file.path().display(), "SIGHUP: config valid, applying what changed");
+                    let _ = reloads.send(new);
+                }
+                Err(err) => error!("SIGHUP: {err}; keeping the running config"),
+            },
         }
-        config = reload;
     }
+    shutdown.cancel();
+    exit_code(run.await)
 }
 
 fn exit_code(result: Result<(), mpbond_agent::RunError>) -> ExitCode {
@@ -200,6 +216,9 @@ fn exit_code(result: Result<(), mpbond_agent::RunError>) -> ExitCode {
         }
     }
 }
+
+/// Swaps the log filter on reload.
+type LogHandle = Box<dyn Fn(Targets) -> Result<(), reload::Error>>;
 
 /// `RUST_LOG` as `level` or `target=level,...` (what `log_level` in
 /// /etc/config/mpbond sets); `info` when unset or unparsable. The agent does

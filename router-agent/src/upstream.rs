@@ -8,103 +8,38 @@
 //!
 //! A concentrator whose kernel does not accept data in the SYN (`net.ipv4.tcp_fastopen`
 //! without the 0x2 bit) makes MPTCP fall back to plain TCP, which would silently end the
-//! bonding. [`Upstream::learn`] notices that and turns Fast Open off, so requests go after
-//! the handshake (one more round trip, but MPTCP). The health task retries Fast Open now
-//! and then and turns it back on when it works.
+//! bonding. Each Fast Open connection reports [`fastopen_evidence`] to the decision core,
+//! which turns Fast Open off when MPTCP did not survive it (requests then go after the
+//! handshake: one more round trip, but MPTCP) and retries it with a probe now and then.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mpbond_protocol::auth::{self, ClientId, Key};
 use mpbond_protocol::{decode, message_len, DecodeError, Decoded, EncodeError, Message};
 use mpbond_relay::connect::{connect_with, ConnectOpts, Connected};
-// 64-bit atomics that also build on 32-bit MIPS.
-use portable_atomic::{AtomicU64, Ordering::Relaxed};
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tracing::{info, warn};
 
-/// How to reach and authenticate to the concentrator.
-#[derive(Debug)]
+use crate::core::FastOpenEvidence;
+
+/// How new upstream connections reach and authenticate to the concentrator: a value
+/// the driver publishes (from the config and the decision core's choices) and every new
+/// connection or probe takes as it is at that moment. Nobody changes it in place.
+#[derive(Debug, Clone)]
 pub struct Upstream {
     /// The address connections go to (the first resolved address).
     pub addr: SocketAddr,
     pub client_id: ClientId,
     pub key: Key,
     pub connect_timeout: Duration,
-    /// Whether requests ride in the SYN (TCP Fast Open). Starts `true`; see [`Upstream::learn`].
-    pub fastopen: AtomicBool,
-    /// When a per-WAN probe last reached the concentrator: evidence for the fail-open
-    /// monitor, whose own probe only follows the main route.
-    pub wan_reach: WanReach,
-    /// The WAN address new upstream connections start from (their initial subflow).
-    pub source: Source,
-}
-
-/// Where new upstream connections start. The control plane sets it to an address of a
-/// WAN that is up; with `None` the kernel's main route decides. Binding matters because
-/// an MPTCP connection only adds subflows once its initial subflow is established: an
-/// initial SYN sent down a dead main route would stall every new connection.
-#[derive(Debug, Default)]
-pub struct Source(std::sync::Mutex<Option<IpAddr>>);
-
-impl Source {
-    /// The address to bind, if any.
-    pub fn get(&self) -> Option<IpAddr> {
-        *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Set the address; returns true if it changed.
-    pub fn set(&self, source: Option<IpAddr>) -> bool {
-        let mut guard = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        std::mem::replace(&mut *guard, source) != source
-    }
-}
-
-/// The last time any WAN's own probe reached the concentrator. The control plane writes
-/// it; the fail-open monitor reads it, so that a dead WAN under the main default route
-/// does not withdraw the redirect while another WAN still reaches the concentrator.
-#[derive(Debug)]
-pub struct WanReach {
-    epoch: Instant,
-    /// Milliseconds after `epoch` of the last success, plus one; 0 = never.
-    last_ok_ms: AtomicU64,
-}
-
-impl Default for WanReach {
-    fn default() -> Self {
-        WanReach {
-            epoch: Instant::now(),
-            last_ok_ms: AtomicU64::new(0),
-        }
-    }
-}
-
-impl WanReach {
-    /// A WAN probe reached the concentrator at `at`.
-    pub fn note(&self, at: Instant) {
-        let ms = at.saturating_duration_since(self.epoch).as_millis() as u64 + 1;
-        self.last_ok_ms.fetch_max(ms, Relaxed);
-    }
-
-    /// Whether some WAN reached the concentrator within `window` before `now`.
-    pub fn within(&self, window: Duration, now: Instant) -> bool {
-        let last = self.last_ok_ms.load(Relaxed);
-        if last == 0 {
-            return false;
-        }
-        let at = self.epoch + Duration::from_millis(last - 1);
-        now.saturating_duration_since(at) <= window
-    }
+    /// Whether requests ride in the SYN (TCP Fast Open); the core decides.
+    pub fastopen: bool,
+    /// The WAN address connections start from (their initial subflow); `None`: the main
+    /// route decides. The core picks it (`core::preferred_source`).
+    pub source: Option<IpAddr>,
 }
 
 /// Why talking to the concentrator failed.
@@ -150,11 +85,10 @@ impl Upstream {
         message: &Message,
         timeout: Duration,
     ) -> Result<Connected, UpstreamError> {
-        self.open_with(message, timeout, self.fastopen.load(Relaxed))
-            .await
+        self.open_with(message, timeout, self.fastopen).await
     }
 
-    /// [`Upstream::open`] with Fast Open chosen by the caller. Learns from the result.
+    /// [`Upstream::open`] with Fast Open chosen by the caller.
     pub async fn open_with(
         &self,
         message: &Message,
@@ -167,36 +101,21 @@ impl Upstream {
             fastopen,
             timeout,
             mark: None,
-            bind: self.source.get(),
+            bind: self.source,
         };
-        let connected = connect_with(self.addr, &request, &opts)
+        connect_with(self.addr, &request, &opts)
             .await
-            .map_err(UpstreamError::Connect)?;
-        self.learn(&connected);
-        Ok(connected)
+            .map_err(UpstreamError::Connect)
     }
+}
 
-    /// After a Fast Open connection: keep Fast Open on if the connection stayed MPTCP,
-    /// turn it off if it fell back to TCP. Returns the new setting if it changed.
-    pub fn learn(&self, connected: &Connected) -> Option<bool> {
-        if !connected.fastopen {
-            return None; // Fast Open was not used, so this says nothing about it.
-        }
-        let works = connected.mptcp;
-        if self.fastopen.swap(works, Relaxed) == works {
-            return None;
-        }
-        if works {
-            info!("TCP Fast Open with MPTCP works again: requests ride in the SYN");
-        } else {
-            warn!(
-                "the concentrator ignored the request in the SYN and MPTCP fell back to TCP; \
-                 sending requests after the handshake instead (one more round trip). \
-                 Enable TCP Fast Open on the concentrator (net.ipv4.tcp_fastopen=3)"
-            );
-        }
-        Some(works)
-    }
+/// What a connection says about Fast Open: nothing unless it used it; then whether MPTCP
+/// survived the data in the SYN (a concentrator without the TFO server bit turns it into
+/// plain TCP). The decision core learns from it.
+pub fn fastopen_evidence(connected: &Connected) -> Option<FastOpenEvidence> {
+    connected.fastopen.then_some(FastOpenEvidence {
+        mptcp: connected.mptcp,
+    })
 }
 
 /// Read exactly one Convert message from `stream`, waiting at most `timeout`.
@@ -226,23 +145,5 @@ async fn read_message(stream: &mut TcpStream) -> Result<Message, UpstreamError> 
     match decode(&buf).map_err(UpstreamError::Malformed)? {
         Decoded::Complete { message, len } if len == buf.len() => Ok(message),
         _ => Err(UpstreamError::Truncated),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wan_reach_is_a_recent_success() {
-        let reach = WanReach::default();
-        let t0 = Instant::now();
-        assert!(!reach.within(Duration::from_secs(3600), t0), "never noted");
-        reach.note(t0);
-        assert!(reach.within(Duration::from_millis(500), t0 + Duration::from_millis(400)));
-        assert!(!reach.within(Duration::from_millis(500), t0 + Duration::from_millis(600)));
-        // An older note never moves the last success back.
-        reach.note(t0 - Duration::from_secs(10));
-        assert!(reach.within(Duration::from_millis(500), t0 + Duration::from_millis(400)));
     }
 }

@@ -31,11 +31,12 @@ use mpbond_protocol::{ErrorCode, Message, Tlv};
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, Instrument};
 
+use crate::proxy::ConnParams;
 use crate::upstream::{read_reply, Upstream, UpstreamError};
 
 /// Why a WAN probe failed.
@@ -199,7 +200,9 @@ pub struct ProbeTarget {
 #[derive(Debug)]
 pub struct ProbeLoop {
     pub target: ProbeTarget,
-    pub upstream: Arc<Upstream>,
+    /// The current connection parameters: each probe uses the concentrator and key as
+    /// they are when it starts.
+    pub params: watch::Receiver<Arc<ConnParams>>,
     pub reports: mpsc::Sender<ProbeReport>,
 }
 
@@ -209,7 +212,7 @@ impl ProbeLoop {
     pub async fn run(self, shutdown: CancellationToken) {
         let ProbeLoop {
             target,
-            upstream,
+            params,
             reports,
         } = self;
         let span = tracing::info_span!("wan_probe", wan = %target.wan, device = %target.device);
@@ -221,6 +224,7 @@ impl ProbeLoop {
                     _ = shutdown.cancelled() => break,
                     _ = ticker.tick() => {}
                 }
+                let upstream = params.borrow().upstream.clone();
                 let result = tokio::select! {
                     _ = shutdown.cancelled() => break,
                     result = probe_once(&target.device, target.src, &upstream, target.timeout) => result,

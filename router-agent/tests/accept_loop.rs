@@ -4,15 +4,12 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::{closed_port, key, upstream};
-use mpbond_agent::proxy::{bind, serve, ConnContext, Stats};
-use mpbond_relay::relay::RelayOpts;
+use mpbond_agent::proxy::{bind, serve};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,15 +19,8 @@ async fn unredirected_connections_are_dropped_and_the_loop_stops_on_shutdown() {
     timeout(Duration::from_secs(10), async {
         let listeners = bind(0).expect("bind port 0");
         let addr = listeners.v4.local_addr().unwrap();
-        let stats = Arc::new(Stats::default());
-        let ctx = Arc::new(ConnContext {
-            upstream: upstream(closed_port().await, key()),
-            stats: stats.clone(),
-            probe_now: Arc::new(Notify::new()),
-            reply_timeout: Duration::from_secs(1),
-            direct_timeout: Duration::from_secs(1),
-            relay: RelayOpts::default(),
-        });
+        let (ctx, _events) = common::context(upstream(closed_port().await, key()));
+        let stats = ctx.stats.clone();
         let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
         let server = {
             let (tracker, shutdown) = (tracker.clone(), shutdown.clone());

@@ -11,25 +11,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{echo_server, key, upstream};
-use mpbond_agent::proxy::{conn::Close, handle, ConnContext, Stats, UpstreamKind};
+use mpbond_agent::proxy::{conn::Close, handle, ConnContext, UpstreamKind};
 use mpbond_protocol::{decode, message_len, Decoded, Message};
-use mpbond_relay::relay::{CloseReason, RelayOpts};
+use mpbond_relay::relay::CloseReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
 fn context(addr: SocketAddr) -> Arc<ConnContext> {
-    Arc::new(ConnContext {
-        upstream: upstream(addr, key()),
-        stats: Arc::new(Stats::default()),
-        probe_now: Arc::new(Notify::new()),
-        reply_timeout: Duration::from_secs(2),
-        direct_timeout: Duration::from_secs(2),
-        relay: RelayOpts::default(),
-    })
+    common::context(upstream(addr, key())).0
 }
 
 /// Read one Convert request and check that it decodes.

@@ -7,29 +7,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{closed_port, echo_server, fake_concentrator, key, upstream, wrong_key, Behaviour};
-use mpbond_agent::health::{probe, ProbeError};
-use mpbond_agent::proxy::{conn::Close, handle, ConnContext, Stats, Summary, UpstreamKind};
-use mpbond_agent::upstream::{Upstream, UpstreamError};
+use common::{
+    closed_port, context, echo_server, fake_concentrator, key, sent, upstream, wrong_key, Behaviour,
+};
+use mpbond_agent::concentrator_probe::{probe, ProbeError};
+use mpbond_agent::core::{FastOpenEvidence, Input};
+use mpbond_agent::proxy::{conn::Close, handle, ConnContext, Summary, UpstreamKind};
+use mpbond_agent::upstream::UpstreamError;
 use mpbond_protocol::ErrorCode;
-use mpbond_relay::relay::{CloseReason, RelayOpts};
+use mpbond_relay::relay::CloseReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(10);
-
-fn context(upstream: Arc<Upstream>) -> Arc<ConnContext> {
-    Arc::new(ConnContext {
-        upstream,
-        stats: Arc::new(Stats::default()),
-        probe_now: Arc::new(Notify::new()),
-        reply_timeout: Duration::from_secs(2),
-        direct_timeout: Duration::from_secs(2),
-        relay: RelayOpts::default(),
-    })
-}
 
 /// Connect a "LAN client" through the handler to `dst`; send `data`, half-close, and
 /// read until EOF. Returns what the client read (or its error) and the handler's summary.
@@ -58,7 +49,7 @@ async fn relays_through_the_concentrator() {
     timeout(LIMIT, async {
         let fake = fake_concentrator(Behaviour::Relay).await;
         let echo = echo_server().await;
-        let ctx = context(upstream(fake.addr, key()));
+        let (ctx, mut events) = context(upstream(fake.addr, key()));
         let (read, summary) = exchange(&ctx, echo, b"hello through mptcp").await;
         assert_eq!(read.unwrap(), b"hello through mptcp");
         assert_eq!(summary.upstream, UpstreamKind::Concentrator);
@@ -66,30 +57,30 @@ async fn relays_through_the_concentrator() {
         assert_eq!((summary.up, summary.down), (19, 19));
         // MPTCP with the request in the SYN stays MPTCP only where the server accepts TFO
         // data (net.ipv4.tcp_fastopen has the 0x2 bit); otherwise the kernel falls back
-        // and the agent turns Fast Open off for the next connections.
+        // and the connection tells the decision core, which turns Fast Open off.
         if common::mptcp_enabled() && common::tfo_server_enabled() {
             assert_eq!(summary.mptcp, Some(true));
         }
         let fallbacks = u64::from(summary.mptcp == Some(false));
         assert_eq!(ctx.stats.snapshot().mptcp_fallbacks, fallbacks);
+        let told = sent(&mut events);
         if common::mptcp_enabled() {
-            let (read, again) = exchange(&ctx, echo, b"second").await;
-            assert_eq!(read.unwrap(), b"second");
-            assert_eq!(
-                again.mptcp,
-                Some(true),
-                "Fast Open was turned off if it broke MPTCP"
+            let evidence = FastOpenEvidence {
+                mptcp: common::tfo_server_enabled(),
+            };
+            assert_eq!(told.len(), 1, "{told:?}");
+            assert!(
+                matches!(told[0], Input::UpstreamConnected(e) if e == evidence),
+                "{told:?}"
             );
-            let fastopen = ctx
-                .upstream
-                .fastopen
-                .load(std::sync::atomic::Ordering::Relaxed);
-            assert_eq!(fastopen, common::tfo_server_enabled());
         }
+        assert!(
+            !told.iter().any(|i| matches!(i, Input::UpstreamFailed)),
+            "a reachable concentrator asks for no probe"
+        );
         let requests = fake.requests.lock().unwrap().clone();
         assert!(!requests.is_empty());
         assert_eq!(requests[0].destination(), Some(echo));
-        assert!(!ctx.probe_now_pending());
     })
     .await
     .expect("test timed out");
@@ -100,7 +91,7 @@ async fn data_right_behind_the_reply_reaches_the_client() {
     timeout(LIMIT, async {
         let fake = fake_concentrator(Behaviour::OkWithData(b"server speaks first")).await;
         let echo = echo_server().await;
-        let ctx = context(upstream(fake.addr, key()));
+        let (ctx, _events) = context(upstream(fake.addr, key()));
         let (read, summary) = exchange(&ctx, echo, b"").await;
         assert_eq!(read.unwrap(), b"server speaks first");
         assert_eq!(summary.upstream, UpstreamKind::Concentrator);
@@ -115,7 +106,7 @@ async fn concentrator_error_resets_the_lan_side() {
     timeout(LIMIT, async {
         let fake = fake_concentrator(Behaviour::Refuse(ErrorCode::DestinationUnreachable)).await;
         let echo = echo_server().await;
-        let ctx = context(upstream(fake.addr, key()));
+        let (ctx, _events) = context(upstream(fake.addr, key()));
         let (read, summary) = exchange(&ctx, echo, b"x").await;
         let err = read.expect_err("the client sees a reset");
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
@@ -135,7 +126,7 @@ async fn a_rejected_key_resets_the_lan_side() {
     timeout(LIMIT, async {
         let fake = fake_concentrator(Behaviour::Relay).await;
         let echo = echo_server().await;
-        let ctx = context(upstream(fake.addr, wrong_key()));
+        let (ctx, _events) = context(upstream(fake.addr, wrong_key()));
         let (read, summary) = exchange(&ctx, echo, b"x").await;
         assert!(read.is_err());
         assert_eq!(summary.close, Close::Refused(ErrorCode::NotAuthorized));
@@ -149,13 +140,17 @@ async fn a_rejected_key_resets_the_lan_side() {
 async fn unreachable_concentrator_fails_open_and_asks_for_a_probe() {
     timeout(LIMIT, async {
         let echo = echo_server().await;
-        let ctx = context(upstream(closed_port().await, key()));
+        let (ctx, mut events) = context(upstream(closed_port().await, key()));
         let (read, summary) = exchange(&ctx, echo, b"direct data").await;
         assert_eq!(read.unwrap(), b"direct data");
         assert_eq!(summary.upstream, UpstreamKind::Direct);
         assert_eq!(summary.close, Close::Relay(CloseReason::Finished));
         assert_eq!(ctx.stats.snapshot().direct, 1);
-        assert!(ctx.probe_now_pending());
+        let told = sent(&mut events);
+        assert!(
+            told.iter().any(|i| matches!(i, Input::UpstreamFailed)),
+            "the core is asked to probe: {told:?}"
+        );
     })
     .await
     .expect("test timed out");
@@ -166,7 +161,7 @@ async fn no_reply_fails_open() {
     timeout(LIMIT, async {
         let fake = fake_concentrator(Behaviour::Hangup).await;
         let echo = echo_server().await;
-        let ctx = context(upstream(fake.addr, key()));
+        let (ctx, _events) = context(upstream(fake.addr, key()));
         let (read, summary) = exchange(&ctx, echo, b"late").await;
         assert_eq!(read.unwrap(), b"late");
         assert_eq!(summary.upstream, UpstreamKind::Direct);
@@ -179,7 +174,7 @@ async fn no_reply_fails_open() {
 #[tokio::test]
 async fn direct_failure_resets_the_lan_side() {
     timeout(LIMIT, async {
-        let ctx = context(upstream(closed_port().await, key()));
+        let (ctx, _events) = context(upstream(closed_port().await, key()));
         let (read, summary) = exchange(&ctx, closed_port().await, b"nowhere").await;
         assert!(read.is_err(), "the client sees a reset, got {read:?}");
         assert_eq!(summary.upstream, UpstreamKind::Direct);
@@ -193,8 +188,9 @@ async fn direct_failure_resets_the_lan_side() {
 async fn probe_succeeds_against_a_live_concentrator() {
     timeout(LIMIT, async {
         let fake = fake_concentrator(Behaviour::Relay).await;
-        probe(&upstream(fake.addr, key()), Duration::from_secs(2))
+        probe(&upstream(fake.addr, key()), Duration::from_secs(2), true)
             .await
+            .result
             .expect("probe succeeds");
         let requests = fake.requests.lock().unwrap().clone();
         assert!(requests.len() == 1 && requests[0].is_info());
@@ -207,7 +203,13 @@ async fn probe_succeeds_against_a_live_concentrator() {
 async fn probe_with_a_wrong_key_is_rejected() {
     timeout(LIMIT, async {
         let fake = fake_concentrator(Behaviour::Relay).await;
-        let result = probe(&upstream(fake.addr, wrong_key()), Duration::from_secs(2)).await;
+        let result = probe(
+            &upstream(fake.addr, wrong_key()),
+            Duration::from_secs(2),
+            true,
+        )
+        .await
+        .result;
         assert!(
             matches!(
                 result,
@@ -228,8 +230,10 @@ async fn probe_of_a_closed_port_fails() {
         let result = probe(
             &upstream(closed_port().await, key()),
             Duration::from_secs(2),
+            true,
         )
-        .await;
+        .await
+        .result;
         assert!(
             matches!(result, Err(ProbeError::Upstream(UpstreamError::Connect(_)))),
             "{result:?}"
@@ -237,18 +241,4 @@ async fn probe_of_a_closed_port_fails() {
     })
     .await
     .expect("test timed out");
-}
-
-/// Whether `probe_now` holds a stored notification, without waiting for one.
-trait ProbeNowPending {
-    fn probe_now_pending(&self) -> bool;
-}
-
-impl ProbeNowPending for Arc<ConnContext> {
-    fn probe_now_pending(&self) -> bool {
-        let notified = self.probe_now.notified();
-        let mut notified = std::pin::pin!(notified);
-        // A stored permit completes the first poll.
-        notified.as_mut().enable()
-    }
 }

@@ -7,12 +7,15 @@
 mod common;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{closed_port, fake_concentrator, key, upstream, wrong_key, Behaviour};
+use mpbond_agent::proxy::ConnParams;
+use mpbond_agent::upstream::Upstream;
 use mpbond_agent::wanprobe::{probe_once, ProbeError, ProbeLoop, ProbeTarget};
 use mpbond_protocol::ErrorCode;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
@@ -81,7 +84,7 @@ async fn loop_reports_until_cancelled() {
             interval: Duration::from_millis(50),
             timeout: PROBE_TIMEOUT,
         },
-        upstream: upstream(fake.addr, key()),
+        params: fixed(upstream(fake.addr, key())),
         reports: tx,
     }
     .spawn(shutdown.clone());
@@ -112,10 +115,15 @@ async fn loop_stops_when_nobody_listens() {
             interval: Duration::from_millis(10),
             timeout: PROBE_TIMEOUT,
         },
-        upstream: upstream(closed_port().await, key()),
+        params: fixed(upstream(closed_port().await, key())),
         reports: tx,
     }
     .spawn(CancellationToken::new());
     drop(rx);
     timeout(LIMIT, task).await.unwrap().unwrap();
+}
+
+/// Parameters nobody changes, as the WAN probe loop reads them.
+fn fixed(upstream: Upstream) -> watch::Receiver<Arc<ConnParams>> {
+    watch::channel(Arc::new(common::params(upstream))).1
 }

@@ -22,7 +22,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use mpbond_agent::upstream::Upstream;
@@ -227,9 +227,8 @@ fn upstream(port: u16, key: [u8; 32]) -> Upstream {
         client_id: "home".parse().unwrap(),
         key: Key::from_bytes(key),
         connect_timeout: PROBE_TIMEOUT,
-        fastopen: AtomicBool::new(false),
-        wan_reach: Default::default(),
-        source: Default::default(),
+        fastopen: false,
+        source: None,
     }
 }
 

@@ -19,10 +19,12 @@ use std::time::{Duration, Instant};
 
 use mpbond_agent::config::{Config, Format};
 use mpbond_agent::control::ControlPlane;
+use mpbond_agent::proxy::ConnParams;
 use mpbond_agent::status::StatusModel;
 use mpbond_agent::upstream::Upstream;
 use net_ns::Netns;
 use serde_json::{json, Map, Value as Json};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use ubus_standin::{SockDir, StandIn};
 
@@ -99,21 +101,29 @@ fn the_agent_manages_the_device_netifd_names() {
         let dir = SockDir::new();
         let ubusd = StandIn::start(&dir.socket(), dump(Some("eth9"), "10.209.0.1"));
         let config = config(&dir.socket());
-        let upstream = Arc::new(Upstream {
+        let upstream = Upstream {
             addr: "192.0.2.1:4850".parse().expect("addr"),
             client_id: config.concentrator.client_id.clone(),
             key: config.concentrator.key.clone(),
             connect_timeout: Duration::from_secs(1),
-            fastopen: true.into(),
-            wan_reach: Default::default(),
-            source: Default::default(),
-        });
+            fastopen: true,
+            source: None,
+        };
+        let params = ConnParams {
+            upstream,
+            reply_timeout: Duration::from_secs(1),
+            direct_timeout: Duration::from_secs(1),
+            relay: Default::default(),
+        };
+        let (_params_tx, params_rx) = watch::channel(Arc::new(params));
+        let (core_tx, _core_rx) = mpsc::unbounded_channel();
         let status = Arc::new(Mutex::new(StatusModel::new("test", Instant::now(), "x")));
-        let control = ControlPlane::start(&config, upstream, status)
+        let control = ControlPlane::start(Arc::new(config), params_rx, core_tx, status)
             .await
             .expect("control plane");
         let shutdown = CancellationToken::new();
-        let running = tokio::spawn(control.run(shutdown.clone()));
+        let (_commands_tx, commands) = mpsc::unbounded_channel();
+        let running = tokio::spawn(control.run(commands, shutdown.clone()));
 
         let routes = |dev: &str, gw: &str| {
             let out = ip_out(&name, &["-4", "route", "show", "table", "all"]);

@@ -51,19 +51,20 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
+use crate::core::Input;
 use crate::model::netops::NetError;
 use crate::model::wan::Wan;
 use crate::net::features::{self, KernelFeatures};
 use crate::net::{sysctl, Kernel, Monitor};
+use crate::proxy::ConnParams;
 use crate::status::KernelStatus;
 use crate::ubus::{NetifdView, WatchOpts};
-use crate::upstream::Upstream;
 use crate::wanprobe::{ProbeLoop, ProbeReport, ProbeTarget};
 
 pub use reconcile::{KernelPort, Outcome, Reconciler};
-pub use status::{SharedStatus, StatusTable};
+pub use status::SharedStatus;
 pub use subflows::SubflowCounter;
-pub use wans::{preferred_source, probe_targets, WanBook, WanEvent};
+pub use wans::{probe_targets, WanBook, WanEvent};
 
 /// Quiet time after the last rtnetlink nudge before the reconcile.
 pub const DEBOUNCE: Duration = Duration::from_millis(30);
@@ -124,14 +125,26 @@ pub fn prepare(config: &Config, status: &SharedStatus) -> KernelFeatures {
     found
 }
 
+/// What the driver tells the running control plane.
+#[derive(Debug)]
+pub enum ControlCommand {
+    /// A reload changed the WANs, routing, ubus or MPTCP settings (or the concentrator):
+    /// apply the new config in place.
+    Reconfigure(Arc<Config>),
+}
+
+/// Where the control plane sends what the decision core needs.
+pub type CoreEvents = mpsc::UnboundedSender<Input>;
+
 /// The running control plane.
 #[derive(Debug)]
 pub struct ControlPlane {
     kernel: Kernel,
     reconciler: Reconciler,
-    upstream: Arc<Upstream>,
+    config: Arc<Config>,
+    params: watch::Receiver<Arc<ConnParams>>,
+    core: CoreEvents,
     status: SharedStatus,
-    every: Duration,
     netifd: Option<Netifd>,
 }
 
@@ -139,8 +152,9 @@ impl ControlPlane {
     /// Connect to the kernel and remove leftovers of a previous run. Fails if there is no
     /// rtnetlink socket or no MPTCP path manager.
     pub async fn start(
-        config: &Config,
-        upstream: Arc<Upstream>,
+        config: Arc<Config>,
+        params: watch::Receiver<Arc<ConnParams>>,
+        core: CoreEvents,
         status: SharedStatus,
     ) -> Result<ControlPlane, NetError> {
         let mut kernel = Kernel::connect(config.routing.ownership.clone()).await?;
@@ -150,23 +164,8 @@ impl ControlPlane {
             Ok(Ok(n)) => warn!(removed = n, "removed leftovers of a previous run"),
             Ok(Err(error)) => warn!(%error, "cannot remove every leftover of a previous run"),
         }
-        let mut reconciler = Reconciler::new(
-            config.wan.clone(),
-            config.proxy.lan_interfaces.clone(),
-            config.routing.ownership.clone(),
-            config.mptcp.limits,
-        );
-        let netifd = match config.routing.ubus.resolve() {
-            Some(socket) => {
-                let netifd = Netifd::start(socket).await;
-                reconciler.set_netifd(netifd.views.borrow().clone());
-                Some(netifd)
-            }
-            None => {
-                debug!("no ubus socket: WANs from rtnetlink alone");
-                None
-            }
-        };
+        let mut reconciler = new_reconciler(&config);
+        let netifd = start_netifd(&config, &mut reconciler).await;
         // The first reconcile, so the tables exist when the agent says it is ready.
         let first = tokio::time::timeout(RECONCILE_TIMEOUT, reconciler.reconcile(&mut kernel));
         match first.await {
@@ -174,6 +173,7 @@ impl ControlPlane {
                 let book = &reconciler.book;
                 let now = std::time::Instant::now();
                 status::publish(&status, &out, book, &SubflowCounter::default(), now);
+                let _ = core.send(Input::WansPlanned(out.wans));
             }
             Ok(Err(error)) => error!(%error, "first reconcile failed, retrying"),
             Err(_) => error!("first reconcile timed out, retrying"),
@@ -181,19 +181,24 @@ impl ControlPlane {
         Ok(ControlPlane {
             kernel,
             reconciler,
-            upstream,
+            config,
+            params,
+            core,
             status,
-            every: config.routing.reconcile,
             netifd,
         })
     }
 
-    /// Run until `shutdown`, then clean up everything owned.
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// Run until `shutdown`, then clean up everything owned. `commands` brings reloads.
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<ControlCommand>,
+        shutdown: CancellationToken,
+    ) {
         let (tx, mut reports) = mpsc::channel::<ProbeReport>(64);
         let mut probes = Probes {
             loops: HashMap::new(),
-            upstream: self.upstream.clone(),
+            params: self.params.clone(),
             tx,
             shutdown: shutdown.child_token(),
         };
@@ -202,9 +207,7 @@ impl ControlPlane {
         let mut subflows = SubflowCounter::default();
         let mut wans: Vec<Wan> = Vec::new();
         let mut debounce: Option<Instant> = None;
-        let mut periodic = tokio::time::interval(self.every);
-        periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        periodic.reset();
+        let mut periodic = periodic_timer(self.config.routing.reconcile);
         let mut counters = tokio::time::interval(COUNTERS_EVERY);
         counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         counters.reset();
@@ -219,6 +222,15 @@ impl ControlPlane {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
+                Some(command) = commands.recv() => match command {
+                    ControlCommand::Reconfigure(config) => {
+                        if self.reconfigure(config, &mut probes).await {
+                            periodic = periodic_timer(self.config.routing.reconcile);
+                            views = self.netifd.as_ref().map(|n| n.views.clone());
+                        }
+                        pending = true;
+                    }
+                },
                 nudge = next(&mut nudges) => match nudge {
                     Some(()) => debounce = Some(Instant::now() + DEBOUNCE),
                     None => {
@@ -248,7 +260,7 @@ impl ControlPlane {
                 Some(report) = reports.recv() => {
                     let outcome = report.outcome();
                     if outcome.is_some() {
-                        self.upstream.wan_reach.note(report.at);
+                        let _ = self.core.send(Input::WanReached(report.at));
                     }
                     if let Err(error) = &report.result {
                         debug!(wan = %report.wan, %error, "wan probe failed");
@@ -292,18 +304,11 @@ impl ControlPlane {
         match tokio::time::timeout(RECONCILE_TIMEOUT, reconcile).await {
             Ok(Ok(out)) => {
                 let settings = self.reconciler.settings();
-                probes.sync(probe_targets(&out.wans, self.upstream.addr, settings));
-                let source = preferred_source(&out.wans, self.upstream.addr);
-                if self.upstream.source.set(source) {
-                    match source {
-                        Some(ip) => {
-                            info!(source = %ip, "new upstream connections start from a live WAN")
-                        }
-                        None => info!("new upstream connections follow the main route"),
-                    }
-                }
+                let concentrator = self.params.borrow().upstream.addr;
+                probes.sync(probe_targets(&out.wans, concentrator, settings));
                 let now = std::time::Instant::now();
                 status::publish(&self.status, &out, &self.reconciler.book, subflows, now);
+                let _ = self.core.send(Input::WansPlanned(out.wans.clone()));
                 Some(out.wans)
             }
             Ok(Err(error)) => {
@@ -317,6 +322,50 @@ impl ControlPlane {
                 None
             }
         }
+    }
+
+    /// Apply a reloaded config in place. Returns true when the loop's own timers and
+    /// watchers changed (reconcile interval, netifd watcher). The reconcile that follows
+    /// diffs against the kernel, so unchanged WANs are not touched.
+    async fn reconfigure(&mut self, config: Arc<Config>, probes: &mut Probes) -> bool {
+        let old = std::mem::replace(&mut self.config, config);
+        let new = self.config.clone();
+        if old.mptcp != new.mptcp {
+            let report = sysctl::apply_cpe(&new.mptcp);
+            if !report.all_set() {
+                warn!("some MPTCP sysctls could not be set");
+            }
+        }
+        if old.routing.ownership != new.routing.ownership {
+            // New ranges: what the old ones own goes, and the new reconciler builds anew.
+            info!("routing ranges changed: removing what the old ranges own");
+            match tokio::time::timeout(CLEANUP_TIMEOUT, self.kernel.cleanup()).await {
+                Ok(Ok(removed)) => info!(removed, "old routing ranges cleaned up"),
+                Ok(Err(error)) => error!(%error, "old routing ranges not fully cleaned up"),
+                Err(_) => error!("cleaning up the old routing ranges timed out"),
+            }
+            match Kernel::connect(new.routing.ownership.clone()).await {
+                Ok(kernel) => self.kernel = kernel,
+                Err(error) => error!(%error, "cannot reconnect to the kernel with the new ranges"),
+            }
+            self.reconciler = new_reconciler(&new);
+            probes.stop_all();
+        } else {
+            self.reconciler.reconfigure(
+                new.wan.clone(),
+                new.proxy.lan_interfaces.clone(),
+                new.mptcp.limits,
+            );
+        }
+        let mut loop_changed = old.routing.reconcile != new.routing.reconcile;
+        if old.routing.ubus != new.routing.ubus || old.routing.ownership != new.routing.ownership {
+            self.netifd = None;
+            self.netifd = start_netifd(&new, &mut self.reconciler).await;
+            loop_changed = true;
+        } else if let Some(netifd) = &self.netifd {
+            self.reconciler.set_netifd(netifd.views.borrow().clone());
+        }
+        loop_changed
     }
 
     /// Sample the WANs' device counters into the status.
@@ -380,11 +429,46 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
+/// A reconciler for `config`.
+fn new_reconciler(config: &Config) -> Reconciler {
+    Reconciler::new(
+        config.wan.clone(),
+        config.proxy.lan_interfaces.clone(),
+        config.routing.ownership.clone(),
+        config.mptcp.limits,
+    )
+}
+
+/// The netifd watcher, if `config` names a ubus socket; its first view goes to the
+/// reconciler.
+async fn start_netifd(config: &Config, reconciler: &mut Reconciler) -> Option<Netifd> {
+    match config.routing.ubus.resolve() {
+        Some(socket) => {
+            let netifd = Netifd::start(socket).await;
+            reconciler.set_netifd(netifd.views.borrow().clone());
+            Some(netifd)
+        }
+        None => {
+            debug!("no ubus socket: WANs from rtnetlink alone");
+            reconciler.set_netifd(None);
+            None
+        }
+    }
+}
+
+/// The periodic reconcile timer (first tick after one period).
+fn periodic_timer(every: Duration) -> tokio::time::Interval {
+    let mut periodic = tokio::time::interval(every);
+    periodic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    periodic.reset();
+    periodic
+}
+
 /// The running probe loops, by WAN name.
 #[derive(Debug)]
 struct Probes {
     loops: HashMap<String, (ProbeTarget, CancellationToken)>,
-    upstream: Arc<Upstream>,
+    params: watch::Receiver<Arc<ConnParams>>,
     tx: mpsc::Sender<ProbeReport>,
     shutdown: CancellationToken,
 }
@@ -406,7 +490,7 @@ impl Probes {
             let token = self.shutdown.child_token();
             ProbeLoop {
                 target: target.clone(),
-                upstream: self.upstream.clone(),
+                params: self.params.clone(),
                 reports: self.tx.clone(),
             }
             .spawn(token.clone());

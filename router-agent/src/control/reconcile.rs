@@ -86,6 +86,16 @@ impl Reconciler {
         }
     }
 
+    /// New WAN settings, LAN interfaces and MPTCP limits (a reload). The next reconcile
+    /// diffs against the kernel as usual, so only what changed is touched: a removed
+    /// WAN's table, rule and endpoint go, an added one's are built.
+    pub fn reconfigure(&mut self, settings: WanSettings, lan: Vec<String>, limits: Limits) {
+        self.book.set_settings(settings.clone());
+        self.settings = settings;
+        self.lan = lan;
+        self.limits = limits;
+    }
+
     /// Resolve the configured WANs through this netifd view from the next reconcile on
     /// (`None`: as configured).
     pub fn set_netifd(&mut self, view: Option<NetifdView>) {

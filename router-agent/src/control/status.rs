@@ -1,16 +1,14 @@
 //! Keeping the shared [`StatusModel`] current: the WANs after each reconcile, probe
-//! figures, subflow counts, device counters, and the concentrator's health (through
-//! [`StatusTable`], which wraps the nft table the health monitor drives).
+//! figures, subflow counts and device counters. The driver publishes the concentrator's
+//! health.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::reconcile::Outcome;
 use super::subflows::SubflowCounter;
 use super::wans::WanBook;
-use crate::health::{ProbeError, RedirectTable};
 use crate::model::wan::{Snapshot, Wan};
-use crate::nft::{NftError, RedirectSpec};
 use crate::status::{StatusModel, WanInfo};
 
 /// The status model, shared by the control loop, the health monitor and the socket.
@@ -83,25 +81,5 @@ pub fn publish_subflows(status: &SharedStatus, wans: &[Wan], subflows: &SubflowC
     let mut model = lock(status);
     for wan in wans {
         model.set_subflows(&wan.name, subflows.count(wan));
-    }
-}
-
-/// A [`RedirectTable`] that also records each concentrator probe and the redirect state
-/// in the status model.
-#[derive(Debug)]
-pub struct StatusTable<T> {
-    pub inner: T,
-    pub status: SharedStatus,
-}
-
-impl<T: RedirectTable> RedirectTable for StatusTable<T> {
-    fn apply(&mut self, spec: &RedirectSpec) -> Result<(), NftError> {
-        self.inner.apply(spec)
-    }
-
-    fn observe(&mut self, result: Result<Duration, &ProbeError>, redirect: bool) {
-        let mut model = lock(&self.status);
-        model.record_concentrator_probe(result.map_err(|e| e.to_string()));
-        model.concentrator_mut().redirect = redirect;
     }
 }

@@ -10,7 +10,8 @@ use ipnet::IpNet;
 
 use super::reconcile::{KernelPort, Reconciler};
 use super::subflows::SubflowCounter;
-use super::wans::{preferred_source, probe_targets, WanEvent};
+use super::wans::{probe_targets, WanEvent};
+use crate::core::preferred_source;
 use crate::model::netops::{
     Endpoint, KernelState, Limits, NetBackend, NetError, NetOp, Ownership, RecordingBackend,
 };

@@ -95,6 +95,15 @@ impl WanBook {
         }
     }
 
+    /// New settings (a reload). A WAN whose probe settings changed starts its probe
+    /// state afresh; the others keep their health.
+    pub fn set_settings(&mut self, settings: WanSettings) {
+        self.entries
+            .retain(|name, entry| entry.probe.settings() == settings.probe_for(name));
+        self.refresh.retain(|name| self.entries.contains_key(name));
+        self.settings = settings;
+    }
+
     /// The entries, by WAN name.
     pub fn entries(&self) -> &BTreeMap<String, WanEntry> {
         &self.entries
@@ -199,24 +208,6 @@ fn link_reason(wan: &Wan) -> &'static str {
     } else {
         "link_down"
     }
-}
-
-/// Where new upstream connections should start: an address, of the concentrator's
-/// family, of the first WAN (in plan order) whose probes say it is up (or degraded),
-/// `on` WANs before `backup` ones. None when no WAN qualifies: the main route decides.
-pub fn preferred_source(wans: &[Wan], concentrator: SocketAddr) -> Option<IpAddr> {
-    let live = |mode: Mode| {
-        wans.iter()
-            .filter(move |w| w.mode == mode && w.link_up)
-            .filter(|w| matches!(w.health, Health::Up | Health::Degraded))
-            .find_map(|w| {
-                w.addresses
-                    .iter()
-                    .map(|a| a.addr())
-                    .find(|a| a.is_ipv4() == concentrator.is_ipv4())
-            })
-    };
-    live(Mode::On).or_else(|| live(Mode::Backup))
 }
 
 /// The probe each WAN needs: every WAN that is not `off`, whose link is up and that has

@@ -4,12 +4,12 @@
 //!   [`RedirectSpec`](crate::nft::RedirectSpec) the agent wants.
 //! * [`health`]: the fail-open state machine fed by probe results.
 
-pub mod health;
+pub mod failopen;
 pub mod netops;
 pub mod plan;
 pub mod probe;
 pub mod routing;
 pub mod wan;
 
-pub use health::{Health, LinkState, Probe, Transition};
+pub use failopen::{FailOpen, LinkState, Probe, Transition};
 pub use plan::{redirect_spec, BUILTIN_BYPASS};

@@ -29,8 +29,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::ConnContext;
-use crate::upstream::{read_reply, UpstreamError};
+use super::{ConnContext, ConnParams};
+use crate::core::Input;
+use crate::upstream::{fastopen_evidence, read_reply, UpstreamError};
 
 /// Most LAN bytes sent ahead of the Convert reply (and kept for a fail-open replay):
 /// enough for an HTTP request or a TLS ClientHello.
@@ -127,22 +128,27 @@ pub async fn serve_accepted(lan: TcpStream, client: SocketAddr, ctx: Arc<ConnCon
 /// Handle a LAN connection whose original destination is `dst`. Never panics; every
 /// failure ends in a relay, a reset LAN socket, or both sockets dropped.
 pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summary {
+    let params = ctx.params();
+    let upstream = &params.upstream;
     let mut early = Vec::new();
-    let failure = match ctx
-        .upstream
-        .open(&Message::connect(dst), ctx.upstream.connect_timeout)
+    let failure = match upstream
+        .open(&Message::connect(dst), upstream.connect_timeout)
         .await
     {
         Ok(connected) => {
+            if let Some(evidence) = fastopen_evidence(&connected) {
+                ctx.tell(Input::UpstreamConnected(evidence));
+            }
             let mut stream = connected.stream;
-            let sent = tokio::time::timeout(ctx.reply_timeout, send_early(&lan, &stream)).await;
+            let reply_timeout = params.reply_timeout;
+            let sent = tokio::time::timeout(reply_timeout, send_early(&lan, &stream)).await;
             let reply = match sent {
                 Ok(Ok(bytes)) => {
                     early = bytes;
-                    read_reply(&mut stream, ctx.reply_timeout).await
+                    read_reply(&mut stream, reply_timeout).await
                 }
                 Ok(Err(error)) => Err(UpstreamError::Connect(error)),
-                Err(_) => Err(UpstreamError::Timeout(ctx.reply_timeout)),
+                Err(_) => Err(UpstreamError::Timeout(reply_timeout)),
             };
             match reply {
                 Ok(reply) => {
@@ -154,7 +160,7 @@ pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summa
                     };
                     let ahead = early.len() as u64;
                     drop(early);
-                    return via_concentrator(lan, stream, mptcp, &reply, ahead, ctx).await;
+                    return via_concentrator(lan, stream, mptcp, &reply, ahead, ctx, &params).await;
                 }
                 Err(error) => {
                     sys::reset(stream);
@@ -165,8 +171,8 @@ pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summa
         Err(error) => error,
     };
     info!(%failure, "concentrator unavailable, relaying directly (fail open)");
-    ctx.probe_now.notify_one();
-    direct(lan, dst, &early, ctx).await
+    ctx.tell(Input::UpstreamFailed);
+    direct(lan, dst, &early, ctx, &params).await
 }
 
 /// Until the concentrator's reply is readable, forward what the LAN client sends (up to
@@ -230,6 +236,7 @@ async fn via_concentrator(
     reply: &Message,
     ahead: u64,
     ctx: &ConnContext,
+    params: &ConnParams,
 ) -> Summary {
     if mptcp == Some(false) {
         if ctx.stats.mptcp_fallback() {
@@ -258,7 +265,7 @@ async fn via_concentrator(
             close: Close::Refused(code),
         };
     }
-    let stats = relay(lan, upstream, &ctx.relay).await;
+    let stats = relay(lan, upstream, &params.relay).await;
     Summary {
         upstream: UpstreamKind::Concentrator,
         mptcp,
@@ -270,9 +277,15 @@ async fn via_concentrator(
 
 /// Fail open: connect to `dst` directly, replay `early` (the LAN bytes already sent
 /// to the concentrator), then relay.
-async fn direct(lan: TcpStream, dst: SocketAddr, early: &[u8], ctx: &ConnContext) -> Summary {
+async fn direct(
+    lan: TcpStream,
+    dst: SocketAddr,
+    early: &[u8],
+    ctx: &ConnContext,
+    params: &ConnParams,
+) -> Summary {
     ctx.stats.direct();
-    let connected = tokio::time::timeout(ctx.direct_timeout, TcpStream::connect(dst)).await;
+    let connected = tokio::time::timeout(params.direct_timeout, TcpStream::connect(dst)).await;
     let failed = Summary {
         upstream: UpstreamKind::Direct,
         mptcp: None,
@@ -287,7 +300,7 @@ async fn direct(lan: TcpStream, dst: SocketAddr, early: &[u8], ctx: &ConnContext
                 sys::reset(lan);
                 return failed;
             }
-            let stats = relay(lan, stream, &ctx.relay).await;
+            let stats = relay(lan, stream, &params.relay).await;
             Summary {
                 up: early.len() as u64 + stats.a_to_b,
                 down: stats.b_to_a,
@@ -301,7 +314,7 @@ async fn direct(lan: TcpStream, dst: SocketAddr, early: &[u8], ctx: &ConnContext
             failed
         }
         Err(_) => {
-            info!(timeout = ?ctx.direct_timeout, "direct connect timed out, resetting");
+            info!(timeout = ?params.direct_timeout, "direct connect timed out, resetting");
             sys::reset(lan);
             failed
         }

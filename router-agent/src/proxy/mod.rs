@@ -13,24 +13,58 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mpbond_relay::relay::RelayOpts;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, watch};
 
+use crate::core::Input;
 use crate::upstream::Upstream;
 
 pub use conn::{handle, Summary, UpstreamKind};
 pub use listener::{bind, serve, BindError, Listeners};
 pub use stats::{Stats, StatsSnapshot};
 
-/// What every connection task shares.
-#[derive(Debug)]
-pub struct ConnContext {
-    pub upstream: Arc<Upstream>,
-    pub stats: Arc<Stats>,
-    /// Poked when an upstream connect fails, so health probes at once.
-    pub probe_now: Arc<Notify>,
+/// What a new connection uses: the driver publishes a new value when the config or the
+/// decision core's choices change; a connection keeps the one it started with.
+#[derive(Debug, Clone)]
+pub struct ConnParams {
+    pub upstream: Upstream,
     /// How long to wait for the concentrator's Convert reply.
     pub reply_timeout: Duration,
     /// Timeout of the direct (fail-open) connect.
     pub direct_timeout: Duration,
     pub relay: RelayOpts,
+}
+
+/// What every connection task shares.
+#[derive(Debug)]
+pub struct ConnContext {
+    /// The current parameters (see [`ConnParams`]).
+    pub params: watch::Receiver<Arc<ConnParams>>,
+    pub stats: Arc<Stats>,
+    /// Events for the decision core: an unreachable concentrator, Fast Open evidence.
+    pub events: mpsc::UnboundedSender<Input>,
+}
+
+impl ConnContext {
+    /// A context whose parameters stay `params` (nobody publishes new ones), and the
+    /// receiver of its events: for tools and tests that run connections without the
+    /// driver.
+    pub fn fixed(params: ConnParams) -> (Arc<ConnContext>, mpsc::UnboundedReceiver<Input>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let ctx = ConnContext {
+            params: watch::channel(Arc::new(params)).1,
+            stats: Arc::new(Stats::default()),
+            events,
+        };
+        (Arc::new(ctx), rx)
+    }
+
+    /// The parameters as they are now.
+    pub fn params(&self) -> Arc<ConnParams> {
+        self.params.borrow().clone()
+    }
+
+    /// Tell the decision core; a stopped core is no error (the agent is shutting down).
+    pub fn tell(&self, input: Input) {
+        let _ = self.events.send(input);
+    }
 }

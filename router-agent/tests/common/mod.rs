@@ -4,16 +4,18 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use mpbond_agent::core::Input;
+use mpbond_agent::proxy::{ConnContext, ConnParams};
 use mpbond_agent::upstream::{now_unix, Upstream};
 use mpbond_protocol::auth::{Key, Verifier};
 use mpbond_protocol::{decode, message_len, Decoded, ErrorCode, Message, Tlv};
 use mpbond_relay::relay::{relay, RelayOpts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 pub const CLIENT: &str = "test-client";
 
@@ -169,16 +171,36 @@ pub async fn closed_port() -> SocketAddr {
     listener.local_addr().unwrap()
 }
 
-pub fn upstream(addr: SocketAddr, key: Key) -> Arc<Upstream> {
-    Arc::new(Upstream {
+pub fn upstream(addr: SocketAddr, key: Key) -> Upstream {
+    Upstream {
         addr,
         client_id: CLIENT.parse().unwrap(),
         key,
         connect_timeout: Duration::from_secs(2),
-        fastopen: AtomicBool::new(true),
-        wan_reach: Default::default(),
-        source: Default::default(),
-    })
+        fastopen: true,
+        source: None,
+    }
+}
+
+/// Connection parameters around `upstream`, with 2 s timeouts.
+pub fn params(upstream: Upstream) -> ConnParams {
+    ConnParams {
+        upstream,
+        reply_timeout: Duration::from_secs(2),
+        direct_timeout: Duration::from_secs(2),
+        relay: RelayOpts::default(),
+    }
+}
+
+/// A connection context for `upstream` and the receiver of the events it sends to the
+/// decision core.
+pub fn context(upstream: Upstream) -> (Arc<ConnContext>, UnboundedReceiver<Input>) {
+    ConnContext::fixed(params(upstream))
+}
+
+/// The events sent so far, without waiting.
+pub fn sent(events: &mut UnboundedReceiver<Input>) -> Vec<Input> {
+    std::iter::from_fn(|| events.try_recv().ok()).collect()
 }
 
 /// Is MPTCP enabled in this network namespace?

@@ -43,7 +43,7 @@ impl From<bool> for Probe {
     }
 }
 
-/// A change of state, returned by [`Health::on_probe`].
+/// A change of state, returned by [`FailOpen::on_probe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
     pub from: LinkState,
@@ -54,7 +54,7 @@ pub struct Transition {
 
 /// The state machine. See the module docs.
 #[derive(Debug, Clone)]
-pub struct Health {
+pub struct FailOpen {
     state: LinkState,
     since: Instant,
     /// Probes in a row that disagree with `state`.
@@ -63,20 +63,26 @@ pub struct Health {
     up_after: u32,
 }
 
-impl Health {
+impl FailOpen {
     /// Start from the first probe's verdict. Thresholds below 1 are treated as 1.
-    pub fn new(first: Probe, down_after: u32, up_after: u32, now: Instant) -> Health {
+    pub fn new(first: Probe, down_after: u32, up_after: u32, now: Instant) -> FailOpen {
         let state = match first {
             Probe::Ok => LinkState::Up,
             Probe::Failed => LinkState::Down,
         };
-        Health {
+        FailOpen {
             state,
             since: now,
             streak: 0,
             down_after: down_after.max(1),
             up_after: up_after.max(1),
         }
+    }
+
+    /// New thresholds (a reload); the current state and streak are kept.
+    pub fn set_thresholds(&mut self, down_after: u32, up_after: u32) {
+        self.down_after = down_after.max(1);
+        self.up_after = up_after.max(1);
     }
 
     /// The current state.
@@ -125,7 +131,7 @@ mod tests {
         probes: &[Probe],
     ) -> Vec<(LinkState, bool)> {
         let t0 = Instant::now();
-        let mut h = Health::new(first, down_after, up_after, t0);
+        let mut h = FailOpen::new(first, down_after, up_after, t0);
         probes
             .iter()
             .enumerate()
@@ -139,8 +145,8 @@ mod tests {
     #[test]
     fn starts_from_the_first_probe() {
         let t = Instant::now();
-        assert_eq!(Health::new(Ok, 2, 1, t).state(), Up);
-        assert_eq!(Health::new(Failed, 2, 1, t).state(), Down);
+        assert_eq!(FailOpen::new(Ok, 2, 1, t).state(), Up);
+        assert_eq!(FailOpen::new(Failed, 2, 1, t).state(), Down);
         assert!(Up.redirect());
         assert!(!Down.redirect());
     }
@@ -180,7 +186,7 @@ mod tests {
     #[test]
     fn transition_reports_time_in_previous_state() {
         let t0 = Instant::now();
-        let mut h = Health::new(Ok, 2, 1, t0);
+        let mut h = FailOpen::new(Ok, 2, 1, t0);
         assert_eq!(h.on_probe(Failed, t0 + Duration::from_secs(5)), None);
         let down = h.on_probe(Failed, t0 + Duration::from_secs(6));
         let want = Transition {

@@ -1,0 +1,411 @@
+//! The agent's decision core: the one owner of the state that steers failover.
+//!
+//! Sans-IO, in the style of `quinn-proto`: the shell ([`crate::driver`]) feeds it
+//! [`Input`]s with the current time as a value, takes [`Action`]s out with
+//! [`Core::poll_action`], and wakes it at [`Core::poll_timeout`] with
+//! [`Core::handle_timeout`]. It imports no socket, no netlink and no clock.
+//!
+//! What it decides:
+//! * **Fail open** ([`crate::model::FailOpen`]): whether LAN TCP is redirected. The
+//!   concentrator probe over the main route is the evidence, and so is a recent success of
+//!   any WAN's own probe (a dead WAN under the main route must not withdraw the redirect
+//!   while another WAN still reaches the concentrator).
+//! * **When the concentrator is probed**: every `health.interval`, at once when a relayed
+//!   connection could not reach the concentrator, never closer than [`MIN_PROBE_GAP`].
+//! * **Fast Open**: on until a Fast Open connection comes back as plain TCP (the
+//!   concentrator's kernel refused the data in the SYN), then off, retried by one probe
+//!   every [`FASTOPEN_RETRY`].
+//! * **Where new upstream connections start**: the address of the first live WAN
+//!   ([`preferred_source`]).
+//! * **What a reload changes** ([`reload::Changes`]): only what differs between the
+//!   running config and the new one is acted on; everything else, live connections
+//!   included, is left alone.
+//!
+//! The per-WAN routing decisions (`model::routing`, `model::wan`) and per-WAN health
+//! (`model::probe` in [`crate::control::WanBook`]) are pure modules of their own, driven
+//! by the control plane's reconcile; it reports the planned WANs here as
+//! [`Input::WansPlanned`] and each WAN's probe success as [`Input::WanReached`].
+
+pub mod reload;
+mod source;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::model::plan::redirect_spec;
+use crate::model::wan::Wan;
+use crate::model::{FailOpen, LinkState, Probe};
+use crate::nft::RedirectSpec;
+
+pub use reload::Changes;
+pub use source::preferred_source;
+
+/// Probes asked for by the proxy are at least this far apart.
+pub const MIN_PROBE_GAP: Duration = Duration::from_millis(250);
+/// While Fast Open is off, one probe this often tries it again.
+pub const FASTOPEN_RETRY: Duration = Duration::from_secs(60);
+/// A refused nft update is retried after this long.
+pub const REDIRECT_RETRY: Duration = Duration::from_secs(1);
+
+/// What the shell tells the core.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// The concentrator probe over the main route ended.
+    ProbeDone {
+        /// Its round trip, or why it failed (already logged by the shell).
+        result: Result<Duration, String>,
+        /// What the probe's connection said about Fast Open, if it used it.
+        fastopen: Option<FastOpenEvidence>,
+    },
+    /// A relayed connection could not reach the concentrator: probe soon.
+    UpstreamFailed,
+    /// A relayed connection was made with Fast Open; did it stay MPTCP?
+    UpstreamConnected(FastOpenEvidence),
+    /// Some WAN's own probe reached the concentrator at this time.
+    WanReached(Instant),
+    /// The control plane's reconcile planned these WANs (with their health).
+    WansPlanned(Vec<Wan>),
+    /// The shell tried to bring the nft table to `spec`.
+    RedirectApplied { spec: RedirectSpec, ok: bool },
+    /// A new config, already parsed and validated, with the concentrator's addresses
+    /// resolved (first = the one connections go to).
+    Reload {
+        config: Arc<Config>,
+        concentrator: Vec<SocketAddr>,
+    },
+}
+
+/// A Fast Open connection's verdict: MPTCP survived the data in the SYN, or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FastOpenEvidence {
+    pub mptcp: bool,
+}
+
+/// What the core asks the shell to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Probe the concentrator over the main route now, with or without Fast Open.
+    StartProbe { fastopen: bool },
+    /// Bring the nft table in line with `spec` (atomically); report with
+    /// [`Input::RedirectApplied`]. A different table name replaces the table.
+    ApplyRedirect(RedirectSpec),
+    /// New upstream connections use these settings from now on.
+    PublishUpstream(UpstreamChoice),
+    /// A reload changed these parts: the shell rebuilds only them.
+    Reconfigure(Changes),
+    /// Something to log and show in the status.
+    Notice(Notice),
+}
+
+/// The core's choices for new upstream connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamChoice {
+    pub concentrator: SocketAddr,
+    pub fastopen: bool,
+    pub source: Option<IpAddr>,
+}
+
+/// Things worth a log line (the shell picks the level) and a status field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// Fail open: the redirect is withdrawn.
+    FailOpen { up_for: Duration },
+    /// The redirect is back.
+    Redirecting { down_for: Duration },
+    /// The main-route probe failed but a WAN probe reached the concentrator recently.
+    ReachableViaWan,
+    /// Fast Open on (it works again) or off (the concentrator refused data in the SYN).
+    FastOpen { on: bool },
+    /// New upstream connections start from this WAN address (None: the main route).
+    Source(Option<IpAddr>),
+    /// The concentrator probe's result, and whether the redirect is on, for the status.
+    Probed {
+        result: Result<Duration, String>,
+        redirect: bool,
+    },
+}
+
+/// The main-route probe's schedule.
+#[derive(Debug, Clone)]
+struct ProbeClock {
+    /// When the next periodic probe is due.
+    next: Instant,
+    /// When the last probe ended (for [`MIN_PROBE_GAP`]).
+    last_end: Option<Instant>,
+    /// A probe is running; no other starts until it ends.
+    in_flight: bool,
+    /// When Fast Open was last tried while off.
+    last_fastopen_try: Instant,
+}
+
+/// The decision core. See the module docs.
+#[derive(Debug)]
+pub struct Core {
+    config: Arc<Config>,
+    concentrator: Vec<SocketAddr>,
+    failopen: FailOpen,
+    probe: ProbeClock,
+    fastopen: bool,
+    /// The last time a WAN's own probe reached the concentrator.
+    wan_reached: Option<Instant>,
+    wans: Vec<Wan>,
+    source: Option<IpAddr>,
+    /// The table as the kernel has it (None: the shell has not confirmed one yet).
+    applied: Option<RedirectSpec>,
+    /// A refused nft update waits until then.
+    redirect_retry: Option<Instant>,
+    actions: VecDeque<Action>,
+}
+
+impl Core {
+    /// Start from the first probe's verdict (`first_ok`) and the table the shell created
+    /// from it ([`Core::initial_spec`]).
+    pub fn new(
+        config: Arc<Config>,
+        concentrator: Vec<SocketAddr>,
+        first_ok: bool,
+        now: Instant,
+    ) -> Core {
+        let failopen = FailOpen::new(
+            Probe::from(first_ok),
+            config.health.down_after,
+            config.health.up_after,
+            now,
+        );
+        let mut core = Core {
+            probe: ProbeClock {
+                next: now + config.health.interval,
+                last_end: Some(now),
+                in_flight: false,
+                last_fastopen_try: now,
+            },
+            config,
+            concentrator,
+            failopen,
+            fastopen: true,
+            wan_reached: None,
+            wans: Vec::new(),
+            source: None,
+            applied: None,
+            redirect_retry: None,
+            actions: VecDeque::new(),
+        };
+        core.applied = Some(core.desired_spec());
+        core
+    }
+
+    /// The table for a config, its concentrator addresses and a first probe's verdict:
+    /// what the shell creates before the core runs.
+    pub fn initial_spec(
+        config: &Config,
+        concentrator: &[SocketAddr],
+        first_ok: bool,
+    ) -> RedirectSpec {
+        let ips: Vec<IpAddr> = concentrator.iter().map(SocketAddr::ip).collect();
+        redirect_spec(config, &ips, first_ok)
+    }
+
+    /// The running config.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// The address upstream connections go to.
+    pub fn concentrator(&self) -> SocketAddr {
+        self.concentrator[0]
+    }
+
+    /// What new upstream connections use now.
+    pub fn upstream(&self) -> UpstreamChoice {
+        UpstreamChoice {
+            concentrator: self.concentrator(),
+            fastopen: self.fastopen,
+            source: self.source,
+        }
+    }
+
+    /// Whether the redirect is on (the fail-open verdict).
+    pub fn redirecting(&self) -> bool {
+        self.failopen.state() == LinkState::Up
+    }
+
+    /// The next action for the shell, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When the core wants [`Core::handle_timeout`] called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let probe = (!self.probe.in_flight).then_some(self.probe.next);
+        match (probe, self.redirect_retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Time has passed: start a due probe, retry a refused table update.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.redirect_retry.is_some_and(|at| at <= now) {
+            self.redirect_retry = None;
+            self.sync_redirect();
+        }
+        if !self.probe.in_flight && self.probe.next <= now {
+            self.start_probe(now);
+        }
+    }
+
+    /// Feed one input.
+    pub fn handle(&mut self, input: Input, now: Instant) {
+        match input {
+            Input::ProbeDone { result, fastopen } => self.on_probe(result, fastopen, now),
+            Input::UpstreamFailed => self.nudge_probe(now),
+            Input::UpstreamConnected(evidence) => self.learn_fastopen(evidence),
+            Input::WanReached(at) => {
+                self.wan_reached = Some(self.wan_reached.map_or(at, |last| last.max(at)));
+            }
+            Input::WansPlanned(wans) => {
+                self.wans = wans;
+                self.choose_source();
+            }
+            Input::RedirectApplied { spec, ok } => {
+                if ok {
+                    self.applied = Some(spec);
+                } else {
+                    self.redirect_retry = Some(now + REDIRECT_RETRY);
+                }
+            }
+            Input::Reload {
+                config,
+                concentrator,
+            } => self.reload(config, concentrator, now),
+        }
+    }
+
+    fn start_probe(&mut self, now: Instant) {
+        let mut fastopen = self.fastopen;
+        if !fastopen
+            && now.saturating_duration_since(self.probe.last_fastopen_try) >= FASTOPEN_RETRY
+        {
+            fastopen = true;
+            self.probe.last_fastopen_try = now;
+        }
+        self.probe.in_flight = true;
+        self.actions.push_back(Action::StartProbe { fastopen });
+    }
+
+    /// Probe as soon as the gap since the last probe allows.
+    fn nudge_probe(&mut self, now: Instant) {
+        let earliest = self.probe.last_end.map_or(now, |end| end + MIN_PROBE_GAP);
+        self.probe.next = self.probe.next.min(earliest.max(now));
+    }
+
+    fn on_probe(
+        &mut self,
+        result: Result<Duration, String>,
+        fastopen: Option<FastOpenEvidence>,
+        now: Instant,
+    ) {
+        self.probe.in_flight = false;
+        self.probe.last_end = Some(now);
+        self.probe.next = now + self.config.health.interval;
+        if let Some(evidence) = fastopen {
+            self.learn_fastopen(evidence);
+        }
+        let health = &self.config.health;
+        let window = health.interval * health.down_after + health.timeout;
+        let via_wan = result.is_err()
+            && self
+                .wan_reached
+                .is_some_and(|at| now.saturating_duration_since(at) <= window);
+        if via_wan {
+            self.actions
+                .push_back(Action::Notice(Notice::ReachableViaWan));
+        }
+        let verdict = Probe::from(result.is_ok() || via_wan);
+        if let Some(t) = self.failopen.on_probe(verdict, now) {
+            let notice = match t.to {
+                LinkState::Down => Notice::FailOpen { up_for: t.after },
+                LinkState::Up => Notice::Redirecting { down_for: t.after },
+            };
+            self.actions.push_back(Action::Notice(notice));
+        }
+        self.sync_redirect();
+        self.actions.push_back(Action::Notice(Notice::Probed {
+            result,
+            redirect: self.redirecting(),
+        }));
+    }
+
+    fn learn_fastopen(&mut self, evidence: FastOpenEvidence) {
+        if self.fastopen == evidence.mptcp {
+            return;
+        }
+        self.fastopen = evidence.mptcp;
+        self.actions
+            .push_back(Action::Notice(Notice::FastOpen { on: self.fastopen }));
+        self.publish_upstream();
+    }
+
+    fn choose_source(&mut self) {
+        let source = preferred_source(&self.wans, self.concentrator());
+        if source != self.source {
+            self.source = source;
+            self.actions
+                .push_back(Action::Notice(Notice::Source(source)));
+            self.publish_upstream();
+        }
+    }
+
+    fn publish_upstream(&mut self) {
+        self.actions
+            .push_back(Action::PublishUpstream(self.upstream()));
+    }
+
+    fn desired_spec(&self) -> RedirectSpec {
+        Core::initial_spec(&self.config, &self.concentrator, self.redirecting())
+    }
+
+    /// Ask for the table the verdict and the config want, unless the kernel has it.
+    fn sync_redirect(&mut self) {
+        let want = self.desired_spec();
+        if self.applied.as_ref() != Some(&want) && self.redirect_retry.is_none() {
+            self.actions.push_back(Action::ApplyRedirect(want));
+        }
+    }
+
+    fn reload(&mut self, config: Arc<Config>, concentrator: Vec<SocketAddr>, now: Instant) {
+        if concentrator.is_empty() {
+            return; // The shell never sends this; an empty list changes nothing.
+        }
+        let changes = Changes::between(&self.config, &config, &self.concentrator, &concentrator);
+        if changes.is_empty() {
+            return;
+        }
+        self.config = config;
+        if changes.concentrator {
+            self.concentrator = concentrator;
+            // A new concentrator: learn Fast Open afresh and probe it at once.
+            self.fastopen = true;
+            self.choose_source();
+            self.nudge_probe(now);
+        }
+        if changes.health {
+            let h = &self.config.health;
+            self.failopen.set_thresholds(h.down_after, h.up_after);
+            if !self.probe.in_flight {
+                self.probe.next = self.probe.next.min(now + h.interval);
+            }
+        }
+        if changes.upstream() {
+            self.publish_upstream();
+        }
+        self.redirect_retry = None;
+        self.sync_redirect();
+        self.actions.push_back(Action::Reconfigure(changes));
+    }
+}

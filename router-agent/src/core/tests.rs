@@ -1,0 +1,458 @@
+//! The decision core with simulated time: every failover, Fast Open and reload rule.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+
+use super::*;
+use crate::config::{Config, Format};
+use crate::model::wan::{Health, Mode, Wan};
+
+const BASE: &str = r#"
+[concentrator]
+host = "192.0.2.1"
+client_id = "home"
+key = "abababababababababababababababababababababababababababababababab"
+
+[health]
+interval_ms = 1000
+timeout_ms = 500
+down_after = 2
+up_after = 1
+"#;
+
+fn config(extra: &str) -> Arc<Config> {
+    let text = format!("{BASE}{extra}");
+    Arc::new(Config::parse(&text, Format::Toml, Path::new("core.toml")).expect("test config"))
+}
+
+/// The base config with one piece of text replaced.
+fn replaced(from: &str, to: &str) -> Arc<Config> {
+    let text = BASE.replace(from, to);
+    assert_ne!(text, BASE, "{from:?} is in the base config");
+    Arc::new(Config::parse(&text, Format::Toml, Path::new("core.toml")).expect("test config"))
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("test address")
+}
+
+const VPS: &str = "192.0.2.1:4850";
+
+/// A core after a first probe with `first_ok`, its start-up actions drained.
+fn core(first_ok: bool, t0: Instant) -> Core {
+    let mut core = Core::new(config(""), vec![addr(VPS)], first_ok, t0);
+    assert_eq!(
+        drain(&mut core),
+        vec![],
+        "no action before anything happened"
+    );
+    core
+}
+
+fn drain(core: &mut Core) -> Vec<Action> {
+    std::iter::from_fn(|| core.poll_action()).collect()
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Run the core's timer at `now` and return what it asked for.
+fn tick(core: &mut Core, now: Instant) -> Vec<Action> {
+    core.handle_timeout(now);
+    drain(core)
+}
+
+/// Answer the running probe, confirm any table update, and return the actions.
+fn answer(core: &mut Core, ok: bool, now: Instant) -> Vec<Action> {
+    let result = if ok {
+        Ok(ms(20))
+    } else {
+        Err("timed out".to_owned())
+    };
+    core.handle(
+        Input::ProbeDone {
+            result,
+            fastopen: None,
+        },
+        now,
+    );
+    let actions = drain(core);
+    for action in &actions {
+        if let Action::ApplyRedirect(spec) = action {
+            core.handle(
+                Input::RedirectApplied {
+                    spec: spec.clone(),
+                    ok: true,
+                },
+                now,
+            );
+        }
+    }
+    actions
+}
+
+fn redirects(actions: &[Action]) -> Vec<bool> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ApplyRedirect(spec) => Some(spec.redirect),
+            _ => None,
+        })
+        .collect()
+}
+
+fn wan(name: &str, ip: &str, mode: Mode, health: Health) -> Wan {
+    let net: IpNet = format!("{ip}/24").parse().expect("test prefix");
+    Wan {
+        name: name.to_owned(),
+        device: format!("{name}0"),
+        ifindex: 2,
+        addresses: vec![net],
+        gateway4: None,
+        gateway6: None,
+        point_to_point: false,
+        mode,
+        health,
+        link_up: true,
+        ra_routes: Vec::new(),
+        dev_default4: false,
+        dev_default6: false,
+    }
+}
+
+#[test]
+fn probes_every_interval_one_at_a_time() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    assert_eq!(core.poll_timeout(), Some(t0 + ms(1000)));
+    assert_eq!(tick(&mut core, t0 + ms(999)), vec![]);
+    assert_eq!(
+        tick(&mut core, t0 + ms(1000)),
+        vec![Action::StartProbe { fastopen: true }]
+    );
+    // While it runs there is no deadline and no second probe.
+    assert_eq!(core.poll_timeout(), None);
+    assert_eq!(tick(&mut core, t0 + ms(5000)), vec![]);
+    answer(&mut core, true, t0 + ms(1100));
+    assert_eq!(core.poll_timeout(), Some(t0 + ms(2100)));
+}
+
+#[test]
+fn fails_open_after_down_after_failures_and_comes_back() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    tick(&mut core, t0 + ms(1000));
+    let first = answer(&mut core, false, t0 + ms(1500));
+    assert_eq!(
+        redirects(&first),
+        Vec::<bool>::new(),
+        "one failure is not enough"
+    );
+    assert!(core.redirecting());
+    tick(&mut core, t0 + ms(2500));
+    let second = answer(&mut core, false, t0 + ms(3000));
+    assert_eq!(redirects(&second), vec![false]);
+    assert!(second.contains(&Action::Notice(Notice::FailOpen { up_for: ms(3000) })));
+    assert!(!core.redirecting());
+    tick(&mut core, t0 + ms(4000));
+    let back = answer(&mut core, true, t0 + ms(4020));
+    assert_eq!(redirects(&back), vec![true], "up_after = 1");
+    assert!(back.contains(&Action::Notice(Notice::Redirecting { down_for: ms(1020) })));
+}
+
+#[test]
+fn a_recent_wan_probe_keeps_the_redirect() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    // Window: interval × down_after + timeout = 2.5 s.
+    core.handle(Input::WanReached(t0 + ms(900)), t0 + ms(900));
+    for (start, end) in [(1000, 1500), (2500, 3000)] {
+        tick(&mut core, t0 + ms(start));
+        let actions = answer(&mut core, false, t0 + ms(end));
+        assert_eq!(redirects(&actions), Vec::<bool>::new());
+        assert!(actions.contains(&Action::Notice(Notice::ReachableViaWan)));
+    }
+    assert!(core.redirecting());
+    // The WAN evidence ages out: two more failures fail open.
+    tick(&mut core, t0 + ms(4000));
+    answer(&mut core, false, t0 + ms(4500));
+    tick(&mut core, t0 + ms(5500));
+    let actions = answer(&mut core, false, t0 + ms(6000));
+    assert_eq!(redirects(&actions), vec![false]);
+}
+
+#[test]
+fn an_unreachable_concentrator_is_probed_soon_but_not_too_often() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    core.handle(Input::UpstreamFailed, t0 + ms(100));
+    // The last probe ended at t0: the gap allows t0 + 250 ms.
+    assert_eq!(core.poll_timeout(), Some(t0 + MIN_PROBE_GAP));
+    core.handle(Input::UpstreamFailed, t0 + ms(600));
+    assert_eq!(
+        core.poll_timeout(),
+        Some(t0 + MIN_PROBE_GAP),
+        "no later, no earlier"
+    );
+    assert_eq!(
+        tick(&mut core, t0 + ms(600)),
+        vec![Action::StartProbe { fastopen: true }]
+    );
+    answer(&mut core, true, t0 + ms(650));
+    core.handle(Input::UpstreamFailed, t0 + ms(660));
+    assert_eq!(core.poll_timeout(), Some(t0 + ms(650) + MIN_PROBE_GAP));
+}
+
+#[test]
+fn fast_open_turns_off_on_a_fallback_and_is_retried_once_a_minute() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    core.handle(
+        Input::UpstreamConnected(FastOpenEvidence { mptcp: false }),
+        t0 + ms(10),
+    );
+    let actions = drain(&mut core);
+    assert!(actions.contains(&Action::Notice(Notice::FastOpen { on: false })));
+    assert!(actions.contains(&Action::PublishUpstream(UpstreamChoice {
+        concentrator: addr(VPS),
+        fastopen: false,
+        source: None,
+    })));
+    // Probes go without Fast Open until a minute has passed since the last try (t0).
+    assert_eq!(
+        tick(&mut core, t0 + ms(1000)),
+        vec![Action::StartProbe { fastopen: false }]
+    );
+    answer(&mut core, true, t0 + ms(1010));
+    let mut tried = None;
+    while tried.is_none() {
+        let at = core.poll_timeout().expect("a probe is due");
+        assert!(at < t0 + ms(70_000), "Fast Open never retried");
+        if let [Action::StartProbe { fastopen: true }] = tick(&mut core, at)[..] {
+            tried = Some(at.duration_since(t0).as_millis());
+        }
+        answer(&mut core, true, at + ms(10));
+    }
+    // The first probe due a minute or more after the last try (t0), and no other.
+    let tried = tried.expect("tried");
+    assert!((60_000..61_020).contains(&tried), "tried at {tried} ms");
+    // The retry worked: Fast Open is on again for everyone.
+    core.handle(
+        Input::ProbeDone {
+            result: Ok(ms(20)),
+            fastopen: Some(FastOpenEvidence { mptcp: true }),
+        },
+        t0 + ms(61_000),
+    );
+    let actions = drain(&mut core);
+    assert!(actions.contains(&Action::Notice(Notice::FastOpen { on: true })));
+    assert!(core.upstream().fastopen);
+}
+
+#[test]
+fn new_connections_start_from_the_first_live_wan() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    let wans = vec![
+        wan("lte", "10.9.0.2", Mode::Backup, Health::Up),
+        wan("dsl", "10.1.0.2", Mode::On, Health::Down),
+        wan("fibre", "10.2.0.2", Mode::On, Health::Up),
+    ];
+    core.handle(Input::WansPlanned(wans.clone()), t0);
+    let source: IpAddr = "10.2.0.2".parse().expect("ip");
+    let actions = drain(&mut core);
+    assert!(actions.contains(&Action::Notice(Notice::Source(Some(source)))));
+    assert_eq!(core.upstream().source, Some(source));
+    // The same plan again changes nothing.
+    core.handle(Input::WansPlanned(wans), t0);
+    assert_eq!(drain(&mut core), vec![]);
+    // Every `on` WAN down: the backup one.
+    core.handle(
+        Input::WansPlanned(vec![
+            wan("lte", "10.9.0.2", Mode::Backup, Health::Up),
+            wan("fibre", "10.2.0.2", Mode::On, Health::Down),
+        ]),
+        t0,
+    );
+    assert_eq!(
+        core.upstream().source,
+        Some("10.9.0.2".parse().expect("ip"))
+    );
+}
+
+#[test]
+fn a_refused_table_update_is_retried() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    for (start, end) in [(1000, 1500), (2500, 3000)] {
+        tick(&mut core, t0 + ms(start));
+        core.handle(
+            Input::ProbeDone {
+                result: Err("down".into()),
+                fastopen: None,
+            },
+            t0 + ms(end),
+        );
+    }
+    let actions = drain(&mut core);
+    let Some(Action::ApplyRedirect(spec)) = actions
+        .iter()
+        .find(|a| matches!(a, Action::ApplyRedirect(_)))
+        .cloned()
+    else {
+        panic!("no table update in {actions:?}");
+    };
+    core.handle(
+        Input::RedirectApplied {
+            spec: spec.clone(),
+            ok: false,
+        },
+        t0 + ms(3000),
+    );
+    assert_eq!(core.poll_timeout(), Some(t0 + ms(3000) + REDIRECT_RETRY));
+    assert!(tick(&mut core, t0 + ms(3000) + REDIRECT_RETRY).contains(&Action::ApplyRedirect(spec)));
+}
+
+#[test]
+fn a_reload_with_nothing_changed_does_nothing() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    core.handle(
+        Input::Reload {
+            config: config(""),
+            concentrator: vec![addr(VPS)],
+        },
+        t0,
+    );
+    assert_eq!(drain(&mut core), vec![]);
+}
+
+#[test]
+fn a_reload_of_the_wans_touches_only_the_control_plane() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    let new = config("[[wan]]\nname = \"wan\"\ndevice = \"eth1\"\n");
+    core.handle(
+        Input::Reload {
+            config: new,
+            concentrator: vec![addr(VPS)],
+        },
+        t0,
+    );
+    let actions = drain(&mut core);
+    assert_eq!(
+        actions,
+        vec![Action::Reconfigure(Changes {
+            control: true,
+            ..Changes::default()
+        })],
+        "no table update, no new upstream settings"
+    );
+}
+
+#[test]
+fn a_reload_of_the_bypass_list_keeps_the_fail_open_state() {
+    let t0 = Instant::now();
+    let mut core = core(false, t0);
+    let new = config("[bypass]\ndestinations = [\"198.51.100.0/24\"]\n");
+    core.handle(
+        Input::Reload {
+            config: new,
+            concentrator: vec![addr(VPS)],
+        },
+        t0,
+    );
+    let actions = drain(&mut core);
+    let specs: Vec<_> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::ApplyRedirect(spec) => Some(spec),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(specs.len(), 1, "{actions:?}");
+    assert!(!specs[0].redirect, "still failed open");
+    let bypassed: IpNet = "198.51.100.0/24".parse().expect("prefix");
+    assert!(specs[0].bypass_dst.contains(&bypassed));
+    assert!(!actions
+        .iter()
+        .any(|a| matches!(a, Action::PublishUpstream(_))));
+}
+
+#[test]
+fn a_new_concentrator_is_used_by_new_connections_and_probed_at_once() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    core.handle(
+        Input::UpstreamConnected(FastOpenEvidence { mptcp: false }),
+        t0,
+    );
+    drain(&mut core);
+    let new = replaced("192.0.2.1", "203.0.113.7");
+    let vps2 = addr("203.0.113.7:4850");
+    core.handle(
+        Input::Reload {
+            config: new,
+            concentrator: vec![vps2],
+        },
+        t0 + ms(400),
+    );
+    let actions = drain(&mut core);
+    assert!(actions.contains(&Action::PublishUpstream(UpstreamChoice {
+        concentrator: vps2,
+        fastopen: true,
+        source: None,
+    })));
+    let spec = actions
+        .iter()
+        .find_map(|a| match a {
+            Action::ApplyRedirect(spec) => Some(spec),
+            _ => None,
+        })
+        .expect("the new concentrator is bypassed");
+    let vps2_net = IpNet::from(vps2.ip());
+    assert!(spec.bypass_dst.contains(&vps2_net));
+    assert!(
+        spec.redirect,
+        "the redirect stays until probes say otherwise"
+    );
+    assert_eq!(
+        core.poll_timeout(),
+        Some(t0 + ms(400)),
+        "probe the new one now"
+    );
+}
+
+#[test]
+fn a_reload_of_the_thresholds_applies_to_the_running_streak() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    tick(&mut core, t0 + ms(1000));
+    answer(&mut core, false, t0 + ms(1100));
+    let new = replaced("down_after = 2", "down_after = 5");
+    core.handle(
+        Input::Reload {
+            config: new,
+            concentrator: vec![addr(VPS)],
+        },
+        t0 + ms(1200),
+    );
+    let actions = drain(&mut core);
+    assert!(actions.contains(&Action::Reconfigure(Changes {
+        health: true,
+        ..Changes::default()
+    })));
+    for i in 0..3 {
+        tick(&mut core, t0 + ms(2100 + i * 1000));
+        answer(&mut core, false, t0 + ms(2200 + i * 1000));
+    }
+    assert!(core.redirecting(), "4 failures of 5");
+    tick(&mut core, t0 + ms(5200));
+    let actions = answer(&mut core, false, t0 + ms(5300));
+    assert_eq!(redirects(&actions), vec![false]);
+}
