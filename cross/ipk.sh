@@ -39,12 +39,15 @@ ipk_pack() {
 	(cd "$1" && tar --format=gnu --numeric-owner --owner=0 --group=0 \
 		--mtime="$MTIME" -cf - ./debian-binary ./data.tar.gz ./control.tar.gz) \
 		| gzip -n >"$2/$3.tmp"
+	chmod 0644 "$2/$3.tmp"
 	mv "$2/$3.tmp" "$2/$3"
 }
 
 # ipk_index OUTDIR: rebuild Packages and Packages.gz from every .ipk in OUTDIR.
 # Each entry is the package's control file with Filename, Size and SHA256sum
-# inserted before Description; entries are separated by a blank line.
+# inserted before Description; entries are separated by a blank line. Both
+# files (and the .ipks, see ipk_pack) are mode 0644 whatever the umask, so a
+# plain web server can serve the directory as an opkg `src` feed.
 ipk_index() {
 	index=$(mktemp "${TMPDIR:-/tmp}/mpbond-index.XXXXXX")
 	for pkg in $(cd "$1" && find . -maxdepth 1 -name '*.ipk' | sed 's|^\./||' | LC_ALL=C sort); do
@@ -58,5 +61,6 @@ ipk_index() {
 	done
 	cp "$index" "$1/Packages"
 	gzip -nc "$index" >"$1/Packages.gz"
+	chmod 0644 "$1/Packages" "$1/Packages.gz"
 	rm -f "$index"
 }

@@ -4,7 +4,8 @@
 # Builds luci-app-mpbond_<version>_all.ipk, the LuCI status and settings pages,
 # with no SDK, the way luci.mk lays it out: luci-app/htdocs/ under /www and
 # luci-app/root/ under /, Architecture "all", and luci.mk's postinst (drop the
-# LuCI caches, make rpcd reload its ACLs and plugins). Then it rebuilds the
+# LuCI caches, make rpcd reload its ACLs and plugins), plus a postrm that
+# reloads rpcd again after a removal. Then it rebuilds the
 # Packages index of OUTDIR, so put it next to the agent's ipk from package.sh:
 #
 #   cross/package.sh mipsel_24kc target/cross/mipsel_24kc/mpbond-agent target/feed
@@ -70,8 +71,18 @@ rm -rf /tmp/luci-modulecache/
 killall -HUP rpcd 2>/dev/null
 exit 0
 SCRIPT
+# After removal rpcd must drop the mpbond plugin and the ACL, or the mpbond
+# object stays listed until rpcd restarts: reload it, as on install.
+cat >"$CONTROL/postrm" <<'SCRIPT'
+#!/bin/sh
+[ -n "${IPKG_INSTROOT}" ] && exit 0
+rm -f /tmp/luci-indexcache.*
+rm -rf /tmp/luci-modulecache/
+/etc/init.d/rpcd reload 2>/dev/null
+exit 0
+SCRIPT
 chmod 0644 "$CONTROL/control"
-chmod 0755 "$CONTROL/postinst"
+chmod 0755 "$CONTROL/postinst" "$CONTROL/postrm"
 ipk_tar "$CONTROL" "$WORK/control.tar.gz"
 
 IPK=luci-app-mpbond_${VERSION}_all.ipk

@@ -110,14 +110,20 @@ Description:  Multi-WAN bonding over MPTCP (router agent).
 EOF
 echo "/etc/config/mpbond" >"$CONTROL/conffiles"
 
-# What the SDK's default_postinst/default_prerm do for this package, spelled out:
-# nothing in an image build (IPKG_INSTROOT set: uci-defaults runs at first boot
-# and enables the service); on a live router run the uci-defaults script once,
-# enable (not on upgrade) and start.
+# What the SDK's default_postinst/default_prerm do for this package, spelled out.
+# In an image build (IPKG_INSTROOT set) enable the service through the image's
+# own rc.common, as default_postinst does, so /etc/rc.d/S95mpbond and K10mpbond
+# exist on the first boot (the uci-defaults script runs at that boot, before
+# S95). On a live router run the uci-defaults script once, enable (not on
+# upgrade) and start at once.
 cat >"$CONTROL/postinst" <<'EOF'
 #!/bin/sh
 [ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0
-[ -n "${IPKG_INSTROOT}" ] && exit 0
+if [ -n "${IPKG_INSTROOT}" ]; then
+	mkdir -p "${IPKG_INSTROOT}/etc/rc.d"
+	/bin/sh "${IPKG_INSTROOT}/etc/rc.common" "${IPKG_INSTROOT}/etc/init.d/mpbond" enable
+	exit 0
+fi
 [ -d /tmp/.uci ] || mkdir -p /tmp/.uci
 if [ -f /etc/uci-defaults/99-mpbond ]; then
 	( cd /etc/uci-defaults && . ./99-mpbond ) && rm -f /etc/uci-defaults/99-mpbond

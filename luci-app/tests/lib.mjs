@@ -48,8 +48,10 @@ export async function startBrowser() {
 /**
  * Opens the harness with `view` and answers each ubus call with the next entry
  * of `replies` (the last one repeats). An entry is a status document (ubus
- * status 0) or `{ ubusStatus: N }` for a failed call. Everything that is not
- * our server is aborted, so nothing leaves the machine.
+ * status 0), `{ ubusStatus: N }` for a failed call, `{ rpcError: { code,
+ * message } }` for a JSON-RPC error (uhttpd-mod-ubus answers an expired
+ * session with -32002 "Access denied") or `{ httpStatus: N }`. Everything
+ * that is not our server is aborted, so nothing leaves the machine.
  */
 export async function openView(browser, base, view, replies) {
   const page = await browser.newPage({ viewport: { width: 1100, height: 900 } });
@@ -63,8 +65,9 @@ export async function openView(browser, base, view, replies) {
     if (!url.endsWith('/ubus')) return route.continue();
     const req = route.request().postDataJSON();
     const next = queue.length > 1 ? queue.shift() : queue[0];
-    const result = next.ubusStatus ? [next.ubusStatus] : [0, next];
-    return route.fulfill({ contentType: 'application/json', body: JSON.stringify({ jsonrpc: '2.0', id: req.id, result }) });
+    if (next.httpStatus) return route.fulfill({ status: next.httpStatus, contentType: 'text/plain', body: 'denied' });
+    const reply = next.rpcError ? { error: next.rpcError } : { result: next.ubusStatus ? [next.ubusStatus] : [0, next] };
+    return route.fulfill({ contentType: 'application/json', body: JSON.stringify({ jsonrpc: '2.0', id: req.id, ...reply }) });
   });
   await page.goto(`${base}/tests/harness/index.html?view=${view}`);
   await page.waitForFunction(() => document.body.dataset.ready || document.body.dataset.error, null, { timeout: DEADLINE_MS });

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { appDir } from './lib.mjs';
@@ -40,13 +40,19 @@ test('the Makefile is a luci.mk package', () => {
   for (const line of ['LUCI_DEPENDS:=+mpbond +luci-base', 'PKG_LICENSE:=Apache-2.0', 'include ../../luci.mk'])
     assert.ok(mk.includes(line), line);
   assert.match(mk, /^LUCI_TITLE:=.+/m);
+  // A removal reloads rpcd, defined before luci.mk calls BuildPackage.
+  const postrm = mk.indexOf('define Package/luci-app-mpbond/postrm');
+  assert.ok(postrm >= 0 && postrm < mk.indexOf('include ../../luci.mk'), 'postrm before luci.mk');
+  assert.match(mk.slice(postrm), /^\/etc\/init\.d\/rpcd reload/m);
 });
 
 test('cross/package-luci.sh makes an opkg package of the pages, indexed for a feed', () => {
   const out = mkdtempSync(join(tmpdir(), 'mpbond-luci-ipk-'));
   try {
     const env = { ...process.env, SOURCE_DATE_EPOCH: '1700000000' };
-    const r = spawnSync('sh', [join(appDir, '../cross/package-luci.sh'), out], { encoding: 'utf8', env });
+    // Under umask 077, so every mode the feed needs is set explicitly.
+    const script = join(appDir, '../cross/package-luci.sh');
+    const r = spawnSync('sh', ['-c', 'umask 077 && exec sh "$@"', 'sh', script, out], { encoding: 'utf8', env });
     assert.equal(r.status, 0, r.stderr);
     const ipk = r.stdout.trim();
     assert.match(ipk, /luci-app-mpbond_[\d.]+-r1_all\.ipk$/);
@@ -69,6 +75,15 @@ test('cross/package-luci.sh makes an opkg package of the pages, indexed for a fe
     assert.match(control, /^Depends: libc, mpbond, luci-base$/m);
     const index = readFileSync(join(out, 'Packages'), 'utf8');
     assert.match(index, /^Filename: luci-app-mpbond_[\d.]+-r1_all\.ipk$/m);
+    for (const f of ['Packages', 'Packages.gz', ipk])
+      assert.equal(statSync(f.startsWith('/') ? f : join(out, f)).mode & 0o777, 0o644, `${f} is world-readable`);
+    // postinst and postrm make rpcd reload (its plugin and ACLs), only on a live router.
+    const scripts = spawnSync('sh', ['-c', `tar -xzOf '${ipk}' ./control.tar.gz | tar -tzvf -`], { encoding: 'utf8' }).stdout;
+    assert.match(scripts, /^-rwxr-xr-x\s.*\s\.\/postrm$/m);
+    const postrm = spawnSync('sh', ['-c', `tar -xzOf '${ipk}' ./control.tar.gz | tar -xzOf - ./postrm`], { encoding: 'utf8' }).stdout;
+    assert.match(postrm, /^\/etc\/init\.d\/rpcd reload/m);
+    const image = spawnSync('sh', ['-c', postrm], { encoding: 'utf8', env: { ...process.env, IPKG_INSTROOT: out } });
+    assert.equal(image.status, 0, 'an image build skips it');
     const again = spawnSync('sh', [join(appDir, '../cross/package-luci.sh'), out], { encoding: 'utf8', env });
     assert.equal(again.status, 0, again.stderr);
     assert.deepEqual(readFileSync(ipk), readFileSync(again.stdout.trim()), 'the same inputs give the same bytes');

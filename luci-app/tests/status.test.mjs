@@ -111,6 +111,37 @@ test('ubus call failing (plugin missing): status not available', async () => {
   await page.close();
 });
 
+test('an expired session is left to LuCI: the last status stays, no broken-install advice', async () => {
+  const doc = fixture('status.json');
+  const expired = { rpcError: { code: -32002, message: 'Access denied' } };
+  const { page, errors } = await openView(browser, server.base, 'mpbond/status', [doc, expired]);
+  const before = await text(page, '#mpbond-status');
+  await tick(page);
+  assert.equal(await page.evaluate(() => window.standin.sessionExpired), true, "LuCI's own notice");
+  assert.equal(await page.$('#mpbond-down'), null);
+  const after = await text(page, '#mpbond-status');
+  assert.equal(after, before, 'what was shown stays');
+  for (const claim of [/not available/, /installed/, /rpcd/, /stacktrace/])
+    assert.doesNotMatch(await text(page, '#view'), claim);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('a session refused from the start (HTTP 403) shows no error box of its own', async () => {
+  const { page } = await openView(browser, server.base, 'mpbond/status', [{ httpStatus: 403 }]);
+  assert.equal(await page.$('#mpbond-down'), null);
+  assert.doesNotMatch(await text(page, '#view'), /not available|installed|rpcd/);
+  await page.close();
+});
+
+test('other failures show one line of detail, without the stack trace', async () => {
+  const { page } = await openView(browser, server.base, 'mpbond/status', [{ ubusStatus: 4 }]);
+  const msg = await text(page, '#mpbond-down');
+  assert.match(msg, /failed with ubus code 4/);
+  assert.doesNotMatch(msg, /stacktrace/);
+  await page.close();
+});
+
 test('MPTCP missing and failing open are shown as warnings', async () => {
   const doc = fixture('status-failopen.json');
   const { page } = await openView(browser, server.base, 'mpbond/status', [doc]);

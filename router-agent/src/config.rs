@@ -10,6 +10,7 @@
 //! `check-config` works offline.
 
 pub mod control;
+pub mod log;
 pub mod raw;
 pub mod uci;
 
@@ -25,6 +26,7 @@ use raw::RawConfig;
 
 pub use crate::model::wan::WanSettings;
 pub use control::{MptcpConfig, RoutingConfig, StatusConfig, DEFAULT_STATUS_SOCKET};
+pub use log::DEFAULT_LOG_LEVEL;
 
 /// Default transparent listener port.
 pub const DEFAULT_LISTEN_PORT: u16 = 4851;
@@ -46,6 +48,9 @@ pub struct Config {
     pub wan: WanSettings,
     /// `[status]`: the control socket.
     pub status: StatusConfig,
+    /// `[log] level`: the checked log filter (`info`, `mpbond_agent::control=debug,info`),
+    /// applied at start and on every reload unless `RUST_LOG` is set.
+    pub log_level: String,
 }
 
 /// Where the concentrator is and who we are to it.
@@ -142,6 +147,11 @@ pub enum FieldError {
     Duplicate(String),
     #[error("{0}")]
     Invalid(String),
+    #[error(
+        "{0:?} is not a log filter: LEVEL or TARGET=LEVEL,..., \
+         each LEVEL one of off, error, warn, info, debug, trace"
+    )]
+    LogFilter(String),
     #[error("{value:?} is not an IP prefix or address")]
     Prefix {
         value: String,
@@ -297,6 +307,7 @@ impl Config {
             mptcp: control::mptcp(raw.mptcp)?,
             wan,
             status: control::status(raw.status)?,
+            log_level: log::level(raw.log)?,
         })
     }
 }

@@ -1,7 +1,9 @@
 //! `cross/package.sh` on the host's own mpbond-agent: the .ipk is opened with `tar` and
 //! checked member by member (layout, control fields, conffiles, script modes, the binary's
-//! ELF machine), the feed index must match the file, and two runs give the same bytes.
-//! Needs sh, GNU tar, gzip and sha256sum on the host.
+//! ELF machine), the feed index must match the file and be world-readable even under
+//! `umask 077`, and two runs give the same bytes. The postinst, run as an image build
+//! runs it (`IPKG_INSTROOT` set, the image's rc.common: `openwrt/tests/rc.common`),
+//! enables the service in the image root. Needs sh, GNU tar, gzip and sha256sum.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,8 +55,11 @@ fn agent(dir: &Path) -> String {
     }
 }
 
+/// `cross/package.sh ARCH BINARY OUT` under `umask 077`, so every mode it needs is set
+/// explicitly.
 fn package(arch: &str, binary: &str, out: &Path) -> Output {
     Command::new("sh")
+        .args(["-c", "umask 077 && exec sh \"$@\"", "sh"])
         .arg(repo().join("cross/package.sh"))
         .args([arch, binary])
         .arg(out)
@@ -141,6 +146,12 @@ fn fields(control: &str) -> BTreeMap<String, String> {
         }
     }
     map
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    meta.permissions().mode() & 0o7777
 }
 
 fn sha256(path: &Path) -> String {
@@ -307,6 +318,10 @@ fn the_ipk_has_the_opkg_layout_and_fields() {
         .arg("-dc")
         .arg(scratch.0.join("Packages.gz")));
     assert_eq!(gz, index.as_bytes());
+    // A plain web server serves the feed: the index and the package are 0644.
+    for name in ["Packages", "Packages.gz", "mpbond_0.1.0-r1_x86_64.ipk"] {
+        assert_eq!(mode(&scratch.0.join(name)), 0o644, "{name}");
+    }
 
     // Reproducible: a second run elsewhere gives the same bytes.
     let again = Scratch::new();
@@ -314,6 +329,50 @@ fn the_ipk_has_the_opkg_layout_and_fields() {
     assert_eq!(
         sha256(&again.0.join("mpbond_0.1.0-r1_x86_64.ipk")),
         sha256(&ipk)
+    );
+}
+
+#[test]
+fn the_postinst_of_an_image_build_enables_the_service_in_the_image_root() {
+    let scratch = Scratch::new();
+    let bin = Scratch::new();
+    let out = package("x86_64", &agent(&bin.0), &scratch.0);
+    assert!(
+        out.status.success(),
+        "package.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unpacked = unpack(&scratch.0.join("mpbond_0.1.0-r1_x86_64.ipk"), &scratch.0);
+    // The image root as the image builder has it when the postinst runs: base-files'
+    // rc.common and /etc/rc.d, the package's files.
+    let image = scratch.0.join("image");
+    run(Command::new("cp")
+        .arg("-a")
+        .arg(unpacked.join("data"))
+        .arg(&image));
+    std::fs::copy(
+        repo().join("openwrt/tests/rc.common"),
+        image.join("etc/rc.common"),
+    )
+    .expect("rc.common");
+    std::fs::create_dir_all(image.join("etc/rc.d")).expect("rc.d");
+
+    let status = Command::new("sh")
+        .arg(unpacked.join("control/postinst"))
+        .env("IPKG_INSTROOT", &image)
+        .env_remove("IPKG_NO_SCRIPT")
+        .env_remove("PKG_UPGRADE")
+        .status()
+        .expect("run the postinst");
+    assert!(status.success());
+    for link in ["S95mpbond", "K10mpbond"] {
+        let target = std::fs::read_link(image.join("etc/rc.d").join(link))
+            .unwrap_or_else(|e| panic!("etc/rc.d/{link}: {e}"));
+        assert_eq!(target, Path::new("../init.d/mpbond"), "{link}");
+    }
+    assert!(
+        image.join("etc/uci-defaults/99-mpbond").is_file(),
+        "the uci-defaults script is left for the first boot"
     );
 }
 

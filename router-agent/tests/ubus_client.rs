@@ -1,18 +1,20 @@
 //! The ubus client and the netifd watcher against the ubusd stand-in
 //! (`tests/ubus_standin`): a dump end to end, an event that makes the watcher re-dump,
-//! ubusd going away and coming back, and garbage on the socket.
+//! ubusd going away and coming back, garbage on the socket, and ids of 2^31 and more
+//! with ubusd's type checks (registration and events work on the first try).
 
 mod ubus_standin;
 
 use std::future::Future;
 use std::time::Duration;
 
-use mpbond_agent::ubus::wire::status;
+use mpbond_agent::ubus::blob::{Table, Value};
+use mpbond_agent::ubus::wire::{status, EVENT_OBJECT};
 use mpbond_agent::ubus::{parse_dump, watch, Client, NetifdView, UbusError, WatchOpts};
 use serde_json::{json, Map};
 use tokio::sync::watch as channel;
 use tokio_util::sync::CancellationToken;
-use ubus_standin::{fixture, SockDir, StandIn};
+use ubus_standin::{fixture, Ids, SockDir, StandIn};
 
 const BOUND: Duration = Duration::from_secs(10);
 
@@ -233,5 +235,97 @@ fn an_event_during_a_request_is_kept_for_next_event() {
             .await
             .expect("event after a cancelled wait");
         assert_eq!(event.data.get("action"), Some(&json!("ifup")));
+    });
+}
+
+#[test]
+fn registration_and_events_work_on_the_first_try_with_ids_of_2_pow_31_and_more() {
+    run(async {
+        let dir = SockDir::new();
+        let ubusd = StandIn::start_ids(&dir.socket(), fixture("qmi-wwan.json"), Ids::High);
+        assert!(ubusd.netifd_id() >= 0x8000_0000);
+        let (tx, mut rx) = channel::channel(None);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(watch(fast(dir.socket()), tx, stop.clone()));
+        until(&mut rx, |v| l3(v, "wwan").as_deref() == Some("wwan0")).await;
+
+        ubusd.set_dump(fixture("pppoe-dhcp.json"));
+        ubusd.event(
+            "network.interface",
+            json!({"action": "ifup", "interface": "wan"}),
+        );
+        until(&mut rx, |v| l3(v, "wan").as_deref() == Some("pppoe-wan")).await;
+        {
+            let state = ubusd.state.lock().unwrap();
+            assert_eq!(state.refused, [], "nothing refused");
+            assert_eq!(state.connections, 1, "the first session holds");
+            assert_eq!(state.registered, ["network.interface"]);
+        }
+        stop.cancel();
+        task.await.expect("watcher ends on cancel");
+    });
+}
+
+#[test]
+fn listen_registers_a_high_object_id_as_int32() {
+    run(async {
+        let dir = SockDir::new();
+        let ubusd = StandIn::start_ids(&dir.socket(), fixture("qmi-wwan.json"), Ids::High);
+        let mut client = Client::connect(&dir.socket()).await.expect("connect");
+        assert!(client.local_id >= 0x8000_0000, "peer ids are u32 too");
+        client.listen("network.interface").await.expect("register");
+        ubusd.event("network.interface", json!({"action": "ifdown"}));
+        let event = client.next_event().await.expect("event");
+        assert_eq!(event.data.get("action"), Some(&json!("ifdown")));
+        assert_eq!(ubusd.refused(), []);
+    });
+}
+
+#[test]
+fn the_stand_in_refuses_what_ubusd_refuses() {
+    run(async {
+        let dir = SockDir::new();
+        let ubusd = StandIn::start_ids(&dir.socket(), fixture("qmi-wwan.json"), Ids::High);
+        let mut client = Client::connect(&dir.socket()).await.expect("connect");
+        // An id as INT64, as a JSON number of 2^31 or more becomes: blobmsg_parse skips
+        // it, so the object is missing.
+        let id = client.lookup("network.interface").await.expect("lookup");
+        let as_int64 = Table::new()
+            .with("object", Value::Int64(id.into()))
+            .with("pattern", Value::String("network.*".into()));
+        match client
+            .invoke_typed(EVENT_OBJECT, "register", as_int64)
+            .await
+        {
+            Err(UbusError::Status { code, .. }) => assert_eq!(code, status::INVALID_ARGUMENT),
+            other => panic!("expected invalid argument, got {other:?}"),
+        }
+        // A system object id, and another client's object.
+        for (object, code) in [(5, status::PERMISSION_DENIED), (id, status::NOT_FOUND)] {
+            let args = Table::new()
+                .with("object", Value::Int32(object))
+                .with("pattern", Value::String("network.*".into()));
+            match client.invoke_typed(EVENT_OBJECT, "register", args).await {
+                Err(UbusError::Status { code: got, .. }) => assert_eq!(got, code),
+                other => panic!("expected status {code}, got {other:?}"),
+            }
+        }
+        // An unknown object and an unknown method.
+        let unknown = id ^ 0x4000_0000;
+        assert!(matches!(
+            client.invoke(unknown, "dump", Map::new()).await,
+            Err(UbusError::Status {
+                code: status::NOT_FOUND,
+                ..
+            })
+        ));
+        assert!(matches!(
+            client.invoke(id, "frobnicate", Map::new()).await,
+            Err(UbusError::Status {
+                code: status::METHOD_NOT_FOUND,
+                ..
+            })
+        ));
+        assert_eq!(ubusd.refused().len(), 5, "{:?}", ubusd.refused());
     });
 }

@@ -3,11 +3,12 @@
 //! and libubox (`blob.h`, `blobmsg.h`): header `version type seq(BE16) peer(BE32)`, then
 //! one blob attribute with id 0 holding the message attributes, each padded to 4 bytes.
 
+use mpbond_agent::ubus::blob::{Table, Value};
 use mpbond_agent::ubus::wire::{self, msg, Attr, Decoded, Message, WireError};
-use serde_json::{json, Map, Value as Json};
+use serde_json::{json, Value as Json};
 
-fn table(v: Json) -> Map<String, Json> {
-    v.as_object().cloned().unwrap_or_default()
+fn table(v: Json) -> Table {
+    Table::from_json(v.as_object().expect("an object"))
 }
 
 /// Encode `m`, compare with `want`, and decode `want` back to `m`.
@@ -100,7 +101,7 @@ fn invoke_dump_with_empty_arguments() {
         vec![
             Attr::ObjId(0x0bad_cafe),
             Attr::Method("dump".into()),
-            Attr::Data(Map::new()),
+            Attr::Data(Table::new()),
         ],
     );
     golden(&m, &want);
@@ -157,9 +158,11 @@ fn event_register_and_delivery() {
         vec![
             Attr::ObjId(1),
             Attr::Method("register".into()),
-            Attr::Data(table(
-                json!({"object": 0x2000_0101, "pattern": "network.interface"}),
-            )),
+            Attr::Data(
+                Table::new()
+                    .with("object", Value::Int32(0x2000_0101))
+                    .with("pattern", Value::String("network.interface".into())),
+            ),
         ],
     );
     golden(&m, &want);
@@ -206,12 +209,71 @@ fn partial_input_is_incomplete_and_bad_input_an_error() {
     assert_eq!(wire::decode(&short), Err(WireError::BadLength(3)));
     let huge = [0, 2, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff];
     assert!(matches!(wire::decode(&huge), Err(WireError::TooLong(_))));
-    // A STATUS attribute with a 2-byte payload.
-    let bad = [0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 12, 1, 0, 0, 6, 0, 0, 0, 0];
-    assert!(matches!(
-        wire::decode(&bad),
-        Err(WireError::BadAttr { id: 1, len: 2 })
-    ));
+}
+
+#[test]
+fn an_attribute_of_the_wrong_blob_type_reads_as_absent() {
+    // blob_parse with ubus_policy leaves it out: a STATUS of 2 bytes, an OBJID of 8, a
+    // METHOD without its NUL.
+    let mut bad = vec![0, msg::STATUS, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x20];
+    bad.extend_from_slice(&[0x01, 0, 0, 6, 0, 0, 0, 0]);
+    bad.extend_from_slice(&[0x03, 0, 0, 12, 0, 0, 0, 0, 0x80, 0, 0, 1]);
+    bad.extend_from_slice(&[0x04, 0, 0, 8, b'd', b'u', b'm', b'p']);
+    let Ok(Decoded::Complete { message, .. }) = wire::decode(&bad) else {
+        panic!("decodes");
+    };
+    assert_eq!(message.status(), None);
+    assert_eq!(message.objid(), None);
+    assert_eq!(message.method(), None);
+    assert!(message
+        .attrs
+        .iter()
+        .all(|a| matches!(a, Attr::Other { .. })));
+}
+
+#[test]
+fn every_attribute_has_the_blob_type_of_the_policy() {
+    // ubus_policy: INT32 ids and codes (unsigned on the wire), INT8 flags, NUL-terminated
+    // strings; each round-trips with that payload length.
+    let attrs = vec![
+        Attr::Status(7),
+        Attr::ObjPath("a".into()),
+        Attr::ObjId(0xfedc_ba98),
+        Attr::Method("m".into()),
+        Attr::ObjType(0x8000_0001),
+        Attr::Target(0xffff_ffff),
+        Attr::Active(true),
+        Attr::NoReply(true),
+        Attr::User("root".into()),
+        Attr::Group("root".into()),
+    ];
+    let m = Message::new(msg::DATA, 1, 0x9000_0000, attrs);
+    let bytes = m.encode().expect("encode");
+    assert_eq!(&bytes[4..8], &[0x90, 0, 0, 0], "peer as u32");
+    let Ok(Decoded::Complete { message, .. }) = wire::decode(&bytes) else {
+        panic!("decodes");
+    };
+    assert_eq!(message, m);
+    let lens: Vec<(u8, usize)> = mpbond_agent::ubus::blob::attrs(&bytes[12..])
+        .expect("attrs")
+        .iter()
+        .map(|a| (a.id, a.payload.len()))
+        .collect();
+    assert_eq!(
+        lens,
+        [
+            (1, 4),
+            (2, 2),
+            (3, 4),
+            (4, 2),
+            (5, 4),
+            (8, 4),
+            (9, 1),
+            (10, 1),
+            (12, 5),
+            (13, 5)
+        ]
+    );
 }
 
 #[test]

@@ -37,6 +37,7 @@ fn the_shipped_config_is_valid() {
     assert_eq!(config.routing.ownership.table_base, 2000);
     assert_eq!(config.routing.ownership.rule_priority_base, 2000);
     assert_eq!(config.routing.ownership.route_protocol, 93);
+    assert_eq!(config.log_level, "info");
     // No wan section is active in the shipped file: auto-detection.
     assert!(config.wan.wans.is_empty());
 }
@@ -111,6 +112,8 @@ syn_retrans_before_tcp_fallback = 2
 stale_loss_cnt = 3
 [status]
 socket = "/tmp/mpbond.sock"
+[log]
+level = "debug"
 [[wan]]
 name = "wan"
 device = "eth1"
@@ -193,6 +196,10 @@ fn bad_options_are_named_by_uci_path() {
         (
             globals("\toption route_protocol '300'\n"),
             "mpbond.globals.route_protocol: 300 is out of range",
+        ),
+        (
+            globals("\toption log_level 'debgu'\n"),
+            "mpbond.globals.log_level: \"debgu\" is not a log filter",
         ),
         (
             globals("config wan 'w'\n\toption mode 'sometimes'\n"),

@@ -1,6 +1,7 @@
 //! The OpenWrt shell files: the uci-defaults script against a fake root
-//! (`openwrt/tests/uci_defaults.sh`), and `sh -n` (plus shellcheck, when installed) on every
-//! script the package ships.
+//! (`openwrt/tests/uci_defaults.sh`), the init script under the rc.common stand-in
+//! (`openwrt/tests/init_script.sh`), and `sh -n` (plus shellcheck, when installed) on
+//! every script the package ships.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,6 +14,8 @@ const SCRIPTS: &[&str] = &[
     "openwrt/mpbond/files/mpbond.init",
     "openwrt/mpbond/files/mpbond.uci-defaults",
     "openwrt/tests/uci_defaults.sh",
+    "openwrt/tests/init_script.sh",
+    "openwrt/tests/rc.common",
     "cross/package.sh",
     "cross/package-luci.sh",
     "cross/ipk.sh",
@@ -31,6 +34,21 @@ fn uci_defaults_creates_the_wan_sections() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("all 9 checks passed"), "{stdout}");
+}
+
+#[test]
+fn the_init_script_reloads_in_place_and_logs_through_procd() {
+    let out = Command::new("sh")
+        .arg(repo().join("openwrt/tests/init_script.sh"))
+        .output()
+        .expect("run openwrt/tests/init_script.sh");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("all 8 checks passed"), "{stdout}");
 }
 
 #[test]

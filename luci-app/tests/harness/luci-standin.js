@@ -10,7 +10,14 @@
  *                      child is assigned to innerHTML, only array items become
  *                      text nodes (and a null item in an array becomes "null").
  *   rpc.declare        POSTs LuCI's JSON-RPC "call" to ./ubus and resolves with
- *                      result[1]; a non-zero ubus status rejects with an Error.
+ *                      result[1]; a failure rejects as rpc.js does, with an
+ *                      Error named RPCError: "RPC call to O/M failed with HTTP
+ *                      error N: TEXT", "... with error CODE: MESSAGE" (a
+ *                      JSON-RPC error) or "... with ubus code N: TEXT". A
+ *                      JSON-RPC error -32002 (access denied: the session
+ *                      expired) first runs LuCI's interceptor, which shows
+ *                      LuCI's "Session expired" notice (recorded in
+ *                      standin.sessionExpired) and stops the polling.
  *                      With ?fixture=URL in the page address it GETs that file
  *                      instead (manual viewing with nothing but a static server).
  *   poll.add           records the function; window.standin.tick() runs every
@@ -71,9 +78,24 @@
 	var pollFns = [];
 	var rpcCalls = [];
 
+	var pollStopped = false;
 	var poll = {
-		add: function(fn, interval) { pollFns.push({ fn: fn, interval: interval }); }
+		add: function(fn, interval) { pollFns.push({ fn: fn, interval: interval }); },
+		stop: function() { pollStopped = true; }
 	};
+
+	/* L.raise('RPCError', ...): the message carries a stack trace, as LuCI's does. */
+	function rpcError(message) {
+		var e = new Error(message + '\n\nstacktrace:\n  at handleCallReply (rpc.js)');
+		e.name = 'RPCError';
+		return e;
+	}
+
+	/* L.notifySessionExpiry: LuCI's own modal, and no more polling. */
+	function notifySessionExpiry() {
+		poll.stop();
+		window.standin.sessionExpired = true;
+	}
 
 	var rpc = {
 		declare: function(opts) {
@@ -86,11 +108,18 @@
 					: fetch('ubus', { method: 'POST', headers: { 'Content-Type': 'application/json' },
 						body: JSON.stringify({ jsonrpc: '2.0', id: rpcCalls.length, method: 'call',
 							params: [ '00000000000000000000000000000000', opts.object, opts.method, args ] }) });
-				return req.then(function(r) { return r.json(); }).then(function(reply) {
+				var what = 'RPC call to ' + opts.object + '/' + opts.method + ' failed with ';
+				return req.then(function(r) {
+					if (!r.ok) throw rpcError(what + 'HTTP error ' + r.status + ': ' + (r.statusText || '?'));
+					return r.json();
+				}).then(function(reply) {
 					if (params.get('fixture')) return reply;
-					if (reply.error) throw new Error(reply.error.message);
+					if (reply.error) {
+						if (reply.error.code === -32002) notifySessionExpiry();
+						throw rpcError(what + 'error ' + reply.error.code + ': ' + (reply.error.message || '?'));
+					}
 					if (!Array.isArray(reply.result) || reply.result[0] !== 0)
-						throw new Error('ubus status ' + (reply.result ? reply.result[0] : '?'));
+						throw rpcError(what + 'ubus code ' + (reply.result ? reply.result[0] : '?') + ': Unknown error');
 					return reply.result[1];
 				});
 			};
@@ -170,7 +199,10 @@
 		modules: modules,
 		rpcCalls: rpcCalls,
 		polls: function() { return pollFns.map(function(p) { return p.interval; }); },
-		tick: function() { return Promise.all(pollFns.map(function(p) { return p.fn(); })); },
+		sessionExpired: false,
+		tick: function() {
+			return pollStopped ? Promise.resolve() : Promise.all(pollFns.map(function(p) { return p.fn(); }));
+		},
 		boot: function(viewName) {
 			return L.require('view.' + viewName.replace(/\//g, '.')).then(function(v) { return v.ready; });
 		}

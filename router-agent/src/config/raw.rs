@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub wan: Vec<RawWan>,
     #[serde(default)]
     pub status: RawStatus,
+    #[serde(default)]
+    pub log: RawLog,
 }
 
 /// `[concentrator]`: where the VPS is and how we authenticate to it.
@@ -133,4 +135,12 @@ pub struct RawWan {
 #[serde(deny_unknown_fields)]
 pub struct RawStatus {
     pub socket: Option<String>,
+}
+
+/// `[log]`: the log filter.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    /// A `Targets` spec: `info`, `debug`, `mpbond_agent::control=debug,info`.
+    pub level: Option<String>,
 }

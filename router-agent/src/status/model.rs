@@ -20,6 +20,12 @@ use crate::proxy::{Stats, StatsSnapshot};
 /// The `schema` value this module writes.
 pub const SCHEMA: &str = "mpbond.status/1";
 
+/// The shortest interval a byte rate is computed over. Device counters move a packet
+/// at a time, so one 1500-byte packet inside a few milliseconds reads as megabits per
+/// second on an idle link; samples closer than this to the rate's baseline update the
+/// totals and leave the rate and its baseline alone.
+pub const MIN_RATE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The whole status document.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusDoc {
@@ -165,8 +171,8 @@ struct Measured {
     rx_bps: u64,
     tx_bps: u64,
     subflows: u64,
-    /// The previous counter sample, for the rates.
-    sample: Option<(Instant, u64, u64)>,
+    /// The counter sample the next rate is computed from: the last one that gave a rate.
+    baseline: Option<(Instant, u64, u64)>,
 }
 
 /// The live status model. Not thread-safe by itself: share it as `Mutex<StatusModel>`.
@@ -282,9 +288,11 @@ impl StatusModel {
         self.measure(name, |m| m.subflows = subflows)
     }
 
-    /// Record a WAN's device counters at `now`; the rates are computed against the
-    /// previous sample (a counter that went backwards, e.g. a re-created device, gives
-    /// rate 0 for that interval).
+    /// Record a WAN's device counters at `now` (the periodic sampler's job). The totals
+    /// follow every sample; the rates are computed against the baseline only once at
+    /// least [`MIN_RATE_INTERVAL`] has passed, and that sample becomes the new baseline.
+    /// A counter that went backwards (a re-created device) gives rate 0 and a new
+    /// baseline at once; a sample older than the baseline is ignored for the rates.
     pub fn record_counters(
         &mut self,
         name: &str,
@@ -293,19 +301,29 @@ impl StatusModel {
         now: Instant,
     ) -> bool {
         self.measure(name, |m| {
-            if let Some((then, rx0, tx0)) = m.sample {
-                let secs = now.saturating_duration_since(then).as_secs_f64();
-                if secs > 0.0 {
-                    let bps = |new: u64, old: u64| {
-                        (new.saturating_sub(old) as f64 * 8.0 / secs).round() as u64
-                    };
-                    m.rx_bps = bps(rx_bytes, rx0);
-                    m.tx_bps = bps(tx_bytes, tx0);
-                }
-            }
-            m.sample = Some((now, rx_bytes, tx_bytes));
             m.rx_bytes = rx_bytes;
             m.tx_bytes = tx_bytes;
+            let Some((then, rx0, tx0)) = m.baseline else {
+                m.baseline = Some((now, rx_bytes, tx_bytes));
+                return;
+            };
+            if rx_bytes < rx0 || tx_bytes < tx0 {
+                m.rx_bps = 0;
+                m.tx_bps = 0;
+                m.baseline = Some((now, rx_bytes, tx_bytes));
+                return;
+            }
+            let Some(elapsed) = now.checked_duration_since(then) else {
+                return;
+            };
+            if elapsed < MIN_RATE_INTERVAL {
+                return;
+            }
+            let secs = elapsed.as_secs_f64();
+            let bps = |new: u64, old: u64| ((new - old) as f64 * 8.0 / secs).round() as u64;
+            m.rx_bps = bps(rx_bytes, rx0);
+            m.tx_bps = bps(tx_bytes, tx0);
+            m.baseline = Some((now, rx_bytes, tx_bytes));
         })
     }
 

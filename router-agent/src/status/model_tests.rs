@@ -228,3 +228,74 @@ fn failed_probe_keeps_the_last_rtt() {
     assert_eq!(c.rtt_ms, Some(23.4));
     assert_eq!(c.last_error.as_deref(), Some("timeout"));
 }
+
+/// A model with one WAN and no counters yet.
+fn one_wan(now: Instant) -> StatusModel {
+    let mut model = StatusModel::new("0.1.0", now, "vps.example.net");
+    model.set_wans(vec![WanInfo {
+        name: "wan".into(),
+        device: "eth1".into(),
+        addresses: vec![],
+        gateway: None,
+        table: None,
+        endpoint_id: None,
+        mode: WanMode::On,
+        state: WanState::Up,
+    }]);
+    model
+}
+
+fn rates(model: &StatusModel, now: Instant) -> (u64, u64) {
+    let wan = &model.render(now).wans[0];
+    (wan.rx_bps, wan.tx_bps)
+}
+
+#[test]
+fn a_packet_right_after_a_sample_is_no_spike() {
+    // An idle link at 7 kbit/s (875 B/s each way), sampled every 2 s; a second recorder
+    // 5 ms after a sample sees one more 1500-byte packet. Over 5 ms that read as
+    // 2.4 Mbit/s; the rate now stays the one over the last interval of a second or more.
+    let t0 = Instant::now();
+    let mut model = one_wan(t0);
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    assert!(model.record_counters("wan", 0, 0, at(0)));
+    assert!(model.record_counters("wan", 1750, 1750, at(2000)));
+    assert_eq!(rates(&model, at(2000)), (7000, 7000));
+    assert!(model.record_counters("wan", 3250, 3250, at(2005)));
+    assert_eq!(rates(&model, at(2005)), (7000, 7000), "no spike");
+    assert_eq!(
+        model.render(at(2005)).wans[0].rx_bytes,
+        3250,
+        "totals follow"
+    );
+    // The next rate is over the 2 s since the baseline, with the packet in it.
+    assert!(model.record_counters("wan", 5000, 5000, at(4000)));
+    assert_eq!(rates(&model, at(4000)), (13_000, 13_000));
+}
+
+#[test]
+fn interleaved_recorders_give_the_true_rate() {
+    // Two recorders 0.5 s apart, each reading the same steady 1 Mbit/s link: every rate
+    // is computed over at least a second and is exact.
+    let t0 = Instant::now();
+    let mut model = one_wan(t0);
+    for step in 0..20u64 {
+        let now = t0 + Duration::from_millis(step * 500 + (step % 2) * 3);
+        let bytes = (now - t0).as_millis() as u64 * 125;
+        assert!(model.record_counters("wan", bytes, bytes / 2, now));
+        if step >= 2 {
+            assert_eq!(rates(&model, now), (1_000_000, 500_000), "step {step}");
+        }
+    }
+}
+
+#[test]
+fn a_sample_older_than_the_baseline_is_ignored_for_the_rate() {
+    let t0 = Instant::now();
+    let mut model = one_wan(t0 + Duration::from_secs(5));
+    let late = t0 + Duration::from_secs(5);
+    assert!(model.record_counters("wan", 1000, 1000, late));
+    assert!(model.record_counters("wan", 1000, 1000, t0));
+    assert!(model.record_counters("wan", 2000, 2000, late + Duration::from_secs(1)));
+    assert_eq!(rates(&model, late), (8000, 8000));
+}

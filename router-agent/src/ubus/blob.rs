@@ -7,9 +7,12 @@
 //! the method arguments and replies inside `UBUS_ATTR_DATA` are blobmsg: extended
 //! attributes whose payload starts with `namelen u16 BE`, the name, a NUL and padding to
 //! 4 bytes, then the value (integers big-endian, strings NUL-terminated, tables and
-//! arrays nested blobmsg). Here blobmsg maps to and from `serde_json::Value`, as
-//! `blobmsg_format_json` / `blobmsg_add_json_element` do: INT8 is a bool, INT32 and
-//! INT64 are signed numbers, a JSON integer is INT32 when it fits and INT64 otherwise.
+//! arrays nested blobmsg). [`Value`] and [`Table`] keep each member's blobmsg type, as
+//! libubox does; they map to and from `serde_json::Value` as `blobmsg_format_json` /
+//! `blobmsg_add_json_element` do: INT8 is a bool, INT32 and INT64 are signed numbers, a
+//! JSON integer is INT32 when it fits in `i32` and INT64 otherwise. So a JSON id of
+//! 2^31 or more would go out as INT64: ids are built as [`Value::Int32`] instead, as
+//! `blobmsg_add_u32` writes them.
 
 use serde_json::{Map, Number, Value as Json};
 use thiserror::Error;
@@ -133,8 +136,136 @@ pub fn payload_u32(payload: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(payload.get(..4)?.try_into().ok()?))
 }
 
+/// A blobmsg value with its wire type, as libubox keeps it (`enum blobmsg_type`).
+///
+/// JSON has one number type; blobmsg has five. libubus writes object and peer ids with
+/// `blobmsg_add_u32` (INT32 even at 2^31 and above), and ubusd's policies check the type
+/// (`blobmsg_parse` skips a member of the wrong one), so a request is built from these
+/// values rather than from JSON when a member's type matters.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Unspec,
+    Array(Vec<Value>),
+    Table(Table),
+    String(String),
+    Int64(u64),
+    Int32(u32),
+    Int16(u16),
+    /// Also `BLOBMSG_TYPE_BOOL`.
+    Int8(u8),
+    Double(f64),
+}
+
+/// A blobmsg table: named members in wire order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table(pub Vec<(String, Value)>);
+
+impl Value {
+    /// As `blobmsg_add_json_element`: a bool is INT8, an integer INT32 when it fits in
+    /// `i32` and INT64 otherwise, an object a table.
+    pub fn from_json(json: &Json) -> Value {
+        match json {
+            Json::Null => Value::Unspec,
+            Json::Bool(b) => Value::Int8(u8::from(*b)),
+            Json::Number(n) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => match i32::try_from(i) {
+                    Ok(small) => Value::Int32(small as u32),
+                    Err(_) => Value::Int64(i as u64),
+                },
+                (None, Some(u)) => Value::Int64(u),
+                (None, None) => Value::Double(n.as_f64().unwrap_or(0.0)),
+            },
+            Json::String(s) => Value::String(s.clone()),
+            Json::Array(items) => Value::Array(items.iter().map(Value::from_json).collect()),
+            Json::Object(map) => Value::Table(Table::from_json(map)),
+        }
+    }
+
+    /// As `blobmsg_format_json`: INT8 is a bool, the integers are signed.
+    pub fn to_json(&self) -> Json {
+        match self {
+            Value::Unspec => Json::Null,
+            Value::Array(items) => Json::Array(items.iter().map(Value::to_json).collect()),
+            Value::Table(t) => Json::Object(t.to_json()),
+            Value::String(s) => Json::String(s.clone()),
+            Value::Int64(v) => Json::from(*v as i64),
+            Value::Int32(v) => Json::from(*v as i32),
+            Value::Int16(v) => Json::from(*v as i16),
+            Value::Int8(v) => Json::Bool(*v != 0),
+            Value::Double(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
+        }
+    }
+
+    /// The blobmsg type id.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Value::Unspec => kind::UNSPEC,
+            Value::Array(_) => kind::ARRAY,
+            Value::Table(_) => kind::TABLE,
+            Value::String(_) => kind::STRING,
+            Value::Int64(_) => kind::INT64,
+            Value::Int32(_) => kind::INT32,
+            Value::Int16(_) => kind::INT16,
+            Value::Int8(_) => kind::INT8,
+            Value::Double(_) => kind::DOUBLE,
+        }
+    }
+}
+
+impl Table {
+    pub fn new() -> Table {
+        Table::default()
+    }
+
+    /// Append a member (builder style).
+    pub fn with(mut self, name: &str, value: Value) -> Table {
+        self.0.push((name.to_owned(), value));
+        self
+    }
+
+    /// The first member called `name`.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Every member through [`Value::from_json`].
+    pub fn from_json(map: &Map<String, Json>) -> Table {
+        Table(
+            map.iter()
+                .map(|(k, v)| (k.clone(), Value::from_json(v)))
+                .collect(),
+        )
+    }
+
+    /// Every member through [`Value::to_json`] (a later duplicate name wins).
+    pub fn to_json(&self) -> Map<String, Json> {
+        self.0
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect()
+    }
+
+    /// The blobmsg encoding of the members (the payload of `UBUS_ATTR_DATA`).
+    pub fn encode(&self) -> Result<Vec<u8>, BlobError> {
+        let mut out = Vec::new();
+        for (name, value) in &self.0 {
+            encode_member(&mut out, name, value)?;
+        }
+        Ok(out)
+    }
+
+    /// Decode a table payload, keeping each member's type.
+    pub fn decode(buf: &[u8]) -> Result<Table, BlobError> {
+        decode_table_at(buf, 0)
+    }
+}
+
 /// Decode one blobmsg attribute into its name and value.
-fn decode_one(attr: &Attr<'_>, offset: usize, depth: usize) -> Result<(String, Json), BlobError> {
+fn decode_one(attr: &Attr<'_>, offset: usize, depth: usize) -> Result<(String, Value), BlobError> {
     if !attr.extended {
         return Err(BlobError::NotExtended { offset });
     }
@@ -155,44 +286,43 @@ fn decode_one(attr: &Attr<'_>, offset: usize, depth: usize) -> Result<(String, J
     };
     let fixed = |n: usize| data.get(..n).ok_or_else(bad);
     let value = match attr.id {
-        kind::TABLE => Json::Object(decode_table_at(data, depth + 1)?),
-        kind::ARRAY => Json::Array(decode_array_at(data, depth + 1)?),
-        kind::STRING => Json::String(payload_str(data)),
+        kind::TABLE => Value::Table(decode_table_at(data, depth + 1)?),
+        kind::ARRAY => Value::Array(decode_array_at(data, depth + 1)?),
+        kind::STRING => Value::String(payload_str(data)),
         kind::INT64 => {
             let b: [u8; 8] = fixed(8)?.try_into().map_err(|_| bad())?;
-            Json::from(i64::from_be_bytes(b))
+            Value::Int64(u64::from_be_bytes(b))
         }
         kind::INT32 => {
             let b: [u8; 4] = fixed(4)?.try_into().map_err(|_| bad())?;
-            Json::from(i32::from_be_bytes(b))
+            Value::Int32(u32::from_be_bytes(b))
         }
         kind::INT16 => {
             let b: [u8; 2] = fixed(2)?.try_into().map_err(|_| bad())?;
-            Json::from(i16::from_be_bytes(b))
+            Value::Int16(u16::from_be_bytes(b))
         }
-        kind::INT8 => Json::Bool(fixed(1)?[0] != 0),
+        kind::INT8 => Value::Int8(fixed(1)?[0]),
         kind::DOUBLE => {
             let b: [u8; 8] = fixed(8)?.try_into().map_err(|_| bad())?;
-            Number::from_f64(f64::from_bits(u64::from_be_bytes(b))).map_or(Json::Null, Json::Number)
+            Value::Double(f64::from_bits(u64::from_be_bytes(b)))
         }
-        _ => Json::Null,
+        _ => Value::Unspec,
     };
     Ok((name, value))
 }
 
-fn decode_table_at(buf: &[u8], depth: usize) -> Result<Map<String, Json>, BlobError> {
+fn decode_table_at(buf: &[u8], depth: usize) -> Result<Table, BlobError> {
     if depth > MAX_DEPTH {
         return Err(BlobError::TooDeep);
     }
-    let mut map = Map::new();
+    let mut members = Vec::new();
     for (i, attr) in attrs(buf)?.iter().enumerate() {
-        let (name, value) = decode_one(attr, i, depth)?;
-        map.insert(name, value);
+        members.push(decode_one(attr, i, depth)?);
     }
-    Ok(map)
+    Ok(Table(members))
 }
 
-fn decode_array_at(buf: &[u8], depth: usize) -> Result<Vec<Json>, BlobError> {
+fn decode_array_at(buf: &[u8], depth: usize) -> Result<Vec<Value>, BlobError> {
     if depth > MAX_DEPTH {
         return Err(BlobError::TooDeep);
     }
@@ -203,13 +333,13 @@ fn decode_array_at(buf: &[u8], depth: usize) -> Result<Vec<Json>, BlobError> {
         .collect()
 }
 
-/// The payload of a blobmsg table (e.g. `UBUS_ATTR_DATA`) as a JSON object.
+/// The payload of a blobmsg table as a JSON object (`blobmsg_format_json`).
 pub fn decode_table(buf: &[u8]) -> Result<Map<String, Json>, BlobError> {
-    decode_table_at(buf, 0)
+    Table::decode(buf).map(|t| t.to_json())
 }
 
 /// Append one named blobmsg attribute holding `value`.
-pub fn encode_value(out: &mut Vec<u8>, name: &str, value: &Json) -> Result<(), BlobError> {
+pub fn encode_member(out: &mut Vec<u8>, name: &str, value: &Value) -> Result<(), BlobError> {
     let name = name.as_bytes();
     let namelen = name.len().min(usize::from(u16::MAX));
     let mut payload = Vec::new();
@@ -217,55 +347,27 @@ pub fn encode_value(out: &mut Vec<u8>, name: &str, value: &Json) -> Result<(), B
     payload.extend_from_slice(&name[..namelen]);
     payload.push(0);
     payload.resize(pad(payload.len()), 0);
-    let kind = match value {
-        Json::Null => kind::UNSPEC,
-        Json::Bool(b) => {
-            payload.push(u8::from(*b));
-            kind::INT8
-        }
-        Json::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) if i32::try_from(i).is_ok() => {
-                payload.extend_from_slice(&(i as i32).to_be_bytes());
-                kind::INT32
-            }
-            (Some(i), _, _) => {
-                payload.extend_from_slice(&i.to_be_bytes());
-                kind::INT64
-            }
-            (None, Some(u), _) => {
-                payload.extend_from_slice(&u.to_be_bytes());
-                kind::INT64
-            }
-            (_, _, f) => {
-                payload.extend_from_slice(&f.unwrap_or(0.0).to_bits().to_be_bytes());
-                kind::DOUBLE
-            }
-        },
-        Json::String(s) => {
-            payload.extend_from_slice(&string_payload(s));
-            kind::STRING
-        }
-        Json::Array(items) => {
+    match value {
+        Value::Unspec => {}
+        Value::Array(items) => {
             for item in items {
-                encode_value(&mut payload, "", item)?;
+                encode_member(&mut payload, "", item)?;
             }
-            kind::ARRAY
         }
-        Json::Object(map) => {
-            payload.extend_from_slice(&encode_table(map)?);
-            kind::TABLE
-        }
-    };
-    put(out, kind, true, &payload)
+        Value::Table(t) => payload.extend_from_slice(&t.encode()?),
+        Value::String(s) => payload.extend_from_slice(&string_payload(s)),
+        Value::Int64(v) => payload.extend_from_slice(&v.to_be_bytes()),
+        Value::Int32(v) => payload.extend_from_slice(&v.to_be_bytes()),
+        Value::Int16(v) => payload.extend_from_slice(&v.to_be_bytes()),
+        Value::Int8(v) => payload.push(*v),
+        Value::Double(f) => payload.extend_from_slice(&f.to_bits().to_be_bytes()),
+    }
+    put(out, value.kind(), true, &payload)
 }
 
-/// The blobmsg encoding of a table's members (the payload of `UBUS_ATTR_DATA`).
+/// The blobmsg encoding of a JSON object (`blobmsg_add_json_from_string`).
 pub fn encode_table(map: &Map<String, Json>) -> Result<Vec<u8>, BlobError> {
-    let mut out = Vec::new();
-    for (name, value) in map {
-        encode_value(&mut out, name, value)?;
-    }
-    Ok(out)
+    Table::from_json(map).encode()
 }
 
 #[cfg(test)]
@@ -285,6 +387,48 @@ mod tests {
             0x12, 0x34, 0x56, 0x78,
         ];
         assert_eq!(bytes, want);
+    }
+
+    #[test]
+    fn an_id_at_or_above_2_pow_31_stays_int32() {
+        // blobmsg_add_u32(&b, "object", 0x89abcdef): INT32 whatever the top bit.
+        let bytes = Table::new()
+            .with("object", Value::Int32(0x89ab_cdef))
+            .encode()
+            .unwrap();
+        assert_eq!(&bytes[..4], &[0x85, 0x00, 0x00, 0x14]);
+        assert_eq!(&bytes[16..], &[0x89, 0xab, 0xcd, 0xef]);
+        let back = Table::decode(&bytes).unwrap();
+        assert_eq!(back.get("object"), Some(&Value::Int32(0x89ab_cdef)));
+        // The same number from JSON is INT64, as blobmsg_add_json_element writes it:
+        // the reason ids are never built from JSON.
+        let map = json!({"object": 0x89ab_cdef_u32})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let from_json = Table::from_json(&map);
+        assert_eq!(from_json.get("object"), Some(&Value::Int64(0x89ab_cdef)));
+    }
+
+    #[test]
+    fn types_survive_a_round_trip() {
+        let t = Table::new()
+            .with("a", Value::Int8(1))
+            .with("b", Value::Int16(0xfffe))
+            .with("c", Value::Int32(0xffff_fffe))
+            .with("d", Value::Int64(1 << 40))
+            .with("e", Value::Double(0.25))
+            .with(
+                "f",
+                Value::Array(vec![Value::String("x".into()), Value::Unspec]),
+            )
+            .with("g", Value::Table(Table::new().with("h", Value::Int32(7))));
+        assert_eq!(Table::decode(&t.encode().unwrap()).unwrap(), t);
+        assert_eq!(
+            Json::Object(t.to_json()),
+            json!({"a": true, "b": -2, "c": -2, "d": 1_u64 << 40, "e": 0.25,
+                   "f": ["x", null], "g": {"h": 7}})
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! * [`Client::invoke`] sends `INVOKE {OBJID, METHOD, DATA}` and collects the `DATA`
 //!   replies of the same `seq` until the `STATUS`.
 //! * [`Client::listen`] adds an anonymous object (`ADD_OBJECT` → `DATA {OBJID}`) and
-//!   invokes `register {"object": id, "pattern": …}` on the event object (id 1). ubusd
+//!   invokes `register {"object": id, "pattern": …}` on the event object (id 1), the id
+//!   a blobmsg INT32 as `blobmsg_add_u32` writes it (ubusd refuses any other type). ubusd
 //!   then delivers each matching event as an `INVOKE` to that object with `METHOD` = the
 //!   event name and `DATA` = its payload; the client answers `STATUS 0` as libubus does
 //!   and queues the event for [`Client::next_event`]. Events that arrive while a request
@@ -26,6 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tracing::debug;
 
+use super::blob::{Table, Value};
 use super::wire::{self, msg, status, Attr, Decoded, Message, WireError};
 
 /// Bound on one request (ubus's own default is 30 s; netifd answers in milliseconds).
@@ -122,12 +124,23 @@ impl Client {
             })
     }
 
-    /// Invoke `method` on object `id`; the reply's `DATA` (empty if the method sent none).
+    /// Invoke `method` on object `id` with JSON arguments, typed as `ubus call` types
+    /// them; the reply's `DATA` as JSON (empty if the method sent none).
     pub async fn invoke(
         &mut self,
         id: u32,
         method: &str,
         args: Map<String, Json>,
+    ) -> Result<Map<String, Json>, UbusError> {
+        self.invoke_typed(id, method, Table::from_json(&args)).await
+    }
+
+    /// Invoke `method` on object `id` with arguments whose blobmsg types are given.
+    pub async fn invoke_typed(
+        &mut self,
+        id: u32,
+        method: &str,
+        args: Table,
     ) -> Result<Map<String, Json>, UbusError> {
         let what = format!("invoke {method} on object {id:#x}");
         let attrs = vec![
@@ -138,8 +151,8 @@ impl Client {
         let replies = self.request(msg::INVOKE, id, attrs, &what).await?;
         let mut out = Map::new();
         for reply in replies {
-            if let Some(data) = reply.data() {
-                out.extend(data.clone());
+            if let Some(data) = reply.data_json() {
+                out.extend(data);
             }
         }
         Ok(out)
@@ -172,10 +185,13 @@ impl Client {
                 id
             }
         };
-        let mut args = Map::new();
-        args.insert("object".into(), Json::from(object));
-        args.insert("pattern".into(), Json::from(pattern));
-        self.invoke(wire::EVENT_OBJECT, "register", args).await?;
+        // As ubus_register_event_handler: blobmsg_add_u32, an INT32 whatever the id
+        // (ubusd draws ids from all 32 bits and skips a member of another type).
+        let args = Table::new()
+            .with("object", Value::Int32(object))
+            .with("pattern", Value::String(pattern.to_owned()));
+        self.invoke_typed(wire::EVENT_OBJECT, "register", args)
+            .await?;
         debug!(object, pattern, "listening for ubus events");
         Ok(())
     }
@@ -257,14 +273,13 @@ impl Client {
         let code = if Some(target) == self.listener {
             self.events.push_back(Event {
                 name: m.method().unwrap_or_default().to_owned(),
-                data: m.data().cloned().unwrap_or_default(),
+                data: m.data_json().unwrap_or_default(),
             });
             status::OK
         } else {
             status::NOT_FOUND
         };
-        let no_reply = m.attrs.iter().any(|a| matches!(a, Attr::NoReply(true)));
-        if no_reply {
+        if m.no_reply() {
             return Ok(());
         }
         let reply = Message::new(

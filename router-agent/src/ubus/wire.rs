@@ -8,12 +8,14 @@
 //!
 //! Layout as in openwrt/ubus `ubusmsg.h` (types, attributes, status codes), `ubusd.c`
 //! (`ubus_msg_writev`: header fields converted with `cpu_to_be16/32`) and
-//! `ubusd_proto.c` (which attributes each reply carries).
+//! `ubusd_proto.c` (which attributes each reply carries). Attributes are typed by the
+//! policy both ubusd and libubus parse with; one that fails its type is kept as
+//! [`Attr::Other`], which reads as absent, as `blob_parse` leaves it out.
 
 use serde_json::{Map, Value as Json};
 use thiserror::Error;
 
-use super::blob::{self, BlobError};
+use super::blob::{self, BlobError, Table};
 
 /// Header size.
 pub const HEADER_LEN: usize = 8;
@@ -88,7 +90,11 @@ pub mod status {
     }
 }
 
-/// One message attribute, typed as `ubusd_proto.c`'s policy types it.
+/// One message attribute, typed as `ubusd_proto.c`'s and `libubus-io.c`'s
+/// `ubus_policy` type it: ids, status and object type are `BLOB_ATTR_INT32` (4 bytes,
+/// unsigned on the wire), paths, methods, user and group `BLOB_ATTR_STRING`
+/// (NUL-terminated), `ACTIVE` and `NO_REPLY` `BLOB_ATTR_INT8`, signature and data nested
+/// blobmsg tables.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Attr {
     Status(u32),
@@ -97,11 +103,17 @@ pub enum Attr {
     Method(String),
     ObjType(u32),
     /// The object's methods (a blobmsg table of tables).
-    Signature(Map<String, Json>),
+    Signature(Table),
     /// The arguments or the reply (a blobmsg table).
-    Data(Map<String, Json>),
+    Data(Table),
+    /// The peer a `NOTIFY`/subscription is about.
+    Target(u32),
+    Active(bool),
     NoReply(bool),
-    /// Anything else, kept as bytes.
+    User(String),
+    Group(String),
+    /// Anything else, kept as bytes; also a known attribute whose payload fails its
+    /// policy type (`blob_parse` leaves such an attribute out, so it reads as absent).
     Other {
         id: u8,
         payload: Vec<u8>,
@@ -140,8 +152,6 @@ pub enum WireError {
     TooLong(usize),
     #[error("message blob length {0} is below the 4-byte header")]
     BadLength(usize),
-    #[error("attribute {id} has a {len}-byte payload")]
-    BadAttr { id: u8, len: usize },
     #[error(transparent)]
     Blob(#[from] BlobError),
 }
@@ -188,12 +198,22 @@ impl Message {
         })
     }
 
-    /// The first `DATA` attribute.
-    pub fn data(&self) -> Option<&Map<String, Json>> {
+    /// The first `DATA` attribute, with its blobmsg types.
+    pub fn data(&self) -> Option<&Table> {
         self.attrs.iter().find_map(|a| match a {
             Attr::Data(d) => Some(d),
             _ => None,
         })
+    }
+
+    /// The first `DATA` attribute as JSON (`blobmsg_format_json`).
+    pub fn data_json(&self) -> Option<Map<String, Json>> {
+        self.data().map(Table::to_json)
+    }
+
+    /// Whether a `NO_REPLY` attribute says no reply is wanted.
+    pub fn no_reply(&self) -> bool {
+        self.attrs.iter().any(|a| matches!(a, Attr::NoReply(true)))
     }
 
     /// The wire bytes.
@@ -206,9 +226,13 @@ impl Message {
                 Attr::ObjId(v) => (attr::OBJID, v.to_be_bytes().to_vec()),
                 Attr::Method(s) => (attr::METHOD, blob::string_payload(s)),
                 Attr::ObjType(v) => (attr::OBJTYPE, v.to_be_bytes().to_vec()),
-                Attr::Signature(m) => (attr::SIGNATURE, blob::encode_table(m)?),
-                Attr::Data(m) => (attr::DATA, blob::encode_table(m)?),
+                Attr::Signature(t) => (attr::SIGNATURE, t.encode()?),
+                Attr::Data(t) => (attr::DATA, t.encode()?),
+                Attr::Target(v) => (attr::TARGET, v.to_be_bytes().to_vec()),
+                Attr::Active(b) => (attr::ACTIVE, vec![u8::from(*b)]),
                 Attr::NoReply(b) => (attr::NO_REPLY, vec![u8::from(*b)]),
+                Attr::User(s) => (attr::USER, blob::string_payload(s)),
+                Attr::Group(s) => (attr::GROUP, blob::string_payload(s)),
                 Attr::Other { id, payload } => (*id, payload.clone()),
             };
             blob::put(&mut body, id, false, &payload)?;
@@ -261,24 +285,42 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, WireError> {
     Ok(Decoded::Complete { message, len })
 }
 
+/// `blob_check_type` of libubox for the policy type of `id`: an INT32 is exactly 4
+/// bytes, an INT8 exactly 1, a string at least 1 byte ending in NUL; nested and unknown
+/// attributes take any length.
+fn fits_policy(id: u8, payload: &[u8]) -> bool {
+    match id {
+        attr::STATUS | attr::OBJID | attr::OBJTYPE | attr::TARGET => payload.len() == 4,
+        attr::ACTIVE | attr::NO_REPLY => payload.len() == 1,
+        attr::OBJPATH | attr::METHOD | attr::USER | attr::GROUP => payload.last() == Some(&0),
+        _ => true,
+    }
+}
+
 fn typed(a: blob::Attr<'_>) -> Result<Attr, WireError> {
-    let bad = || WireError::BadAttr {
+    let other = || Attr::Other {
         id: a.id,
-        len: a.payload.len(),
+        payload: a.payload.to_vec(),
     };
-    let u32_of = || blob::payload_u32(a.payload).ok_or_else(bad);
+    if !fits_policy(a.id, a.payload) {
+        return Ok(other());
+    }
+    let u32_of = || blob::payload_u32(a.payload).unwrap_or_default();
+    let str_of = || blob::payload_str(a.payload);
+    let flag = || a.payload.first().is_some_and(|b| *b != 0);
     Ok(match a.id {
-        attr::STATUS => Attr::Status(u32_of()?),
-        attr::OBJID => Attr::ObjId(u32_of()?),
-        attr::OBJTYPE => Attr::ObjType(u32_of()?),
-        attr::OBJPATH => Attr::ObjPath(blob::payload_str(a.payload)),
-        attr::METHOD => Attr::Method(blob::payload_str(a.payload)),
-        attr::SIGNATURE => Attr::Signature(blob::decode_table(a.payload)?),
-        attr::DATA => Attr::Data(blob::decode_table(a.payload)?),
-        attr::NO_REPLY => Attr::NoReply(a.payload.first().ok_or_else(bad)? != &0),
-        id => Attr::Other {
-            id,
-            payload: a.payload.to_vec(),
-        },
+        attr::STATUS => Attr::Status(u32_of()),
+        attr::OBJID => Attr::ObjId(u32_of()),
+        attr::OBJTYPE => Attr::ObjType(u32_of()),
+        attr::TARGET => Attr::Target(u32_of()),
+        attr::OBJPATH => Attr::ObjPath(str_of()),
+        attr::METHOD => Attr::Method(str_of()),
+        attr::USER => Attr::User(str_of()),
+        attr::GROUP => Attr::Group(str_of()),
+        attr::SIGNATURE => Attr::Signature(Table::decode(a.payload)?),
+        attr::DATA => Attr::Data(Table::decode(a.payload)?),
+        attr::ACTIVE => Attr::Active(flag()),
+        attr::NO_REPLY => Attr::NoReply(flag()),
+        _ => other(),
     })
 }

@@ -76,7 +76,7 @@ use Kind::{Bool, Choice, List, Number, Text};
 /// Every option the agent understands, in the order of the shipped `/etc/config/mpbond`.
 pub const MAPPINGS: &[Mapping] = &[
     script_only("globals", "enabled", Bool),
-    script_only("globals", "log_level", Text),
+    m("globals", "log_level", Text, "log.level"),
     required(m("globals", "host", Text, "concentrator.host")),
     m("globals", "port", Number, "concentrator.port"),
     required(m("globals", "client_id", Text, "concentrator.client_id")),

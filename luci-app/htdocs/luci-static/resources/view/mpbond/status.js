@@ -14,6 +14,11 @@
  * always handed to E() inside an array (a bare string child is parsed as
  * HTML by LuCI's dom.append), and the SVG graph is built with
  * createElementNS and textContent.
+ *
+ * A call refused for the session (it expired or was logged out: uhttpd
+ * answers JSON-RPC error -32002 "Access denied", or HTTP 403) is left to
+ * LuCI, which shows its own "Session expired" notice: the page keeps what it
+ * shows and claims no broken install.
  */
 
 var POLL_SECS = 3;
@@ -27,6 +32,15 @@ var callStatus = rpc.declare({
 	object: 'mpbond',
 	method: 'status'
 });
+
+/* What fetchStatus gives for a session error: nothing to draw. */
+var SESSION_ERROR = {};
+
+function isSessionError(err) {
+	var name = err && err.name, msg = String(err && err.message || err);
+	return name === 'PermissionError' || name === 'SessionError' ||
+		/failed with (error -32002|HTTP error 403)\b/.test(msg);
+}
 
 /* Formatting: null means unknown and prints as a dash, never as zero. */
 function dash(v) { return (v === null || v === undefined || v === '') ? '\u2013' : String(v); }
@@ -91,7 +105,11 @@ return view.extend({
 
 	fetchStatus: function() {
 		return callStatus().catch(function(err) {
-			return { error: 'status service unavailable', detail: String(err && err.message || err) };
+			if (isSessionError(err))
+				return SESSION_ERROR;
+			/* The first line: LuCI appends a stack trace to its error messages. */
+			var detail = String(err && err.message || err).split('\n')[0];
+			return { error: 'status service unavailable', detail: detail };
 		});
 	},
 
@@ -111,6 +129,8 @@ return view.extend({
 	},
 
 	update: function(st) {
+		if (st === SESSION_ERROR)
+			return;
 		dom.content(this.root, this.sections(st || {}));
 	},
 
