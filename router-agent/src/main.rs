@@ -109,7 +109,7 @@ fn main() -> ExitCode {
         }
     };
 
-    let (filter, log) = reload::Layer::new(log_filter());
+    let (filter, log) = reload::Layer::new(log_filter(None));
     let writer = std::io::stderr
         .with_max_level(Level::WARN)
         .or_else(std::io::stdout);
@@ -127,6 +127,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(err) = log.reload(log_filter(Some(&config))) {
+        error!("cannot set the log filter: {err}");
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -193,7 +196,7 @@ async fn supervise(
             }
             _ = signals.hup.recv() => match file.load() {
                 Ok(new) => {
-                    if let Err(err) = log(log_filter()) {
+                    if let Err(err) = log(log_filter(Some(&new))) {
                         error!("SIGHUP: cannot change the log filter: {err}");
                     }
                     info!(config = %file.path().display(), "SIGHUP: config valid, applying what changed");
@@ -220,16 +223,20 @@ fn exit_code(result: Result<(), mpbond_agent::RunError>) -> ExitCode {
 /// Swaps the log filter on reload.
 type LogHandle = Box<dyn Fn(Targets) -> Result<(), reload::Error>>;
 
-/// `RUST_LOG` as `level` or `target=level,...` (what `log_level` in
-/// /etc/config/mpbond sets); `info` when unset or unparsable. The agent does
-/// without `EnvFilter`'s span and regex directives to stay small on routers.
-fn log_filter() -> Targets {
+/// The log filter: `RUST_LOG` when set (`level` or `target=level,...`), else the
+/// config's `log.level` (UCI `globals.log_level`, already validated), else `info`. The
+/// agent does without `EnvFilter`'s span and regex directives to stay small on routers.
+fn log_filter(config: Option<&Config>) -> Targets {
     let default = || Targets::new().with_default(LevelFilter::INFO);
-    match std::env::var("RUST_LOG") {
-        Ok(spec) if !spec.trim().is_empty() => spec.parse().unwrap_or_else(|e| {
-            eprintln!("mpbond-agent: ignoring RUST_LOG={spec:?}: {e}");
-            default()
-        }),
-        _ => default(),
+    if let Ok(spec) = std::env::var("RUST_LOG") {
+        if !spec.trim().is_empty() {
+            return spec.parse().unwrap_or_else(|e| {
+                eprintln!("mpbond-agent: ignoring RUST_LOG={spec:?}: {e}");
+                default()
+            });
+        }
     }
+    config
+        .and_then(|c| c.log_level.parse().ok())
+        .unwrap_or_else(default)
 }

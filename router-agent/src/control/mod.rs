@@ -171,8 +171,7 @@ impl ControlPlane {
         match first.await {
             Ok(Ok(out)) => {
                 let book = &reconciler.book;
-                let now = std::time::Instant::now();
-                status::publish(&status, &out, book, &SubflowCounter::default(), now);
+                status::publish(&status, &out, book, &SubflowCounter::default());
                 let _ = core.send(Input::WansPlanned(out.wans));
             }
             Ok(Err(error)) => error!(%error, "first reconcile failed, retrying"),
@@ -306,8 +305,7 @@ impl ControlPlane {
                 let settings = self.reconciler.settings();
                 let concentrator = self.params.borrow().upstream.addr;
                 probes.sync(probe_targets(&out.wans, concentrator, settings));
-                let now = std::time::Instant::now();
-                status::publish(&self.status, &out, &self.reconciler.book, subflows, now);
+                status::publish(&self.status, &out, &self.reconciler.book, subflows);
                 let _ = self.core.send(Input::WansPlanned(out.wans.clone()));
                 Some(out.wans)
             }

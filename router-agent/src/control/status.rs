@@ -21,15 +21,10 @@ pub fn lock(status: &SharedStatus) -> MutexGuard<'_, StatusModel> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Publish a reconcile's WANs: table and endpoint id from the plan, probe figures, device
-/// counters (for the rates) and subflows.
-pub fn publish(
-    status: &SharedStatus,
-    out: &Outcome,
-    book: &WanBook,
-    subflows: &SubflowCounter,
-    now: Instant,
-) {
+/// Publish a reconcile's WANs: table and endpoint id from the plan, probe figures and
+/// subflows. The device counters (the rates) have one recorder, the periodic sampler
+/// ([`publish_counters`]).
+pub fn publish(status: &SharedStatus, out: &Outcome, book: &WanBook, subflows: &SubflowCounter) {
     let infos = out
         .wans
         .iter()
@@ -53,7 +48,6 @@ pub fn publish(
         model.set_wan_state(&wan.name, wan.health.into());
         model.set_subflows(&wan.name, subflows.count(wan));
     }
-    record_counters(&mut model, &out.wans, &out.snapshot, now);
 }
 
 /// Publish the device counters of `wans` from `snapshot` (the rates follow from them).

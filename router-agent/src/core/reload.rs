@@ -58,7 +58,7 @@ impl Changes {
                 || old.mptcp != new.mptcp
                 || op.lan_interfaces != np.lan_interfaces,
             status_socket: old.status != new.status,
-            log: false, // MERGE: old.log_level != new.log_level
+            log: old.log_level != new.log_level,
         }
     }
 
