@@ -353,3 +353,47 @@ async fn unroutable_destination_gets_destination_unreachable() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_it_does_not_serve_get_unsupported_message() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let server = start(one_client()).await;
+        let target = silent_target("127.0.0.1");
+        let dest = target.local_addr().unwrap();
+        let connect = Tlv::Connect {
+            dest,
+            tcp_options: Vec::new(),
+        };
+        for tlvs in [
+            vec![connect.clone(), Tlv::Info],
+            vec![connect.clone(), connect.clone()],
+            vec![
+                connect,
+                Tlv::Error {
+                    code: ErrorCode::NotAuthorized,
+                    value: vec![0],
+                },
+            ],
+        ] {
+            let message = Message { tlvs };
+            let (mut s, code) = request(server.addr, &sealed(&message, "home", &key(1))).await;
+            assert_eq!(code, Some(ErrorCode::UnsupportedMessage), "{message:?}");
+            expect_eof(&mut s).await;
+        }
+        assert_no_connection(&target);
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn a_config_without_listen_addresses_is_an_error() {
+    let mut config = one_client();
+    config.listen.clear();
+    let bound = mpbond_concentrator::Server::bind(config).await;
+    assert!(
+        matches!(bound, Err(mpbond_concentrator::RunError::NoListenAddress)),
+        "{bound:?}"
+    );
+}
