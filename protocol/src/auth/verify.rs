@@ -240,3 +240,15 @@ impl Verifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One verifier serves every connection of a converter, from any thread.
+    #[test]
+    fn a_verifier_is_shared_by_reference() {
+        fn shared<T: Send + Sync>(_: &T) {}
+        shared(&Verifier::new(60));
+    }
+}
