@@ -47,7 +47,7 @@ pub mod tlv;
 
 pub use error::{DecodeError, EncodeError, ErrorCode};
 pub use handshake::{
-    error_reply, ok_reply, Accepted, Asked, ClientHandshake, Decision, HandshakeError,
+    error_reply, info_reply, ok_reply, Accepted, Asked, ClientHandshake, Decision, HandshakeError,
     MessageReader, Received, ReplyError, SealError, ServerHandshake, Step,
 };
 pub use message::{decode, message_len, Decoded, Message};

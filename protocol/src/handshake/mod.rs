@@ -26,8 +26,11 @@ pub use reader::MessageReader;
 pub use server::{Decision, HandshakeError, ServerHandshake};
 
 use crate::error::ErrorCode;
-use crate::tlv::TLV_ERROR;
-use crate::{MAGIC, VERSION};
+use crate::tlv::{pad4, TLV_ERROR, TLV_SUPPORTED_TCP_EXTENSIONS};
+use crate::{FIXED_HEADER_LEN, MAGIC, MAX_MESSAGE_LEN, VERSION};
+
+/// Most TCP option kinds an Info reply lists: what fits in one message.
+pub const MAX_SUPPORTED_KINDS: usize = MAX_MESSAGE_LEN - FIXED_HEADER_LEN - 4;
 
 /// What a machine needs next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,10 +84,26 @@ pub fn error_reply(code: ErrorCode) -> Vec<u8> {
     ]
 }
 
+/// The reply to an Info probe: one Supported TCP Extensions TLV listing `kinds` (the
+/// first [`MAX_SUPPORTED_KINDS`] of them), zero padded.
+pub fn info_reply(kinds: &[u8]) -> Vec<u8> {
+    let kinds = kinds.get(..MAX_SUPPORTED_KINDS).unwrap_or(kinds);
+    let tlv_len = pad4(4 + kinds.len());
+    let total = FIXED_HEADER_LEN + tlv_len;
+    let [magic_hi, magic_lo] = MAGIC.to_be_bytes();
+    let mut out = Vec::with_capacity(total);
+    // total <= MAX_MESSAGE_LEN = 1020, so both word counts fit in a byte.
+    out.extend_from_slice(&[VERSION, (total / 4) as u8, magic_hi, magic_lo]);
+    out.extend_from_slice(&[TLV_SUPPORTED_TCP_EXTENSIONS, (tlv_len / 4) as u8, 0, 0]);
+    out.extend_from_slice(kinds);
+    out.resize(total, 0);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Message;
+    use crate::{Message, Tlv};
 
     #[test]
     fn fixed_replies_match_the_encoder() {
@@ -93,5 +112,14 @@ mod tests {
             let code = ErrorCode::from_code(code);
             assert_eq!(error_reply(code), Message::error(code).encode().unwrap());
         }
+        for n in [0, 1, 3, 4, 5, 255, MAX_SUPPORTED_KINDS] {
+            let kinds: Vec<u8> = (0..n).map(|i| (i % 251) as u8 + 1).collect();
+            let message = Message {
+                tlvs: vec![Tlv::SupportedTcpExtensions(kinds.clone())],
+            };
+            assert_eq!(info_reply(&kinds), message.encode().unwrap(), "{n} kinds");
+        }
+        let too_many = vec![2; MAX_SUPPORTED_KINDS + 10];
+        assert_eq!(info_reply(&too_many).len(), MAX_MESSAGE_LEN);
     }
 }

@@ -20,13 +20,8 @@ use crate::auth::{AuthError, ClientId, Key, Verifier};
 use crate::error::{DecodeError, ErrorCode};
 use crate::message::Message;
 use crate::request::{Request, RequestError};
-use crate::tlv::Tlv;
-use crate::{FIXED_HEADER_LEN, MAX_MESSAGE_LEN};
 
-use super::{error_reply, ok_reply, MessageReader, Received, Step};
-
-/// Most TCP option kinds listed in an Info reply: what fits in one message.
-const MAX_SUPPORTED_KINDS: usize = MAX_MESSAGE_LEN - FIXED_HEADER_LEN - 4;
+use super::{error_reply, info_reply, ok_reply, MessageReader, Received, Step};
 
 /// Why a request is refused before the converter's own checks.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -203,24 +198,8 @@ where
             },
             Request::Info => Decision::Info {
                 client,
-                reply: self.info_reply(),
+                reply: info_reply(self.supported_tcp_options),
             },
         }
-    }
-
-    fn info_reply(&self) -> Vec<u8> {
-        let kinds = self.supported_tcp_options;
-        let kinds = kinds.get(..MAX_SUPPORTED_KINDS).unwrap_or(kinds);
-        let reply = Message {
-            tlvs: vec![Tlv::SupportedTcpExtensions(kinds.to_vec())],
-        };
-        // Cut to fit above, so encoding cannot fail; an empty list is the fallback.
-        reply.encode().unwrap_or_else(|_| {
-            Message {
-                tlvs: vec![Tlv::SupportedTcpExtensions(Vec::new())],
-            }
-            .encode()
-            .unwrap_or_default()
-        })
     }
 }
