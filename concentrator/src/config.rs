@@ -5,7 +5,7 @@
 //! it is about, e.g. `client[2].key: expected 64 hex characters`. Keys print as `***` in
 //! `Debug`, so a config can be logged safely.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -254,14 +254,6 @@ impl Config {
             .iter()
             .find(|c| c.id.as_str() == id.as_str())
             .map(|c| c.key.clone())
-    }
-
-    /// The client table as a map, for lookups on the connection path.
-    pub fn client_map(&self) -> HashMap<String, Key> {
-        self.clients
-            .iter()
-            .map(|c| (c.id.as_str().to_owned(), c.key.clone()))
-            .collect()
     }
 }
 

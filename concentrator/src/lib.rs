@@ -10,8 +10,11 @@
 //! * [`config`]: the TOML file in two layers (raw serde struct → validated [`Config`]).
 //! * [`policy`]: which destinations are allowed. Pure.
 //! * [`admission`]: total and per-client connection limits.
-//! * [`session`]: one connection, handshake to relay, logged once at its end.
-//! * [`listener`]: MPTCP listeners and the bounded accept loop.
+//! * [`session`]: one connection, handshake to relay, logged once at its end. The
+//!   request is judged by `mpbond_protocol`'s `ServerHandshake`; the session carries
+//!   out its decision, the policy's and the limits'.
+//! * [`listener`]: MPTCP listeners, served by the shared accept loop
+//!   ([`mpbond_relay::accept`]).
 //! * [`reload`]: shared state, the reload [`Handle`] and what a reload changed.
 //! * [`metrics`], [`metrics_http`]: counters and the `GET /metrics` responder.
 //! * [`host`]: own addresses and the kernel settings check at start.
@@ -46,6 +49,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use mpbond_relay::accept::AcceptLoop;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -65,6 +69,8 @@ pub enum RunError {
         #[source]
         source: io::Error,
     },
+    #[error("no listen address configured")]
+    NoListenAddress,
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics {
         addr: SocketAddr,
@@ -117,9 +123,13 @@ impl Server {
             listeners.push((local, bound.listener));
         }
         if listeners.is_empty() {
-            let addr = config.listen[0];
+            // Every address was skipped (IPv6 missing), or a config built in code has none.
+            let addr = config.listen.first().ok_or(RunError::NoListenAddress)?;
             let source = io::Error::from_raw_os_error(libc::EAFNOSUPPORT);
-            return Err(RunError::Listen { addr, source });
+            return Err(RunError::Listen {
+                addr: *addr,
+                source,
+            });
         }
         let metrics = match config.metrics {
             Some(addr) => {
@@ -166,13 +176,14 @@ impl Server {
         let tracker = TaskTracker::new();
         let stop_accepting = shutdown.child_token();
         let mut loops = Vec::new();
+        let accept = AcceptLoop {
+            name: "convert",
+            limit: self.state.slots.clone(),
+            tracker: tracker.clone(),
+            shutdown: stop_accepting.clone(),
+        };
         for (_, l) in self.listeners {
-            let task = listener::accept_loop(
-                l,
-                self.state.clone(),
-                tracker.clone(),
-                stop_accepting.clone(),
-            );
+            let task = listener::serve(l, self.state.clone(), accept.clone());
             loops.push(tokio::spawn(task));
         }
         let metrics_tracker = TaskTracker::new();

@@ -1,21 +1,19 @@
-//! Listeners and the bounded accept loop.
+//! Listeners, served by the shared accept loop.
 //!
 //! Each `listen` address gets an MPTCP listener with a TCP Fast Open queue. If the kernel
 //! refuses MPTCP sockets (no MPTCP, or `net.mptcp.enabled = 0`) the address falls back to a
-//! plain TCP listener, so clients still work over one path. The accept loop takes a slot
-//! from the shared semaphore before each accept, backs off on accept errors, and spawns
-//! each connection on the task tracker; a connection's failure is its own and is logged by
-//! the connection.
+//! plain TCP listener, so clients still work over one path. [`serve`] runs
+//! [`mpbond_relay::accept::AcceptLoop`] on it: every listener shares the server's slots
+//! semaphore, accept errors back off, and each connection is a session on the task
+//! tracker whose failure is its own.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
+use mpbond_relay::accept::AcceptLoop;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{error, warn};
+use tracing::warn;
 
 use crate::reload::State;
 
@@ -68,45 +66,12 @@ pub fn is_no_family(e: &io::Error) -> bool {
     )
 }
 
-/// Accept until `shutdown`, spawning a session per connection on `tracker`.
-pub(crate) async fn accept_loop(
-    listener: TcpListener,
-    state: Arc<State>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-) {
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            p = state.slots.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-        };
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => r,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                backoff = Duration::from_millis(5);
-                let _ = stream.set_nodelay(true);
-                tracker.spawn(crate::session::serve(stream, peer, state.clone(), permit));
-            }
-            Err(e) => {
-                drop(permit);
-                if backoff >= Duration::from_millis(640) {
-                    error!(error = %e, "accept keeps failing; backing off");
-                } else {
-                    warn!(error = %e, "accept failed; backing off");
-                }
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-        }
-    }
+/// Accept on `listener` until `accept.shutdown`, a session per connection. Its slot
+/// comes from `accept.limit` (the server's slots) and goes to the session.
+pub(crate) async fn serve(listener: TcpListener, state: Arc<State>, accept: AcceptLoop) {
+    accept
+        .run(&listener, |stream, peer, slot| {
+            crate::session::serve(stream, peer, state.clone(), slot)
+        })
+        .await;
 }

@@ -2,17 +2,17 @@
 //!
 //! One request per connection, read with a deadline and a size cap, answered with
 //! `Connection: close`. Anything other than `GET /metrics` gets 404 (or 405 for another
-//! method). A semaphore bounds concurrent scrapes.
+//! method). The shared accept loop ([`mpbond_relay::accept`]) bounds concurrent scrapes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use mpbond_relay::accept::AcceptLoop;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::metrics::Metrics;
 
@@ -27,38 +27,18 @@ pub async fn serve(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_SCRAPES));
-    let mut backoff = Duration::from_millis(10);
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            r = listener.accept() => r,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                backoff = Duration::from_millis(10);
-                let metrics = metrics.clone();
-                tracker.spawn(async move {
-                    if let Err(e) = answer(stream, &metrics).await {
-                        debug!(%peer, error = %e, "metrics request failed");
-                    }
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                warn!(error = %e, "metrics accept failed; backing off");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = tokio::time::sleep(backoff) => {}
+    let accept = AcceptLoop::new("metrics", MAX_SCRAPES, tracker, shutdown);
+    accept
+        .run(&listener, |stream, peer, permit| {
+            let metrics = metrics.clone();
+            async move {
+                if let Err(e) = answer(stream, &metrics).await {
+                    debug!(%peer, error = %e, "metrics request failed");
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                drop(permit);
             }
-        }
-    }
+        })
+        .await;
 }
 
 async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {

@@ -55,17 +55,6 @@ impl fmt::Display for Class {
     }
 }
 
-/// Map `::ffff:a.b.c.d` to `a.b.c.d`; any other address is returned as is.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
-        v4 => v4,
-    }
-}
-
 /// Map a prefix inside `::ffff:0:0/96` to its IPv4 form; others are returned as is.
 pub fn canonical_net(net: IpNet) -> IpNet {
     if let IpNet::V6(v6) = net {
@@ -82,7 +71,7 @@ pub fn canonical_net(net: IpNet) -> IpNet {
 
 /// The built-in class of an address, or `None` if it is public unicast.
 pub fn builtin_class(ip: IpAddr) -> Option<Class> {
-    match canonical(ip) {
+    match ip.to_canonical() {
         IpAddr::V4(v4) => v4_class(v4),
         IpAddr::V6(v6) => v6_class(v6),
     }
@@ -136,13 +125,13 @@ impl Policy {
         Policy {
             deny: deny.iter().map(|n| canonical_net(*n)).collect(),
             allow: allow.iter().map(|n| canonical_net(*n)).collect(),
-            own: own.iter().map(|ip| canonical(*ip)).collect(),
+            own: own.iter().map(|ip| ip.to_canonical()).collect(),
         }
     }
 
     /// `Ok(())` if the concentrator may connect to `ip`, else the reason it may not.
     pub fn check(&self, ip: IpAddr) -> Result<(), Class> {
-        let ip = canonical(ip);
+        let ip = ip.to_canonical();
         if self.allow.iter().any(|n| n.contains(&ip)) {
             return Ok(());
         }

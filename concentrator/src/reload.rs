@@ -49,7 +49,8 @@ impl Live {
 #[derive(Debug)]
 pub(crate) struct State {
     live: RwLock<Arc<Live>>,
-    pub verifier: Mutex<Verifier>,
+    /// Shared by every connection; it locks only its replay cache, and only briefly.
+    pub verifier: Verifier,
     pub metrics: Arc<Metrics>,
     pub admission: Arc<Admission>,
     /// Caps accepted connections (admitted ones plus some headroom for handshakes that
@@ -72,7 +73,7 @@ impl State {
         let verifier = Verifier::new(config.limits.auth_window_secs);
         State {
             live: RwLock::new(Arc::new(Live::new(config, own))),
-            verifier: Mutex::new(verifier),
+            verifier,
             metrics: Arc::new(Metrics::default()),
             admission: Arc::new(Admission::default()),
             slots: Arc::new(Semaphore::new(slots)),

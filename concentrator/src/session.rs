@@ -1,26 +1,36 @@
-//! One client connection: handshake → verify → policy → limits → connect → relay.
+//! One client connection: handshake → policy → limits → connect → relay.
+//!
+//! The decisions are not made here. The request is judged by
+//! [`ServerHandshake`] (decode, classify, authenticate: `mpbond_protocol`), the destination
+//! by [`crate::policy`], the limits by [`crate::admission`], and a failed connect maps to
+//! its code in [`connect_error_code`]. This module only carries them out: it reads the
+//! request exactly (the client's payload follows it), writes the replies, connects and
+//! relays.
 //!
 //! [`serve`] runs a connection inside one tracing span (peer, client, destination) and logs
 //! a single line when it ends: bytes each way, duration and the close reason. It never
 //! panics and never returns an error; every failure is answered on the wire (an RFC 8803
-//! Error TLV where one applies) and counted in the metrics.
+//! Error TLV where one applies) and counted in the metrics. A connection gives its
+//! accept-loop slot back as soon as it is refused or answered, before the slow close.
 
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mpbond_protocol::auth::ClientId;
-use mpbond_protocol::{decode, message_len, Decoded, ErrorCode, Message, Tlv, FIXED_HEADER_LEN};
+use mpbond_protocol::{error_reply, Decision, ErrorCode, HandshakeError, ServerHandshake};
+use mpbond_relay::message::read_steps;
 use mpbond_relay::relay::{relay_with_lead, CloseReason, Lead, RelayOpts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::{field, info, info_span, Instrument};
 
+use crate::admission::{Admitted, LimitHit};
 use crate::policy::Class;
-use crate::reload::State;
+use crate::reload::{Live, State};
 
 /// TCP option kinds listed in the Supported TCP Extensions reply to a probe: the options
 /// the concentrator's own TCP stack uses towards destinations (MSS, window scale,
@@ -51,11 +61,10 @@ enum Close {
     /// The client closed or reset before a whole Convert message arrived.
     EarlyEof,
     HandshakeTimeout,
-    Malformed(ErrorCode),
-    Unsupported,
-    AuthFailed(&'static str),
+    /// The handshake refused the request (decode, classification or authentication).
+    Refused(HandshakeError),
     PolicyRefused(Class),
-    Limit(&'static str),
+    Limit(LimitHit),
     ConnectFailed(ErrorCode, io::ErrorKind),
     Io(io::ErrorKind),
 }
@@ -69,11 +78,24 @@ impl fmt::Display for Close {
             Close::Probe => f.write_str("probe_answered"),
             Close::EarlyEof => f.write_str("eof_in_handshake"),
             Close::HandshakeTimeout => f.write_str("handshake_timeout"),
-            Close::Malformed(code) => write!(f, "malformed (error {})", code.code()),
-            Close::Unsupported => f.write_str("unsupported_message (error 2)"),
-            Close::AuthFailed(reason) => write!(f, "auth_failed: {reason}"),
+            Close::Refused(error @ HandshakeError::Auth(_)) => {
+                write!(
+                    f,
+                    "auth_failed: {} (error {})",
+                    error.reason(),
+                    error.error_code().code()
+                )
+            }
+            Close::Refused(error) => {
+                write!(
+                    f,
+                    "{} (error {})",
+                    error.reason(),
+                    error.error_code().code()
+                )
+            }
             Close::PolicyRefused(class) => write!(f, "policy_refused: {class}"),
-            Close::Limit(which) => write!(f, "limit_reached: {which}"),
+            Close::Limit(hit) => write!(f, "limit_reached: {}", hit.as_str()),
             Close::ConnectFailed(code, kind) => {
                 write!(f, "connect_failed: {kind} (error {})", code.code())
             }
@@ -82,12 +104,12 @@ impl fmt::Display for Close {
     }
 }
 
-/// Serve one accepted connection to its end. `permit` is its accept-loop slot.
+/// Serve one accepted connection to its end. `slot` is its accept-loop permit.
 pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     state: Arc<State>,
-    permit: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 ) {
     let span = info_span!("conn", %peer, client = field::Empty, dest = field::Empty);
     async move {
@@ -96,15 +118,23 @@ pub(crate) async fn serve(
         if mpbond_relay::sys::is_mptcp(&stream) == Some(false) {
             state.metrics.fallback();
         }
+        let _ = stream.set_nodelay(true);
         let mut bytes = (0, 0);
-        let close = handle(stream, &state, started, &mut bytes).await;
+        let close = handle(stream, &state, started, &mut bytes, slot).await;
         state.metrics.connection_closed();
         let ms = started.elapsed().as_millis() as u64;
         info!(up = bytes.0, down = bytes.1, duration_ms = ms, close = %close, "connection closed");
-        drop(permit);
     }
     .instrument(span)
     .await
+}
+
+/// Seconds since the Unix epoch, for the cookie's clock check.
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 async fn handle(
@@ -112,85 +142,60 @@ async fn handle(
     state: &State,
     started: Instant,
     bytes: &mut (u64, u64),
+    slot: OwnedSemaphorePermit,
 ) -> Close {
     let live = state.live();
     let limits = &live.config.limits;
-    let (wire, message) =
-        match tokio::time::timeout(limits.handshake_timeout, read_convert(&mut stream)).await {
-            Err(_) => return Close::HandshakeTimeout,
-            Ok(Err(ReadError::Eof)) => return Close::EarlyEof,
-            Ok(Err(ReadError::Io(e))) => return Close::Io(e.kind()),
-            Ok(Err(ReadError::Decode(code))) => {
-                state.metrics.malformed();
-                refuse(stream, code).await;
-                return Close::Malformed(code);
-            }
-            Ok(Ok(m)) => m,
-        };
+    let mut handshake = ServerHandshake::new(
+        &state.verifier,
+        |id: &ClientId| live.clients.get(id).cloned(),
+        &SUPPORTED_TCP_OPTIONS,
+    );
+    let read = read_steps(&mut stream, |piece| {
+        handshake.receive(piece, unix_now()).step
+    });
+    let decision = match tokio::time::timeout(limits.handshake_timeout, read).await {
+        Err(_) => return Close::HandshakeTimeout,
+        Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Close::EarlyEof,
+        Ok(Err(e)) => return Close::Io(e.kind()),
+        Ok(Ok(decision)) => decision,
+    };
     wait_established(&stream, started + limits.handshake_timeout).await;
 
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let verified = {
-        let mut verifier = state
-            .verifier
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        verifier.verify(&wire, &message, now, |id| live.clients.get(id).cloned())
-    };
-    let client: ClientId = match verified {
-        Ok(client) => client,
-        Err(err) => {
-            state.metrics.auth_failure(err.reason());
-            refuse(stream, err.error_code()).await;
-            return Close::AuthFailed(err.reason());
-        }
-    };
-    tracing::Span::current().record("client", client.as_str());
-
-    if message.first_unknown_kind().is_some() {
-        refuse(stream, ErrorCode::UnsupportedMessage).await;
-        return Close::Unsupported;
-    }
-    let dest = match message.destination() {
-        Some(dest) => dest,
-        None if message.is_info() => {
-            let reply = Message {
-                tlvs: vec![Tlv::SupportedTcpExtensions(SUPPORTED_TCP_OPTIONS.to_vec())],
-            };
-            if let Ok(bytes) = reply.encode() {
-                state.metrics.observe_handshake(started.elapsed());
-                if let Err(e) = stream.write_all(&bytes).await {
-                    return Close::Io(e.kind());
-                }
+    let (client, dest, ok) = match decision {
+        Decision::Refuse { error, reply } => {
+            match &error {
+                HandshakeError::Decode(_) => state.metrics.malformed(),
+                HandshakeError::Auth(auth) => state.metrics.auth_failure(auth.reason()),
+                HandshakeError::Request(_) => {}
             }
+            refuse(stream, &reply, slot).await;
+            return Close::Refused(error);
+        }
+        Decision::Info { client, reply } => {
+            tracing::Span::current().record("client", client.as_str());
+            state.metrics.observe_handshake(started.elapsed());
+            if let Err(e) = stream.write_all(&reply).await {
+                return Close::Io(e.kind());
+            }
+            drop(slot);
             linger_close(stream).await;
             return Close::Probe;
         }
-        None => {
-            refuse(stream, ErrorCode::UnsupportedMessage).await;
-            return Close::Unsupported;
-        }
+        Decision::Connect {
+            client,
+            dest,
+            reply,
+        } => (client, dest, reply),
     };
+    tracing::Span::current().record("client", client.as_str());
     tracing::Span::current().record("dest", field::display(dest));
 
-    if let Err(class) = live.policy.check(dest.ip()) {
-        state.metrics.policy_refusal();
-        refuse(stream, ErrorCode::NotAuthorized).await;
-        return Close::PolicyRefused(class);
-    }
-    let admitted = match state.admission.try_admit(
-        &client,
-        limits.max_connections,
-        limits.max_connections_per_client,
-    ) {
+    let admitted = match admit(state, &live, &client, dest) {
         Ok(admitted) => admitted,
-        Err(hit) => {
-            state.metrics.limit_refusal();
-            refuse(stream, ErrorCode::ResourceExceeded).await;
-            return Close::Limit(hit.as_str());
+        Err((code, close)) => {
+            refuse(stream, &error_reply(code), slot).await;
+            return close;
         }
     };
 
@@ -200,22 +205,17 @@ async fn handle(
             Ok(Err(e)) => {
                 let code = connect_error_code(&e);
                 state.metrics.connect_error(code.code());
-                refuse(stream, code).await;
+                refuse(stream, &error_reply(code), slot).await;
                 return Close::ConnectFailed(code, e.kind());
             }
             Err(_) => {
                 let code = ErrorCode::NetworkFailure;
                 state.metrics.connect_error(code.code());
-                refuse(stream, code).await;
+                refuse(stream, &error_reply(code), slot).await;
                 return Close::ConnectFailed(code, io::ErrorKind::TimedOut);
             }
         };
     let _ = upstream.set_nodelay(true);
-
-    let ok = match Message::ok().encode() {
-        Ok(ok) => ok,
-        Err(_) => return Close::Io(io::ErrorKind::InvalidData),
-    };
     state.metrics.observe_handshake(started.elapsed());
 
     let opts = RelayOpts {
@@ -231,8 +231,34 @@ async fn handle(
     state
         .metrics
         .add_bytes(client.as_str(), stats.a_to_b, stats.b_to_a);
-    drop(admitted);
+    drop((admitted, slot));
     Close::Relayed(stats.close)
+}
+
+/// Apply the destination policy and the connection limits to an authenticated Connect:
+/// the admission guard, or the code to refuse with and how the connection ends.
+fn admit(
+    state: &State,
+    live: &Live,
+    client: &ClientId,
+    dest: SocketAddr,
+) -> Result<Admitted, (ErrorCode, Close)> {
+    if let Err(class) = live.policy.check(dest.ip()) {
+        state.metrics.policy_refusal();
+        return Err((ErrorCode::NotAuthorized, Close::PolicyRefused(class)));
+    }
+    let limits = &live.config.limits;
+    state
+        .admission
+        .try_admit(
+            client,
+            limits.max_connections,
+            limits.max_connections_per_client,
+        )
+        .map_err(|hit| {
+            state.metrics.limit_refusal();
+            (ErrorCode::ResourceExceeded, Close::Limit(hit))
+        })
 }
 
 /// The RFC 8803 code for a failed destination connect.
@@ -245,37 +271,6 @@ pub fn connect_error_code(e: &io::Error) -> ErrorCode {
         Some(libc::ETIMEDOUT) => ErrorCode::NetworkFailure,
         _ if e.kind() == io::ErrorKind::ConnectionRefused => ErrorCode::ConnectionReset,
         _ => ErrorCode::NetworkFailure,
-    }
-}
-
-enum ReadError {
-    Eof,
-    Io(io::Error),
-    Decode(ErrorCode),
-}
-
-impl From<io::Error> for ReadError {
-    fn from(e: io::Error) -> Self {
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            ReadError::Eof
-        } else {
-            ReadError::Io(e)
-        }
-    }
-}
-
-/// Read exactly one Convert message, and not a byte more: the client's payload follows.
-async fn read_convert(stream: &mut TcpStream) -> Result<(Vec<u8>, Message), ReadError> {
-    let mut header = [0u8; FIXED_HEADER_LEN];
-    stream.read_exact(&mut header).await?;
-    let len = message_len(header).map_err(|e| ReadError::Decode(e.error_code()))?;
-    let mut wire = vec![0u8; len.max(FIXED_HEADER_LEN)];
-    wire[..FIXED_HEADER_LEN].copy_from_slice(&header);
-    stream.read_exact(&mut wire[FIXED_HEADER_LEN..]).await?;
-    match decode(&wire) {
-        Ok(Decoded::Complete { message, len: used }) if used == wire.len() => Ok((wire, message)),
-        Ok(_) => Err(ReadError::Decode(ErrorCode::MalformedMessage)),
-        Err(e) => Err(ReadError::Decode(e.error_code())),
     }
 }
 
@@ -293,13 +288,14 @@ async fn wait_established(stream: &TcpStream, deadline: Instant) {
     }
 }
 
-/// Send an Error TLV, then close without resetting.
-async fn refuse(mut stream: TcpStream, code: ErrorCode) {
+/// Give the accept slot back, send an Error TLV, then close without resetting. The
+/// slot goes first: the wait for the subflow and the linger take seconds, and a
+/// refused connection must not keep a slot from the next client meanwhile.
+async fn refuse(mut stream: TcpStream, reply: &[u8], slot: OwnedSemaphorePermit) {
+    drop(slot);
     wait_established(&stream, Instant::now() + REFUSE_WAIT).await;
-    if let Ok(bytes) = Message::error(code).encode() {
-        if stream.write_all(&bytes).await.is_err() {
-            return;
-        }
+    if stream.write_all(reply).await.is_err() {
+        return;
     }
     linger_close(stream).await;
 }

@@ -353,3 +353,94 @@ async fn unroutable_destination_gets_destination_unreachable() {
     .await
     .expect("test timed out");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_it_does_not_serve_get_unsupported_message() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let server = start(one_client()).await;
+        let target = silent_target("127.0.0.1");
+        let dest = target.local_addr().unwrap();
+        let connect = Tlv::Connect {
+            dest,
+            tcp_options: Vec::new(),
+        };
+        for tlvs in [
+            vec![connect.clone(), Tlv::Info],
+            vec![connect.clone(), connect.clone()],
+            vec![
+                connect,
+                Tlv::Error {
+                    code: ErrorCode::NotAuthorized,
+                    value: vec![0],
+                },
+            ],
+        ] {
+            let message = Message { tlvs };
+            let (mut s, code) = request(server.addr, &sealed(&message, "home", &key(1))).await;
+            assert_eq!(code, Some(ErrorCode::UnsupportedMessage), "{message:?}");
+            expect_eof(&mut s).await;
+        }
+        assert_no_connection(&target);
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test]
+async fn a_config_without_listen_addresses_is_an_error() {
+    let mut config = one_client();
+    config.listen.clear();
+    let bound = mpbond_concentrator::Server::bind(config).await;
+    assert!(
+        matches!(bound, Err(mpbond_concentrator::RunError::NoListenAddress)),
+        "{bound:?}"
+    );
+}
+
+/// A refused connection gives its accept slot back before its slow close (the linger
+/// that waits up to 2 s for the client's end of stream). Time is paused: with the slots
+/// held through the linger, the good request below could only be served once tokio's
+/// clock had run to the end of a linger.
+#[tokio::test(start_paused = true)]
+async fn refused_connections_do_not_hold_their_slots_while_they_linger() {
+    const LINGER: Duration = Duration::from_secs(2);
+    let started = tokio::time::Instant::now();
+    // One admitted connection at most: 65 accept slots (the limit plus 64 of headroom).
+    let cfg = config(
+        "127.0.0.0/8",
+        "max_connections = 1",
+        &client_toml("home", &key(1)),
+    );
+    let server = start(cfg).await;
+    let (target, _) = echo_target("127.0.0.1").await;
+    // More refused clients than there are slots, each keeping its socket open so that the
+    // concentrator lingers on it.
+    let unsupported = sealed(
+        &Message {
+            tlvs: vec![Tlv::Info, Tlv::Info],
+        },
+        "home",
+        &key(1),
+    );
+    let mut lingering = Vec::new();
+    for _ in 0..80 {
+        let (s, code) = request(server.addr, &unsupported).await;
+        assert_eq!(code, Some(ErrorCode::UnsupportedMessage));
+        lingering.push(s);
+    }
+    let (s, code) = request(
+        server.addr,
+        &sealed(&Message::connect(target), "home", &key(1)),
+    )
+    .await;
+    assert_eq!(code, None);
+    assert!(
+        started.elapsed() < LINGER,
+        "the good request waited for a linger to end: {:?} on the paused clock",
+        started.elapsed()
+    );
+    assert_eq!(echo_round(s, b"served").await, b"served");
+    drop(lingering);
+    server.stop().await;
+}

@@ -13,6 +13,10 @@
 //!   (Connect or Info) or names the Unsupported Message reason.
 //! * [`auth`]: client ids, keys, [`auth::seal`] and [`auth::Verifier`] (cookie
 //!   tag, clock window, replay cache).
+//! * [`handshake`]: the two sides as sans-IO machines: [`MessageReader`] (one
+//!   message from pieces, never past its end), [`ServerHandshake`] (request in,
+//!   connect / Info answer / refusal out) and [`ClientHandshake`] (seal a request,
+//!   read its reply).
 //! * [`replay`]: the memory-bounded replay cache used by the verifier.
 //!
 //! `docs/PROTOCOL.md` documents the bytes with worked examples.
@@ -35,12 +39,17 @@
 
 pub mod auth;
 pub mod error;
+pub mod handshake;
 pub mod message;
 pub mod replay;
 pub mod request;
 pub mod tlv;
 
 pub use error::{DecodeError, EncodeError, ErrorCode};
+pub use handshake::{
+    error_reply, info_reply, ok_reply, Accepted, Asked, ClientHandshake, Decision, HandshakeError,
+    MessageReader, Received, ReplyError, SealError, ServerHandshake, Step,
+};
 pub use message::{decode, message_len, Decoded, Message};
 pub use request::{Request, RequestError};
 pub use tlv::Tlv;

@@ -86,20 +86,6 @@ impl Message {
         }
     }
 
-    /// An error reply that echoes `received` (the request, or its start) as
-    /// RFC 8803 asks for Malformed Message and Unsupported Message: the value
-    /// is one zero byte, to keep the echo 4-byte aligned, then the echoed
-    /// bytes, cut so the reply stays within [`MAX_MESSAGE_LEN`].
-    pub fn error_echo(code: ErrorCode, received: &[u8]) -> Self {
-        // Header (4) + Error TLV type, length, code (3) + alignment byte (1).
-        let room = MAX_MESSAGE_LEN - FIXED_HEADER_LEN - 4;
-        let echo = received.get(..room).unwrap_or(received);
-        let mut value = Vec::with_capacity(1 + echo.len());
-        value.push(0);
-        value.extend_from_slice(echo);
-        Self::error_with(code, value)
-    }
-
     /// Encoded length in bytes.
     pub fn encoded_len(&self) -> usize {
         FIXED_HEADER_LEN + self.tlvs.iter().map(Tlv::encoded_len).sum::<usize>()

@@ -177,11 +177,7 @@ impl Tlv {
             TLV_CONNECT => {
                 let (port, rest) = body.split_first_chunk::<2>().ok_or_else(bad_length)?;
                 let (addr, options) = rest.split_first_chunk::<16>().ok_or_else(bad_length)?;
-                let v6 = Ipv6Addr::from(*addr);
-                let ip = match v6.to_ipv4_mapped() {
-                    Some(v4) => IpAddr::V4(v4),
-                    None => IpAddr::V6(v6),
-                };
+                let ip = IpAddr::V6(Ipv6Addr::from(*addr)).to_canonical();
                 Self::Connect {
                     dest: SocketAddr::new(ip, u16::from_be_bytes(*port)),
                     tcp_options: options.to_vec(),

@@ -62,7 +62,7 @@ fn keys(id: &ClientId) -> Option<Key> {
     }
 }
 
-fn check(v: &mut Verifier, wire: &[u8], now: u64) -> Result<ClientId, AuthError> {
+fn check(v: &Verifier, wire: &[u8], now: u64) -> Result<ClientId, AuthError> {
     let message = decode_whole(wire);
     v.verify(wire, &message, now, keys)
 }
@@ -79,8 +79,8 @@ fn seal_matches_the_known_answer() {
     )
     .expect("seal");
     assert_eq!(wire, hex(SEALED_EXAMPLE));
-    let mut v = Verifier::new(WINDOW);
-    assert_eq!(check(&mut v, &wire, NOW), Ok(client("home")));
+    let v = Verifier::new(WINDOW);
+    assert_eq!(check(&v, &wire, NOW), Ok(client("home")));
 
     let probe = seal(
         &Message::info(),
@@ -92,7 +92,7 @@ fn seal_matches_the_known_answer() {
     .expect("seal");
     assert_eq!(probe, hex(SEALED_PROBE));
     // Same nonce, same client: a replay, even though it is another message.
-    assert_eq!(check(&mut v, &probe, NOW), Err(AuthError::Replay));
+    assert_eq!(check(&v, &probe, NOW), Err(AuthError::Replay));
 }
 
 #[test]
@@ -100,7 +100,7 @@ fn good_request_is_accepted_and_cookie_is_last() {
     let (wire, m) = sealed_as("home", &example_key(), NOW, nonce(1));
     assert_eq!(m.destination(), Some(dest()));
     assert!(matches!(m.tlvs.last(), Some(Tlv::Cookie(_))));
-    let mut v = Verifier::new(WINDOW);
+    let v = Verifier::new(WINDOW);
     assert_eq!(v.verify(&wire, &m, NOW, keys), Ok(client("home")));
     assert_eq!(v.replay_entries(), 1);
 }
@@ -117,7 +117,7 @@ fn info_probe_is_sealed_too() {
     .expect("seal");
     let m = decode_whole(&wire);
     assert!(m.is_info());
-    let mut v = Verifier::new(WINDOW);
+    let v = Verifier::new(WINDOW);
     assert_eq!(v.verify(&wire, &m, NOW, keys), Ok(client("home")));
 }
 
@@ -125,15 +125,15 @@ fn info_probe_is_sealed_too() {
 fn trailing_payload_after_the_message_is_ignored() {
     let (mut wire, m) = sealed_as("home", &example_key(), NOW, nonce(1));
     wire.extend_from_slice(b"payload");
-    let mut v = Verifier::new(WINDOW);
+    let v = Verifier::new(WINDOW);
     assert_eq!(v.verify(&wire, &m, NOW, keys), Ok(client("home")));
 }
 
 #[test]
 fn wrong_key_is_a_bad_tag() {
     let (wire, _) = sealed_as("home", &Key::from_bytes([1; 32]), NOW, nonce(1));
-    let mut v = Verifier::new(WINDOW);
-    let e = check(&mut v, &wire, NOW).expect_err("wrong key");
+    let v = Verifier::new(WINDOW);
+    let e = check(&v, &wire, NOW).expect_err("wrong key");
     assert_eq!(e, AuthError::BadTag);
     assert_eq!(e.error_code(), ErrorCode::NotAuthorized);
     assert_eq!(e.reason(), "bad_tag");
@@ -143,50 +143,50 @@ fn wrong_key_is_a_bad_tag() {
 #[test]
 fn unknown_client() {
     let (wire, _) = sealed_as("stranger", &example_key(), NOW, nonce(1));
-    let mut v = Verifier::new(WINDOW);
-    let e = check(&mut v, &wire, NOW).expect_err("unknown");
+    let v = Verifier::new(WINDOW);
+    let e = check(&v, &wire, NOW).expect_err("unknown");
     assert_eq!(e, AuthError::UnknownClient);
     assert_eq!(e.error_code(), ErrorCode::NotAuthorized);
 }
 
 #[test]
 fn skew_past_the_window_either_way() {
-    let mut v = Verifier::new(WINDOW);
+    let v = Verifier::new(WINDOW);
     let (old, _) = sealed_as("home", &example_key(), NOW - WINDOW - 1, nonce(1));
-    assert_eq!(check(&mut v, &old, NOW), Err(AuthError::Skew));
+    assert_eq!(check(&v, &old, NOW), Err(AuthError::Skew));
     let (future, _) = sealed_as("home", &example_key(), NOW + WINDOW + 1, nonce(2));
-    assert_eq!(check(&mut v, &future, NOW), Err(AuthError::Skew));
+    assert_eq!(check(&v, &future, NOW), Err(AuthError::Skew));
     // The edges of the window are inside it.
     let (edge_old, _) = sealed_as("home", &example_key(), NOW - WINDOW, nonce(3));
-    assert!(check(&mut v, &edge_old, NOW).is_ok());
+    assert!(check(&v, &edge_old, NOW).is_ok());
     let (edge_new, _) = sealed_as("home", &example_key(), NOW + WINDOW, nonce(4));
-    assert!(check(&mut v, &edge_new, NOW).is_ok());
+    assert!(check(&v, &edge_new, NOW).is_ok());
     assert_eq!(AuthError::Skew.error_code(), ErrorCode::NotAuthorized);
 }
 
 #[test]
 fn replay_is_refused_per_client() {
-    let mut v = Verifier::new(WINDOW);
+    let v = Verifier::new(WINDOW);
     let (wire, _) = sealed_as("home", &example_key(), NOW, nonce(7));
-    assert!(check(&mut v, &wire, NOW).is_ok());
-    assert_eq!(check(&mut v, &wire, NOW + 1), Err(AuthError::Replay));
+    assert!(check(&v, &wire, NOW).is_ok());
+    assert_eq!(check(&v, &wire, NOW + 1), Err(AuthError::Replay));
     // The same nonce from another client is fine.
     let (other, _) = sealed_as("office", &Key::from_bytes([9; 32]), NOW, nonce(7));
-    assert!(check(&mut v, &other, NOW).is_ok());
+    assert!(check(&v, &other, NOW).is_ok());
     assert_eq!(AuthError::Replay.reason(), "replay");
 }
 
 #[test]
 fn replay_after_expiry_is_refused_by_the_clock() {
-    let mut v = Verifier::new(WINDOW);
+    let v = Verifier::new(WINDOW);
     let (wire, _) = sealed_as("home", &example_key(), NOW, nonce(7));
-    assert!(check(&mut v, &wire, NOW).is_ok());
+    assert!(check(&v, &wire, NOW).is_ok());
     // Still remembered at the last second of the window.
-    assert_eq!(check(&mut v, &wire, NOW + WINDOW), Err(AuthError::Replay));
+    assert_eq!(check(&v, &wire, NOW + WINDOW), Err(AuthError::Replay));
     // After it the entry is pruned, and the skew check refuses the replay.
     v.prune(NOW + WINDOW + 1);
     assert_eq!(v.replay_entries(), 0);
-    assert_eq!(check(&mut v, &wire, NOW + WINDOW + 1), Err(AuthError::Skew));
+    assert_eq!(check(&v, &wire, NOW + WINDOW + 1), Err(AuthError::Skew));
 }
 
 #[test]
@@ -195,31 +195,31 @@ fn tampered_bytes_are_refused() {
     // Change the destination port (byte 7): the tag no longer matches.
     let mut port = wire.clone();
     port[7] ^= 1;
-    let mut v = Verifier::new(WINDOW);
-    assert_eq!(check(&mut v, &port, NOW), Err(AuthError::BadTag));
+    let v = Verifier::new(WINDOW);
+    assert_eq!(check(&v, &port, NOW), Err(AuthError::BadTag));
     // Change the last tag byte (the 2 bytes after it are padding).
     let mut tag = wire.clone();
     let at = tag.len() - 3;
     tag[at] ^= 0x80;
-    assert_eq!(check(&mut v, &tag, NOW), Err(AuthError::BadTag));
+    assert_eq!(check(&v, &tag, NOW), Err(AuthError::BadTag));
     // Change the timestamp: tag fails before the clock is looked at.
     let mut ts = wire.clone();
     ts[24 + 4 + 2 + 4 + 7] ^= 1;
-    assert_eq!(check(&mut v, &ts, NOW), Err(AuthError::BadTag));
+    assert_eq!(check(&v, &ts, NOW), Err(AuthError::BadTag));
     // Non-zero padding is malformed.
     let mut pad = wire.clone();
     let last = pad.len() - 1;
     pad[last] = 1;
-    assert_eq!(check(&mut v, &pad, NOW), Err(AuthError::MalformedCookie));
+    assert_eq!(check(&v, &pad, NOW), Err(AuthError::MalformedCookie));
     // The original is still good.
-    assert!(check(&mut v, &wire, NOW).is_ok());
+    assert!(check(&v, &wire, NOW).is_ok());
 }
 
 #[test]
 fn missing_cookie() {
     let wire = Message::connect(dest()).encode().expect("encode");
-    let mut v = Verifier::new(WINDOW);
-    let e = check(&mut v, &wire, NOW).expect_err("no cookie");
+    let v = Verifier::new(WINDOW);
+    let e = check(&v, &wire, NOW).expect_err("no cookie");
     assert_eq!(e, AuthError::MissingCookie);
     assert_eq!(e.error_code(), ErrorCode::MissingCookie);
     assert_eq!(e.reason(), "missing_cookie");
@@ -228,7 +228,7 @@ fn missing_cookie() {
 #[test]
 fn cookie_must_be_last_and_single() {
     let (wire, m) = sealed_as("home", &example_key(), NOW, nonce(1));
-    let mut v = Verifier::new(WINDOW);
+    let v = Verifier::new(WINDOW);
 
     let mut not_last = m.clone();
     not_last.tlvs.push(Tlv::Info);
@@ -265,7 +265,7 @@ fn cookie_must_be_last_and_single() {
 
 #[test]
 fn malformed_cookie_layouts() {
-    let mut v = Verifier::new(WINDOW);
+    let v = Verifier::new(WINDOW);
     let bad = |value: Vec<u8>| {
         let mut m = Message::connect(dest());
         m.tlvs.push(Tlv::Cookie(value));
@@ -276,7 +276,7 @@ fn malformed_cookie_layouts() {
     let Some(Tlv::Cookie(value)) = good.tlvs.last() else {
         panic!("no cookie");
     };
-    assert!(check(&mut v, &good_wire, NOW).is_ok());
+    assert!(check(&v, &good_wire, NOW).is_ok());
 
     let mut cases = Vec::new();
     let mut format = value.clone();
@@ -309,23 +309,23 @@ fn global_cap_refuses_rather_than_forgets() {
         max_entries: 3,
         max_per_client: 100,
     };
-    let mut v = Verifier::with_limits(WINDOW, limits);
+    let v = Verifier::with_limits(WINDOW, limits);
     for n in 0..3 {
         let (wire, _) = sealed_as("home", &example_key(), NOW, nonce(n));
-        assert!(check(&mut v, &wire, NOW).is_ok());
+        assert!(check(&v, &wire, NOW).is_ok());
     }
     let (fourth, _) = sealed_as("office", &Key::from_bytes([9; 32]), NOW, nonce(3));
-    let e = check(&mut v, &fourth, NOW).expect_err("cache full");
+    let e = check(&v, &fourth, NOW).expect_err("cache full");
     assert_eq!(e, AuthError::ReplayCacheFull);
     assert_eq!(e.error_code(), ErrorCode::ResourceExceeded);
     assert_eq!(e.reason(), "replay_cache_full");
     // A replay is still called a replay, not "full".
     let (first, _) = sealed_as("home", &example_key(), NOW, nonce(0));
-    assert_eq!(check(&mut v, &first, NOW), Err(AuthError::Replay));
+    assert_eq!(check(&v, &first, NOW), Err(AuthError::Replay));
     // Once the entries expire there is room again.
     let later = NOW + WINDOW + 1;
     let (fresh, _) = sealed_as("office", &Key::from_bytes([9; 32]), later, nonce(4));
-    assert!(check(&mut v, &fresh, later).is_ok());
+    assert!(check(&v, &fresh, later).is_ok());
     assert_eq!(v.replay_entries(), 1);
 }
 
@@ -335,21 +335,21 @@ fn per_client_cap_does_not_starve_others() {
         max_entries: 100,
         max_per_client: 2,
     };
-    let mut v = Verifier::with_limits(WINDOW, limits);
+    let v = Verifier::with_limits(WINDOW, limits);
     for n in 0..2 {
         let (wire, _) = sealed_as("home", &example_key(), NOW, nonce(n));
-        assert!(check(&mut v, &wire, NOW).is_ok());
+        assert!(check(&v, &wire, NOW).is_ok());
     }
     let (third, _) = sealed_as("home", &example_key(), NOW, nonce(2));
-    assert_eq!(check(&mut v, &third, NOW), Err(AuthError::ReplayCacheFull));
+    assert_eq!(check(&v, &third, NOW), Err(AuthError::ReplayCacheFull));
     let (other, _) = sealed_as("office", &Key::from_bytes([9; 32]), NOW, nonce(2));
-    assert!(check(&mut v, &other, NOW).is_ok());
+    assert!(check(&v, &other, NOW).is_ok());
 }
 
 #[test]
 fn many_clients_and_nonces_stay_bounded() {
     // 2000 clients x 5 nonces, then time moves on and everything is pruned.
-    let mut v = Verifier::new(WINDOW);
+    let v = Verifier::new(WINDOW);
     let key = Key::from_bytes([3; 32]);
     let mut count = 0;
     for c in 0..2000u32 {
@@ -417,7 +417,7 @@ proptest! {
         else {
             return Ok(()); // no longer a message at all
         };
-        let mut v = Verifier::new(WINDOW);
+        let v = Verifier::new(WINDOW);
         prop_assert!(v.verify(&wire, &message, NOW, keys).is_err());
     }
 }

@@ -128,15 +128,6 @@ fn error_tlv_with_a_longer_value() {
 }
 
 #[test]
-fn error_echo_keeps_the_echo_aligned() {
-    // Malformed Message echoing a 4-byte request: code, one zero byte, echo.
-    golden(
-        "01 03 22 63 | 1e 02 01 00 | 02 01 22 63",
-        Message::error_echo(ErrorCode::MalformedMessage, &hex("02 01 22 63")),
-    );
-}
-
-#[test]
 fn unknown_tlv_is_kept() {
     // A private-use type 0xc0, Length 1, two value bytes.
     golden(

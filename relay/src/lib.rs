@@ -4,25 +4,33 @@
 //!
 //! * [`sys`]: small socket tricks: MPTCP and plain TCP listeners (with TCP Fast Open),
 //!   `TCP_IS_MPTCP`, the original destination of a redirected connection, abortive close.
+//! * [`accept`]: the one accept loop of both daemons: a semaphore caps connections,
+//!   accept errors back off, shutdown is a `CancellationToken`, handlers run on a
+//!   `TaskTracker`.
+//! * [`message`]: reading exactly one Convert message (or driving a handshake machine
+//!   of `mpbond_protocol::handshake`) from a stream, never past its end.
 //! * [`connect`]: outgoing connections over MPTCP or TCP that send a first message, in the
 //!   SYN when TCP Fast Open is available.
 //! * [`relay`]: the bidirectional relay between two sockets: zero-copy `splice(2)` through a
 //!   pipe per direction, half-close per direction, resets mirrored as resets, idle timeout.
-//!   [`relay::relay_after_reply`] strips a reply from `b` (the Convert reply) before
-//!   relaying `b → a`, while `a → b` flows at once.
+//!   [`relay::relay_with_lead`] sends our own bytes (the Convert reply) first, in one
+//!   write with the destination's first bytes.
 //! * [`notify`]: the systemd readiness protocol (`NOTIFY_SOCKET`).
 //!
 //! Everything here is Linux-only and needs a tokio runtime with I/O and time enabled.
 //!
 //! # Tests
 //!
-//! `tests/relay.rs`, `tests/reply.rs` and `tests/sys.rs` run on 127.0.0.1 in the current
-//! namespace and change nothing. `tests/netns.rs` needs root: each test runs on a thread
-//! that unshares a new network namespace (gone when the thread ends) to prove Fast Open
-//! with the namespace's TcpExt counters, nft redirects, marks and unreachable routes.
-//! `examples/throughput.rs` measures splice against the copy fallback.
+//! `tests/relay.rs`, `tests/lead.rs`, `tests/accept.rs` and `tests/sys.rs` run on
+//! 127.0.0.1 in the current namespace and change nothing. `tests/netns.rs` needs root:
+//! each test runs on a thread that unshares a new network namespace (gone when the
+//! thread ends) to prove Fast Open with the namespace's TcpExt counters, nft redirects,
+//! marks and unreachable routes. `examples/throughput.rs` measures splice against the
+//! copy fallback.
 
+pub mod accept;
 pub mod connect;
+pub mod message;
 pub mod notify;
 pub mod relay;
 pub mod sys;
@@ -47,14 +55,5 @@ mod tests {
             b"",
             &connect,
         ));
-    }
-
-    #[allow(dead_code)]
-    fn reply_relay_is_send(a: tokio::net::TcpStream, b: tokio::net::TcpStream) {
-        fn send<T: Send>(_: &T) {}
-        let opts = crate::relay::RelayOpts::default();
-        send(&crate::relay::relay_after_reply(a, b, &opts, |_| {
-            crate::relay::Reply::NeedMore
-        }));
     }
 }

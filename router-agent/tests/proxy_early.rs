@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use common::{echo_server, key, upstream};
 use mpbond_agent::proxy::{conn::Close, handle, ConnContext, UpstreamKind};
-use mpbond_protocol::{decode, message_len, Decoded, Message};
+use mpbond_protocol::Message;
+use mpbond_relay::message::read_message;
 use mpbond_relay::relay::CloseReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -27,12 +28,7 @@ fn context(addr: SocketAddr) -> Arc<ConnContext> {
 
 /// Read one Convert request and check that it decodes.
 async fn read_request(stream: &mut TcpStream) {
-    let mut header = [0u8; 4];
-    stream.read_exact(&mut header).await.unwrap();
-    let mut wire = vec![0u8; message_len(header).unwrap()];
-    wire[..4].copy_from_slice(&header);
-    stream.read_exact(&mut wire[4..]).await.unwrap();
-    assert!(matches!(decode(&wire), Ok(Decoded::Complete { .. })));
+    read_message(stream).await.expect("one whole request");
 }
 
 /// Accept one connection, read the Convert request and then `early.len()` more bytes,

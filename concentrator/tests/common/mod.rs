@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mpbond_concentrator::{Config, Handle, RunError, Server};
 use mpbond_protocol::auth::{seal, ClientId, Key};
-use mpbond_protocol::{decode, message_len, Decoded, ErrorCode, Message};
+use mpbond_protocol::{ErrorCode, Message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -153,18 +153,12 @@ pub fn sealed(message: &Message, id: &str, key: &Key) -> Vec<u8> {
     seal(message, &id, key, now(), nonce()).unwrap()
 }
 
-/// Read one Convert reply.
+/// Read one Convert reply, exactly.
 pub async fn read_reply(s: &mut TcpStream) -> Message {
-    let mut header = [0u8; 4];
-    s.read_exact(&mut header).await.expect("reply header");
-    let len = message_len(header).expect("reply header valid");
-    let mut buf = vec![0u8; len];
-    buf[..4].copy_from_slice(&header);
-    s.read_exact(&mut buf[4..]).await.expect("reply body");
-    match decode(&buf).expect("reply decodes") {
-        Decoded::Complete { message, .. } => message,
-        Decoded::Incomplete { .. } => panic!("incomplete reply"),
-    }
+    mpbond_relay::message::read_message(s)
+        .await
+        .expect("one whole Convert reply")
+        .message
 }
 
 /// Connect plainly, send `first`, and return the reply's error code (None for ok).

@@ -24,8 +24,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mpbond_protocol::auth::{seal, ClientId, Key};
-use mpbond_protocol::{decode, message_len, Decoded, ErrorCode, Message, FIXED_HEADER_LEN};
+use mpbond_protocol::auth::{ClientId, Key};
+use mpbond_protocol::{ClientHandshake, ErrorCode, Message, ReplyError, Step};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// The concentrator's address in the namespace (on `vps0`).
@@ -311,25 +311,31 @@ fn probe(addr: SocketAddr, client: &ClientId, key: &Key) -> io::Result<Probe> {
         .map_or(0, |d| d.as_secs());
     let mut nonce = [0u8; 12];
     getrandom::fill(&mut nonce).map_err(io::Error::other)?;
-    let wire = seal(&Message::info(), client, key, now, nonce)
-        .map_err(|e| io::Error::other(format!("{e:?}")))?;
+    let (mut handshake, wire) = ClientHandshake::seal(&Message::info(), client, key, now, nonce)
+        .map_err(io::Error::other)?;
     let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::MPTCP))?;
     socket.set_read_timeout(Some(Duration::from_secs(10)))?;
     socket.connect_timeout(&addr.into(), Duration::from_secs(10))?;
     let mut stream: std::net::TcpStream = socket.into();
     stream.write_all(&wire)?;
-    let mut header = [0u8; FIXED_HEADER_LEN];
-    stream.read_exact(&mut header)?;
-    let len = message_len(header).map_err(|e| io::Error::other(format!("{e:?}")))?;
-    let mut buf = vec![0u8; len];
-    buf[..FIXED_HEADER_LEN].copy_from_slice(&header);
-    stream.read_exact(&mut buf[FIXED_HEADER_LEN..])?;
-    let message = match decode(&buf) {
-        Ok(Decoded::Complete { message, .. }) => message,
-        other => return Err(io::Error::other(format!("bad reply: {other:?}"))),
+    // Read exactly what the reply still needs until the handshake has it whole.
+    let mut piece = Vec::new();
+    let outcome = loop {
+        match handshake.receive(&piece).step {
+            Step::Done(outcome) => break outcome,
+            Step::NeedMore { needed } => {
+                piece.resize(needed, 0);
+                stream.read_exact(&mut piece)?;
+            }
+        }
+    };
+    let error = match outcome {
+        Ok(_) => None,
+        Err(ReplyError::Refused(code)) => Some(code),
+        Err(other) => return Err(io::Error::other(format!("bad reply: {other}"))),
     };
     Ok(Probe {
-        error: message.error_code(),
+        error,
         mptcp: is_mptcp(&stream),
     })
 }

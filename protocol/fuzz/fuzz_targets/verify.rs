@@ -18,7 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(id) = "fuzz".parse::<ClientId>() else {
         return;
     };
-    let mut verifier = Verifier::new(60);
+    let verifier = Verifier::new(60);
     let wire = data.get(..len).unwrap_or(data);
     assert!(
         verifier

@@ -1,4 +1,10 @@
 //! Sealing a request and verifying a sealed one.
+//!
+//! [`Verifier::verify`] is shared by every connection of a converter. Checks 1 to 5
+//! (layout, key lookup, tag, clock) need no shared state and run unlocked; only the
+//! replay cache (check 6: prune, then insert the nonce) is behind the verifier's mutex.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -123,11 +129,13 @@ fn last_tlv_offset(wire: &[u8]) -> Option<usize> {
     (offset == wire.len()).then_some(last).flatten()
 }
 
-/// Checks sealed requests and remembers their nonces.
+/// Checks sealed requests and remembers their nonces. Share one between all
+/// connections (`&self` everywhere): only the replay cache is locked, and only
+/// for the prune and the insert.
 #[derive(Debug)]
 pub struct Verifier {
     window_secs: u64,
-    replay: ReplayCache,
+    replay: Mutex<ReplayCache>,
 }
 
 impl Verifier {
@@ -141,7 +149,7 @@ impl Verifier {
     pub fn with_limits(window_secs: u64, limits: ReplayLimits) -> Self {
         Self {
             window_secs,
-            replay: ReplayCache::new(limits),
+            replay: Mutex::new(ReplayCache::new(limits)),
         }
     }
 
@@ -150,15 +158,22 @@ impl Verifier {
         self.window_secs
     }
 
+    /// The replay cache, locked. A panic elsewhere while it was held cannot
+    /// leave it inconsistent (each method finishes its own updates), so a
+    /// poisoned lock is used as is.
+    fn replay(&self) -> MutexGuard<'_, ReplayCache> {
+        self.replay.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Nonces currently remembered (for metrics).
     pub fn replay_entries(&self) -> usize {
-        self.replay.len()
+        self.replay().len()
     }
 
     /// Drop expired nonces. [`Verifier::verify`] does this itself; call it
     /// when idle to give memory back sooner.
-    pub fn prune(&mut self, now_unix_secs: u64) {
-        self.replay.prune(now_unix_secs);
+    pub fn prune(&self, now_unix_secs: u64) {
+        self.replay().prune(now_unix_secs);
     }
 
     /// Verify a sealed request and remember its nonce.
@@ -166,7 +181,7 @@ impl Verifier {
     /// `wire` is the exact bytes of the message (bytes after the header's
     /// Total Length are ignored), `message` its decoded form.
     pub fn verify(
-        &mut self,
+        &self,
         wire: &[u8],
         message: &Message,
         now_unix_secs: u64,
@@ -215,12 +230,25 @@ impl Verifier {
         if now_unix_secs.abs_diff(parsed.timestamp) > self.window_secs {
             return Err(AuthError::Skew);
         }
-        self.replay.prune(now_unix_secs);
         let expires_at = parsed.timestamp.saturating_add(self.window_secs);
-        match self.replay.insert(&parsed.client, parsed.nonce, expires_at) {
+        let mut replay = self.replay();
+        replay.prune(now_unix_secs);
+        match replay.insert(&parsed.client, parsed.nonce, expires_at) {
             Insert::Fresh => Ok(parsed.client),
             Insert::Replay => Err(AuthError::Replay),
             Insert::Full => Err(AuthError::ReplayCacheFull),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One verifier serves every connection of a converter, from any thread.
+    #[test]
+    fn a_verifier_is_shared_by_reference() {
+        fn shared<T: Send + Sync>(_: &T) {}
+        shared(&Verifier::new(60));
     }
 }

@@ -9,8 +9,6 @@
 //! * `ECONNRESET`/`EPIPE` on one socket => the other socket is reset (`SO_LINGER` 0 and
 //!   close) and the relay ends with [`CloseReason::ResetByA`] or [`CloseReason::ResetByB`];
 //! * any other I/O error => both sockets are reset, [`CloseReason::Error`];
-//! * with [`relay_after_reply`], a reply from `b` that is rejected => `a` is reset,
-//!   [`CloseReason::ResetByB`];
 //! * with [`relay_with_lead`], `a` first gets our own bytes, in one write with `b`'s first
 //!   bytes when they come soon enough;
 //! * no byte in either direction for `idle_timeout` => both sockets are closed,
@@ -24,7 +22,6 @@ mod idle;
 mod lead;
 mod pipe;
 mod pump;
-mod reply;
 
 use std::io;
 use std::pin::pin;
@@ -37,7 +34,6 @@ use tokio::net::TcpStream;
 pub use lead::Lead;
 pub use pump::Mode;
 use pump::{pump, End, Meter, PumpError};
-pub use reply::{Reply, MAX_REPLY_LEN};
 
 /// Why a relay ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +99,7 @@ pub async fn relay(a: TcpStream, b: TcpStream, opts: &RelayOpts) -> RelayStats {
 /// [`relay`] with the data path chosen: [`Mode::Copy`] never splices (for measurements and
 /// for sockets known not to splice).
 pub async fn relay_with(a: TcpStream, b: TcpStream, opts: &RelayOpts, mode: Mode) -> RelayStats {
-    run(a, b, opts, mode, None::<fn(&[u8]) -> Reply>, None).await
+    run(a, b, opts, mode, None).await
 }
 
 /// [`relay`] where `a` first gets `lead` (the concentrator's Convert reply), in the same
@@ -115,32 +111,7 @@ pub async fn relay_with_lead(
     opts: &RelayOpts,
     lead: &Lead,
 ) -> RelayStats {
-    run(
-        a,
-        b,
-        opts,
-        Mode::Splice,
-        None::<fn(&[u8]) -> Reply>,
-        Some(lead),
-    )
-    .await
-}
-
-/// [`relay`] where `b` first sends a reply that must not reach `a`, such as the
-/// concentrator's Convert reply on the agent's upstream connection.
-///
-/// `a → b` starts at once. `b → a` first reads from `b` and calls `check` on everything
-/// read so far until it answers [`Reply::Accept`]; those `len` bytes are dropped and the
-/// rest is relayed. [`Reply::Reject`], end of stream before a verdict, or more than
-/// [`MAX_REPLY_LEN`] bytes without one reset `a`, close `b`, and end the relay with
-/// [`CloseReason::ResetByB`]. The checker can record what it saw in the state it captures.
-pub async fn relay_after_reply(
-    a: TcpStream,
-    b: TcpStream,
-    opts: &RelayOpts,
-    check: impl FnMut(&[u8]) -> Reply + Send,
-) -> RelayStats {
-    run(a, b, opts, Mode::Splice, Some(check), None).await
+    run(a, b, opts, Mode::Splice, Some(lead)).await
 }
 
 async fn run(
@@ -148,7 +119,6 @@ async fn run(
     b: TcpStream,
     opts: &RelayOpts,
     mode: Mode,
-    check: Option<impl FnMut(&[u8]) -> Reply + Send>,
     lead: Option<&Lead>,
 ) -> RelayStats {
     let clock = idle::Clock::start();
@@ -166,9 +136,6 @@ async fn run(
         };
         let mut forward = pin!(pump(&a, &b, mode, &forward));
         let mut backward = pin!(async {
-            if let Some(mut check) = check {
-                reply::strip_reply(&b, &a, &mut check, &backward).await?;
-            }
             if let Some(lead) = lead {
                 lead::send_lead(&b, &a, lead, &backward).await?;
             }
@@ -230,9 +197,6 @@ fn classify(failure: PumpError, side: Side) -> CloseReason {
         (side, failure.end),
         (Side::AToB, End::Src) | (Side::BToA, End::Dst)
     );
-    if reply::is_rejected(&failure.error) {
-        return CloseReason::ResetByB;
-    }
     if is_reset(&failure.error) {
         if on_a {
             CloseReason::ResetByA

@@ -112,16 +112,18 @@ pub fn is_mptcp(stream: &TcpStream) -> Option<bool> {
 /// `SO_ORIGINAL_DST`, other IPv6 addresses `IP6T_SO_ORIGINAL_DST`. A connection that was
 /// not redirected (no conntrack entry) gives an error (`ENOENT`), never a panic.
 pub fn original_dst(stream: &TcpStream) -> io::Result<SocketAddr> {
-    let local = stream.local_addr()?;
-    let v4 = match local {
-        SocketAddr::V4(_) => true,
-        SocketAddr::V6(v6) => v6.ip().to_ipv4_mapped().is_some(),
-    };
-    if v4 {
-        sockopt::original_dst_v4(stream)
+    let socket = SockRef::from(stream);
+    let original = if stream.local_addr()?.ip().to_canonical().is_ipv4() {
+        socket.original_dst_v4()?
     } else {
-        sockopt::original_dst_v6(stream)
-    }
+        socket.original_dst_v6()?
+    };
+    original.as_socket().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "original destination is not an IP address",
+        )
+    })
 }
 
 /// Abortive close: SO_LINGER 0 then drop, so the peer gets RST.

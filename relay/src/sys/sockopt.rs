@@ -1,13 +1,12 @@
 //! Raw `getsockopt`/`setsockopt` wrappers for the options socket2 does not cover:
-//! TCP Fast Open (server queue, client connect, no-cookie), `TCP_IS_MPTCP`,
-//! `SO_ORIGINAL_DST`/`IP6T_SO_ORIGINAL_DST` and the `TCP_INFO` options byte.
+//! TCP Fast Open (server queue, client connect, no-cookie), `TCP_IS_MPTCP` and the
+//! `TCP_INFO` options byte. (The original destination comes from socket2.)
 //!
 //! Every `unsafe` block here passes a correctly sized, initialised value and its length to
 //! the kernel, which writes at most that many bytes.
 
 use std::io;
 use std::mem::{size_of, MaybeUninit};
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 
 /// `TCP_FASTOPEN_CONNECT` (Linux 4.11): connect() defers the SYN to the first write.
@@ -150,42 +149,4 @@ fn get<T: Copy>(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<
     // SAFETY: T is only instantiated with C structs and integers, for which all-zero bytes
     // (and any bytes the kernel wrote) are valid.
     Ok(unsafe { value.assume_init() })
-}
-
-/// getsockopt(SOL_IP, SO_ORIGINAL_DST) as a `sockaddr_in`.
-pub(crate) fn original_dst_v4(socket: &impl AsRawFd) -> io::Result<SocketAddr> {
-    let sin: libc::sockaddr_in = get(socket.as_raw_fd(), libc::SOL_IP, libc::SO_ORIGINAL_DST)?;
-    if libc::c_int::from(sin.sin_family) != libc::AF_INET {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "SO_ORIGINAL_DST: not AF_INET",
-        ));
-    }
-    let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-    Ok(SocketAddr::V4(SocketAddrV4::new(
-        ip,
-        u16::from_be(sin.sin_port),
-    )))
-}
-
-/// getsockopt(SOL_IPV6, IP6T_SO_ORIGINAL_DST) as a `sockaddr_in6`.
-pub(crate) fn original_dst_v6(socket: &impl AsRawFd) -> io::Result<SocketAddr> {
-    let sin6: libc::sockaddr_in6 = get(
-        socket.as_raw_fd(),
-        libc::SOL_IPV6,
-        libc::IP6T_SO_ORIGINAL_DST,
-    )?;
-    if libc::c_int::from(sin6.sin6_family) != libc::AF_INET6 {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "IP6T_SO_ORIGINAL_DST: not AF_INET6",
-        ));
-    }
-    let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-    Ok(SocketAddr::V6(SocketAddrV6::new(
-        ip,
-        u16::from_be(sin6.sin6_port),
-        sin6.sin6_flowinfo,
-        sin6.sin6_scope_id,
-    )))
 }

@@ -1,21 +1,21 @@
-//! The transparent listener and its bounded, self-healing accept loop.
+//! The transparent listener, served by the shared accept loop.
 //!
-//! The agent listens on `0.0.0.0:port` and `[::]:port` (v6only). A semaphore caps the
-//! number of live connections: at the limit, a loop holds its freshly accepted connection
-//! until a permit frees up and accepts nothing more, so excess clients queue in the
-//! kernel backlog. Accept errors (e.g. EMFILE) back off from 10 ms
-//! to 1 s instead of spinning. Each connection runs in its own task on the shared
-//! [`TaskTracker`], logs its own outcome, and can never take the loop down.
+//! The agent listens on `0.0.0.0:port` and `[::]:port` (v6only). Both listeners run
+//! [`mpbond_relay::accept::AcceptLoop`] with one semaphore that caps the live
+//! connections: at the limit, a loop holds its freshly accepted connection until a
+//! permit frees up and accepts nothing more, so excess clients queue in the kernel
+//! backlog. Accept errors (e.g. EMFILE) back off from 10 ms to 1 s instead of spinning.
+//! Each connection runs in its own task on the shared [`TaskTracker`], logs its own
+//! outcome, and can never take the loop down.
 
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
+use mpbond_relay::accept::AcceptLoop;
 use mpbond_relay::sys;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -24,8 +24,6 @@ use super::conn::serve_accepted;
 use super::ConnContext;
 
 const BACKLOG: i32 = 1024;
-const BACKOFF_MIN: Duration = Duration::from_millis(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 /// The bound listeners. IPv6 is optional: a router with IPv6 disabled has only IPv4.
 #[derive(Debug)]
@@ -83,59 +81,27 @@ pub async fn serve(
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let limit = Arc::new(Semaphore::new(max_connections.max(1)));
-    let v4 = accept_loop(&listeners.v4, &ctx, &limit, &tracker, &shutdown);
+    let accept = AcceptLoop::new("proxy", max_connections, tracker, shutdown);
+    let v4 = accept_loop(&accept, &listeners.v4, &ctx);
     match &listeners.v6 {
         Some(v6) => {
-            let v6 = accept_loop(v6, &ctx, &limit, &tracker, &shutdown);
+            let v6 = accept_loop(&accept, v6, &ctx);
             tokio::join!(v4, v6);
         }
         None => v4.await,
     }
 }
 
-async fn accept_loop(
-    listener: &TcpListener,
-    ctx: &Arc<ConnContext>,
-    limit: &Arc<Semaphore>,
-    tracker: &TaskTracker,
-    shutdown: &CancellationToken,
-) {
+async fn accept_loop(accept: &AcceptLoop, listener: &TcpListener, ctx: &Arc<ConnContext>) {
     let local = listener.local_addr().ok();
-    let mut backoff = BACKOFF_MIN;
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, client) = match accepted {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                warn!(listener = ?local, %error, ?backoff, "accept failed, backing off");
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                continue;
+    accept
+        .run(listener, |stream, client, permit| {
+            let ctx = ctx.clone();
+            async move {
+                serve_accepted(stream, client, ctx).await;
+                drop(permit);
             }
-        };
-        backoff = BACKOFF_MIN;
-        // At the limit, this connection waits for a permit and the next ones wait in the
-        // kernel backlog. (Taking the permit before accept would let an idle listener sit
-        // on one.)
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = limit.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break, // the semaphore is never closed
-            },
-        };
-        let ctx = ctx.clone();
-        tracker.spawn(async move {
-            serve_accepted(stream, client, ctx).await;
-            drop(permit);
-        });
-    }
+        })
+        .await;
     info!(listener = ?local, "stopped accepting");
 }

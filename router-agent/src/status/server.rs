@@ -5,7 +5,9 @@
 //! shuts down its write side) gets the status document; anything else gets
 //! `{"error": "..."}`. The server is bounded: at most [`MAX_CLIENTS`] connections at a
 //! time (further ones wait in the backlog), [`CLIENT_TIMEOUT`] per connection, and
-//! requests of at most [`MAX_REQUEST`] bytes. Bad input never takes it down.
+//! requests of at most [`MAX_REQUEST`] bytes. Bad input never takes it down. It runs on
+//! the shared accept loop ([`mpbond_relay::accept`]), so accept errors back off and
+//! shutdown ends the backoff too.
 //!
 //! [`ControlSocket::bind`] creates the parent directory, refuses to start if another
 //! agent answers on the path, removes a stale socket file, and binds with mode 0600: the
@@ -19,12 +21,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use mpbond_relay::accept::AcceptLoop;
 use serde_json::json;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::model::StatusDoc;
@@ -116,38 +119,23 @@ impl ControlSocket {
         F: Fn() -> StatusDoc + Send + Sync + 'static,
     {
         let source = Arc::new(source);
-        let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
-        loop {
-            let permit = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                permit = slots.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_closed) => break,
-                },
-            };
-            let stream = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                accepted = self.listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        warn!(%error, "control socket accept failed");
-                        // EMFILE and friends: give the system a moment.
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
+        // Each client is bounded by CLIENT_TIMEOUT, so nobody waits for them to drain.
+        let accept = AcceptLoop::new("control", MAX_CLIENTS, TaskTracker::new(), shutdown);
+        accept
+            .run(&self.listener, |stream, _peer, permit| {
+                let source = source.clone();
+                async move {
+                    let served =
+                        tokio::time::timeout(CLIENT_TIMEOUT, answer(stream, &*source)).await;
+                    match served {
+                        Ok(Ok(())) => {}
+                        Ok(Err(error)) => debug!(%error, "control client failed"),
+                        Err(_) => debug!("control client timed out"),
                     }
-                },
-            };
-            let source = source.clone();
-            tokio::spawn(async move {
-                let served = tokio::time::timeout(CLIENT_TIMEOUT, answer(stream, &*source)).await;
-                match served {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => debug!(%error, "control client failed"),
-                    Err(_) => debug!("control client timed out"),
+                    drop(permit);
                 }
-                drop(permit);
-            });
-        }
+            })
+            .await;
     }
 }
 

@@ -11,9 +11,10 @@ use mpbond_agent::core::Input;
 use mpbond_agent::proxy::{ConnContext, ConnParams};
 use mpbond_agent::upstream::{now_unix, Upstream};
 use mpbond_protocol::auth::{Key, Verifier};
-use mpbond_protocol::{decode, message_len, Decoded, ErrorCode, Message, Tlv};
+use mpbond_protocol::{ErrorCode, Message, Tlv};
+use mpbond_relay::message::{read_message, ReadMessage, ReadMessageError};
 use mpbond_relay::relay::{relay, RelayOpts};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -94,19 +95,10 @@ async fn serve(
     verifier: Arc<Mutex<Verifier>>,
     seen: Arc<Mutex<Vec<Message>>>,
 ) {
-    let mut header = [0u8; 4];
-    if stream.read_exact(&mut header).await.is_err() {
-        return;
-    }
-    let total = message_len(header).expect("request header");
-    let mut wire = vec![0u8; total];
-    wire[..4].copy_from_slice(&header);
-    stream
-        .read_exact(&mut wire[4..])
-        .await
-        .expect("request body");
-    let Ok(Decoded::Complete { message, .. }) = decode(&wire) else {
-        panic!("undecodable request");
+    let ReadMessage { wire, message } = match read_message(&mut stream).await {
+        Ok(read) => read,
+        Err(ReadMessageError::Io(_)) => return,
+        Err(e) => panic!("undecodable request: {e}"),
     };
     let verified = verifier
         .lock()

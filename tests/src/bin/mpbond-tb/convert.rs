@@ -3,8 +3,8 @@
 //! The message is `Connect(--dest)` (or an Info probe), sealed with the given
 //! client and key, with a random wrong key (`--wrong-key`), or left unsealed
 //! (`--no-cookie`). `--replay` sends the very same bytes again on a second
-//! connection. The reply of each connection is printed as a
-//! [`mpbond_tests::wire::ConvertReport`] JSON line.
+//! connection. The reply of each connection is read with the protocol's
+//! `ClientHandshake` and printed as a [`mpbond_tests::wire::ConvertReport`] JSON line.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mpbond_protocol::auth::{seal, ClientId, Key};
-use mpbond_protocol::{decode, message_len, Decoded, Message, FIXED_HEADER_LEN};
+use mpbond_protocol::{Accepted, Asked, ClientHandshake, Message, ReplyError, Step};
 use mpbond_tests::wire::{ConvertAttempt, ConvertReport};
 
 use crate::sock;
@@ -112,16 +112,19 @@ fn build(args: &Args) -> Result<Vec<u8>, String> {
 
 fn attempt(args: &Args, wire: &[u8]) -> ConvertAttempt {
     match exchange(args, wire) {
-        Ok(Some(reply)) => match reply.error_code() {
-            Some(code) => ConvertAttempt {
-                reply: "error".into(),
-                error_code: Some(code.code()),
-                detail: None,
-            },
-            None => ConvertAttempt {
-                reply: "ok".into(),
-                ..Default::default()
-            },
+        Ok(Some(Ok(_))) => ConvertAttempt {
+            reply: "ok".into(),
+            ..Default::default()
+        },
+        Ok(Some(Err(ReplyError::Refused(code)))) => ConvertAttempt {
+            reply: "error".into(),
+            error_code: Some(code.code()),
+            detail: None,
+        },
+        Ok(Some(Err(bad))) => ConvertAttempt {
+            reply: "io".into(),
+            detail: Some(bad.to_string()),
+            ..Default::default()
         },
         Ok(None) => ConvertAttempt {
             reply: "closed".into(),
@@ -135,27 +138,30 @@ fn attempt(args: &Args, wire: &[u8]) -> ConvertAttempt {
     }
 }
 
-/// Send `wire` and read one reply; `None` if the peer closed before a whole one.
-fn exchange(args: &Args, wire: &[u8]) -> io::Result<Option<Message>> {
+/// Send `wire` and read the reply, exactly, with the client handshake; `None` if the
+/// peer closed before a whole one.
+fn exchange(args: &Args, wire: &[u8]) -> io::Result<Option<Result<Accepted, ReplyError>>> {
     let timeout = Duration::from_secs(10);
     let mut stream = sock::connect(args.connect, args.mptcp, false, None, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.write_all(wire)?;
-    let mut header = [0u8; FIXED_HEADER_LEN];
-    if !read_full(&mut stream, &mut header)? {
-        return Ok(None);
-    }
-    let len = message_len(header)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}")))?;
-    let mut buf = vec![0u8; len];
-    buf[..FIXED_HEADER_LEN].copy_from_slice(&header);
-    if !read_full(&mut stream, &mut buf[FIXED_HEADER_LEN..])? {
-        return Ok(None);
-    }
-    match decode(&buf) {
-        Ok(Decoded::Complete { message, .. }) => Ok(Some(message)),
-        Ok(Decoded::Incomplete { .. }) => Ok(None),
-        Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, format!("{e:?}"))),
+    let asked = if args.info {
+        Asked::Info
+    } else {
+        Asked::Connect
+    };
+    let mut handshake = ClientHandshake::expecting(asked);
+    let mut piece = Vec::new();
+    loop {
+        match handshake.receive(&piece).step {
+            Step::Done(outcome) => return Ok(Some(outcome)),
+            Step::NeedMore { needed } => {
+                piece.resize(needed, 0);
+                if !read_full(&mut stream, &mut piece)? {
+                    return Ok(None);
+                }
+            }
+        }
     }
 }
 
