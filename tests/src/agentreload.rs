@@ -80,11 +80,38 @@ pub fn restart_signs(log: &str) -> Vec<&str> {
 }
 
 /// The lines of `log` at `level` (`DEBUG`, `INFO`, `WARN`, `ERROR`), as the
-/// agent's plain-text log writes it: the level is a word of its own.
+/// agent's text log writes it: the level is a word of its own after the
+/// timestamp (colour codes, if any, aside).
 pub fn lines_at_level<'a>(log: &'a str, level: &str) -> Vec<&'a str> {
     log.lines()
-        .filter(|l| l.split_whitespace().take(3).any(|w| w == level))
+        .filter(|l| {
+            without_colour(l)
+                .split_whitespace()
+                .take(3)
+                .any(|w| w == level)
+        })
         .collect()
+}
+
+/// `line` without ANSI colour sequences (`ESC [ ... m` and the like).
+pub fn without_colour(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC '[' parameters, then one final byte in '@'..='~'.
+            if chars.next() == Some('[') {
+                for f in chars.by_ref() {
+                    if ('@'..='~').contains(&f) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// `connections.active` and `connections.total` of a status document.
@@ -140,6 +167,13 @@ mod tests {
         let log = "2026-12-06T10:00:00.1Z DEBUG mpbond_agent::wanprobe: probe answered\n\
                    2026-12-06T10:00:00.2Z  INFO mpbond_agent: a DEBUG word later on a line\n";
         assert_eq!(lines_at_level(log, "DEBUG").len(), 1);
+        let coloured = "\u{1b}[2m2026-12-06T10:45:55.3Z\u{1b}[0m \u{1b}[31mERROR\u{1b}[0m \
+                        \u{1b}[2mmpbond_agent\u{1b}[0m: SIGHUP: bad config";
+        assert_eq!(lines_at_level(coloured, "ERROR"), [coloured]);
+        assert_eq!(
+            without_colour(coloured),
+            "2026-12-06T10:45:55.3Z ERROR mpbond_agent: SIGHUP: bad config"
+        );
         assert_eq!(lines_at_level(log, "INFO").len(), 1);
         assert!(lines_at_level(log, "ERROR").is_empty());
     }
