@@ -18,9 +18,15 @@ use std::path::Path;
 use crate::daemons::Daemon;
 use crate::error::BedError;
 
-/// Words of the log lines the agent writes only when it stops, or restarts
-/// on SIGHUP; a reload applied in place writes none of them.
-pub const RESTART_SIGNS: [&str; 3] = ["closing them", "restarting", "shutting down"];
+/// Words of the log lines the agent writes only when it stops (its
+/// listeners, its control plane, its connections), or restarts on SIGHUP;
+/// a reload applied in place writes none of them.
+pub const RESTART_SIGNS: [&str; 4] = [
+    "closing them",
+    "config valid, restarting",
+    "shutting down",
+    "control plane cleaned up",
+];
 
 /// A position in a daemon's log, to read only what came after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -86,6 +86,18 @@ impl Meter {
     }
 
     fn progress(&mut self, n: usize) -> io::Result<()> {
+        let now = self.record(n);
+        if now > self.deadline {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "transfer deadline passed",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Count `n` bytes that arrived (or left) now; returns now.
+    fn record(&mut self, n: usize) -> Instant {
         let now = Instant::now();
         self.longest_stall = self.longest_stall.max(now - self.last);
         self.last = now;
@@ -100,13 +112,7 @@ impl Meter {
         }
         self.in_sample += n as u64;
         self.total += n as u64;
-        if now > self.deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "transfer deadline passed",
-            ));
-        }
-        Ok(())
+        now
     }
 }
 
@@ -142,6 +148,8 @@ pub fn run(args: &Args) -> ExitCode {
     if let Err(e) = transfer(args, &req, timeout, &mut meter, &mut report) {
         report.ok = false;
         report.error = Some(e.to_string());
+        // The time without progress up to the failure is a stall too.
+        meter.record(0);
         // What got through before the failure (the transfer functions return early).
         match req {
             Request::Put { .. } => report.bytes_up = report.bytes_up.max(meter.total),
