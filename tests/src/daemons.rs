@@ -231,6 +231,8 @@ impl AgentConfig {
 pub struct Daemon {
     name: String,
     child: ChildGuard,
+    /// The config file it was started with (see `agentreload` for rewriting it).
+    pub(crate) config: PathBuf,
     log: PathBuf,
     _notify: UnixDatagram,
 }
@@ -338,12 +340,24 @@ impl TestBed {
 
     /// Start the concentrator in the VPS namespace and wait for READY=1.
     pub fn start_concentrator(&self, cfg: &ConcentratorConfig) -> Result<Daemon, BedError> {
-        self.start_daemon(Node::Vps, "mpbond-concentrator", "toml", &cfg.to_toml())
+        self.start_daemon(
+            Node::Vps,
+            "mpbond-concentrator",
+            "toml",
+            &cfg.to_toml(),
+            true,
+        )
     }
 
     /// Start the agent in the router namespace and wait for READY=1.
     pub fn start_agent(&self, cfg: &AgentConfig) -> Result<Daemon, BedError> {
-        self.start_daemon(Node::Router, "mpbond-agent", "toml", &cfg.to_toml())
+        self.start_daemon(Node::Router, "mpbond-agent", "toml", &cfg.to_toml(), true)
+    }
+
+    /// [`Self::start_agent`] without `RUST_LOG` in the agent's environment, so
+    /// its log level is the one its config gives.
+    pub fn start_agent_without_rust_log(&self, cfg: &AgentConfig) -> Result<Daemon, BedError> {
+        self.start_daemon(Node::Router, "mpbond-agent", "toml", &cfg.to_toml(), false)
     }
 
     fn start_daemon(
@@ -352,6 +366,7 @@ impl TestBed {
         name: &str,
         ext: &str,
         config: &str,
+        rust_log: bool,
     ) -> Result<Daemon, BedError> {
         static N: AtomicUsize = AtomicUsize::new(0);
         let bin = bin_path(name)?;
@@ -370,17 +385,21 @@ impl TestBed {
         cmd.arg("--config")
             .arg(&cfg_path)
             .env("NOTIFY_SOCKET", &sock_path)
-            .env(
+            .env_remove("RUST_LOG");
+        if rust_log {
+            cmd.env(
                 "RUST_LOG",
                 std::env::var("MPBOND_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
+            );
+        }
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file);
         let child = ChildGuard::spawn(cmd)?;
         let mut daemon = Daemon {
             name: name.into(),
             child,
+            config: cfg_path,
             log,
             _notify: notify,
         };

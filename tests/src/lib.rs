@@ -14,6 +14,7 @@
 //! * [`wans`]: changing WANs at run time (hotplug, link, carrier, DHCP
 //!   renumbering, an ISP blackhole).
 //! * [`agentstate`]: the agent's status document and the kernel state it owns.
+//! * [`agentreload`]: rewriting a running agent's config and sending SIGHUP.
 //! * [`capture`]: real status documents for the LuCI page's browser test.
 //!
 //! Binaries: `mpbond-tb` (serve / fetch / convert, see `src/bin/mpbond-tb`) and
@@ -29,6 +30,7 @@
 //! Set `MPBOND_BIN_DIR` to test other binaries, `MPBOND_TEST_LOG` for the
 //! daemons' `RUST_LOG`, and `MPBOND_KEEP_TMP` to keep configs and logs.
 
+pub mod agentreload;
 pub mod agentstate;
 pub mod bed;
 pub mod capture;

@@ -77,6 +77,8 @@ pub struct Fetch {
     pub rcvbuf: Option<u32>,
     /// Stream seed (random if None).
     pub seed: Option<u64>,
+    /// Throughput sample interval (the tool's default, 100 ms, if None).
+    pub sample: Option<Duration>,
     /// Give up after this long.
     pub timeout: Duration,
 }
@@ -93,6 +95,7 @@ impl Fetch {
             tfo: false,
             rcvbuf: None,
             seed: None,
+            sample: None,
             timeout: Duration::from_secs(60),
         }
     }
@@ -138,6 +141,12 @@ impl Fetch {
         self
     }
 
+    /// Sample the throughput every `interval` (at least 1 ms) instead of 100 ms.
+    pub fn sample_every(mut self, interval: Duration) -> Self {
+        self.sample = Some(interval);
+        self
+    }
+
     /// Set the timeout.
     pub fn timeout(mut self, t: Duration) -> Self {
         self.timeout = t;
@@ -171,6 +180,10 @@ impl Fetch {
         if let Some(seed) = self.seed {
             a.push("--seed".into());
             a.push(seed.to_string());
+        }
+        if let Some(interval) = self.sample {
+            a.push("--sample-ms".into());
+            a.push(interval.as_millis().max(1).to_string());
         }
         a
     }

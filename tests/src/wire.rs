@@ -142,6 +142,12 @@ pub struct FetchReport {
     pub longest_stall_ms: f64,
     /// Throughput of each sample interval, in Mbit/s.
     pub samples_mbit: Vec<f64>,
+    /// Length of each `samples_mbit` interval, in milliseconds.
+    pub sample_ms: u64,
+    /// Wall-clock time the first sample interval starts (just before the
+    /// connect), in milliseconds since the Unix epoch: places other events
+    /// (a signal, a link change) on the sample timeline.
+    pub started_unix_ms: f64,
     /// Whether the socket was MPTCP at the end (None if the kernel cannot tell).
     pub mptcp: Option<bool>,
     /// The seed used.

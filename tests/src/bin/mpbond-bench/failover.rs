@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mpbond_tests::topology::SERVER_V4;
-use mpbond_tests::{proc, status_wan, BedError, Fetch, FetchReport, Node, TestBed};
+use mpbond_tests::{proc, status_wan, BedError, Daemon, Fetch, FetchReport, Node, TestBed};
 
 use crate::ctx::{BenchError, Ctx};
 use crate::peer::{Method, Peer};
@@ -158,6 +158,13 @@ fn mpbond_run(cut: Cut, bytes: u64) -> Result<Outcome, BenchError> {
         .try_build()?;
     let _server = bed.serve(Node::Server, server(), false)?;
     let _conc = bed.start_concentrator(&bed.concentrator_config())?;
+    let _agent = start_default_agent(&bed, CASE)?;
+    download_and_cut(&bed, cut, bytes, "mpbond")
+}
+
+/// Start the agent with its default probe settings ([`AGENT_PROBE`]) and
+/// wait until every WAN of `bed` is up in its status.
+pub fn start_default_agent(bed: &TestBed, case: &'static str) -> Result<Daemon, BenchError> {
     let mut cfg = bed.agent_config();
     (
         cfg.health_interval_ms,
@@ -172,7 +179,7 @@ fn mpbond_run(cut: Cut, bytes: u64) -> Result<Outcome, BenchError> {
     let agent = bed.start_agent(&cfg)?;
     let up_in_time = proc::wait_until(Duration::from_secs(15), || {
         bed.agent_status().is_ok_and(|doc| {
-            (1..=RATES.len()).all(|i| {
+            (1..=bed.wan_rates().len()).all(|i| {
                 status_wan(&doc, &format!("wan{i}"))
                     .and_then(|w| w.get("state"))
                     .and_then(|s| s.as_str())
@@ -182,11 +189,11 @@ fn mpbond_run(cut: Cut, bytes: u64) -> Result<Outcome, BenchError> {
     });
     if !up_in_time {
         return Err(BenchError::measure(
-            CASE,
+            case,
             format!("the agent's WANs are not up:\n{}", agent.log_tail(20)),
         ));
     }
-    download_and_cut(&bed, cut, bytes, "mpbond")
+    Ok(agent)
 }
 
 /// The peer on the bed's static routing: a download, the cut.

@@ -13,8 +13,10 @@
 //! * [`stat`]: CPU steal and per-process CPU seconds from `/proc`.
 //! * [`peer`]: shadowsocks-rust in the router and VPS namespaces.
 //! * [`load`]: N parallel transfers measured over one interval.
+//! * [`timeline`]: a download's receive samples, gaps and goodput windows.
 //! * cases: [`aggregation`] (1), [`relay_cost`] (2 and 3), [`ttfb`] (4),
-//!   [`failover`] (5), [`scale`] (6), [`footprint`] (7); see [`case_fn`].
+//!   [`failover`] (5), [`scale`] (6), [`footprint`] (7), [`reload_stall`] (8);
+//!   see [`case_fn`].
 //!
 //! `tests/bench/run.sh` builds everything and runs it.
 
@@ -25,10 +27,12 @@ mod footprint;
 mod load;
 mod peer;
 mod relay_cost;
+mod reload_stall;
 mod report;
 mod scale;
 mod stat;
 mod table;
+mod timeline;
 mod ttfb;
 
 use std::path::PathBuf;
@@ -73,7 +77,7 @@ struct Cli {
 type CaseFn = fn(&Ctx) -> Result<Vec<Figure>, BenchError>;
 
 /// Every case, in order.
-const CASES: [(u8, &str); 7] = [
+const CASES: [(u8, &str); 8] = [
     (1, "aggregation"),
     (2, "relay cost"),
     (3, "peer comparison"),
@@ -81,6 +85,7 @@ const CASES: [(u8, &str); 7] = [
     (5, "failover"),
     (6, "scale"),
     (7, "footprint"),
+    (8, "reload stall"),
 ];
 
 /// The function that runs case `n`; `None` while its module is not wired in.
@@ -94,6 +99,7 @@ fn case_fn(n: u8) -> Option<CaseFn> {
         5 => Some(failover::run),
         6 => Some(scale::run),
         7 => Some(footprint::run),
+        8 => Some(reload_stall::run),
         _ => None,
     }
 }

@@ -41,7 +41,7 @@ pub struct Args {
     /// Stream seed (random by default).
     #[arg(long)]
     seed: Option<u64>,
-    /// Throughput sample interval.
+    /// Throughput sample interval in milliseconds.
     #[arg(long, default_value_t = 100)]
     sample_ms: u64,
     /// Give up after this many seconds.
@@ -52,6 +52,8 @@ pub struct Args {
 /// Progress bookkeeping: samples and the longest stall.
 struct Meter {
     start: Instant,
+    /// Wall-clock time of `start`, milliseconds since the Unix epoch.
+    start_unix_ms: f64,
     last: Instant,
     longest_stall: Duration,
     interval: Duration,
@@ -66,8 +68,12 @@ impl Meter {
     fn new(sample_ms: u64, timeout: Duration) -> Self {
         let now = Instant::now();
         let interval = Duration::from_millis(sample_ms.max(1));
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         Self {
             start: now,
+            start_unix_ms: unix.as_secs_f64() * 1000.0,
             last: now,
             longest_stall: Duration::ZERO,
             interval,
@@ -80,17 +86,7 @@ impl Meter {
     }
 
     fn progress(&mut self, n: usize) -> io::Result<()> {
-        let now = Instant::now();
-        self.longest_stall = self.longest_stall.max(now - self.last);
-        self.last = now;
-        self.in_sample += n as u64;
-        self.total += n as u64;
-        while now >= self.next_sample {
-            let mbit = self.in_sample as f64 * 8.0 / self.interval.as_secs_f64() / 1e6;
-            self.samples.push((mbit * 10.0).round() / 10.0);
-            self.in_sample = 0;
-            self.next_sample += self.interval;
-        }
+        let now = self.record(n);
         if now > self.deadline {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
@@ -98,6 +94,25 @@ impl Meter {
             ));
         }
         Ok(())
+    }
+
+    /// Count `n` bytes that arrived (or left) now; returns now.
+    fn record(&mut self, n: usize) -> Instant {
+        let now = Instant::now();
+        self.longest_stall = self.longest_stall.max(now - self.last);
+        self.last = now;
+        // Close the intervals that ended before these bytes arrived, so a
+        // stall shows as zero samples and the bytes after it count where they
+        // arrived.
+        while now >= self.next_sample {
+            let mbit = self.in_sample as f64 * 8.0 / self.interval.as_secs_f64() / 1e6;
+            self.samples.push((mbit * 10.0).round() / 10.0);
+            self.in_sample = 0;
+            self.next_sample += self.interval;
+        }
+        self.in_sample += n as u64;
+        self.total += n as u64;
+        now
     }
 }
 
@@ -133,6 +148,8 @@ pub fn run(args: &Args) -> ExitCode {
     if let Err(e) = transfer(args, &req, timeout, &mut meter, &mut report) {
         report.ok = false;
         report.error = Some(e.to_string());
+        // The time without progress up to the failure is a stall too.
+        meter.record(0);
         // What got through before the failure (the transfer functions return early).
         match req {
             Request::Put { .. } => report.bytes_up = report.bytes_up.max(meter.total),
@@ -148,6 +165,8 @@ pub fn run(args: &Args) -> ExitCode {
     };
     report.longest_stall_ms = meter.longest_stall.as_secs_f64() * 1000.0;
     report.samples_mbit = meter.samples;
+    report.sample_ms = meter.interval.as_millis() as u64;
+    report.started_unix_ms = meter.start_unix_ms;
     match serde_json::to_string(&report) {
         Ok(line) => println!("{line}"),
         Err(e) => eprintln!("mpbond-tb fetch: cannot print the report: {e}"),
