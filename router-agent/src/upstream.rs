@@ -17,10 +17,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mpbond_protocol::auth::{self, ClientId, Key};
-use mpbond_protocol::{decode, message_len, DecodeError, Decoded, EncodeError, Message};
+use mpbond_protocol::{DecodeError, EncodeError, Message};
 use mpbond_relay::connect::{connect_with, ConnectOpts, Connected};
+use mpbond_relay::message::ReadMessageError;
 use thiserror::Error;
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::core::FastOpenEvidence;
@@ -57,8 +57,6 @@ pub enum UpstreamError {
     Timeout(Duration),
     #[error("malformed Convert reply: {0}")]
     Malformed(#[source] DecodeError),
-    #[error("malformed Convert reply: length mismatch")]
-    Truncated,
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before 1970).
@@ -130,20 +128,9 @@ pub async fn read_reply(
 }
 
 async fn read_message(stream: &mut TcpStream) -> Result<Message, UpstreamError> {
-    let mut header = [0u8; 4];
-    stream
-        .read_exact(&mut header)
-        .await
-        .map_err(UpstreamError::Read)?;
-    let total = message_len(header).map_err(UpstreamError::Malformed)?;
-    let mut buf = vec![0u8; total.max(header.len())];
-    buf[..header.len()].copy_from_slice(&header);
-    stream
-        .read_exact(&mut buf[header.len()..])
-        .await
-        .map_err(UpstreamError::Read)?;
-    match decode(&buf).map_err(UpstreamError::Malformed)? {
-        Decoded::Complete { message, len } if len == buf.len() => Ok(message),
-        _ => Err(UpstreamError::Truncated),
+    match mpbond_relay::message::read_message(stream).await {
+        Ok(read) => Ok(read.message),
+        Err(ReadMessageError::Io(error)) => Err(UpstreamError::Read(error)),
+        Err(ReadMessageError::Decode(error)) => Err(UpstreamError::Malformed(error)),
     }
 }
