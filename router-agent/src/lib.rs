@@ -5,23 +5,28 @@
 //! # Layout
 //!
 //! ```text
-//! main.rs        CLI, tracing, signals, then run(config, shutdown)
+//! main.rs        CLI, tracing (info on stdout, warnings on stderr), signals, then run()
 //! config.rs      raw serde config -> validated Config
-//!   raw.rs         the serde types; control.rs: routing/mptcp/wan/status sections
+//!   raw.rs         the serde types; control.rs: routing/mptcp/wan/status; log.rs: [log]
 //!   uci.rs         the UCI file format (OpenWrt /etc/config/mpbond) -> the same raw config
-//! model/         PURE decisions, unit-tested without root
+//! core/          THE DECISION CORE, sans-IO: fail open, probe schedule, Fast Open, the
+//!                source of new connections, reload diffs (core::reload::Changes)
+//! model/         pure models the core and the control plane decide with
+//!   failopen.rs    the fail-open state machine (Up = redirect on)
 //!   plan.rs        the nft RedirectSpec: built-in + concentrator + user bypass lists
-//!   health.rs      the fail-open state machine (Up = redirect on)
 //!   wan.rs         WANs discovered from a kernel Snapshot (config list or auto-detect)
 //!   routing.rs     plan(wans) -> desired tables, rules, endpoints; diff -> ordered NetOps
 //!   netops.rs      NetOp, KernelState, the NetBackend seam and its RecordingBackend
 //!   probe.rs       the per-WAN probe state machine (mwan3-like up/down thresholds)
+//! driver.rs      the async shell around core::Core: events in, actions carried out
+//! serve.rs       the listener and the control socket as restartable tasks
 //! net/           kernel I/O: rtnetlink routes/rules/snapshot/monitor, mptcp_pm genetlink,
 //!                sysctls, kernel feature probe; `Kernel` implements NetBackend
 //! nft/           the nf_tables table (`inet mpbond`, flags owner) over netlink
-//! upstream.rs    seal a Convert request, connect over MPTCP+TFO, read the Convert reply
+//! upstream.rs    Upstream (what new connections use, published by value), connect over
+//!                MPTCP+TFO, read the Convert reply
+//! concentrator_probe.rs  one probe of the concentrator over the main route
 //! proxy/         transparent listener, bounded accept loop, per-connection handler
-//! health.rs      the probe loop around model::Health; applies the verdict to nft
 //! wanprobe.rs    per-WAN probes toward the concentrator, bound to the WAN's device
 //! status/        the status model (docs/STATUS.md), control socket, `status` CLI
 //! control/       the control plane: reconcile loop, per-WAN health, status publishing
@@ -34,9 +39,10 @@
 //! create the nft table with the redirect set to the probe's verdict → kernel features
 //! and CPE sysctls → start the control plane (clean up a crash's leftovers, first
 //! reconcile; if it cannot start, e.g. no MPTCP path manager, the agent logs it and runs
-//! the data path alone) → `READY=1` → serve, probe and reconcile until `shutdown` →
-//! `STOPPING=1` → the control plane removes every owned route, rule and endpoint →
-//! remove the nft table → close the listeners → give live relays up to
+//! the data path alone) → `READY=1` → the driver runs the core, the control plane
+//! reconciles, the listener serves, and every reload is applied in place, until
+//! `shutdown` → `STOPPING=1` → the control plane removes every owned route, rule and
+//! endpoint → remove the nft table → close the listeners → give live relays up to
 //! [`DRAIN_TIMEOUT`] to finish.
 
 pub mod concentrator_probe;

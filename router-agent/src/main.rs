@@ -21,7 +21,7 @@
 
 mod cli;
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -115,6 +115,7 @@ fn main() -> ExitCode {
         .or_else(std::io::stdout);
     tracing_subscriber::fmt()
         .with_max_level(LevelFilter::TRACE)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(writer)
         .finish()
         .with(filter)

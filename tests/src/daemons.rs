@@ -392,9 +392,10 @@ impl TestBed {
                 std::env::var("MPBOND_TEST_LOG").unwrap_or_else(|_| "info".into()),
             );
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file);
+        // The agent logs info and debug on stdout, warnings and errors on stderr (as procd
+        // files them): both go to one log, in order.
+        let out_file = log_file.try_clone().map_err(io_err("cannot dup", &log))?;
+        cmd.stdin(Stdio::null()).stdout(out_file).stderr(log_file);
         let child = ChildGuard::spawn(cmd)?;
         let mut daemon = Daemon {
             name: name.into(),
