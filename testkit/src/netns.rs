@@ -103,7 +103,7 @@ impl Netns {
     }
 
     /// A command that runs `program` inside the namespace (`ip netns exec`).
-    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub fn command(&self, program: &str) -> Command {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.name]).arg(program);
         cmd
@@ -388,7 +388,10 @@ mod tests {
         assert_eq!(inside.expect("read inside").trim(), other);
         let after = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_fastopen").expect("read");
         assert_eq!(after, host);
-        assert_eq!(ns.exec(&["cat", "/proc/sys/net/ipv4/tcp_fastopen"]).trim(), other);
+        assert_eq!(
+            ns.exec(&["cat", "/proc/sys/net/ipv4/tcp_fastopen"]).trim(),
+            other
+        );
         let peer = Netns::new("kitpeer");
         ns.veth("a0", &peer, "b0");
         assert!(peer.ip(&["link", "show", "b0"]).contains("b0"));

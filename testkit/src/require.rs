@@ -33,9 +33,8 @@ pub fn require_tools(tools: &[&str]) {
 
 /// Whether `tool` is an executable file in one of the `PATH` directories.
 pub fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| is_executable(&dir.join(tool)))
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| is_executable(&dir.join(tool))))
 }
 
 fn is_executable(path: &Path) -> bool {

@@ -9,7 +9,11 @@ pub struct Xorshift(u64);
 impl Xorshift {
     /// A generator from `seed` (zero, the one state that never moves, is replaced).
     pub fn new(seed: u64) -> Self {
-        Xorshift(if seed == 0 { 0x9e37_79b9_7f4a_7c15 } else { seed })
+        Xorshift(if seed == 0 {
+            0x9e37_79b9_7f4a_7c15
+        } else {
+            seed
+        })
     }
 
     /// The next 64 bits.
