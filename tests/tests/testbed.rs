@@ -169,7 +169,7 @@ fn direct_run(bed: &TestBed, name: &str, fetch: &Fetch) -> (mpbond_tests::FetchR
 /// aggregate like any other. On 6.18 it does not (see the report in the
 /// output: slow, or no second subflow). Run with `--ignored`.
 #[test]
-#[ignore = "diagnoses a kernel behaviour; run with --ignored"]
+#[ignore = "a kernel diagnosis, not in the suite (needs root and netns); run with --ignored"]
 fn direct_mptcp_with_fast_open_aggregates() {
     let bed = TestBed::builder().wans(&[40, 60]).build();
     let _server = bed
