@@ -71,11 +71,13 @@ pub struct Netns {
 impl Netns {
     /// Create `mpbt-<pid>-<counter>-<role>`; panics (after the root check, with a message
     /// that says so) when that is not possible.
+    #[track_caller]
     pub fn new(role: &str) -> Netns {
         Self::try_new(role).unwrap_or_else(|e| panic!("cannot create a test netns: {e}"))
     }
 
     /// Like [`Netns::new`], with `lo` up.
+    #[track_caller]
     pub fn with_lo(role: &str) -> Netns {
         let ns = Self::new(role);
         ns.ip(&["link", "set", "lo", "up"]);
@@ -83,6 +85,7 @@ impl Netns {
     }
 
     /// Create `mpbt-<pid>-<counter>-<role>`. Fails the test at once if not root.
+    #[track_caller]
     pub fn try_new(role: &str) -> Result<Netns, NetnsError> {
         require_root("network namespaces");
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);

@@ -13,6 +13,7 @@ pub fn is_root() -> bool {
 
 /// Fail the calling test unless it runs as root. `what` names the need, for example
 /// "network namespaces".
+#[track_caller]
 pub fn require_root(what: &str) {
     assert!(
         is_root(),
@@ -22,6 +23,7 @@ pub fn require_root(what: &str) {
 }
 
 /// Fail the calling test unless every tool in `tools` is on `PATH`.
+#[track_caller]
 pub fn require_tools(tools: &[&str]) {
     let missing: Vec<&str> = tools.iter().copied().filter(|t| !on_path(t)).collect();
     assert!(
