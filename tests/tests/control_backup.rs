@@ -1,7 +1,8 @@
 //! A backup-mode WAN (MPTCP backup flag) carries almost nothing while the
 //! primary works, and carries the download when the primary's link dies.
 //!
-//! Run: `cargo test -p mpbond-tests --test control_backup -- --nocapture`.
+//! Run as root:
+//! `cargo test -p mpbond-tests --test control_backup -- --include-ignored --nocapture`.
 
 mod common;
 

@@ -2,7 +2,8 @@
 //! its nft table. On SIGTERM before it exits; after SIGKILL, the next start
 //! clears the leftovers (and its own stop then leaves nothing).
 //!
-//! Run: `cargo test -p mpbond-tests --test control_cleanup -- --nocapture`.
+//! Run as root:
+//! `cargo test -p mpbond-tests --test control_cleanup -- --include-ignored --nocapture`.
 
 mod common;
 

@@ -6,7 +6,8 @@
 //! `mpbond-tb fetch`'s 100 ms samples) and the reaction times are printed, and
 //! the benchmark (`mpbond-bench`, its failover case) measures them.
 //!
-//! Run: `cargo test -p mpbond-tests --test control_failover -- --nocapture`.
+//! Run as root:
+//! `cargo test -p mpbond-tests --test control_failover -- --include-ignored --nocapture`.
 
 mod common;
 

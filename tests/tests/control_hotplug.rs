@@ -5,7 +5,8 @@
 //! nothing here asserts how fast a step is: the reaction times are printed, and
 //! measured by the benchmark (`mpbond-bench`).
 //!
-//! Run: `cargo test -p mpbond-tests --test control_hotplug -- --nocapture`.
+//! Run as root:
+//! `cargo test -p mpbond-tests --test control_hotplug -- --include-ignored --nocapture`.
 
 mod common;
 
