@@ -4,9 +4,12 @@
 //! `add-client` on the running service. The printed keys are proven by authenticated
 //! MPTCP probes against the daemon the install started.
 //!
-//! Needs root, `ip`, `unshare`, `nsenter`, `setpriv` and `ss`; skips otherwise. The
-//! `.deb` is checked by the ignored `deb_package_installs_and_serves` (build it first with
-//! `cargo deb -p mpbond-concentrator`; see `packaging/check-deb.sh`).
+//! Needs root, `ip`, `unshare`, `nsenter`, `setpriv` and `ss`: those tests are
+//! `#[ignore = "needs root and netns"]` and fail without them (`tests/run.sh` runs them
+//! with `--include-ignored`). The `.deb` is checked by `deb_package_installs_and_serves`,
+//! ignored for another reason (build it first with `cargo deb -p mpbond-concentrator`;
+//! see `packaging/check-deb.sh`): `.ci/run` runs it alone after building the package,
+//! and `tests/run.sh` skips it.
 
 #[path = "install/harness.rs"]
 mod harness;
@@ -43,16 +46,6 @@ fn text(out: &Output) -> (String, String) {
     )
 }
 
-fn skip() -> bool {
-    match harness::unsupported() {
-        Some(why) => {
-            eprintln!("skipped: {why}");
-            true
-        }
-        None => false,
-    }
-}
-
 /// Run install.sh with `args` in the VPS; panic with its output unless it succeeds.
 fn install(vps: &Vps, args: &str, env: &[(&str, &str)]) -> (String, String) {
     let out = vps.sh(&format!("{} {args}", install_sh()), env);
@@ -87,10 +80,9 @@ fn sysctl(vps: &Vps, name: &str) -> u32 {
 }
 
 #[test]
+#[ignore = "needs root and netns"]
 fn installs_serves_and_adds_a_client_without_restart() {
-    if skip() {
-        return;
-    }
+    harness::require();
     let vps = Vps::create(Overlays::Binary, Some(FIREWALL));
     let binary = env!("CARGO_BIN_EXE_mpbond-concentrator");
 
@@ -238,10 +230,9 @@ fn installs_serves_and_adds_a_client_without_restart() {
 
 /// ufw and firewalld, which this host lacks, as stand-ins that log their calls.
 #[test]
+#[ignore = "needs root and netns"]
 fn opens_the_port_in_ufw_and_firewalld_when_active() {
-    if skip() {
-        return;
-    }
+    harness::require();
     let vps = Vps::create(Overlays::Binary, None);
     let log = vps.state.join("firewall-calls");
     let tool = |status: &str| {
@@ -287,10 +278,9 @@ fn opens_the_port_in_ufw_and_firewalld_when_active() {
 }
 
 #[test]
+#[ignore = "needs root and netns"]
 fn refuses_kernels_without_mptcp_and_changes_nothing() {
-    if skip() {
-        return;
-    }
+    harness::require();
     let vps = Vps::create(Overlays::Binary, None);
     let binary = env!("CARGO_BIN_EXE_mpbond-concentrator");
     let no_mptcp = vps.state.join("proc-sys-without-mptcp");
@@ -315,10 +305,9 @@ fn refuses_kernels_without_mptcp_and_changes_nothing() {
 }
 
 #[test]
+#[ignore = "needs root and netns"]
 fn rejects_bad_arguments_before_changing_anything() {
-    if skip() {
-        return;
-    }
+    harness::require();
     let vps = Vps::create(Overlays::Binary, None);
     for args in [
         "--client 'bad id'",
@@ -336,19 +325,20 @@ fn rejects_bad_arguments_before_changing_anything() {
     assert!(!vps.path("/etc/mpbond").exists());
 }
 
-/// The shell scripts are POSIX sh (they run under dash on Debian): `sh -n`, and
-/// shellcheck where it is installed. Needs no root.
+/// The shell scripts of the install and the package.
+const SCRIPTS: [&str; 5] = [
+    "install.sh",
+    "packaging/check-deb.sh",
+    "packaging/debian/postinst",
+    "packaging/debian/postrm",
+    "tests/install/systemctl-shim.sh",
+];
+
+/// The shell scripts are POSIX sh (they run under dash on Debian). Needs no root.
 #[test]
 fn scripts_are_posix_sh() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let scripts = [
-        "install.sh",
-        "packaging/check-deb.sh",
-        "packaging/debian/postinst",
-        "packaging/debian/postrm",
-        "tests/install/systemctl-shim.sh",
-    ];
-    for script in scripts {
+    for script in SCRIPTS {
         let out = Command::new("sh")
             .arg("-n")
             .arg(dir.join(script))
@@ -356,14 +346,19 @@ fn scripts_are_posix_sh() {
             .expect("sh");
         assert!(out.status.success(), "{script}: {}", text(&out).1);
     }
-    match Command::new("shellcheck")
+}
+
+#[test]
+#[ignore = "needs shellcheck"]
+fn scripts_pass_shellcheck() {
+    mpbond_testkit::require_tools(&["shellcheck"]);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("shellcheck")
         .args(["-s", "sh"])
-        .args(scripts.map(|s| dir.join(s)))
+        .args(SCRIPTS.map(|s| dir.join(s)))
         .output()
-    {
-        Ok(out) => assert!(out.status.success(), "shellcheck:\n{}", text(&out).0),
-        Err(_) => eprintln!("shellcheck not installed: only sh -n"),
-    }
+        .expect("shellcheck");
+    assert!(out.status.success(), "shellcheck:\n{}", text(&out).0);
 }
 
 /// `MPBOND_DEB`, or the newest `target/debian/mpbond-concentrator_*.deb`.
@@ -392,9 +387,7 @@ fn find_deb() -> Option<PathBuf> {
 #[test]
 #[ignore = "needs a .deb: cargo deb -p mpbond-concentrator (a release build)"]
 fn deb_package_installs_and_serves() {
-    if skip() {
-        return;
-    }
+    harness::require();
     let deb = find_deb().expect("no .deb: run cargo deb -p mpbond-concentrator or set MPBOND_DEB");
     let check = Command::new("sh")
         .arg(format!(

@@ -1,19 +1,44 @@
 //! Loopback session tests through `Server::bind` / `run` on 127.0.0.1 port 0.
-//! Sockets only: nothing in the namespace is changed.
+//! Sockets only: nothing in the namespace is changed. The two tests that need a
+//! namespace of their own (Fast Open on, no route but `lo`) make one with
+//! `mpbond-testkit`; they are `#[ignore = "needs root and netns"]`.
 
 mod common;
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
 use mpbond_protocol::{ErrorCode, Message, Tlv};
 use mpbond_relay::connect::{connect_with, ConnectOpts};
+use mpbond_testkit::Netns;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 fn one_client() -> mpbond_concentrator::Config {
     config("127.0.0.0/8", "", &client_toml("home", &key(1)))
+}
+
+/// Run `body` (bounded by [`TEST_TIMEOUT`]) on a two-worker runtime inside a fresh
+/// namespace with only `lo`, up, and `net.ipv4.tcp_fastopen` = `tcp_fastopen`. The
+/// runtime is built on the thread that entered the namespace, so its worker threads
+/// start there too. The namespace is deleted afterwards, also on a panic.
+fn in_netns<F: Future<Output = ()>>(tcp_fastopen: u32, body: impl FnOnce() -> F + Send) {
+    let ns = Netns::with_lo("session");
+    ns.sysctl("net/ipv4/tcp_fastopen", &tcp_fastopen.to_string());
+    ns.run(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                tokio::time::timeout(TEST_TIMEOUT, body())
+                    .await
+                    .expect("test timed out")
+            })
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,25 +95,14 @@ async fn mptcp_client_works() {
 }
 
 /// The full fast path: MPTCP with the Convert request in the SYN. Needs the TFO server bit
-/// (net.ipv4.tcp_fastopen & 2), which tests must not set in the root namespace, so this
-/// test only asserts where the host (or the test's namespace) already has it. Run it with
-/// `ip netns exec <ns with tcp_fastopen=3> <session test binary>`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mptcp_fastopen_client_rides_in_the_syn() {
-    let sysctl = |p| {
-        std::fs::read_to_string(p)
-            .ok()
-            .and_then(|t| t.trim().parse::<u32>().ok())
-    };
-    let tfo = sysctl("/proc/sys/net/ipv4/tcp_fastopen").unwrap_or(0);
-    let mptcp = sysctl("/proc/sys/net/mptcp/enabled").unwrap_or(0);
-    if tfo & 3 != 3 || mptcp != 1 {
-        eprintln!(
-            "skipped: needs tcp_fastopen & 3 == 3 (is {tfo}) and mptcp.enabled = 1 (is {mptcp})"
-        );
-        return;
-    }
-    tokio::time::timeout(TEST_TIMEOUT, async {
+/// (net.ipv4.tcp_fastopen & 2), which tests must not set in the root namespace, so the
+/// test runs in a namespace of its own with tcp_fastopen = 3.
+#[test]
+#[ignore = "needs root and netns"]
+fn mptcp_fastopen_client_rides_in_the_syn() {
+    in_netns(3, || async {
+        let mptcp = std::fs::read_to_string("/proc/sys/net/mptcp/enabled").expect("mptcp sysctl");
+        assert_eq!(mptcp.trim(), "1", "MPTCP is off in a new namespace");
         let server = start(one_client()).await;
         let (target, _) = echo_target("127.0.0.1").await;
         let first = sealed(&Message::connect(target), "home", &key(1));
@@ -113,9 +127,7 @@ async fn mptcp_fastopen_client_rides_in_the_syn() {
         let back = echo_round(c.stream, b"in the syn").await;
         assert_eq!(back, b"in the syn");
         server.stop().await;
-    })
-    .await
-    .expect("test timed out");
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,18 +337,19 @@ async fn per_client_limit_gets_resource_exceeded() {
     .expect("test timed out");
 }
 
-/// A destination without a route gets 97. Runs only where 203.0.113.10 has no route (a
-/// namespace with just `lo`); a UDP connect does the route lookup without sending
-/// anything, so no SYN ever leaves for a real network.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unroutable_destination_gets_destination_unreachable() {
-    let dest: std::net::SocketAddr = "203.0.113.10:80".parse().unwrap();
-    let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-    if probe.connect(dest).is_ok() {
-        eprintln!("skipped: {dest} is routable here; run in a namespace with only lo");
-        return;
-    }
-    tokio::time::timeout(TEST_TIMEOUT, async {
+/// A destination without a route gets 97. Runs in a namespace with just `lo`, so
+/// 203.0.113.10 has no route and no SYN ever leaves for a real network.
+#[test]
+#[ignore = "needs root and netns"]
+fn unroutable_destination_gets_destination_unreachable() {
+    in_netns(1, || async {
+        let dest: std::net::SocketAddr = "203.0.113.10:80".parse().unwrap();
+        // A UDP connect does the route lookup without sending anything.
+        let probe = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        assert!(
+            probe.connect(dest).is_err(),
+            "{dest} is routable in the namespace"
+        );
         let server = start(one_client()).await;
         let (mut s, code) = request(
             server.addr,
@@ -349,9 +362,7 @@ async fn unroutable_destination_gets_destination_unreachable() {
             .wait_metric("mpbond_connect_errors_total{code=\"97\"} 1")
             .await;
         server.stop().await;
-    })
-    .await
-    .expect("test timed out");
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,11 +22,11 @@
 //! # Tests
 //!
 //! `tests/relay.rs`, `tests/lead.rs`, `tests/accept.rs` and `tests/sys.rs` run on
-//! 127.0.0.1 in the current namespace and change nothing. `tests/netns.rs` needs root:
-//! each test runs on a thread that unshares a new network namespace (gone when the
-//! thread ends) to prove Fast Open with the namespace's TcpExt counters, nft redirects,
-//! marks and unreachable routes. `examples/throughput.rs` measures splice against the
-//! copy fallback.
+//! 127.0.0.1 in the current namespace and change nothing. `tests/netns.rs` needs root (its
+//! tests are ignored unless run with `--include-ignored`): each test runs on a thread
+//! inside a throw-away namespace (`mpbond-testkit`) to prove Fast Open with the
+//! namespace's TcpExt counters, nft redirects, marks and unreachable routes.
+//! `examples/throughput.rs` measures splice against the copy fallback.
 
 pub mod accept;
 pub mod connect;

@@ -1,13 +1,14 @@
 //! Root-only tests in a throw-away network namespace (see `common::netns`): TCP Fast Open
 //! with and without MPTCP, proved by the namespace's TcpExt counters, and unreachable
-//! destinations. They skip with a message when not root.
+//! destinations. They are `#[ignore = "needs root and netns"]`: `tests/run.sh` runs them
+//! as root with `--include-ignored`, and without root they fail.
 
 mod common;
 
 use std::io;
 use std::time::Duration;
 
-use common::netns::{delta, in_new_netns, ip, netstat, nft, skipped};
+use common::netns::{delta, in_new_netns, ip, netstat, nft};
 use mpbond_relay::connect::{connect_with, ConnectOpts};
 use mpbond_relay::sys;
 use tokio::io::AsyncReadExt;
@@ -104,14 +105,12 @@ fn moved(
 }
 
 #[test]
+#[ignore = "needs root and netns"]
 fn fastopen_puts_first_message_in_the_syn() {
     let result = in_new_netns(3, || {
         runtime().block_on(async { (tfo_once(false).await, tfo_once(true).await) })
     });
-    if skipped(&result) {
-        return;
-    }
-    let Ok((tcp, mptcp)) = result else { return };
+    let (tcp, mptcp) = result;
     eprintln!("plain TCP + TFO: {tcp:?}");
     eprintln!("MPTCP + TFO:     {mptcp:?}");
     for (name, run) in [("tcp", &tcp), ("mptcp", &mptcp)] {
@@ -134,14 +133,12 @@ fn fastopen_puts_first_message_in_the_syn() {
 /// Without bit 0x2 of tcp_fastopen the server ignores SYN data; the message must still
 /// arrive, one round trip later.
 #[test]
+#[ignore = "needs root and netns"]
 fn fastopen_without_server_support_still_delivers() {
     let result = in_new_netns(1, || {
         runtime().block_on(async { (tfo_once(false).await, tfo_once(true).await) })
     });
-    if skipped(&result) {
-        return;
-    }
-    let Ok((tcp, mptcp)) = result else { return };
+    let (tcp, mptcp) = result;
     eprintln!("plain TCP, server without TFO: {tcp:?}");
     eprintln!("MPTCP, server without TFO:     {mptcp:?}");
     assert_eq!(tcp.passive + mptcp.passive, 0);
@@ -151,6 +148,7 @@ fn fastopen_without_server_support_still_delivers() {
 }
 
 #[test]
+#[ignore = "needs root and netns"]
 fn unreachable_destinations_map_to_their_error_kinds() {
     let result = in_new_netns(3, || {
         ip(&["route", "add", "unreachable", "198.51.100.0/24"]);
@@ -177,10 +175,7 @@ fn unreachable_destinations_map_to_their_error_kinds() {
             kinds
         })
     });
-    if skipped(&result) {
-        return;
-    }
-    let Ok(kinds) = result else { return };
+    let kinds = result;
     for (dest, mptcp, fastopen, got, want) in kinds {
         assert_eq!(got, want, "{dest} mptcp={mptcp} tfo={fastopen}");
     }
@@ -188,6 +183,7 @@ fn unreachable_destinations_map_to_their_error_kinds() {
 
 /// A connection redirected by nft reports the address it was sent to, over IPv4 and IPv6.
 #[test]
+#[ignore = "needs root and netns"]
 fn original_dst_of_a_redirected_connection() {
     let result = in_new_netns(1, || {
         runtime().block_on(async {
@@ -218,10 +214,7 @@ fn original_dst_of_a_redirected_connection() {
             found
         })
     });
-    if skipped(&result) {
-        return;
-    }
-    let Ok(found) = result else { return };
+    let found = result;
     for (target, original) in found {
         assert_eq!(original, target);
     }
@@ -229,6 +222,7 @@ fn original_dst_of_a_redirected_connection() {
 
 /// `mark` sets SO_MARK on the outgoing socket.
 #[test]
+#[ignore = "needs root and netns"]
 fn connect_with_sets_the_mark() {
     let result = in_new_netns(1, || {
         runtime().block_on(async {
@@ -252,16 +246,14 @@ fn connect_with_sets_the_mark() {
                 .expect("SO_MARK")
         })
     });
-    if skipped(&result) {
-        return;
-    }
-    assert_eq!(result.ok(), Some(0x4d50));
+    assert_eq!(result, 0x4d50);
 }
 
 /// Every first SYN is dropped, so the handshake completes a second later while
 /// connect_with waits for it. The stream must still report write readiness afterwards: an
 /// edge swallowed while waiting would make every later `writable()` hang.
 #[test]
+#[ignore = "needs root and netns"]
 fn connect_with_keeps_write_readiness_when_the_handshake_is_slow() {
     let result = in_new_netns(3, || {
         nft("table inet mpbond_relay_test {
@@ -303,10 +295,7 @@ fn connect_with_keeps_write_readiness_when_the_handshake_is_slow() {
             hangs
         })
     });
-    if skipped(&result) {
-        return;
-    }
-    let hangs = result.unwrap_or_default();
+    let hangs = result;
     assert!(
         hangs.is_empty(),
         "writable() hangs for (mptcp, tfo, first): {hangs:?}"

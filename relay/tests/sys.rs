@@ -38,10 +38,8 @@ async fn original_dst_of_a_plain_connection_is_an_error() {
 
 #[tokio::test]
 async fn original_dst_on_ipv6_is_an_error_not_a_panic() {
-    let Ok(listener) = sys::tcp_listener("[::1]:0".parse().expect("addr"), 8) else {
-        eprintln!("SKIP: no IPv6 loopback here");
-        return;
-    };
+    let listener = sys::tcp_listener("[::1]:0".parse().expect("addr"), 8)
+        .unwrap_or_else(|e| panic!("no IPv6 loopback ([::1]): {e}; mpbond needs IPv6"));
     let addr = listener.local_addr().expect("local_addr");
     let (client, accepted) = tokio::join!(tokio::net::TcpStream::connect(addr), listener.accept());
     let (_client, (accepted, _)) = (client.expect("connect"), accepted.expect("accept"));
@@ -151,10 +149,8 @@ async fn connect_with_writes_first_then_carries_data() {
 
 #[tokio::test]
 async fn ipv6_listener_is_v6only() {
-    let Ok(listener) = sys::tcp_listener("[::]:0".parse().expect("addr"), 8) else {
-        eprintln!("SKIP: no IPv6 here");
-        return;
-    };
+    let listener = sys::tcp_listener("[::]:0".parse().expect("addr"), 8)
+        .unwrap_or_else(|e| panic!("no IPv6 listener on [::]: {e}; mpbond needs IPv6"));
     let socket = socket2::SockRef::from(&listener);
     assert!(socket.only_v6().expect("IPV6_V6ONLY"));
     assert!(socket.reuse_address().expect("SO_REUSEADDR"));

@@ -44,9 +44,10 @@ fn server(ready: mpsc::Sender<()>) -> std::io::Result<Vec<u8>> {
 }
 
 #[test]
+#[ignore = "needs root and netns"]
 fn subflow_on_the_second_path_is_reported() {
-    let Some(cli) = Netns::new() else { return };
-    let Some(srv) = Netns::new() else { return };
+    let cli = Netns::new();
+    let srv = Netns::new();
     cli.veth_to("c1", &srv, "s1");
     cli.veth_to("c2", &srv, "s2");
     cli.ip(&["addr", "add", "10.1.1.1/24", "dev", "c1"]);

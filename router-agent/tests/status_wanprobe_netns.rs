@@ -1,6 +1,8 @@
-//! WAN probes through real WANs to a real concentrator (root only; skipped otherwise).
+//! WAN probes through real WANs to a real concentrator. Root only: the test is
+//! `#[ignore = "needs root and netns"]` and fails without root, `ip`, `nft` or the
+//! concentrator binary.
 //!
-//! Topology, in namespaces `mpbhi-<pid>-<n>-{r,v}` deleted on drop:
+//! Topology, in two namespaces of `mpbond-testkit` (deleted on drop):
 //!
 //! ```text
 //!  router ns                                   vps ns (mpbond-concentrator on 192.0.2.1:4850)
@@ -12,18 +14,19 @@
 //!
 //! The concentrator binary comes from the target dir (`cargo build -p
 //! mpbond-concentrator`); it runs under `ip netns exec` and the test waits for its
-//! `READY=1` on a `NOTIFY_SOCKET` it binds. Then: both WANs answer with a plausible
-//! connect time; with an nft rule in the vps dropping everything from wan1's address,
+//! `READY=1` on a `NOTIFY_SOCKET` it binds. Then: both WANs answer with a connect time
+//! (printed, not judged: timings belong to the benchmark); with an nft rule in the vps dropping everything from wan1's address,
 //! wan1 times out while wan2 still answers; a wrong key is Rejected(32); a closed port is
 //! Refused; an address the router does not have is Unreachable.
 
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use mpbond_testkit::{require_tools, Netns};
 
 use mpbond_agent::upstream::Upstream;
 use mpbond_agent::wanprobe::{probe_once, ProbeError};
@@ -35,34 +38,6 @@ const READY_LIMIT: Duration = Duration::from_secs(10);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 const KEY: [u8; 32] = [0x42; 32];
 const VPS: &str = "192.0.2.1";
-
-/// A namespace, deleted on drop.
-struct NetNs(String);
-
-impl NetNs {
-    fn new(tag: &str, role: &str) -> NetNs {
-        let name = format!("mpbhi-{}-{tag}-{role}", std::process::id());
-        run(&["ip", "netns", "add", &name]);
-        NetNs(name)
-    }
-    /// `ip netns exec <ns> <args>`, which must succeed.
-    fn exec(&self, args: &[&str]) {
-        let mut full = vec!["ip", "netns", "exec", &self.0];
-        full.extend_from_slice(args);
-        run(&full);
-    }
-    fn ip(&self, args: &str) {
-        let mut full = vec!["ip", "-n", &self.0];
-        full.extend(args.split_whitespace());
-        run(&full);
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
-    }
-}
 
 /// A scratch directory, removed on drop.
 struct Scratch(PathBuf);
@@ -90,71 +65,52 @@ impl Drop for Daemon {
     }
 }
 
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn command");
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn can_run() -> Option<PathBuf> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipping: WAN probe namespace test needs root");
-        return None;
-    }
-    for tool in ["ip", "nft"] {
-        if Command::new(tool).arg("-V").output().is_err() {
-            eprintln!("skipping: `{tool}` not found");
-            return None;
-        }
-    }
+/// The concentrator binary next to this test's target dir; fails the test when it is
+/// missing (`tests/run.sh` builds every binary first).
+fn concentrator_bin() -> PathBuf {
     // target/<profile>/deps/<test> -> target/<profile>/mpbond-concentrator
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("mpbond-concentrator");
-    if !bin.is_file() {
-        eprintln!(
-            "skipping: {} not built; run `cargo build -p mpbond-concentrator`",
-            bin.display()
-        );
-        return None;
-    }
-    Some(bin)
+    let exe = std::env::current_exe().expect("current_exe");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .join("mpbond-concentrator");
+    assert!(
+        bin.is_file(),
+        "{} not built; run `cargo build -p mpbond-concentrator` first",
+        bin.display()
+    );
+    bin
 }
 
 /// Two namespaces and two WANs between them, as in the module docs.
-fn topology(tag: &str) -> (NetNs, NetNs) {
-    let r = NetNs::new(tag, "r");
-    let v = NetNs::new(tag, "v");
+fn topology() -> (Netns, Netns) {
+    let r = Netns::new("r");
+    let v = Netns::new("v");
+    let ip = |ns: &Netns, args: &str| {
+        ns.ip(&args.split_whitespace().collect::<Vec<_>>());
+    };
     for i in 1..=2 {
-        r.ip(&format!(
-            "link add wan{i} type veth peer name isp{i} netns {}",
-            v.0
-        ));
-        r.ip(&format!("addr add 10.200.{i}.2/24 dev wan{i}"));
-        v.ip(&format!("addr add 10.200.{i}.1/24 dev isp{i}"));
-        r.ip(&format!("link set wan{i} up"));
-        v.ip(&format!("link set isp{i} up"));
-        r.ip(&format!(
-            "route add default via 10.200.{i}.1 dev wan{i} table 10{i}"
-        ));
-        r.ip(&format!(
-            "rule add from 10.200.{i}.2 lookup 10{i} priority 10{i}"
-        ));
+        r.veth(&format!("wan{i}"), &v, &format!("isp{i}"));
+        ip(&r, &format!("addr add 10.200.{i}.2/24 dev wan{i}"));
+        ip(&v, &format!("addr add 10.200.{i}.1/24 dev isp{i}"));
+        ip(
+            &r,
+            &format!("route add default via 10.200.{i}.1 dev wan{i} table 10{i}"),
+        );
+        ip(
+            &r,
+            &format!("rule add from 10.200.{i}.2 lookup 10{i} priority 10{i}"),
+        );
     }
-    r.ip("route add default via 10.200.2.1 dev wan2");
-    r.ip("link set lo up");
-    v.ip("link set lo up");
-    v.ip(&format!("addr add {VPS}/32 dev lo"));
+    ip(&r, "route add default via 10.200.2.1 dev wan2");
+    ip(&r, "link set lo up");
+    ip(&v, "link set lo up");
+    ip(&v, &format!("addr add {VPS}/32 dev lo"));
     (r, v)
 }
 
-fn start_concentrator(bin: &Path, vps: &NetNs, dir: &Path) -> Daemon {
+fn start_concentrator(bin: &Path, vps: &Netns, dir: &Path) -> Daemon {
     let config = dir.join("concentrator.toml");
     let key = Key::from_bytes(KEY).to_hex();
     std::fs::write(
@@ -168,9 +124,8 @@ fn start_concentrator(bin: &Path, vps: &NetNs, dir: &Path) -> Daemon {
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     let log = dir.join("concentrator.log");
-    let child = Command::new("ip")
-        .args(["netns", "exec", &vps.0])
-        .arg(bin)
+    let child = vps
+        .command(&bin.to_string_lossy())
         .arg("--config")
         .arg(&config)
         .env("NOTIFY_SOCKET", &notify_path)
@@ -203,21 +158,13 @@ fn start_concentrator(bin: &Path, vps: &NetNs, dir: &Path) -> Daemon {
 }
 
 /// Run `f` on a current-thread runtime in a thread inside namespace `ns`.
-fn in_ns<T: Send>(ns: &NetNs, f: impl std::future::Future<Output = T> + Send) -> T {
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let file = std::fs::File::open(format!("/run/netns/{}", ns.0)).unwrap();
-            // SAFETY: `file` is an open namespace fd; setns affects this thread only.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(f)
-        })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+fn in_ns<T: Send>(ns: &Netns, f: impl std::future::Future<Output = T> + Send) -> T {
+    ns.run(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f)
     })
 }
 
@@ -237,12 +184,14 @@ fn wan(i: u8) -> (String, IpAddr) {
 }
 
 #[test]
+#[ignore = "needs root and netns"]
 fn probes_go_through_their_own_wan() {
-    let Some(bin) = can_run() else { return };
+    require_tools(&["ip", "nft"]);
+    let bin = concentrator_bin();
     let tag = NEXT.fetch_add(1, Ordering::Relaxed).to_string();
     let scratch = Scratch(std::env::temp_dir().join(format!("mpbhi-{}-{tag}", std::process::id())));
     std::fs::create_dir_all(&scratch.0).unwrap();
-    let (router, vps) = topology(&tag);
+    let (router, vps) = topology();
     let _concentrator = start_concentrator(&bin, &vps, &scratch.0);
     let good = upstream(4850, KEY);
     let probe = |i: u8, up: &Upstream| {
@@ -255,10 +204,7 @@ fn probes_go_through_their_own_wan() {
     for i in 1..=2 {
         let rtt = probe(i, &good).unwrap_or_else(|e| panic!("wan{i}: {e}"));
         eprintln!("wan{i} connect time {rtt:?}");
-        assert!(
-            rtt > Duration::ZERO && rtt < Duration::from_millis(200),
-            "wan{i}: {rtt:?}"
-        );
+        assert!(rtt > Duration::ZERO, "wan{i}: {rtt:?}");
     }
 
     let err = probe(1, &upstream(4850, [0x43; 32])).unwrap_err();
@@ -285,13 +231,7 @@ fn probes_go_through_their_own_wan() {
          add chain inet mpbhi in { type filter hook input priority 0; policy accept; }; \
          add rule inet mpbhi in ip saddr 10.200.1.2 drop",
     ]);
-    let started = Instant::now();
     let err = probe(1, &good).unwrap_err();
     assert!(matches!(err, ProbeError::Timeout(_)), "{err:?}");
-    assert!(
-        started.elapsed() < PROBE_TIMEOUT * 3,
-        "{:?}",
-        started.elapsed()
-    );
     probe(2, &good).expect("wan2 still answers");
 }

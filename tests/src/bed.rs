@@ -91,7 +91,7 @@ impl TestBedBuilder {
         let dir = TempDir::new()?;
         let mut nss = BTreeMap::new();
         for node in self.plan.nodes() {
-            nss.insert(node, Netns::new(&node.role())?);
+            nss.insert(node, Netns::try_new(&node.role())?);
         }
         let mut key = [0u8; 32];
         getrandom::fill(&mut key)

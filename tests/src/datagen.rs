@@ -1,6 +1,6 @@
 //! Deterministic test data: a byte stream fixed by a 64-bit seed.
 //!
-//! The stream is built from one 1 MiB block of xorshift output, made once per
+//! The stream is built from one 1 MiB block of [`Xorshift`] output, made once per
 //! process. Stream position `p` lies in chunk `p / CHUNK_LEN`; every chunk is a
 //! window of the block whose start is a hash of `(seed, chunk index)`. Filling
 //! and checking are therefore `memcpy` and `memcmp` of 64 KiB pieces, fast even
@@ -8,6 +8,8 @@
 //! caught because each chunk starts at a pseudo-random byte offset.
 
 use std::sync::OnceLock;
+
+use mpbond_testkit::Xorshift;
 
 /// Length of the random block that streams are cut from.
 pub const BLOCK_LEN: usize = 1 << 20;
@@ -17,14 +19,10 @@ pub const CHUNK_LEN: usize = 64 * 1024;
 fn block() -> &'static [u8] {
     static BLOCK: OnceLock<Vec<u8>> = OnceLock::new();
     BLOCK.get_or_init(|| {
-        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rng = Xorshift::new(0x9e37_79b9_7f4a_7c15);
         let mut out = Vec::with_capacity(BLOCK_LEN + CHUNK_LEN);
         while out.len() < BLOCK_LEN + CHUNK_LEN {
-            // xorshift64*
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+            out.extend_from_slice(&rng.next_u64().to_le_bytes());
         }
         out.truncate(BLOCK_LEN + CHUNK_LEN);
         out

@@ -84,6 +84,9 @@ pub enum BedError {
         #[source]
         source: serde_json::Error,
     },
+    /// A network namespace could not be created.
+    #[error(transparent)]
+    Netns(#[from] mpbond_testkit::NetnsError),
     /// The caller asked for something the test bed does not have.
     #[error("{0}")]
     Usage(String),

@@ -1,7 +1,8 @@
 //! mpbond's end-to-end test bed, its tools and the demo.
 //!
 //! Layout:
-//! * [`netns`]: the [`Netns`] guard (unique names, deleted on drop, even on panic).
+//! * [`netns`]: the [`Netns`] guard of `mpbond-testkit` (unique names, deleted on drop,
+//!   even on panic).
 //! * [`topology`]: the address plan, rendered as `ip`/`tc` scripts (pure, unit tested).
 //! * [`bed`]: [`TestBed`], which builds the plan: lan, router, ISPs, core, vps, server.
 //! * [`daemons`]: configs and `start_concentrator` / `start_agent` with `READY=1`.
@@ -20,9 +21,10 @@
 //! Binaries: `mpbond-tb` (serve / fetch / convert, see `src/bin/mpbond-tb`) and
 //! `mpbond-demo`. Scripts: `setup.sh`, `run.sh`, `demo.sh`.
 //!
-//! Scenarios live in `tests/tests/*.rs`, one test bed each; they need root and
-//! skip otherwise: `testbed` (the bed itself and direct kernel MPTCP),
-//! `aggregation`, `integrity`, `ipv6`, `policy`, `fail_open`, `fallback`, and
+//! Scenarios live in `tests/tests/*.rs`, one test bed each; they need root, so they
+//! are `#[ignore = "needs root and netns"]` and `tests/run.sh` runs them as root with
+//! `--include-ignored` (without root they fail, they never skip): `testbed` (the bed
+//! itself and direct kernel MPTCP), `aggregation`, `integrity`, `ipv6`, `policy`, `fail_open`, `fallback`, and
 //! `configs` (rendered configs pass the daemons' `check-config`, no root), and
 //! the agent's control plane on a bed built with `agent_routing(true)`:
 //! `control_hotplug`, `control_failover`, `control_backup`, `control_cleanup`;
@@ -63,18 +65,4 @@ pub fn cleanup_all() {
 }
 
 /// Whether this process can build namespaces (effective uid 0).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid(2) cannot fail and has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Skip the calling test (return early) with a message unless running as root.
-#[macro_export]
-macro_rules! require_root {
-    () => {
-        if !$crate::is_root() {
-            eprintln!("SKIPPED: this namespace test needs root (run tests/run.sh as root)");
-            return;
-        }
-    };
-}
+pub use mpbond_testkit::is_root;

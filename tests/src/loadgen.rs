@@ -16,21 +16,7 @@ use crate::proc::ChildGuard;
 use crate::tools::TB;
 use crate::topology::Node;
 
-/// What `mpbond-tb swarm` reports once its connections are open.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct SwarmReport {
-    /// Connections open end to end.
-    pub opened: usize,
-    /// Connections that failed.
-    pub failed: usize,
-    /// Seconds it took to open them.
-    pub seconds: f64,
-    /// opened / seconds.
-    pub per_second: f64,
-    /// The first failure, if any.
-    pub first_error: Option<String>,
-}
+pub use crate::wire::SwarmReport;
 
 /// What `mpbond-tb ttfb` prints.
 #[derive(Debug, Clone, Default, Deserialize)]

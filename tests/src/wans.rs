@@ -52,7 +52,7 @@ impl TestBed {
             return Err(BedError::Usage(format!("at most {MAX_WANS} WANs")));
         }
         let isp = Node::Isp(i);
-        self.nss.insert(isp, Netns::new(&isp.role())?);
+        self.nss.insert(isp, Netns::try_new(&isp.role())?);
         self.plan.rates.push(rate_mbit);
         let mut cmd = self.netns(isp)?.command("sysctl");
         cmd.arg("-q").arg("-w").args(self.plan.sysctls(isp));

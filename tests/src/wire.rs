@@ -198,6 +198,22 @@ pub struct ConvertAttempt {
     pub detail: Option<String>,
 }
 
+/// What `mpbond-tb swarm` prints once every connection is open (or failed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SwarmReport {
+    /// Connections open end to end.
+    pub opened: usize,
+    /// Connections that failed.
+    pub failed: usize,
+    /// Seconds from the first connect to the last one done.
+    pub seconds: f64,
+    /// opened / seconds.
+    pub per_second: f64,
+    /// The first failure, if any.
+    pub first_error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,13 @@
 //! Failover on one connection. A download over two WANs (40 + 60 Mbit/s)
 //! survives WAN 1 going away, by `ip link set wan1 down`, by carrier loss (the
 //! ISP's end goes down) or by its ISP silently dropping everything (the health
-//! probe must notice), and gets WAN 1 back when its link returns. The longest stall is measured by `mpbond-tb fetch` from
-//! 100 ms samples of the received bytes.
+//! probe must notice), and gets WAN 1 back when its link returns. The waits
+//! are bounded, but no assertion here is about speed: the longest stall (from
+//! `mpbond-tb fetch`'s 100 ms samples) and the reaction times are printed, and
+//! the benchmark (`mpbond-bench`, its failover case) measures them.
 //!
-//! Run: `cargo test -p mpbond-tests --test control_failover -- --nocapture`.
+//! Run as root:
+//! `cargo test -p mpbond-tests --test control_failover -- --include-ignored --nocapture`.
 
 mod common;
 
@@ -14,10 +17,7 @@ use common::control::{
     control_bed, start_download, state_text, time_until, wait_managed, wait_rx, wan_state,
 };
 use common::per_second;
-use mpbond_tests::{require_root, BedError, FetchReport, TestBed};
-
-/// The longest stall a link-down failover may cause.
-const MAX_STALL_MS: f64 = 3000.0;
+use mpbond_tests::{BedError, FetchReport, TestBed};
 
 fn report(label: &str, r: &FetchReport) {
     println!(
@@ -31,14 +31,14 @@ fn report(label: &str, r: &FetchReport) {
 }
 
 #[test]
+#[ignore = "needs root and netns"]
 fn link_down_fails_over_and_link_up_comes_back() {
-    require_root!();
     failover("link down", |bed, up| bed.set_link(1, up));
 }
 
 #[test]
+#[ignore = "needs root and netns"]
 fn carrier_loss_fails_over_and_carrier_return_comes_back() {
-    require_root!();
     failover("carrier loss", |bed, up| bed.set_carrier(1, up));
 }
 
@@ -88,11 +88,6 @@ fn failover(label: &str, cut: impl Fn(&TestBed, bool) -> Result<(), BedError>) {
     report(&format!("{label} failover"), &r);
     assert!(r.ok, "the download broke: {r:?}");
     assert!(
-        r.longest_stall_ms < MAX_STALL_MS,
-        "stall {:.0} ms is not under {MAX_STALL_MS} ms",
-        r.longest_stall_ms
-    );
-    assert!(
         back.is_some(),
         "{label}: wan1 carried no data after it came back:\n{}\n{}",
         state_text(&bed),
@@ -106,8 +101,8 @@ fn failover(label: &str, cut: impl Fn(&TestBed, bool) -> Result<(), BedError>) {
 }
 
 #[test]
+#[ignore = "needs root and netns"]
 fn blackholed_wan_is_probed_down_and_the_download_continues() {
-    require_root!();
     let (bed, _conc, server, cfg) = control_bed(&[40, 60]);
     let w = &cfg.wans[0];
     // Down after `down` failed probes: ~ down × interval + timeout.
@@ -131,13 +126,13 @@ fn blackholed_wan_is_probed_down_and_the_download_continues() {
     assert!(both, "the download does not use both WANs");
 
     bed.blackhole_wan(1, true).expect("ISP 1 drops everything");
-    let down = time_until(Duration::from_secs(10), || {
+    let down = time_until(expected * 4 + Duration::from_secs(5), || {
         wan_state(&bed, "wan1").as_deref() == Some("down")
     });
     println!("blackhole: status says wan1 down after {down:?} (thresholds give ~{expected:?})");
     assert!(
-        down.is_some_and(|d| d <= expected + Duration::from_millis(1500)),
-        "wan1 not marked down in time ({down:?}, expected ~{expected:?}):\n{}",
+        down.is_some(),
+        "wan1 not marked down (thresholds give ~{expected:?}):\n{}",
         agent.log_tail(30)
     );
     let rx2 = bed.wan_bytes(2).0;
@@ -163,8 +158,8 @@ fn blackholed_wan_is_probed_down_and_the_download_continues() {
 /// and new LAN connections start their MPTCP connection from WAN 2's address
 /// instead of stalling on the dead main route.
 #[test]
+#[ignore = "needs root and netns"]
 fn new_connections_after_a_blackhole_still_use_mpbond() {
-    require_root!();
     let (bed, _conc, _server, cfg) = control_bed(&[40, 60]);
     let agent = bed.start_agent(&cfg).expect("agent starts");
     wait_managed(&bed, &agent, &[1, 2], Duration::from_secs(5));

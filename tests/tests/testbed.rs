@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mpbond_tests::topology::{SERVER_V4, SERVER_V6, VPS_V4};
-use mpbond_tests::{require_root, wan_delta, Fetch, Node, TestBed};
+use mpbond_tests::{wan_delta, Fetch, Node, TestBed};
 
 #[test]
+#[ignore = "needs root and netns"]
 fn namespaces_are_wired_and_removed() {
-    require_root!();
     let names: Vec<String>;
     {
         let bed = TestBed::builder().wans(&[40, 60]).build();
@@ -63,8 +63,8 @@ fn namespaces_are_wired_and_removed() {
 }
 
 #[test]
+#[ignore = "needs root and netns"]
 fn plain_download_through_nat_is_shaped_to_wan1() {
-    require_root!();
     let bed = TestBed::builder().wans(&[40, 60]).build();
     let _server = bed
         .serve(Node::Server, SocketAddr::new(SERVER_V4.into(), 5001), false)
@@ -98,8 +98,8 @@ fn plain_download_through_nat_is_shaped_to_wan1() {
 
 /// The yardstick for mpbond: kernel MPTCP between router and VPS over 40+60.
 #[test]
+#[ignore = "needs root and netns"]
 fn direct_mptcp_aggregates_both_wans() {
-    require_root!();
     let bed = TestBed::builder().wans(&[40, 60]).build();
     let _server = bed
         .serve(Node::Vps, SocketAddr::new(VPS_V4.into(), 5201), true)
@@ -169,9 +169,8 @@ fn direct_run(bed: &TestBed, name: &str, fetch: &Fetch) -> (mpbond_tests::FetchR
 /// aggregate like any other. On 6.18 it does not (see the report in the
 /// output: slow, or no second subflow). Run with `--ignored`.
 #[test]
-#[ignore = "diagnoses a kernel behaviour; run with --ignored"]
+#[ignore = "a kernel diagnosis, not in the suite (needs root and netns); run with --ignored"]
 fn direct_mptcp_with_fast_open_aggregates() {
-    require_root!();
     let bed = TestBed::builder().wans(&[40, 60]).build();
     let _server = bed
         .serve_with(Node::Vps, SocketAddr::new(VPS_V4.into(), 5201), true, true)

@@ -1,8 +1,8 @@
 //! A throw-away "fresh VPS" for the install test, built from namespaces so that nothing on
 //! the host changes:
 //!
-//! * a network namespace `mpbhc-<pid>-vps<n>` with `lo` and a veth `vps0` (its peer in
-//!   the same namespace) holding 192.0.2.1/24 and a default route (so the installer can
+//! * a network namespace ([`mpbond_testkit::Netns`], role `vps<n>`) with `lo` and a veth
+//!   `vps0` (its peer in the same namespace) holding 192.0.2.1/24 and a default route (so the installer can
 //!   guess its public address);
 //!   the sysctls, MPTCP limits and nft rules the installer sets are all per namespace;
 //! * inside it, a mount namespace whose `/etc` and `/usr/local` (and for the package
@@ -12,20 +12,23 @@
 //! A holder process (`sleep`) keeps both namespaces; every command enters them with
 //! `nsenter`, with a `systemctl` stand-in (`systemctl-shim.sh`) first in `PATH`. Dropping
 //! the [`Vps`] kills the daemon and the holder, deletes the namespace and the state dir.
+//!
+//! The tests are `#[ignore]`d and call [`require`] first: without root or one of the
+//! tools they fail, they never skip.
 
 #![allow(dead_code)]
 
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mpbond_protocol::auth::{ClientId, Key};
 use mpbond_protocol::{ClientHandshake, ErrorCode, Message, ReplyError, Step};
+use mpbond_testkit::{require_root, require_tools, Netns};
 use socket2::{Domain, Protocol, Socket, Type};
 
 /// The concentrator's address in the namespace (on `vps0`).
@@ -50,27 +53,16 @@ pub enum Overlays {
 /// One namespace "VPS".
 #[derive(Debug)]
 pub struct Vps {
-    pub netns: String,
+    pub netns: Netns,
     /// Host directory for the shim's state (calls, pid, daemon log) and the overlay tmpfs.
     pub state: PathBuf,
     holder: Option<Child>,
 }
 
-/// Why the test cannot run here (it then skips); `None` if it can.
-pub fn unsupported() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("needs root (network and mount namespaces)".into());
-    }
-    TOOLS
-        .iter()
-        .find(|tool| !on_path(tool))
-        .map(|tool| format!("needs `{tool}`"))
-}
-
-fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+/// Fail the calling test unless it runs as root with every tool the harness uses.
+pub fn require() {
+    require_root("network and mount namespaces");
+    require_tools(&TOOLS);
 }
 
 fn checked(cmd: &mut Command) {
@@ -87,7 +79,6 @@ impl Vps {
     pub fn create(overlays: Overlays, nft: Option<&str>) -> Vps {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let pid = std::process::id();
-        let netns = format!("mpbhc-{pid}-vps{n}");
         let state = std::env::temp_dir().join(format!("mpbhc-install-{pid}-{n}"));
         std::fs::create_dir_all(state.join("bin")).expect("state dir");
         std::fs::create_dir_all(state.join("ovl")).expect("overlay dir");
@@ -95,10 +86,9 @@ impl Vps {
         std::fs::write(&shim, SHIM).expect("write shim");
         checked(Command::new("chmod").arg("0755").arg(&shim));
 
-        checked(Command::new("ip").args(["netns", "add", &netns]));
         // From here on a panic must still clean up: build the guard first.
         let mut vps = Vps {
-            netns,
+            netns: Netns::new(&format!("vps{n}")),
             state,
             holder: None,
         };
@@ -108,7 +98,6 @@ impl Vps {
     }
 
     fn setup_network(&self, nft: Option<&str>) {
-        let ns = self.netns.as_str();
         for args in [
             vec!["link", "set", "lo", "up"],
             // Both ends in the namespace (no dummy module on every host).
@@ -128,21 +117,10 @@ impl Vps {
                 "vps0",
             ],
         ] {
-            checked(Command::new("ip").arg("-n").arg(ns).args(args));
+            self.netns.ip(&args);
         }
         if let Some(ruleset) = nft {
-            let mut child = Command::new("ip")
-                .args(["netns", "exec", ns, "nft", "-f", "-"])
-                .stdin(Stdio::piped())
-                .spawn()
-                .expect("nft");
-            child
-                .stdin
-                .take()
-                .expect("stdin")
-                .write_all(ruleset.as_bytes())
-                .expect("nft ruleset");
-            assert!(child.wait().expect("nft").success(), "nft -f failed");
+            self.netns.nft(ruleset);
         }
     }
 
@@ -163,9 +141,10 @@ done
 echo ready
 exec sleep 900"#
         );
-        let mut holder = Command::new("ip")
-            .args(["netns", "exec", &self.netns])
-            .args(["unshare", "--mount", "--propagation", "private"])
+        let mut holder = self
+            .netns
+            .command("unshare")
+            .args(["--mount", "--propagation", "private"])
             .args(["sh", "-c", &script, "holder"])
             .arg(self.state.join("ovl"))
             .stdout(Stdio::piped())
@@ -245,17 +224,7 @@ exec sleep 900"#
 
     /// Run `f` on a thread that has entered the network namespace.
     pub fn in_netns<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
-        let file = File::open(Path::new("/run/netns").join(&self.netns)).expect("netns file");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                // SAFETY: setns on this thread only; it exits when `f` is done.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                assert_eq!(rc, 0, "setns: {}", io::Error::last_os_error());
-                f()
-            })
-            .join()
-            .expect("netns thread")
-        })
+        self.netns.run(f)
     }
 
     /// Send an authenticated Info probe over MPTCP from inside the namespace.
@@ -289,9 +258,7 @@ impl Drop for Vps {
             let _ = holder.kill();
             let _ = holder.wait();
         }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.netns])
-            .status();
+        // The namespace itself goes when the `netns` field drops, after this.
         let _ = std::fs::remove_dir_all(&self.state);
     }
 }

@@ -44,7 +44,11 @@ pub(crate) struct Pipe {
 impl Pipe {
     /// A pipe from the pool, or a new one.
     pub(crate) fn take() -> io::Result<Self> {
-        let pooled = POOL.lock().ok().and_then(|mut pool| pool.pop());
+        Self::take_from(&POOL)
+    }
+
+    fn take_from(pool: &Mutex<Vec<Pipe>>) -> io::Result<Self> {
+        let pooled = pool.lock().ok().and_then(|mut pool| pool.pop());
         match pooled {
             Some(pipe) => Ok(pipe),
             None => Self::new(),
@@ -54,7 +58,11 @@ impl Pipe {
     /// Give an empty pipe back to the pool (dropped, so closed, if the pool is full).
     /// Only call this when every byte spliced in was spliced out again.
     pub(crate) fn recycle(self) {
-        if let Ok(mut pool) = POOL.lock() {
+        self.recycle_into(&POOL);
+    }
+
+    fn recycle_into(self, pool: &Mutex<Vec<Pipe>>) {
+        if let Ok(mut pool) = pool.lock() {
             if pool.len() < POOL_MAX {
                 pool.push(self);
             }
@@ -136,11 +144,36 @@ mod tests {
         assert!(pipe.capacity() <= pipe_size().max(64 * 1024));
     }
 
+    /// The kernel's identity of a pipe: the inode of its read end.
+    fn inode(pipe: &Pipe) -> u64 {
+        // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat on a descriptor the pipe owns, into a `stat` we own.
+        let rc = unsafe { libc::fstat(pipe.read.as_raw_fd(), &mut st) };
+        assert_eq!(rc, 0, "fstat: {}", io::Error::last_os_error());
+        st.st_ino as u64
+    }
+
     #[test]
     fn recycled_pipes_are_reused() {
-        Pipe::new().expect("pipe2").recycle();
-        // Other tests may take pipes concurrently; either way take() yields a usable pipe.
-        let again = Pipe::take().expect("take");
-        assert!(again.capacity() >= 4096);
+        // A pool of the test's own, so relays in other tests cannot take from it.
+        let pool = Mutex::new(Vec::new());
+        let first = Pipe::take_from(&pool).expect("a new pipe");
+        let first_inode = inode(&first);
+        first.recycle_into(&pool);
+        let again = Pipe::take_from(&pool).expect("the pooled pipe");
+        assert_eq!(inode(&again), first_inode, "take() made a new pipe");
+        assert!(pool.lock().expect("pool").is_empty());
+        let fresh = Pipe::take_from(&pool).expect("a new pipe");
+        assert_ne!(inode(&fresh), first_inode, "one pipe handed out twice");
+    }
+
+    #[test]
+    fn a_full_pool_closes_what_is_recycled() {
+        let pool = Mutex::new(Vec::new());
+        for _ in 0..POOL_MAX + 2 {
+            Pipe::new().expect("pipe2").recycle_into(&pool);
+        }
+        assert_eq!(pool.lock().expect("pool").len(), POOL_MAX);
     }
 }

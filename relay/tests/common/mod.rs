@@ -9,6 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use mpbond_relay::relay::{relay_with, Mode, RelayOpts, RelayStats};
+use mpbond_testkit::Xorshift;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -87,23 +88,18 @@ fn relay_pairs(
     }
 }
 
-/// A reproducible pseudo-random byte stream (xorshift64*), so the receiver can check every
-/// byte without keeping a copy.
+/// A reproducible pseudo-random byte stream ([`Xorshift`] from `seed`), so the receiver
+/// can check every byte without keeping a copy.
 #[derive(Debug, Clone)]
-pub struct Pattern(u64);
+pub struct Pattern(Xorshift);
 
 impl Pattern {
     pub fn new(seed: u64) -> Self {
-        Pattern(seed | 1)
+        Pattern(Xorshift::new(seed))
     }
 
     pub fn fill(&mut self, buf: &mut [u8]) {
-        for byte in buf {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            *byte = (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8;
-        }
+        self.0.fill(buf);
     }
 }
 

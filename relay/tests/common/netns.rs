@@ -1,73 +1,36 @@
-//! Throw-away network namespaces for root-only tests.
+//! Throw-away network namespaces for the root-only tests, on [`mpbond_testkit::Netns`].
 //!
-//! [`in_new_netns`] runs a closure on a fresh thread that first calls
-//! `unshare(CLONE_NEWNET)`: that thread, the sockets it makes and the processes it starts
-//! live in a new, empty network namespace, which the kernel deletes when the thread ends,
-//! whatever happens. There is no name to clean up and the root namespace is never touched.
+//! [`in_new_netns`] makes a uniquely named namespace (deleted when it returns, also on a
+//! panic), brings `lo` up, sets `net.ipv4.tcp_fastopen`, and runs a closure on a thread
+//! inside it: the sockets it makes and the processes it starts live there, and the root
+//! namespace is never touched. Without root it fails the test with a clear message.
 
 use std::collections::HashMap;
-use std::io;
-use std::process::Command;
 
-/// Why a namespace test could not run.
-#[derive(Debug)]
-pub enum Skip {
-    NotRoot,
-    Unshare(io::Error),
-}
-
-/// Print a clear skip message; returns true when the test must stop.
-pub fn skipped<T>(result: &Result<T, Skip>) -> bool {
-    match result {
-        Ok(_) => false,
-        Err(Skip::NotRoot) => {
-            eprintln!("SKIP: namespace test needs root");
-            true
-        }
-        Err(Skip::Unshare(error)) => {
-            eprintln!("SKIP: unshare(CLONE_NEWNET) failed: {error}");
-            true
-        }
-    }
-}
+use mpbond_testkit::Netns;
 
 /// Run `f` on a thread in a new network namespace with `lo` up and
-/// `net.ipv4.tcp_fastopen` set to `tcp_fastopen`. A panic in `f` is passed on.
-pub fn in_new_netns<T: Send + 'static>(
-    tcp_fastopen: u32,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Skip> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(Skip::NotRoot);
-    }
-    let thread = std::thread::spawn(move || {
-        // SAFETY: unshare affects only this thread's namespaces.
-        if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-            return Err(Skip::Unshare(io::Error::last_os_error()));
-        }
-        lo_up().expect("bring lo up in the new netns");
-        // /proc/sys/net follows the netns of the task that opens it: this thread.
-        std::fs::write("/proc/sys/net/ipv4/tcp_fastopen", tcp_fastopen.to_string())
-            .expect("set tcp_fastopen in the new netns");
-        Ok(f())
-    });
-    match thread.join() {
-        Ok(result) => result,
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
+/// `net.ipv4.tcp_fastopen` set to `tcp_fastopen`, then delete the namespace. A panic in
+/// `f` is passed on.
+pub fn in_new_netns<T: Send>(tcp_fastopen: u32, f: impl FnOnce() -> T + Send) -> T {
+    let ns = Netns::with_lo("relay");
+    ns.sysctl("net/ipv4/tcp_fastopen", &tcp_fastopen.to_string());
+    ns.run(f)
 }
 
 /// Run `ip ARGS` in this thread's network namespace.
 pub fn ip(args: &[&str]) {
-    let status = Command::new("ip").args(args).status().expect("run ip");
+    let status = std::process::Command::new("ip")
+        .args(args)
+        .status()
+        .expect("run ip");
     assert!(status.success(), "ip {args:?} failed");
 }
 
 /// Load an nft ruleset (`nft -f -`) in this thread's network namespace.
 pub fn nft(ruleset: &str) {
     use std::io::Write;
-    let mut child = Command::new("nft")
+    let mut child = std::process::Command::new("nft")
         .args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
         .spawn()
@@ -80,28 +43,6 @@ pub fn nft(ruleset: &str) {
         .expect("write ruleset");
     let status = child.wait().expect("wait for nft");
     assert!(status.success(), "nft -f failed for:\n{ruleset}");
-}
-
-/// SIOCSIFFLAGS IFF_UP on `lo`, with an ioctl so no tool is needed.
-fn lo_up() -> io::Result<()> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-    // SAFETY: ifreq is a plain C struct; all-zero is a valid value.
-    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
-        *dst = *src as libc::c_char;
-    }
-    use std::os::fd::AsRawFd;
-    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write an ifreq we own.
-    unsafe {
-        if libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &req) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
 }
 
 /// The SNMP counters of this thread's network namespace (`/proc/thread-self/net/netstat`),

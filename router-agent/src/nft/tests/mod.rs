@@ -1,6 +1,7 @@
 //! Tests of the nft module as a whole: the golden rendering (no privileges), and the
-//! kernel behaviour in throw-away namespaces (root only; skipped otherwise): create, apply,
-//! owner semantics on drop and on SIGKILL, stale tables, error reporting, real redirects.
+//! kernel behaviour in throw-away namespaces (root only: ignored unless run with
+//! `--include-ignored`): create, apply, owner semantics on drop and on SIGKILL, stale
+//! tables, error reporting, real redirects.
 
 mod netns;
 mod traffic;
@@ -9,7 +10,7 @@ use std::time::Duration;
 
 use super::netlink::Socket;
 use super::{batch, render, validate, NftError, NftTable, RedirectSpec};
-use netns::{can_run, normalize, wait_until, NetNs};
+use netns::{normalize, require_root_and_nft, wait_until, NetNs};
 
 /// The spec of the golden files.
 pub(super) fn golden_spec(redirect: bool) -> RedirectSpec {
@@ -69,10 +70,9 @@ fn validate_rejects_what_the_kernel_or_nft_would() {
 }
 
 #[test]
+#[ignore = "needs root, ip and nft"]
 fn create_lists_as_rendered_and_apply_toggles_redirect() {
-    if !can_run() {
-        return;
-    }
+    require_root_and_nft();
     let ns = NetNs::new();
     let list = || ns.ok(&["nft", "list", "table", "inet", "mpbond"]);
     let mut table = ns
@@ -109,10 +109,9 @@ fn create_lists_as_rendered_and_apply_toggles_redirect() {
 }
 
 #[test]
+#[ignore = "needs root, ip and nft"]
 fn the_table_goes_with_its_socket() {
-    if !can_run() {
-        return;
-    }
+    require_root_and_nft();
     let ns = NetNs::new();
     let has_table = || ns.tables().contains("table inet mpbond");
 
@@ -135,10 +134,9 @@ fn the_table_goes_with_its_socket() {
 }
 
 #[test]
+#[ignore = "needs root, ip and nft"]
 fn a_stale_plain_table_is_replaced() {
-    if !can_run() {
-        return;
-    }
+    require_root_and_nft();
     let ns = NetNs::new();
     ns.ok(&["nft", "add", "table", "inet", "mpbond"]);
     ns.ok(&["nft", "add", "chain", "inet", "mpbond", "junk"]);
@@ -153,10 +151,9 @@ fn a_stale_plain_table_is_replaced() {
 }
 
 #[test]
+#[ignore = "needs root, ip and nft"]
 fn a_second_agent_is_refused() {
-    if !can_run() {
-        return;
-    }
+    require_root_and_nft();
     let ns = NetNs::new();
     let _first = ns
         .run(|| NftTable::create(&golden_spec(true)))
@@ -173,10 +170,9 @@ fn a_second_agent_is_refused() {
 }
 
 #[test]
+#[ignore = "needs root, ip and nft"]
 fn a_rejected_batch_names_its_message_and_applies_nothing() {
-    if !can_run() {
-        return;
-    }
+    require_root_and_nft();
     let ns = NetNs::new();
     let err = ns.run(|| {
         let mut socket = Socket::open().expect("socket");
@@ -201,10 +197,9 @@ fn a_rejected_batch_names_its_message_and_applies_nothing() {
 }
 
 #[test]
+#[ignore = "needs root, ip and nft"]
 fn a_large_spec_fits_in_one_batch() {
-    if !can_run() {
-        return;
-    }
+    require_root_and_nft();
     let ns = NetNs::new();
     let v4 = (0..1500u32).map(|i| ipnet::Ipv4Net::new((0x0a00_0000 + (i << 8)).into(), 24));
     let v6 =
@@ -257,13 +252,12 @@ fn child_holds_table_until_killed() {
 }
 
 #[test]
+#[ignore = "needs root, ip and nft"]
 fn sigkill_leaves_no_table() {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
 
-    if !can_run() {
-        return;
-    }
+    require_root_and_nft();
     let ns = NetNs::new();
     let exe = std::env::current_exe().expect("test binary path");
     let mut child = Command::new(exe)

@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use super::netns::{can_run, wait_until, NetNs};
+use super::netns::{require_root_and_nft, wait_until, NetNs};
 use crate::nft::{NftTable, RedirectSpec};
 
 const PORT: u16 = 4851;
@@ -97,10 +97,9 @@ fn connect_from(client: &NetNs, dest: &str) -> std::io::Result<TcpStream> {
 }
 
 #[test]
+#[ignore = "needs root, ip and nft"]
 fn lan_tcp_is_redirected_and_bypasses_are_not() {
-    if !can_run() {
-        return;
-    }
+    require_root_and_nft();
     let (client, router) = topology();
     let (mut table, listener) = router.run(|| {
         let listener = TcpListener::bind(("::", PORT)).expect("dual-stack listener");
@@ -149,10 +148,9 @@ fn lan_tcp_is_redirected_and_bypasses_are_not() {
 /// fw4's `dstnat` chain (priority dstnat) still handles what we leave alone, and our
 /// table changes nothing in fw4's.
 #[test]
+#[ignore = "needs root, ip and nft"]
 fn fw4_dstnat_still_sees_what_we_leave_alone() {
-    if !can_run() {
-        return;
-    }
+    require_root_and_nft();
     let (client, router) = topology();
     router.ok(&["nft", "add", "table", "inet", "fw4"]);
     let chain = "{ type nat hook prerouting priority dstnat; policy accept; }";
@@ -277,10 +275,9 @@ fn download_while(
 /// redirect coming back: the kernel must keep translating it (its conntrack entry and NAT
 /// binding), although new connections are no longer redirected.
 #[test]
+#[ignore = "needs root, ip and nft"]
 fn established_redirected_connection_survives_fail_open() {
-    if !can_run() {
-        return;
-    }
+    require_root_and_nft();
     let (client, router) = topology();
     let (mut table, listener) = router.run(|| {
         let listener = TcpListener::bind(("::", PORT)).expect("dual-stack listener");

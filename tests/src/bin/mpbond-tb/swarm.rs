@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mpbond_protocol::auth::{seal, ClientId, Key};
 use mpbond_protocol::{Message, FIXED_HEADER_LEN};
-use serde::Serialize;
+use mpbond_tests::wire::SwarmReport;
 
 use crate::hold::{raise_nofile, HELLO};
 use crate::sock;
@@ -47,21 +47,6 @@ pub struct Args {
     /// Per-connection timeout.
     #[arg(long, default_value_t = 10)]
     timeout_secs: u64,
-}
-
-/// What `swarm` prints once every connection is open (or failed).
-#[derive(Debug, Default, Serialize)]
-pub struct SwarmReport {
-    /// Connections open end to end.
-    pub opened: usize,
-    /// Connections that failed.
-    pub failed: usize,
-    /// Seconds from the first connect to the last one done.
-    pub seconds: f64,
-    /// opened / seconds.
-    pub per_second: f64,
-    /// The first failure, if any.
-    pub first_error: Option<String>,
 }
 
 /// Open, report, hold.

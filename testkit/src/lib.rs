@@ -1,0 +1,21 @@
+//! Test-only helpers shared by every mpbond crate (a dev-dependency, never shipped).
+//!
+//! Layout:
+//! * [`netns`]: [`Netns`], a uniquely named network namespace deleted on drop (also when
+//!   the test panics), with "run this closure / command inside it" helpers, and the sweep
+//!   of namespaces left behind by a killed test process.
+//! * [`require`]: [`require_root`] and [`require_tools`], which fail the calling test with
+//!   a clear message instead of letting it skip and pass.
+//! * [`rng`]: [`Xorshift`], the one seeded generator the tests use for reproducible cases.
+//!
+//! A test that needs root or a tool is `#[ignore = "needs root and netns"]` (or names the
+//! tool), and `tests/run.sh` runs it as root with `--include-ignored`. This crate depends
+//! on no other workspace crate, so each of them can dev-depend on it.
+
+pub mod netns;
+pub mod require;
+pub mod rng;
+
+pub use netns::{Netns, NetnsError};
+pub use require::{is_root, require_root, require_tools};
+pub use rng::Xorshift;
