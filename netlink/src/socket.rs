@@ -74,7 +74,8 @@ impl Socket {
     pub fn set_recv_timeout(&self, timeout: Duration) -> io::Result<()> {
         let tv = libc::timeval {
             tv_sec: libc::time_t::try_from(timeout.as_secs()).unwrap_or(libc::time_t::MAX),
-            tv_usec: libc::suseconds_t::try_from(timeout.subsec_micros()).unwrap_or(0),
+            // Below 1e6: fits every width of suseconds_t.
+            tv_usec: timeout.subsec_micros() as libc::suseconds_t,
         };
         sockopt::set(&self.fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)
     }
