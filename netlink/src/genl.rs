@@ -22,8 +22,8 @@ const CTRL_ATTR_MCAST_GROUPS: u16 = 7;
 const CTRL_ATTR_MCAST_GRP_NAME: u16 = 1;
 const CTRL_ATTR_MCAST_GRP_ID: u16 = 2;
 
-/// A request to family `family`: `cmd`, `version`, then `attrs`. `extra` flags as in
-/// [`Request::new`]; `dump` makes it a dump.
+/// A request to family `family`: `cmd`, `version`, then `attrs`; answered by an ACK, or
+/// with `dump` a dump.
 pub fn request(family: u16, cmd: u8, version: u8, attrs: AttrBuf, dump: bool) -> Request {
     let mut body = vec![cmd, version, 0, 0];
     body.extend_from_slice(attrs.as_bytes());

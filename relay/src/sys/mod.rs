@@ -1,5 +1,6 @@
 //! Socket tricks behind small functions: MPTCP and TCP listeners with TCP Fast Open,
-//! `TCP_IS_MPTCP`, the original destination of a redirected connection, and abortive close.
+//! `TCP_IS_MPTCP`, the original destination of a redirected connection, abortive close,
+//! and the workspace's one reader of `net.ipv4.tcp_fastopen` ([`tcp_fastopen`]).
 //!
 //! The raw `getsockopt`/`setsockopt` calls live in `mpbond_netlink::sockopt` (the one
 //! wrapper of the workspace, in the crate that depends on libc alone); the TCP options are
