@@ -134,3 +134,38 @@ fn set_limits_netlink() -> io::Result<String> {
     })?;
     Ok(line)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `apply` twice on a thread in a fresh network namespace (where `/proc/sys/net` and
+    /// the MPTCP limits are the namespace's own), collecting its lines.
+    fn apply_in_new_netns() -> (Vec<String>, Vec<String>) {
+        std::thread::spawn(|| {
+            // SAFETY: unshare affects only this thread, which nothing else uses.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWNET) };
+            assert_eq!(rc, 0, "unshare needs root: {}", io::Error::last_os_error());
+            let mut first = Vec::new();
+            apply(|line| first.push(line.to_owned())).expect("first setup");
+            let mut second = Vec::new();
+            apply(|line| second.push(line.to_owned())).expect("second setup");
+            (first, second)
+        })
+        .join()
+        .expect("namespace thread")
+    }
+
+    #[test]
+    #[ignore = "needs root and netns"]
+    fn setup_sets_limits_over_netlink_and_a_second_run_changes_nothing() {
+        let (first, second) = apply_in_new_netns();
+        assert_eq!(first.len(), 3, "{first:?}");
+        assert!(first[2].starts_with("mptcp limits: subflows"), "{first:?}");
+        assert!(
+            !first[2].contains("via `ip`"),
+            "netlink, not the fallback: {first:?}"
+        );
+        assert!(second.iter().all(|l| l.contains("unchanged")), "{second:?}");
+    }
+}
