@@ -1,6 +1,6 @@
 //! The MPTCP path-manager client (feature `tokio`): one socket, the family resolved once.
 //!
-//! ```ignore
+//! ```text
 //! let pm = PmClient::connect().await?;            // CTRL_CMD_GETFAMILY "mptcp_pm"
 //! pm.add_endpoint(&ep).await?;                    // ADD_ADDR, explicit id, subflow(+backup)
 //! pm.set_backup(ep.id, true).await?;              // SET_FLAGS

@@ -2,7 +2,7 @@
 //! `mpbond-netlink`'s [`PmClient`] with the model's [`Endpoint`] and [`Limits`], in the
 //! handle → request → `execute()` shape of `rtnetlink`:
 //!
-//! ```ignore
+//! ```text
 //! let pm = PmHandle::connect().await?;          // resolves the family
 //! pm.add_endpoint(&ep).execute().await?;        // ADD_ADDR, explicit id, subflow(+backup)
 //! pm.set_backup(ep.id, true).execute().await?; // SET_FLAGS
