@@ -4,14 +4,11 @@
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::Path;
+
+pub use mpbond_relay::sys::{parse_sysctl_int as parse_sysctl, TCP_FASTOPEN_SYSCTL, TFO_SERVER};
 
 /// `/proc/sys` file for `net.mptcp.enabled`.
 pub const MPTCP_ENABLED: &str = "/proc/sys/net/mptcp/enabled";
-/// `/proc/sys` file for `net.ipv4.tcp_fastopen`.
-pub const TCP_FASTOPEN: &str = "/proc/sys/net/ipv4/tcp_fastopen";
-/// The server bit of `net.ipv4.tcp_fastopen`.
-pub const TFO_SERVER: u32 = 0x2;
 
 /// Every address configured on the host's interfaces (`getifaddrs`).
 pub fn own_addresses() -> io::Result<Vec<IpAddr>> {
@@ -80,35 +77,31 @@ impl fmt::Display for HostIssue {
     }
 }
 
-/// Parse a `/proc/sys` integer.
-pub fn parse_sysctl(text: &str) -> Option<u32> {
-    text.trim().parse().ok()
-}
-
 /// What is missing from the host's kernel settings. Empty means all good.
 pub fn check() -> Vec<HostIssue> {
-    check_at(Path::new(MPTCP_ENABLED), Path::new(TCP_FASTOPEN))
+    issues(
+        std::fs::read_to_string(MPTCP_ENABLED),
+        mpbond_relay::sys::tcp_fastopen(),
+    )
 }
 
-/// [`check`] with the two files given, for tests.
-pub fn check_at(mptcp_enabled: &Path, tcp_fastopen: &Path) -> Vec<HostIssue> {
+/// [`check`] on what was read: the text of `net.mptcp.enabled` and the value of
+/// `net.ipv4.tcp_fastopen`.
+pub fn issues(mptcp_enabled: io::Result<String>, tcp_fastopen: io::Result<u32>) -> Vec<HostIssue> {
     let mut issues = Vec::new();
-    match std::fs::read_to_string(mptcp_enabled) {
+    match mptcp_enabled {
         Ok(text) => {
             if parse_sysctl(&text) != Some(1) {
                 issues.push(HostIssue::MptcpDisabled);
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => issues.push(HostIssue::NoMptcp),
-        Err(_) => issues.push(HostIssue::Unreadable(mptcp_enabled.display().to_string())),
+        Err(_) => issues.push(HostIssue::Unreadable(MPTCP_ENABLED.to_owned())),
     }
-    match std::fs::read_to_string(tcp_fastopen)
-        .ok()
-        .and_then(|t| parse_sysctl(&t))
-    {
-        Some(v) if v & TFO_SERVER != 0 => {}
-        Some(v) => issues.push(HostIssue::NoTfoServer(v)),
-        None => issues.push(HostIssue::Unreadable(tcp_fastopen.display().to_string())),
+    match tcp_fastopen {
+        Ok(v) if v & TFO_SERVER != 0 => {}
+        Ok(v) => issues.push(HostIssue::NoTfoServer(v)),
+        Err(_) => issues.push(HostIssue::Unreadable(TCP_FASTOPEN_SYSCTL.to_owned())),
     }
     issues
 }
@@ -128,20 +121,14 @@ mod tests {
 
     #[test]
     fn check_reports_missing_settings() {
-        let dir = std::env::temp_dir().join(format!("mpbond-host-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let en = dir.join("enabled");
-        let tfo = dir.join("tfo");
-        std::fs::write(&en, "0\n").unwrap();
-        std::fs::write(&tfo, "1\n").unwrap();
+        let gone = || io::Error::from(io::ErrorKind::NotFound);
         assert_eq!(
-            check_at(&en, &tfo),
+            issues(Ok("0\n".into()), Ok(1)),
             vec![HostIssue::MptcpDisabled, HostIssue::NoTfoServer(1)]
         );
-        std::fs::write(&en, "1\n").unwrap();
-        std::fs::write(&tfo, "3\n").unwrap();
-        assert_eq!(check_at(&en, &tfo), vec![]);
-        assert_eq!(check_at(&dir.join("nope"), &tfo), vec![HostIssue::NoMptcp]);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(issues(Ok("1\n".into()), Ok(3)), vec![]);
+        assert_eq!(issues(Err(gone()), Ok(3)), vec![HostIssue::NoMptcp]);
+        let unreadable = HostIssue::Unreadable(TCP_FASTOPEN_SYSCTL.to_owned());
+        assert_eq!(issues(Ok("1".into()), Err(gone())), vec![unreadable]);
     }
 }

@@ -18,7 +18,7 @@
 //! * [`reload`]: shared state, the reload [`Handle`] and what a reload changed.
 //! * [`metrics`], [`metrics_http`]: counters and the `GET /metrics` responder.
 //! * [`host`]: own addresses and the kernel settings check at start.
-//! * [`setup`], [`genl`]: `mpbond-concentrator setup` (sysctls, MPTCP limits over genetlink).
+//! * [`setup`]: `mpbond-concentrator setup` (sysctls, MPTCP limits over genetlink).
 //! * [`add_client`]: `mpbond-concentrator add-client` (new key appended to the config).
 //!
 //! # Running
@@ -35,7 +35,6 @@
 pub mod add_client;
 pub mod admission;
 pub mod config;
-pub mod genl;
 pub mod host;
 pub mod listener;
 pub mod metrics;

@@ -1,11 +1,11 @@
 //! Socket tricks behind small functions: MPTCP and TCP listeners with TCP Fast Open,
-//! `TCP_IS_MPTCP`, the original destination of a redirected connection, and abortive close.
+//! `TCP_IS_MPTCP`, the original destination of a redirected connection, abortive close,
+//! and the workspace's one reader of `net.ipv4.tcp_fastopen` ([`tcp_fastopen`]).
 //!
-//! The raw `getsockopt`/`setsockopt` calls live in `sockopt`; this module gives them
-//! meaning. Sockets are built with `socket2` (`Protocol::MPTCP` for MPTCP), then handed to
-//! tokio.
-
-mod sockopt;
+//! The raw `getsockopt`/`setsockopt` calls live in `mpbond_netlink::sockopt` (the one
+//! wrapper of the workspace, in the crate that depends on libc alone); the TCP options are
+//! re-exported here, and this module gives them meaning. Sockets are built with `socket2`
+//! (`Protocol::MPTCP` for MPTCP), then handed to tokio.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,7 +14,7 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
 
-pub use sockopt::{
+pub use mpbond_netlink::sockopt::{
     first_subflow_state, is_enoprotoopt, set_fastopen_connect, set_fastopen_listener,
     set_fastopen_no_cookie, set_rcvbuf_force, syn_data_acked, TCP_FASTOPEN_CONNECT,
     TCP_FASTOPEN_NO_COOKIE, TCP_IS_MPTCP, TCP_SYN_RECV,
@@ -65,14 +65,41 @@ pub fn tcp_listener(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     finish_listener(socket, addr, backlog)
 }
 
-/// Whether this network namespace accepts data in SYNs: bit 0x2 (server enable) of
-/// `net.ipv4.tcp_fastopen`. None if the sysctl cannot be read.
-///
-/// `/proc/sys/net` shows the network namespace of the calling thread.
+/// `/proc/sys` file of `net.ipv4.tcp_fastopen`.
+pub const TCP_FASTOPEN_SYSCTL: &str = "/proc/sys/net/ipv4/tcp_fastopen";
+/// The client bit of `net.ipv4.tcp_fastopen`: send data in the SYN.
+pub const TFO_CLIENT: u32 = 0x1;
+/// The server bit of `net.ipv4.tcp_fastopen`: accept data in the SYN.
+pub const TFO_SERVER: u32 = 0x2;
+
+/// `net.ipv4.tcp_fastopen` of the calling thread's network namespace (`/proc/sys/net`
+/// shows that one). The one reader of this sysctl in the workspace.
+pub fn tcp_fastopen() -> io::Result<u32> {
+    let text = std::fs::read_to_string(TCP_FASTOPEN_SYSCTL)?;
+    parse_sysctl_int(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{TCP_FASTOPEN_SYSCTL} holds {:?}, not a number",
+                text.trim()
+            ),
+        )
+    })
+}
+
+/// A `/proc/sys` integer: decimal, or hexadecimal with `0x`.
+pub fn parse_sysctl_int(text: &str) -> Option<u32> {
+    let text = text.trim();
+    match text.strip_prefix("0x") {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
+}
+
+/// Whether this network namespace accepts data in SYNs: [`TFO_SERVER`] in
+/// [`tcp_fastopen`]. None if the sysctl cannot be read.
 pub fn server_fastopen_enabled() -> Option<bool> {
-    let text = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_fastopen").ok()?;
-    let value: u32 = text.trim().parse().ok()?;
-    Some(value & 0x2 != 0)
+    tcp_fastopen().ok().map(|v| v & TFO_SERVER != 0)
 }
 
 fn prepare_listener(socket: &Socket, addr: SocketAddr) -> io::Result<()> {
@@ -96,8 +123,8 @@ fn finish_listener(socket: Socket, addr: SocketAddr, backlog: i32) -> io::Result
 /// `Some(false)` is a plain TCP socket, or an MPTCP socket that fell back to TCP because
 /// the peer does not speak MPTCP.
 pub fn is_mptcp(stream: &TcpStream) -> Option<bool> {
-    match sockopt::get_int(stream, libc::SOL_TCP, TCP_IS_MPTCP) {
-        Ok(value) => Some(value != 0),
+    match mpbond_netlink::sockopt::tcp_is_mptcp(stream) {
+        Ok(value) => Some(value),
         Err(error) if is_enoprotoopt(&error) => None,
         Err(error) => {
             tracing::debug!(%error, "getsockopt(TCP_IS_MPTCP) failed");
@@ -137,5 +164,18 @@ pub fn reset(stream: TcpStream) {
 pub(crate) fn reset_ref(stream: &TcpStream) {
     if let Err(error) = SockRef::from(stream).set_linger(Some(Duration::ZERO)) {
         tracing::debug!(%error, "SO_LINGER 0 failed; the peer gets FIN instead of RST");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sysctl_integers_parse_in_decimal_and_hex() {
+        assert_eq!(parse_sysctl_int("3\n"), Some(3));
+        assert_eq!(parse_sysctl_int("0x403\n"), Some(0x403));
+        assert_eq!(parse_sysctl_int("x"), None);
+        assert_eq!(parse_sysctl_int(""), None);
     }
 }

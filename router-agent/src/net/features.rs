@@ -11,19 +11,11 @@
 //! [`KernelFeatures::missing`] says how in plain words. `EOPNOTSUPP` / `ENOPROTOOPT`
 //! (and `EINVAL` for the socket options) read as "missing"; the probe never fails.
 
-use std::io;
-use std::os::fd::AsRawFd;
-
+use mpbond_netlink::sockopt::{
+    self, set_fastopen_connect, tcp_is_mptcp, MPTCP_FULL_INFO, SOL_MPTCP,
+};
+use mpbond_relay::sys::{tcp_fastopen, TFO_CLIENT};
 use socket2::{Domain, Protocol, Socket, Type};
-
-/// `TCP_FASTOPEN_CONNECT` (`linux/tcp.h`).
-const TCP_FASTOPEN_CONNECT: libc::c_int = 30;
-/// `TCP_IS_MPTCP` (`linux/tcp.h`).
-const TCP_IS_MPTCP: libc::c_int = 43;
-/// `SOL_MPTCP` (`linux/socket.h`).
-const SOL_MPTCP: libc::c_int = 284;
-/// `MPTCP_FULL_INFO` (`linux/mptcp.h`, 6.5+; this host's older UAPI header lacks it).
-const MPTCP_FULL_INFO: libc::c_int = 4;
 
 /// The probe's findings.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -94,9 +86,11 @@ pub fn probe() -> KernelFeatures {
     };
     KernelFeatures {
         mptcp: true,
-        tfo_mptcp: set_int(&sock, libc::IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1).is_ok(),
-        tcp_is_mptcp: get_int(&sock, libc::IPPROTO_TCP, TCP_IS_MPTCP).is_ok_and(|v| v == 1),
-        mptcp_full_info: full_info(&sock).is_ok(),
+        tfo_mptcp: set_fastopen_connect(&sock, true).is_ok(),
+        tcp_is_mptcp: tcp_is_mptcp(&sock).unwrap_or(false),
+        // With zeroed input (no subflow or tcp_info arrays asked for), into a buffer
+        // larger than any `struct mptcp_full_info`; the kernel clamps the length.
+        mptcp_full_info: sockopt::get::<[u64; 128]>(&sock, SOL_MPTCP, MPTCP_FULL_INFO).is_ok(),
         tfo_client_sysctl: tfo_client_sysctl(),
         release,
     }
@@ -105,10 +99,7 @@ pub fn probe() -> KernelFeatures {
 /// Whether `net.ipv4.tcp_fastopen` (in the calling thread's namespace) has the client
 /// bit. An unreadable file counts as set: then the socket probe alone decides.
 fn tfo_client_sysctl() -> bool {
-    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_fastopen")
-        .ok()
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .map_or(true, |v| v & 1 != 0)
+    tcp_fastopen().map_or(true, |v| v & TFO_CLIENT != 0)
 }
 
 /// `uname -r`, or `"unknown"`.
@@ -126,72 +117,6 @@ pub fn release() -> String {
         .map(|c| *c as u8)
         .collect();
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-fn set_int(
-    sock: &Socket,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `value` is a live c_int of `len` bytes.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            level,
-            name,
-            std::ptr::from_ref(&value).cast(),
-            len,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-fn get_int(sock: &Socket, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: `value` and `len` are live and writable; the kernel writes at most `len` bytes.
-    let rc = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            level,
-            name,
-            std::ptr::from_mut(&mut value).cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(value)
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// `MPTCP_FULL_INFO` with zeroed input (no subflow or tcp_info arrays requested) into a
-/// buffer larger than any `struct mptcp_full_info`; the kernel clamps the length.
-fn full_info(sock: &Socket) -> io::Result<()> {
-    let mut buf = [0u64; 128];
-    let mut len = std::mem::size_of_val(&buf) as libc::socklen_t;
-    // SAFETY: `buf` is writable for `len` bytes and 8-byte aligned, as the struct wants.
-    let rc = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            SOL_MPTCP,
-            MPTCP_FULL_INFO,
-            buf.as_mut_ptr().cast(),
-            &mut len,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
 }
 
 #[cfg(test)]

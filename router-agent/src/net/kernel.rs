@@ -7,7 +7,7 @@
 //! endpoint, for a clean exit and for a start after a crash.
 //!
 //! `Kernel::connect` must run inside a tokio runtime, in the network namespace it will
-//! manage: both netlink sockets are opened there and their tasks spawned on the runtime.
+//! manage: both netlink sockets are opened there and registered with the runtime.
 
 use std::io;
 
@@ -27,7 +27,7 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// Open the rtnetlink connection and the path-manager client. Fails only if a socket
+    /// Open the rtnetlink socket and the path-manager client. Fails only if a socket
     /// cannot be opened or the kernel has no MPTCP path manager.
     pub async fn connect(own: Ownership) -> Result<Kernel, NetError> {
         let rtnl = Rtnl::connect()?;
@@ -40,7 +40,7 @@ impl Kernel {
         &self.own
     }
 
-    /// The rtnetlink connection.
+    /// The rtnetlink socket.
     pub fn rtnl(&self) -> &Rtnl {
         &self.rtnl
     }
@@ -147,13 +147,13 @@ impl NetBackend for Kernel {
             NetOp::DelRule(r) => h.del_rule(own, r).await,
             NetOp::AddEndpoint(ep) => {
                 self.check_endpoint(ep, "adding an MPTCP endpoint")?;
-                self.pm.add_endpoint(ep).execute().await.map(drop)
+                self.pm.add_endpoint(ep).execute().await
             }
             NetOp::DelEndpoint(ep) => {
                 self.check_endpoint(ep, "deleting an MPTCP endpoint")?;
-                self.pm.del_endpoint(ep.id).execute().await.map(drop)
+                self.pm.del_endpoint(ep.id).execute().await
             }
-            NetOp::SetLimits(limits) => self.pm.set_limits(*limits).execute().await.map(drop),
+            NetOp::SetLimits(limits) => self.pm.set_limits(*limits).execute().await,
         }
     }
 }

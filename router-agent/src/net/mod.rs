@@ -5,24 +5,24 @@
 //!
 //! ```text
 //! kernel.rs     Kernel: the NetBackend over rtnetlink + mptcp_pm; snapshot(), cleanup()
-//! rtnl.rs       Rtnl: an ACK-checked rtnetlink connection; owned routes and rules
-//! rtnl_msg.rs   route and rule messages: build ours, recognise ours in a dump (no socket)
+//! rtnl.rs       Rtnl: an ACK-checked rtnetlink socket; owned routes and rules
+//! rtnl_msg.rs   model Route/Rule <-> rtnetlink messages; recognise ours in a dump (no socket)
 //! snapshot.rs   links, addresses and main-table routes -> model Snapshot
 //! monitor.rs    rtnetlink multicast -> "something changed" nudges
-//! mptcp_pm.rs   generic-netlink client of the MPTCP path manager, and its event stream
-//! pm_wire.rs    the mptcp_pm message and attribute bytes (no socket)
+//! mptcp_pm.rs   the MPTCP path manager: request → execute(), with the model's types
 //! sysctl.rs     rp_filter per WAN, the CPE MPTCP sysctls
 //! features.rs   probe what this kernel's MPTCP can do
 //! ```
 //!
-//! Every socket lives in the network namespace of the thread that opens it, and every
-//! connection task runs on the caller's tokio runtime.
+//! The bytes and the sockets are `mpbond-netlink`'s (one codec for the whole workspace);
+//! this module adds the model's types, the ownership checks and the operation names in
+//! errors. Every socket lives in the network namespace of the thread that opens it and is
+//! registered with the caller's tokio runtime.
 
 pub mod features;
 pub mod kernel;
 pub mod monitor;
 pub mod mptcp_pm;
-mod pm_wire;
 pub mod rtnl;
 pub mod rtnl_msg;
 pub mod snapshot;
@@ -37,22 +37,10 @@ mod model {
 use std::fmt::Display;
 use std::io;
 
-use tokio::task::JoinHandle;
-
 pub use kernel::Kernel;
 pub use monitor::{monitor, Monitor};
 
 use model::NetError;
-
-/// A spawned connection task, aborted when its owner is dropped.
-#[derive(Debug)]
-pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
 
 /// A kernel error for `op`.
 pub(crate) fn kernel_err(op: &str, source: io::Error) -> NetError {
@@ -67,10 +55,17 @@ pub(crate) fn other_err(op: &str, error: impl Display) -> NetError {
     NetError::Other(format!("{op}: {error}"))
 }
 
-/// An rtnetlink error for `op`: the kernel's errno if it sent one.
-pub(crate) fn rtnl_err(op: &str, error: rtnetlink::Error) -> NetError {
+/// A netlink error for `op`: the errno (kernel's or socket's), with the kernel's extended
+/// ACK text in the operation's name when there is one.
+pub(crate) fn nl_err(op: &str, error: mpbond_netlink::Error) -> NetError {
     match error {
-        rtnetlink::Error::NetlinkError(msg) => kernel_err(op, msg.to_io()),
-        other => other_err(op, other),
+        mpbond_netlink::Error::Kernel {
+            errno,
+            detail: Some(detail),
+        } => kernel_err(
+            &format!("{op} ({detail})"),
+            io::Error::from_raw_os_error(errno),
+        ),
+        other => kernel_err(op, other.into()),
     }
 }

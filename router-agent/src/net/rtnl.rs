@@ -1,68 +1,75 @@
 //! The agent's own routes and rules, through rtnetlink.
 //!
-//! [`Rtnl`] is an rtnetlink connection whose every change is checked against the kernel's
-//! ACK: the connection forwards ACKs, so a request succeeds only when its ACK arrives, and
-//! a connection that dies first is an error, not a silent success. Dumps keep only what
+//! [`Rtnl`] is an rtnetlink socket whose every change is checked against the kernel's
+//! ACK: a request succeeds only when its ACK arrives, and a socket that fails first is an
+//! error, not a silent success. Dumps keep only what
 //! [`Ownership`] says is ours (see [`rtnl_msg`](super::rtnl_msg)), found by dump and never
 //! by parsing `ip` output; add/delete refuse anything outside the owned ranges, so a bug
 //! upstream cannot touch a foreign object.
 
 use std::collections::BTreeSet;
-use std::io;
 
-use futures::TryStreamExt;
-use netlink_packet_route::route::{RouteHeader, RouteMessage, RouteScope};
-use netlink_packet_route::rule::{RuleAttribute, RuleMessage};
-use netlink_packet_route::AddressFamily;
-use rtnetlink::{Handle, IpVersion};
+use mpbond_netlink::rtnl::{self, AddrMsg, LinkMsg, RouteMsg, RuleMsg, AF_INET, AF_INET6};
+use mpbond_netlink::{protocol, AsyncSocket, Reply, Request};
+use tokio::sync::Mutex;
 
 use super::model::{NetError, Ownership, Route, Rule};
 use super::rtnl_msg::{parse_route, parse_rule, route_message, rule_message};
-use super::{kernel_err, other_err, rtnl_err, AbortOnDrop};
+use super::{kernel_err, nl_err, other_err};
 
-/// An rtnetlink connection that checks ACKs. Dumps work as with any handle.
+/// An rtnetlink socket whose every change waits for the kernel's ACK. Requests are
+/// serialised on the one socket.
 #[derive(Debug)]
 pub struct Rtnl {
-    handle: Handle,
-    _task: AbortOnDrop,
+    socket: Mutex<AsyncSocket>,
 }
 
 impl Rtnl {
-    /// Open the socket and spawn its connection task on the current tokio runtime.
+    /// Open the socket and register it with the current tokio runtime.
     pub fn connect() -> Result<Rtnl, NetError> {
-        let (mut conn, handle, _) = rtnetlink::new_connection()
+        let socket = AsyncSocket::open(protocol::ROUTE)
             .map_err(|e| kernel_err("opening the rtnetlink socket", e))?;
-        conn.set_forward_ack(true);
         Ok(Rtnl {
-            handle,
-            _task: AbortOnDrop(tokio::spawn(conn)),
+            socket: Mutex::new(socket),
         })
     }
 
-    /// The handle, for dumps. (Its ACKs are forwarded: an rtnetlink change request sent
-    /// through it reports success as `Error::NetlinkError` with no code; see [`acked`].)
-    pub fn handle(&self) -> &Handle {
-        &self.handle
+    /// Send one request; its replies (a dump's entries), or the kernel's error as `op`.
+    pub async fn request(&self, req: &Request, op: &str) -> Result<Vec<Reply>, NetError> {
+        let mut socket = self.socket.lock().await;
+        socket.request(req).await.map_err(|e| nl_err(op, e))
     }
 
     /// Every route in every table, IPv4 then IPv6.
-    pub async fn dump_all_routes(&self) -> Result<Vec<RouteMessage>, NetError> {
+    pub async fn dump_all_routes(&self) -> Result<Vec<RouteMsg>, NetError> {
         let mut all = Vec::new();
-        for family in [AddressFamily::Inet, AddressFamily::Inet6] {
-            let mut filter = RouteMessage::default();
-            filter.header.address_family = family;
-            filter.header.table = RouteHeader::RT_TABLE_UNSPEC;
-            let msgs: Vec<RouteMessage> = self
-                .handle
-                .route()
-                .get(filter)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(|e| rtnl_err("dumping routes", e))?;
-            all.extend(msgs);
+        for family in [AF_INET, AF_INET6] {
+            let replies = self
+                .request(&rtnl::dump_routes(family), "dumping routes")
+                .await?;
+            all.extend(replies.iter().filter_map(|r| RouteMsg::parse(&r.payload)));
         }
         Ok(all)
+    }
+
+    /// Every link.
+    pub async fn dump_links(&self) -> Result<Vec<LinkMsg>, NetError> {
+        let replies = self.request(&rtnl::dump_links(), "dumping links").await?;
+        Ok(replies
+            .iter()
+            .filter_map(|r| LinkMsg::parse(&r.payload))
+            .collect())
+    }
+
+    /// Every address, IPv4 and IPv6.
+    pub async fn dump_addrs(&self) -> Result<Vec<AddrMsg>, NetError> {
+        let replies = self
+            .request(&rtnl::dump_addrs(), "dumping addresses")
+            .await?;
+        Ok(replies
+            .iter()
+            .filter_map(|r| AddrMsg::parse(&r.payload))
+            .collect())
     }
 
     /// Every route of ours, IPv4 and IPv6, from all tables.
@@ -74,26 +81,22 @@ impl Rtnl {
     /// Every rule of ours, IPv4 and IPv6.
     pub async fn dump_rules(&self, own: &Ownership) -> Result<BTreeSet<Rule>, NetError> {
         let mut out = BTreeSet::new();
-        for version in [IpVersion::V4, IpVersion::V6] {
-            let v6 = version == IpVersion::V6;
-            let dumped: Result<Vec<RuleMessage>, _> = self
-                .handle
-                .rule()
-                .get(version)
-                .execute()
-                .try_collect()
-                .await;
-            let msgs = match dumped.map_err(|e| rtnl_err("dumping rules", e)) {
-                Ok(msgs) => msgs,
+        for family in [AF_INET, AF_INET6] {
+            let replies = match self
+                .request(&rtnl::dump_rules(family), "dumping rules")
+                .await
+            {
+                Ok(replies) => replies,
                 // A kernel without IPv6 has no IPv6 rules to own.
                 Err(NetError::Kernel { source, .. })
-                    if v6 && source.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+                    if family == AF_INET6 && source.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
                 {
                     Vec::new()
                 }
                 Err(e) => return Err(e),
             };
-            out.extend(msgs.iter().filter_map(|m| parse_rule(own, m)));
+            let msgs = replies.iter().filter_map(|r| RuleMsg::parse(&r.payload));
+            out.extend(msgs.filter_map(|m| parse_rule(own, &m)));
         }
         Ok(out)
     }
@@ -102,13 +105,8 @@ impl Rtnl {
     pub async fn add_route(&self, own: &Ownership, route: &Route) -> Result<(), NetError> {
         let op = route_op("adding", route);
         check_route(own, route, &op)?;
-        let result = self
-            .handle
-            .route()
-            .add(route_message(own, route))
-            .execute()
-            .await;
-        acked(&op, result)
+        let req = rtnl::new_route(&route_message(own, route));
+        self.request(&req, &op).await.map(drop)
     }
 
     /// Delete one owned route.
@@ -116,18 +114,16 @@ impl Rtnl {
         let op = route_op("deleting", route);
         check_route(own, route, &op)?;
         let mut msg = route_message(own, route);
-        msg.header.scope = RouteScope::NoWhere;
-        let result = self.handle.route().del(msg).execute().await;
-        acked(&op, result)
+        msg.scope = rtnl::RT_SCOPE_NOWHERE;
+        self.request(&rtnl::del_route(&msg), &op).await.map(drop)
     }
 
     /// Add one owned rule.
     pub async fn add_rule(&self, own: &Ownership, rule: &Rule) -> Result<(), NetError> {
         let op = rule_op("adding", rule);
         check_rule(own, rule, &op)?;
-        let mut req = self.handle.rule().add();
-        *req.message_mut() = rule_message(own, rule);
-        acked(&op, req.execute().await)
+        let req = rtnl::new_rule(&rule_message(own, rule));
+        self.request(&req, &op).await.map(drop)
     }
 
     /// Delete one owned rule.
@@ -137,26 +133,8 @@ impl Rtnl {
         // Without the protocol: the kernel matches it when given, and a leftover added by
         // hand (or by an older version) may not carry it.
         let mut msg = rule_message(own, rule);
-        msg.attributes
-            .retain(|a| !matches!(a, RuleAttribute::Protocol(_)));
-        acked(&op, self.handle.rule().del(msg).execute().await)
-    }
-}
-
-/// The outcome of a change request on a connection that forwards ACKs: rtnetlink hands
-/// the ACK back as `NetlinkError` without a code; a stream that ends without one means
-/// the connection closed before the kernel answered.
-pub fn acked(op: &str, result: Result<(), rtnetlink::Error>) -> Result<(), NetError> {
-    match result {
-        Err(rtnetlink::Error::NetlinkError(msg)) if msg.code.is_none() => Ok(()),
-        Err(e) => Err(rtnl_err(op, e)),
-        Ok(()) => Err(kernel_err(
-            op,
-            io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "netlink connection closed before the ACK",
-            ),
-        )),
+        msg.protocol = None;
+        self.request(&rtnl::del_rule(&msg), &op).await.map(drop)
     }
 }
 

@@ -26,7 +26,8 @@ fn routes_round_trip() {
         route("::/0", Some("fe80::1")),
         route("2001:db8:201::/64", None),
     ] {
-        let msg = route_message(&own, &r);
+        // Through the bytes, as a dump would bring it back.
+        let msg = RouteMsg::parse(&route_message(&own, &r).encode()).expect("parses");
         assert_eq!(parse_route(&own, &msg), Some(r));
     }
 }
@@ -34,16 +35,16 @@ fn routes_round_trip() {
 #[test]
 fn v4_route_without_gateway_is_link_scope() {
     let msg = route_message(&own(), &route("10.200.1.0/24", None));
-    assert_eq!(msg.header.scope, RouteScope::Link);
+    assert_eq!(msg.scope, RT_SCOPE_LINK);
     let msg = route_message(&own(), &route("0.0.0.0/0", Some("10.200.1.1")));
-    assert_eq!(msg.header.scope, RouteScope::Universe);
+    assert_eq!(msg.scope, RT_SCOPE_UNIVERSE);
 }
 
 #[test]
 fn foreign_routes_are_not_ours() {
     let own = own();
     let mut msg = route_message(&own, &route("0.0.0.0/0", Some("10.200.1.1")));
-    msg.header.protocol = RouteProtocol::Static;
+    msg.protocol = 4; // RTPROT_STATIC
     assert_eq!(parse_route(&own, &msg), None, "foreign protocol");
     let mut other = route("0.0.0.0/0", None);
     other.table = 254;
@@ -62,10 +63,8 @@ fn rules_round_trip_and_foreign_priorities_are_skipped() {
         from: "10.200.1.2/32".parse().expect("prefix"),
         table: 2001,
     };
-    assert_eq!(
-        parse_rule(&own, &rule_message(&own, &rule)),
-        Some(rule.clone())
-    );
+    let msg = RuleMsg::parse(&rule_message(&own, &rule).encode()).expect("parses");
+    assert_eq!(parse_rule(&own, &msg), Some(rule.clone()));
     let foreign = Rule {
         priority: 32766,
         ..rule

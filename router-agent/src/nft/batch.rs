@@ -54,7 +54,7 @@ pub(crate) fn create(spec: &RedirectSpec) -> Batch {
     let mut batch = Batch::new();
     let mut attrs = AttrBuf::new();
     attrs.put_str(NFTA_TABLE_NAME, &spec.table);
-    attrs.put_u32(NFTA_TABLE_FLAGS, NFT_TABLE_F_OWNER);
+    attrs.put_be32(NFTA_TABLE_FLAGS, NFT_TABLE_F_OWNER);
     let what = format!("table inet {} (flags owner)", spec.table);
     batch.push(Msg::new(
         MsgType::NewTable,
@@ -84,10 +84,10 @@ fn add_chains_and_rules(batch: &mut Batch, spec: &RedirectSpec) {
     attrs.put_str(NFTA_CHAIN_TABLE, table);
     attrs.put_str(NFTA_CHAIN_NAME, PREROUTING);
     attrs.nested(NFTA_CHAIN_HOOK, |b| {
-        b.put_u32(NFTA_HOOK_HOOKNUM, HOOK_PREROUTING);
-        b.put_u32(NFTA_HOOK_PRIORITY, PRIORITY as u32);
+        b.put_be32(NFTA_HOOK_HOOKNUM, HOOK_PREROUTING);
+        b.put_be32(NFTA_HOOK_PRIORITY, PRIORITY as u32);
     });
-    attrs.put_u32(NFTA_CHAIN_POLICY, NF_ACCEPT);
+    attrs.put_be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
     attrs.put_str(NFTA_CHAIN_TYPE, "nat");
     let what = format!("chain inet {table} {PREROUTING}");
     batch.push(Msg::new(

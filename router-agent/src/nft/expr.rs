@@ -124,8 +124,8 @@ impl Expr {
     fn encode_data(&self, b: &mut AttrBuf) {
         match self {
             Expr::Meta { key, dreg } => {
-                b.put_u32(NFTA_META_KEY, *key as u32);
-                b.put_u32(NFTA_META_DREG, *dreg);
+                b.put_be32(NFTA_META_KEY, *key as u32);
+                b.put_be32(NFTA_META_DREG, *dreg);
             }
             Expr::CmpEq { sreg, data } | Expr::CmpNeq { sreg, data } => {
                 let op = if matches!(self, Expr::CmpEq { .. }) {
@@ -133,53 +133,53 @@ impl Expr {
                 } else {
                     NFT_CMP_NEQ
                 };
-                b.put_u32(NFTA_CMP_SREG, *sreg);
-                b.put_u32(NFTA_CMP_OP, op);
+                b.put_be32(NFTA_CMP_SREG, *sreg);
+                b.put_be32(NFTA_CMP_OP, op);
                 b.nested(NFTA_CMP_DATA, |b| b.put(NFTA_DATA_VALUE, data));
             }
             Expr::Ct { key, dreg } => {
-                b.put_u32(NFTA_CT_KEY, *key as u32);
-                b.put_u32(NFTA_CT_DREG, *dreg);
+                b.put_be32(NFTA_CT_KEY, *key as u32);
+                b.put_be32(NFTA_CT_DREG, *dreg);
             }
             Expr::NetworkPayload { dreg, offset, len } => {
-                b.put_u32(NFTA_PAYLOAD_DREG, *dreg);
-                b.put_u32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER);
-                b.put_u32(NFTA_PAYLOAD_OFFSET, *offset);
-                b.put_u32(NFTA_PAYLOAD_LEN, *len);
+                b.put_be32(NFTA_PAYLOAD_DREG, *dreg);
+                b.put_be32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_NETWORK_HEADER);
+                b.put_be32(NFTA_PAYLOAD_OFFSET, *offset);
+                b.put_be32(NFTA_PAYLOAD_LEN, *len);
             }
             Expr::Mask { sreg, dreg, mask } => {
                 // NFTA_BITWISE_OP is left out: its default is the mask-and-xor boolean
                 // operation, and kernels before 5.6 do not know the attribute.
                 let len = u32::try_from(mask.len()).unwrap_or(u32::MAX);
-                b.put_u32(NFTA_BITWISE_SREG, *sreg);
-                b.put_u32(NFTA_BITWISE_DREG, *dreg);
-                b.put_u32(NFTA_BITWISE_LEN, len);
+                b.put_be32(NFTA_BITWISE_SREG, *sreg);
+                b.put_be32(NFTA_BITWISE_DREG, *dreg);
+                b.put_be32(NFTA_BITWISE_LEN, len);
                 b.nested(NFTA_BITWISE_MASK, |b| b.put(NFTA_DATA_VALUE, mask));
                 let xor = vec![0u8; mask.len()];
                 b.nested(NFTA_BITWISE_XOR, |b| b.put(NFTA_DATA_VALUE, &xor));
             }
             Expr::Verdict(verdict) => {
-                b.put_u32(NFTA_IMMEDIATE_DREG, REG_VERDICT);
+                b.put_be32(NFTA_IMMEDIATE_DREG, REG_VERDICT);
                 b.nested(NFTA_IMMEDIATE_DATA, |b| {
                     b.nested(NFTA_DATA_VERDICT, |b| match verdict {
-                        Verdict::Return => b.put_u32(NFTA_VERDICT_CODE, NFT_RETURN as u32),
+                        Verdict::Return => b.put_be32(NFTA_VERDICT_CODE, NFT_RETURN as u32),
                         Verdict::Jump(chain) => {
-                            b.put_u32(NFTA_VERDICT_CODE, NFT_JUMP as u32);
+                            b.put_be32(NFTA_VERDICT_CODE, NFT_JUMP as u32);
                             b.put_str(NFTA_VERDICT_CHAIN, chain);
                         }
                     })
                 });
             }
             Expr::Immediate { dreg, data } => {
-                b.put_u32(NFTA_IMMEDIATE_DREG, *dreg);
+                b.put_be32(NFTA_IMMEDIATE_DREG, *dreg);
                 b.nested(NFTA_IMMEDIATE_DATA, |b| b.put(NFTA_DATA_VALUE, data));
             }
             Expr::Redir {
                 reg_proto_min,
                 flags,
             } => {
-                b.put_u32(NFTA_REDIR_REG_PROTO_MIN, *reg_proto_min);
-                b.put_u32(NFTA_REDIR_FLAGS, *flags);
+                b.put_be32(NFTA_REDIR_REG_PROTO_MIN, *reg_proto_min);
+                b.put_be32(NFTA_REDIR_FLAGS, *flags);
             }
         }
     }

@@ -202,13 +202,7 @@ pub fn mptcp_enabled() -> bool {
 
 /// Does this network namespace accept data in the SYN (server bit of tcp_fastopen)?
 pub fn tfo_server_enabled() -> bool {
-    let value = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_fastopen").unwrap_or_default();
-    let value = value.trim();
-    let parsed = match value.strip_prefix("0x") {
-        Some(hex) => u32::from_str_radix(hex, 16),
-        None => value.parse(),
-    };
-    parsed.is_ok_and(|v| v & 2 != 0)
+    mpbond_relay::sys::server_fastopen_enabled() == Some(true)
 }
 
 /// Poll `condition` every 20 ms until it holds (callers bound the wait with a timeout).

@@ -108,7 +108,7 @@ impl PacketSocket {
         // SAFETY: raw is a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         for opt in [PACKET_VNET_HDR, PACKET_IGNORE_OUTGOING] {
-            set_int(&fd, opt, 1)?;
+            mpbond_netlink::sockopt::set_int(&fd, libc::SOL_PACKET, opt, 1)?;
         }
         // SAFETY: sockaddr_ll is plain data; all-zero is a valid start.
         let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -145,23 +145,5 @@ impl PacketSocket {
         // SAFETY: frame is valid for reads of frame.len() bytes.
         let n = unsafe { libc::send(self.fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0) };
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
-    }
-}
-
-fn set_int(fd: &OwnedFd, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
-    // SAFETY: val is a valid c_int for the duration of the call; the fd is open.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_PACKET,
-            opt,
-            (&val as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
