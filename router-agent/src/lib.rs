@@ -16,12 +16,14 @@
 //!   plan.rs        the nft RedirectSpec: built-in + concentrator + user bypass lists
 //!   wan.rs         WANs discovered from a kernel Snapshot (config list or auto-detect)
 //!   routing.rs     plan(wans) -> desired tables, rules, endpoints; diff -> ordered NetOps
-//!   netops.rs      NetOp, KernelState, the NetBackend seam and its RecordingBackend
+//!   netops.rs      NetOp, KernelState, Ownership: the owned objects as plain values
 //!   probe.rs       the per-WAN probe state machine (mwan3-like up/down thresholds)
+//!   wan_book.rs    every WAN's probe state over time; which WAN is probed from where
 //! driver.rs      the async shell around core::Core: events in, actions carried out
 //! serve.rs       the listener and the control socket as restartable tasks
 //! net/           kernel I/O: rtnetlink routes/rules/snapshot/monitor, mptcp_pm genetlink,
-//!                sysctls, kernel feature probe; `Kernel` implements NetBackend
+//!                sysctls, kernel feature probe; backend.rs: the NetBackend seam that
+//!                `Kernel` and the in-memory RecordingBackend implement
 //! nft/           the nf_tables table (`inet mpbond`, flags owner) over netlink
 //! upstream.rs    Upstream (what new connections use, published by value), connect over
 //!                MPTCP+TFO, read the Convert reply
@@ -29,7 +31,7 @@
 //! proxy/         transparent listener, bounded accept loop, per-connection handler
 //! wanprobe.rs    per-WAN probes toward the concentrator, bound to the WAN's device
 //! status/        the status model (docs/STATUS.md), control socket, `status` CLI
-//! control/       the control plane: reconcile loop, per-WAN health, status publishing
+//! control/       the control plane: reconcile loop, per-WAN probes, status publishing
 //! ubus/          netifd over ubus (OpenWrt): a native ubus client, WAN name -> l3_device
 //! ```
 //!

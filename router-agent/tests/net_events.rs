@@ -18,7 +18,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use mpbond_agent::model::netops::{Endpoint, Limits, NetBackend, NetOp, Route, Rule};
+use mpbond_agent::model::netops::{Endpoint, Limits, NetOp, Route, Rule};
+use mpbond_agent::net::backend::NetBackend;
 use mpbond_agent::net::mptcp_pm::{PmEvent, PmEventKind};
 use mpbond_agent::net::{sysctl, Kernel};
 use net_ns::{ifindex, ownership, Netns};

@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use mpbond_agent::model::netops::{
-    Endpoint, KernelState, Limits, NetBackend, NetOp, Route, Rule, ROUTE_METRIC,
+    Endpoint, KernelState, Limits, NetOp, Route, Rule, ROUTE_METRIC,
 };
+use mpbond_agent::net::backend::NetBackend;
 use mpbond_agent::net::Kernel;
 use net_ns::{ifindex, ownership, Netns};
 

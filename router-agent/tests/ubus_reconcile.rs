@@ -6,12 +6,11 @@ use std::future::Future;
 
 use ipnet::IpNet;
 use mpbond_agent::control::{KernelPort, Outcome, Reconciler};
-use mpbond_agent::model::netops::{
-    KernelState, Limits, NetBackend, NetError, NetOp, Ownership, RecordingBackend,
-};
+use mpbond_agent::model::netops::{KernelState, Limits, NetOp, Ownership};
 use mpbond_agent::model::wan::{
     AddrInfo, LinkInfo, Mode, ProbeSettings, Snapshot, WanSettings, WanSpec,
 };
+use mpbond_agent::net::backend::{NetBackend, NetError, RecordingBackend};
 use mpbond_agent::ubus::{parse_dump, NetifdView};
 use serde_json::json;
 

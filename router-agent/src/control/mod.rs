@@ -4,7 +4,6 @@
 //! ```text
 //! mod.rs        start() (features, sysctls, Kernel::connect, crash cleanup) and the loop
 //! reconcile.rs  one reconcile behind the KernelPort seam (snapshot → plan → diff → apply)
-//! wans.rs       per-WAN ProbeState bookkeeping, link-loss handling, probe targets
 //! subflows.rs   live subflow counts from mptcp_pm events
 //! status.rs     publishing into the shared StatusModel; StatusTable for the health task
 //! ```
@@ -35,7 +34,6 @@
 pub mod reconcile;
 pub mod status;
 pub mod subflows;
-pub mod wans;
 
 #[cfg(test)]
 mod tests;
@@ -52,8 +50,8 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::core::Input;
-use crate::model::netops::NetError;
 use crate::model::wan::Wan;
+use crate::net::backend::NetError;
 use crate::net::features::{self, KernelFeatures};
 use crate::net::{sysctl, Kernel, Monitor};
 use crate::proxy::ConnParams;
@@ -61,10 +59,10 @@ use crate::status::KernelStatus;
 use crate::ubus::{NetifdView, WatchOpts};
 use crate::wanprobe::{ProbeLoop, ProbeReport, ProbeTarget};
 
+pub use crate::model::wan_book::{probe_targets, WanBook, WanEvent};
 pub use reconcile::{KernelPort, Outcome, Reconciler};
 pub use status::SharedStatus;
 pub use subflows::SubflowCounter;
-pub use wans::{probe_targets, WanBook, WanEvent};
 
 /// Quiet time after the last rtnetlink nudge before the reconcile.
 pub const DEBOUNCE: Duration = Duration::from_millis(30);

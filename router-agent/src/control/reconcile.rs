@@ -1,5 +1,5 @@
 //! One reconcile: snapshot → WANs → plan → dump → diff → apply, behind the [`KernelPort`]
-//! seam so it runs without root on a [`RecordingBackend`](crate::model::netops::RecordingBackend).
+//! seam so it runs without root on a [`RecordingBackend`](crate::net::backend::RecordingBackend).
 //!
 //! With a netifd view (OpenWrt, [`Reconciler::set_netifd`]) the configured WANs' devices
 //! come from netifd first (`ubus::Resolver`), and netifd's up/down and gateways adjust
@@ -14,10 +14,11 @@ use std::future::Future;
 
 use tracing::{debug, info, warn};
 
-use super::wans::{WanBook, WanEvent};
-use crate::model::netops::{Limits, NetBackend, NetError, NetOp, Ownership};
+use crate::model::netops::{Limits, NetOp, Ownership};
 use crate::model::routing::{self, Plan, Slots};
 use crate::model::wan::{self, Snapshot, Wan, WanSettings};
+use crate::model::wan_book::{WanBook, WanEvent};
+use crate::net::backend::{NetBackend, NetError};
 use crate::net::Kernel;
 use crate::ubus::{NetifdView, Resolver};
 

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use super::reconcile::Outcome;
 use super::subflows::SubflowCounter;
-use super::wans::WanBook;
 use crate::model::wan::{Snapshot, Wan};
+use crate::model::wan_book::WanBook;
 use crate::status::{StatusModel, WanInfo};
 
 /// The status model, shared by the control loop, the health monitor and the socket.

@@ -10,16 +10,15 @@ use ipnet::IpNet;
 
 use super::reconcile::{KernelPort, Reconciler};
 use super::subflows::SubflowCounter;
-use super::wans::{probe_targets, WanEvent};
 use crate::core::preferred_source;
-use crate::model::netops::{
-    Endpoint, KernelState, Limits, NetBackend, NetError, NetOp, Ownership, RecordingBackend,
-};
+use crate::model::netops::{Endpoint, KernelState, Limits, NetOp, Ownership};
 use crate::model::probe::ProbeSettings;
 use crate::model::wan::{
     discover, AddrInfo, Health, LinkInfo, Mode, RouteInfo, Snapshot, WanSettings, WanSpec,
     MAIN_TABLE,
 };
+use crate::model::wan_book::{probe_targets, WanEvent};
+use crate::net::backend::{NetBackend, NetError, RecordingBackend};
 use crate::net::mptcp_pm::{PmEvent, PmEventKind};
 
 /// The kernel: a strict recording backend, a snapshot the test edits, and a refusal hook.

@@ -11,7 +11,23 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::config::Config;
-use crate::nft::RedirectSpec;
+
+/// The redirect table the agent wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedirectSpec {
+    /// Table name in the `inet` family, normally `mpbond`.
+    pub table: String,
+    /// LAN interfaces whose TCP is redirected (`iifname` exact match).
+    pub lan_interfaces: Vec<String>,
+    /// The transparent listener's port.
+    pub port: u16,
+    /// Destination prefixes never redirected.
+    pub bypass_dst: Vec<IpNet>,
+    /// Source prefixes never redirected.
+    pub bypass_src: Vec<IpNet>,
+    /// False: keep the table and chains but no redirect rule (fail open).
+    pub redirect: bool,
+}
 
 /// Destinations that are never redirected, whatever the config says.
 pub const BUILTIN_BYPASS: &[&str] = &[

@@ -19,9 +19,25 @@
 //! `Degraded` at once.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use super::wan::Health;
+
+/// What one WAN's probe loop (`crate::wanprobe::ProbeLoop`) probes, and how often.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeTarget {
+    /// The WAN's name, copied into every report.
+    pub wan: String,
+    /// The device to bind to (empty: source address only).
+    pub device: String,
+    /// The WAN's source address; same family as the concentrator's address.
+    pub src: IpAddr,
+    /// From the start of one probe to the start of the next (at least 1 ms).
+    pub interval: Duration,
+    /// Bound on one probe.
+    pub timeout: Duration,
+}
 
 /// Probe timing and thresholds for one WAN.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 //! # Layout
 //!
 //! ```text
+//! backend.rs    the NetBackend seam, NetError, and the in-memory RecordingBackend
 //! kernel.rs     Kernel: the NetBackend over rtnetlink + mptcp_pm; snapshot(), cleanup()
 //! rtnl.rs       Rtnl: an ACK-checked rtnetlink socket; owned routes and rules
 //! rtnl_msg.rs   model Route/Rule <-> rtnetlink messages; recognise ours in a dump (no socket)
@@ -19,6 +20,7 @@
 //! errors. Every socket lives in the network namespace of the thread that opens it and is
 //! registered with the caller's tokio runtime.
 
+pub mod backend;
 pub mod features;
 pub mod kernel;
 pub mod monitor;
@@ -32,6 +34,7 @@ pub mod sysctl;
 mod model {
     pub use crate::model::netops::*;
     pub use crate::model::wan::{AddrInfo, LinkInfo, RouteInfo, Snapshot};
+    pub use crate::net::backend::{NetBackend, NetError};
 }
 
 use std::fmt::Display;

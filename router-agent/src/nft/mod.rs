@@ -41,26 +41,9 @@ mod wire;
 
 use std::io;
 
-use ipnet::IpNet;
-
 pub use render::render;
 
-/// The redirect table the agent wants.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedirectSpec {
-    /// Table name in the `inet` family, normally `mpbond`.
-    pub table: String,
-    /// LAN interfaces whose TCP is redirected (`iifname` exact match).
-    pub lan_interfaces: Vec<String>,
-    /// The transparent listener's port.
-    pub port: u16,
-    /// Destination prefixes never redirected.
-    pub bypass_dst: Vec<IpNet>,
-    /// Source prefixes never redirected.
-    pub bypass_src: Vec<IpNet>,
-    /// False: keep the table and chains but no redirect rule (fail open).
-    pub redirect: bool,
-}
+pub use crate::model::plan::RedirectSpec;
 
 /// Why an nf_tables operation failed. When nf_tables refused a batch, none of it applied.
 #[derive(Debug, thiserror::Error)]

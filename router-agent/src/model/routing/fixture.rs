@@ -6,14 +6,13 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::model::netops::{
-    Endpoint, Limits, NetOp, Ownership, RecordingBackend, Route, Rule, ROUTE_METRIC,
-};
+use crate::model::netops::{Endpoint, Limits, NetOp, Ownership, Route, Rule, ROUTE_METRIC};
 use crate::model::routing::{diff, plan_with, Plan, Slots};
 use crate::model::wan::{
     discover, AddrInfo, Health, LinkInfo, Mode, RouteInfo, Snapshot, Wan, WanSettings, WanSpec,
     MAIN_TABLE, RTPROT_RA,
 };
+use crate::net::backend::RecordingBackend;
 
 pub fn net(s: &str) -> IpNet {
     s.parse().expect("test prefix")

@@ -4,9 +4,10 @@
 use std::collections::HashMap;
 
 use super::fixture::*;
-use crate::model::netops::{KernelState, Limits, NetOp, Ownership, RecordingBackend};
+use crate::model::netops::{KernelState, Limits, NetOp, Ownership};
 use crate::model::routing::{diff, plan, refresh_endpoints};
 use crate::model::wan::{discover, Health, WanSettings};
+use crate::net::backend::RecordingBackend;
 
 #[test]
 fn more_wans_than_tables_are_reported() {

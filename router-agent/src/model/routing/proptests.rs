@@ -16,11 +16,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use super::fixture::{caps, default_via, lan, link};
-use crate::model::netops::{
-    Endpoint, KernelState, Limits, Ownership, RecordingBackend, Route, Rule,
-};
+use crate::model::netops::{Endpoint, KernelState, Limits, Ownership, Route, Rule};
 use crate::model::routing::{diff, plan_with, Slots};
 use crate::model::wan::{discover, AddrInfo, Health, Mode, Snapshot, WanSettings};
+use crate::net::backend::RecordingBackend;
 
 /// xorshift64*: tiny, seedable, good enough to pick test cases.
 struct Rng(u64);
