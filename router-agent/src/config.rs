@@ -9,9 +9,9 @@
 //! then JSON. Host names are *not* resolved here (see [`crate::resolve_concentrator`]), so
 //! `check-config` works offline.
 
-pub mod control;
 pub mod log;
 pub mod raw;
+pub mod sections;
 pub mod uci;
 
 use std::path::{Path, PathBuf};
@@ -25,8 +25,8 @@ use thiserror::Error;
 use raw::RawConfig;
 
 pub use crate::model::wan::WanSettings;
-pub use control::{MptcpConfig, RoutingConfig, StatusConfig, DEFAULT_STATUS_SOCKET};
 pub use log::DEFAULT_LOG_LEVEL;
+pub use sections::{MptcpConfig, RoutingConfig, StatusConfig, DEFAULT_STATUS_SOCKET};
 
 /// Default transparent listener port.
 pub const DEFAULT_LISTEN_PORT: u16 = 4851;
@@ -297,16 +297,16 @@ impl Config {
             down_after: range("health.down_after", h.down_after, 2, 1, 1000)? as u32,
             up_after: range("health.up_after", h.up_after, 1, 1, 1000)? as u32,
         };
-        let wan = control::wans(raw.wan, &proxy.lan_interfaces)?;
+        let wan = sections::wans(raw.wan, &proxy.lan_interfaces)?;
         Ok(Config {
             concentrator,
             proxy,
             bypass,
             health,
-            routing: control::routing(raw.routing)?,
-            mptcp: control::mptcp(raw.mptcp)?,
+            routing: sections::routing(raw.routing)?,
+            mptcp: sections::mptcp(raw.mptcp)?,
             wan,
-            status: control::status(raw.status)?,
+            status: sections::status(raw.status)?,
             log_level: log::level(raw.log)?,
         })
     }

@@ -29,7 +29,7 @@
 //!                MPTCP+TFO, read the Convert reply
 //! concentrator_probe.rs  one probe of the concentrator over the main route
 //! proxy/         transparent listener, bounded accept loop, per-connection handler
-//! wanprobe.rs    per-WAN probes toward the concentrator, bound to the WAN's device
+//! wan_probe.rs    per-WAN probes toward the concentrator, bound to the WAN's device
 //! status/        the status model (docs/STATUS.md), control socket, `status` CLI
 //! control/       the control plane: reconcile loop, per-WAN probes, status publishing
 //! ubus/          netifd over ubus (OpenWrt): a native ubus client, WAN name -> l3_device
@@ -60,7 +60,7 @@ pub mod serve;
 pub mod status;
 pub mod ubus;
 pub mod upstream;
-pub mod wanprobe;
+pub mod wan_probe;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{closed_port, fake_concentrator, key, upstream, wrong_key, Behaviour};
 use mpbond_agent::proxy::ConnParams;
 use mpbond_agent::upstream::Upstream;
-use mpbond_agent::wanprobe::{probe_once, ProbeError, ProbeLoop, ProbeTarget};
+use mpbond_agent::wan_probe::{probe_once, ProbeError, ProbeLoop, ProbeTarget};
 use mpbond_protocol::ErrorCode;
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use mpbond_testkit::{require_tools, Netns};
 
 use mpbond_agent::upstream::Upstream;
-use mpbond_agent::wanprobe::{probe_once, ProbeError};
+use mpbond_agent::wan_probe::{probe_once, ProbeError};
 use mpbond_protocol::auth::Key;
 use mpbond_protocol::ErrorCode;
 

@@ -4,7 +4,7 @@
 //! one blob attribute with id 0 holding the message attributes, each padded to 4 bytes.
 
 use mpbond_agent::ubus::blob::{Table, Value};
-use mpbond_agent::ubus::wire::{self, msg, Attr, Decoded, Message, WireError};
+use mpbond_agent::ubus::wire::{self, msg, Decoded, Message, MsgAttr, WireError};
 use serde_json::{json, Value as Json};
 
 fn table(v: Json) -> Table {
@@ -49,7 +49,7 @@ fn lookup_request() {
         msg::LOOKUP,
         1,
         0,
-        vec![Attr::ObjPath("network.interface".into())],
+        vec![MsgAttr::ObjPath("network.interface".into())],
     );
     golden(&m, &want);
 }
@@ -80,7 +80,7 @@ fn status_reply() {
         4,
     ];
     golden(
-        &Message::new(msg::STATUS, 1, 0, vec![Attr::Status(4)]),
+        &Message::new(msg::STATUS, 1, 0, vec![MsgAttr::Status(4)]),
         &want,
     );
 }
@@ -99,9 +99,9 @@ fn invoke_dump_with_empty_arguments() {
         2,
         0x0bad_cafe,
         vec![
-            Attr::ObjId(0x0bad_cafe),
-            Attr::Method("dump".into()),
-            Attr::Data(Table::new()),
+            MsgAttr::ObjId(0x0bad_cafe),
+            MsgAttr::Method("dump".into()),
+            MsgAttr::Data(Table::new()),
         ],
     );
     golden(&m, &want);
@@ -128,8 +128,8 @@ fn data_reply_with_a_blobmsg_table() {
         2,
         0x0bad_cafe,
         vec![
-            Attr::ObjId(0x0bad_cafe),
-            Attr::Data(table(json!({"l3_device": "eth9", "up": true}))),
+            MsgAttr::ObjId(0x0bad_cafe),
+            MsgAttr::Data(table(json!({"l3_device": "eth9", "up": true}))),
         ],
     );
     golden(&m, &want);
@@ -156,9 +156,9 @@ fn event_register_and_delivery() {
         3,
         wire::EVENT_OBJECT,
         vec![
-            Attr::ObjId(1),
-            Attr::Method("register".into()),
-            Attr::Data(
+            MsgAttr::ObjId(1),
+            MsgAttr::Method("register".into()),
+            MsgAttr::Data(
                 Table::new()
                     .with("object", Value::Int32(0x2000_0101))
                     .with("pattern", Value::String("network.interface".into())),
@@ -173,9 +173,9 @@ fn event_register_and_delivery() {
         7,
         0,
         vec![
-            Attr::ObjId(0x2000_0101),
-            Attr::Method("network.interface".into()),
-            Attr::Data(table(json!({"action": "ifup", "interface": "wan"}))),
+            MsgAttr::ObjId(0x2000_0101),
+            MsgAttr::Method("network.interface".into()),
+            MsgAttr::Data(table(json!({"action": "ifup", "interface": "wan"}))),
         ],
     );
     let bytes = m.encode().expect("encode");
@@ -194,7 +194,7 @@ fn event_register_and_delivery() {
 
 #[test]
 fn partial_input_is_incomplete_and_bad_input_an_error() {
-    let m = Message::new(msg::STATUS, 9, 0, vec![Attr::Status(0)]);
+    let m = Message::new(msg::STATUS, 9, 0, vec![MsgAttr::Status(0)]);
     let bytes = m.encode().expect("encode");
     for cut in 0..bytes.len() {
         assert!(
@@ -228,7 +228,7 @@ fn an_attribute_of_the_wrong_blob_type_reads_as_absent() {
     assert!(message
         .attrs
         .iter()
-        .all(|a| matches!(a, Attr::Other { .. })));
+        .all(|a| matches!(a, MsgAttr::Other { .. })));
 }
 
 #[test]
@@ -236,16 +236,16 @@ fn every_attribute_has_the_blob_type_of_the_policy() {
     // ubus_policy: INT32 ids and codes (unsigned on the wire), INT8 flags, NUL-terminated
     // strings; each round-trips with that payload length.
     let attrs = vec![
-        Attr::Status(7),
-        Attr::ObjPath("a".into()),
-        Attr::ObjId(0xfedc_ba98),
-        Attr::Method("m".into()),
-        Attr::ObjType(0x8000_0001),
-        Attr::Target(0xffff_ffff),
-        Attr::Active(true),
-        Attr::NoReply(true),
-        Attr::User("root".into()),
-        Attr::Group("root".into()),
+        MsgAttr::Status(7),
+        MsgAttr::ObjPath("a".into()),
+        MsgAttr::ObjId(0xfedc_ba98),
+        MsgAttr::Method("m".into()),
+        MsgAttr::ObjType(0x8000_0001),
+        MsgAttr::Target(0xffff_ffff),
+        MsgAttr::Active(true),
+        MsgAttr::NoReply(true),
+        MsgAttr::User("root".into()),
+        MsgAttr::Group("root".into()),
     ];
     let m = Message::new(msg::DATA, 1, 0x9000_0000, attrs);
     let bytes = m.encode().expect("encode");
@@ -283,8 +283,8 @@ fn random_bytes_never_panic() {
         5,
         1,
         vec![
-            Attr::ObjId(1),
-            Attr::Data(table(json!({"interface": [{"interface": "wan", "up": true,
+            MsgAttr::ObjId(1),
+            MsgAttr::Data(table(json!({"interface": [{"interface": "wan", "up": true,
                 "route": [{"target": "0.0.0.0", "mask": 0, "nexthop": "192.0.2.1"}]}]}))),
         ],
     );

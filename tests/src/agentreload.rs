@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn levels_are_whole_words_near_the_start() {
-        let log = "2026-12-06T10:00:00.1Z DEBUG mpbond_agent::wanprobe: probe answered\n\
+        let log = "2026-12-06T10:00:00.1Z DEBUG mpbond_agent::wan_probe: probe answered\n\
                    2026-12-06T10:00:00.2Z  INFO mpbond_agent: a DEBUG word later on a line\n";
         assert_eq!(lines_at_level(log, "DEBUG").len(), 1);
         let coloured = "\u{1b}[2m2026-12-06T10:45:55.3Z\u{1b}[0m \u{1b}[31mERROR\u{1b}[0m \

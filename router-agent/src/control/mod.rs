@@ -5,7 +5,7 @@
 //! mod.rs        start() (features, sysctls, Kernel::connect, crash cleanup) and the loop
 //! reconcile.rs  one reconcile behind the KernelPort seam (snapshot → plan → diff → apply)
 //! subflows.rs   live subflow counts from mptcp_pm events
-//! status.rs     publishing into the shared StatusModel; StatusTable for the health task
+//! status.rs     publishing into the shared StatusModel (WANs, probes, subflows, counters)
 //! ```
 //!
 //! # The loop ([`ControlPlane::run`])
@@ -18,7 +18,7 @@
 //! Every [`COUNTERS_EVERY`] a snapshot refreshes the WANs' byte counters (status rates).
 //!
 //! Link loss needs no probe: the nudge's reconcile sees the link down (or its address
-//! gone) and marks the WAN down at once. One `wanprobe::ProbeLoop` runs per WAN with a
+//! gone) and marks the WAN down at once. One `wan_probe::ProbeLoop` runs per WAN with a
 //! usable address of the concentrator's family, restarted when its device or source
 //! changes and stopped when the WAN goes. A monitor or event stream that ends is
 //! re-subscribed.
@@ -57,7 +57,7 @@ use crate::net::{sysctl, Kernel, Monitor};
 use crate::proxy::ConnParams;
 use crate::status::KernelStatus;
 use crate::ubus::{NetifdView, WatchOpts};
-use crate::wanprobe::{ProbeLoop, ProbeReport, ProbeTarget};
+use crate::wan_probe::{ProbeLoop, ProbeReport, ProbeTarget};
 
 pub use crate::model::wan_book::{probe_targets, WanBook, WanEvent};
 pub use reconcile::{KernelPort, Outcome, Reconciler};

@@ -12,12 +12,12 @@ use super::reconcile::{KernelPort, Reconciler};
 use super::subflows::SubflowCounter;
 use crate::core::preferred_source;
 use crate::model::netops::{Endpoint, KernelState, Limits, NetOp, Ownership};
-use crate::model::probe::ProbeSettings;
 use crate::model::wan::{
     discover, AddrInfo, Health, LinkInfo, Mode, RouteInfo, Snapshot, WanSettings, WanSpec,
     MAIN_TABLE,
 };
 use crate::model::wan_book::{probe_targets, WanEvent};
+use crate::model::wan_health::ProbeSettings;
 use crate::net::backend::{NetBackend, NetError, RecordingBackend};
 use crate::net::mptcp_pm::{PmEvent, PmEventKind};
 

@@ -22,7 +22,7 @@
 //!   included, is left alone.
 //!
 //! The per-WAN routing decisions (`model::routing`, `model::wan`) and per-WAN health
-//! (`model::probe` in [`crate::control::WanBook`]) are pure modules of their own, driven
+//! (`model::wan_health` in [`crate::control::WanBook`]) are pure modules of their own, driven
 //! by the control plane's reconcile; it reports the planned WANs here as
 //! [`Input::WansPlanned`] and each WAN's probe success as [`Input::WanReached`].
 

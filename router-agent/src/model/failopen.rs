@@ -45,7 +45,7 @@ impl From<bool> for Probe {
 
 /// A change of state, returned by [`FailOpen::on_probe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transition {
+pub struct Switch {
     pub from: LinkState,
     pub to: LinkState,
     /// How long the previous state lasted.
@@ -91,7 +91,7 @@ impl FailOpen {
     }
 
     /// Feed one probe result. Returns the transition if the state changed.
-    pub fn on_probe(&mut self, probe: Probe, now: Instant) -> Option<Transition> {
+    pub fn on_probe(&mut self, probe: Probe, now: Instant) -> Option<Switch> {
         let (agrees, threshold, next) = match (self.state, probe) {
             (LinkState::Up, Probe::Ok) | (LinkState::Down, Probe::Failed) => (true, 0, self.state),
             (LinkState::Up, Probe::Failed) => (false, self.down_after, LinkState::Down),
@@ -105,7 +105,7 @@ impl FailOpen {
         if self.streak < threshold {
             return None;
         }
-        let transition = Transition {
+        let transition = Switch {
             from: self.state,
             to: next,
             after: now.saturating_duration_since(self.since),
@@ -189,14 +189,14 @@ mod tests {
         let mut h = FailOpen::new(Ok, 2, 1, t0);
         assert_eq!(h.on_probe(Failed, t0 + Duration::from_secs(5)), None);
         let down = h.on_probe(Failed, t0 + Duration::from_secs(6));
-        let want = Transition {
+        let want = Switch {
             from: Up,
             to: Down,
             after: Duration::from_secs(6),
         };
         assert_eq!(down, Some(want));
         let up = h.on_probe(Ok, t0 + Duration::from_secs(10));
-        let want = Transition {
+        let want = Switch {
             from: Down,
             to: Up,
             after: Duration::from_secs(4),

@@ -12,10 +12,10 @@
 pub mod failopen;
 pub mod netops;
 pub mod plan;
-pub mod probe;
 pub mod routing;
 pub mod wan;
 pub mod wan_book;
+pub mod wan_health;
 
-pub use failopen::{FailOpen, LinkState, Probe, Transition};
+pub use failopen::{FailOpen, LinkState, Probe, Switch};
 pub use plan::{redirect_spec, BUILTIN_BYPASS};

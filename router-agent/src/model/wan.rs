@@ -19,8 +19,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-pub use super::probe::ProbeSettings;
 pub use super::routing::{diff, plan, plan_with, refresh_endpoints, Plan, Slots};
+pub use super::wan_health::ProbeSettings;
 
 /// The main routing table's id.
 pub const MAIN_TABLE: u32 = 254;

@@ -19,9 +19,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use tracing::{info, warn};
 
-use crate::model::probe::ProbeTarget;
-use crate::model::probe::{ProbeState, Transition};
 use crate::model::wan::{Health, Mode, Wan, WanSettings};
+use crate::model::wan_health::ProbeTarget;
+use crate::model::wan_health::{ProbeState, Transition};
 
 /// A health change of one WAN, to log and act on.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,9 +13,9 @@ use std::io;
 
 use tracing::{debug, warn};
 
-use super::model::{Endpoint, KernelState, NetBackend, NetError, NetOp, Ownership, Snapshot};
 use super::mptcp_pm::PmHandle;
 use super::rtnl::Rtnl;
+use super::types::{Endpoint, KernelState, NetBackend, NetError, NetOp, Ownership, Snapshot};
 use super::{other_err, snapshot};
 
 /// The kernel backend.

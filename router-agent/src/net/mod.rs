@@ -31,7 +31,7 @@ pub mod snapshot;
 pub mod sysctl;
 
 /// The model types this module reads and writes, under one name.
-mod model {
+mod types {
     pub use crate::model::netops::*;
     pub use crate::model::wan::{AddrInfo, LinkInfo, RouteInfo, Snapshot};
     pub use crate::net::backend::{NetBackend, NetError};
@@ -43,7 +43,7 @@ use std::io;
 pub use kernel::Kernel;
 pub use monitor::{monitor, Monitor};
 
-use model::NetError;
+use types::NetError;
 
 /// A kernel error for `op`.
 pub(crate) fn kernel_err(op: &str, source: io::Error) -> NetError {

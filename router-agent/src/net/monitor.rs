@@ -16,7 +16,7 @@ use futures::Stream;
 use mpbond_netlink::{protocol, Subscription};
 
 use super::kernel_err;
-use super::model::NetError;
+use super::types::NetError;
 
 /// The rtnetlink multicast groups (`enum rtnetlink_groups` in `linux/rtnetlink.h`).
 pub mod groups {

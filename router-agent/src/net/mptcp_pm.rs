@@ -23,8 +23,8 @@ use mpbond_netlink::{mptcp, PmClient, Request};
 
 pub use mpbond_netlink::mptcp::{PmEvent, PmEventKind};
 
-use super::model::{Endpoint, Limits, NetError};
 use super::nl_err;
+use super::types::{Endpoint, Limits, NetError};
 
 /// The resolved family: its message type and the id of its event multicast group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use mpbond_netlink::rtnl::{self, AddrMsg, LinkMsg, RouteMsg, RuleMsg, AF_INET, A
 use mpbond_netlink::{protocol, AsyncSocket, Reply, Request};
 use tokio::sync::Mutex;
 
-use super::model::{NetError, Ownership, Route, Rule};
 use super::rtnl_msg::{parse_route, parse_rule, route_message, rule_message};
+use super::types::{NetError, Ownership, Route, Rule};
 use super::{kernel_err, nl_err, other_err};
 
 /// An rtnetlink socket whose every change waits for the kernel's ACK. Requests are

@@ -15,7 +15,7 @@ use mpbond_netlink::rtnl::{
     RT_SCOPE_UNIVERSE,
 };
 
-use super::model::{Ownership, Route, Rule};
+use super::types::{Ownership, Route, Rule};
 
 /// The address family byte of `addr`.
 pub fn family_of(addr: IpAddr) -> u8 {

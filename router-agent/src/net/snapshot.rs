@@ -16,9 +16,9 @@ use mpbond_netlink::rtnl::{
     IFF_POINTOPOINT, IFF_UP, RTN_UNICAST,
 };
 
-use super::model::{AddrInfo, LinkInfo, NetError, RouteInfo, Snapshot};
 use super::rtnl::Rtnl;
 use super::rtnl_msg::unspecified;
+use super::types::{AddrInfo, LinkInfo, NetError, RouteInfo, Snapshot};
 
 /// The main routing table (`RT_TABLE_MAIN`).
 pub const MAIN_TABLE: u32 = mpbond_netlink::rtnl::RT_TABLE_MAIN;

@@ -19,7 +19,7 @@ use tracing::info;
 use crate::config::MptcpConfig;
 
 use super::kernel_err;
-use super::model::NetError;
+use super::types::NetError;
 
 /// Where sysctls live.
 pub const PROC_SYS: &str = "/proc/sys";

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::model::StatusDoc;
 use super::render::render;
+use super::state::StatusDoc;
 
 /// Exit code when the agent is not running.
 pub const EXIT_NOT_RUNNING: i32 = 3;

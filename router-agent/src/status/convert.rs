@@ -1,12 +1,12 @@
-//! From the control-plane model (`crate::model::wan`, `crate::model::probe`) and the
+//! From the control-plane model (`crate::model::wan`, `crate::model::wan_health`) and the
 //! kernel feature probe (`crate::net::features`) to the status model: the only place the
 //! status code depends on those types.
 
 use std::net::IpAddr;
 
-use super::model::{KernelStatus, StatusModel, WanInfo, WanMode, WanState};
-use crate::model::probe::ProbeState;
+use super::state::{KernelStatus, StatusModel, WanInfo, WanMode, WanState};
 use crate::model::wan::{Health, Mode, Wan};
+use crate::model::wan_health::ProbeState;
 use crate::net::features::KernelFeatures;
 
 impl From<&KernelFeatures> for KernelStatus {
@@ -78,7 +78,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
-    use crate::model::probe::ProbeSettings;
+    use crate::model::wan_health::ProbeSettings;
 
     fn wan() -> Wan {
         Wan {

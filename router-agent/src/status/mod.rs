@@ -2,22 +2,22 @@
 //! `mpbond-agent status` client.
 //!
 //! ```text
-//! model.rs    StatusModel (live state, time passed in) -> StatusDoc (docs/STATUS.md)
+//! state.rs    StatusModel (live state, time passed in) -> StatusDoc (docs/STATUS.md)
 //! server.rs   ControlSocket: unix stream socket, one JSON document per connection
 //! client.rs   status_command(): fetch from the socket, print JSON or the table
 //! render.rs   the human table (pure)
-//! convert.rs  From the control-plane model (model::wan, model::probe) to the status model
+//! convert.rs  From the control-plane model (model::wan, model::wan_health) to the status model
 //! ```
 
 pub mod client;
 mod convert;
-pub mod model;
 pub mod render;
 pub mod server;
+pub mod state;
 
 pub use client::{status_command, ClientError, EXIT_NOT_RUNNING};
-pub use model::{
+pub use server::{ControlError, ControlSocket, DEFAULT_SOCKET};
+pub use state::{
     ConcentratorStatus, ConnectionCounts, KernelStatus, StatusDoc, StatusModel, WanInfo, WanMode,
     WanState, WanStatus, SCHEMA,
 };
-pub use server::{ControlError, ControlSocket, DEFAULT_SOCKET};

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::model::{StatusDoc, WanStatus};
+use super::state::{StatusDoc, WanStatus};
 
 /// The document as text for a person, ending with a newline.
 pub fn render(doc: &StatusDoc) -> String {
@@ -160,8 +160,8 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::status::model::tests::example;
-    use crate::status::model::{WanInfo, WanMode, WanState};
+    use crate::status::state::tests::example;
+    use crate::status::state::{WanInfo, WanMode, WanState};
 
     #[test]
     fn golden_human_output() {

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::model::StatusDoc;
+use super::state::StatusDoc;
 
 /// Where the agent listens unless configured otherwise.
 pub const DEFAULT_SOCKET: &str = "/var/run/mpbond/agent.sock";

@@ -63,7 +63,7 @@ pub enum BlobError {
 
 /// One attribute of a container, borrowed from the buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Attr<'a> {
+pub struct BlobAttr<'a> {
     pub id: u8,
     pub extended: bool,
     pub payload: &'a [u8],
@@ -75,7 +75,7 @@ pub fn pad(len: usize) -> usize {
 }
 
 /// The attributes of a container payload, in order. The last one may lack its padding.
-pub fn attrs(buf: &[u8]) -> Result<Vec<Attr<'_>>, BlobError> {
+pub fn attrs(buf: &[u8]) -> Result<Vec<BlobAttr<'_>>, BlobError> {
     let mut out = Vec::new();
     let mut offset = 0;
     while buf.len() - offset >= HDR {
@@ -90,7 +90,7 @@ pub fn attrs(buf: &[u8]) -> Result<Vec<Attr<'_>>, BlobError> {
         if len < HDR || len > rem {
             return Err(BlobError::Truncated { offset, len, rem });
         }
-        out.push(Attr {
+        out.push(BlobAttr {
             id: ((word >> ID_SHIFT) & ID_MASK) as u8,
             extended: word & EXTENDED != 0,
             payload: &buf[offset + HDR..offset + len],
@@ -265,7 +265,11 @@ impl Table {
 }
 
 /// Decode one blobmsg attribute into its name and value.
-fn decode_one(attr: &Attr<'_>, offset: usize, depth: usize) -> Result<(String, Value), BlobError> {
+fn decode_one(
+    attr: &BlobAttr<'_>,
+    offset: usize,
+    depth: usize,
+) -> Result<(String, Value), BlobError> {
     if !attr.extended {
         return Err(BlobError::NotExtended { offset });
     }

@@ -28,7 +28,7 @@ use tokio::net::UnixStream;
 use tracing::debug;
 
 use super::blob::{Table, Value};
-use super::wire::{self, msg, status, Attr, Decoded, Message, WireError};
+use super::wire::{self, msg, status, Decoded, Message, MsgAttr, WireError};
 
 /// Bound on one request (ubus's own default is 30 s; netifd answers in milliseconds).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -112,7 +112,7 @@ impl Client {
     /// The id of object `path` (`LOOKUP`).
     pub async fn lookup(&mut self, path: &str) -> Result<u32, UbusError> {
         let what = format!("lookup {path}");
-        let attrs = vec![Attr::ObjPath(path.to_owned())];
+        let attrs = vec![MsgAttr::ObjPath(path.to_owned())];
         let replies = self.request(msg::LOOKUP, 0, attrs, &what).await?;
         replies
             .iter()
@@ -144,9 +144,9 @@ impl Client {
     ) -> Result<Map<String, Json>, UbusError> {
         let what = format!("invoke {method} on object {id:#x}");
         let attrs = vec![
-            Attr::ObjId(id),
-            Attr::Method(method.to_owned()),
-            Attr::Data(args),
+            MsgAttr::ObjId(id),
+            MsgAttr::Method(method.to_owned()),
+            MsgAttr::Data(args),
         ];
         let replies = self.request(msg::INVOKE, id, attrs, &what).await?;
         let mut out = Map::new();
@@ -218,7 +218,7 @@ impl Client {
         &mut self,
         kind: u8,
         peer: u32,
-        attrs: Vec<Attr>,
+        attrs: Vec<MsgAttr>,
         what: &str,
     ) -> Result<Vec<Message>, UbusError> {
         self.seq = self.seq.wrapping_add(1);
@@ -286,7 +286,7 @@ impl Client {
             msg::STATUS,
             m.seq,
             m.peer,
-            vec![Attr::Status(code), Attr::ObjId(target)],
+            vec![MsgAttr::Status(code), MsgAttr::ObjId(target)],
         );
         self.send(&reply).await
     }

@@ -10,7 +10,7 @@
 //! (`ubus_msg_writev`: header fields converted with `cpu_to_be16/32`) and
 //! `ubusd_proto.c` (which attributes each reply carries). Attributes are typed by the
 //! policy both ubusd and libubus parse with; one that fails its type is kept as
-//! [`Attr::Other`], which reads as absent, as `blob_parse` leaves it out.
+//! [`MsgAttr::Other`], which reads as absent, as `blob_parse` leaves it out.
 
 use serde_json::{Map, Value as Json};
 use thiserror::Error;
@@ -96,7 +96,7 @@ pub mod status {
 /// (NUL-terminated), `ACTIVE` and `NO_REPLY` `BLOB_ATTR_INT8`, signature and data nested
 /// blobmsg tables.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Attr {
+pub enum MsgAttr {
     Status(u32),
     ObjPath(String),
     ObjId(u32),
@@ -127,7 +127,7 @@ pub struct Message {
     pub seq: u16,
     pub peer: u32,
     /// In wire order.
-    pub attrs: Vec<Attr>,
+    pub attrs: Vec<MsgAttr>,
 }
 
 /// What [`decode`] found.
@@ -157,7 +157,7 @@ pub enum WireError {
 }
 
 impl Message {
-    pub fn new(kind: u8, seq: u16, peer: u32, attrs: Vec<Attr>) -> Message {
+    pub fn new(kind: u8, seq: u16, peer: u32, attrs: Vec<MsgAttr>) -> Message {
         Message {
             kind,
             seq,
@@ -169,7 +169,7 @@ impl Message {
     /// The first `STATUS` attribute.
     pub fn status(&self) -> Option<u32> {
         self.attrs.iter().find_map(|a| match a {
-            Attr::Status(s) => Some(*s),
+            MsgAttr::Status(s) => Some(*s),
             _ => None,
         })
     }
@@ -177,7 +177,7 @@ impl Message {
     /// The first `OBJID` attribute.
     pub fn objid(&self) -> Option<u32> {
         self.attrs.iter().find_map(|a| match a {
-            Attr::ObjId(id) => Some(*id),
+            MsgAttr::ObjId(id) => Some(*id),
             _ => None,
         })
     }
@@ -185,7 +185,7 @@ impl Message {
     /// The first `METHOD` attribute.
     pub fn method(&self) -> Option<&str> {
         self.attrs.iter().find_map(|a| match a {
-            Attr::Method(m) => Some(m.as_str()),
+            MsgAttr::Method(m) => Some(m.as_str()),
             _ => None,
         })
     }
@@ -193,7 +193,7 @@ impl Message {
     /// The first `OBJPATH` attribute.
     pub fn objpath(&self) -> Option<&str> {
         self.attrs.iter().find_map(|a| match a {
-            Attr::ObjPath(p) => Some(p.as_str()),
+            MsgAttr::ObjPath(p) => Some(p.as_str()),
             _ => None,
         })
     }
@@ -201,7 +201,7 @@ impl Message {
     /// The first `DATA` attribute, with its blobmsg types.
     pub fn data(&self) -> Option<&Table> {
         self.attrs.iter().find_map(|a| match a {
-            Attr::Data(d) => Some(d),
+            MsgAttr::Data(d) => Some(d),
             _ => None,
         })
     }
@@ -213,7 +213,9 @@ impl Message {
 
     /// Whether a `NO_REPLY` attribute says no reply is wanted.
     pub fn no_reply(&self) -> bool {
-        self.attrs.iter().any(|a| matches!(a, Attr::NoReply(true)))
+        self.attrs
+            .iter()
+            .any(|a| matches!(a, MsgAttr::NoReply(true)))
     }
 
     /// The wire bytes.
@@ -221,19 +223,19 @@ impl Message {
         let mut body = Vec::new();
         for a in &self.attrs {
             let (id, payload) = match a {
-                Attr::Status(v) => (attr::STATUS, v.to_be_bytes().to_vec()),
-                Attr::ObjPath(s) => (attr::OBJPATH, blob::string_payload(s)),
-                Attr::ObjId(v) => (attr::OBJID, v.to_be_bytes().to_vec()),
-                Attr::Method(s) => (attr::METHOD, blob::string_payload(s)),
-                Attr::ObjType(v) => (attr::OBJTYPE, v.to_be_bytes().to_vec()),
-                Attr::Signature(t) => (attr::SIGNATURE, t.encode()?),
-                Attr::Data(t) => (attr::DATA, t.encode()?),
-                Attr::Target(v) => (attr::TARGET, v.to_be_bytes().to_vec()),
-                Attr::Active(b) => (attr::ACTIVE, vec![u8::from(*b)]),
-                Attr::NoReply(b) => (attr::NO_REPLY, vec![u8::from(*b)]),
-                Attr::User(s) => (attr::USER, blob::string_payload(s)),
-                Attr::Group(s) => (attr::GROUP, blob::string_payload(s)),
-                Attr::Other { id, payload } => (*id, payload.clone()),
+                MsgAttr::Status(v) => (attr::STATUS, v.to_be_bytes().to_vec()),
+                MsgAttr::ObjPath(s) => (attr::OBJPATH, blob::string_payload(s)),
+                MsgAttr::ObjId(v) => (attr::OBJID, v.to_be_bytes().to_vec()),
+                MsgAttr::Method(s) => (attr::METHOD, blob::string_payload(s)),
+                MsgAttr::ObjType(v) => (attr::OBJTYPE, v.to_be_bytes().to_vec()),
+                MsgAttr::Signature(t) => (attr::SIGNATURE, t.encode()?),
+                MsgAttr::Data(t) => (attr::DATA, t.encode()?),
+                MsgAttr::Target(v) => (attr::TARGET, v.to_be_bytes().to_vec()),
+                MsgAttr::Active(b) => (attr::ACTIVE, vec![u8::from(*b)]),
+                MsgAttr::NoReply(b) => (attr::NO_REPLY, vec![u8::from(*b)]),
+                MsgAttr::User(s) => (attr::USER, blob::string_payload(s)),
+                MsgAttr::Group(s) => (attr::GROUP, blob::string_payload(s)),
+                MsgAttr::Other { id, payload } => (*id, payload.clone()),
             };
             blob::put(&mut body, id, false, &payload)?;
         }
@@ -297,8 +299,8 @@ fn fits_policy(id: u8, payload: &[u8]) -> bool {
     }
 }
 
-fn typed(a: blob::Attr<'_>) -> Result<Attr, WireError> {
-    let other = || Attr::Other {
+fn typed(a: blob::BlobAttr<'_>) -> Result<MsgAttr, WireError> {
+    let other = || MsgAttr::Other {
         id: a.id,
         payload: a.payload.to_vec(),
     };
@@ -309,18 +311,18 @@ fn typed(a: blob::Attr<'_>) -> Result<Attr, WireError> {
     let str_of = || blob::payload_str(a.payload);
     let flag = || a.payload.first().is_some_and(|b| *b != 0);
     Ok(match a.id {
-        attr::STATUS => Attr::Status(u32_of()),
-        attr::OBJID => Attr::ObjId(u32_of()),
-        attr::OBJTYPE => Attr::ObjType(u32_of()),
-        attr::TARGET => Attr::Target(u32_of()),
-        attr::OBJPATH => Attr::ObjPath(str_of()),
-        attr::METHOD => Attr::Method(str_of()),
-        attr::USER => Attr::User(str_of()),
-        attr::GROUP => Attr::Group(str_of()),
-        attr::SIGNATURE => Attr::Signature(Table::decode(a.payload)?),
-        attr::DATA => Attr::Data(Table::decode(a.payload)?),
-        attr::ACTIVE => Attr::Active(flag()),
-        attr::NO_REPLY => Attr::NoReply(flag()),
+        attr::STATUS => MsgAttr::Status(u32_of()),
+        attr::OBJID => MsgAttr::ObjId(u32_of()),
+        attr::OBJTYPE => MsgAttr::ObjType(u32_of()),
+        attr::TARGET => MsgAttr::Target(u32_of()),
+        attr::OBJPATH => MsgAttr::ObjPath(str_of()),
+        attr::METHOD => MsgAttr::Method(str_of()),
+        attr::USER => MsgAttr::User(str_of()),
+        attr::GROUP => MsgAttr::Group(str_of()),
+        attr::SIGNATURE => MsgAttr::Signature(Table::decode(a.payload)?),
+        attr::DATA => MsgAttr::Data(Table::decode(a.payload)?),
+        attr::ACTIVE => MsgAttr::Active(flag()),
+        attr::NO_REPLY => MsgAttr::NoReply(flag()),
         _ => other(),
     })
 }

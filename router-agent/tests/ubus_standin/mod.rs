@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use mpbond_agent::ubus::blob::{Table, Value};
-use mpbond_agent::ubus::wire::{self, msg, status, Attr, Decoded, Message};
+use mpbond_agent::ubus::wire::{self, msg, status, Decoded, Message, MsgAttr};
 use serde_json::{Map, Value as Json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -294,9 +294,9 @@ impl Conn {
                     }
                     self.event_seq = self.event_seq.wrapping_add(1);
                     let invoke = Message::new(msg::INVOKE, self.event_seq, 0, vec![
-                        Attr::ObjId(listener),
-                        Attr::Method(name),
-                        Attr::Data(Table::from_json(&data)),
+                        MsgAttr::ObjId(listener),
+                        MsgAttr::Method(name),
+                        MsgAttr::Data(Table::from_json(&data)),
                     ]);
                     if self.send(&invoke).await.is_err() {
                         return;
@@ -323,10 +323,10 @@ impl Conn {
                     m.seq,
                     m.peer,
                     vec![
-                        Attr::ObjPath("network.interface".into()),
-                        Attr::ObjId(netifd_id),
-                        Attr::ObjType(netifd_id ^ 1),
-                        Attr::Signature(sig),
+                        MsgAttr::ObjPath("network.interface".into()),
+                        MsgAttr::ObjId(netifd_id),
+                        MsgAttr::ObjType(netifd_id ^ 1),
+                        MsgAttr::Signature(sig),
                     ],
                 );
                 self.send(&data).await?;
@@ -335,7 +335,7 @@ impl Conn {
             msg::ADD_OBJECT => {
                 let id = self.state.lock().unwrap().alloc_id();
                 self.listener = Some(id);
-                let data = Message::new(msg::DATA, m.seq, m.peer, vec![Attr::ObjId(id)]);
+                let data = Message::new(msg::DATA, m.seq, m.peer, vec![MsgAttr::ObjId(id)]);
                 self.send(&data).await?;
                 self.reply_status(&m, status::OK).await
             }
@@ -392,20 +392,23 @@ impl Conn {
             msg::DATA,
             m.seq,
             netifd_id,
-            vec![Attr::ObjId(netifd_id), Attr::Data(Table::from_json(&dump))],
+            vec![
+                MsgAttr::ObjId(netifd_id),
+                MsgAttr::Data(Table::from_json(&dump)),
+            ],
         );
         self.send(&data).await?;
         let done = Message::new(
             msg::STATUS,
             m.seq,
             netifd_id,
-            vec![Attr::Status(status::OK), Attr::ObjId(netifd_id)],
+            vec![MsgAttr::Status(status::OK), MsgAttr::ObjId(netifd_id)],
         );
         self.send(&done).await
     }
 
     async fn reply_status(&mut self, m: &Message, code: u32) -> std::io::Result<()> {
-        let reply = Message::new(msg::STATUS, m.seq, m.peer, vec![Attr::Status(code)]);
+        let reply = Message::new(msg::STATUS, m.seq, m.peer, vec![MsgAttr::Status(code)]);
         self.send(&reply).await
     }
 

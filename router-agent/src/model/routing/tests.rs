@@ -2,9 +2,9 @@
 
 use super::fixture::*;
 use crate::model::netops::{Limits, NetOp};
-use crate::model::probe::{ProbeSettings, ProbeState};
 use crate::model::routing::refresh_endpoints;
 use crate::model::wan::{Health, Mode, WanSettings};
+use crate::model::wan_health::{ProbeSettings, ProbeState};
 
 #[test]
 fn two_testbed_wans_get_tables_rules_and_endpoints() {

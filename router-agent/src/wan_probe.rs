@@ -175,13 +175,13 @@ pub struct ProbeReport {
 
 impl ProbeReport {
     /// The outcome as the per-WAN state machine takes it
-    /// (`model::probe::ProbeState::record`): `Some(rtt)` or `None` for a failure.
+    /// (`model::wan_health::ProbeState::record`): `Some(rtt)` or `None` for a failure.
     pub fn outcome(&self) -> Option<Duration> {
         self.result.as_ref().ok().copied()
     }
 }
 
-pub use crate::model::probe::ProbeTarget;
+pub use crate::model::wan_health::ProbeTarget;
 
 /// The probe task of one WAN.
 #[derive(Debug)]

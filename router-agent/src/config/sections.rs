@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::raw::{RawMptcp, RawRouting, RawStatus, RawWan};
 use super::{field, ms, range, valid_interface, ConfigError, FieldError};
 use crate::model::netops::{Limits, Ownership, MPTCP_MAX};
-use crate::model::probe::ProbeSettings;
 use crate::model::wan::{Mode, WanSettings, WanSpec};
+use crate::model::wan_health::ProbeSettings;
 
 /// Default control socket.
 pub const DEFAULT_STATUS_SOCKET: &str = "/var/run/mpbond/agent.sock";

@@ -1,5 +1,5 @@
 //! The per-WAN probe state machine, with mwan3-like semantics. Pure: time is passed in,
-//! probe outcomes are fed in by the I/O side (`crate::wanprobe`).
+//! probe outcomes are fed in by the I/O side (`crate::wan_probe`).
 //!
 //! ```text
 //!            `up` successes in a row                 loss > degraded_loss_pct
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use super::wan::Health;
 
-/// What one WAN's probe loop (`crate::wanprobe::ProbeLoop`) probes, and how often.
+/// What one WAN's probe loop (`crate::wan_probe::ProbeLoop`) probes, and how often.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProbeTarget {
     /// The WAN's name, copied into every report.

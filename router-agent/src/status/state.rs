@@ -378,5 +378,5 @@ impl StatusModel {
 }
 
 #[cfg(test)]
-#[path = "model_tests.rs"]
+#[path = "state_tests.rs"]
 pub(crate) mod tests;
