@@ -289,13 +289,8 @@ fn random_bytes_never_panic() {
         ],
     );
     let base = seed_msg.encode().expect("encode");
-    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = mpbond_testkit::Xorshift::new(0x9e37_79b9_7f4a_7c15);
+    let mut next = || rng.next_u64();
     for _ in 0..50_000 {
         let mut b = base.clone();
         for _ in 0..(next() % 4 + 1) {

@@ -472,15 +472,12 @@ mod tests {
         for cut in 0..bytes.len() {
             let _ = decode_table(&bytes[..cut]);
         }
-        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rng = mpbond_testkit::Xorshift::new(0x2545_f491_4f6c_dd1d);
         for _ in 0..20_000 {
             let mut b = bytes.clone();
             for _ in 0..3 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                let i = (seed as usize) % b.len();
-                b[i] = (seed >> 32) as u8;
+                let i = rng.below(b.len() as u64) as usize;
+                b[i] = rng.next_byte();
             }
             let _ = decode_table(&b);
         }

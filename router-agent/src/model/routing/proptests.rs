@@ -2,7 +2,7 @@
 //! `desired` and is never refused.
 //!
 //! The crate has no `proptest` dev-dependency (only helper H may touch Cargo.toml in this
-//! wave), so the cases come from a small seeded xorshift generator: deterministic, and a
+//! wave), so the cases come from the workspace's seeded xorshift generator (`mpbond_testkit`): deterministic, and a
 //! failure prints the seed of the case.
 //!
 //! * Arbitrary kernel states (unique route keys, endpoint ids and addresses, as the
@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
+use mpbond_testkit::Xorshift;
 
 use super::fixture::{caps, default_via, lan, link};
 use crate::model::netops::{Endpoint, KernelState, Limits, Ownership, Route, Rule};
@@ -21,18 +22,12 @@ use crate::model::routing::{diff, plan_with, Slots};
 use crate::model::wan::{discover, AddrInfo, Health, Mode, Snapshot, WanSettings};
 use crate::net::backend::RecordingBackend;
 
-/// xorshift64*: tiny, seedable, good enough to pick test cases.
-struct Rng(u64);
+/// The workspace's seeded test generator, with the two draws these cases use.
+struct Rng(Xorshift);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.below(n.max(1))
     }
     fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
@@ -125,7 +120,7 @@ fn check(mut kernel: RecordingBackend, desired: &KernelState, seed: u64) {
 #[test]
 fn diff_between_arbitrary_states_applies_cleanly() {
     for seed in 1..=2000u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        let mut rng = Rng(Xorshift::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15)));
         let current = random_state(&mut rng);
         let desired = random_state(&mut rng);
         check(RecordingBackend::lenient(current), &desired, seed);
@@ -173,7 +168,7 @@ fn random_snapshot(rng: &mut Rng) -> Snapshot {
 fn diff_between_planned_states_respects_the_ordering() {
     let own = Ownership::default();
     for seed in 1..=500u64 {
-        let mut rng = Rng(seed.wrapping_mul(0xbf58_476d_1ce4_e5b9) | 1);
+        let mut rng = Rng(Xorshift::new(seed.wrapping_mul(0xbf58_476d_1ce4_e5b9) | 1));
         let mut slots = Slots::default();
         let mut kernel = RecordingBackend::default();
         // A run of rounds, as the agent would see them, each from the previous state.
