@@ -274,7 +274,7 @@ fn requests_we_do_not_serve_get_code_2() {
             (message.encode().unwrap(), false),
         ] {
             let (error, code) = refusal(&verifier, &wire);
-            assert_eq!(error, HandshakeError::Request(want.clone()), "{message:?}");
+            assert_eq!(error, HandshakeError::Request(want), "{message:?}");
             assert_eq!(code, ErrorCode::UnsupportedMessage);
             assert_eq!(error.reason(), "unsupported_message");
             let decision = decide(&Verifier::new(WINDOW), &wire);
