@@ -369,7 +369,10 @@ fn unroutable_destination_gets_destination_unreachable() {
             probe.connect(dest).is_err(),
             "{dest} is routable in the namespace"
         );
-        let server = start(one_client()).await;
+        // A documentation address, refused by default: opened for the test.
+        let mut config = one_client();
+        config.policy.allow.push("203.0.113.10/32".parse().unwrap());
+        let server = start(config).await;
         let (mut s, code) = request(
             server.addr,
             &sealed(&Message::connect(dest), "home", &key(1)),
