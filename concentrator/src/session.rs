@@ -185,7 +185,14 @@ async fn handle(
     }
 
     let (client, dest, ok) = match decision {
-        Decision::Refuse { error, reply, .. } => {
+        Decision::Refuse {
+            error,
+            client,
+            reply,
+        } => {
+            if let Some(client) = &client {
+                tracing::Span::current().record("client", client.as_str());
+            }
             match &error {
                 HandshakeError::Decode(_) => state.metrics.malformed(),
                 HandshakeError::Auth(auth) => state.metrics.auth_failure(auth.reason()),
