@@ -25,6 +25,7 @@ pub const DEFAULT_LISTEN: [&str; 2] = ["0.0.0.0:4850", "[::]:4850"];
 pub struct RawConfig {
     pub listen: Option<Vec<String>>,
     pub metrics: Option<String>,
+    pub quiet: Option<bool>,
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
@@ -80,6 +81,10 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Where to serve Prometheus text, if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// Quiet mode (default on): a request that fails authentication is closed without
+    /// an RFC 8803 error, so a scanner cannot fingerprint the service. Authenticated
+    /// clients still get their error codes.
+    pub quiet: bool,
     pub limits: Limits,
     pub policy: PolicyConfig,
     pub clients: Vec<Client>,
@@ -242,6 +247,7 @@ impl Config {
         Ok(Config {
             listen,
             metrics,
+            quiet: raw.quiet.unwrap_or(true),
             limits,
             policy,
             clients,
@@ -424,6 +430,14 @@ mod tests {
             "10.1.2.3/32".parse().unwrap(),
         ];
         assert_eq!(cfg.policy.allow, want);
+    }
+
+    #[test]
+    fn quiet_is_on_unless_turned_off() {
+        assert!(Config::parse("").unwrap().quiet);
+        assert!(Config::parse("quiet = true\n").unwrap().quiet);
+        assert!(!Config::parse("quiet = false\n").unwrap().quiet);
+        assert!(Config::parse("quiet = \"no\"\n").is_err());
     }
 
     #[test]

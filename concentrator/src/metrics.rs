@@ -24,6 +24,10 @@ pub struct Metrics {
     policy_refusals: AtomicU64,
     limit_refusals: AtomicU64,
     malformed: AtomicU64,
+    handshake_timeouts: AtomicU64,
+    early_closes: AtomicU64,
+    quiet_refusals: AtomicU64,
+    scrape_timeouts: AtomicU64,
     fallbacks: AtomicU64,
     reloads: AtomicU64,
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
@@ -83,6 +87,26 @@ impl Metrics {
     /// A Convert message could not be decoded.
     pub fn malformed(&self) {
         self.malformed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A client sent no whole Convert request within the handshake timeout.
+    pub fn handshake_timeout(&self) {
+        self.handshake_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A client closed (or reset) before a whole Convert request arrived.
+    pub fn early_close(&self) {
+        self.early_closes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Quiet mode closed an unauthenticated request without an answer.
+    pub fn quiet_refusal(&self) {
+        self.quiet_refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A metrics request was not read and answered within its deadline.
+    pub fn scrape_timeout(&self) {
+        self.scrape_timeouts.fetch_add(1, Ordering::Relaxed);
     }
 
     /// A connection limit refused a connection.
@@ -207,6 +231,34 @@ impl Metrics {
         );
         simple(
             &mut out,
+            "mpbond_handshake_timeouts_total",
+            "counter",
+            "Connections that sent no whole Convert request within the handshake timeout.",
+            load(&self.handshake_timeouts),
+        );
+        simple(
+            &mut out,
+            "mpbond_early_closes_total",
+            "counter",
+            "Connections closed by the client before a whole Convert request.",
+            load(&self.early_closes),
+        );
+        simple(
+            &mut out,
+            "mpbond_quiet_refusals_total",
+            "counter",
+            "Unauthenticated requests closed without an answer (quiet mode).",
+            load(&self.quiet_refusals),
+        );
+        simple(
+            &mut out,
+            "mpbond_scrape_timeouts_total",
+            "counter",
+            "Metrics requests not read and answered within their deadline.",
+            load(&self.scrape_timeouts),
+        );
+        simple(
+            &mut out,
             "mpbond_fallbacks_total",
             "counter",
             "Accepted connections that were plain TCP, not MPTCP.",
@@ -300,6 +352,11 @@ mod tests {
         m.auth_failure("replay");
         m.policy_refusal();
         m.fallback();
+        m.handshake_timeout();
+        m.early_close();
+        m.early_close();
+        m.quiet_refusal();
+        m.scrape_timeout();
         m.connect_error(96);
         m.observe_handshake(Duration::from_millis(3));
         m.observe_handshake(Duration::from_secs(10));
@@ -313,6 +370,10 @@ mod tests {
             "mpbond_auth_failures_total{reason=\"replay\"} 1",
             "mpbond_policy_refusals_total 1",
             "mpbond_fallbacks_total 1",
+            "mpbond_handshake_timeouts_total 1",
+            "mpbond_early_closes_total 2",
+            "mpbond_quiet_refusals_total 1",
+            "mpbond_scrape_timeouts_total 1",
             "mpbond_connect_errors_total{code=\"96\"} 1",
             "mpbond_handshake_seconds_bucket{le=\"0.001\"} 0",
             "mpbond_handshake_seconds_bucket{le=\"0.005\"} 1",

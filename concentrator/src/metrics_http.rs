@@ -1,8 +1,12 @@
 //! A minimal HTTP/1.0 responder for `GET /metrics`.
 //!
-//! One request per connection, read with a deadline and a size cap, answered with
-//! `Connection: close`. Anything other than `GET /metrics` gets 404 (or 405 for another
-//! method). The shared accept loop ([`mpbond_relay::accept`]) bounds concurrent scrapes.
+//! One request per connection, read with a size cap and answered with `Connection: close`.
+//! Anything other than `GET /metrics` gets 404 (or 405 for another method). The shared
+//! accept loop ([`mpbond_relay::accept`]) bounds concurrent connections to
+//! [`MAX_SCRAPES`], and each has [`SCRAPE_DEADLINE`] in all to send its request and take
+//! the answer: idle or slow sockets (a slowloris) hold a slot that long at most, so they
+//! cannot keep a scrape waiting, and each one that runs out is counted
+//! (`mpbond_scrape_timeouts_total`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,8 +21,10 @@ use tracing::debug;
 use crate::metrics::Metrics;
 
 const MAX_REQUEST: usize = 8192;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_SCRAPES: usize = 16;
+/// How long one connection may take to send its request and read the answer, together.
+pub const SCRAPE_DEADLINE: Duration = Duration::from_secs(2);
+/// Concurrent metrics connections. A slot costs a task and a socket.
+pub const MAX_SCRAPES: usize = 64;
 
 /// Serve metrics on `listener` until `shutdown`.
 pub async fn serve(
@@ -32,8 +38,13 @@ pub async fn serve(
         .run(&listener, |stream, peer, permit| {
             let metrics = metrics.clone();
             async move {
-                if let Err(e) = answer(stream, &metrics).await {
-                    debug!(%peer, error = %e, "metrics request failed");
+                match tokio::time::timeout(SCRAPE_DEADLINE, answer(stream, &metrics)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => debug!(%peer, error = %e, "metrics request failed"),
+                    Err(_) => {
+                        metrics.scrape_timeout();
+                        debug!(%peer, "metrics request missed its deadline");
+                    }
                 }
                 drop(permit);
             }
@@ -41,11 +52,9 @@ pub async fn serve(
         .await;
 }
 
+/// Read one request and write its answer. The caller bounds the time.
 async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
-        Ok(r) => r?,
-        Err(_) => return Ok(()),
-    };
+    let request = read_head(&mut stream).await?;
     let response = respond(&request, metrics);
     stream.write_all(&response).await?;
     stream.shutdown().await

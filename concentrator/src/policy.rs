@@ -1,14 +1,22 @@
 //! Destination policy: which addresses the concentrator will connect to. Pure, no I/O.
 //!
 //! The concentrator is an open relay for its authenticated clients, so by default it
-//! refuses every destination that is not a public unicast address: loopback, RFC 1918,
-//! link-local, CGNAT, multicast, unspecified, reserved/broadcast, the IPv6 equivalents, and
-//! the concentrator's own addresses. v4-mapped IPv6 (`::ffff:a.b.c.d`) is mapped to IPv4
-//! before any check. Config `deny` adds prefixes and `allow` punches exceptions; `allow`
-//! wins over everything else.
+//! refuses every destination that is not a globally reachable unicast address: the
+//! special-purpose blocks of the IANA registries (loopback, RFC 1918, link-local, CGNAT,
+//! documentation, benchmarking, ...), multicast, and the concentrator's own addresses.
+//! [`destination`] holds the registry tables and decodes every IPv6 form that embeds an
+//! IPv4 address (mapped, compatible, translated, NAT64, 6to4, Teredo); the embedded
+//! address is checked exactly like a plain IPv4 destination, `deny`, `allow` and own
+//! addresses included. Config `deny` adds prefixes and `allow` punches exceptions;
+//! `allow` wins over everything else, so it opens one block deliberately.
+//!
+//! Layout: this file (the [`Policy`] and its [`Class`]es), [`destination`] (the pure
+//! classifier the TCP, UDP and SOCKS5 paths share).
+
+pub mod destination;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use ipnet::{IpNet, Ipv4Net};
 
@@ -26,6 +34,25 @@ pub enum Class {
     Unspecified,
     /// 240.0.0.0/4 including the broadcast address.
     Reserved,
+    /// Documentation: 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24, 2001:db8::/32,
+    /// 3fff::/20.
+    Documentation,
+    /// Benchmarking: 198.18.0.0/15, 2001:2::/48.
+    Benchmarking,
+    /// IETF protocol assignments: 192.0.0.0/24, and 2001::/23 outside its globally
+    /// reachable blocks.
+    ProtocolAssignment,
+    /// The deprecated 6to4 relay anycast block 192.88.99.0/24.
+    Deprecated,
+    /// Site-local fec0::/10 (deprecated).
+    SiteLocal,
+    /// Discard-only 100::/64 and the dummy prefix 100:0:0:1::/64.
+    Discard,
+    /// SRv6 segment identifiers, 5f00::/16.
+    Srv6Sid,
+    /// NAT64 local use 64:ff9b:1::/48 outside its /96 layout (64:ff9b:1::/96), where
+    /// the embedded IPv4 address cannot be located.
+    Nat64LocalUse,
     /// One of the concentrator's own interface addresses.
     OwnAddress,
     /// A prefix from the config's `policy.deny`.
@@ -43,6 +70,14 @@ impl Class {
             Class::Multicast => "multicast",
             Class::Unspecified => "unspecified",
             Class::Reserved => "reserved",
+            Class::Documentation => "documentation",
+            Class::Benchmarking => "benchmarking",
+            Class::ProtocolAssignment => "protocol_assignment",
+            Class::Deprecated => "deprecated",
+            Class::SiteLocal => "site_local",
+            Class::Discard => "discard",
+            Class::Srv6Sid => "srv6_sid",
+            Class::Nat64LocalUse => "nat64_local_use",
             Class::OwnAddress => "own_address",
             Class::Configured => "configured_deny",
         }
@@ -69,46 +104,10 @@ pub fn canonical_net(net: IpNet) -> IpNet {
     net
 }
 
-/// The built-in class of an address, or `None` if it is public unicast.
+/// The built-in class of an address, or `None` if it is globally reachable unicast.
+/// See [`destination::classify`].
 pub fn builtin_class(ip: IpAddr) -> Option<Class> {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => v4_class(v4),
-        IpAddr::V6(v6) => v6_class(v6),
-    }
-}
-
-fn v4_class(ip: Ipv4Addr) -> Option<Class> {
-    let o = ip.octets();
-    let class = match o[0] {
-        0 => Class::Unspecified,
-        10 => Class::Private,
-        127 => Class::Loopback,
-        100 if (o[1] & 0xc0) == 64 => Class::SharedCgnat,
-        169 if o[1] == 254 => Class::LinkLocal,
-        172 if (o[1] & 0xf0) == 16 => Class::Private,
-        192 if o[1] == 168 => Class::Private,
-        224..=239 => Class::Multicast,
-        240..=255 => Class::Reserved,
-        _ => return None,
-    };
-    Some(class)
-}
-
-fn v6_class(ip: Ipv6Addr) -> Option<Class> {
-    let first = ip.segments()[0];
-    if ip.is_unspecified() {
-        Some(Class::Unspecified)
-    } else if ip.is_loopback() {
-        Some(Class::Loopback)
-    } else if (first & 0xfe00) == 0xfc00 {
-        Some(Class::Private)
-    } else if (first & 0xffc0) == 0xfe80 {
-        Some(Class::LinkLocal)
-    } else if (first & 0xff00) == 0xff00 {
-        Some(Class::Multicast)
-    } else {
-        None
-    }
+    destination::classify(ip.to_canonical())
 }
 
 /// The effective policy: built-in classes, configured prefixes and own addresses.
@@ -141,8 +140,17 @@ impl Policy {
         if self.own.contains(&ip) {
             return Err(Class::OwnAddress);
         }
-        match builtin_class(ip) {
-            Some(class) => Err(class),
+        let IpAddr::V6(v6) = ip else {
+            return builtin_class(ip).map_or(Ok(()), Err);
+        };
+        if let Some(class) = destination::classify_v6(v6) {
+            return Err(class);
+        }
+        // An embedded IPv4 address is checked as the destination it really is.
+        match destination::embedded_ipv4(v6) {
+            Some(embedded) => embedded
+                .addresses()
+                .try_for_each(|v4| self.check(IpAddr::V4(v4))),
             None => Ok(()),
         }
     }
@@ -189,8 +197,15 @@ mod tests {
             ("0.1.2.3", Some(Class::Unspecified)),
             ("240.0.0.1", Some(Class::Reserved)),
             ("255.255.255.255", Some(Class::Reserved)),
-            ("203.0.113.10", None),
-            ("192.0.2.1", None),
+            ("203.0.113.10", Some(Class::Documentation)),
+            ("192.0.2.1", Some(Class::Documentation)),
+            ("198.18.0.1", Some(Class::Benchmarking)),
+            ("198.19.255.255", Some(Class::Benchmarking)),
+            ("198.20.0.1", None),
+            ("192.0.0.8", Some(Class::ProtocolAssignment)),
+            ("192.88.99.1", Some(Class::Deprecated)),
+            ("192.31.196.1", None),
+            ("9.9.9.9", None),
             ("8.8.8.8", None),
             ("::1", Some(Class::Loopback)),
             ("::", Some(Class::Unspecified)),
@@ -199,7 +214,16 @@ mod tests {
             ("fe80::1", Some(Class::LinkLocal)),
             ("febf::1", Some(Class::LinkLocal)),
             ("ff02::1", Some(Class::Multicast)),
-            ("2001:db8:200::10", None),
+            ("2001:db8:200::10", Some(Class::Documentation)),
+            ("3fff::1", Some(Class::Documentation)),
+            ("fec0::1", Some(Class::SiteLocal)),
+            ("100::1", Some(Class::Discard)),
+            ("5f00::1", Some(Class::Srv6Sid)),
+            ("2001:2::1", Some(Class::Benchmarking)),
+            ("2001:5::1", Some(Class::ProtocolAssignment)),
+            ("2001:1::1", None),
+            ("2001:4:112::1", None),
+            ("2001:20::1", None),
             ("2606:4700::1111", None),
         ];
         for (addr, want) in cases {
@@ -220,7 +244,8 @@ mod tests {
             ("::ffff:224.0.0.1", Some(Class::Multicast)),
             ("::ffff:0.0.0.0", Some(Class::Unspecified)),
             ("::ffff:255.255.255.255", Some(Class::Reserved)),
-            ("::ffff:203.0.113.10", None),
+            ("::ffff:203.0.113.10", Some(Class::Documentation)),
+            ("::ffff:9.9.9.9", None),
         ] {
             assert_eq!(p.check(ip(addr)).err(), want, "{addr}");
         }
@@ -229,14 +254,15 @@ mod tests {
     #[test]
     fn deny_adds_and_allow_punches() {
         let p = Policy::new(
-            &[net("203.0.113.99/32"), net("2001:db8:dead::/48")],
+            &[net("9.9.9.99/32"), net("2606:4700:dead::/48")],
             &[net("10.9.0.0/16"), net("::ffff:127.0.0.0/104")],
             &[],
         );
-        assert_eq!(p.check(ip("203.0.113.99")), Err(Class::Configured));
-        assert_eq!(p.check(ip("::ffff:203.0.113.99")), Err(Class::Configured));
-        assert_eq!(p.check(ip("203.0.113.98")), Ok(()));
-        assert_eq!(p.check(ip("2001:db8:dead::1")), Err(Class::Configured));
+        assert_eq!(p.check(ip("9.9.9.99")), Err(Class::Configured));
+        assert_eq!(p.check(ip("::ffff:9.9.9.99")), Err(Class::Configured));
+        assert_eq!(p.check(ip("64:ff9b::9.9.9.99")), Err(Class::Configured));
+        assert_eq!(p.check(ip("9.9.9.98")), Ok(()));
+        assert_eq!(p.check(ip("2606:4700:dead::1")), Err(Class::Configured));
         assert_eq!(p.check(ip("10.9.1.1")), Ok(()));
         assert_eq!(p.check(ip("::ffff:10.9.1.1")), Ok(()));
         assert_eq!(p.check(ip("10.8.1.1")), Err(Class::Private));
@@ -260,7 +286,9 @@ mod tests {
         assert_eq!(p.check(ip("192.0.2.1")), Err(Class::OwnAddress));
         assert_eq!(p.check(ip("::ffff:192.0.2.1")), Err(Class::OwnAddress));
         assert_eq!(p.check(ip("2001:db8:100::1")), Err(Class::OwnAddress));
-        assert_eq!(p.check(ip("192.0.2.2")), Ok(()));
+        assert_eq!(p.check(ip("64:ff9b::192.0.2.1")), Err(Class::OwnAddress));
+        assert_eq!(p.check(ip("2002:c000:201::")), Err(Class::OwnAddress));
+        assert_eq!(p.check(ip("192.0.2.2")), Err(Class::Documentation));
         let allowed = Policy::new(&[], &[net("192.0.2.1/32")], &[ip("192.0.2.1")]);
         assert_eq!(allowed.check(ip("192.0.2.1")), Ok(()));
     }

@@ -9,9 +9,12 @@
 //!
 //! [`serve`] runs a connection inside one tracing span (peer, client, destination) and logs
 //! a single line when it ends: bytes each way, duration and the close reason. It never
-//! panics and never returns an error; every failure is answered on the wire (an RFC 8803
-//! Error TLV where one applies) and counted in the metrics. A connection gives its
-//! accept-loop slot back as soon as it is refused or answered, before the slow close.
+//! panics and never returns an error; every failure is counted in the metrics and
+//! answered on the wire with an RFC 8803 Error TLV where one applies, except in quiet mode
+//! (`quiet`, default on): a request the handshake refuses before its sender proved it holds
+//! a key ([`Decision::is_unauthenticated_refusal`]) is closed at once without a byte. A
+//! connection gives its accept-loop slot back as soon as it is refused or answered, before
+//! the slow close.
 
 use std::fmt;
 use std::io;
@@ -63,6 +66,8 @@ enum Close {
     HandshakeTimeout,
     /// The handshake refused the request (decode, classification or authentication).
     Refused(HandshakeError),
+    /// The handshake refused an unauthenticated request and quiet mode sent nothing.
+    QuietlyRefused(HandshakeError),
     PolicyRefused(Class),
     Limit(LimitHit),
     ConnectFailed(ErrorCode, io::ErrorKind),
@@ -90,6 +95,14 @@ impl fmt::Display for Close {
                 write!(
                     f,
                     "{} (error {})",
+                    error.reason(),
+                    error.error_code().code()
+                )
+            }
+            Close::QuietlyRefused(error) => {
+                write!(
+                    f,
+                    "quiet_refused: {} (error {} not sent)",
                     error.reason(),
                     error.error_code().code()
                 )
@@ -155,19 +168,42 @@ async fn handle(
         handshake.receive(piece, unix_now()).step
     });
     let decision = match tokio::time::timeout(limits.handshake_timeout, read).await {
-        Err(_) => return Close::HandshakeTimeout,
-        Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Close::EarlyEof,
+        Err(_) => {
+            state.metrics.handshake_timeout();
+            return Close::HandshakeTimeout;
+        }
+        Ok(Err(e)) if early_close(e.kind()) => {
+            state.metrics.early_close();
+            return Close::EarlyEof;
+        }
         Ok(Err(e)) => return Close::Io(e.kind()),
         Ok(Ok(decision)) => decision,
     };
-    wait_established(&stream, started + limits.handshake_timeout).await;
+    let quiet = live.config.quiet && decision.is_unauthenticated_refusal();
+    if !quiet {
+        wait_established(&stream, started + limits.handshake_timeout).await;
+    }
 
     let (client, dest, ok) = match decision {
-        Decision::Refuse { error, reply } => {
+        Decision::Refuse {
+            error,
+            client,
+            reply,
+        } => {
+            if let Some(client) = &client {
+                tracing::Span::current().record("client", client.as_str());
+            }
             match &error {
                 HandshakeError::Decode(_) => state.metrics.malformed(),
                 HandshakeError::Auth(auth) => state.metrics.auth_failure(auth.reason()),
                 HandshakeError::Request(_) => {}
+            }
+            if quiet {
+                // Not a byte: dropping the socket sends a FIN, or a reset if the
+                // stranger's bytes are still unread.
+                state.metrics.quiet_refusal();
+                drop((stream, slot));
+                return Close::QuietlyRefused(error);
             }
             refuse(stream, &reply, slot).await;
             return Close::Refused(error);
@@ -259,6 +295,17 @@ fn admit(
             state.metrics.limit_refusal();
             (ErrorCode::ResourceExceeded, Close::Limit(hit))
         })
+}
+
+/// Whether a read error means the client went away before its request was whole.
+fn early_close(kind: io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+    )
 }
 
 /// The RFC 8803 code for a failed destination connect.

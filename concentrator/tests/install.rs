@@ -19,9 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use harness::{uci_value, Overlays, Vps, UNIT, VPS_ADDR};
+use harness::{uci_value, Answer, Overlays, Vps, UNIT, VPS_ADDR};
 use mpbond_protocol::auth::Key;
-use mpbond_protocol::ErrorCode;
 
 const CONF: &str = "/etc/mpbond/concentrator.toml";
 const BIN: &str = "/usr/local/bin/mpbond-concentrator";
@@ -171,14 +170,15 @@ fn installs_serves_and_adds_a_client_without_restart() {
     // The printed key works, over MPTCP through the firewall; a wrong key does not.
     let ok = vps.probe(4850, "router1", &key1).expect("probe");
     assert_eq!(
-        ok.error,
-        None,
+        ok.answer,
+        Answer::Ok,
         "printed key refused; log:\n{}",
         vps.daemon_log()
     );
     assert!(ok.mptcp, "the probe fell back to plain TCP");
+    // Quiet mode (the installed default): a wrong key gets no answer at all.
     let wrong = vps.probe(4850, "router1", &Key::from_bytes([7; 32]));
-    assert_eq!(wrong.expect("probe").error, Some(ErrorCode::NotAuthorized));
+    assert_eq!(wrong.expect("probe").answer, Answer::Silence);
 
     // Second run: same key, same file, no restart, one firewall rule.
     let conf_before = vps.read(CONF).expect("config");
@@ -211,14 +211,14 @@ fn installs_serves_and_adds_a_client_without_restart() {
     assert_eq!(calls.last(), Some(&format!("reload {UNIT}")), "{calls:?}");
     let reply = vps.probe_until_ok(4850, "router2", &key2, Duration::from_secs(10));
     assert_eq!(
-        reply.error,
-        None,
+        reply.answer,
+        Answer::Ok,
         "new key refused; log:\n{}",
         vps.daemon_log()
     );
     assert_eq!(
-        vps.probe(4850, "router1", &key1).expect("probe").error,
-        None
+        vps.probe(4850, "router1", &key1).expect("probe").answer,
+        Answer::Ok
     );
     assert_eq!(vps.daemon_pid(), Some(pid));
     assert!(
@@ -263,7 +263,10 @@ fn opens_the_port_in_ufw_and_firewalld_when_active() {
         assert!(calls.lines().any(|l| l == call), "no `{call}` in:\n{calls}");
     }
     let key = key_of(&stdout);
-    assert_eq!(vps.probe(4850, "home", &key).expect("probe").error, None);
+    assert_eq!(
+        vps.probe(4850, "home", &key).expect("probe").answer,
+        Answer::Ok
+    );
 
     // --no-firewall leaves them alone.
     std::fs::remove_file(&log).expect("reset the log");
@@ -407,7 +410,7 @@ fn deb_package_installs_and_serves() {
     assert!(vps.path("/usr/bin/mpbond-concentrator").exists());
     let pid = vps.daemon_pid().expect("daemon started");
     let reply = vps.probe(4850, "router1", &key).expect("probe");
-    assert_eq!(reply.error, None, "log:\n{}", vps.daemon_log());
+    assert_eq!(reply.answer, Answer::Ok, "log:\n{}", vps.daemon_log());
     assert!(reply.mptcp);
     let (again, _) = install(&vps, "", &[]);
     assert_eq!(key_of(&again), key);

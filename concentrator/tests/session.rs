@@ -20,6 +20,13 @@ fn one_client() -> mpbond_concentrator::Config {
     config("127.0.0.0/8", "", &client_toml("home", &key(1)))
 }
 
+/// [`one_client`] with quiet mode off: every refusal is answered.
+fn one_client_answering() -> mpbond_concentrator::Config {
+    let mut config = one_client();
+    config.quiet = false;
+    config
+}
+
 /// Run `body` (bounded by [`TEST_TIMEOUT`]) on a two-worker runtime inside a fresh
 /// namespace with only `lo`, up, and `net.ipv4.tcp_fastopen` = `tcp_fastopen`. The
 /// runtime is built on the thread that entered the namespace, so its worker threads
@@ -133,7 +140,7 @@ fn mptcp_fastopen_client_rides_in_the_syn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_key_is_refused_without_connecting() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(one_client()).await;
+        let server = start(one_client_answering()).await;
         let target = silent_target("127.0.0.1");
         let dest = target.local_addr().unwrap();
         let (mut s, code) = request(
@@ -174,10 +181,14 @@ async fn replay_is_refused() {
         let (s, code) = request(server.addr, &first).await;
         assert_eq!(code, None);
         assert_eq!(echo_round(s, b"x").await, b"x");
-        let (mut s, code) = request(server.addr, &first).await;
-        assert_eq!(code, Some(ErrorCode::NotAuthorized));
-        expect_eof(&mut s).await;
+        // Quiet mode (the default): a replay gets no answer at all.
+        let got = request_silenced(server.addr, &first).await;
+        assert!(got.is_empty(), "a replay got an answer: {got:?}");
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
+        server
+            .wait_metric("mpbond_auth_failures_total{reason=\"replay\"} 1")
+            .await;
+        server.wait_metric("mpbond_quiet_refusals_total 1").await;
         server.stop().await;
     })
     .await
@@ -240,9 +251,9 @@ async fn closed_port_gets_connection_reset() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn garbage_gets_a_protocol_error() {
+async fn garbage_gets_a_protocol_error_when_not_quiet() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(one_client()).await;
+        let server = start(one_client_answering()).await;
         for garbage in [
             &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
             &[1, 1, 0x12, 0x34][..],
@@ -278,9 +289,9 @@ async fn info_probe_gets_supported_extensions() {
         );
         assert_eq!(reply.error_code(), None);
         expect_eof(&mut s).await;
-        // An unauthenticated probe is refused.
-        let (_, code) = request(server.addr, &sealed(&Message::info(), "home", &key(9))).await;
-        assert_eq!(code, Some(ErrorCode::NotAuthorized));
+        // An unauthenticated probe is refused, without a word in quiet mode.
+        let got = request_silenced(server.addr, &sealed(&Message::info(), "home", &key(9))).await;
+        assert!(got.is_empty(), "{got:?}");
         server.stop().await;
     })
     .await
@@ -301,6 +312,14 @@ async fn silent_client_times_out() {
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.unwrap();
         assert!(buf.is_empty(), "no reply to a partial request: {buf:?}");
+        server
+            .wait_metric("mpbond_handshake_timeouts_total 1")
+            .await;
+        // A client that goes away mid-request is counted too.
+        let mut s = TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(&[1, 5, 0x22]).await.unwrap();
+        drop(s);
+        server.wait_metric("mpbond_early_closes_total 1").await;
         server.stop().await;
     })
     .await
@@ -350,7 +369,10 @@ fn unroutable_destination_gets_destination_unreachable() {
             probe.connect(dest).is_err(),
             "{dest} is routable in the namespace"
         );
-        let server = start(one_client()).await;
+        // A documentation address, refused by default: opened for the test.
+        let mut config = one_client();
+        config.policy.allow.push("203.0.113.10/32".parse().unwrap());
+        let server = start(config).await;
         let (mut s, code) = request(
             server.addr,
             &sealed(&Message::connect(dest), "home", &key(1)),
@@ -427,16 +449,13 @@ async fn refused_connections_do_not_hold_their_slots_while_they_linger() {
     let (target, _) = echo_target("127.0.0.1").await;
     // More refused clients than there are slots, each keeping its socket open so that the
     // concentrator lingers on it.
-    let unsupported = sealed(
-        &Message {
-            tlvs: vec![Tlv::Info, Tlv::Info],
-        },
-        "home",
-        &key(1),
-    );
+    // Each sealed anew: an unsupported request spends its nonce like any other.
+    let unsupported = Message {
+        tlvs: vec![Tlv::Info, Tlv::Info],
+    };
     let mut lingering = Vec::new();
     for _ in 0..80 {
-        let (s, code) = request(server.addr, &unsupported).await;
+        let (s, code) = request(server.addr, &sealed(&unsupported, "home", &key(1))).await;
         assert_eq!(code, Some(ErrorCode::UnsupportedMessage));
         lingering.push(s);
     }

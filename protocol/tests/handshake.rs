@@ -62,7 +62,7 @@ fn decide(verifier: &Verifier, wire: &[u8]) -> Decision {
 /// The code `wire` is refused with.
 fn refusal(verifier: &Verifier, wire: &[u8]) -> (HandshakeError, ErrorCode) {
     match decide(verifier, wire) {
-        Decision::Refuse { error, reply } => {
+        Decision::Refuse { error, reply, .. } => {
             let code = error.error_code();
             assert_eq!(reply, error_reply(code));
             (error, code)
@@ -205,6 +205,7 @@ fn decode_errors_get_codes_0_and_1() {
     assert_eq!(refusal(&verifier, &[2, 1, 0x22, 0x63]).1.code(), 0);
     assert_eq!(refusal(&verifier, &[1, 1, 0x12, 0x34]).1.code(), 1);
     assert_eq!(refusal(&verifier, b"GET / HTTP/1.1\r\n").1.code(), 0);
+    assert!(decide(&verifier, b"GET / HTTP/1.1\r\n").is_unauthenticated_refusal());
     // A Connect TLV of Length 0.
     assert_eq!(
         refusal(&verifier, &[1, 2, 0x22, 0x63, 0x0a, 0x00, 0, 0]).1,
@@ -265,18 +266,29 @@ fn requests_we_do_not_serve_get_code_2() {
     ];
     for (n, (tlvs, want)) in cases.into_iter().enumerate() {
         let message = Message { tlvs };
-        // Sealed or not: the request is classified before it is authenticated.
-        for wire in [sealed(&message, 10 + n as u8), message.encode().unwrap()] {
+        // Sealed or not: the request is classified before it is authenticated, and
+        // authenticated only to tell a client (answered even in quiet mode) from a
+        // stranger.
+        for (wire, authenticated) in [
+            (sealed(&message, 10 + n as u8), true),
+            (message.encode().unwrap(), false),
+        ] {
             let (error, code) = refusal(&verifier, &wire);
             assert_eq!(error, HandshakeError::Request(want), "{message:?}");
             assert_eq!(code, ErrorCode::UnsupportedMessage);
             assert_eq!(error.reason(), "unsupported_message");
+            let decision = decide(&Verifier::new(WINDOW), &wire);
+            assert_eq!(
+                decision.is_unauthenticated_refusal(),
+                !authenticated,
+                "{message:?}"
+            );
         }
     }
     assert_eq!(
         verifier.replay_entries(),
-        0,
-        "no nonce spent on a bad request"
+        7,
+        "the nonce of each sealed bad request is spent"
     );
 }
 
@@ -321,10 +333,13 @@ fn authentication_failures_get_codes_3_32_and_64() {
         assert_eq!(error, HandshakeError::Auth(want));
         assert_eq!(code, ErrorCode::NotAuthorized);
         assert_eq!(error.reason(), want.reason());
+        assert!(decide(&Verifier::new(WINDOW), &wire).is_unauthenticated_refusal());
     }
+    assert!(decide(&verifier, &unsealed).is_unauthenticated_refusal());
 
     let once = sealed(&Message::connect(dest()), 23);
     assert!(matches!(decide(&verifier, &once), Decision::Connect { .. }));
+    assert!(decide(&verifier, &once).is_unauthenticated_refusal());
     let (error, code) = refusal(&verifier, &once);
     assert_eq!(error, HandshakeError::Auth(AuthError::Replay));
     assert_eq!(code.code(), 32);
@@ -343,6 +358,7 @@ fn authentication_failures_get_codes_3_32_and_64() {
     let (error, code) = refusal(&full, &sealed(&Message::info(), 25));
     assert_eq!(error, HandshakeError::Auth(AuthError::ReplayCacheFull));
     assert_eq!(code.code(), 64);
+    assert!(decide(&full, &sealed(&Message::info(), 26)).is_unauthenticated_refusal());
 }
 
 #[test]

@@ -77,6 +77,8 @@ pub struct ConcentratorConfig {
     pub deny: Vec<String>,
     /// Exceptions to the built-in deny list.
     pub allow: Vec<String>,
+    /// `quiet`, when set (the concentrator's default is on).
+    pub quiet: Option<bool>,
     /// `[limits] connect_timeout_ms`.
     pub connect_timeout_ms: u64,
     /// `[limits] handshake_timeout_ms`.
@@ -98,6 +100,9 @@ impl ConcentratorConfig {
         let mut t = format!("listen = [{}]\n", list(&listen));
         if let Some(m) = &self.metrics {
             let _ = writeln!(t, "metrics = {m:?}");
+        }
+        if let Some(quiet) = self.quiet {
+            let _ = writeln!(t, "quiet = {quiet}");
         }
         let _ = write!(
             t,
@@ -298,7 +303,10 @@ impl TestBed {
             metrics: Some(METRICS_ADDR.into()),
             clients: vec![(CLIENT_ID.into(), self.key_hex())],
             deny: Vec::new(),
-            allow: Vec::new(),
+            // The bed's "internet" server sits in documentation ranges, which the
+            // concentrator refuses by default.
+            allow: vec!["203.0.113.0/24".into(), "2001:db8:200::/48".into()],
+            quiet: None,
             connect_timeout_ms: 5000,
             handshake_timeout_ms: 5000,
             auth_window_secs: 60,

@@ -48,6 +48,11 @@ fn bad_requests_get_error_codes_and_reach_nothing() {
     let bed = TestBed::builder().wans(&[40, 60]).build();
     let mut cfg = bed.concentrator_config();
     cfg.deny = vec![format!("{SERVER_V6}/128")];
+    // Only the v4 server is opened; the v6 one stays refused (denied, and documentation).
+    cfg.allow = vec![format!("{SERVER_V4}/32")];
+    // The error codes are what this test checks: quiet mode (the default) would answer
+    // the unauthenticated requests with silence (concentrator/tests/quiet.rs).
+    cfg.quiet = Some(false);
     let _conc = bed.start_concentrator(&cfg).expect("concentrator starts");
     let target = bed
         .serve(Node::Server, "0.0.0.0:5101".parse().unwrap(), false)

@@ -170,6 +170,21 @@ pub async fn request(server: SocketAddr, first: &[u8]) -> (TcpStream, Option<Err
     (s, code)
 }
 
+/// Connect plainly, send `first`, and read to the end: quiet mode closes (FIN or reset)
+/// without sending a byte. Returns the bytes received, which must be none.
+pub async fn request_silenced(server: SocketAddr, first: &[u8]) -> Vec<u8> {
+    let mut s = TcpStream::connect(server).await.unwrap();
+    // The concentrator may close while this is still being written.
+    let _ = s.write_all(first).await;
+    let mut got = Vec::new();
+    match s.read_to_end(&mut got).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("reading a quiet refusal: {e}"),
+    }
+    got
+}
+
 /// After an error reply the concentrator closes: expect EOF.
 pub async fn expect_eof(s: &mut TcpStream) {
     let mut rest = Vec::new();

@@ -240,7 +240,7 @@ exec sleep 900"#
         let deadline = Instant::now() + within;
         loop {
             let reply = self.probe(port, client, key).expect("probe");
-            if reply.error.is_none() || Instant::now() > deadline {
+            if reply.answer == Answer::Ok || Instant::now() > deadline {
                 return reply;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -263,11 +263,22 @@ impl Drop for Vps {
     }
 }
 
+/// How the concentrator answered a probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// The Info reply.
+    Ok,
+    /// An Error TLV with this code.
+    Refused(ErrorCode),
+    /// Closed (or reset) without a byte: quiet mode's answer to a failed authentication.
+    Silence,
+}
+
 /// What one probe got back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
-    /// The reply's error code; `None` for an ok reply.
-    pub error: Option<ErrorCode>,
+    /// The answer.
+    pub answer: Answer,
     /// TCP_IS_MPTCP of the client socket.
     pub mptcp: bool,
 }
@@ -287,24 +298,42 @@ fn probe(addr: SocketAddr, client: &ClientId, key: &Key) -> io::Result<Probe> {
     stream.write_all(&wire)?;
     // Read exactly what the reply still needs until the handshake has it whole.
     let mut piece = Vec::new();
+    let mut first = true;
     let outcome = loop {
         match handshake.receive(&piece).step {
             Step::Done(outcome) => break outcome,
             Step::NeedMore { needed } => {
                 piece.resize(needed, 0);
-                stream.read_exact(&mut piece)?;
+                match stream.read_exact(&mut piece) {
+                    Ok(()) => first = false,
+                    Err(e) if first && closed(&e) => {
+                        return Ok(Probe {
+                            answer: Answer::Silence,
+                            mptcp: is_mptcp(&stream),
+                        })
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
     };
-    let error = match outcome {
-        Ok(_) => None,
-        Err(ReplyError::Refused(code)) => Some(code),
+    let answer = match outcome {
+        Ok(_) => Answer::Ok,
+        Err(ReplyError::Refused(code)) => Answer::Refused(code),
         Err(other) => return Err(io::Error::other(format!("bad reply: {other}"))),
     };
     Ok(Probe {
-        error,
+        answer,
         mptcp: is_mptcp(&stream),
     })
+}
+
+/// A close or reset before a whole reply (a read timeout is not one).
+fn closed(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+    )
 }
 
 fn is_mptcp(stream: &std::net::TcpStream) -> bool {

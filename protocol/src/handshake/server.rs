@@ -8,6 +8,13 @@
 //! 3. authenticate ([`Verifier::verify`]): 3 Missing Cookie, 32 Not Authorized,
 //!    64 Resource Exceeded (replay cache full).
 //!
+//! A refusal says whether the sender proved it holds a client key
+//! ([`Decision::is_unauthenticated_refusal`]): a request refused in step 2 is still
+//! authenticated (its cookie checked, its nonce spent) to learn it. Every failure of
+//! step 1 or 3 is unauthenticated, a full replay cache included (a replayed capture can
+//! meet it too). A converter in quiet mode sends nothing to such a sender, so a scanner
+//! cannot tell the service from a closed port; authenticated clients get their codes.
+//!
 //! What follows a [`Decision::Connect`] (destination policy, connection limits, the
 //! connect itself) is the converter's; it answers a failure there with
 //! [`error_reply`](super::error_reply).
@@ -78,20 +85,37 @@ pub enum Decision {
         /// The Info reply.
         reply: Vec<u8>,
     },
-    /// Send `reply` (an Error TLV with `error`'s code), then close.
+    /// Send `reply` (an Error TLV with `error`'s code), then close; or, in quiet mode
+    /// and when `client` is `None`, close without a word.
     Refuse {
         /// Why.
         error: HandshakeError,
+        /// The client, when the request authenticated although it is refused (a request
+        /// the converter does not serve, from a key holder). `None` when the refusal
+        /// came before or at authentication: the sender proved nothing.
+        client: Option<ClientId>,
         /// The error reply.
         reply: Vec<u8>,
     },
 }
 
 impl Decision {
-    fn refuse(error: impl Into<HandshakeError>) -> Self {
+    fn refuse(error: impl Into<HandshakeError>, client: Option<ClientId>) -> Self {
         let error = error.into();
         let reply = error_reply(error.error_code());
-        Self::Refuse { error, reply }
+        Self::Refuse {
+            error,
+            client,
+            reply,
+        }
+    }
+
+    /// A refusal of a sender that did not prove it holds a client key (bad magic,
+    /// version or lengths, no cookie, unknown client, bad tag, stale timestamp, replayed
+    /// nonce, full replay cache, or an unsupported request that does not authenticate
+    /// either). A quiet converter closes these without an RFC 8803 error.
+    pub fn is_unauthenticated_refusal(&self) -> bool {
+        matches!(self, Self::Refuse { client: None, .. })
     }
 
     /// The bytes to send to the client.
@@ -167,7 +191,7 @@ where
                     step: Step::NeedMore { needed },
                 }
             }
-            Step::Done(Err(error)) => Decision::refuse(error),
+            Step::Done(Err(error)) => Decision::refuse(error, None),
             Step::Done(Ok(message)) => self.decide(&message, now_unix_secs),
         };
         self.decision = Some(decision.clone());
@@ -178,17 +202,24 @@ where
     }
 
     fn decide(&self, message: &Message, now_unix_secs: u64) -> Decision {
+        let wire = self.reader.wire();
         let request = match message.request() {
             Ok(request) => request,
-            Err(error) => return Decision::refuse(error),
+            Err(error) => {
+                // The code is 2 either way; authenticating tells a client from a stranger.
+                let client = self
+                    .verifier
+                    .verify(wire, message, now_unix_secs, &self.key_for)
+                    .ok();
+                return Decision::refuse(error, client);
+            }
         };
-        let wire = self.reader.wire();
         let client = match self
             .verifier
             .verify(wire, message, now_unix_secs, &self.key_for)
         {
             Ok(client) => client,
-            Err(error) => return Decision::refuse(error),
+            Err(error) => return Decision::refuse(error, None),
         };
         match request {
             Request::Connect { dest, .. } => Decision::Connect {
