@@ -20,6 +20,8 @@ pub enum ProbeError {
     Upstream(#[from] UpstreamError),
     #[error("concentrator answered with error {} ({code:?})", code.code())]
     Rejected { code: ErrorCode },
+    #[error("concentrator closed the connection without answering")]
+    Silent(#[source] UpstreamError),
     #[error("concentrator reply has no Supported TCP Extensions TLV")]
     NoExtensions,
     #[error("no answer within {0:?}")]
@@ -43,7 +45,12 @@ pub async fn probe(upstream: &Upstream, timeout: Duration, fastopen: bool) -> Pr
             .await?;
         evidence = fastopen_evidence(&connected);
         let mut stream = connected.stream;
-        let reply = read_reply(&mut stream, timeout).await?;
+        let reply = read_reply(&mut stream, timeout)
+            .await
+            .map_err(|e| match e {
+                silent if silent.is_silent_close() => ProbeError::Silent(silent),
+                other => ProbeError::Upstream(other),
+            })?;
         if let Some(code) = reply.error_code() {
             return Err(ProbeError::Rejected { code });
         }
@@ -69,16 +76,17 @@ pub async fn probe(upstream: &Upstream, timeout: Duration, fastopen: bool) -> Pr
 
 /// Log a probe failure: loudly for the first of a streak, quietly after.
 pub fn log_failure(error: &ProbeError, first_of_streak: bool) {
-    let rejected_key = matches!(
+    let not_authorized = matches!(
         error,
         ProbeError::Rejected {
             code: ErrorCode::NotAuthorized
-        }
+        } | ProbeError::Silent(_)
     );
-    match (first_of_streak, rejected_key) {
+    match (first_of_streak, not_authorized) {
         (true, true) => error!(
             %error,
-            "concentrator rejected our key; check concentrator.client_id and concentrator.key"
+            "the concentrator does not accept us; check concentrator.client_id and \
+             concentrator.key, and that the router's clock is within 60 s of the real time"
         ),
         (true, false) => warn!(%error, "health probe failed"),
         (false, _) => debug!(%error, "health probe failed"),

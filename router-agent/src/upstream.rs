@@ -59,6 +59,18 @@ pub enum UpstreamError {
     Malformed(#[source] DecodeError),
 }
 
+impl UpstreamError {
+    /// The concentrator closed (or reset) the connection before any reply: what its quiet
+    /// mode does to a request it cannot authenticate (wrong client id or key, a clock off
+    /// by more than the ±60 s window, a replay), and what a non-mpbond server may do.
+    pub fn is_silent_close(&self) -> bool {
+        matches!(self, UpstreamError::Read(e) if matches!(
+            e.kind(),
+            io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset
+        ))
+    }
+}
+
 /// Seconds since the Unix epoch (0 if the clock is before 1970).
 pub fn now_unix() -> u64 {
     SystemTime::now()

@@ -50,6 +50,11 @@ pub enum ProbeError {
     Unreachable(#[source] io::Error),
     #[error("the concentrator rejected the probe with error {} ({:?})", .0.code(), .0)]
     Rejected(ErrorCode),
+    #[error(
+        "the concentrator closed the connection without answering (it does that to requests \
+         it cannot authenticate: check the client id, the key and the router's clock)"
+    )]
+    Silent(#[source] UpstreamError),
     #[error("bad reply from the concentrator: {0}")]
     BadReply(#[source] UpstreamError),
     #[error("the concentrator's reply has no Supported TCP Extensions TLV")]
@@ -69,7 +74,7 @@ impl ProbeError {
             ProbeError::Timeout(_) => "timeout",
             ProbeError::Refused(_) => "refused",
             ProbeError::Unreachable(_) => "unreachable",
-            ProbeError::Rejected(_) => "rejected",
+            ProbeError::Rejected(_) | ProbeError::Silent(_) => "rejected",
             ProbeError::BadReply(_) | ProbeError::NoExtensions => "bad_reply",
             ProbeError::Family { .. } | ProbeError::Seal(_) | ProbeError::Io(_) => "local",
         }
@@ -133,6 +138,7 @@ async fn probe_inner(
         .await
         .map_err(|e| match e {
             UpstreamError::Timeout(t) => ProbeError::Timeout(t),
+            silent if silent.is_silent_close() => ProbeError::Silent(silent),
             other => ProbeError::BadReply(other),
         })?;
     if let Some(code) = reply.error_code() {
