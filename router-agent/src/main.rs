@@ -121,6 +121,7 @@ fn main() -> ExitCode {
         .with(filter)
         .init();
 
+    info!(version = env!("CARGO_PKG_VERSION"), config = %file.path().display(), "starting");
     let config = match file.load() {
         Ok(config) => config,
         Err(err) => {

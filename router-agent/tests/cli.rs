@@ -94,3 +94,28 @@ fn status_without_an_agent_exits_3() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("is not running"));
 }
+
+#[test]
+fn info_goes_to_stdout_and_errors_to_stderr() {
+    // procd files stdout as daemon.info and stderr as daemon.err: a missing config is an
+    // error on stderr, the start line before it is info on stdout, and neither stream
+    // carries the other's levels.
+    let missing = std::env::temp_dir().join(format!("mpbond-no-such-{}.toml", std::process::id()));
+    let out = agent(&["--config", &missing.to_string_lossy()]);
+    assert_eq!(out.status.code(), Some(2));
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        stdout.contains("INFO") && stdout.contains("starting"),
+        "stdout: {stdout}"
+    );
+    assert!(
+        stderr.contains("ERROR") && stderr.contains("cannot read"),
+        "stderr: {stderr}"
+    );
+    assert!(!stdout.contains("ERROR"), "stdout: {stdout}");
+    assert!(!stderr.contains("INFO"), "stderr: {stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "no colour off a terminal: {stderr:?}"
+    );
+}
