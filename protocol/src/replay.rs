@@ -197,7 +197,8 @@ impl ReplayCache {
 
     /// Whether accepting `timestamp` for `client` needs a new reservation first.
     pub(crate) fn needs_reservation(&self, client: &ClientId, timestamp: u64) -> bool {
-        self.slot(client).is_none_or(|slot| timestamp > slot.reserved)
+        self.slot(client)
+            .map_or(true, |slot| timestamp > slot.reserved)
     }
 
     /// The journal now allows `client` timestamps up to `through`.
@@ -291,8 +292,14 @@ mod tests {
         assert_eq!(cache.len(), 0);
         // The clock steps back: the pruned nonce stays refused, and so does anything
         // at or below its timestamp.
-        assert_eq!(cache.insert(&id("a"), [1; NONCE_LEN], 100), Insert::BelowFloor);
-        assert_eq!(cache.insert(&id("a"), [2; NONCE_LEN], 99), Insert::BelowFloor);
+        assert_eq!(
+            cache.insert(&id("a"), [1; NONCE_LEN], 100),
+            Insert::BelowFloor
+        );
+        assert_eq!(
+            cache.insert(&id("a"), [2; NONCE_LEN], 99),
+            Insert::BelowFloor
+        );
         assert_eq!(cache.insert(&id("a"), [2; NONCE_LEN], 101), Insert::Fresh);
         // Other clients are not affected.
         assert_eq!(cache.insert(&id("b"), [1; NONCE_LEN], 100), Insert::Fresh);
@@ -302,7 +309,10 @@ mod tests {
     fn marks_and_reservations() {
         let mut cache = ReplayCache::new(ReplayLimits::default(), 60);
         cache.raise_floor(&id("a"), 50);
-        assert_eq!(cache.insert(&id("a"), [1; NONCE_LEN], 50), Insert::BelowFloor);
+        assert_eq!(
+            cache.insert(&id("a"), [1; NONCE_LEN], 50),
+            Insert::BelowFloor
+        );
         assert!(!cache.needs_reservation(&id("a"), 50));
         assert!(cache.needs_reservation(&id("a"), 51));
         assert_eq!(cache.insert(&id("a"), [1; NONCE_LEN], 70), Insert::Fresh);

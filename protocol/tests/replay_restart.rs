@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use common::{decode_whole, hex};
 use mpbond_protocol::auth::{
-    seal, seal_bound, AuthError, ClientId, Key, ReplayJournal, ServerBinding, ServerId,
-    Verifier, RESERVE_AHEAD_SECS,
+    seal, seal_bound, AuthError, ClientId, Key, ReplayJournal, ServerBinding, ServerId, Verifier,
+    RESERVE_AHEAD_SECS,
 };
 use mpbond_protocol::Message;
 
@@ -110,7 +110,11 @@ fn a_request_is_refused_after_a_crash() {
     // A second request a few seconds later needs no new write.
     let later = sealed(NOW + 3, 2);
     assert_eq!(check(&first, &later, NOW + 3), Ok(home()));
-    assert_eq!(journal.writes(), 1, "one reservation covers {RESERVE_AHEAD_SECS} s");
+    assert_eq!(
+        journal.writes(),
+        1,
+        "one reservation covers {RESERVE_AHEAD_SECS} s"
+    );
     drop(first); // kill -9: no stop record
 
     let second = process(&journal);
@@ -119,7 +123,10 @@ fn a_request_is_refused_after_a_crash() {
     }
     // The client's own new requests pass once past the reservation.
     let fresh = sealed(NOW + RESERVE_AHEAD_SECS + 1, 3);
-    assert_eq!(check(&second, &fresh, NOW + RESERVE_AHEAD_SECS + 1), Ok(home()));
+    assert_eq!(
+        check(&second, &fresh, NOW + RESERVE_AHEAD_SECS + 1),
+        Ok(home())
+    );
 }
 
 #[test]
@@ -135,7 +142,10 @@ fn a_clean_restart_refuses_old_requests_and_nothing_new() {
     drop(first);
 
     let second = process(&journal);
-    assert_eq!(check(&second, &captured, NOW + 2), Err(AuthError::BelowFloor));
+    assert_eq!(
+        check(&second, &captured, NOW + 2),
+        Err(AuthError::BelowFloor)
+    );
     assert_eq!(check(&second, &late, NOW + 2), Err(AuthError::BelowFloor));
     // The stop record superseded the first reservation: the next second is fine
     // (the late reservation still covers NOW + 1 + RESERVE_AHEAD_SECS).
@@ -155,7 +165,10 @@ fn a_journal_that_cannot_be_written_refuses() {
         ..MemoryJournal::default()
     };
     let v = process(&journal);
-    assert_eq!(check(&v, &sealed(NOW, 1), NOW), Err(AuthError::JournalFailed));
+    assert_eq!(
+        check(&v, &sealed(NOW, 1), NOW),
+        Err(AuthError::JournalFailed)
+    );
 }
 
 #[test]
@@ -180,15 +193,31 @@ fn servers_sharing_a_key_refuse_each_others_bound_requests() {
     };
     let server_a = Verifier::new(WINDOW).with_binding(bound(&a));
     let server_b = Verifier::new(WINDOW).with_binding(bound(&b));
-    let for_a = seal_bound(&Message::connect(dest()), &home(), &key(), &a, NOW, nonce(1))
-        .expect("seal");
+    let for_a = seal_bound(
+        &Message::connect(dest()),
+        &home(),
+        &key(),
+        &a,
+        NOW,
+        nonce(1),
+    )
+    .expect("seal");
     assert_eq!(check(&server_b, &for_a, NOW), Err(AuthError::BadTag));
     assert_eq!(check(&server_a, &for_a, NOW), Ok(home()));
     // Unbound requests are refused where binding is required, after the tag.
-    assert_eq!(check(&server_a, &sealed(NOW, 2), NOW), Err(AuthError::Unbound));
+    assert_eq!(
+        check(&server_a, &sealed(NOW, 2), NOW),
+        Err(AuthError::Unbound)
+    );
     // The default still takes unbound requests, and refuses bound ones it has no id for.
-    assert_eq!(check(&Verifier::new(WINDOW), &sealed(NOW, 3), NOW), Ok(home()));
-    assert_eq!(check(&Verifier::new(WINDOW), &for_a, NOW), Err(AuthError::BadTag));
+    assert_eq!(
+        check(&Verifier::new(WINDOW), &sealed(NOW, 3), NOW),
+        Ok(home())
+    );
+    assert_eq!(
+        check(&Verifier::new(WINDOW), &for_a, NOW),
+        Err(AuthError::BadTag)
+    );
 }
 
 /// The worked example of docs/PROTOCOL.md, bound to `vps.example.net:4850`; the tag was
