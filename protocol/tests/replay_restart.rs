@@ -13,7 +13,7 @@ use mpbond_protocol::auth::{
     seal, seal_bound, AuthError, ClientId, Key, ReplayJournal, ServerBinding, ServerId, Verifier,
     RESERVE_AHEAD_SECS,
 };
-use mpbond_protocol::Message;
+use mpbond_protocol::{ClientHandshake, Decision, Message, ServerHandshake, Step};
 
 const NOW: u64 = 1_700_000_000;
 const WINDOW: u64 = 60;
@@ -247,4 +247,42 @@ fn server_ids_are_visible_ascii() {
     assert!("".parse::<ServerId>().is_err());
     assert!("a b".parse::<ServerId>().is_err());
     assert!("x".repeat(256).parse::<ServerId>().is_err());
+}
+
+/// The handshake machines with a bound cookie: the named server serves it, another
+/// server with the same key refuses it with Not Authorized.
+#[test]
+fn bound_handshakes_pairwise() {
+    let named: ServerId = "vps.example.net:4850".parse().unwrap();
+    let other: ServerId = "other.example.net:4850".parse().unwrap();
+    let (_, wire) = ClientHandshake::seal_bound(
+        &Message::connect(dest()),
+        &home(),
+        &key(),
+        &named,
+        NOW,
+        nonce(1),
+    )
+    .expect("seal");
+    let decide = |id: &ServerId| {
+        let verifier = Verifier::new(WINDOW).with_binding(ServerBinding {
+            ids: vec![id.clone()],
+            accept_unbound: false,
+        });
+        let mut server = ServerHandshake::new(&verifier, keys, &[]);
+        match server.receive(&wire, NOW).step {
+            Step::Done(decision) => decision,
+            Step::NeedMore { needed } => panic!("still needs {needed} bytes"),
+        }
+    };
+    assert!(matches!(decide(&named), Decision::Connect { .. }));
+    match decide(&other) {
+        Decision::Refuse { error, .. } => {
+            assert_eq!(
+                error.error_code(),
+                mpbond_protocol::ErrorCode::NotAuthorized
+            )
+        }
+        other => panic!("served by the wrong server: {other:?}"),
+    }
 }
