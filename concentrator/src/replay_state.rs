@@ -241,6 +241,22 @@ mod tests {
     }
 
     #[test]
+    fn state_dir_from_config_then_systemd() {
+        let cfg = |text: &str| Config::parse(text).unwrap();
+        let env = Some("/var/lib/mpbond:/var/lib/other");
+        assert_eq!(
+            state_dir(&cfg("state_dir = \"/srv/s\"\n"), env),
+            Some(PathBuf::from("/srv/s"))
+        );
+        assert_eq!(
+            state_dir(&cfg(""), env),
+            Some(PathBuf::from("/var/lib/mpbond"))
+        );
+        assert_eq!(state_dir(&cfg(""), None), None);
+        assert_eq!(state_dir(&cfg("state_dir = \"\"\n"), env), None);
+    }
+
+    #[test]
     fn reservations_raise_and_stops_set() {
         let text = "# mpbond replay journal 1\nstop home 50\nreserve home 70\nreserve work 9\nreserve home 60\nstop home 65\nreserve home 80\nstop work 5\n";
         let got = floors(text).unwrap();
