@@ -19,8 +19,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use mpbond_testkit::Netns;
 
 const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
-const LISTEN: &str = "127.0.0.1:4850";
-const DEST: &str = "127.0.0.1:5000";
 /// Bound on every wait (start-up, replies); none is a timing assertion.
 const WAIT: Duration = Duration::from_secs(20);
 /// `mpbond_protocol::auth::RESERVE_AHEAD_SECS`, written out: after a crash a client's
@@ -31,10 +29,9 @@ const RESERVE_AHEAD_SECS: u64 = 10;
 const ENCODER: &str = r#"
 import hashlib, hmac, ipaddress, struct, sys
 key, client, dest, port, ts, nonce = sys.argv[1:7]
-connect_v = struct.pack(">H", int(port)) + ipaddress.ip_address(dest).packed.rjust(16, b"\0")
-if ipaddress.ip_address(dest).version == 4:
-    connect_v = struct.pack(">H", int(port)) + b"\0" * 10 + b"\xff\xff" + ipaddress.ip_address(dest).packed
-connect = bytes([10, (2 + len(connect_v)) // 4]) + connect_v
+ip = ipaddress.ip_address(dest)
+addr = ip.packed if ip.version == 6 else b"\0" * 10 + b"\xff\xff" + ip.packed
+connect = bytes([10, 5]) + struct.pack(">H", int(port)) + addr
 cid = client.encode()
 value = bytes([1, len(cid)]) + cid + struct.pack(">Q", int(ts)) + bytes.fromhex(nonce)
 tag_at = len(value)
@@ -50,8 +47,7 @@ msg = msg[:at] + tag + msg[at + 16:]
 print(msg.hex())
 "#;
 
-fn encode(ts: u64, nonce: &str) -> Vec<u8> {
-    let dest: SocketAddr = DEST.parse().unwrap();
+fn encode(dest: SocketAddr, ts: u64, nonce: &str) -> Vec<u8> {
     let out = Command::new("python3")
         .args(["-c", ENCODER, KEY_HEX, "home"])
         .arg(dest.ip().to_string())
@@ -100,14 +96,34 @@ impl Drop for TempDir {
 /// The concentrator binary running in `ns`, killed on drop.
 struct Concentrator(Child);
 
+/// The concentrator's log (stderr), appended across its restarts.
+fn log_file(dir: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("concentrator.log"))
+        .unwrap()
+}
+
+/// A port for the concentrator that stays the same across its restarts: one the kernel
+/// hands out in the test's own namespace (where nothing else binds).
+fn free_port(ns: &Netns) -> SocketAddr {
+    ns.run(|| {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    })
+}
+
 impl Concentrator {
-    /// Start it and wait for `READY=1` on a notify socket of the test's own.
-    fn start(ns: &Netns, dir: &Path) -> Concentrator {
+    /// Start it on `listen` and wait for `READY=1` on a notify socket of the test's own.
+    fn start(ns: &Netns, dir: &Path, listen: SocketAddr) -> Concentrator {
         let config = dir.join("concentrator.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = [\"{LISTEN}\"]\nstate_dir = \"{}\"\n[policy]\nallow = [\"127.0.0.0/8\"]\n[[client]]\nid = \"home\"\nkey = \"{KEY_HEX}\"\n",
+                "listen = [\"{listen}\"]\nstate_dir = \"{}\"\n[policy]\nallow = [\"127.0.0.0/8\"]\n[[client]]\nid = \"home\"\nkey = \"{KEY_HEX}\"\n",
                 dir.join("state").display()
             ),
         )
@@ -124,6 +140,7 @@ impl Concentrator {
             .env("NOTIFY_SOCKET", &notify_path)
             .env_remove("STATE_DIRECTORY")
             .stdin(Stdio::null())
+            .stderr(log_file(dir))
             .spawn()
             .expect("start the concentrator");
         let running = Concentrator(child);
@@ -155,9 +172,9 @@ impl Drop for Concentrator {
 
 /// Send `request` and `data` to the concentrator; true if it answered with the success
 /// reply (`01 01 22 63`), false if it refused (an error reply, a close or a reset).
-fn served(ns: &Netns, request: &[u8], data: &[u8]) -> bool {
+fn served(ns: &Netns, listen: SocketAddr, request: &[u8], data: &[u8]) -> bool {
     ns.run(|| {
-        let mut s = TcpStream::connect(LISTEN).unwrap();
+        let mut s = TcpStream::connect(listen).unwrap();
         s.set_read_timeout(Some(WAIT)).unwrap();
         let mut first = request.to_vec();
         first.extend_from_slice(data);
@@ -194,22 +211,24 @@ fn accepted(dest: &TcpListener, blocking: bool) -> Option<Vec<u8>> {
 fn replay_after_restart(name: &str, stop: libc::c_int, fresh_after: u64) {
     let ns = Netns::with_lo(name);
     let dir = TempDir::new(name);
-    let dest = ns.run(|| TcpListener::bind(DEST).unwrap());
+    let dest = ns.run(|| TcpListener::bind("127.0.0.1:0").unwrap());
+    let dest_addr = dest.local_addr().unwrap();
+    let listen = free_port(&ns);
 
-    let mut concentrator = Concentrator::start(&ns, &dir.0);
+    let mut concentrator = Concentrator::start(&ns, &dir.0, listen);
     let ts = now();
-    let captured = encode(ts, "0102030405060708090a0b0c");
+    let captured = encode(dest_addr, ts, "0102030405060708090a0b0c");
     assert!(
-        served(&ns, &captured, b"genuine!"),
+        served(&ns, listen, &captured, b"genuine!"),
         "the first request is served"
     );
     assert_eq!(accepted(&dest, true).as_deref(), Some(&b"genuine!"[..]));
 
     concentrator.signal(stop);
-    let _concentrator = Concentrator::start(&ns, &dir.0);
+    let _concentrator = Concentrator::start(&ns, &dir.0, listen);
 
     assert!(
-        !served(&ns, &captured, b"attacker"),
+        !served(&ns, listen, &captured, b"attacker"),
         "the replay is refused"
     );
     // A refusal closes the connection without connecting; had the replay been accepted,
@@ -221,9 +240,29 @@ fn replay_after_restart(name: &str, stop: libc::c_int, fresh_after: u64) {
     );
 
     // The same client's next request (a later timestamp, within the window) is served.
-    let fresh = encode(ts + fresh_after, "0d0e0f101112131415161718");
-    assert!(served(&ns, &fresh, b"next one"), "a new request is served");
+    let fresh = encode(dest_addr, ts + fresh_after, "0d0e0f101112131415161718");
+    assert!(
+        served(&ns, listen, &fresh, b"next one"),
+        "a new request is served"
+    );
     assert_eq!(accepted(&dest, true).as_deref(), Some(&b"next one"[..]));
+}
+
+/// The encoder reproduces the worked example of docs/PROTOCOL.md, byte for byte.
+#[test]
+#[ignore = "needs python3"]
+fn the_encoder_matches_the_worked_example() {
+    let wire = encode(
+        "203.0.113.10:443".parse().unwrap(),
+        1_700_000_000,
+        "0102030405060708090a0b0c",
+    );
+    let hex: String = wire.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex,
+        "011222630a0501bb00000000000000000000ffffcb00710a160c00000104686f6d650000000065\
+         53f1000102030405060708090a0b0c25ff57041fca77fa89d86871fe0020d90000"
+    );
 }
 
 #[test]
