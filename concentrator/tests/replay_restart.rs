@@ -6,7 +6,9 @@
 //! or `kill -9` and start again, as systemd's `Restart=` would), sends the very same
 //! bytes with other data after them, and checks that the destination sees no second
 //! connection, while a new request from the same client is served. The concentrator
-//! keeps its state in a directory of the test's own.
+//! keeps its state in a directory of the test's own. A last test runs two concentrators
+//! that share the client's key: a request bound to one (cookie format 2) is refused by
+//! the other.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -25,15 +27,17 @@ const WAIT: Duration = Duration::from_secs(20);
 /// timestamps up to its last one plus this are refused.
 const RESERVE_AHEAD_SECS: u64 = 10;
 
-/// The independent encoder: a sealed Connect (cookie format 1) as hex.
+/// The independent encoder: a sealed Connect as hex; cookie format 1, or format 2 bound
+/// to a server id when a seventh argument gives one.
 const ENCODER: &str = r#"
 import hashlib, hmac, ipaddress, struct, sys
 key, client, dest, port, ts, nonce = sys.argv[1:7]
+server = sys.argv[7].encode() if len(sys.argv) > 7 else None
 ip = ipaddress.ip_address(dest)
 addr = ip.packed if ip.version == 6 else b"\0" * 10 + b"\xff\xff" + ip.packed
 connect = bytes([10, 5]) + struct.pack(">H", int(port)) + addr
 cid = client.encode()
-value = bytes([1, len(cid)]) + cid + struct.pack(">Q", int(ts)) + bytes.fromhex(nonce)
+value = bytes([2 if server else 1, len(cid)]) + cid + struct.pack(">Q", int(ts)) + bytes.fromhex(nonce)
 tag_at = len(value)
 value += b"\0" * 16
 cookie = bytes([0x16, 0, 0, 0]) + value
@@ -41,19 +45,25 @@ cookie += b"\0" * (-len(cookie) % 4)
 cookie = cookie[:1] + bytes([len(cookie) // 4]) + cookie[2:]
 body = connect + cookie
 msg = bytes([1, (4 + len(body)) // 4]) + struct.pack(">H", 0x2263) + body
-tag = hmac.new(bytes.fromhex(key), msg, hashlib.sha256).digest()[:16]
+prefix = bytes([len(server)]) + server if server else b""
+tag = hmac.new(bytes.fromhex(key), prefix + msg, hashlib.sha256).digest()[:16]
 at = 4 + len(connect) + 4 + tag_at
 msg = msg[:at] + tag + msg[at + 16:]
 print(msg.hex())
 "#;
 
 fn encode(dest: SocketAddr, ts: u64, nonce: &str) -> Vec<u8> {
+    encode_for(None, dest, ts, nonce)
+}
+
+fn encode_for(server: Option<&str>, dest: SocketAddr, ts: u64, nonce: &str) -> Vec<u8> {
     let out = Command::new("python3")
         .args(["-c", ENCODER, KEY_HEX, "home"])
         .arg(dest.ip().to_string())
         .arg(dest.port().to_string())
         .arg(ts.to_string())
         .arg(nonce)
+        .args(server)
         .output()
         .expect("python3 runs");
     assert!(
@@ -119,11 +129,16 @@ fn free_port(ns: &Netns) -> SocketAddr {
 impl Concentrator {
     /// Start it on `listen` and wait for `READY=1` on a notify socket of the test's own.
     fn start(ns: &Netns, dir: &Path, listen: SocketAddr) -> Concentrator {
+        Self::start_with(ns, dir, listen, "")
+    }
+
+    /// [`Concentrator::start`] with `auth` as the config's `[auth]` table.
+    fn start_with(ns: &Netns, dir: &Path, listen: SocketAddr, auth: &str) -> Concentrator {
         let config = dir.join("concentrator.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = [\"{listen}\"]\nstate_dir = \"{}\"\n[policy]\nallow = [\"127.0.0.0/8\"]\n[[client]]\nid = \"home\"\nkey = \"{KEY_HEX}\"\n",
+                "listen = [\"{listen}\"]\nstate_dir = \"{}\"\n[policy]\nallow = [\"127.0.0.0/8\"]\n[auth]\n{auth}\n[[client]]\nid = \"home\"\nkey = \"{KEY_HEX}\"\n",
                 dir.join("state").display()
             ),
         )
@@ -246,6 +261,50 @@ fn replay_after_restart(name: &str, stop: libc::c_int, fresh_after: u64) {
         "a new request is served"
     );
     assert_eq!(accepted(&dest, true).as_deref(), Some(&b"next one"[..]));
+}
+
+/// Two concentrators share the client's key; a request bound to one (cookie format 2,
+/// from the Python encoder) is refused by the other, and the destination sees only the
+/// one connection.
+#[test]
+#[ignore = "needs root, netns and python3"]
+fn a_request_bound_to_one_concentrator_is_refused_by_another() {
+    let ns = Netns::with_lo("replay-bound");
+    let (dir_a, dir_b) = (TempDir::new("bound-a"), TempDir::new("bound-b"));
+    let dest = ns.run(|| TcpListener::bind("127.0.0.1:0").unwrap());
+    let dest_addr = dest.local_addr().unwrap();
+    let (listen_a, listen_b) = (free_port(&ns), free_port(&ns));
+    let auth = |name: &str| format!("server_id = [\"{name}\"]\naccept_unbound = false");
+    let _a = Concentrator::start_with(&ns, &dir_a.0, listen_a, &auth("a.test:4850"));
+    let _b = Concentrator::start_with(&ns, &dir_b.0, listen_b, &auth("b.test:4850"));
+
+    let for_a = encode_for(
+        Some("a.test:4850"),
+        dest_addr,
+        now(),
+        "1112131415161718191a1b1c",
+    );
+    assert!(
+        !served(&ns, listen_b, &for_a, b"attacker"),
+        "b refuses a's request"
+    );
+    assert_eq!(accepted(&dest, false), None, "b connected");
+    assert!(
+        served(&ns, listen_a, &for_a, b"genuine!"),
+        "a serves its own request"
+    );
+    assert_eq!(accepted(&dest, true).as_deref(), Some(&b"genuine!"[..]));
+    // An unbound request is refused where binding is required.
+    let unbound = encode(dest_addr, now(), "2122232425262728292a2b2c");
+    assert!(
+        !served(&ns, listen_a, &unbound, b"unbound!"),
+        "a refuses unbound"
+    );
+    assert_eq!(
+        accepted(&dest, false),
+        None,
+        "a connected an unbound request"
+    );
 }
 
 /// The encoder reproduces the worked example of docs/PROTOCOL.md, byte for byte.
