@@ -45,11 +45,11 @@ impl ServerId {
         &self.0
     }
 
-    /// The bytes the tag of a bound cookie starts with: the length, then the id.
-    pub(crate) fn mac_prefix(&self) -> impl Iterator<Item = u8> + '_ {
+    /// The id's length as the one byte that comes before it in a bound cookie's MAC
+    /// input.
+    pub(crate) fn len_byte(&self) -> u8 {
         // The constructor guarantees 1..=255 bytes.
-        let len = u8::try_from(self.0.len()).unwrap_or(u8::MAX);
-        std::iter::once(len).chain(self.0.bytes())
+        u8::try_from(self.0.len()).unwrap_or(u8::MAX)
     }
 }
 

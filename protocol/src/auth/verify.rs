@@ -114,8 +114,8 @@ fn mac_over(
     let after = rest.get(TAG_LEN..)?;
     let mut mac = HmacSha256::new_from_slice(key.as_bytes()).ok()?;
     if let Some(server) = server {
-        let prefix: Vec<u8> = server.mac_prefix().collect();
-        mac.update(&prefix);
+        mac.update(&[server.len_byte()]);
+        mac.update(server.as_str().as_bytes());
     }
     mac.update(before);
     mac.update(&[0u8; TAG_LEN]);
