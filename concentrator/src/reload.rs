@@ -99,8 +99,9 @@ impl State {
     }
 
     /// Build a snapshot from `config` (or the running one) and the host's addresses read
-    /// now (or, if they cannot be read, the previous ones), and swap it in. Returns the
-    /// previous snapshot and the new one.
+    /// now (or, if they cannot be read, the previous ones), and swap it in; without a
+    /// new config, only if the own addresses changed. Returns the previous snapshot and
+    /// the current one.
     fn rebuild(&self, config: Option<Config>) -> (Arc<Live>, Arc<Live>) {
         let _guard = self.rebuild.lock().unwrap_or_else(PoisonError::into_inner);
         let old = self.live();
@@ -116,13 +117,18 @@ impl State {
                     .collect()
             }
         };
+        let reloading = config.is_some();
         let config = config.unwrap_or_else(|| old.config.clone());
         let new = Arc::new(Live::new(config, &host));
+        let own_changed = old.policy.own_addresses() != new.policy.own_addresses();
+        if !reloading && !own_changed {
+            return (old.clone(), old);
+        }
         {
             let mut guard = self.live.write().unwrap_or_else(PoisonError::into_inner);
             *guard = new.clone();
         }
-        if old.policy.own_addresses() != new.policy.own_addresses() {
+        if own_changed {
             self.own_changed.send_modify(|n| *n = n.wrapping_add(1));
         }
         (old, new)
