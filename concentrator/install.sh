@@ -15,7 +15,9 @@
 #   4. applies the sysctls (net.mptcp.enabled=1, TFO server bit) and the MPTCP limits
 #      (subflows 8, add_addr_accepted 8) with `mpbond-concentrator setup`;
 #   5. writes /etc/mpbond/concentrator.toml if it is missing, and adds the client (default
-#      router1) with a fresh key if the config lacks it. It never replaces a key;
+#      router1) with a fresh key if the config lacks it. It never replaces a key. With
+#      --host it fills the config's empty `server_id = []` with HOST:PORT and, when HOST
+#      is an IP address, its empty `public_address = []` with HOST;
 #   6. opens the listening port in ufw, firewalld or an nft `inet filter` input chain,
 #      whichever is active (it installs no firewall);
 #   7. enables and starts (or reloads) mpbond-concentrator.service;
@@ -211,6 +213,31 @@ ensure_config() {
     fi
 }
 
+# 5b. What routers dial: the server id, and the public address behind a 1:1 NAT. Only
+# the template's empty lists are filled; anything written by hand stays.
+is_ip_literal() {
+    case $1 in
+        *:*) return 0 ;;
+        *[!0-9.]* | '') return 1 ;;
+        *.*.*.*) return 0 ;;
+        *) return 1 ;;
+    esac
+}
+
+ensure_identity() {
+    [ -n "$HOST" ] || return 0
+    port=$(listen_ports | head -n 1)
+    if grep -q '^server_id = \[\]$' "$CONF"; then
+        sed -i "s|^server_id = \[\]\$|server_id = [\"$HOST:${port:-4850}\"]|" "$CONF"
+        say "server_id $HOST:${port:-4850} set in $CONF"
+    fi
+    if is_ip_literal "$HOST" && grep -q '^public_address = \[\]$' "$CONF"; then
+        sed -i "s|^public_address = \[\]\$|public_address = [\"$HOST\"]|" "$CONF"
+        say "public_address $HOST set in $CONF (refused as a destination)"
+    fi
+    "$BIN" check-config "$CONF" >/dev/null || die "$CONF is not valid after setting server_id/public_address"
+}
+
 # 6. The firewall, if one is active. The ports are the listeners' in the config.
 listen_ports() {
     "$BIN" check-config "$CONF" | sed -n 's/.*listening on //p' | tr ',' '\n' |
@@ -275,6 +302,7 @@ install_files
 ensure_user
 apply_sysctls
 ensure_config
+ensure_identity
 open_firewall
 start_service
 # 8. The values for the router.

@@ -4,7 +4,7 @@
 # and says how to get Rust if cargo is missing. Needs root.
 set -eu
 
-PACKAGES="iproute2 nftables iperf3 tcpdump procps kmod curl ca-certificates gcc libc6-dev shellcheck"
+PACKAGES="iproute2 nftables iperf3 tcpdump procps kmod curl ca-certificates gcc libc6-dev shellcheck python3"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup.sh: run as root (the test bed creates network namespaces)" >&2

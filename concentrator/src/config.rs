@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use mpbond_protocol::auth::{ClientId, Key};
+use mpbond_protocol::auth::{ClientId, Key, ServerBinding, ServerId};
 use serde::Deserialize;
 
 /// The listen addresses used when the file has no `listen`.
@@ -32,6 +32,21 @@ pub struct RawConfig {
     pub policy: RawPolicy,
     #[serde(default)]
     pub client: Vec<RawClient>,
+    // Replay state, server binding and own addresses (see `IdentityConfig`).
+    pub state_dir: Option<String>,
+    #[serde(default)]
+    pub public_address: Vec<String>,
+    #[serde(default)]
+    pub auth: RawAuth,
+}
+
+/// `[auth]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    #[serde(default)]
+    pub server_id: Vec<String>,
+    pub accept_unbound: Option<bool>,
 }
 
 /// `[limits]` as written.
@@ -88,6 +103,23 @@ pub struct Config {
     pub limits: Limits,
     pub policy: PolicyConfig,
     pub clients: Vec<Client>,
+    pub identity: IdentityConfig,
+}
+
+/// Where replay state lives, which server ids requests must be bound to, and the
+/// public addresses that reach this host (refused as destinations like its own).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityConfig {
+    /// `state_dir`: where `replay.journal` is kept. `None` when the file has no
+    /// `state_dir` (the server then uses systemd's `$STATE_DIRECTORY`, if set) or says
+    /// `state_dir = ""` (no state: replays across restarts are not refused).
+    pub state_dir: Option<PathBuf>,
+    /// `state_dir = ""`: run without replay state on purpose.
+    pub state_disabled: bool,
+    /// `public_address`: addresses that reach this host through a 1:1 NAT.
+    pub public_address: Vec<IpAddr>,
+    /// `[auth] server_id` and `accept_unbound`.
+    pub binding: ServerBinding,
 }
 
 /// `[limits]`, validated.
@@ -186,6 +218,18 @@ pub enum FieldError {
     Duplicate { other: String },
     #[error("must not be empty")]
     Empty,
+    #[error("invalid address {value:?} (expected e.g. \"203.0.113.7\" or \"2001:db8::7\")")]
+    Address {
+        value: String,
+        #[source]
+        source: std::net::AddrParseError,
+    },
+    #[error("invalid server id {value:?}: {source}")]
+    ServerId {
+        value: String,
+        #[source]
+        source: mpbond_protocol::auth::ServerIdError,
+    },
     #[error("must be between {min} and {max}, got {value}")]
     OutOfRange { value: u64, min: u64, max: u64 },
 }
@@ -244,6 +288,7 @@ impl Config {
             allow: parse_prefixes("policy.allow", &raw.policy.allow)?,
         };
         let clients = validate_clients(&raw.client)?;
+        let identity = validate_identity(raw.state_dir, &raw.public_address, &raw.auth)?;
         Ok(Config {
             listen,
             metrics,
@@ -251,6 +296,7 @@ impl Config {
             limits,
             policy,
             clients,
+            identity,
         })
     }
 
@@ -359,6 +405,51 @@ fn validate_limits(raw: &RawLimits) -> Result<Limits, ConfigError> {
     })
 }
 
+fn validate_identity(
+    state_dir: Option<String>,
+    public_address: &[String],
+    auth: &RawAuth,
+) -> Result<IdentityConfig, ConfigError> {
+    let state_disabled = state_dir.as_deref() == Some("");
+    let state_dir = state_dir.filter(|d| !d.is_empty()).map(PathBuf::from);
+    let mut public = Vec::with_capacity(public_address.len());
+    for (i, value) in public_address.iter().enumerate() {
+        let ip: IpAddr = value.parse().map_err(|source| {
+            let value = value.clone();
+            field(
+                format!("public_address[{i}]"),
+                FieldError::Address { value, source },
+            )
+        })?;
+        public.push(ip.to_canonical());
+    }
+    let mut ids = Vec::with_capacity(auth.server_id.len());
+    for (i, value) in auth.server_id.iter().enumerate() {
+        let id: ServerId = value.parse().map_err(|source| {
+            let value = value.clone();
+            field(
+                format!("auth.server_id[{i}]"),
+                FieldError::ServerId { value, source },
+            )
+        })?;
+        ids.push(id);
+    }
+    let accept_unbound = auth.accept_unbound.unwrap_or(true);
+    if !accept_unbound && ids.is_empty() {
+        // Every request would be refused.
+        return Err(field("auth.server_id", FieldError::Empty));
+    }
+    Ok(IdentityConfig {
+        state_dir,
+        state_disabled,
+        public_address: public,
+        binding: ServerBinding {
+            ids,
+            accept_unbound,
+        },
+    })
+}
+
 fn validate_clients(raw: &[RawClient]) -> Result<Vec<Client>, ConfigError> {
     let mut clients: Vec<Client> = Vec::with_capacity(raw.len());
     let mut keys: HashSet<String> = HashSet::new();
@@ -438,6 +529,41 @@ mod tests {
         assert!(Config::parse("quiet = true\n").unwrap().quiet);
         assert!(!Config::parse("quiet = false\n").unwrap().quiet);
         assert!(Config::parse("quiet = \"no\"\n").is_err());
+    }
+
+    #[test]
+    fn identity_fields() {
+        let cfg = Config::parse(
+            "state_dir = \"/tmp/x\"\npublic_address = [\"203.0.113.7\", \"::ffff:198.51.100.1\"]\n[auth]\nserver_id = [\"vps.example.net:4850\"]\naccept_unbound = false\n",
+        )
+        .unwrap();
+        let id = &cfg.identity;
+        assert_eq!(id.state_dir, Some(PathBuf::from("/tmp/x")));
+        assert!(!id.state_disabled);
+        let want: Vec<IpAddr> = vec![
+            "203.0.113.7".parse().unwrap(),
+            "198.51.100.1".parse().unwrap(),
+        ];
+        assert_eq!(id.public_address, want);
+        assert_eq!(id.binding.ids.len(), 1);
+        assert!(!id.binding.accept_unbound);
+
+        let none = Config::parse("state_dir = \"\"\n").unwrap();
+        assert!(none.identity.state_disabled);
+        assert_eq!(none.identity.state_dir, None);
+        assert!(none.identity.binding.accept_unbound);
+
+        for (bad, field) in [
+            (
+                "public_address = [\"vps.example.net\"]\n",
+                "public_address[0]",
+            ),
+            ("[auth]\nserver_id = [\"a b\"]\n", "auth.server_id[0]"),
+            ("[auth]\naccept_unbound = false\n", "auth.server_id"),
+        ] {
+            let e = Config::parse(bad).unwrap_err().to_string();
+            assert!(e.starts_with(field), "{e}");
+        }
     }
 
     #[test]

@@ -18,6 +18,10 @@
 //! * [`reload`]: shared state, the reload [`Handle`] and what a reload changed.
 //! * [`metrics`], [`metrics_http`]: counters and the `GET /metrics` responder.
 //! * [`host`]: own addresses and the kernel settings check at start.
+//! * [`address_watch`]: follows rtnetlink address events so the own-address set stays
+//!   current.
+//! * [`replay_state`]: the replay journal in `state_dir`, so replays are refused across
+//!   restarts and crashes.
 //! * [`setup`]: `mpbond-concentrator setup` (sysctls, MPTCP limits over genetlink).
 //! * [`add_client`]: `mpbond-concentrator add-client` (new key appended to the config).
 //!
@@ -33,6 +37,7 @@
 //! ```
 
 pub mod add_client;
+pub mod address_watch;
 pub mod admission;
 pub mod config;
 pub mod host;
@@ -41,6 +46,7 @@ pub mod metrics;
 pub mod metrics_http;
 pub mod policy;
 pub mod reload;
+pub mod replay_state;
 pub mod session;
 pub mod setup;
 
@@ -76,6 +82,8 @@ pub enum RunError {
         #[source]
         source: io::Error,
     },
+    #[error("replay state: {0} (set state_dir = \"\" to run without it, and accept replays across restarts)")]
+    State(#[from] replay_state::StateError),
 }
 
 /// A concentrator with its sockets bound, ready to [`run`](Server::run).
@@ -84,15 +92,28 @@ pub struct Server {
     listeners: Vec<(SocketAddr, TcpListener)>,
     metrics: Option<(SocketAddr, TcpListener)>,
     state: Arc<State>,
+    addresses: Option<mpbond_netlink::Subscription>,
 }
 
 impl Server {
-    /// Check the host, read its own addresses and bind every listener. Must be called
-    /// inside a tokio runtime.
+    /// Check the host, read its replay state and its own addresses (after subscribing to
+    /// their changes) and bind every listener. Must be called inside a tokio runtime.
     pub async fn bind(config: Config) -> Result<Server, RunError> {
         for issue in host::check() {
             warn!("{issue}; `mpbond-concentrator setup` fixes it");
         }
+        let env_dir = std::env::var(replay_state::STATE_DIRECTORY_ENV).ok();
+        let state_dir = replay_state::state_dir(&config, env_dir.as_deref());
+        let verifier = replay_state::verifier(&config, state_dir.as_deref())?;
+        match &state_dir {
+            Some(dir) => info!(dir = %dir.display(), "replay state kept across restarts"),
+            None => warn!(
+                "no state_dir: a request captured before a restart is accepted again after it"
+            ),
+        }
+        let addresses = address_watch::subscribe()
+            .map_err(|error| warn!(%error, "cannot watch address changes; SIGHUP re-reads them"))
+            .ok();
         let own = host::own_addresses().unwrap_or_else(|error| {
             warn!(%error, "cannot list own addresses; only the built-in policy applies");
             Vec::new()
@@ -143,11 +164,12 @@ impl Server {
             }
             None => None,
         };
-        let state = Arc::new(State::new(config, &own));
+        let state = Arc::new(State::new(config, &own, verifier));
         Ok(Server {
             listeners,
             metrics,
             state,
+            addresses,
         })
     }
 
@@ -195,6 +217,11 @@ impl Server {
             );
             loops.push(tokio::spawn(task));
         }
+        let watcher = tokio::spawn(address_watch::watch(
+            self.addresses,
+            self.state.clone(),
+            stop_accepting.clone(),
+        ));
         mpbond_relay::notify::notify("READY=1");
         info!(
             clients = self.state.live().clients.len(),
@@ -215,11 +242,16 @@ impl Server {
             drain_secs = drain.as_secs(),
             "stopped accepting; draining connections"
         );
+        let _ = watcher.await;
         if tokio::time::timeout(drain, tracker.wait()).await.is_err() {
             warn!(
                 left = self.state.metrics.active(),
                 "drain timeout; closing remaining connections"
             );
+        }
+        // Exact high-water marks, so a planned restart refuses nothing new.
+        if let Err(error) = self.state.verifier.stop() {
+            warn!(%error, "cannot record the clean stop in the replay journal; clients may be refused for a few seconds after the restart");
         }
         Ok(())
     }

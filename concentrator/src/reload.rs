@@ -4,8 +4,13 @@
 //! one [`Live`] snapshot behind an `RwLock<Arc<_>>`. A connection takes the `Arc` once, at
 //! its start; a reload builds a new snapshot and swaps it in one write, so it is atomic and
 //! never touches live connections. Listen addresses, the metrics address and the auth
-//! window are fixed at start (the replay cache must survive reloads); changing them is
-//! logged as needing a restart.
+//! window, the server binding and the state directory are fixed at start (the replay
+//! cache must survive reloads); changing them is logged as needing a restart.
+//!
+//! The own-address part of the policy changes without a reload too: the address watcher
+//! ([`crate::address_watch`]) calls [`State::refresh_own`] on every address event. Every
+//! rebuild (reload or address change) reads the host's addresses and swaps under one
+//! lock, so the last swap always carries the newest read.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -14,7 +19,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use mpbond_protocol::auth::{ClientId, Key, Verifier};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 use crate::admission::Admission;
 use crate::config::{Config, ConfigError};
@@ -30,13 +35,18 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    fn new(config: Config, own: &[IpAddr]) -> Live {
+    /// `host` is the host's own addresses; the config's `public_address` list is added.
+    fn new(config: Config, host: &[IpAddr]) -> Live {
         let clients = config
             .clients
             .iter()
             .map(|c| (c.id.clone(), c.key.clone()))
             .collect();
-        let policy = Policy::new(&config.policy.deny, &config.policy.allow, own);
+        let mut own = host.to_vec();
+        own.extend_from_slice(&config.identity.public_address);
+        own.sort();
+        own.dedup();
+        let policy = Policy::new(&config.policy.deny, &config.policy.allow, &own);
         Live {
             config,
             clients,
@@ -57,6 +67,10 @@ pub(crate) struct State {
     /// end in a refusal).
     pub slots: Arc<Semaphore>,
     slot_count: Mutex<usize>,
+    /// Held while a new snapshot is built and swapped in.
+    rebuild: Mutex<()>,
+    /// Bumped after every swap that changed the own addresses.
+    own_changed: watch::Sender<u64>,
 }
 
 /// Accept-loop slots for a given `max_connections`: the limit plus headroom, so that
@@ -68,9 +82,10 @@ fn slots_for(max_connections: usize) -> usize {
 }
 
 impl State {
-    pub fn new(config: Config, own: &[IpAddr]) -> State {
+    /// State for `config`, with the host's addresses `own` and a `verifier` built for
+    /// it (binding, journal and restored floors: [`crate::replay_state::verifier`]).
+    pub fn new(config: Config, own: &[IpAddr], verifier: Verifier) -> State {
         let slots = slots_for(config.limits.max_connections);
-        let verifier = Verifier::new(config.limits.auth_window_secs);
         State {
             live: RwLock::new(Arc::new(Live::new(config, own))),
             verifier,
@@ -78,7 +93,53 @@ impl State {
             admission: Arc::new(Admission::default()),
             slots: Arc::new(Semaphore::new(slots)),
             slot_count: Mutex::new(slots),
+            rebuild: Mutex::new(()),
+            own_changed: watch::Sender::new(0),
         }
+    }
+
+    /// Build a snapshot from `config` (or the running one) and the host's addresses read
+    /// now (or, if they cannot be read, the previous ones), and swap it in; without a
+    /// new config, only if the own addresses changed. Returns the previous snapshot and
+    /// the current one.
+    fn rebuild(&self, config: Option<Config>) -> (Arc<Live>, Arc<Live>) {
+        let _guard = self.rebuild.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = self.live();
+        let host = match crate::host::own_addresses() {
+            Ok(host) => host,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list own addresses; keeping the previous list");
+                old.policy
+                    .own_addresses()
+                    .iter()
+                    .copied()
+                    .filter(|ip| !old.config.identity.public_address.contains(ip))
+                    .collect()
+            }
+        };
+        let reloading = config.is_some();
+        let config = config.unwrap_or_else(|| old.config.clone());
+        let new = Arc::new(Live::new(config, &host));
+        let own_changed = old.policy.own_addresses() != new.policy.own_addresses();
+        if !reloading && !own_changed {
+            return (old.clone(), old);
+        }
+        {
+            let mut guard = self.live.write().unwrap_or_else(PoisonError::into_inner);
+            *guard = new.clone();
+        }
+        if own_changed {
+            self.own_changed.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        (old, new)
+    }
+
+    /// Re-read the host's addresses; if the own-address set changed, swap in a snapshot
+    /// with the new set and return it.
+    pub fn refresh_own(&self) -> Option<Vec<IpAddr>> {
+        let (old, new) = self.rebuild(None);
+        let own = new.policy.own_addresses();
+        (old.policy.own_addresses() != own).then(|| own.to_vec())
     }
 
     /// The current snapshot.
@@ -87,11 +148,6 @@ impl State {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-    }
-
-    fn swap(&self, new: Live) -> Arc<Live> {
-        let mut guard = self.live.write().unwrap_or_else(PoisonError::into_inner);
-        std::mem::replace(&mut *guard, Arc::new(new))
     }
 
     fn resize_slots(&self, max_connections: usize) {
@@ -145,23 +201,26 @@ impl fmt::Display for ReloadSummary {
 }
 
 impl Handle {
-    /// Swap in `config` (client table, policy, limits) atomically. Own addresses are
-    /// re-read; if that fails the previous ones are kept.
+    /// Swap in `config` (client table, policy, limits, public addresses) atomically. Own
+    /// addresses are re-read; if that fails the previous ones are kept.
     pub fn reload(&self, config: Config) -> ReloadSummary {
-        let old = self.state.live();
-        let own = match crate::host::own_addresses() {
-            Ok(own) => own,
-            Err(error) => {
-                tracing::warn!(%error, "cannot list own addresses; keeping the previous list");
-                old.policy.own_addresses().to_vec()
-            }
-        };
-        let new = Live::new(config, &own);
+        let max_connections = config.limits.max_connections;
+        let (old, new) = self.state.rebuild(Some(config));
         let summary = diff(&old, &new);
-        self.state.resize_slots(new.config.limits.max_connections);
-        self.state.swap(new);
+        self.state.resize_slots(max_connections);
         self.state.metrics.reloaded();
         summary
+    }
+
+    /// The addresses the policy refuses as this host's own (interfaces and
+    /// `public_address`), sorted.
+    pub fn own_addresses(&self) -> Vec<IpAddr> {
+        self.state.live().policy.own_addresses().to_vec()
+    }
+
+    /// Changes each time the own-address set changes (a reload or an address event).
+    pub fn own_addresses_changed(&self) -> watch::Receiver<u64> {
+        self.state.own_changed.subscribe()
     }
 
     /// Re-read `path`; on success swap it in, on error keep the running config.
@@ -254,6 +313,18 @@ fn diff(old: &Live, new: &Live) -> ReloadSummary {
     if ol.auth_window_secs != nl.auth_window_secs {
         s.needs_restart
             .push(format!("limits.auth_window_secs {}", nl.auth_window_secs));
+    }
+    let (oi, ni) = (&old.config.identity, &new.config.identity);
+    if oi.state_dir != ni.state_dir || oi.state_disabled != ni.state_disabled {
+        s.needs_restart
+            .push(format!("state_dir {:?}", ni.state_dir));
+    }
+    if oi.binding != ni.binding {
+        let ids: Vec<&str> = ni.binding.ids.iter().map(|id| id.as_str()).collect();
+        s.needs_restart.push(format!(
+            "auth server_id {ids:?} accept_unbound {}",
+            ni.binding.accept_unbound
+        ));
     }
     s
 }

@@ -267,10 +267,27 @@ fn opens_the_port_in_ufw_and_firewalld_when_active() {
         vps.probe(4850, "home", &key).expect("probe").answer,
         Answer::Ok
     );
+    // --host fills the template's empty server_id; a DNS name is no public_address.
+    let conf = vps.read(CONF).expect("config");
+    assert!(
+        conf.contains("\nserver_id = [\"vps.example.net:4850\"]\n"),
+        "{conf}"
+    );
+    assert!(conf.contains("\npublic_address = []\n"), "{conf}");
 
-    // --no-firewall leaves them alone.
+    // --no-firewall leaves them alone. An IP --host fills the still empty
+    // public_address, and leaves the server_id set before alone.
     std::fs::remove_file(&log).expect("reset the log");
-    let (again, _) = install(&vps, "--no-firewall --client home", &[]);
+    let (again, _) = install(&vps, "--no-firewall --client home --host 192.0.2.1", &[]);
+    let conf = vps.read(CONF).expect("config");
+    assert!(
+        conf.contains("\npublic_address = [\"192.0.2.1\"]\n"),
+        "{conf}"
+    );
+    assert!(
+        conf.contains("\nserver_id = [\"vps.example.net:4850\"]\n"),
+        "{conf}"
+    );
     assert!(again.contains("firewall left alone"), "{again}");
     let calls = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(

@@ -11,13 +11,15 @@
 //!   [`decode`] that answers [`Decoded::Incomplete`] until a whole message is in.
 //! * [`request`]: [`Message::request`] classifies a decoded request
 //!   (Connect or Info) or names the Unsupported Message reason.
-//! * [`auth`]: client ids, keys, [`auth::seal`] and [`auth::Verifier`] (cookie
-//!   tag, clock window, replay cache).
+//! * [`auth`]: client ids, keys, server ids, [`auth::seal`] / [`auth::seal_bound`]
+//!   and [`auth::Verifier`] (cookie tag, clock window, replay cache, replay floors
+//!   that survive restarts through an [`auth::ReplayJournal`]).
 //! * [`handshake`]: the two sides as sans-IO machines: [`MessageReader`] (one
 //!   message from pieces, never past its end), [`ServerHandshake`] (request in,
 //!   connect / Info answer / refusal out) and [`ClientHandshake`] (seal a request,
 //!   read its reply).
-//! * [`replay`]: the memory-bounded replay cache used by the verifier.
+//! * [`replay`]: the memory-bounded replay cache and per-client floors used by the
+//!   verifier.
 //!
 //! `docs/PROTOCOL.md` documents the bytes with worked examples.
 //!

@@ -14,6 +14,15 @@
 //!   cache, so only a key holder can fill it, and the per-client cap stops one
 //!   client from starving the others.
 //!
+//! Besides the nonces, each client has a **floor**: every timestamp at or below it is
+//! refused without looking at the nonce. The floor rises when an entry is pruned (to
+//! that entry's timestamp, so a clock stepped backwards cannot reopen a pruned nonce)
+//! and is restored from the state a previous process left behind
+//! ([`crate::auth::Verifier::restore`]), so a request accepted before a restart is
+//! refused after it. The cache also tracks, per client, the highest timestamp accepted
+//! (`high`) and the highest one made durable in advance (`reserved`); the verifier
+//! decides from them when to write a reservation to its journal.
+//!
 //! Each entry costs about 50–75 bytes (a 24-byte heap entry plus a hash-set
 //! slot for the 12-byte nonce, with table slack), so the default cap of 2^20
 //! entries stays under 80 MiB. Clients are interned to a `u32` slot so heap entries stay small
@@ -54,18 +63,29 @@ pub(crate) enum Insert {
     Replay,
     /// A cap is reached; the nonce was not remembered and must be refused.
     Full,
+    /// The timestamp is at or below the client's floor.
+    BelowFloor,
 }
 
-/// Per-client nonces still inside the window.
+/// Per-client nonces still inside the window, and the client's marks.
 #[derive(Debug, Default)]
 struct Slot {
     nonces: HashSet<[u8; NONCE_LEN]>,
+    /// Refuse every timestamp `<= floor`.
+    floor: u64,
+    /// Highest timestamp accepted, or the floor if higher.
+    high: u64,
+    /// Highest timestamp the journal allows this process to accept without a new
+    /// reservation.
+    reserved: u64,
 }
 
 /// The bounded `(client, nonce)` set with expiry.
 #[derive(Debug)]
 pub(crate) struct ReplayCache {
     limits: ReplayLimits,
+    /// Seconds an entry is kept after its timestamp (the verifier's window).
+    window: u64,
     slot_of: HashMap<ClientId, u32>,
     slots: Vec<Slot>,
     /// `(expires_at, slot, nonce)`, smallest expiry on top.
@@ -73,9 +93,10 @@ pub(crate) struct ReplayCache {
 }
 
 impl ReplayCache {
-    pub(crate) fn new(limits: ReplayLimits) -> Self {
+    pub(crate) fn new(limits: ReplayLimits, window: u64) -> Self {
         Self {
             limits,
+            window,
             slot_of: HashMap::new(),
             slots: Vec::new(),
             expiries: BinaryHeap::new(),
@@ -99,6 +120,11 @@ impl ReplayCache {
                 .and_then(|i| self.slots.get_mut(i))
             {
                 entry.nonces.remove(&nonce);
+                // A clock stepped back must not reopen this nonce: nothing at or
+                // below its timestamp is accepted any more.
+                let timestamp = expires_at.saturating_sub(self.window);
+                entry.floor = entry.floor.max(timestamp);
+                entry.high = entry.high.max(entry.floor);
                 // Give back memory after a burst.
                 if entry.nonces.capacity() > 64 && entry.nonces.len() < entry.nonces.capacity() / 4
                 {
@@ -111,24 +137,42 @@ impl ReplayCache {
         }
     }
 
-    /// Remember `nonce` for `client` until `expires_at` (inclusive), unless it
-    /// is already there or a cap is reached. Call [`Self::prune`] first.
+    /// The slot id of `client`, made on first use. `None` only past `u32::MAX` clients.
+    fn slot_id(&mut self, client: &ClientId) -> Option<u32> {
+        if let Some(&id) = self.slot_of.get(client) {
+            return Some(id);
+        }
+        let id = u32::try_from(self.slots.len()).ok()?;
+        self.slots.push(Slot::default());
+        self.slot_of.insert(client.clone(), id);
+        Some(id)
+    }
+
+    /// The slot of `client`, made on first use.
+    fn slot_mut(&mut self, client: &ClientId) -> Option<&mut Slot> {
+        let id = self.slot_id(client)?;
+        self.slots.get_mut(usize::try_from(id).ok()?)
+    }
+
+    fn slot(&self, client: &ClientId) -> Option<&Slot> {
+        let &id = self.slot_of.get(client)?;
+        self.slots.get(usize::try_from(id).ok()?)
+    }
+
+    /// Remember `nonce` for `client` until `timestamp + window` (inclusive), unless
+    /// the timestamp is at or below the client's floor, the nonce is already there or
+    /// a cap is reached. Call [`Self::prune`] first.
     pub(crate) fn insert(
         &mut self,
         client: &ClientId,
         nonce: [u8; NONCE_LEN],
-        expires_at: u64,
+        timestamp: u64,
     ) -> Insert {
-        let slot_id = match self.slot_of.get(client) {
-            Some(&id) => id,
-            None => {
-                let Ok(id) = u32::try_from(self.slots.len()) else {
-                    return Insert::Full;
-                };
-                self.slots.push(Slot::default());
-                self.slot_of.insert(client.clone(), id);
-                id
-            }
+        let expires_at = timestamp.saturating_add(self.window);
+        let full = self.expiries.len() >= self.limits.max_entries;
+        let max_per_client = self.limits.max_per_client;
+        let Some(slot_id) = self.slot_id(client) else {
+            return Insert::Full;
         };
         let Some(slot) = usize::try_from(slot_id)
             .ok()
@@ -136,17 +180,64 @@ impl ReplayCache {
         else {
             return Insert::Full;
         };
+        if timestamp <= slot.floor {
+            return Insert::BelowFloor;
+        }
         if slot.nonces.contains(&nonce) {
             return Insert::Replay;
         }
-        if self.expiries.len() >= self.limits.max_entries
-            || slot.nonces.len() >= self.limits.max_per_client
-        {
+        if full || slot.nonces.len() >= max_per_client {
             return Insert::Full;
         }
         slot.nonces.insert(nonce);
+        slot.high = slot.high.max(timestamp);
         self.expiries.push(Reverse((expires_at, slot_id, nonce)));
         Insert::Fresh
+    }
+
+    /// Whether accepting `timestamp` for `client` needs a new reservation first.
+    pub(crate) fn needs_reservation(&self, client: &ClientId, timestamp: u64) -> bool {
+        self.slot(client)
+            .map_or(true, |slot| timestamp > slot.reserved)
+    }
+
+    /// The journal now allows `client` timestamps up to `through`.
+    pub(crate) fn reserved(&mut self, client: &ClientId, through: u64) {
+        if let Some(slot) = self.slot_mut(client) {
+            slot.reserved = slot.reserved.max(through);
+        }
+    }
+
+    /// Refuse every timestamp of `client` at or below `floor` (state restored from
+    /// a previous process). Floors only rise.
+    pub(crate) fn raise_floor(&mut self, client: &ClientId, floor: u64) {
+        if let Some(slot) = self.slot_mut(client) {
+            slot.floor = slot.floor.max(floor);
+            slot.high = slot.high.max(slot.floor);
+            slot.reserved = slot.reserved.max(slot.floor);
+        }
+    }
+
+    /// Each client's highest accepted timestamp (or its floor, if higher), sorted.
+    pub(crate) fn high_water_marks(&self) -> Vec<(ClientId, u64)> {
+        let mut marks: Vec<(ClientId, u64)> = self
+            .slot_of
+            .iter()
+            .filter_map(|(client, &id)| {
+                let slot = self.slots.get(usize::try_from(id).ok()?)?;
+                (slot.high > 0).then(|| (client.clone(), slot.high))
+            })
+            .collect();
+        marks.sort();
+        marks
+    }
+
+    /// After a clean stop was recorded at the high-water marks: every later accept
+    /// above them needs a new reservation (written after the stop record).
+    pub(crate) fn reservations_end_at_high_water(&mut self) {
+        for slot in &mut self.slots {
+            slot.reserved = slot.high;
+        }
     }
 }
 
@@ -160,7 +251,8 @@ mod tests {
 
     #[test]
     fn prunes_by_expiry_not_by_insertion_order() {
-        let mut cache = ReplayCache::new(ReplayLimits::default());
+        // Window 0: an entry expires at its own timestamp.
+        let mut cache = ReplayCache::new(ReplayLimits::default(), 0);
         // A future-dated nonce first, then an older one.
         assert_eq!(cache.insert(&id("a"), [1; NONCE_LEN], 200), Insert::Fresh);
         assert_eq!(cache.insert(&id("a"), [2; NONCE_LEN], 100), Insert::Fresh);
@@ -177,15 +269,57 @@ mod tests {
 
     #[test]
     fn caps_refuse_and_replay_wins_over_full() {
-        let mut cache = ReplayCache::new(ReplayLimits {
-            max_entries: 2,
-            max_per_client: 1,
-        });
+        let mut cache = ReplayCache::new(
+            ReplayLimits {
+                max_entries: 2,
+                max_per_client: 1,
+            },
+            0,
+        );
         assert_eq!(cache.insert(&id("a"), [1; NONCE_LEN], 10), Insert::Fresh);
         assert_eq!(cache.insert(&id("a"), [2; NONCE_LEN], 10), Insert::Full);
         assert_eq!(cache.insert(&id("a"), [1; NONCE_LEN], 10), Insert::Replay);
         assert_eq!(cache.insert(&id("b"), [1; NONCE_LEN], 10), Insert::Fresh);
         assert_eq!(cache.insert(&id("c"), [1; NONCE_LEN], 10), Insert::Full);
         assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn pruning_raises_the_floor() {
+        let mut cache = ReplayCache::new(ReplayLimits::default(), 60);
+        assert_eq!(cache.insert(&id("a"), [1; NONCE_LEN], 100), Insert::Fresh);
+        cache.prune(161);
+        assert_eq!(cache.len(), 0);
+        // The clock steps back: the pruned nonce stays refused, and so does anything
+        // at or below its timestamp.
+        assert_eq!(
+            cache.insert(&id("a"), [1; NONCE_LEN], 100),
+            Insert::BelowFloor
+        );
+        assert_eq!(
+            cache.insert(&id("a"), [2; NONCE_LEN], 99),
+            Insert::BelowFloor
+        );
+        assert_eq!(cache.insert(&id("a"), [2; NONCE_LEN], 101), Insert::Fresh);
+        // Other clients are not affected.
+        assert_eq!(cache.insert(&id("b"), [1; NONCE_LEN], 100), Insert::Fresh);
+    }
+
+    #[test]
+    fn marks_and_reservations() {
+        let mut cache = ReplayCache::new(ReplayLimits::default(), 60);
+        cache.raise_floor(&id("a"), 50);
+        assert_eq!(
+            cache.insert(&id("a"), [1; NONCE_LEN], 50),
+            Insert::BelowFloor
+        );
+        assert!(!cache.needs_reservation(&id("a"), 50));
+        assert!(cache.needs_reservation(&id("a"), 51));
+        assert_eq!(cache.insert(&id("a"), [1; NONCE_LEN], 70), Insert::Fresh);
+        cache.reserved(&id("a"), 80);
+        assert!(!cache.needs_reservation(&id("a"), 80));
+        assert_eq!(cache.high_water_marks(), vec![(id("a"), 70)]);
+        cache.reservations_end_at_high_water();
+        assert!(cache.needs_reservation(&id("a"), 71));
     }
 }

@@ -280,7 +280,7 @@ fn malformed_cookie_layouts() {
 
     let mut cases = Vec::new();
     let mut format = value.clone();
-    format[0] = 2;
+    format[0] = 3; // 1 is unbound, 2 bound to a server id
     cases.push(format);
     let mut id_len = value.clone();
     id_len[1] = 0;

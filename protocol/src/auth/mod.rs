@@ -6,16 +6,22 @@
 //! concentrator's [`Verifier`] checks, in this order: a Cookie TLV is present
 //! and last, its layout, the client is known, the tag (in constant time), the
 //! timestamp is within ±window of now, and the `(client, nonce)` pair was not
-//! seen within the window. See `docs/PROTOCOL.md` for the bytes.
+//! seen within the window, nor at or below the client's floor (which survives
+//! restarts through a [`ReplayJournal`]). A bound cookie ([`seal_bound`]) also
+//! names the server, so only that concentrator accepts it. See
+//! `docs/PROTOCOL.md` for the bytes and the replay guarantee.
 //!
 //! Layout: [`ids`] (client ids and keys), [`cookie`] (the cookie bytes),
-//! `verify` ([`seal`] and [`Verifier`]), and [`crate::replay`] (the cache).
+//! [`binding`] (server ids and the journal seam), `verify` ([`seal`] and
+//! [`Verifier`]), and [`crate::replay`] (the cache and the floors).
 
+pub mod binding;
 pub mod cookie;
 pub mod ids;
 mod verify;
 
 pub use crate::replay::{ReplayLimits, NONCE_LEN};
-pub use cookie::{COOKIE_FORMAT, TAG_LEN};
+pub use binding::{ReplayJournal, ServerBinding, ServerId, ServerIdError, MAX_SERVER_ID_LEN};
+pub use cookie::{COOKIE_FORMAT, COOKIE_FORMAT_BOUND, TAG_LEN};
 pub use ids::{ClientId, ClientIdError, Key, KeyError, KEY_LEN, MAX_CLIENT_ID_LEN};
-pub use verify::{seal, AuthError, Verifier};
+pub use verify::{seal, seal_bound, AuthError, Verifier, RESERVE_AHEAD_SECS};

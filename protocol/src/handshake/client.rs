@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::auth::{seal, ClientId, Key, NONCE_LEN};
+use crate::auth::{seal, seal_bound, ClientId, Key, ServerId, NONCE_LEN};
 use crate::error::{DecodeError, EncodeError, ErrorCode};
 use crate::message::Message;
 use crate::request::{Request, RequestError};
@@ -90,6 +90,25 @@ impl ClientHandshake {
             Request::Info => Asked::Info,
         };
         let wire = seal(request, client, key, now_unix_secs, nonce)?;
+        Ok((Self::expecting(asked), wire))
+    }
+
+    /// Like [`ClientHandshake::seal`], with the cookie bound to `server` (the name the
+    /// client dials, e.g. `vps.example.net:4850`): a concentrator that does not answer
+    /// to that name refuses it, even if it has the client's key.
+    pub fn seal_bound(
+        request: &Message,
+        client: &ClientId,
+        key: &Key,
+        server: &ServerId,
+        now_unix_secs: u64,
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<(Self, Vec<u8>), SealError> {
+        let asked = match request.request()? {
+            Request::Connect { .. } => Asked::Connect,
+            Request::Info => Asked::Info,
+        };
+        let wire = seal_bound(request, client, key, server, now_unix_secs, nonce)?;
         Ok((Self::expecting(asked), wire))
     }
 

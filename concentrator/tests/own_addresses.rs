@@ -1,0 +1,177 @@
+//! The concentrator's own addresses as destinations, in a namespace of their own: an
+//! address added after start is refused as soon as the kernel announces it, and a
+//! configured `public_address` is refused, including the hairpin of a 1:1 NAT (an nft
+//! DNAT from the "public" address to the concentrator's listener).
+//!
+//! The addresses are from 11.0.0.0/8, public unicast (the destination classifier refuses
+//! the documentation ranges on its own, which would hide what these tests check); nothing
+//! leaves the namespace.
+
+mod common;
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use common::*;
+use mpbond_concentrator::{Config, Handle};
+use mpbond_protocol::{ErrorCode, Message};
+use mpbond_testkit::Netns;
+
+/// Bound on waiting for the address watcher; not a timing assertion.
+const WATCH_WAIT: Duration = Duration::from_secs(10);
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+/// `lo` up and a link `d0` (one end of a veth pair, both ends in the namespace) with
+/// 11.0.0.1/24, so 11.0.0.0/24 is routed.
+fn bed(role: &str) -> Netns {
+    let ns = Netns::with_lo(role);
+    ns.ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
+    ns.ip(&["link", "set", "d1", "up"]);
+    ns.ip(&["link", "set", "d0", "up"]);
+    ns.ip(&["addr", "add", "11.0.0.1/24", "dev", "d0"]);
+    ns
+}
+
+fn config_with(extra: &str) -> Config {
+    config_on("127.0.0.1:0", extra)
+}
+
+fn config_on(listen: &str, extra: &str) -> Config {
+    let text = format!(
+        "listen = [\"{listen}\"]\nmetrics = \"127.0.0.1:0\"\nstate_dir = \"\"\n{extra}\n[limits]\nhandshake_timeout_ms = 3000\nconnect_timeout_ms = 3000\n{}",
+        client_toml("home", &key(1))
+    );
+    Config::parse(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
+}
+
+/// Run `body` on a tokio runtime inside `ns`.
+fn in_ns<F: std::future::Future<Output = ()>>(ns: &Netns, body: impl FnOnce() -> F + Send) {
+    ns.run(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                tokio::time::timeout(TEST_TIMEOUT, body())
+                    .await
+                    .expect("test timed out")
+            })
+    });
+}
+
+/// Wait (bounded) until the server's own-address set satisfies `want`.
+async fn wait_own(handle: &Handle, want: impl Fn(&[IpAddr]) -> bool) {
+    let mut changed = handle.own_addresses_changed();
+    let waited = tokio::time::timeout(WATCH_WAIT, async {
+        loop {
+            if want(&handle.own_addresses()) {
+                return;
+            }
+            changed.changed().await.expect("server alive");
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "own addresses never changed: {:?}",
+        handle.own_addresses()
+    );
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn an_address_added_after_start_is_refused() {
+    let ns = bed("own-added");
+    in_ns(&ns, || async {
+        let server = start(config_with("")).await;
+        let added = ip("11.0.0.7");
+        assert!(!server.handle.own_addresses().contains(&added));
+
+        ns.ip(&["addr", "add", "11.0.0.7/32", "dev", "d0"]);
+        wait_own(&server.handle, |own| own.contains(&added)).await;
+
+        let target = silent_target("11.0.0.7");
+        let dest = target.local_addr().unwrap();
+        let (_, code) = request(
+            server.addr,
+            &sealed(&Message::connect(dest), "home", &key(1)),
+        )
+        .await;
+        assert_eq!(code, Some(ErrorCode::NotAuthorized));
+        assert_no_connection(&target);
+
+        // And it is forgotten once removed.
+        ns.ip(&["addr", "del", "11.0.0.7/32", "dev", "d0"]);
+        wait_own(&server.handle, |own| !own.contains(&added)).await;
+        server.stop().await;
+    });
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn a_configured_public_address_is_refused() {
+    let ns = bed("own-public");
+    in_ns(&ns, || async {
+        // 11.0.0.8 is on the interface only so that a target can listen there.
+        ns.ip(&["addr", "add", "11.0.0.8/32", "dev", "d0"]);
+        let target = silent_target("11.0.0.8");
+        let dest = target.local_addr().unwrap();
+        let server = start(config_with("public_address = [\"11.0.0.9\"]")).await;
+        let own = server.handle.own_addresses();
+        assert!(own.contains(&ip("11.0.0.9")), "{own:?}");
+
+        let hairpin = std::net::SocketAddr::new(ip("11.0.0.9"), dest.port());
+        let (_, code) = request(
+            server.addr,
+            &sealed(&Message::connect(hairpin), "home", &key(1)),
+        )
+        .await;
+        assert_eq!(code, Some(ErrorCode::NotAuthorized));
+        server.stop().await;
+        assert_no_connection(&target);
+    });
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn a_hairpin_through_a_dnat_is_refused() {
+    let ns = bed("own-hairpin");
+    in_ns(&ns, || async {
+        // The concentrator listens on its private address 11.0.0.1; the provider's
+        // 1:1 NAT maps the public 11.0.0.9 to it (here an nft DNAT on output).
+        // Without public_address (the control) the request loops back into the
+        // concentrator through the DNAT.
+        let server = start(config_on("11.0.0.1:0", "")).await;
+        let listen = server.addr;
+        ns.nft(&format!(
+            "table ip hairpin {{\n chain out {{\n  type nat hook output priority -100;\n  \
+             ip daddr 11.0.0.9 tcp dport {port} dnat to 11.0.0.1:{port}\n }}\n}}\n",
+            port = listen.port()
+        ));
+        let public = std::net::SocketAddr::new(ip("11.0.0.9"), listen.port());
+        let first = sealed(&Message::connect(public), "home", &key(1));
+        let (_looped, code) = request(listen, &first).await;
+        assert_eq!(
+            code, None,
+            "the control: the hairpin reaches the concentrator"
+        );
+
+        // The operator lists the public address: the same request is refused.
+        let summary = server
+            .handle
+            .reload(config_on("11.0.0.1:0", "public_address = [\"11.0.0.9\"]"));
+        assert!(
+            server.handle.own_addresses().contains(&ip("11.0.0.9")),
+            "{summary}"
+        );
+        let again = sealed(&Message::connect(public), "home", &key(1));
+        let (_, code) = request(listen, &again).await;
+        assert_eq!(code, Some(ErrorCode::NotAuthorized));
+        drop(_looped);
+        server.stop().await;
+    });
+}
