@@ -82,62 +82,80 @@ async fn both_ways_byte_exact(relayed: Relayed, mode: Mode) {
     );
 }
 
+/// How many bytes the side that did not shut down answers with.
+const ANSWER_LEN: usize = 3 << 20;
+
 /// One side sends and shuts down; only after the far end saw EOF does the other side
 /// answer, so the answer can only arrive if the half-closed connection stayed open.
 #[tokio::test]
 async fn half_close_client_first_then_server_answers() {
-    for (mode, mptcp) in VARIANTS {
-        let Relayed {
-            mut client,
-            mut server,
-            relay,
-        } = setup(mode, mptcp).await;
-        client.write_all(b"request").await.expect("write");
-        client.shutdown().await.expect("client shutdown(Write)");
-        let got = within("server EOF", read_to_end(&mut server))
-            .await
-            .expect("server read");
-        assert_eq!(got, b"request");
-        send_pattern(&mut server, 9, 3 << 20).await;
-        server.shutdown().await.expect("server shutdown(Write)");
-        within("client data", expect_pattern(&mut client, 9, 3 << 20)).await;
-        let stats = within("relay end", relay).await.expect("relay task");
-        assert_eq!(stats.close, CloseReason::Finished);
-        assert_eq!((stats.a_to_b, stats.b_to_a), (7, 3 << 20));
-    }
+    half_close_then_answer(true, b"request", 9).await;
 }
 
 #[tokio::test]
 async fn half_close_server_first_then_client_keeps_sending() {
+    half_close_then_answer(false, b"banner", 5).await;
+}
+
+/// On every variant: the client (`client_first`) or the server sends `request` and shuts
+/// down its write side; once the other side has read exactly that and EOF, it sends
+/// [`ANSWER_LEN`] pattern bytes from `seed` and shuts down, and the first side must get
+/// all of them. The relay then ends `Finished` having counted both directions.
+async fn half_close_then_answer(client_first: bool, request: &[u8], seed: u64) {
     for (mode, mptcp) in VARIANTS {
         let Relayed {
             mut client,
             mut server,
             relay,
         } = setup(mode, mptcp).await;
-        server.write_all(b"banner").await.expect("write");
-        server.shutdown().await.expect("server shutdown(Write)");
-        let got = within("client EOF", read_to_end(&mut client))
+        let (first, second) = if client_first {
+            (&mut client, &mut server)
+        } else {
+            (&mut server, &mut client)
+        };
+        first.write_all(request).await.expect("write");
+        first.shutdown().await.expect("first side shutdown(Write)");
+        let got = within("EOF after the request", read_to_end(second))
             .await
-            .expect("client read");
-        assert_eq!(got, b"banner");
-        send_pattern(&mut client, 5, 3 << 20).await;
-        client.shutdown().await.expect("client shutdown(Write)");
-        within("server data", expect_pattern(&mut server, 5, 3 << 20)).await;
+            .expect("read the request");
+        assert_eq!(got, request, "{mode:?} mptcp={mptcp}");
+        send_pattern(second, seed, ANSWER_LEN).await;
+        second
+            .shutdown()
+            .await
+            .expect("answering side shutdown(Write)");
+        within("answer", expect_pattern(first, seed, ANSWER_LEN)).await;
         let stats = within("relay end", relay).await.expect("relay task");
-        assert_eq!(stats.close, CloseReason::Finished);
-        assert_eq!((stats.a_to_b, stats.b_to_a), (3 << 20, 6));
+        assert_eq!(stats.close, CloseReason::Finished, "{mode:?} mptcp={mptcp}");
+        let (sent, answered) = (request.len() as u64, ANSWER_LEN as u64);
+        let want = if client_first {
+            (sent, answered)
+        } else {
+            (answered, sent)
+        };
+        assert_eq!((stats.a_to_b, stats.b_to_a), want, "{mode:?} mptcp={mptcp}");
     }
 }
 
-/// Read until an error or EOF; return the error kind (EOF is `Ok(())`).
-async fn read_until_error(stream: &mut tokio::net::TcpStream) -> io::Result<()> {
+/// Read until an error or EOF on `stream`, which must end in a reset, not a clean EOF.
+async fn expect_reset(stream: &mut tokio::net::TcpStream, who: &str, mode: Mode, mptcp: bool) {
     let mut buf = [0; 4096];
-    loop {
-        if stream.read(&mut buf).await? == 0 {
-            return Ok(());
+    let end: io::Result<()> = within(&format!("{who} sees reset"), async {
+        loop {
+            if stream.read(&mut buf).await? == 0 {
+                return Ok(());
+            }
         }
-    }
+    })
+    .await;
+    let kind = end
+        .expect_err("the far side must see a reset, not a clean EOF")
+        .kind();
+    assert_eq!(
+        kind,
+        io::ErrorKind::ConnectionReset,
+        "{who}: {mode:?} mptcp={mptcp}"
+    );
 }
 
 #[tokio::test]
@@ -157,15 +175,7 @@ async fn reset_by_client_is_mirrored_to_server() {
             .set_linger(Some(Duration::ZERO))
             .expect("linger");
         drop(client);
-        let end = within("server sees reset", read_until_error(&mut server)).await;
-        let kind = end
-            .expect_err("server must see a reset, not a clean EOF")
-            .kind();
-        assert_eq!(
-            kind,
-            io::ErrorKind::ConnectionReset,
-            "{mode:?} mptcp={mptcp}"
-        );
+        expect_reset(&mut server, "server", mode, mptcp).await;
         let stats = within("relay end", relay).await.expect("relay task");
         assert_eq!(stats.close, CloseReason::ResetByA, "{mode:?} mptcp={mptcp}");
         assert_eq!(stats.a_to_b, 5);
@@ -181,15 +191,7 @@ async fn reset_by_server_is_mirrored_to_client() {
             relay,
         } = setup(mode, mptcp).await;
         mpbond_relay::sys::reset(server);
-        let end = within("client sees reset", read_until_error(&mut client)).await;
-        let kind = end
-            .expect_err("client must see a reset, not a clean EOF")
-            .kind();
-        assert_eq!(
-            kind,
-            io::ErrorKind::ConnectionReset,
-            "{mode:?} mptcp={mptcp}"
-        );
+        expect_reset(&mut client, "client", mode, mptcp).await;
         let stats = within("relay end", relay).await.expect("relay task");
         assert_eq!(stats.close, CloseReason::ResetByB, "{mode:?} mptcp={mptcp}");
     }

@@ -156,6 +156,14 @@ pub struct FetchReport {
     pub error: Option<String>,
 }
 
+impl FetchReport {
+    /// Whether the data arrived whole and unchanged: no error, a SHA-256 of what came, and
+    /// no wrong byte.
+    pub fn intact(&self) -> bool {
+        self.ok && self.sha256_got.is_some() && self.first_bad_offset.is_none()
+    }
+}
+
 /// One JSON line logged by `mpbond-tb serve` on stdout.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -210,6 +218,22 @@ pub struct SwarmReport {
     pub seconds: f64,
     /// opened / seconds.
     pub per_second: f64,
+    /// The first failure, if any.
+    pub first_error: Option<String>,
+}
+
+/// What `mpbond-tb ttfb` prints.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TtfbReport {
+    /// Requests answered completely.
+    pub ok: usize,
+    /// Requests that failed.
+    pub failed: usize,
+    /// Time to first byte of each good request, in milliseconds, in order.
+    pub ttfb_ms: Vec<f64>,
+    /// Their median.
+    pub median_ms: f64,
     /// The first failure, if any.
     pub first_error: Option<String>,
 }

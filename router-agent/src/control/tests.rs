@@ -6,16 +6,12 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use ipnet::IpNet;
-
 use super::reconcile::{KernelPort, Reconciler};
 use super::subflows::SubflowCounter;
 use crate::core::preferred_source;
 use crate::model::netops::{Endpoint, KernelState, Limits, NetOp, Ownership};
-use crate::model::wan::{
-    discover, AddrInfo, Health, LinkInfo, Mode, RouteInfo, Snapshot, WanSettings, WanSpec,
-    MAIN_TABLE,
-};
+use crate::model::routing::fixture::{default_via, ip, link};
+use crate::model::wan::{discover, Health, LinkInfo, Mode, Snapshot, WanSettings, WanSpec};
 use crate::model::wan_book::{probe_targets, WanEvent};
 use crate::model::wan_health::ProbeSettings;
 use crate::net::backend::{NetBackend, NetError, RecordingBackend};
@@ -79,44 +75,18 @@ impl KernelPort for Fake {
     }
 }
 
-fn link(ifindex: u32, name: &str, addr: &str) -> LinkInfo {
-    let net: IpNet = addr.parse().expect("test address");
-    LinkInfo {
-        ifindex,
-        name: name.into(),
-        up: true,
-        point_to_point: false,
-        addrs: vec![AddrInfo {
-            addr: net.addr(),
-            prefix_len: net.prefix_len(),
-            tentative: false,
-            deprecated: false,
-            temporary: false,
-        }],
-        rx_bytes: 0,
-        tx_bytes: 0,
-    }
-}
-
-fn default_via(oif: u32, gw: &str) -> RouteInfo {
-    RouteInfo {
-        table: MAIN_TABLE,
-        dst: "0.0.0.0/0".parse().expect("literal"),
-        gateway: Some(gw.parse().expect("test gateway")),
-        oif,
-        protocol: 4,
-    }
-}
-
 /// The test bed's router: LAN `br-lan`, WANs wan1 (10.200.1.2) and wan2 (10.200.2.2).
 fn two_wans() -> Snapshot {
     Snapshot {
         links: vec![
-            link(2, "br-lan", "192.168.50.1/24"),
-            link(3, "wan1", "10.200.1.2/24"),
-            link(4, "wan2", "10.200.2.2/24"),
+            link(2, "br-lan", &["192.168.50.1/24"]),
+            link(3, "wan1", &["10.200.1.2/24"]),
+            link(4, "wan2", &["10.200.2.2/24"]),
         ],
-        routes: vec![default_via(3, "10.200.1.1"), default_via(4, "10.200.2.1")],
+        routes: vec![
+            default_via(3, "10.200.1.1", false),
+            default_via(4, "10.200.2.1", false),
+        ],
     }
 }
 
@@ -142,10 +112,6 @@ fn reconciler(settings: WanSettings) -> Reconciler {
         Ownership::default(),
         limits,
     )
-}
-
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("test address")
 }
 
 fn endpoint_addrs(fake: &Fake) -> Vec<IpAddr> {
@@ -300,7 +266,7 @@ fn a_refused_op_is_retried_by_the_next_reconcile() {
 fn no_wans_is_not_an_error() {
     block_on(async {
         let mut fake = Fake::new(Snapshot {
-            links: vec![link(2, "br-lan", "192.168.50.1/24")],
+            links: vec![link(2, "br-lan", &["192.168.50.1/24"])],
             routes: Vec::new(),
         });
         let mut r = reconciler(settings());
@@ -332,8 +298,12 @@ fn a_configured_wan_without_its_device_is_down_and_planned_when_it_appears() {
         ));
         assert_eq!(endpoint_addrs(&fake), vec![ip("10.200.1.2")]);
 
-        fake.snapshot.links.push(link(9, "lte", "192.168.8.100/24"));
-        fake.snapshot.routes.push(default_via(9, "192.168.8.1"));
+        fake.snapshot
+            .links
+            .push(link(9, "lte", &["192.168.8.100/24"]));
+        fake.snapshot
+            .routes
+            .push(default_via(9, "192.168.8.1", false));
         let out = r.reconcile(&mut fake).await.expect("reconcile");
         assert!(matches!(&out.events[..], [WanEvent::LinkRestored { name, .. }] if name == "lte"));
         assert_eq!(

@@ -117,7 +117,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    table::install_signal_cleanup();
+    mpbond_tests::interrupt::install_signal_cleanup("mpbond-bench");
     let mut figures = Vec::new();
     let mut errors = Vec::new();
     let mut selected: Vec<u8> = if cli.cases.is_empty() {
