@@ -49,11 +49,7 @@ async fn relays_between_tcp_and_mptcp_byte_exact() {
 /// 8 MiB up and 8 MiB + 7 down at the same time, every byte checked.
 async fn both_ways_byte_exact(relayed: Relayed, mode: Mode) {
     const LEN: usize = 8 << 20;
-    let Relayed {
-        client,
-        server,
-        relay,
-    } = relayed;
+    let (client, server, relay) = relayed.into_parts();
     let (mut client_r, mut client_w) = client.into_split();
     let (mut server_r, mut server_w) = server.into_split();
     let up = tokio::spawn(async move {
@@ -103,11 +99,7 @@ async fn half_close_server_first_then_client_keeps_sending() {
 /// all of them. The relay then ends `Finished` having counted both directions.
 async fn half_close_then_answer(client_first: bool, request: &[u8], seed: u64) {
     for (mode, mptcp) in VARIANTS {
-        let Relayed {
-            mut client,
-            mut server,
-            relay,
-        } = setup(mode, mptcp).await;
+        let (mut client, mut server, relay) = setup(mode, mptcp).await.into_parts();
         let (first, second) = if client_first {
             (&mut client, &mut server)
         } else {
@@ -161,11 +153,7 @@ async fn expect_reset(stream: &mut tokio::net::TcpStream, who: &str, mode: Mode,
 #[tokio::test]
 async fn reset_by_client_is_mirrored_to_server() {
     for (mode, mptcp) in VARIANTS {
-        let Relayed {
-            mut client,
-            mut server,
-            relay,
-        } = setup(mode, mptcp).await;
+        let (mut client, mut server, relay) = setup(mode, mptcp).await.into_parts();
         client.write_all(b"hello").await.expect("write");
         let mut buf = [0; 5];
         within("hello", server.read_exact(&mut buf))
@@ -185,11 +173,7 @@ async fn reset_by_client_is_mirrored_to_server() {
 #[tokio::test]
 async fn reset_by_server_is_mirrored_to_client() {
     for (mode, mptcp) in VARIANTS {
-        let Relayed {
-            mut client,
-            server,
-            relay,
-        } = setup(mode, mptcp).await;
+        let (mut client, server, relay) = setup(mode, mptcp).await.into_parts();
         mpbond_relay::sys::reset(server);
         expect_reset(&mut client, "client", mode, mptcp).await;
         let stats = within("relay end", relay).await.expect("relay task");
@@ -203,11 +187,7 @@ async fn idle_timeout_closes_both_sides() {
     let opts = RelayOpts {
         idle_timeout: Some(Duration::from_secs(7200)),
     };
-    let Relayed {
-        mut client,
-        mut server,
-        relay,
-    } = relayed(opts, Mode::Splice).await;
+    let (mut client, mut server, relay) = relayed(opts, Mode::Splice).await.into_parts();
     let started = tokio::time::Instant::now();
     let stats = relay.await.expect("relay task");
     assert_eq!(stats.close, CloseReason::IdleTimeout);
@@ -223,11 +203,7 @@ async fn traffic_defers_idle_timeout() {
     let opts = RelayOpts {
         idle_timeout: Some(idle),
     };
-    let Relayed {
-        mut client,
-        mut server,
-        relay,
-    } = relayed(opts, Mode::Splice).await;
+    let (mut client, mut server, relay) = relayed(opts, Mode::Splice).await.into_parts();
     let started = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(idle / 4);
     let mut buf = [0; 1];
@@ -252,11 +228,7 @@ async fn huge_idle_timeout_does_not_panic() {
     let opts = RelayOpts {
         idle_timeout: Some(Duration::MAX),
     };
-    let Relayed {
-        mut client,
-        mut server,
-        relay,
-    } = relayed(opts, Mode::Splice).await;
+    let (mut client, mut server, relay) = relayed(opts, Mode::Splice).await.into_parts();
     client.write_all(b"x").await.expect("write");
     client.shutdown().await.expect("shutdown");
     assert_eq!(

@@ -30,6 +30,14 @@ fn run<F: Future<Output = ()>>(f: F) {
     });
 }
 
+/// A stand-in ubusd in a fresh socket directory, serving the `qmi-wwan.json` dump, with
+/// object and peer ids as `ids` says.
+fn qmi_wwan_standin(ids: Ids) -> (SockDir, StandIn) {
+    let dir = SockDir::new();
+    let ubusd = StandIn::start_ids(&dir.socket(), fixture("qmi-wwan.json"), ids);
+    (dir, ubusd)
+}
+
 /// The netifd watcher on `dir`'s socket (fast backoff), and the view it publishes.
 struct Watcher {
     rx: channel::Receiver<Option<NetifdView>>,
@@ -102,8 +110,7 @@ async fn dumps_reach(ubusd: &StandIn, count: u32) {
 #[test]
 fn a_dump_over_the_socket_resolves_the_qmi_wwan() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start(&dir.socket(), fixture("qmi-wwan.json"));
+        let (dir, ubusd) = qmi_wwan_standin(Ids::Random);
         let mut client = Client::connect(&dir.socket()).await.expect("connect");
         assert_ne!(client.local_id, 0, "the HELLO names us");
         let reply = client
@@ -130,8 +137,7 @@ fn a_dump_over_the_socket_resolves_the_qmi_wwan() {
 #[test]
 fn an_event_makes_the_watcher_re_dump() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start(&dir.socket(), fixture("qmi-wwan.json"));
+        let (dir, ubusd) = qmi_wwan_standin(Ids::Random);
         let mut watcher = Watcher::start(&dir);
         watcher.until_l3("wwan", "wwan0").await;
         assert_eq!(
@@ -162,8 +168,7 @@ fn an_event_makes_the_watcher_re_dump() {
 #[test]
 fn the_watcher_survives_ubusd_going_away() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start(&dir.socket(), fixture("qmi-wwan.json"));
+        let (dir, ubusd) = qmi_wwan_standin(Ids::Random);
         let mut watcher = Watcher::start(&dir);
         watcher.until_l3("wwan", "wwan0").await;
 
@@ -186,8 +191,7 @@ fn the_watcher_survives_ubusd_going_away() {
 #[test]
 fn garbage_from_ubusd_is_an_error_and_the_watcher_recovers() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start(&dir.socket(), fixture("qmi-wwan.json"));
+        let (dir, ubusd) = qmi_wwan_standin(Ids::Random);
         ubusd.set_garbage(true);
         let mut client = Client::connect(&dir.socket()).await.expect("connect");
         match client.call("network.interface", "dump", Map::new()).await {
@@ -228,8 +232,7 @@ fn no_socket_is_a_connect_error() {
 #[test]
 fn an_event_during_a_request_is_kept_for_next_event() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start(&dir.socket(), fixture("qmi-wwan.json"));
+        let (dir, ubusd) = qmi_wwan_standin(Ids::Random);
         let mut client = Client::connect(&dir.socket()).await.expect("connect");
         client.listen("network.*").await.expect("listen");
         netifd_event(&ubusd, "ifdown", "wwan");
@@ -255,8 +258,7 @@ fn an_event_during_a_request_is_kept_for_next_event() {
 #[test]
 fn registration_and_events_work_on_the_first_try_with_ids_of_2_pow_31_and_more() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start_ids(&dir.socket(), fixture("qmi-wwan.json"), Ids::High);
+        let (dir, ubusd) = qmi_wwan_standin(Ids::High);
         assert!(ubusd.netifd_id() >= 0x8000_0000);
         let mut watcher = Watcher::start(&dir);
         watcher.until_l3("wwan", "wwan0").await;
@@ -277,8 +279,7 @@ fn registration_and_events_work_on_the_first_try_with_ids_of_2_pow_31_and_more()
 #[test]
 fn listen_registers_a_high_object_id_as_int32() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start_ids(&dir.socket(), fixture("qmi-wwan.json"), Ids::High);
+        let (dir, ubusd) = qmi_wwan_standin(Ids::High);
         let mut client = Client::connect(&dir.socket()).await.expect("connect");
         assert!(client.local_id >= 0x8000_0000, "peer ids are u32 too");
         client.listen("network.interface").await.expect("register");
@@ -292,8 +293,7 @@ fn listen_registers_a_high_object_id_as_int32() {
 #[test]
 fn the_stand_in_refuses_what_ubusd_refuses() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start_ids(&dir.socket(), fixture("qmi-wwan.json"), Ids::High);
+        let (dir, ubusd) = qmi_wwan_standin(Ids::High);
         let mut client = Client::connect(&dir.socket()).await.expect("connect");
         // An id as INT64, as a JSON number of 2^31 or more becomes: blobmsg_parse skips
         // it, so the object is missing.

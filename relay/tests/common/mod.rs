@@ -59,6 +59,13 @@ pub struct Relayed {
     pub relay: JoinHandle<RelayStats>,
 }
 
+impl Relayed {
+    /// `(client, server, relay)`.
+    pub fn into_parts(self) -> (TcpStream, TcpStream, JoinHandle<RelayStats>) {
+        (self.client, self.server, self.relay)
+    }
+}
+
 pub async fn relayed(opts: RelayOpts, mode: Mode) -> Relayed {
     let (client, a) = tcp_pair().await;
     let (b, server) = tcp_pair().await;

@@ -9,8 +9,8 @@ use std::time::Duration;
 use super::reconcile::{KernelPort, Reconciler};
 use super::subflows::SubflowCounter;
 use crate::core::preferred_source;
-use crate::model::netops::{Endpoint, KernelState, Limits, NetOp, Ownership};
-use crate::model::routing::fixture::{default_via, ip, link};
+use crate::model::netops::{Endpoint, KernelState, NetOp, Ownership};
+use crate::model::routing::fixture::{caps, default_via, ip, lan, link};
 use crate::model::wan::{discover, Health, LinkInfo, Mode, Snapshot, WanSettings, WanSpec};
 use crate::model::wan_book::{probe_targets, WanEvent};
 use crate::model::wan_health::ProbeSettings;
@@ -102,16 +102,15 @@ fn settings() -> WanSettings {
 }
 
 fn reconciler(settings: WanSettings) -> Reconciler {
-    let limits = Limits {
-        subflows: 8,
-        add_addr_accepted: 8,
-    };
-    Reconciler::new(
-        settings,
-        vec!["br-lan".into()],
-        Ownership::default(),
-        limits,
-    )
+    Reconciler::new(settings, lan(), Ownership::default(), caps())
+}
+
+/// The test bed's two WANs after a first reconcile with [`settings`].
+async fn reconciled_two_wans() -> (Fake, Reconciler) {
+    let mut fake = Fake::new(two_wans());
+    let mut r = reconciler(settings());
+    r.reconcile(&mut fake).await.expect("reconcile");
+    (fake, r)
 }
 
 fn endpoint_addrs(fake: &Fake) -> Vec<IpAddr> {
@@ -150,9 +149,7 @@ fn first_reconcile_builds_everything_and_the_second_does_nothing() {
 #[test]
 fn carrier_loss_marks_the_wan_down_at_once_and_return_brings_it_back() {
     block_on(async {
-        let mut fake = Fake::new(two_wans());
-        let mut r = reconciler(settings());
-        r.reconcile(&mut fake).await.expect("reconcile");
+        let (mut fake, mut r) = reconciled_two_wans().await;
 
         fake.link("wan1").up = false;
         let out = r.reconcile(&mut fake).await.expect("reconcile");
@@ -199,9 +196,7 @@ fn carrier_loss_marks_the_wan_down_at_once_and_return_brings_it_back() {
 #[test]
 fn address_removal_is_a_link_loss() {
     block_on(async {
-        let mut fake = Fake::new(two_wans());
-        let mut r = reconciler(settings());
-        r.reconcile(&mut fake).await.expect("reconcile");
+        let (mut fake, mut r) = reconciled_two_wans().await;
         fake.link("wan2").addrs.clear();
         let out = r.reconcile(&mut fake).await.expect("reconcile");
         assert!(matches!(
@@ -216,9 +211,7 @@ fn address_removal_is_a_link_loss() {
 #[test]
 fn probe_failures_withdraw_the_endpoint_and_recovery_re_adds_it() {
     block_on(async {
-        let mut fake = Fake::new(two_wans());
-        let mut r = reconciler(settings());
-        r.reconcile(&mut fake).await.expect("reconcile");
+        let (mut fake, mut r) = reconciled_two_wans().await;
         assert!(r.book.record("wan1", None).is_empty());
         let events = r.book.record("wan1", None);
         assert!(matches!(

@@ -34,7 +34,9 @@ fn spec(redirect: bool) -> RedirectSpec {
     }
 }
 
+/// The client and router namespaces (fails the test without root, `ip` and `nft`).
 fn topology() -> (NetNs, NetNs) {
+    require_root_and_nft();
     let client = NetNs::new();
     let router = NetNs::new();
     router.ok(&[
@@ -122,7 +124,6 @@ fn connect_from(client: &NetNs, dest: &str) -> std::io::Result<TcpStream> {
 #[test]
 #[ignore = "needs root, ip and nft"]
 fn lan_tcp_is_redirected_and_bypasses_are_not() {
-    require_root_and_nft();
     let (client, router) = topology();
     let (mut table, listener) = redirect_table_and_listener(&router);
     let _c = connect_from(&client, "203.0.113.10:80").expect("redirected v4 connect");
@@ -151,7 +152,6 @@ fn lan_tcp_is_redirected_and_bypasses_are_not() {
 #[test]
 #[ignore = "needs root, ip and nft"]
 fn fw4_dstnat_still_sees_what_we_leave_alone() {
-    require_root_and_nft();
     let (client, router) = topology();
     router.ok(&["nft", "add", "table", "inet", "fw4"]);
     let chain = "{ type nat hook prerouting priority dstnat; policy accept; }";
@@ -264,7 +264,6 @@ fn download_while(
 #[test]
 #[ignore = "needs root, ip and nft"]
 fn established_redirected_connection_survives_fail_open() {
-    require_root_and_nft();
     let (client, router) = topology();
     let (mut table, listener) = redirect_table_and_listener(&router);
     let near = connect_from(&client, "203.0.113.10:80").expect("redirected connect");
