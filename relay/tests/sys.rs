@@ -205,13 +205,7 @@ fn notify_reaches_path_and_abstract_sockets() {
 /// it returns at once (an edge swallowed while waiting for the handshake would hang here).
 #[tokio::test]
 async fn connected_stream_is_writable_at_once() {
-    for (mptcp, fastopen, first) in [
-        (false, false, &b""[..]),
-        (false, false, b"x"),
-        (false, true, b"x"),
-        (true, false, b""),
-        (true, true, b"x"),
-    ] {
+    for (mptcp, fastopen, first) in common::WRITABLE_CASES {
         let (connected, _accepted) = connect_to_loopback(mptcp, fastopen, first).await;
         let ready = tokio::time::timeout(Duration::from_secs(2), connected.stream.writable()).await;
         assert!(
