@@ -238,6 +238,29 @@ pub struct TtfbReport {
     pub first_error: Option<String>,
 }
 
+/// What `mpbond-tb load` prints (the bench reads it back).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// Connections asked for.
+    pub conns: usize,
+    /// Connections that were established.
+    pub connected: usize,
+    /// Connections that failed before the end of the interval.
+    pub failed: usize,
+    /// Length of the measured interval.
+    pub seconds: f64,
+    /// Bytes received in the interval, all connections.
+    pub bytes: u64,
+    /// Aggregate goodput over the interval.
+    pub mbit_per_s: f64,
+    /// Bytes received from the first connect to the end (for CPU per byte).
+    pub total_bytes: u64,
+    /// Seconds from the first connect to the end.
+    pub total_seconds: f64,
+    /// The first error seen, if any.
+    pub error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

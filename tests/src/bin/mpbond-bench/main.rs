@@ -8,7 +8,8 @@
 //! Layout:
 //! * [`ctx`]: [`ctx::Ctx`] (mode, binaries, output dir) and [`ctx::BenchError`];
 //!   every case is `pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError>`.
-//! * [`report`]: the result model ([`report::Figure`], targets, medians).
+//! * [`report`]: the result model ([`report::Figure`], targets, medians, and
+//!   [`report::Measurement`], what the figures of one measurement share).
 //! * [`table`]: the printed table and the JSON document.
 //! * [`stat`]: CPU steal and per-process CPU seconds from `/proc`.
 //! * [`peer`]: shadowsocks-rust in the router and VPS namespaces.
