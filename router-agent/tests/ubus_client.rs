@@ -38,6 +38,15 @@ fn qmi_wwan_standin(ids: Ids) -> (SockDir, StandIn) {
     (dir, ubusd)
 }
 
+/// [`qmi_wwan_standin`] with random ids, and a [`Watcher`] on it that has published the
+/// first view (`wwan` on `wwan0`).
+async fn watching_qmi_wwan() -> (SockDir, StandIn, Watcher) {
+    let (dir, ubusd) = qmi_wwan_standin(Ids::Random);
+    let mut watcher = Watcher::start(&dir);
+    watcher.until_l3("wwan", "wwan0").await;
+    (dir, ubusd, watcher)
+}
+
 /// The netifd watcher on `dir`'s socket (fast backoff), and the view it publishes.
 struct Watcher {
     rx: channel::Receiver<Option<NetifdView>>,
@@ -137,9 +146,7 @@ fn a_dump_over_the_socket_resolves_the_qmi_wwan() {
 #[test]
 fn an_event_makes_the_watcher_re_dump() {
     run(async {
-        let (dir, ubusd) = qmi_wwan_standin(Ids::Random);
-        let mut watcher = Watcher::start(&dir);
-        watcher.until_l3("wwan", "wwan0").await;
+        let (_dir, ubusd, mut watcher) = watching_qmi_wwan().await;
         assert_eq!(
             l3(watcher.rx.borrow().as_ref().unwrap(), "wan"),
             None,
@@ -168,9 +175,7 @@ fn an_event_makes_the_watcher_re_dump() {
 #[test]
 fn the_watcher_survives_ubusd_going_away() {
     run(async {
-        let (dir, ubusd) = qmi_wwan_standin(Ids::Random);
-        let mut watcher = Watcher::start(&dir);
-        watcher.until_l3("wwan", "wwan0").await;
+        let (dir, ubusd, mut watcher) = watching_qmi_wwan().await;
 
         let state = ubusd.stop();
         assert!(!dir.socket().exists());
