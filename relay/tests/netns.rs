@@ -264,13 +264,7 @@ fn connect_with_keeps_write_readiness_when_the_handshake_is_slow() {
             }");
         runtime().block_on(async {
             let mut hangs = Vec::new();
-            for (mptcp, fastopen, first) in [
-                (false, false, &b""[..]),
-                (false, false, b"x"),
-                (false, true, b"x"),
-                (true, false, b""),
-                (true, true, b"x"),
-            ] {
+            for (mptcp, fastopen, first) in common::WRITABLE_CASES {
                 let addr = "127.0.0.1:0".parse().expect("addr");
                 let listener = sys::mptcp_listener(addr, 16, Some(16)).expect("listen");
                 let dest = listener.local_addr().expect("local_addr");

@@ -49,11 +49,7 @@ async fn relays_between_tcp_and_mptcp_byte_exact() {
 /// 8 MiB up and 8 MiB + 7 down at the same time, every byte checked.
 async fn both_ways_byte_exact(relayed: Relayed, mode: Mode) {
     const LEN: usize = 8 << 20;
-    let Relayed {
-        client,
-        server,
-        relay,
-    } = relayed;
+    let (client, server, relay) = relayed.into_parts();
     let (mut client_r, mut client_w) = client.into_split();
     let (mut server_r, mut server_w) = server.into_split();
     let up = tokio::spawn(async move {
@@ -82,72 +78,82 @@ async fn both_ways_byte_exact(relayed: Relayed, mode: Mode) {
     );
 }
 
+/// How many bytes the side that did not shut down answers with.
+const ANSWER_LEN: usize = 3 << 20;
+
 /// One side sends and shuts down; only after the far end saw EOF does the other side
 /// answer, so the answer can only arrive if the half-closed connection stayed open.
 #[tokio::test]
 async fn half_close_client_first_then_server_answers() {
-    for (mode, mptcp) in VARIANTS {
-        let Relayed {
-            mut client,
-            mut server,
-            relay,
-        } = setup(mode, mptcp).await;
-        client.write_all(b"request").await.expect("write");
-        client.shutdown().await.expect("client shutdown(Write)");
-        let got = within("server EOF", read_to_end(&mut server))
-            .await
-            .expect("server read");
-        assert_eq!(got, b"request");
-        send_pattern(&mut server, 9, 3 << 20).await;
-        server.shutdown().await.expect("server shutdown(Write)");
-        within("client data", expect_pattern(&mut client, 9, 3 << 20)).await;
-        let stats = within("relay end", relay).await.expect("relay task");
-        assert_eq!(stats.close, CloseReason::Finished);
-        assert_eq!((stats.a_to_b, stats.b_to_a), (7, 3 << 20));
-    }
+    half_close_then_answer(true, b"request", 9).await;
 }
 
 #[tokio::test]
 async fn half_close_server_first_then_client_keeps_sending() {
+    half_close_then_answer(false, b"banner", 5).await;
+}
+
+/// On every variant: the client (`client_first`) or the server sends `request` and shuts
+/// down its write side; once the other side has read exactly that and EOF, it sends
+/// [`ANSWER_LEN`] pattern bytes from `seed` and shuts down, and the first side must get
+/// all of them. The relay then ends `Finished` having counted both directions.
+async fn half_close_then_answer(client_first: bool, request: &[u8], seed: u64) {
     for (mode, mptcp) in VARIANTS {
-        let Relayed {
-            mut client,
-            mut server,
-            relay,
-        } = setup(mode, mptcp).await;
-        server.write_all(b"banner").await.expect("write");
-        server.shutdown().await.expect("server shutdown(Write)");
-        let got = within("client EOF", read_to_end(&mut client))
+        let (mut client, mut server, relay) = setup(mode, mptcp).await.into_parts();
+        let (first, second) = if client_first {
+            (&mut client, &mut server)
+        } else {
+            (&mut server, &mut client)
+        };
+        first.write_all(request).await.expect("write");
+        first.shutdown().await.expect("first side shutdown(Write)");
+        let got = within("EOF after the request", read_to_end(second))
             .await
-            .expect("client read");
-        assert_eq!(got, b"banner");
-        send_pattern(&mut client, 5, 3 << 20).await;
-        client.shutdown().await.expect("client shutdown(Write)");
-        within("server data", expect_pattern(&mut server, 5, 3 << 20)).await;
+            .expect("read the request");
+        assert_eq!(got, request, "{mode:?} mptcp={mptcp}");
+        send_pattern(second, seed, ANSWER_LEN).await;
+        second
+            .shutdown()
+            .await
+            .expect("answering side shutdown(Write)");
+        within("answer", expect_pattern(first, seed, ANSWER_LEN)).await;
         let stats = within("relay end", relay).await.expect("relay task");
-        assert_eq!(stats.close, CloseReason::Finished);
-        assert_eq!((stats.a_to_b, stats.b_to_a), (3 << 20, 6));
+        assert_eq!(stats.close, CloseReason::Finished, "{mode:?} mptcp={mptcp}");
+        let (sent, answered) = (request.len() as u64, ANSWER_LEN as u64);
+        let want = if client_first {
+            (sent, answered)
+        } else {
+            (answered, sent)
+        };
+        assert_eq!((stats.a_to_b, stats.b_to_a), want, "{mode:?} mptcp={mptcp}");
     }
 }
 
-/// Read until an error or EOF; return the error kind (EOF is `Ok(())`).
-async fn read_until_error(stream: &mut tokio::net::TcpStream) -> io::Result<()> {
+/// Read until an error or EOF on `stream`, which must end in a reset, not a clean EOF.
+async fn expect_reset(stream: &mut tokio::net::TcpStream, who: &str, mode: Mode, mptcp: bool) {
     let mut buf = [0; 4096];
-    loop {
-        if stream.read(&mut buf).await? == 0 {
-            return Ok(());
+    let end: io::Result<()> = within(&format!("{who} sees reset"), async {
+        loop {
+            if stream.read(&mut buf).await? == 0 {
+                return Ok(());
+            }
         }
-    }
+    })
+    .await;
+    let kind = end
+        .expect_err("the far side must see a reset, not a clean EOF")
+        .kind();
+    assert_eq!(
+        kind,
+        io::ErrorKind::ConnectionReset,
+        "{who}: {mode:?} mptcp={mptcp}"
+    );
 }
 
 #[tokio::test]
 async fn reset_by_client_is_mirrored_to_server() {
     for (mode, mptcp) in VARIANTS {
-        let Relayed {
-            mut client,
-            mut server,
-            relay,
-        } = setup(mode, mptcp).await;
+        let (mut client, mut server, relay) = setup(mode, mptcp).await.into_parts();
         client.write_all(b"hello").await.expect("write");
         let mut buf = [0; 5];
         within("hello", server.read_exact(&mut buf))
@@ -157,15 +163,7 @@ async fn reset_by_client_is_mirrored_to_server() {
             .set_linger(Some(Duration::ZERO))
             .expect("linger");
         drop(client);
-        let end = within("server sees reset", read_until_error(&mut server)).await;
-        let kind = end
-            .expect_err("server must see a reset, not a clean EOF")
-            .kind();
-        assert_eq!(
-            kind,
-            io::ErrorKind::ConnectionReset,
-            "{mode:?} mptcp={mptcp}"
-        );
+        expect_reset(&mut server, "server", mode, mptcp).await;
         let stats = within("relay end", relay).await.expect("relay task");
         assert_eq!(stats.close, CloseReason::ResetByA, "{mode:?} mptcp={mptcp}");
         assert_eq!(stats.a_to_b, 5);
@@ -175,21 +173,9 @@ async fn reset_by_client_is_mirrored_to_server() {
 #[tokio::test]
 async fn reset_by_server_is_mirrored_to_client() {
     for (mode, mptcp) in VARIANTS {
-        let Relayed {
-            mut client,
-            server,
-            relay,
-        } = setup(mode, mptcp).await;
+        let (mut client, server, relay) = setup(mode, mptcp).await.into_parts();
         mpbond_relay::sys::reset(server);
-        let end = within("client sees reset", read_until_error(&mut client)).await;
-        let kind = end
-            .expect_err("client must see a reset, not a clean EOF")
-            .kind();
-        assert_eq!(
-            kind,
-            io::ErrorKind::ConnectionReset,
-            "{mode:?} mptcp={mptcp}"
-        );
+        expect_reset(&mut client, "client", mode, mptcp).await;
         let stats = within("relay end", relay).await.expect("relay task");
         assert_eq!(stats.close, CloseReason::ResetByB, "{mode:?} mptcp={mptcp}");
     }
@@ -201,11 +187,7 @@ async fn idle_timeout_closes_both_sides() {
     let opts = RelayOpts {
         idle_timeout: Some(Duration::from_secs(7200)),
     };
-    let Relayed {
-        mut client,
-        mut server,
-        relay,
-    } = relayed(opts, Mode::Splice).await;
+    let (mut client, mut server, relay) = relayed(opts, Mode::Splice).await.into_parts();
     let started = tokio::time::Instant::now();
     let stats = relay.await.expect("relay task");
     assert_eq!(stats.close, CloseReason::IdleTimeout);
@@ -221,11 +203,7 @@ async fn traffic_defers_idle_timeout() {
     let opts = RelayOpts {
         idle_timeout: Some(idle),
     };
-    let Relayed {
-        mut client,
-        mut server,
-        relay,
-    } = relayed(opts, Mode::Splice).await;
+    let (mut client, mut server, relay) = relayed(opts, Mode::Splice).await.into_parts();
     let started = tokio::time::Instant::now();
     let mut ticker = tokio::time::interval(idle / 4);
     let mut buf = [0; 1];
@@ -250,11 +228,7 @@ async fn huge_idle_timeout_does_not_panic() {
     let opts = RelayOpts {
         idle_timeout: Some(Duration::MAX),
     };
-    let Relayed {
-        mut client,
-        mut server,
-        relay,
-    } = relayed(opts, Mode::Splice).await;
+    let (mut client, mut server, relay) = relayed(opts, Mode::Splice).await.into_parts();
     client.write_all(b"x").await.expect("write");
     client.shutdown().await.expect("shutdown");
     assert_eq!(

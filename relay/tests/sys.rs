@@ -8,7 +8,7 @@ use std::io;
 use std::time::Duration;
 
 use common::{tcp_pair, within};
-use mpbond_relay::connect::{connect_with, ConnectOpts};
+use mpbond_relay::connect::{connect_with, ConnectOpts, Connected};
 use mpbond_relay::sys;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -21,6 +21,30 @@ fn opts(mptcp: bool, fastopen: bool) -> ConnectOpts {
         mark: None,
         bind: None,
     }
+}
+
+/// `connect_with(first)` to a fresh 127.0.0.1 listener (MPTCP when `mptcp`, with a Fast
+/// Open queue), and the accepted side.
+async fn connect_to_loopback(
+    mptcp: bool,
+    fastopen: bool,
+    first: &[u8],
+) -> (Connected, tokio::net::TcpStream) {
+    let addr = "127.0.0.1:0".parse().expect("addr");
+    let listener = if mptcp {
+        sys::mptcp_listener(addr, 16, Some(16))
+    } else {
+        sys::tcp_listener(addr, 16)
+    }
+    .expect("listen");
+    let dest = listener.local_addr().expect("local_addr");
+    let how = opts(mptcp, fastopen);
+    let (connected, accepted) = within("connect", async {
+        tokio::join!(connect_with(dest, first, &how), listener.accept())
+    })
+    .await;
+    let (accepted, _) = accepted.expect("accept");
+    (connected.expect("connect_with"), accepted)
 }
 
 /// A 127.0.0.1 port with nothing listening on it.
@@ -107,20 +131,7 @@ async fn connect_to_a_full_backlog_times_out() {
 #[tokio::test]
 async fn connect_with_writes_first_then_carries_data() {
     for (mptcp, fastopen) in [(false, false), (false, true), (true, false), (true, true)] {
-        let listener = if mptcp {
-            sys::mptcp_listener("127.0.0.1:0".parse().expect("addr"), 16, Some(16))
-        } else {
-            sys::tcp_listener("127.0.0.1:0".parse().expect("addr"), 16)
-        }
-        .expect("listen");
-        let dest = listener.local_addr().expect("local_addr");
-        let how = opts(mptcp, fastopen);
-        let (connected, accepted) = within("connect", async {
-            tokio::join!(connect_with(dest, b"convert!", &how), listener.accept())
-        })
-        .await;
-        let mut connected = connected.expect("connect_with");
-        let (mut accepted, _) = accepted.expect("accept");
+        let (mut connected, mut accepted) = connect_to_loopback(mptcp, fastopen, b"convert!").await;
         // Linux falls back to TCP when an MP_CAPABLE SYN's data is dropped, which it is
         // when this namespace's server side has no Fast Open (see the netns tests).
         let stays_mptcp = mptcp && (!fastopen || sys::server_fastopen_enabled() == Some(true));
@@ -194,27 +205,8 @@ fn notify_reaches_path_and_abstract_sockets() {
 /// it returns at once (an edge swallowed while waiting for the handshake would hang here).
 #[tokio::test]
 async fn connected_stream_is_writable_at_once() {
-    for (mptcp, fastopen, first) in [
-        (false, false, &b""[..]),
-        (false, false, b"x"),
-        (false, true, b"x"),
-        (true, false, b""),
-        (true, true, b"x"),
-    ] {
-        let listener = if mptcp {
-            sys::mptcp_listener("127.0.0.1:0".parse().expect("addr"), 16, Some(16))
-        } else {
-            sys::tcp_listener("127.0.0.1:0".parse().expect("addr"), 16)
-        }
-        .expect("listen");
-        let dest = listener.local_addr().expect("local_addr");
-        let how = opts(mptcp, fastopen);
-        let (connected, accepted) = within("connect", async {
-            tokio::join!(connect_with(dest, first, &how), listener.accept())
-        })
-        .await;
-        let connected = connected.expect("connect_with");
-        let _accepted = accepted.expect("accept");
+    for (mptcp, fastopen, first) in common::WRITABLE_CASES {
+        let (connected, _accepted) = connect_to_loopback(mptcp, fastopen, first).await;
         let ready = tokio::time::timeout(Duration::from_secs(2), connected.stream.writable()).await;
         assert!(
             ready.is_ok(),

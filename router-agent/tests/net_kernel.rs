@@ -58,39 +58,27 @@ fn wan1_state(oif: u32) -> KernelState {
     }
 }
 
-fn foreign_setup(ns: &Netns) {
-    // A foreign route in an owned table (wrong protocol), one in main, a foreign rule
-    // outside the priority range, and an endpoint outside the id range.
-    ns.ip(&[
-        "route",
-        "add",
-        "192.0.2.0/24",
-        "via",
-        "10.200.1.1",
-        "table",
-        "2000",
-    ]);
-    ns.ip(&["route", "add", "198.51.100.0/24", "via", "10.200.1.1"]);
-    ns.ip(&[
-        "rule",
-        "add",
-        "from",
-        "10.200.1.2",
-        "lookup",
-        "2000",
-        "priority",
-        "100",
-    ]);
-    // (The kernel refuses two endpoints with one address, whatever their ids.)
-    ns.ip(&[
-        "mptcp",
-        "endpoint",
-        "add",
-        "10.200.1.42",
-        "id",
-        "42",
-        "subflow",
-    ]);
+/// wan1's addresses, IPv4 first.
+const WAN1_ADDRS: [&str; 2] = [
+    "addr add 10.200.1.2/24 dev wan1",
+    "addr add 2001:db8:201::2/64 dev wan1 nodad",
+];
+
+/// A foreign route in an owned table (wrong protocol), one in main, a foreign rule
+/// outside the priority range, and an endpoint outside the id range.
+/// (The kernel refuses two endpoints with one address, whatever their ids.)
+const FOREIGN: [&str; 4] = [
+    "route add 192.0.2.0/24 via 10.200.1.1 table 2000",
+    "route add 198.51.100.0/24 via 10.200.1.1",
+    "rule add from 10.200.1.2 lookup 2000 priority 100",
+    "mptcp endpoint add 10.200.1.42 id 42 subflow",
+];
+
+/// `ip -n NS` with each of `commands`, split at spaces.
+fn ip_each(ns: &Netns, commands: &[&str]) {
+    for command in commands {
+        ns.ip(&command.split(' ').collect::<Vec<_>>());
+    }
 }
 
 fn foreign_survived(ns: &Netns) {
@@ -115,9 +103,8 @@ fn foreign_survived(ns: &Netns) {
 fn apply_dump_delete_and_cleanup_touch_only_owned_objects() {
     let ns = Netns::new();
     ns.veth("wan1", "isp1");
-    ns.ip(&["addr", "add", "10.200.1.2/24", "dev", "wan1"]);
-    ns.ip(&["addr", "add", "2001:db8:201::2/64", "dev", "wan1", "nodad"]);
-    foreign_setup(&ns);
+    ip_each(&ns, &WAN1_ADDRS);
+    ip_each(&ns, &FOREIGN);
     ns.run(LIMIT, || async {
         let mut kernel = Kernel::connect(ownership()).await.expect("connect");
         let want = wan1_state(ifindex("wan1"));
@@ -175,83 +162,27 @@ fn apply_dump_delete_and_cleanup_touch_only_owned_objects() {
 fn cleanup_after_a_crash_removes_leftovers_found_by_dump() {
     let ns = Netns::new();
     ns.veth("wan1", "isp1");
-    ns.ip(&["addr", "add", "10.200.1.2/24", "dev", "wan1"]);
-    foreign_setup(&ns);
+    ip_each(&ns, &WAN1_ADDRS[..1]);
+    ip_each(&ns, &FOREIGN);
     // Leftovers of a previous run, made with `ip` as another process would have.
-    ns.ip(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        "10.200.1.1",
-        "table",
-        "2005",
-        "proto",
-        "93",
-    ]);
-    ns.ip(&[
-        "route",
-        "add",
-        "10.200.1.0/24",
-        "dev",
-        "wan1",
-        "table",
-        "2031",
-        "proto",
-        "93",
-    ]);
-    ns.ip(&[
-        "rule",
-        "add",
-        "from",
-        "10.200.1.2",
-        "lookup",
-        "2005",
-        "priority",
-        "2063",
-    ]);
-    ns.ip(&[
-        "mptcp",
-        "endpoint",
-        "add",
-        "10.200.1.2",
-        "id",
-        "8",
-        "subflow",
-        "dev",
-        "wan1",
-    ]);
+    ip_each(
+        &ns,
+        &[
+            "route add default via 10.200.1.1 table 2005 proto 93",
+            "route add 10.200.1.0/24 dev wan1 table 2031 proto 93",
+            "rule add from 10.200.1.2 lookup 2005 priority 2063",
+            "mptcp endpoint add 10.200.1.2 id 8 subflow dev wan1",
+        ],
+    );
     // Just outside the ranges: table 2032, priority 2064, endpoint id 9.
-    ns.ip(&[
-        "route",
-        "add",
-        "default",
-        "via",
-        "10.200.1.1",
-        "table",
-        "2032",
-        "proto",
-        "93",
-    ]);
-    ns.ip(&[
-        "rule",
-        "add",
-        "from",
-        "10.200.1.3",
-        "lookup",
-        "2032",
-        "priority",
-        "2064",
-    ]);
-    ns.ip(&[
-        "mptcp",
-        "endpoint",
-        "add",
-        "10.200.1.9",
-        "id",
-        "9",
-        "signal",
-    ]);
+    ip_each(
+        &ns,
+        &[
+            "route add default via 10.200.1.1 table 2032 proto 93",
+            "rule add from 10.200.1.3 lookup 2032 priority 2064",
+            "mptcp endpoint add 10.200.1.9 id 9 signal",
+        ],
+    );
     ns.run(LIMIT, || async {
         let mut kernel = Kernel::connect(ownership()).await.expect("connect");
         let found = kernel.dump().await.expect("dump");

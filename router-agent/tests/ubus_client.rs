@@ -30,21 +30,70 @@ fn run<F: Future<Output = ()>>(f: F) {
     });
 }
 
-fn fast(socket: std::path::PathBuf) -> WatchOpts {
-    WatchOpts {
-        backoff_min: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(100),
-        ..WatchOpts::new(socket)
-    }
+/// A stand-in ubusd in a fresh socket directory, serving the `qmi-wwan.json` dump, with
+/// object and peer ids as `ids` says.
+fn qmi_wwan_standin(ids: Ids) -> (SockDir, StandIn) {
+    let dir = SockDir::new();
+    let ubusd = StandIn::start_ids(&dir.socket(), fixture("qmi-wwan.json"), ids);
+    (dir, ubusd)
 }
 
-/// Wait until the published view satisfies `ok`.
-async fn until(rx: &mut channel::Receiver<Option<NetifdView>>, ok: impl Fn(&NetifdView) -> bool) {
-    loop {
-        if rx.borrow_and_update().as_ref().is_some_and(&ok) {
-            return;
+/// [`qmi_wwan_standin`] with random ids, and a [`Watcher`] on it that has published the
+/// first view (`wwan` on `wwan0`).
+async fn watching_qmi_wwan() -> (SockDir, StandIn, Watcher) {
+    let (dir, ubusd) = qmi_wwan_standin(Ids::Random);
+    let mut watcher = Watcher::start(&dir);
+    watcher.until_l3("wwan", "wwan0").await;
+    (dir, ubusd, watcher)
+}
+
+/// The netifd watcher on `dir`'s socket (fast backoff), and the view it publishes.
+struct Watcher {
+    rx: channel::Receiver<Option<NetifdView>>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Watcher {
+    fn start(dir: &SockDir) -> Watcher {
+        let opts = WatchOpts {
+            backoff_min: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(100),
+            ..WatchOpts::new(dir.socket())
+        };
+        let (tx, rx) = channel::channel(None);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(watch(opts, tx, stop.clone()));
+        Watcher { rx, stop, task }
+    }
+
+    /// Wait until the published view satisfies `ok`.
+    async fn until(&mut self, ok: impl Fn(&NetifdView) -> bool) {
+        loop {
+            if self.rx.borrow_and_update().as_ref().is_some_and(&ok) {
+                return;
+            }
+            self.rx.changed().await.expect("watcher alive");
         }
-        rx.changed().await.expect("watcher alive");
+    }
+
+    /// Wait until interface `name` resolves to the L3 device `device`.
+    async fn until_l3(&mut self, name: &str, device: &str) {
+        self.until(|v| l3(v, name).as_deref() == Some(device)).await;
+    }
+
+    /// Whether the view published now resolves `name` to some L3 device.
+    fn resolves(&self, name: &str) -> bool {
+        self.rx
+            .borrow()
+            .as_ref()
+            .is_some_and(|v| l3(v, name).is_some())
+    }
+
+    /// Cancel the watcher; it must end.
+    async fn stop(self) {
+        self.stop.cancel();
+        self.task.await.expect("watcher ends on cancel");
     }
 }
 
@@ -52,11 +101,25 @@ fn l3(v: &NetifdView, name: &str) -> Option<String> {
     v.resolve(name).and_then(|r| r.l3_device)
 }
 
+/// netifd's `network.interface` event: `action` on `interface`.
+fn netifd_event(ubusd: &StandIn, action: &str, interface: &str) {
+    ubusd.event(
+        "network.interface",
+        json!({"action": action, "interface": interface}),
+    );
+}
+
+/// Wait until the stand-in has answered `count` dumps in all.
+async fn dumps_reach(ubusd: &StandIn, count: u32) {
+    while ubusd.dumps() < count {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[test]
 fn a_dump_over_the_socket_resolves_the_qmi_wwan() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start(&dir.socket(), fixture("qmi-wwan.json"));
+        let (dir, ubusd) = qmi_wwan_standin(Ids::Random);
         let mut client = Client::connect(&dir.socket()).await.expect("connect");
         assert_ne!(client.local_id, 0, "the HELLO names us");
         let reply = client
@@ -83,14 +146,9 @@ fn a_dump_over_the_socket_resolves_the_qmi_wwan() {
 #[test]
 fn an_event_makes_the_watcher_re_dump() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start(&dir.socket(), fixture("qmi-wwan.json"));
-        let (tx, mut rx) = channel::channel(None);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(watch(fast(dir.socket()), tx, stop.clone()));
-        until(&mut rx, |v| l3(v, "wwan").as_deref() == Some("wwan0")).await;
+        let (_dir, ubusd, mut watcher) = watching_qmi_wwan().await;
         assert_eq!(
-            l3(rx.borrow().as_ref().unwrap(), "wan"),
+            l3(watcher.rx.borrow().as_ref().unwrap(), "wan"),
             None,
             "wan is down"
         );
@@ -101,63 +159,44 @@ fn an_event_makes_the_watcher_re_dump() {
 
         // netifd brings wan up as pppoe and says so.
         ubusd.set_dump(fixture("pppoe-dhcp.json"));
-        ubusd.event(
-            "network.interface",
-            json!({"action": "ifup", "interface": "wan"}),
-        );
-        until(&mut rx, |v| l3(v, "wan").as_deref() == Some("pppoe-wan")).await;
+        netifd_event(&ubusd, "ifup", "wan");
+        watcher.until_l3("wan", "pppoe-wan").await;
         assert_eq!(ubusd.dumps(), 2, "one dump per event");
         // Events of other ids are not delivered.
         ubusd.event("network.wireless", json!({}));
-        ubusd.event(
-            "network.interface",
-            json!({"action": "ifupdate", "interface": "wan"}),
-        );
-        while ubusd.dumps() < 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        netifd_event(&ubusd, "ifupdate", "wan");
+        dumps_reach(&ubusd, 3).await;
         let acks = ubusd.state.lock().unwrap().event_acks;
         assert_eq!(acks, 2, "each delivered event answered with STATUS 0");
-        stop.cancel();
-        task.await.expect("watcher ends on cancel");
+        watcher.stop().await;
     });
 }
 
 #[test]
 fn the_watcher_survives_ubusd_going_away() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start(&dir.socket(), fixture("qmi-wwan.json"));
-        let (tx, mut rx) = channel::channel(None);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(watch(fast(dir.socket()), tx, stop.clone()));
-        until(&mut rx, |v| l3(v, "wwan").as_deref() == Some("wwan0")).await;
+        let (dir, ubusd, mut watcher) = watching_qmi_wwan().await;
 
         let state = ubusd.stop();
         assert!(!dir.socket().exists());
         // The last view stays published while ubusd is gone.
-        assert!(rx
-            .borrow()
-            .as_ref()
-            .is_some_and(|v| l3(v, "wwan").is_some()));
+        assert!(watcher.resolves("wwan"));
         state.lock().unwrap().dump = fixture("pppoe-dhcp.json");
         let ubusd = StandIn::start_with(&dir.socket(), state);
-        until(&mut rx, |v| l3(v, "wan").as_deref() == Some("pppoe-wan")).await;
+        watcher.until_l3("wan", "pppoe-wan").await;
         assert_eq!(
             ubusd.state.lock().unwrap().registered.len(),
             2,
             "listening again"
         );
-        stop.cancel();
-        task.await.expect("watcher ends on cancel");
+        watcher.stop().await;
     });
 }
 
 #[test]
 fn garbage_from_ubusd_is_an_error_and_the_watcher_recovers() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start(&dir.socket(), fixture("qmi-wwan.json"));
+        let (dir, ubusd) = qmi_wwan_standin(Ids::Random);
         ubusd.set_garbage(true);
         let mut client = Client::connect(&dir.socket()).await.expect("connect");
         match client.call("network.interface", "dump", Map::new()).await {
@@ -165,32 +204,22 @@ fn garbage_from_ubusd_is_an_error_and_the_watcher_recovers() {
             other => panic!("expected a wire error, got {other:?}"),
         }
 
-        let (tx, mut rx) = channel::channel(None);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(watch(fast(dir.socket()), tx, stop.clone()));
-        while ubusd.dumps() < 3 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert!(rx.borrow().is_none(), "nothing published from garbage");
+        let mut watcher = Watcher::start(&dir);
+        dumps_reach(&ubusd, 3).await;
+        assert!(
+            watcher.rx.borrow().is_none(),
+            "nothing published from garbage"
+        );
         ubusd.set_garbage(false);
-        until(&mut rx, |v| l3(v, "wwan").is_some()).await;
+        watcher.until(|v| l3(v, "wwan").is_some()).await;
 
         // A dump without the interface array is refused too.
         ubusd.set_dump(Map::new());
-        ubusd.event(
-            "network.interface",
-            json!({"action": "ifdown", "interface": "wwan"}),
-        );
+        netifd_event(&ubusd, "ifdown", "wwan");
         let before = ubusd.dumps();
-        while ubusd.dumps() < before + 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        assert!(rx
-            .borrow()
-            .as_ref()
-            .is_some_and(|v| l3(v, "wwan").is_some()));
-        stop.cancel();
-        task.await.expect("watcher ends on cancel");
+        dumps_reach(&ubusd, before + 2).await;
+        assert!(watcher.resolves("wwan"));
+        watcher.stop().await;
     });
 }
 
@@ -208,14 +237,10 @@ fn no_socket_is_a_connect_error() {
 #[test]
 fn an_event_during_a_request_is_kept_for_next_event() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start(&dir.socket(), fixture("qmi-wwan.json"));
+        let (dir, ubusd) = qmi_wwan_standin(Ids::Random);
         let mut client = Client::connect(&dir.socket()).await.expect("connect");
         client.listen("network.*").await.expect("listen");
-        ubusd.event(
-            "network.interface",
-            json!({"action": "ifdown", "interface": "wwan"}),
-        );
+        netifd_event(&ubusd, "ifdown", "wwan");
         // The event may come before or among the replies of this call; either way the
         // call succeeds and the event waits in the queue.
         let reply = client.call("network.interface", "dump", Map::new()).await;
@@ -226,10 +251,7 @@ fn an_event_during_a_request_is_kept_for_next_event() {
         // A cancelled wait loses nothing either.
         let waited = tokio::time::timeout(Duration::from_millis(20), client.next_event()).await;
         assert!(waited.is_err(), "no second event");
-        ubusd.event(
-            "network.interface",
-            json!({"action": "ifup", "interface": "wwan"}),
-        );
+        netifd_event(&ubusd, "ifup", "wwan");
         let event = client
             .next_event()
             .await
@@ -241,36 +263,28 @@ fn an_event_during_a_request_is_kept_for_next_event() {
 #[test]
 fn registration_and_events_work_on_the_first_try_with_ids_of_2_pow_31_and_more() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start_ids(&dir.socket(), fixture("qmi-wwan.json"), Ids::High);
+        let (dir, ubusd) = qmi_wwan_standin(Ids::High);
         assert!(ubusd.netifd_id() >= 0x8000_0000);
-        let (tx, mut rx) = channel::channel(None);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(watch(fast(dir.socket()), tx, stop.clone()));
-        until(&mut rx, |v| l3(v, "wwan").as_deref() == Some("wwan0")).await;
+        let mut watcher = Watcher::start(&dir);
+        watcher.until_l3("wwan", "wwan0").await;
 
         ubusd.set_dump(fixture("pppoe-dhcp.json"));
-        ubusd.event(
-            "network.interface",
-            json!({"action": "ifup", "interface": "wan"}),
-        );
-        until(&mut rx, |v| l3(v, "wan").as_deref() == Some("pppoe-wan")).await;
+        netifd_event(&ubusd, "ifup", "wan");
+        watcher.until_l3("wan", "pppoe-wan").await;
         {
             let state = ubusd.state.lock().unwrap();
             assert_eq!(state.refused, [], "nothing refused");
             assert_eq!(state.connections, 1, "the first session holds");
             assert_eq!(state.registered, ["network.interface"]);
         }
-        stop.cancel();
-        task.await.expect("watcher ends on cancel");
+        watcher.stop().await;
     });
 }
 
 #[test]
 fn listen_registers_a_high_object_id_as_int32() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start_ids(&dir.socket(), fixture("qmi-wwan.json"), Ids::High);
+        let (dir, ubusd) = qmi_wwan_standin(Ids::High);
         let mut client = Client::connect(&dir.socket()).await.expect("connect");
         assert!(client.local_id >= 0x8000_0000, "peer ids are u32 too");
         client.listen("network.interface").await.expect("register");
@@ -284,8 +298,7 @@ fn listen_registers_a_high_object_id_as_int32() {
 #[test]
 fn the_stand_in_refuses_what_ubusd_refuses() {
     run(async {
-        let dir = SockDir::new();
-        let ubusd = StandIn::start_ids(&dir.socket(), fixture("qmi-wwan.json"), Ids::High);
+        let (dir, ubusd) = qmi_wwan_standin(Ids::High);
         let mut client = Client::connect(&dir.socket()).await.expect("connect");
         // An id as INT64, as a JSON number of 2^31 or more becomes: blobmsg_parse skips
         // it, so the object is missing.

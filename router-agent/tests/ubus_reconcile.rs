@@ -21,11 +21,11 @@ struct Fake {
 
 impl NetBackend for Fake {
     fn dump(&mut self) -> impl Future<Output = Result<KernelState, NetError>> {
-        std::future::ready(Ok(self.backend.state.clone()))
+        self.backend.dump()
     }
 
     fn apply(&mut self, op: &NetOp) -> impl Future<Output = Result<(), NetError>> {
-        std::future::ready(self.backend.apply_now(op))
+        self.backend.apply(op)
     }
 }
 

@@ -7,15 +7,18 @@
 //! * [`require`]: [`require_root`] and [`require_tools`], which fail the calling test with
 //!   a clear message instead of letting it skip and pass.
 //! * [`rng`]: [`Xorshift`], the one seeded generator the tests use for reproducible cases.
+//! * [`poll`]: [`wait_until`], a condition checked until it holds or a deadline passes.
 //!
 //! A test that needs root or a tool is `#[ignore = "needs root and netns"]` (or names the
 //! tool), and `tests/run.sh` runs it as root with `--include-ignored`. This crate depends
 //! on no other workspace crate, so each of them can dev-depend on it.
 
 pub mod netns;
+pub mod poll;
 pub mod require;
 pub mod rng;
 
 pub use netns::{Netns, NetnsError};
+pub use poll::wait_until;
 pub use require::{is_root, require_root, require_tools};
 pub use rng::Xorshift;

@@ -87,17 +87,19 @@ pub struct ConcentratorConfig {
     pub auth_window_secs: u64,
 }
 
+/// `v` as the items of a TOML array of strings: `"a", "b"`.
+fn toml_list(v: &[String]) -> String {
+    v.iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl ConcentratorConfig {
     /// The TOML text.
     pub fn to_toml(&self) -> String {
-        let list = |v: &[String]| {
-            v.iter()
-                .map(|s| format!("{s:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
-        let mut t = format!("listen = [{}]\n", list(&listen));
+        let mut t = format!("listen = [{}]\n", toml_list(&listen));
         if let Some(m) = &self.metrics {
             let _ = writeln!(t, "metrics = {m:?}");
         }
@@ -112,8 +114,8 @@ impl ConcentratorConfig {
             self.handshake_timeout_ms,
             self.connect_timeout_ms,
             self.auth_window_secs,
-            list(&self.deny),
-            list(&self.allow)
+            toml_list(&self.deny),
+            toml_list(&self.allow)
         );
         for (id, key) in &self.clients {
             let _ = write!(t, "\n[[client]]\nid = {id:?}\nkey = {key:?}\n");
@@ -193,12 +195,6 @@ impl WanEntry {
 impl AgentConfig {
     /// The TOML text.
     pub fn to_toml(&self) -> String {
-        let list = |v: &[String]| {
-            v.iter()
-                .map(|s| format!("{s:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         let mut t = format!(
             "[concentrator]\nhost = {:?}\nport = {}\nclient_id = {:?}\nkey = {:?}\n\n\
              [proxy]\nlisten_port = {}\nlan_interfaces = [{}]\n\n\
@@ -209,9 +205,9 @@ impl AgentConfig {
             self.client_id,
             self.key,
             self.listen_port,
-            list(&self.lan_interfaces),
-            list(&self.bypass_destinations),
-            list(&self.bypass_sources),
+            toml_list(&self.lan_interfaces),
+            toml_list(&self.bypass_destinations),
+            toml_list(&self.bypass_sources),
             self.health_interval_ms,
             self.health_timeout_ms,
             self.down_after,

@@ -17,6 +17,7 @@
 //! * [`agentstate`]: the agent's status document and the kernel state it owns.
 //! * [`agentreload`]: rewriting a running agent's config and sending SIGHUP.
 //! * [`capture`]: real status documents for the LuCI page's browser test.
+//! * [`interrupt`]: the binaries' Ctrl-C handler, which removes the test bed.
 //!
 //! Binaries: `mpbond-tb` (serve / fetch / convert, see `src/bin/mpbond-tb`) and
 //! `mpbond-demo`. Scripts: `setup.sh`, `run.sh`, `demo.sh`.
@@ -40,6 +41,7 @@ pub mod daemons;
 pub mod datagen;
 pub mod delay;
 pub mod error;
+pub mod interrupt;
 pub mod loadgen;
 pub mod netns;
 pub mod proc;
@@ -58,7 +60,7 @@ pub use topology::Node;
 pub use wire::{FetchReport, ServeEvent};
 
 /// Kill and delete every namespace and scratch directory this process still
-/// owns. For Ctrl-C handlers: test beds clean up on drop otherwise.
+/// owns. For Ctrl-C handlers ([`interrupt`]): test beds clean up on drop otherwise.
 pub fn cleanup_all() {
     netns::cleanup_registered();
     bed::cleanup_temp_dirs();

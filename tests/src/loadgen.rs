@@ -16,23 +16,7 @@ use crate::proc::ChildGuard;
 use crate::tools::TB;
 use crate::topology::Node;
 
-pub use crate::wire::SwarmReport;
-
-/// What `mpbond-tb ttfb` prints.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct TtfbReport {
-    /// Requests answered completely.
-    pub ok: usize,
-    /// Requests that failed.
-    pub failed: usize,
-    /// Time to first byte of each good request, in milliseconds.
-    pub ttfb_ms: Vec<f64>,
-    /// Their median.
-    pub median_ms: f64,
-    /// The first failure, if any.
-    pub first_error: Option<String>,
-}
+pub use crate::wire::{SwarmReport, TtfbReport};
 
 /// A swarm of held connections; dropping it closes them all.
 #[derive(Debug)]

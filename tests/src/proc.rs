@@ -175,15 +175,6 @@ pub fn run(mut cmd: Command, stdin: Option<&str>, limit: Duration) -> Result<Out
 }
 
 /// Poll `cond` every [`POLL`] until it holds or `limit` passes. Returns whether it held.
-pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(POLL);
-    }
+pub fn wait_until(limit: Duration, cond: impl FnMut() -> bool) -> bool {
+    mpbond_testkit::wait_until(limit, POLL, cond)
 }

@@ -156,6 +156,14 @@ pub struct FetchReport {
     pub error: Option<String>,
 }
 
+impl FetchReport {
+    /// Whether the data arrived whole and unchanged: no error, a SHA-256 of what came, and
+    /// no wrong byte.
+    pub fn intact(&self) -> bool {
+        self.ok && self.sha256_got.is_some() && self.first_bad_offset.is_none()
+    }
+}
+
 /// One JSON line logged by `mpbond-tb serve` on stdout.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -212,6 +220,45 @@ pub struct SwarmReport {
     pub per_second: f64,
     /// The first failure, if any.
     pub first_error: Option<String>,
+}
+
+/// What `mpbond-tb ttfb` prints.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TtfbReport {
+    /// Requests answered completely.
+    pub ok: usize,
+    /// Requests that failed.
+    pub failed: usize,
+    /// Time to first byte of each good request, in milliseconds, in order.
+    pub ttfb_ms: Vec<f64>,
+    /// Their median.
+    pub median_ms: f64,
+    /// The first failure, if any.
+    pub first_error: Option<String>,
+}
+
+/// What `mpbond-tb load` prints (the bench reads it back).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// Connections asked for.
+    pub conns: usize,
+    /// Connections that were established.
+    pub connected: usize,
+    /// Connections that failed before the end of the interval.
+    pub failed: usize,
+    /// Length of the measured interval.
+    pub seconds: f64,
+    /// Bytes received in the interval, all connections.
+    pub bytes: u64,
+    /// Aggregate goodput over the interval.
+    pub mbit_per_s: f64,
+    /// Bytes received from the first connect to the end (for CPU per byte).
+    pub total_bytes: u64,
+    /// Seconds from the first connect to the end.
+    pub total_seconds: f64,
+    /// The first error seen, if any.
+    pub error: Option<String>,
 }
 
 #[cfg(test)]

@@ -25,6 +25,17 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
     }
 }
 
+/// The `connect_with` paths whose write readiness is checked, as `(mptcp, fastopen,
+/// first bytes)`: with and without data to send first, TCP and MPTCP, with and without
+/// Fast Open.
+pub const WRITABLE_CASES: [(bool, bool, &[u8]); 5] = [
+    (false, false, b""),
+    (false, false, b"x"),
+    (false, true, b"x"),
+    (true, false, b""),
+    (true, true, b"x"),
+];
+
 /// A connected pair on 127.0.0.1: (connecting side, accepted side).
 pub async fn tcp_pair() -> (TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -57,6 +68,13 @@ pub struct Relayed {
     pub client: TcpStream,
     pub server: TcpStream,
     pub relay: JoinHandle<RelayStats>,
+}
+
+impl Relayed {
+    /// `(client, server, relay)`.
+    pub fn into_parts(self) -> (TcpStream, TcpStream, JoinHandle<RelayStats>) {
+        (self.client, self.server, self.relay)
+    }
 }
 
 pub async fn relayed(opts: RelayOpts, mode: Mode) -> Relayed {

@@ -6,16 +6,12 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use ipnet::IpNet;
-
 use super::reconcile::{KernelPort, Reconciler};
 use super::subflows::SubflowCounter;
 use crate::core::preferred_source;
-use crate::model::netops::{Endpoint, KernelState, Limits, NetOp, Ownership};
-use crate::model::wan::{
-    discover, AddrInfo, Health, LinkInfo, Mode, RouteInfo, Snapshot, WanSettings, WanSpec,
-    MAIN_TABLE,
-};
+use crate::model::netops::{Endpoint, KernelState, NetOp, Ownership};
+use crate::model::routing::fixture::{caps, default_via, ip, lan, link};
+use crate::model::wan::{discover, Health, LinkInfo, Mode, Snapshot, WanSettings, WanSpec};
 use crate::model::wan_book::{probe_targets, WanEvent};
 use crate::model::wan_health::ProbeSettings;
 use crate::net::backend::{NetBackend, NetError, RecordingBackend};
@@ -79,44 +75,18 @@ impl KernelPort for Fake {
     }
 }
 
-fn link(ifindex: u32, name: &str, addr: &str) -> LinkInfo {
-    let net: IpNet = addr.parse().expect("test address");
-    LinkInfo {
-        ifindex,
-        name: name.into(),
-        up: true,
-        point_to_point: false,
-        addrs: vec![AddrInfo {
-            addr: net.addr(),
-            prefix_len: net.prefix_len(),
-            tentative: false,
-            deprecated: false,
-            temporary: false,
-        }],
-        rx_bytes: 0,
-        tx_bytes: 0,
-    }
-}
-
-fn default_via(oif: u32, gw: &str) -> RouteInfo {
-    RouteInfo {
-        table: MAIN_TABLE,
-        dst: "0.0.0.0/0".parse().expect("literal"),
-        gateway: Some(gw.parse().expect("test gateway")),
-        oif,
-        protocol: 4,
-    }
-}
-
 /// The test bed's router: LAN `br-lan`, WANs wan1 (10.200.1.2) and wan2 (10.200.2.2).
 fn two_wans() -> Snapshot {
     Snapshot {
         links: vec![
-            link(2, "br-lan", "192.168.50.1/24"),
-            link(3, "wan1", "10.200.1.2/24"),
-            link(4, "wan2", "10.200.2.2/24"),
+            link(2, "br-lan", &["192.168.50.1/24"]),
+            link(3, "wan1", &["10.200.1.2/24"]),
+            link(4, "wan2", &["10.200.2.2/24"]),
         ],
-        routes: vec![default_via(3, "10.200.1.1"), default_via(4, "10.200.2.1")],
+        routes: vec![
+            default_via(3, "10.200.1.1", false),
+            default_via(4, "10.200.2.1", false),
+        ],
     }
 }
 
@@ -132,20 +102,15 @@ fn settings() -> WanSettings {
 }
 
 fn reconciler(settings: WanSettings) -> Reconciler {
-    let limits = Limits {
-        subflows: 8,
-        add_addr_accepted: 8,
-    };
-    Reconciler::new(
-        settings,
-        vec!["br-lan".into()],
-        Ownership::default(),
-        limits,
-    )
+    Reconciler::new(settings, lan(), Ownership::default(), caps())
 }
 
-fn ip(s: &str) -> IpAddr {
-    s.parse().expect("test address")
+/// The test bed's two WANs after a first reconcile with [`settings`].
+async fn reconciled_two_wans() -> (Fake, Reconciler) {
+    let mut fake = Fake::new(two_wans());
+    let mut r = reconciler(settings());
+    r.reconcile(&mut fake).await.expect("reconcile");
+    (fake, r)
 }
 
 fn endpoint_addrs(fake: &Fake) -> Vec<IpAddr> {
@@ -184,9 +149,7 @@ fn first_reconcile_builds_everything_and_the_second_does_nothing() {
 #[test]
 fn carrier_loss_marks_the_wan_down_at_once_and_return_brings_it_back() {
     block_on(async {
-        let mut fake = Fake::new(two_wans());
-        let mut r = reconciler(settings());
-        r.reconcile(&mut fake).await.expect("reconcile");
+        let (mut fake, mut r) = reconciled_two_wans().await;
 
         fake.link("wan1").up = false;
         let out = r.reconcile(&mut fake).await.expect("reconcile");
@@ -233,9 +196,7 @@ fn carrier_loss_marks_the_wan_down_at_once_and_return_brings_it_back() {
 #[test]
 fn address_removal_is_a_link_loss() {
     block_on(async {
-        let mut fake = Fake::new(two_wans());
-        let mut r = reconciler(settings());
-        r.reconcile(&mut fake).await.expect("reconcile");
+        let (mut fake, mut r) = reconciled_two_wans().await;
         fake.link("wan2").addrs.clear();
         let out = r.reconcile(&mut fake).await.expect("reconcile");
         assert!(matches!(
@@ -250,9 +211,7 @@ fn address_removal_is_a_link_loss() {
 #[test]
 fn probe_failures_withdraw_the_endpoint_and_recovery_re_adds_it() {
     block_on(async {
-        let mut fake = Fake::new(two_wans());
-        let mut r = reconciler(settings());
-        r.reconcile(&mut fake).await.expect("reconcile");
+        let (mut fake, mut r) = reconciled_two_wans().await;
         assert!(r.book.record("wan1", None).is_empty());
         let events = r.book.record("wan1", None);
         assert!(matches!(
@@ -300,7 +259,7 @@ fn a_refused_op_is_retried_by_the_next_reconcile() {
 fn no_wans_is_not_an_error() {
     block_on(async {
         let mut fake = Fake::new(Snapshot {
-            links: vec![link(2, "br-lan", "192.168.50.1/24")],
+            links: vec![link(2, "br-lan", &["192.168.50.1/24"])],
             routes: Vec::new(),
         });
         let mut r = reconciler(settings());
@@ -332,8 +291,12 @@ fn a_configured_wan_without_its_device_is_down_and_planned_when_it_appears() {
         ));
         assert_eq!(endpoint_addrs(&fake), vec![ip("10.200.1.2")]);
 
-        fake.snapshot.links.push(link(9, "lte", "192.168.8.100/24"));
-        fake.snapshot.routes.push(default_via(9, "192.168.8.1"));
+        fake.snapshot
+            .links
+            .push(link(9, "lte", &["192.168.8.100/24"]));
+        fake.snapshot
+            .routes
+            .push(default_via(9, "192.168.8.1", false));
         let out = r.reconcile(&mut fake).await.expect("reconcile");
         assert!(matches!(&out.events[..], [WanEvent::LinkRestored { name, .. }] if name == "lte"));
         assert_eq!(

@@ -334,7 +334,7 @@ pub fn refresh_endpoints(state: &KernelState, wan: &Wan) -> Vec<NetOp> {
 }
 
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 #[cfg(test)]
 mod invariants;
 #[cfg(test)]

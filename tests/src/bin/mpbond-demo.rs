@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         eprintln!("mpbond-demo: needs root (network namespaces)");
         return ExitCode::from(2);
     }
-    install_signal_cleanup();
+    mpbond_tests::interrupt::install_signal_cleanup("mpbond-demo");
     let result = match &cli.capture_status {
         Some(dir) => mpbond_tests::capture::capture_status(dir).map(|()| true),
         None => run(&cli),
@@ -182,41 +182,4 @@ fn print_table(title: &str, bed: &TestBed, r: &FetchReport, delta: &[(u64, u64)]
             .map(|e| format!(" ({e})"))
             .unwrap_or_default()
     );
-}
-
-/// SIGINT/SIGTERM: a self-pipe wakes a thread that deletes our namespaces and exits.
-fn install_signal_cleanup() {
-    static mut PIPE_WR: libc::c_int = -1;
-    extern "C" fn on_signal(_: libc::c_int) {
-        let byte = 1u8;
-        // SAFETY: write(2) is async-signal-safe; PIPE_WR was set before the handler was installed.
-        unsafe { libc::write(PIPE_WR, (&byte as *const u8).cast(), 1) };
-    }
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds is a valid array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return;
-    }
-    // SAFETY: written once, before any handler can run.
-    unsafe { PIPE_WR = fds[1] };
-    let read_fd = fds[0];
-    std::thread::spawn(move || {
-        let mut byte = 0u8;
-        // SAFETY: read_fd is the open read end of the pipe; byte is a valid buffer.
-        let n = unsafe { libc::read(read_fd, (&mut byte as *mut u8).cast(), 1) };
-        if n == 1 {
-            eprintln!("\nmpbond-demo: interrupted, removing the test bed");
-            mpbond_tests::cleanup_all();
-            std::process::exit(130);
-        }
-    });
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: on_signal only calls write(2), which is async-signal-safe.
-        unsafe {
-            libc::signal(
-                sig,
-                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            )
-        };
-    }
 }

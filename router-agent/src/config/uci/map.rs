@@ -39,18 +39,19 @@ pub struct Mapping {
     pub required: bool,
 }
 
-const fn m(
-    section: &'static str,
-    option: &'static str,
-    kind: Kind,
-    field: &'static str,
-) -> Mapping {
+/// An option of the `globals` section that fills `field`.
+const fn global(option: &'static str, kind: Kind, field: &'static str) -> Mapping {
     Mapping {
-        section,
-        option,
-        kind,
         field: Some(field),
-        required: false,
+        ..script_only("globals", option, kind)
+    }
+}
+
+/// An option of a `wan` section that fills `field` of its `[[wan]]` entry.
+const fn wan(option: &'static str, kind: Kind, field: &'static str) -> Mapping {
+    Mapping {
+        field: Some(field),
+        ..script_only("wan", option, kind)
     }
 }
 
@@ -76,99 +77,48 @@ use Kind::{Bool, Choice, List, Number, Text};
 /// Every option the agent understands, in the order of the shipped `/etc/config/mpbond`.
 pub const MAPPINGS: &[Mapping] = &[
     script_only("globals", "enabled", Bool),
-    m("globals", "log_level", Text, "log.level"),
-    required(m("globals", "host", Text, "concentrator.host")),
-    m("globals", "port", Number, "concentrator.port"),
-    required(m("globals", "client_id", Text, "concentrator.client_id")),
-    required(m("globals", "key", Text, "concentrator.key")),
-    m("globals", "listen_port", Number, "proxy.listen_port"),
-    m("globals", "lan_interface", List, "proxy.lan_interfaces"),
-    m("globals", "nft_table", Text, "proxy.nft_table"),
-    m(
-        "globals",
-        "max_connections",
-        Number,
-        "proxy.max_connections",
-    ),
-    m(
-        "globals",
-        "connect_timeout_ms",
-        Number,
-        "proxy.connect_timeout_ms",
-    ),
-    m(
-        "globals",
-        "reply_timeout_ms",
-        Number,
-        "proxy.reply_timeout_ms",
-    ),
-    m(
-        "globals",
-        "idle_timeout_secs",
-        Number,
-        "proxy.idle_timeout_secs",
-    ),
-    m("globals", "bypass_destination", List, "bypass.destinations"),
-    m("globals", "bypass_source", List, "bypass.sources"),
-    m("globals", "interval_ms", Number, "health.interval_ms"),
-    m("globals", "timeout_ms", Number, "health.timeout_ms"),
-    m("globals", "down_after", Number, "health.down_after"),
-    m("globals", "up_after", Number, "health.up_after"),
-    m("globals", "table_base", Number, "routing.table_base"),
-    m("globals", "table_count", Number, "routing.table_count"),
-    m(
-        "globals",
-        "rule_priority_base",
-        Number,
-        "routing.rule_priority_base",
-    ),
-    m(
-        "globals",
-        "rule_priority_count",
-        Number,
-        "routing.rule_priority_count",
-    ),
-    m(
-        "globals",
-        "route_protocol",
-        Number,
-        "routing.route_protocol",
-    ),
-    m(
-        "globals",
-        "reconcile_secs",
-        Number,
-        "routing.reconcile_secs",
-    ),
-    m("globals", "ubus_socket", Text, "routing.ubus_socket"),
-    m("globals", "subflows", Number, "mptcp.subflows"),
-    m(
-        "globals",
-        "add_addr_accepted",
-        Number,
-        "mptcp.add_addr_accepted",
-    ),
-    m(
-        "globals",
-        "blackhole_timeout",
-        Number,
-        "mptcp.blackhole_timeout",
-    ),
-    m(
-        "globals",
+    global("log_level", Text, "log.level"),
+    required(global("host", Text, "concentrator.host")),
+    global("port", Number, "concentrator.port"),
+    required(global("client_id", Text, "concentrator.client_id")),
+    required(global("key", Text, "concentrator.key")),
+    global("listen_port", Number, "proxy.listen_port"),
+    global("lan_interface", List, "proxy.lan_interfaces"),
+    global("nft_table", Text, "proxy.nft_table"),
+    global("max_connections", Number, "proxy.max_connections"),
+    global("connect_timeout_ms", Number, "proxy.connect_timeout_ms"),
+    global("reply_timeout_ms", Number, "proxy.reply_timeout_ms"),
+    global("idle_timeout_secs", Number, "proxy.idle_timeout_secs"),
+    global("bypass_destination", List, "bypass.destinations"),
+    global("bypass_source", List, "bypass.sources"),
+    global("interval_ms", Number, "health.interval_ms"),
+    global("timeout_ms", Number, "health.timeout_ms"),
+    global("down_after", Number, "health.down_after"),
+    global("up_after", Number, "health.up_after"),
+    global("table_base", Number, "routing.table_base"),
+    global("table_count", Number, "routing.table_count"),
+    global("rule_priority_base", Number, "routing.rule_priority_base"),
+    global("rule_priority_count", Number, "routing.rule_priority_count"),
+    global("route_protocol", Number, "routing.route_protocol"),
+    global("reconcile_secs", Number, "routing.reconcile_secs"),
+    global("ubus_socket", Text, "routing.ubus_socket"),
+    global("subflows", Number, "mptcp.subflows"),
+    global("add_addr_accepted", Number, "mptcp.add_addr_accepted"),
+    global("blackhole_timeout", Number, "mptcp.blackhole_timeout"),
+    global(
         "syn_retrans_before_tcp_fallback",
         Number,
         "mptcp.syn_retrans_before_tcp_fallback",
     ),
-    m("globals", "stale_loss_cnt", Number, "mptcp.stale_loss_cnt"),
-    m("globals", "status_socket", Text, "status.socket"),
-    m("wan", "interface", Text, "name"),
-    m("wan", "device", Text, "device"),
-    m("wan", "mode", Choice("on|backup|off"), "mode"),
-    m("wan", "interval_ms", Number, "probe_interval_ms"),
-    m("wan", "timeout_ms", Number, "probe_timeout_ms"),
-    m("wan", "down_after", Number, "down"),
-    m("wan", "up_after", Number, "up"),
+    global("stale_loss_cnt", Number, "mptcp.stale_loss_cnt"),
+    global("status_socket", Text, "status.socket"),
+    wan("interface", Text, "name"),
+    wan("device", Text, "device"),
+    wan("mode", Choice("on|backup|off"), "mode"),
+    wan("interval_ms", Number, "probe_interval_ms"),
+    wan("timeout_ms", Number, "probe_timeout_ms"),
+    wan("down_after", Number, "down"),
+    wan("up_after", Number, "up"),
 ];
 
 /// Parse UCI text into the raw config. Values are typed and unknown options rejected; the

@@ -5,7 +5,7 @@
 //! there). The kernel tests are `#[ignore = "needs root, ip and nft"]` and call
 //! [`require_root_and_nft`] first, so without them they fail rather than skip.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mpbond_testkit::{require_root, require_tools, Netns, NetnsError};
 
@@ -50,17 +50,8 @@ pub(super) fn enter(name: &str) -> Result<(), NetnsError> {
 }
 
 /// Poll `cond` every 20 ms until it holds or `limit` passes; returns whether it held.
-pub(super) fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+pub(super) fn wait_until(limit: Duration, cond: impl FnMut() -> bool) -> bool {
+    mpbond_testkit::wait_until(limit, Duration::from_millis(20), cond)
 }
 
 /// The ruleset text with comments, indentation and blank lines removed, for comparing

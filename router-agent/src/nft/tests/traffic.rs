@@ -34,7 +34,9 @@ fn spec(redirect: bool) -> RedirectSpec {
     }
 }
 
+/// The client and router namespaces (fails the test without root, `ip` and `nft`).
 fn topology() -> (NetNs, NetNs) {
+    require_root_and_nft();
     let client = NetNs::new();
     let router = NetNs::new();
     router.ok(&[
@@ -74,8 +76,8 @@ fn topology() -> (NetNs, NetNs) {
     (client, router)
 }
 
-/// Wait for one connection on `listener` and return the address it was accepted on.
-fn accepted_on(listener: &TcpListener) -> Option<SocketAddr> {
+/// Wait up to [`TIMEOUT`] for one connection on the nonblocking `listener`.
+fn accept_within(listener: &TcpListener) -> Option<TcpStream> {
     let mut pfd = libc::pollfd {
         fd: listener.as_raw_fd(),
         events: libc::POLLIN,
@@ -86,9 +88,32 @@ fn accepted_on(listener: &TcpListener) -> Option<SocketAddr> {
     if ready != 1 {
         return None;
     }
-    let (stream, _) = listener.accept().ok()?;
-    let local = stream.local_addr().ok()?;
+    listener.accept().ok().map(|(stream, _)| stream)
+}
+
+/// Wait for one connection on `listener` and return the address it was accepted on.
+fn accepted_on(listener: &TcpListener) -> Option<SocketAddr> {
+    let local = accept_within(listener)?.local_addr().ok()?;
     Some(SocketAddr::new(local.ip().to_canonical(), local.port()))
+}
+
+/// The next connection on `listener` was accepted on `ip`, port [`PORT`].
+#[track_caller]
+fn assert_accepted_on(listener: &TcpListener, ip: &str) {
+    let ip: IpAddr = ip.parse().expect("test address");
+    assert_eq!(accepted_on(listener), Some(SocketAddr::new(ip, PORT)));
+}
+
+/// In the router: our table from `spec(true)` and a nonblocking dual-stack listener on
+/// the redirect port.
+fn redirect_table_and_listener(router: &NetNs) -> (NftTable, TcpListener) {
+    router.run(|| {
+        let listener = TcpListener::bind(("::", PORT)).expect("dual-stack listener");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
+        (NftTable::create(&spec(true)).expect("create"), listener)
+    })
 }
 
 fn connect_from(client: &NetNs, dest: &str) -> std::io::Result<TcpStream> {
@@ -99,36 +124,16 @@ fn connect_from(client: &NetNs, dest: &str) -> std::io::Result<TcpStream> {
 #[test]
 #[ignore = "needs root, ip and nft"]
 fn lan_tcp_is_redirected_and_bypasses_are_not() {
-    require_root_and_nft();
     let (client, router) = topology();
-    let (mut table, listener) = router.run(|| {
-        let listener = TcpListener::bind(("::", PORT)).expect("dual-stack listener");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        (NftTable::create(&spec(true)).expect("create"), listener)
-    });
-    let router_v4: IpAddr = "192.168.50.1".parse().expect("addr");
-    let router_v6: IpAddr = "2001:db8:50::1".parse().expect("addr");
-
+    let (mut table, listener) = redirect_table_and_listener(&router);
     let _c = connect_from(&client, "203.0.113.10:80").expect("redirected v4 connect");
-    assert_eq!(
-        accepted_on(&listener),
-        Some(SocketAddr::new(router_v4, PORT))
-    );
+    assert_accepted_on(&listener, "192.168.50.1");
 
     let _c = connect_from(&client, "[2001:db8:200::10]:443").expect("redirected v6 connect");
-    assert_eq!(
-        accepted_on(&listener),
-        Some(SocketAddr::new(router_v6, PORT))
-    );
+    assert_accepted_on(&listener, "2001:db8:50::1");
 
     let _c = connect_from(&client, "198.51.100.1:4851").expect("bypassed connect");
-    let bypassed: IpAddr = "198.51.100.1".parse().expect("addr");
-    assert_eq!(
-        accepted_on(&listener),
-        Some(SocketAddr::new(bypassed, PORT))
-    );
+    assert_accepted_on(&listener, "198.51.100.1");
 
     // Fail open: nothing is redirected; the router does not forward, so the connect fails.
     table.apply(&spec(false)).expect("fail open");
@@ -139,10 +144,7 @@ fn lan_tcp_is_redirected_and_bypasses_are_not() {
 
     table.apply(&spec(true)).expect("redirect again");
     let _c = connect_from(&client, "203.0.113.10:80").expect("redirected again");
-    assert_eq!(
-        accepted_on(&listener),
-        Some(SocketAddr::new(router_v4, PORT))
-    );
+    assert_accepted_on(&listener, "192.168.50.1");
 }
 
 /// fw4's `dstnat` chain (priority dstnat) still handles what we leave alone, and our
@@ -150,7 +152,6 @@ fn lan_tcp_is_redirected_and_bypasses_are_not() {
 #[test]
 #[ignore = "needs root, ip and nft"]
 fn fw4_dstnat_still_sees_what_we_leave_alone() {
-    require_root_and_nft();
     let (client, router) = topology();
     router.ok(&["nft", "add", "table", "inet", "fw4"]);
     let chain = "{ type nat hook prerouting priority dstnat; policy accept; }";
@@ -159,27 +160,13 @@ fn fw4_dstnat_still_sees_what_we_leave_alone() {
     router.ok(&["nft", "add", "rule", "inet", "fw4", "dstnat", rule]);
     let fw4_before = router.ok(&["nft", "list", "table", "inet", "fw4"]);
 
-    let (_table, listener) = router.run(|| {
-        let listener = TcpListener::bind(("::", PORT)).expect("dual-stack listener");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        (NftTable::create(&spec(true)).expect("create"), listener)
-    });
+    let (_table, listener) = redirect_table_and_listener(&router);
     // Bypassed by us, port-forwarded by "fw4".
     let _c = connect_from(&client, "198.51.100.2:8080").expect("fw4 dnat connect");
-    let forwarded: IpAddr = "198.51.100.1".parse().expect("addr");
-    assert_eq!(
-        accepted_on(&listener),
-        Some(SocketAddr::new(forwarded, PORT))
-    );
+    assert_accepted_on(&listener, "198.51.100.1");
     // Redirected by us first: fw4's dnat does not apply on top.
     let _c = connect_from(&client, "203.0.113.10:8080").expect("redirected connect");
-    let router_v4: IpAddr = "192.168.50.1".parse().expect("addr");
-    assert_eq!(
-        accepted_on(&listener),
-        Some(SocketAddr::new(router_v4, PORT))
-    );
+    assert_accepted_on(&listener, "192.168.50.1");
 
     let fw4_after = router.ok(&["nft", "list", "table", "inet", "fw4"]);
     assert_eq!(fw4_before, fw4_after);
@@ -277,25 +264,10 @@ fn download_while(
 #[test]
 #[ignore = "needs root, ip and nft"]
 fn established_redirected_connection_survives_fail_open() {
-    require_root_and_nft();
     let (client, router) = topology();
-    let (mut table, listener) = router.run(|| {
-        let listener = TcpListener::bind(("::", PORT)).expect("dual-stack listener");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        (NftTable::create(&spec(true)).expect("create"), listener)
-    });
+    let (mut table, listener) = redirect_table_and_listener(&router);
     let near = connect_from(&client, "203.0.113.10:80").expect("redirected connect");
-    let mut pfd = libc::pollfd {
-        fd: listener.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: `pfd` is one valid pollfd for the duration of the call.
-    let ready = unsafe { libc::poll(&mut pfd, 1, TIMEOUT.as_millis() as libc::c_int) };
-    assert_eq!(ready, 1, "redirected connection not accepted");
-    let (far, _) = listener.accept().expect("accept");
+    let far = accept_within(&listener).expect("redirected connection not accepted");
     far.set_nonblocking(false).expect("blocking stream");
     for s in [&near, &far] {
         s.set_read_timeout(Some(TIMEOUT)).expect("read timeout");

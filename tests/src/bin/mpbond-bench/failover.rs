@@ -15,11 +15,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mpbond_tests::topology::SERVER_V4;
-use mpbond_tests::{proc, status_wan, BedError, Daemon, Fetch, FetchReport, Node, TestBed};
+use mpbond_tests::{
+    proc, status_wan, BedError, Daemon, Fetch, FetchReport, FetchRun, Node, TestBed,
+};
 
 use crate::ctx::{BenchError, Ctx};
 use crate::peer::{Method, Peer};
-use crate::report::{median, Figure, Target};
+use crate::report::{median, Figure, Measurement, Target};
 use crate::stat::Steal;
 
 const CASE: &str = "5 failover";
@@ -105,16 +107,12 @@ fn figures_of(cut: Cut, ours: &[Outcome], peers: &[Outcome], steal_pct: f64) -> 
         intact(peers),
         peers.len()
     );
-    let fig = |name: String, runs: Vec<f64>, unit: &str, target| Figure {
-        case: CASE.into(),
-        name,
-        value: median(&runs),
-        unit: unit.into(),
-        target,
-        runs,
+    let measured = Measurement {
+        case: CASE,
         steal_pct,
-        detail: detail.clone(),
+        detail,
     };
+    let fig = |name, runs, unit, target| measured.figure(name, runs, unit, target);
     let all_intact = |o: &[Outcome]| o.iter().map(|x| f64::from(u8::from(x.intact))).collect();
     let mut out = vec![
         fig(
@@ -212,28 +210,40 @@ fn server() -> SocketAddr {
 /// [`CUT_AFTER`], and wait for the report.
 fn download_and_cut(bed: &TestBed, cut: Cut, bytes: u64, who: &str) -> Result<Outcome, BenchError> {
     let fetch = Fetch::get(server(), bytes).timeout(Duration::from_secs(90));
+    let why = format!("{who}: the download does not use both WANs before the cut");
+    let run = fetch_on_all_wans(bed, &fetch, CUT_AFTER, CASE, &why)?;
+    cut.apply(bed)?;
+    let r: FetchReport = run.finish()?;
+    Ok(Outcome {
+        stall_ms: r.longest_stall_ms,
+        intact: r.intact(),
+    })
+}
+
+/// Start `fetch` on the LAN client, wait (at most `at`) until every WAN has carried 1 MB
+/// of it, then until `at` after the start: the moment the experiment's event comes. An
+/// error of `case` with `why` when the download does not use every WAN by then.
+pub fn fetch_on_all_wans(
+    bed: &TestBed,
+    fetch: &Fetch,
+    at: Duration,
+    case: &'static str,
+    why: &str,
+) -> Result<FetchRun, BenchError> {
     let before = bed.all_wan_bytes();
     let start = Instant::now();
-    let run = bed.spawn_fetch(Node::Lan, &fetch)?;
-    let both = proc::wait_until(CUT_AFTER, || {
+    let run = bed.spawn_fetch(Node::Lan, fetch)?;
+    let all = proc::wait_until(at, || {
         bed.all_wan_bytes()
             .iter()
             .zip(&before)
             .all(|(now, then)| now.0 >= then.0 + 1_000_000)
     });
-    if !both {
-        return Err(BenchError::measure(
-            CASE,
-            format!("{who}: the download does not use both WANs before the cut"),
-        ));
+    if !all {
+        return Err(BenchError::measure(case, why));
     }
-    if let Some(left) = CUT_AFTER.checked_sub(start.elapsed()) {
+    if let Some(left) = at.checked_sub(start.elapsed()) {
         std::thread::sleep(left); // the schedule of the experiment, not synchronisation
     }
-    cut.apply(bed)?;
-    let r: FetchReport = run.finish()?;
-    Ok(Outcome {
-        stall_ms: r.longest_stall_ms,
-        intact: r.ok && r.sha256_got.is_some() && r.first_bad_offset.is_none(),
-    })
+    Ok(run)
 }

@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use mpbond_tests::wire::LoadReport;
 use mpbond_tests::{wan_delta, BedError, Fetch, FetchReport, Node, TestBed};
-use serde::Deserialize;
 
 use crate::ctx::BenchError;
 use crate::stat::{CpuMeter, Steal};
@@ -82,23 +82,6 @@ pub fn transfer(
         bytes: r.bytes_down + r.bytes_up,
         steal_pct,
     })
-}
-
-/// What `mpbond-tb load` prints.
-#[derive(Debug, Clone, Deserialize)]
-pub struct LoadReport {
-    /// Connections asked for.
-    pub conns: usize,
-    /// Connections established.
-    pub connected: usize,
-    /// Connections that failed during the run.
-    pub failed: usize,
-    /// Aggregate goodput over the interval.
-    pub mbit_per_s: f64,
-    /// Bytes from the first connect to the end.
-    pub total_bytes: u64,
-    /// The first error.
-    pub error: Option<String>,
 }
 
 /// How a parallel load connects.

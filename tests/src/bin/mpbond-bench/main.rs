@@ -8,7 +8,8 @@
 //! Layout:
 //! * [`ctx`]: [`ctx::Ctx`] (mode, binaries, output dir) and [`ctx::BenchError`];
 //!   every case is `pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError>`.
-//! * [`report`]: the result model ([`report::Figure`], targets, medians).
+//! * [`report`]: the result model ([`report::Figure`], targets, medians, and
+//!   [`report::Measurement`], what the figures of one measurement share).
 //! * [`table`]: the printed table and the JSON document.
 //! * [`stat`]: CPU steal and per-process CPU seconds from `/proc`.
 //! * [`peer`]: shadowsocks-rust in the router and VPS namespaces.
@@ -117,7 +118,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    table::install_signal_cleanup();
+    mpbond_tests::interrupt::install_signal_cleanup("mpbond-bench");
     let mut figures = Vec::new();
     let mut errors = Vec::new();
     let mut selected: Vec<u8> = if cli.cases.is_empty() {

@@ -146,23 +146,21 @@ impl<'a> Peer<'a> {
         let (local_bin, server_bin) = (ctx.ss("sslocal")?, ctx.ss("ssserver")?);
         let (local_cfg, server_cfg) = configs(method, &method.password()?);
         let tag = method.as_str();
-        let server_log = ctx.out(&format!("ssserver-{tag}.log"));
-        let local_log = ctx.out(&format!("sslocal-{tag}.log"));
-        let server = spawn(
+        let (server, server_log) = spawn(
             bed,
+            ctx,
             Node::Vps,
             &server_bin,
-            &ctx.out(&format!("ssserver-{tag}.json")),
+            &format!("ssserver-{tag}"),
             &server_cfg,
-            &server_log,
         )?;
-        let local = spawn(
+        let (local, local_log) = spawn(
             bed,
+            ctx,
             Node::Router,
             &local_bin,
-            &ctx.out(&format!("sslocal-{tag}.json")),
+            &format!("sslocal-{tag}"),
             &local_cfg,
-            &local_log,
         )?;
         let mut peer = Peer {
             bed,
@@ -238,20 +236,26 @@ impl Drop for Peer<'_> {
     }
 }
 
+/// Start `bin` in `node` with `cfg` written to `NAME.json` in the output directory and
+/// its stderr in `NAME.log`; returns the child and the log's path.
 fn spawn(
     bed: &TestBed,
+    ctx: &Ctx,
     node: Node,
     bin: &std::path::Path,
-    cfg_path: &std::path::Path,
+    name: &str,
     cfg: &str,
-    log: &std::path::Path,
-) -> Result<ChildGuard, BenchError> {
+) -> Result<(ChildGuard, PathBuf), BenchError> {
+    let (cfg_path, log) = (
+        ctx.out(&format!("{name}.json")),
+        ctx.out(&format!("{name}.log")),
+    );
     let io = |what, path: &std::path::Path| {
         let path = path.to_path_buf();
         move |source| BenchError::Io { what, path, source }
     };
-    std::fs::write(cfg_path, cfg).map_err(io("cannot write", cfg_path))?;
-    let log_file = File::create(log).map_err(io("cannot create", log))?;
+    std::fs::write(&cfg_path, cfg).map_err(io("cannot write", &cfg_path))?;
+    let log_file = File::create(&log).map_err(io("cannot create", &log))?;
     let mut cmd = bed.netns(node)?.command(&bin.to_string_lossy());
     cmd.arg("-c")
         .arg(cfg_path)
@@ -259,7 +263,7 @@ fn spawn(
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file);
-    Ok(ChildGuard::spawn(cmd)?)
+    Ok((ChildGuard::spawn(cmd)?, log))
 }
 
 #[cfg(test)]

@@ -17,14 +17,14 @@
 //! the data arrived intact (SHA-256).
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mpbond_tests::topology::SERVER_V4;
-use mpbond_tests::{proc, Daemon, Fetch, FetchReport, Node, TestBed};
+use mpbond_tests::{Daemon, Fetch, FetchReport, Node, TestBed};
 
 use crate::ctx::{BenchError, Ctx};
-use crate::failover::start_default_agent;
-use crate::report::{median, Figure, Target};
+use crate::failover::{fetch_on_all_wans, start_default_agent};
+use crate::report::{Figure, Measurement, Target};
 use crate::stat::Steal;
 use crate::timeline::{unix_ms_now, Timeline};
 
@@ -124,16 +124,12 @@ fn figures_of(event: Event, o: &[Outcome], steal_pct: f64) -> Vec<Figure> {
         o.iter().filter(|x| x.intact).count(),
         o.len()
     );
-    let fig = |name: String, runs: Vec<f64>, unit: &str, target| Figure {
-        case: CASE.into(),
-        name,
-        value: median(&runs),
-        unit: unit.into(),
-        target,
-        runs,
+    let measured = Measurement {
+        case: CASE,
         steal_pct,
-        detail: detail.clone(),
+        detail,
     };
+    let fig = |name, runs, unit, target| measured.figure(name, runs, unit, target);
     let (ratio_name, ratio_target) = match event {
         Event::Sighup => (
             "goodput 2 s after the stall ÷ 2 s before, SIGHUP",
@@ -178,24 +174,8 @@ fn measure(event: Event, bytes: u64) -> Result<Outcome, BenchError> {
     let fetch = Fetch::get(server(), bytes)
         .sample_every(SAMPLE)
         .timeout(Duration::from_secs(90));
-    let before = bed.all_wan_bytes();
-    let start = Instant::now();
-    let run = bed.spawn_fetch(Node::Lan, &fetch)?;
-    let both = proc::wait_until(EVENT_AFTER, || {
-        bed.all_wan_bytes()
-            .iter()
-            .zip(&before)
-            .all(|(now, then)| now.0 >= then.0 + 1_000_000)
-    });
-    if !both {
-        return Err(BenchError::measure(
-            CASE,
-            "the download does not use both WANs before the event",
-        ));
-    }
-    if let Some(left) = EVENT_AFTER.checked_sub(start.elapsed()) {
-        std::thread::sleep(left); // the schedule of the experiment, not synchronisation
-    }
+    let why = "the download does not use both WANs before the event";
+    let run = fetch_on_all_wans(&bed, &fetch, EVENT_AFTER, CASE, why)?;
     let (event_at, back_at) = apply(&bed, &mut agent, event)?;
     let r: FetchReport = run.finish()?;
     Ok(outcome(&r, event_at, back_at))
@@ -237,6 +217,6 @@ fn outcome(r: &FetchReport, event_unix_ms: f64, back_unix_ms: f64) -> Outcome {
         after_ratio: after / before,
         before_mbit: before,
         end_ratio: t.mean_mbit(t.len_ms() - WINDOW_MS, t.len_ms()) / before,
-        intact: r.ok && r.sha256_got.is_some() && r.first_bad_offset.is_none(),
+        intact: r.intact(),
     }
 }

@@ -66,6 +66,37 @@ impl Figure {
     }
 }
 
+/// What the figures of one measurement share: the case, the CPU steal over it, and one
+/// detail line.
+#[derive(Debug, Clone)]
+pub struct Measurement<'a> {
+    pub case: &'a str,
+    pub steal_pct: f64,
+    pub detail: String,
+}
+
+impl Measurement<'_> {
+    /// The figure `name`: the median of `runs`, in `unit`, against `target`.
+    pub fn figure(
+        &self,
+        name: String,
+        runs: Vec<f64>,
+        unit: &str,
+        target: Option<Target>,
+    ) -> Figure {
+        Figure {
+            case: self.case.into(),
+            name,
+            value: median(&runs),
+            unit: unit.into(),
+            target,
+            runs,
+            steal_pct: self.steal_pct,
+            detail: self.detail.clone(),
+        }
+    }
+}
+
 /// The median of `values` (mean of the middle two for even counts); NaN if empty.
 pub fn median(values: &[f64]) -> f64 {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| !x.is_nan()).collect();

@@ -1,5 +1,4 @@
-//! Presenting results: the printed table, the JSON document, and the
-//! Ctrl-C handler that removes the test bed.
+//! Presenting results: the printed table and the JSON document.
 
 use std::fmt::Write as _;
 
@@ -45,18 +44,23 @@ fn verdict(f: &Figure) -> &'static str {
     }
 }
 
-/// One figure on one line (progress output).
-pub fn line(f: &Figure) -> String {
-    format!(
-        "{} | {} = {} {} {} (steal {:.1} %) {}",
-        f.case,
-        f.name,
+/// A figure's columns: case, figure, value, target, verdict, steal %, detail.
+fn columns(f: &Figure) -> [String; 7] {
+    [
+        f.case.clone(),
+        f.name.clone(),
         value(f.value, &f.unit),
         target(f.target),
-        verdict(f),
-        f.steal_pct,
-        f.detail
-    )
+        verdict(f).into(),
+        format!("{:.1}", f.steal_pct),
+        f.detail.clone(),
+    ]
+}
+
+/// One figure on one line (progress output).
+pub fn line(f: &Figure) -> String {
+    let [case, name, value, target, verdict, steal, detail] = columns(f);
+    format!("{case} | {name} = {value} {target} {verdict} (steal {steal} %) {detail}")
 }
 
 /// The Markdown table of every figure, then the cases that failed to run.
@@ -66,17 +70,7 @@ pub fn render(figures: &[Figure], errors: &[(u8, String)]) -> String {
          |---|---|---|---|---|---|---|\n",
     );
     for f in figures {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {:.1} | {} |",
-            f.case,
-            f.name,
-            value(f.value, &f.unit),
-            target(f.target),
-            verdict(f),
-            f.steal_pct,
-            f.detail
-        );
+        let _ = writeln!(s, "| {} |", columns(f).join(" | "));
     }
     for (n, e) in errors {
         let _ = writeln!(s, "| {n} | ERROR | | | FAIL | | {e} |");
@@ -142,43 +136,6 @@ pub fn json(ctx: &Ctx, figures: &[Figure], errors: &[(u8, String)]) -> String {
             .collect(),
     };
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
-}
-
-/// SIGINT/SIGTERM: a self-pipe wakes a thread that deletes our namespaces and exits.
-pub fn install_signal_cleanup() {
-    static mut PIPE_WR: libc::c_int = -1;
-    extern "C" fn on_signal(_: libc::c_int) {
-        let byte = 1u8;
-        // SAFETY: write(2) is async-signal-safe; PIPE_WR was set before the handler was installed.
-        unsafe { libc::write(PIPE_WR, (&byte as *const u8).cast(), 1) };
-    }
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds is a valid array of two ints.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return;
-    }
-    // SAFETY: written once, before any handler can run.
-    unsafe { PIPE_WR = fds[1] };
-    let read_fd = fds[0];
-    std::thread::spawn(move || {
-        let mut byte = 0u8;
-        // SAFETY: read_fd is the open read end of the pipe; byte is a valid buffer.
-        let n = unsafe { libc::read(read_fd, (&mut byte as *mut u8).cast(), 1) };
-        if n == 1 {
-            eprintln!("\nmpbond-bench: interrupted, removing the test bed");
-            mpbond_tests::cleanup_all();
-            std::process::exit(130);
-        }
-    });
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: on_signal only calls write(2), which is async-signal-safe.
-        unsafe {
-            libc::signal(
-                sig,
-                on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t,
-            )
-        };
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! interval. Each connection asks `serve` for an endless `GET` and counts what
 //! it reads without checking it (the relay-cost benchmark wants the client
 //! cheap); after `--warmup-ms` the tool counts every connection's bytes for
-//! `--secs`, then closes them all and prints one JSON [`LoadReport`].
+//! `--secs`, then closes them all and prints one JSON [`LoadReport`]
+//! (the library's `wire` module, which the bench reads back).
 
 use std::io::Read;
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -12,8 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mpbond_tests::datagen::random_seed;
-use mpbond_tests::wire::Request;
-use serde::Serialize;
+use mpbond_tests::wire::{LoadReport, Request};
 
 use crate::sock::{self, BUF_LEN};
 
@@ -38,29 +38,6 @@ pub struct Args {
     /// Fixed receive buffer in bytes; default: autotuned.
     #[arg(long)]
     rcvbuf: Option<u32>,
-}
-
-/// What `load` prints.
-#[derive(Debug, Serialize)]
-pub struct LoadReport {
-    /// Connections asked for.
-    pub conns: usize,
-    /// Connections that were established.
-    pub connected: usize,
-    /// Connections that failed before the end of the interval.
-    pub failed: usize,
-    /// Length of the measured interval.
-    pub seconds: f64,
-    /// Bytes received in the interval, all connections.
-    pub bytes: u64,
-    /// Aggregate goodput over the interval.
-    pub mbit_per_s: f64,
-    /// Bytes received from the first connect to the end (for CPU per byte).
-    pub total_bytes: u64,
-    /// Seconds from the first connect to the end.
-    pub total_seconds: f64,
-    /// The first error seen, if any.
-    pub error: Option<String>,
 }
 
 /// Run the load and print its report; exit 0 if every connection lasted.

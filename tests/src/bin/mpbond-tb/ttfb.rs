@@ -1,5 +1,6 @@
 //! `mpbond-tb ttfb`: sequential small requests, each on a new connection,
-//! timing connect() to the first byte of the answer. Prints a [`TtfbReport`].
+//! timing connect() to the first byte of the answer. Prints a [`TtfbReport`] (the
+//! library's `wire` module, which the bench reads back).
 
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
@@ -7,8 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use mpbond_tests::datagen::random_seed;
-use mpbond_tests::wire::Request;
-use serde::Serialize;
+use mpbond_tests::wire::{Request, TtfbReport};
 
 use crate::sock;
 
@@ -33,21 +33,6 @@ pub struct Args {
     /// Per-request timeout.
     #[arg(long, default_value_t = 10)]
     timeout_secs: u64,
-}
-
-/// What `ttfb` prints.
-#[derive(Debug, Default, Serialize)]
-pub struct TtfbReport {
-    /// Requests answered completely.
-    pub ok: usize,
-    /// Requests that failed.
-    pub failed: usize,
-    /// Time to first byte of each good request, in milliseconds, in order.
-    pub ttfb_ms: Vec<f64>,
-    /// Their median.
-    pub median_ms: f64,
-    /// The first failure, if any.
-    pub first_error: Option<String>,
 }
 
 /// Run the requests and print the report; exit 0 if all succeeded.
