@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use mpbond_protocol::{ErrorCode, Message, Tlv};
+use mpbond_protocol::{ErrorCode, Message};
 use thiserror::Error;
 use tracing::{debug, error, warn};
 
@@ -40,28 +40,17 @@ pub struct ProbeOutcome {
 pub async fn probe(upstream: &Upstream, timeout: Duration, fastopen: bool) -> ProbeOutcome {
     let mut evidence = None;
     let attempt = async {
-        let connected = upstream
+        let (connected, handshake) = upstream
             .open_with(&Message::info(), timeout, fastopen)
             .await?;
         evidence = fastopen_evidence(&connected);
         let mut stream = connected.stream;
-        let reply = read_reply(&mut stream, timeout)
-            .await
-            .map_err(|e| match e {
-                silent if silent.is_silent_close() => ProbeError::Silent(silent),
-                other => ProbeError::Upstream(other),
-            })?;
-        if let Some(code) = reply.error_code() {
-            return Err(ProbeError::Rejected { code });
-        }
-        let answered = reply
-            .tlvs
-            .iter()
-            .any(|tlv| matches!(tlv, Tlv::SupportedTcpExtensions(_)));
-        if answered {
-            Ok(())
-        } else {
-            Err(ProbeError::NoExtensions)
+        match read_reply(&mut stream, handshake, timeout).await {
+            Ok(_supported) => Ok(()),
+            Err(UpstreamError::Refused(code)) => Err(ProbeError::Rejected { code }),
+            Err(UpstreamError::NoExtensions) => Err(ProbeError::NoExtensions),
+            Err(silent) if silent.is_silent_close() => Err(ProbeError::Silent(silent)),
+            Err(other) => Err(ProbeError::Upstream(other)),
         }
     };
     let result = match tokio::time::timeout(timeout, attempt).await {

@@ -16,10 +16,12 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use mpbond_protocol::auth::{self, ClientId, Key};
-use mpbond_protocol::{DecodeError, EncodeError, Message};
+use mpbond_protocol::auth::{ClientId, Key, NONCE_LEN};
+use mpbond_protocol::{
+    Accepted, ClientHandshake, DecodeError, ErrorCode, Message, ReplyError, SealError,
+};
 use mpbond_relay::connect::{connect_with, ConnectOpts, Connected};
-use mpbond_relay::message::ReadMessageError;
+use mpbond_relay::message::read_steps;
 use thiserror::Error;
 use tokio::net::TcpStream;
 
@@ -47,8 +49,8 @@ pub struct Upstream {
 pub enum UpstreamError {
     #[error("no random nonce: {0}")]
     Random(#[source] getrandom::Error),
-    #[error("cannot encode the request: {0}")]
-    Encode(#[source] EncodeError),
+    #[error("cannot seal the request: {0}")]
+    Seal(#[source] SealError),
     #[error("connect to the concentrator failed: {0}")]
     Connect(#[source] io::Error),
     #[error("reading the Convert reply failed: {0}")]
@@ -57,6 +59,20 @@ pub enum UpstreamError {
     Timeout(Duration),
     #[error("malformed Convert reply: {0}")]
     Malformed(#[source] DecodeError),
+    #[error("the concentrator refused with error {} ({:?})", .0.code(), .0)]
+    Refused(ErrorCode),
+    #[error("the concentrator's Info reply lists no Supported TCP Extensions")]
+    NoExtensions,
+}
+
+impl From<ReplyError> for UpstreamError {
+    fn from(error: ReplyError) -> Self {
+        match error {
+            ReplyError::Refused(code) => UpstreamError::Refused(code),
+            ReplyError::Malformed(error) => UpstreamError::Malformed(error),
+            ReplyError::NoExtensions => UpstreamError::NoExtensions,
+        }
+    }
 }
 
 impl UpstreamError {
@@ -80,21 +96,23 @@ pub fn now_unix() -> u64 {
 }
 
 impl Upstream {
-    /// `message` encoded with a fresh Cookie (now, random nonce).
-    pub fn seal(&self, message: &Message) -> Result<Vec<u8>, UpstreamError> {
-        let mut nonce = [0u8; 12];
+    /// `message` sealed with a fresh Cookie (now, random nonce), and the handshake that
+    /// reads its reply (`protocol::ClientHandshake`).
+    pub fn seal(&self, message: &Message) -> Result<(ClientHandshake, Vec<u8>), UpstreamError> {
+        let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(UpstreamError::Random)?;
-        auth::seal(message, &self.client_id, &self.key, now_unix(), nonce)
-            .map_err(UpstreamError::Encode)
+        ClientHandshake::seal(message, &self.client_id, &self.key, now_unix(), nonce)
+            .map_err(UpstreamError::Seal)
     }
 
     /// Connect over MPTCP and send the sealed `message`, in the SYN while Fast Open is
-    /// on, waiting at most `timeout` for the connection.
+    /// on, waiting at most `timeout` for the connection. Returns the connection and the
+    /// handshake that reads the reply ([`read_reply`]).
     pub async fn open(
         &self,
         message: &Message,
         timeout: Duration,
-    ) -> Result<Connected, UpstreamError> {
+    ) -> Result<(Connected, ClientHandshake), UpstreamError> {
         self.open_with(message, timeout, self.fastopen).await
     }
 
@@ -104,8 +122,8 @@ impl Upstream {
         message: &Message,
         timeout: Duration,
         fastopen: bool,
-    ) -> Result<Connected, UpstreamError> {
-        let request = self.seal(message)?;
+    ) -> Result<(Connected, ClientHandshake), UpstreamError> {
+        let (handshake, request) = self.seal(message)?;
         let opts = ConnectOpts {
             mptcp: true,
             fastopen,
@@ -113,9 +131,10 @@ impl Upstream {
             mark: None,
             bind: self.source,
         };
-        connect_with(self.addr, &request, &opts)
+        let connected = connect_with(self.addr, &request, &opts)
             .await
-            .map_err(UpstreamError::Connect)
+            .map_err(UpstreamError::Connect)?;
+        Ok((connected, handshake))
     }
 }
 
@@ -128,21 +147,17 @@ pub fn fastopen_evidence(connected: &Connected) -> Option<FastOpenEvidence> {
     })
 }
 
-/// Read exactly one Convert message from `stream`, waiting at most `timeout`.
+/// Read the reply to the request `handshake` sealed, waiting at most `timeout`. Reads
+/// exactly the reply: the destination's bytes that follow it stay in `stream`.
 pub async fn read_reply(
     stream: &mut TcpStream,
+    mut handshake: ClientHandshake,
     timeout: Duration,
-) -> Result<Message, UpstreamError> {
-    match tokio::time::timeout(timeout, read_message(stream)).await {
-        Ok(result) => result,
+) -> Result<Accepted, UpstreamError> {
+    let reading = read_steps(stream, |bytes| handshake.receive(bytes).step);
+    match tokio::time::timeout(timeout, reading).await {
+        Ok(Ok(reply)) => reply.map_err(UpstreamError::from),
+        Ok(Err(error)) => Err(UpstreamError::Read(error)),
         Err(_) => Err(UpstreamError::Timeout(timeout)),
-    }
-}
-
-async fn read_message(stream: &mut TcpStream) -> Result<Message, UpstreamError> {
-    match mpbond_relay::message::read_message(stream).await {
-        Ok(read) => Ok(read.message),
-        Err(ReadMessageError::Io(error)) => Err(UpstreamError::Read(error)),
-        Err(ReadMessageError::Decode(error)) => Err(UpstreamError::Malformed(error)),
     }
 }

@@ -27,7 +27,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mpbond_protocol::{ErrorCode, Message, Tlv};
+use mpbond_protocol::{ErrorCode, Message};
 use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
@@ -122,7 +122,7 @@ async fn probe_inner(
     if src.is_ipv4() != dest.is_ipv4() {
         return Err(ProbeError::Family { src, dest });
     }
-    let request = upstream.seal(&Message::info()).map_err(ProbeError::Seal)?;
+    let (handshake, request) = upstream.seal(&Message::info()).map_err(ProbeError::Seal)?;
     let socket = bound_socket(wan_device, src).map_err(|e| ProbeError::from_io(e, timeout))?;
     let started = Instant::now();
     let mut stream: TcpStream = socket
@@ -134,24 +134,13 @@ async fn probe_inner(
         .write_all(&request)
         .await
         .map_err(|e| ProbeError::from_io(e, timeout))?;
-    let reply = read_reply(&mut stream, timeout)
-        .await
-        .map_err(|e| match e {
-            UpstreamError::Timeout(t) => ProbeError::Timeout(t),
-            silent if silent.is_silent_close() => ProbeError::Silent(silent),
-            other => ProbeError::BadReply(other),
-        })?;
-    if let Some(code) = reply.error_code() {
-        return Err(ProbeError::Rejected(code));
-    }
-    let answered = reply
-        .tlvs
-        .iter()
-        .any(|tlv| matches!(tlv, Tlv::SupportedTcpExtensions(_)));
-    if answered {
-        Ok(rtt)
-    } else {
-        Err(ProbeError::NoExtensions)
+    match read_reply(&mut stream, handshake, timeout).await {
+        Ok(_supported) => Ok(rtt),
+        Err(UpstreamError::Refused(code)) => Err(ProbeError::Rejected(code)),
+        Err(UpstreamError::NoExtensions) => Err(ProbeError::NoExtensions),
+        Err(UpstreamError::Timeout(t)) => Err(ProbeError::Timeout(t)),
+        Err(silent) if silent.is_silent_close() => Err(ProbeError::Silent(silent)),
+        Err(other) => Err(ProbeError::BadReply(other)),
     }
 }
 

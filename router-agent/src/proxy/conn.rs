@@ -135,7 +135,7 @@ pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summa
         .open(&Message::connect(dst), upstream.connect_timeout)
         .await
     {
-        Ok(connected) => {
+        Ok((connected, handshake)) => {
             if let Some(evidence) = fastopen_evidence(&connected) {
                 ctx.tell(Input::UpstreamConnected(evidence));
             }
@@ -145,13 +145,17 @@ pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summa
             let reply = match sent {
                 Ok(Ok(bytes)) => {
                     early = bytes;
-                    read_reply(&mut stream, reply_timeout).await
+                    match read_reply(&mut stream, handshake, reply_timeout).await {
+                        Ok(_connected) => Ok(None),
+                        Err(UpstreamError::Refused(code)) => Ok(Some(code)),
+                        Err(error) => Err(error),
+                    }
                 }
                 Ok(Err(error)) => Err(UpstreamError::Connect(error)),
                 Err(_) => Err(UpstreamError::Timeout(reply_timeout)),
             };
             match reply {
-                Ok(reply) => {
+                Ok(refused) => {
                     // Asked again now that the handshake is surely complete.
                     let mptcp = if connected.mptcp {
                         sys::is_mptcp(&stream)
@@ -160,7 +164,8 @@ pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summa
                     };
                     let ahead = early.len() as u64;
                     drop(early);
-                    return via_concentrator(lan, stream, mptcp, &reply, ahead, ctx, &params).await;
+                    return via_concentrator(lan, stream, mptcp, refused, ahead, ctx, &params)
+                        .await;
                 }
                 Err(error) => {
                     sys::reset(stream);
@@ -233,7 +238,7 @@ async fn via_concentrator(
     lan: TcpStream,
     upstream: TcpStream,
     mptcp: Option<bool>,
-    reply: &Message,
+    refused: Option<ErrorCode>,
     ahead: u64,
     ctx: &ConnContext,
     params: &ConnParams,
@@ -249,7 +254,7 @@ async fn via_concentrator(
             debug!("upstream connection fell back to plain TCP");
         }
     }
-    if let Some(code) = reply.error_code() {
+    if let Some(code) = refused {
         ctx.stats.refused();
         info!(
             code = code.code(),
