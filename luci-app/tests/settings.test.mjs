@@ -47,7 +47,13 @@ function declared() {
 /** [section type, option name, kind] for every row of MAPPINGS (rustfmt may wrap a row). */
 function agentOptions() {
   const rs = readFileSync(MAP_RS, 'utf8');
-  const rows = [...rs.matchAll(/(?:m|script_only)\(\s*"(\w+)",\s*"(\w+)",\s*(\w+)/g)].map((r) => [r[1], r[2], r[3]]);
+  // Rows are `script_only("section", "option", Kind)`, `global("option", Kind, "field")`
+  // (section globals) or `wan("option", Kind, "field")` (section wan).
+  const rows = [
+    ...[...rs.matchAll(/\bscript_only\(\s*"(\w+)",\s*"(\w+)",\s*(\w+)/g)].map((r) => [r[1], r[2], r[3]]),
+    ...[...rs.matchAll(/\bglobal\(\s*"(\w+)",\s*(\w+)/g)].map((r) => ['globals', r[1], r[2]]),
+    ...[...rs.matchAll(/\bwan\(\s*"(\w+)",\s*(\w+)/g)].map((r) => ['wan', r[1], r[2]]),
+  ];
   assert.ok(rows.length > 10, 'MAPPINGS found in map.rs');
   return rows;
 }
