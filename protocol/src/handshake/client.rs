@@ -19,6 +19,16 @@ pub enum Asked {
     Info,
 }
 
+impl Asked {
+    /// What `request` asks for; an error if it is not a Convert request.
+    fn of(request: &Message) -> Result<Asked, RequestError> {
+        Ok(match request.request()? {
+            Request::Connect { .. } => Asked::Connect,
+            Request::Info => Asked::Info,
+        })
+    }
+}
+
 /// A reply that says yes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Accepted {
@@ -85,10 +95,7 @@ impl ClientHandshake {
         now_unix_secs: u64,
         nonce: [u8; NONCE_LEN],
     ) -> Result<(Self, Vec<u8>), SealError> {
-        let asked = match request.request()? {
-            Request::Connect { .. } => Asked::Connect,
-            Request::Info => Asked::Info,
-        };
+        let asked = Asked::of(request)?;
         let wire = seal(request, client, key, now_unix_secs, nonce)?;
         Ok((Self::expecting(asked), wire))
     }
@@ -104,10 +111,7 @@ impl ClientHandshake {
         now_unix_secs: u64,
         nonce: [u8; NONCE_LEN],
     ) -> Result<(Self, Vec<u8>), SealError> {
-        let asked = match request.request()? {
-            Request::Connect { .. } => Asked::Connect,
-            Request::Info => Asked::Info,
-        };
+        let asked = Asked::of(request)?;
         let wire = seal_bound(request, client, key, server, now_unix_secs, nonce)?;
         Ok((Self::expecting(asked), wire))
     }

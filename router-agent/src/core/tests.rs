@@ -61,6 +61,17 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// Hand the core a reloaded config, its concentrator resolved to `concentrator`.
+fn reload(core: &mut Core, config: Arc<Config>, concentrator: SocketAddr, now: Instant) {
+    core.handle(
+        Input::Reload {
+            config,
+            concentrator: vec![concentrator],
+        },
+        now,
+    );
+}
+
 /// Run the core's timer at `now` and return what it asked for.
 fn tick(core: &mut Core, now: Instant) -> Vec<Action> {
     core.handle_timeout(now);
@@ -322,13 +333,7 @@ fn a_refused_table_update_is_retried() {
 fn a_reload_with_nothing_changed_does_nothing() {
     let t0 = Instant::now();
     let mut core = core(true, t0);
-    core.handle(
-        Input::Reload {
-            config: config(""),
-            concentrator: vec![addr(VPS)],
-        },
-        t0,
-    );
+    reload(&mut core, config(""), addr(VPS), t0);
     assert_eq!(drain(&mut core), vec![]);
 }
 
@@ -337,13 +342,7 @@ fn a_reload_of_the_wans_touches_only_the_control_plane() {
     let t0 = Instant::now();
     let mut core = core(true, t0);
     let new = config("[[wan]]\nname = \"wan\"\ndevice = \"eth1\"\n");
-    core.handle(
-        Input::Reload {
-            config: new,
-            concentrator: vec![addr(VPS)],
-        },
-        t0,
-    );
+    reload(&mut core, new, addr(VPS), t0);
     let actions = drain(&mut core);
     assert_eq!(
         actions,
@@ -360,13 +359,7 @@ fn a_reload_of_the_bypass_list_keeps_the_fail_open_state() {
     let t0 = Instant::now();
     let mut core = core(false, t0);
     let new = config("[bypass]\ndestinations = [\"198.51.100.0/24\"]\n");
-    core.handle(
-        Input::Reload {
-            config: new,
-            concentrator: vec![addr(VPS)],
-        },
-        t0,
-    );
+    reload(&mut core, new, addr(VPS), t0);
     let actions = drain(&mut core);
     let specs: Vec<_> = actions
         .iter()
@@ -395,13 +388,7 @@ fn a_new_concentrator_is_used_by_new_connections_and_probed_at_once() {
     drain(&mut core);
     let new = replaced("192.0.2.1", "203.0.113.7");
     let vps2 = addr("203.0.113.7:4850");
-    core.handle(
-        Input::Reload {
-            config: new,
-            concentrator: vec![vps2],
-        },
-        t0 + ms(400),
-    );
+    reload(&mut core, new, vps2, t0 + ms(400));
     let actions = drain(&mut core);
     assert!(actions.contains(&Action::PublishUpstream(UpstreamChoice {
         concentrator: vps2,
@@ -435,13 +422,7 @@ fn a_reload_of_the_thresholds_applies_to_the_running_streak() {
     tick(&mut core, t0 + ms(1000));
     answer(&mut core, false, t0 + ms(1100));
     let new = replaced("down_after = 2", "down_after = 5");
-    core.handle(
-        Input::Reload {
-            config: new,
-            concentrator: vec![addr(VPS)],
-        },
-        t0 + ms(1200),
-    );
+    reload(&mut core, new, addr(VPS), t0 + ms(1200));
     let actions = drain(&mut core);
     assert!(actions.contains(&Action::Reconfigure(Changes {
         health: true,
