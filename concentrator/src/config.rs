@@ -15,6 +15,8 @@ use ipnet::IpNet;
 use mpbond_protocol::auth::{ClientId, Key, ServerBinding, ServerId};
 use serde::Deserialize;
 
+use crate::source_limit::SourceLimits;
+
 /// The listen addresses used when the file has no `listen`.
 pub const DEFAULT_LISTEN: [&str; 2] = ["0.0.0.0:4850", "[::]:4850"];
 
@@ -60,6 +62,9 @@ pub struct RawLimits {
     pub idle_timeout_secs: Option<u64>,
     pub drain_timeout_secs: Option<u64>,
     pub auth_window_secs: Option<u64>,
+    pub max_unauthenticated_per_source: Option<u64>,
+    pub new_connections_per_source_per_sec: Option<u64>,
+    pub new_connections_per_source_burst: Option<u64>,
 }
 
 /// `[policy]` as written.
@@ -133,6 +138,8 @@ pub struct Limits {
     pub idle_timeout: Option<Duration>,
     pub drain_timeout: Duration,
     pub auth_window_secs: u64,
+    /// Limits per source address (IPv6: per /64) before authentication.
+    pub per_source: SourceLimits,
 }
 
 impl Default for Limits {
@@ -145,6 +152,7 @@ impl Default for Limits {
             idle_timeout: Some(Duration::from_secs(7_200)),
             drain_timeout: Duration::from_secs(10),
             auth_window_secs: 60,
+            per_source: SourceLimits::default(),
         }
     }
 }
@@ -394,6 +402,7 @@ fn validate_limits(raw: &RawLimits) -> Result<Limits, ConfigError> {
     )?;
     let drain = range("drain_timeout_secs", raw.drain_timeout_secs, 10, 0, 86_400)?;
     let window = range("auth_window_secs", raw.auth_window_secs, 60, 1, 86_400)?;
+    let per_source = validate_per_source(raw, max_total)?;
     Ok(Limits {
         max_connections: usize::try_from(max_total).unwrap_or(usize::MAX),
         max_connections_per_client: usize::try_from(per_client).unwrap_or(usize::MAX),
@@ -402,6 +411,37 @@ fn validate_limits(raw: &RawLimits) -> Result<Limits, ConfigError> {
         idle_timeout: (idle > 0).then(|| Duration::from_secs(idle)),
         drain_timeout: Duration::from_secs(drain),
         auth_window_secs: window,
+        per_source,
+    })
+}
+
+fn validate_per_source(raw: &RawLimits, max_total: u64) -> Result<SourceLimits, ConfigError> {
+    let d = SourceLimits::default();
+    let unauthenticated = range(
+        "max_unauthenticated_per_source",
+        raw.max_unauthenticated_per_source,
+        (d.max_unauthenticated as u64).min(max_total),
+        1,
+        max_total,
+    )?;
+    let per_sec = range(
+        "new_connections_per_source_per_sec",
+        raw.new_connections_per_source_per_sec,
+        u64::from(d.per_sec),
+        1,
+        1_000_000,
+    )?;
+    let burst = range(
+        "new_connections_per_source_burst",
+        raw.new_connections_per_source_burst,
+        u64::from(d.burst),
+        1,
+        1_000_000,
+    )?;
+    Ok(SourceLimits {
+        max_unauthenticated: usize::try_from(unauthenticated).unwrap_or(usize::MAX),
+        per_sec: u32::try_from(per_sec).unwrap_or(u32::MAX),
+        burst: u32::try_from(burst).unwrap_or(u32::MAX),
     })
 }
 
@@ -501,6 +541,32 @@ mod tests {
         assert_eq!(cfg.limits, Limits::default());
         assert!(cfg.metrics.is_none());
         assert_eq!(cfg.clients.len(), 1);
+    }
+
+    #[test]
+    fn per_source_limits_parse_and_are_checked() {
+        let cfg = Config::parse(
+            "[limits]\nmax_unauthenticated_per_source = 8\nnew_connections_per_source_per_sec = 5\nnew_connections_per_source_burst = 20\n",
+        )
+        .unwrap();
+        let want = SourceLimits {
+            max_unauthenticated: 8,
+            per_sec: 5,
+            burst: 20,
+        };
+        assert_eq!(cfg.limits.per_source, want);
+        for bad in [
+            "max_unauthenticated_per_source = 0",
+            "max_connections = 10\nmax_unauthenticated_per_source = 11",
+            "new_connections_per_source_per_sec = 0",
+            "new_connections_per_source_burst = 0",
+        ] {
+            let err = Config::parse(&format!("[limits]\n{bad}\n")).unwrap_err();
+            assert!(err.to_string().contains("per_source"), "{bad}: {err}");
+        }
+        // A small max_connections lowers the default with it.
+        let small = Config::parse("[limits]\nmax_connections = 10\n").unwrap();
+        assert_eq!(small.limits.per_source.max_unauthenticated, 10);
     }
 
     #[test]

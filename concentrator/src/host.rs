@@ -1,11 +1,14 @@
 //! Facts about the host: its own addresses (for the policy) and whether the kernel settings
-//! the concentrator wants are in place (MPTCP enabled, TFO server bit). Read-only.
+//! the concentrator wants are in place (MPTCP enabled, TFO server bit, Fast Open cookies
+//! required). Read-only.
 
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-pub use mpbond_relay::sys::{parse_sysctl_int as parse_sysctl, TCP_FASTOPEN_SYSCTL, TFO_SERVER};
+pub use mpbond_relay::sys::{
+    parse_sysctl_int as parse_sysctl, TCP_FASTOPEN_SYSCTL, TFO_SERVER, TFO_SERVER_COOKIE_NOT_REQD,
+};
 
 /// `/proc/sys` file for `net.mptcp.enabled`.
 pub const MPTCP_ENABLED: &str = "/proc/sys/net/mptcp/enabled";
@@ -55,6 +58,9 @@ pub enum HostIssue {
     MptcpDisabled,
     /// `net.ipv4.tcp_fastopen` lacks the server bit (0x2); the value found is given.
     NoTfoServer(u32),
+    /// `net.ipv4.tcp_fastopen` has [`TFO_SERVER_COOKIE_NOT_REQD`] (0x200): data in a SYN is
+    /// taken without a cookie, so a forged source address gets a session.
+    CookieNotRequired(u32),
     /// A file could not be read.
     Unreadable(String),
 }
@@ -71,6 +77,10 @@ impl fmt::Display for HostIssue {
             HostIssue::NoTfoServer(v) => write!(
                 f,
                 "net.ipv4.tcp_fastopen is {v:#x}, without the server bit 0x2: a Fast Open client's MPTCP connection falls back to plain TCP (no bonding) until the agent turns Fast Open off, and then each connection costs an extra round trip"
+            ),
+            HostIssue::CookieNotRequired(v) => write!(
+                f,
+                "net.ipv4.tcp_fastopen is {v:#x}, with bit 0x200 (no cookie required): data in a SYN from any source address, forged ones included, opens a session before the sender proved it owns the address; clear the bit (`mpbond-concentrator setup` does)"
             ),
             HostIssue::Unreadable(what) => write!(f, "cannot read {what}"),
         }
@@ -99,8 +109,14 @@ pub fn issues(mptcp_enabled: io::Result<String>, tcp_fastopen: io::Result<u32>) 
         Err(_) => issues.push(HostIssue::Unreadable(MPTCP_ENABLED.to_owned())),
     }
     match tcp_fastopen {
-        Ok(v) if v & TFO_SERVER != 0 => {}
-        Ok(v) => issues.push(HostIssue::NoTfoServer(v)),
+        Ok(v) => {
+            if v & TFO_SERVER == 0 {
+                issues.push(HostIssue::NoTfoServer(v));
+            }
+            if v & TFO_SERVER_COOKIE_NOT_REQD != 0 {
+                issues.push(HostIssue::CookieNotRequired(v));
+            }
+        }
         Err(_) => issues.push(HostIssue::Unreadable(TCP_FASTOPEN_SYSCTL.to_owned())),
     }
     issues
@@ -127,6 +143,10 @@ mod tests {
             vec![HostIssue::MptcpDisabled, HostIssue::NoTfoServer(1)]
         );
         assert_eq!(issues(Ok("1\n".into()), Ok(3)), vec![]);
+        assert_eq!(
+            issues(Ok("1\n".into()), Ok(0x203)),
+            vec![HostIssue::CookieNotRequired(0x203)]
+        );
         assert_eq!(issues(Err(gone()), Ok(3)), vec![HostIssue::NoMptcp]);
         let unreadable = HostIssue::Unreadable(TCP_FASTOPEN_SYSCTL.to_owned());
         assert_eq!(issues(Ok("1".into()), Err(gone())), vec![unreadable]);

@@ -9,11 +9,14 @@
 //!
 //! * [`config`]: the TOML file in two layers (raw serde struct → validated [`Config`]).
 //! * [`policy`]: which destinations are allowed. Pure.
-//! * [`admission`]: total and per-client connection limits.
+//! * [`admission`]: total and per-client connection limits, after authentication.
+//! * [`source_limit`]: per-source limits before authentication (unauthenticated
+//!   connections, new connections a second), asked before a connection takes a slot.
 //! * [`session`]: one connection, handshake to relay, logged once at its end. The
 //!   request is judged by `mpbond_protocol`'s `ServerHandshake`; the session carries
 //!   out its decision, the policy's and the limits'.
-//! * [`listener`]: MPTCP listeners, served by the shared accept loop
+//! * [`listener`]: MPTCP listeners that take data in a SYN only with a Fast Open cookie,
+//!   screened by the per-source limits and served by the shared accept loop
 //!   ([`mpbond_relay::accept`]).
 //! * [`reload`]: shared state, the reload [`Handle`] and what a reload changed.
 //! * [`metrics`], [`metrics_http`]: counters and the `GET /metrics` responder.
@@ -49,6 +52,7 @@ pub mod reload;
 pub mod replay_state;
 pub mod session;
 pub mod setup;
+pub mod source_limit;
 
 use std::io;
 use std::net::SocketAddr;

@@ -6,16 +6,30 @@
 //! [`mpbond_relay::accept::AcceptLoop`] on it: every listener shares the server's slots
 //! semaphore, accept errors back off, and each connection is a session on the task
 //! tracker whose failure is its own.
+//!
+//! Before a connection takes a slot, [`Screened`] asks the per-source limits
+//! ([`crate::source_limit`]): a connection they refuse is reset at once, counted in
+//! `mpbond_source_limit_refusals_total`, and logged at most once per
+//! [`crate::source_limit::LOG_EVERY`]. An admitted one carries an [`Unproven`] mark, which
+//! the session drops once the client has authenticated.
+//!
+//! No Fast Open listener sets `TCP_FASTOPEN_NO_COOKIE`
+//! ([`mpbond_relay::sys::mptcp_listener`]): data in a SYN is taken only with the kernel's
+//! cookie, so nothing is accepted from a source address before its owner answered a
+//! SYN-ACK.
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
-use mpbond_relay::accept::AcceptLoop;
-use tokio::net::TcpListener;
+use mpbond_relay::accept::{AcceptLoop, Listener};
+use tokio::net::{TcpListener, TcpStream};
 use tracing::warn;
 
 use crate::reload::State;
+use crate::source_limit::{Source, SourceTable};
 
 /// Listen backlog.
 pub const BACKLOG: i32 = 4096;
@@ -66,12 +80,92 @@ pub fn is_no_family(e: &io::Error) -> bool {
     )
 }
 
-/// Accept on `listener` until `accept.shutdown`, a session per connection. Its slot
-/// comes from `accept.limit` (the server's slots) and goes to the session.
+/// Accept on `listener` until `accept.shutdown`, a session per connection that the
+/// per-source limits let through. Its slot comes from `accept.limit` (the server's slots)
+/// and goes to the session.
 pub(crate) async fn serve(listener: TcpListener, state: Arc<State>, accept: AcceptLoop) {
+    let screened = Screened {
+        listener: &listener,
+        state: state.clone(),
+    };
     accept
-        .run(&listener, |stream, peer, slot| {
-            crate::session::serve(stream, peer, state.clone(), slot)
+        .run(&screened, |stream, (peer, unproven), slot| {
+            crate::session::serve(stream, peer, unproven, state.clone(), slot)
         })
         .await;
+}
+
+/// A listener whose `accept` returns only connections the per-source limits admit; the
+/// others it resets and counts.
+pub(crate) struct Screened<'a> {
+    listener: &'a TcpListener,
+    state: Arc<State>,
+}
+
+/// A connection counted as unauthenticated against its source until dropped.
+#[derive(Debug)]
+pub(crate) struct Unproven {
+    sources: Arc<Mutex<SourceTable>>,
+    source: Source,
+}
+
+impl Drop for Unproven {
+    fn drop(&mut self) {
+        self.sources
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .release(self.source);
+    }
+}
+
+impl Screened<'_> {
+    /// Count `peer` in against its source, or count and log the refusal.
+    fn screen(&self, peer: SocketAddr) -> Option<Unproven> {
+        let limits = self.state.live().config.limits.per_source;
+        let now = Instant::now();
+        let (verdict, log) = {
+            let mut table = self
+                .state
+                .sources
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let verdict = table.admit(peer.ip(), &limits, now);
+            (verdict, table.log_due(now))
+        };
+        match verdict {
+            Ok(source) => Some(Unproven {
+                sources: self.state.sources.clone(),
+                source,
+            }),
+            Err(hit) => {
+                self.state.metrics.source_limit_refusal(hit);
+                if let Some(refused) = log {
+                    warn!(
+                        refused,
+                        last_source = %peer.ip(),
+                        limit = hit.as_str(),
+                        "per-source limits reset connections before authentication"
+                    );
+                }
+                None
+            }
+        }
+    }
+}
+
+impl Listener for Screened<'_> {
+    type Stream = TcpStream;
+    type Peer = (SocketAddr, Unproven);
+
+    fn accept(&self) -> impl Future<Output = io::Result<(TcpStream, Self::Peer)>> + Send {
+        async move {
+            loop {
+                let (stream, peer) = self.listener.accept().await?;
+                match self.screen(peer) {
+                    Some(unproven) => return Ok((stream, (peer, unproven))),
+                    None => mpbond_relay::sys::reset(stream),
+                }
+            }
+        }
+    }
 }

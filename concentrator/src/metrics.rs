@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::source_limit::SourceRefusal;
+
 /// Upper bounds (seconds) of the handshake latency histogram buckets.
 pub const HANDSHAKE_BUCKETS: [f64; 13] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -23,6 +25,8 @@ pub struct Metrics {
     total: AtomicU64,
     policy_refusals: AtomicU64,
     limit_refusals: AtomicU64,
+    source_unauthenticated_refusals: AtomicU64,
+    source_rate_refusals: AtomicU64,
     malformed: AtomicU64,
     handshake_timeouts: AtomicU64,
     early_closes: AtomicU64,
@@ -112,6 +116,15 @@ impl Metrics {
     /// A connection limit refused a connection.
     pub fn limit_refusal(&self) {
         self.limit_refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A per-source limit refused a connection before it took a slot.
+    pub fn source_limit_refusal(&self, hit: SourceRefusal) {
+        let counter = match hit {
+            SourceRefusal::Unauthenticated => &self.source_unauthenticated_refusals,
+            SourceRefusal::Rate => &self.source_rate_refusals,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An accepted connection was plain TCP (MPTCP stripped or not used).
@@ -222,6 +235,26 @@ impl Metrics {
             "Connections refused by a connection limit.",
             load(&self.limit_refusals),
         );
+        head(
+            &mut out,
+            "mpbond_source_limit_refusals_total",
+            "counter",
+            "Connections reset before authentication by a per-source limit, by limit.",
+        );
+        for (hit, counter) in [
+            (
+                SourceRefusal::Unauthenticated,
+                &self.source_unauthenticated_refusals,
+            ),
+            (SourceRefusal::Rate, &self.source_rate_refusals),
+        ] {
+            let _ = writeln!(
+                out,
+                "mpbond_source_limit_refusals_total{{limit=\"{}\"}} {}",
+                hit.as_str(),
+                load(counter)
+            );
+        }
         simple(
             &mut out,
             "mpbond_malformed_total",

@@ -25,6 +25,7 @@ use crate::admission::Admission;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
+use crate::source_limit::SourceTable;
 
 /// What connections read: one consistent snapshot of the reloadable config.
 #[derive(Debug)]
@@ -63,6 +64,8 @@ pub(crate) struct State {
     pub verifier: Verifier,
     pub metrics: Arc<Metrics>,
     pub admission: Arc<Admission>,
+    /// Per-source counts before authentication, shared by every listener.
+    pub sources: Arc<Mutex<SourceTable>>,
     /// Caps accepted connections (admitted ones plus some headroom for handshakes that
     /// end in a refusal).
     pub slots: Arc<Semaphore>,
@@ -91,6 +94,7 @@ impl State {
             verifier,
             metrics: Arc::new(Metrics::default()),
             admission: Arc::new(Admission::default()),
+            sources: Arc::default(),
             slots: Arc::new(Semaphore::new(slots)),
             slot_count: Mutex::new(slots),
             rebuild: Mutex::new(()),

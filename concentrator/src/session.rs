@@ -32,6 +32,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::{field, info, info_span, Instrument};
 
 use crate::admission::{Admitted, LimitHit};
+use crate::listener::Unproven;
 use crate::policy::Class;
 use crate::reload::{Live, State};
 
@@ -117,10 +118,12 @@ impl fmt::Display for Close {
     }
 }
 
-/// Serve one accepted connection to its end. `slot` is its accept-loop permit.
+/// Serve one accepted connection to its end. `slot` is its accept-loop permit;
+/// `unproven` counts it against its source until the client has authenticated.
 pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
+    unproven: Unproven,
     state: Arc<State>,
     slot: OwnedSemaphorePermit,
 ) {
@@ -133,7 +136,7 @@ pub(crate) async fn serve(
         }
         let _ = stream.set_nodelay(true);
         let mut bytes = (0, 0);
-        let close = handle(stream, &state, started, &mut bytes, slot).await;
+        let close = handle(stream, &state, started, &mut bytes, unproven, slot).await;
         state.metrics.connection_closed();
         let ms = started.elapsed().as_millis() as u64;
         info!(up = bytes.0, down = bytes.1, duration_ms = ms, close = %close, "connection closed");
@@ -155,6 +158,7 @@ async fn handle(
     state: &State,
     started: Instant,
     bytes: &mut (u64, u64),
+    unproven: Unproven,
     slot: OwnedSemaphorePermit,
 ) -> Close {
     let live = state.live();
@@ -179,6 +183,10 @@ async fn handle(
         Ok(Err(e)) => return Close::Io(e.kind()),
         Ok(Ok(decision)) => decision,
     };
+    if !decision.is_unauthenticated_refusal() {
+        // The client holds a key: it no longer counts against its source's limit.
+        drop(unproven);
+    }
     let quiet = live.config.quiet && decision.is_unauthenticated_refusal();
     if !quiet {
         wait_established(&stream, started + limits.handshake_timeout).await;

@@ -1,7 +1,8 @@
 //! `mpbond-concentrator setup`: apply the server's kernel settings and report each change.
 //!
-//! * `net.mptcp.enabled = 1` and the TFO server bit (0x2) OR-ed into `net.ipv4.tcp_fastopen`,
-//!   written through `/proc/sys` (both are per network namespace);
+//! * `net.mptcp.enabled = 1` and the TFO server bit (0x2) OR-ed into `net.ipv4.tcp_fastopen`
+//!   with bit 0x200 (take SYN data without a cookie) cleared, written through `/proc/sys`
+//!   (both are per network namespace);
 //! * MPTCP limits `subflows 8, add_addr_accepted 8` through the `mptcp_pm` generic netlink
 //!   family (`mpbond_netlink::PmClient`, the agent's client too), or
 //!   `ip mptcp limits set ...` if netlink fails.
@@ -14,7 +15,9 @@ use mpbond_netlink::mptcp::Limits;
 use mpbond_netlink::PmClient;
 use mpbond_relay::sys::tcp_fastopen;
 
-use crate::host::{parse_sysctl, MPTCP_ENABLED, TCP_FASTOPEN_SYSCTL, TFO_SERVER};
+use crate::host::{
+    parse_sysctl, MPTCP_ENABLED, TCP_FASTOPEN_SYSCTL, TFO_SERVER, TFO_SERVER_COOKIE_NOT_REQD,
+};
 
 /// The limits `setup` applies.
 pub const WANTED_LIMITS: Limits = Limits {
@@ -65,10 +68,16 @@ pub fn apply(mut report: impl FnMut(&str)) -> Result<(), SetupError> {
         path,
         "net.ipv4.tcp_fastopen",
         old,
-        old | TFO_SERVER,
+        wanted_tcp_fastopen(old),
     )?);
     report(&set_limits()?);
     Ok(())
+}
+
+/// `net.ipv4.tcp_fastopen` as setup leaves it: the server bit on, cookies required, the
+/// other bits as found.
+pub fn wanted_tcp_fastopen(old: u32) -> u32 {
+    (old | TFO_SERVER) & !TFO_SERVER_COOKIE_NOT_REQD
 }
 
 /// Write `new` to `path` unless it holds it already (`old`), and say what happened.
@@ -154,6 +163,14 @@ mod tests {
         })
         .join()
         .expect("namespace thread")
+    }
+
+    #[test]
+    fn setup_turns_fast_open_on_and_requires_cookies() {
+        assert_eq!(wanted_tcp_fastopen(1), 3);
+        assert_eq!(wanted_tcp_fastopen(3), 3);
+        assert_eq!(wanted_tcp_fastopen(0x201), 3);
+        assert_eq!(wanted_tcp_fastopen(0x407), 0x407);
     }
 
     #[test]

@@ -3,11 +3,25 @@
 //!
 //! # Fast Open
 //!
-//! With `fastopen`, the socket gets `TCP_FASTOPEN_CONNECT` and `TCP_FASTOPEN_NO_COOKIE`.
-//! `connect()` then returns at once without sending anything, and the first write sends
-//! the SYN with `first` in it. A consequence: a refused or unreachable destination does not
-//! show at `connect()` but only afterwards, as `SO_ERROR` or as the error of a later read or
-//! write. [`connect_with`] therefore waits until the handshake has finished (the socket has
+//! With `fastopen`, the socket gets `TCP_FASTOPEN_CONNECT`, and the kernel's cookie cache
+//! (`ip tcp_metrics`, per source and destination address) decides what goes out:
+//!
+//! * **No cookie yet** (the first connection from this source address to this server, or
+//!   after the server's key changed): `connect()` sends a SYN that asks for a cookie and
+//!   carries no data; `first` follows the handshake, one round trip later, and the
+//!   SYN-ACK's cookie is cached.
+//! * **A cookie**: `connect()` returns at once without sending anything, and the first
+//!   write sends the SYN with the cookie and `first` in it (0-RTT).
+//!
+//! `TCP_FASTOPEN_NO_COOKIE` is never set: the concentrator requires a real cookie (data in
+//! a SYN without one is not taken, so a forged source address cannot make it do work),
+//! and an MPTCP SYN whose data the server drops falls back to plain TCP on Linux 6.x.
+//! A server that changed its cookie key (a reboot) drops the data of the next SYN from
+//! each source once, which costs that one MPTCP connection its bonding; the SYN-ACK then
+//! carries the new cookie.
+//!
+//! Either way a refused or unreachable destination does not show at `connect()` but only
+//! afterwards, as `SO_ERROR` or as the error of a later read or write. [`connect_with`] therefore waits until the handshake has finished (the socket has
 //! a peer) or failed (`SO_ERROR`) before it returns, so that callers see
 //! `ConnectionRefused`, `HostUnreachable`/`NetworkUnreachable` or `TimedOut` exactly as on
 //! the plain path.
@@ -18,7 +32,7 @@
 //! `MPCapableDataFallback`), which [`connect_with`] logs at warn level and reports as
 //! `mptcp: false`.
 //!
-//! If the kernel refuses either Fast Open option (`ENOPROTOOPT`, `EOPNOTSUPP`, `EINVAL`), the
+//! If the kernel refuses the Fast Open option (`ENOPROTOOPT`, `EOPNOTSUPP`, `EINVAL`), the
 //! connection is made the ordinary way and [`Connected::fastopen`] is false. An empty
 //! `first` never uses Fast Open (a deferred connect would wait for a write).
 //!
@@ -59,17 +73,16 @@ pub struct ConnectOpts {
 pub struct Connected {
     /// The connected socket, registered with tokio.
     pub stream: TcpStream,
-    /// The Fast Open path was used: `first` went out with `TCP_FASTOPEN_CONNECT` and
-    /// `TCP_FASTOPEN_NO_COOKIE`, so it rode in the SYN unless the peer refused it.
-    /// See [`crate::sys::syn_data_acked`] for whether the peer took it.
+    /// The Fast Open path was used: `first` went out with `TCP_FASTOPEN_CONNECT`, so it
+    /// rode in the SYN if the kernel held a cookie for the server and the server took it.
+    /// See [`crate::sys::syn_data_acked`] for whether it did.
     pub fastopen: bool,
     /// The connection uses MPTCP (`TCP_IS_MPTCP`); false after a fallback to TCP.
     pub mptcp: bool,
 }
 
 /// Connect and send `first` (the Convert request). With fastopen it uses
-/// TCP_FASTOPEN_CONNECT (+ TCP_FASTOPEN_NO_COOKIE where accepted) so `first` rides in the
-/// SYN; where the kernel refuses TFO on MPTCP it falls back to connect + write. With
+/// TCP_FASTOPEN_CONNECT so `first` rides in the SYN once a cookie is cached; where the kernel refuses TFO on MPTCP it falls back to connect + write. With
 /// mptcp=false it is plain TCP. All of `first` is written before it returns.
 ///
 /// It returns once the handshake has completed, so a failed connection surfaces here as
@@ -139,10 +152,12 @@ async fn connect_inner(
     if opts.mptcp && fastopen && !mptcp && sys::syn_data_acked(&stream) == Some(false) {
         // Linux falls back to plain TCP when the server drops the data of an MP_CAPABLE
         // SYN (MPTcpExt MPCapableDataFallback): the server lacks bit 0x2 of
-        // net.ipv4.tcp_fastopen or TCP_FASTOPEN on its listener.
+        // net.ipv4.tcp_fastopen or TCP_FASTOPEN on its listener, or no longer takes our
+        // cached cookie (its key changed, say at a reboot; the SYN-ACK brought a new one).
         tracing::warn!(
             %dest,
             "the server ignored the data in the SYN and MPTCP fell back to TCP; \
+             once after a server reboot this is a stale Fast Open cookie, otherwise \
              enable TCP Fast Open on the server or connect without fastopen"
         );
     }
@@ -172,25 +187,14 @@ fn new_socket(dest: SocketAddr, mptcp: bool) -> io::Result<Socket> {
     Socket::new(domain, Type::STREAM, Some(Protocol::TCP))
 }
 
-/// Turn on TFO_CONNECT and NO_COOKIE. Ok(false), with both off, if the kernel refuses
-/// either (`ENOPROTOOPT`, `EOPNOTSUPP`, `EINVAL`); other errors are returned.
+/// Turn on TFO_CONNECT (cookies from the kernel's cache, never NO_COOKIE). Ok(false) if
+/// the kernel refuses it (`ENOPROTOOPT`, `EOPNOTSUPP`, `EINVAL`); other errors are returned.
 fn enable_fastopen(socket: &Socket) -> io::Result<bool> {
-    let result = sys::set_fastopen_connect(socket, true)
-        .and_then(|()| sys::set_fastopen_no_cookie(socket, true));
-    match result {
+    match sys::set_fastopen_connect(socket, true) {
         Ok(()) => Ok(true),
         Err(error) if sys::is_enoprotoopt(&error) || error.raw_os_error() == Some(libc::EINVAL) => {
             tracing::debug!(%error, "TCP Fast Open refused, connecting without it");
-            // Without NO_COOKIE a deferred connect would wait for a cookie: turn it off.
-            match sys::set_fastopen_connect(socket, false) {
-                Ok(()) => Ok(false),
-                Err(off)
-                    if sys::is_enoprotoopt(&off) || off.raw_os_error() == Some(libc::EINVAL) =>
-                {
-                    Ok(false)
-                }
-                Err(off) => Err(off),
-            }
+            Ok(false)
         }
         Err(error) => Err(error),
     }

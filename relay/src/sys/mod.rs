@@ -21,7 +21,15 @@ pub use mpbond_netlink::sockopt::{
 };
 
 /// MPTCP (IPPROTO_MPTCP) listener, SO_REUSEADDR, v6only for v6 addrs, TCP_FASTOPEN=qlen
-/// when Some(qlen), and TCP_FASTOPEN_NO_COOKIE. Must be called inside a tokio runtime.
+/// when Some(qlen). Must be called inside a tokio runtime.
+///
+/// The listener takes data in a SYN only with a valid Fast Open cookie: it never sets
+/// `TCP_FASTOPEN_NO_COOKIE`. The kernel's cookie is a MAC of the client's address under a
+/// per-namespace key, handed out in a SYN-ACK, so a sender that holds one has proved it
+/// receives packets at its source address; a SYN with data and no (or a wrong) cookie
+/// gets a SYN-ACK with a fresh cookie and nothing reaches `accept` before the three-way
+/// handshake completes. Bit [`TFO_SERVER_COOKIE_NOT_REQD`] of `net.ipv4.tcp_fastopen`, or a
+/// route with `fastopen_no_cookie`, would turn that check off for the whole namespace.
 ///
 /// A kernel that refuses the Fast Open options on an MPTCP socket is logged at warn level
 /// and the listener is returned without them: connections then still work, with the first
@@ -40,9 +48,7 @@ pub fn mptcp_listener(
     )?;
     prepare_listener(&socket, addr)?;
     if let Some(qlen) = fastopen_qlen {
-        let result = set_fastopen_listener(&socket, qlen)
-            .and_then(|()| set_fastopen_no_cookie(&socket, true));
-        match result {
+        match set_fastopen_listener(&socket, qlen) {
             Err(error) => {
                 tracing::warn!(%addr, %error, "TCP Fast Open not available on the MPTCP listener");
             }
@@ -71,6 +77,10 @@ pub const TCP_FASTOPEN_SYSCTL: &str = "/proc/sys/net/ipv4/tcp_fastopen";
 pub const TFO_CLIENT: u32 = 0x1;
 /// The server bit of `net.ipv4.tcp_fastopen`: accept data in the SYN.
 pub const TFO_SERVER: u32 = 0x2;
+/// `TFO_SERVER_COOKIE_NOT_REQD` of `net.ipv4.tcp_fastopen`: every listener takes data in a
+/// SYN without a cookie, so a forged source address gets a socket (and, for the
+/// concentrator, a session). The concentrator's host check reports it, `setup` clears it.
+pub const TFO_SERVER_COOKIE_NOT_REQD: u32 = 0x200;
 
 /// `net.ipv4.tcp_fastopen` of the calling thread's network namespace (`/proc/sys/net`
 /// shows that one). The one reader of this sysctl in the workspace.
