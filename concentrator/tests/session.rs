@@ -101,7 +101,8 @@ async fn mptcp_client_works() {
     .expect("test timed out");
 }
 
-/// The full fast path: MPTCP with the Convert request in the SYN. Needs the TFO server bit
+/// The full fast path: MPTCP with the Convert request in the SYN, from the second
+/// connection on (the first one learns the cookie). Needs the TFO server bit
 /// (net.ipv4.tcp_fastopen & 2), which tests must not set in the root namespace, so the
 /// test runs in a namespace of its own with tcp_fastopen = 3.
 #[test]
@@ -112,7 +113,6 @@ fn mptcp_fastopen_client_rides_in_the_syn() {
         assert_eq!(mptcp.trim(), "1", "MPTCP is off in a new namespace");
         let server = start(one_client()).await;
         let (target, _) = echo_target("127.0.0.1").await;
-        let first = sealed(&Message::connect(target), "home", &key(1));
         let opts = ConnectOpts {
             mptcp: true,
             fastopen: true,
@@ -120,19 +120,23 @@ fn mptcp_fastopen_client_rides_in_the_syn() {
             mark: None,
             bind: None,
         };
-        let mut c = connect_with(server.addr, &first, &opts)
-            .await
-            .expect("connect");
-        assert!(
-            c.fastopen && c.mptcp,
-            "fastopen {} mptcp {}",
-            c.fastopen,
-            c.mptcp
-        );
-        assert_eq!(read_reply(&mut c.stream).await.error_code(), None);
-        assert_eq!(mpbond_relay::sys::syn_data_acked(&c.stream), Some(true));
-        let back = echo_round(c.stream, b"in the syn").await;
-        assert_eq!(back, b"in the syn");
+        // The first connection learns the listener's Fast Open cookie, the second uses it.
+        for in_syn in [false, true] {
+            let first = sealed(&Message::connect(target), "home", &key(1));
+            let mut c = connect_with(server.addr, &first, &opts)
+                .await
+                .expect("connect");
+            assert!(
+                c.fastopen && c.mptcp,
+                "fastopen {} mptcp {}",
+                c.fastopen,
+                c.mptcp
+            );
+            assert_eq!(read_reply(&mut c.stream).await.error_code(), None);
+            assert_eq!(mpbond_relay::sys::syn_data_acked(&c.stream), Some(in_syn));
+            let back = echo_round(c.stream, b"in the syn").await;
+            assert_eq!(back, b"in the syn");
+        }
         server.stop().await;
     });
 }

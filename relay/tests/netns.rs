@@ -1,6 +1,7 @@
 //! Root-only tests in a throw-away network namespace (see `common::netns`): TCP Fast Open
-//! with and without MPTCP, proved by the namespace's TcpExt counters, and unreachable
-//! destinations. They are `#[ignore = "needs root and netns"]`: `tests/run.sh` runs them
+//! with and without MPTCP, proved by the namespace's TcpExt counters (the first connection
+//! learns the server's cookie, the second carries it and its data in the SYN), and
+//! unreachable destinations. They are `#[ignore = "needs root and netns"]`: `tests/run.sh` runs them
 //! as root with `--include-ignored`, and without root they fail.
 
 mod common;
@@ -37,6 +38,7 @@ struct TfoRun {
     client_mptcp: bool,
     server_mptcp: Option<bool>,
     syn_data_acked: Option<bool>,
+    cookie_requested: u64,
     passive: u64,
     active: u64,
     mp_capable_syn_rx: u64,
@@ -44,16 +46,31 @@ struct TfoRun {
     mptcp_counters: Vec<(String, u64)>,
 }
 
-async fn tfo_once(mptcp: bool) -> TfoRun {
-    let addr = "127.0.0.1:0".parse().expect("addr");
-    let listener = if mptcp {
+/// A listener that takes data in SYNs with a Fast Open cookie. The kernel caches cookies
+/// per source and destination address, so the MPTCP listener gets an address of its own
+/// (127.0.0.2) and learns its cookie afresh.
+fn tfo_listener(mptcp: bool) -> tokio::net::TcpListener {
+    let ip = if mptcp { "127.0.0.2" } else { "127.0.0.1" };
+    let addr = format!("{ip}:0").parse().expect("addr");
+    if mptcp {
         sys::mptcp_listener(addr, 64, Some(64)).expect("mptcp listener")
     } else {
         let listener = sys::tcp_listener(addr, 64).expect("tcp listener");
         sys::set_fastopen_listener(&listener, 64).expect("TCP_FASTOPEN");
-        sys::set_fastopen_no_cookie(&listener, true).expect("TCP_FASTOPEN_NO_COOKIE");
         listener
-    };
+    }
+}
+
+/// Two Fast Open connections to one fresh listener: (first, second).
+async fn tfo_twice(mptcp: bool) -> (TfoRun, TfoRun) {
+    let listener = tfo_listener(mptcp);
+    (
+        tfo_once(&listener, mptcp).await,
+        tfo_once(&listener, mptcp).await,
+    )
+}
+
+async fn tfo_once(listener: &tokio::net::TcpListener, mptcp: bool) -> TfoRun {
     let dest = listener.local_addr().expect("local_addr");
     let before = netstat();
     let how = opts(mptcp);
@@ -77,6 +94,7 @@ async fn tfo_once(mptcp: bool) -> TfoRun {
         client_mptcp: connected.mptcp,
         server_mptcp: sys::is_mptcp(&accepted),
         syn_data_acked: sys::syn_data_acked(&connected.stream),
+        cookie_requested: delta(&before, &after, "TcpExt.TCPFastOpenCookieReqd"),
         passive: delta(&before, &after, "TcpExt.TCPFastOpenPassive"),
         active: delta(&before, &after, "TcpExt.TCPFastOpenActive"),
         mp_capable_syn_rx: delta(&before, &after, "MPTcpExt.MPCapableSYNRX"),
@@ -106,28 +124,33 @@ fn moved(
 
 #[test]
 #[ignore = "needs root and netns"]
-fn fastopen_puts_first_message_in_the_syn() {
+fn fastopen_learns_a_cookie_then_puts_first_message_in_the_syn() {
     let result = in_new_netns(3, || {
-        runtime().block_on(async { (tfo_once(false).await, tfo_once(true).await) })
+        runtime().block_on(async { (tfo_twice(false).await, tfo_twice(true).await) })
     });
-    let (tcp, mptcp) = result;
-    eprintln!("plain TCP + TFO: {tcp:?}");
-    eprintln!("MPTCP + TFO:     {mptcp:?}");
+    let ((tcp_first, tcp), (mptcp_first, mptcp)) = result;
+    eprintln!("plain TCP + TFO: {tcp_first:?}\n then {tcp:?}");
+    eprintln!("MPTCP + TFO:     {mptcp_first:?}\n then {mptcp:?}");
+    for (name, first) in [("tcp", &tcp_first), ("mptcp", &mptcp_first)] {
+        assert!(first.fastopen, "{name}: the Fast Open option was refused");
+        assert_eq!(first.cookie_requested, 1, "{name}: no cookie was asked for");
+        assert_eq!(first.passive, 0, "{name}: data taken without a cookie");
+        assert_eq!(first.syn_data_acked, Some(false), "{name}");
+    }
     for (name, run) in [("tcp", &tcp), ("mptcp", &mptcp)] {
-        assert!(run.fastopen, "{name}: the Fast Open options were refused");
+        assert!(run.fastopen, "{name}: the Fast Open option was refused");
         assert_eq!(run.passive, 1, "{name}: the server took no data from a SYN");
         assert_eq!(
             run.active, 1,
             "{name}: the client's SYN data was not acknowledged"
         );
+        assert_eq!(run.syn_data_acked, Some(true), "{name}");
     }
-    assert_eq!(tcp.syn_data_acked, Some(true));
     assert_eq!((tcp.client_mptcp, tcp.server_mptcp), (false, Some(false)));
-    assert_eq!(
-        mptcp.mp_capable_syn_rx, 1,
-        "the SYN did not carry MP_CAPABLE"
-    );
-    assert_eq!((mptcp.client_mptcp, mptcp.server_mptcp), (true, Some(true)));
+    for run in [&mptcp_first, &mptcp] {
+        assert_eq!(run.mp_capable_syn_rx, 1, "the SYN did not carry MP_CAPABLE");
+        assert_eq!((run.client_mptcp, run.server_mptcp), (true, Some(true)));
+    }
 }
 
 /// Without bit 0x2 of tcp_fastopen the server ignores SYN data; the message must still
@@ -136,12 +159,16 @@ fn fastopen_puts_first_message_in_the_syn() {
 #[ignore = "needs root and netns"]
 fn fastopen_without_server_support_still_delivers() {
     let result = in_new_netns(1, || {
-        runtime().block_on(async { (tfo_once(false).await, tfo_once(true).await) })
+        runtime().block_on(async { (tfo_twice(false).await, tfo_twice(true).await) })
     });
-    let (tcp, mptcp) = result;
+    let ((tcp_first, tcp), (mptcp_first, mptcp)) = result;
     eprintln!("plain TCP, server without TFO: {tcp:?}");
     eprintln!("MPTCP, server without TFO:     {mptcp:?}");
-    assert_eq!(tcp.passive + mptcp.passive, 0);
+    let passive: u64 = [&tcp_first, &tcp, &mptcp_first, &mptcp]
+        .iter()
+        .map(|run| run.passive)
+        .sum();
+    assert_eq!(passive, 0);
     if !mptcp.client_mptcp {
         eprintln!("NOTE: MPTCP fell back to TCP: {:?}", mptcp.mptcp_counters);
     }
