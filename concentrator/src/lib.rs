@@ -25,7 +25,8 @@
 //!   current.
 //! * [`replay_state`]: the replay journal in `state_dir`, so replays are refused across
 //!   restarts and crashes.
-//! * [`setup`]: `mpbond-concentrator setup` (sysctls, MPTCP limits over genetlink).
+//! * [`setup`]: `mpbond-concentrator setup` (sysctls, MPTCP limits over genetlink, the
+//!   Fast Open key kept in the state directory by [`fastopen_key`]).
 //! * [`add_client`]: `mpbond-concentrator add-client` (new key appended to the config).
 //!
 //! # Running
@@ -43,6 +44,7 @@ pub mod add_client;
 pub mod address_watch;
 pub mod admission;
 pub mod config;
+pub mod fastopen_key;
 pub mod host;
 pub mod listener;
 pub mod metrics;

@@ -152,7 +152,10 @@ fn check_config(path: &Path) -> ExitCode {
 }
 
 fn run_setup() -> ExitCode {
-    match setup::apply(|line| println!("{line}")) {
+    let state_dir = setup::state_dir(
+        std::env::var(mpbond_concentrator::replay_state::STATE_DIRECTORY_ENV).ok(),
+    );
+    match setup::apply(state_dir.as_deref(), |line| println!("{line}")) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("setup failed: {e}");
