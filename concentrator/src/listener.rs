@@ -18,7 +18,6 @@
 //! cookie, so nothing is accepted from a source address before its owner answered a
 //! SYN-ACK.
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -157,14 +156,12 @@ impl Listener for Screened<'_> {
     type Stream = TcpStream;
     type Peer = (SocketAddr, Unproven);
 
-    fn accept(&self) -> impl Future<Output = io::Result<(TcpStream, Self::Peer)>> + Send {
-        async move {
-            loop {
-                let (stream, peer) = self.listener.accept().await?;
-                match self.screen(peer) {
-                    Some(unproven) => return Ok((stream, (peer, unproven))),
-                    None => mpbond_relay::sys::reset(stream),
-                }
+    async fn accept(&self) -> io::Result<(TcpStream, Self::Peer)> {
+        loop {
+            let (stream, peer) = self.listener.accept().await?;
+            match self.screen(peer) {
+                Some(unproven) => return Ok((stream, (peer, unproven))),
+                None => mpbond_relay::sys::reset(stream),
             }
         }
     }
