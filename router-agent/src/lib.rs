@@ -10,7 +10,10 @@
 //!   raw.rs         the serde types; control.rs: routing/mptcp/wan/status; log.rs: [log]
 //!   uci.rs         the UCI file format (OpenWrt /etc/config/mpbond) -> the same raw config
 //! core/          THE DECISION CORE, sans-IO: fail open, probe schedule, Fast Open, the
-//!                source of new connections, reload diffs (core::reload::Changes)
+//!                source of new connections, reload diffs (core::reload::Changes),
+//!                which metered WANs are held back (core::metered)
+//! accounting/    bytes per WAN today and this billing month: the pure Ledger, the
+//!                usage file in state_dir
 //! model/         pure models the core and the control plane decide with
 //!   failopen.rs    the fail-open state machine (Up = redirect on)
 //!   plan.rs        the nft RedirectSpec: built-in + concentrator + user bypass lists
@@ -47,6 +50,7 @@
 //! endpoint → remove the nft table → close the listeners → give live relays up to
 //! [`DRAIN_TIMEOUT`] to finish.
 
+pub mod accounting;
 pub mod concentrator_probe;
 pub mod config;
 pub mod control;

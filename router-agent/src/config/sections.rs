@@ -8,8 +8,11 @@ use std::time::Duration;
 use super::raw::{RawMptcp, RawRouting, RawStatus, RawWan};
 use super::{field, ms, range, valid_interface, ConfigError, FieldError};
 use crate::model::netops::{Limits, Ownership, MPTCP_MAX};
-use crate::model::wan::{Mode, WanSettings, WanSpec};
+use crate::model::wan::{Metering, Mode, WanSettings, WanSpec};
 use crate::model::wan_health::ProbeSettings;
+
+/// Default state directory: flash on OpenWrt (`/tmp` is RAM), written rarely.
+pub const DEFAULT_STATE_DIR: &str = "/etc/mpbond";
 
 /// Default control socket.
 pub const DEFAULT_STATUS_SOCKET: &str = "/var/run/mpbond/agent.sock";
@@ -188,17 +191,84 @@ pub(super) fn wans(raw: Vec<RawWan>, lan: &[String]) -> Result<WanSettings, Conf
             up: range(&at("up"), w.up, defaults.up.into(), 1, 1000)? as u32,
             ..defaults.clone()
         };
+        let metering = metering(&at, w.metered, w.allowance.as_deref(), w.reset_day)?;
         wans.push(WanSpec {
             name: w.name,
             device,
             mode,
             probe,
+            metering,
         });
     }
     Ok(WanSettings {
         wans,
         default_probe: defaults,
     })
+}
+
+/// A WAN's `metered`, `allowance` and `reset_day`. An allowance needs `metered`.
+fn metering(
+    at: &dyn Fn(&str) -> String,
+    metered: Option<bool>,
+    allowance: Option<&str>,
+    reset_day: Option<u64>,
+) -> Result<Metering, ConfigError> {
+    let metered = metered.unwrap_or(false);
+    let allowance = match allowance {
+        None => None,
+        Some(text) => {
+            let bytes = parse_allowance(text)
+                .map_err(|why| field(at("allowance"), FieldError::Invalid(why)))?;
+            if !metered {
+                let why = "an allowance needs metered = true".to_owned();
+                return Err(field(at("allowance"), FieldError::Invalid(why)));
+            }
+            Some(bytes)
+        }
+    };
+    Ok(Metering {
+        metered,
+        allowance,
+        reset_day: range(&at("reset_day"), reset_day, 1, 1, 28)? as u8,
+    })
+}
+
+/// `"500MB"`, `"20 GB"`, `"1.5GB"`, `"2TB"` → bytes, in decimal units as carriers bill
+/// (1 GB = 10^9 bytes). The unit is required.
+pub fn parse_allowance(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return Err(format!("{text:?}: give a number and a unit, MB, GB or TB (\"20GB\")")),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: {number:?} is not a number"))?;
+    let bytes = value * scale as f64;
+    if !(bytes >= 1_000_000.0 && bytes <= 1e15) {
+        return Err(format!("{text:?} is out of range 1MB..=1000TB"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// `state_dir`: default [`DEFAULT_STATE_DIR`], `""` for none (nothing is kept across
+/// restarts).
+pub(super) fn state_dir(dir: Option<String>) -> Result<Option<PathBuf>, ConfigError> {
+    match dir {
+        None => Ok(Some(PathBuf::from(DEFAULT_STATE_DIR))),
+        Some(d) if d.is_empty() => Ok(None),
+        Some(d) if d.starts_with('/') => Ok(Some(PathBuf::from(d))),
+        Some(d) => {
+            let why = format!("{d:?} is neither an absolute path nor \"\"");
+            Err(field("state_dir", FieldError::Invalid(why)))
+        }
+    }
 }
 
 pub(super) fn status(s: RawStatus) -> Result<StatusConfig, ConfigError> {

@@ -280,6 +280,7 @@ fn a_configured_wan_without_its_device_is_down_and_planned_when_it_appears() {
                 device: (*n).into(),
                 mode: Mode::On,
                 probe: ProbeSettings::default(),
+                metering: Default::default(),
             })
             .collect();
         let mut fake = Fake::new(two_wans());

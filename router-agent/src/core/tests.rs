@@ -133,6 +133,8 @@ fn wan(name: &str, ip: &str, mode: Mode, health: Health) -> Wan {
         ra_routes: Vec::new(),
         dev_default4: false,
         dev_default6: false,
+        metered: false,
+        standby: false,
     }
 }
 
