@@ -371,4 +371,40 @@ up_after = 3
         assert_eq!(c.wan.probe_for("lte").up, 3);
         assert_eq!(c.wan.probe_for("other"), &ProbeSettings::default());
     }
+
+    #[test]
+    fn a_metered_wan_has_an_allowance_with_a_unit_and_a_reset_day() {
+        let c = parse(
+            "[[wan]]\nname = \"lte\"\nmetered = true\nallowance = \"1.5GB\"\nreset_day = 28\n\
+             [[wan]]\nname = \"dsl\"\n",
+        );
+        let plan = c.wan.metering_for("lte");
+        assert_eq!(
+            plan,
+            Metering {
+                metered: true,
+                allowance: Some(1_500_000_000),
+                reset_day: 28
+            }
+        );
+        assert_eq!(c.wan.metering_for("dsl"), Metering::default());
+        assert_eq!(c.state_dir.as_deref(), Some(Path::new(DEFAULT_STATE_DIR)));
+        let top = |line: &str| Config::parse(&format!("{line}\n{HEAD}"), Format::Toml, Path::new("t"));
+        assert_eq!(top("state_dir = \"\"").expect("valid").state_dir, None);
+        let err = top("state_dir = \"var/lib\"").unwrap_err();
+        assert!(err.to_string().starts_with("state_dir:"), "{err}");
+        assert_eq!(parse_allowance("500 MB"), Ok(500_000_000));
+        assert_eq!(parse_allowance("2tb"), Ok(2_000_000_000_000));
+        for bad in ["20", "GB", "20 GiB", "0.1MB", "x GB"] {
+            assert!(parse_allowance(bad).is_err(), "{bad}");
+        }
+        let bad = |extra: &str, field: &str| {
+            let text = format!("{HEAD}{extra}");
+            let err = Config::parse(&text, Format::Toml, Path::new("t.toml")).unwrap_err();
+            assert!(err.to_string().contains(field), "{err}");
+        };
+        bad("[[wan]]\nname = \"lte\"\nallowance = \"1GB\"\n", "wan[0].allowance");
+        bad("[[wan]]\nname = \"lte\"\nmetered = true\nallowance = \"1\"\n", "wan[0].allowance");
+        bad("[[wan]]\nname = \"lte\"\nreset_day = 29\n", "wan[0].reset_day");
+    }
 }
