@@ -47,8 +47,14 @@ mod tests {
         assert_eq!(d.period_start(1), Date::new(2026, 3, 1));
         assert_eq!(d.period_start(14), Date::new(2026, 3, 14));
         assert_eq!(d.period_start(15), Date::new(2026, 2, 15));
-        assert_eq!(Date::new(2026, 1, 3).period_start(28), Date::new(2025, 12, 28));
-        assert_eq!(Date::new(2026, 2, 28).period_start(28), Date::new(2026, 2, 28));
+        assert_eq!(
+            Date::new(2026, 1, 3).period_start(28),
+            Date::new(2025, 12, 28)
+        );
+        assert_eq!(
+            Date::new(2026, 2, 28).period_start(28),
+            Date::new(2026, 2, 28)
+        );
         assert_eq!(d.to_string(), "2026-03-14");
     }
 }

@@ -17,7 +17,11 @@ fn totals(l: &Ledger, wan: &str) -> (u64, u64, u64, u64) {
 fn deltas_are_counted_from_the_first_sample() {
     let mut l = Ledger::new("boot-a");
     l.record("lte", s(4, 1_000_000, 50_000), DAY1, 1);
-    assert_eq!(totals(&l, "lte"), (0, 0, 0, 0), "the first sample is the baseline");
+    assert_eq!(
+        totals(&l, "lte"),
+        (0, 0, 0, 0),
+        "the first sample is the baseline"
+    );
     l.record("lte", s(4, 1_000_300, 50_020), DAY1, 1);
     l.record("lte", s(4, 1_000_700, 50_050), DAY1, 1);
     assert_eq!(totals(&l, "lte"), (700, 50, 700, 50));
@@ -30,15 +34,26 @@ fn a_new_day_and_a_new_billing_month_start_from_zero_on_the_reset_day() {
     l.record("lte", s(4, 0, 0), day(13), 14);
     l.record("lte", s(4, 100, 10), day(13), 14);
     l.record("lte", s(4, 150, 20), day(14), 14);
-    assert_eq!(totals(&l, "lte"), (50, 10, 50, 10), "14th: new day, new month");
+    assert_eq!(
+        totals(&l, "lte"),
+        (50, 10, 50, 10),
+        "14th: new day, new month"
+    );
     l.record("lte", s(4, 250, 20), day(15), 14);
-    assert_eq!(totals(&l, "lte"), (100, 0, 150, 10), "15th: new day, same month");
+    assert_eq!(
+        totals(&l, "lte"),
+        (100, 0, 150, 10),
+        "15th: new day, same month"
+    );
     // Into January, before the reset day: the same billing month.
     l.record("lte", s(4, 260, 20), Date::new(2027, 1, 2), 14);
     assert_eq!(totals(&l, "lte"), (10, 0, 160, 10));
     l.record("lte", s(4, 270, 20), Date::new(2027, 1, 14), 14);
     assert_eq!(totals(&l, "lte"), (10, 0, 10, 0));
-    assert_eq!(l.usage("lte").map(|u| u.period), Some(Date::new(2027, 1, 14)));
+    assert_eq!(
+        l.usage("lte").map(|u| u.period),
+        Some(Date::new(2027, 1, 14))
+    );
 }
 
 #[test]
@@ -76,11 +91,15 @@ fn a_restart_counts_from_the_saved_counters_and_a_reboot_from_zero() {
     l.record("lte", s(4, 2_000, 200), DAY1, 1);
     let text = serde_json::to_string(&l).expect("serialize");
     // Agent restart in the same boot: what the device carried meanwhile counts.
-    let mut same: Ledger = serde_json::from_str::<Ledger>(&text).expect("parse").resume("boot-a");
+    let mut same: Ledger = serde_json::from_str::<Ledger>(&text)
+        .expect("parse")
+        .resume("boot-a");
     same.record("lte", s(4, 2_500, 250), DAY1, 1);
     assert_eq!(totals(&same, "lte"), (1_500, 150, 1_500, 150));
     // Reboot: the counters restarted at zero; everything since boot counts.
-    let mut rebooted = serde_json::from_str::<Ledger>(&text).expect("parse").resume("boot-b");
+    let mut rebooted = serde_json::from_str::<Ledger>(&text)
+        .expect("parse")
+        .resume("boot-b");
     rebooted.record("lte", s(3, 400, 40), DAY1, 1);
     assert_eq!(totals(&rebooted, "lte"), (1_400, 140, 1_400, 140));
     assert_eq!(rebooted.boot_id, "boot-b");

@@ -112,8 +112,26 @@ mod tests {
         assert!(load(&path).expect("no file is fine").is_none());
         let mut ledger = Ledger::new("boot");
         let day = Date::new(2026, 12, 6);
-        ledger.record("lte", Some(Sample { ifindex: 3, rx: 1, tx: 2 }), day, 1);
-        ledger.record("lte", Some(Sample { ifindex: 3, rx: 10, tx: 20 }), day, 1);
+        ledger.record(
+            "lte",
+            Some(Sample {
+                ifindex: 3,
+                rx: 1,
+                tx: 2,
+            }),
+            day,
+            1,
+        );
+        ledger.record(
+            "lte",
+            Some(Sample {
+                ifindex: 3,
+                rx: 10,
+                tx: 20,
+            }),
+            day,
+            1,
+        );
         save(&path, &ledger).expect("save");
         save(&path, &ledger).expect("save over it");
         assert_eq!(load(&path).expect("load"), Some(ledger));

@@ -245,7 +245,11 @@ pub fn parse_allowance(text: &str) -> Result<u64, String> {
         "MB" => 1_000_000,
         "GB" => 1_000_000_000,
         "TB" => 1_000_000_000_000,
-        _ => return Err(format!("{text:?}: give a number and a unit, MB, GB or TB (\"20GB\")")),
+        _ => {
+            return Err(format!(
+                "{text:?}: give a number and a unit, MB, GB or TB (\"20GB\")"
+            ))
+        }
     };
     let value: f64 = number
         .parse()
@@ -389,7 +393,8 @@ up_after = 3
         );
         assert_eq!(c.wan.metering_for("dsl"), Metering::default());
         assert_eq!(c.state_dir.as_deref(), Some(Path::new(DEFAULT_STATE_DIR)));
-        let top = |line: &str| Config::parse(&format!("{line}\n{HEAD}"), Format::Toml, Path::new("t"));
+        let top =
+            |line: &str| Config::parse(&format!("{line}\n{HEAD}"), Format::Toml, Path::new("t"));
         assert_eq!(top("state_dir = \"\"").expect("valid").state_dir, None);
         let err = top("state_dir = \"var/lib\"").unwrap_err();
         assert!(err.to_string().starts_with("state_dir:"), "{err}");
@@ -403,8 +408,17 @@ up_after = 3
             let err = Config::parse(&text, Format::Toml, Path::new("t.toml")).unwrap_err();
             assert!(err.to_string().contains(field), "{err}");
         };
-        bad("[[wan]]\nname = \"lte\"\nallowance = \"1GB\"\n", "wan[0].allowance");
-        bad("[[wan]]\nname = \"lte\"\nmetered = true\nallowance = \"1\"\n", "wan[0].allowance");
-        bad("[[wan]]\nname = \"lte\"\nreset_day = 29\n", "wan[0].reset_day");
+        bad(
+            "[[wan]]\nname = \"lte\"\nallowance = \"1GB\"\n",
+            "wan[0].allowance",
+        );
+        bad(
+            "[[wan]]\nname = \"lte\"\nmetered = true\nallowance = \"1\"\n",
+            "wan[0].allowance",
+        );
+        bad(
+            "[[wan]]\nname = \"lte\"\nreset_day = 29\n",
+            "wan[0].reset_day",
+        );
     }
 }

@@ -431,7 +431,10 @@ fn a_metered_wan_gets_its_endpoint_in_the_reconcile_that_sees_the_primary_die() 
         let out = r.reconcile(&mut fake).await.expect("reconcile");
         assert_eq!(endpoint_addrs(&fake), vec![ip("10.200.1.2")]);
         assert!(out.wans[1].metered && out.wans[1].standby);
-        assert!(out.plan.tables.contains_key("wan2"), "probed through its table");
+        assert!(
+            out.plan.tables.contains_key("wan2"),
+            "probed through its table"
+        );
 
         fake.link("wan1").up = false;
         let out = r.reconcile(&mut fake).await.expect("reconcile");

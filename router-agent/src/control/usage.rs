@@ -91,12 +91,8 @@ impl UsageBook {
 
     /// The configured WANs past their allowance (auto-detected WANs are unmetered).
     pub fn over_allowance(&self, settings: &WanSettings) -> BTreeSet<String> {
-        self.ledger.over_allowance(
-            settings
-                .wans
-                .iter()
-                .map(|w| (w.name.as_str(), w.metering)),
-        )
+        self.ledger
+            .over_allowance(settings.wans.iter().map(|w| (w.name.as_str(), w.metering)))
     }
 
     /// Put each WAN's plan and usage into the status model.

@@ -65,11 +65,18 @@ fn a_metered_wan_is_held_back_while_an_unmetered_one_is_up_or_not_yet_probed() {
     let planned = plan(&wans, &Ownership::default(), Limits::default());
     assert_eq!(planned.desired.endpoints.len(), 1);
     assert!(
-        planned.desired.endpoints.iter().all(|e| e.addr.to_string() == "10.0.1.2"),
+        planned
+            .desired
+            .endpoints
+            .iter()
+            .all(|e| e.addr.to_string() == "10.0.1.2"),
         "{:?}",
         planned.desired.endpoints
     );
-    assert!(planned.tables.contains_key("lte"), "the held WAN keeps its table");
+    assert!(
+        planned.tables.contains_key("lte"),
+        "the held WAN keeps its table"
+    );
     assert_eq!(
         preferred_source(&wans, conc()),
         Some("10.0.1.2".parse().expect("ip"))
@@ -104,8 +111,16 @@ fn the_last_unmetered_wan_going_down_promotes_in_the_same_decision() {
     assert!(d.wake.is_none(), "no timer in a promotion: {d:?}");
     assert!(p.is_active("lte"));
     let planned = plan(&wans, &Ownership::default(), Limits::default());
-    let lte = planned.desired.endpoints.iter().find(|e| e.addr.to_string() == "10.0.2.2");
-    assert!(lte.is_some_and(|e| !e.backup), "{:?}", planned.desired.endpoints);
+    let lte = planned
+        .desired
+        .endpoints
+        .iter()
+        .find(|e| e.addr.to_string() == "10.0.2.2");
+    assert!(
+        lte.is_some_and(|e| !e.backup),
+        "{:?}",
+        planned.desired.endpoints
+    );
     assert_eq!(
         preferred_source(&wans, conc()),
         Some("10.0.2.2".parse().expect("ip"))
@@ -130,10 +145,21 @@ fn demotion_waits_until_the_unmetered_wan_is_proven_up_for_a_while() {
     let up = t0 + Duration::from_secs(2);
     wans[0].health = Health::Up;
     let d = p.decide(&mut wans, &none(), up);
-    assert_eq!((standby(&wans), d.wake), (vec![false, false], Some(up + DEMOTE_AFTER)));
-    let d = p.decide(&mut wans, &none(), up + DEMOTE_AFTER - Duration::from_millis(1));
+    assert_eq!(
+        (standby(&wans), d.wake),
+        (vec![false, false], Some(up + DEMOTE_AFTER))
+    );
+    let d = p.decide(
+        &mut wans,
+        &none(),
+        up + DEMOTE_AFTER - Duration::from_millis(1),
+    );
     assert_eq!(standby(&wans), [false, false]);
-    assert_eq!(d.wake, Some(up + DEMOTE_AFTER), "the deadline does not slide");
+    assert_eq!(
+        d.wake,
+        Some(up + DEMOTE_AFTER),
+        "the deadline does not slide"
+    );
 
     // A flap restarts the wait.
     wans[0].health = Health::Down;
@@ -163,7 +189,11 @@ fn past_its_allowance_a_metered_wan_is_the_last_resort() {
     assert_eq!(standby(&wans), [false, true, true]);
     wans[0].health = Health::Down;
     p.decide(&mut wans, &over, t0);
-    assert_eq!(standby(&wans), [false, true, false], "sat is within its allowance");
+    assert_eq!(
+        standby(&wans),
+        [false, true, false],
+        "sat is within its allowance"
+    );
     wans[2].health = Health::Down;
     let d = p.decide(&mut wans, &over, t0);
     assert_eq!(standby(&wans), [false, false, false], "nothing else works");
@@ -173,7 +203,11 @@ fn past_its_allowance_a_metered_wan_is_the_last_resort() {
     let mut p = MeteredPolicy::default();
     let mut wans = vec![wan("lte", "10.0.2.2", true), wan("sat", "10.0.4.2", true)];
     p.decide(&mut wans, &none(), t0);
-    assert_eq!(standby(&wans), [false, false], "no unmetered WAN: both metered in use");
+    assert_eq!(
+        standby(&wans),
+        [false, false],
+        "no unmetered WAN: both metered in use"
+    );
     let d = p.decide(&mut wans, &over, t0);
     assert_eq!(d.wake, Some(t0 + DEMOTE_AFTER));
     p.decide(&mut wans, &over, t0 + DEMOTE_AFTER);
