@@ -255,7 +255,7 @@ pub fn parse_allowance(text: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("{text:?}: {number:?} is not a number"))?;
     let bytes = value * scale as f64;
-    if !(bytes >= 1_000_000.0 && bytes <= 1e15) {
+    if !(1_000_000.0..=1e15).contains(&bytes) {
         return Err(format!("{text:?} is out of range 1MB..=1000TB"));
     }
     Ok(bytes.round() as u64)
