@@ -308,3 +308,54 @@ fn status_byte_counters_match_the_interfaces_and_survive_a_restart() {
         agent.log_tail(20)
     );
 }
+
+/// What a waiting metered WAN costs with no LAN traffic, with the agent's default probe
+/// (one authenticated TCP probe a second): bytes and packets over a 20 s window, printed
+/// per day for the report. Asserts only what must hold: no endpoint, no subflow.
+#[test]
+#[ignore = "needs root and netns"]
+fn idle_cost_of_a_waiting_metered_wan() {
+    let (bed, _conc, _server, mut cfg) = control_bed(&[40, 60]);
+    cfg.wans[1].metered = true;
+    cfg.wans[1].probe_interval_ms = 1000;
+    cfg.wans[1].probe_timeout_ms = 1000;
+    let agent = bed.start_agent(&cfg).expect("agent starts");
+    wait_managed(&bed, &agent, &[1], LIMIT);
+    let packets = |what: &str| -> u64 {
+        bed.exec(
+            mpbond_tests::Node::Router,
+            &format!("cat /sys/class/net/wan2/statistics/{what}_packets"),
+        )
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .expect("packet counter")
+    };
+    let (b0, p0, start) = (
+        bed.wan_bytes(2),
+        packets("rx") + packets("tx"),
+        Instant::now(),
+    );
+    // A measurement window, not a synchronisation: nothing waits for anything here.
+    std::thread::sleep(Duration::from_secs(20));
+    let (b1, p1, secs) = (
+        bed.wan_bytes(2),
+        packets("rx") + packets("tx"),
+        start.elapsed().as_secs_f64(),
+    );
+    let bytes = (b1.0 - b0.0) + (b1.1 - b0.1);
+    let per_day = |n: u64| n as f64 / secs * 86_400.0;
+    println!(
+        "waiting metered WAN, default probe: {bytes} B, {} packets in {secs:.1} s = {:.1} MB/day, \
+         {:.0} packets/day",
+        p1 - p0,
+        per_day(bytes) / 1e6,
+        per_day(p1 - p0)
+    );
+    let wan2 = IpAddr::V4(bed.wan_v4(2));
+    assert!(bed
+        .owned_state()
+        .expect("owned state")
+        .endpoints_on(wan2)
+        .is_empty());
+    assert_eq!(bed.subflows_on(2), 0);
+}
