@@ -34,7 +34,8 @@
 //! proxy/         transparent listener, bounded accept loop, per-connection handler
 //! wan_probe.rs    per-WAN probes toward the concentrator, bound to the WAN's device
 //! status/        the status model (docs/STATUS.md), control socket, `status` CLI
-//! control/       the control plane: reconcile loop, per-WAN probes, status publishing
+//! control/       the control plane: reconcile loop, per-WAN probes, status publishing,
+//!                data accounting (usage.rs)
 //! ubus/          netifd over ubus (OpenWrt): a native ubus client, WAN name -> l3_device
 //! ```
 //!
