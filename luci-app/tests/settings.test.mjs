@@ -20,6 +20,7 @@ function declared() {
   class Option {
     constructor(section, cls, name) { Object.assign(this, { cls: cls.name, name, values: [] }); section.options.push(this); }
     value(v) { this.values.push(v); }
+    depends(opt, v) { (this.deps ||= []).push([opt, v]); }
   }
   class Section {
     constructor(cls, args) { Object.assign(this, { cls, args, options: [], tabs: [] }); sections.push(this); }
@@ -75,6 +76,20 @@ test('settings declare the globals and wan sections of the mpbond config', () =>
   // A named wan section without `option interface` is that interface (mwan3 style).
   assert.deepEqual(['wan', 'cfg0a1b2c', 'wanb'].map((sid) => w.interface.cfgvalue(sid)), ['wan', null, 'lte']);
   assert.deepEqual(w.mode.values, ['on', 'backup', 'off']);
+});
+
+test('a WAN can be metered, with an allowance and a reset day; the state directory is set', () => {
+  const { sections } = declared();
+  const g = Object.fromEntries(sections[0].options.map((o) => [o.name, o]));
+  assert.equal(g.state_dir.placeholder, '/etc/mpbond');
+  assert.equal(g.state_dir.validate('globals', 'var/x'), 'An absolute path');
+  const w = Object.fromEntries(sections[1].options.map((o) => [o.name, o]));
+  assert.equal(w.metered.cls, 'Flag');
+  assert.equal(w.metered.modalonly, undefined, 'metered shows in the grid');
+  assert.deepEqual(w.allowance.deps, [['metered', '1']]);
+  for (const ok of ['20GB', '500 MB', '1.5gb', '']) assert.equal(w.allowance.validate('lte', ok), true, ok);
+  for (const bad of ['20', 'GB', '20 GiB', '-1GB']) assert.notEqual(w.allowance.validate('lte', bad), true, bad);
+  assert.equal(w.reset_day.datatype, 'range(1,28)');
 });
 
 test('every option is one the agent reads, with a matching kind', () => {

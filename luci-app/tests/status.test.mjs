@@ -185,3 +185,34 @@ test('screenshot after a few minutes of samples', async () => {
   await page.screenshot({ path: join(here, 'out', 'status.png'), fullPage: true });
   await page.close();
 });
+
+test('data usage: bytes today and this month per WAN, and the data plan', async () => {
+  const doc = fixture('status.json');
+  const last = doc.wans.length - 1;
+  doc.wans.forEach((w, i) => {
+    w.usage = { day: '2026-12-06', today_rx_bytes: 1234 + i, today_tx_bytes: 56, period_start: '2026-12-01',
+      month_rx_bytes: 19_500_000_000, month_tx_bytes: 600_000_000 };
+  });
+  Object.assign(doc.wans[last], { metered: true, standby: true, over_allowance: true, allowance_bytes: 20_000_000_000 });
+  const { page, errors } = await openView(browser, server.base, 'mpbond/status', [doc]);
+  const rows = await page.$$eval('#mpbond-usage tr.mpbond-usage', (rs) => rs.map((r) => ({
+    name: r.dataset.wan, cells: [...r.querySelectorAll('td')].map((td) => td.textContent) })));
+  assert.deepEqual(rows.map((r) => r.name), doc.wans.map((w) => w.name));
+  assert.deepEqual(rows[0].cells, [doc.wans[0].name, 'unmetered', '1.2 kB', '56 B', '20 GB', '600 MB', '2026-12-01', '\u2013']);
+  assert.deepEqual(rows[last].cells.slice(1, 3), ['over allowance, standby', '1.2 kB']);
+  assert.equal(rows[last].cells[7], '20 GB');
+  const over = await page.$eval('#mpbond-usage .mpbond-over', (e) => getComputedStyle(e).color);
+  assert.equal(over, COLOURS.down);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('data usage of an agent that has not counted yet prints dashes', async () => {
+  const doc = fixture('status.json');
+  const { page } = await openView(browser, server.base, 'mpbond/status', [doc]);
+  const cells = await page.$$eval('#mpbond-usage tr.mpbond-usage td', (tds) => tds.map((td) => td.textContent));
+  assert.equal(cells[1], 'unmetered');
+  assert.equal(cells[2], '\u2013');
+  assert.doesNotMatch(await text(page, '#view'), /\b(null|undefined|NaN)\b/);
+  await page.close();
+});

@@ -26,7 +26,9 @@ use raw::RawConfig;
 
 pub use crate::model::wan::WanSettings;
 pub use log::DEFAULT_LOG_LEVEL;
-pub use sections::{MptcpConfig, RoutingConfig, StatusConfig, DEFAULT_STATUS_SOCKET};
+pub use sections::{
+    MptcpConfig, RoutingConfig, StatusConfig, DEFAULT_STATE_DIR, DEFAULT_STATUS_SOCKET,
+};
 
 /// Default transparent listener port.
 pub const DEFAULT_LISTEN_PORT: u16 = 4851;
@@ -51,6 +53,8 @@ pub struct Config {
     /// `[log] level`: the checked log filter (`info`, `mpbond_agent::control=debug,info`),
     /// applied at start and on every reload unless `RUST_LOG` is set.
     pub log_level: String,
+    /// `state_dir`: where the data usage file is kept; None: not kept.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Where the concentrator is and who we are to it.
@@ -308,6 +312,7 @@ impl Config {
             wan,
             status: sections::status(raw.status)?,
             log_level: log::level(raw.log)?,
+            state_dir: sections::state_dir(raw.state_dir)?,
         })
     }
 }

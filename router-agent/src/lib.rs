@@ -10,7 +10,10 @@
 //!   raw.rs         the serde types; control.rs: routing/mptcp/wan/status; log.rs: [log]
 //!   uci.rs         the UCI file format (OpenWrt /etc/config/mpbond) -> the same raw config
 //! core/          THE DECISION CORE, sans-IO: fail open, probe schedule, Fast Open, the
-//!                source of new connections, reload diffs (core::reload::Changes)
+//!                source of new connections, reload diffs (core::reload::Changes),
+//!                which metered WANs are held back (core::metered)
+//! accounting/    bytes per WAN today and this billing month: the pure Ledger, the
+//!                usage file in state_dir
 //! model/         pure models the core and the control plane decide with
 //!   failopen.rs    the fail-open state machine (Up = redirect on)
 //!   plan.rs        the nft RedirectSpec: built-in + concentrator + user bypass lists
@@ -31,7 +34,8 @@
 //! proxy/         transparent listener, bounded accept loop, per-connection handler
 //! wan_probe.rs    per-WAN probes toward the concentrator, bound to the WAN's device
 //! status/        the status model (docs/STATUS.md), control socket, `status` CLI
-//! control/       the control plane: reconcile loop, per-WAN probes, status publishing
+//! control/       the control plane: reconcile loop, per-WAN probes, status publishing,
+//!                data accounting (usage.rs)
 //! ubus/          netifd over ubus (OpenWrt): a native ubus client, WAN name -> l3_device
 //! ```
 //!
@@ -47,6 +51,7 @@
 //! endpoint → remove the nft table → close the listeners → give live relays up to
 //! [`DRAIN_TIMEOUT`] to finish.
 
+pub mod accounting;
 pub mod concentrator_probe;
 pub mod config;
 pub mod control;

@@ -20,6 +20,7 @@ fn spec(name: &str, device: &str) -> WanSpec {
         device: device.into(),
         mode: Mode::On,
         probe: ProbeSettings::default(),
+        metering: Default::default(),
     }
 }
 
@@ -52,6 +53,8 @@ fn wan(name: &str, device: &str, addr: &str) -> Wan {
         ra_routes: Vec::new(),
         dev_default4: false,
         dev_default6: false,
+        metered: false,
+        standby: false,
     }
 }
 

@@ -53,8 +53,10 @@ fn dump(device: Option<&str>, gateway: &str) -> Map<String, Json> {
 }
 
 fn config(socket: &Path) -> Config {
+    // state_dir = "": a test keeps no data usage file (the default is /etc/mpbond).
     let text = format!(
-        r#"[concentrator]
+        r#"state_dir = ""
+[concentrator]
 host = "192.0.2.1"
 client_id = "home"
 key = "abababababababababababababababababababababababababababababababab"

@@ -79,6 +79,7 @@ fn reconciler() -> Reconciler {
             device: "wan".into(),
             mode: Mode::On,
             probe: ProbeSettings::default(),
+            metering: Default::default(),
         }],
         default_probe: ProbeSettings::default(),
     };

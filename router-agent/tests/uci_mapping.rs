@@ -67,14 +67,16 @@ fn every_option_maps_like_its_toml_field() {
          \toption reconcile_secs '60'\n\toption ubus_socket 'off'\n\toption subflows '4'\n\toption add_addr_accepted '2'\n\
          \toption blackhole_timeout '0'\n\toption syn_retrans_before_tcp_fallback '2'\n\
          \toption stale_loss_cnt '3'\n\toption status_socket '/tmp/mpbond.sock'\n\
-         \toption enabled '1'\n\toption log_level 'debug'\n\
+         \toption enabled '1'\n\toption log_level 'debug'\n\toption state_dir '/tmp/mpb'\n\
          config wan 'wan'\n\toption device 'eth1'\n\
          config wan\n\toption interface 'wanb'\n\toption device 'pppoe-wanb'\n\toption mode 'backup'\n\
          \toption interval_ms '2000'\n\toption timeout_ms '1500'\n\toption down_after '5'\n\
-         \toption up_after '4'\n",
+         \toption up_after '4'\n\toption metered '1'\n\toption allowance '20GB'\n\
+         \toption reset_day '14'\n",
     );
     let toml = format!(
         r#"
+state_dir = "/tmp/mpb"
 [concentrator]
 host = "192.0.2.1"
 port = 4999
@@ -125,6 +127,9 @@ probe_interval_ms = 2000
 probe_timeout_ms = 1500
 down = 5
 up = 4
+metered = true
+allowance = "20 GB"
+reset_day = 14
 "#
     );
     let from_uci = load_uci(&uci).unwrap_or_else(|e| panic!("{e}"));
@@ -132,6 +137,11 @@ up = 4
     assert_eq!(format!("{from_uci:?}"), format!("{from_toml:?}"));
     assert_eq!(from_uci.wan.wans.len(), 2);
     assert_eq!(from_uci.wan.wans[1].mode, Mode::Backup);
+    let plan = from_uci.wan.wans[1].metering;
+    assert!(plan.metered);
+    assert_eq!((plan.allowance, plan.reset_day), (Some(20_000_000_000), 14));
+    assert_eq!(from_uci.wan.metering_for("wan"), Default::default());
+    assert_eq!(from_uci.state_dir.as_deref(), Some(Path::new("/tmp/mpb")));
     // Every mapped option of the table was used above.
     for m in MAPPINGS {
         assert!(

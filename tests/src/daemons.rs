@@ -155,6 +155,9 @@ pub struct AgentConfig {
     pub wans: Vec<WanEntry>,
     /// `[status] socket`: the control socket.
     pub status_socket: PathBuf,
+    /// `state_dir` (the data usage file); None: `state_dir = ""`, nothing kept. Never
+    /// the agent's default `/etc/mpbond`: a test must not write outside its bed.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// One `[[wan]]` entry of the agent's config.
@@ -174,6 +177,10 @@ pub struct WanEntry {
     pub down: u32,
     /// Good probes in a row before it is up again.
     pub up: u32,
+    /// `metered = true`.
+    pub metered: bool,
+    /// `allowance` (`"20GB"`), if any.
+    pub allowance: Option<String>,
 }
 
 impl WanEntry {
@@ -188,6 +195,8 @@ impl WanEntry {
             probe_timeout_ms: 300,
             down: 3,
             up: 2,
+            metered: false,
+            allowance: None,
         }
     }
 }
@@ -195,8 +204,12 @@ impl WanEntry {
 impl AgentConfig {
     /// The TOML text.
     pub fn to_toml(&self) -> String {
+        let state_dir = self
+            .state_dir
+            .as_deref()
+            .map_or("".into(), Path::to_string_lossy);
         let mut t = format!(
-            "[concentrator]\nhost = {:?}\nport = {}\nclient_id = {:?}\nkey = {:?}\n\n\
+            "state_dir = {state_dir:?}\n\n[concentrator]\nhost = {:?}\nport = {}\nclient_id = {:?}\nkey = {:?}\n\n\
              [proxy]\nlisten_port = {}\nlan_interfaces = [{}]\n\n\
              [bypass]\ndestinations = [{}]\nsources = [{}]\n\n\
              [health]\ninterval_ms = {}\ntimeout_ms = {}\ndown_after = {}\nup_after = {}\n",
@@ -221,6 +234,12 @@ impl AgentConfig {
                  probe_timeout_ms = {}\ndown = {}\nup = {}\n",
                 w.name, w.device, w.mode, w.probe_interval_ms, w.probe_timeout_ms, w.down, w.up
             );
+            if w.metered {
+                t.push_str("metered = true\n");
+            }
+            if let Some(allowance) = &w.allowance {
+                let _ = writeln!(t, "allowance = {allowance:?}");
+            }
         }
         t
     }
@@ -334,6 +353,7 @@ impl TestBed {
                 .map(|i| WanEntry::new(&format!("wan{i}"), mode))
                 .collect(),
             status_socket: self.agent_socket(),
+            state_dir: Some(self.dir().join("agent-state")),
         }
     }
 

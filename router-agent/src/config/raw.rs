@@ -28,6 +28,9 @@ pub struct RawConfig {
     pub status: RawStatus,
     #[serde(default)]
     pub log: RawLog,
+    /// Where the agent keeps its state (the data usage file); default `/etc/mpbond`,
+    /// `""` for none.
+    pub state_dir: Option<String>,
 }
 
 /// `[concentrator]`: where the VPS is and how we authenticate to it.
@@ -128,6 +131,12 @@ pub struct RawWan {
     pub down: Option<u64>,
     #[serde(alias = "up_after")]
     pub up: Option<u64>,
+    /// A metered (capped or paid-per-byte) line: used only while no unmetered WAN is up.
+    pub metered: Option<bool>,
+    /// Monthly allowance of a metered WAN, with its unit: `"500MB"`, `"20GB"`.
+    pub allowance: Option<String>,
+    /// The day of the month (1-28) the billing month starts; default 1.
+    pub reset_day: Option<u64>,
 }
 
 /// `[status]`: the control socket.

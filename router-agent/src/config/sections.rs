@@ -8,8 +8,11 @@ use std::time::Duration;
 use super::raw::{RawMptcp, RawRouting, RawStatus, RawWan};
 use super::{field, ms, range, valid_interface, ConfigError, FieldError};
 use crate::model::netops::{Limits, Ownership, MPTCP_MAX};
-use crate::model::wan::{Mode, WanSettings, WanSpec};
+use crate::model::wan::{Metering, Mode, WanSettings, WanSpec};
 use crate::model::wan_health::ProbeSettings;
+
+/// Default state directory: flash on OpenWrt (`/tmp` is RAM), written rarely.
+pub const DEFAULT_STATE_DIR: &str = "/etc/mpbond";
 
 /// Default control socket.
 pub const DEFAULT_STATUS_SOCKET: &str = "/var/run/mpbond/agent.sock";
@@ -188,17 +191,88 @@ pub(super) fn wans(raw: Vec<RawWan>, lan: &[String]) -> Result<WanSettings, Conf
             up: range(&at("up"), w.up, defaults.up.into(), 1, 1000)? as u32,
             ..defaults.clone()
         };
+        let metering = metering(&at, w.metered, w.allowance.as_deref(), w.reset_day)?;
         wans.push(WanSpec {
             name: w.name,
             device,
             mode,
             probe,
+            metering,
         });
     }
     Ok(WanSettings {
         wans,
         default_probe: defaults,
     })
+}
+
+/// A WAN's `metered`, `allowance` and `reset_day`. An allowance needs `metered`.
+fn metering(
+    at: &dyn Fn(&str) -> String,
+    metered: Option<bool>,
+    allowance: Option<&str>,
+    reset_day: Option<u64>,
+) -> Result<Metering, ConfigError> {
+    let metered = metered.unwrap_or(false);
+    let allowance = match allowance {
+        None => None,
+        Some(text) => {
+            let bytes = parse_allowance(text)
+                .map_err(|why| field(at("allowance"), FieldError::Invalid(why)))?;
+            if !metered {
+                let why = "an allowance needs metered = true".to_owned();
+                return Err(field(at("allowance"), FieldError::Invalid(why)));
+            }
+            Some(bytes)
+        }
+    };
+    Ok(Metering {
+        metered,
+        allowance,
+        reset_day: range(&at("reset_day"), reset_day, 1, 1, 28)? as u8,
+    })
+}
+
+/// `"500MB"`, `"20 GB"`, `"1.5GB"`, `"2TB"` → bytes, in decimal units as carriers bill
+/// (1 GB = 10^9 bytes). The unit is required.
+pub fn parse_allowance(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => {
+            return Err(format!(
+                "{text:?}: give a number and a unit, MB, GB or TB (\"20GB\")"
+            ))
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?}: {number:?} is not a number"))?;
+    let bytes = value * scale as f64;
+    if !(1_000_000.0..=1e15).contains(&bytes) {
+        return Err(format!("{text:?} is out of range 1MB..=1000TB"));
+    }
+    Ok(bytes.round() as u64)
+}
+
+/// `state_dir`: default [`DEFAULT_STATE_DIR`], `""` for none (nothing is kept across
+/// restarts).
+pub(super) fn state_dir(dir: Option<String>) -> Result<Option<PathBuf>, ConfigError> {
+    match dir {
+        None => Ok(Some(PathBuf::from(DEFAULT_STATE_DIR))),
+        Some(d) if d.is_empty() => Ok(None),
+        Some(d) if d.starts_with('/') => Ok(Some(PathBuf::from(d))),
+        Some(d) => {
+            let why = format!("{d:?} is neither an absolute path nor \"\"");
+            Err(field("state_dir", FieldError::Invalid(why)))
+        }
+    }
 }
 
 pub(super) fn status(s: RawStatus) -> Result<StatusConfig, ConfigError> {
@@ -300,5 +374,51 @@ up_after = 3
         assert_eq!(lte.probe.up, 3);
         assert_eq!(c.wan.probe_for("lte").up, 3);
         assert_eq!(c.wan.probe_for("other"), &ProbeSettings::default());
+    }
+
+    #[test]
+    fn a_metered_wan_has_an_allowance_with_a_unit_and_a_reset_day() {
+        let c = parse(
+            "[[wan]]\nname = \"lte\"\nmetered = true\nallowance = \"1.5GB\"\nreset_day = 28\n\
+             [[wan]]\nname = \"dsl\"\n",
+        );
+        let plan = c.wan.metering_for("lte");
+        assert_eq!(
+            plan,
+            Metering {
+                metered: true,
+                allowance: Some(1_500_000_000),
+                reset_day: 28
+            }
+        );
+        assert_eq!(c.wan.metering_for("dsl"), Metering::default());
+        assert_eq!(c.state_dir.as_deref(), Some(Path::new(DEFAULT_STATE_DIR)));
+        let top =
+            |line: &str| Config::parse(&format!("{line}\n{HEAD}"), Format::Toml, Path::new("t"));
+        assert_eq!(top("state_dir = \"\"").expect("valid").state_dir, None);
+        let err = top("state_dir = \"var/lib\"").unwrap_err();
+        assert!(err.to_string().starts_with("state_dir:"), "{err}");
+        assert_eq!(parse_allowance("500 MB"), Ok(500_000_000));
+        assert_eq!(parse_allowance("2tb"), Ok(2_000_000_000_000));
+        for bad in ["20", "GB", "20 GiB", "0.1MB", "x GB"] {
+            assert!(parse_allowance(bad).is_err(), "{bad}");
+        }
+        let bad = |extra: &str, field: &str| {
+            let text = format!("{HEAD}{extra}");
+            let err = Config::parse(&text, Format::Toml, Path::new("t.toml")).unwrap_err();
+            assert!(err.to_string().contains(field), "{err}");
+        };
+        bad(
+            "[[wan]]\nname = \"lte\"\nallowance = \"1GB\"\n",
+            "wan[0].allowance",
+        );
+        bad(
+            "[[wan]]\nname = \"lte\"\nmetered = true\nallowance = \"1\"\n",
+            "wan[0].allowance",
+        );
+        bad(
+            "[[wan]]\nname = \"lte\"\nreset_day = 29\n",
+            "wan[0].reset_day",
+        );
     }
 }

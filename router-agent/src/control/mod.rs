@@ -6,6 +6,7 @@
 //! reconcile.rs  one reconcile behind the KernelPort seam (snapshot → plan → diff → apply)
 //! subflows.rs   live subflow counts from mptcp_pm events
 //! status.rs     publishing into the shared StatusModel (WANs, probes, subflows, counters)
+//! usage.rs      data accounting: the ledger fed by the counter samples, the usage file
 //! ```
 //!
 //! # The loop ([`ControlPlane::run`])
@@ -15,7 +16,11 @@
 //! * every `routing.reconcile`, for drift and missed events;
 //! * at once when a probe moves a WAN into or out of `down`.
 //!
-//! Every [`COUNTERS_EVERY`] a snapshot refreshes the WANs' byte counters (status rates).
+//! Every [`COUNTERS_EVERY`] a snapshot refreshes the WANs' byte counters (status rates)
+//! and feeds the data accounting ([`usage::UsageBook`]); a WAN crossing its allowance
+//! triggers a reconcile, and so does a metered WAN's pending demotion
+//! (`Outcome::metered_wake`). The usage file is written every
+//! [`crate::accounting::SAVE_EVERY`] and at stop.
 //!
 //! Link loss needs no probe: the nudge's reconcile sees the link down (or its address
 //! gone) and marks the WAN down at once. One `wan_probe::ProbeLoop` runs per WAN with a
@@ -34,6 +39,7 @@
 pub mod reconcile;
 pub mod status;
 pub mod subflows;
+pub mod usage;
 
 #[cfg(test)]
 mod tests;
@@ -144,6 +150,9 @@ pub struct ControlPlane {
     core: CoreEvents,
     status: SharedStatus,
     netifd: Option<Netifd>,
+    usage: usage::UsageBook,
+    /// Reconcile at this time (a metered WAN's demotion is due).
+    metered_wake: Option<Instant>,
 }
 
 impl ControlPlane {
@@ -163,6 +172,8 @@ impl ControlPlane {
             Ok(Err(error)) => warn!(%error, "cannot remove every leftover of a previous run"),
         }
         let mut reconciler = new_reconciler(&config);
+        let usage = usage::UsageBook::open(config.state_dir.as_deref(), std::time::Instant::now());
+        reconciler.set_over_allowance(usage.over_allowance(&config.wan));
         let netifd = start_netifd(&config, &mut reconciler).await;
         // The first reconcile, so the tables exist when the agent says it is ready.
         let first = tokio::time::timeout(RECONCILE_TIMEOUT, reconciler.reconcile(&mut kernel));
@@ -170,6 +181,7 @@ impl ControlPlane {
             Ok(Ok(out)) => {
                 let book = &reconciler.book;
                 status::publish(&status, &out, book, &SubflowCounter::default());
+                usage.publish(&mut status::lock(&status), &out.wans, reconciler.settings());
                 let _ = core.send(Input::WansPlanned(out.wans));
             }
             Ok(Err(error)) => error!(%error, "first reconcile failed, retrying"),
@@ -183,6 +195,8 @@ impl ControlPlane {
             core,
             status,
             netifd,
+            usage,
+            metered_wake: None,
         })
     }
 
@@ -249,7 +263,11 @@ impl ControlPlane {
                     }
                     pending = true;
                 }
-                _ = counters.tick() => self.sample_counters(&wans).await,
+                _ = counters.tick() => pending |= self.sample_counters(&wans).await,
+                _ = sleep_until(self.metered_wake) => {
+                    self.metered_wake = None;
+                    pending = true;
+                }
                 view = next_view(&mut views) => {
                     self.reconciler.set_netifd(view);
                     pending = true;
@@ -284,6 +302,7 @@ impl ControlPlane {
         }
         probes.stop_all();
         self.netifd = None;
+        self.usage.save(std::time::Instant::now());
         match tokio::time::timeout(CLEANUP_TIMEOUT, self.kernel.cleanup()).await {
             Ok(Ok(removed)) => info!(removed, "control plane cleaned up"),
             Ok(Err(error)) => error!(%error, "control plane cleanup incomplete"),
@@ -304,6 +323,10 @@ impl ControlPlane {
                 let concentrator = self.params.borrow().upstream.addr;
                 probes.sync(probe_targets(&out.wans, concentrator, settings));
                 status::publish(&self.status, &out, &self.reconciler.book, subflows);
+                let settings = self.reconciler.settings();
+                self.usage
+                    .publish(&mut status::lock(&self.status), &out.wans, settings);
+                self.metered_wake = out.metered_wake.map(Instant::from_std);
                 let _ = self.core.send(Input::WansPlanned(out.wans.clone()));
                 Some(out.wans)
             }
@@ -326,6 +349,7 @@ impl ControlPlane {
     async fn reconfigure(&mut self, config: Arc<Config>, probes: &mut Probes) -> bool {
         let old = std::mem::replace(&mut self.config, config);
         let new = self.config.clone();
+        self.usage.move_to(new.state_dir.as_deref());
         if old.mptcp != new.mptcp {
             let report = sysctl::apply_cpe(&new.mptcp);
             if !report.all_set() {
@@ -345,6 +369,8 @@ impl ControlPlane {
                 Err(error) => error!(%error, "cannot reconnect to the kernel with the new ranges"),
             }
             self.reconciler = new_reconciler(&new);
+            self.reconciler
+                .set_over_allowance(self.usage.over_allowance(&new.wan));
             probes.stop_all();
         } else {
             self.reconciler.reconfigure(
@@ -364,14 +390,26 @@ impl ControlPlane {
         loop_changed
     }
 
-    /// Sample the WANs' device counters into the status.
-    async fn sample_counters(&self, wans: &[Wan]) {
+    /// Sample the WANs' device counters into the status and the data accounting (writing
+    /// the usage file when due). True when the set of WANs past their allowance changed:
+    /// reconcile then.
+    async fn sample_counters(&mut self, wans: &[Wan]) -> bool {
         match self.kernel.snapshot().await {
             Ok(snapshot) => {
                 let now = std::time::Instant::now();
                 status::publish_counters(&self.status, wans, &snapshot, now);
+                let settings = self.reconciler.settings();
+                let today = crate::accounting::local_date();
+                let over = self.usage.sample(wans, settings, &snapshot, today);
+                self.usage
+                    .publish(&mut status::lock(&self.status), wans, settings);
+                self.usage.save_if_due(now);
+                self.reconciler.set_over_allowance(over)
             }
-            Err(error) => debug!(%error, "cannot sample the WAN counters"),
+            Err(error) => {
+                debug!(%error, "cannot sample the WAN counters");
+                false
+            }
         }
     }
 

@@ -11,9 +11,11 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::time::Instant;
 
 use tracing::{debug, info, warn};
 
+use crate::core::metered::MeteredPolicy;
 use crate::model::netops::{Limits, NetOp, Ownership};
 use crate::model::routing::{self, Plan, Slots};
 use crate::model::wan::{self, Snapshot, Wan, WanSettings};
@@ -54,6 +56,8 @@ pub struct Outcome {
     pub applied: Vec<NetOp>,
     /// Ops the kernel refused.
     pub failed: usize,
+    /// Reconcile again at this time: a metered WAN's demotion is due.
+    pub metered_wake: Option<Instant>,
 }
 
 /// The reconcile state kept between runs.
@@ -69,6 +73,10 @@ pub struct Reconciler {
     runs: u64,
     netifd: Resolver,
     pub book: WanBook,
+    /// Which metered WANs are held back (`core::metered`).
+    metered: MeteredPolicy,
+    /// The WANs past their monthly allowance (from the control plane's usage book).
+    over_allowance: BTreeSet<String>,
 }
 
 impl Reconciler {
@@ -84,6 +92,8 @@ impl Reconciler {
             rp_done: BTreeSet::new(),
             runs: 0,
             netifd: Resolver::default(),
+            metered: MeteredPolicy::default(),
+            over_allowance: BTreeSet::new(),
         }
     }
 
@@ -101,6 +111,16 @@ impl Reconciler {
     /// (`None`: as configured).
     pub fn set_netifd(&mut self, view: Option<NetifdView>) {
         self.netifd.set_view(view);
+    }
+
+    /// The WANs past their allowance from now on; true if that changed (reconcile then).
+    pub fn set_over_allowance(&mut self, over: BTreeSet<String>) -> bool {
+        let changed = over != self.over_allowance;
+        if changed {
+            info!(wans = ?over, "WANs past their monthly allowance");
+        }
+        self.over_allowance = over;
+        changed
     }
 
     /// The WAN settings (probe thresholds and the configured list).
@@ -123,6 +143,17 @@ impl Reconciler {
         for event in &events {
             event.log();
         }
+        let metered = self
+            .metered
+            .decide(&mut wans, &self.over_allowance, Instant::now());
+        for change in &metered.changes {
+            let what = if change.standby {
+                "holding back a metered WAN: a better WAN is up"
+            } else {
+                "using a metered WAN: no better WAN is up"
+            };
+            info!(wan = %change.wan, tier = ?change.tier, "{what}");
+        }
         self.loosen_rp_filters(kernel, &wans);
         let plan = routing::plan_with(&wans, &self.own, self.limits, &mut self.slots);
         self.log_warnings(&plan.warnings);
@@ -132,6 +163,7 @@ impl Reconciler {
         let mut out = Outcome {
             snapshot,
             events,
+            metered_wake: metered.wake,
             ..Outcome::default()
         };
         for op in &ops {

@@ -280,6 +280,7 @@ fn a_configured_wan_without_its_device_is_down_and_planned_when_it_appears() {
                 device: (*n).into(),
                 mode: Mode::On,
                 probe: ProbeSettings::default(),
+                metering: Default::default(),
             })
             .collect();
         let mut fake = Fake::new(two_wans());
@@ -406,4 +407,45 @@ fn new_connections_start_from_the_first_live_wan() {
         source(&[("wan1", Health::Down), ("wan2", Health::Down)]),
         None
     );
+}
+
+#[test]
+fn a_metered_wan_gets_its_endpoint_in_the_reconcile_that_sees_the_primary_die() {
+    block_on(async {
+        let mut cfg = settings();
+        cfg.wans = ["wan1", "wan2"]
+            .iter()
+            .map(|n| WanSpec {
+                name: (*n).into(),
+                device: (*n).into(),
+                mode: Mode::On,
+                probe: ProbeSettings::default(),
+                metering: crate::model::wan::Metering {
+                    metered: *n == "wan2",
+                    ..Default::default()
+                },
+            })
+            .collect();
+        let mut fake = Fake::new(two_wans());
+        let mut r = reconciler(cfg);
+        let out = r.reconcile(&mut fake).await.expect("reconcile");
+        assert_eq!(endpoint_addrs(&fake), vec![ip("10.200.1.2")]);
+        assert!(out.wans[1].metered && out.wans[1].standby);
+        assert!(
+            out.plan.tables.contains_key("wan2"),
+            "probed through its table"
+        );
+
+        fake.link("wan1").up = false;
+        let out = r.reconcile(&mut fake).await.expect("reconcile");
+        assert_eq!(endpoint_addrs(&fake), vec![ip("10.200.2.2")]);
+        assert!(!out.wans[1].standby);
+        assert!(out.metered_wake.is_none());
+
+        // Past its allowance, it is still the last resort.
+        assert!(r.set_over_allowance(["wan2".to_owned()].into()));
+        assert!(!r.set_over_allowance(["wan2".to_owned()].into()));
+        r.reconcile(&mut fake).await.expect("reconcile");
+        assert_eq!(endpoint_addrs(&fake), vec![ip("10.200.2.2")]);
+    });
 }

@@ -16,7 +16,11 @@
 //!   concentrator's kernel refused the data in the SYN), then off, retried by one probe
 //!   every [`FASTOPEN_RETRY`].
 //! * **Where new upstream connections start**: the address of the first live WAN
-//!   ([`preferred_source`]).
+//!   ([`preferred_source`]), never a metered WAN held back.
+//! * **Which metered WANs are held back** ([`metered::MeteredPolicy`]): pure, run by the
+//!   control plane's reconcile before the routing plan (it owns the WANs' health and the
+//!   data usage), so a promotion happens in the reconcile that sees the last better WAN
+//!   go down.
 //! * **What a reload changes** ([`reload::Changes`]): only what differs between the
 //!   running config and the new one is acted on; everything else, live connections
 //!   included, is left alone.
@@ -26,6 +30,7 @@
 //! by the control plane's reconcile; it reports the planned WANs here as
 //! [`Input::WansPlanned`] and each WAN's probe success as [`Input::WanReached`].
 
+pub mod metered;
 pub mod reload;
 mod source;
 #[cfg(test)]

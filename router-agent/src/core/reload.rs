@@ -22,8 +22,8 @@ pub struct Changes {
     pub listener: bool,
     /// The nft table: its name, the LAN interfaces or the bypass lists.
     pub table: bool,
-    /// The control plane: WANs, LAN interfaces, routing ranges, ubus, MPTCP limits and
-    /// sysctls.
+    /// The control plane: WANs (their data plans included), LAN interfaces, routing
+    /// ranges, ubus, MPTCP limits and sysctls, and the state directory (the usage file).
     pub control: bool,
     /// The control socket's path.
     pub status_socket: bool,
@@ -56,7 +56,8 @@ impl Changes {
             control: old.wan != new.wan
                 || old.routing != new.routing
                 || old.mptcp != new.mptcp
-                || op.lan_interfaces != np.lan_interfaces,
+                || op.lan_interfaces != np.lan_interfaces
+                || old.state_dir != new.state_dir,
             status_socket: old.status != new.status,
             log: old.log_level != new.log_level,
         }

@@ -8,11 +8,12 @@ use crate::model::wan::{Health, Mode, Wan};
 
 /// Where new upstream connections should start: an address, of the concentrator's
 /// family, of the first WAN (in plan order) whose probes say it is up (or degraded),
-/// `on` WANs before `backup` ones. None when no WAN qualifies: the main route decides.
+/// `on` WANs before `backup` ones, never a metered WAN held back (`standby`). None when no
+/// WAN qualifies: the main route decides.
 pub fn preferred_source(wans: &[Wan], concentrator: SocketAddr) -> Option<IpAddr> {
     let live = |mode: Mode| {
         wans.iter()
-            .filter(move |w| w.mode == mode && w.link_up)
+            .filter(move |w| w.mode == mode && w.link_up && !w.standby)
             .filter(|w| matches!(w.health, Health::Up | Health::Degraded))
             .find_map(|w| {
                 w.addresses

@@ -133,6 +133,8 @@ fn wan(name: &str, ip: &str, mode: Mode, health: Health) -> Wan {
         ra_routes: Vec::new(),
         dev_default4: false,
         dev_default6: false,
+        metered: false,
+        standby: false,
     }
 }
 
@@ -436,4 +438,27 @@ fn a_reload_of_the_thresholds_applies_to_the_running_streak() {
     tick(&mut core, t0 + ms(5200));
     let actions = answer(&mut core, false, t0 + ms(5300));
     assert_eq!(redirects(&actions), vec![false]);
+}
+
+#[test]
+fn a_data_plan_or_the_state_dir_changes_only_the_control_plane() {
+    let old = config("[[wan]]\nname = \"lte\"\n");
+    let vps = [addr(VPS)];
+    for new in [
+        config("[[wan]]\nname = \"lte\"\nmetered = true\nallowance = \"5GB\"\n"),
+        config("[[wan]]\nname = \"lte\"\nreset_day = 14\n"),
+        replaced("[concentrator]", "state_dir = \"/tmp/x\"\n[concentrator]"),
+    ] {
+        let base = if new.state_dir == old.state_dir {
+            &old
+        } else {
+            &config("")
+        };
+        let changes = Changes::between(base, &new, &vps, &vps);
+        let only_control = Changes {
+            control: true,
+            ..Changes::default()
+        };
+        assert_eq!(changes, only_control);
+    }
 }

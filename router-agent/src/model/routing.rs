@@ -13,8 +13,8 @@
 //! and there is one rule per address, `from ADDR lookup TABLE`. These exist whatever the
 //! health, so a WAN marked down by its probes can still be probed through itself.
 //!
-//! One MPTCP endpoint per usable address of a WAN whose mode is not `Off` and whose health
-//! is not `Down`: explicit id, `backup` for backup mode, the WAN's ifindex. At most
+//! One MPTCP endpoint per usable address of a WAN whose mode is not `Off`, whose health
+//! is not `Down` and that is not held back (`standby`, a metered WAN, `core::metered`): explicit id, `backup` for backup mode, the WAN's ifindex. At most
 //! [`MPTCP_MAX`] (and no more than `Ownership::endpoint_ids` holds); the rest are reported
 //! in [`Plan::warnings`]. Limits: `subflows = min(cap, max(2, endpoints))`.
 //!
@@ -214,7 +214,7 @@ fn assign_endpoints<'a>(
     // Candidates in slot order; an address on two WANs goes to the first only.
     let mut candidates: Vec<(&Wan, IpAddr)> = Vec::new();
     for &(_, wan) in by_slot {
-        if wan.mode == Mode::Off || wan.health == Health::Down {
+        if wan.mode == Mode::Off || wan.health == Health::Down || wan.standby {
             continue;
         }
         for addr in wan.addresses.iter().map(IpNet::addr) {

@@ -152,6 +152,11 @@ pub struct Wan {
     pub dev_default4: bool,
     /// As `dev_default4`, for IPv6.
     pub dev_default6: bool,
+    /// Configured as metered (`[[wan]] metered`): the probe logic may probe it sparingly.
+    pub metered: bool,
+    /// Held back by the metered policy (`core::metered`): no MPTCP endpoint and never
+    /// the source of new connections, while a better WAN is up.
+    pub standby: bool,
 }
 
 /// One configured WAN (`[[wan]]`).
@@ -161,6 +166,31 @@ pub struct WanSpec {
     pub device: String,
     pub mode: Mode,
     pub probe: ProbeSettings,
+    /// Metered or not, its allowance and billing month.
+    pub metering: Metering,
+}
+
+/// A WAN's data plan: metered or not, the monthly allowance and the day the billing
+/// month starts. Every WAN's bytes are counted (`crate::accounting`); only a metered one
+/// is held back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metering {
+    pub metered: bool,
+    /// Bytes a billing month (received + sent) before the WAN is used only as a last
+    /// resort; None: no allowance.
+    pub allowance: Option<u64>,
+    /// The day of the month (1-28) a billing month starts.
+    pub reset_day: u8,
+}
+
+impl Default for Metering {
+    fn default() -> Self {
+        Metering {
+            metered: false,
+            allowance: None,
+            reset_day: 1,
+        }
+    }
 }
 
 /// The WAN part of the config.
@@ -170,6 +200,16 @@ pub struct WanSettings {
     pub wans: Vec<WanSpec>,
     /// Probe settings for auto-detected WANs.
     pub default_probe: ProbeSettings,
+}
+
+impl WanSettings {
+    /// The data plan of WAN `name` (auto-detected WANs: unmetered, month from the 1st).
+    pub fn metering_for(&self, name: &str) -> Metering {
+        self.wans
+            .iter()
+            .find(|w| w.name == name)
+            .map_or_else(Metering::default, |w| w.metering)
+    }
 }
 
 impl WanSettings {
@@ -227,7 +267,11 @@ pub fn discover(
     } else {
         cfg.wans
             .iter()
-            .map(|w| build(snapshot, &w.name, &w.device, w.mode, health))
+            .map(|w| {
+                let mut wan = build(snapshot, &w.name, &w.device, w.mode, health);
+                wan.metered = w.metering.metered;
+                wan
+            })
             .collect()
     }
 }
@@ -254,6 +298,8 @@ fn build(
         ra_routes: Vec::new(),
         dev_default4: false,
         dev_default6: false,
+        metered: false,
+        standby: false,
     };
     let Some(link) = link else {
         return wan;

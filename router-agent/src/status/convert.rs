@@ -95,6 +95,8 @@ mod tests {
             ra_routes: vec![],
             dev_default4: false,
             dev_default6: false,
+            metered: false,
+            standby: false,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The human rendering of a status document: three header lines (agent, concentrator,
-//! connections), a table with one row per WAN, and the kernel's missing features as
-//! warnings. Unknown values print as `-`. Pure: document in, text out.
+//! connections), a table with one row per WAN, a data-usage table (bytes today and this
+//! billing month, the data plan), and the kernel's missing features as warnings.
+//! Unknown values print as `-`. Pure: document in, text out.
 
 use std::fmt::Write as _;
 
@@ -49,6 +50,10 @@ pub fn render(doc: &StatusDoc) -> String {
         out.push_str("no WANs\n");
     } else {
         out.push_str(&table(&doc.wans));
+        if doc.wans.iter().any(|w| w.usage.is_some() || w.metered) {
+            out.push('\n');
+            out.push_str(&usage_table(&doc.wans));
+        }
     }
     if !doc.kernel.missing.is_empty() {
         out.push('\n');
@@ -96,11 +101,78 @@ fn row(wan: &WanStatus) -> [String; 11] {
     ]
 }
 
+const USAGE_HEADER: [&str; 8] = [
+    "NAME",
+    "PLAN",
+    "TODAY RX",
+    "TODAY TX",
+    "MONTH RX",
+    "MONTH TX",
+    "MONTH FROM",
+    "ALLOWANCE",
+];
+
+/// What the data plan does to the WAN now.
+pub fn plan_text(wan: &WanStatus) -> &'static str {
+    match (wan.metered, wan.over_allowance, wan.standby) {
+        (false, _, _) => "unmetered",
+        (true, false, false) => "metered, in use",
+        (true, false, true) => "metered, standby",
+        (true, true, false) => "over allowance, in use",
+        (true, true, true) => "over allowance, standby",
+    }
+}
+
+fn usage_row(wan: &WanStatus) -> [String; 8] {
+    let bytes = |b: Option<u64>| b.map_or_else(|| "-".into(), self::bytes);
+    let u = wan.usage.as_ref();
+    [
+        wan.name.clone(),
+        plan_text(wan).to_owned(),
+        bytes(u.map(|u| u.today_rx_bytes)),
+        bytes(u.map(|u| u.today_tx_bytes)),
+        bytes(u.map(|u| u.month_rx_bytes)),
+        bytes(u.map(|u| u.month_tx_bytes)),
+        u.map_or_else(|| "-".into(), |u| u.period_start.clone()),
+        bytes(wan.allowance_bytes),
+    ]
+}
+
+fn usage_table(wans: &[WanStatus]) -> String {
+    grid(
+        std::iter::once(USAGE_HEADER.map(str::to_owned))
+            .chain(wans.iter().map(usage_row))
+            .collect(),
+    )
+}
+
+/// Bytes in decimal units, as carriers count them: `512 B`, `3.4 kB`, `81 MB`, `1.2 GB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [(f64, &str); 4] = [(1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")];
+    let v = n as f64;
+    for (scale, unit) in UNITS {
+        if v >= scale {
+            let x = v / scale;
+            return if x < 10.0 {
+                format!("{x:.1} {unit}")
+            } else {
+                format!("{x:.0} {unit}")
+            };
+        }
+    }
+    format!("{n} B")
+}
+
 fn table(wans: &[WanStatus]) -> String {
-    let rows: Vec<[String; 11]> = std::iter::once(HEADER.map(str::to_owned))
-        .chain(wans.iter().map(row))
-        .collect();
-    let mut widths = [0usize; 11];
+    grid(
+        std::iter::once(HEADER.map(str::to_owned))
+            .chain(wans.iter().map(row))
+            .collect(),
+    )
+}
+
+fn grid<const N: usize>(rows: Vec<[String; N]>) -> String {
+    let mut widths = [0usize; N];
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
             *w = (*w).max(cell.chars().count());
@@ -161,7 +233,7 @@ mod tests {
 
     use super::*;
     use crate::status::state::tests::example;
-    use crate::status::state::{WanInfo, WanMode, WanState};
+    use crate::status::state::{MeterStatus, UsageStatus, WanInfo, WanMode, WanState};
 
     #[test]
     fn golden_human_output() {
@@ -191,6 +263,23 @@ mod tests {
             state: WanState::Down,
         });
         model.set_wans(wans);
+        model.set_meter(
+            "lte",
+            MeterStatus {
+                metered: true,
+                standby: true,
+                over_allowance: true,
+                allowance_bytes: Some(20_000_000_000),
+                usage: Some(UsageStatus {
+                    day: "2026-12-06".into(),
+                    today_rx_bytes: 1_234,
+                    today_tx_bytes: 56,
+                    period_start: "2026-12-01".into(),
+                    month_rx_bytes: 19_500_000_000,
+                    month_tx_bytes: 600_000_000,
+                }),
+            },
+        );
         let mut doc = model.render(now);
         doc.kernel.missing = vec![
             "TCP Fast Open on MPTCP (kernel < 6.2): one more round trip per connection".into(),
@@ -225,6 +314,10 @@ mod tests {
         assert_eq!(rate(1_500_000), "1.5 Mbit/s");
         assert_eq!(rate(38_000_000), "38 Mbit/s");
         assert_eq!(rate(2_500_000_000), "2.5 Gbit/s");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3_400), "3.4 kB");
+        assert_eq!(bytes(81_000_000), "81 MB");
+        assert_eq!(bytes(20_100_000_000), "20 GB");
         assert_eq!(duration(42), "42s");
         assert_eq!(duration(303), "5m03s");
         assert_eq!(duration(3605), "1h00m05s");

@@ -144,6 +144,44 @@ pub struct WanStatus {
     pub rx_bps: u64,
     pub tx_bps: u64,
     pub subflows: u64,
+    /// Configured as metered.
+    #[serde(default)]
+    pub metered: bool,
+    /// A metered WAN held back while a better WAN is up (no endpoint, no new connections).
+    #[serde(default)]
+    pub standby: bool,
+    /// Past its monthly allowance: used only when nothing else works.
+    #[serde(default)]
+    pub over_allowance: bool,
+    /// The monthly allowance in bytes (received + sent), if one is set.
+    #[serde(default)]
+    pub allowance_bytes: Option<u64>,
+    /// Bytes this WAN carried today and this billing month (null until counted).
+    #[serde(default)]
+    pub usage: Option<UsageStatus>,
+}
+
+/// A WAN's data usage: the bytes its device received and sent, from the kernel's
+/// counters, today and this billing month (local dates, `YYYY-MM-DD`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageStatus {
+    pub day: String,
+    pub today_rx_bytes: u64,
+    pub today_tx_bytes: u64,
+    /// The first day of the billing month (`reset_day`).
+    pub period_start: String,
+    pub month_rx_bytes: u64,
+    pub month_tx_bytes: u64,
+}
+
+/// A WAN's data plan and usage as the status shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MeterStatus {
+    pub metered: bool,
+    pub standby: bool,
+    pub over_allowance: bool,
+    pub allowance_bytes: Option<u64>,
+    pub usage: Option<UsageStatus>,
 }
 
 /// What the agent's WAN model says about a WAN: everything but the measurements, which
@@ -186,6 +224,8 @@ pub struct StatusModel {
     stats: Option<Arc<Stats>>,
     wans: Vec<WanInfo>,
     measured: HashMap<String, Measured>,
+    /// Data plan and usage by WAN name (kept across `set_wans`, like `measured`).
+    meters: HashMap<String, MeterStatus>,
 }
 
 /// Milliseconds with one decimal, as the document shows RTTs.
@@ -209,6 +249,7 @@ impl StatusModel {
             stats: None,
             wans: Vec::new(),
             measured: HashMap::new(),
+            meters: HashMap::new(),
         }
     }
 
@@ -255,6 +296,8 @@ impl StatusModel {
     /// name) are kept; those of WANs that are gone are dropped.
     pub fn set_wans(&mut self, wans: Vec<WanInfo>) {
         self.measured
+            .retain(|name, _| wans.iter().any(|w| &w.name == name));
+        self.meters
             .retain(|name, _| wans.iter().any(|w| &w.name == name));
         self.wans = wans;
     }
@@ -327,6 +370,15 @@ impl StatusModel {
         })
     }
 
+    /// Set a WAN's data plan and usage; false if there is no such WAN.
+    pub fn set_meter(&mut self, name: &str, meter: MeterStatus) -> bool {
+        if !self.wans.iter().any(|w| w.name == name) {
+            return false;
+        }
+        self.meters.insert(name.to_owned(), meter);
+        true
+    }
+
     fn measure(&mut self, name: &str, f: impl FnOnce(&mut Measured)) -> bool {
         if !self.wans.iter().any(|w| w.name == name) {
             return false;
@@ -346,6 +398,7 @@ impl StatusModel {
             .iter()
             .map(|w| {
                 let m = self.measured.get(&w.name).cloned().unwrap_or_default();
+                let meter = self.meters.get(&w.name).cloned().unwrap_or_default();
                 WanStatus {
                     name: w.name.clone(),
                     device: w.device.clone(),
@@ -362,6 +415,11 @@ impl StatusModel {
                     rx_bps: m.rx_bps,
                     tx_bps: m.tx_bps,
                     subflows: m.subflows,
+                    metered: meter.metered,
+                    standby: meter.standby,
+                    over_allowance: meter.over_allowance,
+                    allowance_bytes: meter.allowance_bytes,
+                    usage: meter.usage,
                 }
             })
             .collect();

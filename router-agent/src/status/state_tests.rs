@@ -58,6 +58,21 @@ pub(crate) fn example(now: Instant) -> StatusModel {
     let t0 = now - Duration::from_secs(1);
     assert!(model.record_counters("wan", 81_234_567 - 4_750_000, 1_234_567 - 112_500, t0));
     assert!(model.record_counters("wan", 81_234_567, 1_234_567, now));
+    assert!(model.set_meter(
+        "wan",
+        MeterStatus {
+            usage: Some(UsageStatus {
+                day: "2026-12-06".into(),
+                today_rx_bytes: 81_234_567,
+                today_tx_bytes: 1_234_567,
+                period_start: "2026-12-01".into(),
+                month_rx_bytes: 4_200_000_000,
+                month_tx_bytes: 120_000_000,
+            }),
+            ..MeterStatus::default()
+        }
+    ));
+    assert!(!model.set_meter("nope", MeterStatus::default()));
     model
 }
 

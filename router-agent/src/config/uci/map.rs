@@ -112,6 +112,7 @@ pub const MAPPINGS: &[Mapping] = &[
     ),
     global("stale_loss_cnt", Number, "mptcp.stale_loss_cnt"),
     global("status_socket", Text, "status.socket"),
+    global("state_dir", Text, "state_dir"),
     wan("interface", Text, "name"),
     wan("device", Text, "device"),
     wan("mode", Choice("on|backup|off"), "mode"),
@@ -119,6 +120,9 @@ pub const MAPPINGS: &[Mapping] = &[
     wan("timeout_ms", Number, "probe_timeout_ms"),
     wan("down_after", Number, "down"),
     wan("up_after", Number, "up"),
+    wan("metered", Bool, "metered"),
+    wan("allowance", Text, "allowance"),
+    wan("reset_day", Number, "reset_day"),
 ];
 
 /// Parse UCI text into the raw config. Values are typed and unknown options rejected; the

@@ -119,6 +119,7 @@ pub fn configured(wans: &[(&str, &str, Mode)]) -> WanSettings {
                 device: device.into(),
                 mode,
                 probe: Default::default(),
+                metering: Default::default(),
             })
             .collect(),
         default_probe: Default::default(),

@@ -184,6 +184,7 @@ fn diff_between_planned_states_respects_the_ordering() {
                         device: w.device,
                         mode,
                         probe: Default::default(),
+                        metering: Default::default(),
                     });
                 }
             }

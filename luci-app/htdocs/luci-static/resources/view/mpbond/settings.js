@@ -106,6 +106,11 @@ return view.extend({
 		o.datatype = 'range(1,255)';
 		o.placeholder = '93';
 
+		o = s.taboption('advanced', form.Value, 'state_dir', _('State directory'),
+			_('Where the data usage of each WAN is kept (written every 15 minutes and at stop). /tmp is lost at reboot.'));
+		o.placeholder = '/etc/mpbond';
+		o.validate = pattern(/^\//, _('An absolute path'));
+
 		s = m.section(form.GridSection, 'wan', _('WAN interfaces'),
 			_('One entry per logical interface. "Backup" interfaces carry traffic only when no "on" interface works.'));
 		s.addremove = true;
@@ -130,6 +135,22 @@ return view.extend({
 		o.value('backup', _('Backup'));
 		o.value('off', _('Off'));
 		o.default = 'on';
+
+		o = s.option(form.Flag, 'metered', _('Metered'),
+			_('A capped or paid-per-byte line (LTE): carries nothing while an unmetered WAN is up, and takes over at once when none is.'));
+		o.default = '0';
+
+		o = s.option(form.Value, 'allowance', _('Monthly allowance'),
+			_('Received + sent, with a unit: 500MB, 20GB (1 GB = 10^9 bytes). Past it the WAN is used only when no other WAN works.'));
+		o.modalonly = true;
+		o.depends('metered', '1');
+		o.placeholder = _('none');
+		o.validate = pattern(/^\s*\d+(\.\d+)?\s*[MGT]B\s*$/i, _('A number and a unit: MB, GB or TB'));
+
+		o = s.option(form.Value, 'reset_day', _('Billing month starts on day'));
+		o.modalonly = true;
+		o.datatype = 'range(1,28)';
+		o.placeholder = '1';
 
 		o = s.option(form.Value, 'interval_ms', _('Probe interval (ms)'));
 		o.modalonly = true;

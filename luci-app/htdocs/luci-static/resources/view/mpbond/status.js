@@ -52,6 +52,21 @@ function fmtRate(bps) {
 	return (i ? bps.toFixed(bps < 10 ? 2 : 1) : bps.toFixed(0)) + ' ' + units[i];
 }
 
+/* Bytes in decimal units, as carriers bill them (1 GB = 10^9 bytes). */
+function fmtBytes(n) {
+	if (typeof(n) !== 'number') return dash(null);
+	var units = [ 'B', 'kB', 'MB', 'GB', 'TB' ], i = 0;
+	while (n >= 1000 && i < units.length - 1) { n /= 1000; i++; }
+	return (i ? n.toFixed(n < 10 ? 1 : 0) : n.toFixed(0)) + ' ' + units[i];
+}
+
+/* What a WAN's data plan does to it now. */
+function planText(w) {
+	if (!w.metered) return _('unmetered');
+	return (w.over_allowance ? _('over allowance') : _('metered')) + ', ' +
+		(w.standby ? _('standby') : _('in use'));
+}
+
 function fmtNum(v, unit, digits) {
 	return (typeof(v) === 'number') ? v.toFixed(digits) + ' ' + unit : dash(null);
 }
@@ -142,7 +157,7 @@ return view.extend({
 			out.push(alertBox('warning', _('Unknown status format'), [ dash(st.schema) ], 'mpbond-schema'));
 		var wans = Array.isArray(st.wans) ? st.wans : [];
 		this.record(wans);
-		return out.concat([ this.renderSummary(st), this.renderWans(wans), this.renderGraph(wans) ]);
+		return out.concat([ this.renderSummary(st), this.renderWans(wans), this.renderUsage(wans), this.renderGraph(wans) ]);
 	},
 
 	renderDown: function(st) {
@@ -211,6 +226,32 @@ return view.extend({
 		return E('div', { class: 'cbi-section' }, [
 			E('h3', {}, [ _('WAN interfaces') ]),
 			E('table', { class: 'table', id: 'mpbond-wans' }, [ head ].concat(rows))
+		]);
+	},
+
+	/* Bytes per WAN today and this billing month, and what the data plan does. */
+	renderUsage: function(wans) {
+		var head = E('tr', { class: 'tr table-titles' }, [
+			_('Interface'), _('Data plan'), _('Today rx'), _('Today tx'), _('Month rx'), _('Month tx'),
+			_('Month from'), _('Allowance')
+		].map(function(t) { return E('th', { class: 'th left' }, [ t ]); }));
+		var rows = wans.map(function(w) {
+			var u = w.usage || {}, plan = planText(w);
+			var planCell = E('span', {
+				class: 'mpbond-plan' + (w.over_allowance ? ' mpbond-over' : ''),
+				style: w.over_allowance ? 'color:' + STATES.down + ';font-weight:bold' : ''
+			}, [ plan ]);
+			return row([
+				dash(w.name), planCell, fmtBytes(u.today_rx_bytes), fmtBytes(u.today_tx_bytes),
+				fmtBytes(u.month_rx_bytes), fmtBytes(u.month_tx_bytes), dash(u.period_start),
+				fmtBytes(w.allowance_bytes)
+			], { class: 'tr mpbond-usage', 'data-wan': dash(w.name) });
+		});
+		if (!rows.length)
+			rows.push(E('tr', { class: 'tr placeholder' }, [ E('td', { class: 'td', colspan: 8 }, [ _('No WAN interfaces found') ]) ]));
+		return E('div', { class: 'cbi-section' }, [
+			E('h3', {}, [ _('Data usage') ]),
+			E('table', { class: 'table', id: 'mpbond-usage' }, [ head ].concat(rows))
 		]);
 	},
 
