@@ -18,6 +18,6 @@ pub mod state;
 pub use client::{status_command, ClientError, EXIT_NOT_RUNNING};
 pub use server::{ControlError, ControlSocket, DEFAULT_SOCKET};
 pub use state::{
-    ConcentratorStatus, ConnectionCounts, KernelStatus, StatusDoc, StatusModel, WanInfo, WanMode,
-    WanState, WanStatus, SCHEMA,
+    ConcentratorStatus, ConnectionCounts, KernelStatus, StatusDoc, StatusModel, WanChange, WanInfo,
+    WanMode, WanState, WanStatus, SCHEMA,
 };

@@ -59,7 +59,9 @@ pub fn render(doc: &StatusDoc) -> String {
     out
 }
 
-const HEADER: [&str; 11] = [
+const COLUMNS: usize = 13;
+
+const HEADER: [&str; COLUMNS] = [
     "NAME",
     "DEVICE",
     "STATE",
@@ -71,9 +73,11 @@ const HEADER: [&str; 11] = [
     "RX",
     "TX",
     "SUBFLOWS",
+    "CHANGED",
+    "PROBES",
 ];
 
-fn row(wan: &WanStatus) -> [String; 11] {
+fn row(wan: &WanStatus) -> [String; COLUMNS] {
     let addresses: Vec<String> = wan.addresses.iter().map(ToString::to_string).collect();
     [
         wan.name.clone(),
@@ -93,14 +97,20 @@ fn row(wan: &WanStatus) -> [String; 11] {
         rate(wan.rx_bps),
         rate(wan.tx_bps),
         wan.subflows.to_string(),
+        wan.last_change.as_ref().map_or_else(
+            || "-".into(),
+            |c| format!("{} ago ({})", duration(c.secs_ago), c.cause),
+        ),
+        wan.probe_bytes_per_day
+            .map_or_else(|| "-".into(), |b| format!("{}/day", bytes(b))),
     ]
 }
 
 fn table(wans: &[WanStatus]) -> String {
-    let rows: Vec<[String; 11]> = std::iter::once(HEADER.map(str::to_owned))
+    let rows: Vec<[String; COLUMNS]> = std::iter::once(HEADER.map(str::to_owned))
         .chain(wans.iter().map(row))
         .collect();
-    let mut widths = [0usize; 11];
+    let mut widths = [0usize; COLUMNS];
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
             *w = (*w).max(cell.chars().count());
@@ -135,6 +145,23 @@ pub fn duration(secs: u64) -> String {
         (0, _, _) => format!("{h}h{m:02}m{s:02}s"),
         _ => format!("{d}d{h:02}h"),
     }
+}
+
+/// Bytes in human units: `900 B`, `4.1 MB`, `363 MB`, `1.2 GB` (decimal).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [(f64, &str); 3] = [(1e9, "GB"), (1e6, "MB"), (1e3, "kB")];
+    let v = n as f64;
+    for (scale, unit) in UNITS {
+        if v >= scale {
+            let x = v / scale;
+            return if x < 10.0 {
+                format!("{x:.1} {unit}")
+            } else {
+                format!("{x:.0} {unit}")
+            };
+        }
+    }
+    format!("{n} B")
 }
 
 /// Bits per second in human units: `0 bit/s`, `900 kbit/s`, `1.5 Mbit/s`, `38 Mbit/s`.
@@ -225,6 +252,9 @@ mod tests {
         assert_eq!(rate(1_500_000), "1.5 Mbit/s");
         assert_eq!(rate(38_000_000), "38 Mbit/s");
         assert_eq!(rate(2_500_000_000), "2.5 Gbit/s");
+        assert_eq!(bytes(900), "900 B");
+        assert_eq!(bytes(4_121_000), "4.1 MB");
+        assert_eq!(bytes(363_000_000), "363 MB");
         assert_eq!(duration(42), "42s");
         assert_eq!(duration(303), "5m03s");
         assert_eq!(duration(3605), "1h00m05s");
