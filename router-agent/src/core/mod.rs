@@ -12,6 +12,10 @@
 //!   while another WAN still reaches the concentrator).
 //! * **When the concentrator is probed**: every `health.interval`, at once when a relayed
 //!   connection could not reach the concentrator, never closer than [`MIN_PROBE_GAP`].
+//!   A periodic probe is skipped while a WAN's own probe datagram or a WAN's live
+//!   subflows showed the concentrator reachable within the fail-open window
+//!   ([`Input::WanReached`]): that TCP connection would say nothing new, and it was most
+//!   of an idle router's cost. A nudged probe and a Fast Open retry are never skipped.
 //! * **Fast Open**: on until a Fast Open connection comes back as plain TCP (the
 //!   concentrator's kernel refused the data in the SYN), then off, retried by one probe
 //!   every [`FASTOPEN_RETRY`].
@@ -139,6 +143,8 @@ struct ProbeClock {
     last_end: Option<Instant>,
     /// A probe is running; no other starts until it ends.
     in_flight: bool,
+    /// The next probe was asked for by a failed connection: it is not skipped.
+    nudged: bool,
     /// When Fast Open was last tried while off.
     last_fastopen_try: Instant,
 }
@@ -182,6 +188,7 @@ impl Core {
                 next: now + config.health.interval,
                 last_end: Some(now),
                 in_flight: false,
+                nudged: false,
                 last_fastopen_try: now,
             },
             config,
@@ -255,7 +262,38 @@ impl Core {
             self.sync_redirect();
         }
         if !self.probe.in_flight && self.probe.next <= now {
-            self.start_probe(now);
+            let retry_fastopen = !self.fastopen
+                && now.saturating_duration_since(self.probe.last_fastopen_try) >= FASTOPEN_RETRY;
+            if self.vouched_by_wan(now) && !self.probe.nudged && !retry_fastopen {
+                self.probe.next = now + self.config.health.interval;
+                self.judge(Probe::from(true), now);
+                self.sync_redirect();
+            } else {
+                self.start_probe(now);
+            }
+        }
+    }
+
+    /// The fail-open window: how long a WAN's evidence of the concentrator counts.
+    fn wan_window(&self) -> Duration {
+        let health = &self.config.health;
+        health.interval * health.down_after + health.timeout
+    }
+
+    /// A WAN reached the concentrator within the fail-open window.
+    fn vouched_by_wan(&self, now: Instant) -> bool {
+        self.wan_reached
+            .is_some_and(|at| now.saturating_duration_since(at) <= self.wan_window())
+    }
+
+    /// Feed the fail-open state one verdict; a change is a notice.
+    fn judge(&mut self, verdict: Probe, now: Instant) {
+        if let Some(t) = self.failopen.on_probe(verdict, now) {
+            let notice = match t.to {
+                LinkState::Down => Notice::FailOpen { up_for: t.after },
+                LinkState::Up => Notice::Redirecting { down_for: t.after },
+            };
+            self.actions.push_back(Action::Notice(notice));
         }
     }
 
@@ -295,6 +333,7 @@ impl Core {
             self.probe.last_fastopen_try = now;
         }
         self.probe.in_flight = true;
+        self.probe.nudged = false;
         self.actions.push_back(Action::StartProbe { fastopen });
     }
 
@@ -302,6 +341,7 @@ impl Core {
     fn nudge_probe(&mut self, now: Instant) {
         let earliest = self.probe.last_end.map_or(now, |end| end + MIN_PROBE_GAP);
         self.probe.next = self.probe.next.min(earliest.max(now));
+        self.probe.nudged = true;
     }
 
     fn on_probe(
@@ -316,24 +356,12 @@ impl Core {
         if let Some(evidence) = fastopen {
             self.learn_fastopen(evidence);
         }
-        let health = &self.config.health;
-        let window = health.interval * health.down_after + health.timeout;
-        let via_wan = result.is_err()
-            && self
-                .wan_reached
-                .is_some_and(|at| now.saturating_duration_since(at) <= window);
+        let via_wan = result.is_err() && self.vouched_by_wan(now);
         if via_wan {
             self.actions
                 .push_back(Action::Notice(Notice::ReachableViaWan));
         }
-        let verdict = Probe::from(result.is_ok() || via_wan);
-        if let Some(t) = self.failopen.on_probe(verdict, now) {
-            let notice = match t.to {
-                LinkState::Down => Notice::FailOpen { up_for: t.after },
-                LinkState::Up => Notice::Redirecting { down_for: t.after },
-            };
-            self.actions.push_back(Action::Notice(notice));
-        }
+        self.judge(Probe::from(result.is_ok() || via_wan), now);
         self.sync_redirect();
         self.actions.push_back(Action::Notice(Notice::Probed {
             result,
