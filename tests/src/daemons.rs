@@ -166,8 +166,10 @@ pub struct WanEntry {
     pub device: String,
     /// `on`, `backup` or `off`.
     pub mode: String,
-    /// Probe interval.
+    /// Probe interval (while the WAN is suspicious).
     pub probe_interval_ms: u64,
+    /// Probe interval while the WAN is healthy and idle (`None`: the agent's default).
+    pub probe_idle_interval_ms: Option<u64>,
     /// Probe timeout.
     pub probe_timeout_ms: u64,
     /// Failed probes in a row before the WAN is down.
@@ -185,6 +187,7 @@ impl WanEntry {
             device: device.into(),
             mode: mode.into(),
             probe_interval_ms: 200,
+            probe_idle_interval_ms: None,
             probe_timeout_ms: 300,
             down: 3,
             up: 2,
@@ -221,6 +224,9 @@ impl AgentConfig {
                  probe_timeout_ms = {}\ndown = {}\nup = {}\n",
                 w.name, w.device, w.mode, w.probe_interval_ms, w.probe_timeout_ms, w.down, w.up
             );
+            if let Some(idle) = w.probe_idle_interval_ms {
+                let _ = writeln!(t, "probe_idle_interval_ms = {idle}");
+            }
         }
         t
     }

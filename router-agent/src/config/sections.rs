@@ -179,6 +179,11 @@ pub(super) fn wans(raw: Vec<RawWan>, lan: &[String]) -> Result<WanSettings, Conf
                 w.probe_interval_ms,
                 default_ms(defaults.interval),
             )?,
+            idle_interval: ms(
+                &at("probe_idle_interval_ms"),
+                w.probe_idle_interval_ms,
+                default_ms(defaults.idle_interval),
+            )?,
             timeout: ms(
                 &at("probe_timeout_ms"),
                 w.probe_timeout_ms,
