@@ -70,7 +70,8 @@ pub enum Input {
     UpstreamFailed,
     /// A relayed connection was made with Fast Open; did it stay MPTCP?
     UpstreamConnected(FastOpenEvidence),
-    /// Some WAN's own probe reached the concentrator at this time.
+    /// Some WAN's own probe datagram was answered, or a WAN's live subflows to the
+    /// concentrator moved data without a stall, at this time.
     WanReached(Instant),
     /// The control plane's reconcile planned these WANs (with their health).
     WansPlanned(Vec<Wan>),

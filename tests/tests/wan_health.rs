@@ -1,0 +1,146 @@
+//! WAN health through the probe datagrams and the passive samples, on the namespace bed
+//! (two WANs, 40 + 60 Mbit/s, the agent managing them). No assertion is about speed:
+//! the waits are generous bounds and the times are printed; the benchmark
+//! (`mpbond-bench`, case 11) measures them.
+//!
+//! * An idle WAN black-holed by its ISP (both ways, upstream only, downstream only) goes
+//!   `down`, cause `probe`, and `up` again once its ISP forwards again.
+//! * A busy WAN black-holed during a download goes `down` from its subflows' TCP state
+//!   (cause `passive`), and the download continues on the other WAN.
+//! * The concentrator answered probe datagrams and saw no TCP connection for them.
+//!
+//! Run as root:
+//! `cargo test -p mpbond-tests --test wan_health -- --include-ignored --test-threads=1 --nocapture`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::control::{control_bed, start_download, time_until, wait_managed, wait_rx, wan_state};
+use common::metric;
+use mpbond_tests::{status_wan, Node, TestBed};
+
+/// nft table of the one-direction blackholes, in ISP 1's namespace.
+const ONE_WAY: &str = "mpbhealth";
+
+#[derive(Debug, Clone, Copy)]
+enum Cut {
+    Both,
+    Upstream,
+    Downstream,
+}
+
+fn cut(bed: &TestBed, how: Cut, on: bool) {
+    match how {
+        Cut::Both => bed.blackhole_wan(1, on).expect("ISP 1 blackhole"),
+        _ if !on => {
+            bed.exec(Node::Isp(1), &format!("nft delete table inet {ONE_WAY}"))
+                .expect("remove the one-way drop");
+        }
+        Cut::Upstream | Cut::Downstream => {
+            let dir = if matches!(how, Cut::Upstream) {
+                "saddr"
+            } else {
+                "daddr"
+            };
+            let ruleset = format!(
+                "table inet {ONE_WAY} {{\n\tchain fwd {{\n\t\ttype filter hook forward priority -10; policy accept;\n\t\tip {dir} {} drop\n\t}}\n}}\n",
+                bed.wan_v4(1)
+            );
+            bed.nft(Node::Isp(1), &ruleset).expect("one-way drop");
+        }
+    }
+}
+
+fn last_cause(bed: &TestBed) -> Option<String> {
+    let doc = bed.agent_status().ok()?;
+    let change = status_wan(&doc, "wan1")?.get("last_change")?;
+    Some(change.get("cause")?.as_str()?.to_owned())
+}
+
+fn idle_blackhole(how: Cut) {
+    let (bed, _conc, _server, cfg) = control_bed(&[40, 60]);
+    let agent = bed.start_agent(&cfg).expect("agent starts");
+    wait_managed(&bed, &agent, &[1, 2], Duration::from_secs(5));
+    let up = |name: &str| wan_state(&bed, name).as_deref() == Some("up");
+    assert!(
+        time_until(Duration::from_secs(10), || up("wan1") && up("wan2")).is_some(),
+        "the WANs are not up: {:?}",
+        bed.agent_status()
+    );
+
+    cut(&bed, how, true);
+    let down = time_until(Duration::from_secs(15), || {
+        wan_state(&bed, "wan1").as_deref() == Some("down")
+    });
+    println!("{how:?}: idle wan1 down after {down:?}");
+    assert!(down.is_some(), "{how:?}: wan1 not down:\n{}", agent.log_tail(30));
+    assert_eq!(last_cause(&bed).as_deref(), Some("probe"), "{how:?}");
+    assert_eq!(wan_state(&bed, "wan2").as_deref(), Some("up"), "{how:?}: wan2 unharmed");
+
+    cut(&bed, how, false);
+    let back = time_until(Duration::from_secs(15), || up("wan1"));
+    println!("{how:?}: wan1 up again after {back:?}");
+    assert!(back.is_some(), "{how:?}: wan1 not up again:\n{}", agent.log_tail(30));
+    assert!(
+        metric(&bed, "mpbond_probe_datagrams_total{result=\"answered\"}") > 0.0,
+        "the concentrator answered probe datagrams"
+    );
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn an_idle_wans_blackhole_is_seen_and_so_is_its_recovery() {
+    idle_blackhole(Cut::Both);
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn an_upstream_only_blackhole_is_seen() {
+    idle_blackhole(Cut::Upstream);
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn a_downstream_only_blackhole_is_seen() {
+    idle_blackhole(Cut::Downstream);
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn a_busy_wans_blackhole_is_seen_from_its_subflows() {
+    let (bed, _conc, _server, cfg) = control_bed(&[40, 60]);
+    let agent = bed.start_agent(&cfg).expect("agent starts");
+    wait_managed(&bed, &agent, &[1, 2], Duration::from_secs(5));
+    assert!(
+        time_until(Duration::from_secs(10), || wan_state(&bed, "wan1").as_deref() == Some("up"))
+            .is_some(),
+        "wan1 is not up"
+    );
+    let download = start_download(&bed, 150_000_000, Duration::from_secs(90));
+    let (rx1, rx2) = (bed.wan_bytes(1).0, bed.wan_bytes(2).0);
+    let both = wait_rx(&bed, 1, rx1, 3_000_000, Duration::from_secs(15))
+        && wait_rx(&bed, 2, rx2, 3_000_000, Duration::from_secs(15));
+    assert!(both, "the download does not use both WANs");
+
+    cut(&bed, Cut::Both, true);
+    let down = time_until(Duration::from_secs(10), || {
+        wan_state(&bed, "wan1").as_deref() == Some("down")
+    });
+    println!("busy wan1 down after {down:?}, cause {:?}", last_cause(&bed));
+    assert!(down.is_some(), "wan1 not down:\n{}", agent.log_tail(30));
+    assert_eq!(
+        last_cause(&bed).as_deref(),
+        Some("passive"),
+        "seen from the subflows:\n{}",
+        agent.log_tail(30)
+    );
+    let rx2 = bed.wan_bytes(2).0;
+    assert!(
+        wait_rx(&bed, 2, rx2, 5_000_000, Duration::from_secs(10)),
+        "the download does not continue on wan2"
+    );
+    cut(&bed, Cut::Both, false);
+    let r = download.finish().expect("download report");
+    assert!(r.ok, "the download broke: {r:?}");
+}
