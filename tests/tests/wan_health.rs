@@ -44,7 +44,7 @@ fn cut(bed: &TestBed, how: Cut, on: bool) {
                 "daddr"
             };
             let ruleset = format!(
-                "table inet {ONE_WAY} {{\n\tchain fwd {{\n\t\ttype filter hook forward priority -10; policy accept;\n\t\tip {dir} {} drop\n\t}}\n}}\n",
+                "table inet {ONE_WAY} {{\n\tchain oneway {{\n\t\ttype filter hook forward priority -10; policy accept;\n\t\tip {dir} {} drop\n\t}}\n}}\n",
                 bed.wan_v4(1)
             );
             bed.nft(Node::Isp(1), &ruleset).expect("one-way drop");
@@ -74,14 +74,26 @@ fn idle_blackhole(how: Cut) {
         wan_state(&bed, "wan1").as_deref() == Some("down")
     });
     println!("{how:?}: idle wan1 down after {down:?}");
-    assert!(down.is_some(), "{how:?}: wan1 not down:\n{}", agent.log_tail(30));
+    assert!(
+        down.is_some(),
+        "{how:?}: wan1 not down:\n{}",
+        agent.log_tail(30)
+    );
     assert_eq!(last_cause(&bed).as_deref(), Some("probe"), "{how:?}");
-    assert_eq!(wan_state(&bed, "wan2").as_deref(), Some("up"), "{how:?}: wan2 unharmed");
+    assert_eq!(
+        wan_state(&bed, "wan2").as_deref(),
+        Some("up"),
+        "{how:?}: wan2 unharmed"
+    );
 
     cut(&bed, how, false);
     let back = time_until(Duration::from_secs(15), || up("wan1"));
     println!("{how:?}: wan1 up again after {back:?}");
-    assert!(back.is_some(), "{how:?}: wan1 not up again:\n{}", agent.log_tail(30));
+    assert!(
+        back.is_some(),
+        "{how:?}: wan1 not up again:\n{}",
+        agent.log_tail(30)
+    );
     assert!(
         metric(&bed, "mpbond_probe_datagrams_total{result=\"answered\"}") > 0.0,
         "the concentrator answered probe datagrams"
@@ -113,8 +125,10 @@ fn a_busy_wans_blackhole_is_seen_from_its_subflows() {
     let agent = bed.start_agent(&cfg).expect("agent starts");
     wait_managed(&bed, &agent, &[1, 2], Duration::from_secs(5));
     assert!(
-        time_until(Duration::from_secs(10), || wan_state(&bed, "wan1").as_deref() == Some("up"))
-            .is_some(),
+        time_until(Duration::from_secs(10), || wan_state(&bed, "wan1")
+            .as_deref()
+            == Some("up"))
+        .is_some(),
         "wan1 is not up"
     );
     let download = start_download(&bed, 150_000_000, Duration::from_secs(90));
@@ -127,7 +141,10 @@ fn a_busy_wans_blackhole_is_seen_from_its_subflows() {
     let down = time_until(Duration::from_secs(10), || {
         wan_state(&bed, "wan1").as_deref() == Some("down")
     });
-    println!("busy wan1 down after {down:?}, cause {:?}", last_cause(&bed));
+    println!(
+        "busy wan1 down after {down:?}, cause {:?}",
+        last_cause(&bed)
+    );
     assert!(down.is_some(), "wan1 not down:\n{}", agent.log_tail(30));
     assert_eq!(
         last_cause(&bed).as_deref(),

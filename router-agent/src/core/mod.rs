@@ -13,7 +13,8 @@
 //! * **When the concentrator is probed**: every `health.interval`, at once when a relayed
 //!   connection could not reach the concentrator, never closer than [`MIN_PROBE_GAP`].
 //!   A periodic probe is skipped while a WAN's own probe datagram or a WAN's live
-//!   subflows showed the concentrator reachable within the fail-open window
+//!   subflows showed the concentrator reachable within the fail-open window (or the
+//!   WANs' longest idle probe interval plus timeout, if longer)
 //!   ([`Input::WanReached`]): that TCP connection would say nothing new, and it was most
 //!   of an idle router's cost. A nudged probe and a Fast Open retry are never skipped.
 //! * **Fast Open**: on until a Fast Open connection comes back as plain TCP (the
@@ -275,10 +276,23 @@ impl Core {
         }
     }
 
-    /// The fail-open window: how long a WAN's evidence of the concentrator counts.
+    /// How long a WAN's evidence of the concentrator counts: the fail-open window, or a
+    /// WAN's idle probe interval plus its timeout if that is longer (so a router whose
+    /// WANs are probed rarely, metered ones, does not fall back to a TCP probe a
+    /// second). A dead concentrator is still noticed at once by a failed connection.
     fn wan_window(&self) -> Duration {
         let health = &self.config.health;
-        health.interval * health.down_after + health.timeout
+        let failopen = health.interval * health.down_after + health.timeout;
+        let wan = &self.config.wan;
+        let idle = wan
+            .wans
+            .iter()
+            .map(|w| &w.probe)
+            .chain(std::iter::once(&wan.default_probe))
+            .map(|p| p.idle_interval + p.timeout)
+            .max()
+            .unwrap_or_default();
+        failopen.max(idle)
     }
 
     /// A WAN reached the concentrator within the fail-open window.

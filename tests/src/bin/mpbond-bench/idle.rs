@@ -14,6 +14,10 @@
 //!   upstream only, then downstream only) and the agent's status is polled until WAN 1
 //!   is `down` (the time is the detection time), then the ISP forwards again and the
 //!   status is polled until it is `up` (the recovery time).
+//!
+//! `MPBOND_BENCH_BEFORE=1` measures an agent from before the probe datagrams (issue 16)
+//! with its own defaults (probe every 1000 ms, no idle interval, no metered run), for
+//! the "before" figures: `--bin-dir` names its binaries.
 
 use std::time::{Duration, Instant};
 
@@ -86,7 +90,7 @@ impl Cut {
                 };
                 let addr = bed.wan_v4(1);
                 let ruleset = format!(
-                    "table inet {ONE_WAY} {{\n\tchain fwd {{\n\t\ttype filter hook forward priority -10; policy accept;\n\t\tip {dir} {addr} drop\n\t}}\n}}\n"
+                    "table inet {ONE_WAY} {{\n\tchain oneway {{\n\t\ttype filter hook forward priority -10; policy accept;\n\t\tip {dir} {addr} drop\n\t}}\n}}\n"
                 );
                 Ok(bed.nft(Node::Isp(1), &ruleset)?)
             }
@@ -98,7 +102,8 @@ impl Cut {
 pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let secs = ctx.pick(30u64, 180);
     let mut figures = Vec::new();
-    for metered in [false, true] {
+    let kinds: &[bool] = if before() { &[false] } else { &[false, true] };
+    for &metered in kinds {
         let steal = Steal::start();
         let mut runs = Vec::new();
         for _ in 0..ctx.runs() {
@@ -107,6 +112,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         figures.extend(idle_figures(metered, secs, &runs, steal.percent()));
     }
     let steal = Steal::start();
+    let mut errors = Vec::new();
     let mut detect: Vec<(Cut, Vec<f64>, Vec<f64>)> = Cut::ALL
         .iter()
         .map(|&c| (c, Vec::new(), Vec::new()))
@@ -117,7 +123,12 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         let _agent = start_agent(&bed, false)?;
         for (cut, found, back) in &mut detect {
             settle_idle();
-            let (d, r) = detect_run(&bed, *cut)?;
+            // A cut that is never seen is a figure (NaN, and the reason), not the end
+            // of the case.
+            let (d, r) = detect_run(&bed, *cut).unwrap_or_else(|e| {
+                errors.push(e.to_string());
+                (f64::NAN, f64::NAN)
+            });
             found.push(d);
             back.push(r);
         }
@@ -128,6 +139,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         detail: detect
             .iter()
             .map(|(c, d, r)| format!("{}: down after {d:?} ms, up again after {r:?} ms", c.name()))
+            .chain(errors)
             .collect::<Vec<_>>()
             .join("; "),
     };
@@ -166,8 +178,9 @@ fn start_agent(bed: &TestBed, metered: bool) -> Result<mpbond_tests::Daemon, Ben
         cfg.down_after,
         cfg.up_after,
     ) = (1000, 1500, 2, 1);
+    let interval = if before() { 1000 } else { 400 };
     for w in &mut cfg.wans {
-        (w.probe_interval_ms, w.probe_timeout_ms, w.down, w.up) = (400, 1000, 3, 2);
+        (w.probe_interval_ms, w.probe_timeout_ms, w.down, w.up) = (interval, 1000, 3, 2);
         w.probe_idle_interval_ms = metered.then_some(METERED_IDLE_MS);
     }
     let agent = bed.start_agent(&cfg)?;
@@ -182,6 +195,11 @@ fn start_agent(bed: &TestBed, metered: bool) -> Result<mpbond_tests::Daemon, Ben
         ));
     }
     Ok(agent)
+}
+
+/// Measuring an agent from before issue 16 (`MPBOND_BENCH_BEFORE=1`).
+fn before() -> bool {
+    std::env::var_os("MPBOND_BENCH_BEFORE").is_some_and(|v| v == "1")
 }
 
 /// Let the start-up probes end: the schedule of the experiment, not synchronisation.
@@ -369,5 +387,18 @@ fn detect_run(bed: &TestBed, cut: Cut) -> Result<(f64, f64), BenchError> {
     cut.apply(bed, false)?;
     let found = found?;
     let back = poll("up")?;
+    // The agent's own word for what it saw (cause `probe` expected for an idle WAN).
+    let cause = bed
+        .agent_status()
+        .ok()
+        .and_then(|doc| {
+            let change = status_wan(&doc, "wan1")?.get("last_change")?.clone();
+            Some(change.to_string())
+        })
+        .unwrap_or_default();
+    eprintln!(
+        "  {}: down after {found} ms, up after {back} ms, last change {cause}",
+        cut.name()
+    );
     Ok((found, back))
 }
