@@ -13,6 +13,13 @@
 //! the reply (forged, or to another request) is ignored and the wait goes on. Every probe
 //! reports its cost in bytes, IP and UDP headers included, sent and received.
 //!
+//! A concentrator that refuses the datagram (ICMP port unreachable: an older version
+//! without the UDP responder) is still reachable through the WAN, so the probe falls
+//! back to what older agents did: a plain TCP connection bound to the same device and
+//! source, with a sealed Convert Info request ([`tcp_probe`]); its round trip is the
+//! connect time, and its bytes are not counted. That keeps a WAN up while the agent is
+//! upgraded before its concentrator.
+//!
 //! [`ProbeLoop`] is one WAN's probe task: it probes when the control plane tells it to
 //! (the schedule is the pure state machine's, `model::wan_health`), with the timeout it
 //! is given, and sends each result as a [`ProbeReport`]. It stops on its
@@ -24,15 +31,16 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use mpbond_protocol::probe;
+use mpbond_protocol::{probe, ErrorCode, Message};
 use thiserror::Error;
-use tokio::net::UdpSocket;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpSocket, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, Instrument};
 
 use crate::proxy::ConnParams;
-use crate::upstream::Upstream;
+use crate::upstream::{read_reply, Upstream, UpstreamError};
 
 /// Why a WAN probe failed.
 #[derive(Debug, Error)]
@@ -43,6 +51,8 @@ pub enum ProbeError {
     Refused(#[source] io::Error),
     #[error("the concentrator is unreachable through this WAN: {0}")]
     Unreachable(#[source] io::Error),
+    #[error("the concentrator rejected the TCP probe with error {} ({:?})", .0.code(), .0)]
+    Rejected(ErrorCode),
     #[error("source {src} and concentrator {dest} are of different address families")]
     Family { src: IpAddr, dest: SocketAddr },
     #[error("probe socket error: {0}")]
@@ -56,6 +66,7 @@ impl ProbeError {
             ProbeError::Timeout(_) => "timeout",
             ProbeError::Refused(_) => "refused",
             ProbeError::Unreachable(_) => "unreachable",
+            ProbeError::Rejected(_) => "rejected",
             ProbeError::Family { .. } | ProbeError::Io(_) => "local",
         }
     }
@@ -135,7 +146,64 @@ pub async fn probe_once(
         }
     }
     .await;
+    let result = match result {
+        Err(ProbeError::Refused(_)) => {
+            debug!("probe datagram refused; trying a TCP probe (an older concentrator?)");
+            tcp_probe(wan_device, src, upstream, timeout).await
+        }
+        other => other,
+    };
     ProbeOutcome { result, bytes }
+}
+
+/// The fallback probe: connect over plain TCP from `src` on `wan_device`, send a sealed
+/// Info request, read the reply, all within `timeout`. The round trip is the connect
+/// time. A refusal of the connection or of the request is [`ProbeError::Refused`] or
+/// [`ProbeError::Rejected`].
+pub async fn tcp_probe(
+    wan_device: &str,
+    src: IpAddr,
+    upstream: &Upstream,
+    timeout: Duration,
+) -> Result<Duration, ProbeError> {
+    let attempt = async {
+        let (handshake, request) = upstream
+            .seal(&Message::info())
+            .map_err(|_| ProbeError::Io(io::Error::other("cannot seal the Info request")))?;
+        let socket = match src {
+            IpAddr::V4(_) => TcpSocket::new_v4(),
+            IpAddr::V6(_) => TcpSocket::new_v6(),
+        }
+        .map_err(ProbeError::from_io)?;
+        if !wan_device.is_empty() {
+            socket
+                .bind_device(Some(wan_device.as_bytes()))
+                .map_err(ProbeError::from_io)?;
+        }
+        socket
+            .bind(SocketAddr::new(src, 0))
+            .map_err(ProbeError::from_io)?;
+        let started = Instant::now();
+        let mut stream = socket
+            .connect(upstream.addr)
+            .await
+            .map_err(ProbeError::from_io)?;
+        let rtt = started.elapsed();
+        stream
+            .write_all(&request)
+            .await
+            .map_err(ProbeError::from_io)?;
+        match read_reply(&mut stream, handshake, timeout).await {
+            Ok(_supported) => Ok(rtt),
+            Err(UpstreamError::Refused(code)) => Err(ProbeError::Rejected(code)),
+            Err(UpstreamError::Timeout(t)) => Err(ProbeError::Timeout(t)),
+            Err(other) => Err(ProbeError::Io(io::Error::other(other.to_string()))),
+        }
+    };
+    match tokio::time::timeout(timeout, attempt).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(ProbeError::Timeout(timeout)),
+    }
 }
 
 /// A UDP socket bound to `device` (unless empty) and `src` (any port), connected to

@@ -1,7 +1,8 @@
 //! WAN probe datagrams on loopback, without root (no device binding), against a stand-in
 //! UDP responder built on `mpbond_protocol::probe`: success with the round trip and the
 //! bytes on the wire, a wrong key gets silence (a timeout), a forged reply is not a
-//! success, a closed port is Refused, mixed address families are refused before any
+//! success, a closed port is Refused, an older concentrator (TCP only: the datagram is
+//! refused) is probed over TCP instead, mixed address families are refused before any
 //! I/O, and the probe loop probes on request and stops on its token or when either
 //! channel closes. The namespace version, with real WANs and the real concentrator, is
 //! `status_wanprobe_netns.rs`.
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{key, upstream, wrong_key};
+use common::{fake_concentrator, key, upstream, wrong_key, Behaviour};
 use mpbond_agent::proxy::ConnParams;
 use mpbond_agent::upstream::Upstream;
 use mpbond_agent::wan_probe::{next_stamp, probe_once, ProbeError, ProbeLoop, ProbeTarget};
@@ -117,6 +118,18 @@ async fn a_closed_port_is_refused() {
     let outcome = probe_once("", localhost(), &up, next_stamp(0), PROBE_TIMEOUT).await;
     let err = outcome.result.unwrap_err();
     assert!(matches!(err, ProbeError::Refused(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn an_older_concentrator_is_probed_over_tcp() {
+    let fake = fake_concentrator(Behaviour::Relay).await;
+    let up = upstream(fake.addr, key());
+    let outcome = probe_once("", localhost(), &up, next_stamp(0), PROBE_TIMEOUT).await;
+    let rtt = outcome.result.expect("the TCP fallback answers");
+    assert!(rtt < PROBE_TIMEOUT, "{rtt:?}");
+    let requests = fake.requests.lock().unwrap();
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].is_info());
 }
 
 #[tokio::test]
