@@ -18,7 +18,8 @@
 #      router1) with a fresh key if the config lacks it. It never replaces a key. With
 #      --host it fills the config's empty `server_id = []` with HOST:PORT and, when HOST
 #      is an IP address, its empty `public_address = []` with HOST;
-#   6. opens the listening port in ufw, firewalld or an nft `inet filter` input chain,
+#   6. opens the listening port (TCP, and UDP for the WAN probes) in ufw, firewalld or
+#      an nft `inet filter` input chain,
 #      whichever is active (it installs no firewall);
 #   7. enables and starts (or reloads) mpbond-concentrator.service;
 #   8. prints the values to enter in the router's LuCI page, and a uci block.
@@ -249,13 +250,16 @@ open_port() {
     found=0
     if command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q '^Status: active'; then
         ufw allow "$port/tcp" comment mpbond >/dev/null || die "ufw allow $port/tcp failed"
-        say "ufw: TCP $port allowed"
+        ufw allow "$port/udp" comment mpbond >/dev/null || die "ufw allow $port/udp failed"
+        say "ufw: TCP and UDP $port allowed"
         found=1
     fi
     if command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then
         { firewall-cmd --quiet --permanent --add-port="$port/tcp" &&
-            firewall-cmd --quiet --add-port="$port/tcp"; } || die "firewall-cmd --add-port=$port/tcp failed"
-        say "firewalld: TCP $port allowed (runtime and permanent)"
+            firewall-cmd --quiet --add-port="$port/tcp" &&
+            firewall-cmd --quiet --permanent --add-port="$port/udp" &&
+            firewall-cmd --quiet --add-port="$port/udp"; } || die "firewall-cmd --add-port=$port/tcp,udp failed"
+        say "firewalld: TCP and UDP $port allowed (runtime and permanent)"
         found=1
     fi
     if command -v nft >/dev/null 2>&1 && nft list chain inet filter input >/dev/null 2>&1; then
@@ -266,6 +270,14 @@ open_port() {
                 die "cannot add the nft rule"
             say "nftables: TCP $port accepted in inet filter input (running ruleset; to keep it after a reboot add 'tcp dport $port accept' to the input chain in /etc/nftables.conf)"
         fi
+        # The WAN probe datagrams (docs/PROTOCOL.md, "Probe datagrams").
+        if nft list chain inet filter input | grep -q "udp dport $port accept comment \"mpbond\""; then
+            say "nftables: UDP $port already accepted in inet filter input"
+        else
+            nft insert rule inet filter input udp dport "$port" accept comment '"mpbond"' ||
+                die "cannot add the nft rule"
+            say "nftables: UDP $port accepted in inet filter input (add 'udp dport $port accept' to /etc/nftables.conf too)"
+        fi
         found=1
     fi
     if [ "$found" = 0 ]; then
@@ -275,11 +287,11 @@ open_port() {
 
 open_firewall() {
     if [ "$FIREWALL" = 0 ]; then
-        say "firewall left alone (--no-firewall): allow TCP $(listen_ports | tr '\n' ' ')yourself"
+        say "firewall left alone (--no-firewall): allow TCP and UDP $(listen_ports | tr '\n' ' ')yourself"
         return
     fi
     for port in $(listen_ports); do open_port "$port"; done
-    say "if your provider has a cloud firewall (security group), allow TCP $(listen_ports | tr '\n' ' ')there too"
+    say "if your provider has a cloud firewall (security group), allow TCP and UDP $(listen_ports | tr '\n' ' ')there too"
 }
 
 # 7. The service. A new binary or unit restarts it; otherwise a reload (SIGHUP) picks up

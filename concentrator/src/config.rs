@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use mpbond_protocol::auth::{ClientId, Key, ServerBinding, ServerId};
 use serde::Deserialize;
 
+pub use crate::probe_responder::ProbeConfig;
 use crate::source_limit::SourceLimits;
 
 /// The listen addresses used when the file has no `listen`.
@@ -40,6 +41,17 @@ pub struct RawConfig {
     pub public_address: Vec<String>,
     #[serde(default)]
     pub auth: RawAuth,
+    #[serde(default)]
+    pub probe: RawProbe,
+}
+
+/// `[probe]` as written: the UDP responder for WAN probe datagrams.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub enabled: Option<bool>,
+    pub port: Option<u16>,
+    pub rate_per_source: Option<u32>,
 }
 
 /// `[auth]` as written.
@@ -109,6 +121,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     pub clients: Vec<Client>,
     pub identity: IdentityConfig,
+    /// `[probe]`: answering WAN probe datagrams over UDP.
+    pub probe: ProbeConfig,
 }
 
 /// Where replay state lives, which server ids requests must be bound to, and the
@@ -297,6 +311,7 @@ impl Config {
         };
         let clients = validate_clients(&raw.client)?;
         let identity = validate_identity(raw.state_dir, &raw.public_address, &raw.auth)?;
+        let probe = validate_probe(&raw.probe)?;
         Ok(Config {
             listen,
             metrics,
@@ -305,6 +320,7 @@ impl Config {
             policy,
             clients,
             identity,
+            probe,
         })
     }
 
@@ -361,6 +377,26 @@ fn range(
         ));
     }
     Ok(value)
+}
+
+fn validate_probe(raw: &RawProbe) -> Result<ProbeConfig, ConfigError> {
+    let d = ProbeConfig::default();
+    let rate = raw.rate_per_source.unwrap_or(d.rate_per_source);
+    if !(1..=1000).contains(&rate) {
+        return Err(field(
+            "probe.rate_per_source",
+            FieldError::OutOfRange {
+                value: u64::from(rate),
+                min: 1,
+                max: 1000,
+            },
+        ));
+    }
+    Ok(ProbeConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        port: raw.port,
+        rate_per_source: rate,
+    })
 }
 
 fn validate_limits(raw: &RawLimits) -> Result<Limits, ConfigError> {

@@ -15,6 +15,8 @@
 //! * [`session`]: one connection, handshake to relay, logged once at its end. The
 //!   request is judged by `mpbond_protocol`'s `ServerHandshake`; the session carries
 //!   out its decision, the policy's and the limits'.
+//! * [`probe_responder`]: answers WAN probe datagrams over UDP on the listen port
+//!   (MAC check, no state per probe, a per-source rate limit).
 //! * [`listener`]: MPTCP listeners that take data in a SYN only with a Fast Open cookie,
 //!   screened by the per-source limits and served by the shared accept loop
 //!   ([`mpbond_relay::accept`]).
@@ -50,6 +52,7 @@ pub mod listener;
 pub mod metrics;
 pub mod metrics_http;
 pub mod policy;
+pub mod probe_responder;
 pub mod reload;
 pub mod replay_state;
 pub mod session;
@@ -96,6 +99,7 @@ pub enum RunError {
 #[derive(Debug)]
 pub struct Server {
     listeners: Vec<(SocketAddr, TcpListener)>,
+    probes: Vec<(SocketAddr, tokio::net::UdpSocket)>,
     metrics: Option<(SocketAddr, TcpListener)>,
     state: Arc<State>,
     addresses: Option<mpbond_netlink::Subscription>,
@@ -170,9 +174,12 @@ impl Server {
             }
             None => None,
         };
+        let bound: Vec<SocketAddr> = listeners.iter().map(|(a, _)| *a).collect();
+        let probes = probe_responder::bind(&bound, &config.probe);
         let state = Arc::new(State::new(config, &own, verifier));
         Ok(Server {
             listeners,
+            probes,
             metrics,
             state,
             addresses,
@@ -182,6 +189,11 @@ impl Server {
     /// The bound listen addresses (with real ports when the config said port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().map(|(a, _)| *a).collect()
+    }
+
+    /// The bound probe (UDP) addresses.
+    pub fn probe_addrs(&self) -> Vec<SocketAddr> {
+        self.probes.iter().map(|(a, _)| *a).collect()
     }
 
     /// The bound metrics address, if metrics are on.
@@ -211,6 +223,12 @@ impl Server {
         };
         for (_, l) in self.listeners {
             let task = listener::serve(l, self.state.clone(), accept.clone());
+            loops.push(tokio::spawn(task));
+        }
+        let rate = self.state.live().config.probe.rate_per_source;
+        for (_, socket) in self.probes {
+            let task =
+                probe_responder::serve(socket, self.state.clone(), rate, stop_accepting.clone());
             loops.push(tokio::spawn(task));
         }
         let metrics_tracker = TaskTracker::new();

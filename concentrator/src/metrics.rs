@@ -35,6 +35,7 @@ pub struct Metrics {
     fallbacks: AtomicU64,
     reloads: AtomicU64,
     auth_failures: Mutex<BTreeMap<&'static str, u64>>,
+    probe_datagrams: Mutex<BTreeMap<&'static str, u64>>,
     connect_errors: Mutex<BTreeMap<u8, u64>>,
     bytes: Mutex<BTreeMap<String, ClientBytes>>,
     handshake: Histogram,
@@ -81,6 +82,21 @@ impl Metrics {
     /// Authentication failed; `reason` is `AuthError::reason()`.
     pub fn auth_failure(&self, reason: &'static str) {
         bump(&self.auth_failures, reason);
+    }
+
+    /// A probe datagram arrived; `result` is `answered`, `rate_limited` or
+    /// `probe::ProbeError::reason()`.
+    pub fn probe_datagram(&self, result: &'static str) {
+        bump(&self.probe_datagrams, result);
+    }
+
+    /// Probe datagrams counted so far with `result`.
+    pub fn probe_datagrams(&self, result: &str) -> u64 {
+        let map = self
+            .probe_datagrams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        map.get(result).copied().unwrap_or(0)
     }
 
     /// The destination policy refused a connection.
@@ -218,6 +234,25 @@ impl Metrics {
                     out,
                     "mpbond_auth_failures_total{{reason=\"{}\"}} {n}",
                     escape(reason)
+                );
+            }
+        }
+        head(
+            &mut out,
+            "mpbond_probe_datagrams_total",
+            "counter",
+            "WAN probe datagrams received over UDP, by result.",
+        );
+        {
+            let map = self
+                .probe_datagrams
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for (result, n) in map.iter() {
+                let _ = writeln!(
+                    out,
+                    "mpbond_probe_datagrams_total{{result=\"{}\"}} {n}",
+                    escape(result)
                 );
             }
         }

@@ -318,6 +318,10 @@ fn diff(old: &Live, new: &Live) -> ReloadSummary {
         s.needs_restart
             .push(format!("limits.auth_window_secs {}", nl.auth_window_secs));
     }
+    if old.config.probe != new.config.probe {
+        s.needs_restart
+            .push(format!("probe {:?}", new.config.probe));
+    }
     let (oi, ni) = (&old.config.identity, &new.config.identity);
     if oi.state_dir != ni.state_dir || oi.state_disabled != ni.state_disabled {
         s.needs_restart

@@ -33,7 +33,9 @@ test('one row per WAN with its state, colour and values', async () => {
     assert.ok(rows[i].text.includes(w.mode), `mode of ${w.name}`);
     for (const a of w.addresses) assert.ok(rows[i].text.includes(a), `address ${a}`);
     assert.ok(rows[i].text.includes(w.gateway ?? '\u2013'), `gateway of ${w.name}`);
+    if (w.last_change) assert.ok(rows[i].text.includes(`ago (${w.last_change.cause})`), `last change of ${w.name}`);
   });
+  assert.ok(rows[0].text.includes('4.1 MB/day'), rows[0].text);
   const all = await text(page, '#view');
   assert.doesNotMatch(all, /\b(null|undefined|NaN)\b/);
   assert.deepEqual(await page.evaluate(() => window.standin.polls()), [3]);

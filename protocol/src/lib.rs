@@ -18,6 +18,8 @@
 //!   message from pieces, never past its end), [`ServerHandshake`] (request in,
 //!   connect / Info answer / refusal out) and [`ClientHandshake`] (seal a request,
 //!   read its reply).
+//! * [`probe`]: the probe datagrams (UDP, one each way, MAC'd with the client's key)
+//!   that test a WAN without a TCP connection.
 //! * [`replay`]: the memory-bounded replay cache and per-client floors used by the
 //!   verifier.
 //!
@@ -43,6 +45,7 @@ pub mod auth;
 pub mod error;
 pub mod handshake;
 pub mod message;
+pub mod probe;
 pub mod replay;
 pub mod request;
 pub mod tlv;

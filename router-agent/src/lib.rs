@@ -20,22 +20,24 @@
 //!   wan.rs         WANs discovered from a kernel Snapshot (config list or auto-detect)
 //!   routing.rs     plan(wans) -> desired tables, rules, endpoints; diff -> ordered NetOps
 //!   netops.rs      NetOp, KernelState, Ownership: the owned objects as plain values
-//!   probe.rs       the per-WAN probe state machine (mwan3-like up/down thresholds)
+//!   wan_health.rs  the per-WAN health state machine: probe verdicts (mwan3-like
+//!                  thresholds), passive samples of its subflows, the probe schedule
 //!   wan_book.rs    every WAN's probe state over time; which WAN is probed from where
 //! driver.rs      the async shell around core::Core: events in, actions carried out
 //! serve.rs       the listener and the control socket as restartable tasks
 //! net/           kernel I/O: rtnetlink routes/rules/snapshot/monitor, mptcp_pm genetlink,
-//!                sysctls, kernel feature probe; backend.rs: the NetBackend seam that
-//!                `Kernel` and the in-memory RecordingBackend implement
+//!                sysctls, kernel feature probe, sock_diag (subflows' tcp_info);
+//!                backend.rs: the NetBackend seam that `Kernel` and the in-memory
+//!                RecordingBackend implement
 //! nft/           the nf_tables table (`inet mpbond`, flags owner) over netlink
 //! upstream.rs    Upstream (what new connections use, published by value), connect over
 //!                MPTCP+TFO, read the Convert reply
 //! concentrator_probe.rs  one probe of the concentrator over the main route
 //! proxy/         transparent listener, bounded accept loop, per-connection handler
-//! wan_probe.rs    per-WAN probes toward the concentrator, bound to the WAN's device
+//! wan_probe.rs    per-WAN probe datagrams to the concentrator, bound to the WAN's device
 //! status/        the status model (docs/STATUS.md), control socket, `status` CLI
-//! control/       the control plane: reconcile loop, per-WAN probes, status publishing,
-//!                data accounting (usage.rs)
+//! control/       the control plane: reconcile loop, per-WAN probe schedule, passive
+//!                samples, status publishing, data accounting (usage.rs)
 //! ubus/          netifd over ubus (OpenWrt): a native ubus client, WAN name -> l3_device
 //! ```
 //!

@@ -14,10 +14,13 @@
 //!
 //! The concentrator binary comes from the target dir (`cargo build -p
 //! mpbond-concentrator`); it runs under `ip netns exec` and the test waits for its
-//! `READY=1` on a `NOTIFY_SOCKET` it binds. Then: both WANs answer with a connect time
-//! (printed, not judged: timings belong to the benchmark); with an nft rule in the vps dropping everything from wan1's address,
-//! wan1 times out while wan2 still answers; a wrong key is Rejected(32); a closed port is
-//! Refused; an address the router does not have is Unreachable.
+//! `READY=1` on a `NOTIFY_SOCKET` it binds. Then, with probe datagrams over UDP: both
+//! WANs answer with a round trip (printed, not judged: timings belong to the benchmark);
+//! a wrong key gets silence (a timeout); a closed port is Refused; an address the router
+//! does not have is Unreachable. One-direction blackholes: with an nft rule in the vps
+//! dropping what arrives from wan1's address (upstream only), then one dropping what the
+//! vps sends to it (downstream only), wan1's probe times out while wan2 still answers,
+//! and once the rule is gone wan1 answers again.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::UnixDatagram;
@@ -29,7 +32,7 @@ use std::time::{Duration, Instant};
 use mpbond_testkit::{require_tools, Netns};
 
 use mpbond_agent::upstream::Upstream;
-use mpbond_agent::wan_probe::{probe_once, ProbeError};
+use mpbond_agent::wan_probe::{next_stamp, probe_once, ProbeError};
 use mpbond_protocol::auth::Key;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -196,32 +199,35 @@ fn probes_go_through_their_own_wan() {
     let probe = |i: u8, up: &Upstream| {
         let (dev, src) = wan(i);
         in_ns(&router, async move {
-            probe_once(&dev, src, up, PROBE_TIMEOUT).await
+            probe_once(&dev, src, up, next_stamp(0), PROBE_TIMEOUT)
+                .await
+                .result
         })
     };
 
     for i in 1..=2 {
         let rtt = probe(i, &good).unwrap_or_else(|e| panic!("wan{i}: {e}"));
-        eprintln!("wan{i} connect time {rtt:?}");
+        eprintln!("wan{i} probe round trip {rtt:?}");
         assert!(rtt > Duration::ZERO, "wan{i}: {rtt:?}");
     }
 
-    // A wrong key: the concentrator (quiet by default) closes without answering.
+    // A wrong key: the concentrator does not answer.
     let err = probe(1, &upstream(4850, [0x43; 32])).unwrap_err();
-    assert!(matches!(err, ProbeError::Silent(_)), "{err:?}");
-    assert_eq!(err.kind(), "rejected");
+    assert!(matches!(err, ProbeError::Timeout(_)), "{err:?}");
 
     let err = probe(2, &upstream(4999, KEY)).unwrap_err();
     assert!(matches!(err, ProbeError::Refused(_)), "{err:?}");
 
     let err = in_ns(&router, async {
         let src = "10.200.9.2".parse().unwrap();
-        probe_once("wan1", src, &good, PROBE_TIMEOUT).await
+        probe_once("wan1", src, &good, next_stamp(0), PROBE_TIMEOUT)
+            .await
+            .result
     })
     .unwrap_err();
     assert!(matches!(err, ProbeError::Unreachable(_)), "{err:?}");
 
-    // wan1's ISP drops everything from wan1: only wan1's probe fails.
+    // Upstream only: the vps drops what arrives from wan1; only wan1's probe fails.
     vps.exec(&[
         "nft",
         "add table inet mpbhi; \
@@ -229,6 +235,27 @@ fn probes_go_through_their_own_wan() {
          add rule inet mpbhi in ip saddr 10.200.1.2 drop",
     ]);
     let err = probe(1, &good).unwrap_err();
-    assert!(matches!(err, ProbeError::Timeout(_)), "{err:?}");
+    assert!(
+        matches!(err, ProbeError::Timeout(_)),
+        "upstream only: {err:?}"
+    );
     probe(2, &good).expect("wan2 still answers");
+    vps.exec(&["nft", "delete table inet mpbhi"]);
+    probe(1, &good).expect("wan1 answers again");
+
+    // Downstream only: the request arrives, the vps drops its answer to wan1.
+    vps.exec(&[
+        "nft",
+        "add table inet mpbho; \
+         add chain inet mpbho out { type filter hook output priority 0; policy accept; }; \
+         add rule inet mpbho out ip daddr 10.200.1.2 drop",
+    ]);
+    let err = probe(1, &good).unwrap_err();
+    assert!(
+        matches!(err, ProbeError::Timeout(_)),
+        "downstream only: {err:?}"
+    );
+    probe(2, &good).expect("wan2 still answers");
+    vps.exec(&["nft", "delete table inet mpbho"]);
+    probe(1, &good).expect("wan1 answers again");
 }

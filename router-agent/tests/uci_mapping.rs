@@ -70,7 +70,7 @@ fn every_option_maps_like_its_toml_field() {
          \toption enabled '1'\n\toption log_level 'debug'\n\toption state_dir '/tmp/mpb'\n\
          config wan 'wan'\n\toption device 'eth1'\n\
          config wan\n\toption interface 'wanb'\n\toption device 'pppoe-wanb'\n\toption mode 'backup'\n\
-         \toption interval_ms '2000'\n\toption timeout_ms '1500'\n\toption down_after '5'\n\
+         \toption interval_ms '2000'\n\toption idle_interval_ms '9000'\n\toption timeout_ms '1500'\n\toption down_after '5'\n\
          \toption up_after '4'\n\toption metered '1'\n\toption allowance '20GB'\n\
          \toption reset_day '14'\n",
     );
@@ -124,6 +124,7 @@ name = "wanb"
 device = "pppoe-wanb"
 mode = "backup"
 probe_interval_ms = 2000
+probe_idle_interval_ms = 9000
 probe_timeout_ms = 1500
 down = 5
 up = 4

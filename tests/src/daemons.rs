@@ -169,8 +169,10 @@ pub struct WanEntry {
     pub device: String,
     /// `on`, `backup` or `off`.
     pub mode: String,
-    /// Probe interval.
+    /// Probe interval (while the WAN is suspicious).
     pub probe_interval_ms: u64,
+    /// Probe interval while the WAN is healthy and idle (`None`: the agent's default).
+    pub probe_idle_interval_ms: Option<u64>,
     /// Probe timeout.
     pub probe_timeout_ms: u64,
     /// Failed probes in a row before the WAN is down.
@@ -192,6 +194,7 @@ impl WanEntry {
             device: device.into(),
             mode: mode.into(),
             probe_interval_ms: 200,
+            probe_idle_interval_ms: None,
             probe_timeout_ms: 300,
             down: 3,
             up: 2,
@@ -239,6 +242,9 @@ impl AgentConfig {
             }
             if let Some(allowance) = &w.allowance {
                 let _ = writeln!(t, "allowance = {allowance:?}");
+            }
+            if let Some(idle) = w.probe_idle_interval_ms {
+                let _ = writeln!(t, "probe_idle_interval_ms = {idle}");
             }
         }
         t

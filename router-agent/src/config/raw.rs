@@ -125,6 +125,8 @@ pub struct RawWan {
     pub mode: Option<String>,
     #[serde(alias = "interval_ms")]
     pub probe_interval_ms: Option<u64>,
+    #[serde(alias = "idle_interval_ms")]
+    pub probe_idle_interval_ms: Option<u64>,
     #[serde(alias = "timeout_ms")]
     pub probe_timeout_ms: Option<u64>,
     #[serde(alias = "down_after")]

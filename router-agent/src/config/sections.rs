@@ -176,11 +176,23 @@ pub(super) fn wans(raw: Vec<RawWan>, lan: &[String]) -> Result<WanSettings, Conf
                 .map_err(|why| field(at("mode"), FieldError::Invalid(why)))?,
         };
         let default_ms = |d: Duration| d.as_millis() as u64;
+        let metering = metering(&at, w.metered, w.allowance.as_deref(), w.reset_day)?;
+        // A metered WAN idles on sparse probes unless its interval is set by hand.
+        let idle_default = if metering.metered {
+            defaults.clone().metered().idle_interval
+        } else {
+            defaults.idle_interval
+        };
         let probe = ProbeSettings {
             interval: ms(
                 &at("probe_interval_ms"),
                 w.probe_interval_ms,
                 default_ms(defaults.interval),
+            )?,
+            idle_interval: ms(
+                &at("probe_idle_interval_ms"),
+                w.probe_idle_interval_ms,
+                default_ms(idle_default),
             )?,
             timeout: ms(
                 &at("probe_timeout_ms"),
@@ -191,7 +203,6 @@ pub(super) fn wans(raw: Vec<RawWan>, lan: &[String]) -> Result<WanSettings, Conf
             up: range(&at("up"), w.up, defaults.up.into(), 1, 1000)? as u32,
             ..defaults.clone()
         };
-        let metering = metering(&at, w.metered, w.allowance.as_deref(), w.reset_day)?;
         wans.push(WanSpec {
             name: w.name,
             device,
@@ -392,6 +403,15 @@ up_after = 3
             }
         );
         assert_eq!(c.wan.metering_for("dsl"), Metering::default());
+        // A metered WAN idles on sparse probes; an unmetered one on the default.
+        assert_eq!(
+            c.wan.probe_for("lte").idle_interval,
+            crate::model::wan_health::METERED_IDLE_INTERVAL
+        );
+        assert_eq!(
+            c.wan.probe_for("dsl").idle_interval,
+            ProbeSettings::default().idle_interval
+        );
         assert_eq!(c.state_dir.as_deref(), Some(Path::new(DEFAULT_STATE_DIR)));
         let top =
             |line: &str| Config::parse(&format!("{line}\n{HEAD}"), Format::Toml, Path::new("t"));

@@ -5,6 +5,7 @@
 //! mod.rs        start() (features, sysctls, Kernel::connect, crash cleanup) and the loop
 //! reconcile.rs  one reconcile behind the KernelPort seam (snapshot → plan → diff → apply)
 //! subflows.rs   live subflow counts from mptcp_pm events
+//! passive.rs    subflow tcp_info → per-WAN passive health samples
 //! status.rs     publishing into the shared StatusModel (WANs, probes, subflows, counters)
 //! usage.rs      data accounting: the ledger fed by the counter samples, the usage file
 //! ```
@@ -14,7 +15,14 @@
 //! A reconcile runs at start, then
 //! * [`DEBOUNCE`] after the last of a burst of rtnetlink nudges (`net::monitor`);
 //! * every `routing.reconcile`, for drift and missed events;
-//! * at once when a probe moves a WAN into or out of `down`.
+//! * at once when a probe or a passive sample moves a WAN into or out of `down`.
+//!
+//! WAN probes follow the state machine's schedule: when [`WanBook::next_probe_at`] is
+//! due, [`WanBook::start_due_probes`] names the WANs and their timeouts, and each goes to
+//! that WAN's probe task. While some WAN has live subflows, every
+//! [`passive::PASSIVE_EVERY`] a `sock_diag` dump of the subflows to the concentrator
+//! feeds [`WanBook::passive`]. A healthy passive sample or an answered probe also tells
+//! the decision core that the concentrator is reachable ([`Input::WanReached`]).
 //!
 //! Every [`COUNTERS_EVERY`] a snapshot refreshes the WANs' byte counters (status rates)
 //! and feeds the data accounting ([`usage::UsageBook`]); a WAN crossing its allowance
@@ -36,6 +44,7 @@
 //! On shutdown the loops stop, the netifd watcher stops, and `Kernel::cleanup` removes
 //! everything owned (`control plane cleaned up removed=N`).
 
+pub mod passive;
 pub mod reconcile;
 pub mod status;
 pub mod subflows;
@@ -56,6 +65,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::core::Input;
+use crate::model::wan::Health;
 use crate::model::wan::Wan;
 use crate::net::backend::NetError;
 use crate::net::features::{self, KernelFeatures};
@@ -223,6 +233,8 @@ impl ControlPlane {
         counters.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         counters.reset();
         let mut views = self.netifd.as_ref().map(|n| n.views.clone());
+        let mut passive_tick = tokio::time::interval(passive::PASSIVE_EVERY);
+        passive_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut pending = true;
         loop {
             if pending {
@@ -231,7 +243,21 @@ impl ControlPlane {
                     wans = now_wans;
                 }
             }
+            let probe_due = self
+                .reconciler
+                .book
+                .next_probe_at(std::time::Instant::now(), |name| probes.has(name))
+                .map(Instant::from_std);
+            let busy = events.is_none() || wans.iter().any(|w| subflows.count(w) > 0);
             tokio::select! {
+                _ = sleep_until(probe_due) => {
+                    let now = std::time::Instant::now();
+                    let book = &mut self.reconciler.book;
+                    for (name, timeout) in book.start_due_probes(now, |name| probes.has(name)) {
+                        probes.request(&name, timeout);
+                    }
+                }
+                _ = passive_tick.tick(), if busy => pending |= self.sample_passive(&wans),
                 _ = shutdown.cancelled() => break,
                 Some(command) = commands.recv() => match command {
                     ControlCommand::Reconfigure(config) => {
@@ -280,11 +306,11 @@ impl ControlPlane {
                     if let Err(error) = &report.result {
                         debug!(wan = %report.wan, %error, "wan probe failed");
                     }
-                    for event in self.reconciler.book.record(&report.wan, outcome) {
-                        event.log();
-                        pending |= event.changes_plan();
-                    }
-                    status::publish_probe(&self.status, &self.reconciler.book, &report.wan);
+                    let book = &mut self.reconciler.book;
+                    book.record_cost(&report.wan, report.bytes, report.at);
+                    let events = book.record(&report.wan, outcome, report.at);
+                    pending |= self.on_events(&events, report.at);
+                    status::publish_probe(&self.status, &self.reconciler.book, &report.wan, report.at);
                 }
                 ev = next(&mut events) => match ev {
                     Some(ev) => {
@@ -319,9 +345,10 @@ impl ControlPlane {
         let reconcile = self.reconciler.reconcile(&mut self.kernel);
         match tokio::time::timeout(RECONCILE_TIMEOUT, reconcile).await {
             Ok(Ok(out)) => {
-                let settings = self.reconciler.settings();
                 let concentrator = self.params.borrow().upstream.addr;
-                probes.sync(probe_targets(&out.wans, concentrator, settings));
+                for stopped in probes.sync(probe_targets(&out.wans, concentrator)) {
+                    self.reconciler.book.cancel_probe(&stopped);
+                }
                 status::publish(&self.status, &out, &self.reconciler.book, subflows);
                 let settings = self.reconciler.settings();
                 self.usage
@@ -388,6 +415,48 @@ impl ControlPlane {
             self.reconciler.set_netifd(netifd.views.borrow().clone());
         }
         loop_changed
+    }
+
+    /// Log and publish health changes at `at`; true if the plan changes.
+    fn on_events(
+        &self,
+        events: &[crate::model::wan_book::WanEvent],
+        at: std::time::Instant,
+    ) -> bool {
+        for event in events {
+            event.log();
+        }
+        status::publish_changes(&self.status, events, at);
+        events.iter().any(|e| e.changes_plan())
+    }
+
+    /// Sample the subflows to the concentrator and feed each WAN's passive sample to
+    /// its state machine; true if the plan changes.
+    fn sample_passive(&mut self, wans: &[Wan]) -> bool {
+        let concentrator = self.params.borrow().upstream.addr;
+        let tcp = match crate::net::sock_diag::dump_to(concentrator) {
+            Ok(tcp) => tcp,
+            Err(error) => {
+                debug!(%error, "cannot sample the subflows (sock_diag)");
+                return false;
+            }
+        };
+        let now = std::time::Instant::now();
+        let mut events = Vec::new();
+        let mut reached = false;
+        for (name, sample) in passive::samples(&tcp, wans) {
+            let book = &mut self.reconciler.book;
+            events.extend(book.passive(&name, &sample, now));
+            let healthy = book
+                .entries()
+                .get(&name)
+                .is_some_and(|e| matches!(e.probe.health(), Health::Up | Health::Degraded));
+            reached |= sample.active && healthy && !sample.retransmitting;
+        }
+        if reached {
+            let _ = self.core.send(Input::WanReached(now));
+        }
+        self.on_events(&events, now)
     }
 
     /// Sample the WANs' device counters into the status and the data accounting (writing
@@ -498,23 +567,45 @@ fn periodic_timer(every: Duration) -> tokio::time::Interval {
     periodic
 }
 
-/// The running probe loops, by WAN name.
+/// The running probe loops, by WAN name: their target, their request channel and
+/// their stop token.
 #[derive(Debug)]
 struct Probes {
-    loops: HashMap<String, (ProbeTarget, CancellationToken)>,
+    loops: HashMap<String, (ProbeTarget, mpsc::Sender<Duration>, CancellationToken)>,
     params: watch::Receiver<Arc<ConnParams>>,
     tx: mpsc::Sender<ProbeReport>,
     shutdown: CancellationToken,
 }
 
 impl Probes {
+    /// Whether WAN `name` has a probe loop.
+    fn has(&self, name: &str) -> bool {
+        self.loops.contains_key(name)
+    }
+
+    /// Ask WAN `name`'s loop for a probe with `timeout`. Its one probe at a time is the
+    /// state machine's rule, so the channel has room.
+    fn request(&self, name: &str, timeout: Duration) {
+        if let Some((_, requests, _)) = self.loops.get(name) {
+            if let Err(error) = requests.try_send(timeout) {
+                debug!(wan = %name, %error, "probe request not delivered");
+            }
+        }
+    }
+
     /// Start, restart (device or source changed) and stop loops to match `targets`.
-    fn sync(&mut self, mut targets: std::collections::BTreeMap<String, ProbeTarget>) {
-        self.loops.retain(|name, (running, token)| {
+    /// Returns the WANs whose loop stopped (a probe in flight there will not report).
+    fn sync(
+        &mut self,
+        mut targets: std::collections::BTreeMap<String, ProbeTarget>,
+    ) -> Vec<String> {
+        let mut stopped = Vec::new();
+        self.loops.retain(|name, (running, _, token)| {
             let keep = targets.get(name) == Some(running);
             if !keep {
                 debug!(wan = %name, "stopping its probe loop");
                 token.cancel();
+                stopped.push(name.clone());
             }
             keep
         });
@@ -522,18 +613,21 @@ impl Probes {
         for (name, target) in targets {
             info!(wan = %name, device = %target.device, src = %target.src, "probing the concentrator through the wan");
             let token = self.shutdown.child_token();
+            let (requests, rx) = mpsc::channel(2);
             ProbeLoop {
                 target: target.clone(),
                 params: self.params.clone(),
+                requests: rx,
                 reports: self.tx.clone(),
             }
             .spawn(token.clone());
-            self.loops.insert(name, (target, token));
+            self.loops.insert(name, (target, requests, token));
         }
+        stopped
     }
 
     fn stop_all(&mut self) {
-        for (_, (_, token)) in self.loops.drain() {
+        for (_, (_, _, token)) in self.loops.drain() {
             token.cancel();
         }
     }

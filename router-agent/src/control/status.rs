@@ -8,8 +8,8 @@ use std::time::Instant;
 use super::reconcile::Outcome;
 use super::subflows::SubflowCounter;
 use crate::model::wan::{Snapshot, Wan};
-use crate::model::wan_book::WanBook;
-use crate::status::{StatusModel, WanInfo};
+use crate::model::wan_book::{WanBook, WanEvent};
+use crate::status::{StatusModel, WanInfo, WanState};
 
 /// The status model, shared by the control loop, the health monitor and the socket.
 pub type SharedStatus = Arc<Mutex<StatusModel>>;
@@ -48,6 +48,24 @@ pub fn publish(status: &SharedStatus, out: &Outcome, book: &WanBook, subflows: &
         model.set_wan_state(&wan.name, wan.health.into());
         model.set_subflows(&wan.name, subflows.count(wan));
     }
+    record_changes(&mut model, &out.events, Instant::now());
+}
+
+/// Record the state changes `events` happened at `at`, with their causes.
+pub fn publish_changes(status: &SharedStatus, events: &[WanEvent], at: Instant) {
+    record_changes(&mut lock(status), events, at);
+}
+
+fn record_changes(model: &mut StatusModel, events: &[WanEvent], at: Instant) {
+    for event in events {
+        let state = match event {
+            WanEvent::Up { .. } | WanEvent::Recovered { .. } => WanState::Up,
+            WanEvent::Down { .. } => WanState::Down,
+            WanEvent::LinkRestored { .. } => WanState::Unknown,
+            WanEvent::Degraded { .. } => WanState::Degraded,
+        };
+        model.record_wan_change(event.name(), state, event.cause(), at);
+    }
 }
 
 /// Publish the device counters of `wans` from `snapshot` (the rates follow from them).
@@ -63,10 +81,12 @@ fn record_counters(model: &mut StatusModel, wans: &[Wan], snapshot: &Snapshot, n
     }
 }
 
-/// Publish one WAN's probe figures after a probe report.
-pub fn publish_probe(status: &SharedStatus, book: &WanBook, name: &str) {
+/// Publish one WAN's probe figures and probe cost after a probe report.
+pub fn publish_probe(status: &SharedStatus, book: &WanBook, name: &str, now: Instant) {
     if let Some(entry) = book.entries().get(name) {
-        lock(status).set_probe_state(name, &entry.probe);
+        let mut model = lock(status);
+        model.set_probe_state(name, &entry.probe);
+        model.set_probe_cost(name, entry.probe.probe_bytes_per_day(now));
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::reconcile::{KernelPort, Reconciler};
 use super::subflows::SubflowCounter;
@@ -166,7 +166,7 @@ fn carrier_loss_marks_the_wan_down_at_once_and_return_brings_it_back() {
         // Probes of a lost link are ignored.
         assert!(r
             .book
-            .record("wan1", Some(Duration::from_millis(5)))
+            .record("wan1", Some(Duration::from_millis(5)), Instant::now())
             .is_empty());
 
         fake.link("wan1").up = true;
@@ -178,7 +178,9 @@ fn carrier_loss_marks_the_wan_down_at_once_and_return_brings_it_back() {
         );
 
         // Unknown → Up after a restored link re-adds the endpoint, which existed already.
-        let events = r.book.record("wan1", Some(Duration::from_millis(5)));
+        let events = r
+            .book
+            .record("wan1", Some(Duration::from_millis(5)), Instant::now());
         assert!(matches!(&events[..], [WanEvent::Up { name, .. }] if name == "wan1"));
         let out = r.reconcile(&mut fake).await.expect("reconcile");
         let wan1 = fake
@@ -212,8 +214,8 @@ fn address_removal_is_a_link_loss() {
 fn probe_failures_withdraw_the_endpoint_and_recovery_re_adds_it() {
     block_on(async {
         let (mut fake, mut r) = reconciled_two_wans().await;
-        assert!(r.book.record("wan1", None).is_empty());
-        let events = r.book.record("wan1", None);
+        assert!(r.book.record("wan1", None, Instant::now()).is_empty());
+        let events = r.book.record("wan1", None, Instant::now());
         assert!(matches!(
             &events[..],
             [WanEvent::Down {
@@ -230,7 +232,9 @@ fn probe_failures_withdraw_the_endpoint_and_recovery_re_adds_it() {
             "a WAN down by probe keeps its rule so it can still be probed"
         );
 
-        let events = r.book.record("wan1", Some(Duration::from_millis(5)));
+        let events = r
+            .book
+            .record("wan1", Some(Duration::from_millis(5)), Instant::now());
         assert!(matches!(&events[..], [WanEvent::Up { .. }]));
         let out = r.reconcile(&mut fake).await.expect("reconcile");
         // The diff adds the endpoint back; no extra refresh of a fresh endpoint.
@@ -320,12 +324,12 @@ fn probe_targets_follow_the_concentrator_family() {
         &Default::default(),
     );
     let v4: SocketAddr = "192.0.2.1:4850".parse().expect("literal");
-    let targets = probe_targets(&wans, v4, &settings());
+    let targets = probe_targets(&wans, v4);
     assert_eq!(targets.len(), 1, "wan2 has no IPv4 address: {targets:?}");
     assert_eq!(targets["wan1"].src, ip("10.200.1.2"));
     assert_eq!(targets["wan1"].device, "wan1");
     let v6: SocketAddr = "[2001:db8:100::1]:4850".parse().expect("literal");
-    let targets = probe_targets(&wans, v6, &settings());
+    let targets = probe_targets(&wans, v6);
     assert_eq!(
         targets.keys().collect::<Vec<_>>(),
         vec!["wan2"],

@@ -12,6 +12,11 @@
 //!   while another WAN still reaches the concentrator).
 //! * **When the concentrator is probed**: every `health.interval`, at once when a relayed
 //!   connection could not reach the concentrator, never closer than [`MIN_PROBE_GAP`].
+//!   A periodic probe is skipped while a WAN's own probe datagram or a WAN's live
+//!   subflows showed the concentrator reachable within the fail-open window (or the
+//!   WANs' longest idle probe interval plus timeout, if longer)
+//!   ([`Input::WanReached`]): that TCP connection would say nothing new, and it was most
+//!   of an idle router's cost. A nudged probe and a Fast Open retry are never skipped.
 //! * **Fast Open**: on until a Fast Open connection comes back as plain TCP (the
 //!   concentrator's kernel refused the data in the SYN), then off, retried by one probe
 //!   every [`FASTOPEN_RETRY`].
@@ -71,7 +76,8 @@ pub enum Input {
     UpstreamFailed,
     /// A relayed connection was made with Fast Open; did it stay MPTCP?
     UpstreamConnected(FastOpenEvidence),
-    /// Some WAN's own probe reached the concentrator at this time.
+    /// Some WAN's own probe datagram was answered, or a WAN's live subflows to the
+    /// concentrator moved data without a stall, at this time.
     WanReached(Instant),
     /// The control plane's reconcile planned these WANs (with their health).
     WansPlanned(Vec<Wan>),
@@ -144,6 +150,8 @@ struct ProbeClock {
     last_end: Option<Instant>,
     /// A probe is running; no other starts until it ends.
     in_flight: bool,
+    /// The next probe was asked for by a failed connection: it is not skipped.
+    nudged: bool,
     /// When Fast Open was last tried while off.
     last_fastopen_try: Instant,
 }
@@ -187,6 +195,7 @@ impl Core {
                 next: now + config.health.interval,
                 last_end: Some(now),
                 in_flight: false,
+                nudged: false,
                 last_fastopen_try: now,
             },
             config,
@@ -260,7 +269,51 @@ impl Core {
             self.sync_redirect();
         }
         if !self.probe.in_flight && self.probe.next <= now {
-            self.start_probe(now);
+            let retry_fastopen = !self.fastopen
+                && now.saturating_duration_since(self.probe.last_fastopen_try) >= FASTOPEN_RETRY;
+            if self.vouched_by_wan(now) && !self.probe.nudged && !retry_fastopen {
+                self.probe.next = now + self.config.health.interval;
+                self.judge(Probe::from(true), now);
+                self.sync_redirect();
+            } else {
+                self.start_probe(now);
+            }
+        }
+    }
+
+    /// How long a WAN's evidence of the concentrator counts: the fail-open window, or a
+    /// WAN's idle probe interval plus its timeout if that is longer (so a router whose
+    /// WANs are probed rarely, metered ones, does not fall back to a TCP probe a
+    /// second). A dead concentrator is still noticed at once by a failed connection.
+    fn wan_window(&self) -> Duration {
+        let health = &self.config.health;
+        let failopen = health.interval * health.down_after + health.timeout;
+        let wan = &self.config.wan;
+        let idle = wan
+            .wans
+            .iter()
+            .map(|w| &w.probe)
+            .chain(std::iter::once(&wan.default_probe))
+            .map(|p| p.idle_interval + p.timeout)
+            .max()
+            .unwrap_or_default();
+        failopen.max(idle)
+    }
+
+    /// A WAN reached the concentrator within the fail-open window.
+    fn vouched_by_wan(&self, now: Instant) -> bool {
+        self.wan_reached
+            .is_some_and(|at| now.saturating_duration_since(at) <= self.wan_window())
+    }
+
+    /// Feed the fail-open state one verdict; a change is a notice.
+    fn judge(&mut self, verdict: Probe, now: Instant) {
+        if let Some(t) = self.failopen.on_probe(verdict, now) {
+            let notice = match t.to {
+                LinkState::Down => Notice::FailOpen { up_for: t.after },
+                LinkState::Up => Notice::Redirecting { down_for: t.after },
+            };
+            self.actions.push_back(Action::Notice(notice));
         }
     }
 
@@ -300,6 +353,7 @@ impl Core {
             self.probe.last_fastopen_try = now;
         }
         self.probe.in_flight = true;
+        self.probe.nudged = false;
         self.actions.push_back(Action::StartProbe { fastopen });
     }
 
@@ -307,6 +361,7 @@ impl Core {
     fn nudge_probe(&mut self, now: Instant) {
         let earliest = self.probe.last_end.map_or(now, |end| end + MIN_PROBE_GAP);
         self.probe.next = self.probe.next.min(earliest.max(now));
+        self.probe.nudged = true;
     }
 
     fn on_probe(
@@ -321,24 +376,12 @@ impl Core {
         if let Some(evidence) = fastopen {
             self.learn_fastopen(evidence);
         }
-        let health = &self.config.health;
-        let window = health.interval * health.down_after + health.timeout;
-        let via_wan = result.is_err()
-            && self
-                .wan_reached
-                .is_some_and(|at| now.saturating_duration_since(at) <= window);
+        let via_wan = result.is_err() && self.vouched_by_wan(now);
         if via_wan {
             self.actions
                 .push_back(Action::Notice(Notice::ReachableViaWan));
         }
-        let verdict = Probe::from(result.is_ok() || via_wan);
-        if let Some(t) = self.failopen.on_probe(verdict, now) {
-            let notice = match t.to {
-                LinkState::Down => Notice::FailOpen { up_for: t.after },
-                LinkState::Up => Notice::Redirecting { down_for: t.after },
-            };
-            self.actions.push_back(Action::Notice(notice));
-        }
+        self.judge(Probe::from(result.is_ok() || via_wan), now);
         self.sync_redirect();
         self.actions.push_back(Action::Notice(Notice::Probed {
             result,

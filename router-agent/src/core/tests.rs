@@ -182,21 +182,84 @@ fn fails_open_after_down_after_failures_and_comes_back() {
 fn a_recent_wan_probe_keeps_the_redirect() {
     let t0 = Instant::now();
     let mut core = core(true, t0);
-    // Window: interval × down_after + timeout = 2.5 s.
+    // Window: the longer of interval × down_after + timeout (2.5 s) and a WAN's idle
+    // probe interval + timeout (3 s + 1 s). A failed connection asks for a probe, which
+    // a WAN's evidence does not skip; its failure is outvoted.
     core.handle(Input::WanReached(t0 + ms(900)), t0 + ms(900));
     for (start, end) in [(1000, 1500), (2500, 3000)] {
+        core.handle(Input::UpstreamFailed, t0 + ms(start));
         tick(&mut core, t0 + ms(start));
         let actions = answer(&mut core, false, t0 + ms(end));
         assert_eq!(redirects(&actions), Vec::<bool>::new());
         assert!(actions.contains(&Action::Notice(Notice::ReachableViaWan)));
     }
     assert!(core.redirecting());
-    // The WAN evidence ages out: two more failures fail open.
-    tick(&mut core, t0 + ms(4000));
-    answer(&mut core, false, t0 + ms(4500));
-    tick(&mut core, t0 + ms(5500));
-    let actions = answer(&mut core, false, t0 + ms(6000));
+    // The periodic probe within the window is skipped.
+    assert_eq!(tick(&mut core, t0 + ms(4000)), vec![]);
+    // The WAN evidence ages out (at 4.9 s): two more failures fail open.
+    let probe = tick(&mut core, t0 + ms(5000));
+    assert_eq!(probe, vec![Action::StartProbe { fastopen: true }]);
+    answer(&mut core, false, t0 + ms(5500));
+    tick(&mut core, t0 + ms(6500));
+    let actions = answer(&mut core, false, t0 + ms(7000));
     assert_eq!(redirects(&actions), vec![false]);
+}
+
+#[test]
+fn rarely_probed_wans_vouch_for_longer() {
+    let t0 = Instant::now();
+    let mut core = Core::new(
+        config("[[wan]]\nname = \"lte\"\nprobe_idle_interval_ms = 20000\n"),
+        vec![addr(VPS)],
+        true,
+        t0,
+    );
+    drain(&mut core);
+    core.handle(Input::WanReached(t0), t0);
+    for s in 1..=21u64 {
+        assert_eq!(tick(&mut core, t0 + ms(s * 1000)), vec![], "{s} s");
+    }
+    assert_eq!(
+        tick(&mut core, t0 + ms(22_000)),
+        vec![Action::StartProbe { fastopen: true }]
+    );
+}
+
+#[test]
+fn no_tcp_probe_while_wans_show_the_concentrator_reachable() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    // WAN probe datagrams every 2 s: no main-route probe for a minute.
+    core.handle(Input::WanReached(t0 + ms(500)), t0 + ms(500));
+    for s in 1..=60u64 {
+        if s % 2 == 0 {
+            core.handle(
+                Input::WanReached(t0 + ms(s * 1000 - 10)),
+                t0 + ms(s * 1000 - 10),
+            );
+        }
+        let actions = tick(&mut core, t0 + ms(s * 1000));
+        assert!(
+            !actions
+                .iter()
+                .any(|a| matches!(a, Action::StartProbe { .. })),
+            "{s} s: {actions:?}"
+        );
+    }
+    assert!(core.redirecting());
+    // The WANs fall silent: the main-route probe comes back within the window.
+    let mut probed = false;
+    for s in 61..=66u64 {
+        let actions = tick(&mut core, t0 + ms(s * 1000));
+        if actions.contains(&Action::StartProbe { fastopen: true }) {
+            probed = true;
+            break;
+        }
+    }
+    assert!(
+        probed,
+        "probing again once the WAN evidence is older than the window"
+    );
 }
 
 #[test]

@@ -6,7 +6,11 @@
 //!   its device into `ProbeState::link_lost` at once (`wan down ... reason=link_down`),
 //!   and a link that came back into `link_restored` (health `unknown` until the probes
 //!   decide). It then writes each WAN's health into the [`Wan`]s about to be planned.
-//! * [`WanBook::record`] feeds one probe outcome to the WAN's state machine.
+//! * [`WanBook::record`] feeds one probe outcome to the WAN's state machine, and
+//!   [`WanBook::passive`] one sample of its subflows (a stall is `down`, cause `passive`).
+//! * [`WanBook::start_due_probes`] says which WANs to probe now (and with which
+//!   timeout), [`WanBook::next_probe_at`] when to ask again: the schedule is the state
+//!   machine's (`model::wan_health`).
 //! * A WAN that comes back `up` from `down`, or from `unknown` after a restored link, is
 //!   queued for an endpoint refresh ([`WanBook::take_refresh`]): the kernel never
 //!   re-creates a subflow that died on its own, so the endpoint is deleted and re-added.
@@ -16,19 +20,21 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
 use crate::model::wan::{Health, Mode, Wan, WanSettings};
 use crate::model::wan_health::ProbeTarget;
-use crate::model::wan_health::{ProbeState, Transition};
+use crate::model::wan_health::{PassiveSample, ProbeState, Transition};
 
 /// A health change of one WAN, to log and act on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WanEvent {
     /// The probes brought it up (from `down` or `unknown`).
     Up { name: String, device: String },
-    /// It went down: `reason` is `link_down`, `no_address`, `no_device` or `probe`.
+    /// It went down: `reason` is `link_down`, `no_address`, `no_device`, `probe` or
+    /// `passive` (a stalled subflow).
     Down {
         name: String,
         device: String,
@@ -57,6 +63,31 @@ impl WanEvent {
             }
             WanEvent::Degraded { name } => warn!(%name, "wan degraded"),
             WanEvent::Recovered { name } => info!(%name, "wan no longer degraded"),
+        }
+    }
+
+    /// What caused it, for the status: `link`, `passive` or `probe`.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            WanEvent::Down {
+                reason: "probe", ..
+            } => "probe",
+            WanEvent::Down {
+                reason: "passive", ..
+            } => "passive",
+            WanEvent::Down { .. } | WanEvent::LinkRestored { .. } => "link",
+            WanEvent::Up { .. } | WanEvent::Degraded { .. } | WanEvent::Recovered { .. } => "probe",
+        }
+    }
+
+    /// The WAN it is about.
+    pub fn name(&self) -> &str {
+        match self {
+            WanEvent::Up { name, .. }
+            | WanEvent::Down { name, .. }
+            | WanEvent::LinkRestored { name, .. }
+            | WanEvent::Degraded { name }
+            | WanEvent::Recovered { name } => name,
         }
     }
 
@@ -163,12 +194,72 @@ impl WanBook {
         events
     }
 
-    /// Feed one probe outcome (`Some(rtt)` or `None`) of WAN `name`.
-    pub fn record(&mut self, name: &str, outcome: Option<std::time::Duration>) -> Vec<WanEvent> {
+    /// Feed one probe outcome (`Some(rtt)` or `None`) of WAN `name`, ended at `now`.
+    pub fn record(&mut self, name: &str, outcome: Option<Duration>, now: Instant) -> Vec<WanEvent> {
         let Some(entry) = self.entries.get_mut(name) else {
             return Vec::new();
         };
-        let Some(Transition { from, to }) = entry.probe.record(outcome) else {
+        let transition = entry.probe.record(outcome, now);
+        self.event(name, transition, "probe")
+    }
+
+    /// Feed one passive sample of WAN `name`'s subflows.
+    pub fn passive(&mut self, name: &str, sample: &PassiveSample, now: Instant) -> Vec<WanEvent> {
+        let Some(entry) = self.entries.get_mut(name) else {
+            return Vec::new();
+        };
+        let transition = entry.probe.passive(sample, now);
+        self.event(name, transition, "passive")
+    }
+
+    /// Count `bytes` of probe traffic of WAN `name`.
+    pub fn record_cost(&mut self, name: &str, bytes: u64, now: Instant) {
+        if let Some(entry) = self.entries.get_mut(name) {
+            entry.probe.record_cost(bytes, now);
+        }
+    }
+
+    /// The WANs to probe now, each with its probe's timeout; they are in flight until
+    /// their [`record`](Self::record).
+    /// Only WANs that `can_probe` (they have a probe task) are considered.
+    pub fn start_due_probes(
+        &mut self,
+        now: Instant,
+        can_probe: impl Fn(&str) -> bool,
+    ) -> Vec<(String, Duration)> {
+        self.entries
+            .iter_mut()
+            .filter(|(name, _)| can_probe(name))
+            .filter_map(|(name, e)| Some((name.clone(), e.probe.start_probe(now)?)))
+            .collect()
+    }
+
+    /// When a probe is next due among the WANs that `can_probe` (`None`: none is).
+    pub fn next_probe_at(&self, now: Instant, can_probe: impl Fn(&str) -> bool) -> Option<Instant> {
+        self.entries
+            .iter()
+            .filter(|(name, _)| can_probe(name))
+            .filter_map(|(_, e)| e.probe.due_at(now))
+            .min()
+    }
+
+    /// WAN `name`'s probe in flight will not report (its task stopped).
+    pub fn cancel_probe(&mut self, name: &str) {
+        if let Some(entry) = self.entries.get_mut(name) {
+            entry.probe.cancel_probe();
+        }
+    }
+
+    fn event(
+        &mut self,
+        name: &str,
+        transition: Option<Transition>,
+        reason: &'static str,
+    ) -> Vec<WanEvent> {
+        let Some(Transition { from, to }) = transition else {
+            return Vec::new();
+        };
+        let Some(entry) = self.entries.get_mut(name) else {
             return Vec::new();
         };
         let name = name.to_owned();
@@ -177,7 +268,7 @@ impl WanBook {
             (_, Health::Down) => WanEvent::Down {
                 name,
                 device,
-                reason: "probe",
+                reason,
             },
             (Health::Up, Health::Degraded) => WanEvent::Degraded { name },
             (Health::Degraded, Health::Up) => WanEvent::Recovered { name },
@@ -212,11 +303,7 @@ fn link_reason(wan: &Wan) -> &'static str {
 
 /// The probe each WAN needs: every WAN that is not `off`, whose link is up and that has
 /// an address of the concentrator's family (the first such address is the source).
-pub fn probe_targets(
-    wans: &[Wan],
-    concentrator: SocketAddr,
-    settings: &WanSettings,
-) -> BTreeMap<String, ProbeTarget> {
+pub fn probe_targets(wans: &[Wan], concentrator: SocketAddr) -> BTreeMap<String, ProbeTarget> {
     wans.iter()
         .filter(|w| w.mode != Mode::Off && w.link_up)
         .filter_map(|w| {
@@ -225,13 +312,10 @@ pub fn probe_targets(
                 .iter()
                 .map(|a| a.addr())
                 .find(|a| a.is_ipv4() == concentrator.is_ipv4())?;
-            let probe = settings.probe_for(&w.name);
             let target = ProbeTarget {
                 wan: w.name.clone(),
                 device: w.device.clone(),
                 src,
-                interval: probe.interval,
-                timeout: probe.timeout,
             };
             Some((w.name.clone(), target))
         })

@@ -12,6 +12,7 @@
 //! monitor.rs    rtnetlink multicast -> "something changed" nudges
 //! mptcp_pm.rs   the MPTCP path manager: request → execute(), with the model's types
 //! sysctl.rs     rp_filter per WAN, the CPE MPTCP sysctls
+//! sock_diag.rs  tcp_info of the TCP sockets (MPTCP subflows too) to one address
 //! features.rs   probe what this kernel's MPTCP can do
 //! ```
 //!
@@ -28,6 +29,7 @@ pub mod mptcp_pm;
 pub mod rtnl;
 pub mod rtnl_msg;
 pub mod snapshot;
+pub mod sock_diag;
 pub mod sysctl;
 
 /// The model types this module reads and writes, under one name.

@@ -121,8 +121,8 @@ mod tests {
         let doc = model.render(now);
         assert_eq!((doc.wans[0].rtt_ms, doc.wans[0].loss_pct), (None, None));
         assert_eq!(doc.wans[0].state, WanState::Unknown);
-        probe.record(Some(Duration::from_millis(20)));
-        probe.record(None);
+        probe.record(Some(Duration::from_millis(20)), now);
+        probe.record(None, now);
         assert!(model.set_probe_state("wan", &probe));
         let doc = model.render(now);
         assert_eq!(

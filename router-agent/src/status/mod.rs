@@ -19,5 +19,5 @@ pub use client::{status_command, ClientError, EXIT_NOT_RUNNING};
 pub use server::{ControlError, ControlSocket, DEFAULT_SOCKET};
 pub use state::{
     ConcentratorStatus, ConnectionCounts, KernelStatus, MeterStatus, StatusDoc, StatusModel,
-    UsageStatus, WanInfo, WanMode, WanState, WanStatus, SCHEMA,
+    UsageStatus, WanChange, WanInfo, WanMode, WanState, WanStatus, SCHEMA,
 };

@@ -64,7 +64,9 @@ pub fn render(doc: &StatusDoc) -> String {
     out
 }
 
-const HEADER: [&str; 11] = [
+const COLUMNS: usize = 13;
+
+const HEADER: [&str; COLUMNS] = [
     "NAME",
     "DEVICE",
     "STATE",
@@ -76,9 +78,11 @@ const HEADER: [&str; 11] = [
     "RX",
     "TX",
     "SUBFLOWS",
+    "CHANGED",
+    "PROBES",
 ];
 
-fn row(wan: &WanStatus) -> [String; 11] {
+fn row(wan: &WanStatus) -> [String; COLUMNS] {
     let addresses: Vec<String> = wan.addresses.iter().map(ToString::to_string).collect();
     [
         wan.name.clone(),
@@ -98,6 +102,12 @@ fn row(wan: &WanStatus) -> [String; 11] {
         rate(wan.rx_bps),
         rate(wan.tx_bps),
         wan.subflows.to_string(),
+        wan.last_change.as_ref().map_or_else(
+            || "-".into(),
+            |c| format!("{} ago ({})", duration(c.secs_ago), c.cause),
+        ),
+        wan.probe_bytes_per_day
+            .map_or_else(|| "-".into(), |b| format!("{}/day", bytes(b))),
     ]
 }
 
@@ -318,6 +328,9 @@ mod tests {
         assert_eq!(bytes(3_400), "3.4 kB");
         assert_eq!(bytes(81_000_000), "81 MB");
         assert_eq!(bytes(20_100_000_000), "20 GB");
+        assert_eq!(bytes(900), "900 B");
+        assert_eq!(bytes(4_121_000), "4.1 MB");
+        assert_eq!(bytes(363_000_000), "363 MB");
         assert_eq!(duration(42), "42s");
         assert_eq!(duration(303), "5m03s");
         assert_eq!(duration(3605), "1h00m05s");

@@ -159,6 +159,12 @@ pub struct WanStatus {
     /// Bytes this WAN carried today and this billing month (null until counted).
     #[serde(default)]
     pub usage: Option<UsageStatus>,
+    /// The last state change: to what, why and how long ago (null: none yet).
+    #[serde(default)]
+    pub last_change: Option<WanChange>,
+    /// What the WAN's probes cost, sent and received, extrapolated to a day.
+    #[serde(default)]
+    pub probe_bytes_per_day: Option<u64>,
 }
 
 /// A WAN's data usage: the bytes its device received and sent, from the kernel's
@@ -182,6 +188,16 @@ pub struct MeterStatus {
     pub over_allowance: bool,
     pub allowance_bytes: Option<u64>,
     pub usage: Option<UsageStatus>,
+}
+
+/// A WAN's last state change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WanChange {
+    /// The state it changed to.
+    pub state: WanState,
+    /// `link` (carrier or address), `passive` (its subflows stalled) or `probe`.
+    pub cause: String,
+    pub secs_ago: u64,
 }
 
 /// What the agent's WAN model says about a WAN: everything but the measurements, which
@@ -209,6 +225,9 @@ struct Measured {
     rx_bps: u64,
     tx_bps: u64,
     subflows: u64,
+    /// The last state change: when, to what, and its cause.
+    change: Option<(Instant, WanState, &'static str)>,
+    probe_bytes_per_day: Option<u64>,
     /// The counter sample the next rate is computed from: the last one that gave a rate.
     baseline: Option<(Instant, u64, u64)>,
 }
@@ -326,6 +345,23 @@ impl StatusModel {
         })
     }
 
+    /// Record a WAN's state change at `at`, to `state`, caused by `cause` (`link`,
+    /// `passive` or `probe`).
+    pub fn record_wan_change(
+        &mut self,
+        name: &str,
+        state: WanState,
+        cause: &'static str,
+        at: Instant,
+    ) -> bool {
+        self.measure(name, |m| m.change = Some((at, state, cause)))
+    }
+
+    /// Set what a WAN's probes cost a day (None: not measured yet).
+    pub fn set_probe_cost(&mut self, name: &str, bytes_per_day: Option<u64>) -> bool {
+        self.measure(name, |m| m.probe_bytes_per_day = bytes_per_day)
+    }
+
     /// Set a WAN's live subflow count.
     pub fn set_subflows(&mut self, name: &str, subflows: u64) -> bool {
         self.measure(name, |m| m.subflows = subflows)
@@ -420,6 +456,12 @@ impl StatusModel {
                     over_allowance: meter.over_allowance,
                     allowance_bytes: meter.allowance_bytes,
                     usage: meter.usage,
+                    last_change: m.change.map(|(at, state, cause)| WanChange {
+                        state,
+                        cause: cause.to_owned(),
+                        secs_ago: now.saturating_duration_since(at).as_secs(),
+                    }),
+                    probe_bytes_per_day: m.probe_bytes_per_day,
                 }
             })
             .collect();

@@ -117,6 +117,7 @@ pub const MAPPINGS: &[Mapping] = &[
     wan("device", Text, "device"),
     wan("mode", Choice("on|backup|off"), "mode"),
     wan("interval_ms", Number, "probe_interval_ms"),
+    wan("idle_interval_ms", Number, "probe_idle_interval_ms"),
     wan("timeout_ms", Number, "probe_timeout_ms"),
     wan("down_after", Number, "down"),
     wan("up_after", Number, "up"),

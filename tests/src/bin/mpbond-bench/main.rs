@@ -16,7 +16,8 @@
 //! * [`load`]: N parallel transfers measured over one interval.
 //! * [`timeline`]: a download's receive samples, gaps and goodput windows.
 //! * cases: [`aggregation`] (1), [`relay_cost`] (2 and 3), [`ttfb`] (4),
-//!   [`failover`] (5), [`scale`] (6), [`footprint`] (7), [`reload_stall`] (8);
+//!   [`failover`] (5), [`scale`] (6), [`footprint`] (7), [`reload_stall`] (8),
+//!   [`idle`] (11);
 //!   see [`case_fn`].
 //!
 //! `tests/bench/run.sh` builds everything and runs it.
@@ -25,6 +26,7 @@ mod aggregation;
 mod ctx;
 mod failover;
 mod footprint;
+mod idle;
 mod load;
 mod peer;
 mod relay_cost;
@@ -78,7 +80,7 @@ struct Cli {
 type CaseFn = fn(&Ctx) -> Result<Vec<Figure>, BenchError>;
 
 /// Every case, in order.
-const CASES: [(u8, &str); 8] = [
+const CASES: [(u8, &str); 9] = [
     (1, "aggregation"),
     (2, "relay cost"),
     (3, "peer comparison"),
@@ -87,6 +89,7 @@ const CASES: [(u8, &str); 8] = [
     (6, "scale"),
     (7, "footprint"),
     (8, "reload stall"),
+    (11, "idle overhead"),
 ];
 
 /// The function that runs case `n`; `None` while its module is not wired in.
@@ -101,6 +104,7 @@ fn case_fn(n: u8) -> Option<CaseFn> {
         6 => Some(scale::run),
         7 => Some(footprint::run),
         8 => Some(reload_stall::run),
+        11 => Some(idle::run),
         _ => None,
     }
 }

@@ -157,6 +157,12 @@ return view.extend({
 		o.datatype = 'range(100,3600000)';
 		o.placeholder = _('as in Health probes');
 
+		o = s.option(form.Value, 'idle_interval_ms', _('Idle probe interval (ms)'),
+			_('Between probes while the WAN is healthy and carries no traffic (a busy WAN is not probed).'));
+		o.modalonly = true;
+		o.datatype = 'range(100,3600000)';
+		o.placeholder = '3000';
+
 		o = s.option(form.Value, 'timeout_ms', _('Probe timeout (ms)'));
 		o.modalonly = true;
 		o.datatype = 'range(100,3600000)';

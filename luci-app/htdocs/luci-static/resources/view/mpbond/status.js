@@ -71,6 +71,20 @@ function fmtNum(v, unit, digits) {
 	return (typeof(v) === 'number') ? v.toFixed(digits) + ' ' + unit : dash(null);
 }
 
+/* The last state change: "down 12s ago (passive)". */
+function fmtChange(c) {
+	if (!c || typeof(c.secs_ago) !== 'number') return dash(null);
+	return dash(c.state) + ' ' + fmtUptime(c.secs_ago) + ' ' + _('ago') + ' (' + dash(c.cause) + ')';
+}
+
+/* Bytes a day, decimal units: "4.1 MB/day". */
+function fmtBytesDay(b) {
+	if (typeof(b) !== 'number') return dash(null);
+	var units = [ 'B', 'kB', 'MB', 'GB' ], i = 0;
+	while (b >= 1000 && i < units.length - 1) { b /= 1000; i++; }
+	return (i ? b.toFixed(b < 10 ? 1 : 0) : b.toFixed(0)) + ' ' + units[i] + '/' + _('day');
+}
+
 function fmtUptime(s) {
 	if (typeof(s) !== 'number') return dash(null);
 	var d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;
@@ -207,7 +221,7 @@ return view.extend({
 	renderWans: function(wans) {
 		var head = E('tr', { class: 'tr table-titles' }, [
 			_('Interface'), _('State'), _('Mode'), _('Addresses'), _('Gateway'), _('RTT'), _('Loss'),
-			_('Rx rate'), _('Tx rate'), _('Subflows')
+			_('Rx rate'), _('Tx rate'), _('Subflows'), _('Last change'), _('Probe cost')
 		].map(function(t) { return E('th', { class: 'th left' }, [ t ]); }));
 		var rows = wans.map(function(w) {
 			var s = stateOf(w);
@@ -218,11 +232,12 @@ return view.extend({
 				ui.itemlist(E('span'), (Array.isArray(w.addresses) && w.addresses.length ? w.addresses : [ null ])
 					.reduce(function(a, x) { return a.concat([ null, dash(x) ]); }, [])),
 				dash(w.gateway), fmtNum(w.rtt_ms, 'ms', 1), fmtNum(w.loss_pct, '%', 1),
-				fmtRate(w.rx_bps), fmtRate(w.tx_bps), dash(w.subflows)
+				fmtRate(w.rx_bps), fmtRate(w.tx_bps), dash(w.subflows),
+				fmtChange(w.last_change), fmtBytesDay(w.probe_bytes_per_day)
 			], { class: 'tr mpbond-wan', 'data-wan': dash(w.name) });
 		});
 		if (!rows.length)
-			rows.push(E('tr', { class: 'tr placeholder' }, [ E('td', { class: 'td', colspan: 10 }, [ _('No WAN interfaces found') ]) ]));
+			rows.push(E('tr', { class: 'tr placeholder' }, [ E('td', { class: 'td', colspan: 12 }, [ _('No WAN interfaces found') ]) ]));
 		return E('div', { class: 'cbi-section' }, [
 			E('h3', {}, [ _('WAN interfaces') ]),
 			E('table', { class: 'table', id: 'mpbond-wans' }, [ head ].concat(rows))

@@ -1,0 +1,127 @@
+//! Passive WAN health: the TCP state of the MPTCP subflows each WAN holds to the
+//! concentrator, as [`PassiveSample`]s for the state machine (`model::wan_health`).
+//!
+//! The control loop dumps the subflows ([`crate::net::sock_diag::dump_to`]) every
+//! [`PASSIVE_EVERY`] while some WAN has live subflows (from the `mptcp_pm` events), and
+//! never on an idle router. [`samples`] (pure) groups them by WAN, by source address:
+//! a subflow that sent or received data within [`ACTIVE_WITHIN`] makes its WAN
+//! active; among the subflows with unacknowledged data, the longest wait for an ACK and
+//! whether that subflow is retransmitting is the stall evidence. The state machine
+//! decides what it means.
+
+use std::time::Duration;
+
+use crate::model::wan::Wan;
+use crate::model::wan_health::PassiveSample;
+use crate::net::sock_diag::TcpSample;
+
+/// How often a busy router's subflows are sampled.
+pub const PASSIVE_EVERY: Duration = Duration::from_millis(250);
+/// Data sent or received within this makes a subflow active.
+pub const ACTIVE_WITHIN: Duration = Duration::from_millis(500);
+
+/// One sample per WAN with a link (WANs without subflows get an empty, inactive one, so
+/// that their busy spell ends).
+pub fn samples(tcp: &[TcpSample], wans: &[Wan]) -> Vec<(String, PassiveSample)> {
+    wans.iter()
+        .filter(|w| w.link_up)
+        .map(|wan| {
+            let subs: Vec<&TcpSample> = tcp
+                .iter()
+                .filter(|s| wan.addresses.iter().any(|a| a.addr() == s.src))
+                .collect();
+            let stalled = subs
+                .iter()
+                .filter(|s| s.unacked > 0)
+                .max_by_key(|s| s.since_ack_recv);
+            let sample = PassiveSample {
+                subflows: u32::try_from(subs.len()).unwrap_or(u32::MAX),
+                active: subs
+                    .iter()
+                    .any(|s| s.since_data_sent.min(s.since_data_recv) < ACTIVE_WITHIN),
+                ack_wait: stalled.map(|s| s.since_ack_recv),
+                retransmitting: stalled.is_some_and(|s| s.retransmits > 0 || s.backoff > 0),
+                srtt: subs
+                    .iter()
+                    .map(|s| s.rtt)
+                    .filter(|rtt| !rtt.is_zero())
+                    .min(),
+            };
+            (wan.name.clone(), sample)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use super::*;
+    use crate::model::wan::{Health, Mode};
+
+    fn wan(name: &str, addr: &str) -> Wan {
+        Wan {
+            name: name.into(),
+            device: name.into(),
+            ifindex: 2,
+            addresses: vec![format!("{addr}/24").parse().unwrap()],
+            gateway4: None,
+            gateway6: None,
+            point_to_point: false,
+            mode: Mode::On,
+            health: Health::Up,
+            link_up: true,
+            ra_routes: vec![],
+            dev_default4: false,
+            dev_default6: false,
+            metered: false,
+            standby: false,
+        }
+    }
+
+    fn sub(src: &str, unacked: u32, ack_ms: u64, retransmits: u8, data_ms: u64) -> TcpSample {
+        let dst: SocketAddr = "192.0.2.1:4850".parse().unwrap();
+        TcpSample {
+            src: src.parse().unwrap(),
+            dst,
+            retransmits,
+            backoff: 0,
+            unacked,
+            rtt: Duration::from_millis(20),
+            since_data_sent: Duration::from_millis(data_ms),
+            since_data_recv: Duration::from_millis(data_ms),
+            since_ack_recv: Duration::from_millis(ack_ms),
+        }
+    }
+
+    #[test]
+    fn subflows_are_grouped_by_source_and_the_worst_stall_is_kept() {
+        let wans = [wan("wan1", "10.0.1.2"), wan("wan2", "10.0.2.2")];
+        let tcp = [
+            sub("10.0.1.2", 0, 10_000, 0, 5),
+            sub("10.0.1.2", 4, 900, 2, 100),
+            sub("10.0.1.2", 1, 300, 0, 100),
+            sub("10.0.3.2", 9, 9_000, 9, 0),
+        ];
+        let got = samples(&tcp, &wans);
+        assert_eq!(got.len(), 2);
+        let (name, one) = &got[0];
+        assert_eq!(name, "wan1");
+        assert_eq!(one.subflows, 3);
+        assert!(one.active);
+        assert_eq!(one.ack_wait, Some(Duration::from_millis(900)));
+        assert!(one.retransmitting);
+        assert_eq!(one.srtt, Some(Duration::from_millis(20)));
+        let (name, two) = &got[1];
+        assert_eq!(name, "wan2");
+        assert_eq!(*two, PassiveSample::default(), "no subflows: idle");
+    }
+
+    #[test]
+    fn old_traffic_is_not_active() {
+        let wans = [wan("wan1", "10.0.1.2")];
+        let got = samples(&[sub("10.0.1.2", 0, 5_000, 0, 5_000)], &wans);
+        assert!(!got[0].1.active);
+        assert_eq!(got[0].1.ack_wait, None);
+    }
+}
