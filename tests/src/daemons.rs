@@ -155,6 +155,8 @@ pub struct AgentConfig {
     pub wans: Vec<WanEntry>,
     /// `[status] socket`: the control socket.
     pub status_socket: PathBuf,
+    /// `[mptcp] down_reaction` (`keep`, `backup`, `delete`); `None`: the default.
+    pub down_reaction: Option<String>,
 }
 
 /// One `[[wan]]` entry of the agent's config.
@@ -214,6 +216,9 @@ impl AgentConfig {
             self.up_after
         );
         let _ = write!(t, "\n[status]\nsocket = {:?}\n", self.status_socket);
+        if let Some(reaction) = &self.down_reaction {
+            let _ = write!(t, "\n[mptcp]\ndown_reaction = {reaction:?}\n");
+        }
         for w in &self.wans {
             let _ = write!(
                 t,
@@ -334,6 +339,7 @@ impl TestBed {
                 .map(|i| WanEntry::new(&format!("wan{i}"), mode))
                 .collect(),
             status_socket: self.agent_socket(),
+            down_reaction: None,
         }
     }
 

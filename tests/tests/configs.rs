@@ -64,6 +64,7 @@ fn rendered_configs_pass_check_config() {
             WanEntry::new("wan3", "off"),
         ],
         status_socket: std::env::temp_dir().join("mpbt-cfg-agent.sock"),
+        down_reaction: Some("keep".into()),
     };
     check("mpbond-agent", &agent.to_toml(), "toml");
 }
