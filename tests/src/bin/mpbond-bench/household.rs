@@ -61,6 +61,11 @@ pub struct Outcome {
     pub stall_ms: f64,
     pub dips: f64,
     pub intact: bool,
+    /// Requests over 100 ms: (start after the failure, ms taken; NaN: failed).
+    pub slow: Vec<(f64, f64)>,
+    /// Offsets of the dips after the failure.
+    pub dips_at: Vec<f64>,
+    pub first_error: Option<String>,
 }
 
 /// Run case 9.
@@ -134,8 +139,11 @@ pub fn through_failure(
     )?;
     let requests_started = unix_ms_now();
     let download = fetch_on_all_wans(bed, &fetch, FAIL_AT, CASE, &why)?;
-    let failed_at = unix_ms_now();
+    // Installing the failure (nft or ip in the ISP's namespace) takes tens of ms: the
+    // failure counts from when it is surely in place, and a request started while it
+    // was being installed shows as starting a little before it.
     bed.fail_wan(wan, how, true)?;
+    let failed_at = unix_ms_now();
     let paced = requests.finish()?;
     let fetched: FetchReport = download.finish()?;
     bed.fail_wan(wan, how, false)?;
@@ -172,14 +180,24 @@ fn outcome(
     let timeline = Timeline::of(fetched);
     let from = timeline.offset_of(failed_unix_ms);
     let to = timeline.len_ms();
+    let dips_at = timeline.dips(from, to, survivors_mbit * 0.5);
+    let slow = paced
+        .paced
+        .iter()
+        .filter(|p| p.done_ms.map_or(true, |d| d > 100.0))
+        .map(|p| (p.start_ms - fail_ms, p.done_ms.unwrap_or(f64::NAN)))
+        .collect();
     Outcome {
         failed: paced.failed as f64,
         p99_ms: paced.done_quantile(0.99),
         max_ms: paced.done_quantile(1.0),
         fast_again_ms: paced.fast_again_after(fail_ms, fast_ms).unwrap_or(f64::NAN),
         stall_ms: timeline.longest_gap(from, to).len_ms,
-        dips: timeline.dips(from, to, survivors_mbit * 0.5).len() as f64,
+        dips: dips_at.len() as f64,
         intact: fetched.intact(),
+        slow,
+        dips_at: dips_at.iter().map(|d| d - from).collect(),
+        first_error: paced.first_error.clone(),
     }
 }
 
@@ -246,8 +264,24 @@ fn figures_of(label: &str, ours: &[Outcome], peers: &[Outcome], steal_pct: f64) 
 }
 
 fn short(o: &Outcome) -> String {
+    let slow: Vec<String> = o
+        .slow
+        .iter()
+        .map(|(at, ms)| format!("{at:.0}:{ms:.0}"))
+        .collect();
+    let dips: Vec<String> = o.dips_at.iter().map(|d| format!("{d:.0}")).collect();
     format!(
-        "failed {} p99 {:.0} max {:.0} fast-again {:.0} stall {:.0} dips {} intact {}",
-        o.failed, o.p99_ms, o.max_ms, o.fast_again_ms, o.stall_ms, o.dips, o.intact
+        "failed {} p99 {:.0} max {:.0} fast-again {:.0} stall {:.0} dips {} at [{}] intact {}; \
+         requests over 100 ms (start after the failure:ms) [{}]; first error {:?}",
+        o.failed,
+        o.p99_ms,
+        o.max_ms,
+        o.fast_again_ms,
+        o.stall_ms,
+        o.dips,
+        dips.join(" "),
+        o.intact,
+        slow.join(" "),
+        o.first_error
     )
 }
