@@ -10,9 +10,10 @@
 //! request) and keeps whichever completes first (`proxy::hedge`).
 //!
 //! * **The bound** is `max(3 × the primary WAN's smoothed RTT, HEDGE_FLOOR)`, at most
-//!   [`HEDGE_CEILING`] (the kernel retransmits a lost SYN after 1 s anyway), and
-//!   [`HEDGE_UNMEASURED`] while that WAN has no RTT yet. The RTT is the WAN probes'
-//!   handshake time ([`Input::WanRtt`](super::Input::WanRtt)), smoothed as TCP's SRTT.
+//!   [`HEDGE_CEILING`] (the kernel retransmits a lost SYN after 1 s anyway), rounded up
+//!   to [`HEDGE_STEP`], and [`HEDGE_UNMEASURED`] while that WAN has no RTT yet. The RTT
+//!   is the WAN probes' handshake time ([`Input::WanRtt`](super::Input::WanRtt)),
+//!   smoothed as TCP's SRTT.
 //! * **The order** of candidates: WANs whose probes say up (or degraded), `on` before
 //!   `backup`, then WANs not probed yet; one address per WAN, of the concentrator's
 //!   family. A WAN a hedge won against is a *suspect* for [`SUSPECT_FOR`]: it goes last,
@@ -36,6 +37,8 @@ pub const HEDGE_CEILING: Duration = Duration::from_secs(1);
 pub const HEDGE_UNMEASURED: Duration = Duration::from_millis(400);
 /// The bound is this many round trips of the primary WAN.
 pub const HEDGE_RTTS: u32 = 3;
+/// The bound's granularity.
+pub const HEDGE_STEP: Duration = Duration::from_millis(10);
 /// A WAN a hedge won against starts no new connection for this long.
 pub const SUSPECT_FOR: Duration = Duration::from_secs(10);
 
@@ -140,11 +143,15 @@ impl Hedging {
         (primary.map(|p| candidates[p].addr), hedge)
     }
 
-    /// How long a first attempt from WAN `wan` may stay silent.
+    /// How long a first attempt from WAN `wan` may stay silent: rounded up to
+    /// [`HEDGE_STEP`], so that every probe's RTT sample does not publish new parameters.
     pub fn bound(&self, wan: &str) -> Duration {
-        self.srtt(wan)
+        let bound = self
+            .srtt(wan)
             .map_or(HEDGE_UNMEASURED, |rtt| (rtt * HEDGE_RTTS).max(HEDGE_FLOOR))
-            .min(HEDGE_CEILING)
+            .min(HEDGE_CEILING);
+        let step = HEDGE_STEP.as_micros();
+        Duration::from_micros((bound.as_micros().div_ceil(step) * step) as u64)
     }
 }
 
@@ -249,6 +256,9 @@ mod tests {
         // Smoothed: one slow sample moves it by an eighth.
         h.record_rtt("wan1", ms(160));
         assert_eq!(h.srtt("wan1"), Some(ms(90)));
+        assert_eq!(h.bound("wan1"), ms(270));
+        h.record_rtt("wan1", ms(91));
+        assert_eq!(h.bound("wan1"), ms(280), "270.375 ms rounds up to 280");
         h.record_rtt("wan1", ms(1));
         for _ in 0..40 {
             h.record_rtt("wan1", ms(1));
