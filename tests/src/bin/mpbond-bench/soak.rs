@@ -55,7 +55,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         AtomicUsize::new(0),
     );
     let mut start_figures = None;
-    let mut failures = 0usize;
+    let mut failures: Vec<String> = Vec::new();
     std::thread::scope(|scope| -> Result<(), BenchError> {
         scope.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
@@ -94,10 +94,11 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
             let wan = next(1, 2) as usize;
             let how = Failure::ALL[next(0, Failure::ALL.len() as u64 - 1) as usize];
             let result = bed.fail_wan(wan, how, true);
-            std::thread::sleep(Duration::from_secs(next(5, 15)));
+            let lasting = next(5, 15);
+            std::thread::sleep(Duration::from_secs(lasting));
             bed.fail_wan(wan, how, false)?;
             result?;
-            failures += 1;
+            failures.push(format!("wan{wan} {} {lasting} s", how.name()));
         }
         if let Some(left) = deadline.checked_duration_since(Instant::now()) {
             std::thread::sleep(left);
@@ -115,8 +116,10 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let fds = |v: Option<usize>| v.map_or(f64::NAN, |n| n as f64);
     let growth = |a: f64, b: f64| (b - a) / a * 100.0;
     let detail = format!(
-        "{minutes} min, {failures} failures, {} downloads ({} broken), {} requests; \
-         agent rss {:?} → {:?} KiB, fds {:?} → {:?}; concentrator rss {:?} → {:?} KiB, fds {:?} → {:?}",
+        "{minutes} min, {} failures, {} downloads ({} broken), {} requests; \
+         agent rss {:?} → {:?} KiB, fds {:?} → {:?}; concentrator rss {:?} → {:?} KiB, fds {:?} → {:?}; \
+         failures: {}",
+        failures.len(),
         downloads.load(Ordering::Relaxed),
         broken.load(Ordering::Relaxed),
         asked.load(Ordering::Relaxed),
@@ -128,6 +131,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         end[1].0,
         start[1].1,
         end[1].1,
+        failures.join(", "),
     );
     let measured = Measurement {
         case: CASE,
