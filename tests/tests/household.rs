@@ -6,6 +6,7 @@
 //! connections and request lines: a hedged connection whose first SYN reached the
 //! concentrator must not deliver the LAN client's bytes a second time), and once the
 //! WAN is back it carries traffic again. One bed for every sub-case, with Fast Open on.
+//! A second bed checks the `backup` down reaction: the flag is set and cleared in place.
 //!
 //! No assertion is about time: the times are printed, and the benchmark (`mpbond-bench`,
 //! the failover and household cases) measures them.
@@ -176,4 +177,58 @@ fn recovered(bed: &TestBed, agent: &Daemon, wan: usize, label: &str) {
         agent.log_tail(30)
     );
     assert!(fetched.intact(), "{label}: the recovery download broke");
+}
+
+/// `mptcp.down_reaction = "backup"` (measured against the default in the bench's case
+/// 10): a black-holed WAN's endpoint is flagged backup in place when the probes mark it
+/// down, and loses the flag when it is back.
+#[test]
+#[ignore = "needs root and netns"]
+fn the_backup_reaction_flags_a_down_wans_endpoint_in_place() {
+    let bed = TestBed::builder()
+        .wans(&[40, 60])
+        .agent_routing(true)
+        .build();
+    let _conc = bed
+        .start_concentrator(&bed.concentrator_config())
+        .expect("concentrator starts");
+    let mut cfg = bed.agent_config();
+    cfg.down_reaction = Some("backup".into());
+    let agent = bed.start_agent(&cfg).expect("agent starts");
+    wait_managed(&bed, &agent, &[1, 2], Duration::from_secs(10));
+    wait_all_up(&bed, &agent, "backup reaction");
+    let wan1 = bed.wan_v4(1).into();
+    let flagged = |want: bool| {
+        bed.owned_state().is_ok_and(|s| {
+            let eps = s.endpoints_on(wan1);
+            !eps.is_empty() && eps.iter().all(|e| e.contains("backup") == want)
+        })
+    };
+    assert!(
+        flagged(false),
+        "wan1 starts without the flag:\n{}",
+        state_text(&bed)
+    );
+    bed.fail_wan(1, Failure::Blackhole, true)
+        .expect("black hole");
+    let down = proc::wait_until(Duration::from_secs(15), || {
+        wan_state(&bed, "wan1").as_deref() == Some("down") && flagged(true)
+    });
+    assert!(
+        down,
+        "wan1's endpoint is not flagged backup once down:\n{}\n{}",
+        state_text(&bed),
+        agent.log_tail(30)
+    );
+    bed.fail_wan(1, Failure::Blackhole, false)
+        .expect("black hole ends");
+    let back = proc::wait_until(Duration::from_secs(15), || {
+        wan_state(&bed, "wan1").as_deref() == Some("up") && flagged(false)
+    });
+    assert!(
+        back,
+        "wan1's endpoint keeps the flag once up:\n{}\n{}",
+        state_text(&bed),
+        agent.log_tail(30)
+    );
 }
