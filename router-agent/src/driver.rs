@@ -65,6 +65,7 @@ pub fn conn_params(config: &Config, choice: &UpstreamChoice) -> ConnParams {
             connect_timeout: config.proxy.connect_timeout,
             fastopen: choice.fastopen,
             source: choice.source,
+            hedge: choice.hedge,
         },
         reply_timeout: config.proxy.reply_timeout,
         direct_timeout: config.proxy.connect_timeout,
@@ -272,6 +273,11 @@ impl Driver {
                 info!(source = %ip, "new upstream connections start from a live WAN")
             }
             Notice::Source(None) => info!("new upstream connections follow the main route"),
+            Notice::HedgedAway { from, to } => info!(
+                slow = %from, hedge = %to,
+                "no SYN-ACK from a WAN within the hedge bound: new connections start from \
+                 another WAN for a while"
+            ),
             Notice::Probed { result, redirect } => {
                 let mut model = control::status::lock(&self.status);
                 model.record_concentrator_probe(result.clone());

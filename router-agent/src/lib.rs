@@ -161,6 +161,7 @@ pub async fn run(
         concentrator: primary,
         fastopen: true,
         source: None,
+        hedge: None,
     };
     let (params, params_rx) = watch::channel(Arc::new(driver::conn_params(&config, &choice)));
     let listeners = proxy::bind(config.proxy.listen_port)?;

@@ -25,7 +25,7 @@ use mpbond_relay::message::read_steps;
 use thiserror::Error;
 use tokio::net::TcpStream;
 
-use crate::core::FastOpenEvidence;
+use crate::core::{FastOpenEvidence, Hedge};
 
 /// How new upstream connections reach and authenticate to the concentrator: a value
 /// the driver publishes (from the config and the decision core's choices) and every new
@@ -42,6 +42,9 @@ pub struct Upstream {
     /// The WAN address connections start from (their initial subflow); `None`: the main
     /// route decides. The core picks it (`core::preferred_source`).
     pub source: Option<IpAddr>,
+    /// Where a new connection opens a second attempt when the first gets no SYN-ACK in
+    /// time (`proxy::hedge`); the core picks it (`core::hedge`).
+    pub hedge: Option<Hedge>,
 }
 
 /// Why talking to the concentrator failed.
@@ -123,13 +126,34 @@ impl Upstream {
         timeout: Duration,
         fastopen: bool,
     ) -> Result<(Connected, ClientHandshake), UpstreamError> {
+        self.open_via(message, timeout, fastopen, self.source).await
+    }
+
+    /// [`Upstream::open`] from the WAN address `source` (`None`: the main route decides)
+    /// instead of [`Upstream::source`]: each call seals its own request.
+    pub async fn open_from(
+        &self,
+        source: Option<IpAddr>,
+        message: &Message,
+        timeout: Duration,
+    ) -> Result<(Connected, ClientHandshake), UpstreamError> {
+        self.open_via(message, timeout, self.fastopen, source).await
+    }
+
+    async fn open_via(
+        &self,
+        message: &Message,
+        timeout: Duration,
+        fastopen: bool,
+        source: Option<IpAddr>,
+    ) -> Result<(Connected, ClientHandshake), UpstreamError> {
         let (handshake, request) = self.seal(message)?;
         let opts = ConnectOpts {
             mptcp: true,
             fastopen,
             timeout,
             mark: None,
-            bind: self.source,
+            bind: source,
         };
         let connected = connect_with(self.addr, &request, &opts)
             .await

@@ -154,6 +154,7 @@ fn sysctls_are_set_inside_the_namespace() {
             blackhole_timeout: Some(0),
             syn_retrans_before_tcp_fallback: Some(2),
             stale_loss_cnt: Some(3),
+            down_reaction: Default::default(),
         };
         let report = sysctl::apply_cpe(&cfg);
         let read = |k: &str| std::fs::read_to_string(format!("/proc/sys/net/mptcp/{k}"));

@@ -178,6 +178,7 @@ fn upstream(port: u16, key: [u8; 32]) -> Upstream {
         connect_timeout: PROBE_TIMEOUT,
         fastopen: false,
         source: None,
+        hedge: None,
     }
 }
 

@@ -111,6 +111,7 @@ fn the_agent_manages_the_device_netifd_names() {
             connect_timeout: Duration::from_secs(1),
             fastopen: true,
             source: None,
+            hedge: None,
         };
         let params = ConnParams {
             upstream,

@@ -158,6 +158,8 @@ pub struct AgentConfig {
     /// `state_dir` (the data usage file); None: `state_dir = ""`, nothing kept. Never
     /// the agent's default `/etc/mpbond`: a test must not write outside its bed.
     pub state_dir: Option<PathBuf>,
+    /// `[mptcp] down_reaction` (`keep`, `backup`, `delete`); `None`: the default.
+    pub down_reaction: Option<String>,
 }
 
 /// One `[[wan]]` entry of the agent's config.
@@ -230,6 +232,9 @@ impl AgentConfig {
             self.up_after
         );
         let _ = write!(t, "\n[status]\nsocket = {:?}\n", self.status_socket);
+        if let Some(reaction) = &self.down_reaction {
+            let _ = write!(t, "\n[mptcp]\ndown_reaction = {reaction:?}\n");
+        }
         for w in &self.wans {
             let _ = write!(
                 t,
@@ -360,6 +365,7 @@ impl TestBed {
                 .collect(),
             status_socket: self.agent_socket(),
             state_dir: Some(self.dir().join("agent-state")),
+            down_reaction: None,
         }
     }
 

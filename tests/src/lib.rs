@@ -14,6 +14,8 @@
 //! * [`loadgen`]: idle-connection swarms, time-to-first-byte runs, RSS.
 //! * [`wans`]: changing WANs at run time (hotplug, link, carrier, DHCP
 //!   renumbering, an ISP blackhole).
+//! * [`failures`]: the household's WAN failures (black holes both ways or one way,
+//!   link down) and paced small requests through them.
 //! * [`agentstate`]: the agent's status document and the kernel state it owns.
 //! * [`agentreload`]: rewriting a running agent's config and sending SIGHUP.
 //! * [`capture`]: real status documents for the LuCI page's browser test.
@@ -28,7 +30,8 @@
 //! itself and direct kernel MPTCP), `aggregation`, `integrity`, `ipv6`, `policy`, `fail_open`, `fallback`, and
 //! `configs` (rendered configs pass the daemons' `check-config`, no root), and
 //! the agent's control plane on a bed built with `agent_routing(true)`:
-//! `control_hotplug`, `control_failover`, `control_backup`, `control_cleanup`;
+//! `control_hotplug`, `control_failover`, `control_backup`, `control_cleanup`,
+//! `household` (every failure under paced requests and a download, recovery);
 //! `wan_changes` checks the bed's WAN changes on their own.
 //! Set `MPBOND_BIN_DIR` to test other binaries, `MPBOND_TEST_LOG` for the
 //! daemons' `RUST_LOG`, and `MPBOND_KEEP_TMP` to keep configs and logs.
@@ -41,6 +44,7 @@ pub mod daemons;
 pub mod datagen;
 pub mod delay;
 pub mod error;
+pub mod failures;
 pub mod interrupt;
 pub mod loadgen;
 pub mod netns;
@@ -54,6 +58,7 @@ pub use agentstate::{status_wan, OwnedState};
 pub use bed::{wan_delta, TestBed, TestBedBuilder};
 pub use daemons::{AgentConfig, ConcentratorConfig, Daemon, WanEntry};
 pub use error::BedError;
+pub use failures::{Failure, PacedRun};
 pub use netns::Netns;
 pub use tools::{metric_sum, Fetch, FetchRun, TbServer};
 pub use topology::Node;

@@ -236,6 +236,53 @@ pub struct TtfbReport {
     pub median_ms: f64,
     /// The first failure, if any.
     pub first_error: Option<String>,
+    /// Paced mode (`--every-ms`): every request in the order started.
+    pub paced: Vec<PacedRequest>,
+}
+
+/// One request of `mpbond-tb ttfb --every-ms`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct PacedRequest {
+    /// When it started, in milliseconds after the first one.
+    pub start_ms: f64,
+    /// From connect() to the last byte of the answer; `None`: it failed.
+    pub done_ms: Option<f64>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+impl TtfbReport {
+    /// The paced requests' completion times, sorted (failed ones left out).
+    pub fn done_sorted(&self) -> Vec<f64> {
+        let mut done: Vec<f64> = self.paced.iter().filter_map(|p| p.done_ms).collect();
+        done.sort_by(f64::total_cmp);
+        done
+    }
+
+    /// The `q` quantile (0..=1) of the paced completion times; NaN when none completed.
+    pub fn done_quantile(&self, q: f64) -> f64 {
+        let done = self.done_sorted();
+        if done.is_empty() {
+            return f64::NAN;
+        }
+        let at = ((done.len() as f64 - 1.0) * q.clamp(0.0, 1.0)).round() as usize;
+        done[at]
+    }
+
+    /// Milliseconds after `from_ms` (a start offset) until the first paced request that
+    /// started at or after it and from which on every request completed within
+    /// `fast_ms`; `None` if that never happened.
+    pub fn fast_again_after(&self, from_ms: f64, fast_ms: f64) -> Option<f64> {
+        let fast = |p: &PacedRequest| p.done_ms.is_some_and(|d| d <= fast_ms);
+        let later: Vec<&PacedRequest> = self
+            .paced
+            .iter()
+            .filter(|p| p.start_ms >= from_ms)
+            .collect();
+        let first_of_tail = (0..later.len()).find(|&i| later[i..].iter().all(|p| fast(p)))?;
+        Some(later[first_of_tail].start_ms - from_ms)
+    }
 }
 
 /// What `mpbond-tb load` prints (the bench reads it back).
@@ -264,6 +311,33 @@ pub struct LoadReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paced_quantiles_and_the_time_until_requests_are_fast_again() {
+        let req = |start_ms: f64, done_ms: Option<f64>| PacedRequest {
+            start_ms,
+            done_ms,
+            error: None,
+        };
+        let r = TtfbReport {
+            paced: vec![
+                req(0.0, Some(2.0)),
+                req(250.0, None),
+                req(500.0, Some(900.0)),
+                req(750.0, Some(3.0)),
+                req(1000.0, Some(40.0)),
+                req(1250.0, Some(2.0)),
+            ],
+            ..TtfbReport::default()
+        };
+        assert_eq!(r.done_sorted(), vec![2.0, 2.0, 3.0, 40.0, 900.0]);
+        assert_eq!(r.done_quantile(1.0), 900.0);
+        assert_eq!(r.done_quantile(0.0), 2.0);
+        assert_eq!(r.fast_again_after(200.0, 50.0), Some(550.0));
+        assert_eq!(r.fast_again_after(200.0, 10.0), Some(1050.0));
+        assert_eq!(r.fast_again_after(200.0, 1.0), None);
+        assert!(TtfbReport::default().done_quantile(0.5).is_nan());
+    }
 
     #[test]
     fn request_lines_round_trip() {

@@ -65,6 +65,7 @@ fn rendered_configs_pass_check_config() {
         ],
         status_socket: std::env::temp_dir().join("mpbt-cfg-agent.sock"),
         state_dir: None,
+        down_reaction: Some("keep".into()),
     };
     check("mpbond-agent", &agent.to_toml(), "toml");
 }

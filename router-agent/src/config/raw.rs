@@ -111,6 +111,8 @@ pub struct RawMptcp {
     pub blackhole_timeout: Option<u64>,
     pub syn_retrans_before_tcp_fallback: Option<u64>,
     pub stale_loss_cnt: Option<u64>,
+    /// `keep`, `backup` or `delete` (see `model::routing::DownReaction`).
+    pub down_reaction: Option<String>,
 }
 
 /// One `[[wan]]` entry. The probe fields also accept the `[health]` spellings

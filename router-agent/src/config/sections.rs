@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::raw::{RawMptcp, RawRouting, RawStatus, RawWan};
 use super::{field, ms, range, valid_interface, ConfigError, FieldError};
 use crate::model::netops::{Limits, Ownership, MPTCP_MAX};
+use crate::model::routing::DownReaction;
 use crate::model::wan::{Metering, Mode, WanSettings, WanSpec};
 use crate::model::wan_health::ProbeSettings;
 
@@ -62,6 +63,8 @@ pub struct MptcpConfig {
     pub syn_retrans_before_tcp_fallback: Option<u32>,
     /// `net.mptcp.stale_loss_cnt`.
     pub stale_loss_cnt: Option<u32>,
+    /// What becomes of a WAN's endpoints when its probes say down.
+    pub down_reaction: DownReaction,
 }
 
 /// The control socket.
@@ -144,6 +147,12 @@ pub(super) fn mptcp(m: RawMptcp) -> Result<MptcpConfig, ConfigError> {
             255,
         )?,
         stale_loss_cnt: opt("mptcp.stale_loss_cnt", m.stale_loss_cnt, 1000)?,
+        down_reaction: match m.down_reaction.as_deref() {
+            None => DownReaction::default(),
+            Some(text) => text
+                .parse()
+                .map_err(|reason| field("mptcp.down_reaction", FieldError::Invalid(reason)))?,
+        },
     })
 }
 

@@ -300,8 +300,10 @@ impl ControlPlane {
                 }
                 Some(report) = reports.recv() => {
                     let outcome = report.outcome();
-                    if outcome.is_some() {
+                    if let Some(rtt) = outcome {
                         let _ = self.core.send(Input::WanReached(report.at));
+                        let wan = report.wan.clone();
+                        let _ = self.core.send(Input::WanRtt { wan, rtt });
                     }
                     if let Err(error) = &report.result {
                         debug!(wan = %report.wan, %error, "wan probe failed");
@@ -405,6 +407,7 @@ impl ControlPlane {
                 new.proxy.lan_interfaces.clone(),
                 new.mptcp.limits,
             );
+            self.reconciler.set_down_reaction(new.mptcp.down_reaction);
         }
         let mut loop_changed = old.routing.reconcile != new.routing.reconcile;
         if old.routing.ubus != new.routing.ubus || old.routing.ownership != new.routing.ownership {
@@ -534,12 +537,14 @@ async fn sleep_until(at: Option<Instant>) {
 
 /// A reconciler for `config`.
 fn new_reconciler(config: &Config) -> Reconciler {
-    Reconciler::new(
+    let mut reconciler = Reconciler::new(
         config.wan.clone(),
         config.proxy.lan_interfaces.clone(),
         config.routing.ownership.clone(),
         config.mptcp.limits,
-    )
+    );
+    reconciler.set_down_reaction(config.mptcp.down_reaction);
+    reconciler
 }
 
 /// The netifd watcher, if `config` names a ubus socket; its first view goes to the

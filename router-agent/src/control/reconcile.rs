@@ -67,6 +67,7 @@ pub struct Reconciler {
     lan: Vec<String>,
     own: Ownership,
     limits: Limits,
+    down_reaction: routing::DownReaction,
     slots: Slots,
     warned: BTreeSet<String>,
     rp_done: BTreeSet<String>,
@@ -87,6 +88,7 @@ impl Reconciler {
             lan,
             own,
             limits,
+            down_reaction: routing::DownReaction::default(),
             slots: Slots::default(),
             warned: BTreeSet::new(),
             rp_done: BTreeSet::new(),
@@ -105,6 +107,11 @@ impl Reconciler {
         self.settings = settings;
         self.lan = lan;
         self.limits = limits;
+    }
+
+    /// What becomes of a down WAN's endpoints from the next reconcile on.
+    pub fn set_down_reaction(&mut self, reaction: routing::DownReaction) {
+        self.down_reaction = reaction;
     }
 
     /// Resolve the configured WANs through this netifd view from the next reconcile on
@@ -155,7 +162,13 @@ impl Reconciler {
             info!(wan = %change.wan, tier = ?change.tier, "{what}");
         }
         self.loosen_rp_filters(kernel, &wans);
-        let plan = routing::plan_with(&wans, &self.own, self.limits, &mut self.slots);
+        let plan = routing::plan_reacting(
+            &wans,
+            &self.own,
+            self.limits,
+            &mut self.slots,
+            self.down_reaction,
+        );
         self.log_warnings(&plan.warnings);
 
         let current = kernel.dump().await?;

@@ -11,6 +11,7 @@ use super::subflows::SubflowCounter;
 use crate::core::preferred_source;
 use crate::model::netops::{Endpoint, KernelState, NetOp, Ownership};
 use crate::model::routing::fixture::{caps, default_via, ip, lan, link};
+use crate::model::routing::DownReaction;
 use crate::model::wan::{discover, Health, LinkInfo, Mode, Snapshot, WanSettings, WanSpec};
 use crate::model::wan_book::{probe_targets, WanEvent};
 use crate::model::wan_health::ProbeSettings;
@@ -211,9 +212,10 @@ fn address_removal_is_a_link_loss() {
 }
 
 #[test]
-fn probe_failures_withdraw_the_endpoint_and_recovery_re_adds_it() {
+fn probe_failures_withdraw_the_endpoint_and_recovery_re_adds_it_with_the_delete_reaction() {
     block_on(async {
         let (mut fake, mut r) = reconciled_two_wans().await;
+        r.set_down_reaction(DownReaction::Delete);
         assert!(r.book.record("wan1", None, Instant::now()).is_empty());
         let events = r.book.record("wan1", None, Instant::now());
         assert!(matches!(
@@ -240,6 +242,39 @@ fn probe_failures_withdraw_the_endpoint_and_recovery_re_adds_it() {
         // The diff adds the endpoint back; no extra refresh of a fresh endpoint.
         assert_eq!(out.applied.len(), 1, "{:?}", out.applied);
         assert!(matches!(&out.applied[0], NetOp::AddEndpoint(e) if e.addr == ip("10.200.1.2")));
+    });
+}
+
+#[test]
+fn probe_failures_leave_the_endpoint_alone_and_recovery_refreshes_it() {
+    block_on(async {
+        let (mut fake, mut r) = reconciled_two_wans().await;
+        assert!(r.book.record("wan1", None, Instant::now()).is_empty());
+        assert!(r.book.record("wan1", None, Instant::now())[0].changes_plan());
+        let out = r.reconcile(&mut fake).await.expect("reconcile");
+        assert_eq!(out.applied, vec![], "live subflows on wan1 are left alone");
+        assert_eq!(
+            endpoint_addrs(&fake),
+            vec![ip("10.200.1.2"), ip("10.200.2.2")]
+        );
+
+        let events = r
+            .book
+            .record("wan1", Some(Duration::from_millis(5)), Instant::now());
+        assert!(matches!(&events[..], [WanEvent::Up { .. }]));
+        let out = r.reconcile(&mut fake).await.expect("reconcile");
+        // Back up: its endpoint is re-added so new subflows start on it at once.
+        assert!(
+            out.applied
+                .iter()
+                .any(|op| matches!(op, NetOp::AddEndpoint(e) if e.addr == ip("10.200.1.2"))),
+            "{:?}",
+            out.applied
+        );
+        assert_eq!(
+            endpoint_addrs(&fake),
+            vec![ip("10.200.1.2"), ip("10.200.2.2")]
+        );
     });
 }
 

@@ -21,7 +21,10 @@
 //!   concentrator's kernel refused the data in the SYN), then off, retried by one probe
 //!   every [`FASTOPEN_RETRY`].
 //! * **Where new upstream connections start**: the address of the first live WAN
-//!   ([`preferred_source`]), never a metered WAN held back.
+//!   ([`preferred_source`]), never a metered WAN held back, and the [`Hedge`] they open
+//!   from the next WAN when the first gets no SYN-ACK within a bound from that WAN's RTT
+//!   ([`hedge`]: Happy Eyeballs). A WAN a hedge won against starts no new connection for
+//!   a while and is probed at once.
 //! * **Which metered WANs are held back** ([`metered::MeteredPolicy`]): pure, run by the
 //!   control plane's reconcile before the routing plan (it owns the WANs' health and the
 //!   data usage), so a promotion happens in the reconcile that sees the last better WAN
@@ -35,6 +38,7 @@
 //! by the control plane's reconcile; it reports the planned WANs here as
 //! [`Input::WansPlanned`] and each WAN's probe success as [`Input::WanReached`].
 
+pub mod hedge;
 pub mod metered;
 pub mod reload;
 mod source;
@@ -52,6 +56,7 @@ use crate::model::wan::Wan;
 use crate::model::{FailOpen, LinkState, Probe};
 use crate::nft::RedirectSpec;
 
+pub use hedge::{Hedge, HedgeOutcome};
 pub use reload::Changes;
 pub use source::preferred_source;
 
@@ -79,6 +84,10 @@ pub enum Input {
     /// Some WAN's own probe datagram was answered, or a WAN's live subflows to the
     /// concentrator moved data without a stall, at this time.
     WanReached(Instant),
+    /// WAN `wan`'s probe measured this handshake round trip (for the hedge bound).
+    WanRtt { wan: String, rtt: Duration },
+    /// A new connection opened a second attempt from another WAN ([`hedge`]).
+    UpstreamHedged(HedgeOutcome),
     /// The control plane's reconcile planned these WANs (with their health).
     WansPlanned(Vec<Wan>),
     /// The shell tried to bring the nft table to `spec`.
@@ -119,6 +128,8 @@ pub struct UpstreamChoice {
     pub concentrator: SocketAddr,
     pub fastopen: bool,
     pub source: Option<IpAddr>,
+    /// The second attempt when the first stays silent (None: no other WAN).
+    pub hedge: Option<Hedge>,
 }
 
 /// Things worth a log line (the shell picks the level) and a status field.
@@ -134,6 +145,8 @@ pub enum Notice {
     FastOpen { on: bool },
     /// New upstream connections start from this WAN address (None: the main route).
     Source(Option<IpAddr>),
+    /// A WAN address gave no SYN-ACK within the hedge bound: a suspect for a while.
+    HedgedAway { from: IpAddr, to: IpAddr },
     /// The concentrator probe's result, and whether the redirect is on, for the status.
     Probed {
         result: Result<Duration, String>,
@@ -168,6 +181,8 @@ pub struct Core {
     wan_reached: Option<Instant>,
     wans: Vec<Wan>,
     source: Option<IpAddr>,
+    hedge: Option<Hedge>,
+    hedging: hedge::Hedging,
     /// The table as the kernel has it (None: the shell has not confirmed one yet).
     applied: Option<RedirectSpec>,
     /// A refused nft update waits until then.
@@ -205,6 +220,8 @@ impl Core {
             wan_reached: None,
             wans: Vec::new(),
             source: None,
+            hedge: None,
+            hedging: hedge::Hedging::default(),
             applied: None,
             redirect_retry: None,
             actions: VecDeque::new(),
@@ -240,6 +257,7 @@ impl Core {
             concentrator: self.concentrator(),
             fastopen: self.fastopen,
             source: self.source,
+            hedge: self.hedge,
         }
     }
 
@@ -256,13 +274,14 @@ impl Core {
     /// When the core wants [`Core::handle_timeout`] called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let probe = (!self.probe.in_flight).then_some(self.probe.next);
-        match (probe, self.redirect_retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [probe, self.redirect_retry, self.hedging.next_expiry()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
-    /// Time has passed: start a due probe, retry a refused table update.
+    /// Time has passed: start a due probe, retry a refused table update, let a suspect
+    /// WAN start connections again.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.redirect_retry.is_some_and(|at| at <= now) {
             self.redirect_retry = None;
@@ -278,6 +297,9 @@ impl Core {
             } else {
                 self.start_probe(now);
             }
+        }
+        if self.hedging.expire(now) {
+            self.choose_source(now);
         }
     }
 
@@ -326,9 +348,15 @@ impl Core {
             Input::WanReached(at) => {
                 self.wan_reached = Some(self.wan_reached.map_or(at, |last| last.max(at)));
             }
+            Input::WanRtt { wan, rtt } => {
+                self.hedging.record_rtt(&wan, rtt);
+                self.choose_source(now);
+            }
+            Input::UpstreamHedged(outcome) => self.on_hedged(outcome, now),
             Input::WansPlanned(wans) => {
+                self.hedging.retain_wans(&wans);
                 self.wans = wans;
-                self.choose_source();
+                self.choose_source(now);
             }
             Input::RedirectApplied { spec, ok } => {
                 if ok {
@@ -399,14 +427,36 @@ impl Core {
         self.publish_upstream();
     }
 
-    fn choose_source(&mut self) {
-        let source = preferred_source(&self.wans, self.concentrator());
+    fn choose_source(&mut self, now: Instant) {
+        let (source, hedge) = self.hedging.choose(&self.wans, self.concentrator(), now);
+        let changed = (source, hedge) != (self.source, self.hedge);
         if source != self.source {
             self.source = source;
             self.actions
                 .push_back(Action::Notice(Notice::Source(source)));
+        }
+        if changed {
+            self.hedge = hedge;
             self.publish_upstream();
         }
+    }
+
+    /// A hedge won: the slow WAN is a suspect (new connections start elsewhere) and the
+    /// concentrator is probed soon.
+    fn on_hedged(&mut self, outcome: HedgeOutcome, now: Instant) {
+        if !outcome.hedge_won {
+            return;
+        }
+        if let Some(from) = outcome.primary {
+            if self.hedging.on_outcome(outcome, now) {
+                self.actions.push_back(Action::Notice(Notice::HedgedAway {
+                    from,
+                    to: outcome.hedge,
+                }));
+                self.choose_source(now);
+            }
+        }
+        self.nudge_probe(now);
     }
 
     fn publish_upstream(&mut self) {
@@ -439,7 +489,7 @@ impl Core {
             self.concentrator = concentrator;
             // A new concentrator: learn Fast Open afresh and probe it at once.
             self.fastopen = true;
-            self.choose_source();
+            self.choose_source(now);
             self.nudge_probe(now);
         }
         if changes.health {

@@ -298,6 +298,7 @@ fn fast_open_turns_off_on_a_fallback_and_is_retried_once_a_minute() {
         concentrator: addr(VPS),
         fastopen: false,
         source: None,
+        hedge: None,
     })));
     // Probes go without Fast Open until a minute has passed since the last try (t0).
     assert_eq!(
@@ -459,6 +460,7 @@ fn a_new_concentrator_is_used_by_new_connections_and_probed_at_once() {
         concentrator: vps2,
         fastopen: true,
         source: None,
+        hedge: None,
     })));
     let spec = actions
         .iter()
@@ -524,4 +526,125 @@ fn a_data_plan_or_the_state_dir_changes_only_the_control_plane() {
         };
         assert_eq!(changes, only_control);
     }
+}
+
+#[test]
+fn new_connections_hedge_from_the_next_wan_after_three_of_its_rtts() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    let wans = vec![
+        wan("dsl", "10.1.0.2", Mode::On, Health::Up),
+        wan("fibre", "10.2.0.2", Mode::On, Health::Up),
+    ];
+    core.handle(Input::WansPlanned(wans), t0);
+    drain(&mut core);
+    let (dsl, fibre): (IpAddr, IpAddr) = (
+        "10.1.0.2".parse().expect("ip"),
+        "10.2.0.2".parse().expect("ip"),
+    );
+    assert_eq!(core.upstream().source, Some(dsl));
+    assert_eq!(
+        core.upstream().hedge,
+        Some(Hedge {
+            source: fibre,
+            after: hedge::HEDGE_UNMEASURED
+        })
+    );
+    let rtt = |wan: &str, ms_: u64| Input::WanRtt {
+        wan: wan.into(),
+        rtt: ms(ms_),
+    };
+    core.handle(rtt("dsl", 100), t0 + ms(10));
+    let published = Some(Hedge {
+        source: fibre,
+        after: ms(300),
+    });
+    let actions = drain(&mut core);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::PublishUpstream(c) if c.hedge == published)),
+        "{actions:?}"
+    );
+    // The hedge's own RTT does not move the bound.
+    core.handle(rtt("fibre", 10), t0 + ms(20));
+    assert_eq!(drain(&mut core), vec![]);
+}
+
+#[test]
+fn a_wan_a_hedge_won_against_starts_nothing_for_a_while_and_is_probed() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    let wans = vec![
+        wan("dsl", "10.1.0.2", Mode::On, Health::Up),
+        wan("fibre", "10.2.0.2", Mode::On, Health::Up),
+    ];
+    core.handle(Input::WansPlanned(wans), t0);
+    drain(&mut core);
+    let (dsl, fibre): (IpAddr, IpAddr) = (
+        "10.1.0.2".parse().expect("ip"),
+        "10.2.0.2".parse().expect("ip"),
+    );
+    let at = t0 + ms(300);
+    let won = HedgeOutcome {
+        primary: Some(dsl),
+        hedge: fibre,
+        hedge_won: true,
+    };
+    core.handle(Input::UpstreamHedged(won), at);
+    let actions = drain(&mut core);
+    assert!(actions.contains(&Action::Notice(Notice::HedgedAway {
+        from: dsl,
+        to: fibre
+    })));
+    assert!(actions.contains(&Action::Notice(Notice::Source(Some(fibre)))));
+    assert_eq!(core.upstream().hedge.map(|h| h.source), Some(dsl));
+    // The main-route probe comes as soon as the gap allows, not an interval later.
+    assert_eq!(core.poll_timeout(), Some(at));
+    assert_eq!(
+        tick(&mut core, at),
+        vec![Action::StartProbe { fastopen: true }]
+    );
+    answer(&mut core, true, at + ms(20));
+    // A second win against the same WAN changes nothing new.
+    core.handle(Input::UpstreamHedged(won), at + ms(30));
+    assert!(!drain(&mut core)
+        .iter()
+        .any(|a| matches!(a, Action::Notice(Notice::HedgedAway { .. }))));
+    // Its time up, the WAN starts new connections again.
+    let back = at + ms(30) + hedge::SUSPECT_FOR;
+    assert!(core.poll_timeout().is_some_and(|t| t <= back));
+    core.handle_timeout(back);
+    let actions = drain(&mut core);
+    assert!(
+        actions.contains(&Action::Notice(Notice::Source(Some(dsl)))),
+        "{actions:?}"
+    );
+    assert_eq!(core.upstream().source, Some(dsl));
+}
+
+#[test]
+fn a_late_primary_is_not_held_against_its_wan() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    core.handle(
+        Input::WansPlanned(vec![
+            wan("dsl", "10.1.0.2", Mode::On, Health::Up),
+            wan("fibre", "10.2.0.2", Mode::On, Health::Up),
+        ]),
+        t0,
+    );
+    drain(&mut core);
+    let (dsl, fibre): (IpAddr, IpAddr) = (
+        "10.1.0.2".parse().expect("ip"),
+        "10.2.0.2".parse().expect("ip"),
+    );
+    let late = HedgeOutcome {
+        primary: Some(dsl),
+        hedge: fibre,
+        hedge_won: false,
+    };
+    core.handle(Input::UpstreamHedged(late), t0 + ms(500));
+    assert_eq!(drain(&mut core), vec![]);
+    assert_eq!(core.upstream().source, Some(dsl));
 }

@@ -149,5 +149,8 @@ pub enum NetOp {
     DelRule(Rule),
     AddEndpoint(Endpoint),
     DelEndpoint(Endpoint),
+    /// Turn the backup flag of an existing endpoint to `Endpoint::backup` in place
+    /// (`SET_FLAGS`): its subflows stay, only the scheduler's preference changes.
+    SetBackup(Endpoint),
     SetLimits(Limits),
 }

@@ -13,8 +13,13 @@
 //! and there is one rule per address, `from ADDR lookup TABLE`. These exist whatever the
 //! health, so a WAN marked down by its probes can still be probed through itself.
 //!
-//! One MPTCP endpoint per usable address of a WAN whose mode is not `Off`, whose health
-//! is not `Down` and that is not held back (`standby`, a metered WAN, `core::metered`): explicit id, `backup` for backup mode, the WAN's ifindex. At most
+//! One MPTCP endpoint per usable address of a WAN whose mode is not `Off` and that is
+//! not held back (`standby`, a metered WAN, `core::metered`): explicit id, `backup` for
+//! backup mode, the WAN's ifindex. A WAN whose probes say `Down` keeps its
+//! endpoints as they are ([`DownReaction::Keep`], the default): deleting them closed the
+//! live subflows on that WAN and cost a running download a second dip seconds after the
+//! kernel had already moved its traffic (docs/DESIGN.md, "Reaction to a dead WAN"); new
+//! connections are steered away by their source address (`core::hedge`). At most
 //! [`MPTCP_MAX`] (and no more than `Ownership::endpoint_ids` holds); the rest are reported
 //! in [`Plan::warnings`]. Limits: `subflows = min(cap, max(2, endpoints))`.
 //!
@@ -27,15 +32,16 @@
 //!
 //! # Diff
 //!
-//! `SetLimits` (if changed) → `DelEndpoint` → `AddRoute` → `AddRule` → `AddEndpoint` →
+//! `SetLimits` (if changed) → `SetBackup` (an endpoint whose only change is its backup
+//! flag: changed in place, its subflows stay) → `DelEndpoint` → `AddRoute` → `AddRule` → `AddEndpoint` →
 //! `DelRule` → `DelRoute`. Endpoints go before the rules and routes they use, and are added
 //! after them. A route whose kernel key (table, dst, metric) stays but whose gateway, device
 //! or source changed is replaced by `DelRoute` immediately followed by `AddRoute`, after the
 //! other new routes (a backend may turn the pair into one `NLM_F_REPLACE`). New device
 //! routes (connected prefixes) are added before gateway routes, and removed after them, so
 //! a gateway always resolves through the WAN's own table. A changed endpoint (address,
-//! ifindex or backup flag) is `DelEndpoint` + `AddEndpoint`: the kernel cannot change an
-//! endpoint's address, and re-adding re-creates subflows.
+//! or ifindex) is `DelEndpoint` + `AddEndpoint`: the kernel cannot change an endpoint's
+//! address, and re-adding re-creates subflows.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -46,6 +52,33 @@ use super::netops::{
     Endpoint, KernelState, Limits, NetOp, Ownership, Route, Rule, MPTCP_MAX, ROUTE_METRIC,
 };
 use super::wan::{Health, Mode, Wan};
+
+/// What becomes of the endpoints of a WAN whose probes say `Down` (its link still up).
+/// `mptcp.down_reaction` in the config; docs/DESIGN.md has what each costs a running
+/// download.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DownReaction {
+    /// Leave the endpoints and their live subflows alone (the kernel's scheduler already
+    /// avoids a stalled subflow); new connections start elsewhere (`core::hedge`).
+    #[default]
+    Keep,
+    /// Flag them `backup` in place (`SET_FLAGS`).
+    Backup,
+    /// Delete them, which closes their subflows (what the agent used to do).
+    Delete,
+}
+
+impl std::str::FromStr for DownReaction {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "keep" => Ok(DownReaction::Keep),
+            "backup" => Ok(DownReaction::Backup),
+            "delete" => Ok(DownReaction::Delete),
+            other => Err(format!("{other:?} is not one of keep, backup, delete")),
+        }
+    }
+}
 
 /// The desired kernel state and what could not be fitted into it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -76,6 +109,18 @@ pub fn plan(wans: &[Wan], own: &Ownership, limits: Limits) -> Plan {
 
 /// The desired state for `wans`; `limits` are the configured caps. See the module docs.
 pub fn plan_with(wans: &[Wan], own: &Ownership, limits: Limits, slots: &mut Slots) -> Plan {
+    plan_reacting(wans, own, limits, slots, DownReaction::default())
+}
+
+/// [`plan_with`], with `down` deciding what becomes of the endpoints of a WAN whose probes
+/// say `Down`.
+pub fn plan_reacting(
+    wans: &[Wan],
+    own: &Ownership,
+    limits: Limits,
+    slots: &mut Slots,
+    down: DownReaction,
+) -> Plan {
     let mut out = Plan::default();
     let active: Vec<&Wan> = wans
         .iter()
@@ -104,7 +149,7 @@ pub fn plan_with(wans: &[Wan], own: &Ownership, limits: Limits, slots: &mut Slot
         }
     }
 
-    let endpoints = assign_endpoints(&by_slot, own, slots, &mut out.warnings);
+    let endpoints = assign_endpoints(&by_slot, own, slots, down, &mut out.warnings);
     for (wan, e) in endpoints {
         out.endpoint_ids
             .entry(wan.name.clone())
@@ -209,12 +254,14 @@ fn assign_endpoints<'a>(
     by_slot: &[(u32, &'a Wan)],
     own: &Ownership,
     slots: &mut Slots,
+    down: DownReaction,
     warnings: &mut Vec<String>,
 ) -> Vec<(&'a Wan, Endpoint)> {
     // Candidates in slot order; an address on two WANs goes to the first only.
     let mut candidates: Vec<(&Wan, IpAddr)> = Vec::new();
     for &(_, wan) in by_slot {
-        if wan.mode == Mode::Off || wan.health == Health::Down || wan.standby {
+        let deleted = wan.health == Health::Down && down == DownReaction::Delete;
+        if wan.mode == Mode::Off || deleted || wan.standby {
             continue;
         }
         for addr in wan.addresses.iter().map(IpNet::addr) {
@@ -259,7 +306,8 @@ fn assign_endpoints<'a>(
             id,
             addr,
             ifindex: wan.ifindex,
-            backup: wan.mode == Mode::Backup,
+            backup: wan.mode == Mode::Backup
+                || (wan.health == Health::Down && down == DownReaction::Backup),
         };
         out.push((wan, endpoint));
     }
@@ -275,8 +323,21 @@ pub fn diff(current: &KernelState, desired: &KernelState) -> Vec<NetOp> {
             ops.push(NetOp::SetLimits(limits));
         }
     }
+    // Only the backup flag differs: flip it in place.
+    let same_but_flag = |a: &Endpoint, b: &Endpoint| {
+        a.id == b.id && a.addr == b.addr && a.ifindex == b.ifindex && a.backup != b.backup
+    };
+    let flipped: Vec<&Endpoint> = desired
+        .endpoints
+        .difference(&current.endpoints)
+        .filter(|d| current.endpoints.iter().any(|c| same_but_flag(c, d)))
+        .collect();
+    ops.extend(flipped.iter().map(|e| NetOp::SetBackup((*e).clone())));
+    let is_flipped = |e: &Endpoint| flipped.iter().any(|f| f.id == e.id && f.addr == e.addr);
     for e in current.endpoints.difference(&desired.endpoints) {
-        ops.push(NetOp::DelEndpoint(e.clone()));
+        if !is_flipped(e) {
+            ops.push(NetOp::DelEndpoint(e.clone()));
+        }
     }
     // New routes first, then replacements (so a table is never left empty in between).
     let mut adds = Vec::new();
@@ -302,7 +363,9 @@ pub fn diff(current: &KernelState, desired: &KernelState) -> Vec<NetOp> {
         ops.push(NetOp::AddRule(r.clone()));
     }
     for e in desired.endpoints.difference(&current.endpoints) {
-        ops.push(NetOp::AddEndpoint(e.clone()));
+        if !is_flipped(e) {
+            ops.push(NetOp::AddEndpoint(e.clone()));
+        }
     }
     for r in current.rules.difference(&desired.rules) {
         ops.push(NetOp::DelRule(r.clone()));

@@ -155,6 +155,18 @@ impl RecordingBackend {
                     return Err(kernel_err(op, libc::ENOENT));
                 }
             }
+            NetOp::SetBackup(e) => {
+                let old = s
+                    .endpoints
+                    .iter()
+                    .find(|x| x.id == e.id && x.addr == e.addr && x.ifindex == e.ifindex)
+                    .cloned();
+                let Some(old) = old else {
+                    return Err(kernel_err(op, libc::ENOENT));
+                };
+                s.endpoints.remove(&old);
+                s.endpoints.insert(e.clone());
+            }
             NetOp::SetLimits(l) => {
                 if l.subflows > MPTCP_MAX || l.add_addr_accepted > MPTCP_MAX {
                     return Err(kernel_err(op, libc::EINVAL));

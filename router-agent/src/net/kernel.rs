@@ -153,6 +153,10 @@ impl NetBackend for Kernel {
                 self.check_endpoint(ep, "deleting an MPTCP endpoint")?;
                 self.pm.del_endpoint(ep.id).execute().await
             }
+            NetOp::SetBackup(ep) => {
+                self.check_endpoint(ep, "flagging an MPTCP endpoint")?;
+                self.pm.set_backup(ep.id, ep.backup).execute().await
+            }
             NetOp::SetLimits(limits) => self.pm.set_limits(*limits).execute().await,
         }
     }

@@ -45,6 +45,7 @@ fn cfg() -> MptcpConfig {
         blackhole_timeout: Some(0),
         syn_retrans_before_tcp_fallback: Some(2),
         stale_loss_cnt: Some(2),
+        down_reaction: Default::default(),
     }
 }
 

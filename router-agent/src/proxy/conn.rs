@@ -2,7 +2,9 @@
 //!
 //! 1. The original destination comes from conntrack (`SO_ORIGINAL_DST`).
 //! 2. The agent connects to the concentrator over MPTCP with a sealed Convert Connect
-//!    request in the SYN (TFO), without waiting for LAN data.
+//!    request in the SYN (TFO), without waiting for LAN data. When the first WAN gives no
+//!    SYN-ACK within the core's bound, a second attempt starts from the next WAN
+//!    ([`super::hedge`]); the LAN bytes go only to the one that completes first.
 //! 3. LAN bytes that arrive before the Convert reply go upstream at once, right behind
 //!    the request (up to [`EARLY_MAX`] in all, kept until the reply). They
 //!    then cross with the handshake's final ACK: the concentrator, which waits for that
@@ -29,6 +31,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use super::hedge::open_hedged;
 use super::{ConnContext, ConnParams};
 use crate::core::Input;
 use crate::upstream::{fastopen_evidence, read_reply, UpstreamError};
@@ -131,10 +134,7 @@ pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summa
     let params = ctx.params();
     let upstream = &params.upstream;
     let mut early = Vec::new();
-    let failure = match upstream
-        .open(&Message::connect(dst), upstream.connect_timeout)
-        .await
-    {
+    let failure = match open_hedged(upstream, &Message::connect(dst), ctx).await {
         Ok((connected, handshake)) => {
             if let Some(evidence) = fastopen_evidence(&connected) {
                 ctx.tell(Input::UpstreamConnected(evidence));

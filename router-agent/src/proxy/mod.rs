@@ -3,9 +3,12 @@
 //! * [`listener`]: binds `0.0.0.0:port` and `[::]:port` and runs the bounded accept loop.
 //! * [`conn`]: one connection: original destination → Convert request in the SYN →
 //!   reply → relay; fail open to a direct connection when the concentrator is unreachable.
+//! * [`hedge`]: Happy Eyeballs: a second attempt from another WAN when the first gets
+//!   no SYN-ACK within the core's bound.
 //! * [`stats`]: connection counters.
 
 pub mod conn;
+pub mod hedge;
 pub mod listener;
 pub mod stats;
 

@@ -171,6 +171,7 @@ pub fn upstream(addr: SocketAddr, key: Key) -> Upstream {
         connect_timeout: Duration::from_secs(2),
         fastopen: true,
         source: None,
+        hedge: None,
     }
 }
 

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::model::netops::{Endpoint, Limits, NetOp, Ownership, Route, Rule, ROUTE_METRIC};
-use crate::model::routing::{diff, plan_with, Plan, Slots};
+use crate::model::routing::{diff, plan_reacting, DownReaction, Plan, Slots};
 use crate::model::wan::{
     discover, AddrInfo, Health, LinkInfo, Mode, RouteInfo, Snapshot, Wan, WanSettings, WanSpec,
     MAIN_TABLE, RTPROT_RA,
@@ -143,6 +143,7 @@ pub struct Agent {
     pub kernel: RecordingBackend,
     pub wans: Vec<Wan>,
     pub plan: Plan,
+    pub down: DownReaction,
 }
 
 impl Agent {
@@ -155,6 +156,7 @@ impl Agent {
             kernel: RecordingBackend::default(),
             wans: Vec::new(),
             plan: Plan::default(),
+            down: DownReaction::default(),
         }
     }
 
@@ -163,7 +165,7 @@ impl Agent {
     /// diff is not empty.
     pub fn step(&mut self, snapshot: &Snapshot) -> Vec<NetOp> {
         self.wans = discover(snapshot, &self.settings, &lan(), &self.health);
-        self.plan = plan_with(&self.wans, &self.own, caps(), &mut self.slots);
+        self.plan = plan_reacting(&self.wans, &self.own, caps(), &mut self.slots, self.down);
         let ops = diff(&self.kernel.state, &self.plan.desired);
         if let Err(e) = self.kernel.apply_all(&ops) {
             panic!("{e}\nops: {ops:#?}");

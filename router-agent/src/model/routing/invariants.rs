@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::fixture::*;
 use crate::model::netops::{KernelState, Limits, NetOp, Ownership};
-use crate::model::routing::{diff, plan, refresh_endpoints};
+use crate::model::routing::{diff, plan, refresh_endpoints, DownReaction};
 use crate::model::wan::{discover, Health, WanSettings};
 use crate::net::backend::RecordingBackend;
 
@@ -73,7 +73,7 @@ fn slots_and_ids_stay_when_wans_come_and_go() {
         NetOp::AddRoute(r) => r.oif == 60,
         NetOp::AddRule(r) => r.table == 2002,
         NetOp::AddEndpoint(e) => e.id == 3,
-        NetOp::SetLimits(_) => true,
+        NetOp::SetLimits(_) | NetOp::SetBackup(_) => true,
         _ => false,
     }));
     // eth1 goes away (its default route is gone) and comes back: same slot.
@@ -190,6 +190,7 @@ fn ownership_ranges() {
 #[test]
 fn a_probe_outage_then_refresh_leaves_nothing_to_refresh_while_down() {
     let mut agent = Agent::new(WanSettings::default());
+    agent.down = DownReaction::Delete;
     agent.health.insert("eth1".into(), Health::Down);
     agent.step(&testbed(1));
     assert!(refresh_endpoints(&agent.kernel.state, agent.wan("eth1")).is_empty());

@@ -2,7 +2,7 @@
 
 use super::fixture::*;
 use crate::model::netops::{Limits, NetOp};
-use crate::model::routing::refresh_endpoints;
+use crate::model::routing::{refresh_endpoints, DownReaction};
 use crate::model::wan::{Health, Mode, WanSettings};
 use crate::model::wan_health::{ProbeSettings, ProbeState};
 
@@ -136,8 +136,38 @@ fn carrier_loss_and_return_removes_and_restores_everything() {
 }
 
 #[test]
-fn probe_down_removes_the_endpoint_but_keeps_the_path_for_probing() {
+fn probe_down_keeps_the_endpoint_and_its_subflows_by_default() {
     let mut agent = Agent::new(WanSettings::default());
+    agent.step(&testbed(2));
+    let before = agent.kernel.state.clone();
+    agent.health.insert("eth1".into(), Health::Down);
+    assert_eq!(
+        agent.step(&testbed(2)),
+        vec![],
+        "nothing touched: no second dip"
+    );
+    assert_eq!(agent.kernel.state, before);
+    agent.health.insert("eth1".into(), Health::Up);
+    assert_eq!(agent.step(&testbed(2)), vec![]);
+}
+
+#[test]
+fn probe_down_with_the_backup_reaction_flips_the_flag_in_place_and_back() {
+    let mut agent = Agent::new(WanSettings::default());
+    agent.down = DownReaction::Backup;
+    agent.step(&testbed(2));
+    agent.health.insert("eth1".into(), Health::Down);
+    let ops = agent.step(&testbed(2));
+    assert_eq!(ops, vec![NetOp::SetBackup(ep(1, "10.200.1.2", 11, true))]);
+    agent.health.insert("eth1".into(), Health::Up);
+    let ops = agent.step(&testbed(2));
+    assert_eq!(ops, vec![NetOp::SetBackup(ep(1, "10.200.1.2", 11, false))]);
+}
+
+#[test]
+fn probe_down_with_the_delete_reaction_removes_the_endpoint_but_keeps_the_path() {
+    let mut agent = Agent::new(WanSettings::default());
+    agent.down = DownReaction::Delete;
     agent.step(&testbed(2));
     agent.health.insert("eth1".into(), Health::Down);
     let ops = agent.step(&testbed(2));
@@ -176,6 +206,7 @@ fn refresh_endpoints_deletes_and_re_adds_one_wans_endpoints() {
 #[test]
 fn a_ninth_wan_is_reported_not_crashed() {
     let mut agent = Agent::new(WanSettings::default());
+    agent.down = DownReaction::Delete;
     agent.step(&testbed(9));
     let s = &agent.kernel.state;
     assert_eq!(s.endpoints.len(), 8);
@@ -313,7 +344,7 @@ fn ipv6_only_wan_uses_global_addresses_and_ra_routes() {
 }
 
 #[test]
-fn backup_mode_sets_the_backup_flag_and_a_mode_change_re_adds() {
+fn backup_mode_sets_the_backup_flag_and_a_mode_change_flips_it_in_place() {
     let mut agent = Agent::new(configured(&[
         ("wan1", "eth1", Mode::On),
         ("wan2", "eth2", Mode::Backup),
@@ -326,13 +357,7 @@ fn backup_mode_sets_the_backup_flag_and_a_mode_change_re_adds() {
         .contains(&ep(2, "10.200.2.2", 12, true)));
     agent.settings.wans[1].mode = Mode::On;
     let ops = agent.step(&testbed(2));
-    assert_eq!(
-        ops,
-        vec![
-            NetOp::DelEndpoint(ep(2, "10.200.2.2", 12, true)),
-            NetOp::AddEndpoint(ep(2, "10.200.2.2", 12, false)),
-        ]
-    );
+    assert_eq!(ops, vec![NetOp::SetBackup(ep(2, "10.200.2.2", 12, false))]);
 }
 
 #[test]

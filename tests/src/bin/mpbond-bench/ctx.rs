@@ -25,6 +25,8 @@ pub struct Ctx {
     pub ss_bin: PathBuf,
     /// Where cases put captures, logs and peer configs (created by `main`).
     pub out_dir: PathBuf,
+    /// `--soak-minutes`: case 11's length (it then runs in short mode too).
+    pub soak_minutes: Option<u64>,
 }
 
 #[allow(dead_code)]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use mpbond_tests::topology::SERVER_V4;
 use mpbond_tests::{
-    proc, status_wan, BedError, Daemon, Fetch, FetchReport, FetchRun, Node, TestBed,
+    proc, status_wan, AgentConfig, BedError, Daemon, Fetch, FetchReport, FetchRun, Node, TestBed,
 };
 
 use crate::ctx::{BenchError, Ctx};
@@ -163,6 +163,15 @@ fn mpbond_run(cut: Cut, bytes: u64) -> Result<Outcome, BenchError> {
 /// Start the agent with its default probe settings ([`AGENT_PROBE`]) and
 /// wait until every WAN of `bed` is up in its status.
 pub fn start_default_agent(bed: &TestBed, case: &'static str) -> Result<Daemon, BenchError> {
+    start_default_agent_with(bed, case, |_| {})
+}
+
+/// [`start_default_agent`] with `tweak` applied to the config last.
+pub fn start_default_agent_with(
+    bed: &TestBed,
+    case: &'static str,
+    tweak: impl FnOnce(&mut AgentConfig),
+) -> Result<Daemon, BenchError> {
     let mut cfg = bed.agent_config();
     (
         cfg.health_interval_ms,
@@ -174,6 +183,7 @@ pub fn start_default_agent(bed: &TestBed, case: &'static str) -> Result<Daemon, 
     for w in &mut cfg.wans {
         (w.probe_interval_ms, w.probe_timeout_ms, w.down, w.up) = (interval, timeout, down, up);
     }
+    tweak(&mut cfg);
     let agent = bed.start_agent(&cfg)?;
     let up_in_time = proc::wait_until(Duration::from_secs(15), || {
         bed.agent_status().is_ok_and(|doc| {

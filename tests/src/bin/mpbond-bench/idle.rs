@@ -1,4 +1,4 @@
-//! Case 11, idle overhead: what watching the WANs costs while nothing else happens,
+//! Case 12, idle overhead: what watching the WANs costs while nothing else happens,
 //! and how fast an idle WAN's blackhole is still seen.
 //!
 //! * The agent runs with its default health settings on two WANs (40 + 60 Mbit/s) and
@@ -27,7 +27,7 @@ use crate::ctx::{BenchError, Ctx};
 use crate::report::{Figure, Measurement, Target};
 use crate::stat::Steal;
 
-const CASE: &str = "11 idle overhead";
+const CASE: &str = "12 idle overhead";
 const RATES: [u32; 2] = [40, 60];
 /// Budgets from issue 16: bytes a day per idle WAN.
 const UNMETERED_MB_DAY: f64 = 5.0;
@@ -98,7 +98,7 @@ impl Cut {
     }
 }
 
-/// Run case 11.
+/// Run case 12.
 pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let secs = ctx.pick(30u64, 180);
     let mut figures = Vec::new();

@@ -3,7 +3,7 @@
 //! shadowsocks-rust (the peer OpenMPTCProuter runs), prints a table and writes JSON.
 //!
 //! ```text
-//! mpbond-bench [--short|--full] [--cases 1,2,3] [--json FILE]
+//! mpbond-bench [--short|--full] [--cases 1,2,3] [--json FILE] [--soak-minutes N]
 //! ```
 //! Layout:
 //! * [`ctx`]: [`ctx::Ctx`] (mode, binaries, output dir) and [`ctx::BenchError`];
@@ -17,8 +17,10 @@
 //! * [`timeline`]: a download's receive samples, gaps and goodput windows.
 //! * cases: [`aggregation`] (1), [`relay_cost`] (2 and 3), [`ttfb`] (4),
 //!   [`failover`] (5), [`scale`] (6), [`footprint`] (7), [`reload_stall`] (8),
-//!   [`idle`] (11);
-//!   see [`case_fn`].
+//!   [`household`] (9: every WAN failure under requests and a download), [`reaction`]
+//!   (10: what the agent's reaction to a down WAN does to a download), [`soak`] (11,
+//!   full mode only: random failures for 30 min), [`idle`] (12: what watching idle WANs
+//!   costs); see [`case_fn`].
 //!
 //! `tests/bench/run.sh` builds everything and runs it.
 
@@ -26,13 +28,16 @@ mod aggregation;
 mod ctx;
 mod failover;
 mod footprint;
+mod household;
 mod idle;
 mod load;
 mod peer;
+mod reaction;
 mod relay_cost;
 mod reload_stall;
 mod report;
 mod scale;
+mod soak;
 mod stat;
 mod table;
 mod timeline;
@@ -74,13 +79,16 @@ struct Cli {
     /// Exit non-zero when a figure misses its target (default: only on errors).
     #[arg(long)]
     strict: bool,
+    /// How long case 11 (soak) runs, in minutes; it runs in short mode too when given.
+    #[arg(long)]
+    soak_minutes: Option<u64>,
 }
 
 /// A case's entry point.
 type CaseFn = fn(&Ctx) -> Result<Vec<Figure>, BenchError>;
 
 /// Every case, in order.
-const CASES: [(u8, &str); 9] = [
+const CASES: [(u8, &str); 12] = [
     (1, "aggregation"),
     (2, "relay cost"),
     (3, "peer comparison"),
@@ -89,7 +97,10 @@ const CASES: [(u8, &str); 9] = [
     (6, "scale"),
     (7, "footprint"),
     (8, "reload stall"),
-    (11, "idle overhead"),
+    (9, "household"),
+    (10, "reaction"),
+    (11, "soak"),
+    (12, "idle overhead"),
 ];
 
 /// The function that runs case `n`; `None` while its module is not wired in.
@@ -104,7 +115,10 @@ fn case_fn(n: u8) -> Option<CaseFn> {
         6 => Some(scale::run),
         7 => Some(footprint::run),
         8 => Some(reload_stall::run),
-        11 => Some(idle::run),
+        9 => Some(household::run),
+        10 => Some(reaction::run),
+        11 => Some(soak::run),
+        12 => Some(idle::run),
         _ => None,
     }
 }
@@ -225,6 +239,7 @@ fn make_ctx(cli: &Cli) -> Result<Ctx, String> {
         bin_dir,
         ss_bin,
         out_dir,
+        soak_minutes: cli.soak_minutes,
     })
 }
 

@@ -124,11 +124,40 @@ impl Timeline {
     pub fn len_ms(&self) -> f64 {
         self.mbit.len() as f64 * self.step_ms
     }
+
+    /// Dips in `[from_ms, to_ms)`: maximal runs of samples below `below_mbit`, with the
+    /// offset of each run's start (sample-aligned). Two runs with one good sample between
+    /// them are one dip: a single sample can straddle the end of a stall.
+    pub fn dips(&self, from_ms: f64, to_ms: f64, below_mbit: f64) -> Vec<f64> {
+        let (first, end) = (self.index_at(from_ms), self.index_at(to_ms));
+        let mut starts = Vec::new();
+        let mut last_low: Option<usize> = None;
+        for i in first..end.min(self.mbit.len()) {
+            if self.mbit[i] < below_mbit {
+                if last_low.map_or(true, |l| i > l + 2) {
+                    starts.push(i as f64 * self.step_ms);
+                }
+                last_low = Some(i);
+            }
+        }
+        starts
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dips_are_runs_below_the_threshold_merged_across_one_good_sample() {
+        let mbit = vec![
+            90.0, 90.0, 0.0, 0.0, 50.0, 10.0, 60.0, 60.0, 60.0, 20.0, 60.0,
+        ];
+        let t = Timeline::new(100.0, mbit, 0.0, true);
+        assert_eq!(t.dips(0.0, 1100.0, 30.0), vec![200.0, 900.0]);
+        assert_eq!(t.dips(600.0, 900.0, 30.0), Vec::<f64>::new());
+        assert_eq!(t.dips(0.0, 1100.0, 5.0), vec![200.0]);
+    }
 
     /// 10 ms samples: 100 at 50 Mbit/s, 30 empty, 100 at 40.
     fn stalled() -> Timeline {
