@@ -15,6 +15,10 @@ use crate::model::wan_health::ProbeSettings;
 /// Default state directory: flash on OpenWrt (`/tmp` is RAM), written rarely.
 pub const DEFAULT_STATE_DIR: &str = "/etc/mpbond";
 
+/// `net.mptcp.blackhole_timeout` unless configured: 0, the kernel's MPTCP blackhole
+/// detection off.
+pub const DEFAULT_BLACKHOLE_TIMEOUT: u32 = 0;
+
 /// Default control socket.
 pub const DEFAULT_STATUS_SOCKET: &str = "/var/run/mpbond/agent.sock";
 
@@ -57,7 +61,7 @@ impl UbusSocket {
 pub struct MptcpConfig {
     /// Caps: the plan uses `min(subflows, max(2, endpoints))` subflows.
     pub limits: Limits,
-    /// `net.mptcp.blackhole_timeout`, seconds.
+    /// `net.mptcp.blackhole_timeout`, seconds ([`DEFAULT_BLACKHOLE_TIMEOUT`] unless set).
     pub blackhole_timeout: Option<u32>,
     /// `net.mptcp.syn_retrans_before_tcp_fallback`.
     pub syn_retrans_before_tcp_fallback: Option<u32>,
@@ -140,7 +144,11 @@ pub(super) fn mptcp(m: RawMptcp) -> Result<MptcpConfig, ConfigError> {
             add_addr_accepted: range("mptcp.add_addr_accepted", m.add_addr_accepted, max, 0, max)?
                 as u32,
         },
-        blackhole_timeout: opt("mptcp.blackhole_timeout", m.blackhole_timeout, 86_400)?,
+        // Off unless set: the kernel's detection takes a WAN whose SYNs are lost (a dead
+        // WAN, not a firewall that strips MPTCP) for an MPTCP blackhole and turns MPTCP
+        // off for every new connection for an hour. The agent watches the WANs itself.
+        blackhole_timeout: opt("mptcp.blackhole_timeout", m.blackhole_timeout, 86_400)?
+            .or(Some(DEFAULT_BLACKHOLE_TIMEOUT)),
         syn_retrans_before_tcp_fallback: opt(
             "mptcp.syn_retrans_before_tcp_fallback",
             m.syn_retrans_before_tcp_fallback,
@@ -339,7 +347,8 @@ key = "abababababababababababababababababababababababababababababababab"
             add_addr_accepted: 8,
         };
         assert_eq!(c.mptcp.limits, limits);
-        assert_eq!(c.mptcp.blackhole_timeout, None);
+        // The kernel's MPTCP blackhole detection is off unless configured.
+        assert_eq!(c.mptcp.blackhole_timeout, Some(0));
         assert_eq!(c.mptcp.syn_retrans_before_tcp_fallback, None);
         assert_eq!(c.mptcp.stale_loss_cnt, None);
         assert!(c.wan.wans.is_empty(), "no [[wan]] means auto-detect");

@@ -34,8 +34,9 @@ const CUT_AFTER: Duration = Duration::from_secs(2);
 /// The longest stall allowed, and mpbond must also not stall longer than the peer.
 pub const MAX_STALL_MS: f64 = 500.0;
 /// The agent's default per-WAN probe settings (router-agent `ProbeSettings`
-/// and `[health]` defaults): interval, timeout (ms), down and up counts.
-pub const AGENT_PROBE: (u64, u64, u32, u32) = (1000, 1000, 3, 2);
+/// and `[health]` defaults): interval (while suspicious), timeout (ms), down and
+/// up counts. The idle interval is left to the agent's default (3 s).
+pub const AGENT_PROBE: (u64, u64, u32, u32) = (400, 1000, 3, 2);
 
 /// How WAN 1 dies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
