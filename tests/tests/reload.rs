@@ -17,15 +17,15 @@
 
 mod common;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use common::control::{control_bed, log_lines, managed, start_download, state_text, wait_rx};
 use mpbond_tests::agentreload::{
     lines_at_level, restart_signs, status_wan_names, ConnectionCounts, LogMark,
 };
-use mpbond_tests::topology::wan_router_v6;
-use mpbond_tests::{proc, AgentConfig, Daemon, FetchRun, TbServer, TestBed};
+use mpbond_tests::topology::{wan_router_v6, SERVER_V4};
+use mpbond_tests::{proc, AgentConfig, Daemon, FetchRun, Node, TbServer, TestBed};
 
 /// WAN rates in Mbit/s: slow enough that the download spans both reloads.
 const RATES: [u32; 2] = [20, 20];
@@ -297,13 +297,32 @@ fn log_level_changes_on_reload() {
         "debug lines before the reload (the default level should be info):\n{}",
         agent.log_tail(10)
     );
+    // A second server: one short request to it after the reload makes a debug line
+    // ("connection closed"). The WANs carry the download, so they are not probed.
+    let side = SocketAddr::new(IpAddr::V4(SERVER_V4), common::PORT + 1);
+    let _side_server = bed.serve(Node::Server, side, false).expect("side server");
     let before = Before::take(&bed, &agent);
     let mark = agent.log_mark();
 
     let text = format!("{}{LOG_LEVEL_DEBUG}", cfg.to_toml());
     agent.rewrite_config(&text).expect("config rewritten");
     agent.sighup().expect("SIGHUP sent");
-    // The agent probes each WAN every 200 ms, and logs each answer at debug level.
+    let reloaded = proc::wait_until(LIMIT, || agent.log_since(mark).contains("reload"));
+    assert!(
+        reloaded,
+        "no reload line after SIGHUP:\n{}",
+        agent.log_since(mark)
+    );
+    let request = bed
+        .spawn_paced(Node::Lan, side, 1, Duration::from_millis(10), 1000, LIMIT)
+        .expect("one request")
+        .finish()
+        .expect("its report");
+    assert_eq!(
+        request.ok, 1,
+        "the side request failed: {:?}",
+        request.first_error
+    );
     let debug = proc::wait_until(LIMIT, || {
         !lines_at_level(&agent.log_since(mark), "DEBUG").is_empty()
     });
