@@ -85,6 +85,10 @@ pub struct ConcentratorConfig {
     pub handshake_timeout_ms: u64,
     /// `[limits] auth_window_secs`.
     pub auth_window_secs: u64,
+    /// `[limits]` per-source limits before authentication: the most unauthenticated
+    /// connections, new connections a second and the burst (`None`: the defaults). A
+    /// load generator that opens thousands of connections from one address needs more.
+    pub per_source: Option<(u64, u64, u64)>,
 }
 
 /// `v` as the items of a TOML array of strings: `"a", "b"`.
@@ -117,6 +121,18 @@ impl ConcentratorConfig {
             toml_list(&self.deny),
             toml_list(&self.allow)
         );
+        if let Some((unauthenticated, per_sec, burst)) = self.per_source {
+            // Into [limits], which the text above left before [policy].
+            t = t.replacen(
+                "\n[policy]\n",
+                &format!(
+                    "max_unauthenticated_per_source = {unauthenticated}\n\
+                     new_connections_per_source_per_sec = {per_sec}\n\
+                     new_connections_per_source_burst = {burst}\n\n[policy]\n"
+                ),
+                1,
+            );
+        }
         for (id, key) in &self.clients {
             let _ = write!(t, "\n[[client]]\nid = {id:?}\nkey = {key:?}\n");
         }
@@ -336,6 +352,7 @@ impl TestBed {
             connect_timeout_ms: 5000,
             handshake_timeout_ms: 5000,
             auth_window_secs: 60,
+            per_source: None,
         }
     }
 

@@ -43,6 +43,7 @@ fn rendered_configs_pass_check_config() {
         connect_timeout_ms: 5000,
         handshake_timeout_ms: 5000,
         auth_window_secs: 60,
+        per_source: None,
     };
     check("mpbond-concentrator", &conc.to_toml(), "toml");
     let agent = AgentConfig {

@@ -32,6 +32,10 @@ use crate::stat::Steal;
 
 const CASE: &str = "6 scale";
 const HOLD_PORT: u16 = 5601;
+/// Per-source limits for a load generator (at most `max_connections`, 20,000 in the
+/// bed): unauthenticated connections, new connections a second, burst.
+const LOAD_FROM_ONE_SOURCE: (u64, u64, u64) = (20_000, 1_000_000, 1_000_000);
+
 /// Connections per client id: under the bed's `max_connections_per_client` (4000).
 const PER_CLIENT: usize = 2500;
 /// Descriptors the concentrator holds per relayed connection: two sockets and
@@ -68,6 +72,8 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         .collect::<Result<Vec<(String, String)>, BenchError>>()?;
     let mut cfg = bed.concentrator_config();
     cfg.clients.extend(clients.iter().cloned());
+    // Every swarm connection comes from one address: lift the per-source limits.
+    cfg.per_source = Some(LOAD_FROM_ONE_SOURCE);
     let conc = bed.start_concentrator(&cfg)?;
     let mut figures = Vec::new();
 
@@ -138,7 +144,10 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     drop(holder);
     drop(conc);
     let _holder = bed.hold(Node::Server, hold_addr)?;
-    let _conc = bed.start_concentrator(&bed.concentrator_config())?;
+    let mut cfg = bed.concentrator_config();
+    // The router's relayed connections come from its two WAN addresses.
+    cfg.per_source = Some(LOAD_FROM_ONE_SOURCE);
+    let _conc = bed.start_concentrator(&cfg)?;
 
     let steal = Steal::start();
     let mut cfg = bed.agent_config();
