@@ -198,28 +198,7 @@ fn candidates(wans: &[Wan], concentrator: SocketAddr) -> Vec<Candidate<'_>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ipnet::IpNet;
-
-    fn wan(name: &str, ip: &str, mode: Mode, health: Health) -> Wan {
-        let net: IpNet = format!("{ip}/24").parse().expect("test prefix");
-        Wan {
-            name: name.to_owned(),
-            device: format!("{name}0"),
-            ifindex: 2,
-            addresses: vec![net],
-            gateway4: None,
-            gateway6: None,
-            point_to_point: false,
-            mode,
-            health,
-            link_up: true,
-            ra_routes: Vec::new(),
-            dev_default4: false,
-            dev_default6: false,
-            metered: false,
-            standby: false,
-        }
-    }
+    use crate::core::tests::wan;
 
     fn ip(s: &str) -> IpAddr {
         s.parse().expect("test address")

@@ -117,7 +117,8 @@ fn redirects(actions: &[Action]) -> Vec<bool> {
         .collect()
 }
 
-fn wan(name: &str, ip: &str, mode: Mode, health: Health) -> Wan {
+/// A WAN with one /24 address `ip`, link up (shared with `core::hedge`'s tests).
+pub(super) fn wan(name: &str, ip: &str, mode: Mode, health: Health) -> Wan {
     let net: IpNet = format!("{ip}/24").parse().expect("test prefix");
     Wan {
         name: name.to_owned(),
