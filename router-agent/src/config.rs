@@ -13,6 +13,7 @@ pub mod log;
 pub mod raw;
 pub mod sections;
 pub mod uci;
+pub mod udp;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -55,6 +56,8 @@ pub struct Config {
     pub log_level: String,
     /// `state_dir`: where the data usage file is kept; None: not kept.
     pub state_dir: Option<PathBuf>,
+    /// `[udp]`: the UDP interception, its policy and the relay's limits.
+    pub udp: udp::UdpConfig,
 }
 
 /// Where the concentrator is and who we are to it.
@@ -313,6 +316,7 @@ impl Config {
             status: sections::status(raw.status)?,
             log_level: log::level(raw.log)?,
             state_dir: sections::state_dir(raw.state_dir)?,
+            udp: udp::udp(raw.udp)?,
         })
     }
 }

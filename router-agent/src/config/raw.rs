@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub status: RawStatus,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub udp: RawUdp,
     /// Where the agent keeps its state (the data usage file); default `/etc/mpbond`,
     /// `""` for none.
     pub state_dir: Option<String>,
@@ -156,4 +158,32 @@ pub struct RawStatus {
 pub struct RawLog {
     /// A `Targets` spec: `info`, `debug`, `mpbond_agent::control=debug,info`.
     pub level: Option<String>,
+}
+
+/// `[udp]`: the UDP interception and relay (`config/udp.rs`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUdp {
+    pub enabled: Option<bool>,
+    pub listen_port: Option<u64>,
+    /// `bond`, `direct` or `block`.
+    pub default: Option<String>,
+    #[serde(default)]
+    pub rule: Vec<RawUdpRule>,
+    pub idle_timeout_secs: Option<u64>,
+    pub max_flows: Option<u64>,
+    pub queue_bytes: Option<u64>,
+    pub fwmark: Option<u64>,
+    pub route_table: Option<u64>,
+    pub rule_priority: Option<u64>,
+}
+
+/// One `[[udp.rule]]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUdpRule {
+    /// `443` or `5000-5100`.
+    pub ports: Option<String>,
+    pub prefix: Option<String>,
+    pub action: String,
 }

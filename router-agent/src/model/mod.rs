@@ -12,6 +12,7 @@
 pub mod failopen;
 pub mod netops;
 pub mod plan;
+pub mod udp_plan;
 pub mod routing;
 pub mod wan;
 pub mod wan_book;

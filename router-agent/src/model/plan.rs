@@ -27,6 +27,8 @@ pub struct RedirectSpec {
     pub bypass_src: Vec<IpNet>,
     /// False: keep the table and chains but no redirect rule (fail open).
     pub redirect: bool,
+    /// The UDP interception (`None`: `[udp] enabled = false`); see `model::udp_plan`.
+    pub udp: Option<super::udp_plan::UdpRedirect>,
 }
 
 /// Destinations that are never redirected, whatever the config says.
@@ -73,6 +75,7 @@ pub fn redirect_spec(config: &Config, concentrator: &[IpAddr], redirect: bool) -
         bypass_dst: IpNet::aggregate(&dst),
         bypass_src: IpNet::aggregate(&config.bypass.sources),
         redirect,
+        udp: super::udp_plan::udp_redirect(config),
     }
 }
 

@@ -11,6 +11,7 @@
 
 use super::expr::encode_list;
 use super::rules::{rules, HOOK_PREROUTING, PREROUTING, PRIORITY, REDIRECT_LAN};
+use super::udp_rules::{UDP_LAN, UDP_PREROUTING, UDP_PRIORITY};
 use super::wire::{AttrBuf, Batch, Msg, MsgType, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
 use super::RedirectSpec;
 
@@ -110,6 +111,25 @@ fn add_chains_and_rules(batch: &mut Batch, spec: &RedirectSpec) {
         &what,
     ));
 
+    if spec.udp.is_some() {
+        let mut attrs = AttrBuf::new();
+        attrs.put_str(NFTA_CHAIN_TABLE, table);
+        attrs.put_str(NFTA_CHAIN_NAME, UDP_PREROUTING);
+        attrs.nested(NFTA_CHAIN_HOOK, |b| {
+            b.put_be32(NFTA_HOOK_HOOKNUM, HOOK_PREROUTING);
+            b.put_be32(NFTA_HOOK_PRIORITY, UDP_PRIORITY as u32);
+        });
+        attrs.put_be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
+        attrs.put_str(NFTA_CHAIN_TYPE, "filter");
+        let what = format!("chain inet {table} {UDP_PREROUTING}");
+        batch.push(Msg::new(MsgType::NewChain, NLM_F_CREATE, NFPROTO_INET, attrs, &what));
+        let mut attrs = AttrBuf::new();
+        attrs.put_str(NFTA_CHAIN_TABLE, table);
+        attrs.put_str(NFTA_CHAIN_NAME, UDP_LAN);
+        let what = format!("chain inet {table} {UDP_LAN}");
+        batch.push(Msg::new(MsgType::NewChain, NLM_F_CREATE, NFPROTO_INET, attrs, &what));
+    }
+
     for rule in rules(spec) {
         let mut attrs = AttrBuf::new();
         attrs.put_str(NFTA_RULE_TABLE, table);
@@ -138,6 +158,7 @@ mod tests {
             bypass_dst: vec!["10.0.0.0/8".parse().expect("net")],
             bypass_src: vec![],
             redirect: true,
+            udp: None,
         }
     }
 

@@ -20,6 +20,8 @@ pub(crate) const IFNAMSIZ: usize = 16;
 const NFT_JUMP: i32 = -3;
 /// `NFT_RETURN`.
 const NFT_RETURN: i32 = -5;
+/// `NF_ACCEPT`.
+const NF_ACCEPT: i32 = 1;
 /// `NF_NAT_RANGE_PROTO_SPECIFIED` (`linux/netfilter/nf_nat.h`): the port range is set.
 pub(crate) const NF_NAT_RANGE_PROTO_SPECIFIED: u32 = 0x2;
 
@@ -51,6 +53,33 @@ const NFTA_REDIR_REG_PROTO_MIN: u16 = 1;
 const NFTA_REDIR_FLAGS: u16 = 3;
 const NFTA_CT_DREG: u16 = 1;
 const NFTA_CT_KEY: u16 = 2;
+const NFTA_META_SREG: u16 = 3;
+const NFTA_RANGE_SREG: u16 = 1;
+const NFTA_RANGE_OP: u16 = 2;
+const NFTA_RANGE_FROM_DATA: u16 = 3;
+const NFTA_RANGE_TO_DATA: u16 = 4;
+const NFTA_FIB_DREG: u16 = 1;
+const NFTA_FIB_RESULT: u16 = 2;
+const NFTA_FIB_FLAGS: u16 = 3;
+const NFTA_TPROXY_FAMILY: u16 = 1;
+const NFTA_TPROXY_REG_PORT: u16 = 3;
+const NFTA_REJECT_TYPE: u16 = 1;
+const NFTA_REJECT_ICMP_CODE: u16 = 2;
+
+/// `NFT_PAYLOAD_TRANSPORT_HEADER`.
+const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+/// `NFT_RANGE_EQ`.
+const NFT_RANGE_EQ: u32 = 0;
+/// `NFT_FIB_RESULT_ADDRTYPE`: the `RTN_*` type of the looked-up address.
+const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+/// `NFTA_FIB_F_DADDR`: look up the destination address.
+const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+/// `NFT_REJECT_ICMPX_UNREACH` and `NFT_REJECT_ICMPX_PORT_UNREACH`: ICMP or ICMPv6 port
+/// unreachable, whichever the packet's family needs.
+const NFT_REJECT_ICMPX_UNREACH: u32 = 2;
+const NFT_REJECT_ICMPX_PORT_UNREACH: u8 = 1;
+/// `RTN_UNICAST`, as `fib daddr type` loads it (host-endian `u32`).
+pub(crate) const RTN_UNICAST: u32 = 1;
 
 /// `NFT_CMP_EQ` and `NFT_CMP_NEQ`.
 const NFT_CMP_EQ: u32 = 0;
@@ -62,6 +91,7 @@ const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub(crate) enum MetaKey {
+    Mark = 3,
     IifName = 6,
     NfProto = 15,
     L4Proto = 16,
@@ -78,6 +108,7 @@ pub(crate) enum CtKey {
 /// A verdict set by `immediate` into the verdict register.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
+    Accept,
     Return,
     Jump(String),
 }
@@ -104,6 +135,19 @@ pub(crate) enum Expr {
     Immediate { dreg: u32, data: Vec<u8> },
     /// `redir proto_min reg <reg> flags <flags>`
     Redir { reg_proto_min: u32, flags: u32 },
+    /// `payload load <len>b @ transport header + <offset> => reg <dreg>`
+    TransportPayload { dreg: u32, offset: u32, len: u32 },
+    /// `range eq reg <sreg> <from> <to>`
+    Range { sreg: u32, from: Vec<u8>, to: Vec<u8> },
+    /// `fib daddr type => reg <dreg>`: the `RTN_*` type of the destination address.
+    FibDaddrType { dreg: u32 },
+    /// `meta set <key> with reg <sreg>`
+    MetaSet { key: MetaKey, sreg: u32 },
+    /// `tproxy port reg <reg_port>`, either family: the packet goes to the transparent
+    /// socket on that port, or (no such socket) the rule stops here.
+    Tproxy { reg_port: u32 },
+    /// `reject type icmpx code port-unreachable`
+    RejectPortUnreachable,
 }
 
 impl Expr {
@@ -117,6 +161,12 @@ impl Expr {
             Expr::Mask { .. } => "bitwise",
             Expr::Verdict(_) | Expr::Immediate { .. } => "immediate",
             Expr::Redir { .. } => "redir",
+            Expr::TransportPayload { .. } => "payload",
+            Expr::Range { .. } => "range",
+            Expr::FibDaddrType { .. } => "fib",
+            Expr::MetaSet { .. } => "meta",
+            Expr::Tproxy { .. } => "tproxy",
+            Expr::RejectPortUnreachable => "reject",
         }
     }
 
@@ -162,6 +212,7 @@ impl Expr {
                 b.put_be32(NFTA_IMMEDIATE_DREG, REG_VERDICT);
                 b.nested(NFTA_IMMEDIATE_DATA, |b| {
                     b.nested(NFTA_DATA_VERDICT, |b| match verdict {
+                        Verdict::Accept => b.put_be32(NFTA_VERDICT_CODE, NF_ACCEPT as u32),
                         Verdict::Return => b.put_be32(NFTA_VERDICT_CODE, NFT_RETURN as u32),
                         Verdict::Jump(chain) => {
                             b.put_be32(NFTA_VERDICT_CODE, NFT_JUMP as u32);
@@ -180,6 +231,36 @@ impl Expr {
             } => {
                 b.put_be32(NFTA_REDIR_REG_PROTO_MIN, *reg_proto_min);
                 b.put_be32(NFTA_REDIR_FLAGS, *flags);
+            }
+            Expr::TransportPayload { dreg, offset, len } => {
+                b.put_be32(NFTA_PAYLOAD_DREG, *dreg);
+                b.put_be32(NFTA_PAYLOAD_BASE, NFT_PAYLOAD_TRANSPORT_HEADER);
+                b.put_be32(NFTA_PAYLOAD_OFFSET, *offset);
+                b.put_be32(NFTA_PAYLOAD_LEN, *len);
+            }
+            Expr::Range { sreg, from, to } => {
+                b.put_be32(NFTA_RANGE_SREG, *sreg);
+                b.put_be32(NFTA_RANGE_OP, NFT_RANGE_EQ);
+                b.nested(NFTA_RANGE_FROM_DATA, |b| b.put(NFTA_DATA_VALUE, from));
+                b.nested(NFTA_RANGE_TO_DATA, |b| b.put(NFTA_DATA_VALUE, to));
+            }
+            Expr::FibDaddrType { dreg } => {
+                b.put_be32(NFTA_FIB_DREG, *dreg);
+                b.put_be32(NFTA_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
+                b.put_be32(NFTA_FIB_FLAGS, NFTA_FIB_F_DADDR);
+            }
+            Expr::MetaSet { key, sreg } => {
+                b.put_be32(NFTA_META_KEY, *key as u32);
+                b.put_be32(NFTA_META_SREG, *sreg);
+            }
+            Expr::Tproxy { reg_port } => {
+                // NFPROTO_UNSPEC: the packet's own family (allowed without an address).
+                b.put_be32(NFTA_TPROXY_FAMILY, 0);
+                b.put_be32(NFTA_TPROXY_REG_PORT, *reg_port);
+            }
+            Expr::RejectPortUnreachable => {
+                b.put_be32(NFTA_REJECT_TYPE, NFT_REJECT_ICMPX_UNREACH);
+                b.put_u8(NFTA_REJECT_ICMP_CODE, NFT_REJECT_ICMPX_PORT_UNREACH);
             }
         }
     }
@@ -280,6 +361,26 @@ mod tests {
             (NFTA_VERDICT_CODE, (-3i32).to_be_bytes().to_vec())
         );
         assert_eq!(verdict[1], (NFTA_VERDICT_CHAIN, b"x\0".to_vec()));
+    }
+
+    #[test]
+    fn tproxy_is_family_unspec_with_a_port_register() {
+        let (name, data) = encoded(Expr::Tproxy { reg_port: REG_1 });
+        assert_eq!(name, "tproxy");
+        assert_eq!(
+            data,
+            vec![
+                (NFTA_TPROXY_FAMILY, vec![0; 4]),
+                (NFTA_TPROXY_REG_PORT, vec![0, 0, 0, 1])
+            ]
+        );
+        let (name, data) = encoded(Expr::RejectPortUnreachable);
+        assert_eq!(name, "reject");
+        assert_eq!(data, vec![(1, vec![0, 0, 0, 2]), (2, vec![1])]);
+        let (name, data) = encoded(Expr::FibDaddrType { dreg: REG_1 });
+        assert_eq!(name, "fib");
+        assert_eq!(data[1], (NFTA_FIB_RESULT, vec![0, 0, 0, 3]));
+        assert_eq!(data[2], (NFTA_FIB_FLAGS, vec![0, 0, 0, 2]));
     }
 
     #[test]

@@ -37,6 +37,7 @@ mod render;
 mod rules;
 #[cfg(test)]
 mod tests;
+mod udp_rules;
 mod wire;
 
 use std::io;

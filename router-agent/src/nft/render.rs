@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use super::rules::{rules, PREROUTING, PREROUTING_DECL, REDIRECT_LAN};
+use super::udp_rules::{UDP_LAN, UDP_PREROUTING, UDP_PREROUTING_DECL};
 use super::RedirectSpec;
 
 /// The ruleset `spec` describes, in nft syntax (`nft -f` accepts it).
@@ -25,6 +26,19 @@ pub fn render(spec: &RedirectSpec) -> String {
         let _ = writeln!(out, "\t\t{}", rule.text);
     }
     let _ = writeln!(out, "\t}}");
+    if spec.udp.is_some() {
+        let _ = writeln!(out, "\n\tchain {UDP_PREROUTING} {{");
+        let _ = writeln!(out, "\t\t{UDP_PREROUTING_DECL}");
+        for rule in rules.iter().filter(|r| r.chain == UDP_PREROUTING) {
+            let _ = writeln!(out, "\t\t{}", rule.text);
+        }
+        let _ = writeln!(out, "\t}}\n");
+        let _ = writeln!(out, "\tchain {UDP_LAN} {{");
+        for rule in rules.iter().filter(|r| r.chain == UDP_LAN) {
+            let _ = writeln!(out, "\t\t{}", rule.text);
+        }
+        let _ = writeln!(out, "\t}}");
+    }
     let _ = writeln!(out, "}}");
     out
 }

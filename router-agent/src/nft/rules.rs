@@ -70,7 +70,8 @@ pub(crate) struct Rule {
     pub(crate) text: String,
 }
 
-/// Every rule of the table in order: prerouting's first, then redirect_lan's.
+/// Every rule of the table in order: prerouting's first, then redirect_lan's, then the
+/// UDP chains' (`udp_rules.rs`).
 pub(crate) fn rules(spec: &RedirectSpec) -> Vec<Rule> {
     let mut out: Vec<Rule> = spec
         .lan_interfaces
@@ -82,6 +83,7 @@ pub(crate) fn rules(spec: &RedirectSpec) -> Vec<Rule> {
     if spec.redirect {
         out.push(redirect(spec.port));
     }
+    out.extend(super::udp_rules::udp_rules(spec));
     out
 }
 
@@ -128,7 +130,7 @@ fn lan_jump(name: &str) -> Rule {
 }
 
 /// `ip daddr 10.0.0.0/8 return` and the like. Host bits of `net` are ignored.
-fn bypass(field: Field, net: &IpNet) -> Rule {
+pub(crate) fn bypass(field: Field, net: &IpNet) -> Rule {
     let net = net.trunc();
     let (nfproto, family, offset, addr) = match (net.network(), field) {
         (IpAddr::V4(a), Field::Src) => (NFPROTO_IPV4, "ip", IP4_SADDR, a.octets().to_vec()),
@@ -225,7 +227,7 @@ fn is_tcp() -> [Expr; 2] {
 }
 
 /// `len` bytes with the first `prefix` bits set.
-fn prefix_mask(prefix: usize, len: usize) -> Vec<u8> {
+pub(crate) fn prefix_mask(prefix: usize, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| {
             let bits = prefix.saturating_sub(i * 8).min(8);
@@ -253,6 +255,7 @@ mod tests {
             ],
             bypass_src: vec!["192.168.1.50/32".parse().expect("net")],
             redirect,
+            udp: None,
         }
     }
 

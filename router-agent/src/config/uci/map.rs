@@ -47,6 +47,14 @@ const fn global(option: &'static str, kind: Kind, field: &'static str) -> Mappin
     }
 }
 
+/// An option of a `udp_rule` section that fills `field` of its `[[udp.rule]]` entry.
+const fn udp_rule(option: &'static str, kind: Kind, field: &'static str) -> Mapping {
+    Mapping {
+        field: Some(field),
+        ..script_only("udp_rule", option, kind)
+    }
+}
+
 /// An option of a `wan` section that fills `field` of its `[[wan]]` entry.
 const fn wan(option: &'static str, kind: Kind, field: &'static str) -> Mapping {
     Mapping {
@@ -113,6 +121,12 @@ pub const MAPPINGS: &[Mapping] = &[
     global("stale_loss_cnt", Number, "mptcp.stale_loss_cnt"),
     global("status_socket", Text, "status.socket"),
     global("state_dir", Text, "state_dir"),
+    global("udp_enabled", Bool, "udp.enabled"),
+    global("udp_port", Number, "udp.listen_port"),
+    global("udp_default", Choice("bond|direct|block"), "udp.default"),
+    global("udp_idle_timeout_secs", Number, "udp.idle_timeout_secs"),
+    global("udp_max_flows", Number, "udp.max_flows"),
+    global("udp_queue_bytes", Number, "udp.queue_bytes"),
     wan("interface", Text, "name"),
     wan("device", Text, "device"),
     wan("mode", Choice("on|backup|off"), "mode"),
@@ -124,6 +138,9 @@ pub const MAPPINGS: &[Mapping] = &[
     wan("metered", Bool, "metered"),
     wan("allowance", Text, "allowance"),
     wan("reset_day", Number, "reset_day"),
+    udp_rule("ports", Text, "ports"),
+    udp_rule("prefix", Text, "prefix"),
+    required(udp_rule("action", Choice("bond|direct|block"), "action")),
 ];
 
 /// Parse UCI text into the raw config. Values are typed and unknown options rejected; the
@@ -136,6 +153,7 @@ pub fn parse_uci(text: &str) -> Result<RawConfig, UciError> {
 pub(super) fn to_raw(package: &Package) -> Result<RawConfig, UciError> {
     let mut root = Map::new();
     let mut wans = Vec::new();
+    let mut udp_rules = Vec::new();
     let mut globals_line = None;
     let mut interfaces: Vec<String> = Vec::new();
     for (index, section) in package.sections.iter().enumerate() {
@@ -173,6 +191,11 @@ pub(super) fn to_raw(package: &Package) -> Result<RawConfig, UciError> {
                 }
                 wans.push(Json::Object(entry));
             }
+            "udp_rule" => {
+                let mut entry = Map::new();
+                map_section(section, &path, &mut entry)?;
+                udp_rules.push(Json::Object(entry));
+            }
             other => return Err(section_error(SectionError::UnknownType(other.to_owned()))),
         }
     }
@@ -185,6 +208,14 @@ pub(super) fn to_raw(package: &Package) -> Result<RawConfig, UciError> {
     }
     if !wans.is_empty() {
         root.insert("wan".into(), Json::Array(wans));
+    }
+    if !udp_rules.is_empty() {
+        let udp = root
+            .entry("udp")
+            .or_insert_with(|| Json::Object(Map::new()));
+        if let Json::Object(udp) = udp {
+            udp.insert("rule".into(), Json::Array(udp_rules));
+        }
     }
     RawConfig::deserialize(Json::Object(root)).map_err(UciError::Mapping)
 }

@@ -22,7 +22,25 @@ pub(super) fn golden_spec(redirect: bool) -> RedirectSpec {
         bypass_dst: vec![net("10.0.0.0/8"), net("192.0.2.1/32"), net("fc00::/7")],
         bypass_src: vec![net("192.168.1.50/32"), net("2001:db8:50::/64")],
         redirect,
+        udp: Some(crate::model::udp_plan::UdpRedirect {
+            port: 4852,
+            fwmark: 0x4d42,
+            rules: vec![crate::config::udp::UdpRule {
+                ports: Some((443, 443)),
+                prefix: None,
+                action: crate::config::udp::UdpAction::Block,
+            }],
+            default: crate::config::udp::UdpAction::Bond,
+        }),
     }
+}
+
+#[test]
+#[ignore = "writes the golden files"]
+fn write_golden_files() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src/nft/testdata");
+    std::fs::write(format!("{dir}/redirect.nft"), render(&golden_spec(true))).expect("write");
+    std::fs::write(format!("{dir}/failopen.nft"), render(&golden_spec(false))).expect("write");
 }
 
 #[test]
@@ -208,6 +226,7 @@ fn a_large_spec_fits_in_one_batch() {
     bypass_dst.extend(v6.map(|n| ipnet::IpNet::from(n.expect("v6 net"))));
     let spec = RedirectSpec {
         bypass_dst,
+        udp: None,
         ..golden_spec(true)
     };
     let mut table = ns.run(|| NftTable::create(&spec)).expect("create large");

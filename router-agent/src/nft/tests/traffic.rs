@@ -31,6 +31,7 @@ fn spec(redirect: bool) -> RedirectSpec {
         bypass_dst: vec!["198.51.100.0/24".parse().expect("net")],
         bypass_src: vec![],
         redirect,
+        udp: None,
     }
 }
 

@@ -1,0 +1,243 @@
+//! Validation of `[udp]`: the UDP interception (tproxy to the agent's transparent UDP
+//! socket), its policy rules and the relay's limits.
+//!
+//! ```toml
+//! [udp]
+//! enabled = true            # intercept LAN UDP (default true)
+//! listen_port = 4852        # the transparent UDP socket
+//! default = "bond"          # bond | direct | block, for UDP no rule matches
+//! idle_timeout_secs = 120   # a flow with no datagram either way for this long ends
+//! max_flows = 1024
+//! queue_bytes = 65536       # capsules waiting for the MPTCP socket, per flow
+//! fwmark = 0x4d42           # the mark that routes tproxied packets to the local table
+//! route_table = 4852        # the table holding `local default dev lo`
+//! rule_priority = 4852      # `ip rule fwmark <fwmark> lookup <route_table>`
+//! [[udp.rule]]
+//! ports = "443"             # or "5000-5100"; or prefix = "203.0.113.0/24"
+//! action = "block"
+//! ```
+//!
+//! Rules are tried in order; the first whose port (range) and prefix both match decides.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use super::raw::{RawUdp, RawUdpRule};
+use super::{field, prefixes, range, ConfigError, FieldError};
+
+/// Default port of the transparent UDP socket.
+pub const DEFAULT_UDP_PORT: u16 = 4852;
+/// Default mark of tproxied packets (`MB`).
+pub const DEFAULT_FWMARK: u32 = 0x4d42;
+/// Default table of the `local default dev lo` route, and the rule's priority.
+pub const DEFAULT_ROUTE_TABLE: u32 = 4852;
+
+/// What happens to a UDP flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UdpAction {
+    /// Through the concentrator, one MPTCP connection per flow.
+    Bond,
+    /// Out by the router's NAT, untouched.
+    Direct,
+    /// Refused with ICMP port unreachable (a browser falls back from QUIC to TCP at once).
+    Block,
+}
+
+impl UdpAction {
+    fn parse(name: &str, text: &str) -> Result<UdpAction, ConfigError> {
+        match text.trim() {
+            "bond" => Ok(UdpAction::Bond),
+            "direct" => Ok(UdpAction::Direct),
+            "block" => Ok(UdpAction::Block),
+            other => Err(field(
+                name,
+                FieldError::Invalid(format!("{other:?} is not bond, direct or block")),
+            )),
+        }
+    }
+
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UdpAction::Bond => "bond",
+            UdpAction::Direct => "direct",
+            UdpAction::Block => "block",
+        }
+    }
+}
+
+/// One `[[udp.rule]]`: a destination port range and/or prefix, and its action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpRule {
+    /// Inclusive destination port range; `None`: any port.
+    pub ports: Option<(u16, u16)>,
+    /// Destination prefix; `None`: any address.
+    pub prefix: Option<IpNet>,
+    pub action: UdpAction,
+}
+
+/// The validated `[udp]` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpConfig {
+    pub enabled: bool,
+    pub listen_port: u16,
+    pub default: UdpAction,
+    pub rules: Vec<UdpRule>,
+    pub idle_timeout: Duration,
+    pub max_flows: usize,
+    pub queue_bytes: usize,
+    pub fwmark: u32,
+    pub route_table: u32,
+    pub rule_priority: u32,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        UdpConfig {
+            enabled: true,
+            listen_port: DEFAULT_UDP_PORT,
+            default: UdpAction::Bond,
+            rules: Vec::new(),
+            idle_timeout: Duration::from_secs(120),
+            max_flows: 1024,
+            queue_bytes: 64 * 1024,
+            fwmark: DEFAULT_FWMARK,
+            route_table: DEFAULT_ROUTE_TABLE,
+            rule_priority: DEFAULT_ROUTE_TABLE,
+        }
+    }
+}
+
+/// Validate `[udp]`.
+pub fn udp(raw: RawUdp) -> Result<UdpConfig, ConfigError> {
+    let d = UdpConfig::default();
+    let listen_port = range(
+        "udp.listen_port",
+        raw.listen_port,
+        d.listen_port.into(),
+        1,
+        65535,
+    )? as u16;
+    let default = match &raw.default {
+        Some(text) => UdpAction::parse("udp.default", text)?,
+        None => d.default,
+    };
+    let rules = raw
+        .rule
+        .iter()
+        .enumerate()
+        .map(|(i, rule)| udp_rule(i, rule))
+        .collect::<Result<Vec<_>, _>>()?;
+    let idle = range("udp.idle_timeout_secs", raw.idle_timeout_secs, 120, 5, 86_400)?;
+    let fwmark = range("udp.fwmark", raw.fwmark, d.fwmark.into(), 1, u32::MAX.into())? as u32;
+    let route_table = range(
+        "udp.route_table",
+        raw.route_table,
+        d.route_table.into(),
+        1,
+        0xFFFF_0000,
+    )? as u32;
+    if (253..=255).contains(&route_table) {
+        let why = format!("{route_table} is a reserved table (default, main, local)");
+        return Err(field("udp.route_table", FieldError::Invalid(why)));
+    }
+    Ok(UdpConfig {
+        enabled: raw.enabled.unwrap_or(d.enabled),
+        listen_port,
+        default,
+        rules,
+        idle_timeout: Duration::from_secs(idle),
+        max_flows: range("udp.max_flows", raw.max_flows, 1024, 1, 1 << 20)? as usize,
+        queue_bytes: range("udp.queue_bytes", raw.queue_bytes, 65_536, 2048, 16 << 20)? as usize,
+        fwmark,
+        route_table,
+        rule_priority: range(
+            "udp.rule_priority",
+            raw.rule_priority,
+            d.rule_priority.into(),
+            1,
+            32_765,
+        )? as u32,
+    })
+}
+
+fn udp_rule(i: usize, raw: &RawUdpRule) -> Result<UdpRule, ConfigError> {
+    let name = format!("udp.rule[{i}]");
+    let ports = match raw.ports.as_deref().map(str::trim) {
+        None => None,
+        Some(text) => Some(port_range(text).ok_or_else(|| {
+            let why = format!("ports {text:?} is not PORT or FIRST-LAST (1-65535)");
+            field(&name, FieldError::Invalid(why))
+        })?),
+    };
+    let prefix = match &raw.prefix {
+        None => None,
+        Some(text) => prefixes(&format!("{name}.prefix"), std::slice::from_ref(text))?
+            .first()
+            .copied(),
+    };
+    if ports.is_none() && prefix.is_none() {
+        let why = "a rule needs ports or a prefix".to_owned();
+        return Err(field(&name, FieldError::Invalid(why)));
+    }
+    Ok(UdpRule {
+        ports,
+        prefix,
+        action: UdpAction::parse(&format!("{name}.action"), &raw.action)?,
+    })
+}
+
+/// `443` or `5000-5100`, both ends in 1..=65535, first ≤ last.
+fn port_range(text: &str) -> Option<(u16, u16)> {
+    let (first, last) = text.split_once('-').unwrap_or((text, text));
+    let first: u16 = first.trim().parse().ok()?;
+    let last: u16 = last.trim().parse().ok()?;
+    (first >= 1 && first <= last).then_some((first, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<UdpConfig, String> {
+        let raw: RawUdp = toml::from_str(text).map_err(|e| e.to_string())?;
+        udp(raw).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_bond_everything() {
+        let c = parse("").expect("empty section");
+        assert_eq!(c, UdpConfig::default());
+        assert!(c.enabled);
+        assert_eq!(c.default, UdpAction::Bond);
+    }
+
+    #[test]
+    fn rules_keep_their_order_and_ranges() {
+        let c = parse(concat!(
+            "default = \"direct\"\n",
+            "[[rule]]\nports = \"443\"\naction = \"block\"\n",
+            "[[rule]]\nports = \"5000-5100\"\nprefix = \"203.0.113.9/24\"\naction = \"bond\"\n",
+        ))
+        .expect("valid");
+        assert_eq!(c.default, UdpAction::Direct);
+        assert_eq!(c.rules[0].ports, Some((443, 443)));
+        assert_eq!(c.rules[0].action, UdpAction::Block);
+        assert_eq!(c.rules[1].ports, Some((5000, 5100)));
+        assert_eq!(c.rules[1].prefix, Some("203.0.113.0/24".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let e = parse("default = \"tunnel\"").unwrap_err();
+        assert!(e.contains("udp.default"), "{e}");
+        let e = parse("[[rule]]\nports = \"9-3\"\naction = \"bond\"").unwrap_err();
+        assert!(e.contains("udp.rule[0]"), "{e}");
+        let e = parse("[[rule]]\naction = \"bond\"").unwrap_err();
+        assert!(e.contains("needs ports or a prefix"), "{e}");
+        let e = parse("route_table = 254").unwrap_err();
+        assert!(e.contains("udp.route_table"), "{e}");
+        assert!(parse("listen_port = 0").is_err());
+    }
+}
