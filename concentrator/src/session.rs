@@ -231,6 +231,13 @@ async fn handle(
             dest,
             reply,
         } => (client, dest, reply),
+        Decision::Udp { .. } => {
+            let error = HandshakeError::Request(mpbond_protocol::RequestError::UnknownTlv(
+                mpbond_protocol::TLV_UDP,
+            ));
+            refuse(stream, &error_reply(error.error_code()), slot).await;
+            return Close::Refused(error);
+        }
     };
     tracing::Span::current().record("client", client.as_str());
     tracing::Span::current().record("dest", field::display(dest));

@@ -20,6 +20,9 @@
 //!   read its reply).
 //! * [`probe`]: the probe datagrams (UDP, one each way, MAC'd with the client's key)
 //!   that test a WAN without a TCP connection.
+//! * [`udp`]: UDP flows (mpbond's UDP TLV, [`Message::udp_request`]): the RFC 9297
+//!   DATAGRAM capsules that follow the reply, [`encode_datagram`] and
+//!   [`decode_capsule`].
 //! * [`replay`]: the memory-bounded replay cache and per-client floors used by the
 //!   verifier.
 //!
@@ -49,6 +52,7 @@ pub mod probe;
 pub mod replay;
 pub mod request;
 pub mod tlv;
+pub mod udp;
 
 pub use error::{DecodeError, EncodeError, ErrorCode};
 pub use handshake::{
@@ -57,7 +61,10 @@ pub use handshake::{
 };
 pub use message::{decode, message_len, Decoded, Message};
 pub use request::{Request, RequestError};
-pub use tlv::Tlv;
+pub use tlv::{Tlv, TLV_UDP};
+pub use udp::{
+    decode_capsule, encode_datagram, Capsule, CapsuleError, MAX_CAPSULE_VALUE, MAX_UDP_PAYLOAD,
+};
 
 /// The Convert protocol version we speak.
 pub const VERSION: u8 = 1;

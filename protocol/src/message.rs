@@ -55,6 +55,22 @@ impl Message {
         }
     }
 
+    /// A UDP flow request: a Connect TLV for `dest` and mpbond's UDP TLV, ready
+    /// for [`ClientHandshake::seal`](crate::ClientHandshake::seal) (which adds the
+    /// Cookie TLV last). After the reply, both directions carry capsules
+    /// ([`crate::udp`]).
+    pub fn udp_request(dest: SocketAddr) -> Self {
+        Self {
+            tlvs: vec![
+                Tlv::Connect {
+                    dest,
+                    tcp_options: Vec::new(),
+                },
+                Tlv::Udp,
+            ],
+        }
+    }
+
     /// A request with one Info TLV.
     pub fn info() -> Self {
         Self {

@@ -22,6 +22,9 @@ pub const TLV_SUPPORTED_TCP_EXTENSIONS: u8 = 0x15;
 pub const TLV_COOKIE: u8 = 0x16;
 /// Type of the Error TLV.
 pub const TLV_ERROR: u8 = 0x1e;
+/// Type of mpbond's UDP TLV (unassigned in RFC 8803's registry): the Connect TLV's
+/// destination is a UDP flow, relayed as RFC 9297 capsules (see [`crate::udp`]).
+pub const TLV_UDP: u8 = 0xd0;
 
 /// Largest TLV: 255 32-bit words.
 pub const MAX_TLV_LEN: usize = 255 * 4;
@@ -49,6 +52,9 @@ pub enum Tlv {
     SupportedTcpExtensions(Vec<u8>),
     /// 0x16: an opaque cookie (see [`crate::auth`] for ours).
     Cookie(Vec<u8>),
+    /// 0xd0 (mpbond's): the request's Connect TLV names a UDP destination. One
+    /// 32-bit word: type, length 1, two zero bytes (ignored on receipt).
+    Udp,
     /// 0x1e: an error, with its code-specific value.
     Error {
         /// The error code.
@@ -75,6 +81,7 @@ impl Tlv {
             Self::SupportedTcpExtensions(_) => TLV_SUPPORTED_TCP_EXTENSIONS,
             Self::Cookie(_) => TLV_COOKIE,
             Self::Error { .. } => TLV_ERROR,
+            Self::Udp => TLV_UDP,
             Self::Unknown { kind, .. } => *kind,
         }
     }
@@ -89,6 +96,7 @@ impl Tlv {
                 | TLV_SUPPORTED_TCP_EXTENSIONS
                 | TLV_COOKIE
                 | TLV_ERROR
+                | TLV_UDP
         )
     }
 
@@ -100,7 +108,7 @@ impl Tlv {
     /// Length of everything after the type and length bytes, before padding.
     fn body_len(&self) -> usize {
         match self {
-            Self::Info => 2,
+            Self::Info | Self::Udp => 2,
             Self::Connect { tcp_options, .. } => CONNECT_FIXED_LEN - 2 + tcp_options.len(),
             Self::ExtendedTcpHeader(v) | Self::SupportedTcpExtensions(v) | Self::Cookie(v) => {
                 2 + v.len()
@@ -129,7 +137,7 @@ impl Tlv {
         // len <= 1020, so len / 4 <= 255.
         out.push((len / 4) as u8);
         match self {
-            Self::Info => out.extend_from_slice(&[0, 0]),
+            Self::Info | Self::Udp => out.extend_from_slice(&[0, 0]),
             Self::Connect { dest, tcp_options } => {
                 out.extend_from_slice(&dest.port().to_be_bytes());
                 out.extend_from_slice(&wire_ipv6(dest.ip()).octets());
@@ -173,6 +181,12 @@ impl Tlv {
                     return Err(bad_length());
                 }
                 Self::Info
+            }
+            TLV_UDP => {
+                if bytes.len() != 4 {
+                    return Err(bad_length());
+                }
+                Self::Udp
             }
             TLV_CONNECT => {
                 let (port, rest) = body.split_first_chunk::<2>().ok_or_else(bad_length)?;

@@ -404,3 +404,68 @@ fn the_client_refuses_bad_replies() {
         SealError::Request(RequestError::TooManyActions)
     );
 }
+
+#[test]
+fn udp_pairwise_then_capsules_follow_the_reply() {
+    let verifier = Verifier::new(WINDOW);
+    let (mut client, request) = ClientHandshake::seal(
+        &Message::udp_request(dest()),
+        &home(),
+        &home_key(),
+        NOW,
+        nonce(40),
+    )
+    .expect("seal");
+    assert_eq!(client.asked(), Asked::Connect);
+    // The UDP TLV sits before the Cookie TLV: d0 01 00 00 right after the Connect TLV.
+    assert_eq!(&request[24..28], &[0xd0, 1, 0, 0]);
+    // Fast Open: the first capsule rides in the SYN after the request.
+    let mut from_client = request.clone();
+    mpbond_protocol::encode_datagram(b"quic initial", &mut from_client).expect("encode");
+    let mut server = ServerHandshake::new(&verifier, keys, &SUPPORTED);
+    let got = server.receive(&from_client, NOW);
+    assert_eq!(got.consumed, request.len());
+    let Step::Done(Decision::Udp {
+        client: who,
+        dest: to,
+        reply,
+    }) = got.step
+    else {
+        panic!("not a UDP flow: {:?}", got.step);
+    };
+    assert_eq!((who, to), (home(), dest()));
+    assert_eq!(
+        mpbond_protocol::decode_capsule(&from_client[got.consumed..]),
+        Ok(Some((
+            mpbond_protocol::Capsule::Datagram(b"quic initial"),
+            from_client.len() - request.len()
+        )))
+    );
+    assert_eq!(
+        client.receive(&reply).step,
+        Step::Done(Ok(Accepted::Connected))
+    );
+    // The same sealed bytes again are a replay.
+    let (error, code) = refusal(&verifier, &request);
+    assert_eq!(error, HandshakeError::Auth(AuthError::Replay));
+    assert_eq!(code, ErrorCode::NotAuthorized);
+}
+
+#[test]
+fn udp_tlv_without_connect_is_unsupported_but_authenticated() {
+    let verifier = Verifier::new(WINDOW);
+    for (tlvs, want) in [
+        (vec![Tlv::Udp], RequestError::UdpWithoutConnect),
+        (vec![Tlv::Info, Tlv::Udp], RequestError::UdpWithoutConnect),
+    ] {
+        let n = tlvs.len() as u8;
+        let wire = sealed(&Message { tlvs }, 41 + n);
+        let decision = decide(&verifier, &wire);
+        let Decision::Refuse { error, client, .. } = &decision else {
+            panic!("not refused: {decision:?}");
+        };
+        assert_eq!(error, &HandshakeError::Request(want));
+        assert_eq!(error.error_code().code(), 2);
+        assert_eq!(client.as_ref(), Some(&home()));
+    }
+}

@@ -13,7 +13,7 @@ use super::{MessageReader, Received, Step};
 /// What the request asked for, which decides how its reply is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Asked {
-    /// A Connect: a reply without an Error TLV means connected.
+    /// A Connect (TCP or UDP): a reply without an Error TLV means connected.
     Connect,
     /// An Info probe: the reply must list the supported TCP extensions.
     Info,
@@ -23,7 +23,7 @@ impl Asked {
     /// What `request` asks for; an error if it is not a Convert request.
     fn of(request: &Message) -> Result<Asked, RequestError> {
         Ok(match request.request()? {
-            Request::Connect { .. } => Asked::Connect,
+            Request::Connect { .. } | Request::Udp { .. } => Asked::Connect,
             Request::Info => Asked::Info,
         })
     }

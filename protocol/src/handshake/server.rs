@@ -4,7 +4,8 @@
 //!
 //! 1. decode ([`DecodeError`]): 0 Unsupported Version, 1 Malformed Message;
 //! 2. classify ([`Message::request`]): 2 Unsupported Message for an unknown or
-//!    reply-only TLV, no Connect and no Info, two of them, or both;
+//!    reply-only TLV, no Connect and no Info, two of them, or both, or a UDP TLV
+//!    without a Connect TLV;
 //! 3. authenticate ([`Verifier::verify`]): 3 Missing Cookie, 32 Not Authorized,
 //!    64 Resource Exceeded (replay cache full).
 //!
@@ -78,6 +79,18 @@ pub enum Decision {
         /// The success reply.
         reply: Vec<u8>,
     },
+    /// An authenticated UDP flow request. Open a UDP socket connected to `dest` (after
+    /// the converter's policy and limits), send `reply`, then relay capsules
+    /// ([`crate::udp`]) both ways; on a failure send
+    /// [`error_reply`](super::error_reply) instead and close.
+    Udp {
+        /// The authenticated client.
+        client: ClientId,
+        /// The UDP destination.
+        dest: SocketAddr,
+        /// The success reply.
+        reply: Vec<u8>,
+    },
     /// An authenticated Info probe: send `reply` (Supported TCP Extensions), then close.
     Info {
         /// The authenticated client.
@@ -121,9 +134,10 @@ impl Decision {
     /// The bytes to send to the client.
     pub fn reply(&self) -> &[u8] {
         match self {
-            Self::Connect { reply, .. } | Self::Info { reply, .. } | Self::Refuse { reply, .. } => {
-                reply
-            }
+            Self::Connect { reply, .. }
+            | Self::Udp { reply, .. }
+            | Self::Info { reply, .. }
+            | Self::Refuse { reply, .. } => reply,
         }
     }
 }
@@ -223,6 +237,11 @@ where
         };
         match request {
             Request::Connect { dest, .. } => Decision::Connect {
+                client,
+                dest,
+                reply: ok_reply(),
+            },
+            Request::Udp { dest } => Decision::Udp {
                 client,
                 dest,
                 reply: ok_reply(),
