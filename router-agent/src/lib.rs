@@ -66,6 +66,7 @@ pub mod proxy;
 pub mod serve;
 pub mod status;
 pub mod ubus;
+pub mod udp;
 pub mod upstream;
 pub mod wan_probe;
 
@@ -230,6 +231,7 @@ pub async fn run(
         events,
     });
     let tracker = TaskTracker::new();
+    let udp = start_udp(&config, &ctx, &tracker, &shutdown, &status);
     let serve = serve::ServeTask::start(
         listeners,
         ctx,
@@ -267,11 +269,39 @@ pub async fn run(
         Err(error) => error!(%error, "cannot remove the nft table"),
     }
     drop(serve.join().await);
+    if let Some(udp) = udp {
+        udp.stop().await;
+    }
     if let Some(socket) = control_socket {
         socket.shutdown().await;
     }
     drain(tracker, &stats).await;
     Ok(())
+}
+
+/// Start the UDP interception unless `[udp] enabled = false`. A failure is logged and
+/// the agent runs on without it: nft's tproxy finds no socket, so LAN UDP keeps going out
+/// by NAT.
+fn start_udp(
+    config: &Config,
+    ctx: &Arc<ConnContext>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    status: &SharedStatus,
+) -> Option<udp::UdpService> {
+    if !config.udp.enabled {
+        return None;
+    }
+    match udp::UdpService::start(&config.udp, ctx.clone(), tracker.clone(), shutdown.clone()) {
+        Ok(service) => {
+            control::status::lock(status).set_udp_stats(service.stats());
+            Some(service)
+        }
+        Err(error) => {
+            error!(%error, "UDP NOT BONDED: LAN UDP goes out by NAT");
+            None
+        }
+    }
 }
 
 /// Wait up to [`DRAIN_TIMEOUT`] for the connection tasks, then log the totals. Tasks

@@ -45,6 +45,22 @@ pub fn render(doc: &StatusDoc) -> String {
         "connections: {} active, {} total, {} fallbacks to TCP, {} direct, {} refused",
         n.active, n.total, n.fallbacks, n.direct, n.refused
     );
+    if let Some(u) = &doc.udp {
+        let _ = writeln!(
+            out,
+            "udp flows: {} active ({} bonded), {} total, {} direct, {} refused; {} up, {} down; \
+             dropped: {} queue full, {} flow limit",
+            u.active,
+            u.bonded_active,
+            u.total,
+            u.direct,
+            u.refused,
+            bytes(u.bytes_up),
+            bytes(u.bytes_down),
+            u.drops_queue_full,
+            u.drops_flow_limit
+        );
+    }
     out.push('\n');
     if doc.wans.is_empty() {
         out.push_str("no WANs\n");

@@ -36,6 +36,9 @@ pub struct StatusDoc {
     pub concentrator: ConcentratorStatus,
     pub connections: ConnectionCounts,
     pub wans: Vec<WanStatus>,
+    /// UDP flows (absent with `[udp] enabled = false`); bytes are totals over all WANs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp: Option<crate::udp::UdpSnapshot>,
 }
 
 /// The kernel features the agent found.
@@ -241,6 +244,7 @@ pub struct StatusModel {
     concentrator: ConcentratorStatus,
     connections: ConnectionCounts,
     stats: Option<Arc<Stats>>,
+    udp: Option<Arc<crate::udp::UdpStats>>,
     wans: Vec<WanInfo>,
     measured: HashMap<String, Measured>,
     /// Data plan and usage by WAN name (kept across `set_wans`, like `measured`).
@@ -266,6 +270,7 @@ impl StatusModel {
             },
             connections: ConnectionCounts::default(),
             stats: None,
+            udp: None,
             wans: Vec::new(),
             measured: HashMap::new(),
             meters: HashMap::new(),
@@ -304,6 +309,11 @@ impl StatusModel {
     /// Read the connection counters from the proxy's live [`Stats`] at render time.
     pub fn set_stats(&mut self, stats: Arc<Stats>) {
         self.stats = Some(stats);
+    }
+
+    /// Read the UDP flow counters from the UDP service's live counters at render time.
+    pub fn set_udp_stats(&mut self, stats: Arc<crate::udp::UdpStats>) {
+        self.udp = Some(stats);
     }
 
     /// Set the connection counters directly (used when no [`Stats`] is attached).
@@ -473,6 +483,7 @@ impl StatusModel {
             concentrator: self.concentrator.clone(),
             connections,
             wans,
+            udp: self.udp.as_ref().map(|u| u.snapshot()),
         }
     }
 }

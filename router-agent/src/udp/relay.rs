@@ -1,0 +1,351 @@
+//! One UDP flow (a LAN client's 4-tuple): through the concentrator over its own MPTCP
+//! connection, or direct from the router.
+//!
+//! Bonded: connect over MPTCP with a sealed Convert request (Connect + UDP TLVs, in the
+//! SYN while Fast Open is on), wait for the reply while the flow's first datagrams queue,
+//! then carry every datagram as an RFC 9297 DATAGRAM capsule both ways. Upstream
+//! datagrams wait in a [`CapsuleQueue`] of at most `[udp] queue_bytes`; one that does not
+//! fit is dropped and counted, so the sender's congestion control sees loss. Capsules of
+//! unknown types are skipped, DATAGRAMs of another context are dropped and counted, and a
+//! broken capsule stream ends the flow.
+//!
+//! Direct: a plain UDP socket of the router connected to the destination (the router's
+//! routes and NAT apply), used when the concentrator has no UDP relay, refused the
+//! destination, or could not be reached; the datagrams that arrived meanwhile are
+//! replayed to it first.
+//!
+//! Either way, replies reach the client from the flow socket bound to the original
+//! destination, and the flow ends after its idle timeout without a datagram either way.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mpbond_protocol::{decode_capsule, Capsule, ErrorCode, Message};
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::book::Route;
+use super::queue::{CapsuleQueue, QueueError};
+use super::stats::{FlowGuard, UdpStats};
+use crate::core::Input;
+use crate::proxy::ConnContext;
+use crate::upstream::{fastopen_evidence, read_reply, UpstreamError};
+
+/// `TCP_NOTSENT_LOWAT`: how many unsent bytes the MPTCP socket keeps before it stops
+/// reporting writable, so the capsule queue (which drops) is where datagrams wait.
+const TCP_NOTSENT_LOWAT: libc::c_int = 25;
+const NOTSENT_LOWAT_BYTES: libc::c_int = 32 * 1024;
+/// Room for the largest capsule and then some.
+const READ_BUF: usize = 160 * 1024;
+/// Most bytes of early datagrams kept for a direct replay.
+const EARLY_KEEP: usize = 64 * 1024;
+
+/// What a flow tells the dispatcher.
+#[derive(Debug)]
+pub enum FlowEvent {
+    /// The concentrator refused the flow to `dst` with `code`.
+    Refused { dst: SocketAddr, code: ErrorCode },
+    /// The flow `(client, dst)` ended.
+    Ended { client: SocketAddr, dst: SocketAddr },
+}
+
+/// Everything one flow task needs.
+#[derive(Debug)]
+pub struct Flow {
+    pub client: SocketAddr,
+    pub dst: SocketAddr,
+    /// Bound to `dst`, connected to `client`.
+    pub lan: UdpSocket,
+    /// Datagrams the dispatcher's listener received for this flow.
+    pub early: mpsc::Receiver<Vec<u8>>,
+    pub route: Route,
+    pub idle: Duration,
+    pub queue_bytes: usize,
+}
+
+/// How a flow ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Idle,
+    Shutdown,
+    UpstreamClosed,
+    Reset(&'static str),
+    LanError,
+}
+
+impl End {
+    fn as_str(self) -> &'static str {
+        match self {
+            End::Idle => "idle",
+            End::Shutdown => "shutdown",
+            End::UpstreamClosed => "upstream_closed",
+            End::Reset(reason) => reason,
+            End::LanError => "lan_error",
+        }
+    }
+}
+
+/// Relay `flow` until it ends; always reports [`FlowEvent::Ended`].
+pub async fn run(
+    mut flow: Flow,
+    ctx: Arc<ConnContext>,
+    stats: Arc<UdpStats>,
+    events: mpsc::UnboundedSender<FlowEvent>,
+    shutdown: CancellationToken,
+) {
+    let mut guard = stats.open();
+    let (client, dst) = (flow.client, flow.dst);
+    let end = match flow.route {
+        Route::Bond => bonded(&mut flow, &ctx, &stats, &events, &mut guard, &shutdown).await,
+        Route::Direct => {
+            stats.direct();
+            direct(&mut flow, Vec::new(), &stats, &shutdown).await
+        }
+    };
+    debug!(%client, %dst, end = end.as_str(), "udp flow ended");
+    let _ = events.send(FlowEvent::Ended { client, dst });
+}
+
+/// The next datagram from the client: from the dispatcher's channel or the flow socket.
+async fn next_lan(flow: &mut Flow, buf: &mut [u8]) -> Result<Vec<u8>, End> {
+    loop {
+        tokio::select! {
+            Some(datagram) = flow.early.recv() => return Ok(datagram),
+            got = flow.lan.recv(buf) => match got {
+                Ok(n) => return Ok(buf[..n].to_vec()),
+                // An ICMP error from the client (its port closed): keep the flow until idle.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(_) => return Err(End::LanError),
+            },
+        }
+    }
+}
+
+async fn bonded(
+    flow: &mut Flow,
+    ctx: &ConnContext,
+    stats: &UdpStats,
+    events: &mpsc::UnboundedSender<FlowEvent>,
+    guard: &mut FlowGuard<'_>,
+    shutdown: &CancellationToken,
+) -> End {
+    let params = ctx.params();
+    let upstream = &params.upstream;
+    let request = Message::udp_request(flow.dst);
+    let mut early: Vec<Vec<u8>> = Vec::new();
+    let mut lan_buf = vec![0u8; mpbond_protocol::MAX_UDP_PAYLOAD + 1];
+    let (connected, handshake) = match upstream.open(&request, upstream.connect_timeout).await {
+        Ok(opened) => opened,
+        Err(error) => {
+            info!(client = %flow.client, dst = %flow.dst, %error, "udp flow: concentrator unreachable, going direct");
+            stats.upstream_failed();
+            stats.direct();
+            ctx.tell(Input::UpstreamFailed);
+            return direct(flow, early, stats, shutdown).await;
+        }
+    };
+    if let Some(evidence) = fastopen_evidence(&connected) {
+        ctx.tell(Input::UpstreamConnected(evidence));
+    }
+    let mut stream = connected.stream;
+    let _ = stream.set_nodelay(true);
+    let _ = mpbond_netlink::sockopt::set_int(
+        &stream,
+        libc::IPPROTO_TCP,
+        TCP_NOTSENT_LOWAT,
+        NOTSENT_LOWAT_BYTES,
+    );
+    let mut queue = CapsuleQueue::new(flow.queue_bytes);
+    let mut kept = 0usize;
+    let reply = {
+        let reading = read_reply(&mut stream, handshake, params.reply_timeout);
+        tokio::pin!(reading);
+        loop {
+            tokio::select! {
+                reply = &mut reading => break reply,
+                got = next_lan(flow, &mut lan_buf) => match got {
+                    Ok(datagram) => {
+                        stats.up(datagram.len());
+                        if queue.push(&datagram).is_err() {
+                            stats.drops_queue_full();
+                        } else if kept + datagram.len() <= EARLY_KEEP {
+                            kept += datagram.len();
+                            early.push(datagram);
+                        }
+                    }
+                    Err(end) => return end,
+                },
+                _ = shutdown.cancelled() => return End::Shutdown,
+            }
+        }
+    };
+    match reply {
+        Ok(_) => {}
+        Err(UpstreamError::Refused(code)) => {
+            info!(client = %flow.client, dst = %flow.dst, code = code.code(), "udp flow refused by the concentrator, going direct");
+            stats.refused();
+            stats.direct();
+            let _ = events.send(FlowEvent::Refused {
+                dst: flow.dst,
+                code,
+            });
+            return direct(flow, early, stats, shutdown).await;
+        }
+        Err(error) => {
+            info!(client = %flow.client, dst = %flow.dst, %error, "udp flow: no reply from the concentrator, going direct");
+            stats.upstream_failed();
+            stats.direct();
+            ctx.tell(Input::UpstreamFailed);
+            return direct(flow, early, stats, shutdown).await;
+        }
+    }
+    drop(early);
+    guard.bonded();
+    relay_capsules(flow, &mut stream, queue, stats, shutdown).await
+}
+
+async fn relay_capsules(
+    flow: &mut Flow,
+    stream: &mut TcpStream,
+    mut queue: CapsuleQueue,
+    stats: &UdpStats,
+    shutdown: &CancellationToken,
+) -> End {
+    let mut lan_buf = vec![0u8; mpbond_protocol::MAX_UDP_PAYLOAD + 1];
+    let mut inbuf = vec![0u8; READ_BUF];
+    let mut filled = 0usize;
+    let mut deadline = Instant::now() + flow.idle;
+    loop {
+        // Write what the socket takes now; the rest waits for writable.
+        while !queue.is_empty() {
+            match stream.try_write(queue.pending()) {
+                Ok(n) => queue.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return End::UpstreamClosed,
+            }
+        }
+        let want_write = !queue.is_empty();
+        tokio::select! {
+            _ = shutdown.cancelled() => return End::Shutdown,
+            _ = sleep_until(deadline) => return End::Idle,
+            ready = stream.writable(), if want_write => {
+                if ready.is_err() {
+                    return End::UpstreamClosed;
+                }
+            }
+            ready = stream.readable() => {
+                if ready.is_err() {
+                    return End::UpstreamClosed;
+                }
+                match stream.try_read(&mut inbuf[filled..]) {
+                    Ok(0) => return End::UpstreamClosed,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(_) => return End::UpstreamClosed,
+                }
+                let mut at = 0;
+                loop {
+                    match decode_capsule(&inbuf[at..filled]) {
+                        Ok(Some((capsule, used))) => {
+                            at += used;
+                            match capsule {
+                                Capsule::Datagram(payload) => {
+                                    deadline = Instant::now() + flow.idle;
+                                    stats.down(payload.len());
+                                    if flow.lan.try_send(payload).is_err() {
+                                        stats.drops_lan_busy();
+                                    }
+                                }
+                                Capsule::OtherContext { .. } => stats.drops_other_context(),
+                                Capsule::Unknown { .. } => {}
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(error) => {
+                            stats.resets();
+                            return End::Reset(error.reason());
+                        }
+                    }
+                }
+                inbuf.copy_within(at..filled, 0);
+                filled -= at;
+                if filled == inbuf.len() {
+                    // Cannot happen with a valid stream: every capsule fits the buffer.
+                    stats.resets();
+                    return End::Reset("capsule_too_long");
+                }
+            }
+            got = next_lan(flow, &mut lan_buf) => match got {
+                Ok(datagram) => {
+                    deadline = Instant::now() + flow.idle;
+                    stats.up(datagram.len());
+                    match queue.push(&datagram) {
+                        Ok(()) => {}
+                        Err(QueueError::Full) => stats.drops_queue_full(),
+                        Err(QueueError::Capsule(_)) => stats.drops_lan_busy(),
+                    }
+                }
+                Err(end) => return end,
+            },
+        }
+    }
+}
+
+/// Relay `flow` from the router itself, after replaying `early`.
+async fn direct(
+    flow: &mut Flow,
+    early: Vec<Vec<u8>>,
+    stats: &UdpStats,
+    shutdown: &CancellationToken,
+) -> End {
+    let bind: SocketAddr = if flow.dst.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal")
+    } else {
+        "[::]:0".parse().expect("literal")
+    };
+    let out = match UdpSocket::bind(bind).await {
+        Ok(out) => out,
+        Err(_) => return End::LanError,
+    };
+    if out.connect(flow.dst).await.is_err() {
+        return End::LanError;
+    }
+    for datagram in &early {
+        let _ = out.try_send(datagram);
+    }
+    let mut lan_buf = vec![0u8; mpbond_protocol::MAX_UDP_PAYLOAD + 1];
+    let mut out_buf = vec![0u8; mpbond_protocol::MAX_UDP_PAYLOAD + 1];
+    let mut deadline = Instant::now() + flow.idle;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return End::Shutdown,
+            _ = sleep_until(deadline) => return End::Idle,
+            got = out.recv(&mut out_buf) => match got {
+                Ok(n) => {
+                    deadline = Instant::now() + flow.idle;
+                    stats.down(n);
+                    if flow.lan.try_send(&out_buf[..n]).is_err() {
+                        stats.drops_lan_busy();
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(_) => return End::UpstreamClosed,
+            },
+            got = next_lan(flow, &mut lan_buf) => match got {
+                Ok(datagram) => {
+                    deadline = Instant::now() + flow.idle;
+                    stats.up(datagram.len());
+                    if out.try_send(&datagram).is_err() {
+                        stats.drops_lan_busy();
+                    }
+                }
+                Err(end) => return end,
+            },
+        }
+    }
+}
