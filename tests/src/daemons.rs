@@ -176,6 +176,9 @@ pub struct AgentConfig {
     pub state_dir: Option<PathBuf>,
     /// `[mptcp] down_reaction` (`keep`, `backup`, `delete`); `None`: the default.
     pub down_reaction: Option<String>,
+    /// The body of `[udp]` (TOML lines, `[[udp.rule]]` tables may follow); `None`: the
+    /// agent's defaults.
+    pub udp: Option<String>,
 }
 
 /// One `[[wan]]` entry of the agent's config.
@@ -267,6 +270,9 @@ impl AgentConfig {
             if let Some(idle) = w.probe_idle_interval_ms {
                 let _ = writeln!(t, "probe_idle_interval_ms = {idle}");
             }
+        }
+        if let Some(udp) = &self.udp {
+            let _ = write!(t, "\n[udp]\n{udp}\n");
         }
         t
     }
@@ -383,6 +389,7 @@ impl TestBed {
             status_socket: self.agent_socket(),
             state_dir: Some(self.dir().join("agent-state")),
             down_reaction: None,
+            udp: None,
         }
     }
 

@@ -51,6 +51,7 @@ pub mod netns;
 pub mod proc;
 pub mod tools;
 pub mod topology;
+pub mod udp_tools;
 pub mod wans;
 pub mod wire;
 
@@ -62,6 +63,7 @@ pub use failures::{Failure, PacedRun};
 pub use netns::Netns;
 pub use tools::{metric_sum, Fetch, FetchRun, TbServer};
 pub use topology::Node;
+pub use udp_tools::{UdpEchoReport, UdpEchoServer};
 pub use wire::{FetchReport, ServeEvent};
 
 /// Kill and delete every namespace and scratch directory this process still

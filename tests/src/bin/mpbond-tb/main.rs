@@ -9,6 +9,7 @@
 //! * `hold` / `swarm`: many idle connections, held open (the scale benchmark).
 //! * `ttfb`: sequential small requests timed to the first byte.
 //! * `delay`: a userspace delay line between two interfaces (WAN latency).
+//! * `udp-echo-server` / `udp-echo`: the real-time UDP flow (echo, loss, gaps).
 //!
 //! Plain std threads and blocking sockets keep it simple; the data comes from
 //! [`mpbond_tests::datagen`], which is `memcpy` fast even in a debug build.
@@ -22,6 +23,7 @@ mod serve;
 mod sock;
 mod swarm;
 mod ttfb;
+mod udp_echo;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -63,6 +65,10 @@ enum Cmd {
     Ttfb(ttfb::Args),
     /// Delay every frame between two interfaces.
     Delay(delay::Args),
+    /// Echo UDP datagrams; log each new peer.
+    UdpEchoServer(udp_echo::ServerArgs),
+    /// Send a paced UDP stream to an echo server and report loss, delay and gaps.
+    UdpEcho(udp_echo::ClientArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +87,8 @@ fn main() -> ExitCode {
         Cmd::Swarm(args) => swarm::run(&args),
         Cmd::Ttfb(args) => ttfb::run(&args),
         Cmd::Delay(args) => failed("delay", delay::run(&args)),
+        Cmd::UdpEchoServer(args) => failed("udp-echo-server", udp_echo::serve(&args)),
+        Cmd::UdpEcho(args) => udp_echo::run(&args),
     }
 }
 
