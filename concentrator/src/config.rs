@@ -43,6 +43,8 @@ pub struct RawConfig {
     pub auth: RawAuth,
     #[serde(default)]
     pub probe: RawProbe,
+    #[serde(default)]
+    pub udp: crate::udp::RawUdp,
 }
 
 /// `[probe]` as written: the UDP responder for WAN probe datagrams.
@@ -123,6 +125,8 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// `[probe]`: answering WAN probe datagrams over UDP.
     pub probe: ProbeConfig,
+    /// `[udp]`: UDP flows (issue 9).
+    pub udp: crate::udp::UdpConfig,
 }
 
 /// Where replay state lives, which server ids requests must be bound to, and the
@@ -256,7 +260,7 @@ pub enum FieldError {
     OutOfRange { value: u64, min: u64, max: u64 },
 }
 
-fn field(name: impl Into<String>, source: FieldError) -> ConfigError {
+pub(crate) fn field(name: impl Into<String>, source: FieldError) -> ConfigError {
     ConfigError::Field {
         field: name.into(),
         source,
@@ -312,6 +316,7 @@ impl Config {
         let clients = validate_clients(&raw.client)?;
         let identity = validate_identity(raw.state_dir, &raw.public_address, &raw.auth)?;
         let probe = validate_probe(&raw.probe)?;
+        let udp = crate::udp::config::validate(&raw.udp)?;
         Ok(Config {
             listen,
             metrics,
@@ -321,6 +326,7 @@ impl Config {
             clients,
             identity,
             probe,
+            udp,
         })
     }
 

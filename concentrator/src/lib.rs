@@ -15,6 +15,9 @@
 //! * [`session`]: one connection, handshake to relay, logged once at its end. The
 //!   request is judged by `mpbond_protocol`'s `ServerHandshake`; the session carries
 //!   out its decision, the policy's and the limits'.
+//! * [`udp`]: UDP flows (a `Decision::Udp`): the same policy and limits, then per-client
+//!   flow and datagram-rate limits, one connected UDP socket per flow and RFC 9297
+//!   capsules both ways through a bounded queue; idle flows end.
 //! * [`probe_responder`]: answers WAN probe datagrams over UDP on the listen port
 //!   (MAC check, no state per probe, a per-source rate limit).
 //! * [`listener`]: MPTCP listeners that take data in a SYN only with a Fast Open cookie,
@@ -58,6 +61,7 @@ pub mod replay_state;
 pub mod session;
 pub mod setup;
 pub mod source_limit;
+pub mod udp;
 
 use std::io;
 use std::net::SocketAddr;

@@ -39,6 +39,8 @@ pub struct Metrics {
     connect_errors: Mutex<BTreeMap<u8, u64>>,
     bytes: Mutex<BTreeMap<String, ClientBytes>>,
     handshake: Histogram,
+    /// `mpbond_udp_*`.
+    pub udp: crate::udp::UdpMetrics,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -375,6 +377,7 @@ impl Metrics {
         let sum = load(&self.handshake.sum_micros) as f64 / 1e6;
         let _ = writeln!(out, "mpbond_handshake_seconds_sum {sum}");
         let _ = writeln!(out, "mpbond_handshake_seconds_count {count}");
+        self.udp.render(&mut out);
         out
     }
 }

@@ -64,6 +64,8 @@ pub(crate) struct State {
     pub verifier: Verifier,
     pub metrics: Arc<Metrics>,
     pub admission: Arc<Admission>,
+    /// Open UDP flows and datagram buckets per client.
+    pub udp_clients: Arc<crate::udp::UdpClients>,
     /// Per-source counts before authentication, shared by every listener.
     pub sources: Arc<Mutex<SourceTable>>,
     /// Caps accepted connections (admitted ones plus some headroom for handshakes that
@@ -94,6 +96,7 @@ impl State {
             verifier,
             metrics: Arc::new(Metrics::default()),
             admission: Arc::new(Admission::default()),
+            udp_clients: Arc::default(),
             sources: Arc::default(),
             slots: Arc::new(Semaphore::new(slots)),
             slot_count: Mutex::new(slots),

@@ -57,7 +57,7 @@ pub const REPLY_HOLD: Duration = Duration::from_millis(20);
 
 /// How a connection ended.
 #[derive(Debug)]
-enum Close {
+pub(crate) enum Close {
     /// The relay ran and ended this way.
     Relayed(CloseReason),
     /// An authenticated Info probe was answered.
@@ -73,6 +73,18 @@ enum Close {
     Limit(LimitHit),
     ConnectFailed(ErrorCode, io::ErrorKind),
     Io(io::ErrorKind),
+    /// A UDP request while `[udp] enabled = false` (refused with code 2).
+    UdpDisabled,
+    /// The client's UDP flow limit refused a UDP request.
+    UdpFlowLimit,
+    /// A UDP flow relayed and ended this way.
+    UdpEnded {
+        end: crate::udp::relay::FlowEnd,
+        /// Datagrams (up, down).
+        datagrams: (u64, u64),
+        /// Datagrams dropped (all reasons).
+        dropped: u64,
+    },
 }
 
 impl fmt::Display for Close {
@@ -114,6 +126,16 @@ impl fmt::Display for Close {
                 write!(f, "connect_failed: {kind} (error {})", code.code())
             }
             Close::Io(kind) => write!(f, "io_error: {kind}"),
+            Close::UdpDisabled => f.write_str("udp_disabled (error 2)"),
+            Close::UdpFlowLimit => f.write_str("limit_reached: udp.max_flows_per_client"),
+            Close::UdpEnded {
+                end,
+                datagrams: (up, down),
+                dropped,
+            } => write!(
+                f,
+                "udp {end}: {up} datagrams up, {down} down, {dropped} dropped"
+            ),
         }
     }
 }
@@ -231,12 +253,17 @@ async fn handle(
             dest,
             reply,
         } => (client, dest, reply),
-        Decision::Udp { .. } => {
-            let error = HandshakeError::Request(mpbond_protocol::RequestError::UnknownTlv(
-                mpbond_protocol::TLV_UDP,
-            ));
-            refuse(stream, &error_reply(error.error_code()), slot).await;
-            return Close::Refused(error);
+        Decision::Udp {
+            client,
+            dest,
+            reply,
+        } => {
+            tracing::Span::current().record("client", client.as_str());
+            tracing::Span::current().record("dest", field::display(format_args!("udp:{dest}")));
+            return crate::udp::serve::serve_udp(
+                stream, state, &live, &client, dest, reply, slot, started, bytes,
+            )
+            .await;
         }
     };
     tracing::Span::current().record("client", client.as_str());
@@ -288,7 +315,7 @@ async fn handle(
 
 /// Apply the destination policy and the connection limits to an authenticated Connect:
 /// the admission guard, or the code to refuse with and how the connection ends.
-fn admit(
+pub(crate) fn admit(
     state: &State,
     live: &Live,
     client: &ClientId,
@@ -353,7 +380,7 @@ async fn wait_established(stream: &TcpStream, deadline: Instant) {
 /// Give the accept slot back, send an Error TLV, then close without resetting. The
 /// slot goes first: the wait for the subflow and the linger take seconds, and a
 /// refused connection must not keep a slot from the next client meanwhile.
-async fn refuse(mut stream: TcpStream, reply: &[u8], slot: OwnedSemaphorePermit) {
+pub(crate) async fn refuse(mut stream: TcpStream, reply: &[u8], slot: OwnedSemaphorePermit) {
     drop(slot);
     wait_established(&stream, Instant::now() + REFUSE_WAIT).await;
     if stream.write_all(reply).await.is_err() {
@@ -364,7 +391,7 @@ async fn refuse(mut stream: TcpStream, reply: &[u8], slot: OwnedSemaphorePermit)
 
 /// Half-close our side, then drain what the client still sends (bounded in time and
 /// bytes) so the close is a FIN, not an RST that could overtake our reply.
-async fn linger_close(mut stream: TcpStream) {
+pub(crate) async fn linger_close(mut stream: TcpStream) {
     if stream.shutdown().await.is_err() {
         return;
     }

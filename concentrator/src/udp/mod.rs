@@ -1,0 +1,26 @@
+//! UDP flows (issue 9): one authenticated MPTCP connection per UDP flow, relayed to one
+//! connected UDP socket as RFC 9297 DATAGRAM capsules (`docs/PROTOCOL.md`, "UDP flows").
+//!
+//! The decisions are made elsewhere, as for TCP: `mpbond_protocol`'s `ServerHandshake`
+//! answers `Decision::Udp` for an authenticated UDP request, the destination goes through
+//! the same [`crate::policy`] and [`crate::admission`] limits as a TCP connect, and then
+//! this module's own limits apply.
+//!
+//! * [`config`]: `[udp]` (limits, idle timeouts, queue size) and its defaults.
+//! * [`limits`]: per-client flow count and datagram token bucket. Pure.
+//! * [`queue`]: the bounded downstream queue of encoded capsules. Pure.
+//! * [`relay`]: one flow's relay loop (capsules ↔ datagrams).
+//! * [`serve`]: a flow from the decision to its end: policy, limits, the socket, the
+//!   reply, the relay, the close.
+//! * [`metrics`]: the `mpbond_udp_*` families.
+
+pub mod config;
+pub(crate) mod limits;
+pub mod metrics;
+pub(crate) mod queue;
+pub(crate) mod relay;
+pub(crate) mod serve;
+
+pub use config::{RawUdp, UdpConfig};
+pub(crate) use limits::UdpClients;
+pub use metrics::{DropReason, UdpMetrics};

@@ -1,0 +1,131 @@
+//! The downstream queue of one UDP flow: encoded DATAGRAM capsules that the MPTCP
+//! socket has not accepted yet, bounded in bytes.
+//!
+//! A datagram that does not fit is dropped (the caller counts it), so a full MPTCP
+//! send buffer shows up as loss to the sender's congestion control, not as a growing
+//! delay. The queue always takes one capsule when it is empty, so a 65,527-byte
+//! datagram gets through a limit smaller than its capsule.
+
+use mpbond_protocol::{encode_datagram, CapsuleError};
+
+/// Encoded capsules waiting for the socket.
+#[derive(Debug)]
+pub(crate) struct CapsuleQueue {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    head: usize,
+    limit: usize,
+}
+
+/// Why a datagram was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueRefusal {
+    /// The queue holds `limit` bytes already (or would after this capsule).
+    Full,
+    /// The payload cannot be a capsule (over 65,527 bytes).
+    Encode(CapsuleError),
+}
+
+impl CapsuleQueue {
+    /// An empty queue holding at most `limit` bytes of capsules.
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            buf: Vec::new(),
+            head: 0,
+            limit,
+        }
+    }
+
+    /// Bytes waiting.
+    pub(crate) fn pending(&self) -> usize {
+        self.buf.len() - self.head
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pending() == 0
+    }
+
+    /// Encode `payload` as one DATAGRAM capsule at the tail, unless the queue is full.
+    pub(crate) fn push(&mut self, payload: &[u8]) -> Result<(), QueueRefusal> {
+        let len = mpbond_protocol::udp::datagram_capsule_len(payload.len());
+        if !self.is_empty() && self.pending() + len > self.limit {
+            return Err(QueueRefusal::Full);
+        }
+        if self.is_empty() {
+            self.buf.clear();
+            self.head = 0;
+        } else if self.head >= self.limit {
+            // Written bytes at the front outweigh the waiting ones: drop them once.
+            self.buf.drain(..self.head);
+            self.head = 0;
+        }
+        encode_datagram(payload, &mut self.buf).map_err(QueueRefusal::Encode)
+    }
+
+    /// The bytes to write next.
+    pub(crate) fn front(&self) -> &[u8] {
+        &self.buf[self.head..]
+    }
+
+    /// `n` bytes of [`front`](Self::front) were written.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.head = self.head.saturating_add(n).min(self.buf.len());
+        if self.is_empty() {
+            self.buf.clear();
+            self.head = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mpbond_protocol::{decode_capsule, Capsule, MAX_UDP_PAYLOAD};
+
+    use super::*;
+
+    #[test]
+    fn drops_when_full_and_takes_again_once_written() {
+        let mut q = CapsuleQueue::new(100);
+        q.push(&[1; 40]).unwrap();
+        q.push(&[2; 40]).unwrap();
+        assert_eq!(q.pending(), 86);
+        assert_eq!(q.push(&[3; 40]), Err(QueueRefusal::Full));
+        // Half of the first capsule goes out: still full for another 40.
+        q.consume(20);
+        assert_eq!(q.push(&[3; 40]), Err(QueueRefusal::Full));
+        q.consume(23);
+        q.push(&[3; 40]).unwrap();
+        let mut rest = q.front().to_vec();
+        let mut got = Vec::new();
+        while let Some((Capsule::Datagram(p), n)) = decode_capsule(&rest).unwrap() {
+            got.push(p[0]);
+            rest.drain(..n);
+        }
+        assert_eq!(got, [2, 3]);
+        q.consume(usize::MAX);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn an_empty_queue_takes_the_largest_datagram_and_refuses_larger() {
+        let mut q = CapsuleQueue::new(1024);
+        q.push(&vec![7; MAX_UDP_PAYLOAD]).unwrap();
+        assert_eq!(q.push(&[1]), Err(QueueRefusal::Full));
+        q.consume(q.pending());
+        assert!(matches!(
+            q.push(&vec![7; MAX_UDP_PAYLOAD + 1]),
+            Err(QueueRefusal::Encode(_))
+        ));
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_partial_writes() {
+        let mut q = CapsuleQueue::new(1000);
+        for _ in 0..10_000 {
+            let _ = q.push(&[9; 300]);
+            q.consume(250);
+            assert!(q.buf.len() <= 2 * 1000 + 310, "{}", q.buf.len());
+        }
+    }
+}

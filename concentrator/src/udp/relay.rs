@@ -1,0 +1,286 @@
+//! One UDP flow's relay: capsules from the MPTCP stream become datagrams on a connected
+//! UDP socket, and datagrams from it become capsules back, through a bounded queue.
+//!
+//! One task, no per-datagram allocation: the stream's bytes are read into one growing
+//! buffer and decoded in place ([`decode_capsule`]); datagrams from the destination are
+//! received into one reusable buffer and encoded straight into the
+//! [`CapsuleQueue`](super::queue::CapsuleQueue). Counters go to the metrics once per
+//! burst. The relay ends when the client closes or resets, a capsule is malformed, or
+//! the flow is idle (no datagram either way) for its timeout.
+
+use std::fmt;
+use std::io;
+use std::time::{Duration, Instant};
+
+use mpbond_protocol::{decode_capsule, Capsule, CapsuleError};
+use tokio::net::{TcpStream, UdpSocket};
+
+use super::limits::{ClientLimits, FlowPermit};
+use super::metrics::{DropReason, Tally, UdpMetrics};
+use super::queue::{CapsuleQueue, QueueRefusal};
+
+/// Bytes kept free in the read buffer before each read.
+const READ_CHUNK: usize = 16 * 1024;
+/// Reads (or datagrams) handled per wake-up before the other directions get a turn.
+const BURST: usize = 32;
+/// Receive buffer for one datagram: the largest UDP payload fits.
+const DATAGRAM_BUF: usize = 65_536;
+
+/// How a flow's relay ended.
+#[derive(Debug)]
+pub(crate) enum FlowEnd {
+    /// The client closed its side (FIN).
+    ClientClosed,
+    /// No datagram either way for the idle timeout.
+    Idle,
+    /// The client sent a capsule that ends the flow.
+    Malformed(CapsuleError),
+    /// Reading or writing the MPTCP stream failed (a reset, usually).
+    ClientIo(io::ErrorKind),
+    /// The UDP socket failed in a way that is not an ICMP report.
+    DestinationIo(io::ErrorKind),
+}
+
+impl fmt::Display for FlowEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlowEnd::ClientClosed => f.write_str("client_closed"),
+            FlowEnd::Idle => f.write_str("idle_timeout"),
+            FlowEnd::Malformed(e) => write!(f, "malformed: {e}"),
+            FlowEnd::ClientIo(kind) => write!(f, "client_io_error: {kind}"),
+            FlowEnd::DestinationIo(kind) => write!(f, "destination_io_error: {kind}"),
+        }
+    }
+}
+
+/// What the relay needs besides its two sockets.
+pub(crate) struct FlowParams<'a> {
+    pub metrics: &'a UdpMetrics,
+    pub permit: FlowPermit,
+    pub limits: ClientLimits,
+    pub idle_timeout: Duration,
+    pub queue_bytes: usize,
+}
+
+/// Totals of one flow, for its log line.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct FlowTotals {
+    pub up: Tally,
+    pub down: Tally,
+    pub dropped: u64,
+}
+
+/// Per-burst counts, flushed to the metrics and the totals together.
+struct Burst {
+    up: Tally,
+    down: Tally,
+    drops: [(DropReason, u64); 5],
+}
+
+impl Burst {
+    fn new() -> Self {
+        Burst {
+            up: Tally::default(),
+            down: Tally::default(),
+            drops: [
+                (DropReason::QueueFull, 0),
+                (DropReason::RateLimit, 0),
+                (DropReason::BadContext, 0),
+                (DropReason::UnknownCapsule, 0),
+                (DropReason::SendError, 0),
+            ],
+        }
+    }
+
+    fn drop_one(&mut self, reason: DropReason) {
+        if let Some((_, n)) = self.drops.iter_mut().find(|(r, _)| *r == reason) {
+            *n += 1;
+        }
+    }
+
+    fn flush(&mut self, metrics: &UdpMetrics, totals: &mut FlowTotals) {
+        metrics.relayed(self.up, self.down);
+        totals.up.datagrams += self.up.datagrams;
+        totals.up.bytes += self.up.bytes;
+        totals.down.datagrams += self.down.datagrams;
+        totals.down.bytes += self.down.bytes;
+        for (reason, n) in &mut self.drops {
+            metrics.dropped(*reason, *n);
+            totals.dropped += *n;
+            *n = 0;
+        }
+        self.up = Tally::default();
+        self.down = Tally::default();
+    }
+}
+
+/// Relay until the flow ends. `stream` is positioned right after the Convert request
+/// (capsules sent in the SYN are still in it); the reply has been written.
+pub(crate) async fn relay(
+    stream: &TcpStream,
+    udp: &UdpSocket,
+    mut params: FlowParams<'_>,
+) -> (FlowEnd, FlowTotals) {
+    let mut totals = FlowTotals::default();
+    let mut burst = Burst::new();
+    let mut inbound: Vec<u8> = Vec::new();
+    let mut datagram: Vec<u8> = Vec::with_capacity(DATAGRAM_BUF);
+    let mut queue = CapsuleQueue::new(params.queue_bytes);
+    let mut last_activity = Instant::now();
+    let idle = tokio::time::sleep(params.idle_timeout);
+    tokio::pin!(idle);
+
+    let end = loop {
+        let step = tokio::select! {
+            ready = stream.readable() => match ready {
+                Ok(()) => upstream(stream, udp, &mut inbound, &mut params, &mut burst),
+                Err(e) => Step::End(FlowEnd::ClientIo(e.kind())),
+            },
+            ready = udp.readable() => match ready {
+                Ok(()) => downstream(udp, &mut datagram, &mut queue, &mut burst),
+                Err(e) => Step::End(FlowEnd::DestinationIo(e.kind())),
+            },
+            ready = stream.writable(), if !queue.is_empty() => match ready {
+                Ok(()) => Step::Continue { active: false },
+                Err(e) => Step::End(FlowEnd::ClientIo(e.kind())),
+            },
+            () = &mut idle => {
+                let deadline = last_activity + params.idle_timeout;
+                if Instant::now() >= deadline {
+                    Step::End(FlowEnd::Idle)
+                } else {
+                    idle.as_mut().reset(deadline.into());
+                    Step::Continue { active: false }
+                }
+            }
+        };
+        let step = match step {
+            Step::Continue { active } => flush(stream, &mut queue).map(|()| active),
+            Step::End(end) => Err(end),
+        };
+        burst.flush(params.metrics, &mut totals);
+        match step {
+            Ok(true) => last_activity = Instant::now(),
+            Ok(false) => {}
+            Err(end) => break end,
+        }
+    };
+    (end, totals)
+}
+
+enum Step {
+    /// Go on; `active` when a datagram went either way.
+    Continue {
+        active: bool,
+    },
+    End(FlowEnd),
+}
+
+/// Read what the stream has (a few reads at most) and send every whole DATAGRAM.
+fn upstream(
+    stream: &TcpStream,
+    udp: &UdpSocket,
+    inbound: &mut Vec<u8>,
+    params: &mut FlowParams<'_>,
+    burst: &mut Burst,
+) -> Step {
+    let mut active = false;
+    for _ in 0..BURST {
+        // try_read_buf reads into the spare capacity; with none it would report EOF.
+        inbound.reserve(READ_CHUNK);
+        match stream.try_read_buf(inbound) {
+            Ok(0) => return Step::End(FlowEnd::ClientClosed),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Step::End(FlowEnd::ClientIo(e.kind())),
+        }
+        let mut used = 0;
+        loop {
+            let rest = &inbound[used..];
+            match decode_capsule(rest) {
+                Ok(None) => break,
+                Err(e) => return Step::End(FlowEnd::Malformed(e)),
+                Ok(Some((capsule, n))) => {
+                    used += n;
+                    match capsule {
+                        Capsule::Datagram(payload) => {
+                            active = true;
+                            if !params.permit.take(params.limits, Instant::now()) {
+                                burst.drop_one(DropReason::RateLimit);
+                            } else if udp.try_send(payload).is_ok() {
+                                burst.up.add(payload.len());
+                            } else {
+                                // WouldBlock (socket buffer full) or an ICMP error
+                                // reported on this send: the datagram is lost either way.
+                                burst.drop_one(DropReason::SendError);
+                            }
+                        }
+                        Capsule::OtherContext { .. } => burst.drop_one(DropReason::BadContext),
+                        Capsule::Unknown { .. } => burst.drop_one(DropReason::UnknownCapsule),
+                    }
+                }
+            }
+        }
+        inbound.drain(..used);
+    }
+    Step::Continue { active }
+}
+
+/// Receive what the UDP socket has (a burst at most) into the queue.
+fn downstream(
+    udp: &UdpSocket,
+    datagram: &mut Vec<u8>,
+    queue: &mut CapsuleQueue,
+    burst: &mut Burst,
+) -> Step {
+    let mut active = false;
+    for _ in 0..BURST {
+        datagram.clear();
+        match udp.try_recv_buf(datagram) {
+            Ok(n) => {
+                active = true;
+                match queue.push(&datagram[..n]) {
+                    Ok(()) => burst.down.add(n),
+                    Err(QueueRefusal::Full | QueueRefusal::Encode(_)) => {
+                        burst.drop_one(DropReason::QueueFull)
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            // An ICMP error for an earlier send (port unreachable...): UDP goes on.
+            Err(e) if is_icmp_report(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Step::End(FlowEnd::DestinationIo(e.kind())),
+        }
+    }
+    Step::Continue { active }
+}
+
+/// Write as much of the queue as the stream takes now.
+fn flush(stream: &TcpStream, queue: &mut CapsuleQueue) -> Result<(), FlowEnd> {
+    while !queue.is_empty() {
+        match stream.try_write(queue.front()) {
+            Ok(n) => queue.consume(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FlowEnd::ClientIo(e.kind())),
+        }
+    }
+    Ok(())
+}
+
+/// Whether a UDP socket error is a deferred ICMP report rather than a broken socket.
+fn is_icmp_report(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ECONNREFUSED
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::EHOSTDOWN
+                | libc::ENETDOWN
+                | libc::EMSGSIZE
+                | libc::EPROTO
+        )
+    )
+}

@@ -1,0 +1,135 @@
+//! A UDP flow from `Decision::Udp` to its end: policy and connection limits (shared
+//! with TCP), the per-client flow limit, a UDP socket connected to the destination, the
+//! success reply, the relay, and the close: a FIN when the flow ends normally or idles
+//! out, a reset when the client sent a malformed capsule.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::time::Instant;
+
+use mpbond_protocol::auth::ClientId;
+use mpbond_protocol::{error_reply, ErrorCode};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UdpSocket};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::limits::ClientLimits;
+use super::metrics::DropReason;
+use super::relay::{relay, FlowEnd, FlowParams, FlowTotals};
+use crate::reload::{Live, State};
+use crate::session::{admit, connect_error_code, linger_close, refuse, Close};
+
+/// Unsent bytes the MPTCP socket may hold before it stops taking more
+/// (`TCP_NOTSENT_LOWAT`), so datagrams wait in the bounded queue, where they can be
+/// dropped, and not in the kernel.
+pub const NOTSENT_LOWAT: u32 = 16 * 1024;
+
+/// Serve an authenticated UDP request to its end. `bytes` gets the payload bytes each
+/// way.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn serve_udp(
+    stream: TcpStream,
+    state: &State,
+    live: &Live,
+    client: &ClientId,
+    dest: SocketAddr,
+    reply: Vec<u8>,
+    slot: OwnedSemaphorePermit,
+    started: Instant,
+    bytes: &mut (u64, u64),
+) -> Close {
+    let udp_config = &live.config.udp;
+    let metrics = &state.metrics.udp;
+    if !udp_config.enabled {
+        refuse(stream, &error_reply(ErrorCode::UnsupportedMessage), slot).await;
+        return Close::UdpDisabled;
+    }
+    let admitted = match admit(state, live, client, dest) {
+        Ok(admitted) => admitted,
+        Err((code, close)) => {
+            let reason = if matches!(close, Close::PolicyRefused(_)) {
+                DropReason::Policy
+            } else {
+                DropReason::FlowLimit
+            };
+            metrics.dropped(reason, 1);
+            refuse(stream, &error_reply(code), slot).await;
+            return close;
+        }
+    };
+    let limits = ClientLimits {
+        max_flows: udp_config.max_flows_per_client,
+        rate: udp_config.datagrams_per_sec_per_client,
+        burst: udp_config.datagram_burst_per_client,
+    };
+    let permit = match state.udp_clients.try_open(client, limits, Instant::now()) {
+        Ok(permit) => permit,
+        Err(_) => {
+            state.metrics.limit_refusal();
+            metrics.dropped(DropReason::FlowLimit, 1);
+            refuse(stream, &error_reply(ErrorCode::ResourceExceeded), slot).await;
+            return Close::UdpFlowLimit;
+        }
+    };
+    let udp = match connected_socket(dest) {
+        Ok(udp) => udp,
+        Err(e) => {
+            let code = connect_error_code(&e);
+            state.metrics.connect_error(code.code());
+            refuse(stream, &error_reply(code), slot).await;
+            return Close::ConnectFailed(code, e.kind());
+        }
+    };
+    set_notsent_lowat(&stream, NOTSENT_LOWAT);
+    let mut stream = stream;
+    if let Err(e) = stream.write_all(&reply).await {
+        return Close::Io(e.kind());
+    }
+    state.metrics.observe_handshake(started.elapsed());
+    metrics.flow_opened();
+    let params = FlowParams {
+        metrics,
+        permit,
+        limits,
+        idle_timeout: udp_config.idle_timeout_for(dest.port()),
+        queue_bytes: udp_config.queue_bytes,
+    };
+    let (end, totals): (FlowEnd, FlowTotals) = relay(&stream, &udp, params).await;
+    metrics.flow_closed();
+    *bytes = (totals.up.bytes, totals.down.bytes);
+    state
+        .metrics
+        .add_bytes(client.as_str(), totals.up.bytes, totals.down.bytes);
+    drop((admitted, slot, udp));
+    match &end {
+        FlowEnd::Malformed(_) => mpbond_relay::sys::reset(stream),
+        FlowEnd::ClientIo(_) => drop(stream),
+        _ => linger_close(stream).await,
+    }
+    Close::UdpEnded {
+        end,
+        datagrams: (totals.up.datagrams, totals.down.datagrams),
+        dropped: totals.dropped,
+    }
+}
+
+/// A non-blocking UDP socket on an ephemeral port, connected to `dest`.
+fn connected_socket(dest: SocketAddr) -> io::Result<UdpSocket> {
+    let local: SocketAddr = match dest {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = StdUdpSocket::bind(local)?;
+    socket.connect(dest)?;
+    socket.set_nonblocking(true)?;
+    UdpSocket::from_std(socket)
+}
+
+/// Best effort: `TCP_NOTSENT_LOWAT` on the flow's MPTCP socket (see docs/DESIGN.md for
+/// what Linux does with it on MPTCP); if the kernel refuses it, the queue bound alone
+/// applies.
+fn set_notsent_lowat(stream: &TcpStream, bytes: u32) {
+    if let Err(error) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(bytes) {
+        tracing::debug!(%error, "TCP_NOTSENT_LOWAT not set");
+    }
+}
