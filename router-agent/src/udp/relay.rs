@@ -257,7 +257,7 @@ async fn relay_capsules(
                                 Capsule::Datagram(payload) => {
                                     deadline = Instant::now() + flow.idle;
                                     stats.down(payload.len());
-                                    if flow.lan.try_send(payload).is_err() {
+                                    if send_now(&flow.lan, payload).is_err() {
                                         stats.drops_lan_busy();
                                     }
                                 }
@@ -296,6 +296,14 @@ async fn relay_capsules(
     }
 }
 
+/// Send one datagram on a connected socket now, or fail (a full buffer drops it). The
+/// syscall goes straight to the non-blocking socket: tokio's `try_send` reports
+/// `WouldBlock` on a socket whose first writable event it has not seen yet, which would
+/// drop the first datagram of every new flow.
+fn send_now(sock: &UdpSocket, datagram: &[u8]) -> io::Result<usize> {
+    socket2::SockRef::from(sock).send(datagram)
+}
+
 /// Relay `flow` from the router itself, after replaying `early`.
 async fn direct(
     flow: &mut Flow,
@@ -316,7 +324,7 @@ async fn direct(
         return End::LanError;
     }
     for datagram in &early {
-        let _ = out.try_send(datagram);
+        let _ = send_now(&out, datagram);
     }
     let mut lan_buf = vec![0u8; mpbond_protocol::MAX_UDP_PAYLOAD + 1];
     let mut out_buf = vec![0u8; mpbond_protocol::MAX_UDP_PAYLOAD + 1];
@@ -329,7 +337,7 @@ async fn direct(
                 Ok(n) => {
                     deadline = Instant::now() + flow.idle;
                     stats.down(n);
-                    if flow.lan.try_send(&out_buf[..n]).is_err() {
+                    if send_now(&flow.lan, &out_buf[..n]).is_err() {
                         stats.drops_lan_busy();
                     }
                 }
@@ -340,7 +348,7 @@ async fn direct(
                 Ok(datagram) => {
                     deadline = Instant::now() + flow.idle;
                     stats.up(datagram.len());
-                    if out.try_send(&datagram).is_err() {
+                    if send_now(&out, &datagram).is_err() {
                         stats.drops_lan_busy();
                     }
                 }

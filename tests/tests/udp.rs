@@ -1,0 +1,208 @@
+//! UDP through mpbond, end to end in the namespace bed: LAN UDP is tproxied to the
+//! agent, carried over MPTCP to the concentrator as DATAGRAM capsules and answered from
+//! the address the client wrote to; what is not for the concentrator (the router's own
+//! services, a blocked port, a refused destination, a failing or dead agent) is left to
+//! the router's NAT or refused as configured.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use common::{at, metric, mpbond, wait_redirect};
+use mpbond_tests::topology::{wan_router_v4, LAN_ROUTER_V4, SERVER_V4, VPS_V4};
+use mpbond_tests::{proc, Node, TestBed, UdpEchoReport};
+
+/// The echo server's port in the internet namespace.
+const ECHO_PORT: u16 = 7007;
+
+fn echo_at(port: u16) -> SocketAddr {
+    SocketAddr::new(SERVER_V4.into(), port)
+}
+
+/// The agent's `udp` status object.
+fn udp_status(bed: &TestBed) -> serde_json::Value {
+    bed.agent_status().expect("agent status")["udp"].clone()
+}
+
+fn udp_count(bed: &TestBed, key: &str) -> u64 {
+    udp_status(bed)[key].as_u64().unwrap_or(0)
+}
+
+fn echo(bed: &TestBed, to: SocketAddr, count: u32) -> UdpEchoReport {
+    let report = bed.udp_echo(Node::Lan, to, count).expect("udp-echo runs");
+    println!("udp-echo to {to}: {report:?}");
+    report
+}
+
+fn peer_ips(peers: &[SocketAddr]) -> Vec<IpAddr> {
+    peers.iter().map(SocketAddr::ip).collect()
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn lan_udp_is_bonded_and_answered_from_the_destination() {
+    let (bed, _conc, _agent) = mpbond(&[40, 60]);
+    let server = bed
+        .udp_echo_server(Node::Server, echo_at(ECHO_PORT))
+        .expect("echo server");
+    let report = echo(&bed, echo_at(ECHO_PORT), 100);
+    let text = bed.concentrator_metrics().expect("metrics");
+    for line in text.lines().filter(|l| l.starts_with("mpbond_udp_drops_total")) {
+        println!("concentrator: {line}");
+    }
+    // The client's socket is connected to the server: only replies from the server's
+    // address and port count, so every echo proves the reply left from the destination.
+    assert!(report.received >= 98, "echoes lost: {report:?}");
+    assert_eq!(
+        peer_ips(&server.peers()),
+        [IpAddr::from(VPS_V4)],
+        "the flow reached the server from the concentrator"
+    );
+    let udp = udp_status(&bed);
+    println!("agent udp status: {udp}");
+    assert!(udp["total"].as_u64() >= Some(1), "{udp}");
+    assert!(udp["bytes_up"].as_u64() >= Some(100 * 200), "{udp}");
+    assert!(udp["bytes_down"].as_u64() >= Some(98 * 200), "{udp}");
+    assert_eq!(udp["direct"].as_u64(), Some(0), "{udp}");
+    let flows = metric(&bed, "mpbond_udp_flows_total");
+    assert!(flows >= 1.0, "the concentrator counted the flow: {flows}");
+
+    // DNS over UDP to a resolver in the internet (an echo on port 53 stands in for it).
+    let dns = bed
+        .udp_echo_server(Node::Server, echo_at(53))
+        .expect("port 53 server");
+    let report = echo(&bed, echo_at(53), 10);
+    assert_eq!(report.received, 10, "{report:?}");
+    assert_eq!(peer_ips(&dns.peers()), [IpAddr::from(VPS_V4)]);
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn udp_to_the_router_itself_is_not_intercepted() {
+    let (bed, _conc, _agent) = mpbond(&[40, 60]);
+    // DNS to the router: a responder on the router's LAN address, port 53.
+    let router_dns = SocketAddr::new(LAN_ROUTER_V4.into(), 53);
+    let server = bed
+        .udp_echo_server(Node::Router, router_dns)
+        .expect("router responder");
+    let report = echo(&bed, router_dns, 20);
+    assert_eq!(report.received, 20, "{report:?}");
+    assert_eq!(
+        peer_ips(&server.peers()),
+        [IpAddr::from(mpbond_tests::topology::LAN_CLIENT_V4)],
+        "the router's own service sees the LAN client itself"
+    );
+    assert_eq!(udp_count(&bed, "total"), 0, "the agent took no flow");
+    let listing = bed
+        .exec(Node::Router, "nft list chain inet mpbond udp_lan")
+        .expect("nft list");
+    assert!(listing.contains("fib daddr type != unicast return"), "{listing}");
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn blocked_ports_get_port_unreachable_and_refused_destinations_go_direct() {
+    let bed = TestBed::builder().wans(&[40, 60]).build();
+    let mut conc_cfg = bed.concentrator_config();
+    // The server's documentation range stays refused (the bed opens it by default).
+    conc_cfg.allow.retain(|prefix| !prefix.starts_with("203.0.113."));
+    let _conc = bed.start_concentrator(&conc_cfg).expect("concentrator");
+    let mut cfg = bed.agent_config();
+    cfg.udp = Some("[[udp.rule]]\nports = \"443\"\naction = \"block\"\n".into());
+    let _agent = bed.start_agent(&cfg).expect("agent");
+
+    let _quic = bed
+        .udp_echo_server(Node::Server, echo_at(443))
+        .expect("port 443 server");
+    let report = echo(&bed, echo_at(443), 10);
+    assert_eq!(report.received, 0, "a blocked port passes nothing: {report:?}");
+    assert!(report.refused >= 1, "ICMP port unreachable came back: {report:?}");
+
+    // The concentrator's policy forbids the server: refused, counted, then direct.
+    let server = bed
+        .udp_echo_server(Node::Server, echo_at(ECHO_PORT))
+        .expect("echo server");
+    let report = echo(&bed, echo_at(ECHO_PORT), 50);
+    assert!(report.received >= 45, "the refused flow went direct: {report:?}");
+    let peers = peer_ips(&server.peers());
+    assert!(
+        peers.iter().all(|ip| *ip != IpAddr::from(VPS_V4)),
+        "direct, not through the VPS: {peers:?}"
+    );
+    assert!(udp_count(&bed, "refused") >= 1, "{}", udp_status(&bed));
+    let text = bed.concentrator_metrics().expect("metrics");
+    let policy = text
+        .lines()
+        .find(|l| l.starts_with("mpbond_udp_drops_total{reason=\"policy\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(policy >= 1.0, "the concentrator counted the refusal:\n{text}");
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn udp_fails_open_without_the_concentrator_and_comes_back() {
+    let (bed, conc, agent) = mpbond(&[40, 60]);
+    let server = bed
+        .udp_echo_server(Node::Server, echo_at(ECHO_PORT))
+        .expect("echo server");
+    let cfg = bed.concentrator_config();
+    conc.stop(Duration::from_secs(10));
+    assert!(
+        wait_redirect(&bed, false, Duration::from_secs(20)),
+        "no fail open:\n{}",
+        agent.log_tail(20)
+    );
+    let listing = bed
+        .exec(Node::Router, "nft list chain inet mpbond udp_lan")
+        .expect("nft list");
+    assert!(!listing.contains("tproxy"), "no UDP interception while failing open:\n{listing}");
+    let report = echo(&bed, echo_at(ECHO_PORT), 25);
+    assert!(report.received >= 24, "UDP by NAT: {report:?}");
+    assert_eq!(
+        peer_ips(&server.peers()),
+        [IpAddr::from(wan_router_v4(1))],
+        "NAT over the main route's WAN"
+    );
+
+    let _conc = bed.start_concentrator(&cfg).expect("concentrator restarts");
+    assert!(
+        wait_redirect(&bed, true, Duration::from_secs(20)),
+        "no redirect after the restart:\n{}",
+        agent.log_tail(20)
+    );
+    let report = echo(&bed, echo_at(ECHO_PORT), 25);
+    assert!(report.received >= 24, "{report:?}");
+    assert!(
+        peer_ips(&server.peers()).contains(&IpAddr::from(VPS_V4)),
+        "a new flow is bonded again: {:?}",
+        server.peers()
+    );
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn a_killed_agent_leaves_udp_to_nat() {
+    let (bed, _conc, agent) = mpbond(&[40, 60]);
+    let server = bed
+        .udp_echo_server(Node::Server, echo_at(ECHO_PORT))
+        .expect("echo server");
+    let report = echo(&bed, echo_at(ECHO_PORT), 10);
+    assert_eq!(report.received, 10, "{report:?}");
+    agent.kill();
+    let gone = proc::wait_until(Duration::from_secs(10), || {
+        bed.exec(Node::Router, "nft list tables")
+            .is_ok_and(|t| !t.contains("inet mpbond"))
+    });
+    assert!(gone, "the owner table died with the agent");
+    let report = echo(&bed, echo_at(ECHO_PORT), 25);
+    assert!(report.received >= 24, "UDP by NAT after kill -9: {report:?}");
+    assert!(
+        peer_ips(&server.peers()).contains(&IpAddr::from(wan_router_v4(1))),
+        "the new flow left by NAT: {:?}",
+        server.peers()
+    );
+    let _ = at(SERVER_V4);
+}
