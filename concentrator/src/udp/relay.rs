@@ -208,7 +208,7 @@ fn upstream(
                             active = true;
                             if !params.permit.take(params.limits, Instant::now()) {
                                 burst.drop_one(DropReason::RateLimit);
-                            } else if udp.try_send(payload).is_ok() {
+                            } else if send(udp, payload).is_ok() {
                                 burst.up.add(payload.len());
                             } else {
                                 // WouldBlock (socket buffer full) or an ICMP error
@@ -267,6 +267,13 @@ fn flush(stream: &TcpStream, queue: &mut CapsuleQueue) -> Result<(), FlowEnd> {
         }
     }
     Ok(())
+}
+
+/// Send one datagram now, or fail. Straight to the socket, not through tokio's readiness:
+/// a flow never waits for its UDP socket (a full send buffer drops the datagram), and a
+/// new socket's readiness is not known until the reactor has polled it once.
+fn send(udp: &UdpSocket, payload: &[u8]) -> io::Result<usize> {
+    socket2::SockRef::from(udp).send(payload)
 }
 
 /// Whether a UDP socket error is a deferred ICMP report rather than a broken socket.
