@@ -138,10 +138,15 @@ impl Bed {
         std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
         let notify_path = dir.0.join("notify");
         let notify = UnixDatagram::bind(&notify_path).unwrap();
-        notify.set_read_timeout(Some(WAIT)).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let log = std::fs::File::create(dir.0.join("concentrator.log")).unwrap();
+        // A measurement may run an optimised build instead of the test profile's.
+        let binary = std::env::var("MPBOND_CONCENTRATOR_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mpbond-concentrator").to_owned());
         let child = ns
-            .command(env!("CARGO_BIN_EXE_mpbond-concentrator"))
+            .command(&binary)
             .arg("--config")
             .arg(&config)
             .env("NOTIFY_SOCKET", &notify_path)
@@ -161,14 +166,17 @@ impl Bed {
             ns,
         };
         let mut buf = [0u8; 256];
-        loop {
-            let n = notify
-                .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("no READY=1 ({e}); log:\n{}", bed.log()));
-            if buf[..n].split(|&b| b == b'\n').any(|l| l == b"READY=1") {
-                return bed;
+        let mut bed = bed;
+        let log_path = bed.dir.0.join("concentrator.log");
+        let ready = mpbond_testkit::wait_until(WAIT, Duration::ZERO, || {
+            if let Ok(Some(status)) = bed.child.try_wait() {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("the concentrator exited ({status}); log:\n{log}");
             }
-        }
+            matches!(notify.recv(&mut buf), Ok(n) if buf[..n].split(|&b| b == b'\n').any(|l| l == b"READY=1"))
+        });
+        assert!(ready, "no READY=1 within {WAIT:?}; log:\n{}", bed.log());
+        bed
     }
 
     /// The concentrator's log so far.
