@@ -188,3 +188,47 @@ fn a_malformed_capsule_resets_the_flow() {
         bed.log()
     );
 }
+
+#[test]
+#[ignore = "needs root, netns and python3"]
+fn a_client_that_does_not_read_gets_drops_not_a_growing_queue() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+
+    let bed = Bed::start("udp-stall", "");
+    const COUNT: u64 = 2000;
+    const SIZE: u64 = 1200;
+    let mut client = bed
+        .client_command(
+            "stall",
+            bed.echo.addr,
+            &format!(", \"count\": {COUNT}, \"size\": {SIZE}"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(client.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_has(&line, &format!("\"sent\": {COUNT}"), &bed);
+    // Every datagram went up; the echoes come back into a stream nobody reads.
+    bed.wait_metric("mpbond_udp_datagrams_total{direction=\"up\"}", COUNT);
+    let dropped = "mpbond_udp_drops_total{reason=\"queue_full\"}";
+    let settled =
+        mpbond_testkit::wait_until(udp_bed::WAIT, std::time::Duration::from_millis(20), || {
+            bed.metric(dropped) > 0
+        });
+    assert!(settled, "no queue_full drops\n{}", bed.scrape());
+    // What was taken is bounded by the client's window, the socket's unsent low-water
+    // mark and the queue (64 KiB each, and then some): far below the 2.4 MB sent.
+    let down = bed.metric("mpbond_udp_datagrams_total{direction=\"down\"}");
+    println!("taken downstream: {down} of {COUNT} datagrams; the rest dropped at the queue");
+    assert!(down * SIZE < 1_000_000, "{down} datagrams taken downstream");
+    // Everything taken is delivered once the client reads.
+    writeln!(client.stdin.as_mut().unwrap(), "{down}").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_has(&line, &format!("\"received\": {down}"), &bed);
+    client.wait().unwrap();
+}

@@ -104,13 +104,18 @@ def check_worked_examples():
 
 
 class Flow:
-    def __init__(self, args, client=None, key=None, udp_tlv=True, wire=None, first=b""):
+    def __init__(self, args, client=None, key=None, udp_tlv=True, wire=None, first=b"", rcvbuf=None):
         client = client or args["client"]
         key = bytes.fromhex(key or args["key"])
         self.wire = wire or seal_udp(
             args["dest_ip"], args["dest_port"], client, key, int(time.time()), os.urandom(12), udp_tlv
         )
-        self.sock = socket.create_connection((args["conc_ip"], args["conc_port"]), timeout=WAIT)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            # A fixed, small receive window (set before connecting).
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(WAIT)
+        self.sock.connect((args["conc_ip"], args["conc_port"]))
         self.sock.sendall(self.wire + first)
         self.buf = b""
         self.reply = self._read_reply()
@@ -349,7 +354,26 @@ def bulk(args):
     return {"reply": flow.reply, "sent": sent, "echoed": got, "seconds": elapsed}
 
 
+def stall(args):
+    """Send `count` datagrams of `size` bytes and read nothing (a 64 KiB receive window),
+    print how many went, then wait for a number on stdin and read that many datagrams."""
+    flow = Flow(args, rcvbuf=65536)
+    if not flow.ok:
+        print(json.dumps({"reply": flow.reply}), flush=True)
+        return None
+    for i in range(args["count"]):
+        flow.send(datagram(pattern(args["size"], i)))
+    print(json.dumps({"reply": flow.reply, "sent": args["count"]}), flush=True)
+    expect = int(sys.stdin.readline())
+    received = 0
+    while received < expect and flow.next_datagram() is not None:
+        received += 1
+    flow.close()
+    return {"received": received}
+
+
 SCENARIOS = {
+    "stall": stall,
     "echo": echo,
     "reply": reply_only,
     "replay": replay,
