@@ -8,6 +8,9 @@
 
 use mpbond_protocol::{encode_datagram, CapsuleError};
 
+/// Capacity kept when the queue empties; a larger buffer is freed.
+const KEEP_CAPACITY: usize = 4096;
+
 /// Encoded capsules waiting for the socket.
 #[derive(Debug)]
 pub(crate) struct CapsuleQueue {
@@ -71,8 +74,13 @@ impl CapsuleQueue {
     pub(crate) fn consume(&mut self, n: usize) {
         self.head = self.head.saturating_add(n).min(self.buf.len());
         if self.is_empty() {
-            self.buf.clear();
             self.head = 0;
+            if self.buf.capacity() > KEEP_CAPACITY {
+                // An idle flow keeps no large buffer.
+                self.buf = Vec::new();
+            } else {
+                self.buf.clear();
+            }
         }
     }
 }

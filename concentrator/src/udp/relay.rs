@@ -1,13 +1,16 @@
 //! One UDP flow's relay: capsules from the MPTCP stream become datagrams on a connected
 //! UDP socket, and datagrams from it become capsules back, through a bounded queue.
 //!
-//! One task, no per-datagram allocation: the stream's bytes are read into one growing
-//! buffer and decoded in place ([`decode_capsule`]); datagrams from the destination are
-//! received into one reusable buffer and encoded straight into the
-//! [`CapsuleQueue`](super::queue::CapsuleQueue). Counters go to the metrics once per
+//! One task, no per-datagram allocation: the stream's bytes are read into a buffer
+//! shared by the thread's flows and decoded in place ([`decode_capsule`]), and only the
+//! tail of a capsule that is not whole yet is copied into the flow's own buffer;
+//! datagrams from the destination are received into the same shared buffer and encoded
+//! straight into the [`CapsuleQueue`](super::queue::CapsuleQueue), whose memory is
+//! given back when it empties. Counters go to the metrics once per
 //! burst. The relay ends when the client closes or resets, a capsule is malformed, or
 //! the flow is idle (no datagram either way) for its timeout.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
@@ -19,12 +22,13 @@ use super::limits::{ClientLimits, FlowPermit};
 use super::metrics::{DropReason, Tally, UdpMetrics};
 use super::queue::{CapsuleQueue, QueueRefusal};
 
-/// Bytes kept free in the read buffer before each read.
-const READ_CHUNK: usize = 16 * 1024;
-/// Reads (or datagrams) handled per wake-up before the other directions get a turn.
-const BURST: usize = 32;
-/// Receive buffer for one datagram: the largest UDP payload fits.
-const DATAGRAM_BUF: usize = 65_536;
+/// The shared read buffer: one largest datagram, or a good slice of a stream.
+const SCRATCH_LEN: usize = 65_536;
+/// Stream reads (of up to [`SCRATCH_LEN`] bytes each) per turn: one, so a bulk upload
+/// cannot starve the downstream datagrams, whose socket buffer would overflow meanwhile.
+const READS_PER_TURN: usize = 1;
+/// Datagrams received per turn before the other directions get one.
+const DATAGRAMS_PER_TURN: usize = 64;
 
 /// How a flow's relay ended.
 #[derive(Debug)]
@@ -123,8 +127,7 @@ pub(crate) async fn relay(
 ) -> (FlowEnd, FlowTotals) {
     let mut totals = FlowTotals::default();
     let mut burst = Burst::new();
-    let mut inbound: Vec<u8> = Vec::new();
-    let mut datagram: Vec<u8> = Vec::with_capacity(DATAGRAM_BUF);
+    let mut partial: Vec<u8> = Vec::new();
     let mut queue = CapsuleQueue::new(params.queue_bytes);
     let mut last_activity = Instant::now();
     let idle = tokio::time::sleep(params.idle_timeout);
@@ -133,11 +136,11 @@ pub(crate) async fn relay(
     let end = loop {
         let step = tokio::select! {
             ready = stream.readable() => match ready {
-                Ok(()) => upstream(stream, udp, &mut inbound, &mut params, &mut burst),
+                Ok(()) => upstream(stream, udp, &mut partial, &mut params, &mut burst),
                 Err(e) => Step::End(FlowEnd::ClientIo(e.kind())),
             },
             ready = udp.readable() => match ready {
-                Ok(()) => downstream(udp, &mut datagram, &mut queue, &mut burst),
+                Ok(()) => downstream(udp, &mut queue, &mut burst),
                 Err(e) => Step::End(FlowEnd::DestinationIo(e.kind())),
             },
             ready = stream.writable(), if !queue.is_empty() => match ready {
@@ -176,84 +179,116 @@ enum Step {
     End(FlowEnd),
 }
 
-/// Read what the stream has (a few reads at most) and send every whole DATAGRAM.
+thread_local! {
+    /// One read buffer per runtime thread, shared by every flow the thread runs: the
+    /// reads and receives below never hold it across an `await`, so an idle flow owns
+    /// no buffer at all.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(SCRATCH_LEN));
+}
+
+/// Read what the stream has (a few reads at most) and send every whole DATAGRAM. Only
+/// the tail of a capsule that is not whole yet is kept in the flow's own `partial`.
 fn upstream(
     stream: &TcpStream,
     udp: &UdpSocket,
-    inbound: &mut Vec<u8>,
+    partial: &mut Vec<u8>,
     params: &mut FlowParams<'_>,
     burst: &mut Burst,
 ) -> Step {
-    let mut active = false;
-    for _ in 0..BURST {
-        // try_read_buf reads into the spare capacity; with none it would report EOF.
-        inbound.reserve(READ_CHUNK);
-        match stream.try_read_buf(inbound) {
-            Ok(0) => return Step::End(FlowEnd::ClientClosed),
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Step::End(FlowEnd::ClientIo(e.kind())),
-        }
-        let mut used = 0;
-        loop {
-            let rest = &inbound[used..];
-            match decode_capsule(rest) {
-                Ok(None) => break,
-                Err(e) => return Step::End(FlowEnd::Malformed(e)),
-                Ok(Some((capsule, n))) => {
-                    used += n;
-                    match capsule {
-                        Capsule::Datagram(payload) => {
-                            active = true;
-                            if !params.permit.take(params.limits, Instant::now()) {
-                                burst.drop_one(DropReason::RateLimit);
-                            } else if udp.try_send(payload).is_ok() {
-                                burst.up.add(payload.len());
-                            } else {
-                                // WouldBlock (socket buffer full) or an ICMP error
-                                // reported on this send: the datagram is lost either way.
-                                burst.drop_one(DropReason::SendError);
-                            }
-                        }
-                        Capsule::OtherContext { .. } => burst.drop_one(DropReason::BadContext),
-                        Capsule::Unknown { .. } => burst.drop_one(DropReason::UnknownCapsule),
-                    }
+    SCRATCH.with_borrow_mut(|scratch| {
+        let mut active = false;
+        for _ in 0..READS_PER_TURN {
+            scratch.clear();
+            match stream.try_read_buf(scratch) {
+                Ok(0) => return Step::End(FlowEnd::ClientClosed),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Step::End(FlowEnd::ClientIo(e.kind())),
+            }
+            let bytes: &[u8] = if partial.is_empty() {
+                scratch
+            } else {
+                partial.extend_from_slice(scratch);
+                partial
+            };
+            let used = match send_capsules(bytes, udp, params, burst) {
+                Ok((used, sent)) => {
+                    active |= sent;
+                    used
                 }
+                Err(e) => return Step::End(FlowEnd::Malformed(e)),
+            };
+            if partial.is_empty() {
+                partial.extend_from_slice(&scratch[used..]);
+            } else {
+                partial.drain(..used);
             }
         }
-        inbound.drain(..used);
+        if partial.is_empty() && partial.capacity() > 0 {
+            // Give a finished capsule's buffer back: idle flows hold nothing.
+            *partial = Vec::new();
+        }
+        Step::Continue { active }
+    })
+}
+
+/// Send every whole DATAGRAM capsule at the start of `bytes`: the bytes used, and
+/// whether any DATAGRAM was among them.
+fn send_capsules(
+    bytes: &[u8],
+    udp: &UdpSocket,
+    params: &mut FlowParams<'_>,
+    burst: &mut Burst,
+) -> Result<(usize, bool), CapsuleError> {
+    let mut used = 0;
+    let mut active = false;
+    while let Some((capsule, n)) = decode_capsule(&bytes[used..])? {
+        used += n;
+        match capsule {
+            Capsule::Datagram(payload) => {
+                active = true;
+                if !params.permit.take(params.limits, Instant::now()) {
+                    burst.drop_one(DropReason::RateLimit);
+                } else if send(udp, payload).is_ok() {
+                    burst.up.add(payload.len());
+                } else {
+                    // WouldBlock (socket buffer full) or an ICMP error reported on this
+                    // send: the datagram is lost either way.
+                    burst.drop_one(DropReason::SendError);
+                }
+            }
+            Capsule::OtherContext { .. } => burst.drop_one(DropReason::BadContext),
+            Capsule::Unknown { .. } => burst.drop_one(DropReason::UnknownCapsule),
+        }
     }
-    Step::Continue { active }
+    Ok((used, active))
 }
 
 /// Receive what the UDP socket has (a burst at most) into the queue.
-fn downstream(
-    udp: &UdpSocket,
-    datagram: &mut Vec<u8>,
-    queue: &mut CapsuleQueue,
-    burst: &mut Burst,
-) -> Step {
-    let mut active = false;
-    for _ in 0..BURST {
-        datagram.clear();
-        match udp.try_recv_buf(datagram) {
-            Ok(n) => {
-                active = true;
-                match queue.push(&datagram[..n]) {
-                    Ok(()) => burst.down.add(n),
-                    Err(QueueRefusal::Full | QueueRefusal::Encode(_)) => {
-                        burst.drop_one(DropReason::QueueFull)
+fn downstream(udp: &UdpSocket, queue: &mut CapsuleQueue, burst: &mut Burst) -> Step {
+    SCRATCH.with_borrow_mut(|datagram| {
+        let mut active = false;
+        for _ in 0..DATAGRAMS_PER_TURN {
+            datagram.clear();
+            match udp.try_recv_buf(datagram) {
+                Ok(n) => {
+                    active = true;
+                    match queue.push(&datagram[..n]) {
+                        Ok(()) => burst.down.add(n),
+                        Err(QueueRefusal::Full | QueueRefusal::Encode(_)) => {
+                            burst.drop_one(DropReason::QueueFull)
+                        }
                     }
                 }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // An ICMP error for an earlier send (port unreachable...): UDP goes on.
+                Err(e) if is_icmp_report(&e) || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Step::End(FlowEnd::DestinationIo(e.kind())),
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            // An ICMP error for an earlier send (port unreachable...): UDP goes on.
-            Err(e) if is_icmp_report(&e) || e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Step::End(FlowEnd::DestinationIo(e.kind())),
         }
-    }
-    Step::Continue { active }
+        Step::Continue { active }
+    })
 }
 
 /// Write as much of the queue as the stream takes now.
@@ -267,6 +302,13 @@ fn flush(stream: &TcpStream, queue: &mut CapsuleQueue) -> Result<(), FlowEnd> {
         }
     }
     Ok(())
+}
+
+/// Send one datagram now, or fail. Straight to the socket, not through tokio's readiness:
+/// a flow never waits for its UDP socket (a full send buffer drops the datagram), and a
+/// new socket's readiness is not known until the reactor has polled it once.
+fn send(udp: &UdpSocket, payload: &[u8]) -> io::Result<usize> {
+    socket2::SockRef::from(udp).send(payload)
 }
 
 /// Whether a UDP socket error is a deferred ICMP report rather than a broken socket.

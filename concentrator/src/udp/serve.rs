@@ -24,6 +24,9 @@ use crate::session::{admit, connect_error_code, linger_close, refuse, Close};
 /// dropped, and not in the kernel.
 pub const NOTSENT_LOWAT: u32 = 16 * 1024;
 
+/// SO_RCVBUF asked for on each flow's UDP socket.
+pub const UDP_RECV_BUFFER: usize = 1 << 20;
+
 /// Serve an authenticated UDP request to its end. `bytes` gets the payload bytes each
 /// way.
 #[allow(clippy::too_many_arguments)]
@@ -120,6 +123,9 @@ fn connected_socket(dest: SocketAddr) -> io::Result<UdpSocket> {
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let socket = StdUdpSocket::bind(local)?;
+    // Room for a burst from the destination while the task serves the other direction
+    // (the kernel caps it at net.core.rmem_max).
+    let _ = socket2::SockRef::from(&socket).set_recv_buffer_size(UDP_RECV_BUFFER);
     socket.connect(dest)?;
     socket.set_nonblocking(true)?;
     UdpSocket::from_std(socket)
