@@ -91,14 +91,35 @@ impl TestBed {
 
     /// Run `udp-echo` from `node` to `to`: `count` datagrams of 200 bytes at 50 a second.
     pub fn udp_echo(&self, node: Node, to: SocketAddr, count: u32) -> Result<UdpEchoReport, BedError> {
+        self.spawn_udp_echo(node, to, count)?.finish()
+    }
+
+    /// Start [`Self::udp_echo`] without waiting for it.
+    pub fn spawn_udp_echo(&self, node: Node, to: SocketAddr, count: u32) -> Result<UdpEchoRun, BedError> {
         let bin = bin_path(TB)?;
         let bin = bin.to_string_lossy();
-        let (to, count) = (to.to_string(), count.to_string());
-        let args = [&*bin, "udp-echo", "--to", &to, "--count", &count];
+        let (to, n) = (to.to_string(), count.to_string());
+        let args = [&*bin, "udp-echo", "--to", &to, "--count", &n];
         let child = self.spawn(node, &args)?;
-        let cmd = child.cmd().to_owned();
-        let limit = Duration::from_secs(30) + Duration::from_millis(20) * count.parse::<u32>().unwrap_or(0);
-        let out = child.output_within(limit)?;
+        Ok(UdpEchoRun {
+            child,
+            limit: Duration::from_secs(30) + Duration::from_millis(20) * count,
+        })
+    }
+}
+
+/// A running `udp-echo`.
+#[derive(Debug)]
+pub struct UdpEchoRun {
+    child: ChildGuard,
+    limit: Duration,
+}
+
+impl UdpEchoRun {
+    /// Wait for the report.
+    pub fn finish(self) -> Result<UdpEchoReport, BedError> {
+        let cmd = self.child.cmd().to_owned();
+        let out = self.child.output_within(self.limit)?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         serde_json::from_str(text.lines().last().unwrap_or("")).map_err(|source| BedError::BadOutput {
             cmd,
