@@ -43,7 +43,11 @@ pub struct UdpEchoReport {
 
 impl TestBed {
     /// Start an echo server on `listen` in `node` and wait until it is bound.
-    pub fn udp_echo_server(&self, node: Node, listen: SocketAddr) -> Result<UdpEchoServer, BedError> {
+    pub fn udp_echo_server(
+        &self,
+        node: Node,
+        listen: SocketAddr,
+    ) -> Result<UdpEchoServer, BedError> {
         let bin = bin_path(TB)?;
         let bin = bin.to_string_lossy();
         let addr = listen.to_string();
@@ -90,12 +94,22 @@ impl TestBed {
     }
 
     /// Run `udp-echo` from `node` to `to`: `count` datagrams of 200 bytes at 50 a second.
-    pub fn udp_echo(&self, node: Node, to: SocketAddr, count: u32) -> Result<UdpEchoReport, BedError> {
+    pub fn udp_echo(
+        &self,
+        node: Node,
+        to: SocketAddr,
+        count: u32,
+    ) -> Result<UdpEchoReport, BedError> {
         self.spawn_udp_echo(node, to, count)?.finish()
     }
 
     /// Start [`Self::udp_echo`] without waiting for it.
-    pub fn spawn_udp_echo(&self, node: Node, to: SocketAddr, count: u32) -> Result<UdpEchoRun, BedError> {
+    pub fn spawn_udp_echo(
+        &self,
+        node: Node,
+        to: SocketAddr,
+        count: u32,
+    ) -> Result<UdpEchoRun, BedError> {
         let bin = bin_path(TB)?;
         let bin = bin.to_string_lossy();
         let (to, n) = (to.to_string(), count.to_string());
@@ -121,10 +135,12 @@ impl UdpEchoRun {
         let cmd = self.child.cmd().to_owned();
         let out = self.child.output_within(self.limit)?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        serde_json::from_str(text.lines().last().unwrap_or("")).map_err(|source| BedError::BadOutput {
-            cmd,
-            output: format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
-            source,
+        serde_json::from_str(text.lines().last().unwrap_or("")).map_err(|source| {
+            BedError::BadOutput {
+                cmd,
+                output: format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
+                source,
+            }
         })
     }
 }

@@ -48,7 +48,10 @@ fn lan_udp_is_bonded_and_answered_from_the_destination() {
         .expect("echo server");
     let report = echo(&bed, echo_at(ECHO_PORT), 100);
     let text = bed.concentrator_metrics().expect("metrics");
-    for line in text.lines().filter(|l| l.starts_with("mpbond_udp_drops_total")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("mpbond_udp_drops_total"))
+    {
         println!("concentrator: {line}");
     }
     // The client's socket is connected to the server: only replies from the server's
@@ -97,7 +100,10 @@ fn udp_to_the_router_itself_is_not_intercepted() {
     let listing = bed
         .exec(Node::Router, "nft list chain inet mpbond udp_lan")
         .expect("nft list");
-    assert!(listing.contains("fib daddr type != unicast return"), "{listing}");
+    assert!(
+        listing.contains("fib daddr type != unicast return"),
+        "{listing}"
+    );
 }
 
 #[test]
@@ -106,7 +112,9 @@ fn blocked_ports_get_port_unreachable_and_refused_destinations_go_direct() {
     let bed = TestBed::builder().wans(&[40, 60]).build();
     let mut conc_cfg = bed.concentrator_config();
     // The server's documentation range stays refused (the bed opens it by default).
-    conc_cfg.allow.retain(|prefix| !prefix.starts_with("203.0.113."));
+    conc_cfg
+        .allow
+        .retain(|prefix| !prefix.starts_with("203.0.113."));
     let _conc = bed.start_concentrator(&conc_cfg).expect("concentrator");
     let mut cfg = bed.agent_config();
     cfg.udp = Some("[[udp.rule]]\nports = \"443\"\naction = \"block\"\n".into());
@@ -116,15 +124,24 @@ fn blocked_ports_get_port_unreachable_and_refused_destinations_go_direct() {
         .udp_echo_server(Node::Server, echo_at(443))
         .expect("port 443 server");
     let report = echo(&bed, echo_at(443), 10);
-    assert_eq!(report.received, 0, "a blocked port passes nothing: {report:?}");
-    assert!(report.refused >= 1, "ICMP port unreachable came back: {report:?}");
+    assert_eq!(
+        report.received, 0,
+        "a blocked port passes nothing: {report:?}"
+    );
+    assert!(
+        report.refused >= 1,
+        "ICMP port unreachable came back: {report:?}"
+    );
 
     // The concentrator's policy forbids the server: refused, counted, then direct.
     let server = bed
         .udp_echo_server(Node::Server, echo_at(ECHO_PORT))
         .expect("echo server");
     let report = echo(&bed, echo_at(ECHO_PORT), 50);
-    assert!(report.received >= 45, "the refused flow went direct: {report:?}");
+    assert!(
+        report.received >= 45,
+        "the refused flow went direct: {report:?}"
+    );
     let peers = peer_ips(&server.peers());
     assert!(
         peers.iter().all(|ip| *ip != IpAddr::from(VPS_V4)),
@@ -138,7 +155,10 @@ fn blocked_ports_get_port_unreachable_and_refused_destinations_go_direct() {
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
-    assert!(policy >= 1.0, "the concentrator counted the refusal:\n{text}");
+    assert!(
+        policy >= 1.0,
+        "the concentrator counted the refusal:\n{text}"
+    );
 }
 
 #[test]
@@ -158,7 +178,10 @@ fn udp_fails_open_without_the_concentrator_and_comes_back() {
     let listing = bed
         .exec(Node::Router, "nft list chain inet mpbond udp_lan")
         .expect("nft list");
-    assert!(!listing.contains("tproxy"), "no UDP interception while failing open:\n{listing}");
+    assert!(
+        !listing.contains("tproxy"),
+        "no UDP interception while failing open:\n{listing}"
+    );
     let report = echo(&bed, echo_at(ECHO_PORT), 25);
     assert!(report.received >= 24, "UDP by NAT: {report:?}");
     assert_eq!(
@@ -198,7 +221,10 @@ fn a_killed_agent_leaves_udp_to_nat() {
     });
     assert!(gone, "the owner table died with the agent");
     let report = echo(&bed, echo_at(ECHO_PORT), 25);
-    assert!(report.received >= 24, "UDP by NAT after kill -9: {report:?}");
+    assert!(
+        report.received >= 24,
+        "UDP by NAT after kill -9: {report:?}"
+    );
     assert!(
         peer_ips(&server.peers()).contains(&IpAddr::from(wan_router_v4(1))),
         "the new flow left by NAT: {:?}",
@@ -221,7 +247,11 @@ fn realtime_flow_survives(how: Failure) {
     let bonded = proc::wait_until(Duration::from_secs(10), || {
         udp_count(&bed, "bonded_active") >= 1 && udp_count(&bed, "datagrams_down") >= 50
     });
-    assert!(bonded, "the flow is bonded and echoing: {}", udp_status(&bed));
+    assert!(
+        bonded,
+        "the flow is bonded and echoing: {}",
+        udp_status(&bed)
+    );
     bed.fail_wan(1, how, true).expect("fail wan1");
     let report = run.finish().expect("udp-echo report");
     bed.fail_wan(1, how, false).expect("restore wan1");

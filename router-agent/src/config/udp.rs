@@ -129,8 +129,20 @@ pub fn udp(raw: RawUdp) -> Result<UdpConfig, ConfigError> {
         .enumerate()
         .map(|(i, rule)| udp_rule(i, rule))
         .collect::<Result<Vec<_>, _>>()?;
-    let idle = range("udp.idle_timeout_secs", raw.idle_timeout_secs, 120, 5, 86_400)?;
-    let fwmark = range("udp.fwmark", raw.fwmark, d.fwmark.into(), 1, u32::MAX.into())? as u32;
+    let idle = range(
+        "udp.idle_timeout_secs",
+        raw.idle_timeout_secs,
+        120,
+        5,
+        86_400,
+    )?;
+    let fwmark = range(
+        "udp.fwmark",
+        raw.fwmark,
+        d.fwmark.into(),
+        1,
+        u32::MAX.into(),
+    )? as u32;
     let route_table = range(
         "udp.route_table",
         raw.route_table,

@@ -12,8 +12,8 @@
 pub mod failopen;
 pub mod netops;
 pub mod plan;
-pub mod udp_plan;
 pub mod routing;
+pub mod udp_plan;
 pub mod wan;
 pub mod wan_book;
 pub mod wan_health;

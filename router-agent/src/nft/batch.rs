@@ -122,12 +122,24 @@ fn add_chains_and_rules(batch: &mut Batch, spec: &RedirectSpec) {
         attrs.put_be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
         attrs.put_str(NFTA_CHAIN_TYPE, "filter");
         let what = format!("chain inet {table} {UDP_PREROUTING}");
-        batch.push(Msg::new(MsgType::NewChain, NLM_F_CREATE, NFPROTO_INET, attrs, &what));
+        batch.push(Msg::new(
+            MsgType::NewChain,
+            NLM_F_CREATE,
+            NFPROTO_INET,
+            attrs,
+            &what,
+        ));
         let mut attrs = AttrBuf::new();
         attrs.put_str(NFTA_CHAIN_TABLE, table);
         attrs.put_str(NFTA_CHAIN_NAME, UDP_LAN);
         let what = format!("chain inet {table} {UDP_LAN}");
-        batch.push(Msg::new(MsgType::NewChain, NLM_F_CREATE, NFPROTO_INET, attrs, &what));
+        batch.push(Msg::new(
+            MsgType::NewChain,
+            NLM_F_CREATE,
+            NFPROTO_INET,
+            attrs,
+            &what,
+        ));
     }
 
     for rule in rules(spec) {

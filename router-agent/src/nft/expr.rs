@@ -138,7 +138,11 @@ pub(crate) enum Expr {
     /// `payload load <len>b @ transport header + <offset> => reg <dreg>`
     TransportPayload { dreg: u32, offset: u32, len: u32 },
     /// `range eq reg <sreg> <from> <to>`
-    Range { sreg: u32, from: Vec<u8>, to: Vec<u8> },
+    Range {
+        sreg: u32,
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
     /// `fib daddr type => reg <dreg>`: the `RTN_*` type of the destination address.
     FibDaddrType { dreg: u32 },
     /// `meta set <key> with reg <sreg>`

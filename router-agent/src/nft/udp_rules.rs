@@ -63,7 +63,13 @@ pub(crate) fn udp_rules(spec: &RedirectSpec) -> Vec<Rule> {
     for rule in &udp.rules {
         out.push(policy_rule(rule, udp, spec.redirect));
     }
-    out.push(action_rule(Vec::new(), String::new(), udp.default, udp, spec.redirect));
+    out.push(action_rule(
+        Vec::new(),
+        String::new(),
+        udp.default,
+        udp,
+        spec.redirect,
+    ));
     out
 }
 
@@ -145,7 +151,10 @@ fn policy_rule(rule: &UdpRule, udp: &UdpRedirect, redirect: bool) -> Rule {
             });
             text.push(format!("{family} daddr {net}"));
         } else {
-            text.push(format!("meta nfproto ipv{}", if family == "ip" { 4 } else { 6 }));
+            text.push(format!(
+                "meta nfproto ipv{}",
+                if family == "ip" { 4 } else { 6 }
+            ));
         }
     }
     if let Some((first, last)) = rule.ports {
@@ -322,8 +331,12 @@ mod tests {
             ]
         );
         let off = udp_rules(&spec(false, rules, UdpAction::Bond));
-        assert!(off.iter().all(|r| !r.exprs.iter().any(|e| matches!(e, Expr::Tproxy { .. }))));
-        assert!(off.iter().any(|r| r.exprs.contains(&Expr::RejectPortUnreachable)));
+        assert!(off
+            .iter()
+            .all(|r| !r.exprs.iter().any(|e| matches!(e, Expr::Tproxy { .. }))));
+        assert!(off
+            .iter()
+            .any(|r| r.exprs.contains(&Expr::RejectPortUnreachable)));
         assert_eq!(off.last().expect("default").text, "return");
     }
 

@@ -76,7 +76,11 @@ impl FlowBook {
         if self.refused.len() >= MAX_REFUSED {
             self.refused.retain(|_, until| *until > now);
             if self.refused.len() >= MAX_REFUSED {
-                if let Some(oldest) = self.refused.iter().min_by_key(|(_, u)| **u).map(|(d, _)| *d)
+                if let Some(oldest) = self
+                    .refused
+                    .iter()
+                    .min_by_key(|(_, u)| **u)
+                    .map(|(d, _)| *d)
                 {
                     self.refused.remove(&oldest);
                 }
@@ -136,9 +140,15 @@ mod tests {
     fn dns_flows_idle_out_sooner() {
         let book = FlowBook::new(Duration::from_secs(120));
         assert_eq!(book.idle_timeout(addr("9.9.9.9:53")), DNS_IDLE);
-        assert_eq!(book.idle_timeout(addr("9.9.9.9:443")), Duration::from_secs(120));
+        assert_eq!(
+            book.idle_timeout(addr("9.9.9.9:443")),
+            Duration::from_secs(120)
+        );
         let short = FlowBook::new(Duration::from_secs(10));
-        assert_eq!(short.idle_timeout(addr("9.9.9.9:53")), Duration::from_secs(10));
+        assert_eq!(
+            short.idle_timeout(addr("9.9.9.9:53")),
+            Duration::from_secs(10)
+        );
     }
 
     #[test]
@@ -147,7 +157,11 @@ mod tests {
         let mut book = FlowBook::new(Duration::from_secs(120));
         for i in 0..(MAX_REFUSED as u32 + 10) {
             let dst = SocketAddr::new(std::net::Ipv4Addr::from(0x0a00_0000 + i).into(), 1);
-            book.refused(dst, ErrorCode::NotAuthorized, t0 + Duration::from_millis(u64::from(i)));
+            book.refused(
+                dst,
+                ErrorCode::NotAuthorized,
+                t0 + Duration::from_millis(u64::from(i)),
+            );
         }
         assert!(book.refused.len() <= MAX_REFUSED);
     }

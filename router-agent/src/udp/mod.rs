@@ -83,7 +83,8 @@ impl UdpService {
         shutdown: CancellationToken,
     ) -> Result<UdpService, UdpError> {
         let port = config.listen_port;
-        let v4 = sys::bind_listener(port, false).map_err(|source| UdpError::Bind { port, source })?;
+        let v4 =
+            sys::bind_listener(port, false).map_err(|source| UdpError::Bind { port, source })?;
         let v6 = match sys::bind_listener(port, true) {
             Ok(sock) => Some(sock),
             Err(error) => {
@@ -91,7 +92,8 @@ impl UdpService {
                 None
             }
         };
-        let routing = LocalRouting::install(config.fwmark, config.route_table, config.rule_priority)?;
+        let routing =
+            LocalRouting::install(config.fwmark, config.route_table, config.rule_priority)?;
         let stats = Arc::new(UdpStats::default());
         let dispatcher = Dispatcher {
             v4,
@@ -197,7 +199,10 @@ impl Dispatcher {
             }
             return;
         }
-        let own = [self.v4.local_addr().ok(), self.v6.as_ref().and_then(|s| s.local_addr().ok())];
+        let own = [
+            self.v4.local_addr().ok(),
+            self.v6.as_ref().and_then(|s| s.local_addr().ok()),
+        ];
         if own.contains(&Some(dst)) {
             // Sent to the socket itself, not tproxied: nothing to relay.
             return;

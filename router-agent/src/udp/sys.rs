@@ -67,7 +67,10 @@ pub fn bind_listener(port: u16, v6: bool) -> io::Result<UdpSocket> {
         sock.bind(&SockAddr::from(addr))?;
     } else {
         set_int(&sock, libc::SOL_IP, IP_RECVORIGDSTADDR)?;
-        sock.bind(&SockAddr::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port)))?;
+        sock.bind(&SockAddr::from(SocketAddrV4::new(
+            Ipv4Addr::UNSPECIFIED,
+            port,
+        )))?;
     }
     // A deep receive buffer: a burst of new flows must not be dropped here.
     let _ = sock.set_recv_buffer_size(1 << 20);
@@ -122,7 +125,10 @@ fn recvmsg_orig(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<(usize, SocketAd
     }
     let n = n as usize;
     if n > buf.len() || msg.msg_flags & libc::MSG_TRUNC != 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "datagram truncated"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "datagram truncated",
+        ));
     }
     // SAFETY: the kernel wrote a sockaddr of msg_namelen bytes.
     let client = unsafe { to_socket_addr(&from) }
