@@ -67,9 +67,7 @@ fn rendered_configs_pass_check_config() {
         status_socket: std::env::temp_dir().join("mpbt-cfg-agent.sock"),
         state_dir: None,
         down_reaction: Some("keep".into()),
-        udp: Some(
-            "default = \"bond\"\n[[udp.rule]]\nports = \"443\"\naction = \"block\"\n".into(),
-        ),
+        udp: Some("default = \"bond\"\n[[udp.rule]]\nports = \"443\"\naction = \"block\"\n".into()),
     };
     check("mpbond-agent", &agent.to_toml(), "toml");
 }
