@@ -63,7 +63,7 @@ pub use failures::{Failure, PacedRun};
 pub use netns::Netns;
 pub use tools::{metric_sum, Fetch, FetchRun, TbServer};
 pub use topology::Node;
-pub use udp_tools::{UdpEchoReport, UdpEchoRun, UdpEchoServer};
+pub use udp_tools::{QuicReport, QuicRun, UdpEchoReport, UdpEchoRun, UdpEchoServer};
 pub use wire::{FetchReport, ServeEvent};
 
 /// Kill and delete every namespace and scratch directory this process still

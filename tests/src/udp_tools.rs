@@ -1,5 +1,6 @@
-//! Driving the UDP tools of `mpbond-tb` in the test bed: the echo server (which logs the
-//! peers it sees) and the paced echo client (loss, delay, gaps).
+//! Driving the UDP tools of `mpbond-tb` in the test bed: the echo and QUIC servers (which
+//! log the peers they see), the paced echo client (loss, delay, gaps) and the QUIC
+//! download.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -48,10 +49,56 @@ impl TestBed {
         node: Node,
         listen: SocketAddr,
     ) -> Result<UdpEchoServer, BedError> {
+        self.peer_logging_server(node, "udp-echo-server", listen)
+    }
+
+    /// Start a QUIC server (`mpbond-tb quic-server`) on `listen` in `node`.
+    pub fn quic_server(&self, node: Node, listen: SocketAddr) -> Result<UdpEchoServer, BedError> {
+        self.peer_logging_server(node, "quic-server", listen)
+    }
+
+    /// Start a QUIC download of `bytes` from `to` in `node`, given `timeout` to finish.
+    pub fn spawn_quic_fetch(
+        &self,
+        node: Node,
+        to: SocketAddr,
+        bytes: u64,
+        timeout: Duration,
+    ) -> Result<QuicRun, BedError> {
+        let bin = bin_path(TB)?;
+        let bin = bin.to_string_lossy();
+        let (to, n, secs) = (
+            to.to_string(),
+            bytes.to_string(),
+            timeout.as_secs().to_string(),
+        );
+        let args = [
+            &*bin,
+            "quic-fetch",
+            "--to",
+            &to,
+            "--bytes",
+            &n,
+            "--timeout",
+            &secs,
+        ];
+        let child = self.spawn(node, &args)?;
+        Ok(QuicRun {
+            child,
+            limit: timeout + Duration::from_secs(10),
+        })
+    }
+
+    fn peer_logging_server(
+        &self,
+        node: Node,
+        tool: &str,
+        listen: SocketAddr,
+    ) -> Result<UdpEchoServer, BedError> {
         let bin = bin_path(TB)?;
         let bin = bin.to_string_lossy();
         let addr = listen.to_string();
-        let mut child = self.spawn(node, &[&bin, "udp-echo-server", "--listen", &addr])?;
+        let mut child = self.spawn(node, &[&bin, tool, "--listen", &addr])?;
         let peers = Arc::new(Mutex::new(Vec::new()));
         let listening = Arc::new(Mutex::new(false));
         if let Some(stdout) = child.child_mut().stdout.take() {
@@ -118,6 +165,42 @@ impl TestBed {
         Ok(UdpEchoRun {
             child,
             limit: Duration::from_secs(30) + Duration::from_millis(20) * count,
+        })
+    }
+}
+
+/// What `mpbond-tb quic-fetch` reports.
+#[derive(Debug, Clone, Deserialize)]
+pub struct QuicReport {
+    pub bytes: u64,
+    pub seconds: f64,
+    pub mbit_per_s: f64,
+    /// Every byte arrived, intact.
+    pub ok: bool,
+    pub first_bad_offset: Option<u64>,
+    pub longest_stall_ms: f64,
+    pub error: Option<String>,
+}
+
+/// A running `quic-fetch`.
+#[derive(Debug)]
+pub struct QuicRun {
+    child: ChildGuard,
+    limit: Duration,
+}
+
+impl QuicRun {
+    /// Wait for the report.
+    pub fn finish(self) -> Result<QuicReport, BedError> {
+        let cmd = self.child.cmd().to_owned();
+        let out = self.child.output_within(self.limit)?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str(text.lines().last().unwrap_or("")).map_err(|source| {
+            BedError::BadOutput {
+                cmd,
+                output: format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
+                source,
+            }
         })
     }
 }

@@ -10,6 +10,7 @@
 //! * `ttfb`: sequential small requests timed to the first byte.
 //! * `delay`: a userspace delay line between two interfaces (WAN latency).
 //! * `udp-echo-server` / `udp-echo`: the real-time UDP flow (echo, loss, gaps).
+//! * `quic-server` / `quic-fetch`: a checked download over QUIC (`quinn`).
 //!
 //! Plain std threads and blocking sockets keep it simple; the data comes from
 //! [`mpbond_tests::datagen`], which is `memcpy` fast even in a debug build.
@@ -19,6 +20,7 @@ mod delay;
 mod fetch;
 mod hold;
 mod load;
+mod quic;
 mod serve;
 mod sock;
 mod swarm;
@@ -69,6 +71,10 @@ enum Cmd {
     UdpEchoServer(udp_echo::ServerArgs),
     /// Send a paced UDP stream to an echo server and report loss, delay and gaps.
     UdpEcho(udp_echo::ClientArgs),
+    /// Serve checked downloads over QUIC.
+    QuicServer(quic::ServerArgs),
+    /// One checked download over QUIC; prints a JSON report.
+    QuicFetch(quic::FetchArgs),
 }
 
 fn main() -> ExitCode {
@@ -89,6 +95,8 @@ fn main() -> ExitCode {
         Cmd::Delay(args) => failed("delay", delay::run(&args)),
         Cmd::UdpEchoServer(args) => failed("udp-echo-server", udp_echo::serve(&args)),
         Cmd::UdpEcho(args) => udp_echo::run(&args),
+        Cmd::QuicServer(args) => quic::serve(&args),
+        Cmd::QuicFetch(args) => quic::fetch(&args),
     }
 }
 
