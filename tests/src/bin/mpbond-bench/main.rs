@@ -20,7 +20,7 @@
 //!   [`household`] (9: every WAN failure under requests and a download), [`reaction`]
 //!   (10: what the agent's reaction to a down WAN does to a download), [`soak`] (11,
 //!   full mode only: random failures for 30 min), [`idle`] (12: what watching idle WANs
-//!   costs); see [`case_fn`].
+//!   costs), [`udp`] (14: QUIC and a real-time flow through mpbond); see [`case_fn`].
 //!
 //! `tests/bench/run.sh` builds everything and runs it.
 
@@ -42,6 +42,7 @@ mod stat;
 mod table;
 mod timeline;
 mod ttfb;
+mod udp;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -88,7 +89,7 @@ struct Cli {
 type CaseFn = fn(&Ctx) -> Result<Vec<Figure>, BenchError>;
 
 /// Every case, in order.
-const CASES: [(u8, &str); 12] = [
+const CASES: [(u8, &str); 13] = [
     (1, "aggregation"),
     (2, "relay cost"),
     (3, "peer comparison"),
@@ -101,6 +102,7 @@ const CASES: [(u8, &str); 12] = [
     (10, "reaction"),
     (11, "soak"),
     (12, "idle overhead"),
+    (14, "udp"),
 ];
 
 /// The function that runs case `n`; `None` while its module is not wired in.
@@ -119,6 +121,7 @@ fn case_fn(n: u8) -> Option<CaseFn> {
         10 => Some(reaction::run),
         11 => Some(soak::run),
         12 => Some(idle::run),
+        14 => Some(udp::run),
         _ => None,
     }
 }

@@ -71,6 +71,8 @@ enum Cmd {
     UdpEchoServer(udp_echo::ServerArgs),
     /// Send a paced UDP stream to an echo server and report loss, delay and gaps.
     UdpEcho(udp_echo::ClientArgs),
+    /// Open many UDP flows to an echo server and hold them idle.
+    UdpHold(udp_echo::HoldArgs),
     /// Serve checked downloads over QUIC.
     QuicServer(quic::ServerArgs),
     /// One checked download over QUIC; prints a JSON report.
@@ -95,6 +97,7 @@ fn main() -> ExitCode {
         Cmd::Delay(args) => failed("delay", delay::run(&args)),
         Cmd::UdpEchoServer(args) => failed("udp-echo-server", udp_echo::serve(&args)),
         Cmd::UdpEcho(args) => udp_echo::run(&args),
+        Cmd::UdpHold(args) => failed("udp-hold", udp_echo::hold(&args)),
         Cmd::QuicServer(args) => quic::serve(&args),
         Cmd::QuicFetch(args) => quic::fetch(&args),
     }

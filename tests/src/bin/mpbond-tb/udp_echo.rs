@@ -180,3 +180,46 @@ fn client(args: &ClientArgs) -> io::Result<Report> {
         refused,
     })
 }
+
+/// Options of `udp-hold`.
+#[derive(Debug, clap::Args)]
+pub struct HoldArgs {
+    /// The echo server.
+    #[arg(long)]
+    to: SocketAddr,
+    /// Flows (sockets) to open.
+    #[arg(long)]
+    flows: u32,
+}
+
+/// Open `flows` sockets, send one datagram on each, print how many were echoed, then
+/// hold them (idle flows) until killed.
+pub fn hold(args: &HoldArgs) -> io::Result<()> {
+    let bind: SocketAddr = if args.to.is_ipv4() {
+        "0.0.0.0:0".parse().expect("literal")
+    } else {
+        "[::]:0".parse().expect("literal")
+    };
+    let mut socks = Vec::new();
+    for _ in 0..args.flows {
+        let sock = UdpSocket::bind(bind)?;
+        sock.connect(args.to)?;
+        let _ = sock.send(b"hold");
+        socks.push(sock);
+    }
+    let mut echoed = 0u32;
+    let mut buf = [0u8; 64];
+    for sock in &socks {
+        sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+        if sock.recv(&mut buf).is_ok() {
+            echoed += 1;
+        }
+    }
+    println!(
+        "{{\"event\":\"holding\",\"flows\":{},\"echoed\":{echoed}}}",
+        socks.len()
+    );
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
