@@ -30,6 +30,7 @@ return view.extend({
 		s.tab('general', _('General'));
 		s.tab('lan', _('LAN and bypass'));
 		s.tab('probe', _('Health probes'));
+		s.tab('udp', _('UDP and QUIC'));
 		s.tab('advanced', _('Advanced'));
 
 		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'));
@@ -84,6 +85,21 @@ return view.extend({
 		o.datatype = 'range(1,1000)';
 		o.placeholder = '1';
 
+		o = s.taboption('udp', form.Flag, 'udp_enabled', _('Bond UDP'),
+			_('LAN UDP (QUIC, calls, games) goes through the concentrator, each flow over every WAN. Off: UDP leaves by the router\'s NAT.'));
+		o.default = '1';
+
+		o = s.taboption('udp', form.ListValue, 'udp_default', _('UDP default'),
+			_('For UDP no rule below matches. Block answers with ICMP port unreachable, so browsers fall back from QUIC to TCP at once.'));
+		o.value('bond', _('Bond'));
+		o.value('direct', _('Direct (NAT)'));
+		o.value('block', _('Block'));
+		o.default = 'bond';
+
+		o = s.taboption('udp', form.Value, 'udp_idle_timeout_secs', _('UDP idle timeout (s)'));
+		o.datatype = 'range(5,86400)';
+		o.placeholder = '120';
+
 		o = s.taboption('advanced', form.Value, 'log_level', _('Log level'), _('A RUST_LOG filter; see logread -e mpbond.'));
 		[ 'error', 'warn', 'info', 'debug', 'trace' ].forEach(function(l) { o.value(l); });
 		o.placeholder = 'info';
@@ -110,6 +126,25 @@ return view.extend({
 			_('Where the data usage of each WAN is kept (written every 15 minutes and at stop). /tmp is lost at reboot.'));
 		o.placeholder = '/etc/mpbond';
 		o.validate = pattern(/^\//, _('An absolute path'));
+
+		s = m.section(form.GridSection, 'udp_rule', _('UDP rules'),
+			_('Tried in order; the first whose ports and prefix both match decides.'));
+		s.addremove = true;
+		s.anonymous = true;
+		s.sortable = true;
+
+		o = s.option(form.Value, 'ports', _('Destination ports'), _('A port or FIRST-LAST.'));
+		o.validate = pattern(/^\s*\d{1,5}(\s*-\s*\d{1,5})?\s*$/, _('A port or a range FIRST-LAST'));
+
+		o = s.option(form.Value, 'prefix', _('Destination prefix'));
+		o.datatype = 'cidr';
+
+		o = s.option(form.ListValue, 'action', _('Action'));
+		o.value('bond', _('Bond'));
+		o.value('direct', _('Direct (NAT)'));
+		o.value('block', _('Block'));
+		o.default = 'block';
+		o.rmempty = false;
 
 		s = m.section(form.GridSection, 'wan', _('WAN interfaces'),
 			_('One entry per logical interface. "Backup" interfaces carry traffic only when no "on" interface works.'));

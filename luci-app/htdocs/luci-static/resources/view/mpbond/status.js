@@ -212,9 +212,17 @@ return view.extend({
 				[ _('Connections'), _('active') + ' ' + dash(n.active) + ', ' + _('total') + ' ' + dash(n.total) +
 					', ' + _('fallbacks to plain TCP') + ' ' + dash(n.fallbacks) + ', ' + _('direct') + ' ' +
 					dash(n.direct) + ', ' + _('refused') + ' ' + dash(n.refused), 'connections' ],
+			].concat(st.udp ? [
+				[ _('UDP flows'), _('active') + ' ' + dash(st.udp.active) + ' (' + _('bonded') + ' ' +
+					dash(st.udp.bonded_active) + '), ' + _('total') + ' ' + dash(st.udp.total) + ', ' + _('direct') +
+					' ' + dash(st.udp.direct) + ', ' + _('refused') + ' ' + dash(st.udp.refused) + '; ' +
+					_('up') + ' ' + fmtBytes(st.udp.bytes_up) + ', ' + _('down') + ' ' + fmtBytes(st.udp.bytes_down) +
+					' ' + _('(all WANs)') + ', ' + _('dropped (queue full)') + ' ' + dash(st.udp.drops_queue_full),
+					'udp' ]
+			] : []).concat([
 				[ _('Agent'), _('version') + ' ' + dash(st.version) + ', ' + _('up') + ' ' + fmtUptime(st.uptime_secs) +
 					', ' + _('kernel') + ' ' + dash((st.kernel || {}).release), 'agent' ]
-			])
+			]))
 		]);
 	},
 
