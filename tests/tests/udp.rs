@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use common::{at, metric, mpbond, wait_redirect};
-use mpbond_tests::topology::{wan_router_v4, LAN_ROUTER_V4, SERVER_V4, VPS_V4};
+use mpbond_tests::topology::{wan_router_v4, LAN_ROUTER_V4, SERVER_V4, SERVER_V6, VPS_V4, VPS_V6};
 use mpbond_tests::{proc, Failure, Node, TestBed, UdpEchoReport};
 
 /// The echo server's port in the internet namespace.
@@ -274,4 +274,19 @@ fn a_realtime_flow_keeps_flowing_when_wan1_goes_down() {
 #[ignore = "needs root and netns"]
 fn a_realtime_flow_keeps_flowing_when_wan1_is_blackholed() {
     realtime_flow_survives(Failure::Blackhole);
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn lan_ipv6_udp_is_bonded() {
+    let (bed, _conc, _agent) = mpbond(&[40, 60]);
+    let to = SocketAddr::new(SERVER_V6.into(), ECHO_PORT);
+    let server = bed.udp_echo_server(Node::Server, to).expect("echo server");
+    let report = echo(&bed, to, 50);
+    assert!(report.received >= 49, "{report:?}");
+    assert_eq!(
+        peer_ips(&server.peers()),
+        [IpAddr::from(VPS_V6)],
+        "the IPv6 flow reached the server from the concentrator"
+    );
 }

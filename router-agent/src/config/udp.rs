@@ -241,6 +241,24 @@ mod tests {
     }
 
     #[test]
+    fn uci_options_and_rule_sections_map_to_udp() {
+        let text = format!(
+            "config globals 'globals'\n\toption host '192.0.2.1'\n\toption client_id 'home'\n\
+             \toption key '{}'\n\toption udp_default 'direct'\n\toption udp_enabled '1'\n\
+             config udp_rule\n\toption ports '443'\n\toption action 'block'\n\
+             config udp_rule\n\toption prefix '198.51.100.0/24'\n\toption action 'bond'\n",
+            "ab".repeat(32)
+        );
+        let config = crate::config::uci::load_uci(&text).expect("valid UCI");
+        assert_eq!(config.udp.default, UdpAction::Direct);
+        assert_eq!(config.udp.rules.len(), 2);
+        assert_eq!(config.udp.rules[0].ports, Some((443, 443)));
+        assert_eq!(config.udp.rules[1].action, UdpAction::Bond);
+        let bad = text.replace("'block'", "'drop'");
+        assert!(crate::config::uci::load_uci(&bad).is_err());
+    }
+
+    #[test]
     fn bad_values_name_their_field() {
         let e = parse("default = \"tunnel\"").unwrap_err();
         assert!(e.contains("udp.default"), "{e}");

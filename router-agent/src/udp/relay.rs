@@ -40,8 +40,8 @@ use crate::upstream::{fastopen_evidence, read_reply, UpstreamError};
 /// reporting writable, so the capsule queue (which drops) is where datagrams wait.
 const TCP_NOTSENT_LOWAT: libc::c_int = 25;
 const NOTSENT_LOWAT_BYTES: libc::c_int = 32 * 1024;
-/// Room for the largest capsule and then some.
-const READ_BUF: usize = 160 * 1024;
+/// The per-thread receive buffer: room for the largest datagram or a good read of capsules.
+const READ_BUF: usize = 128 * 1024;
 /// Most bytes of early datagrams kept for a direct replay.
 const EARLY_KEEP: usize = 64 * 1024;
 
@@ -112,18 +112,38 @@ pub async fn run(
 }
 
 /// The next datagram from the client: from the dispatcher's channel or the flow socket.
-async fn next_lan(flow: &mut Flow, buf: &mut [u8]) -> Result<Vec<u8>, End> {
+async fn next_lan(flow: &mut Flow) -> Result<Vec<u8>, End> {
     loop {
         tokio::select! {
             Some(datagram) = flow.early.recv() => return Ok(datagram),
-            got = flow.lan.recv(buf) => match got {
-                Ok(n) => return Ok(buf[..n].to_vec()),
-                // An ICMP error from the client (its port closed): keep the flow until idle.
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-                Err(_) => return Err(End::LanError),
-            },
+            ready = flow.lan.readable() => {
+                if ready.is_err() {
+                    return Err(End::LanError);
+                }
+                match with_scratch(|buf| flow.lan.try_recv(buf).map(|n| buf[..n].to_vec())) {
+                    Ok(datagram) => return Ok(datagram),
+                    // Spurious readiness, or an ICMP error from the client (its port
+                    // closed): keep the flow until idle.
+                    Err(e) if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
+                    ) => continue,
+                    Err(_) => return Err(End::LanError),
+                }
+            }
         }
     }
+}
+
+thread_local! {
+    /// One receive buffer per runtime thread, so an idle flow holds no 64 KiB buffer.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(vec![0u8; READ_BUF]);
+}
+
+/// Run `f` on this thread's scratch buffer (never across an await).
+fn with_scratch<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
+    SCRATCH.with(|scratch| f(&mut scratch.borrow_mut()))
 }
 
 async fn bonded(
@@ -138,7 +158,6 @@ async fn bonded(
     let upstream = &params.upstream;
     let request = Message::udp_request(flow.dst);
     let mut early: Vec<Vec<u8>> = Vec::new();
-    let mut lan_buf = vec![0u8; mpbond_protocol::MAX_UDP_PAYLOAD + 1];
     let (connected, handshake) = match upstream.open(&request, upstream.connect_timeout).await {
         Ok(opened) => opened,
         Err(error) => {
@@ -168,7 +187,7 @@ async fn bonded(
         loop {
             tokio::select! {
                 reply = &mut reading => break reply,
-                got = next_lan(flow, &mut lan_buf) => match got {
+                got = next_lan(flow) => match got {
                     Ok(datagram) => {
                         stats.up(datagram.len());
                         if queue.push(&datagram).is_err() {
@@ -216,9 +235,8 @@ async fn relay_capsules(
     stats: &UdpStats,
     shutdown: &CancellationToken,
 ) -> End {
-    let mut lan_buf = vec![0u8; mpbond_protocol::MAX_UDP_PAYLOAD + 1];
-    let mut inbuf = vec![0u8; READ_BUF];
-    let mut filled = 0usize;
+    // Bytes of a capsule not yet whole; empty (no allocation) between capsules.
+    let mut partial: Vec<u8> = Vec::new();
     let mut deadline = Instant::now() + flow.idle;
     loop {
         // Write what the socket takes now; the rest waits for writable.
@@ -242,15 +260,21 @@ async fn relay_capsules(
                 if ready.is_err() {
                     return End::UpstreamClosed;
                 }
-                match stream.try_read(&mut inbuf[filled..]) {
-                    Ok(0) => return End::UpstreamClosed,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                    Err(_) => return End::UpstreamClosed,
+                let read = with_scratch(|buf| match stream.try_read(buf) {
+                    Ok(0) => Err(End::UpstreamClosed),
+                    Ok(n) => {
+                        partial.extend_from_slice(&buf[..n]);
+                        Ok(())
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+                    Err(_) => Err(End::UpstreamClosed),
+                });
+                if let Err(end) = read {
+                    return end;
                 }
                 let mut at = 0;
                 loop {
-                    match decode_capsule(&inbuf[at..filled]) {
+                    match decode_capsule(&partial[at..]) {
                         Ok(Some((capsule, used))) => {
                             at += used;
                             match capsule {
@@ -272,15 +296,14 @@ async fn relay_capsules(
                         }
                     }
                 }
-                inbuf.copy_within(at..filled, 0);
-                filled -= at;
-                if filled == inbuf.len() {
-                    // Cannot happen with a valid stream: every capsule fits the buffer.
-                    stats.resets();
-                    return End::Reset("capsule_too_long");
+                if at == partial.len() {
+                    // Nothing pending: give the memory back (an idle flow holds none).
+                    partial = Vec::new();
+                } else {
+                    partial.drain(..at);
                 }
             }
-            got = next_lan(flow, &mut lan_buf) => match got {
+            got = next_lan(flow) => match got {
                 Ok(datagram) => {
                     deadline = Instant::now() + flow.idle;
                     stats.up(datagram.len());
@@ -326,25 +349,37 @@ async fn direct(
     for datagram in &early {
         let _ = send_now(&out, datagram);
     }
-    let mut lan_buf = vec![0u8; mpbond_protocol::MAX_UDP_PAYLOAD + 1];
-    let mut out_buf = vec![0u8; mpbond_protocol::MAX_UDP_PAYLOAD + 1];
     let mut deadline = Instant::now() + flow.idle;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return End::Shutdown,
             _ = sleep_until(deadline) => return End::Idle,
-            got = out.recv(&mut out_buf) => match got {
-                Ok(n) => {
-                    deadline = Instant::now() + flow.idle;
-                    stats.down(n);
-                    if send_now(&flow.lan, &out_buf[..n]).is_err() {
-                        stats.drops_lan_busy();
-                    }
+            ready = out.readable() => {
+                if ready.is_err() {
+                    return End::UpstreamClosed;
                 }
-                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
-                Err(_) => return End::UpstreamClosed,
-            },
-            got = next_lan(flow, &mut lan_buf) => match got {
+                let got = with_scratch(|buf| {
+                    out.try_recv(buf).map(|n| {
+                        let sent = send_now(&flow.lan, &buf[..n]);
+                        (n, sent.is_ok())
+                    })
+                });
+                match got {
+                    Ok((n, sent)) => {
+                        deadline = Instant::now() + flow.idle;
+                        stats.down(n);
+                        if !sent {
+                            stats.drops_lan_busy();
+                        }
+                    }
+                    Err(e) if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::ConnectionRefused
+                    ) => continue,
+                    Err(_) => return End::UpstreamClosed,
+                }
+            }
+            got = next_lan(flow) => match got {
                 Ok(datagram) => {
                     deadline = Instant::now() + flow.idle;
                     stats.up(datagram.len());
