@@ -34,6 +34,8 @@
 //!                MPTCP+TFO, read the Convert reply
 //! concentrator_probe.rs  one probe of the concentrator over the main route
 //! proxy/         transparent listener, bounded accept loop, per-connection handler
+//! udp/           LAN UDP: the transparent UDP socket (tproxy), the flow table, one MPTCP
+//!                connection per flow carrying DATAGRAM capsules, direct fallback
 //! wan_probe.rs    per-WAN probe datagrams to the concentrator, bound to the WAN's device
 //! status/        the status model (docs/STATUS.md), control socket, `status` CLI
 //! control/       the control plane: reconcile loop, per-WAN probe schedule, passive
@@ -47,10 +49,11 @@
 //! create the nft table with the redirect set to the probe's verdict → kernel features
 //! and CPE sysctls → start the control plane (clean up a crash's leftovers, first
 //! reconcile; if it cannot start, e.g. no MPTCP path manager, the agent logs it and runs
-//! the data path alone) → `READY=1` → the driver runs the core, the control plane
+//! the data path alone) → `READY=1` → the UDP side (`[udp]`: its sockets and policy
+//! routing; if it cannot start, UDP keeps going out by NAT) → the driver runs the core, the control plane
 //! reconciles, the listener serves, and every reload is applied in place, until
 //! `shutdown` → `STOPPING=1` → the control plane removes every owned route, rule and
-//! endpoint → remove the nft table → close the listeners → give live relays up to
+//! endpoint → remove the nft table → close the listeners, remove the UDP policy routing → give live relays up to
 //! [`DRAIN_TIMEOUT`] to finish.
 
 pub mod accounting;

@@ -13,11 +13,14 @@
 //!         ip daddr 10.0.0.0/8 return    # bypasses (destinations, then sources)
 //!         meta l4proto tcp redirect to :4851   # only while the concentrator answers
 //!     }
+//!     chain udp_prerouting { ... }      # filter, prerouting, mangle - 10: LAN UDP (udp_rules.rs)
+//!     chain udp_lan { ... tproxy to :4852 meta mark set 0x00004d42 accept }
 //! }
 //! ```
 //!
 //! Layout:
 //! * `rules.rs` (pure): spec → rules, each with its expressions and its nft text;
+//! * `udp_rules.rs` (pure): the UDP chains' rules (tproxy, exclusions, `[udp]` rules);
 //! * `render.rs` (pure): [`render`], the table in nft syntax, golden-file tested
 //!   (`testdata/*.nft`);
 //! * `expr.rs`: expressions → netlink attributes;

@@ -334,6 +334,31 @@ mod tests {
     }
 
     #[test]
+    fn udp_flows_get_a_line_and_a_json_object() {
+        let now = Instant::now();
+        let mut model = example(now);
+        let stats = std::sync::Arc::new(crate::udp::UdpStats::default());
+        let _flow = stats.open();
+        stats.up(1200);
+        stats.drops_queue_full();
+        model.set_udp_stats(stats.clone());
+        let doc = model.render(now);
+        let text = render(&doc);
+        assert!(
+            text.contains("udp flows: 1 active (0 bonded), 1 total, 0 direct, 0 refused;"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dropped: 1 queue full, 0 flow limit"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&doc).expect("json");
+        assert_eq!(json["udp"]["bytes_up"], 1200);
+        let without = render(&example(now).render(now));
+        assert!(!without.contains("udp flows"), "{without}");
+    }
+
+    #[test]
     fn units() {
         assert_eq!(rate(0), "0 bit/s");
         assert_eq!(rate(900_000), "900 kbit/s");

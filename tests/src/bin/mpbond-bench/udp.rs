@@ -131,7 +131,10 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
             .is_ok_and(|s| s["udp"]["active"].as_u64().unwrap_or(0) >= u64::from(flows))
     });
     let rss_held = rss_kib(agent_pid).unwrap_or(0);
-    let udp_status = bed.agent_status().map(|s| s["udp"].clone()).unwrap_or_default();
+    let udp_status = bed
+        .agent_status()
+        .map(|s| s["udp"].clone())
+        .unwrap_or_default();
     eprintln!("mpbond-bench: case 14: agent udp status with the flows held: {udp_status}");
     let active = udp_status["active"].as_u64().unwrap_or(0);
     let per_flow_kib = rss_held.saturating_sub(rss_before) as f64 / (active.max(1) as f64);

@@ -203,19 +203,14 @@ async fn download(args: &FetchArgs) -> Result<Report, String> {
     let mut last = Instant::now();
     let mut stall = Duration::ZERO;
     let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match recv.read(&mut buf).await.map_err(|e| e.to_string())? {
-            Some(n) => {
-                let now = Instant::now();
-                stall = stall.max(now - last);
-                last = now;
-                if let Some(bad) = check.check(&buf[..n]) {
-                    first_bad.get_or_insert(bad);
-                }
-                got += n as u64;
-            }
-            None => break,
+    while let Some(n) = recv.read(&mut buf).await.map_err(|e| e.to_string())? {
+        let now = Instant::now();
+        stall = stall.max(now - last);
+        last = now;
+        if let Some(bad) = check.check(&buf[..n]) {
+            first_bad.get_or_insert(bad);
         }
+        got += n as u64;
     }
     let seconds = started.elapsed().as_secs_f64();
     conn.close(VarInt::from_u32(0), b"done");
