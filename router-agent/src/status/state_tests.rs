@@ -16,6 +16,14 @@ use crate::proxy::Stats;
 pub(crate) fn example(now: Instant) -> StatusModel {
     let started = now - Duration::from_secs(3605);
     let mut model = StatusModel::new("0.1.0", started, "vps.example.net");
+    // One UDP flow that has carried one datagram each way.
+    let udp = std::sync::Arc::new(crate::udp::UdpStats::default());
+    let mut flow = udp.open();
+    flow.bonded();
+    std::mem::forget(flow);
+    udp.up(200);
+    udp.down(1400);
+    model.set_udp_stats(udp);
     model.set_kernel(KernelStatus {
         release: "6.6.73".into(),
         mptcp: true,
