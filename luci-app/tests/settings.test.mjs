@@ -54,6 +54,7 @@ function agentOptions() {
     ...[...rs.matchAll(/\bscript_only\(\s*"(\w+)",\s*"(\w+)",\s*(\w+)/g)].map((r) => [r[1], r[2], r[3]]),
     ...[...rs.matchAll(/\bglobal\(\s*"(\w+)",\s*(\w+)/g)].map((r) => ['globals', r[1], r[2]]),
     ...[...rs.matchAll(/\bwan\(\s*"(\w+)",\s*(\w+)/g)].map((r) => ['wan', r[1], r[2]]),
+    ...[...rs.matchAll(/\budp_rule\(\s*"(\w+)",\s*(\w+)/g)].map((r) => ['udp_rule', r[1], r[2]]),
   ];
   assert.ok(rows.length > 10, 'MAPPINGS found in map.rs');
   return rows;
@@ -63,7 +64,8 @@ test('settings declare the globals and wan sections of the mpbond config', () =>
   const { map, sections } = declared();
   assert.equal(map.config, 'mpbond');
   assert.deepEqual(sections.map((s) => [s.cls, ...s.args.slice(0, 2)]),
-    [['NamedSection', 'globals', 'globals'], ['GridSection', 'wan', 'WAN interfaces']]);
+    [['NamedSection', 'globals', 'globals'], ['GridSection', 'wan', 'WAN interfaces'],
+      ['GridSection', 'udp_rule', 'UDP rules']]);
   const g = Object.fromEntries(sections[0].options.map((o) => [o.name, o]));
   assert.equal(g.key.password, true);
   for (const n of ['bypass_destination', 'bypass_source']) {

@@ -127,25 +127,6 @@ return view.extend({
 		o.placeholder = '/etc/mpbond';
 		o.validate = pattern(/^\//, _('An absolute path'));
 
-		s = m.section(form.GridSection, 'udp_rule', _('UDP rules'),
-			_('Tried in order; the first whose ports and prefix both match decides.'));
-		s.addremove = true;
-		s.anonymous = true;
-		s.sortable = true;
-
-		o = s.option(form.Value, 'ports', _('Destination ports'), _('A port or FIRST-LAST.'));
-		o.validate = pattern(/^\s*\d{1,5}(\s*-\s*\d{1,5})?\s*$/, _('A port or a range FIRST-LAST'));
-
-		o = s.option(form.Value, 'prefix', _('Destination prefix'));
-		o.datatype = 'cidr';
-
-		o = s.option(form.ListValue, 'action', _('Action'));
-		o.value('bond', _('Bond'));
-		o.value('direct', _('Direct (NAT)'));
-		o.value('block', _('Block'));
-		o.default = 'block';
-		o.rmempty = false;
-
 		s = m.section(form.GridSection, 'wan', _('WAN interfaces'),
 			_('One entry per logical interface. "Backup" interfaces carry traffic only when no "on" interface works.'));
 		s.addremove = true;
@@ -212,6 +193,25 @@ return view.extend({
 		o.modalonly = true;
 		o.datatype = 'range(1,1000)';
 		o.placeholder = _('as in Health probes');
+
+		s = m.section(form.GridSection, 'udp_rule', _('UDP rules'),
+			_('Tried in order; the first whose ports and prefix both match decides.'));
+		s.addremove = true;
+		s.anonymous = true;
+		s.sortable = true;
+
+		o = s.option(form.Value, 'ports', _('Destination ports'), _('A port or FIRST-LAST.'));
+		o.validate = pattern(/^\s*\d{1,5}(\s*-\s*\d{1,5})?\s*$/, _('A port or a range FIRST-LAST'));
+
+		o = s.option(form.Value, 'prefix', _('Destination prefix'));
+		o.datatype = 'cidr';
+
+		o = s.option(form.ListValue, 'action', _('Action'));
+		o.value('bond', _('Bond'));
+		o.value('direct', _('Direct (NAT)'));
+		o.value('block', _('Block'));
+		o.default = 'block';
+		o.rmempty = false;
 
 		return m.render();
 	}
