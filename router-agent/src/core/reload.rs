@@ -20,7 +20,8 @@ pub struct Changes {
     pub health: bool,
     /// The listener: its port or its connection cap.
     pub listener: bool,
-    /// The nft table: its name, the LAN interfaces or the bypass lists.
+    /// The nft table: its name, the LAN interfaces, the bypass lists or `[udp]` (whose
+    /// rules follow a reload; its sockets, limits and routing take a restart).
     pub table: bool,
     /// The control plane: WANs (their data plans included), LAN interfaces, routing
     /// ranges, ubus, MPTCP limits and sysctls, and the state directory (the usage file).
@@ -52,7 +53,8 @@ impl Changes {
             table: op.nft_table != np.nft_table
                 || op.lan_interfaces != np.lan_interfaces
                 || op.listen_port != np.listen_port
-                || old.bypass != new.bypass,
+                || old.bypass != new.bypass
+                || old.udp != new.udp,
             control: old.wan != new.wan
                 || old.routing != new.routing
                 || old.mptcp != new.mptcp
