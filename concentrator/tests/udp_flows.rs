@@ -232,3 +232,14 @@ fn a_client_that_does_not_read_gets_drops_not_a_growing_queue() {
     assert_has(&line, &format!("\"received\": {down}"), &bed);
     client.wait().unwrap();
 }
+
+#[test]
+#[ignore = "needs root, netns and python3"]
+fn an_ipv6_destination_is_echoed() {
+    let bed = Bed::start("udp-echo6", "");
+    let echo6 = udp_bed::Echo::start(&bed.ns, "[::1]:0");
+    let result = bed.client("echo", echo6.addr, ", \"sizes\": [1, 1400, 9000]");
+    assert_has(&result, OK, &bed);
+    assert_has(&result, "\"echoed\": [1, 1400, 9000]", &bed);
+    assert!(bed.log().contains("dest=udp:[::1]:"), "{}", bed.log());
+}
