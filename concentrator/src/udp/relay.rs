@@ -21,6 +21,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use super::limits::{ClientLimits, FlowPermit};
 use super::metrics::{DropReason, Tally, UdpMetrics};
 use super::queue::{CapsuleQueue, QueueRefusal};
+use super::sys::{send_batch, MAX_BATCH};
 
 /// The shared read buffer: one largest datagram, or a good slice of a stream.
 const SCRATCH_LEN: usize = 65_536;
@@ -233,8 +234,8 @@ fn upstream(
     })
 }
 
-/// Send every whole DATAGRAM capsule at the start of `bytes`: the bytes used, and
-/// whether any DATAGRAM was among them.
+/// Send every whole DATAGRAM capsule at the start of `bytes`, [`MAX_BATCH`] per call:
+/// the bytes used, and whether any DATAGRAM was among them.
 fn send_capsules(
     bytes: &[u8],
     udp: &UdpSocket,
@@ -243,26 +244,63 @@ fn send_capsules(
 ) -> Result<(usize, bool), CapsuleError> {
     let mut used = 0;
     let mut active = false;
-    while let Some((capsule, n)) = decode_capsule(&bytes[used..])? {
-        used += n;
+    let mut batch: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
+    let mut queued = 0;
+    let mut result = Ok(());
+    loop {
+        let capsule = match decode_capsule(&bytes[used..]) {
+            Ok(Some((capsule, n))) => {
+                used += n;
+                capsule
+            }
+            Ok(None) => break,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
         match capsule {
             Capsule::Datagram(payload) => {
                 active = true;
-                if !params.permit.take(params.limits, Instant::now()) {
-                    burst.drop_one(DropReason::RateLimit);
-                } else if send(udp, payload).is_ok() {
-                    burst.up.add(payload.len());
+                if params.permit.take(params.limits, Instant::now()) {
+                    batch[queued] = payload;
+                    queued += 1;
+                    if queued == MAX_BATCH {
+                        send_all(udp, &batch[..queued], burst);
+                        queued = 0;
+                    }
                 } else {
-                    // WouldBlock (socket buffer full) or an ICMP error reported on this
-                    // send: the datagram is lost either way.
-                    burst.drop_one(DropReason::SendError);
+                    burst.drop_one(DropReason::RateLimit);
                 }
             }
             Capsule::OtherContext { .. } => burst.drop_one(DropReason::BadContext),
             Capsule::Unknown { .. } => burst.drop_one(DropReason::UnknownCapsule),
         }
     }
-    Ok((used, active))
+    send_all(udp, &batch[..queued], burst);
+    result.map(|()| (used, active))
+}
+
+/// Send `datagrams` now and count them; what the socket does not take (a full send
+/// buffer, an ICMP error reported on this send) is lost, and counted as `send_error`.
+fn send_all(udp: &UdpSocket, datagrams: &[&[u8]], burst: &mut Burst) {
+    let mut rest = datagrams;
+    while !rest.is_empty() {
+        let sent = match send_batch(udp, rest) {
+            Ok(0) | Err(_) => {
+                // Drop the datagram the call stopped at, then try the others.
+                burst.drop_one(DropReason::SendError);
+                1
+            }
+            Ok(sent) => {
+                for datagram in &rest[..sent] {
+                    burst.up.add(datagram.len());
+                }
+                sent
+            }
+        };
+        rest = &rest[sent.min(rest.len())..];
+    }
 }
 
 /// Receive what the UDP socket has (a burst at most) into the queue.
@@ -302,13 +340,6 @@ fn flush(stream: &TcpStream, queue: &mut CapsuleQueue) -> Result<(), FlowEnd> {
         }
     }
     Ok(())
-}
-
-/// Send one datagram now, or fail. Straight to the socket, not through tokio's readiness:
-/// a flow never waits for its UDP socket (a full send buffer drops the datagram), and a
-/// new socket's readiness is not known until the reactor has polled it once.
-fn send(udp: &UdpSocket, payload: &[u8]) -> io::Result<usize> {
-    socket2::SockRef::from(udp).send(payload)
 }
 
 /// Whether a UDP socket error is a deferred ICMP report rather than a broken socket.
