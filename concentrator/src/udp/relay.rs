@@ -65,6 +65,10 @@ pub(crate) struct FlowParams<'a> {
     pub limits: ClientLimits,
     pub idle_timeout: Duration,
     pub queue_bytes: usize,
+    /// The success reply, not written yet: it goes out ahead of the first capsule.
+    pub reply: Vec<u8>,
+    /// How long the reply waits for the destination's first datagram.
+    pub reply_hold: Duration,
 }
 
 /// Totals of one flow, for its log line.
@@ -120,7 +124,11 @@ impl Burst {
 }
 
 /// Relay until the flow ends. `stream` is positioned right after the Convert request
-/// (capsules sent in the SYN are still in it); the reply has been written.
+/// (capsules sent in the SYN are still in it). The reply ([`FlowParams::reply`]) is
+/// written with the destination's first datagram when it comes within
+/// [`FlowParams::reply_hold`], else alone when the hold ends, as the TCP relay does
+/// (`session::REPLY_HOLD`): a request answered at once (DNS) costs the WAN no extra
+/// segment.
 pub(crate) async fn relay(
     stream: &TcpStream,
     udp: &UdpSocket,
@@ -129,7 +137,13 @@ pub(crate) async fn relay(
     let mut totals = FlowTotals::default();
     let mut burst = Burst::new();
     let mut partial: Vec<u8> = Vec::new();
-    let mut queue = CapsuleQueue::new(params.queue_bytes);
+    // The success reply leads the queue and waits up to `reply_hold` for the first
+    // datagram from the destination, to share its segment.
+    let mut queue = CapsuleQueue::with_lead(params.queue_bytes, &params.reply);
+    let lead_len = params.reply.len();
+    let mut holding = lead_len > 0;
+    let hold = tokio::time::sleep(params.reply_hold);
+    tokio::pin!(hold);
     let mut last_activity = Instant::now();
     let idle = tokio::time::sleep(params.idle_timeout);
     tokio::pin!(idle);
@@ -144,10 +158,14 @@ pub(crate) async fn relay(
                 Ok(()) => downstream(udp, &mut queue, &mut burst),
                 Err(e) => Step::End(FlowEnd::DestinationIo(e.kind())),
             },
-            ready = stream.writable(), if !queue.is_empty() => match ready {
+            ready = stream.writable(), if !holding && !queue.is_empty() => match ready {
                 Ok(()) => Step::Continue { active: false },
                 Err(e) => Step::End(FlowEnd::ClientIo(e.kind())),
             },
+            () = &mut hold, if holding => {
+                holding = false;
+                Step::Continue { active: false }
+            }
             () = &mut idle => {
                 let deadline = last_activity + params.idle_timeout;
                 if Instant::now() >= deadline {
@@ -158,7 +176,10 @@ pub(crate) async fn relay(
                 }
             }
         };
+        // A datagram behind the reply ends the hold.
+        holding &= queue.pending() <= lead_len;
         let step = match step {
+            Step::Continue { active } if holding => Ok(active),
             Step::Continue { active } => flush(stream, &mut queue).map(|()| active),
             Step::End(end) => Err(end),
         };
