@@ -305,7 +305,8 @@ fn diff(old: &Live, new: &Live) -> ReloadSummary {
     }
     if old.config.udp != new.config.udp {
         // Read by each new flow; flows already open keep the limits they started with.
-        s.changes.push(format!("udp {:?} (new flows)", new.config.udp));
+        s.changes
+            .push(format!("udp {:?} (new flows)", new.config.udp));
     }
     if old.policy.own_addresses() != new.policy.own_addresses() {
         s.changes.push(format!(
