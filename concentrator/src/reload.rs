@@ -303,6 +303,11 @@ fn diff(old: &Live, new: &Live) -> ReloadSummary {
             fmt_nets(&new.config.policy.allow)
         ));
     }
+    if old.config.udp != new.config.udp {
+        // Read by each new flow; flows already open keep the limits they started with.
+        s.changes
+            .push(format!("udp {:?} (new flows)", new.config.udp));
+    }
     if old.policy.own_addresses() != new.policy.own_addresses() {
         s.changes.push(format!(
             "own addresses now {:?}",

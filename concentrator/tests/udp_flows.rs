@@ -232,3 +232,31 @@ fn a_client_that_does_not_read_gets_drops_not_a_growing_queue() {
     assert_has(&line, &format!("\"received\": {down}"), &bed);
     client.wait().unwrap();
 }
+
+#[test]
+#[ignore = "needs root, netns and python3"]
+fn an_ipv6_destination_is_echoed() {
+    let bed = Bed::start("udp-echo6", "");
+    let echo6 = udp_bed::Echo::start(&bed.ns, "[::1]:0");
+    let result = bed.client("echo", echo6.addr, ", \"sizes\": [1, 1400, 9000]");
+    assert_has(&result, OK, &bed);
+    assert_has(&result, "\"echoed\": [1, 1400, 9000]", &bed);
+    assert!(bed.log().contains("dest=udp:[::1]:"), "{}", bed.log());
+}
+
+#[test]
+#[ignore = "needs root, netns and python3"]
+fn the_clients_datagram_rate_is_limited() {
+    let bed = Bed::start(
+        "udp-rate",
+        "[udp]\ndatagrams_per_sec_per_client = 1\ndatagram_burst_per_client = 5\n",
+    );
+    let result = bed.client("burst", bed.echo.addr, ", \"count\": 50");
+    assert_has(&result, OK, &bed);
+    assert_has(&result, "\"sent\": 50", &bed);
+    bed.wait_metric("mpbond_udp_flows_active", 0);
+    let up = bed.metric("mpbond_udp_datagrams_total{direction=\"up\"}");
+    let limited = bed.metric("mpbond_udp_drops_total{reason=\"rate_limit\"}");
+    assert_eq!(up + limited, 50, "every datagram sent or counted");
+    assert!(up >= 5 && limited > 0, "{up} sent, {limited} rate-limited");
+}

@@ -185,6 +185,28 @@ mod tests {
     }
 
     #[test]
+    fn the_udp_tlv_is_one_word_and_only_one_word() {
+        use crate::{decode, DecodeError, Decoded, Message, Tlv};
+        let wire = Message::udp_request("192.0.2.1:53".parse().unwrap())
+            .encode()
+            .unwrap();
+        assert_eq!(&wire[24..], &[0xd0, 1, 0, 0]);
+        let Decoded::Complete { message, .. } = decode(&wire).unwrap() else {
+            panic!("incomplete");
+        };
+        assert_eq!(message.tlvs[1], Tlv::Udp);
+        // A two-word UDP TLV is malformed (code 1).
+        let mut long = wire.clone();
+        long[1] += 1;
+        long[25] = 2;
+        long.extend_from_slice(&[0; 4]);
+        assert!(matches!(
+            decode(&long),
+            Err(DecodeError::TlvBadLength { kind: 0xd0, .. })
+        ));
+    }
+
+    #[test]
     fn varints_match_rfc9000_examples() {
         // RFC 9000 §A.1.
         let cases: [(&[u8], u64); 4] = [

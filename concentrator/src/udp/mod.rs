@@ -12,6 +12,7 @@
 //! * [`relay`]: one flow's relay loop (capsules ↔ datagrams).
 //! * [`serve`]: a flow from the decision to its end: policy, limits, the socket, the
 //!   reply, the relay, the close.
+//! * [`sys`]: `sendmmsg`, many datagrams in one call.
 //! * [`metrics`]: the `mpbond_udp_*` families.
 
 pub mod config;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub(crate) mod queue;
 pub(crate) mod relay;
 pub(crate) mod serve;
+pub(crate) mod sys;
 
 pub use config::{RawUdp, UdpConfig};
 pub(crate) use limits::UdpClients;

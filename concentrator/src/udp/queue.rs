@@ -30,12 +30,15 @@ pub(crate) enum QueueRefusal {
 }
 
 impl CapsuleQueue {
-    /// An empty queue holding at most `limit` bytes of capsules.
-    pub(crate) fn new(limit: usize) -> Self {
+    /// A queue of at most `limit` bytes of capsules that starts with `lead` (the Convert
+    /// reply, or nothing), written before any capsule.
+    pub(crate) fn with_lead(limit: usize, lead: &[u8]) -> Self {
         Self {
-            buf: Vec::new(),
+            buf: lead.to_vec(),
             head: 0,
-            limit,
+            // The lead does not take room from the capsules (a largest datagram still
+            // fits behind it).
+            limit: limit + lead.len(),
         }
     }
 
@@ -93,7 +96,7 @@ mod tests {
 
     #[test]
     fn drops_when_full_and_takes_again_once_written() {
-        let mut q = CapsuleQueue::new(100);
+        let mut q = CapsuleQueue::with_lead(100, &[]);
         q.push(&[1; 40]).unwrap();
         q.push(&[2; 40]).unwrap();
         assert_eq!(q.pending(), 86);
@@ -115,8 +118,23 @@ mod tests {
     }
 
     #[test]
+    fn the_lead_goes_out_first() {
+        let mut q = CapsuleQueue::with_lead(100, &[1, 1, 0x22, 0x63]);
+        assert_eq!(q.pending(), 4);
+        q.push(b"hi").unwrap();
+        assert_eq!(q.front(), [1, 1, 0x22, 0x63, 0, 3, 0, b'h', b'i']);
+        q.consume(9);
+        assert!(q.is_empty());
+        // The largest datagram fits behind the lead in a queue of its size.
+        let big = vec![7; MAX_UDP_PAYLOAD];
+        let capsule_len = mpbond_protocol::udp::datagram_capsule_len(big.len());
+        let mut q = CapsuleQueue::with_lead(capsule_len, &[1, 1, 0x22, 0x63]);
+        q.push(&big).unwrap();
+    }
+
+    #[test]
     fn an_empty_queue_takes_the_largest_datagram_and_refuses_larger() {
-        let mut q = CapsuleQueue::new(1024);
+        let mut q = CapsuleQueue::with_lead(1024, &[]);
         q.push(&vec![7; MAX_UDP_PAYLOAD]).unwrap();
         assert_eq!(q.push(&[1]), Err(QueueRefusal::Full));
         q.consume(q.pending());
@@ -129,7 +147,7 @@ mod tests {
 
     #[test]
     fn memory_stays_bounded_under_partial_writes() {
-        let mut q = CapsuleQueue::new(1000);
+        let mut q = CapsuleQueue::with_lead(1000, &[]);
         for _ in 0..10_000 {
             let _ = q.push(&[9; 300]);
             q.consume(250);

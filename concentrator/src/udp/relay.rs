@@ -21,6 +21,7 @@ use tokio::net::{TcpStream, UdpSocket};
 use super::limits::{ClientLimits, FlowPermit};
 use super::metrics::{DropReason, Tally, UdpMetrics};
 use super::queue::{CapsuleQueue, QueueRefusal};
+use super::sys::{send_batch, MAX_BATCH};
 
 /// The shared read buffer: one largest datagram, or a good slice of a stream.
 const SCRATCH_LEN: usize = 65_536;
@@ -64,6 +65,10 @@ pub(crate) struct FlowParams<'a> {
     pub limits: ClientLimits,
     pub idle_timeout: Duration,
     pub queue_bytes: usize,
+    /// The success reply, not written yet: it goes out ahead of the first capsule.
+    pub reply: Vec<u8>,
+    /// How long the reply waits for the destination's first datagram.
+    pub reply_hold: Duration,
 }
 
 /// Totals of one flow, for its log line.
@@ -119,7 +124,11 @@ impl Burst {
 }
 
 /// Relay until the flow ends. `stream` is positioned right after the Convert request
-/// (capsules sent in the SYN are still in it); the reply has been written.
+/// (capsules sent in the SYN are still in it). The reply ([`FlowParams::reply`]) is
+/// written with the destination's first datagram when it comes within
+/// [`FlowParams::reply_hold`], else alone when the hold ends, as the TCP relay does
+/// (`session::REPLY_HOLD`): a request answered at once (DNS) costs the WAN no extra
+/// segment.
 pub(crate) async fn relay(
     stream: &TcpStream,
     udp: &UdpSocket,
@@ -128,7 +137,13 @@ pub(crate) async fn relay(
     let mut totals = FlowTotals::default();
     let mut burst = Burst::new();
     let mut partial: Vec<u8> = Vec::new();
-    let mut queue = CapsuleQueue::new(params.queue_bytes);
+    // The success reply leads the queue and waits up to `reply_hold` for the first
+    // datagram from the destination, to share its segment.
+    let mut queue = CapsuleQueue::with_lead(params.queue_bytes, &params.reply);
+    let lead_len = params.reply.len();
+    let mut holding = lead_len > 0;
+    let hold = tokio::time::sleep(params.reply_hold);
+    tokio::pin!(hold);
     let mut last_activity = Instant::now();
     let idle = tokio::time::sleep(params.idle_timeout);
     tokio::pin!(idle);
@@ -143,10 +158,14 @@ pub(crate) async fn relay(
                 Ok(()) => downstream(udp, &mut queue, &mut burst),
                 Err(e) => Step::End(FlowEnd::DestinationIo(e.kind())),
             },
-            ready = stream.writable(), if !queue.is_empty() => match ready {
+            ready = stream.writable(), if !holding && !queue.is_empty() => match ready {
                 Ok(()) => Step::Continue { active: false },
                 Err(e) => Step::End(FlowEnd::ClientIo(e.kind())),
             },
+            () = &mut hold, if holding => {
+                holding = false;
+                Step::Continue { active: false }
+            }
             () = &mut idle => {
                 let deadline = last_activity + params.idle_timeout;
                 if Instant::now() >= deadline {
@@ -157,7 +176,10 @@ pub(crate) async fn relay(
                 }
             }
         };
+        // A datagram behind the reply ends the hold.
+        holding &= queue.pending() <= lead_len;
         let step = match step {
+            Step::Continue { active } if holding => Ok(active),
             Step::Continue { active } => flush(stream, &mut queue).map(|()| active),
             Step::End(end) => Err(end),
         };
@@ -233,8 +255,8 @@ fn upstream(
     })
 }
 
-/// Send every whole DATAGRAM capsule at the start of `bytes`: the bytes used, and
-/// whether any DATAGRAM was among them.
+/// Send every whole DATAGRAM capsule at the start of `bytes`, [`MAX_BATCH`] per call:
+/// the bytes used, and whether any DATAGRAM was among them.
 fn send_capsules(
     bytes: &[u8],
     udp: &UdpSocket,
@@ -243,26 +265,63 @@ fn send_capsules(
 ) -> Result<(usize, bool), CapsuleError> {
     let mut used = 0;
     let mut active = false;
-    while let Some((capsule, n)) = decode_capsule(&bytes[used..])? {
-        used += n;
+    let mut batch: [&[u8]; MAX_BATCH] = [&[]; MAX_BATCH];
+    let mut queued = 0;
+    let mut result = Ok(());
+    loop {
+        let capsule = match decode_capsule(&bytes[used..]) {
+            Ok(Some((capsule, n))) => {
+                used += n;
+                capsule
+            }
+            Ok(None) => break,
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        };
         match capsule {
             Capsule::Datagram(payload) => {
                 active = true;
-                if !params.permit.take(params.limits, Instant::now()) {
-                    burst.drop_one(DropReason::RateLimit);
-                } else if send(udp, payload).is_ok() {
-                    burst.up.add(payload.len());
+                if params.permit.take(params.limits, Instant::now()) {
+                    batch[queued] = payload;
+                    queued += 1;
+                    if queued == MAX_BATCH {
+                        send_all(udp, &batch[..queued], burst);
+                        queued = 0;
+                    }
                 } else {
-                    // WouldBlock (socket buffer full) or an ICMP error reported on this
-                    // send: the datagram is lost either way.
-                    burst.drop_one(DropReason::SendError);
+                    burst.drop_one(DropReason::RateLimit);
                 }
             }
             Capsule::OtherContext { .. } => burst.drop_one(DropReason::BadContext),
             Capsule::Unknown { .. } => burst.drop_one(DropReason::UnknownCapsule),
         }
     }
-    Ok((used, active))
+    send_all(udp, &batch[..queued], burst);
+    result.map(|()| (used, active))
+}
+
+/// Send `datagrams` now and count them; what the socket does not take (a full send
+/// buffer, an ICMP error reported on this send) is lost, and counted as `send_error`.
+fn send_all(udp: &UdpSocket, datagrams: &[&[u8]], burst: &mut Burst) {
+    let mut rest = datagrams;
+    while !rest.is_empty() {
+        let sent = match send_batch(udp, rest) {
+            Ok(0) | Err(_) => {
+                // Drop the datagram the call stopped at, then try the others.
+                burst.drop_one(DropReason::SendError);
+                1
+            }
+            Ok(sent) => {
+                for datagram in &rest[..sent] {
+                    burst.up.add(datagram.len());
+                }
+                sent
+            }
+        };
+        rest = &rest[sent.min(rest.len())..];
+    }
 }
 
 /// Receive what the UDP socket has (a burst at most) into the queue.
@@ -302,13 +361,6 @@ fn flush(stream: &TcpStream, queue: &mut CapsuleQueue) -> Result<(), FlowEnd> {
         }
     }
     Ok(())
-}
-
-/// Send one datagram now, or fail. Straight to the socket, not through tokio's readiness:
-/// a flow never waits for its UDP socket (a full send buffer drops the datagram), and a
-/// new socket's readiness is not known until the reactor has polled it once.
-fn send(udp: &UdpSocket, payload: &[u8]) -> io::Result<usize> {
-    socket2::SockRef::from(udp).send(payload)
 }
 
 /// Whether a UDP socket error is a deferred ICMP report rather than a broken socket.

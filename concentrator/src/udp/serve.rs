@@ -1,6 +1,6 @@
 //! A UDP flow from `Decision::Udp` to its end: policy and connection limits (shared
 //! with TCP), the per-client flow limit, a UDP socket connected to the destination, the
-//! success reply, the relay, and the close: a FIN when the flow ends normally or idles
+//! relay (which sends the success reply with the first datagram back), and the close: a FIN when the flow ends normally or idles
 //! out, a reset when the client sent a malformed capsule.
 
 use std::io;
@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use mpbond_protocol::auth::ClientId;
 use mpbond_protocol::{error_reply, ErrorCode};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -17,7 +16,7 @@ use super::limits::ClientLimits;
 use super::metrics::DropReason;
 use super::relay::{relay, FlowEnd, FlowParams, FlowTotals};
 use crate::reload::{Live, State};
-use crate::session::{admit, connect_error_code, linger_close, refuse, Close};
+use crate::session::{admit, connect_error_code, linger_close, refuse, Close, REPLY_HOLD};
 
 /// Unsent bytes the MPTCP socket may hold before it stops taking more
 /// (`TCP_NOTSENT_LOWAT`), so datagrams wait in the bounded queue, where they can be
@@ -84,10 +83,6 @@ pub(crate) async fn serve_udp(
         }
     };
     set_notsent_lowat(&stream, NOTSENT_LOWAT);
-    let mut stream = stream;
-    if let Err(e) = stream.write_all(&reply).await {
-        return Close::Io(e.kind());
-    }
     state.metrics.observe_handshake(started.elapsed());
     metrics.flow_opened();
     let params = FlowParams {
@@ -96,6 +91,8 @@ pub(crate) async fn serve_udp(
         limits,
         idle_timeout: udp_config.idle_timeout_for(dest.port()),
         queue_bytes: udp_config.queue_bytes,
+        reply,
+        reply_hold: REPLY_HOLD,
     };
     let (end, totals): (FlowEnd, FlowTotals) = relay(&stream, &udp, params).await;
     metrics.flow_closed();

@@ -372,8 +372,21 @@ def stall(args):
     return {"received": received}
 
 
+def burst(args):
+    """`count` datagrams in one write, then a FIN; how the concentrator ends the flow."""
+    flow = Flow(args)
+    if not flow.ok:
+        return {"reply": flow.reply}
+    flow.send(b"".join(datagram(b"%d" % i) for i in range(args["count"])))
+    flow.sock.shutdown(socket.SHUT_WR)
+    while flow.next_datagram() is not None:
+        pass
+    return {"reply": flow.reply, "sent": args["count"]}
+
+
 SCENARIOS = {
     "stall": stall,
+    "burst": burst,
     "echo": echo,
     "reply": reply_only,
     "replay": replay,

@@ -54,8 +54,9 @@ pub struct Echo {
 }
 
 impl Echo {
-    fn start(ns: &Netns) -> Echo {
-        let socket = ns.run(|| UdpSocket::bind("127.0.0.1:0").unwrap());
+    /// An echo server on `addr` (port 0: any) in `ns`.
+    pub fn start(ns: &Netns, addr: &str) -> Echo {
+        let socket = ns.run(|| UdpSocket::bind(addr).unwrap());
         socket
             .set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
@@ -129,7 +130,7 @@ impl Bed {
             &config,
             format!(
                 "listen = [\"{listen}\"]\nmetrics = \"{metrics}\"\nquiet = false\nstate_dir = \"\"\n\
-                 [policy]\nallow = [\"127.0.0.0/8\"]\n\
+                 [policy]\nallow = [\"127.0.0.0/8\", \"::1\"]\n\
                  [[client]]\nid = \"home\"\nkey = \"{KEY_HEX}\"\n\
                  [[client]]\nid = \"work\"\nkey = \"{OTHER_KEY_HEX}\"\n{extra}\n"
             ),
@@ -156,7 +157,7 @@ impl Bed {
             .stderr(log)
             .spawn()
             .expect("start the concentrator");
-        let echo = Echo::start(&ns);
+        let echo = Echo::start(&ns, "127.0.0.1:0");
         let bed = Bed {
             child,
             echo,
