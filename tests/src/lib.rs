@@ -35,7 +35,9 @@
 //! the agent's control plane on a bed built with `agent_routing(true)`:
 //! `control_hotplug`, `control_failover`, `control_backup`, `control_cleanup`,
 //! `household` (every failure under paced requests and a download, recovery);
-//! `wan_changes` checks the bed's WAN changes on their own.
+//! `wan_changes` checks the bed's WAN changes on their own; `link_emulation` checks
+//! the delay line's fidelity (rate, RTT, loss, outages) and `profiles` the data path
+//! on every link profile.
 //! Set `MPBOND_BIN_DIR` to test other binaries, `MPBOND_TEST_LOG` for the
 //! daemons' `RUST_LOG`, and `MPBOND_KEEP_TMP` to keep configs and logs.
 
