@@ -354,3 +354,33 @@ impl PacketSocket {
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A virtio header and an Ethernet + IPv4 + TCP frame with `payload` bytes.
+    fn frame(gso_type: u8, gso_size: u16, payload: usize) -> Vec<u8> {
+        let csum_start: u16 = 14 + 20;
+        let mut f = vec![0u8; VNET_HDR_LEN + usize::from(csum_start) + 20 + payload];
+        f[1] = gso_type;
+        f[4..6].copy_from_slice(&gso_size.to_ne_bytes());
+        f[6..8].copy_from_slice(&csum_start.to_ne_bytes());
+        // TCP data offset: 5 words.
+        f[VNET_HDR_LEN + usize::from(csum_start) + 12] = 5 << 4;
+        f
+    }
+
+    #[test]
+    fn a_plain_frame_is_one_packet() {
+        assert_eq!(segments(&frame(0, 0, 1448)), 1);
+        assert_eq!(segments(&[0u8; 4]), 1);
+    }
+
+    #[test]
+    fn a_gso_frame_counts_its_segments() {
+        assert_eq!(segments(&frame(1, 1448, 44 * 1448)), 44);
+        assert_eq!(segments(&frame(4, 1448, 2 * 1448 + 1)), 3);
+        assert_eq!(segments(&frame(1 | 0x80, 1000, 1000)), 1);
+    }
+}
