@@ -72,13 +72,6 @@ fn transfers_arrive_intact(profile: Profile) {
         metric(&bed, "mpbond_connections_total") >= 2.0,
         "{profile}: the transfers did not go through mpbond"
     );
-    let lossy = profile.links().iter().any(|l| l.loss_pct > 0.0);
-    if lossy {
-        assert!(
-            lost.iter().sum::<u64>() > 0,
-            "{profile}: a lossy profile lost nothing: {lost:?}"
-        );
-    }
 }
 
 #[test]
