@@ -20,7 +20,9 @@
 //!   [`household`] (9: every WAN failure under requests and a download), [`reaction`]
 //!   (10: what the agent's reaction to a down WAN does to a download), [`soak`] (11,
 //!   full mode only: random failures for 30 min), [`idle`] (12: what watching idle WANs
-//!   costs), [`udp`] (14: QUIC and a real-time flow through mpbond); see [`case_fn`].
+//!   costs), [`profiles`] (13: every link profile of issue 11, mpbond against direct
+//!   MPTCP, the peer and each WAN alone), [`udp`] (14: QUIC and a real-time flow
+//!   through mpbond); see [`case_fn`].
 //!
 //! `tests/bench/run.sh` builds everything and runs it.
 
@@ -32,6 +34,7 @@ mod household;
 mod idle;
 mod load;
 mod peer;
+mod profiles;
 mod reaction;
 mod relay_cost;
 mod reload_stall;
@@ -89,7 +92,7 @@ struct Cli {
 type CaseFn = fn(&Ctx) -> Result<Vec<Figure>, BenchError>;
 
 /// Every case, in order.
-const CASES: [(u8, &str); 13] = [
+const CASES: [(u8, &str); 14] = [
     (1, "aggregation"),
     (2, "relay cost"),
     (3, "peer comparison"),
@@ -102,6 +105,7 @@ const CASES: [(u8, &str); 13] = [
     (10, "reaction"),
     (11, "soak"),
     (12, "idle overhead"),
+    (13, "profiles"),
     (14, "udp"),
 ];
 
@@ -121,6 +125,7 @@ fn case_fn(n: u8) -> Option<CaseFn> {
         10 => Some(reaction::run),
         11 => Some(soak::run),
         12 => Some(idle::run),
+        13 => Some(profiles::run),
         14 => Some(udp::run),
         _ => None,
     }

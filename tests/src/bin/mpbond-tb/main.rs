@@ -8,7 +8,8 @@
 //!   prints the reply's error code.
 //! * `hold` / `swarm`: many idle connections, held open (the scale benchmark).
 //! * `ttfb`: sequential small requests timed to the first byte.
-//! * `delay`: a userspace delay line between two interfaces (WAN latency).
+//! * `delay`: a userspace delay line between two interfaces: WAN delay, jitter,
+//!   loss and outages (decided by the pure `delay_model`).
 //! * `udp-echo-server` / `udp-echo`: the real-time UDP flow (echo, loss, gaps).
 //! * `quic-server` / `quic-fetch`: a checked download over QUIC (`quinn`).
 //!
@@ -17,6 +18,7 @@
 
 mod convert;
 mod delay;
+mod delay_model;
 mod fetch;
 mod hold;
 mod load;
@@ -65,7 +67,7 @@ enum Cmd {
     Swarm(swarm::Args),
     /// Time sequential small requests to their first byte.
     Ttfb(ttfb::Args),
-    /// Delay every frame between two interfaces.
+    /// Delay, jitter, lose and black out frames between two interfaces.
     Delay(delay::Args),
     /// Echo UDP datagrams; log each new peer.
     UdpEchoServer(udp_echo::ServerArgs),
