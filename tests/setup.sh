@@ -4,7 +4,9 @@
 # and says how to get Rust if cargo is missing. Needs root.
 set -eu
 
-PACKAGES="iproute2 nftables iperf3 tcpdump procps kmod curl ca-certificates gcc libc6-dev shellcheck python3"
+# dnsmasq-base is the resolver binary alone: the `dnsmasq` package would also start a
+# system resolver service outside the test namespaces. dnsutils brings dig.
+PACKAGES="iproute2 nftables iperf3 tcpdump procps kmod curl ca-certificates gcc libc6-dev shellcheck python3 dnsmasq-base dnsutils"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup.sh: run as root (the test bed creates network namespaces)" >&2

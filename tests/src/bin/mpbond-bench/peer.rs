@@ -15,12 +15,13 @@
 //! the agent before starting the peer: both redirect the same traffic.
 
 use std::fs::File;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use mpbond_tests::proc::{self, ChildGuard};
-use mpbond_tests::topology::{ROUTER_LAN_IF, VPS_V4};
+use mpbond_tests::topology::{LAN_ROUTER_V4, ROUTER_LAN_IF, VPS_V4};
 use mpbond_tests::{Node, TestBed};
 
 use crate::ctx::{BenchError, Ctx};
@@ -117,6 +118,50 @@ pub fn configs(method: Method, password: &str) -> (String, String) {
     (local.to_string(), server.to_string())
 }
 
+/// sslocal's first UDP tunnel port on the router (case 14): the LAN client writes to
+/// `LAN_ROUTER_V4` on `TUNNEL_PORT + i` and sslocal forwards it to the `i`-th address.
+pub const TUNNEL_PORT: u16 = 1101;
+
+/// The configs (JSON) for the peer's UDP relay: ssserver and sslocal in `tcp_and_udp`
+/// mode with MPTCP (for the TCP side; UDP goes as plain UDP), and one `tunnel` local per
+/// forward address, on `TUNNEL_PORT`, `TUNNEL_PORT + 1`, ... of the router's LAN address.
+/// `tunnel` needs no tproxy rules on the router, and its per-datagram work (encrypt, one
+/// UDP socket to ssserver) is redir's.
+pub fn udp_configs(method: Method, password: &str, forwards: &[SocketAddr]) -> (String, String) {
+    let server = serde_json::json!({
+        "server": "0.0.0.0",
+        "server_port": SERVER_PORT,
+        "password": password,
+        "method": method.as_str(),
+        "mode": "tcp_and_udp",
+        "mptcp": true,
+    });
+    let locals: Vec<serde_json::Value> = forwards
+        .iter()
+        .zip(TUNNEL_PORT..)
+        .map(|(to, port)| {
+            serde_json::json!({
+                "local_address": LAN_ROUTER_V4.to_string(),
+                "local_port": port,
+                "protocol": "tunnel",
+                "forward_address": to.ip().to_string(),
+                "forward_port": to.port(),
+                "mode": "tcp_and_udp",
+            })
+        })
+        .collect();
+    let local = serde_json::json!({
+        "server": VPS_V4.to_string(),
+        "server_port": SERVER_PORT,
+        "password": password,
+        "method": method.as_str(),
+        "locals": locals,
+        "mode": "tcp_and_udp",
+        "mptcp": true,
+    });
+    (local.to_string(), server.to_string())
+}
+
 /// The router's redirect: TCP from the LAN to anything but the router itself
 /// goes to sslocal, as the agent's `inet mpbond` table does for mpbond.
 pub fn redirect_ruleset() -> String {
@@ -143,16 +188,48 @@ impl<'a> Peer<'a> {
     /// Start ssserver (VPS), sslocal (router) and the redirect, and wait until
     /// both listen. Configs and logs go to `ctx.out_dir`.
     pub fn start(bed: &'a TestBed, ctx: &Ctx, method: Method) -> Result<Self, BenchError> {
-        let (local_bin, server_bin) = (ctx.ss("sslocal")?, ctx.ss("ssserver")?);
         let (local_cfg, server_cfg) = configs(method, &method.password()?);
-        let tag = method.as_str();
+        let peer = Self::launch(
+            bed,
+            ctx,
+            method.as_str(),
+            &local_cfg,
+            &server_cfg,
+            LOCAL_PORT,
+        )?;
+        bed.nft(Node::Router, &redirect_ruleset())?;
+        Ok(peer)
+    }
+
+    /// Start the peer's UDP relay: ssserver (VPS) and sslocal (router) with one UDP
+    /// tunnel per address in `forwards` (see [`udp_configs`]); no redirect.
+    pub fn start_udp(
+        bed: &'a TestBed,
+        ctx: &Ctx,
+        method: Method,
+        forwards: &[SocketAddr],
+    ) -> Result<Self, BenchError> {
+        let (local_cfg, server_cfg) = udp_configs(method, &method.password()?, forwards);
+        let tag = format!("udp-{}", method.as_str());
+        Self::launch(bed, ctx, &tag, &local_cfg, &server_cfg, TUNNEL_PORT)
+    }
+
+    fn launch(
+        bed: &'a TestBed,
+        ctx: &Ctx,
+        tag: &str,
+        local_cfg: &str,
+        server_cfg: &str,
+        local_port: u16,
+    ) -> Result<Self, BenchError> {
+        let (local_bin, server_bin) = (ctx.ss("sslocal")?, ctx.ss("ssserver")?);
         let (server, server_log) = spawn(
             bed,
             ctx,
             Node::Vps,
             &server_bin,
             &format!("ssserver-{tag}"),
-            &server_cfg,
+            server_cfg,
         )?;
         let (local, local_log) = spawn(
             bed,
@@ -160,7 +237,7 @@ impl<'a> Peer<'a> {
             Node::Router,
             &local_bin,
             &format!("sslocal-{tag}"),
-            &local_cfg,
+            local_cfg,
         )?;
         let mut peer = Peer {
             bed,
@@ -169,8 +246,7 @@ impl<'a> Peer<'a> {
             logs: [local_log, server_log],
         };
         peer.wait_listening(Node::Vps, SERVER_PORT)?;
-        peer.wait_listening(Node::Router, LOCAL_PORT)?;
-        bed.nft(Node::Router, &redirect_ruleset())?;
+        peer.wait_listening(Node::Router, local_port)?;
         Ok(peer)
     }
 
@@ -296,5 +372,20 @@ mod tests {
         assert_eq!(s["mptcp"], true);
         assert!(redirect_ruleset().contains("redirect to :1100"));
         assert_eq!(Method::Plain.password().unwrap(), "");
+    }
+
+    #[test]
+    fn udp_configs_are_tunnels_with_udp() {
+        let to: SocketAddr = "203.0.113.10:4433".parse().unwrap();
+        let (local, server) = udp_configs(Method::Aes2022, "k", &[to]);
+        let l: serde_json::Value = serde_json::from_str(&local).unwrap();
+        let first = &l["locals"][0];
+        assert_eq!(first["protocol"], "tunnel");
+        assert_eq!(first["mode"], "tcp_and_udp");
+        assert_eq!(first["forward_address"], "203.0.113.10");
+        assert_eq!(first["forward_port"], 4433);
+        assert_eq!(first["local_port"], TUNNEL_PORT);
+        let s: serde_json::Value = serde_json::from_str(&server).unwrap();
+        assert_eq!(s["mode"], "tcp_and_udp");
     }
 }

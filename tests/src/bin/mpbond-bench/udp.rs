@@ -9,8 +9,13 @@
 //! * CPU-seconds per GB of the agent and the concentrator for the QUIC download;
 //! * the agent's RSS per UDP flow, from 1,000 idle flows held open (`udp-hold`).
 //!
-//! The peer (shadowsocks-rust's UDP relay) is not measured yet: its redir mode needs the
-//! router's own tproxy setup for UDP, which this case does not build.
+//! The peer, shadowsocks-rust's UDP relay (`2022-blake3-aes-256-gcm`, as in the TCP
+//! cases), runs in the same bed before mpbond: sslocal's `tunnel` protocol with UDP on the
+//! router's LAN address, one tunnel to the QUIC server and one to the echo server, so the
+//! LAN client writes to the router instead of needing tproxy rules for sslocal's redir
+//! mode; the per-datagram work (encrypt, one UDP socket to ssserver) is the same.
+//! shadowsocks carries UDP as plain UDP over the router's main route (WAN 1): it is
+//! neither bonded nor failover-safe, and is measured on the WAN it takes.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,10 +23,11 @@ use std::time::Duration;
 use mpbond_tests::loadgen::rss_kib;
 use mpbond_tests::proc;
 use mpbond_tests::tools::TB;
-use mpbond_tests::topology::SERVER_V4;
+use mpbond_tests::topology::{LAN_ROUTER_V4, SERVER_V4};
 use mpbond_tests::{Failure, Node, TestBed, UdpEchoReport};
 
 use crate::ctx::{BenchError, Ctx};
+use crate::peer::{Method, Peer, TUNNEL_PORT};
 use crate::report::{Figure, Measurement, Target};
 use crate::stat::{clock_ticks, process_ticks, Steal};
 
@@ -34,9 +40,14 @@ fn at(port: u16) -> SocketAddr {
     SocketAddr::new(SERVER_V4.into(), port)
 }
 
-fn quic(bed: &TestBed, bytes: u64) -> Result<f64, BenchError> {
+/// The peer's tunnel `i` on the router (0: QUIC, 1: echo).
+fn tunnel(i: u16) -> SocketAddr {
+    SocketAddr::new(LAN_ROUTER_V4.into(), TUNNEL_PORT + i)
+}
+
+fn quic(bed: &TestBed, to: SocketAddr, bytes: u64) -> Result<f64, BenchError> {
     let report = bed
-        .spawn_quic_fetch(Node::Lan, at(QUIC), bytes, Duration::from_secs(120))?
+        .spawn_quic_fetch(Node::Lan, to, bytes, Duration::from_secs(120))?
         .finish()?;
     if !report.ok {
         return Err(BenchError::measure(
@@ -47,8 +58,8 @@ fn quic(bed: &TestBed, bytes: u64) -> Result<f64, BenchError> {
     Ok(report.mbit_per_s)
 }
 
-fn echo(bed: &TestBed, count: u32) -> Result<UdpEchoReport, BenchError> {
-    Ok(bed.udp_echo(Node::Lan, at(ECHO), count)?)
+fn echo(bed: &TestBed, to: SocketAddr, count: u32) -> Result<UdpEchoReport, BenchError> {
+    Ok(bed.udp_echo(Node::Lan, to, count)?)
 }
 
 fn ticks(pid: u32) -> f64 {
@@ -68,8 +79,29 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let mut direct_goodput = Vec::new();
     let mut direct_echo = Vec::new();
     for _ in 0..ctx.runs() {
-        direct_goodput.push(quic(&bed, bytes)? / sum);
-        direct_echo.push(echo(&bed, echoes)?);
+        direct_goodput.push(quic(&bed, at(QUIC), bytes)? / sum);
+        direct_echo.push(echo(&bed, at(ECHO), echoes)?);
+    }
+
+    // The peer: sslocal (router) and ssserver (VPS), UDP tunnels on the router.
+    let gb = bytes as f64 / 1e9;
+    let mut peer_goodput = Vec::new();
+    let mut peer_cpu_local = Vec::new();
+    let mut peer_cpu_server = Vec::new();
+    let mut peer_echo = Vec::new();
+    {
+        let peer = Peer::start_udp(&bed, ctx, Method::Aes2022, &[at(QUIC), at(ECHO)])?;
+        let [local_pid, server_pid] = peer.pids();
+        for _ in 0..ctx.runs() {
+            let (l0, s0) = (ticks(local_pid), ticks(server_pid));
+            let goodput = quic(&bed, tunnel(0), bytes).map_err(|e| {
+                BenchError::measure(CASE, format!("peer: {e}; logs:\n{}", peer.log_tail()))
+            })?;
+            peer_goodput.push(goodput / sum);
+            peer_cpu_local.push((ticks(local_pid) - l0) / gb);
+            peer_cpu_server.push((ticks(server_pid) - s0) / gb);
+            peer_echo.push(echo(&bed, tunnel(1), echoes)?);
+        }
     }
 
     let conc = bed.start_concentrator(&bed.concentrator_config())?;
@@ -81,11 +113,10 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let mut bonded_echo = Vec::new();
     for _ in 0..ctx.runs() {
         let (a0, c0) = (ticks(agent_pid), ticks(conc_pid));
-        goodput.push(quic(&bed, bytes)? / sum);
-        let gb = bytes as f64 / 1e9;
+        goodput.push(quic(&bed, at(QUIC), bytes)? / sum);
         cpu_agent.push((ticks(agent_pid) - a0) / gb);
         cpu_conc.push((ticks(conc_pid) - c0) / gb);
-        bonded_echo.push(echo(&bed, echoes)?);
+        bonded_echo.push(echo(&bed, at(ECHO), echoes)?);
     }
 
     // The longest gap while WAN 1's link goes down under the real-time flow.
@@ -142,31 +173,50 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let p = |reports: &[UdpEchoReport], f: fn(&UdpEchoReport) -> f64| -> Vec<f64> {
         reports.iter().map(f).collect()
     };
-    let added = |f: fn(&UdpEchoReport) -> f64| -> Vec<f64> {
+    let added = |over: &[UdpEchoReport], f: fn(&UdpEchoReport) -> f64| -> Vec<f64> {
         bonded_echo
             .iter()
-            .zip(&direct_echo)
+            .zip(over)
             .map(|(b, d)| f(b) - f(d))
             .collect()
     };
+    let ratio = |a: &[f64], b: &[f64]| -> Vec<f64> {
+        a.iter().zip(b).map(|(a, b)| a / b.max(1e-9)).collect()
+    };
     let detail = format!(
-        "direct p50/p99 {:?}/{:?} ms, mpbond p50/p99 {:?}/{:?} ms; idle flows held {held} ({active} active), agent RSS {rss_before} -> {rss_held} KiB",
+        "direct p50/p99 {:?}/{:?} ms, peer p50/p99 {:?}/{:?} ms, mpbond p50/p99 {:?}/{:?} ms; peer echoes {:?}; idle flows held {held} ({active} active), agent RSS {rss_before} -> {rss_held} KiB",
         p(&direct_echo, |r| r.rtt_p50_ms),
         p(&direct_echo, |r| r.rtt_p99_ms),
+        p(&peer_echo, |r| r.rtt_p50_ms),
+        p(&peer_echo, |r| r.rtt_p99_ms),
         p(&bonded_echo, |r| r.rtt_p50_ms),
         p(&bonded_echo, |r| r.rtt_p99_ms),
+        peer_echo.iter().map(|r| r.received).collect::<Vec<_>>(),
     );
     let m = Measurement {
         case: CASE,
         steal_pct: steal.percent(),
         detail,
     };
+    let over_peer = ratio(&goodput, &peer_goodput);
     Ok(vec![
         m.figure(
             "QUIC download 40+60: mpbond goodput / sum of rates".into(),
             goodput,
             "ratio",
             Some(Target::AtLeast(0.85)),
+        ),
+        m.figure(
+            "QUIC download: peer (shadowsocks UDP, one WAN) goodput / sum of rates".into(),
+            peer_goodput.clone(),
+            "ratio",
+            None,
+        ),
+        m.figure(
+            "QUIC download: mpbond goodput / peer goodput".into(),
+            over_peer,
+            "ratio",
+            Some(Target::AtLeast(1.0)),
         ),
         m.figure(
             "QUIC download: direct NAT (one WAN) goodput / sum of rates".into(),
@@ -176,15 +226,27 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         ),
         m.figure(
             "real-time flow: median RTT added over direct NAT".into(),
-            added(|r| r.rtt_p50_ms),
+            added(&direct_echo, |r| r.rtt_p50_ms),
             "ms",
             Some(Target::AtMost(2.0)),
         ),
         m.figure(
             "real-time flow: p99 RTT added over direct NAT".into(),
-            added(|r| r.rtt_p99_ms),
+            added(&direct_echo, |r| r.rtt_p99_ms),
             "ms",
             Some(Target::AtMost(10.0)),
+        ),
+        m.figure(
+            "real-time flow: median RTT added over the peer".into(),
+            added(&peer_echo, |r| r.rtt_p50_ms),
+            "ms",
+            None,
+        ),
+        m.figure(
+            "real-time flow: p99 RTT added over the peer".into(),
+            added(&peer_echo, |r| r.rtt_p99_ms),
+            "ms",
+            None,
         ),
         m.figure(
             "real-time flow: longest gap when WAN 1 goes down".into(),
@@ -196,6 +258,18 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         m.figure(
             "QUIC download: concentrator CPU".into(),
             cpu_conc,
+            "s/GB",
+            None,
+        ),
+        m.figure(
+            "QUIC download: peer sslocal (router) CPU".into(),
+            peer_cpu_local,
+            "s/GB",
+            None,
+        ),
+        m.figure(
+            "QUIC download: peer ssserver (VPS) CPU".into(),
+            peer_cpu_server,
             "s/GB",
             None,
         ),
