@@ -20,6 +20,8 @@
 //! * [`agentreload`]: rewriting a running agent's config and sending SIGHUP.
 //! * [`capture`]: real status documents for the LuCI page's browser test.
 //! * [`interrupt`]: the binaries' Ctrl-C handler, which removes the test bed.
+//! * [`vm`]: the MIPS router VM (qemu-system-mipsel, Linux 6.1, the mipsel agent) as
+//!   the bed's router, its NICs bridged to the bed's LAN and WAN veths.
 //!
 //! Binaries: `mpbond-tb` (serve / fetch / convert, see `src/bin/mpbond-tb`) and
 //! `mpbond-demo`. Scripts: `setup.sh`, `run.sh`, `demo.sh`.
@@ -51,6 +53,7 @@ pub mod netns;
 pub mod proc;
 pub mod tools;
 pub mod topology;
+pub mod vm;
 pub mod wans;
 pub mod wire;
 
