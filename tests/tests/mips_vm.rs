@@ -22,16 +22,17 @@ use mpbond_tests::topology::SERVER_V4;
 use mpbond_tests::vm::RouterVm;
 use mpbond_tests::{proc, status_wan, wan_delta, Daemon, Fetch, Node, TbServer, TestBed};
 
-const WHY: &str = "needs root, netns and the MIPS VM packages";
 const PORT: u16 = 5001;
 
 fn server_addr() -> SocketAddr {
     SocketAddr::new(SERVER_V4.into(), PORT)
 }
 
-/// An unshaped two-WAN bed whose router is the VM, the concentrator and the server.
-fn vm_bed() -> (TestBed, Daemon, TbServer) {
-    let bed = TestBed::builder().wans(&[0, 0]).agent_routing(true).build();
+/// A bed with WANs of `rates` Mbit/s whose router is the VM, the concentrator and the
+/// server. Shaped to household rates: the emulated CPU then has time to spare, so
+/// the scenarios test function, not the guest's capacity (bench case 15 does that).
+fn vm_bed(rates: &[u32]) -> (TestBed, Daemon, TbServer) {
+    let bed = TestBed::builder().wans(rates).agent_routing(true).build();
     let conc = bed
         .start_concentrator(&bed.concentrator_config())
         .expect("concentrator starts");
@@ -99,13 +100,10 @@ fn table_routes(vm: &RouterVm<'_>, t: u64) -> String {
         .join("\n")
 }
 
-use mpbond_tests::vm;
-
 #[test]
 #[ignore = "needs root, netns and the MIPS VM packages"]
 fn agent_from_uci_bonds_two_wans_on_linux_6_1_and_cleans_up() {
-    let _ = WHY;
-    let (bed, _conc, _server) = vm_bed();
+    let (bed, _conc, _server) = vm_bed(&[40, 60]);
     let vm = boot(&bed);
     let release = vm.run("uname -r").expect("uname");
     println!("guest kernel {}", release.trim());
@@ -177,7 +175,7 @@ fn agent_from_uci_bonds_two_wans_on_linux_6_1_and_cleans_up() {
     let r = bed
         .fetch(
             Node::Lan,
-            &Fetch::get(server_addr(), 40_000_000).timeout(Duration::from_secs(120)),
+            &Fetch::get(server_addr(), 40_000_000).timeout(Duration::from_secs(60)),
         )
         .expect("fetch runs");
     let delta = wan_delta(&before, &bed.all_wan_bytes());
@@ -195,9 +193,15 @@ fn agent_from_uci_bonds_two_wans_on_linux_6_1_and_cleans_up() {
     );
     let after = vm.agent_status().expect("status");
     assert!(
-        after["connections"]["total"].as_u64().unwrap_or(0) >= 1
-            || after.to_string().contains("\"relayed"),
-        "{after:#}"
+        after["connections"]["total"].as_u64().unwrap_or(0) >= 1,
+        "{:#}",
+        after["connections"]
+    );
+    assert_eq!(
+        after["connections"]["fallbacks"].as_u64(),
+        Some(0),
+        "a connection counted as fallen back: {:#}",
+        after["connections"]
     );
 
     // SIGTERM removes the rules and tables; SIGKILL leaves them and a restart
@@ -236,4 +240,101 @@ fn agent_from_uci_bonds_two_wans_on_linux_6_1_and_cleans_up() {
         agent_rules(&vm).is_empty(),
         "rules left after the restart and stop"
     );
+}
+
+/// The `state` of WAN `i` in the agent's status.
+fn wan_state(vm: &RouterVm<'_>, i: usize) -> String {
+    vm.agent_status()
+        .ok()
+        .and_then(|doc| {
+            status_wan(&doc, &format!("wan{i}"))
+                .and_then(|w| w["state"].as_str().map(str::to_owned))
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+#[ignore = "needs root, netns and the MIPS VM packages"]
+fn a_download_survives_wan1_link_down_and_wan1_comes_back() {
+    let (bed, _conc, _server) = vm_bed(&[40, 60]);
+    let vm = boot(&bed);
+    vm.start_agent(&vm.default_uci())
+        .expect("agent starts from UCI");
+    wait_bonding(&vm, &[1, 2], Duration::from_secs(60));
+
+    let fetch = Fetch::get(server_addr(), 120_000_000).timeout(Duration::from_secs(120));
+    let run = bed.spawn_fetch(Node::Lan, &fetch).expect("fetch starts");
+    let (rx1, rx2) = (bed.wan_bytes(1).0, bed.wan_bytes(2).0);
+    assert!(
+        proc::wait_until(Duration::from_secs(60), || bed.wan_bytes(1).0
+            > rx1 + 2_000_000
+            && bed.wan_bytes(2).0 > rx2 + 2_000_000),
+        "the download does not use both WANs"
+    );
+    vm.set_link(1, false).expect("wan1 cable out");
+    let t0 = Instant::now();
+    assert!(
+        proc::wait_until(Duration::from_secs(30), || wan_state(&vm, 1) == "down"),
+        "the agent did not see wan1 go down: {}",
+        wan_state(&vm, 1)
+    );
+    println!(
+        "wan1 down in status {:.1} s after the cable",
+        t0.elapsed().as_secs_f64()
+    );
+    let rx2_cut = bed.wan_bytes(2).0;
+    let r = run.finish().expect("fetch ends");
+    println!(
+        "download across the cut: intact {} {:.1} Mbit/s, longest stall {:.0} ms",
+        r.intact(),
+        r.mbit_per_s,
+        r.longest_stall_ms
+    );
+    assert!(r.intact(), "download not intact across the cut: {r:?}");
+    assert!(
+        bed.wan_bytes(2).0 > rx2_cut + 1_000_000,
+        "wan2 carried nothing after the cut"
+    );
+
+    vm.set_link(1, true).expect("wan1 cable in");
+    let t0 = Instant::now();
+    assert!(
+        proc::wait_until(Duration::from_secs(30), || wan_state(&vm, 1) == "up"),
+        "wan1 did not come back: {}",
+        wan_state(&vm, 1)
+    );
+    println!(
+        "wan1 up in status {:.1} s after the cable",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+#[ignore = "needs root, netns and the MIPS VM packages"]
+fn with_the_concentrator_stopped_the_lan_fails_open() {
+    let (bed, conc, _server) = vm_bed(&[40, 60]);
+    let vm = boot(&bed);
+    vm.start_agent(&vm.default_uci())
+        .expect("agent starts from UCI");
+    wait_bonding(&vm, &[1, 2], Duration::from_secs(60));
+    let _ = conc.stop(Duration::from_secs(10));
+    let t0 = Instant::now();
+    let open = proc::wait_until(Duration::from_secs(30), || {
+        vm.agent_status()
+            .is_ok_and(|d| d["concentrator"]["redirect"].as_bool() == Some(false))
+    });
+    assert!(open, "the redirect stayed with the concentrator gone");
+    println!(
+        "failed open {:.1} s after the stop",
+        t0.elapsed().as_secs_f64()
+    );
+    let r = bed
+        .fetch(
+            Node::Lan,
+            &Fetch::get(server_addr(), 5_000_000).timeout(Duration::from_secs(60)),
+        )
+        .expect("fetch runs");
+    assert!(r.intact(), "direct download not intact: {r:?}");
+    let doc = vm.agent_status().expect("status");
+    println!("connections while open: {}", doc["connections"]);
 }

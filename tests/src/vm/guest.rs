@@ -35,6 +35,12 @@ pub fn nic_name(n: usize) -> String {
     }
 }
 
+/// The init lines that make IRQs 10 and 11 level-triggered.
+pub const ELCR_LEVEL: &str =
+    "printf '\\014' | dd of=/dev/port bs=1 seek=1233 count=1 2>/dev/null \
+     || echo 'mpbond-vm: cannot set the ELCR'\n\
+     echo \"mpbond-vm: ELCR2 $(dd if=/dev/port bs=1 skip=1233 count=1 2>/dev/null | od -An -tx1)\"\n";
+
 /// The `/init` script, loading `modules` (names, from `/lib/modules/<name>.ko`) in order.
 pub fn init_script(modules: &[String]) -> String {
     let mut s = String::from(
@@ -48,6 +54,11 @@ pub fn init_script(modules: &[String]) -> String {
          mount -t tmpfs tmpfs /run\n\
          dmesg -n 1\n",
     );
+    // Without firmware (qemu's -kernel) nothing sets the PIIX4's ELCR, so the PCI
+    // interrupts 10 and 11, which the NICs share, stay edge-triggered and one NIC's
+    // interrupt is lost while another's is pending: the guest's network stalls under
+    // load. Make them level-triggered, as YAMON would (port 0x4d1, bits 2 and 3).
+    s.push_str(ELCR_LEVEL);
     for name in modules {
         let _ = writeln!(
             s,
