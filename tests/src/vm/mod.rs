@@ -237,12 +237,13 @@ impl<'bed> RouterVm<'bed> {
         guest::agent_uci(&self.bed.key_hex(), "info")
     }
 
-    /// Write `uci` to `/etc/config/mpbond`, start the agent with it and wait until it
+    /// Write `uci` to `/etc/config/mpbond`, start the agent with it (and procd's open
+    /// file limit, 65536, from `openwrt/mpbond/files/mpbond.init`) and wait until it
     /// answers `status`.
     pub fn start_agent(&self, uci: &str) -> Result<(), BedError> {
         self.write_file(guest::AGENT_UCI, uci)?;
         self.run(&format!(
-            "mpbond-agent --uci {} >{} 2>&1 & echo $! >/tmp/mpbond-agent.pid",
+            "ulimit -n 65536; mpbond-agent --uci {} >{} 2>&1 & echo $! >/tmp/mpbond-agent.pid",
             guest::AGENT_UCI,
             guest::AGENT_LOG
         ))?;

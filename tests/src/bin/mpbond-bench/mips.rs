@@ -87,9 +87,16 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         Duration::from_secs(180),
     )?;
     let busy_kib = vm.agent_rss_kib()? as f64;
-    let active = vm.agent_status()?["connections"]["active"]
-        .as_u64()
-        .unwrap_or(0);
+    // The status socket may time out while the emulated CPU is busy: ask again.
+    let mut active = None;
+    mpbond_tests::proc::wait_until(Duration::from_secs(60), || {
+        active = vm
+            .agent_status()
+            .ok()
+            .and_then(|d| d["connections"]["active"].as_u64());
+        active.is_some()
+    });
+    let active = active.map_or("unknown".into(), |n| n.to_string());
     let meas = Measurement {
         case: CASE,
         steal_pct: 0.0,
