@@ -34,6 +34,7 @@
 //! the agent's control plane on a bed built with `agent_routing(true)`:
 //! `control_hotplug`, `control_failover`, `control_backup`, `control_cleanup`,
 //! `household` (every failure under paced requests and a download, recovery);
+//! `mips_vm`: the same scenarios with the MIPS router VM ([`vm`]) as the router;
 //! `wan_changes` checks the bed's WAN changes on their own.
 //! Set `MPBOND_BIN_DIR` to test other binaries, `MPBOND_TEST_LOG` for the
 //! daemons' `RUST_LOG`, and `MPBOND_KEEP_TMP` to keep configs and logs.
