@@ -23,7 +23,9 @@
 //!
 //! Teardown: dropping the [`RouterVm`] kills qemu; the TAPs and bridges live in the
 //! router namespace and go with the bed. The VM borrows the bed, so it always goes
-//! first.
+//! first. qemu runs inside the router namespace, so the namespace guard's kill of
+//! every process in it (on drop, on Ctrl-C, and the next bed's sweep of a crashed
+//! run's namespaces) ends it on every other exit path.
 
 pub mod cpio;
 pub mod cpu;

@@ -37,32 +37,35 @@ pub struct GuestParts {
     pub agent: PathBuf,
 }
 
-/// The cache directory: `$MPBOND_MIPS_VM_DIR`, else `target/mips-vm` of this workspace.
+/// The cache directory: `$MPBOND_MIPS_VM_DIR`, else `target/mips-vm` in the repository
+/// (where `tests/setup.sh` downloads the packages, whatever `CARGO_TARGET_DIR` says).
 pub fn cache_dir() -> PathBuf {
     std::env::var_os("MPBOND_MIPS_VM_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_target().join("mips-vm"))
+        .unwrap_or_else(|| repo_target().join("mips-vm"))
 }
 
-fn workspace_target() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+fn repo_target() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")
 }
 
 /// The mipsel agent: `$MPBOND_MIPS_AGENT`, else where `cross/ci.sh` leaves it
-/// (`target/ci-cross/bin/mipsel_24kc/mpbond-agent`).
+/// (`$CROSS_OUT/bin/mipsel_24kc/mpbond-agent`, `CROSS_OUT` defaulting to
+/// `target/ci-cross` in the repository).
 pub fn agent_path() -> Result<PathBuf, BedError> {
+    let cross_out = std::env::var_os("CROSS_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_target().join("ci-cross"));
     let path = std::env::var_os("MPBOND_MIPS_AGENT")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_target().join("ci-cross/bin/mipsel_24kc/mpbond-agent"));
+        .unwrap_or_else(|| cross_out.join("bin/mipsel_24kc/mpbond-agent"));
     if path.is_file() {
         Ok(path)
     } else {
         Err(BedError::from(VmError::Missing {
             what: format!("the mipsel mpbond-agent at {}", path.display()),
-            hint: "bash cross/build.sh --out target/ci-cross/bin mipsel_24kc \
-                   (or set MPBOND_MIPS_AGENT)"
+            hint: "bash cross/build.sh --out target/ci-cross/bin mipsel_24kc` or set \
+                   `MPBOND_MIPS_AGENT"
                 .into(),
         }))
     }
