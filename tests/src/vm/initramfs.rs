@@ -1,5 +1,6 @@
 //! The guest's initramfs: busybox, the kernel modules the agent needs (with their
-//! dependencies, in load order), the mipsel agent and the init script, as one newc
+//! dependencies, in load order), the mipsel agent, the benchmark peer's `sslocal`
+//! when it is built (bench case 15) and the init script, as one newc
 //! cpio archive. Cached under `target/mips-vm/initramfs-<hash>.cpio`, the hash
 //! covering every input, so a second run with the same parts builds nothing.
 
@@ -40,6 +41,8 @@ pub const MODULES: &[&str] = &[
 
 /// Where the agent lives in the guest.
 pub const GUEST_AGENT: &str = "usr/sbin/mpbond-agent";
+/// Where the peer's `sslocal` lives in the guest (when it is built).
+pub const GUEST_PEER: &str = "usr/bin/sslocal";
 
 /// Build (or find in the cache) the initramfs for `parts`; returns its path.
 pub fn build(parts: &GuestParts, cache: &Path) -> Result<PathBuf, BedError> {
@@ -58,6 +61,7 @@ pub fn build(parts: &GuestParts, cache: &Path) -> Result<PathBuf, BedError> {
     let init = guest::init_script(&order);
     let busybox = read(&parts.busybox)?;
     let agent = read(&parts.agent)?;
+    let peer = parts.peer.as_deref().map(read).transpose()?;
     let modules: Vec<(String, Vec<u8>)> = order
         .iter()
         .map(|name| (name.clone(), files.remove(name).unwrap_or_default()))
@@ -65,6 +69,10 @@ pub fn build(parts: &GuestParts, cache: &Path) -> Result<PathBuf, BedError> {
     let mut h = Sha256::new();
     for part in [init.as_bytes(), &busybox, &agent] {
         h.update(Sha256::digest(part));
+    }
+    if let Some(peer) = &peer {
+        h.update(b"peer");
+        h.update(Sha256::digest(peer));
     }
     for (rel, bytes) in &modules {
         h.update(rel.as_bytes());
@@ -117,6 +125,13 @@ pub fn build(parts: &GuestParts, cache: &Path) -> Result<PathBuf, BedError> {
         mode: 0o755,
         data: agent,
     });
+    if let Some(data) = peer {
+        entries.push(Entry::File {
+            path: GUEST_PEER.into(),
+            mode: 0o755,
+            data,
+        });
+    }
     for (name, data) in modules {
         entries.push(Entry::File {
             path: format!("lib/modules/{name}.ko"),

@@ -1,6 +1,7 @@
 //! The guest's parts: Debian's mipsel Malta kernel (with its modules) and
 //! busybox-static, fetched with `apt-get download` and unpacked with `dpkg -x`
-//! under `target/mips-vm/`, and the cross-built mipsel agent.
+//! under `target/mips-vm/`, the cross-built mipsel agent, and the benchmark peer
+//! (shadowsocks-rust's mipsel `sslocal` from `cross/peer.sh`) when it is built.
 //!
 //! Cache: `debs/` keeps the downloaded packages (a second run fetches nothing while
 //! a kernel package is there), `root-<hash>/` the unpacked tree, named by the hash of
@@ -35,6 +36,8 @@ pub struct GuestParts {
     pub busybox: PathBuf,
     /// The static mipsel `mpbond-agent`.
     pub agent: PathBuf,
+    /// The static mipsel `sslocal` (bench case 15's peer), if built.
+    pub peer: Option<PathBuf>,
 }
 
 /// The cache directory: `$MPBOND_MIPS_VM_DIR`, else `target/mips-vm` in the repository
@@ -69,6 +72,15 @@ pub fn agent_path() -> Result<PathBuf, BedError> {
                 .into(),
         }))
     }
+}
+
+/// The mipsel `sslocal`: `$MPBOND_MIPS_PEER`, else where `cross/peer.sh` leaves it
+/// (`target/ss-mipsel/sslocal` in the repository); `None` when it is not there.
+pub fn peer_path() -> Option<PathBuf> {
+    let path = std::env::var_os("MPBOND_MIPS_PEER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_target().join("ss-mipsel/sslocal"));
+    path.is_file().then_some(path)
 }
 
 /// Fetch (if needed) and unpack (if needed) the guest's packages; find the agent.
@@ -109,6 +121,7 @@ pub fn guest_parts() -> Result<GuestParts, BedError> {
         release,
         busybox: root.join("bin/busybox"),
         agent,
+        peer: peer_path(),
     })
 }
 
