@@ -20,8 +20,8 @@
 //!   [`household`] (9: every WAN failure under requests and a download), [`reaction`]
 //!   (10: what the agent's reaction to a down WAN does to a download), [`soak`] (11,
 //!   full mode only: random failures for 30 min), [`idle`] (12: what watching idle WANs
-//!   costs), [`mips`] (15: the relay on the MIPS router VM's CPU, goodput, guest CPU
-//!   split, agent RSS); see [`case_fn`].
+//!   costs), [`mips`] (15: the relay on the MIPS router VM's CPU against the mipsel
+//!   peer, goodput, guest CPU split, agent RSS); see [`case_fn`].
 //!
 //! `tests/bench/run.sh` builds everything and runs it.
 
