@@ -11,6 +11,11 @@
 #   deb_package_installs_and_serves          needs the release .deb; .ci/run runs
 #                                            it after `cargo deb`
 #   direct_mptcp_with_fast_open_aggregates   a kernel diagnosis, run by hand
+# The MIPS router VM tests (tests/tests/mips_vm.rs) are among them: setup.sh
+# installs qemu and fetches the mipsel kernel and busybox, and they need the
+# cross-built agent at target/ci-cross/bin/mipsel_24kc/mpbond-agent (cross/ci.sh
+# leaves it there; or `bash cross/build.sh --out target/ci-cross/bin mipsel_24kc`,
+# or MPBOND_MIPS_AGENT): without it they fail and say so.
 # Extra arguments go to the test harness (a name filter, --nocapture, ...).
 set -eu
 cd "$(dirname "$0")/.."

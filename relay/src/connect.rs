@@ -148,7 +148,9 @@ async fn connect_inner(
         wait_connected(&stream).await?;
         write_all(&stream, first).await?;
     }
-    let mptcp = sys::is_mptcp(&stream).unwrap_or(false);
+    // A kernel that cannot tell (no TCP_IS_MPTCP on MPTCP sockets, Linux 6.1) gives
+    // what was asked for: a fallback is then not detected, as the agent's status says.
+    let mptcp = sys::is_mptcp(&stream).unwrap_or(opts.mptcp);
     if opts.mptcp && fastopen && !mptcp && sys::syn_data_acked(&stream) == Some(false) {
         // Linux falls back to plain TCP when the server drops the data of an MP_CAPABLE
         // SYN (MPTcpExt MPCapableDataFallback): the server lacks bit 0x2 of

@@ -161,9 +161,12 @@ pub async fn run(
     )));
     control::status::lock(&status).concentrator_mut().address = Some(primary);
 
+    // Kernel features first (logged once): a kernel without Fast Open on MPTCP
+    // (Linux < 6.2) never tries it, not even on the first probe.
+    let kernel = control::prepare(&config, &status);
     let choice = UpstreamChoice {
         concentrator: primary,
-        fastopen: true,
+        fastopen: kernel.tfo_mptcp,
         source: None,
         hedge: None,
     };
@@ -178,13 +181,14 @@ pub async fn run(
 
     let probe_started = Instant::now();
     let upstream = params_rx.borrow().upstream.clone();
-    let first = concentrator_probe::probe(&upstream, config.health.timeout, true).await;
+    let first = concentrator_probe::probe(&upstream, config.health.timeout, kernel.tfo_mptcp).await;
     let first_rtt = probe_started.elapsed();
     if let Err(error) = &first.result {
         concentrator_probe::log_failure(error, true);
     }
     let first_ok = first.result.is_ok();
     let mut core = Core::new(config.clone(), addrs.clone(), first_ok, Instant::now());
+    core.set_kernel_fastopen(kernel.tfo_mptcp);
     if let Some(evidence) = first.fastopen {
         core.handle(Input::UpstreamConnected(evidence), Instant::now());
     }
@@ -204,7 +208,6 @@ pub async fn run(
     let table = NftTable::create(&spec).map_err(RunError::Nft)?;
     // Nothing below returns early: once started, the control plane always cleans up.
     let (events, inputs) = mpsc::unbounded_channel();
-    control::prepare(&config, &status);
     let control = match ControlPlane::start(
         config.clone(),
         params_rx.clone(),

@@ -8,7 +8,9 @@
 # It builds our binaries with the release profile (MPBOND_BENCH_PROFILE=bench-fast
 # for a quicker, non-LTO build), makes sure shadowsocks-rust's sslocal and
 # ssserver are there (MPBOND_SS_BIN names a directory that has them; otherwise
-# they are installed with cargo into target/ss), and runs mpbond-bench.
+# they are installed with cargo into target/ss), builds the mipsel sslocal for
+# case 15 (the MIPS router VM) with cross/peer.sh when that case runs and
+# target/ss-mipsel/sslocal is missing, and runs mpbond-bench.
 # Results: the table on stdout, JSON in target/bench/results-<mode>.json unless --json.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -41,12 +43,25 @@ fi
 
 mode=full
 json=""
+cases=all
+prev=""
 for a in "$@"; do
     case "$a" in
         --short) mode=short ;;
         --json|--json=*) json=given ;;
+        --cases=*) cases="${a#--cases=}" ;;
     esac
+    if [ "$prev" = --cases ]; then cases="$a"; fi
+    prev="$a"
 done
+
+# Case 15's peer runs in the MIPS VM: shadowsocks-rust's sslocal cross-built for
+# mipsel (the toolchain of cross/build.sh, which CI's cross/ci.sh has installed).
+if { [ "$cases" = all ] || grep -qw 15 <<<"${cases//,/ }"; } && [ -z "${MPBOND_MIPS_PEER:-}" ] \
+    && [ ! -x target/ss-mipsel/sslocal ]; then
+    echo "tests/bench/run.sh: building the mipsel sslocal for case 15 (cross/peer.sh)" >&2
+    bash cross/peer.sh
+fi
 extra=()
 if [ -z "$json" ]; then
     mkdir -p "$target/bench"

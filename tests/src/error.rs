@@ -87,6 +87,9 @@ pub enum BedError {
     /// A network namespace could not be created.
     #[error(transparent)]
     Netns(#[from] mpbond_testkit::NetnsError),
+    /// The MIPS router VM failed or lacks a part.
+    #[error(transparent)]
+    Vm(#[from] crate::vm::VmError),
     /// The caller asked for something the test bed does not have.
     #[error("{0}")]
     Usage(String),

@@ -23,6 +23,8 @@
 //! * [`agentreload`]: rewriting a running agent's config and sending SIGHUP.
 //! * [`capture`]: real status documents for the LuCI page's browser test.
 //! * [`interrupt`]: the binaries' Ctrl-C handler, which removes the test bed.
+//! * [`vm`]: the MIPS router VM (qemu-system-mipsel, Linux 6.1, the mipsel agent) as
+//!   the bed's router, its NICs bridged to the bed's LAN and WAN veths.
 //!
 //! Binaries: `mpbond-tb` (serve / fetch / convert, see `src/bin/mpbond-tb`) and
 //! `mpbond-demo`. Scripts: `setup.sh`, `run.sh`, `demo.sh`.
@@ -35,6 +37,7 @@
 //! the agent's control plane on a bed built with `agent_routing(true)`:
 //! `control_hotplug`, `control_failover`, `control_backup`, `control_cleanup`,
 //! `household` (every failure under paced requests and a download, recovery);
+//! `mips_vm`: the same scenarios with the MIPS router VM ([`vm`]) as the router;
 //! `wan_changes` checks the bed's WAN changes on their own; `link_emulation` checks
 //! the delay line's fidelity (rate, RTT, loss, outages) and `profiles` the data path
 //! on every link profile.
@@ -58,6 +61,7 @@ pub mod profiles;
 pub mod tools;
 pub mod topology;
 pub mod udp_tools;
+pub mod vm;
 pub mod wans;
 pub mod wire;
 

@@ -177,6 +177,9 @@ pub struct Core {
     failopen: FailOpen,
     probe: ProbeClock,
     fastopen: bool,
+    /// The kernel can carry data in an MPTCP SYN (`set_kernel_fastopen`); without it
+    /// Fast Open is never tried.
+    kernel_fastopen: bool,
     /// The last time a WAN's own probe reached the concentrator.
     wan_reached: Option<Instant>,
     wans: Vec<Wan>,
@@ -217,6 +220,7 @@ impl Core {
             concentrator,
             failopen,
             fastopen: true,
+            kernel_fastopen: true,
             wan_reached: None,
             wans: Vec::new(),
             source: None,
@@ -239,6 +243,16 @@ impl Core {
     ) -> RedirectSpec {
         let ips: Vec<IpAddr> = concentrator.iter().map(SocketAddr::ip).collect();
         redirect_spec(config, &ips, first_ok)
+    }
+
+    /// Whether the kernel can do Fast Open on MPTCP (the shell's feature probe, once at
+    /// start). Without it new connections and probes never try it, and no retry does.
+    pub fn set_kernel_fastopen(&mut self, available: bool) {
+        self.kernel_fastopen = available;
+        if !available && self.fastopen {
+            self.fastopen = false;
+            self.publish_upstream();
+        }
     }
 
     /// The running config.
@@ -288,7 +302,8 @@ impl Core {
             self.sync_redirect();
         }
         if !self.probe.in_flight && self.probe.next <= now {
-            let retry_fastopen = !self.fastopen
+            let retry_fastopen = self.kernel_fastopen
+                && !self.fastopen
                 && now.saturating_duration_since(self.probe.last_fastopen_try) >= FASTOPEN_RETRY;
             if self.vouched_by_wan(now) && !self.probe.nudged && !retry_fastopen {
                 self.probe.next = now + self.config.health.interval;
@@ -374,7 +389,8 @@ impl Core {
 
     fn start_probe(&mut self, now: Instant) {
         let mut fastopen = self.fastopen;
-        if !fastopen
+        if self.kernel_fastopen
+            && !fastopen
             && now.saturating_duration_since(self.probe.last_fastopen_try) >= FASTOPEN_RETRY
         {
             fastopen = true;
@@ -488,7 +504,7 @@ impl Core {
         if changes.concentrator {
             self.concentrator = concentrator;
             // A new concentrator: learn Fast Open afresh and probe it at once.
-            self.fastopen = true;
+            self.fastopen = self.kernel_fastopen;
             self.choose_source(now);
             self.nudge_probe(now);
         }

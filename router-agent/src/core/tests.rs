@@ -649,3 +649,37 @@ fn a_late_primary_is_not_held_against_its_wan() {
     assert_eq!(drain(&mut core), vec![]);
     assert_eq!(core.upstream().source, Some(dsl));
 }
+
+#[test]
+fn without_kernel_fast_open_it_is_never_tried_nor_retried() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    core.set_kernel_fastopen(false);
+    assert_eq!(
+        drain(&mut core),
+        vec![Action::PublishUpstream(UpstreamChoice {
+            concentrator: addr(VPS),
+            fastopen: false,
+            source: None,
+            hedge: None,
+        })],
+        "no notice: the start-up log names the missing feature once"
+    );
+    // Two minutes of probes: none with Fast Open.
+    let mut at = t0;
+    while at < t0 + ms(120_000) {
+        at = core.poll_timeout().expect("a probe is due");
+        for action in tick(&mut core, at) {
+            assert_eq!(action, Action::StartProbe { fastopen: false }, "at {at:?}");
+        }
+        answer(&mut core, true, at + ms(10));
+    }
+    // A new concentrator does not bring it back either.
+    reload(
+        &mut core,
+        replaced("192.0.2.1", "192.0.2.7"),
+        addr("192.0.2.7:4850"),
+        at + ms(20),
+    );
+    assert!(!core.upstream().fastopen);
+}

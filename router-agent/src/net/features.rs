@@ -3,9 +3,14 @@
 //! | feature            | probe                                                   | since |
 //! |--------------------|---------------------------------------------------------|-------|
 //! | `mptcp`            | `socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP)` succeeds  | 5.6   |
-//! | `tfo_mptcp`        | `setsockopt(TCP_FASTOPEN_CONNECT)` on an MPTCP socket   | 6.2   |
-//! | `tcp_is_mptcp`     | `getsockopt(SOL_TCP, TCP_IS_MPTCP)` on an MPTCP socket  | 5.16  |
+//! | `tfo_mptcp`        | `setsockopt(TCP_FASTOPEN_CONNECT)` on an MPTCP socket, and a release ≥ 6.2 | 6.2 |
+//! | `tcp_is_mptcp`     | `getsockopt(SOL_TCP, TCP_IS_MPTCP)` on an MPTCP socket  | absent on 6.1 |
 //! | `mptcp_full_info`  | `getsockopt(SOL_MPTCP, MPTCP_FULL_INFO)`                | 6.5   |
+//!
+//! Linux 6.1 takes `TCP_FASTOPEN_CONNECT` on an MPTCP socket but sends the SYN without
+//! the data and then reports plain TCP (checked on Debian's 6.1 in the MIPS router VM),
+//! so the socket probe alone would find Fast Open there; a release below 6.2 (a release
+//! that does not parse counts as new enough) overrules it.
 //!
 //! Only a missing `mptcp` is fatal to the agent; the rest degrade it, and
 //! [`KernelFeatures::missing`] says how in plain words. `EOPNOTSUPP` / `ENOPROTOOPT`
@@ -61,7 +66,7 @@ impl KernelFeatures {
         }
         if !self.tcp_is_mptcp {
             out.push(format!(
-                "TCP_IS_MPTCP (Linux 5.16+) is missing on {release}: \
+                "TCP_IS_MPTCP on MPTCP sockets is missing on {release}: \
                  fallbacks to plain TCP are not detected or counted"
             ));
         }
@@ -86,13 +91,25 @@ pub fn probe() -> KernelFeatures {
     };
     KernelFeatures {
         mptcp: true,
-        tfo_mptcp: set_fastopen_connect(&sock, true).is_ok(),
+        tfo_mptcp: set_fastopen_connect(&sock, true).is_ok() && fast_open_release(&release),
         tcp_is_mptcp: tcp_is_mptcp(&sock).unwrap_or(false),
         // With zeroed input (no subflow or tcp_info arrays asked for), into a buffer
         // larger than any `struct mptcp_full_info`; the kernel clamps the length.
         mptcp_full_info: sockopt::get::<[u64; 128]>(&sock, SOL_MPTCP, MPTCP_FULL_INFO).is_ok(),
         tfo_client_sysctl: tfo_client_sysctl(),
         release,
+    }
+}
+
+/// Whether kernel `release` can carry data in an MPTCP SYN: 6.2 or newer, or a release
+/// that does not parse (then the socket probe decides).
+pub fn fast_open_release(release: &str) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::parse::<u32>);
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= (6, 2),
+        _ => true,
     }
 }
 
@@ -122,6 +139,32 @@ pub fn release() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fast_open_needs_6_2() {
+        assert!(!fast_open_release("6.1.0-50-4kc-malta"));
+        assert!(!fast_open_release("5.15.167"));
+        assert!(fast_open_release("6.2.0"));
+        assert!(fast_open_release("6.18.44-fc-v1272"));
+        assert!(fast_open_release("7.0"));
+        assert!(fast_open_release("unknown"));
+    }
+
+    #[test]
+    fn a_6_1_kernel_names_fast_open_and_its_round_trip() {
+        let f = KernelFeatures {
+            mptcp: true,
+            tfo_mptcp: false,
+            tcp_is_mptcp: false,
+            mptcp_full_info: false,
+            tfo_client_sysctl: true,
+            release: "6.1.0-50-4kc-malta".into(),
+        };
+        let lines = f.missing();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines[0].starts_with("TCP Fast Open on MPTCP (Linux 6.2+) is missing on 6.1.0"));
+        assert!(lines[0].contains("one more round trip"));
+    }
 
     #[test]
     fn missing_mptcp_is_the_only_line() {

@@ -22,7 +22,8 @@
 //!   full mode only: random failures for 30 min), [`idle`] (12: what watching idle WANs
 //!   costs), [`profiles`] (13: every link profile of issue 11, mpbond against direct
 //!   MPTCP, the peer and each WAN alone), [`udp`] (14: QUIC and a real-time flow
-//!   through mpbond); see [`case_fn`].
+//!   through mpbond), [`mips`] (15: the relay on the MIPS router VM's CPU against the mipsel
+//!   peer, goodput, guest CPU split, agent RSS); see [`case_fn`].
 //!
 //! `tests/bench/run.sh` builds everything and runs it.
 
@@ -33,6 +34,7 @@ mod footprint;
 mod household;
 mod idle;
 mod load;
+mod mips;
 mod peer;
 mod profiles;
 mod reaction;
@@ -92,7 +94,7 @@ struct Cli {
 type CaseFn = fn(&Ctx) -> Result<Vec<Figure>, BenchError>;
 
 /// Every case, in order.
-const CASES: [(u8, &str); 14] = [
+const CASES: [(u8, &str); 15] = [
     (1, "aggregation"),
     (2, "relay cost"),
     (3, "peer comparison"),
@@ -107,6 +109,7 @@ const CASES: [(u8, &str); 14] = [
     (12, "idle overhead"),
     (13, "profiles"),
     (14, "udp"),
+    (15, "mips"),
 ];
 
 /// The function that runs case `n`; `None` while its module is not wired in.
@@ -127,6 +130,7 @@ fn case_fn(n: u8) -> Option<CaseFn> {
         12 => Some(idle::run),
         13 => Some(profiles::run),
         14 => Some(udp::run),
+        15 => Some(mips::run),
         _ => None,
     }
 }

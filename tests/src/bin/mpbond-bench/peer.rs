@@ -314,7 +314,7 @@ impl Drop for Peer<'_> {
 
 /// Start `bin` in `node` with `cfg` written to `NAME.json` in the output directory and
 /// its stderr in `NAME.log`; returns the child and the log's path.
-fn spawn(
+pub fn spawn(
     bed: &TestBed,
     ctx: &Ctx,
     node: Node,
