@@ -291,7 +291,9 @@ impl Plan {
                     (200, IpAddr::V4(SERVER_V4), IpAddr::V6(SERVER_V6))
                 };
                 line(format!("addr add {v4}/32 dev lo"));
-                line(format!("addr add {v6}/128 dev lo"));
+                // nodad: without it the address is tentative until the DAD work runs,
+                // and the route below with `src` can fail with "Invalid source address".
+                line(format!("addr add {v6}/128 dev lo nodad"));
                 line("link set eth0 up".into());
                 line(format!("addr add 10.250.{n}.2/30 dev eth0"));
                 line(format!("addr add 2001:db8:250:{n}::2/64 dev eth0 nodad"));

@@ -122,6 +122,9 @@ impl NftError {
 pub struct NftTable {
     socket: netlink::Socket,
     table: String,
+    /// nf_tables refused the UDP interception (no tproxy in the kernel): the table is
+    /// kept without it, so TCP is still redirected and UDP leaves by NAT.
+    without_udp: bool,
 }
 
 impl NftTable {
@@ -136,13 +139,25 @@ impl NftTable {
             Err(err) if err.errno() == Some(libc::ENOENT) => {}
             Err(err) => return Err(err.owned_by_other(&spec.table)),
         }
-        socket
-            .execute(&batch::create(spec))
-            .map_err(|e| e.owned_by_other(&spec.table))?;
+        let without_udp = match socket.execute(&batch::create(spec)) {
+            Ok(()) => false,
+            Err(err) => {
+                let err = err.owned_by_other(&spec.table);
+                let Some(plain) = without_udp(spec).filter(|_| udp_may_be_the_cause(&err)) else {
+                    return Err(err);
+                };
+                socket
+                    .execute(&batch::create(&plain))
+                    .map_err(|e| e.owned_by_other(&spec.table))?;
+                log_udp_refused(&err);
+                true
+            }
+        };
         tracing::debug!(table = %spec.table, redirect = spec.redirect, "nft table created");
         Ok(NftTable {
             socket,
             table: spec.table.clone(),
+            without_udp,
         })
     }
 
@@ -157,16 +172,24 @@ impl NftTable {
             );
             return Err(NftError::InvalidSpec { reason });
         }
+        let plain = without_udp(spec).filter(|_| self.without_udp);
         self.socket
-            .execute(&batch::replace(spec))
+            .execute(&batch::replace(plain.as_ref().unwrap_or(spec)))
             .map_err(|e| e.owned_by_other(&self.table))?;
         tracing::debug!(table = %self.table, redirect = spec.redirect, "nft table updated");
         Ok(())
     }
 
+    /// True when nf_tables refused the UDP interception and the table runs without it.
+    pub fn udp_refused(&self) -> bool {
+        self.without_udp
+    }
+
     /// Delete the table now. Dropping the value also removes it, when the socket closes.
     pub fn remove(self) -> Result<(), NftError> {
-        let NftTable { mut socket, table } = self;
+        let NftTable {
+            mut socket, table, ..
+        } = self;
         socket
             .execute(&batch::delete_table(&table))
             .map_err(|e| e.owned_by_other(&table))
@@ -176,6 +199,32 @@ impl NftTable {
     pub fn table(&self) -> &str {
         &self.table
     }
+}
+
+/// `spec` without its UDP interception, if it has one.
+fn without_udp(spec: &RedirectSpec) -> Option<RedirectSpec> {
+    spec.udp.as_ref()?;
+    Some(RedirectSpec {
+        udp: None,
+        ..spec.clone()
+    })
+}
+
+/// Whether a refused batch may be the kernel's lack of tproxy (or of another expression
+/// the UDP chains use): nf_tables answers a missing expression type with `ENOENT` or
+/// `EOPNOTSUPP`. Ownership and socket failures are not that.
+fn udp_may_be_the_cause(err: &NftError) -> bool {
+    matches!(err, NftError::Rejected { .. })
+        && matches!(err.errno(), Some(libc::ENOENT | libc::EOPNOTSUPP))
+}
+
+fn log_udp_refused(err: &NftError) {
+    tracing::error!(
+        %err,
+        "nf_tables refused the UDP interception (does the kernel have nft_tproxy? on \
+         OpenWrt: opkg install kmod-nft-tproxy; or set [udp] enabled = false): LAN UDP \
+         leaves by NAT, TCP is redirected as usual"
+    );
 }
 
 /// Check that `spec` can be put in a table: nft identifier for the table, valid Linux

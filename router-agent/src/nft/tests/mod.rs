@@ -323,3 +323,33 @@ fn sigkill_leaves_no_table() {
     let gone = wait_until(Duration::from_secs(5), || !ns.tables().contains("mpbond"));
     assert!(gone, "table survived SIGKILL: {}", ns.tables());
 }
+
+#[test]
+fn a_refused_udp_interception_is_left_out_and_tcp_kept() {
+    let spec = golden_spec(true);
+    let plain = super::without_udp(&spec).expect("the golden spec intercepts UDP");
+    assert_eq!(plain.udp, None);
+    assert_eq!(
+        RedirectSpec {
+            udp: spec.udp.clone(),
+            ..plain.clone()
+        },
+        spec,
+        "only the UDP part goes"
+    );
+    assert!(super::without_udp(&plain).is_none());
+    let refused = |errno| NftError::Rejected {
+        message: "NEWRULE".into(),
+        detail: None,
+        source: std::io::Error::from_raw_os_error(errno),
+    };
+    assert!(super::udp_may_be_the_cause(&refused(libc::ENOENT)));
+    assert!(super::udp_may_be_the_cause(&refused(libc::EOPNOTSUPP)));
+    assert!(!super::udp_may_be_the_cause(&refused(libc::EINVAL)));
+    let owned = NftError::Owned {
+        table: "mpbond".into(),
+        message: "NEWRULE".into(),
+        source: std::io::Error::from_raw_os_error(libc::EPERM),
+    };
+    assert!(!super::udp_may_be_the_cause(&owned));
+}
