@@ -25,6 +25,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub wan: Vec<RawWan>,
     #[serde(default)]
+    pub path_quality: super::path_quality::RawPathQuality,
+    #[serde(default)]
     pub status: RawStatus,
     #[serde(default)]
     pub log: RawLog,

@@ -1,6 +1,7 @@
 //! The human rendering of a status document: three header lines (agent, concentrator,
 //! connections), a table with one row per WAN, a data-usage table (bytes today and this
-//! billing month, the data plan), and the kernel's missing features as warnings.
+//! billing month, the data plan), a line for each WAN demoted by the path-quality
+//! control, and the kernel's missing features as warnings.
 //! Unknown values print as `-`. Pure: document in, text out.
 
 use std::fmt::Write as _;
@@ -50,6 +51,10 @@ pub fn render(doc: &StatusDoc) -> String {
         out.push_str("no WANs\n");
     } else {
         out.push_str(&table(&doc.wans));
+        for wan in doc.wans.iter().filter(|w| w.quality.as_deref() == Some("demoted")) {
+            let why = wan.quality_reason.as_deref().unwrap_or("-");
+            let _ = writeln!(out, "{}: demoted to backup, it hurt the bond ({why})", wan.name);
+        }
         if doc.wans.iter().any(|w| w.usage.is_some() || w.metered) {
             out.push('\n');
             out.push_str(&usage_table(&doc.wans));
