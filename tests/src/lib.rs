@@ -10,7 +10,10 @@
 //! * [`datagen`], [`wire`]: the deterministic data and the tool protocol, shared
 //!   by the library and `src/bin/mpbond-tb`.
 //! * [`proc`]: child guards and polling with deadlines.
-//! * [`delay`]: WAN latency, a userspace delay line spliced in at each ISP.
+//! * [`delay`]: WAN link emulation, a userspace delay line spliced in at each ISP
+//!   (delay, jitter, loss, outages, with counters).
+//! * [`profiles`]: the named households of issue 11 (`dsl-lte`, `starlink`,
+//!   `bad-backup`, `three`) and building a bed from one.
 //! * [`loadgen`]: idle-connection swarms, time-to-first-byte runs, RSS.
 //! * [`wans`]: changing WANs at run time (hotplug, link, carrier, DHCP
 //!   renumbering, an ISP blackhole).
@@ -49,6 +52,7 @@ pub mod interrupt;
 pub mod loadgen;
 pub mod netns;
 pub mod proc;
+pub mod profiles;
 pub mod tools;
 pub mod topology;
 pub mod wans;
@@ -57,9 +61,11 @@ pub mod wire;
 pub use agentstate::{status_wan, OwnedState};
 pub use bed::{wan_delta, TestBed, TestBedBuilder};
 pub use daemons::{AgentConfig, ConcentratorConfig, Daemon, WanEntry};
+pub use delay::{DelayLine, DelayStats, DirectionStats, WanDelays};
 pub use error::BedError;
 pub use failures::{Failure, PacedRun};
 pub use netns::Netns;
+pub use profiles::{LinkSpec, Outage, Profile};
 pub use tools::{metric_sum, Fetch, FetchRun, TbServer};
 pub use topology::Node;
 pub use wire::{FetchReport, ServeEvent};

@@ -8,13 +8,15 @@
 //!   prints the reply's error code.
 //! * `hold` / `swarm`: many idle connections, held open (the scale benchmark).
 //! * `ttfb`: sequential small requests timed to the first byte.
-//! * `delay`: a userspace delay line between two interfaces (WAN latency).
+//! * `delay`: a userspace delay line between two interfaces: WAN delay, jitter,
+//!   loss and outages (decided by the pure `delay_model`).
 //!
 //! Plain std threads and blocking sockets keep it simple; the data comes from
 //! [`mpbond_tests::datagen`], which is `memcpy` fast even in a debug build.
 
 mod convert;
 mod delay;
+mod delay_model;
 mod fetch;
 mod hold;
 mod load;
@@ -61,7 +63,7 @@ enum Cmd {
     Swarm(swarm::Args),
     /// Time sequential small requests to their first byte.
     Ttfb(ttfb::Args),
-    /// Delay every frame between two interfaces.
+    /// Delay, jitter, lose and black out frames between two interfaces.
     Delay(delay::Args),
 }
 
