@@ -176,6 +176,8 @@ pub struct AgentConfig {
     pub state_dir: Option<PathBuf>,
     /// `[mptcp] down_reaction` (`keep`, `backup`, `delete`); `None`: the default.
     pub down_reaction: Option<String>,
+    /// The body of a `[path_quality]` section (`enabled = false`, ...); `None`: none.
+    pub path_quality: Option<String>,
 }
 
 /// One `[[wan]]` entry of the agent's config.
@@ -250,6 +252,9 @@ impl AgentConfig {
         let _ = write!(t, "\n[status]\nsocket = {:?}\n", self.status_socket);
         if let Some(reaction) = &self.down_reaction {
             let _ = write!(t, "\n[mptcp]\ndown_reaction = {reaction:?}\n");
+        }
+        if let Some(body) = &self.path_quality {
+            let _ = write!(t, "\n[path_quality]\n{body}\n");
         }
         for w in &self.wans {
             let _ = write!(
@@ -383,6 +388,7 @@ impl TestBed {
             status_socket: self.agent_socket(),
             state_dir: Some(self.dir().join("agent-state")),
             down_reaction: None,
+            path_quality: None,
         }
     }
 

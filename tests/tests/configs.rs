@@ -67,6 +67,7 @@ fn rendered_configs_pass_check_config() {
         status_socket: std::env::temp_dir().join("mpbt-cfg-agent.sock"),
         state_dir: None,
         down_reaction: Some("keep".into()),
+        path_quality: Some("enabled = true\nrtt_ratio = 8\nrestore_after_secs = 30".into()),
     };
     check("mpbond-agent", &agent.to_toml(), "toml");
 }
