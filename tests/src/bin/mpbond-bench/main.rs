@@ -20,7 +20,8 @@
 //!   [`household`] (9: every WAN failure under requests and a download), [`reaction`]
 //!   (10: what the agent's reaction to a down WAN does to a download), [`soak`] (11,
 //!   full mode only: random failures for 30 min), [`idle`] (12: what watching idle WANs
-//!   costs); see [`case_fn`].
+//!   costs), [`profiles`] (13: every link profile of issue 11, mpbond against direct
+//!   MPTCP, the peer and each WAN alone); see [`case_fn`].
 //!
 //! `tests/bench/run.sh` builds everything and runs it.
 
@@ -32,6 +33,7 @@ mod household;
 mod idle;
 mod load;
 mod peer;
+mod profiles;
 mod reaction;
 mod relay_cost;
 mod reload_stall;
@@ -88,7 +90,7 @@ struct Cli {
 type CaseFn = fn(&Ctx) -> Result<Vec<Figure>, BenchError>;
 
 /// Every case, in order.
-const CASES: [(u8, &str); 12] = [
+const CASES: [(u8, &str); 13] = [
     (1, "aggregation"),
     (2, "relay cost"),
     (3, "peer comparison"),
@@ -101,6 +103,7 @@ const CASES: [(u8, &str); 12] = [
     (10, "reaction"),
     (11, "soak"),
     (12, "idle overhead"),
+    (13, "profiles"),
 ];
 
 /// The function that runs case `n`; `None` while its module is not wired in.
@@ -119,6 +122,7 @@ fn case_fn(n: u8) -> Option<CaseFn> {
         10 => Some(reaction::run),
         11 => Some(soak::run),
         12 => Some(idle::run),
+        13 => Some(profiles::run),
         _ => None,
     }
 }

@@ -1,0 +1,368 @@
+//! Case 13, link profiles: on every profile of issue 11
+//! ([`mpbond_tests::profiles`]: `dsl-lte`, `starlink`, `bad-backup`, `three`),
+//! in the same run and interleaved, each way across the WANs does
+//! * one download and one upload (`mpbond-tb fetch`, checked),
+//! * 8 parallel downloads (`mpbond-tb load`),
+//! * small requests (1000 bytes, one every 100 ms, each on a new connection)
+//!   during a bulk download: their 99th-percentile time to the last byte.
+//!
+//! The ways: mpbond (agent + concentrator), direct kernel MPTCP from the
+//! router to the VPS with the kernel's defaults (no LAN, no relay: no small
+//! requests either), the peer (shadowsocks-rust over MPTCP), and plain TCP
+//! from the LAN over each WAN alone (the router's NAT with a route to the
+//! server through that WAN). Goodput is reported ÷ Σ rates and ÷ the best
+//! single WAN of the same run and test, with the issue's targets on mpbond:
+//! ≥ 0.95 × best WAN everywhere, ≥ 0.9 × Σ on `dsl-lte` and `three`, ≥ the
+//! peer and ≥ direct MPTCP. A transfer that fails counts as NaN (a missed
+//! target) and is named in the detail; the case goes on.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mpbond_tests::profiles::Profile;
+use mpbond_tests::topology::{wan_isp_v4, SERVER_V4, VPS_V4};
+use mpbond_tests::{Daemon, Fetch, Node, TestBed, WanDelays};
+
+use crate::ctx::{BenchError, Ctx};
+use crate::load::{parallel, transfer, LoadSpec};
+use crate::peer::{Method, Peer};
+use crate::report::{median, Figure, Measurement, Target};
+use crate::stat::Steal;
+
+const CASE: &str = "13 profiles";
+const PORT: u16 = 5131;
+/// One small request every this often during the bulk download.
+const EVERY: Duration = Duration::from_millis(100);
+/// mpbond ≥ this × the best single WAN, on every profile and test.
+pub const TARGET_VS_BEST: f64 = 0.95;
+/// mpbond ≥ this × Σ rates, on `dsl-lte` and `three`.
+pub const TARGET_VS_SUM: f64 = 0.9;
+
+/// A way across the WANs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Way {
+    Mpbond,
+    Direct,
+    Peer,
+    /// Plain TCP over WAN `i` alone.
+    Wan(usize),
+}
+
+impl Way {
+    fn name(self) -> String {
+        match self {
+            Way::Mpbond => "mpbond".into(),
+            Way::Direct => "direct MPTCP".into(),
+            Way::Peer => "peer".into(),
+            Way::Wan(i) => format!("WAN {i} alone"),
+        }
+    }
+}
+
+/// One run of one way: goodputs in Mbit/s and the request p99 in ms (NaN: failed or n/a).
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    down: f64,
+    up: f64,
+    down8: f64,
+    p99_ms: f64,
+}
+
+/// Which figure of a [`Run`] a test reports.
+type Pick = fn(&Run) -> f64;
+
+const TESTS: [(&str, Pick); 3] = [
+    ("download", |r| r.down),
+    ("upload", |r| r.up),
+    ("8 downloads", |r| r.down8),
+];
+
+/// Run case 13.
+pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
+    let mut figures = Vec::new();
+    for profile in Profile::ALL {
+        figures.extend(one_profile(ctx, profile)?);
+    }
+    Ok(figures)
+}
+
+fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
+    let bed = TestBed::builder().profile(profile).try_build()?;
+    let mut links = bed.apply_profile(profile)?;
+    let server = SocketAddr::new(SERVER_V4.into(), PORT);
+    let _server = bed.serve(Node::Server, server, false)?;
+    let _vps = bed.serve(Node::Vps, SocketAddr::new(VPS_V4.into(), PORT), true)?;
+    let _conc = bed.start_concentrator(&bed.concentrator_config())?;
+    let peer_missing = ctx.ss("sslocal").and_then(|_| ctx.ss("ssserver")).is_err();
+    let mut ways = vec![Way::Mpbond, Way::Direct, Way::Peer];
+    ways.extend((1..=profile.links().len()).map(Way::Wan));
+    let steal = Steal::start();
+    let mut runs: BTreeMap<Way, Vec<Run>> = BTreeMap::new();
+    let mut notes = Vec::new();
+    for _ in 0..ctx.runs() {
+        for &way in &ways {
+            let run = if way == Way::Peer && peer_missing {
+                notes.push("peer: shadowsocks-rust not found".to_owned());
+                Run::missing()
+            } else {
+                measure(ctx, &bed, profile, way, &mut notes)?
+            };
+            runs.entry(way).or_default().push(run);
+        }
+    }
+    let m = Measurement {
+        case: CASE,
+        steal_pct: steal.percent(),
+        detail: String::new(),
+    };
+    let mut out = figures(&m, profile, &runs, &notes);
+    out.push(link_figure(&m, profile, &mut links)?);
+    Ok(out)
+}
+
+impl Run {
+    fn missing() -> Self {
+        Self {
+            down: f64::NAN,
+            up: f64::NAN,
+            down8: f64::NAN,
+            p99_ms: f64::NAN,
+        }
+    }
+}
+
+/// Set up `way`, run the four tests over it, and take it down again.
+fn measure(
+    ctx: &Ctx,
+    bed: &TestBed,
+    profile: Profile,
+    way: Way,
+    notes: &mut Vec<String>,
+) -> Result<Run, BenchError> {
+    let mut agent: Option<Daemon> = None;
+    let mut peer = None;
+    match way {
+        Way::Mpbond => agent = Some(bed.start_agent(&bed.agent_config())?),
+        Way::Peer => peer = Some(Peer::start(bed, ctx, Method::Aes2022)?),
+        Way::Wan(i) => route_to_server(bed, i, true)?,
+        Way::Direct => {}
+    }
+    let run = tests(ctx, bed, profile, way, notes);
+    if let Some(a) = agent {
+        a.stop(Duration::from_secs(5));
+    }
+    drop(peer);
+    if let Way::Wan(i) = way {
+        route_to_server(bed, i, false)?;
+    }
+    Ok(run)
+}
+
+/// The router's route to the server through WAN `i` alone (added or deleted).
+fn route_to_server(bed: &TestBed, i: usize, add: bool) -> Result<(), BenchError> {
+    let verb = if add { "add" } else { "del" };
+    let cmd = format!(
+        "ip route {verb} {SERVER_V4}/32 via {} dev wan{i}",
+        wan_isp_v4(i)
+    );
+    bed.exec(Node::Router, &cmd)?;
+    Ok(())
+}
+
+fn tests(ctx: &Ctx, bed: &TestBed, profile: Profile, way: Way, notes: &mut Vec<String>) -> Run {
+    let secs = ctx.pick(1.5, 5.0);
+    let rate = match way {
+        Way::Wan(i) => profile.links()[i - 1].rate_mbit,
+        _ => profile.sum_rate_mbit(),
+    };
+    let bytes = (f64::from(rate) * 1e6 / 8.0 * secs) as u64;
+    let (node, dest, mptcp) = match way {
+        Way::Direct => (Node::Router, VPS_V4, true),
+        _ => (Node::Lan, SERVER_V4, false),
+    };
+    let dest = SocketAddr::new(dest.into(), PORT);
+    let timeout = Duration::from_secs(ctx.pick(30, 60));
+    let mut note = |what: &str, e: BenchError| {
+        notes.push(format!("{} {what}: {e}", way.name()));
+        f64::NAN
+    };
+    let mut one = |fetch: Fetch, what: &str| {
+        let fetch = if mptcp { fetch.mptcp() } else { fetch };
+        match transfer(bed, node, &fetch.timeout(timeout), &[], CASE) {
+            Ok(m) => m.mbit,
+            Err(e) => note(what, e),
+        }
+    };
+    let down = one(Fetch::get(dest, bytes), "download");
+    let up = one(Fetch::put(dest, bytes), "upload");
+    let spec = LoadSpec {
+        connect: dest,
+        conns: 8,
+        secs,
+        mptcp,
+        rcvbuf: None,
+    };
+    let down8 = match parallel(bed, node, &spec, &[], CASE) {
+        Ok(m) => m.mbit,
+        Err(e) => note("8 downloads", e),
+    };
+    let p99_ms = match way {
+        // The router's own MPTCP client has no LAN requests to time.
+        Way::Direct => f64::NAN,
+        _ => match requests_under_bulk(bed, dest, bytes, secs, timeout) {
+            Ok(p99) => p99,
+            Err(e) => note("requests", e),
+        },
+    };
+    Run {
+        down,
+        up,
+        down8,
+        p99_ms,
+    }
+}
+
+/// Small requests from the LAN while a bulk download runs; their p99 in ms
+/// (a failed request counts as infinitely slow).
+fn requests_under_bulk(
+    bed: &TestBed,
+    dest: SocketAddr,
+    bytes: u64,
+    secs: f64,
+    timeout: Duration,
+) -> Result<f64, BenchError> {
+    // Twice the test's bytes outlast the requests; it is killed after them.
+    let bulk = bed.spawn_fetch(Node::Lan, &Fetch::get(dest, 2 * bytes).timeout(timeout))?;
+    let count = (secs * 1000.0 / EVERY.as_millis() as f64).ceil() as usize;
+    let paced = bed
+        .spawn_paced(Node::Lan, dest, count, EVERY, 1000, Duration::from_secs(10))?
+        .finish()?;
+    drop(bulk);
+    if paced.failed > 0 {
+        return Ok(f64::INFINITY);
+    }
+    Ok(paced.done_quantile(0.99))
+}
+
+/// Per run: the best single WAN's value of `test`.
+fn best_wan(runs: &BTreeMap<Way, Vec<Run>>, test: Pick, k: usize) -> f64 {
+    runs.iter()
+        .filter(|(w, _)| matches!(w, Way::Wan(_)))
+        .filter_map(|(_, r)| r.get(k).map(test))
+        .filter(|v| v.is_finite())
+        .fold(f64::NAN, f64::max)
+}
+
+fn figures(
+    m: &Measurement,
+    profile: Profile,
+    runs: &BTreeMap<Way, Vec<Run>>,
+    notes: &[String],
+) -> Vec<Figure> {
+    let sum = f64::from(profile.sum_rate_mbit());
+    let empty = Vec::new();
+    let of = |w: Way| runs.get(&w).unwrap_or(&empty);
+    let mut out = Vec::new();
+    for (test, value) in TESTS {
+        let absolute: Vec<String> = runs
+            .iter()
+            .map(|(w, r)| {
+                let v: Vec<f64> = r.iter().map(value).collect();
+                format!("{} {:.1}", w.name(), median(&v))
+            })
+            .collect();
+        let mut detail = format!("Mbit/s (medians): {}", absolute.join(", "));
+        if !notes.is_empty() {
+            detail.push_str("; failures: ");
+            detail.push_str(&notes.join("; "));
+        }
+        let m = Measurement {
+            detail,
+            ..m.clone()
+        };
+        for way in [Way::Mpbond, Way::Direct, Way::Peer] {
+            let of_sum: Vec<f64> = of(way).iter().map(|r| value(r) / sum).collect();
+            let of_best: Vec<f64> = of(way)
+                .iter()
+                .enumerate()
+                .map(|(k, r)| value(r) / best_wan(runs, value, k))
+                .collect();
+            let mpbond = way == Way::Mpbond;
+            let sum_target = mpbond && matches!(profile, Profile::DslLte | Profile::Three);
+            out.push(m.figure(
+                format!("{profile} {test}: {} / Σ rates", way.name()),
+                of_sum,
+                "ratio",
+                sum_target.then_some(Target::AtLeast(TARGET_VS_SUM)),
+            ));
+            out.push(m.figure(
+                format!("{profile} {test}: {} / best WAN", way.name()),
+                of_best,
+                "ratio",
+                mpbond.then_some(Target::AtLeast(TARGET_VS_BEST)),
+            ));
+        }
+        for other in [Way::Peer, Way::Direct] {
+            let ratios: Vec<f64> = of(Way::Mpbond)
+                .iter()
+                .zip(of(other))
+                .map(|(a, b)| value(a) / value(b))
+                .collect();
+            out.push(m.figure(
+                format!("{profile} {test}: mpbond / {}", other.name()),
+                ratios,
+                "ratio",
+                Some(Target::AtLeast(1.0)),
+            ));
+        }
+    }
+    for (way, r) in runs {
+        if *way == Way::Direct {
+            continue;
+        }
+        let p99: Vec<f64> = r.iter().map(|r| r.p99_ms).collect();
+        out.push(m.figure(
+            format!("{profile} request p99 during a download: {}", way.name()),
+            p99,
+            "ms",
+            None,
+        ));
+    }
+    out
+}
+
+/// What the delay lines did: CPU per GB they carried, loss and outages per WAN.
+fn link_figure(
+    m: &Measurement,
+    profile: Profile,
+    links: &mut WanDelays,
+) -> Result<Figure, BenchError> {
+    let cpu = links.cpu_seconds();
+    let mut bytes = 0u64;
+    let mut per_wan = Vec::new();
+    for line in links.lines_mut() {
+        let s = line.stats()?;
+        bytes += s.ab.bytes + s.ba.bytes;
+        let pct = |lost: u64, of: u64| 100.0 * lost as f64 / of.max(1) as f64;
+        per_wan.push(format!(
+            "WAN {}: lost {:.2} % down / {:.2} % up, {} outage drops, {} GSO frames, seed {}",
+            line.wan(),
+            pct(s.ba.lost_segments, s.ba.segments),
+            pct(s.ab.lost_segments, s.ab.segments),
+            s.ab.outage_frames + s.ba.outage_frames,
+            s.ab.gso_frames + s.ba.gso_frames,
+            line.seed()
+        ));
+    }
+    let m = Measurement {
+        detail: per_wan.join("; "),
+        ..m.clone()
+    };
+    Ok(m.figure(
+        format!("{profile}: delay lines' CPU"),
+        vec![cpu / (bytes.max(1) as f64 / 1e9)],
+        "s/GB",
+        None,
+    ))
+}
