@@ -21,7 +21,8 @@
 //!   (10: what the agent's reaction to a down WAN does to a download), [`soak`] (11,
 //!   full mode only: random failures for 30 min), [`idle`] (12: what watching idle WANs
 //!   costs), [`profiles`] (13: every link profile of issue 11, mpbond against direct
-//!   MPTCP, the peer and each WAN alone); see [`case_fn`].
+//!   MPTCP, the peer and each WAN alone), [`path_quality`] (14: goodput with the agent's
+//!   demotion of a bad WAN on and off); see [`case_fn`].
 //!
 //! `tests/bench/run.sh` builds everything and runs it.
 
@@ -32,6 +33,7 @@ mod footprint;
 mod household;
 mod idle;
 mod load;
+mod path_quality;
 mod peer;
 mod profiles;
 mod reaction;
@@ -90,7 +92,7 @@ struct Cli {
 type CaseFn = fn(&Ctx) -> Result<Vec<Figure>, BenchError>;
 
 /// Every case, in order.
-const CASES: [(u8, &str); 13] = [
+const CASES: [(u8, &str); 14] = [
     (1, "aggregation"),
     (2, "relay cost"),
     (3, "peer comparison"),
@@ -104,6 +106,7 @@ const CASES: [(u8, &str); 13] = [
     (11, "soak"),
     (12, "idle overhead"),
     (13, "profiles"),
+    (14, "path quality"),
 ];
 
 /// The function that runs case `n`; `None` while its module is not wired in.
@@ -123,6 +126,7 @@ fn case_fn(n: u8) -> Option<CaseFn> {
         11 => Some(soak::run),
         12 => Some(idle::run),
         13 => Some(profiles::run),
+        14 => Some(path_quality::run),
         _ => None,
     }
 }
