@@ -37,16 +37,36 @@ pub(super) fn path_quality(r: RawPathQuality) -> Result<QualitySettings, ConfigE
     let pct = |name: &str, value: Option<u64>, default: u32| {
         range(name, value, default.into(), 1, 100).map(|v| v as u32)
     };
-    let ratio = range("path_quality.rtt_ratio", r.rtt_ratio, d.rtt_ratio.into(), 2, 100)?;
+    let ratio = range(
+        "path_quality.rtt_ratio",
+        r.rtt_ratio,
+        d.rtt_ratio.into(),
+        2,
+        100,
+    )?;
     let gap_ms = d.min_rtt_gap.as_millis() as u64;
-    let gap = range("path_quality.min_rtt_gap_ms", r.min_rtt_gap_ms, gap_ms, 0, 10_000)?;
+    let gap = range(
+        "path_quality.min_rtt_gap_ms",
+        r.min_rtt_gap_ms,
+        gap_ms,
+        0,
+        10_000,
+    )?;
     let out = QualitySettings {
         enabled: r.enabled.unwrap_or(d.enabled),
         rtt_ratio: ratio as u32,
         min_rtt_gap: Duration::from_millis(gap),
-        rate_share_pct: pct("path_quality.rate_share_pct", r.rate_share_pct, d.rate_share_pct)?,
+        rate_share_pct: pct(
+            "path_quality.rate_share_pct",
+            r.rate_share_pct,
+            d.rate_share_pct,
+        )?,
         loss_pct: pct("path_quality.loss_pct", r.loss_pct, d.loss_pct)?,
-        demote_after: secs("path_quality.demote_after_secs", r.demote_after_secs, d.demote_after)?,
+        demote_after: secs(
+            "path_quality.demote_after_secs",
+            r.demote_after_secs,
+            d.demote_after,
+        )?,
         restore_after: secs(
             "path_quality.restore_after_secs",
             r.restore_after_secs,

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use super::reconcile::Outcome;
-use crate::core::path_quality::PathQuality;
 use super::subflows::SubflowCounter;
+use crate::core::path_quality::PathQuality;
 use crate::model::wan::{Snapshot, Wan};
 use crate::model::wan_book::{WanBook, WanEvent};
 use crate::status::{StatusModel, WanInfo, WanState};

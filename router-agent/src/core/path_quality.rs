@@ -144,7 +144,8 @@ impl PathQuality {
         for (name, sample) in samples {
             self.record(name, *sample, now);
         }
-        self.paths.retain(|name, _| wans.iter().any(|w| &w.name == name));
+        self.paths
+            .retain(|name, _| wans.iter().any(|w| &w.name == name));
         self.judge(wans, settings, now)
     }
 
@@ -243,7 +244,12 @@ impl PathQuality {
         let path = &self.paths[name];
         let sample = &path.sample;
         let loss_pct = sample.loss * 100.0;
-        let others = || judged.iter().filter(|&&o| o != name).map(|&o| &self.paths[o]);
+        let others = || {
+            judged
+                .iter()
+                .filter(|&&o| o != name)
+                .map(|&o| &self.paths[o])
+        };
         let best_rtt = others()
             .filter(|p| p.demoted.is_none())
             .filter_map(|p| p.sample.rtt())
@@ -304,7 +310,8 @@ impl PathQuality {
     /// A WAN the policy judges: carrying traffic by choice (mode `on`, or `backup` only
     /// because this policy demoted it), link up, health up or degraded, not held back.
     fn judged(&self, w: &Wan) -> bool {
-        let mode = w.mode == Mode::On || (w.mode == Mode::Backup && self.demoted(&w.name).is_some());
+        let mode =
+            w.mode == Mode::On || (w.mode == Mode::Backup && self.demoted(&w.name).is_some());
         mode && w.link_up && !w.standby && matches!(w.health, Health::Up | Health::Degraded)
     }
 

@@ -51,9 +51,17 @@ pub fn render(doc: &StatusDoc) -> String {
         out.push_str("no WANs\n");
     } else {
         out.push_str(&table(&doc.wans));
-        for wan in doc.wans.iter().filter(|w| w.quality.as_deref() == Some("demoted")) {
+        for wan in doc
+            .wans
+            .iter()
+            .filter(|w| w.quality.as_deref() == Some("demoted"))
+        {
             let why = wan.quality_reason.as_deref().unwrap_or("-");
-            let _ = writeln!(out, "{}: demoted to backup, it hurt the bond ({why})", wan.name);
+            let _ = writeln!(
+                out,
+                "{}: demoted to backup, it hurt the bond ({why})",
+                wan.name
+            );
         }
         if doc.wans.iter().any(|w| w.usage.is_some() || w.metered) {
             out.push('\n');
@@ -320,6 +328,23 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("no WANs"), "{text}");
+    }
+
+    #[test]
+    fn a_demoted_wan_gets_a_line_with_its_reason() {
+        let now = Instant::now();
+        let mut model = example(now);
+        assert!(model.set_quality(
+            "wan",
+            Some("rtt 300 ms vs 16 ms, 0.4 vs 24.5 Mbit/s".into())
+        ));
+        let text = render(&model.render(now));
+        assert!(
+            text.contains("wan: demoted to backup, it hurt the bond (rtt 300 ms vs 16 ms, 0.4 vs 24.5 Mbit/s)"),
+            "{text}"
+        );
+        assert!(model.set_quality("wan", None));
+        assert!(!render(&model.render(now)).contains("demoted"));
     }
 
     #[test]

@@ -476,9 +476,10 @@ impl StatusModel {
                         secs_ago: now.saturating_duration_since(at).as_secs(),
                     }),
                     probe_bytes_per_day: m.probe_bytes_per_day,
-                    quality: m.quality.as_ref().map(|q| {
-                        if q.is_some() { "demoted" } else { "good" }.to_owned()
-                    }),
+                    quality: m
+                        .quality
+                        .as_ref()
+                        .map(|q| if q.is_some() { "demoted" } else { "good" }.to_owned()),
                     quality_reason: m.quality.clone().flatten(),
                 }
             })

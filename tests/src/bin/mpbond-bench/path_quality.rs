@@ -60,7 +60,10 @@ fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
     for _ in 0..ctx.pick(2, 5) {
         for control in [true, false] {
             let run = one_run(ctx, &bed, profile, server, control)?;
-            println!("  {profile} control {}: {run:?}", if control { "on" } else { "off" });
+            println!(
+                "  {profile} control {}: {run:?}",
+                if control { "on" } else { "off" }
+            );
             if control { &mut on } else { &mut off }.push(run);
         }
     }
@@ -88,8 +91,18 @@ fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
             detail,
             ..m.clone()
         };
-        out.push(m.figure(format!("{profile} {test}: control on"), a.clone(), "Mbit/s", None));
-        out.push(m.figure(format!("{profile} {test}: control off"), b.clone(), "Mbit/s", None));
+        out.push(m.figure(
+            format!("{profile} {test}: control on"),
+            a.clone(),
+            "Mbit/s",
+            None,
+        ));
+        out.push(m.figure(
+            format!("{profile} {test}: control off"),
+            b.clone(),
+            "Mbit/s",
+            None,
+        ));
         let ratio: Vec<f64> = a.iter().zip(&b).map(|(x, y)| x / y).collect();
         out.push(m.figure(format!("{profile} {test}: on / off"), ratio, "ratio", None));
     }
