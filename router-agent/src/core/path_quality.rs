@@ -297,12 +297,18 @@ impl PathQuality {
             .iter()
             .map(|w| self.judged(w) && self.demoted(&w.name).is_none())
             .collect();
-        for i in 0..wans.len() {
-            if !self.judged(&wans[i]) || self.demoted(&wans[i].name).is_none() {
-                continue;
-            }
-            if usable.iter().enumerate().any(|(j, &u)| j != i && u) {
-                wans[i].mode = Mode::Backup;
+        let demote: Vec<bool> = wans
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let demoted = self.judged(w) && self.demoted(&w.name).is_some();
+                let others = usable.iter().enumerate().any(|(j, &u)| j != i && u);
+                demoted && others
+            })
+            .collect();
+        for (wan, demote) in wans.iter_mut().zip(demote) {
+            if demote {
+                wan.mode = Mode::Backup;
             }
         }
     }
