@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use mpbond_protocol::auth::{ClientId, Key, ServerBinding, ServerId};
+use mpbond_relay::congestion::{CongestionName, CongestionNameError};
 use serde::Deserialize;
 
 pub use crate::probe_responder::ProbeConfig;
@@ -43,6 +44,17 @@ pub struct RawConfig {
     pub auth: RawAuth,
     #[serde(default)]
     pub probe: RawProbe,
+    #[serde(default)]
+    pub relay: RawRelay,
+}
+
+/// `[relay]` as written: options of the accepted MPTCP connections.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRelay {
+    /// `TCP_CONGESTION` of accepted MPTCP connections (they send the downloads);
+    /// `""`/`"system"`: the kernel default. Default [`DEFAULT_CONGESTION`].
+    pub congestion: Option<String>,
 }
 
 /// `[probe]` as written: the UDP responder for WAN probe datagrams.
@@ -123,6 +135,18 @@ pub struct Config {
     pub identity: IdentityConfig,
     /// `[probe]`: answering WAN probe datagrams over UDP.
     pub probe: ProbeConfig,
+    pub relay: RelayConfig,
+}
+
+/// The congestion control used unless `[relay] congestion` says otherwise (docs/DESIGN.md,
+/// "Congestion control of our MPTCP sockets").
+pub const DEFAULT_CONGESTION: &str = "bbr";
+
+/// `[relay]`: options of accepted MPTCP connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// `None`: the kernel default.
+    pub congestion: Option<CongestionName>,
 }
 
 /// Where replay state lives, which server ids requests must be bound to, and the
@@ -254,6 +278,8 @@ pub enum FieldError {
     },
     #[error("must be between {min} and {max}, got {value}")]
     OutOfRange { value: u64, min: u64, max: u64 },
+    #[error(transparent)]
+    Congestion(#[from] CongestionNameError),
 }
 
 fn field(name: impl Into<String>, source: FieldError) -> ConfigError {
@@ -312,6 +338,15 @@ impl Config {
         let clients = validate_clients(&raw.client)?;
         let identity = validate_identity(raw.state_dir, &raw.public_address, &raw.auth)?;
         let probe = validate_probe(&raw.probe)?;
+        let relay = RelayConfig {
+            congestion: CongestionName::parse(
+                raw.relay
+                    .congestion
+                    .as_deref()
+                    .unwrap_or(DEFAULT_CONGESTION),
+            )
+            .map_err(|source| field("relay.congestion", FieldError::Congestion(source)))?,
+        };
         Ok(Config {
             listen,
             metrics,
@@ -321,6 +356,7 @@ impl Config {
             clients,
             identity,
             probe,
+            relay,
         })
     }
 
@@ -672,5 +708,23 @@ mod tests {
     fn idle_zero_disables() {
         let cfg = Config::parse("[limits]\nidle_timeout_secs = 0\n").unwrap();
         assert_eq!(cfg.limits.idle_timeout, None);
+    }
+
+    #[test]
+    fn relay_congestion() {
+        let c = Config::parse("").unwrap();
+        assert_eq!(
+            c.relay.congestion.as_ref().map(|n| n.as_str()),
+            Some(DEFAULT_CONGESTION)
+        );
+        for system in ["system", ""] {
+            let c = Config::parse(&format!("[relay]\ncongestion = {system:?}\n")).unwrap();
+            assert_eq!(c.relay.congestion, None);
+        }
+        let c = Config::parse("[relay]\ncongestion = \"reno\"\n").unwrap();
+        assert_eq!(c.relay.congestion.unwrap().as_str(), "reno");
+        let e = Config::parse("[relay]\ncongestion = \"BBR!\"\n").unwrap_err();
+        assert!(e.to_string().starts_with("relay.congestion: "), "{e}");
+        assert!(Config::parse("[relay]\nother = 1\n").is_err());
     }
 }

@@ -154,6 +154,8 @@ pub enum FieldError {
     Duplicate(String),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Congestion(#[from] mpbond_relay::congestion::CongestionNameError),
     #[error(
         "{0:?} is not a log filter: LEVEL or TARGET=LEVEL,..., \
          each LEVEL one of off, error, warn, info, debug, trace"

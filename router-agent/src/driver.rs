@@ -22,7 +22,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
@@ -66,6 +66,7 @@ pub fn conn_params(config: &Config, choice: &UpstreamChoice) -> ConnParams {
             fastopen: choice.fastopen,
             source: choice.source,
             hedge: choice.hedge,
+            congestion: config.mptcp.congestion.clone(),
         },
         reply_timeout: config.proxy.reply_timeout,
         direct_timeout: config.proxy.connect_timeout,
@@ -191,6 +192,13 @@ impl Driver {
             }
             Action::PublishUpstream(choice) => {
                 let params = conn_params(self.core.config(), &choice);
+                let congestion = params.upstream.congestion.as_ref();
+                let in_use = mpbond_relay::congestion::effective(congestion).ok();
+                self.status
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .concentrator_mut()
+                    .congestion = in_use;
                 self.params.send_replace(Arc::new(params));
             }
             Action::Reconfigure(changes) => self.reconfigure(changes, staged),

@@ -39,6 +39,9 @@ pub fn render(doc: &StatusDoc) -> String {
     } else {
         ", redirect off (failing open)"
     });
+    if let Some(congestion) = &c.congestion {
+        let _ = write!(line, ", congestion control {congestion}");
+    }
     let _ = writeln!(out, "{line}");
     let n = &doc.connections;
     let _ = writeln!(

@@ -62,6 +62,10 @@ pub struct ConcentratorStatus {
     pub redirect: bool,
     pub rtt_ms: Option<f64>,
     pub last_error: Option<String>,
+    /// The congestion control the kernel gives our MPTCP connections to the concentrator
+    /// (`mptcp.congestion`, or the kernel default when that is `system` or unavailable).
+    #[serde(default)]
+    pub congestion: Option<String>,
 }
 
 /// Connection counters since start.

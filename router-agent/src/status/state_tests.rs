@@ -31,6 +31,7 @@ pub(crate) fn example(now: Instant) -> StatusModel {
         redirect: true,
         rtt_ms: None,
         last_error: Some("stale".into()),
+        congestion: Some("bbr".into()),
     });
     model.record_concentrator_probe(Ok(Duration::from_micros(23_400)));
     model.set_connections(ConnectionCounts {

@@ -111,6 +111,7 @@ pub const MAPPINGS: &[Mapping] = &[
         "mptcp.syn_retrans_before_tcp_fallback",
     ),
     global("stale_loss_cnt", Number, "mptcp.stale_loss_cnt"),
+    global("congestion", Text, "mptcp.congestion"),
     global("path_quality", Bool, "path_quality.enabled"),
     global("quality_rtt_ratio", Number, "path_quality.rtt_ratio"),
     global(
