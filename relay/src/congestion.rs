@@ -103,13 +103,14 @@ pub fn get(socket: &impl AsRawFd) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
 }
 
-/// The algorithm an MPTCP socket of this namespace gets with `name` applied (the kernel
-/// default when `name` is `None` or unavailable): a throw-away socket asked back. Plain TCP
-/// where the kernel has no MPTCP.
+/// The algorithm a socket of this namespace gets with `name` applied: `name`, or the
+/// kernel default when `name` is `None` or the kernel refuses it (warned as by [`apply`]).
+/// Asked of a throw-away plain TCP socket: an MPTCP socket without subflows takes any name
+/// and drops an unknown one silently when it connects (seen on Linux 6.18), so callers
+/// that set the name before `connect` check it here first.
 pub fn effective(name: Option<&CongestionName>) -> std::io::Result<String> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::MPTCP))
-        .or_else(|_| Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)))?;
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
     apply(&socket, name);
     get(&socket)
 }

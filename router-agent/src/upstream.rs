@@ -152,7 +152,7 @@ impl Upstream {
     ) -> Result<(Connected, ClientHandshake), UpstreamError> {
         let (handshake, request) = self.seal(message)?;
         let opts = ConnectOpts {
-            congestion: None,
+            congestion: self.congestion.clone(),
             mptcp: true,
             fastopen,
             timeout,

@@ -44,6 +44,7 @@ fn rendered_configs_pass_check_config() {
         handshake_timeout_ms: 5000,
         auth_window_secs: 60,
         per_source: None,
+        congestion: Some("reno".into()),
     };
     check("mpbond-concentrator", &conc.to_toml(), "toml");
     let agent = AgentConfig {
@@ -67,6 +68,7 @@ fn rendered_configs_pass_check_config() {
         status_socket: std::env::temp_dir().join("mpbt-cfg-agent.sock"),
         state_dir: None,
         down_reaction: Some("keep".into()),
+        congestion: Some("bbr".into()),
         path_quality: Some("enabled = true\nrtt_ratio = 8\nrestore_after_secs = 30".into()),
     };
     check("mpbond-agent", &agent.to_toml(), "toml");

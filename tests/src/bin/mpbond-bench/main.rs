@@ -22,11 +22,13 @@
 //!   full mode only: random failures for 30 min), [`idle`] (12: what watching idle WANs
 //!   costs), [`profiles`] (13: every link profile of issue 11, mpbond against direct
 //!   MPTCP, the peer and each WAN alone), [`path_quality`] (14: goodput with the agent's
-//!   demotion of a bad WAN on and off); see [`case_fn`].
+//!   demotion of a bad WAN on and off), [`congestion`] (15: mpbond's MPTCP sockets on
+//!   reno against bbr); see [`case_fn`].
 //!
 //! `tests/bench/run.sh` builds everything and runs it.
 
 mod aggregation;
+mod congestion;
 mod ctx;
 mod failover;
 mod footprint;
@@ -92,7 +94,7 @@ struct Cli {
 type CaseFn = fn(&Ctx) -> Result<Vec<Figure>, BenchError>;
 
 /// Every case, in order.
-const CASES: [(u8, &str); 14] = [
+const CASES: [(u8, &str); 15] = [
     (1, "aggregation"),
     (2, "relay cost"),
     (3, "peer comparison"),
@@ -107,6 +109,7 @@ const CASES: [(u8, &str); 14] = [
     (12, "idle overhead"),
     (13, "profiles"),
     (14, "path quality"),
+    (15, "congestion control"),
 ];
 
 /// The function that runs case `n`; `None` while its module is not wired in.
@@ -127,6 +130,7 @@ fn case_fn(n: u8) -> Option<CaseFn> {
         12 => Some(idle::run),
         13 => Some(profiles::run),
         14 => Some(path_quality::run),
+        15 => Some(congestion::run),
         _ => None,
     }
 }
