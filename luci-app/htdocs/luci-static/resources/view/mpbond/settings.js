@@ -106,6 +106,11 @@ return view.extend({
 		o.datatype = 'range(1,255)';
 		o.placeholder = '93';
 
+		o = s.taboption('advanced', form.Value, 'congestion', _('Congestion control'),
+			_('Of the connections to the concentrator (uploads). bbr keeps a lossy line (LTE) useful; "system" keeps the kernel default. bbr needs kmod-tcp-bbr.'));
+		o.datatype = 'string';
+		o.placeholder = 'bbr';
+
 		o = s.taboption('advanced', form.Flag, 'path_quality', _('Demote WANs that hurt the bond'),
 			_('A WAN far slower and farther than the best one (or losing many probes) becomes a backup until it has been good for a while.'));
 		o.default = '1';
