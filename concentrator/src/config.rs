@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use mpbond_protocol::auth::{ClientId, Key, ServerBinding, ServerId};
+use mpbond_relay::congestion::{CongestionName, CongestionNameError};
 use serde::Deserialize;
 
 pub use crate::probe_responder::ProbeConfig;
@@ -45,6 +46,16 @@ pub struct RawConfig {
     pub probe: RawProbe,
     #[serde(default)]
     pub udp: crate::udp::RawUdp,
+    pub relay: RawRelay,
+}
+
+/// `[relay]` as written: options of the accepted MPTCP connections.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRelay {
+    /// `TCP_CONGESTION` of accepted MPTCP connections (they send the downloads), e.g.
+    /// `"bbr"`; `""`/`"system"`: the kernel default. Default [`DEFAULT_CONGESTION`].
+    pub congestion: Option<String>,
 }
 
 /// `[probe]` as written: the UDP responder for WAN probe datagrams.
@@ -127,6 +138,19 @@ pub struct Config {
     pub probe: ProbeConfig,
     /// `[udp]`: UDP flows (issue 9).
     pub udp: crate::udp::UdpConfig,
+    pub relay: RelayConfig,
+}
+
+/// The congestion control used unless `[relay] congestion` says otherwise: the kernel's
+/// default. bbr more than doubles downloads over a lossy line but halves them over three
+/// clean ones in the bench (docs/DESIGN.md, "Congestion control of our MPTCP sockets").
+pub const DEFAULT_CONGESTION: &str = "system";
+
+/// `[relay]`: options of accepted MPTCP connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    /// `None`: the kernel default.
+    pub congestion: Option<CongestionName>,
 }
 
 /// Where replay state lives, which server ids requests must be bound to, and the
@@ -258,6 +282,8 @@ pub enum FieldError {
     },
     #[error("must be between {min} and {max}, got {value}")]
     OutOfRange { value: u64, min: u64, max: u64 },
+    #[error(transparent)]
+    Congestion(#[from] CongestionNameError),
 }
 
 pub(crate) fn field(name: impl Into<String>, source: FieldError) -> ConfigError {
@@ -317,6 +343,15 @@ impl Config {
         let identity = validate_identity(raw.state_dir, &raw.public_address, &raw.auth)?;
         let probe = validate_probe(&raw.probe)?;
         let udp = crate::udp::config::validate(&raw.udp)?;
+        let relay = RelayConfig {
+            congestion: CongestionName::parse(
+                raw.relay
+                    .congestion
+                    .as_deref()
+                    .unwrap_or(DEFAULT_CONGESTION),
+            )
+            .map_err(|source| field("relay.congestion", FieldError::Congestion(source)))?,
+        };
         Ok(Config {
             listen,
             metrics,
@@ -327,6 +362,7 @@ impl Config {
             identity,
             probe,
             udp,
+            relay,
         })
     }
 
@@ -678,5 +714,21 @@ mod tests {
     fn idle_zero_disables() {
         let cfg = Config::parse("[limits]\nidle_timeout_secs = 0\n").unwrap();
         assert_eq!(cfg.limits.idle_timeout, None);
+    }
+
+    #[test]
+    fn relay_congestion() {
+        assert_eq!(Config::parse("").unwrap().relay.congestion, None);
+        let c = Config::parse("[relay]\ncongestion = \"bbr\"\n").unwrap();
+        assert_eq!(c.relay.congestion.unwrap().as_str(), "bbr");
+        for system in ["system", ""] {
+            let c = Config::parse(&format!("[relay]\ncongestion = {system:?}\n")).unwrap();
+            assert_eq!(c.relay.congestion, None);
+        }
+        let c = Config::parse("[relay]\ncongestion = \"reno\"\n").unwrap();
+        assert_eq!(c.relay.congestion.unwrap().as_str(), "reno");
+        let e = Config::parse("[relay]\ncongestion = \"BBR!\"\n").unwrap_err();
+        assert!(e.to_string().starts_with("relay.congestion: "), "{e}");
+        assert!(Config::parse("[relay]\nother = 1\n").is_err());
     }
 }

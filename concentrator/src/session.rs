@@ -153,8 +153,14 @@ pub(crate) async fn serve(
     async move {
         let started = Instant::now();
         state.metrics.connection_opened();
-        if mpbond_relay::sys::is_mptcp(&stream) == Some(false) {
-            state.metrics.fallback();
+        match mpbond_relay::sys::is_mptcp(&stream) {
+            Some(false) => state.metrics.fallback(),
+            // The downloads are sent here: their congestion control is ours to choose.
+            Some(true) => {
+                let live = state.live();
+                mpbond_relay::congestion::apply(&stream, live.config.relay.congestion.as_ref());
+            }
+            None => {}
         }
         let _ = stream.set_nodelay(true);
         let mut bytes = (0, 0);

@@ -75,6 +75,7 @@ fn connect_once(client: &Netns, listener: &std::net::TcpListener) -> Outcome {
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             let dest = listener.local_addr().expect("addr");
             let opts = ConnectOpts {
+                congestion: None,
                 mptcp: true,
                 fastopen: true,
                 timeout: Duration::from_secs(10),

@@ -159,6 +159,7 @@ async fn connections_total(server: &TestServer) -> u64 {
 
 fn fastopen_client() -> ConnectOpts {
     ConnectOpts {
+        congestion: None,
         mptcp: true,
         fastopen: true,
         timeout: Duration::from_secs(10),

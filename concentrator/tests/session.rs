@@ -83,6 +83,7 @@ async fn mptcp_client_works() {
         let (target, _) = echo_target("127.0.0.1").await;
         let first = sealed(&Message::connect(target), "home", &key(1));
         let opts = ConnectOpts {
+            congestion: None,
             mptcp: true,
             fastopen: false,
             timeout: Duration::from_secs(5),
@@ -114,6 +115,7 @@ fn mptcp_fastopen_client_rides_in_the_syn() {
         let server = start(one_client()).await;
         let (target, _) = echo_target("127.0.0.1").await;
         let opts = ConnectOpts {
+            congestion: None,
             mptcp: true,
             fastopen: true,
             timeout: Duration::from_secs(5),

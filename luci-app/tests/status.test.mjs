@@ -47,6 +47,19 @@ test('one row per WAN with its state, colour and values', async () => {
   await page.close();
 });
 
+test('a WAN demoted by the path-quality control shows why', async () => {
+  const doc = fixture('status.json');
+  Object.assign(doc.wans[1], { mode: 'backup', quality: 'demoted', quality_reason: 'rtt 310 ms vs 15 ms, 0.3 vs 48.1 Mbit/s' });
+  doc.wans[0].quality = 'good';
+  const { page, errors } = await openView(browser, server.base, 'mpbond/status', [doc]);
+  const rows = await wanRows(page);
+  assert.ok(rows[1].text.includes('backup (demoted: rtt 310 ms vs 15 ms, 0.3 vs 48.1 Mbit/s)'), rows[1].text);
+  assert.ok(!rows[0].text.includes('demoted'), rows[0].text);
+  assert.equal((await page.$$('#mpbond-wans .mpbond-demoted')).length, 1);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('concentrator, redirect and connection counters', async () => {
   const doc = fixture('status.json');
   const { page } = await openView(browser, server.base, 'mpbond/status', [doc]);

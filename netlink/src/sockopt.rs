@@ -43,6 +43,8 @@ pub unsafe trait Plain: Copy {}
 unsafe impl Plain for libc::c_int {}
 // SAFETY: as above.
 unsafe impl Plain for u32 {}
+// SAFETY: every bit pattern is a valid u8.
+unsafe impl Plain for u8 {}
 // SAFETY: as above.
 unsafe impl Plain for u64 {}
 // SAFETY: as above.

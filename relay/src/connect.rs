@@ -50,6 +50,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
+use crate::congestion::{self, CongestionName};
 use crate::sys;
 
 /// How [`connect_with`] makes its connection.
@@ -66,6 +67,9 @@ pub struct ConnectOpts {
     /// Local address to bind before connecting (port 0). With per-address policy
     /// rules this picks the interface the SYN (and an MPTCP initial subflow) leaves on.
     pub bind: Option<std::net::IpAddr>,
+    /// The congestion control of an MPTCP socket (set before the SYN, so every subflow
+    /// starts with it); `None` or plain TCP: the kernel default.
+    pub congestion: Option<CongestionName>,
 }
 
 /// A connection made by [`connect_with`], with `first` written.
@@ -116,6 +120,9 @@ async fn connect_inner(
     }
     if let Some(ip) = opts.bind {
         socket.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    if opts.mptcp {
+        congestion::apply(&socket, opts.congestion.as_ref());
     }
     socket.set_nonblocking(true)?;
     socket.set_cloexec(true)?;

@@ -15,6 +15,8 @@
 //!   pipe per direction, half-close per direction, resets mirrored as resets, idle timeout.
 //!   [`relay::relay_with_lead`] sends our own bytes (the Convert reply) first, in one
 //!   write with the destination's first bytes.
+//! * [`congestion`]: the congestion control of our MPTCP sockets (`TCP_CONGESTION`),
+//!   validated from the config and applied with a warning, once, if the kernel lacks it.
 //! * [`notify`]: the systemd readiness protocol (`NOTIFY_SOCKET`).
 //!
 //! Everything here is Linux-only and needs a tokio runtime with I/O and time enabled.
@@ -29,6 +31,7 @@
 //! `examples/throughput.rs` measures splice against the copy fallback.
 
 pub mod accept;
+pub mod congestion;
 pub mod connect;
 pub mod message;
 pub mod notify;
@@ -44,6 +47,7 @@ mod tests {
         let opts = crate::relay::RelayOpts::default();
         send(&crate::relay::relay(a, b, &opts));
         let connect = crate::connect::ConnectOpts {
+            congestion: None,
             mptcp: true,
             fastopen: true,
             timeout: std::time::Duration::from_secs(1),

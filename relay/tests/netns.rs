@@ -23,6 +23,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn opts(mptcp: bool) -> ConnectOpts {
     ConnectOpts {
+        congestion: None,
         mptcp,
         fastopen: true,
         timeout: Duration::from_secs(10),
@@ -187,6 +188,7 @@ fn unreachable_destinations_map_to_their_error_kinds() {
                     ("198.51.100.7:80", io::ErrorKind::HostUnreachable),
                 ] {
                     let how = ConnectOpts {
+                        congestion: None,
                         fastopen: false,
                         ..opts(mptcp)
                     };
@@ -257,6 +259,7 @@ fn connect_with_sets_the_mark() {
                 sys::tcp_listener("127.0.0.1:0".parse().expect("addr"), 8).expect("listen");
             let dest = listener.local_addr().expect("addr");
             let how = ConnectOpts {
+                congestion: None,
                 mark: Some(0x4d50),
                 bind: None,
                 fastopen: false,
@@ -296,6 +299,7 @@ fn connect_with_keeps_write_readiness_when_the_handshake_is_slow() {
                 let listener = sys::mptcp_listener(addr, 16, Some(16)).expect("listen");
                 let dest = listener.local_addr().expect("local_addr");
                 let how = ConnectOpts {
+                    congestion: None,
                     fastopen,
                     ..opts(mptcp)
                 };

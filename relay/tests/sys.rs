@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 
 fn opts(mptcp: bool, fastopen: bool) -> ConnectOpts {
     ConnectOpts {
+        congestion: None,
         mptcp,
         fastopen,
         timeout: Duration::from_secs(10),
@@ -104,6 +105,7 @@ async fn connect_to_a_full_backlog_times_out() {
     let mut fillers = Vec::new();
     for _ in 0..2 {
         let quick = ConnectOpts {
+            congestion: None,
             timeout: Duration::from_millis(300),
             ..opts(false, false)
         };
@@ -113,6 +115,7 @@ async fn connect_to_a_full_backlog_times_out() {
     }
     for fastopen in [false, true] {
         let short = ConnectOpts {
+            congestion: None,
             timeout: Duration::from_millis(400),
             ..opts(false, fastopen)
         };

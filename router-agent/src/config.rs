@@ -10,6 +10,7 @@
 //! `check-config` works offline.
 
 pub mod log;
+pub mod path_quality;
 pub mod raw;
 pub mod sections;
 pub mod uci;
@@ -49,6 +50,8 @@ pub struct Config {
     pub mptcp: MptcpConfig,
     /// `[[wan]]`: the configured WANs (empty: auto-detect).
     pub wan: WanSettings,
+    /// `[path_quality]`: when a WAN that hurts the bond becomes a backup endpoint.
+    pub path_quality: crate::core::path_quality::QualitySettings,
     /// `[status]`: the control socket.
     pub status: StatusConfig,
     /// `[log] level`: the checked log filter (`info`, `mpbond_agent::control=debug,info`),
@@ -154,6 +157,8 @@ pub enum FieldError {
     Duplicate(String),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Congestion(#[from] mpbond_relay::congestion::CongestionNameError),
     #[error(
         "{0:?} is not a log filter: LEVEL or TARGET=LEVEL,..., \
          each LEVEL one of off, error, warn, info, debug, trace"
@@ -313,6 +318,7 @@ impl Config {
             routing: sections::routing(raw.routing)?,
             mptcp: sections::mptcp(raw.mptcp)?,
             wan,
+            path_quality: path_quality::path_quality(raw.path_quality)?,
             status: sections::status(raw.status)?,
             log_level: log::level(raw.log)?,
             state_dir: sections::state_dir(raw.state_dir)?,

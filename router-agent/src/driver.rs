@@ -66,6 +66,7 @@ pub fn conn_params(config: &Config, choice: &UpstreamChoice) -> ConnParams {
             fastopen: choice.fastopen,
             source: choice.source,
             hedge: choice.hedge,
+            congestion: config.mptcp.congestion.clone(),
         },
         reply_timeout: config.proxy.reply_timeout,
         direct_timeout: config.proxy.connect_timeout,
@@ -73,6 +74,20 @@ pub fn conn_params(config: &Config, choice: &UpstreamChoice) -> ConnParams {
             idle_timeout: config.proxy.idle_timeout,
         },
     }
+}
+
+/// Check the congestion control of new upstream connections with the kernel and show it
+/// in the status. One the kernel refuses (warned once by `mpbond_relay::congestion`) is
+/// dropped from `params`, so connections keep the kernel default, which the status shows.
+pub fn check_congestion(status: &SharedStatus, params: &mut ConnParams) {
+    let upstream = &mut params.upstream;
+    let in_use = mpbond_relay::congestion::effective(upstream.congestion.as_ref()).ok();
+    if let Some(name) = &upstream.congestion {
+        if in_use.as_deref() != Some(name.as_str()) {
+            upstream.congestion = None;
+        }
+    }
+    control::status::lock(status).concentrator_mut().congestion = in_use;
 }
 
 /// What a reload needs prepared before the core sees it, so that a failure refuses it
@@ -190,7 +205,8 @@ impl Driver {
                 self.core.handle(Input::RedirectApplied { spec, ok }, now());
             }
             Action::PublishUpstream(choice) => {
-                let params = conn_params(self.core.config(), &choice);
+                let mut params = conn_params(self.core.config(), &choice);
+                check_congestion(&self.status, &mut params);
                 self.params.send_replace(Arc::new(params));
             }
             Action::Reconfigure(changes) => self.reconfigure(changes, staged),

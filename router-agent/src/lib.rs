@@ -170,7 +170,9 @@ pub async fn run(
         source: None,
         hedge: None,
     };
-    let (params, params_rx) = watch::channel(Arc::new(driver::conn_params(&config, &choice)));
+    let mut initial = driver::conn_params(&config, &choice);
+    driver::check_congestion(&status, &mut initial);
+    let (params, params_rx) = watch::channel(Arc::new(initial));
     let listeners = proxy::bind(config.proxy.listen_port)?;
     info!(
         port = config.proxy.listen_port,

@@ -20,6 +20,7 @@ use mpbond_protocol::auth::{ClientId, Key, NONCE_LEN};
 use mpbond_protocol::{
     Accepted, ClientHandshake, DecodeError, ErrorCode, Message, ReplyError, SealError,
 };
+use mpbond_relay::congestion::CongestionName;
 use mpbond_relay::connect::{connect_with, ConnectOpts, Connected};
 use mpbond_relay::message::read_steps;
 use thiserror::Error;
@@ -45,6 +46,8 @@ pub struct Upstream {
     /// Where a new connection opens a second attempt when the first gets no SYN-ACK in
     /// time (`proxy::hedge`); the core picks it (`core::hedge`).
     pub hedge: Option<Hedge>,
+    /// `TCP_CONGESTION` of the MPTCP connections (`mptcp.congestion`); `None`: kernel default.
+    pub congestion: Option<CongestionName>,
 }
 
 /// Why talking to the concentrator failed.
@@ -149,6 +152,7 @@ impl Upstream {
     ) -> Result<(Connected, ClientHandshake), UpstreamError> {
         let (handshake, request) = self.seal(message)?;
         let opts = ConnectOpts {
+            congestion: self.congestion.clone(),
             mptcp: true,
             fastopen,
             timeout,

@@ -155,6 +155,7 @@ fn sysctls_are_set_inside_the_namespace() {
             syn_retrans_before_tcp_fallback: Some(2),
             stale_loss_cnt: Some(3),
             down_reaction: Default::default(),
+            congestion: None,
         };
         let report = sysctl::apply_cpe(&cfg);
         let read = |k: &str| std::fs::read_to_string(format!("/proc/sys/net/mptcp/{k}"));

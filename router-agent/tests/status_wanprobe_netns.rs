@@ -179,6 +179,7 @@ fn upstream(port: u16, key: [u8; 32]) -> Upstream {
         fastopen: false,
         source: None,
         hedge: None,
+        congestion: None,
     }
 }
 

@@ -112,6 +112,7 @@ fn the_agent_manages_the_device_netifd_names() {
             fastopen: true,
             source: None,
             hedge: None,
+            congestion: None,
         };
         let params = ConnParams {
             upstream,

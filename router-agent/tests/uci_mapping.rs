@@ -66,7 +66,10 @@ fn every_option_maps_like_its_toml_field() {
          \toption rule_priority_count '32'\n\toption route_protocol '0x5e'\n\
          \toption reconcile_secs '60'\n\toption ubus_socket 'off'\n\toption subflows '4'\n\toption add_addr_accepted '2'\n\
          \toption blackhole_timeout '0'\n\toption syn_retrans_before_tcp_fallback '2'\n\
-         \toption stale_loss_cnt '3'\n\toption status_socket '/tmp/mpbond.sock'\n\
+         \toption stale_loss_cnt '3'\n\toption congestion 'reno'\n\toption path_quality '0'\n\toption quality_rtt_ratio '6'\n\
+         \toption quality_min_rtt_gap_ms '80'\n\toption quality_rate_share_pct '30'\n\
+         \toption quality_loss_pct '12'\n\toption quality_demote_after_secs '4'\n\
+         \toption quality_restore_after_secs '20'\n\toption status_socket '/tmp/mpbond.sock'\n\
          \toption enabled '1'\n\toption log_level 'debug'\n\toption state_dir '/tmp/mpb'\n\
          config wan 'wan'\n\toption device 'eth1'\n\
          config wan\n\toption interface 'wanb'\n\toption device 'pppoe-wanb'\n\toption mode 'backup'\n\
@@ -112,6 +115,15 @@ add_addr_accepted = 2
 blackhole_timeout = 0
 syn_retrans_before_tcp_fallback = 2
 stale_loss_cnt = 3
+congestion = "reno"
+[path_quality]
+enabled = false
+rtt_ratio = 6
+min_rtt_gap_ms = 80
+rate_share_pct = 30
+loss_pct = 12
+demote_after_secs = 4
+restore_after_secs = 20
 [status]
 socket = "/tmp/mpbond.sock"
 [log]
@@ -137,6 +149,8 @@ reset_day = 14
     let from_toml = Config::parse(&toml, Format::Toml, Path::new("x.toml")).expect("toml");
     assert_eq!(format!("{from_uci:?}"), format!("{from_toml:?}"));
     assert_eq!(from_uci.wan.wans.len(), 2);
+    let congestion = from_uci.mptcp.congestion.as_ref().map(|n| n.as_str());
+    assert_eq!(congestion, Some("reno"));
     assert_eq!(from_uci.wan.wans[1].mode, Mode::Backup);
     let plan = from_uci.wan.wans[1].metering;
     assert!(plan.metered);

@@ -89,6 +89,8 @@ pub struct ConcentratorConfig {
     /// connections, new connections a second and the burst (`None`: the defaults). A
     /// load generator that opens thousands of connections from one address needs more.
     pub per_source: Option<(u64, u64, u64)>,
+    /// `[relay] congestion` (`"reno"`, `"bbr"`, `"system"`); `None`: the default.
+    pub congestion: Option<String>,
 }
 
 /// `v` as the items of a TOML array of strings: `"a", "b"`.
@@ -132,6 +134,9 @@ impl ConcentratorConfig {
                 ),
                 1,
             );
+        }
+        if let Some(congestion) = &self.congestion {
+            let _ = write!(t, "\n[relay]\ncongestion = {congestion:?}\n");
         }
         for (id, key) in &self.clients {
             let _ = write!(t, "\n[[client]]\nid = {id:?}\nkey = {key:?}\n");
@@ -179,6 +184,10 @@ pub struct AgentConfig {
     /// The body of `[udp]` (TOML lines, `[[udp.rule]]` tables may follow); `None`: the
     /// agent's defaults.
     pub udp: Option<String>,
+    /// `[mptcp] congestion` (`"reno"`, `"bbr"`, `"system"`); `None`: the default.
+    pub congestion: Option<String>,
+    /// The body of a `[path_quality]` section (`enabled = false`, ...); `None`: none.
+    pub path_quality: Option<String>,
 }
 
 /// One `[[wan]]` entry of the agent's config.
@@ -251,8 +260,17 @@ impl AgentConfig {
             self.up_after
         );
         let _ = write!(t, "\n[status]\nsocket = {:?}\n", self.status_socket);
+        if self.down_reaction.is_some() || self.congestion.is_some() {
+            t.push_str("\n[mptcp]\n");
+        }
         if let Some(reaction) = &self.down_reaction {
-            let _ = write!(t, "\n[mptcp]\ndown_reaction = {reaction:?}\n");
+            let _ = writeln!(t, "down_reaction = {reaction:?}");
+        }
+        if let Some(congestion) = &self.congestion {
+            let _ = writeln!(t, "congestion = {congestion:?}");
+        }
+        if let Some(body) = &self.path_quality {
+            let _ = write!(t, "\n[path_quality]\n{body}\n");
         }
         for w in &self.wans {
             let _ = write!(
@@ -359,6 +377,7 @@ impl TestBed {
             handshake_timeout_ms: 5000,
             auth_window_secs: 60,
             per_source: None,
+            congestion: None,
         }
     }
 
@@ -390,6 +409,8 @@ impl TestBed {
             state_dir: Some(self.dir().join("agent-state")),
             down_reaction: None,
             udp: None,
+            congestion: None,
+            path_quality: None,
         }
     }
 

@@ -210,6 +210,33 @@ impl TestBed {
 
     fn start_delay_line(&self, i: usize, extra: &[&str]) -> Result<DelayLine, BedError> {
         self.splice_delay_ports(i)?;
+        self.run_delay_line(i, extra)
+    }
+
+    /// Stop WAN `i`'s delay line in `delays` and emulate `link` there instead (the
+    /// ports stay spliced; the link carries nothing for the moment in between).
+    pub fn replace_wan_emulation(
+        &self,
+        delays: &mut WanDelays,
+        i: usize,
+        link: &LinkSpec,
+        seed: Option<u64>,
+    ) -> Result<(), BedError> {
+        let at = delays
+            .lines
+            .iter()
+            .position(|l| l.wan == i)
+            .ok_or_else(|| BedError::Usage(format!("no delay line on WAN {i}")))?;
+        drop(delays.lines.remove(at));
+        let args = link.delay_args(seed);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let line = self.run_delay_line(i, &args)?;
+        delays.lines.insert(at, line);
+        Ok(())
+    }
+
+    /// Run the delay line between the spliced ports of ISP `i`.
+    fn run_delay_line(&self, i: usize, extra: &[&str]) -> Result<DelayLine, BedError> {
         let bin = bin_path(TB)?;
         let bin = bin.to_string_lossy();
         let mut args = vec![&*bin, "delay", "--a", "dly", "--b", "wire"];

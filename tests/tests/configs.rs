@@ -44,6 +44,7 @@ fn rendered_configs_pass_check_config() {
         handshake_timeout_ms: 5000,
         auth_window_secs: 60,
         per_source: None,
+        congestion: Some("reno".into()),
     };
     check("mpbond-concentrator", &conc.to_toml(), "toml");
     let agent = AgentConfig {
@@ -68,6 +69,8 @@ fn rendered_configs_pass_check_config() {
         state_dir: None,
         down_reaction: Some("keep".into()),
         udp: Some("default = \"bond\"\n[[udp.rule]]\nports = \"443\"\naction = \"block\"\n".into()),
+        congestion: Some("bbr".into()),
+        path_quality: Some("enabled = true\nrtt_ratio = 8\nrestore_after_secs = 30".into()),
     };
     check("mpbond-agent", &agent.to_toml(), "toml");
 }

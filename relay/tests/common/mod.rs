@@ -51,6 +51,7 @@ pub async fn mptcp_pair() -> (TcpStream, TcpStream) {
     let listener = mpbond_relay::sys::mptcp_listener(addr, 8, None).expect("mptcp listener");
     let dest = listener.local_addr().expect("local_addr");
     let opts = ConnectOpts {
+        congestion: None,
         mptcp: true,
         fastopen: false,
         timeout: DEADLINE,

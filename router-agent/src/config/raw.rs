@@ -25,6 +25,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub wan: Vec<RawWan>,
     #[serde(default)]
+    pub path_quality: super::path_quality::RawPathQuality,
+    #[serde(default)]
     pub status: RawStatus,
     #[serde(default)]
     pub log: RawLog,
@@ -115,6 +117,8 @@ pub struct RawMptcp {
     pub stale_loss_cnt: Option<u64>,
     /// `keep`, `backup` or `delete` (see `model::routing::DownReaction`).
     pub down_reaction: Option<String>,
+    /// `TCP_CONGESTION` of the upstream MPTCP connections; `""`/`system`: kernel default.
+    pub congestion: Option<String>,
 }
 
 /// One `[[wan]]` entry. The probe fields also accept the `[health]` spellings

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use super::raw::{RawMptcp, RawRouting, RawStatus, RawWan};
 use super::{field, ms, range, valid_interface, ConfigError, FieldError};
+use mpbond_relay::congestion::CongestionName;
+
 use crate::model::netops::{Limits, Ownership, MPTCP_MAX};
 use crate::model::routing::DownReaction;
 use crate::model::wan::{Metering, Mode, WanSettings, WanSpec};
@@ -57,7 +59,7 @@ impl UbusSocket {
 }
 
 /// The MPTCP path-manager caps and the optional CPE sysctls (`None`: left alone).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MptcpConfig {
     /// Caps: the plan uses `min(subflows, max(2, endpoints))` subflows.
     pub limits: Limits,
@@ -69,7 +71,14 @@ pub struct MptcpConfig {
     pub stale_loss_cnt: Option<u32>,
     /// What becomes of a WAN's endpoints when its probes say down.
     pub down_reaction: DownReaction,
+    /// `TCP_CONGESTION` of the upstream MPTCP connections (they send the uploads);
+    /// `None`: the kernel default. [`DEFAULT_CONGESTION`] unless set.
+    pub congestion: Option<CongestionName>,
 }
+
+/// The congestion control of upstream MPTCP connections unless `mptcp.congestion` says
+/// otherwise (docs/DESIGN.md, "Congestion control of our MPTCP sockets").
+pub const DEFAULT_CONGESTION: &str = "bbr";
 
 /// The control socket.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,6 +170,8 @@ pub(super) fn mptcp(m: RawMptcp) -> Result<MptcpConfig, ConfigError> {
                 .parse()
                 .map_err(|reason| field("mptcp.down_reaction", FieldError::Invalid(reason)))?,
         },
+        congestion: CongestionName::parse(m.congestion.as_deref().unwrap_or(DEFAULT_CONGESTION))
+            .map_err(|e| field("mptcp.congestion", FieldError::Congestion(e)))?,
     })
 }
 
@@ -353,6 +364,19 @@ key = "abababababababababababababababababababababababababababababababab"
         assert_eq!(c.mptcp.stale_loss_cnt, None);
         assert!(c.wan.wans.is_empty(), "no [[wan]] means auto-detect");
         assert_eq!(c.status.socket, Path::new(DEFAULT_STATUS_SOCKET));
+    }
+
+    #[test]
+    fn congestion_defaults_to_bbr_and_system_leaves_the_kernel_default() {
+        let name = |c: &Config| c.mptcp.congestion.as_ref().map(|n| n.as_str().to_owned());
+        assert_eq!(name(&parse("")).as_deref(), Some(DEFAULT_CONGESTION));
+        assert_eq!(name(&parse("[mptcp]\ncongestion = \"system\"\n")), None);
+        assert_eq!(name(&parse("[mptcp]\ncongestion = \"\"\n")), None);
+        let reno = parse("[mptcp]\ncongestion = \"reno\"\n");
+        assert_eq!(name(&reno).as_deref(), Some("reno"));
+        let text = format!("{HEAD}[mptcp]\ncongestion = \"Bbr v2\"\n");
+        let err = Config::parse(&text, Format::Toml, Path::new("t.toml")).unwrap_err();
+        assert!(err.to_string().starts_with("mptcp.congestion: "), "{err}");
     }
 
     #[test]

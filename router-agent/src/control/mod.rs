@@ -6,6 +6,7 @@
 //! reconcile.rs  one reconcile behind the KernelPort seam (snapshot → plan → diff → apply)
 //! subflows.rs   live subflow counts from mptcp_pm events
 //! passive.rs    subflow tcp_info → per-WAN passive health samples
+//! quality.rs    counters, probe RTT/loss, subflow RTT → path-quality samples
 //! status.rs     publishing into the shared StatusModel (WANs, probes, subflows, counters)
 //! usage.rs      data accounting: the ledger fed by the counter samples, the usage file
 //! ```
@@ -25,7 +26,9 @@
 //! the decision core that the concentrator is reachable ([`Input::WanReached`]).
 //!
 //! Every [`COUNTERS_EVERY`] a snapshot refreshes the WANs' byte counters (status rates)
-//! and feeds the data accounting ([`usage::UsageBook`]); a WAN crossing its allowance
+//! and feeds the data accounting ([`usage::UsageBook`]) and the path-quality policy
+//! ([`quality`], `core::path_quality`: a demotion or restoration triggers a reconcile,
+//! which flips the endpoint's backup flag); a WAN crossing its allowance
 //! triggers a reconcile, and so does a metered WAN's pending demotion
 //! (`Outcome::metered_wake`). The usage file is written every
 //! [`crate::accounting::SAVE_EVERY`] and at stop.
@@ -45,6 +48,7 @@
 //! everything owned (`control plane cleaned up removed=N`).
 
 pub mod passive;
+pub mod quality;
 pub mod reconcile;
 pub mod status;
 pub mod subflows;
@@ -163,6 +167,8 @@ pub struct ControlPlane {
     usage: usage::UsageBook,
     /// Reconcile at this time (a metered WAN's demotion is due).
     metered_wake: Option<Instant>,
+    /// The last subflow RTT of each WAN (from the passive samples).
+    subflow_rtts: quality::SubflowRtts,
 }
 
 impl ControlPlane {
@@ -207,6 +213,7 @@ impl ControlPlane {
             netifd,
             usage,
             metered_wake: None,
+            subflow_rtts: quality::SubflowRtts::default(),
         })
     }
 
@@ -409,6 +416,7 @@ impl ControlPlane {
             );
             self.reconciler.set_down_reaction(new.mptcp.down_reaction);
         }
+        self.reconciler.set_quality_settings(new.path_quality);
         let mut loop_changed = old.routing.reconcile != new.routing.reconcile;
         if old.routing.ubus != new.routing.ubus || old.routing.ownership != new.routing.ownership {
             self.netifd = None;
@@ -448,6 +456,7 @@ impl ControlPlane {
         let mut events = Vec::new();
         let mut reached = false;
         for (name, sample) in passive::samples(&tcp, wans) {
+            self.subflow_rtts.record(&name, &sample, now);
             let book = &mut self.reconciler.book;
             events.extend(book.passive(&name, &sample, now));
             let healthy = book
@@ -476,7 +485,11 @@ impl ControlPlane {
                 self.usage
                     .publish(&mut status::lock(&self.status), wans, settings);
                 self.usage.save_if_due(now);
-                self.reconciler.set_over_allowance(over)
+                let book = &self.reconciler.book;
+                let samples = quality::samples(wans, &snapshot, book, &self.subflow_rtts, now);
+                let changes = self.reconciler.observe_quality(&samples, wans, now);
+                status::publish_quality(&self.status, self.reconciler.quality());
+                self.reconciler.set_over_allowance(over) | !changes.is_empty()
             }
             Err(error) => {
                 debug!(%error, "cannot sample the WAN counters");
@@ -544,6 +557,7 @@ fn new_reconciler(config: &Config) -> Reconciler {
         config.mptcp.limits,
     );
     reconciler.set_down_reaction(config.mptcp.down_reaction);
+    reconciler.set_quality_settings(config.path_quality);
     reconciler
 }
 

@@ -16,6 +16,7 @@ use std::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::core::metered::MeteredPolicy;
+use crate::core::path_quality::{PathQuality, PathSample, QualityChange, QualitySettings};
 use crate::model::netops::{Limits, NetOp, Ownership};
 use crate::model::routing::{self, Plan, Slots};
 use crate::model::wan::{self, Snapshot, Wan, WanSettings};
@@ -78,6 +79,9 @@ pub struct Reconciler {
     metered: MeteredPolicy,
     /// The WANs past their monthly allowance (from the control plane's usage book).
     over_allowance: BTreeSet<String>,
+    /// Which WANs hurt the bond and are demoted to backup (`core::path_quality`).
+    quality: PathQuality,
+    quality_settings: QualitySettings,
 }
 
 impl Reconciler {
@@ -96,7 +100,40 @@ impl Reconciler {
             netifd: Resolver::default(),
             metered: MeteredPolicy::default(),
             over_allowance: BTreeSet::new(),
+            quality: PathQuality::default(),
+            quality_settings: QualitySettings::default(),
         }
+    }
+
+    /// The path-quality knobs from now on (start and reload).
+    pub fn set_quality_settings(&mut self, settings: QualitySettings) {
+        self.quality_settings = settings;
+    }
+
+    /// Feed the path-quality policy one sample per WAN; the demotions and restorations
+    /// are logged here, one line each, and returned (reconcile when there are any).
+    pub fn observe_quality(
+        &mut self,
+        samples: &[(String, PathSample)],
+        wans: &[Wan],
+        now: Instant,
+    ) -> Vec<QualityChange> {
+        let changes = self
+            .quality
+            .observe(samples, wans, &self.quality_settings, now);
+        for change in &changes {
+            if change.demoted {
+                warn!(wan = %change.wan, reason = %change.reason, "WAN demoted to backup: it hurts the bond");
+            } else {
+                info!(wan = %change.wan, reason = %change.reason, "WAN restored from backup");
+            }
+        }
+        changes
+    }
+
+    /// The path-quality verdicts, for the status.
+    pub fn quality(&self) -> &PathQuality {
+        &self.quality
     }
 
     /// New WAN settings, LAN interfaces and MPTCP limits (a reload). The next reconcile
@@ -161,6 +198,7 @@ impl Reconciler {
             };
             info!(wan = %change.wan, tier = ?change.tier, "{what}");
         }
+        self.quality.apply(&mut wans);
         self.loosen_rp_filters(kernel, &wans);
         let plan = routing::plan_reacting(
             &wans,

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::reconcile::Outcome;
 use super::subflows::SubflowCounter;
+use crate::core::path_quality::PathQuality;
 use crate::model::wan::{Snapshot, Wan};
 use crate::model::wan_book::{WanBook, WanEvent};
 use crate::status::{StatusModel, WanInfo, WanState};
@@ -95,5 +96,14 @@ pub fn publish_subflows(status: &SharedStatus, wans: &[Wan], subflows: &SubflowC
     let mut model = lock(status);
     for wan in wans {
         model.set_subflows(&wan.name, subflows.count(wan));
+    }
+}
+
+/// Publish the path-quality verdicts (the demotions and restorations are logged by the
+/// reconciler).
+pub fn publish_quality(status: &SharedStatus, quality: &PathQuality) {
+    let mut model = lock(status);
+    for (name, verdict) in quality.verdicts() {
+        model.set_quality(name, verdict.reason);
     }
 }

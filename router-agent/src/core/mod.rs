@@ -29,6 +29,10 @@
 //!   control plane's reconcile before the routing plan (it owns the WANs' health and the
 //!   data usage), so a promotion happens in the reconcile that sees the last better WAN
 //!   go down.
+//! * **Which WANs hurt the bond** ([`path_quality::PathQuality`]): a far, slow or lossy
+//!   WAN becomes a backup endpoint until it recovers, with hysteresis. Pure, fed every
+//!   counter tick by the control plane and applied by its reconcile, like the metered
+//!   policy.
 //! * **What a reload changes** ([`reload::Changes`]): only what differs between the
 //!   running config and the new one is acted on; everything else, live connections
 //!   included, is left alone.
@@ -40,6 +44,7 @@
 
 pub mod hedge;
 pub mod metered;
+pub mod path_quality;
 pub mod reload;
 mod source;
 #[cfg(test)]

@@ -58,6 +58,7 @@ impl Changes {
             control: old.wan != new.wan
                 || old.routing != new.routing
                 || old.mptcp != new.mptcp
+                || old.path_quality != new.path_quality
                 || op.lan_interfaces != np.lan_interfaces
                 || old.state_dir != new.state_dir,
             status_socket: old.status != new.status,

@@ -46,6 +46,7 @@ fn cfg() -> MptcpConfig {
         syn_retrans_before_tcp_fallback: Some(2),
         stale_loss_cnt: Some(2),
         down_reaction: Default::default(),
+        congestion: None,
     }
 }
 

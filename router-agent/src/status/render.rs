@@ -1,6 +1,7 @@
 //! The human rendering of a status document: three header lines (agent, concentrator,
 //! connections), a table with one row per WAN, a data-usage table (bytes today and this
-//! billing month, the data plan), and the kernel's missing features as warnings.
+//! billing month, the data plan), a line for each WAN demoted by the path-quality
+//! control, and the kernel's missing features as warnings.
 //! Unknown values print as `-`. Pure: document in, text out.
 
 use std::fmt::Write as _;
@@ -38,6 +39,9 @@ pub fn render(doc: &StatusDoc) -> String {
     } else {
         ", redirect off (failing open)"
     });
+    if let Some(congestion) = &c.congestion {
+        let _ = write!(line, ", congestion control {congestion}");
+    }
     let _ = writeln!(out, "{line}");
     let n = &doc.connections;
     let _ = writeln!(
@@ -66,6 +70,18 @@ pub fn render(doc: &StatusDoc) -> String {
         out.push_str("no WANs\n");
     } else {
         out.push_str(&table(&doc.wans));
+        for wan in doc
+            .wans
+            .iter()
+            .filter(|w| w.quality.as_deref() == Some("demoted"))
+        {
+            let why = wan.quality_reason.as_deref().unwrap_or("-");
+            let _ = writeln!(
+                out,
+                "{}: demoted to backup, it hurt the bond ({why})",
+                wan.name
+            );
+        }
         if doc.wans.iter().any(|w| w.usage.is_some() || w.metered) {
             out.push('\n');
             out.push_str(&usage_table(&doc.wans));
@@ -358,6 +374,23 @@ mod tests {
         without.udp = None;
         let without = render(&without);
         assert!(!without.contains("udp flows"), "{without}");
+    }
+
+    #[test]
+    fn a_demoted_wan_gets_a_line_with_its_reason() {
+        let now = Instant::now();
+        let mut model = example(now);
+        assert!(model.set_quality(
+            "wan",
+            Some("rtt 300 ms vs 16 ms, 0.4 vs 24.5 Mbit/s".into())
+        ));
+        let text = render(&model.render(now));
+        assert!(
+            text.contains("wan: demoted to backup, it hurt the bond (rtt 300 ms vs 16 ms, 0.4 vs 24.5 Mbit/s)"),
+            "{text}"
+        );
+        assert!(model.set_quality("wan", None));
+        assert!(!render(&model.render(now)).contains("demoted"));
     }
 
     #[test]

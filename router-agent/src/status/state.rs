@@ -65,6 +65,10 @@ pub struct ConcentratorStatus {
     pub redirect: bool,
     pub rtt_ms: Option<f64>,
     pub last_error: Option<String>,
+    /// The congestion control the kernel gives our MPTCP connections to the concentrator
+    /// (`mptcp.congestion`, or the kernel default when that is `system` or unavailable).
+    #[serde(default)]
+    pub congestion: Option<String>,
 }
 
 /// Connection counters since start.
@@ -168,6 +172,13 @@ pub struct WanStatus {
     /// What the WAN's probes cost, sent and received, extrapolated to a day.
     #[serde(default)]
     pub probe_bytes_per_day: Option<u64>,
+    /// The path-quality verdict: `good`, or `demoted` (a backup endpoint because it hurt
+    /// the bond); absent until the WAN was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<String>,
+    /// Why it was demoted (`rtt 310 ms vs 15 ms, 0.3 vs 48.1 Mbit/s`, `loss 20%`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_reason: Option<String>,
 }
 
 /// A WAN's data usage: the bytes its device received and sent, from the kernel's
@@ -231,6 +242,8 @@ struct Measured {
     /// The last state change: when, to what, and its cause.
     change: Option<(Instant, WanState, &'static str)>,
     probe_bytes_per_day: Option<u64>,
+    /// The path-quality verdict: None (not measured), Some(None) good, Some(Some(why)).
+    quality: Option<Option<String>>,
     /// The counter sample the next rate is computed from: the last one that gave a rate.
     baseline: Option<(Instant, u64, u64)>,
 }
@@ -372,6 +385,11 @@ impl StatusModel {
         self.measure(name, |m| m.probe_bytes_per_day = bytes_per_day)
     }
 
+    /// Set a WAN's path-quality verdict: `None` good, `Some(why)` demoted.
+    pub fn set_quality(&mut self, name: &str, demoted: Option<String>) -> bool {
+        self.measure(name, |m| m.quality = Some(demoted))
+    }
+
     /// Set a WAN's live subflow count.
     pub fn set_subflows(&mut self, name: &str, subflows: u64) -> bool {
         self.measure(name, |m| m.subflows = subflows)
@@ -472,6 +490,11 @@ impl StatusModel {
                         secs_ago: now.saturating_duration_since(at).as_secs(),
                     }),
                     probe_bytes_per_day: m.probe_bytes_per_day,
+                    quality: m
+                        .quality
+                        .as_ref()
+                        .map(|q| if q.is_some() { "demoted" } else { "good" }.to_owned()),
+                    quality_reason: m.quality.clone().flatten(),
                 }
             })
             .collect();

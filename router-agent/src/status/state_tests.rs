@@ -39,6 +39,7 @@ pub(crate) fn example(now: Instant) -> StatusModel {
         redirect: true,
         rtt_ms: None,
         last_error: Some("stale".into()),
+        congestion: Some("bbr".into()),
     });
     model.record_concentrator_probe(Ok(Duration::from_micros(23_400)));
     model.set_connections(ConnectionCounts {
@@ -66,6 +67,7 @@ pub(crate) fn example(now: Instant) -> StatusModel {
     let changed = now - Duration::from_secs(303);
     assert!(model.record_wan_change("wan", WanState::Up, "probe", changed));
     assert!(model.set_probe_cost("wan", Some(4_121_000)));
+    assert!(model.set_quality("wan", None));
     let t0 = now - Duration::from_secs(1);
     assert!(model.record_counters("wan", 81_234_567 - 4_750_000, 1_234_567 - 112_500, t0));
     assert!(model.record_counters("wan", 81_234_567, 1_234_567, now));

@@ -172,6 +172,7 @@ pub fn upstream(addr: SocketAddr, key: Key) -> Upstream {
         fastopen: true,
         source: None,
         hedge: None,
+        congestion: None,
     }
 }
 

@@ -22,12 +22,15 @@
 //!   full mode only: random failures for 30 min), [`idle`] (12: what watching idle WANs
 //!   costs), [`profiles`] (13: every link profile of issue 11, mpbond against direct
 //!   MPTCP, the peer and each WAN alone), [`udp`] (14: QUIC and a real-time flow
-//!   through mpbond), [`mips`] (15: the relay on the MIPS router VM's CPU against the mipsel
-//!   peer, goodput, guest CPU split, agent RSS); see [`case_fn`].
+//!   through mpbond), [`mips`] (15: the relay on the MIPS router VM's CPU against the
+//!   mipsel peer, goodput, guest CPU split, agent RSS), [`path_quality`] (16: goodput
+//!   with the agent's demotion of a bad WAN on and off), [`congestion`] (17: mpbond's
+//!   MPTCP sockets on reno against bbr); see [`case_fn`].
 //!
 //! `tests/bench/run.sh` builds everything and runs it.
 
 mod aggregation;
+mod congestion;
 mod ctx;
 mod failover;
 mod footprint;
@@ -35,6 +38,7 @@ mod household;
 mod idle;
 mod load;
 mod mips;
+mod path_quality;
 mod peer;
 mod profiles;
 mod reaction;
@@ -94,7 +98,7 @@ struct Cli {
 type CaseFn = fn(&Ctx) -> Result<Vec<Figure>, BenchError>;
 
 /// Every case, in order.
-const CASES: [(u8, &str); 15] = [
+const CASES: [(u8, &str); 17] = [
     (1, "aggregation"),
     (2, "relay cost"),
     (3, "peer comparison"),
@@ -110,6 +114,8 @@ const CASES: [(u8, &str); 15] = [
     (13, "profiles"),
     (14, "udp"),
     (15, "mips"),
+    (16, "path quality"),
+    (17, "congestion control"),
 ];
 
 /// The function that runs case `n`; `None` while its module is not wired in.
@@ -131,6 +137,8 @@ fn case_fn(n: u8) -> Option<CaseFn> {
         13 => Some(profiles::run),
         14 => Some(udp::run),
         15 => Some(mips::run),
+        16 => Some(path_quality::run),
+        17 => Some(congestion::run),
         _ => None,
     }
 }

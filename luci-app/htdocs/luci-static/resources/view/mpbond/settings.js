@@ -122,6 +122,28 @@ return view.extend({
 		o.datatype = 'range(1,255)';
 		o.placeholder = '93';
 
+		o = s.taboption('advanced', form.Value, 'congestion', _('Congestion control'),
+			_('Of the connections to the concentrator (uploads). bbr keeps a lossy line (LTE) useful; "system" keeps the kernel default. bbr needs kmod-tcp-bbr.'));
+		o.datatype = 'string';
+		o.placeholder = 'bbr';
+
+		o = s.taboption('advanced', form.Flag, 'path_quality', _('Demote WANs that hurt the bond'),
+			_('A WAN far slower and farther than the best one (or losing many probes) becomes a backup until it has been good for a while.'));
+		o.default = '1';
+		o.rmempty = false;
+
+		o = s.taboption('advanced', form.Value, 'quality_rtt_ratio', _('Demote from RTT ratio'),
+			_('A WAN whose RTT is at least this many times the best WAN\'s, and that carries little, is demoted.'));
+		o.datatype = 'range(2,100)';
+		o.placeholder = '8';
+		o.depends('path_quality', '1');
+
+		o = s.taboption('advanced', form.Value, 'quality_restore_after_secs', _('Restore after (s)'),
+			_('How long a demoted WAN must be good again before it carries traffic.'));
+		o.datatype = 'range(1,3600)';
+		o.placeholder = '30';
+		o.depends('path_quality', '1');
+
 		o = s.taboption('advanced', form.Value, 'state_dir', _('State directory'),
 			_('Where the data usage of each WAN is kept (written every 15 minutes and at stop). /tmp is lost at reboot.'));
 		o.placeholder = '/etc/mpbond';

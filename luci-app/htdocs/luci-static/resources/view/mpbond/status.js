@@ -67,6 +67,13 @@ function planText(w) {
 		(w.standby ? _('standby') : _('in use'));
 }
 
+/* The mode, and why the agent made a WAN a backup if it did: "backup (demoted: rtt 310 ms vs 15 ms, ...)". */
+function fmtMode(w) {
+	if (w.quality !== 'demoted') return dash(w.mode);
+	return E('span', { class: 'mpbond-demoted', style: 'color:' + STATES.degraded },
+		[ dash(w.mode) + ' (' + _('demoted') + ': ' + dash(w.quality_reason) + ')' ]);
+}
+
 function fmtNum(v, unit, digits) {
 	return (typeof(v) === 'number') ? v.toFixed(digits) + ' ' + unit : dash(null);
 }
@@ -236,7 +243,7 @@ return view.extend({
 			return row([
 				dash(w.name) + (w.device && w.device !== w.name ? ' (' + w.device + ')' : ''),
 				E('span', { class: 'mpbond-state mpbond-state-' + s, style: 'color:' + STATES[s] + ';font-weight:bold' }, [ s ]),
-				dash(w.mode),
+				fmtMode(w),
 				ui.itemlist(E('span'), (Array.isArray(w.addresses) && w.addresses.length ? w.addresses : [ null ])
 					.reduce(function(a, x) { return a.concat([ null, dash(x) ]); }, [])),
 				dash(w.gateway), fmtNum(w.rtt_ms, 'ms', 1), fmtNum(w.loss_pct, '%', 1),

@@ -1,0 +1,248 @@
+//! Path quality in simulated time: samples every 2 s, as the control plane sends them.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::core::tests::wan;
+
+const TICK: Duration = Duration::from_secs(2);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A link as the samples see it: RTT, rate (Mbit/s) and probe loss.
+#[derive(Clone, Copy)]
+struct Link {
+    rtt: u64,
+    mbit: f64,
+    loss: f64,
+}
+
+const GOOD: Link = Link {
+    rtt: 15,
+    mbit: 48.0,
+    loss: 0.0,
+};
+const BAD: Link = Link {
+    rtt: 310,
+    mbit: 0.4,
+    loss: 0.0,
+};
+
+/// Two WANs (`dsl`, `lte`) and their byte counters, stepped in 2 s ticks.
+struct Bed {
+    quality: PathQuality,
+    settings: QualitySettings,
+    wans: Vec<Wan>,
+    bytes: Vec<u64>,
+    now: Instant,
+}
+
+impl Bed {
+    fn new(settings: QualitySettings) -> Bed {
+        Bed {
+            quality: PathQuality::default(),
+            settings,
+            wans: vec![
+                wan("dsl", "10.0.1.2", Mode::On, Health::Up),
+                wan("lte", "10.0.2.2", Mode::On, Health::Up),
+            ],
+            bytes: vec![0, 0],
+            now: Instant::now(),
+        }
+    }
+
+    /// One tick with these links; the changes it made. The WANs are planned as the
+    /// reconcile would (`apply`), so the next tick sees the demoted one as `backup`.
+    fn tick(&mut self, links: [Link; 2]) -> Vec<QualityChange> {
+        self.now += TICK;
+        let samples: Vec<(String, PathSample)> = self
+            .wans
+            .iter()
+            .zip(&mut self.bytes)
+            .zip(links)
+            .map(|((w, bytes), link)| {
+                *bytes += (link.mbit * 1e6 / 8.0 * TICK.as_secs_f64()) as u64;
+                let sample = PathSample {
+                    bytes: *bytes,
+                    subflow_rtt: None,
+                    probe_rtt: Some(ms(link.rtt)),
+                    loss: link.loss,
+                    loss_window_full: true,
+                };
+                (w.name.clone(), sample)
+            })
+            .collect();
+        let changes = self
+            .quality
+            .observe(&samples, &self.wans, &self.settings, self.now);
+        for w in &mut self.wans {
+            w.mode = Mode::On;
+        }
+        self.quality.apply(&mut self.wans);
+        changes
+    }
+
+    /// Ticks until a change, at most `n`; the change and the ticks it took.
+    fn until_change(&mut self, links: [Link; 2], n: usize) -> Option<(QualityChange, usize)> {
+        (1..=n).find_map(|i| self.tick(links).pop().map(|c| (c, i)))
+    }
+
+    fn lte_mode(&self) -> Mode {
+        self.wans[1].mode
+    }
+}
+
+#[test]
+fn a_far_slow_wan_is_demoted_after_the_hold_and_restored_once_good_for_long() {
+    let mut bed = Bed::new(QualitySettings::default());
+    let (change, ticks) = bed.until_change([GOOD, BAD], 10).expect("demoted");
+    assert!(change.demoted);
+    assert_eq!(change.wan, "lte");
+    assert!(
+        change.reason.starts_with("rtt 310 ms vs 15 ms"),
+        "{}",
+        change.reason
+    );
+    // The first tick only starts the rate; bad from the second; 6 s of it.
+    assert_eq!(ticks, 5, "demote_after is 6 s of bad samples");
+    assert_eq!(bed.lte_mode(), Mode::Backup);
+    assert_eq!(bed.quality.demoted("lte"), Some(change.reason.as_str()));
+
+    // Still far: stays demoted, however long.
+    assert!(bed.until_change([GOOD, BAD], 30).is_none());
+    assert_eq!(bed.lte_mode(), Mode::Backup);
+
+    // Made good (and idle, as a backup is): restored after 30 s of good samples.
+    let idle_good = Link {
+        rtt: 20,
+        mbit: 0.0,
+        loss: 0.0,
+    };
+    let (change, ticks) = bed.until_change([GOOD, idle_good], 30).expect("restored");
+    assert!(!change.demoted);
+    assert_eq!(ticks, 16, "30 s of good samples, counted from the first");
+    assert_eq!(bed.lte_mode(), Mode::On);
+}
+
+#[test]
+fn a_break_in_the_bad_spell_restarts_the_hold() {
+    let mut bed = Bed::new(QualitySettings::default());
+    bed.tick([GOOD, BAD]);
+    for _ in 0..3 {
+        assert!(bed.tick([GOOD, BAD]).is_empty());
+    }
+    // One tick where the far WAN's RTT is near: the spell ends.
+    let near = Link { rtt: 20, ..BAD };
+    assert!(bed.tick([GOOD, near]).is_empty());
+    let (_, ticks) = bed.until_change([GOOD, BAD], 10).expect("demoted");
+    assert!(ticks >= 4, "the hold starts again: {ticks}");
+}
+
+#[test]
+fn a_far_but_fast_wan_stays_in_the_bond() {
+    // Satellite-like: 600 ms but carrying as much as the near line.
+    let far_fast = Link {
+        rtt: 600,
+        mbit: 40.0,
+        loss: 0.0,
+    };
+    let mut bed = Bed::new(QualitySettings::default());
+    assert!(bed.until_change([GOOD, far_fast], 30).is_none());
+    assert_eq!(bed.lte_mode(), Mode::On);
+}
+
+#[test]
+fn dsl_lte_is_left_alone() {
+    // The dsl-lte profile: 40 Mbit/s at 10 ms, 60 Mbit/s at 60 ms with 1 % loss.
+    let dsl = Link {
+        rtt: 10,
+        mbit: 38.0,
+        loss: 0.0,
+    };
+    let lte = Link {
+        rtt: 60,
+        mbit: 5.0,
+        loss: 0.1,
+    };
+    let mut bed = Bed::new(QualitySettings::default());
+    assert!(
+        bed.until_change([dsl, lte], 60).is_none(),
+        "6 x the RTT is under the ratio, 10 % probe loss under the threshold"
+    );
+}
+
+#[test]
+fn sustained_loss_demotes_alone() {
+    let lossy = Link {
+        rtt: 20,
+        mbit: 30.0,
+        loss: 0.3,
+    };
+    let mut bed = Bed::new(QualitySettings::default());
+    let (change, _) = bed.until_change([GOOD, lossy], 10).expect("demoted");
+    assert_eq!(change.reason, "loss 30%");
+}
+
+#[test]
+fn the_last_good_wan_is_never_demoted() {
+    let mut bed = Bed::new(QualitySettings::default());
+    let lossy = Link { loss: 0.5, ..GOOD };
+    // Both lossy: the first to be demoted leaves the other, which then stays.
+    for _ in 0..20 {
+        bed.tick([lossy, lossy]);
+        let demoted = bed.wans.iter().filter(|w| w.mode == Mode::Backup).count();
+        assert!(demoted <= 1);
+    }
+    assert!(bed.wans.iter().any(|w| w.mode == Mode::On));
+}
+
+#[test]
+fn a_demoted_wan_comes_back_at_once_when_the_other_goes_down() {
+    let mut bed = Bed::new(QualitySettings::default());
+    bed.until_change([GOOD, BAD], 10).expect("demoted");
+    bed.wans[0].health = Health::Down;
+    let changes = bed.tick([GOOD, BAD]);
+    assert_eq!(changes.len(), 1);
+    assert!(!changes[0].demoted);
+    assert_eq!(bed.lte_mode(), Mode::On);
+}
+
+#[test]
+fn apply_keeps_the_demoted_wan_when_nothing_else_is_usable() {
+    let mut bed = Bed::new(QualitySettings::default());
+    bed.until_change([GOOD, BAD], 10).expect("demoted");
+    // Between two samples the good WAN's link goes: the plan keeps the other `on`.
+    let mut wans = bed.wans.clone();
+    wans[1].mode = Mode::On;
+    wans[0].link_up = false;
+    bed.quality.apply(&mut wans);
+    assert_eq!(wans[1].mode, Mode::On);
+}
+
+#[test]
+fn switched_off_it_demotes_nothing_and_restores_what_it_had() {
+    let mut bed = Bed::new(QualitySettings::default());
+    bed.until_change([GOOD, BAD], 10).expect("demoted");
+    bed.settings.enabled = false;
+    let changes = bed.tick([GOOD, BAD]);
+    assert_eq!(changes.len(), 1);
+    assert!(!changes[0].demoted);
+    assert!(bed.until_change([GOOD, BAD], 30).is_none());
+    assert_eq!(bed.lte_mode(), Mode::On);
+}
+
+#[test]
+fn configured_backup_and_metered_standby_wans_are_not_judged() {
+    let mut bed = Bed::new(QualitySettings::default());
+    bed.wans[1].standby = true;
+    assert!(bed.until_change([GOOD, BAD], 20).is_none());
+    bed.wans[1].standby = false;
+    bed.wans[1].mode = Mode::Backup;
+    let samples = [("lte".to_owned(), PathSample::default())];
+    let changes = bed
+        .quality
+        .observe(&samples, &bed.wans, &bed.settings, bed.now + TICK);
+    assert!(changes.is_empty());
+}

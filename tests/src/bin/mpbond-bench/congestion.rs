@@ -1,0 +1,149 @@
+//! Case 17, congestion control: mpbond's own MPTCP sockets on `reno` against `bbr`
+//! (agent `[mptcp] congestion` for the uploads, concentrator `[relay] congestion` for the
+//! downloads, both ends alike), on `dsl-lte` and `three`. Every namespace of the bed
+//! runs reno (cubic cannot be chosen in a child namespace), so the `reno` arm is what
+//! the bed's default gives and `bbr` is the per-socket choice (docs/DESIGN.md,
+//! "Congestion control of our MPTCP sockets").
+//!
+//! Per profile, interleaved runs (3 in both modes: the decision needs medians) of the two
+//! arms, each with a fresh concentrator and agent on the bed's static endpoints (as case
+//! 13): one download and one upload of ~5 s at Σ rates (not less: slow start would
+//! dominate). Reported: medians in Mbit/s, ÷ Σ rates and the ratio bbr ÷ reno. A transfer
+//! that does not finish within 60 s counts as bytes ÷ 60 s and is named in the detail.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use mpbond_tests::profiles::Profile;
+use mpbond_tests::topology::SERVER_V4;
+use mpbond_tests::{Fetch, Node, TestBed};
+
+use crate::ctx::{BenchError, Ctx};
+use crate::load::transfer;
+use crate::report::{median, Figure, Measurement};
+use crate::stat::Steal;
+
+const CASE: &str = "15 congestion";
+const PORT: u16 = 5151;
+const PROFILES: [Profile; 2] = [Profile::DslLte, Profile::Three];
+const ARMS: [&str; 2] = ["reno", "bbr"];
+/// Runs of each arm, in both modes.
+const RUNS: usize = 3;
+/// Seconds of each transfer at Σ rates.
+const SECS: f64 = 5.0;
+/// Each transfer's bound.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One run of one arm, Mbit/s.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    down: f64,
+    up: f64,
+}
+
+type Pick = fn(&Run) -> f64;
+
+/// Run case 17.
+pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
+    let mut figures = Vec::new();
+    for profile in PROFILES {
+        figures.extend(one_profile(ctx, profile)?);
+    }
+    Ok(figures)
+}
+
+fn one_profile(_ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
+    let bed = TestBed::builder().profile(profile).try_build()?;
+    let _links = bed.apply_profile(profile)?;
+    let server = SocketAddr::new(SERVER_V4.into(), PORT);
+    let _server = bed.serve(Node::Server, server, false)?;
+    let steal = Steal::start();
+    let mut runs: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
+    let mut notes = Vec::new();
+    for _ in 0..RUNS {
+        for (k, arm) in ARMS.iter().enumerate() {
+            let run = one_run(&bed, profile, server, arm, &mut notes)?;
+            println!("  {profile} {arm}: {run:?}");
+            runs[k].push(run);
+        }
+    }
+    let sum = f64::from(profile.sum_rate_mbit());
+    let m = Measurement {
+        case: CASE,
+        steal_pct: steal.percent(),
+        detail: String::new(),
+    };
+    let mut out = Vec::new();
+    let tests: [(&str, Pick); 2] = [("download", |r| r.down), ("upload", |r| r.up)];
+    for (test, pick) in tests {
+        let [reno, bbr] = [&runs[0], &runs[1]].map(|r| r.iter().map(pick).collect::<Vec<_>>());
+        let mut detail = format!(
+            "Mbit/s medians: reno {:.1}, bbr {:.1}; Σ rates {sum}",
+            median(&reno),
+            median(&bbr)
+        );
+        if !notes.is_empty() {
+            detail.push_str("; ");
+            detail.push_str(&notes.join("; "));
+        }
+        let m = Measurement {
+            detail,
+            ..m.clone()
+        };
+        for (arm, values) in ARMS.iter().zip([&reno, &bbr]) {
+            out.push(m.figure(
+                format!("{profile} {test}: {arm}"),
+                values.clone(),
+                "Mbit/s",
+                None,
+            ));
+            out.push(m.figure(
+                format!("{profile} {test}: {arm} / Σ rates"),
+                values.iter().map(|v| v / sum).collect(),
+                "ratio",
+                None,
+            ));
+        }
+        let ratio: Vec<f64> = bbr.iter().zip(&reno).map(|(b, r)| b / r).collect();
+        out.push(m.figure(
+            format!("{profile} {test}: bbr / reno"),
+            ratio,
+            "ratio",
+            None,
+        ));
+    }
+    Ok(out)
+}
+
+fn one_run(
+    bed: &TestBed,
+    profile: Profile,
+    server: SocketAddr,
+    arm: &str,
+    notes: &mut Vec<String>,
+) -> Result<Run, BenchError> {
+    let mut conc_cfg = bed.concentrator_config();
+    conc_cfg.congestion = Some(arm.into());
+    let conc = bed.start_concentrator(&conc_cfg)?;
+    let mut agent_cfg = bed.agent_config();
+    agent_cfg.congestion = Some(arm.into());
+    let agent = bed.start_agent(&agent_cfg)?;
+    let bytes = (f64::from(profile.sum_rate_mbit()) * 1e6 / 8.0 * SECS) as u64;
+    let mut measure = |fetch: Fetch, what: &str| {
+        let bound = fetch.bytes as f64 * 8.0 / TIMEOUT.as_secs_f64() / 1e6;
+        match transfer(bed, Node::Lan, &fetch.timeout(TIMEOUT), &[], CASE) {
+            Ok(m) => m.mbit,
+            Err(e) => {
+                notes.push(format!(
+                    "{arm} {what} unfinished ({e}): counted ≤ {bound:.1}"
+                ));
+                bound
+            }
+        }
+    };
+    let down = measure(Fetch::get(server, bytes), "download");
+    let up = measure(Fetch::put(server, bytes), "upload");
+    agent.stop(Duration::from_secs(5));
+    conc.stop(Duration::from_secs(5));
+    Ok(Run { down, up })
+}
