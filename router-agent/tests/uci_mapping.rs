@@ -69,13 +69,15 @@ fn every_option_maps_like_its_toml_field() {
          \toption stale_loss_cnt '3'\n\toption congestion 'reno'\n\toption path_quality '0'\n\toption quality_rtt_ratio '6'\n\
          \toption quality_min_rtt_gap_ms '80'\n\toption quality_rate_share_pct '30'\n\
          \toption quality_loss_pct '12'\n\toption quality_demote_after_secs '4'\n\
-         \toption quality_restore_after_secs '20'\n\toption status_socket '/tmp/mpbond.sock'\n\
+         \toption quality_restore_after_secs '20'\n\toption udp_enabled '1'\n\toption udp_port '4860'\n\toption udp_default 'direct'\n\
+         \toption udp_idle_timeout_secs '90'\n\toption udp_max_flows '512'\n\toption udp_queue_bytes '32768'\n\toption status_socket '/tmp/mpbond.sock'\n\
          \toption enabled '1'\n\toption log_level 'debug'\n\toption state_dir '/tmp/mpb'\n\
          config wan 'wan'\n\toption device 'eth1'\n\
          config wan\n\toption interface 'wanb'\n\toption device 'pppoe-wanb'\n\toption mode 'backup'\n\
          \toption interval_ms '2000'\n\toption idle_interval_ms '9000'\n\toption timeout_ms '1500'\n\toption down_after '5'\n\
          \toption up_after '4'\n\toption metered '1'\n\toption allowance '20GB'\n\
-         \toption reset_day '14'\n",
+         \toption reset_day '14'\n\
+         config udp_rule\n\toption ports '443'\n\toption prefix '203.0.113.0/24'\n\toption action 'block'\n",
     );
     let toml = format!(
         r#"
@@ -124,6 +126,17 @@ rate_share_pct = 30
 loss_pct = 12
 demote_after_secs = 4
 restore_after_secs = 20
+[udp]
+enabled = true
+listen_port = 4860
+default = "direct"
+idle_timeout_secs = 90
+max_flows = 512
+queue_bytes = 32768
+[[udp.rule]]
+ports = "443"
+prefix = "203.0.113.0/24"
+action = "block"
 [status]
 socket = "/tmp/mpbond.sock"
 [log]
