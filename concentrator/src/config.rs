@@ -46,6 +46,7 @@ pub struct RawConfig {
     pub probe: RawProbe,
     #[serde(default)]
     pub udp: crate::udp::RawUdp,
+    #[serde(default)]
     pub relay: RawRelay,
 }
 
