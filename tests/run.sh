@@ -13,9 +13,10 @@
 #   direct_mptcp_with_fast_open_aggregates   a kernel diagnosis, run by hand
 # The MIPS router VM tests (tests/tests/mips_vm.rs) are among them: setup.sh
 # installs qemu and fetches the mipsel kernel and busybox, and they need the
-# cross-built agent at target/ci-cross/bin/mipsel_24kc/mpbond-agent (cross/ci.sh
-# leaves it there; or `bash cross/build.sh --out target/ci-cross/bin mipsel_24kc`,
-# or MPBOND_MIPS_AGENT): without it they fail and say so.
+# mipsel agent of this tree: this script builds it with cross/build.sh into
+# target/ci-cross/bin/mipsel_24kc/ (where cross/ci.sh leaves it; a no-op when
+# nothing changed; the first time it installs the nightly toolchain and zig).
+# MPBOND_MIPS_AGENT names another binary and skips the build.
 # Extra arguments go to the test harness (a name filter, --nocapture, ...).
 set -eu
 cd "$(dirname "$0")/.."
@@ -28,6 +29,9 @@ sh tests/setup.sh
 PATH="$HOME/.cargo/bin:$PATH"
 cargo build --workspace --bins
 status=0
+if [ -z "${MPBOND_MIPS_AGENT:-}" ]; then
+    bash cross/build.sh --out "${CROSS_OUT:-target/ci-cross}/bin" mipsel_24kc || status=1
+fi
 cargo test --workspace --lib --bins --tests --no-fail-fast -- \
     --include-ignored --test-threads=1 \
     --skip deb_package_installs_and_serves \
