@@ -23,7 +23,7 @@ use crate::load::transfer;
 use crate::report::{median, Figure, Measurement, Mode};
 use crate::stat::Steal;
 
-const CASE: &str = "15 congestion";
+const CASE: &str = "17 congestion";
 const PORT: u16 = 5151;
 const PROFILES: [Profile; 2] = [Profile::DslLte, Profile::Three];
 const ARMS: [&str; 2] = ["reno", "bbr"];

@@ -24,7 +24,7 @@ use crate::load::transfer;
 use crate::report::{median, Figure, Measurement};
 use crate::stat::Steal;
 
-const CASE: &str = "14 path quality";
+const CASE: &str = "16 path quality";
 const PORT: u16 = 5141;
 const PROFILES: [Profile; 2] = [Profile::BadBackup, Profile::DslLte];
 /// Each transfer's bound.
