@@ -412,12 +412,21 @@ fn range(
     min: u64,
     max: u64,
 ) -> Result<u64, ConfigError> {
+    in_range(&format!("limits.{name}"), value, default, min, max)
+}
+
+/// `value` (or `default` when unset) if it lies in `min..=max`, else an out-of-range
+/// error naming `key` (`section.option`).
+pub(crate) fn in_range(
+    key: &str,
+    value: Option<u64>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
     let value = value.unwrap_or(default);
     if value < min || value > max {
-        return Err(field(
-            format!("limits.{name}"),
-            FieldError::OutOfRange { value, min, max },
-        ));
+        return Err(field(key, FieldError::OutOfRange { value, min, max }));
     }
     Ok(value)
 }

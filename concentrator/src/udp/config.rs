@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::{field, ConfigError, FieldError};
+use crate::config::ConfigError;
 
 /// `[udp]` as written.
 #[derive(Debug, Default, Deserialize)]
@@ -73,14 +73,7 @@ fn range(
     min: u64,
     max: u64,
 ) -> Result<u64, ConfigError> {
-    let value = value.unwrap_or(default);
-    if value < min || value > max {
-        return Err(field(
-            format!("udp.{name}"),
-            FieldError::OutOfRange { value, min, max },
-        ));
-    }
-    Ok(value)
+    crate::config::in_range(&format!("udp.{name}"), value, default, min, max)
 }
 
 /// Validate `[udp]`.

@@ -79,67 +79,37 @@ pub(crate) fn replace(spec: &RedirectSpec) -> Batch {
     batch
 }
 
-fn add_chains_and_rules(batch: &mut Batch, spec: &RedirectSpec) {
-    let table = spec.table.as_str();
+/// `NEWCHAIN`: a base chain on the prerouting hook with `(priority, type)` and policy
+/// accept, or a regular chain (`None`).
+fn add_chain(batch: &mut Batch, table: &str, name: &str, base: Option<(i32, &str)>) {
     let mut attrs = AttrBuf::new();
     attrs.put_str(NFTA_CHAIN_TABLE, table);
-    attrs.put_str(NFTA_CHAIN_NAME, PREROUTING);
-    attrs.nested(NFTA_CHAIN_HOOK, |b| {
-        b.put_be32(NFTA_HOOK_HOOKNUM, HOOK_PREROUTING);
-        b.put_be32(NFTA_HOOK_PRIORITY, PRIORITY as u32);
-    });
-    attrs.put_be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
-    attrs.put_str(NFTA_CHAIN_TYPE, "nat");
-    let what = format!("chain inet {table} {PREROUTING}");
-    batch.push(Msg::new(
-        MsgType::NewChain,
-        NLM_F_CREATE,
-        NFPROTO_INET,
-        attrs,
-        &what,
-    ));
-
-    let mut attrs = AttrBuf::new();
-    attrs.put_str(NFTA_CHAIN_TABLE, table);
-    attrs.put_str(NFTA_CHAIN_NAME, REDIRECT_LAN);
-    let what = format!("chain inet {table} {REDIRECT_LAN}");
-    batch.push(Msg::new(
-        MsgType::NewChain,
-        NLM_F_CREATE,
-        NFPROTO_INET,
-        attrs,
-        &what,
-    ));
-
-    if spec.udp.is_some() {
-        let mut attrs = AttrBuf::new();
-        attrs.put_str(NFTA_CHAIN_TABLE, table);
-        attrs.put_str(NFTA_CHAIN_NAME, UDP_PREROUTING);
+    attrs.put_str(NFTA_CHAIN_NAME, name);
+    if let Some((priority, kind)) = base {
         attrs.nested(NFTA_CHAIN_HOOK, |b| {
             b.put_be32(NFTA_HOOK_HOOKNUM, HOOK_PREROUTING);
-            b.put_be32(NFTA_HOOK_PRIORITY, UDP_PRIORITY as u32);
+            b.put_be32(NFTA_HOOK_PRIORITY, priority as u32);
         });
         attrs.put_be32(NFTA_CHAIN_POLICY, NF_ACCEPT);
-        attrs.put_str(NFTA_CHAIN_TYPE, "filter");
-        let what = format!("chain inet {table} {UDP_PREROUTING}");
-        batch.push(Msg::new(
-            MsgType::NewChain,
-            NLM_F_CREATE,
-            NFPROTO_INET,
-            attrs,
-            &what,
-        ));
-        let mut attrs = AttrBuf::new();
-        attrs.put_str(NFTA_CHAIN_TABLE, table);
-        attrs.put_str(NFTA_CHAIN_NAME, UDP_LAN);
-        let what = format!("chain inet {table} {UDP_LAN}");
-        batch.push(Msg::new(
-            MsgType::NewChain,
-            NLM_F_CREATE,
-            NFPROTO_INET,
-            attrs,
-            &what,
-        ));
+        attrs.put_str(NFTA_CHAIN_TYPE, kind);
+    }
+    let what = format!("chain inet {table} {name}");
+    batch.push(Msg::new(
+        MsgType::NewChain,
+        NLM_F_CREATE,
+        NFPROTO_INET,
+        attrs,
+        &what,
+    ));
+}
+
+fn add_chains_and_rules(batch: &mut Batch, spec: &RedirectSpec) {
+    let table = spec.table.as_str();
+    add_chain(batch, table, PREROUTING, Some((PRIORITY, "nat")));
+    add_chain(batch, table, REDIRECT_LAN, None);
+    if spec.udp.is_some() {
+        add_chain(batch, table, UDP_PREROUTING, Some((UDP_PRIORITY, "filter")));
+        add_chain(batch, table, UDP_LAN, None);
     }
 
     for rule in rules(spec) {
