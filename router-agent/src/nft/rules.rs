@@ -87,13 +87,13 @@ pub(crate) fn rules(spec: &RedirectSpec) -> Vec<Rule> {
     out
 }
 
-/// `iifname "<name>" meta l4proto tcp ct state related,new jump redirect_lan`
-fn lan_jump(name: &str) -> Rule {
+/// `iifname "<name>"`: the interface name, zero-padded to `IFNAMSIZ`.
+pub(super) fn iifname_is(name: &str) -> Vec<Expr> {
     let mut ifname = [0u8; IFNAMSIZ];
     for (dst, src) in ifname.iter_mut().zip(name.bytes()) {
         *dst = src;
     }
-    let mut exprs = vec![
+    vec![
         Expr::Meta {
             key: MetaKey::IifName,
             dreg: REG_1,
@@ -102,7 +102,12 @@ fn lan_jump(name: &str) -> Rule {
             sreg: REG_1,
             data: ifname.to_vec(),
         },
-    ];
+    ]
+}
+
+/// `iifname "<name>" meta l4proto tcp ct state related,new jump redirect_lan`
+fn lan_jump(name: &str) -> Rule {
+    let mut exprs = iifname_is(name);
     exprs.extend(is_tcp());
     exprs.extend([
         Expr::Ct {

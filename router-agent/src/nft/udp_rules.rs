@@ -23,7 +23,7 @@
 
 use std::net::IpAddr;
 
-use super::expr::{Expr, MetaKey, Verdict, IFNAMSIZ, REG_1, RTN_UNICAST};
+use super::expr::{Expr, MetaKey, Verdict, REG_1, RTN_UNICAST};
 use super::rules::{bypass, Field, Rule};
 use super::RedirectSpec;
 use crate::config::udp::{UdpAction, UdpRule};
@@ -75,20 +75,7 @@ pub(crate) fn udp_rules(spec: &RedirectSpec) -> Vec<Rule> {
 
 /// `iifname "<name>" meta l4proto udp jump udp_lan`
 fn lan_jump(name: &str) -> Rule {
-    let mut ifname = [0u8; IFNAMSIZ];
-    for (dst, src) in ifname.iter_mut().zip(name.bytes()) {
-        *dst = src;
-    }
-    let mut exprs = vec![
-        Expr::Meta {
-            key: MetaKey::IifName,
-            dreg: REG_1,
-        },
-        Expr::CmpEq {
-            sreg: REG_1,
-            data: ifname.to_vec(),
-        },
-    ];
+    let mut exprs = super::rules::iifname_is(name);
     exprs.extend(is_udp());
     exprs.push(Expr::Verdict(Verdict::Jump(UDP_LAN.to_owned())));
     Rule {
