@@ -199,16 +199,25 @@ pub struct FetchRun {
 impl FetchRun {
     /// Wait for it and parse its report.
     pub fn finish(self) -> Result<FetchReport, BedError> {
-        let cmd = self.child.cmd().to_owned();
-        let out = self.child.output_within(self.limit)?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let line = text.lines().last().unwrap_or("");
-        serde_json::from_str(line).map_err(|source| BedError::BadOutput {
-            cmd,
-            output: format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
-            source,
-        })
+        last_json_line(self.child, self.limit)
     }
+}
+
+/// Wait up to `limit` for a tool that ends by printing its JSON report as its last line
+/// of stdout, and parse that line.
+pub(crate) fn last_json_line<T: serde::de::DeserializeOwned>(
+    child: ChildGuard,
+    limit: Duration,
+) -> Result<T, BedError> {
+    let cmd = child.cmd().to_owned();
+    let out = child.output_within(limit)?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let line = text.lines().last().unwrap_or("");
+    serde_json::from_str(line).map_err(|source| BedError::BadOutput {
+        cmd,
+        output: format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
+        source,
+    })
 }
 
 impl TestBed {

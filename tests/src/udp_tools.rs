@@ -192,16 +192,7 @@ pub struct QuicRun {
 impl QuicRun {
     /// Wait for the report.
     pub fn finish(self) -> Result<QuicReport, BedError> {
-        let cmd = self.child.cmd().to_owned();
-        let out = self.child.output_within(self.limit)?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        serde_json::from_str(text.lines().last().unwrap_or("")).map_err(|source| {
-            BedError::BadOutput {
-                cmd,
-                output: format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
-                source,
-            }
-        })
+        crate::tools::last_json_line(self.child, self.limit)
     }
 }
 
@@ -215,15 +206,6 @@ pub struct UdpEchoRun {
 impl UdpEchoRun {
     /// Wait for the report.
     pub fn finish(self) -> Result<UdpEchoReport, BedError> {
-        let cmd = self.child.cmd().to_owned();
-        let out = self.child.output_within(self.limit)?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        serde_json::from_str(text.lines().last().unwrap_or("")).map_err(|source| {
-            BedError::BadOutput {
-                cmd,
-                output: format!("{text}{}", String::from_utf8_lossy(&out.stderr)),
-                source,
-            }
-        })
+        crate::tools::last_json_line(self.child, self.limit)
     }
 }
