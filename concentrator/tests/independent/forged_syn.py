@@ -6,11 +6,13 @@ Sends, for each of COUNT rounds, three SYNs from SRC_IP (an address the sender d
 own, routed into a black hole by the test) to DST_IP:DST_PORT, each carrying PAYLOAD in
 the SYN: one without a Fast Open option (what a Fast Open client with
 TCP_FASTOPEN_NO_COOKIE sends), one with an empty Fast Open option (a cookie request), and
-one with a made-up 8-byte cookie. Every SYN has its own source port. Prints the number of
+one with a made-up 8-byte cookie. Every SYN has its own source port (drawn without
+replacement: two SYNs on one port would be one request socket). Prints the number of
 SYNs sent. Needs CAP_NET_RAW.
 """
 
 import os
+import random
 import socket
 import struct
 import sys
@@ -56,9 +58,10 @@ def main():
     raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     raw.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
     sent = 0
+    ports = iter(random.SystemRandom().sample(range(20000, 60000), 3 * count))
     for _ in range(count):
         for cookie in (None, b"", os.urandom(8)):
-            sport = 20000 + int.from_bytes(os.urandom(2), "big") % 40000
+            sport = next(ports)
             seq = int.from_bytes(os.urandom(4), "big")
             raw.sendto(syn(src, dst, sport, dport, seq, cookie, payload), (dst, 0))
             sent += 1
