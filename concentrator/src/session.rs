@@ -262,6 +262,7 @@ async fn handle(
         Decision::Udp {
             client,
             dest,
+            group: _,
             reply,
         } => {
             tracing::Span::current().record("client", client.as_str());

@@ -294,7 +294,10 @@ fn send_capsules(
                     burst.drop_one(DropReason::RateLimit);
                 }
             }
-            Capsule::OtherContext { .. } => burst.drop_one(DropReason::BadContext),
+            // A plain flow takes context 0 only.
+            Capsule::OtherContext { .. } | Capsule::Sequenced { .. } => {
+                burst.drop_one(DropReason::BadContext)
+            }
             Capsule::Unknown { .. } => burst.drop_one(DropReason::UnknownCapsule),
         }
     }

@@ -285,7 +285,10 @@ async fn relay_capsules(
                                         stats.drops_lan_busy();
                                     }
                                 }
-                                Capsule::OtherContext { .. } => stats.drops_other_context(),
+                                // A plain flow takes context 0 only.
+                                Capsule::OtherContext { .. } | Capsule::Sequenced { .. } => {
+                                    stats.drops_other_context()
+                                }
                                 Capsule::Unknown { .. } => {}
                             }
                         }
