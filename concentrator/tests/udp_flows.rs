@@ -1,7 +1,8 @@
 //! UDP flows through the real concentrator binary, in a namespace of its own, driven by
 //! the independent Python client (`tests/independent/udp_client.py`: `struct`, `hmac`,
 //! `socket`, written from docs/PROTOCOL.md): echoes both ways, policy, replay, bad tags,
-//! the per-client flow limit, idle timeouts, unknown and malformed capsules.
+//! the per-client flow limit, idle timeouts, unknown and malformed capsules, the two legs
+//! of a protected flow.
 
 mod udp_bed;
 
@@ -259,4 +260,34 @@ fn the_clients_datagram_rate_is_limited() {
     let limited = bed.metric("mpbond_udp_drops_total{reason=\"rate_limit\"}");
     assert_eq!(up + limited, 50, "every datagram sent or counted");
     assert!(up >= 5 && limited > 0, "{up} sent, {limited} rate-limited");
+}
+
+#[test]
+#[ignore = "needs root, netns and python3"]
+fn two_legs_of_a_protected_flow_are_deduplicated_and_both_get_every_echo() {
+    let bed = Bed::start("udp-legs", "");
+    let result = bed.client("protected", bed.echo.addr, ", \"count\": 50");
+    assert_has(&result, "\"replies\": [\"01012263\", \"01012263\"]", &bed);
+    assert_has(&result, "\"legs_match\": true", &bed);
+    assert_has(&result, "\"counts\": [50, 50]", &bed);
+    bed.wait_metric("mpbond_udp_groups_active", 0);
+    assert_eq!(bed.metric("mpbond_udp_groups_total"), 1);
+    assert_eq!(bed.metric("mpbond_udp_flows_total"), 1);
+    // 51 datagrams (the marker too), each once to the echo and twice back.
+    assert_eq!(
+        bed.metric("mpbond_udp_datagrams_total{direction=\"up\"}"),
+        51
+    );
+    assert_eq!(
+        bed.metric("mpbond_udp_datagrams_total{direction=\"down\"}"),
+        51
+    );
+    assert_eq!(
+        bed.metric("mpbond_udp_duplicates_total{direction=\"down\"}"),
+        51
+    );
+    assert_eq!(
+        bed.metric("mpbond_udp_duplicates_total{direction=\"up\"}"),
+        51
+    );
 }

@@ -1,6 +1,6 @@
 """An independent UDP-flow client for the concentrator's tests: Python's struct, hmac,
 hashlib and socket only, none of mpbond's crates, written from docs/PROTOCOL.md
-("UDP TLV" and "UDP flows").
+("UDP TLV", "Group TLV", "UDP flows" and "Protected flows").
 
 usage: udp_client.py JSON
 
@@ -22,6 +22,7 @@ import time
 MAGIC = 0x2263
 TLV_CONNECT = 0x0A
 TLV_UDP = 0xD0
+TLV_GROUP = 0xD1
 TLV_COOKIE = 0x16
 DATAGRAM = 0x00
 WAIT = 20
@@ -30,14 +31,22 @@ WAIT = 20
 # --- encoder ---------------------------------------------------------------------------
 
 
-def seal_udp(dest_ip, dest_port, client, key, timestamp, nonce, udp_tlv=True):
-    """A sealed UDP request: header, Connect, UDP TLV, Cookie (format 1)."""
+def group_tlv(group_id, leg, legs):
+    """The Group TLV: type, length 3, leg, legs, group id (8 bytes, big-endian)."""
+    return struct.pack("!BBBBQ", TLV_GROUP, 3, leg, legs, group_id)
+
+
+def seal_udp(dest_ip, dest_port, client, key, timestamp, nonce, udp_tlv=True, group=None):
+    """A sealed UDP request: header, Connect, UDP TLV, Group TLV (a leg, when `group` is
+    (group id, leg, legs)), Cookie (format 1)."""
     ip = ipaddress.ip_address(dest_ip)
     if ip.version == 4:
         ip = ipaddress.IPv6Address("::ffff:" + str(ip))
     body = struct.pack("!BBH", TLV_CONNECT, 5, dest_port) + ip.packed
     if udp_tlv:
         body += struct.pack("!BBH", TLV_UDP, 1, 0)
+    if group is not None:
+        body += group_tlv(*group)
     cid = client.encode("ascii")
     value = struct.pack("!BB", 1, len(cid)) + cid + struct.pack("!Q", timestamp) + nonce
     tag_at = len(value)
@@ -84,6 +93,11 @@ def datagram(payload, context=0):
     return capsule(DATAGRAM, varint(context) + payload)
 
 
+def sequenced(seq, payload):
+    """A sequenced DATAGRAM (a leg's): context id 1, seq as 4 bytes big-endian, payload."""
+    return capsule(DATAGRAM, varint(1) + struct.pack("!I", seq) + payload)
+
+
 def check_worked_examples():
     # The Connect worked example (same cookie code, no UDP TLV).
     wire = seal_udp("203.0.113.10", 443, "home", bytes(range(32)), 1700000000, bytes(range(1, 13)), udp_tlv=False)
@@ -98,17 +112,33 @@ def check_worked_examples():
     assert datagram(b"x", context=2) == bytes.fromhex("00020278")
     assert varint(65553) == bytes.fromhex("80010011")
     assert read_varint(bytes.fromhex("c2197c5eff14e88c"), 0) == (151288809941952652, 8)
+    # "Worked example: a leg of a protected flow".
+    wire = seal_udp(
+        "203.0.113.10", 3478, "home", bytes(range(32)), 1700000000, bytes(range(1, 13)),
+        group=(0x0123456789ABCDEF, 0, 2),
+    )
+    assert len(wire) == 88 and wire[:4] == bytes.fromhex("01162263"), wire.hex()
+    assert wire[28:40] == bytes.fromhex("d10300020123456789abcdef"), wire.hex()
+    assert wire.hex() == LEG_EXAMPLE, wire.hex()
+    assert sequenced(0x0102, b"hi") == bytes.fromhex("00070100000102" + "6869")
+
+
+LEG_EXAMPLE = (
+    "011622630a050d9600000000000000000000ffffcb00710ad0010000d10300020123456789abcdef"
+    "160c00000104686f6d65000000006553f1000102030405060708090a0b0c28a5a950757e4bffa827be4f"
+    "5bec2fc40000"
+)
 
 
 # --- a flow ----------------------------------------------------------------------------
 
 
 class Flow:
-    def __init__(self, args, client=None, key=None, udp_tlv=True, wire=None, first=b"", rcvbuf=None):
+    def __init__(self, args, client=None, key=None, udp_tlv=True, wire=None, first=b"", rcvbuf=None, group=None):
         client = client or args["client"]
         key = bytes.fromhex(key or args["key"])
         self.wire = wire or seal_udp(
-            args["dest_ip"], args["dest_port"], client, key, int(time.time()), os.urandom(12), udp_tlv
+            args["dest_ip"], args["dest_port"], client, key, int(time.time()), os.urandom(12), udp_tlv, group
         )
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:
@@ -152,6 +182,24 @@ class Flow:
                 ctx, at = read_varint(value, 0)
                 if ctx == 0:
                     return value[at:]
+                continue
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                return None
+            self.buf += chunk
+
+    def next_sequenced(self):
+        """The next sequenced DATAGRAM as (seq, payload); other capsules are skipped. None
+        at EOF."""
+        while True:
+            parsed = self._parse()
+            if parsed is not None:
+                kind, value = parsed
+                if kind != DATAGRAM:
+                    continue
+                ctx, at = read_varint(value, 0)
+                if ctx == 1:
+                    return struct.unpack("!I", value[at : at + 4])[0], value[at + 4 :]
                 continue
             chunk = self.sock.recv(1 << 16)
             if not chunk:
@@ -384,7 +432,38 @@ def burst(args):
     return {"reply": flow.reply, "sent": args["count"]}
 
 
+def protected(args):
+    """Two legs of one group (random id): `count` datagrams, each sent on both legs with
+    its sequence number, then a marker; the destination echoes what it gets. Each leg
+    reads up to the marker's echo: every echo once, on both legs, with the same
+    sequence numbers, if the concentrator removed the duplicates."""
+    group_id = struct.unpack("!Q", os.urandom(8))[0]
+    legs = [Flow(args, group=(group_id, leg, 2)) for leg in range(2)]
+    replies = [leg.reply for leg in legs]
+    if not all(leg.ok for leg in legs):
+        return {"replies": replies}
+    count = args["count"]
+    for seq in range(count + 1):
+        payload = b"end" if seq == count else pattern(200, seq)
+        for leg in legs:
+            leg.send(sequenced(seq, payload))
+    got = []
+    for leg in legs:
+        seen = []
+        while True:
+            item = leg.next_sequenced()
+            if item is None or item[1] == b"end":
+                break
+            seen.append(item)
+        got.append(seen)
+    want = [(seq, pattern(200, seq)) for seq in range(count)]
+    for leg in legs:
+        leg.close()
+    return {"replies": replies, "legs_match": got[0] == got[1] == want, "counts": [len(g) for g in got]}
+
+
 SCENARIOS = {
+    "protected": protected,
     "stall": stall,
     "burst": burst,
     "echo": echo,

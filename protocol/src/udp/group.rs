@@ -137,6 +137,28 @@ mod tests {
         }
     }
 
+    /// docs/PROTOCOL.md, "Worked example: a leg of a protected flow"; the same bytes are
+    /// built by `concentrator/tests/independent/udp_client.py` with Python's `hmac`.
+    #[test]
+    fn a_sealed_leg_request_matches_the_known_answer() {
+        use crate::auth::{seal, ClientId, Key};
+        let want = "011622630a050d9600000000000000000000ffffcb00710ad0010000\
+                    d10300020123456789abcdef160c00000104686f6d65000000006553f100\
+                    0102030405060708090a0b0c28a5a950757e4bffa827be4f5bec2fc40000";
+        let key = Key::from_bytes(std::array::from_fn(|i| i as u8));
+        let client: ClientId = "home".parse().unwrap();
+        let group = Group {
+            id: 0x0123_4567_89ab_cdef,
+            leg: 0,
+            legs: 2,
+        };
+        let message = Message::udp_leg_request("203.0.113.10:3478".parse().unwrap(), group);
+        let nonce = std::array::from_fn(|i| i as u8 + 1);
+        let wire = seal(&message, &client, &key, 1_700_000_000, nonce).unwrap();
+        let hex: String = wire.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, want);
+    }
+
     #[test]
     fn leg_values_are_checked() {
         let ok = |leg, legs| Group { id: 7, leg, legs }.validate();
