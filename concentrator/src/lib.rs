@@ -17,7 +17,8 @@
 //!   out its decision, the policy's and the limits'.
 //! * [`udp`]: UDP flows (a `Decision::Udp`): the same policy and limits, then per-client
 //!   flow and datagram-rate limits, one connected UDP socket per flow and RFC 9297
-//!   capsules both ways through a bounded queue; idle flows end.
+//!   capsules both ways through a bounded queue; idle flows end. Protected flows' legs
+//!   (a Group TLV) share one flow group per (client, group id) that drops duplicates.
 //! * [`probe_responder`]: answers WAN probe datagrams over UDP on the listen port
 //!   (MAC check, no state per probe, a per-source rate limit).
 //! * [`listener`]: MPTCP listeners that take data in a SYN only with a Fast Open cookie,
