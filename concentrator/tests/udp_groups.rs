@@ -1,8 +1,8 @@
 //! Protected UDP flows (flow groups) through `Server::bind` / `run` on 127.0.0.1 port 0,
 //! in plain `cargo test`: two legs of one group, duplicates removed upstream, every
 //! datagram down both legs with the same sequence number, groups keyed by client, one
-//! leg's end leaving the other working, a group counting as one flow, replays and
-//! conflicting legs refused.
+//! leg's end leaving the other working, a stalled leg never holding up the other, a group
+//! counting as one flow, replays and conflicting legs refused, the idle end.
 //!
 //! The destination is a socket the test owns: loopback UDP is in the receiver's buffer
 //! when `sendmsg` returns, so once the metrics say every copy was handled, a
@@ -222,7 +222,7 @@ async fn one_leg_closing_leaves_the_other_working() {
             .wait_metric("mpbond_udp_duplicates_total{direction=\"up\"} 1")
             .await;
         let source = drain(&dest)[0].1;
-        // Leg a goes away (its WAN died): reset, as a dead path would.
+        // Leg a goes away (the agent closes it when its WAN dies).
         drop(a);
         server.wait_metric("mpbond_udp_legs_attached 1").await;
         send_copy(&mut b, 1, b"one").await;
@@ -357,6 +357,59 @@ async fn a_leg_drops_plain_datagrams_and_a_group_idles_out_with_its_legs() {
         assert_eq!(next_sequenced(&mut a, &mut buf).await, None);
         server.wait_metric("mpbond_udp_groups_active 0").await;
         server.wait_metric("mpbond_udp_flows_active 0").await;
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_leg_loses_its_copies_and_never_holds_up_the_other() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let server = start(clients("")).await;
+        let (dest, dest_addr) = destination().await;
+        // Leg a: a tiny receive window, and it never reads.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stalled = socket.connect(server.addr).await.unwrap();
+        let request = sealed(&leg(dest_addr, 11, 0), "home", &key(1));
+        stalled.write_all(&request).await.unwrap();
+        assert_eq!(read_reply(&mut stalled).await.error_code(), None);
+        let mut b = open_leg(&server, "home", 1, &leg(dest_addr, 11, 1)).await;
+        server.wait_metric("mpbond_udp_legs_attached 2").await;
+        send_copy(&mut b, 0, b"hello").await;
+        server
+            .wait_metric("mpbond_udp_datagrams_total{direction=\"up\"} 1")
+            .await;
+        let source = drain(&dest)[0].1;
+        // 1.2 MB down, in rounds that leg b's queue holds whole: leg b gets every
+        // datagram, in order, while leg a's copies pile up and are dropped.
+        const ROUNDS: u32 = 40;
+        const PER_ROUND: u32 = 25;
+        let mut buf = Vec::new();
+        for round in 0..ROUNDS {
+            for i in 0..PER_ROUND {
+                let seq = round * PER_ROUND + i;
+                let mut payload = vec![0u8; 1200];
+                payload[..4].copy_from_slice(&seq.to_be_bytes());
+                dest.send_to(&payload, source).await.unwrap();
+            }
+            for i in 0..PER_ROUND {
+                let seq = round * PER_ROUND + i;
+                let (got_seq, payload) = next_sequenced(&mut b, &mut buf).await.unwrap();
+                assert_eq!(got_seq, seq);
+                assert_eq!(payload[..4], seq.to_be_bytes());
+            }
+        }
+        let text = server.scrape().await;
+        let dropped: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("mpbond_udp_drops_total{reason=\"queue_full\"} "))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!(dropped > 0, "leg a never filled up:\n{text}");
+        drop((stalled, b));
+        server.wait_metric("mpbond_udp_groups_active 0").await;
         server.stop().await;
     })
     .await
