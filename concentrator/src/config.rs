@@ -48,6 +48,8 @@ pub struct RawConfig {
     pub udp: crate::udp::RawUdp,
     #[serde(default)]
     pub relay: RawRelay,
+    #[serde(default)]
+    pub socks: crate::socks::config::RawSocks,
 }
 
 /// `[relay]` as written: options of the accepted MPTCP connections.
@@ -109,6 +111,9 @@ pub struct RawPolicy {
 pub struct RawClient {
     pub id: String,
     pub key: String,
+    /// The client's SOCKS5 password (RFC 1929; the username is `id`), if it may use the
+    /// SOCKS5 listener.
+    pub socks_password: Option<String>,
 }
 
 impl fmt::Debug for RawClient {
@@ -116,6 +121,7 @@ impl fmt::Debug for RawClient {
         f.debug_struct("RawClient")
             .field("id", &self.id)
             .field("key", &format_args!("***"))
+            .field("socks_password", &self.socks_password.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -140,6 +146,8 @@ pub struct Config {
     /// `[udp]`: UDP flows (issue 9).
     pub udp: crate::udp::UdpConfig,
     pub relay: RelayConfig,
+    /// `[socks]`: the optional SOCKS5 listener (off unless `listen` names addresses).
+    pub socks: crate::socks::config::SocksConfig,
 }
 
 /// The congestion control used unless `[relay] congestion` says otherwise: the kernel's
@@ -213,6 +221,8 @@ pub struct PolicyConfig {
 pub struct Client {
     pub id: ClientId,
     pub key: Key,
+    /// Its SOCKS5 password, if it may use the SOCKS5 listener.
+    pub socks_password: Option<crate::socks::config::SocksPassword>,
 }
 
 impl fmt::Debug for Client {
@@ -220,6 +230,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("id", &self.id.as_str())
             .field("key", &format_args!("***"))
+            .field("socks_password", &self.socks_password)
             .finish()
     }
 }
@@ -285,6 +296,8 @@ pub enum FieldError {
     OutOfRange { value: u64, min: u64, max: u64 },
     #[error(transparent)]
     Congestion(#[from] CongestionNameError),
+    #[error("expected 8-255 printable ASCII characters without spaces")]
+    SocksPassword,
 }
 
 pub(crate) fn field(name: impl Into<String>, source: FieldError) -> ConfigError {
@@ -353,6 +366,7 @@ impl Config {
             )
             .map_err(|source| field("relay.congestion", FieldError::Congestion(source)))?,
         };
+        let socks = crate::socks::config::validate(&raw.socks)?;
         Ok(Config {
             listen,
             metrics,
@@ -364,6 +378,7 @@ impl Config {
             probe,
             udp,
             relay,
+            socks,
         })
     }
 
@@ -376,7 +391,7 @@ impl Config {
     }
 }
 
-fn parse_addr(value: &str) -> Result<SocketAddr, FieldError> {
+pub(crate) fn parse_addr(value: &str) -> Result<SocketAddr, FieldError> {
     value.parse().map_err(|source| FieldError::SocketAddr {
         value: value.to_owned(),
         source,
@@ -611,7 +626,18 @@ fn validate_clients(raw: &[RawClient]) -> Result<Vec<Client>, ConfigError> {
                 FieldError::Duplicate { other },
             ));
         }
-        clients.push(Client { id, key });
+        let socks_password = match &rc.socks_password {
+            Some(p) => Some(
+                crate::socks::config::SocksPassword::new(p)
+                    .ok_or_else(|| field(format!("client[{i}].socks_password"), FieldError::SocksPassword))?,
+            ),
+            None => None,
+        };
+        clients.push(Client {
+            id,
+            key,
+            socks_password,
+        });
     }
     Ok(clients)
 }
