@@ -110,7 +110,15 @@ pub struct RawPolicy {
 #[serde(deny_unknown_fields)]
 pub struct RawClient {
     pub id: String,
+    /// Required in the default HMAC mode; optional for standard RFC 8803 clients.
+    #[serde(default)]
     pub key: String,
+    /// `"hmac"` (default), `"static-cookie"` (with `cookie`) or `"source"` (with
+    /// `sources`): see [`crate::standard_auth`].
+    pub auth: Option<String>,
+    pub cookie: Option<String>,
+    #[serde(default)]
+    pub sources: Vec<String>,
     /// The client's SOCKS5 password (RFC 1929; the username is `id`), if it may use the
     /// SOCKS5 listener.
     pub socks_password: Option<String>,
@@ -122,6 +130,9 @@ impl fmt::Debug for RawClient {
             .field("id", &self.id)
             .field("key", &format_args!("***"))
             .field("socks_password", &self.socks_password.as_ref().map(|_| "***"))
+            .field("auth", &self.auth)
+            .field("cookie", &self.cookie.as_ref().map(|_| "***"))
+            .field("sources", &self.sources)
             .finish()
     }
 }
@@ -223,6 +234,9 @@ pub struct Client {
     pub key: Key,
     /// Its SOCKS5 password, if it may use the SOCKS5 listener.
     pub socks_password: Option<crate::socks::config::SocksPassword>,
+    /// How its Convert requests authenticate. For a standard client without a `key`,
+    /// `key` is all zeros and never used: only HMAC clients are in the key table.
+    pub auth: crate::standard_auth::ClientAuth,
 }
 
 impl fmt::Debug for Client {
@@ -231,6 +245,7 @@ impl fmt::Debug for Client {
             .field("id", &self.id.as_str())
             .field("key", &format_args!("***"))
             .field("socks_password", &self.socks_password)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -298,6 +313,8 @@ pub enum FieldError {
     Congestion(#[from] CongestionNameError),
     #[error("expected 8-255 printable ASCII characters without spaces")]
     SocksPassword,
+    #[error("{0}")]
+    Auth(&'static str),
 }
 
 pub(crate) fn field(name: impl Into<String>, source: FieldError) -> ConfigError {
@@ -612,10 +629,15 @@ fn validate_clients(raw: &[RawClient]) -> Result<Vec<Client>, ConfigError> {
                 FieldError::Duplicate { other },
             ));
         }
-        let key = Key::from_hex(rc.key.trim())
-            .map_err(|e| field(format!("client[{i}].key"), FieldError::Key(e)))?;
+        let auth = crate::standard_auth::validate(i, rc, &clients)?;
+        let keyless = rc.key.trim().is_empty() && !auth.is_hmac();
+        let key = match keyless {
+            true => Key::from_bytes([0; 32]),
+            false => Key::from_hex(rc.key.trim())
+                .map_err(|e| field(format!("client[{i}].key"), FieldError::Key(e)))?,
+        };
         let hex = key.to_hex();
-        if !keys.insert(hex.clone()) {
+        if !keyless && !keys.insert(hex.clone()) {
             let j = clients
                 .iter()
                 .position(|c| c.key.to_hex() == hex)
@@ -637,6 +659,7 @@ fn validate_clients(raw: &[RawClient]) -> Result<Vec<Client>, ConfigError> {
             id,
             key,
             socks_password,
+            auth,
         });
     }
     Ok(clients)

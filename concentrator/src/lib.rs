@@ -33,6 +33,8 @@
 //! * [`setup`]: `mpbond-concentrator setup` (sysctls, MPTCP limits over genetlink, the
 //!   Fast Open key kept in the state directory by [`fastopen_key`]).
 //! * [`add_client`]: `mpbond-concentrator add-client` (new key appended to the config).
+//! * [`standard_auth`]: per-client `auth = "static-cookie"` / `"source"` for standard
+//!   RFC 8803 clients (weaker than the default HMAC mode; opt-in).
 //! * [`socks`]: the optional SOCKS5 listener's sessions (RFC 1928/1929) for devices that
 //!   speak MPTCP themselves: the same policy (after name resolution), limits, metrics and
 //!   relay.
@@ -65,6 +67,7 @@ pub mod session;
 pub mod setup;
 pub mod socks;
 pub mod source_limit;
+pub mod standard_auth;
 pub mod udp;
 
 use std::io;
