@@ -144,7 +144,12 @@ pub fn add_client_with(
 
 /// What a device needs to use the SOCKS5 listener as client `id`: one line per listen
 /// address, or a note that `[socks] listen` is empty.
-pub fn socks_values(config: &Config, id: &ClientId, password: &SocksPassword, host: &str) -> String {
+pub fn socks_values(
+    config: &Config,
+    id: &ClientId,
+    password: &SocksPassword,
+    host: &str,
+) -> String {
     let mut out = format!(
         "SOCKS5 username: {}\nSOCKS5 password: {}\n",
         id.as_str(),

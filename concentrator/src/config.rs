@@ -129,7 +129,10 @@ impl fmt::Debug for RawClient {
         f.debug_struct("RawClient")
             .field("id", &self.id)
             .field("key", &format_args!("***"))
-            .field("socks_password", &self.socks_password.as_ref().map(|_| "***"))
+            .field(
+                "socks_password",
+                &self.socks_password.as_ref().map(|_| "***"),
+            )
             .field("auth", &self.auth)
             .field("cookie", &self.cookie.as_ref().map(|_| "***"))
             .field("sources", &self.sources)
@@ -649,10 +652,12 @@ fn validate_clients(raw: &[RawClient]) -> Result<Vec<Client>, ConfigError> {
             ));
         }
         let socks_password = match &rc.socks_password {
-            Some(p) => Some(
-                crate::socks::config::SocksPassword::new(p)
-                    .ok_or_else(|| field(format!("client[{i}].socks_password"), FieldError::SocksPassword))?,
-            ),
+            Some(p) => Some(crate::socks::config::SocksPassword::new(p).ok_or_else(|| {
+                field(
+                    format!("client[{i}].socks_password"),
+                    FieldError::SocksPassword,
+                )
+            })?),
             None => None,
         };
         clients.push(Client {

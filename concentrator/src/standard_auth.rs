@@ -97,7 +97,12 @@ pub(crate) fn validate(
             for (j, value) in raw.sources.iter().enumerate() {
                 let net = value
                     .parse::<IpNet>()
-                    .or_else(|e| value.parse::<std::net::IpAddr>().map(IpNet::from).map_err(|_| e))
+                    .or_else(|e| {
+                        value
+                            .parse::<std::net::IpAddr>()
+                            .map(IpNet::from)
+                            .map_err(|_| e)
+                    })
                     .map_err(|source| {
                         let value = value.clone();
                         field(
@@ -148,8 +153,14 @@ mod tests {
         assert!(cfg.clients[0].auth.is_hmac());
         let standard = standard_clients(&cfg.clients);
         let ip = |s: &str| s.parse().unwrap();
-        assert_eq!(standard.by_source(ip("198.51.100.9")).unwrap().as_str(), "isp");
-        assert_eq!(standard.by_source(ip("2001:db8::1")).unwrap().as_str(), "isp");
+        assert_eq!(
+            standard.by_source(ip("198.51.100.9")).unwrap().as_str(),
+            "isp"
+        );
+        assert_eq!(
+            standard.by_source(ip("2001:db8::1")).unwrap().as_str(),
+            "isp"
+        );
         assert_eq!(standard.by_source(ip("2001:db8::2")), None);
         let debug = format!("{cfg:?}");
         assert!(!debug.contains("0123456789abcdef-op"), "{debug}");
@@ -159,11 +170,20 @@ mod tests {
     fn bad_combinations_name_their_field() {
         for (body, name) in [
             ("auth = \"static-cookie\"\n", "client[0].cookie"),
-            ("auth = \"static-cookie\"\ncookie = \"short\"\n", "client[0].cookie"),
+            (
+                "auth = \"static-cookie\"\ncookie = \"short\"\n",
+                "client[0].cookie",
+            ),
             ("auth = \"source\"\n", "client[0].sources"),
-            ("auth = \"source\"\nsources = [\"nope\"]\n", "client[0].sources[0]"),
+            (
+                "auth = \"source\"\nsources = [\"nope\"]\n",
+                "client[0].sources[0]",
+            ),
             ("auth = \"other\"\n", "client[0].auth"),
-            (&format!("key = \"{KEY}\"\ncookie = \"0123456789abcdef\"\n"), "client[0].cookie"),
+            (
+                &format!("key = \"{KEY}\"\ncookie = \"0123456789abcdef\"\n"),
+                "client[0].cookie",
+            ),
             ("key = \"\"\n", "client[0].key"),
         ] {
             let e = Config::parse(&format!("[[client]]\nid = \"a\"\n{body}"))

@@ -177,11 +177,31 @@ fn bed() -> Bed {
     dst.ip(&["addr", "add", &format!("{SERVER}/24"), "dev", "d0"]);
     // The second subflow (from CLI_B) leaves through c1 towards the concentrator's
     // first address, by a source rule; everything else takes path A.
-    cli.ip(&["rule", "add", "from", CLI_B, "table", "100", "priority", "100"]);
-    cli.ip(&["route", "add", "default", "via", VPS_B, "dev", "c1", "table", "100"]);
-    cli.ip(&["mptcp", "limits", "set", "subflow", "2", "add_addr_accepted", "2"]);
+    cli.ip(&[
+        "rule", "add", "from", CLI_B, "table", "100", "priority", "100",
+    ]);
+    cli.ip(&[
+        "route", "add", "default", "via", VPS_B, "dev", "c1", "table", "100",
+    ]);
+    cli.ip(&[
+        "mptcp",
+        "limits",
+        "set",
+        "subflow",
+        "2",
+        "add_addr_accepted",
+        "2",
+    ]);
     cli.ip(&["mptcp", "endpoint", "add", CLI_B, "dev", "c1", "subflow"]);
-    vps.ip(&["mptcp", "limits", "set", "subflow", "2", "add_addr_accepted", "2"]);
+    vps.ip(&[
+        "mptcp",
+        "limits",
+        "set",
+        "subflow",
+        "2",
+        "add_addr_accepted",
+        "2",
+    ]);
     for ns in [&cli, &vps] {
         ns.sysctl("net/ipv4/conf/all/rp_filter", "0");
     }
@@ -191,7 +211,11 @@ fn bed() -> Bed {
             "latency", "50ms",
         ]);
     }
-    Bed { cli, vps, _dst: dst }
+    Bed {
+        cli,
+        vps,
+        _dst: dst,
+    }
 }
 
 /// Bytes `dev` in `ns` has sent.
@@ -218,7 +242,14 @@ fn curl(cli: &Netns, proxy: SocketAddr, user: &str, password: &str, url: &str) -
     let proxy = format!("{user}:{password}@{}:{}", VPS_A, proxy.port());
     let out = cli
         .command("mptcpize")
-        .args(["run", "curl", "-sS", "--max-time", "60", "--socks5-hostname"])
+        .args([
+            "run",
+            "curl",
+            "-sS",
+            "--max-time",
+            "60",
+            "--socks5-hostname",
+        ])
         .arg(&proxy)
         .arg("-o")
         .arg(&out_path)
@@ -246,7 +277,9 @@ fn curl_over_mptcp_is_bonded_and_refusals_carry_their_codes() {
         &bed.vps,
         &format!("127.0.0.1 localhost\n{SERVER} files.test\n{PRIVATE} private.test\n"),
     );
-    let listener = bed._dst.run(|| TcpListener::bind((SERVER, 0)).expect("bind the server"));
+    let listener = bed
+        ._dst
+        .run(|| TcpListener::bind((SERVER, 0)).expect("bind the server"));
     let port = listener.local_addr().unwrap().port();
     let want = body();
     let server = std::thread::spawn({
@@ -270,13 +303,20 @@ fn curl_over_mptcp_is_bonded_and_refusals_carry_their_codes() {
         &format!("http://files.test:{port}/blob"),
     );
     assert_eq!(got.code, 0, "download failed: {}", got.stderr);
-    assert!(got.output == want, "the body differs ({} bytes)", got.output.len());
+    assert!(
+        got.output == want,
+        "the body differs ({} bytes)",
+        got.output.len()
+    );
     server.join().expect("server thread");
     let sent = (
         tx_bytes(&bed.vps, "v0") - before.0,
         tx_bytes(&bed.vps, "v1") - before.1,
     );
-    eprintln!("bytes towards the client: path A {}, path B {}", sent.0, sent.1);
+    eprintln!(
+        "bytes towards the client: path A {}, path B {}",
+        sent.0, sent.1
+    );
     let fifth = (BODY_LEN / 5) as u64;
     assert!(
         sent.0 > fifth && sent.1 > fifth,

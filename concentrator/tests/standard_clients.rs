@@ -35,7 +35,11 @@ fn script() -> PathBuf {
 async fn ask(conc: SocketAddr, kind: &str, dest: SocketAddr, cookie: Option<&str>) -> String {
     let mut cmd = Command::new("python3");
     cmd.arg(script())
-        .args([conc.ip().to_string(), conc.port().to_string(), kind.to_owned()])
+        .args([
+            conc.ip().to_string(),
+            conc.port().to_string(),
+            kind.to_owned(),
+        ])
         .args([dest.ip().to_string(), dest.port().to_string()]);
     if let Some(cookie) = cookie {
         cmd.arg(cookie);
@@ -81,7 +85,10 @@ async fn static_cookie_client_gets_rfc_8803_replies() {
             ask(server.addr, "connect", echo, Some(&wrong)).await,
             NOT_AUTHORIZED
         );
-        assert_eq!(ask(server.addr, "connect", echo, None).await, MISSING_COOKIE);
+        assert_eq!(
+            ask(server.addr, "connect", echo, None).await,
+            MISSING_COOKIE
+        );
         assert_eq!(
             ask(server.addr, "connect", forbidden, Some(COOKIE)).await,
             NOT_AUTHORIZED
@@ -115,9 +122,13 @@ async fn source_client_needs_no_cookie() {
         server.stop().await;
 
         // The same request from outside the prefixes is refused: no cookie.
-        let elsewhere = "[[client]]\nid = \"isp\"\nauth = \"source\"\nsources = [\"192.0.2.0/24\"]\n";
+        let elsewhere =
+            "[[client]]\nid = \"isp\"\nauth = \"source\"\nsources = [\"192.0.2.0/24\"]\n";
         let server = start(config_with(elsewhere)).await;
-        assert_eq!(ask(server.addr, "connect", echo, None).await, MISSING_COOKIE);
+        assert_eq!(
+            ask(server.addr, "connect", echo, None).await,
+            MISSING_COOKIE
+        );
         server.stop().await;
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
     })

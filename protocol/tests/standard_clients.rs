@@ -25,7 +25,10 @@ fn keys(c: &ClientId) -> Option<Key> {
 fn standard() -> StandardClients {
     let prefix = SourcePrefix::new("198.51.100.0".parse().unwrap(), 24).unwrap();
     StandardClients::new(vec![
-        (id("tess"), StandardAuth::StaticCookie(b"op-secret".to_vec())),
+        (
+            id("tess"),
+            StandardAuth::StaticCookie(b"op-secret".to_vec()),
+        ),
         (id("isp"), StandardAuth::Source(vec![prefix])),
     ])
 }
@@ -139,7 +142,14 @@ fn hmac_clients_are_still_themselves_inside_a_source_prefix() {
             tcp_options: Vec::new(),
         }],
     };
-    let wire = seal(&message, &id("home"), &keys(&id("home")).unwrap(), NOW, [1; 12]).unwrap();
+    let wire = seal(
+        &message,
+        &id("home"),
+        &keys(&id("home")).unwrap(),
+        NOW,
+        [1; 12],
+    )
+    .unwrap();
     let d = decide(&wire, "198.51.100.20");
     assert!(
         matches!(&d, Decision::Connect { client, .. } if client.as_str() == "home"),

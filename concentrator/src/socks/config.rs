@@ -120,7 +120,10 @@ mod tests {
     #[test]
     fn bad_values_name_their_field() {
         for (bad, name) in [
-            ("[socks]\nlisten = [\"nope\"]\n".to_owned(), "socks.listen[0]"),
+            (
+                "[socks]\nlisten = [\"nope\"]\n".to_owned(),
+                "socks.listen[0]",
+            ),
             (
                 "[socks]\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:1\"]\n".to_owned(),
                 "socks.listen[1]",
@@ -130,7 +133,9 @@ mod tests {
                 "client[0].socks_password",
             ),
             (
-                format!("[[client]]\nid = \"a\"\nkey = \"{KEY}\"\nsocks_password = \"has a space\"\n"),
+                format!(
+                    "[[client]]\nid = \"a\"\nkey = \"{KEY}\"\nsocks_password = \"has a space\"\n"
+                ),
                 "client[0].socks_password",
             ),
         ] {

@@ -76,9 +76,18 @@ mod tests {
         m.add_bytes(10, 2000);
         let mut out = String::new();
         m.render(&mut out);
-        assert!(out.contains("mpbond_socks_connections_total{outcome=\"relayed\"} 2"), "{out}");
-        assert!(out.contains("{outcome=\"not_allowed_by_ruleset\"} 1"), "{out}");
-        assert!(out.contains("mpbond_socks_bytes_total{direction=\"down\"} 2000"), "{out}");
+        assert!(
+            out.contains("mpbond_socks_connections_total{outcome=\"relayed\"} 2"),
+            "{out}"
+        );
+        assert!(
+            out.contains("{outcome=\"not_allowed_by_ruleset\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("mpbond_socks_bytes_total{direction=\"down\"} 2000"),
+            "{out}"
+        );
         assert_eq!(m.outcomes("relayed"), 2);
     }
 }

@@ -19,7 +19,7 @@
 //!   connect. Pure.
 //! * [`session`]: the async shell: one connection, negotiation to relay.
 //! * [`config`]: `[socks]` and the clients' passwords.
-//! * [`metrics`]: `mpbond_socks_*`.
+//! * [`metrics`]: the `mpbond_socks_*` counters.
 
 pub mod config;
 pub mod metrics;

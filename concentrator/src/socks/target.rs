@@ -64,12 +64,20 @@ mod tests {
     fn every_address_is_checked() {
         let only_private = [addr("10.0.0.1:80"), addr("10.0.0.2:80")];
         assert_eq!(allowed(&only_private, 4, private_10), Err(Class::Private));
-        let mixed = [addr("10.0.0.1:80"), addr("192.0.2.1:80"), addr("10.0.0.2:80")];
+        let mixed = [
+            addr("10.0.0.1:80"),
+            addr("192.0.2.1:80"),
+            addr("10.0.0.2:80"),
+        ];
         assert_eq!(
             allowed(&mixed, 4, private_10),
             Ok(vec![addr("192.0.2.1:80")])
         );
-        let many = [addr("192.0.2.1:80"), addr("192.0.2.2:80"), addr("192.0.2.3:80")];
+        let many = [
+            addr("192.0.2.1:80"),
+            addr("192.0.2.2:80"),
+            addr("192.0.2.3:80"),
+        ];
         assert_eq!(allowed(&many, 2, private_10).unwrap().len(), 2);
         assert_eq!(allowed(&[], 2, private_10), Ok(vec![]));
     }

@@ -218,7 +218,10 @@ pub fn parse_request(buf: &[u8]) -> Parsed<Target> {
     };
     let (host, after) = match atyp {
         ATYP_V4 => match buf.get(4..8) {
-            Some(b) => (Host::Ip(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))), 8),
+            Some(b) => (
+                Host::Ip(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
+                8,
+            ),
             None => return Ok(None),
         },
         ATYP_V6 => match buf.get(4..20).and_then(|b| <[u8; 16]>::try_from(b).ok()) {

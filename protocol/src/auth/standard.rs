@@ -46,7 +46,9 @@ impl SourcePrefix {
                 u32::from(p) & mask == u32::from(a) & mask
             }
             (IpAddr::V6(p), IpAddr::V6(a)) => {
-                let mask = u128::MAX.checked_shl(128 - u32::from(self.len)).unwrap_or(0);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.len))
+                    .unwrap_or(0);
                 u128::from(p) & mask == u128::from(a) & mask
             }
             _ => false,
@@ -147,14 +149,24 @@ mod tests {
     fn static_cookie_matches_exactly_with_padding() {
         let c = clients();
         assert_eq!(
-            c.by_cookie(&with_cookie(b"op-secret\0\0\0")).unwrap().as_str(),
+            c.by_cookie(&with_cookie(b"op-secret\0\0\0"))
+                .unwrap()
+                .as_str(),
             "tess"
         );
-        assert_eq!(c.by_cookie(&with_cookie(b"op-secret")).unwrap().as_str(), "tess");
+        assert_eq!(
+            c.by_cookie(&with_cookie(b"op-secret")).unwrap().as_str(),
+            "tess"
+        );
         assert_eq!(c.by_cookie(&with_cookie(b"op-secreT\0\0\0")), None);
         assert_eq!(c.by_cookie(&with_cookie(b"op-secret2\0\0")), None);
         assert_eq!(c.by_cookie(&with_cookie(b"")), None);
-        assert_eq!(c.by_cookie(&Message { tlvs: vec![Tlv::Info] }), None);
+        assert_eq!(
+            c.by_cookie(&Message {
+                tlvs: vec![Tlv::Info]
+            }),
+            None
+        );
     }
 
     #[test]
@@ -162,7 +174,10 @@ mod tests {
         let c = clients();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(c.by_source(ip("198.51.100.7")).unwrap().as_str(), "isp");
-        assert_eq!(c.by_source(ip("::ffff:198.51.100.7")).unwrap().as_str(), "isp");
+        assert_eq!(
+            c.by_source(ip("::ffff:198.51.100.7")).unwrap().as_str(),
+            "isp"
+        );
         assert_eq!(c.by_source(ip("2001:db8:5:1::9")).unwrap().as_str(), "isp");
         assert_eq!(c.by_source(ip("198.51.101.7")), None);
         assert_eq!(c.by_source(ip("2001:db8:6::1")), None);
