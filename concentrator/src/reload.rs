@@ -323,6 +323,10 @@ fn diff(old: &Live, new: &Live) -> ReloadSummary {
         s.needs_restart
             .push(format!("listen {:?}", new.config.listen));
     }
+    if old.config.socks.listen != new.config.socks.listen {
+        s.needs_restart
+            .push(format!("socks.listen {:?}", new.config.socks.listen));
+    }
     if old.config.metrics != new.config.metrics {
         s.needs_restart
             .push(format!("metrics {:?}", new.config.metrics));
