@@ -1,5 +1,6 @@
 //! `mpbond-concentrator add-client NAME`: generate a key and append a `[[client]]` entry
-//! to the config file; `show-client NAME`: print an existing client's values.
+//! to the config file (with `--socks`, a SOCKS5 password too); `show-client NAME`: print
+//! an existing client's values.
 //!
 //! The file is validated before and after: the id must be new, and the result must still
 //! be a valid config, or the file is not touched. A missing file is created (mode 0600)
@@ -20,6 +21,7 @@ use mpbond_protocol::auth::{ClientId, Key};
 use mpbond_protocol::DEFAULT_PORT;
 
 use crate::config::{Config, ConfigError};
+use crate::socks::config::SocksPassword;
 
 /// The config file of the packaged service.
 pub const DEFAULT_CONFIG: &str = "/etc/mpbond/concentrator.toml";
@@ -80,6 +82,15 @@ pub fn client_entry(id: &ClientId, key: &Key) -> String {
 
 /// Append a new client to the config at `path`; returns its id and key.
 pub fn add_client(path: &Path, name: &str) -> Result<(ClientId, Key), AddClientError> {
+    add_client_with(path, name, false).map(|(id, key, _)| (id, key))
+}
+
+/// [`add_client`], with a generated SOCKS5 password (`socks_password`) when `socks`.
+pub fn add_client_with(
+    path: &Path,
+    name: &str,
+    socks: bool,
+) -> Result<(ClientId, Key, Option<SocksPassword>), AddClientError> {
     let id: ClientId = name
         .parse()
         .map_err(|_| AddClientError::BadId(name.to_owned()))?;
@@ -100,11 +111,18 @@ pub fn add_client(path: &Path, name: &str) -> Result<(ClientId, Key), AddClientE
         return Err(AddClientError::Exists(id.to_string()));
     }
     let key = generate_key().map_err(AddClientError::Random)?;
+    let password = match socks {
+        true => Some(SocksPassword::generate().map_err(AddClientError::Random)?),
+        false => None,
+    };
     let mut text = before.clone();
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
     text.push_str(&client_entry(&id, &key));
+    if let Some(password) = &password {
+        text.push_str(&format!("socks_password = \"{}\"\n", password.as_str()));
+    }
     // Make sure the result parses before touching the file.
     Config::parse(&text).map_err(cfg_err)?;
     let write_err = |source| AddClientError::Write {
@@ -121,7 +139,34 @@ pub fn add_client(path: &Path, name: &str) -> Result<(ClientId, Key), AddClientE
     let appended = &text[before.len()..];
     file.write_all(appended.as_bytes()).map_err(write_err)?;
     file.sync_all().map_err(write_err)?;
-    Ok((id, key))
+    Ok((id, key, password))
+}
+
+/// What a device needs to use the SOCKS5 listener as client `id`: one line per listen
+/// address, or a note that `[socks] listen` is empty.
+pub fn socks_values(
+    config: &Config,
+    id: &ClientId,
+    password: &SocksPassword,
+    host: &str,
+) -> String {
+    let mut out = format!(
+        "SOCKS5 username: {}\nSOCKS5 password: {}\n",
+        id.as_str(),
+        password.as_str()
+    );
+    if config.socks.listen.is_empty() {
+        out.push_str("SOCKS5 is off: add [socks] listen = [\"0.0.0.0:1080\"] to the config\n");
+    }
+    for addr in &config.socks.listen {
+        out.push_str(&format!(
+            "  e.g. mptcpize run curl --socks5-hostname {}:{}@{host}:{} https://example.com/\n",
+            id.as_str(),
+            password.as_str(),
+            addr.port()
+        ));
+    }
+    out
 }
 
 /// The router's values for client `name` of the config at `path`: its key, the port of
@@ -219,7 +264,11 @@ mod tests {
             add_client(&path, "bad id"),
             Err(AddClientError::BadId(_))
         ));
-        add_client(&path, "work").unwrap();
+        let (work, _, password) = add_client_with(&path, "work", true).unwrap();
+        let cfg = Config::load(&path).unwrap();
+        let stored = cfg.clients.iter().find(|c| c.id == work).unwrap();
+        assert_eq!(stored.socks_password, password);
+        assert!(password.is_some());
         assert_eq!(Config::load(&path).unwrap().clients.len(), 2);
         let values = router_values(&path, "home", Some("vps.example.net")).unwrap();
         assert_eq!((values.key, values.port), (key, 0));

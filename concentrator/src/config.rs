@@ -48,6 +48,8 @@ pub struct RawConfig {
     pub udp: crate::udp::RawUdp,
     #[serde(default)]
     pub relay: RawRelay,
+    #[serde(default)]
+    pub socks: crate::socks::config::RawSocks,
 }
 
 /// `[relay]` as written: options of the accepted MPTCP connections.
@@ -108,7 +110,18 @@ pub struct RawPolicy {
 #[serde(deny_unknown_fields)]
 pub struct RawClient {
     pub id: String,
+    /// Required in the default HMAC mode; optional for standard RFC 8803 clients.
+    #[serde(default)]
     pub key: String,
+    /// `"hmac"` (default), `"static-cookie"` (with `cookie`) or `"source"` (with
+    /// `sources`): see [`crate::standard_auth`].
+    pub auth: Option<String>,
+    pub cookie: Option<String>,
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// The client's SOCKS5 password (RFC 1929; the username is `id`), if it may use the
+    /// SOCKS5 listener.
+    pub socks_password: Option<String>,
 }
 
 impl fmt::Debug for RawClient {
@@ -116,6 +129,13 @@ impl fmt::Debug for RawClient {
         f.debug_struct("RawClient")
             .field("id", &self.id)
             .field("key", &format_args!("***"))
+            .field(
+                "socks_password",
+                &self.socks_password.as_ref().map(|_| "***"),
+            )
+            .field("auth", &self.auth)
+            .field("cookie", &self.cookie.as_ref().map(|_| "***"))
+            .field("sources", &self.sources)
             .finish()
     }
 }
@@ -140,6 +160,8 @@ pub struct Config {
     /// `[udp]`: UDP flows (issue 9).
     pub udp: crate::udp::UdpConfig,
     pub relay: RelayConfig,
+    /// `[socks]`: the optional SOCKS5 listener (off unless `listen` names addresses).
+    pub socks: crate::socks::config::SocksConfig,
 }
 
 /// The congestion control used unless `[relay] congestion` says otherwise: the kernel's
@@ -213,6 +235,11 @@ pub struct PolicyConfig {
 pub struct Client {
     pub id: ClientId,
     pub key: Key,
+    /// Its SOCKS5 password, if it may use the SOCKS5 listener.
+    pub socks_password: Option<crate::socks::config::SocksPassword>,
+    /// How its Convert requests authenticate. For a standard client without a `key`,
+    /// `key` is all zeros and never used: only HMAC clients are in the key table.
+    pub auth: crate::standard_auth::ClientAuth,
 }
 
 impl fmt::Debug for Client {
@@ -220,6 +247,8 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("id", &self.id.as_str())
             .field("key", &format_args!("***"))
+            .field("socks_password", &self.socks_password)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -285,6 +314,10 @@ pub enum FieldError {
     OutOfRange { value: u64, min: u64, max: u64 },
     #[error(transparent)]
     Congestion(#[from] CongestionNameError),
+    #[error("expected 8-255 printable ASCII characters without spaces")]
+    SocksPassword,
+    #[error("{0}")]
+    Auth(&'static str),
 }
 
 pub(crate) fn field(name: impl Into<String>, source: FieldError) -> ConfigError {
@@ -353,6 +386,7 @@ impl Config {
             )
             .map_err(|source| field("relay.congestion", FieldError::Congestion(source)))?,
         };
+        let socks = crate::socks::config::validate(&raw.socks)?;
         Ok(Config {
             listen,
             metrics,
@@ -364,6 +398,7 @@ impl Config {
             probe,
             udp,
             relay,
+            socks,
         })
     }
 
@@ -376,7 +411,7 @@ impl Config {
     }
 }
 
-fn parse_addr(value: &str) -> Result<SocketAddr, FieldError> {
+pub(crate) fn parse_addr(value: &str) -> Result<SocketAddr, FieldError> {
     value.parse().map_err(|source| FieldError::SocketAddr {
         value: value.to_owned(),
         source,
@@ -597,10 +632,15 @@ fn validate_clients(raw: &[RawClient]) -> Result<Vec<Client>, ConfigError> {
                 FieldError::Duplicate { other },
             ));
         }
-        let key = Key::from_hex(rc.key.trim())
-            .map_err(|e| field(format!("client[{i}].key"), FieldError::Key(e)))?;
+        let auth = crate::standard_auth::validate(i, rc, &clients)?;
+        let keyless = rc.key.trim().is_empty() && !auth.is_hmac();
+        let key = match keyless {
+            true => Key::from_bytes([0; 32]),
+            false => Key::from_hex(rc.key.trim())
+                .map_err(|e| field(format!("client[{i}].key"), FieldError::Key(e)))?,
+        };
         let hex = key.to_hex();
-        if !keys.insert(hex.clone()) {
+        if !keyless && !keys.insert(hex.clone()) {
             let j = clients
                 .iter()
                 .position(|c| c.key.to_hex() == hex)
@@ -611,7 +651,21 @@ fn validate_clients(raw: &[RawClient]) -> Result<Vec<Client>, ConfigError> {
                 FieldError::Duplicate { other },
             ));
         }
-        clients.push(Client { id, key });
+        let socks_password = match &rc.socks_password {
+            Some(p) => Some(crate::socks::config::SocksPassword::new(p).ok_or_else(|| {
+                field(
+                    format!("client[{i}].socks_password"),
+                    FieldError::SocksPassword,
+                )
+            })?),
+            None => None,
+        };
+        clients.push(Client {
+            id,
+            key,
+            socks_password,
+            auth,
+        });
     }
     Ok(clients)
 }

@@ -34,6 +34,11 @@
 //! * [`setup`]: `mpbond-concentrator setup` (sysctls, MPTCP limits over genetlink, the
 //!   Fast Open key kept in the state directory by [`fastopen_key`]).
 //! * [`add_client`]: `mpbond-concentrator add-client` (new key appended to the config).
+//! * [`standard_auth`]: per-client `auth = "static-cookie"` / `"source"` for standard
+//!   RFC 8803 clients (weaker than the default HMAC mode; opt-in).
+//! * [`socks`]: the optional SOCKS5 listener's sessions (RFC 1928/1929) for devices that
+//!   speak MPTCP themselves: the same policy (after name resolution), limits, metrics and
+//!   relay.
 //!
 //! # Running
 //!
@@ -61,7 +66,9 @@ pub mod reload;
 pub mod replay_state;
 pub mod session;
 pub mod setup;
+pub mod socks;
 pub mod source_limit;
+pub mod standard_auth;
 pub mod udp;
 
 use std::io;
@@ -104,6 +111,7 @@ pub enum RunError {
 #[derive(Debug)]
 pub struct Server {
     listeners: Vec<(SocketAddr, TcpListener)>,
+    socks: Vec<(SocketAddr, TcpListener)>,
     probes: Vec<(SocketAddr, tokio::net::UdpSocket)>,
     metrics: Option<(SocketAddr, TcpListener)>,
     state: Arc<State>,
@@ -166,6 +174,16 @@ impl Server {
                 source,
             });
         }
+        let mut socks = Vec::with_capacity(config.socks.listen.len());
+        for &addr in &config.socks.listen {
+            let bound = listener::bind(addr).map_err(|source| RunError::Listen { addr, source })?;
+            let local = bound
+                .listener
+                .local_addr()
+                .map_err(|source| RunError::Listen { addr, source })?;
+            info!(%local, mptcp = bound.mptcp, "SOCKS5 listening");
+            socks.push((local, bound.listener));
+        }
         let metrics = match config.metrics {
             Some(addr) => {
                 let l = TcpListener::bind(addr)
@@ -184,6 +202,7 @@ impl Server {
         let state = Arc::new(State::new(config, &own, verifier));
         Ok(Server {
             listeners,
+            socks,
             probes,
             metrics,
             state,
@@ -194,6 +213,11 @@ impl Server {
     /// The bound listen addresses (with real ports when the config said port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
         self.listeners.iter().map(|(a, _)| *a).collect()
+    }
+
+    /// The bound SOCKS5 listen addresses (empty unless `[socks] listen` names some).
+    pub fn socks_addrs(&self) -> Vec<SocketAddr> {
+        self.socks.iter().map(|(a, _)| *a).collect()
     }
 
     /// The bound probe (UDP) addresses.
@@ -228,6 +252,14 @@ impl Server {
         };
         for (_, l) in self.listeners {
             let task = listener::serve(l, self.state.clone(), accept.clone());
+            loops.push(tokio::spawn(task));
+        }
+        let socks_accept = AcceptLoop {
+            name: "socks",
+            ..accept.clone()
+        };
+        for (_, l) in self.socks {
+            let task = listener::serve_socks(l, self.state.clone(), socks_accept.clone());
             loops.push(tokio::spawn(task));
         }
         let rate = self.state.live().config.probe.rate_per_source;

@@ -94,6 +94,20 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<State>, accept: Acce
         .await;
 }
 
+/// [`serve`] for a SOCKS5 listener (`[socks] listen`): the same slots, per-source
+/// limits and accept loop, a [`crate::socks::session`] per connection.
+pub(crate) async fn serve_socks(listener: TcpListener, state: Arc<State>, accept: AcceptLoop) {
+    let screened = Screened {
+        listener: &listener,
+        state: state.clone(),
+    };
+    accept
+        .run(&screened, |stream, (peer, unproven), slot| {
+            crate::socks::session::serve(stream, peer, unproven, state.clone(), slot)
+        })
+        .await;
+}
+
 /// A listener whose `accept` returns only connections the per-source limits admit; the
 /// others it resets and counts.
 pub(crate) struct Screened<'a> {

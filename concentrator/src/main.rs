@@ -56,6 +56,9 @@ enum Command {
         /// This VPS's address as routers reach it (default: guessed from the routes).
         #[arg(long, value_name = "HOST")]
         host: Option<String>,
+        /// Also generate a SOCKS5 password (`socks_password`) and print it.
+        #[arg(long)]
+        socks: bool,
     },
     /// Print the values to enter on the router for an existing client.
     ShowClient {
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
             pidfile,
             no_reload,
             host,
+            socks,
         }) => {
             let notify = match (pid, pidfile, no_reload) {
                 (Some(pid), _, _) => Notify::Pid(pid),
@@ -98,7 +102,7 @@ fn main() -> ExitCode {
                 (None, None, true) => Notify::Nothing,
                 (None, None, false) => Notify::Systemd,
             };
-            run_add_client(&name, &config, notify, host.as_deref())
+            run_add_client(&name, &config, notify, host.as_deref(), socks)
         }
         Some(Command::ShowClient { name, config, host }) => {
             show_client(&name, &config, host.as_deref())
@@ -164,7 +168,13 @@ fn run_setup() -> ExitCode {
     }
 }
 
-fn run_add_client(name: &str, config: &Path, notify: Notify, host: Option<&str>) -> ExitCode {
+fn run_add_client(
+    name: &str,
+    config: &Path,
+    notify: Notify,
+    host: Option<&str>,
+    socks: bool,
+) -> ExitCode {
     if let Some(host) = host.filter(|h| !add_client::luci::valid_host(h)) {
         eprintln!(
             "add-client failed: {}",
@@ -172,11 +182,19 @@ fn run_add_client(name: &str, config: &Path, notify: Notify, host: Option<&str>)
         );
         return ExitCode::from(2);
     }
-    if let Err(e) = add_client::add_client(config, name) {
-        eprintln!("add-client failed: {e}");
-        return ExitCode::from(2);
-    }
+    let (id, password) = match add_client::add_client_with(config, name, socks) {
+        Ok((id, _, password)) => (id, password),
+        Err(e) => {
+            eprintln!("add-client failed: {e}");
+            return ExitCode::from(2);
+        }
+    };
     println!("added client {name} to {}", config.display());
+    if let (Some(password), Ok(cfg)) = (&password, Config::load(config)) {
+        let guessed = add_client::luci::guess_host().map(|ip| ip.to_string());
+        let host = host.or(guessed.as_deref()).unwrap_or("VPS");
+        print!("{}", add_client::socks_values(&cfg, &id, password, host));
+    }
     let notified = notify_running(notify);
     let shown = show_client(name, config, host);
     if notified {

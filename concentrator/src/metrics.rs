@@ -41,6 +41,8 @@ pub struct Metrics {
     handshake: Histogram,
     /// `mpbond_udp_*`.
     pub udp: crate::udp::UdpMetrics,
+    /// `mpbond_socks_*`.
+    pub socks: crate::socks::SocksMetrics,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -378,6 +380,7 @@ impl Metrics {
         let _ = writeln!(out, "mpbond_handshake_seconds_sum {sum}");
         let _ = writeln!(out, "mpbond_handshake_seconds_count {count}");
         self.udp.render(&mut out);
+        self.socks.render(&mut out);
         out
     }
 }

@@ -33,6 +33,8 @@ pub(crate) struct Live {
     pub config: Config,
     pub clients: HashMap<ClientId, Key>,
     pub policy: Policy,
+    /// Standard RFC 8803 clients (static cookie, source prefix).
+    pub standard: mpbond_protocol::auth::StandardClients,
 }
 
 impl Live {
@@ -41,6 +43,7 @@ impl Live {
         let clients = config
             .clients
             .iter()
+            .filter(|c| c.auth.is_hmac())
             .map(|c| (c.id.clone(), c.key.clone()))
             .collect();
         let mut own = host.to_vec();
@@ -48,10 +51,12 @@ impl Live {
         own.sort();
         own.dedup();
         let policy = Policy::new(&config.policy.deny, &config.policy.allow, &own);
+        let standard = crate::standard_auth::standard_clients(&config.clients);
         Live {
             config,
             clients,
             policy,
+            standard,
         }
     }
 }
@@ -320,6 +325,10 @@ fn diff(old: &Live, new: &Live) -> ReloadSummary {
     if old.config.listen != new.config.listen {
         s.needs_restart
             .push(format!("listen {:?}", new.config.listen));
+    }
+    if old.config.socks.listen != new.config.socks.listen {
+        s.needs_restart
+            .push(format!("socks.listen {:?}", new.config.socks.listen));
     }
     if old.config.metrics != new.config.metrics {
         s.needs_restart

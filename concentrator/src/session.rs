@@ -200,6 +200,9 @@ async fn handle(
         |id: &ClientId| live.clients.get(id).cloned(),
         &SUPPORTED_TCP_OPTIONS,
     );
+    if let Ok(peer) = stream.peer_addr() {
+        handshake = handshake.with_standard(&live.standard, peer.ip());
+    }
     let read = read_steps(&mut stream, |piece| {
         handshake.receive(piece, unix_now()).step
     });

@@ -13,15 +13,19 @@
 //!
 //! Layout: [`ids`] (client ids and keys), [`cookie`] (the cookie bytes),
 //! [`binding`] (server ids and the journal seam), `verify` ([`seal`] and
-//! [`Verifier`]), and [`crate::replay`] (the cache and the floors).
+//! [`Verifier`]), [`standard`] (the weaker opt-in modes for standard RFC 8803 clients:
+//! a static cookie, or the source address) and [`crate::replay`] (the cache and the
+//! floors).
 
 pub mod binding;
 pub mod cookie;
 pub mod ids;
+pub mod standard;
 mod verify;
 
 pub use crate::replay::{ReplayLimits, NONCE_LEN};
 pub use binding::{ReplayJournal, ServerBinding, ServerId, ServerIdError, MAX_SERVER_ID_LEN};
 pub use cookie::{COOKIE_FORMAT, COOKIE_FORMAT_BOUND, TAG_LEN};
 pub use ids::{ClientId, ClientIdError, Key, KeyError, KEY_LEN, MAX_CLIENT_ID_LEN};
+pub use standard::{SourcePrefix, StandardAuth, StandardClients};
 pub use verify::{seal, seal_bound, AuthError, Verifier, RESERVE_AHEAD_SECS};

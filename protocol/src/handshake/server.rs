@@ -9,6 +9,11 @@
 //! 3. authenticate ([`Verifier::verify`]): 3 Missing Cookie, 32 Not Authorized,
 //!    64 Resource Exceeded (replay cache full).
 //!
+//! A converter with standard RFC 8803 clients ([`ServerHandshake::with_standard`])
+//! identifies them in step 3 too: a static cookie before the HMAC check, a source
+//! prefix when the HMAC check fails (its error is the reply otherwise). Their replies
+//! are the same bytes as everyone's.
+//!
 //! A refusal says whether the sender proved it holds a client key
 //! ([`Decision::is_unauthenticated_refusal`]): a request refused in step 2 is still
 //! authenticated (its cookie checked, its nonce spent) to learn it. Every failure of
@@ -24,7 +29,7 @@ use std::net::SocketAddr;
 
 use thiserror::Error;
 
-use crate::auth::{AuthError, ClientId, Key, Verifier};
+use crate::auth::{AuthError, ClientId, Key, StandardClients, Verifier};
 use crate::error::{DecodeError, ErrorCode};
 use crate::message::Message;
 use crate::request::{Request, RequestError};
@@ -161,6 +166,8 @@ pub struct ServerHandshake<'a, K> {
     supported_tcp_options: &'a [u8],
     reader: MessageReader,
     decision: Option<Decision>,
+    /// Standard clients, and the connection's source address.
+    standard: Option<(&'a StandardClients, std::net::IpAddr)>,
 }
 
 impl<K> std::fmt::Debug for ServerHandshake<'_, K> {
@@ -185,7 +192,33 @@ where
             supported_tcp_options,
             reader: MessageReader::new(),
             decision: None,
+            standard: None,
         }
+    }
+
+    /// Also accept the standard RFC 8803 clients `standard` (static cookie or source
+    /// prefix, see [`crate::auth::standard`]); `peer` is the connection's source address.
+    pub fn with_standard(mut self, standard: &'a StandardClients, peer: std::net::IpAddr) -> Self {
+        if !standard.is_empty() {
+            self.standard = Some((standard, peer));
+        }
+        self
+    }
+
+    /// Who sent `message`: a static-cookie client, else the HMAC check, else a
+    /// source-mode client, else the HMAC check's error.
+    fn authenticate(&self, message: &Message, now_unix_secs: u64) -> Result<ClientId, AuthError> {
+        if let Some(id) = self.standard.and_then(|(s, _)| s.by_cookie(message)) {
+            return Ok(id);
+        }
+        let wire = self.reader.wire();
+        self.verifier
+            .verify(wire, message, now_unix_secs, &self.key_for)
+            .or_else(|error| {
+                self.standard
+                    .and_then(|(s, peer)| s.by_source(peer))
+                    .ok_or(error)
+            })
     }
 
     /// Bytes still needed before a decision (exact once the fixed header is in); 0
@@ -222,22 +255,15 @@ where
     }
 
     fn decide(&self, message: &Message, now_unix_secs: u64) -> Decision {
-        let wire = self.reader.wire();
         let request = match message.request() {
             Ok(request) => request,
             Err(error) => {
                 // The code is 2 either way; authenticating tells a client from a stranger.
-                let client = self
-                    .verifier
-                    .verify(wire, message, now_unix_secs, &self.key_for)
-                    .ok();
+                let client = self.authenticate(message, now_unix_secs).ok();
                 return Decision::refuse(error, client);
             }
         };
-        let client = match self
-            .verifier
-            .verify(wire, message, now_unix_secs, &self.key_for)
-        {
+        let client = match self.authenticate(message, now_unix_secs) {
             Ok(client) => client,
             Err(error) => return Decision::refuse(error, None),
         };
