@@ -151,7 +151,7 @@ async fn splice_loop(
     pipe: &Pipe,
     meter: &Meter<'_>,
 ) -> Result<Spliced, PumpError> {
-    let src_fd = src.as_raw_fd();
+    let (src_fd, dst_fd) = (src.as_raw_fd(), dst.as_raw_fd());
     let capacity = pipe.capacity();
     let mut in_pipe = 0usize;
     // No more filling: end of stream, or the kernel refused to splice from `src`.
@@ -172,7 +172,7 @@ async fn splice_loop(
             biased;
             ready = dst.writable(), if in_pipe > 0 => {
                 ready.map_err(PumpError::dst)?;
-                match splice_out(dst, pipe, in_pipe) {
+                match dst.try_io(Interest::WRITABLE, || pipe.splice_out(dst_fd, in_pipe)) {
                     Ok(0) => return Err(PumpError::dst(io::ErrorKind::WriteZero.into())),
                     Ok(n) => {
                         in_pipe = in_pipe.saturating_sub(n);
@@ -216,27 +216,6 @@ async fn splice_loop(
                 return Err(PumpError::src(io::Error::other("splice relay stalled")));
             }
         }
-    }
-}
-
-/// Splice up to `pending` bytes from the pipe into `dst`. A short splice means `dst`'s
-/// send buffer is full (the kernel set `SOCK_NOSPACE` and will wake us when it drains),
-/// so the next splice would only return `EAGAIN`: the write readiness is cleared at once
-/// instead (as tokio's own `poll_write` does after a short write), and the next splice
-/// waits for the wake-up. One system call less per full send buffer.
-fn splice_out(dst: &TcpStream, pipe: &Pipe, pending: usize) -> io::Result<usize> {
-    let mut short = None;
-    let result = dst.try_io(Interest::WRITABLE, || {
-        let n = pipe.splice_out(dst.as_raw_fd(), pending)?;
-        if n > 0 && n < pending {
-            short = Some(n);
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        Ok(n)
-    });
-    match short {
-        Some(n) => Ok(n),
-        None => result,
     }
 }
 

@@ -161,7 +161,12 @@ fn one_rate(ctx: &Ctx, label: &str, rates: &[u32], bytes: u64) -> Result<Vec<Fig
                 .or_default()
                 .push(download(&bed, way, bytes, pids)?);
             if trace && round == 0 && way != Way::Direct {
-                syscalls.insert(way, strace_download(ctx, &bed, way, bytes, pids[0])?);
+                let out = ctx.out(&format!(
+                    "strace-{}-{}.txt",
+                    label.replace([' ', '/'], "-"),
+                    way.name().replace(' ', "-")
+                ));
+                syscalls.insert(way, strace_download(&out, &bed, way, bytes, pids[0])?);
             }
             if let Some(a) = agent {
                 a.stop(Duration::from_secs(5));
@@ -365,16 +370,15 @@ fn wan_of(local: &str) -> String {
 /// One more download of `way` with `strace -c -f -p PID` on the router side; its calls
 /// per MB, as "412 calls/MB: splice 200, epoll_wait 100, ...".
 fn strace_download(
-    ctx: &Ctx,
+    out: &std::path::Path,
     bed: &TestBed,
     way: Way,
     bytes: u64,
     pid: u32,
 ) -> Result<String, BenchError> {
-    let out = ctx.out(&format!("strace-{}.txt", way.name().replace(' ', "-")));
     let mut cmd = std::process::Command::new("strace");
     cmd.args(["-c", "-f", "-o"])
-        .arg(&out)
+        .arg(out)
         .args(["-p", &pid.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -389,7 +393,7 @@ fn strace_download(
     if !traced {
         return Ok("strace did not attach".into());
     }
-    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let text = std::fs::read_to_string(out).unwrap_or_default();
     Ok(describe_strace(&text, m.bytes as f64 / 1e6))
 }
 
