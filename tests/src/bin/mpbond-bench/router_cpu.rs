@@ -9,7 +9,8 @@
 //! * mpbond's goodput ÷ direct kernel MPTCP (target ≥ 0.97);
 //! * the router side's wake-ups (context switches, all threads) per MB;
 //! * subflows per upstream connection during the mpbond download, sampled with `ss -M`
-//!   in the router, and the WANs they leave through (target: one per WAN).
+//!   in the router, and the WANs they leave through (target: one per WAN), on the bed's
+//!   endpoints and, in a bed of its own, on the endpoints and limits the agent sets.
 //!
 //! CPU time is read from `/proc/PID/task/*/schedstat` (nanoseconds): a few seconds of a
 //! relay are a handful of the clock ticks `/proc/PID/stat` counts in.
@@ -119,7 +120,42 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
             ctx.pick(short_mb, full_mb) << 20,
         )?);
     }
+    out.push(agent_endpoints(ctx)?);
     Ok(out)
+}
+
+/// Subflows per upstream connection with the agent's own endpoints and limits (the bed
+/// routes nothing itself), one download per run at 40+60 Mbit/s.
+fn agent_endpoints(ctx: &Ctx) -> Result<Figure, BenchError> {
+    let bed = TestBed::builder()
+        .wans(&[40, 60])
+        .agent_routing(true)
+        .try_build()?;
+    let _server = bed.serve(Node::Server, SocketAddr::new(SERVER_V4.into(), PORT), false)?;
+    let conc = bed.start_concentrator(&bed.concentrator_config())?;
+    let agent = bed.start_agent(&bed.agent_config())?;
+    let steal = Steal::start();
+    let mut seen = Vec::new();
+    for _ in 0..ctx.runs() {
+        let run = download(&bed, Way::Mpbond, 20 << 20, [agent.pid(), conc.pid()])?;
+        seen.extend(run.subflows);
+    }
+    agent.stop(Duration::from_secs(5));
+    let m = Measurement {
+        case: CASE,
+        steal_pct: steal.percent(),
+        detail: seen
+            .iter()
+            .map(|(n, wans)| format!("{n} ({wans})"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    Ok(m.figure(
+        "40+60 Mbit/s, the agent's endpoints: subflows per upstream connection".into(),
+        seen.iter().map(|s| s.0 as f64).collect(),
+        "subflows",
+        Some(Target::AtMost(2.0)),
+    ))
 }
 
 fn one_rate(ctx: &Ctx, label: &str, rates: &[u32], bytes: u64) -> Result<Vec<Figure>, BenchError> {
