@@ -150,7 +150,10 @@ pub(super) fn mptcp(m: RawMptcp) -> Result<MptcpConfig, ConfigError> {
     Ok(MptcpConfig {
         limits: Limits {
             subflows: range("mptcp.subflows", m.subflows, max, 0, max)? as u32,
-            add_addr_accepted: range("mptcp.add_addr_accepted", m.add_addr_accepted, max, 0, max)?
+            // 0 unless set: the in-kernel path manager opens a subflow to each address the
+            // VPS announces, from the router's default address, so a second subflow on a
+            // WAN that already has one (docs/DESIGN.md, "One subflow per WAN").
+            add_addr_accepted: range("mptcp.add_addr_accepted", m.add_addr_accepted, 0, 0, max)?
                 as u32,
         },
         // Off unless set: the kernel's detection takes a WAN whose SYNs are lost (a dead
@@ -353,9 +356,10 @@ key = "abababababababababababababababababababababababababababababababab"
         assert_eq!(c.routing.ownership.route_protocol, 93);
         assert_eq!(c.routing.reconcile, Duration::from_secs(30));
         assert_eq!(c.routing.ubus, UbusSocket::Auto);
+        // One subflow per WAN: no subflows to addresses the VPS announces.
         let limits = Limits {
             subflows: 8,
-            add_addr_accepted: 8,
+            add_addr_accepted: 0,
         };
         assert_eq!(c.mptcp.limits, limits);
         // The kernel's MPTCP blackhole detection is off unless configured.

@@ -25,8 +25,9 @@
 //!   through mpbond), [`mips`] (15: the relay on the MIPS router VM's CPU against the
 //!   mipsel peer, goodput, guest CPU split, agent RSS), [`path_quality`] (16: goodput
 //!   with the agent's demotion of a bad WAN on and off), [`congestion`] (17: mpbond's
-//!   MPTCP sockets on reno against bbr), [`socks`] (20: SOCKS5 over MPTCP from curl
-//!   under `mptcpize`, goodput over two WANs); see [`case_fn`].
+//!   MPTCP sockets on reno against bbr), [`router_cpu`] (19: the router's CPU per byte
+//!   against the peer at 100 and 500 Mbit/s and unshaped), [`socks`] (20: SOCKS5 over
+//!   MPTCP from curl under `mptcpize`, goodput over two WANs); see [`case_fn`].
 //!
 //! `tests/bench/run.sh` builds everything and runs it.
 
@@ -46,6 +47,7 @@ mod reaction;
 mod relay_cost;
 mod reload_stall;
 mod report;
+mod router_cpu;
 mod scale;
 mod soak;
 mod socks;
@@ -100,7 +102,7 @@ struct Cli {
 type CaseFn = fn(&Ctx) -> Result<Vec<Figure>, BenchError>;
 
 /// Every case, in order.
-const CASES: [(u8, &str); 18] = [
+const CASES: &[(u8, &str)] = &[
     (1, "aggregation"),
     (2, "relay cost"),
     (3, "peer comparison"),
@@ -118,6 +120,7 @@ const CASES: [(u8, &str); 18] = [
     (15, "mips"),
     (16, "path quality"),
     (17, "congestion control"),
+    (19, "router cpu"),
     (20, "socks"),
 ];
 
@@ -142,6 +145,7 @@ fn case_fn(n: u8) -> Option<CaseFn> {
         15 => Some(mips::run),
         16 => Some(path_quality::run),
         17 => Some(congestion::run),
+        19 => Some(router_cpu::run),
         20 => Some(socks::run),
         _ => None,
     }
