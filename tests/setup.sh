@@ -5,8 +5,9 @@
 set -eu
 
 # dnsmasq-base is the resolver binary alone: the `dnsmasq` package would also start a
-# system resolver service outside the test namespaces. dnsutils brings dig.
-PACKAGES="iproute2 nftables iperf3 tcpdump procps kmod curl ca-certificates gcc libc6-dev shellcheck python3 dnsmasq-base dnsutils qemu-system-mips"
+# system resolver service outside the test namespaces (it is also the DHCP server of
+# tests/tests/udp.rs). dnsutils brings dig; busybox brings udhcpc, the DHCP client.
+PACKAGES="iproute2 nftables iperf3 tcpdump procps kmod curl ca-certificates gcc libc6-dev shellcheck python3 dnsmasq-base dnsutils busybox qemu-system-mips"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup.sh: run as root (the test bed creates network namespaces)" >&2
