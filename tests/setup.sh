@@ -6,8 +6,9 @@ set -eu
 
 # mptcpize runs curl over MPTCP in the SOCKS5 test (concentrator/tests/socks.rs).
 # dnsmasq-base is the resolver binary alone: the `dnsmasq` package would also start a
-# system resolver service outside the test namespaces. dnsutils brings dig.
-PACKAGES="iproute2 nftables iperf3 tcpdump procps kmod curl ca-certificates gcc libc6-dev shellcheck python3 mptcpize dnsmasq-base dnsutils qemu-system-mips"
+# system resolver service outside the test namespaces (it is also the DHCP server of
+# tests/tests/udp.rs). dnsutils brings dig; busybox brings udhcpc, the DHCP client.
+PACKAGES="iproute2 nftables iperf3 tcpdump procps kmod curl ca-certificates gcc libc6-dev shellcheck python3 mptcpize dnsmasq-base dnsutils busybox qemu-system-mips"
 
 if [ "$(id -u)" -ne 0 ]; then
     echo "setup.sh: run as root (the test bed creates network namespaces)" >&2

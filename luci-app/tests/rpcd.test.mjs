@@ -38,6 +38,15 @@ const statusFile = join(fixtureDir('status.json'), 'status.json');
 const good = agent('good', `[ "$1 $2" = "status --json" ] || exit 9\ncat '${statusFile}'`);
 const down = agent('down', `echo 'cannot connect to "/var/run/mpbond/agent.sock": \\ No such file\ttab' >&2\nexit 1`);
 const junk = agent('junk', 'echo "not json"');
+// A document with UDP flows and their bytes per WAN (docs/STATUS.md), on one line as the agent prints it.
+const withUdp = { ...fixture('status.json'),
+  udp: { active: 2, bonded_active: 1, total: 9, direct: 1, refused: 0, upstream_failed: 0, bytes_up: 1200,
+    bytes_down: 64000, datagrams_up: 3, datagrams_down: 50, drops_queue_full: 0, drops_flow_limit: 0,
+    drops_other_context: 0, drops_lan_busy: 0, resets: 0, unattributed_rx_bytes: 0, unattributed_tx_bytes: 0 } };
+withUdp.wans = withUdp.wans.map((w, i) => ({ ...w, udp_rx_bytes: 32000 + i, udp_tx_bytes: 600 + i }));
+const udpFile = join(dir, 'status-udp.json');
+writeFileSync(udpFile, JSON.stringify(withUdp));
+const udpAgent = agent('udp', `[ "$1 $2" = "status --json" ] || exit 9\ncat '${udpFile}'`);
 const marker = join(dir, 'pwned');
 
 for (const sh of shells) {
@@ -47,6 +56,10 @@ for (const sh of shells) {
 
   test(`${sh.label}: call status passes the agent's document through`, () => {
     assert.deepEqual(JSON.parse(plugin(sh, ['call', 'status'], { agentPath: good })), fixture('status.json'));
+  });
+
+  test(`${sh.label}: UDP flows and their bytes per WAN pass through unchanged`, () => {
+    assert.deepEqual(JSON.parse(plugin(sh, ['call', 'status'], { agentPath: udpAgent })), withUdp);
   });
 
   test(`${sh.label}: a failing agent gives a valid error object`, () => {

@@ -235,3 +235,43 @@ test('data usage of an agent that has not counted yet prints dashes', async () =
   assert.doesNotMatch(await text(page, '#view'), /\b(null|undefined|NaN)\b/);
   await page.close();
 });
+
+test('UDP flows: the counts, and the bytes of each WAN', async () => {
+  const doc = fixture('status.json');
+  doc.udp = { active: 3, bonded_active: 2, total: 40, direct: 5, refused: 1, upstream_failed: 0,
+    bytes_up: 1_000_000, bytes_down: 90_000_000, datagrams_up: 900, datagrams_down: 70_000,
+    drops_queue_full: 4, drops_flow_limit: 0, drops_other_context: 0, drops_lan_busy: 0, resets: 0,
+    unattributed_rx_bytes: 0, unattributed_tx_bytes: 0 };
+  doc.wans.forEach((w, i) => Object.assign(w, { udp_rx_bytes: 36_000_000 * (i + 1), udp_tx_bytes: 400_000 + i }));
+  const { page, errors } = await openView(browser, server.base, 'mpbond/status', [doc]);
+  const udp = await text(page, '[data-field="udp"]');
+  for (const s of ['active 3', 'bonded 2', 'total 40', 'direct 5', 'refused 1', 'dropped (queue full) 4'])
+    assert.ok(udp.includes(s), `${s} in ${udp}`);
+  const rows = await page.$$eval('#mpbond-udp-wans tr.mpbond-udp-wan', (rs) => rs.map((r) => ({
+    name: r.dataset.wan, cells: [...r.querySelectorAll('td')].map((td) => td.textContent) })));
+  assert.deepEqual(rows.map((r) => r.name), doc.wans.map((w) => w.name));
+  assert.deepEqual(rows[0].cells, [doc.wans[0].name, '36 MB', '400 kB']);
+  assert.deepEqual(rows[1].cells.slice(1), ['72 MB', '400 kB']);
+  assert.equal(await page.$('#mpbond-udp-wans .mpbond-udp-unattributed'), null);
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+test('UDP bytes on an address no WAN holds get their own row; no UDP, no table', async () => {
+  const doc = fixture('status.json');
+  doc.udp = { active: 0, bonded_active: 0, total: 1, unattributed_rx_bytes: 5_000, unattributed_tx_bytes: 70 };
+  doc.wans.forEach((w) => Object.assign(w, { udp_rx_bytes: null, udp_tx_bytes: null }));
+  const { page } = await openView(browser, server.base, 'mpbond/status', [doc]);
+  const cells = await page.$$eval('#mpbond-udp-wans tr.mpbond-udp-unattributed td', (tds) => tds.map((td) => td.textContent));
+  assert.deepEqual(cells, ['no WAN now', '5.0 kB', '70 B']);
+  const first = await page.$$eval('#mpbond-udp-wans tr.mpbond-udp-wan td', (tds) => tds.map((td) => td.textContent));
+  assert.deepEqual(first.slice(1, 3), ['\u2013', '\u2013']);
+  assert.doesNotMatch(await text(page, '#view'), /\b(null|undefined|NaN)\b/);
+  await page.close();
+  const off = fixture('status.json');
+  delete off.udp;
+  const { page: page2 } = await openView(browser, server.base, 'mpbond/status', [off]);
+  assert.equal(await page2.$('#mpbond-udp-wans'), null);
+  assert.equal(await page2.$('[data-field="udp"]'), null);
+  await page2.close();
+});

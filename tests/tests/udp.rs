@@ -7,6 +7,7 @@
 mod common;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::time::Duration;
 
 use common::{at, metric, mpbond, wait_redirect};
@@ -215,6 +216,25 @@ fn blocked_ports_get_port_unreachable_and_refused_destinations_go_direct() {
         "direct, not through the VPS: {peers:?}"
     );
     assert!(udp_count(&bed, "refused") >= 1, "{}", udp_status(&bed));
+    // The direct flow's bytes count on the WAN whose address the server saw.
+    let status = bed.agent_status().expect("agent status");
+    let peer = peers[0].to_string();
+    let wan = status["wans"]
+        .as_array()
+        .and_then(|wans| {
+            wans.iter().find(|w| {
+                w["addresses"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|a| a.as_str() == Some(peer.as_str())))
+            })
+        })
+        .unwrap_or_else(|| panic!("a WAN holds {peer}: {status}"));
+    let payload = u64::from(report.received) * 200;
+    assert!(
+        wan["udp_rx_bytes"].as_u64().unwrap_or(0) >= payload
+            && wan["udp_tx_bytes"].as_u64().unwrap_or(0) >= payload,
+        "the direct flow's {payload} bytes each way count on {peer}: {wan}"
+    );
     let text = bed.concentrator_metrics().expect("metrics");
     let policy = text
         .lines()
@@ -356,4 +376,144 @@ fn lan_ipv6_udp_is_bonded() {
         [IpAddr::from(VPS_V6)],
         "the IPv6 flow reached the server from the concentrator"
     );
+}
+
+/// The QUIC server's port in the internet namespace.
+const QUIC_PORT: u16 = 4433;
+
+#[test]
+#[ignore = "needs root and netns"]
+fn status_shows_a_quic_downloads_udp_bytes_on_both_wans() {
+    const PAYLOAD: u64 = 20_000_000;
+    let (bed, _conc, _agent) = mpbond(&[40, 60]);
+    let _server = bed
+        .quic_server(Node::Server, echo_at(QUIC_PORT))
+        .expect("quic server");
+    let report = bed
+        .spawn_quic_fetch(
+            Node::Lan,
+            echo_at(QUIC_PORT),
+            PAYLOAD,
+            Duration::from_secs(60),
+        )
+        .expect("quic-fetch starts")
+        .finish()
+        .expect("quic report");
+    assert!(report.ok, "intact and complete: {report:?}");
+    let status = bed.agent_status().expect("agent status");
+    let wans = status["wans"].as_array().expect("wans");
+    let bytes = |key: &str| -> Vec<u64> {
+        wans.iter()
+            .map(|w| {
+                w[key]
+                    .as_u64()
+                    .unwrap_or_else(|| panic!("{key} of {} is a number: {w}", w["name"]))
+            })
+            .collect()
+    };
+    let (rx, tx) = (bytes("udp_rx_bytes"), bytes("udp_tx_bytes"));
+    println!(
+        "udp bytes per WAN: rx {rx:?}, tx {tx:?}; udp {}",
+        status["udp"]
+    );
+    assert_eq!(rx.len(), 2, "{status}");
+    assert!(
+        rx.iter().all(|&b| b >= PAYLOAD / 10),
+        "both WANs carried the download: {rx:?}"
+    );
+    assert!(
+        rx.iter().sum::<u64>() >= PAYLOAD,
+        "the WANs' UDP bytes add up to at least the payload: {rx:?}"
+    );
+    assert!(
+        tx.iter().sum::<u64>() > 0,
+        "the requests and ACKs went up: {tx:?}"
+    );
+    assert_eq!(
+        status["udp"]["unattributed_rx_bytes"].as_u64(),
+        Some(0),
+        "{status}"
+    );
+}
+
+/// A `udhcpc` script that only records what it was told: `bound 192.168.50.120`.
+fn udhcpc_script(dir: &Path) -> std::path::PathBuf {
+    let events = dir.join("udhcpc.events");
+    let script = dir.join("udhcpc.script");
+    let body = format!(
+        "#!/bin/sh\necho \"$1 ${{ip:-}}\" >> '{}'\n",
+        events.display()
+    );
+    std::fs::write(&script, body).expect("write the udhcpc script");
+    let mut perms = std::fs::metadata(&script).expect("script").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).expect("chmod the script");
+    script
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn dhcp_to_the_router_is_not_intercepted() {
+    let (bed, _conc, _agent) = mpbond(&[40, 60]);
+    // A real DHCP server (dnsmasq, DNS off) on the router's LAN bridge.
+    let (leases, log) = (bed.dir().join("dhcp.leases"), bed.dir().join("dhcp.log"));
+    let args = [
+        format!("--interface={}", mpbond_tests::topology::ROUTER_LAN_IF),
+        "--dhcp-range=192.168.50.100,192.168.50.150,255.255.255.0,1h".to_owned(),
+        format!("--dhcp-leasefile={}", leases.display()),
+        format!("--log-facility={}", log.display()),
+        format!("--pid-file={}", bed.dir().join("dhcp.pid").display()),
+    ];
+    let mut argv = vec![
+        "dnsmasq",
+        "--no-daemon",
+        "--port=0",
+        "--no-resolv",
+        "--no-hosts",
+        "--conf-file=/dev/null",
+        "--user=root",
+        "--log-dhcp",
+    ];
+    argv.extend(args.iter().map(String::as_str));
+    let _dhcp = bed
+        .spawn(Node::Router, &argv)
+        .expect("dnsmasq runs (tests/setup.sh installs dnsmasq-base)");
+    let listening = proc::wait_until(Duration::from_secs(10), || {
+        bed.exec(Node::Router, "ss -Hlun sport = :67")
+            .is_ok_and(|out| !out.trim().is_empty())
+    });
+    assert!(listening, "dnsmasq did not bind port 67");
+
+    // A real DHCP client on the LAN: discover, offer, request, ack, then quit.
+    let script = udhcpc_script(bed.dir());
+    let out = bed
+        .exec(
+            Node::Lan,
+            &format!(
+                "busybox udhcpc -i eth0 -f -q -n -t 5 -T 2 -s {}",
+                script.display()
+            ),
+        )
+        .unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("udhcpc got no lease (tests/setup.sh installs busybox): {e}\n{log}")
+        });
+    println!("udhcpc: {out}");
+    let events = std::fs::read_to_string(bed.dir().join("udhcpc.events")).unwrap_or_default();
+    assert!(
+        events.lines().any(|l| l.starts_with("bound 192.168.50.1")),
+        "a lease from the router's DHCP server: {events:?}"
+    );
+    let leases = std::fs::read_to_string(&leases).unwrap_or_default();
+    assert!(
+        leases.contains("192.168.50.1"),
+        "dnsmasq's leases: {leases:?}"
+    );
+    let udp = udp_status(&bed);
+    assert_eq!(
+        udp["total"].as_u64(),
+        Some(0),
+        "the agent took no flow: {udp}"
+    );
+    assert_eq!(udp["drops_flow_limit"].as_u64(), Some(0), "{udp}");
 }

@@ -64,6 +64,7 @@ pub fn render(doc: &StatusDoc) -> String {
             u.drops_queue_full,
             u.drops_flow_limit
         );
+        let _ = writeln!(out, "{}", udp_by_wan(u, &doc.wans));
     }
     out.push('\n');
     if doc.wans.is_empty() {
@@ -203,6 +204,33 @@ pub fn bytes(n: u64) -> String {
         }
     }
     format!("{n} B")
+}
+
+/// `udp by WAN: wan1 12 MB down / 300 kB up, wan2 ...`, and what no WAN holds.
+fn udp_by_wan(u: &crate::udp::UdpSnapshot, wans: &[WanStatus]) -> String {
+    let mut parts: Vec<String> = wans
+        .iter()
+        .map(|w| {
+            let b = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), bytes);
+            format!(
+                "{} {} down / {} up",
+                w.name,
+                b(w.udp_rx_bytes),
+                b(w.udp_tx_bytes)
+            )
+        })
+        .collect();
+    if u.unattributed_rx_bytes + u.unattributed_tx_bytes > 0 {
+        parts.push(format!(
+            "no WAN now {} down / {} up",
+            bytes(u.unattributed_rx_bytes),
+            bytes(u.unattributed_tx_bytes)
+        ));
+    }
+    if parts.is_empty() {
+        parts.push("no WANs".to_owned());
+    }
+    format!("udp by WAN: {}", parts.join(", "))
 }
 
 fn table(wans: &[WanStatus]) -> String {
@@ -370,10 +398,39 @@ mod tests {
         );
         let json = serde_json::to_value(&doc).expect("json");
         assert_eq!(json["udp"]["bytes_up"], 1200);
+        assert!(text.contains("udp by WAN: wan 0 B down / 0 B up"), "{text}");
         let mut without = example(now).render(now);
         without.udp = None;
         let without = render(&without);
         assert!(!without.contains("udp flows"), "{without}");
+    }
+
+    #[test]
+    fn udp_bytes_are_shown_on_the_wan_that_carried_them() {
+        let now = Instant::now();
+        let mut model = example(now);
+        let stats = std::sync::Arc::new(crate::udp::UdpStats::default());
+        {
+            // A direct flow from the WAN's address, ended; one from an address no WAN
+            // holds, live.
+            let ended = stats.track_direct("100.64.12.7".parse().unwrap());
+            ended.sent(300);
+            ended.received(5_000);
+            let gone = stats.track_direct("10.99.0.2".parse().unwrap());
+            gone.received(70);
+            std::mem::forget(gone);
+        }
+        model.set_udp_stats(stats);
+        let doc = model.render(now);
+        let text = render(&doc);
+        assert!(
+            text.contains("udp by WAN: wan 5.0 kB down / 300 B up, no WAN now 70 B down / 0 B up"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&doc).expect("json");
+        assert_eq!(json["wans"][0]["udp_rx_bytes"], 5_000);
+        assert_eq!(json["wans"][0]["udp_tx_bytes"], 300);
+        assert_eq!(json["udp"]["unattributed_rx_bytes"], 70);
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub struct StatusDoc {
     pub concentrator: ConcentratorStatus,
     pub connections: ConnectionCounts,
     pub wans: Vec<WanStatus>,
-    /// UDP flows (absent with `[udp] enabled = false`); bytes are totals over all WANs.
+    /// UDP flows (absent with `[udp] enabled = false`); bytes are totals over all WANs,
+    /// each WAN's share is its `udp_rx_bytes`/`udp_tx_bytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp: Option<crate::udp::UdpSnapshot>,
 }
@@ -179,6 +180,12 @@ pub struct WanStatus {
     /// Why it was demoted (`rtt 310 ms vs 15 ms, 0.3 vs 48.1 Mbit/s`, `loss 20%`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality_reason: Option<String>,
+    /// Bytes of LAN UDP flows this WAN received and sent since start (bonded: its
+    /// subflows' bytes; direct: payload); null with `[udp] enabled = false`.
+    #[serde(default)]
+    pub udp_rx_bytes: Option<u64>,
+    #[serde(default)]
+    pub udp_tx_bytes: Option<u64>,
 }
 
 /// A WAN's data usage: the bytes its device received and sent, from the kernel's
@@ -457,10 +464,25 @@ impl StatusModel {
             Some(stats) => stats.snapshot().into(),
             None => self.connections,
         };
+        let mut udp = self.udp.as_ref().map(|u| u.snapshot());
+        let udp_wans = self.udp.as_ref().map(|u| {
+            let addrs: Vec<(&str, &[IpAddr])> = self
+                .wans
+                .iter()
+                .map(|w| (w.name.as_str(), w.addresses.as_slice()))
+                .collect();
+            crate::udp::wan_bytes::attribute(&u.bytes_by_address(), &addrs)
+        });
+        if let (Some(snapshot), Some((_, unattributed))) = (udp.as_mut(), &udp_wans) {
+            snapshot.unattributed_rx_bytes = unattributed.rx;
+            snapshot.unattributed_tx_bytes = unattributed.tx;
+        }
         let wans = self
             .wans
             .iter()
-            .map(|w| {
+            .enumerate()
+            .map(|(i, w)| {
+                let udp_bytes = udp_wans.as_ref().map(|(per_wan, _)| &per_wan[i]);
                 let m = self.measured.get(&w.name).cloned().unwrap_or_default();
                 let meter = self.meters.get(&w.name).cloned().unwrap_or_default();
                 WanStatus {
@@ -495,6 +517,8 @@ impl StatusModel {
                         .as_ref()
                         .map(|q| if q.is_some() { "demoted" } else { "good" }.to_owned()),
                     quality_reason: m.quality.clone().flatten(),
+                    udp_rx_bytes: udp_bytes.map(|b| b.rx_bytes),
+                    udp_tx_bytes: udp_bytes.map(|b| b.tx_bytes),
                 }
             })
             .collect();
@@ -506,7 +530,7 @@ impl StatusModel {
             concentrator: self.concentrator.clone(),
             connections,
             wans,
-            udp: self.udp.as_ref().map(|u| u.snapshot()),
+            udp,
         }
     }
 }

@@ -23,6 +23,11 @@ pub(crate) fn example(now: Instant) -> StatusModel {
     std::mem::forget(flow);
     udp.up(200);
     udp.down(1400);
+    // Its bytes on the WAN that holds the flow's local address.
+    let ticket = udp.track_direct("100.64.12.7".parse().unwrap());
+    ticket.sent(200);
+    ticket.received(1400);
+    std::mem::forget(ticket);
     model.set_udp_stats(udp);
     model.set_kernel(KernelStatus {
         release: "6.6.73".into(),
@@ -182,6 +187,9 @@ fn unknowns_are_null() {
         "wans[].endpoint_id",
         "wans[].rtt_ms",
         "wans[].loss_pct",
+        // No UDP service: no UDP bytes, not zero of them.
+        "wans[].udp_rx_bytes",
+        "wans[].udp_tx_bytes",
     ] {
         assert_eq!(lookup(&doc, path), Some(&Value::Null), "{path}");
     }

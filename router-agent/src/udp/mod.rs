@@ -16,7 +16,9 @@
 //! * `queue.rs` (pure): the bounded capsule queue (drop when full);
 //! * `relay.rs`: one flow, bonded or direct;
 //! * `routing.rs`: the fwmark rule and `local default dev lo` route tproxy needs;
-//! * `stats.rs`: the counters `status` shows.
+//! * `stats.rs`: the counters `status` shows, and the ledger of bytes per local address;
+//! * `wan_bytes.rs` (pure): a flow's bytes per local address, and addresses to WANs;
+//! * `subflows.rs`: an MPTCP socket's subflows with their byte counters (getsockopt).
 //!
 //! Safety: the nft rule sets the mark only after tproxy found the live socket, and the
 //! table is owned by the agent's netlink socket: a dead agent leaves UDP to the router's
@@ -29,7 +31,9 @@ pub mod queue;
 pub mod relay;
 pub mod routing;
 pub mod stats;
+pub mod subflows;
 pub mod sys;
+pub mod wan_bytes;
 
 use std::collections::HashMap;
 use std::io;
@@ -49,6 +53,7 @@ use book::FlowBook;
 use relay::{Flow, FlowEvent};
 use routing::LocalRouting;
 pub use stats::{UdpSnapshot, UdpStats};
+pub use wan_bytes::UdpWanBytes;
 
 /// Datagrams a flow task may be behind the dispatcher before new ones are dropped.
 const FLOW_CHANNEL: usize = 256;

@@ -31,7 +31,7 @@ use tracing::{debug, info};
 
 use super::book::Route;
 use super::queue::{CapsuleQueue, QueueError};
-use super::stats::{FlowGuard, UdpStats};
+use super::stats::{FlowGuard, UdpStats, WanTicket};
 use crate::core::Input;
 use crate::proxy::ConnContext;
 use crate::upstream::{fastopen_evidence, read_reply, UpstreamError};
@@ -225,14 +225,17 @@ async fn bonded(
     }
     drop(early);
     guard.bonded();
-    relay_capsules(flow, &mut stream, queue, stats, shutdown).await
+    let stream = Arc::new(stream);
+    let mut ticket = stats.track_bonded(stream.clone());
+    relay_capsules(flow, &stream, queue, stats, &mut ticket, shutdown).await
 }
 
 async fn relay_capsules(
     flow: &mut Flow,
-    stream: &mut TcpStream,
+    stream: &TcpStream,
     mut queue: CapsuleQueue,
     stats: &UdpStats,
+    ticket: &mut WanTicket<'_>,
     shutdown: &CancellationToken,
 ) -> End {
     // Bytes of a capsule not yet whole; empty (no allocation) between capsules.
@@ -281,6 +284,7 @@ async fn relay_capsules(
                                 Capsule::Datagram(payload) => {
                                     deadline = Instant::now() + flow.idle;
                                     stats.down(payload.len());
+                                    ticket.carried(payload.len());
                                     if send_now(&flow.lan, payload).is_err() {
                                         stats.drops_lan_busy();
                                     }
@@ -310,6 +314,7 @@ async fn relay_capsules(
                 Ok(datagram) => {
                     deadline = Instant::now() + flow.idle;
                     stats.up(datagram.len());
+                    ticket.carried(datagram.len());
                     match queue.push(&datagram) {
                         Ok(()) => {}
                         Err(QueueError::Full) => stats.drops_queue_full(),
@@ -349,8 +354,13 @@ async fn direct(
     if out.connect(flow.dst).await.is_err() {
         return End::LanError;
     }
+    // The source address the router's routes chose: the WAN this flow's bytes count on.
+    let local = out.local_addr().map_or(bind.ip(), |a| a.ip());
+    let ticket = stats.track_direct(local);
     for datagram in &early {
-        let _ = send_now(&out, datagram);
+        if send_now(&out, datagram).is_ok() {
+            ticket.sent(datagram.len());
+        }
     }
     let mut deadline = Instant::now() + flow.idle;
     loop {
@@ -371,6 +381,7 @@ async fn direct(
                     Ok((n, sent)) => {
                         deadline = Instant::now() + flow.idle;
                         stats.down(n);
+                        ticket.received(n);
                         if !sent {
                             stats.drops_lan_busy();
                         }
@@ -386,8 +397,9 @@ async fn direct(
                 Ok(datagram) => {
                     deadline = Instant::now() + flow.idle;
                     stats.up(datagram.len());
-                    if send_now(&out, &datagram).is_err() {
-                        stats.drops_lan_busy();
+                    match send_now(&out, &datagram) {
+                        Ok(_) => ticket.sent(datagram.len()),
+                        Err(_) => stats.drops_lan_busy(),
                     }
                 }
                 Err(end) => return end,

@@ -190,10 +190,15 @@ pub struct HoldArgs {
     /// Flows (sockets) to open.
     #[arg(long)]
     flows: u32,
+    /// New flows a second (0: all at once). A household opens its flows over time; a
+    /// burst of 1,000 in a second meets the concentrator's per-source limit on new
+    /// connections (200 a second, 400 saved up).
+    #[arg(long, default_value_t = 0)]
+    per_sec: u32,
 }
 
-/// Open `flows` sockets, send one datagram on each, print how many were echoed, then
-/// hold them (idle flows) until killed.
+/// Open `flows` sockets, `per_sec` a second, send one datagram on each, print how many
+/// were echoed, then hold them (idle flows) until killed.
 pub fn hold(args: &HoldArgs) -> io::Result<()> {
     let bind: SocketAddr = if args.to.is_ipv4() {
         "0.0.0.0:0".parse().expect("literal")
@@ -201,7 +206,13 @@ pub fn hold(args: &HoldArgs) -> io::Result<()> {
         "[::]:0".parse().expect("literal")
     };
     let mut socks = Vec::new();
-    for _ in 0..args.flows {
+    let start = std::time::Instant::now();
+    for i in 0..args.flows {
+        if args.per_sec > 0 {
+            // Pacing, not synchronisation: flow i opens at i / per_sec seconds.
+            let due = start + Duration::from_secs_f64(f64::from(i) / f64::from(args.per_sec));
+            std::thread::sleep(due.saturating_duration_since(std::time::Instant::now()));
+        }
         let sock = UdpSocket::bind(bind)?;
         sock.connect(args.to)?;
         let _ = sock.send(b"hold");

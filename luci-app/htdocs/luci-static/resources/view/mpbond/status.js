@@ -178,7 +178,8 @@ return view.extend({
 			out.push(alertBox('warning', _('Unknown status format'), [ dash(st.schema) ], 'mpbond-schema'));
 		var wans = Array.isArray(st.wans) ? st.wans : [];
 		this.record(wans);
-		return out.concat([ this.renderSummary(st), this.renderWans(wans), this.renderUsage(wans), this.renderGraph(wans) ]);
+		return out.concat([ this.renderSummary(st), this.renderWans(wans), this.renderUsage(wans) ])
+			.concat(st.udp ? [ this.renderUdp(st.udp, wans) ] : []).concat([ this.renderGraph(wans) ]);
 	},
 
 	renderDown: function(st) {
@@ -224,7 +225,8 @@ return view.extend({
 					dash(st.udp.bonded_active) + '), ' + _('total') + ' ' + dash(st.udp.total) + ', ' + _('direct') +
 					' ' + dash(st.udp.direct) + ', ' + _('refused') + ' ' + dash(st.udp.refused) + '; ' +
 					_('up') + ' ' + fmtBytes(st.udp.bytes_up) + ', ' + _('down') + ' ' + fmtBytes(st.udp.bytes_down) +
-					' ' + _('(all WANs)') + ', ' + _('dropped (queue full)') + ' ' + dash(st.udp.drops_queue_full),
+					' ' + _('(all WANs)') + ', ' + _('dropped (queue full)') + ' ' + dash(st.udp.drops_queue_full) +
+					', ' + _('dropped (flow limit)') + ' ' + dash(st.udp.drops_flow_limit),
 					'udp' ]
 			] : []).concat([
 				[ _('Agent'), _('version') + ' ' + dash(st.version) + ', ' + _('up') + ' ' + fmtUptime(st.uptime_secs) +
@@ -282,6 +284,28 @@ return view.extend({
 		return E('div', { class: 'cbi-section' }, [
 			E('h3', {}, [ _('Data usage') ]),
 			E('table', { class: 'table', id: 'mpbond-usage' }, [ head ].concat(rows))
+		]);
+	},
+
+	/* LAN UDP flows' bytes per WAN (udp_rx_bytes/udp_tx_bytes), and those on an
+	 * address no WAN holds now. Only with the agent's UDP interception on. */
+	renderUdp: function(u, wans) {
+		var head = E('tr', { class: 'tr table-titles' }, [
+			_('Interface'), _('UDP received'), _('UDP sent')
+		].map(function(t) { return E('th', { class: 'th left' }, [ t ]); }));
+		var rows = wans.map(function(w) {
+			return row([ dash(w.name), fmtBytes(w.udp_rx_bytes), fmtBytes(w.udp_tx_bytes) ],
+				{ class: 'tr mpbond-udp-wan', 'data-wan': dash(w.name) });
+		});
+		if ((u.unattributed_rx_bytes || 0) + (u.unattributed_tx_bytes || 0) > 0)
+			rows.push(row([ _('no WAN now'), fmtBytes(u.unattributed_rx_bytes), fmtBytes(u.unattributed_tx_bytes) ],
+				{ class: 'tr mpbond-udp-unattributed' }));
+		if (!rows.length)
+			rows.push(E('tr', { class: 'tr placeholder' }, [ E('td', { class: 'td', colspan: 3 }, [ _('No WAN interfaces found') ]) ]));
+		return E('div', { class: 'cbi-section' }, [
+			E('h3', {}, [ _('UDP flows by WAN') ]),
+			E('p', {}, [ _('Intercepted LAN UDP since the agent started: bonded flows count their MPTCP subflows on each WAN, direct flows the WAN the router sent them on.') ]),
+			E('table', { class: 'table', id: 'mpbond-udp-wans' }, [ head ].concat(rows))
 		]);
 	},
 
