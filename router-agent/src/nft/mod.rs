@@ -25,6 +25,7 @@
 //!   address sets dnsmasq fills, and the mark bit that carries a match to our chains;
 //! * `render.rs` (pure): [`render`], the table in nft syntax, golden-file tested
 //!   (`testdata/*.nft`);
+//! * `set_count.rs`: how many addresses the name sets hold (a dump, for the status);
 //! * `expr.rs`: expressions → netlink attributes;
 //! * `batch.rs`: spec → the nf_tables transactions for create, apply and remove;
 //! * `wire.rs`: netlink attributes, batch framing, reply parsing (bytes only);
@@ -41,6 +42,7 @@ pub mod name_sets;
 mod netlink;
 mod render;
 mod rules;
+mod set_count;
 #[cfg(test)]
 mod tests;
 mod udp_rules;
@@ -49,6 +51,7 @@ mod wire;
 use std::io;
 
 pub use render::render;
+pub use set_count::count_name_sets;
 
 pub use crate::model::plan::RedirectSpec;
 

@@ -65,6 +65,9 @@ pub fn render(doc: &StatusDoc) -> String {
             u.drops_flow_limit
         );
     }
+    if let Some(b) = &doc.bypass_names {
+        out.push_str(&crate::bypass_names::status_line(b));
+    }
     out.push('\n');
     if doc.wans.is_empty() {
         out.push_str("no WANs\n");
