@@ -49,7 +49,9 @@ fn the_name_sets_are_filled_from_outside_and_survive_a_reload() {
         "{ 2001:db8::7 }",
     ]);
 
-    let counts = ns.run(|| crate::nft::count_name_sets("mpbond")).expect("count");
+    let counts = ns
+        .run(|| crate::nft::count_name_sets("mpbond"))
+        .expect("count");
     assert_eq!(counts, (1, 1));
 
     // A reload (also to fail open and back) keeps them.
