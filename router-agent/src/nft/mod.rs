@@ -166,7 +166,9 @@ impl NftTable {
             without_udp,
         };
         if !spec.bypass_names {
-            table.remove_companion()?;
+            if let Err(err) = table.remove_companion() {
+                tracing::warn!(%err, "cannot remove a stale table of name sets");
+            }
         }
         Ok(table)
     }
