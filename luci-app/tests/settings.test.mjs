@@ -72,6 +72,10 @@ test('settings declare the globals and wan sections of the mpbond config', () =>
     assert.equal(g[n].cls, 'DynamicList');
     assert.match(g[n].datatype, /\bcidr\b/);
   }
+  assert.equal(g.bypass_domain.cls, 'DynamicList');
+  assert.equal(g.bypass_domain.datatype, 'hostname');
+  assert.equal(g.dnsmasq_conf.validate('globals', 'tmp/x.conf'), 'An absolute path');
+  assert.equal(g.dnsmasq_conf.validate('globals', '/tmp/dnsmasq.d/m.conf'), true);
   assert.equal(g.lan_interface.multiple, true);
   const w = Object.fromEntries(sections[1].options.map((o) => [o.name, o]));
   assert.equal(w.interface.cls, 'NetworkSelect');

@@ -275,3 +275,22 @@ test('UDP bytes on an address no WAN holds get their own row; no UDP, no table',
   assert.equal(await page2.$('[data-field="udp"]'), null);
   await page2.close();
 });
+
+test('bypass by name: the domains, the resolver and the set sizes, or why it is not active', async () => {
+  const doc = fixture('status.json');
+  doc.bypass_names = { domains: ['bank.example', 'tv.example'], resolver: 'dnsmasq', resolver_active: true,
+    ipv4_addresses: 3, ipv6_addresses: 1 };
+  const off = { ...fixture('status.json'), bypass_names: { domains: ['bank.example'], resolver: 'none',
+    resolver_active: false, resolver_problem: 'this dnsmasq was built without nftset' } };
+  let { page } = await openView(browser, server.base, 'mpbond/status', [doc]);
+  const row = await text(page, '[data-field="bypass_names"]');
+  for (const s of ['bank.example, tv.example', 'filled by dnsmasq', 'addresses 3 IPv4, 1 IPv6'])
+    assert.ok(row.includes(s), `${s} in ${row}`);
+  await page.close();
+  ({ page } = await openView(browser, server.base, 'mpbond/status', [off]));
+  assert.match(await text(page, '[data-field="bypass_names"]'), /NOT ACTIVE: this dnsmasq was built without nftset/);
+  await page.close();
+  ({ page } = await openView(browser, server.base, 'mpbond/status', [fixture('status.json')]));
+  assert.equal(await page.$('[data-field="bypass_names"]'), null, 'no row without domains');
+  await page.close();
+});

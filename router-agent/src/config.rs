@@ -9,6 +9,7 @@
 //! then JSON. Host names are *not* resolved here (see [`crate::resolve_concentrator`]), so
 //! `check-config` works offline.
 
+pub mod bypass_names;
 pub mod log;
 pub mod path_quality;
 pub mod raw;
@@ -94,6 +95,8 @@ pub struct ProxyConfig {
 pub struct BypassConfig {
     pub destinations: Vec<IpNet>,
     pub sources: Vec<IpNet>,
+    /// Bypass by name: `domains` and the dnsmasq integration (`config/bypass_names.rs`).
+    pub names: bypass_names::NameBypass,
 }
 
 /// The health probe and the fail-open thresholds.
@@ -300,6 +303,11 @@ impl Config {
         let bypass = BypassConfig {
             destinations: prefixes("bypass.destinations", &raw.bypass.destinations)?,
             sources: prefixes("bypass.sources", &raw.bypass.sources)?,
+            names: bypass_names::name_bypass(
+                &raw.bypass.domains,
+                raw.bypass.dnsmasq_conf,
+                raw.bypass.dnsmasq_restart,
+            )?,
         };
 
         let h = raw.health;

@@ -53,6 +53,8 @@ pub struct Driver {
     pub status: SharedStatus,
     pub serve: ServeTask,
     pub control_socket: Option<ControlSocketTask>,
+    /// Bypass by name: dnsmasq's config file, rewritten when `[bypass]` changes.
+    pub names: crate::bypass_names::ResolverFile,
 }
 
 /// The connection parameters for `config` and the core's choices.
@@ -252,6 +254,10 @@ impl Driver {
             if let Some(control) = &self.control {
                 let _ = control.send(ControlCommand::Reconfigure(config.clone()));
             }
+        }
+        if changes.table {
+            let names = self.names.sync(&config.bypass.names, self.table.table());
+            control::status::lock(&self.status).set_name_bypass(names, self.table.table());
         }
         if changes.listener {
             self.serve

@@ -29,7 +29,9 @@
 //!                sysctls, kernel feature probe, sock_diag (subflows' tcp_info);
 //!                backend.rs: the NetBackend seam that `Kernel` and the in-memory
 //!                RecordingBackend implement
-//! nft/           the nf_tables table (`inet mpbond`, flags owner) over netlink
+//! nft/           the nf_tables table (`inet mpbond`, flags owner) over netlink, and the
+//!                companion table of the name sets (`inet mpbond_names`)
+//! bypass_names/  bypass by name: dnsmasq's `nftset=` config file, written and removed
 //! upstream.rs    Upstream (what new connections use, published by value), connect over
 //!                MPTCP+TFO, read the Convert reply
 //! concentrator_probe.rs  one probe of the concentrator over the main route
@@ -53,10 +55,11 @@
 //! routing; if it cannot start, UDP keeps going out by NAT) → the driver runs the core, the control plane
 //! reconciles, the listener serves, and every reload is applied in place, until
 //! `shutdown` → `STOPPING=1` → the control plane removes every owned route, rule and
-//! endpoint → remove the nft table → close the listeners, remove the UDP policy routing → give live relays up to
+//! endpoint → remove dnsmasq's bypass-by-name file → remove the nft table → close the listeners, remove the UDP policy routing → give live relays up to
 //! [`DRAIN_TIMEOUT`] to finish.
 
 pub mod accounting;
+pub mod bypass_names;
 pub mod concentrator_probe;
 pub mod config;
 pub mod control;
@@ -208,6 +211,9 @@ pub async fn run(
     let spec = Core::initial_spec(&config, &addrs, first_ok);
     debug!(ruleset = %nft::render(&spec), "creating nft table");
     let table = NftTable::create(&spec).map_err(RunError::Nft)?;
+    let mut names = bypass_names::ResolverFile::default();
+    let names_status = names.sync(&config.bypass.names, table.table());
+    control::status::lock(&status).set_name_bypass(names_status, table.table());
     // Nothing below returns early: once started, the control plane always cleans up.
     let (events, inputs) = mpsc::unbounded_channel();
     let control = match ControlPlane::start(
@@ -261,6 +267,7 @@ pub async fn run(
         status: status.clone(),
         serve,
         control_socket,
+        names,
     };
     let (driver, ()) = tokio::join!(driver.run(inputs, reloads, shutdown.clone()), control_plane);
 
@@ -270,8 +277,10 @@ pub async fn run(
         table,
         serve,
         control_socket,
+        mut names,
         ..
     } = driver;
+    names.remove();
     match table.remove() {
         Ok(()) => info!("nft table removed"),
         Err(error) => error!(%error, "cannot remove the nft table"),

@@ -139,7 +139,17 @@ impl ControlSocketTask {
         info!(path = %socket.path().display(), "control socket ready");
         let stop = CancellationToken::new();
         let status = status.clone();
-        let source = move || control::status::lock(&status).render(std::time::Instant::now());
+        let source = move || {
+            let (mut doc, names) = {
+                let model = control::status::lock(&status);
+                (
+                    model.render(std::time::Instant::now()),
+                    model.name_sets_table(),
+                )
+            };
+            crate::bypass_names::count_sets(&mut doc, names.as_deref());
+            doc
+        };
         let handle = tokio::spawn(socket.serve(source, stop.clone()));
         Some(ControlSocketTask { stop, handle })
     }

@@ -60,7 +60,9 @@ fn every_option_maps_like_its_toml_field() {
          \tlist lan_interface 'br-guest'\n\toption nft_table 'mpb'\n\toption max_connections '100'\n\
          \toption connect_timeout_ms '2000'\n\toption reply_timeout_ms '3000'\n\
          \toption idle_timeout_secs '0'\n\tlist bypass_destination '198.51.100.0/24'\n\
-         \tlist bypass_source '192.168.1.50'\n\toption interval_ms '500'\n\toption timeout_ms '400'\n\
+         \tlist bypass_source '192.168.1.50'\n\tlist bypass_domain 'Bank.Example'\n\
+         \toption dnsmasq_conf '/tmp/d/m.conf'\n\tlist dnsmasq_restart '/bin/true'\n\
+         \toption interval_ms '500'\n\toption timeout_ms '400'\n\
          \toption down_after '4'\n\toption up_after '3'\n\toption table_base '3000'\n\
          \toption table_count '16'\n\toption rule_priority_base '3000'\n\
          \toption rule_priority_count '32'\n\toption route_protocol '0x5e'\n\
@@ -98,6 +100,9 @@ idle_timeout_secs = 0
 [bypass]
 destinations = ["198.51.100.0/24"]
 sources = ["192.168.1.50"]
+domains = ["bank.example"]
+dnsmasq_conf = "/tmp/d/m.conf"
+dnsmasq_restart = ["/bin/true"]
 [health]
 interval_ms = 500
 timeout_ms = 400

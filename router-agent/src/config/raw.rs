@@ -71,7 +71,7 @@ pub struct RawProxy {
     pub idle_timeout_secs: Option<u64>,
 }
 
-/// `[bypass]`: prefixes that are never redirected.
+/// `[bypass]`: prefixes and domain names that are never redirected.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBypass {
@@ -79,6 +79,14 @@ pub struct RawBypass {
     pub destinations: Vec<String>,
     #[serde(default)]
     pub sources: Vec<String>,
+    /// Domain names whose addresses are never redirected (`config/bypass_names.rs`).
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// The dnsmasq config file the agent writes its `nftset=` lines to.
+    pub dnsmasq_conf: Option<String>,
+    /// The command that makes dnsmasq read that file again.
+    #[serde(default)]
+    pub dnsmasq_restart: Vec<String>,
 }
 
 /// `[health]`: the concentrator probe and the fail-open thresholds.

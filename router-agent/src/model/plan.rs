@@ -29,6 +29,10 @@ pub struct RedirectSpec {
     pub redirect: bool,
     /// The UDP interception (`None`: `[udp] enabled = false`); see `model::udp_plan`.
     pub udp: Option<super::udp_plan::UdpRedirect>,
+    /// Bypass by name (`[bypass] domains` is not empty): a companion table with address
+    /// sets that the resolver fills, and the rules that let their addresses pass; see
+    /// `nft/name_sets.rs`.
+    pub bypass_names: bool,
 }
 
 /// Destinations that are never redirected, whatever the config says.
@@ -76,6 +80,7 @@ pub fn redirect_spec(config: &Config, concentrator: &[IpAddr], redirect: bool) -
         bypass_src: IpNet::aggregate(&config.bypass.sources),
         redirect,
         udp: super::udp_plan::udp_redirect(config),
+        bypass_names: !config.bypass.names.domains.is_empty(),
     }
 }
 

@@ -6,17 +6,21 @@
 //! * [`replace`]: `DELRULE` for the whole table (a flush), `NEWCHAIN` for both chains
 //!   (an idempotent update that also re-creates a missing one), then every rule.
 //!
+//! With `spec.bypass_names`, `create` and `replace` also bring the companion table of
+//! the name sets up to date (`name_sets.rs`), without touching the sets' contents.
+//!
 //! Each is one batch, so the kernel applies it atomically: packets see the old ruleset or
 //! the new one, never a mix.
 
 use super::expr::encode_list;
-use super::rules::{rules, HOOK_PREROUTING, PREROUTING, PRIORITY, REDIRECT_LAN};
+use super::name_sets;
+use super::rules::{rules, Rule, HOOK_PREROUTING, PREROUTING, PRIORITY, REDIRECT_LAN};
 use super::udp_rules::{UDP_LAN, UDP_PREROUTING, UDP_PRIORITY};
 use super::wire::{AttrBuf, Batch, Msg, MsgType, NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
 use super::RedirectSpec;
 
 /// `NFPROTO_INET`: the `inet` family, one table for IPv4 and IPv6.
-const NFPROTO_INET: u8 = 1;
+pub(super) const NFPROTO_INET: u8 = 1;
 /// `NFT_TABLE_F_OWNER`: the kernel deletes the table when the creating socket closes.
 const NFT_TABLE_F_OWNER: u32 = 0x2;
 /// `NF_ACCEPT`: the base chain's policy.
@@ -81,7 +85,7 @@ pub(crate) fn replace(spec: &RedirectSpec) -> Batch {
 
 /// `NEWCHAIN`: a base chain on the prerouting hook with `(priority, type)` and policy
 /// accept, or a regular chain (`None`).
-fn add_chain(batch: &mut Batch, table: &str, name: &str, base: Option<(i32, &str)>) {
+pub(super) fn add_chain(batch: &mut Batch, table: &str, name: &str, base: Option<(i32, &str)>) {
     let mut attrs = AttrBuf::new();
     attrs.put_str(NFTA_CHAIN_TABLE, table);
     attrs.put_str(NFTA_CHAIN_NAME, name);
@@ -112,20 +116,33 @@ fn add_chains_and_rules(batch: &mut Batch, spec: &RedirectSpec) {
         add_chain(batch, table, UDP_LAN, None);
     }
 
-    for rule in rules(spec) {
-        let mut attrs = AttrBuf::new();
-        attrs.put_str(NFTA_RULE_TABLE, table);
-        attrs.put_str(NFTA_RULE_CHAIN, rule.chain);
-        attrs.nested(NFTA_RULE_EXPRESSIONS, |b| encode_list(&rule.exprs, b));
-        let what = format!("rule inet {table} {} `{}`", rule.chain, rule.text);
-        batch.push(Msg::new(
-            MsgType::NewRule,
-            NLM_F_CREATE | NLM_F_APPEND,
-            NFPROTO_INET,
-            attrs,
-            &what,
-        ));
+    if spec.bypass_names {
+        let base = Some((name_sets::CLEAR_PRIORITY, "filter"));
+        add_chain(batch, table, name_sets::CLEAR_CHAIN, base);
     }
+
+    for rule in rules(spec) {
+        add_rule(batch, table, &rule);
+    }
+    if spec.bypass_names {
+        name_sets::ensure_companion(batch, table);
+    }
+}
+
+/// `NEWRULE`: append `rule` to its chain in `table`.
+pub(super) fn add_rule(batch: &mut Batch, table: &str, rule: &Rule) {
+    let mut attrs = AttrBuf::new();
+    attrs.put_str(NFTA_RULE_TABLE, table);
+    attrs.put_str(NFTA_RULE_CHAIN, rule.chain);
+    attrs.nested(NFTA_RULE_EXPRESSIONS, |b| encode_list(&rule.exprs, b));
+    let what = format!("rule inet {table} {} `{}`", rule.chain, rule.text);
+    batch.push(Msg::new(
+        MsgType::NewRule,
+        NLM_F_CREATE | NLM_F_APPEND,
+        NFPROTO_INET,
+        attrs,
+        &what,
+    ));
 }
 
 #[cfg(test)]
@@ -141,6 +158,7 @@ mod tests {
             bypass_src: vec![],
             redirect: true,
             udp: None,
+            bypass_names: false,
         }
     }
 
@@ -169,5 +187,33 @@ mod tests {
         assert_eq!(what[0], "DELRULE (flush) table inet mpbond");
         assert_eq!(what.len(), create(&spec()).len());
         assert!(!what.iter().any(|w| w.starts_with("NEWTABLE")));
+    }
+
+    #[test]
+    fn names_add_the_clear_chain_and_the_companion_to_the_same_batch() {
+        let names = RedirectSpec {
+            bypass_names: true,
+            ..spec()
+        };
+        let batch = replace(&names);
+        let what: Vec<&str> = batch.messages().iter().map(|m| m.what()).collect();
+        assert!(what.contains(&"NEWCHAIN chain inet mpbond names_clear"));
+        assert!(what.contains(
+            &"NEWRULE rule inet mpbond redirect_lan `meta mark & 0x10000000 == 0x10000000 return`"
+        ));
+        assert!(what.contains(&"NEWSET set inet mpbond_names bypass4"));
+        // The flush is the owner table's only; the companion's sets are never emptied.
+        let flushes: Vec<&&str> = what.iter().filter(|w| w.starts_with("DELRULE")).collect();
+        assert_eq!(
+            flushes,
+            [
+                &"DELRULE (flush) table inet mpbond",
+                &"DELRULE (flush) chain inet mpbond_names mark_names"
+            ]
+        );
+        assert!(!create(&spec())
+            .messages()
+            .iter()
+            .any(|m| m.what().contains("_names")));
     }
 }

@@ -65,6 +65,9 @@ const NFTA_TPROXY_FAMILY: u16 = 1;
 const NFTA_TPROXY_REG_PORT: u16 = 3;
 const NFTA_REJECT_TYPE: u16 = 1;
 const NFTA_REJECT_ICMP_CODE: u16 = 2;
+const NFTA_LOOKUP_SET: u16 = 1;
+const NFTA_LOOKUP_SREG: u16 = 2;
+const NFTA_LOOKUP_SET_ID: u16 = 4;
 
 /// `NFT_PAYLOAD_TRANSPORT_HEADER`.
 const NFT_PAYLOAD_TRANSPORT_HEADER: u32 = 2;
@@ -152,6 +155,17 @@ pub(crate) enum Expr {
     Tproxy { reg_port: u32 },
     /// `reject type icmpx code port-unreachable`
     RejectPortUnreachable,
+    /// `bitwise reg <dreg> = (reg <sreg> & <mask>) ^ <xor>`: with `mask = !bits` and
+    /// `xor = bits`, nft's `<key> | bits`.
+    MaskXor {
+        sreg: u32,
+        dreg: u32,
+        mask: Vec<u8>,
+        xor: Vec<u8>,
+    },
+    /// `lookup reg <sreg> set <set>`: matches when the register's value is in the set of
+    /// the rule's table. `set_id` names a set added earlier in the same batch.
+    Lookup { sreg: u32, set: String, set_id: u32 },
 }
 
 impl Expr {
@@ -171,6 +185,8 @@ impl Expr {
             Expr::MetaSet { .. } => "meta",
             Expr::Tproxy { .. } => "tproxy",
             Expr::RejectPortUnreachable => "reject",
+            Expr::MaskXor { .. } => "bitwise",
+            Expr::Lookup { .. } => "lookup",
         }
     }
 
@@ -265,6 +281,24 @@ impl Expr {
             Expr::RejectPortUnreachable => {
                 b.put_be32(NFTA_REJECT_TYPE, NFT_REJECT_ICMPX_UNREACH);
                 b.put_u8(NFTA_REJECT_ICMP_CODE, NFT_REJECT_ICMPX_PORT_UNREACH);
+            }
+            Expr::MaskXor {
+                sreg,
+                dreg,
+                mask,
+                xor,
+            } => {
+                let len = u32::try_from(mask.len()).unwrap_or(u32::MAX);
+                b.put_be32(NFTA_BITWISE_SREG, *sreg);
+                b.put_be32(NFTA_BITWISE_DREG, *dreg);
+                b.put_be32(NFTA_BITWISE_LEN, len);
+                b.nested(NFTA_BITWISE_MASK, |b| b.put(NFTA_DATA_VALUE, mask));
+                b.nested(NFTA_BITWISE_XOR, |b| b.put(NFTA_DATA_VALUE, xor));
+            }
+            Expr::Lookup { sreg, set, set_id } => {
+                b.put_str(NFTA_LOOKUP_SET, set);
+                b.put_be32(NFTA_LOOKUP_SREG, *sreg);
+                b.put_be32(NFTA_LOOKUP_SET_ID, *set_id);
             }
         }
     }
@@ -385,6 +419,32 @@ mod tests {
         assert_eq!(name, "fib");
         assert_eq!(data[1], (NFTA_FIB_RESULT, vec![0, 0, 0, 3]));
         assert_eq!(data[2], (NFTA_FIB_FLAGS, vec![0, 0, 0, 2]));
+    }
+
+    #[test]
+    fn lookup_names_its_set_and_mask_xor_its_xor() {
+        let (name, data) = encoded(Expr::Lookup {
+            sreg: REG_1,
+            set: "bypass4".into(),
+            set_id: 7,
+        });
+        assert_eq!(name, "lookup");
+        assert_eq!(
+            data,
+            vec![
+                (NFTA_LOOKUP_SET, b"bypass4\0".to_vec()),
+                (NFTA_LOOKUP_SREG, vec![0, 0, 0, 1]),
+                (NFTA_LOOKUP_SET_ID, vec![0, 0, 0, 7]),
+            ]
+        );
+        let (name, data) = encoded(Expr::MaskXor {
+            sreg: 1,
+            dreg: 1,
+            mask: vec![0xef, 0xff],
+            xor: vec![0x10, 0],
+        });
+        assert_eq!(name, "bitwise");
+        assert_eq!(attrs(&data[4].1), vec![(NFTA_DATA_VALUE, vec![0x10, 0])]);
     }
 
     #[test]

@@ -21,8 +21,11 @@
 //! Layout:
 //! * `rules.rs` (pure): spec → rules, each with its expressions and its nft text;
 //! * `udp_rules.rs` (pure): the UDP chains' rules (tproxy, exclusions, `[udp]` rules);
+//! * `name_sets.rs` (pure): bypass by name, the companion table `<table>_names` whose
+//!   address sets dnsmasq fills, and the mark bit that carries a match to our chains;
 //! * `render.rs` (pure): [`render`], the table in nft syntax, golden-file tested
 //!   (`testdata/*.nft`);
+//! * `set_count.rs`: how many addresses the name sets hold (a dump, for the status);
 //! * `expr.rs`: expressions → netlink attributes;
 //! * `batch.rs`: spec → the nf_tables transactions for create, apply and remove;
 //! * `wire.rs`: netlink attributes, batch framing, reply parsing (bytes only);
@@ -35,9 +38,11 @@
 
 mod batch;
 mod expr;
+pub mod name_sets;
 mod netlink;
 mod render;
 mod rules;
+mod set_count;
 #[cfg(test)]
 mod tests;
 mod udp_rules;
@@ -46,6 +51,7 @@ mod wire;
 use std::io;
 
 pub use render::render;
+pub use set_count::count_name_sets;
 
 pub use crate::model::plan::RedirectSpec;
 
@@ -154,11 +160,17 @@ impl NftTable {
             }
         };
         tracing::debug!(table = %spec.table, redirect = spec.redirect, "nft table created");
-        Ok(NftTable {
+        let mut table = NftTable {
             socket,
             table: spec.table.clone(),
             without_udp,
-        })
+        };
+        if !spec.bypass_names {
+            if let Err(err) = table.remove_companion() {
+                tracing::warn!(%err, "cannot remove a stale table of name sets");
+            }
+        }
+        Ok(table)
     }
 
     /// Replace the chains' contents with `spec` in one atomic batch. `spec.table` must be
@@ -176,8 +188,24 @@ impl NftTable {
         self.socket
             .execute(&batch::replace(plain.as_ref().unwrap_or(spec)))
             .map_err(|e| e.owned_by_other(&self.table))?;
+        if !spec.bypass_names {
+            self.remove_companion()?;
+        }
         tracing::debug!(table = %self.table, redirect = spec.redirect, "nft table updated");
         Ok(())
+    }
+
+    /// Delete the companion table of the name sets, if there is one (`name_sets.rs`).
+    fn remove_companion(&mut self) -> Result<(), NftError> {
+        let names = name_sets::names_table(&self.table);
+        match self.socket.execute(&batch::delete_table(&names)) {
+            Ok(()) => {
+                tracing::info!(table = %names, "removed the name sets' table");
+                Ok(())
+            }
+            Err(err) if err.errno() == Some(libc::ENOENT) => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 
     /// True when nf_tables refused the UDP interception and the table runs without it.
@@ -185,14 +213,17 @@ impl NftTable {
         self.without_udp
     }
 
-    /// Delete the table now. Dropping the value also removes it, when the socket closes.
-    pub fn remove(self) -> Result<(), NftError> {
+    /// Delete the table and its companion now. Dropping the value also removes the table,
+    /// when the socket closes, but not the companion (the next start removes it).
+    pub fn remove(mut self) -> Result<(), NftError> {
+        let companion = self.remove_companion();
         let NftTable {
             mut socket, table, ..
         } = self;
         socket
             .execute(&batch::delete_table(&table))
-            .map_err(|e| e.owned_by_other(&table))
+            .map_err(|e| e.owned_by_other(&table))?;
+        companion
     }
 
     /// The table's name.

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use super::name_sets::{CLEAR_CHAIN, CLEAR_DECL};
 use super::rules::{rules, PREROUTING, PREROUTING_DECL, REDIRECT_LAN};
 use super::udp_rules::{UDP_LAN, UDP_PREROUTING, UDP_PREROUTING_DECL};
 use super::RedirectSpec;
@@ -35,6 +36,14 @@ pub fn render(spec: &RedirectSpec) -> String {
         let _ = writeln!(out, "\t}}\n");
         let _ = writeln!(out, "\tchain {UDP_LAN} {{");
         for rule in rules.iter().filter(|r| r.chain == UDP_LAN) {
+            let _ = writeln!(out, "\t\t{}", rule.text);
+        }
+        let _ = writeln!(out, "\t}}");
+    }
+    if spec.bypass_names {
+        let _ = writeln!(out, "\n\tchain {CLEAR_CHAIN} {{");
+        let _ = writeln!(out, "\t\t{CLEAR_DECL}");
+        for rule in rules.iter().filter(|r| r.chain == CLEAR_CHAIN) {
             let _ = writeln!(out, "\t\t{}", rule.text);
         }
         let _ = writeln!(out, "\t}}");

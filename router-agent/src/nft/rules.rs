@@ -7,6 +7,7 @@
 //!                                                            one per LAN interface
 //! redirect_lan
 //!   <ip|ip6> <daddr|saddr> <prefix> return                   one per bypass prefix
+//!   meta mark & 0x10000000 == 0x10000000 return              bypass by name (name_sets.rs)
 //!   meta l4proto tcp redirect to :<port>                     only when redirect is on
 //! ```
 //!
@@ -27,6 +28,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::expr::{CtKey, Expr, MetaKey, Verdict, IFNAMSIZ, NF_NAT_RANGE_PROTO_SPECIFIED, REG_1};
+use super::name_sets;
 use super::RedirectSpec;
 
 /// The base chain hooked at prerouting.
@@ -80,10 +82,16 @@ pub(crate) fn rules(spec: &RedirectSpec) -> Vec<Rule> {
         .collect();
     out.extend(spec.bypass_dst.iter().map(|net| bypass(Field::Dst, net)));
     out.extend(spec.bypass_src.iter().map(|net| bypass(Field::Src, net)));
+    if spec.bypass_names {
+        out.push(name_sets::marked_return(REDIRECT_LAN));
+    }
     if spec.redirect {
         out.push(redirect(spec.port));
     }
     out.extend(super::udp_rules::udp_rules(spec));
+    if spec.bypass_names {
+        out.push(name_sets::clear_rule());
+    }
     out
 }
 
@@ -261,6 +269,7 @@ mod tests {
             bypass_src: vec!["192.168.1.50/32".parse().expect("net")],
             redirect,
             udp: None,
+            bypass_names: false,
         }
     }
 

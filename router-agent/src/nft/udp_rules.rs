@@ -7,6 +7,7 @@
 //!   fib daddr type != unicast return       the router itself (DHCP, DNS, NTP to it),
 //!                                          broadcast, multicast (mDNS)
 //!   <ip|ip6> <daddr|saddr> <prefix> return the TCP redirect's bypass lists
+//!   meta mark & 0x10000000 == 0x10000000 return        bypass by name (name_sets.rs)
 //!   [ip daddr <prefix>] [udp dport <ports>] reject | return | tproxy...   [udp] rules
 //!   meta l4proto udp tproxy to :<port> meta mark set <mark> accept        the default
 //! ```
@@ -60,6 +61,9 @@ pub(crate) fn udp_rules(spec: &RedirectSpec) -> Vec<Rule> {
     };
     out.extend(spec.bypass_dst.iter().map(|n| chain(bypass(Field::Dst, n))));
     out.extend(spec.bypass_src.iter().map(|n| chain(bypass(Field::Src, n))));
+    if spec.bypass_names {
+        out.push(super::name_sets::marked_return(UDP_LAN));
+    }
     for rule in &udp.rules {
         out.push(policy_rule(rule, udp, spec.redirect));
     }
@@ -263,6 +267,7 @@ mod tests {
                 rules,
                 default,
             }),
+            bypass_names: false,
         }
     }
 

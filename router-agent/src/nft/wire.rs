@@ -41,6 +41,7 @@ pub(crate) enum MsgType {
     NewChain = 3,
     NewRule = 6,
     DelRule = 8,
+    NewSet = 9,
 }
 
 impl MsgType {
@@ -51,6 +52,7 @@ impl MsgType {
             MsgType::NewChain => "NEWCHAIN",
             MsgType::NewRule => "NEWRULE",
             MsgType::DelRule => "DELRULE",
+            MsgType::NewSet => "NEWSET",
         }
     }
 }

@@ -66,6 +66,9 @@ pub fn render(doc: &StatusDoc) -> String {
         );
         let _ = writeln!(out, "{}", udp_by_wan(u, &doc.wans));
     }
+    if let Some(b) = &doc.bypass_names {
+        out.push_str(&crate::bypass_names::status_line(b));
+    }
     out.push('\n');
     if doc.wans.is_empty() {
         out.push_str("no WANs\n");

@@ -40,6 +40,9 @@ pub struct StatusDoc {
     /// each WAN's share is its `udp_rx_bytes`/`udp_tx_bytes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp: Option<crate::udp::UdpSnapshot>,
+    /// Bypass by name (absent without `[bypass] domains`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bypass_names: Option<crate::bypass_names::NameBypassStatus>,
 }
 
 /// The kernel features the agent found.
@@ -265,6 +268,8 @@ pub struct StatusModel {
     connections: ConnectionCounts,
     stats: Option<Arc<Stats>>,
     udp: Option<Arc<crate::udp::UdpStats>>,
+    /// Bypass by name and the owner table whose companion holds the sets.
+    names: Option<(crate::bypass_names::NameBypassStatus, String)>,
     wans: Vec<WanInfo>,
     measured: HashMap<String, Measured>,
     /// Data plan and usage by WAN name (kept across `set_wans`, like `measured`).
@@ -291,6 +296,7 @@ impl StatusModel {
             connections: ConnectionCounts::default(),
             stats: None,
             udp: None,
+            names: None,
             wans: Vec::new(),
             measured: HashMap::new(),
             meters: HashMap::new(),
@@ -334,6 +340,16 @@ impl StatusModel {
     /// Read the UDP flow counters from the UDP service's live counters at render time.
     pub fn set_udp_stats(&mut self, stats: Arc<crate::udp::UdpStats>) {
         self.udp = Some(stats);
+    }
+
+    /// Bypass by name as the agent set it up (`None`: no domains); the set counts are
+    /// read from the companion of `table` at render time.
+    pub fn set_name_bypass(
+        &mut self,
+        names: Option<crate::bypass_names::NameBypassStatus>,
+        table: &str,
+    ) {
+        self.names = names.map(|n| (n, table.to_owned()));
     }
 
     /// Set the connection counters directly (used when no [`Stats`] is attached).
@@ -531,7 +547,13 @@ impl StatusModel {
             connections,
             wans,
             udp,
+            bypass_names: self.names.as_ref().map(|(n, _)| n.clone()),
         }
+    }
+
+    /// The owner table whose companion holds the name sets, when bypass by name is on.
+    pub fn name_sets_table(&self) -> Option<String> {
+        self.names.as_ref().map(|(_, table)| table.clone())
     }
 }
 

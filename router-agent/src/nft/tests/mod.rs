@@ -3,6 +3,7 @@
 //! `--include-ignored`): create, apply, owner semantics on drop and on SIGKILL, stale
 //! tables, error reporting, real redirects.
 
+mod names;
 mod netns;
 mod traffic;
 
@@ -32,6 +33,7 @@ pub(super) fn golden_spec(redirect: bool) -> RedirectSpec {
             }],
             default: crate::config::udp::UdpAction::Bond,
         }),
+        bypass_names: false,
     }
 }
 

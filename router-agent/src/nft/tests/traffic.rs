@@ -32,6 +32,7 @@ fn spec(redirect: bool) -> RedirectSpec {
         bypass_src: vec![],
         redirect,
         udp: None,
+        bypass_names: false,
     }
 }
 

@@ -67,6 +67,17 @@ return view.extend({
 			_('LAN prefixes whose traffic is never bonded.'));
 		o.datatype = 'or(ipaddr,cidr)';
 
+		o = s.taboption('lan', form.DynamicList, 'bypass_domain', _('Bypass domains'),
+			_('Domain names (and every name under them) whose traffic is never bonded, TCP and UDP, e.g. a bank that refuses the VPS address. Needs the dnsmasq-full package.'));
+		o.datatype = 'hostname';
+
+		o = s.taboption('lan', form.Value, 'dnsmasq_conf', _('dnsmasq file for bypass domains'),
+			_('Written by the agent into a directory dnsmasq reads (its conf-dir).'));
+		o.placeholder = '/tmp/dnsmasq.d/mpbond-bypass.conf';
+		o.validate = function(section_id, value) {
+			return (!value || value.charAt(0) == '/') ? true : _('An absolute path');
+		};
+
 		o = s.taboption('probe', form.Value, 'interval_ms', _('Probe interval (ms)'),
 			_('How often the concentrator is probed; each WAN takes these unless its entry overrides them.'));
 		o.datatype = 'range(100,3600000)';

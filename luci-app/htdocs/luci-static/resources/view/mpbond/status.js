@@ -228,6 +228,13 @@ return view.extend({
 					' ' + _('(all WANs)') + ', ' + _('dropped (queue full)') + ' ' + dash(st.udp.drops_queue_full) +
 					', ' + _('dropped (flow limit)') + ' ' + dash(st.udp.drops_flow_limit),
 					'udp' ]
+			] : []).concat(st.bypass_names ? [
+				[ _('Bypass domains'), (st.bypass_names.domains || []).join(', ') + '; ' +
+					(st.bypass_names.resolver_active ? _('filled by') + ' ' + dash(st.bypass_names.resolver) :
+						_('NOT ACTIVE') + ': ' + dash(st.bypass_names.resolver_problem)) + '; ' +
+					_('addresses') + ' ' + dash(st.bypass_names.ipv4_addresses) + ' IPv4, ' +
+					dash(st.bypass_names.ipv6_addresses) + ' IPv6',
+					'bypass_names' ]
 			] : []).concat([
 				[ _('Agent'), _('version') + ' ' + dash(st.version) + ', ' + _('up') + ' ' + fmtUptime(st.uptime_secs) +
 					', ' + _('kernel') + ' ' + dash((st.kernel || {}).release), 'agent' ]
