@@ -15,6 +15,11 @@
 //! ≥ 0.95 × best WAN everywhere, ≥ 0.9 × Σ on `dsl-lte` and `three`, ≥ the
 //! peer and ≥ direct MPTCP. A transfer that fails counts as NaN (a missed
 //! target) and is named in the detail; the case goes on.
+//!
+//! The full run adds mpbond with `[mptcp] buffers = "kernel"` (autotuned
+//! socket buffers instead of the agent's BDP sizing) as one more way, without
+//! targets: the with/without comparison of docs/DESIGN.md. `MPBOND_BENCH_PROFILES`
+//! (names, comma-separated) runs only those profiles, for an investigation.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,6 +36,8 @@ use crate::report::{median, Figure, Measurement, Target};
 use crate::stat::Steal;
 
 const CASE: &str = "13 profiles";
+/// Comma-separated profile names: run only these (default: all).
+const PROFILES_ENV: &str = "MPBOND_BENCH_PROFILES";
 const PORT: u16 = 5131;
 /// One small request every this often during the bulk download.
 const EVERY: Duration = Duration::from_millis(100);
@@ -43,6 +50,8 @@ pub const TARGET_VS_SUM: f64 = 0.9;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Way {
     Mpbond,
+    /// mpbond with `[mptcp] buffers = "kernel"`.
+    MpbondKernelBuffers,
     Direct,
     Peer,
     /// Plain TCP over WAN `i` alone.
@@ -53,6 +62,7 @@ impl Way {
     fn name(self) -> String {
         match self {
             Way::Mpbond => "mpbond".into(),
+            Way::MpbondKernelBuffers => "mpbond, kernel buffers".into(),
             Way::Direct => "direct MPTCP".into(),
             Way::Peer => "peer".into(),
             Way::Wan(i) => format!("WAN {i} alone"),
@@ -81,10 +91,25 @@ const TESTS: [(&str, Pick); 3] = [
 /// Run case 13.
 pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let mut figures = Vec::new();
-    for profile in Profile::ALL {
+    for profile in selected()? {
         figures.extend(one_profile(ctx, profile)?);
     }
     Ok(figures)
+}
+
+/// The profiles [`PROFILES_ENV`] names, or all of them.
+fn selected() -> Result<Vec<Profile>, BenchError> {
+    let Ok(names) = std::env::var(PROFILES_ENV) else {
+        return Ok(Profile::ALL.to_vec());
+    };
+    names
+        .split(',')
+        .map(|name| {
+            name.trim()
+                .parse::<Profile>()
+                .map_err(|e| BenchError::measure(CASE, format!("{PROFILES_ENV}: {e}")))
+        })
+        .collect()
 }
 
 fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
@@ -96,6 +121,9 @@ fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
     let _conc = bed.start_concentrator(&bed.concentrator_config())?;
     let peer_missing = ctx.ss("sslocal").and_then(|_| ctx.ss("ssserver")).is_err();
     let mut ways = vec![Way::Mpbond, Way::Direct, Way::Peer];
+    if ctx.pick(false, true) {
+        ways.push(Way::MpbondKernelBuffers);
+    }
     ways.extend((1..=profile.links().len()).map(Way::Wan));
     let steal = Steal::start();
     let mut runs: BTreeMap<Way, Vec<Run>> = BTreeMap::new();
@@ -144,6 +172,13 @@ fn measure(
     let mut peer = None;
     match way {
         Way::Mpbond => agent = Some(bed.start_agent(&bed.agent_config())?),
+        Way::MpbondKernelBuffers => {
+            let config = mpbond_tests::AgentConfig {
+                buffers: Some("kernel".into()),
+                ..bed.agent_config()
+            };
+            agent = Some(bed.start_agent(&config)?);
+        }
         Way::Peer => peer = Some(Peer::start(bed, ctx, Method::Aes2022)?),
         Way::Wan(i) => route_to_server(bed, i, true)?,
         Way::Direct => {}
