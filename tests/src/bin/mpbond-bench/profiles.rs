@@ -20,6 +20,9 @@
 //! socket buffers instead of the agent's BDP sizing) as one more way, without
 //! targets: the with/without comparison of docs/DESIGN.md. `MPBOND_BENCH_PROFILES`
 //! (names, comma-separated) runs only those profiles, for an investigation.
+//! `MPBOND_BENCH_DIAG=1` prints to stderr, per way, the kernel counters
+//! (`nstat`) that moved in the router and the VPS, and an `ss -tinM`
+//! snapshot of both halfway through the download.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -38,6 +41,25 @@ use crate::stat::Steal;
 const CASE: &str = "13 profiles";
 /// Comma-separated profile names: run only these (default: all).
 const PROFILES_ENV: &str = "MPBOND_BENCH_PROFILES";
+/// Set: print the diagnosis of every way to stderr.
+const DIAG_ENV: &str = "MPBOND_BENCH_DIAG";
+/// The counters the diagnosis prints when they moved (plus every `MPTcpExt`).
+const DIAG_COUNTERS: [&str; 14] = [
+    "TcpRetransSegs",
+    "TcpExtTCPLostRetransmit",
+    "TcpExtTCPRcvQDrop",
+    "TcpExtTCPOFODrop",
+    "TcpExtTCPOFOQueue",
+    "TcpExtTCPZeroWindowDrop",
+    "TcpExtTCPToZeroWindowAdv",
+    "TcpExtTCPWantZeroWindowAdv",
+    "TcpExtTCPRcvCollapsed",
+    "TcpExtPruneCalled",
+    "TcpExtRcvPruned",
+    "TcpExtTCPBacklogDrop",
+    "TcpExtTCPTimeouts",
+    "TcpExtTCPSpuriousRTOs",
+];
 const PORT: u16 = 5131;
 /// One small request every this often during the bulk download.
 const EVERY: Duration = Duration::from_millis(100);
@@ -183,7 +205,12 @@ fn measure(
         Way::Wan(i) => route_to_server(bed, i, true)?,
         Way::Direct => {}
     }
+    let diag = std::env::var_os(DIAG_ENV).is_some();
+    let before = diag.then(|| counters(bed));
     let run = tests(ctx, bed, profile, way, notes);
+    if let Some(before) = before {
+        print_counters(profile, way, &before, &counters(bed));
+    }
     if let Some(a) = agent {
         a.stop(Duration::from_secs(5));
     }
@@ -234,7 +261,14 @@ fn tests(ctx: &Ctx, bed: &TestBed, profile: Profile, way: Way, notes: &mut Vec<S
             Err(e) => note(what, e),
         }
     };
-    let down = one(Fetch::get(dest, bytes), "download");
+    let diag = std::env::var_os(DIAG_ENV).is_some();
+    let down = std::thread::scope(|s| {
+        if diag {
+            let half = Duration::from_secs_f64(secs / 2.0);
+            s.spawn(move || snapshot(bed, profile, way, half));
+        }
+        one(Fetch::get(dest, bytes), "download")
+    });
     let up = one(Fetch::put(dest, bytes), "upload");
     let spec = LoadSpec {
         connect: dest,
@@ -405,4 +439,60 @@ fn link_figure(
         "s/GB",
         None,
     ))
+}
+
+/// `nstat` of the router and the VPS: name → value.
+fn counters(bed: &TestBed) -> BTreeMap<(Node, String), u64> {
+    let mut out = BTreeMap::new();
+    for node in [Node::Router, Node::Vps] {
+        let Ok(text) = bed.exec(node, "nstat -asz") else {
+            continue;
+        };
+        for line in text.lines() {
+            let mut fields = line.split_whitespace();
+            if let (Some(name), Some(Ok(value))) = (fields.next(), fields.next().map(str::parse)) {
+                out.insert((node, name.to_owned()), value);
+            }
+        }
+    }
+    out
+}
+
+/// The counters of interest that moved between `before` and `after`.
+fn print_counters(
+    profile: Profile,
+    way: Way,
+    before: &BTreeMap<(Node, String), u64>,
+    after: &BTreeMap<(Node, String), u64>,
+) {
+    for node in [Node::Router, Node::Vps] {
+        let moved: Vec<String> = after
+            .iter()
+            .filter(|((n, name), _)| {
+                *n == node
+                    && (name.starts_with("MPTcpExt") || DIAG_COUNTERS.contains(&name.as_str()))
+            })
+            .filter_map(|(key, &value)| {
+                let delta = value.saturating_sub(before.get(key).copied().unwrap_or(0));
+                (delta > 0).then(|| format!("{}={delta}", key.1))
+            })
+            .collect();
+        eprintln!(
+            "diag {profile} {} {node:?} counters: {}",
+            way.name(),
+            moved.join(" ")
+        );
+    }
+}
+
+/// `ss -tinM` of the router and the VPS `after` into the download.
+fn snapshot(bed: &TestBed, profile: Profile, way: Way, after: Duration) {
+    std::thread::sleep(after);
+    for node in [Node::Router, Node::Vps] {
+        let text = bed
+            .exec(node, "ss -tinMH")
+            .unwrap_or_else(|e| e.to_string());
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        eprintln!("diag {profile} {} {node:?} ss: {text}", way.name());
+    }
 }
