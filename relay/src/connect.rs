@@ -36,6 +36,14 @@
 //! connection is made the ordinary way and [`Connected::fastopen`] is false. An empty
 //! `first` never uses Fast Open (a deferred connect would wait for a write).
 //!
+//! # Socket buffers
+//!
+//! [`connect_with_buffers`] sets the caller's `SO_RCVBUF`/`SO_SNDBUF` before the SYN
+//! (the agent sizes them to its paths' bandwidth-delay product, `core::buffers`). Without
+//! them ([`connect_with`]) a Fast Open MPTCP socket still gets [`FASTOPEN_RCVBUF`] (see
+//! docs/DESIGN.md, "Fast Open on MPTCP") and everything else is left to the kernel's
+//! autotuning. A buffer set by hand is not autotuned.
+//!
 //! # Readiness
 //!
 //! Waiting for the handshake clears tokio's write readiness only through a `try_io` whose
@@ -72,6 +80,14 @@ pub struct ConnectOpts {
     pub congestion: Option<CongestionName>,
 }
 
+/// Socket buffer sizes for [`connect_with_buffers`], in bytes as passed to `SO_RCVBUF` and
+/// `SO_SNDBUF` (the kernel doubles them for its bookkeeping); `None`: kernel autotuning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketBuffers {
+    pub rcvbuf: Option<u32>,
+    pub sndbuf: Option<u32>,
+}
+
 /// A connection made by [`connect_with`], with `first` written.
 #[derive(Debug)]
 pub struct Connected {
@@ -97,7 +113,20 @@ pub async fn connect_with(
     first: &[u8],
     opts: &ConnectOpts,
 ) -> io::Result<Connected> {
-    match tokio::time::timeout(opts.timeout, connect_inner(dest, first, opts)).await {
+    connect_with_buffers(dest, first, opts, None).await
+}
+
+/// [`connect_with`] with the socket buffers the caller decided (`Some`: exactly these,
+/// set before the SYN, so the caller owns the Fast Open workaround too; `None`: the
+/// default, [`FASTOPEN_RCVBUF`] on a Fast Open MPTCP socket and autotuning otherwise).
+pub async fn connect_with_buffers(
+    dest: SocketAddr,
+    first: &[u8],
+    opts: &ConnectOpts,
+    buffers: Option<SocketBuffers>,
+) -> io::Result<Connected> {
+    let inner = connect_inner(dest, first, opts, buffers);
+    match tokio::time::timeout(opts.timeout, inner).await {
         Ok(result) => result,
         Err(_elapsed) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -106,13 +135,15 @@ pub async fn connect_with(
     }
 }
 
-/// Receive buffer of a Fast Open MPTCP socket (see connect_inner).
-const FASTOPEN_RCVBUF: i32 = 4 << 20;
+/// Receive buffer of a Fast Open MPTCP socket unless the caller sizes it (see
+/// connect_inner).
+pub const FASTOPEN_RCVBUF: u32 = 4 << 20;
 
 async fn connect_inner(
     dest: SocketAddr,
     first: &[u8],
     opts: &ConnectOpts,
+    buffers: Option<SocketBuffers>,
 ) -> io::Result<Connected> {
     let socket = new_socket(dest, opts.mptcp)?;
     if let Some(mark) = opts.mark {
@@ -128,14 +159,16 @@ async fn connect_inner(
     socket.set_cloexec(true)?;
     // A deferred connect sends its SYN with the first write: no bytes, no Fast Open.
     let fastopen = opts.fastopen && !first.is_empty() && enable_fastopen(&socket)?;
-    if fastopen && opts.mptcp {
+    if let Some(buffers) = buffers {
+        set_buffers(&socket, buffers);
+    } else if fastopen && opts.mptcp {
         // Linux (seen on 6.18) starts a passive Fast Open MPTCP socket with its send-window
         // edge at our SYN's window shifted by our window scale. With 2+ subflows the server
         // then overruns our real window, and only MPTCP-level retransmits (one ~32 KB
         // mapping per RTO) repair it: a download crawls. A large fixed buffer, set before
         // the SYN, makes our first advertised window cover the overrun. docs/DESIGN.md
         // ("Fast Open on MPTCP") has the analysis. Cost: no autotuning on this socket.
-        if let Err(error) = sys::set_rcvbuf_force(&socket, FASTOPEN_RCVBUF) {
+        if let Err(error) = sys::set_rcvbuf_force(&socket, FASTOPEN_RCVBUF as i32) {
             tracing::debug!(%error, "cannot enlarge the Fast Open receive buffer");
         }
     }
@@ -175,6 +208,22 @@ async fn connect_inner(
         fastopen,
         mptcp,
     })
+}
+
+/// Set the buffers asked for (`SO_*BUFFORCE`, else the `net.core.*mem_max`-capped
+/// `SO_*BUF`). A refusal leaves autotuning on: slower at worst, so it is only logged.
+fn set_buffers(socket: &Socket, buffers: SocketBuffers) {
+    let clamp = |bytes: u32| i32::try_from(bytes).unwrap_or(i32::MAX);
+    if let Some(bytes) = buffers.rcvbuf {
+        if let Err(error) = sys::set_rcvbuf_force(socket, clamp(bytes)) {
+            tracing::debug!(%error, bytes, "cannot set the receive buffer");
+        }
+    }
+    if let Some(bytes) = buffers.sndbuf {
+        if let Err(error) = sys::set_sndbuf_force(socket, clamp(bytes)) {
+            tracing::debug!(%error, bytes, "cannot set the send buffer");
+        }
+    }
 }
 
 fn new_socket(dest: SocketAddr, mptcp: bool) -> io::Result<Socket> {

@@ -69,6 +69,7 @@ pub fn conn_params(config: &Config, choice: &UpstreamChoice) -> ConnParams {
             source: choice.source,
             hedge: choice.hedge,
             congestion: config.mptcp.congestion.clone(),
+            buffers: choice.buffers,
         },
         reply_timeout: config.proxy.reply_timeout,
         direct_timeout: config.proxy.connect_timeout,

@@ -172,6 +172,7 @@ pub async fn run(
         fastopen: kernel.tfo_mptcp,
         source: None,
         hedge: None,
+        buffers: Default::default(),
     };
     let mut initial = driver::conn_params(&config, &choice);
     driver::check_congestion(&status, &mut initial);
@@ -194,6 +195,7 @@ pub async fn run(
     let first_ok = first.result.is_ok();
     let mut core = Core::new(config.clone(), addrs.clone(), first_ok, Instant::now());
     core.set_kernel_fastopen(kernel.tfo_mptcp);
+    core.set_kernel_buffer_limits(net::sysctl::buffer_limits());
     if let Some(evidence) = first.fastopen {
         core.handle(Input::UpstreamConnected(evidence), Instant::now());
     }

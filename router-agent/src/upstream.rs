@@ -21,12 +21,13 @@ use mpbond_protocol::{
     Accepted, ClientHandshake, DecodeError, ErrorCode, Message, ReplyError, SealError,
 };
 use mpbond_relay::congestion::CongestionName;
-use mpbond_relay::connect::{connect_with, ConnectOpts, Connected};
+use mpbond_relay::connect::{connect_with_buffers, ConnectOpts, Connected};
 use mpbond_relay::message::read_steps;
 use thiserror::Error;
 use tokio::net::TcpStream;
 
-use crate::core::{FastOpenEvidence, Hedge};
+use crate::core::buffers;
+use crate::core::{FastOpenEvidence, Hedge, SocketBuffers};
 
 /// How new upstream connections reach and authenticate to the concentrator: a value
 /// the driver publishes (from the config and the decision core's choices) and every new
@@ -48,6 +49,10 @@ pub struct Upstream {
     pub hedge: Option<Hedge>,
     /// `TCP_CONGESTION` of the MPTCP connections (`mptcp.congestion`); `None`: kernel default.
     pub congestion: Option<CongestionName>,
+    /// Socket buffers of the MPTCP connections; the core sizes them
+    /// (`core::buffers`), and a Fast Open connection's receive buffer is raised to
+    /// `FASTOPEN_RCVBUF` ([`buffers::for_connection`]).
+    pub buffers: SocketBuffers,
 }
 
 /// Why talking to the concentrator failed.
@@ -159,7 +164,8 @@ impl Upstream {
             mark: None,
             bind: source,
         };
-        let connected = connect_with(self.addr, &request, &opts)
+        let buffers = buffers::for_connection(self.buffers, fastopen);
+        let connected = connect_with_buffers(self.addr, &request, &opts, Some(buffers))
             .await
             .map_err(UpstreamError::Connect)?;
         Ok((connected, handshake))

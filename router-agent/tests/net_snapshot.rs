@@ -156,6 +156,7 @@ fn sysctls_are_set_inside_the_namespace() {
             stale_loss_cnt: Some(3),
             down_reaction: Default::default(),
             congestion: None,
+            buffers: Default::default(),
         };
         let report = sysctl::apply_cpe(&cfg);
         let read = |k: &str| std::fs::read_to_string(format!("/proc/sys/net/mptcp/{k}"));

@@ -180,6 +180,7 @@ fn upstream(port: u16, key: [u8; 32]) -> Upstream {
         source: None,
         hedge: None,
         congestion: None,
+        buffers: Default::default(),
     }
 }
 

@@ -113,6 +113,7 @@ fn the_agent_manages_the_device_netifd_names() {
             source: None,
             hedge: None,
             congestion: None,
+            buffers: Default::default(),
         };
         let params = ConnParams {
             upstream,

@@ -68,7 +68,7 @@ fn every_option_maps_like_its_toml_field() {
          \toption rule_priority_count '32'\n\toption route_protocol '0x5e'\n\
          \toption reconcile_secs '60'\n\toption ubus_socket 'off'\n\toption subflows '4'\n\toption add_addr_accepted '2'\n\
          \toption blackhole_timeout '0'\n\toption syn_retrans_before_tcp_fallback '2'\n\
-         \toption stale_loss_cnt '3'\n\toption congestion 'reno'\n\toption path_quality '0'\n\toption quality_rtt_ratio '6'\n\
+         \toption stale_loss_cnt '3'\n\toption congestion 'reno'\n\toption buffers 'kernel'\n\toption path_quality '0'\n\toption quality_rtt_ratio '6'\n\
          \toption quality_min_rtt_gap_ms '80'\n\toption quality_rate_share_pct '30'\n\
          \toption quality_loss_pct '12'\n\toption quality_demote_after_secs '4'\n\
          \toption quality_restore_after_secs '20'\n\toption udp_enabled '1'\n\toption udp_port '4860'\n\toption udp_default 'direct'\n\
@@ -123,6 +123,7 @@ blackhole_timeout = 0
 syn_retrans_before_tcp_fallback = 2
 stale_loss_cnt = 3
 congestion = "reno"
+buffers = "kernel"
 [path_quality]
 enabled = false
 rtt_ratio = 6
@@ -169,6 +170,8 @@ reset_day = 14
     assert_eq!(from_uci.wan.wans.len(), 2);
     let congestion = from_uci.mptcp.congestion.as_ref().map(|n| n.as_str());
     assert_eq!(congestion, Some("reno"));
+    let buffers = from_uci.mptcp.buffers;
+    assert_eq!(buffers, mpbond_agent::core::buffers::BufferMode::Kernel);
     assert_eq!(from_uci.wan.wans[1].mode, Mode::Backup);
     let plan = from_uci.wan.wans[1].metering;
     assert!(plan.metered);

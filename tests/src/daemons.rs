@@ -186,6 +186,8 @@ pub struct AgentConfig {
     pub udp: Option<String>,
     /// `[mptcp] congestion` (`"reno"`, `"bbr"`, `"system"`); `None`: the default.
     pub congestion: Option<String>,
+    /// `[mptcp] buffers` (`"auto"`, `"kernel"`); `None`: the default.
+    pub buffers: Option<String>,
     /// The body of a `[path_quality]` section (`enabled = false`, ...); `None`: none.
     pub path_quality: Option<String>,
 }
@@ -260,7 +262,7 @@ impl AgentConfig {
             self.up_after
         );
         let _ = write!(t, "\n[status]\nsocket = {:?}\n", self.status_socket);
-        if self.down_reaction.is_some() || self.congestion.is_some() {
+        if self.down_reaction.is_some() || self.congestion.is_some() || self.buffers.is_some() {
             t.push_str("\n[mptcp]\n");
         }
         if let Some(reaction) = &self.down_reaction {
@@ -268,6 +270,9 @@ impl AgentConfig {
         }
         if let Some(congestion) = &self.congestion {
             let _ = writeln!(t, "congestion = {congestion:?}");
+        }
+        if let Some(buffers) = &self.buffers {
+            let _ = writeln!(t, "buffers = {buffers:?}");
         }
         if let Some(body) = &self.path_quality {
             let _ = write!(t, "\n[path_quality]\n{body}\n");
@@ -410,6 +415,7 @@ impl TestBed {
             down_reaction: None,
             udp: None,
             congestion: None,
+            buffers: None,
             path_quality: None,
         }
     }

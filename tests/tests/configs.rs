@@ -70,6 +70,7 @@ fn rendered_configs_pass_check_config() {
         down_reaction: Some("keep".into()),
         udp: Some("default = \"bond\"\n[[udp.rule]]\nports = \"443\"\naction = \"block\"\n".into()),
         congestion: Some("bbr".into()),
+        buffers: Some("auto".into()),
         path_quality: Some("enabled = true\nrtt_ratio = 8\nrestore_after_secs = 30".into()),
     };
     check("mpbond-agent", &agent.to_toml(), "toml");

@@ -16,8 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub use mpbond_netlink::sockopt::{
     first_subflow_state, is_enoprotoopt, set_fastopen_connect, set_fastopen_listener,
-    set_fastopen_no_cookie, set_rcvbuf_force, syn_data_acked, TCP_FASTOPEN_CONNECT,
-    TCP_FASTOPEN_NO_COOKIE, TCP_IS_MPTCP, TCP_SYN_RECV,
+    set_fastopen_no_cookie, set_rcvbuf_force, set_sndbuf_force, syn_data_acked,
+    TCP_FASTOPEN_CONNECT, TCP_FASTOPEN_NO_COOKIE, TCP_IS_MPTCP, TCP_SYN_RECV,
 };
 
 /// MPTCP (IPPROTO_MPTCP) listener, SO_REUSEADDR, v6only for v6 addrs, TCP_FASTOPEN=qlen

@@ -127,6 +127,8 @@ pub struct RawMptcp {
     pub down_reaction: Option<String>,
     /// `TCP_CONGESTION` of the upstream MPTCP connections; `""`/`system`: kernel default.
     pub congestion: Option<String>,
+    /// `auto` (from the paths' bandwidth-delay product) or `kernel` (autotuning).
+    pub buffers: Option<String>,
 }
 
 /// One `[[wan]]` entry. The probe fields also accept the `[health]` spellings

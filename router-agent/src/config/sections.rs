@@ -9,6 +9,7 @@ use super::raw::{RawMptcp, RawRouting, RawStatus, RawWan};
 use super::{field, ms, range, valid_interface, ConfigError, FieldError};
 use mpbond_relay::congestion::CongestionName;
 
+use crate::core::buffers::BufferMode;
 use crate::model::netops::{Limits, Ownership, MPTCP_MAX};
 use crate::model::routing::DownReaction;
 use crate::model::wan::{Metering, Mode, WanSettings, WanSpec};
@@ -74,6 +75,8 @@ pub struct MptcpConfig {
     /// `TCP_CONGESTION` of the upstream MPTCP connections (they send the uploads);
     /// `None`: the kernel default. [`DEFAULT_CONGESTION`] unless set.
     pub congestion: Option<CongestionName>,
+    /// Who sizes the upstream connections' socket buffers ([`crate::core::buffers`]).
+    pub buffers: BufferMode,
 }
 
 /// The congestion control of upstream MPTCP connections unless `mptcp.congestion` says
@@ -175,6 +178,12 @@ pub(super) fn mptcp(m: RawMptcp) -> Result<MptcpConfig, ConfigError> {
         },
         congestion: CongestionName::parse(m.congestion.as_deref().unwrap_or(DEFAULT_CONGESTION))
             .map_err(|e| field("mptcp.congestion", FieldError::Congestion(e)))?,
+        buffers: match m.buffers.as_deref() {
+            None => BufferMode::default(),
+            Some(text) => text
+                .parse()
+                .map_err(|reason| field("mptcp.buffers", FieldError::Invalid(reason)))?,
+        },
     })
 }
 
@@ -381,6 +390,16 @@ key = "abababababababababababababababababababababababababababababababab"
         let text = format!("{HEAD}[mptcp]\ncongestion = \"Bbr v2\"\n");
         let err = Config::parse(&text, Format::Toml, Path::new("t.toml")).unwrap_err();
         assert!(err.to_string().starts_with("mptcp.congestion: "), "{err}");
+    }
+
+    #[test]
+    fn buffers_default_to_auto_and_take_kernel() {
+        assert_eq!(parse("").mptcp.buffers, BufferMode::Auto);
+        let kernel = parse("[mptcp]\nbuffers = \"kernel\"\n");
+        assert_eq!(kernel.mptcp.buffers, BufferMode::Kernel);
+        let text = format!("{HEAD}[mptcp]\nbuffers = \"huge\"\n");
+        let err = Config::parse(&text, Format::Toml, Path::new("t.toml")).unwrap_err();
+        assert!(err.to_string().starts_with("mptcp.buffers: "), "{err}");
     }
 
     #[test]

@@ -488,6 +488,7 @@ impl ControlPlane {
                 let book = &self.reconciler.book;
                 let samples = quality::samples(wans, &snapshot, book, &self.subflow_rtts, now);
                 let changes = self.reconciler.observe_quality(&samples, wans, now);
+                let _ = self.core.send(Input::PathSamples(samples));
                 status::publish_quality(&self.status, self.reconciler.quality());
                 self.reconciler.set_over_allowance(over) | !changes.is_empty()
             }

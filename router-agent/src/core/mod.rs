@@ -33,6 +33,11 @@
 //!   WAN becomes a backup endpoint until it recovers, with hysteresis. Pure, fed every
 //!   counter tick by the control plane and applied by its reconcile, like the metered
 //!   policy.
+//! * **The socket buffers of new upstream connections** ([`buffers::BufferSizing`]):
+//!   2 × Σ WAN rate × the slowest RTT, from the per-WAN samples the control plane sends
+//!   every counter tick ([`Input::PathSamples`]), within the kernel's limits
+//!   ([`Core::set_kernel_buffer_limits`]); `[mptcp] buffers = "kernel"` leaves them to
+//!   autotuning.
 //! * **What a reload changes** ([`reload::Changes`]): only what differs between the
 //!   running config and the new one is acted on; everything else, live connections
 //!   included, is left alone.
@@ -42,6 +47,7 @@
 //! by the control plane's reconcile; it reports the planned WANs here as
 //! [`Input::WansPlanned`] and each WAN's probe success as [`Input::WanReached`].
 
+pub mod buffers;
 pub mod hedge;
 pub mod metered;
 pub mod path_quality;
@@ -61,6 +67,7 @@ use crate::model::wan::Wan;
 use crate::model::{FailOpen, LinkState, Probe};
 use crate::nft::RedirectSpec;
 
+pub use buffers::{KernelBufferLimits, SocketBuffers};
 pub use hedge::{Hedge, HedgeOutcome};
 pub use reload::Changes;
 pub use source::preferred_source;
@@ -95,6 +102,8 @@ pub enum Input {
     UpstreamHedged(HedgeOutcome),
     /// The control plane's reconcile planned these WANs (with their health).
     WansPlanned(Vec<Wan>),
+    /// One sample per WAN from the control plane's counter tick (for the buffers).
+    PathSamples(Vec<(String, path_quality::PathSample)>),
     /// The shell tried to bring the nft table to `spec`.
     RedirectApplied { spec: RedirectSpec, ok: bool },
     /// A new config, already parsed and validated, with the concentrator's addresses
@@ -135,6 +144,8 @@ pub struct UpstreamChoice {
     pub source: Option<IpAddr>,
     /// The second attempt when the first stays silent (None: no other WAN).
     pub hedge: Option<Hedge>,
+    /// Socket buffers (before `buffers::for_connection` adds the Fast Open one).
+    pub buffers: SocketBuffers,
 }
 
 /// Things worth a log line (the shell picks the level) and a status field.
@@ -191,6 +202,9 @@ pub struct Core {
     source: Option<IpAddr>,
     hedge: Option<Hedge>,
     hedging: hedge::Hedging,
+    sizing: buffers::BufferSizing,
+    buffer_limits: KernelBufferLimits,
+    buffers: SocketBuffers,
     /// The table as the kernel has it (None: the shell has not confirmed one yet).
     applied: Option<RedirectSpec>,
     /// A refused nft update waits until then.
@@ -231,6 +245,9 @@ impl Core {
             source: None,
             hedge: None,
             hedging: hedge::Hedging::default(),
+            sizing: buffers::BufferSizing::default(),
+            buffer_limits: KernelBufferLimits::default(),
+            buffers: SocketBuffers::default(),
             applied: None,
             redirect_retry: None,
             actions: VecDeque::new(),
@@ -260,6 +277,12 @@ impl Core {
         }
     }
 
+    /// The kernel's autotuning maxima (`tcp_rmem`/`tcp_wmem`, read by the shell at
+    /// start): no buffer chosen exceeds them.
+    pub fn set_kernel_buffer_limits(&mut self, limits: KernelBufferLimits) {
+        self.buffer_limits = limits;
+    }
+
     /// The running config.
     pub fn config(&self) -> &Arc<Config> {
         &self.config
@@ -277,6 +300,7 @@ impl Core {
             fastopen: self.fastopen,
             source: self.source,
             hedge: self.hedge,
+            buffers: self.buffers,
         }
     }
 
@@ -378,6 +402,10 @@ impl Core {
                 self.wans = wans;
                 self.choose_source(now);
             }
+            Input::PathSamples(samples) => {
+                self.sizing.observe(&samples, now);
+                self.choose_buffers(now);
+            }
             Input::RedirectApplied { spec, ok } => {
                 if ok {
                     self.applied = Some(spec);
@@ -462,6 +490,16 @@ impl Core {
         }
     }
 
+    /// Publish the buffers the samples call for, if they changed.
+    fn choose_buffers(&mut self, now: Instant) {
+        let mode = self.config.mptcp.buffers;
+        let buffers = self.sizing.choose(mode, self.buffer_limits, now);
+        if buffers != self.buffers {
+            self.buffers = buffers;
+            self.publish_upstream();
+        }
+    }
+
     /// A hedge won: the slow WAN is a suspect (new connections start elsewhere) and the
     /// concentrator is probed soon.
     fn on_hedged(&mut self, outcome: HedgeOutcome, now: Instant) {
@@ -523,6 +561,7 @@ impl Core {
         if changes.upstream() {
             self.publish_upstream();
         }
+        self.choose_buffers(now);
         self.redirect_retry = None;
         self.sync_redirect();
         self.actions.push_back(Action::Reconfigure(changes));

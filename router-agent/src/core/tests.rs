@@ -300,6 +300,7 @@ fn fast_open_turns_off_on_a_fallback_and_is_retried_once_a_minute() {
         fastopen: false,
         source: None,
         hedge: None,
+        buffers: SocketBuffers::default(),
     })));
     // Probes go without Fast Open until a minute has passed since the last try (t0).
     assert_eq!(
@@ -462,6 +463,7 @@ fn a_new_concentrator_is_used_by_new_connections_and_probed_at_once() {
         fastopen: true,
         source: None,
         hedge: None,
+        buffers: SocketBuffers::default(),
     })));
     let spec = actions
         .iter()
@@ -662,6 +664,7 @@ fn without_kernel_fast_open_it_is_never_tried_nor_retried() {
             fastopen: false,
             source: None,
             hedge: None,
+            buffers: SocketBuffers::default(),
         })],
         "no notice: the start-up log names the missing feature once"
     );
@@ -682,4 +685,61 @@ fn without_kernel_fast_open_it_is_never_tried_nor_retried() {
         at + ms(20),
     );
     assert!(!core.upstream().fastopen);
+}
+
+/// `dsl-lte` as the control plane samples it: 40 Mbit/s at 10 ms and 60 Mbit/s at 60 ms,
+/// `secs` seconds into a download.
+fn dsl_lte_samples(secs: u64) -> Vec<(String, path_quality::PathSample)> {
+    [("dsl", 40, 10), ("lte", 60, 60)]
+        .into_iter()
+        .map(|(name, mbit, rtt)| {
+            let sample = path_quality::PathSample {
+                bytes: mbit * 125_000 * secs,
+                subflow_rtt: Some(ms(rtt)),
+                ..Default::default()
+            };
+            (name.to_owned(), sample)
+        })
+        .collect()
+}
+
+fn published_buffers(actions: &[Action]) -> Vec<SocketBuffers> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::PublishUpstream(choice) => Some(choice.buffers),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn new_connections_get_buffers_for_the_paths_bdp_unless_the_kernel_sizes_them() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    core.set_kernel_buffer_limits(KernelBufferLimits {
+        rmem_max: Some(6 << 20),
+        wmem_max: Some(4 << 20),
+    });
+    core.handle(Input::PathSamples(dsl_lte_samples(0)), t0);
+    assert_eq!(published_buffers(&drain(&mut core)), vec![], "no rate yet");
+    core.handle(Input::PathSamples(dsl_lte_samples(2)), t0 + ms(2000));
+    // 2 × 100 Mbit/s × 60 ms = 1.5 MB: 2 MiB each way.
+    let sized = SocketBuffers {
+        rcvbuf: Some(2 << 20),
+        sndbuf: Some(2 << 20),
+    };
+    assert_eq!(published_buffers(&drain(&mut core)), vec![sized]);
+    assert_eq!(core.upstream().buffers, sized);
+    // The same rates again: nothing new to publish.
+    core.handle(Input::PathSamples(dsl_lte_samples(4)), t0 + ms(4000));
+    assert_eq!(published_buffers(&drain(&mut core)), vec![]);
+
+    // `buffers = "kernel"`: back to autotuning, and the samples change nothing.
+    let kernel = config("[mptcp]\nbuffers = \"kernel\"\n");
+    reload(&mut core, kernel, addr(VPS), t0 + ms(5000));
+    let kernel_default = vec![SocketBuffers::default()];
+    assert_eq!(published_buffers(&drain(&mut core)), kernel_default);
+    core.handle(Input::PathSamples(dsl_lte_samples(6)), t0 + ms(6000));
+    assert_eq!(published_buffers(&drain(&mut core)), vec![]);
 }

@@ -163,3 +163,21 @@ fn write(path: &Path, value: u32) -> io::Result<()> {
 #[cfg(test)]
 #[path = "sysctl_tests.rs"]
 mod tests;
+
+/// The autotuning maxima, the third field of `net.ipv4.tcp_rmem` and `tcp_wmem`: what
+/// the kernel lets a socket's buffers grow to on their own (read, never written).
+pub fn buffer_limits() -> crate::core::KernelBufferLimits {
+    buffer_limits_at(Path::new(PROC_SYS))
+}
+
+/// [`buffer_limits`] under `root` instead of `/proc/sys`.
+pub fn buffer_limits_at(root: &Path) -> crate::core::KernelBufferLimits {
+    let max = |name: &str| {
+        let text = read(&root.join("net/ipv4").join(name)).ok()?;
+        text.split_whitespace().nth(2)?.parse::<u32>().ok()
+    };
+    crate::core::KernelBufferLimits {
+        rmem_max: max("tcp_rmem"),
+        wmem_max: max("tcp_wmem"),
+    }
+}

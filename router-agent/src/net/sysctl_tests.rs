@@ -47,6 +47,7 @@ fn cfg() -> MptcpConfig {
         stale_loss_cnt: Some(2),
         down_reaction: Default::default(),
         congestion: None,
+        buffers: Default::default(),
     }
 }
 
@@ -99,4 +100,18 @@ fn unconfigured_knobs_are_left_alone() {
         .results
         .iter()
         .all(|r| r.key != "net.mptcp.stale_loss_cnt"));
+}
+
+#[test]
+fn buffer_limits_are_the_third_fields_of_tcp_rmem_and_wmem() {
+    let s = Scratch::new("bufmax");
+    s.file("net/ipv4/tcp_rmem", "4096\t131072\t6291456\n");
+    assert_eq!(
+        buffer_limits_at(&s.0),
+        crate::core::KernelBufferLimits {
+            rmem_max: Some(6_291_456),
+            wmem_max: None,
+        },
+        "a missing tcp_wmem is unknown"
+    );
 }

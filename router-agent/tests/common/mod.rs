@@ -173,6 +173,7 @@ pub fn upstream(addr: SocketAddr, key: Key) -> Upstream {
         source: None,
         hedge: None,
         congestion: None,
+        buffers: Default::default(),
     }
 }
 

@@ -123,6 +123,7 @@ pub const MAPPINGS: &[Mapping] = &[
     ),
     global("stale_loss_cnt", Number, "mptcp.stale_loss_cnt"),
     global("congestion", Text, "mptcp.congestion"),
+    global("buffers", Text, "mptcp.buffers"),
     global("path_quality", Bool, "path_quality.enabled"),
     global("quality_rtt_ratio", Number, "path_quality.rtt_ratio"),
     global(

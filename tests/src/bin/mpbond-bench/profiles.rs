@@ -15,6 +15,14 @@
 //! ≥ 0.95 × best WAN everywhere, ≥ 0.9 × Σ on `dsl-lte` and `three`, ≥ the
 //! peer and ≥ direct MPTCP. A transfer that fails counts as NaN (a missed
 //! target) and is named in the detail; the case goes on.
+//!
+//! The full run adds mpbond with `[mptcp] buffers = "kernel"` (autotuned
+//! socket buffers instead of the agent's BDP sizing) as one more way, without
+//! targets: the with/without comparison of docs/DESIGN.md. `MPBOND_BENCH_PROFILES`
+//! (names, comma-separated) runs only those profiles, for an investigation.
+//! `MPBOND_BENCH_DIAG=1` prints to stderr, per way, the kernel counters
+//! (`nstat`) that moved in the router and the VPS, and an `ss -tinM`
+//! snapshot of both halfway through the download.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,6 +39,27 @@ use crate::report::{median, Figure, Measurement, Target};
 use crate::stat::Steal;
 
 const CASE: &str = "13 profiles";
+/// Comma-separated profile names: run only these (default: all).
+const PROFILES_ENV: &str = "MPBOND_BENCH_PROFILES";
+/// Set: print the diagnosis of every way to stderr.
+const DIAG_ENV: &str = "MPBOND_BENCH_DIAG";
+/// The counters the diagnosis prints when they moved (plus every `MPTcpExt`).
+const DIAG_COUNTERS: [&str; 14] = [
+    "TcpRetransSegs",
+    "TcpExtTCPLostRetransmit",
+    "TcpExtTCPRcvQDrop",
+    "TcpExtTCPOFODrop",
+    "TcpExtTCPOFOQueue",
+    "TcpExtTCPZeroWindowDrop",
+    "TcpExtTCPToZeroWindowAdv",
+    "TcpExtTCPWantZeroWindowAdv",
+    "TcpExtTCPRcvCollapsed",
+    "TcpExtPruneCalled",
+    "TcpExtRcvPruned",
+    "TcpExtTCPBacklogDrop",
+    "TcpExtTCPTimeouts",
+    "TcpExtTCPSpuriousRTOs",
+];
 const PORT: u16 = 5131;
 /// One small request every this often during the bulk download.
 const EVERY: Duration = Duration::from_millis(100);
@@ -43,6 +72,8 @@ pub const TARGET_VS_SUM: f64 = 0.9;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Way {
     Mpbond,
+    /// mpbond with `[mptcp] buffers = "kernel"`.
+    MpbondKernelBuffers,
     Direct,
     Peer,
     /// Plain TCP over WAN `i` alone.
@@ -53,6 +84,7 @@ impl Way {
     fn name(self) -> String {
         match self {
             Way::Mpbond => "mpbond".into(),
+            Way::MpbondKernelBuffers => "mpbond, kernel buffers".into(),
             Way::Direct => "direct MPTCP".into(),
             Way::Peer => "peer".into(),
             Way::Wan(i) => format!("WAN {i} alone"),
@@ -81,10 +113,25 @@ const TESTS: [(&str, Pick); 3] = [
 /// Run case 13.
 pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let mut figures = Vec::new();
-    for profile in Profile::ALL {
+    for profile in selected()? {
         figures.extend(one_profile(ctx, profile)?);
     }
     Ok(figures)
+}
+
+/// The profiles [`PROFILES_ENV`] names, or all of them.
+fn selected() -> Result<Vec<Profile>, BenchError> {
+    let Ok(names) = std::env::var(PROFILES_ENV) else {
+        return Ok(Profile::ALL.to_vec());
+    };
+    names
+        .split(',')
+        .map(|name| {
+            name.trim()
+                .parse::<Profile>()
+                .map_err(|e| BenchError::measure(CASE, format!("{PROFILES_ENV}: {e}")))
+        })
+        .collect()
 }
 
 fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
@@ -96,6 +143,9 @@ fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
     let _conc = bed.start_concentrator(&bed.concentrator_config())?;
     let peer_missing = ctx.ss("sslocal").and_then(|_| ctx.ss("ssserver")).is_err();
     let mut ways = vec![Way::Mpbond, Way::Direct, Way::Peer];
+    if ctx.pick(false, true) {
+        ways.push(Way::MpbondKernelBuffers);
+    }
     ways.extend((1..=profile.links().len()).map(Way::Wan));
     let steal = Steal::start();
     let mut runs: BTreeMap<Way, Vec<Run>> = BTreeMap::new();
@@ -144,11 +194,23 @@ fn measure(
     let mut peer = None;
     match way {
         Way::Mpbond => agent = Some(bed.start_agent(&bed.agent_config())?),
+        Way::MpbondKernelBuffers => {
+            let config = mpbond_tests::AgentConfig {
+                buffers: Some("kernel".into()),
+                ..bed.agent_config()
+            };
+            agent = Some(bed.start_agent(&config)?);
+        }
         Way::Peer => peer = Some(Peer::start(bed, ctx, Method::Aes2022)?),
         Way::Wan(i) => route_to_server(bed, i, true)?,
         Way::Direct => {}
     }
+    let diag = std::env::var_os(DIAG_ENV).is_some();
+    let before = diag.then(|| counters(bed));
     let run = tests(ctx, bed, profile, way, notes);
+    if let Some(before) = before {
+        print_counters(profile, way, &before, &counters(bed));
+    }
     if let Some(a) = agent {
         a.stop(Duration::from_secs(5));
     }
@@ -199,7 +261,14 @@ fn tests(ctx: &Ctx, bed: &TestBed, profile: Profile, way: Way, notes: &mut Vec<S
             Err(e) => note(what, e),
         }
     };
-    let down = one(Fetch::get(dest, bytes), "download");
+    let diag = std::env::var_os(DIAG_ENV).is_some();
+    let down = std::thread::scope(|s| {
+        if diag {
+            let half = Duration::from_secs_f64(secs / 2.0);
+            s.spawn(move || snapshot(bed, profile, way, half));
+        }
+        one(Fetch::get(dest, bytes), "download")
+    });
     let up = one(Fetch::put(dest, bytes), "upload");
     let spec = LoadSpec {
         connect: dest,
@@ -370,4 +439,60 @@ fn link_figure(
         "s/GB",
         None,
     ))
+}
+
+/// `nstat` of the router and the VPS: name → value.
+fn counters(bed: &TestBed) -> BTreeMap<(Node, String), u64> {
+    let mut out = BTreeMap::new();
+    for node in [Node::Router, Node::Vps] {
+        let Ok(text) = bed.exec(node, "nstat -asz") else {
+            continue;
+        };
+        for line in text.lines() {
+            let mut fields = line.split_whitespace();
+            if let (Some(name), Some(Ok(value))) = (fields.next(), fields.next().map(str::parse)) {
+                out.insert((node, name.to_owned()), value);
+            }
+        }
+    }
+    out
+}
+
+/// The counters of interest that moved between `before` and `after`.
+fn print_counters(
+    profile: Profile,
+    way: Way,
+    before: &BTreeMap<(Node, String), u64>,
+    after: &BTreeMap<(Node, String), u64>,
+) {
+    for node in [Node::Router, Node::Vps] {
+        let moved: Vec<String> = after
+            .iter()
+            .filter(|((n, name), _)| {
+                *n == node
+                    && (name.starts_with("MPTcpExt") || DIAG_COUNTERS.contains(&name.as_str()))
+            })
+            .filter_map(|(key, &value)| {
+                let delta = value.saturating_sub(before.get(key).copied().unwrap_or(0));
+                (delta > 0).then(|| format!("{}={delta}", key.1))
+            })
+            .collect();
+        eprintln!(
+            "diag {profile} {} {node:?} counters: {}",
+            way.name(),
+            moved.join(" ")
+        );
+    }
+}
+
+/// `ss -tinM` of the router and the VPS `after` into the download.
+fn snapshot(bed: &TestBed, profile: Profile, way: Way, after: Duration) {
+    std::thread::sleep(after);
+    for node in [Node::Router, Node::Vps] {
+        let text = bed
+            .exec(node, "ss -tinMH")
+            .unwrap_or_else(|e| e.to_string());
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        eprintln!("diag {profile} {} {node:?} ss: {text}", way.name());
+    }
 }

@@ -1,0 +1,191 @@
+//! The socket buffers of new upstream MPTCP connections, sized to the path set's
+//! bandwidth-delay product (`[mptcp] buffers = "auto"`).
+//!
+//! An MPTCP receiver delivers in order at the connection level: while a segment sent on
+//! the slowest path is in flight, everything the other paths deliver waits in the
+//! receive buffer. To keep every path busy the buffer must hold what all of them carry
+//! in the slowest path's round trip, Σ rateᵢ × RTT_max, and once more for a segment that
+//! the slowest path loses and the scheduler re-injects on another one (Raiciu et al.,
+//! "How Hard Can It Be?", NSDI 2012: buffer ≥ 2 × Σ rateᵢ × RTT_max). The same bound holds
+//! for the sender, which keeps every unacknowledged byte of every path. So:
+//!
+//! ```text
+//! buffer = RTT_FACTOR (2) × Σ peak rateᵢ × max RTTᵢ, over the WANs that carry traffic,
+//!          rounded up to a power of two, within [MIN_BUFFER, the kernel's tcp_{r,w}mem max]
+//! ```
+//!
+//! * **Rate**: the busiest rate a WAN's device moved in the last [`RATE_MEMORY`] (the
+//!   control plane's byte counters every 2 s). What a WAN moved is a lower bound of what
+//!   it can move; the factor 2 lets the buffer, and so the rate, grow each tick until the
+//!   line is full. A WAN that has not moved half its peak for [`RATE_MEMORY`] starts
+//!   over from its current rate; one that carries nothing (a backup one) drops out.
+//! * **RTT**: its live subflows' smoothed RTT, else its probes' median.
+//! * **Bounds**: never below [`MIN_BUFFER`] (a fixed buffer is not autotuned, so a small
+//!   one would cap a connection that starts on an idle bond), never above what the
+//!   kernel's autotuning may reach (`net.ipv4.tcp_rmem`/`tcp_wmem` max, read once at start)
+//!   nor [`MAX_BUFFER`].
+//! * **Fast Open**: a Fast Open MPTCP socket's receive buffer is at least
+//!   [`FASTOPEN_RCVBUF`] whatever the mode and the bounds (docs/DESIGN.md, "Fast Open on
+//!   MPTCP": Linux takes the first window from the SYN, and a small one is overrun).
+//! * **Nothing measured yet**, or `buffers = "kernel"`: the kernel's autotuning, with the
+//!   Fast Open receive buffer alone.
+//!
+//! Pure: the samples, the time and the kernel's limits are arguments; the core publishes
+//! the result with the other [`super::UpstreamChoice`]s only when it changes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+pub use mpbond_relay::connect::{SocketBuffers, FASTOPEN_RCVBUF};
+
+use super::path_quality::PathSample;
+
+/// Headroom over Σ rate × RTT_max: one round trip in flight, one for a re-injection.
+pub const RTT_FACTOR: f64 = 2.0;
+/// The smallest buffer set by hand (bytes).
+pub const MIN_BUFFER: u32 = 512 << 10;
+/// The largest buffer set by hand (bytes), whatever the kernel allows.
+pub const MAX_BUFFER: u32 = 64 << 20;
+/// A WAN's peak rate counts this long after it was seen.
+pub const RATE_MEMORY: Duration = Duration::from_secs(60);
+/// A rate at least this share of the peak keeps the peak remembered.
+const SUSTAINED_SHARE: f64 = 0.5;
+/// A WAN slower than this (bytes/s, 100 kbit/s) carries no traffic to speak of.
+pub const IDLE_RATE: f64 = 12_500.0;
+
+/// `[mptcp] buffers`: who sizes the upstream connections' socket buffers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BufferMode {
+    /// From the paths' bandwidth-delay product (this module).
+    #[default]
+    Auto,
+    /// The kernel's autotuning (and the Fast Open receive buffer).
+    Kernel,
+}
+
+impl std::str::FromStr for BufferMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "auto" => Ok(BufferMode::Auto),
+            "kernel" => Ok(BufferMode::Kernel),
+            other => Err(format!("{other:?} is neither \"auto\" nor \"kernel\"")),
+        }
+    }
+}
+
+/// The kernel's autotuning maxima (the third field of `net.ipv4.tcp_rmem`/`tcp_wmem`);
+/// `None`: unknown, [`MAX_BUFFER`] bounds alone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelBufferLimits {
+    pub rmem_max: Option<u32>,
+    pub wmem_max: Option<u32>,
+}
+
+/// One WAN as the sizing remembers it.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    bytes: u64,
+    at: Instant,
+    /// The busiest rate (bytes/s) and when it was seen.
+    peak: f64,
+    peak_at: Instant,
+    rtt: Option<Duration>,
+}
+
+/// Per-WAN rates and RTTs, and the buffers they call for. See the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct BufferSizing {
+    wans: BTreeMap<String, Seen>,
+}
+
+impl BufferSizing {
+    /// Take one sample per WAN (WANs missing from `samples` are forgotten).
+    pub fn observe(&mut self, samples: &[(String, PathSample)], now: Instant) {
+        self.wans
+            .retain(|name, _| samples.iter().any(|(n, _)| n == name));
+        for (name, sample) in samples {
+            let rtt = sample.subflow_rtt.or(sample.probe_rtt);
+            let seen = self.wans.entry(name.clone()).or_insert(Seen {
+                bytes: sample.bytes,
+                at: now,
+                peak: 0.0,
+                peak_at: now,
+                rtt,
+            });
+            let secs = now.saturating_duration_since(seen.at).as_secs_f64();
+            if secs > 0.0 {
+                let rate = sample.bytes.saturating_sub(seen.bytes) as f64 / secs;
+                let stale = now.saturating_duration_since(seen.peak_at) > RATE_MEMORY;
+                if rate >= seen.peak || stale {
+                    seen.peak = rate;
+                    seen.peak_at = now;
+                } else if rate >= seen.peak * SUSTAINED_SHARE {
+                    seen.peak_at = now;
+                }
+            }
+            seen.bytes = sample.bytes;
+            seen.at = now;
+            seen.rtt = rtt.or(seen.rtt);
+        }
+    }
+
+    /// Σ peak rate × max RTT (bytes) over the WANs that carry traffic and have an RTT;
+    /// `None` while none does.
+    pub fn bdp(&self, now: Instant) -> Option<f64> {
+        let busy = self.wans.values().filter(|s| {
+            s.peak >= IDLE_RATE && now.saturating_duration_since(s.peak_at) <= RATE_MEMORY
+        });
+        let (sum, max_rtt) = busy.fold((0.0, None::<Duration>), |(sum, max), s| match s.rtt {
+            Some(rtt) => (sum + s.peak, Some(max.map_or(rtt, |m| m.max(rtt)))),
+            None => (sum + s.peak, max),
+        });
+        let bdp = sum * max_rtt?.as_secs_f64();
+        (bdp > 0.0).then_some(bdp)
+    }
+
+    /// The buffers of new connections in `mode` (before [`for_connection`]).
+    pub fn choose(
+        &self,
+        mode: BufferMode,
+        limits: KernelBufferLimits,
+        now: Instant,
+    ) -> SocketBuffers {
+        let bdp = match (mode, self.bdp(now)) {
+            (BufferMode::Auto, Some(bdp)) => bdp,
+            _ => return SocketBuffers::default(),
+        };
+        let want = (RTT_FACTOR * bdp).min(f64::from(MAX_BUFFER)) as u32;
+        let sized = |kernel_max: Option<u32>| {
+            let cap = kernel_max
+                .unwrap_or(MAX_BUFFER)
+                .clamp(MIN_BUFFER, MAX_BUFFER);
+            want.max(1).next_power_of_two().clamp(MIN_BUFFER, cap)
+        };
+        SocketBuffers {
+            rcvbuf: Some(sized(limits.rmem_max)),
+            sndbuf: Some(sized(limits.wmem_max)),
+        }
+    }
+}
+
+/// The buffers of one connection: `chosen` ([`BufferSizing::choose`], published by the
+/// core), with the receive buffer raised to [`FASTOPEN_RCVBUF`] when it uses Fast Open.
+pub fn for_connection(chosen: SocketBuffers, fastopen: bool) -> SocketBuffers {
+    if !fastopen {
+        return chosen;
+    }
+    SocketBuffers {
+        rcvbuf: Some(
+            chosen
+                .rcvbuf
+                .map_or(FASTOPEN_RCVBUF, |b| b.max(FASTOPEN_RCVBUF)),
+        ),
+        sndbuf: chosen.sndbuf,
+    }
+}
+
+#[cfg(test)]
+#[path = "buffers_tests.rs"]
+mod tests;
