@@ -169,6 +169,7 @@ pub async fn run(
         fastopen: kernel.tfo_mptcp,
         source: None,
         hedge: None,
+        legs: Vec::new(),
     };
     let mut initial = driver::conn_params(&config, &choice);
     driver::check_congestion(&status, &mut initial);
@@ -302,7 +303,10 @@ fn start_udp(
     }
     match udp::UdpService::start(&config.udp, ctx.clone(), tracker.clone(), shutdown.clone()) {
         Ok(service) => {
-            control::status::lock(status).set_udp_stats(service.stats());
+            let mut model = control::status::lock(status);
+            model.set_udp_stats(service.stats());
+            model.set_protect_stats(service.protect_stats());
+            drop(model);
             Some(service)
         }
         Err(error) => {

@@ -45,6 +45,7 @@
 pub mod hedge;
 pub mod metered;
 pub mod path_quality;
+pub mod protect;
 pub mod reload;
 mod source;
 #[cfg(test)]
@@ -135,6 +136,8 @@ pub struct UpstreamChoice {
     pub source: Option<IpAddr>,
     /// The second attempt when the first stays silent (None: no other WAN).
     pub hedge: Option<Hedge>,
+    /// The WANs that carry protected UDP flows' legs, best first (`protect`).
+    pub legs: Vec<protect::LegSource>,
 }
 
 /// Things worth a log line (the shell picks the level) and a status field.
@@ -191,6 +194,8 @@ pub struct Core {
     source: Option<IpAddr>,
     hedge: Option<Hedge>,
     hedging: hedge::Hedging,
+    /// Where protected UDP flows' legs go, best first.
+    legs: Vec<protect::LegSource>,
     /// The table as the kernel has it (None: the shell has not confirmed one yet).
     applied: Option<RedirectSpec>,
     /// A refused nft update waits until then.
@@ -231,6 +236,7 @@ impl Core {
             source: None,
             hedge: None,
             hedging: hedge::Hedging::default(),
+            legs: Vec::new(),
             applied: None,
             redirect_retry: None,
             actions: VecDeque::new(),
@@ -277,6 +283,7 @@ impl Core {
             fastopen: self.fastopen,
             source: self.source,
             hedge: self.hedge,
+            legs: self.legs.clone(),
         }
     }
 
@@ -450,7 +457,9 @@ impl Core {
 
     fn choose_source(&mut self, now: Instant) {
         let (source, hedge) = self.hedging.choose(&self.wans, self.concentrator(), now);
-        let changed = (source, hedge) != (self.source, self.hedge);
+        let legs = protect::leg_sources(&self.wans, &self.hedging, self.concentrator());
+        let changed = (source, hedge) != (self.source, self.hedge) || legs != self.legs;
+        self.legs = legs;
         if source != self.source {
             self.source = source;
             self.actions

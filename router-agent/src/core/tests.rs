@@ -300,6 +300,7 @@ fn fast_open_turns_off_on_a_fallback_and_is_retried_once_a_minute() {
         fastopen: false,
         source: None,
         hedge: None,
+        legs: Vec::new(),
     })));
     // Probes go without Fast Open until a minute has passed since the last try (t0).
     assert_eq!(
@@ -462,6 +463,7 @@ fn a_new_concentrator_is_used_by_new_connections_and_probed_at_once() {
         fastopen: true,
         source: None,
         hedge: None,
+        legs: Vec::new(),
     })));
     let spec = actions
         .iter()
@@ -662,6 +664,7 @@ fn without_kernel_fast_open_it_is_never_tried_nor_retried() {
             fastopen: false,
             source: None,
             hedge: None,
+            legs: Vec::new(),
         })],
         "no notice: the start-up log names the missing feature once"
     );

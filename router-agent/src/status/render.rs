@@ -65,6 +65,9 @@ pub fn render(doc: &StatusDoc) -> String {
             u.drops_flow_limit
         );
     }
+    if let Some(p) = &doc.protected {
+        super::render_protect::protected_lines(p, &mut out);
+    }
     out.push('\n');
     if doc.wans.is_empty() {
         out.push_str("no WANs\n");

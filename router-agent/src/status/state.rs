@@ -39,6 +39,9 @@ pub struct StatusDoc {
     /// UDP flows (absent with `[udp] enabled = false`); bytes are totals over all WANs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp: Option<crate::udp::UdpSnapshot>,
+    /// Protected UDP flows (absent with `[udp] enabled = false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected: Option<crate::udp::ProtectSnapshot>,
 }
 
 /// The kernel features the agent found.
@@ -258,6 +261,7 @@ pub struct StatusModel {
     connections: ConnectionCounts,
     stats: Option<Arc<Stats>>,
     udp: Option<Arc<crate::udp::UdpStats>>,
+    protect: Option<Arc<crate::udp::ProtectStats>>,
     wans: Vec<WanInfo>,
     measured: HashMap<String, Measured>,
     /// Data plan and usage by WAN name (kept across `set_wans`, like `measured`).
@@ -284,6 +288,7 @@ impl StatusModel {
             connections: ConnectionCounts::default(),
             stats: None,
             udp: None,
+            protect: None,
             wans: Vec::new(),
             measured: HashMap::new(),
             meters: HashMap::new(),
@@ -327,6 +332,11 @@ impl StatusModel {
     /// Read the UDP flow counters from the UDP service's live counters at render time.
     pub fn set_udp_stats(&mut self, stats: Arc<crate::udp::UdpStats>) {
         self.udp = Some(stats);
+    }
+
+    /// Read the protected UDP flows from the UDP service at render time.
+    pub fn set_protect_stats(&mut self, stats: Arc<crate::udp::ProtectStats>) {
+        self.protect = Some(stats);
     }
 
     /// Set the connection counters directly (used when no [`Stats`] is attached).
@@ -507,6 +517,7 @@ impl StatusModel {
             connections,
             wans,
             udp: self.udp.as_ref().map(|u| u.snapshot()),
+            protected: self.protect.as_ref().map(|p| p.snapshot()),
         }
     }
 }

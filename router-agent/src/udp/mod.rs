@@ -16,7 +16,11 @@
 //! * `queue.rs` (pure): the bounded capsule queue (drop when full);
 //! * `relay.rs`: one flow, bonded or direct;
 //! * `routing.rs`: the fwmark rule and `local default dev lo` route tproxy needs;
-//! * `stats.rs`: the counters `status` shows.
+//! * `stats.rs`: the counters `status` shows;
+//! * `protect/`: flows a rule classes `protect`, over two WANs at once, each datagram
+//!   on both, the first copy wins. The dispatcher classifies a new flow by the rules
+//!   as they were at start (a changed protect rule takes a restart; nft follows
+//!   reloads, and a flow no rule protects any more is bonded after the restart).
 //!
 //! Safety: the nft rule sets the mark only after tproxy found the live socket, and the
 //! table is owned by the agent's netlink socket: a dead agent leaves UDP to the router's
@@ -25,6 +29,7 @@
 //! restart; the rules follow a reload with the rest of the nft table.
 
 pub mod book;
+pub mod protect;
 pub mod queue;
 pub mod relay;
 pub mod routing;
@@ -43,11 +48,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::udp::UdpConfig;
+use crate::config::udp::{UdpAction, UdpConfig};
 use crate::proxy::ConnContext;
-use book::FlowBook;
+use book::{FlowBook, Route};
 use relay::{Flow, FlowEvent};
 use routing::LocalRouting;
+pub use protect::{ProtectSnapshot, ProtectStats};
 pub use stats::{UdpSnapshot, UdpStats};
 
 /// Datagrams a flow task may be behind the dispatcher before new ones are dropped.
@@ -70,6 +76,7 @@ pub enum UdpError {
 #[derive(Debug)]
 pub struct UdpService {
     stats: Arc<UdpStats>,
+    protect: Arc<ProtectStats>,
     routing: Option<LocalRouting>,
     dispatcher: tokio::task::JoinHandle<()>,
 }
@@ -95,6 +102,7 @@ impl UdpService {
         let routing =
             LocalRouting::install(config.fwmark, config.route_table, config.rule_priority)?;
         let stats = Arc::new(UdpStats::default());
+        let protect = Arc::new(ProtectStats::default());
         let dispatcher = Dispatcher {
             v4,
             v6,
@@ -104,12 +112,15 @@ impl UdpService {
             queue_bytes: config.queue_bytes,
             ctx,
             stats: stats.clone(),
+            protect: protect.clone(),
+            classes: config.clone(),
             tracker,
         };
         let dispatcher = tokio::spawn(dispatcher.run(shutdown));
         info!(port, "intercepting LAN UDP");
         Ok(UdpService {
             stats,
+            protect,
             routing: Some(routing),
             dispatcher,
         })
@@ -118,6 +129,11 @@ impl UdpService {
     /// The counters.
     pub fn stats(&self) -> Arc<UdpStats> {
         self.stats.clone()
+    }
+
+    /// The protected flows' statistics.
+    pub fn protect_stats(&self) -> Arc<ProtectStats> {
+        self.protect.clone()
     }
 
     /// Wait for the dispatcher (after shutdown) and remove the policy routing.
@@ -138,6 +154,9 @@ struct Dispatcher {
     queue_bytes: usize,
     ctx: Arc<ConnContext>,
     stats: Arc<UdpStats>,
+    protect: Arc<ProtectStats>,
+    /// The rules that class a flow `protect` (as at start).
+    classes: UdpConfig,
     tracker: TaskTracker,
 }
 
@@ -181,6 +200,7 @@ impl Dispatcher {
             FlowEvent::Ended { client, dst } => {
                 self.flows.remove(&(client, dst));
             }
+            FlowEvent::Unprotected => self.book.groups_refused(Instant::now()),
         }
     }
 
@@ -218,7 +238,11 @@ impl Dispatcher {
                 return;
             }
         };
-        let route = self.book.route(dst, Instant::now());
+        let now = Instant::now();
+        let route = self.book.route(dst, now);
+        let protect = route == Route::Bond
+            && self.classes.action_for(dst) == UdpAction::Protect
+            && self.book.protects(now);
         let (tx, early) = mpsc::channel(FLOW_CHANNEL);
         let _ = tx.try_send(datagram);
         self.flows.insert(key, tx);
@@ -231,6 +255,17 @@ impl Dispatcher {
             idle: self.book.idle_timeout(dst),
             queue_bytes: self.queue_bytes,
         };
+        if protect {
+            let shared = protect::flow::Shared {
+                ctx: self.ctx.clone(),
+                stats: self.stats.clone(),
+                protect: self.protect.clone(),
+                events: events.clone(),
+            };
+            self.tracker
+                .spawn(protect::flow::run(flow, shared, shutdown.clone()));
+            return;
+        }
         self.tracker.spawn(relay::run(
             flow,
             self.ctx.clone(),
