@@ -73,7 +73,7 @@ pub struct Flow {
 
 /// How a flow ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(crate) enum End {
     Idle,
     Shutdown,
     UpstreamClosed,
@@ -288,7 +288,10 @@ async fn relay_capsules(
                                         stats.drops_lan_busy();
                                     }
                                 }
-                                Capsule::OtherContext { .. } => stats.drops_other_context(),
+                                // Sequenced datagrams belong to a protected flow's legs.
+                                Capsule::OtherContext { .. } | Capsule::Sequenced { .. } => {
+                                    stats.drops_other_context()
+                                }
                                 Capsule::Unknown { .. } => {}
                             }
                         }

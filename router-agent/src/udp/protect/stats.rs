@@ -182,6 +182,7 @@ mod tests {
             "198.51.100.1:3478".parse().unwrap(),
         );
         let status = ProtectedFlowStatus {
+            client: "192.168.1.10:5000".into(),
             datagrams_down: 995,
             lost_down: 5,
             protection_bytes_up: 200_000,

@@ -25,7 +25,8 @@
 //!   through mpbond), [`mips`] (15: the relay on the MIPS router VM's CPU against the
 //!   mipsel peer, goodput, guest CPU split, agent RSS), [`path_quality`] (16: goodput
 //!   with the agent's demotion of a bad WAN on and off), [`congestion`] (17: mpbond's
-//!   MPTCP sockets on reno against bbr); see [`case_fn`].
+//!   MPTCP sockets on reno against bbr), [`realtime`] (18: a real-time stream protected
+//!   over two WANs against bonded and one WAN, under loss and failures); see [`case_fn`].
 //!
 //! `tests/bench/run.sh` builds everything and runs it.
 
@@ -42,6 +43,7 @@ mod path_quality;
 mod peer;
 mod profiles;
 mod reaction;
+mod realtime;
 mod relay_cost;
 mod reload_stall;
 mod report;
@@ -98,7 +100,7 @@ struct Cli {
 type CaseFn = fn(&Ctx) -> Result<Vec<Figure>, BenchError>;
 
 /// Every case, in order.
-const CASES: [(u8, &str); 17] = [
+const CASES: [(u8, &str); 18] = [
     (1, "aggregation"),
     (2, "relay cost"),
     (3, "peer comparison"),
@@ -116,6 +118,7 @@ const CASES: [(u8, &str); 17] = [
     (15, "mips"),
     (16, "path quality"),
     (17, "congestion control"),
+    (18, "realtime"),
 ];
 
 /// The function that runs case `n`; `None` while its module is not wired in.
@@ -139,6 +142,7 @@ fn case_fn(n: u8) -> Option<CaseFn> {
         15 => Some(mips::run),
         16 => Some(path_quality::run),
         17 => Some(congestion::run),
+        18 => Some(realtime::run),
         _ => None,
     }
 }
