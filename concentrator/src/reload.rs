@@ -66,6 +66,8 @@ pub(crate) struct State {
     pub admission: Arc<Admission>,
     /// Open UDP flows and datagram buckets per client.
     pub udp_clients: Arc<crate::udp::UdpClients>,
+    /// Live flow groups (protected UDP flows) by (client, group id).
+    pub udp_groups: Arc<crate::udp::FlowGroups>,
     /// Per-source counts before authentication, shared by every listener.
     pub sources: Arc<Mutex<SourceTable>>,
     /// Caps accepted connections (admitted ones plus some headroom for handshakes that
@@ -97,6 +99,7 @@ impl State {
             metrics: Arc::new(Metrics::default()),
             admission: Arc::new(Admission::default()),
             udp_clients: Arc::default(),
+            udp_groups: Arc::default(),
             sources: Arc::default(),
             slots: Arc::new(Semaphore::new(slots)),
             slot_count: Mutex::new(slots),

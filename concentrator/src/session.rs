@@ -77,6 +77,9 @@ pub(crate) enum Close {
     UdpDisabled,
     /// The client's UDP flow limit refused a UDP request.
     UdpFlowLimit,
+    /// A leg of a protected UDP flow could not join its group (full, another
+    /// destination, or ended meanwhile).
+    UdpGroupRefused(&'static str),
     /// A UDP flow relayed and ended this way.
     UdpEnded {
         end: crate::udp::relay::FlowEnd,
@@ -128,6 +131,7 @@ impl fmt::Display for Close {
             Close::Io(kind) => write!(f, "io_error: {kind}"),
             Close::UdpDisabled => f.write_str("udp_disabled (error 2)"),
             Close::UdpFlowLimit => f.write_str("limit_reached: udp.max_flows_per_client"),
+            Close::UdpGroupRefused(why) => write!(f, "udp_group_refused: {why}"),
             Close::UdpEnded {
                 end,
                 datagrams: (up, down),
@@ -262,12 +266,13 @@ async fn handle(
         Decision::Udp {
             client,
             dest,
+            group,
             reply,
         } => {
             tracing::Span::current().record("client", client.as_str());
             tracing::Span::current().record("dest", field::display(format_args!("udp:{dest}")));
             return crate::udp::serve::serve_udp(
-                stream, state, &live, &client, dest, reply, slot, started, bytes,
+                stream, state, &live, &client, dest, group, reply, slot, started, bytes,
             )
             .await;
         }

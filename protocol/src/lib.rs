@@ -22,7 +22,9 @@
 //!   that test a WAN without a TCP connection.
 //! * [`udp`]: UDP flows (mpbond's UDP TLV, [`Message::udp_request`]): the RFC 9297
 //!   DATAGRAM capsules that follow the reply, [`encode_datagram`] and
-//!   [`decode_capsule`].
+//!   [`decode_capsule`]; protected flows' legs (the Group TLV, [`udp::Group`]),
+//!   their sequenced capsules ([`encode_sequenced`]) and the receiver's
+//!   [`udp::Dedup`].
 //! * [`replay`]: the memory-bounded replay cache and per-client floors used by the
 //!   verifier.
 //!
@@ -61,9 +63,10 @@ pub use handshake::{
 };
 pub use message::{decode, message_len, Decoded, Message};
 pub use request::{Request, RequestError};
-pub use tlv::{Tlv, TLV_UDP};
+pub use tlv::{Tlv, TLV_GROUP, TLV_UDP};
 pub use udp::{
-    decode_capsule, encode_datagram, Capsule, CapsuleError, MAX_CAPSULE_VALUE, MAX_UDP_PAYLOAD,
+    decode_capsule, encode_datagram, encode_sequenced, Capsule, CapsuleError, Dedup, Group,
+    MAX_CAPSULE_VALUE, MAX_UDP_PAYLOAD,
 };
 
 /// The Convert protocol version we speak.

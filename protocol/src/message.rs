@@ -71,6 +71,15 @@ impl Message {
         }
     }
 
+    /// One leg of a protected UDP flow: [`udp_request`](Self::udp_request) plus
+    /// mpbond's Group TLV naming the flow group and the leg. After the reply, both
+    /// directions carry sequenced capsules ([`crate::udp::encode_sequenced`]).
+    pub fn udp_leg_request(dest: SocketAddr, group: crate::udp::Group) -> Self {
+        let mut message = Self::udp_request(dest);
+        message.tlvs.push(Tlv::Group(group));
+        message
+    }
+
     /// A request with one Info TLV.
     pub fn info() -> Self {
         Self {
@@ -137,6 +146,14 @@ impl Message {
     pub fn destination(&self) -> Option<SocketAddr> {
         self.tlvs.iter().find_map(|tlv| match tlv {
             Tlv::Connect { dest, .. } => Some(*dest),
+            _ => None,
+        })
+    }
+
+    /// The first Group TLV, if any.
+    pub fn group(&self) -> Option<crate::udp::Group> {
+        self.tlvs.iter().find_map(|tlv| match tlv {
+            Tlv::Group(group) => Some(*group),
             _ => None,
         })
     }

@@ -10,6 +10,10 @@
 //! a UDP flow ([`Request::Udp`]); the Connect TLV's TCP options, if any, are
 //! ignored. A UDP TLV without a Connect TLV, with an Info TLV, or twice, is an
 //! Unsupported Message too.
+//!
+//! mpbond's Group TLV ([`Tlv::Group`]) makes a UDP request one leg of a protected
+//! flow group ([`crate::udp::Group`]). A Group TLV without a UDP TLV, twice, or with
+//! out-of-range leg values is an Unsupported Message.
 
 use std::net::SocketAddr;
 
@@ -18,6 +22,7 @@ use thiserror::Error;
 use crate::error::ErrorCode;
 use crate::message::Message;
 use crate::tlv::Tlv;
+use crate::udp::{Group, GroupError};
 
 /// What a valid request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +41,9 @@ pub enum Request<'a> {
     Udp {
         /// The UDP destination.
         dest: SocketAddr,
+        /// The flow group this flow is a leg of (a Group TLV), or `None` for a plain
+        /// flow.
+        group: Option<Group>,
     },
 }
 
@@ -60,6 +68,15 @@ pub enum RequestError {
     /// More than one UDP TLV.
     #[error("request has more than one UDP TLV")]
     DuplicateUdp,
+    /// A Group TLV in a request that is not a UDP flow request.
+    #[error("request has a Group TLV but no UDP TLV")]
+    GroupWithoutUdp,
+    /// More than one Group TLV.
+    #[error("request has more than one Group TLV")]
+    DuplicateGroup,
+    /// A Group TLV whose leg values are out of range.
+    #[error("bad Group TLV: {0}")]
+    BadGroup(#[from] GroupError),
 }
 
 impl RequestError {
@@ -74,6 +91,7 @@ impl Message {
     pub fn request(&self) -> Result<Request<'_>, RequestError> {
         let mut action = None;
         let mut udp = false;
+        let mut group = None;
         for tlv in &self.tlvs {
             let this = match tlv {
                 Tlv::Connect { dest, tcp_options } => Request::Connect {
@@ -88,6 +106,13 @@ impl Message {
                     }
                     continue;
                 }
+                Tlv::Group(this) => {
+                    this.validate()?;
+                    if group.replace(*this).is_some() {
+                        return Err(RequestError::DuplicateGroup);
+                    }
+                    continue;
+                }
                 Tlv::Unknown { kind, .. } => return Err(RequestError::UnknownTlv(*kind)),
                 other => return Err(RequestError::UnexpectedTlv(other.kind())),
             };
@@ -96,8 +121,9 @@ impl Message {
             }
         }
         match (action, udp) {
-            (Some(Request::Connect { dest, .. }), true) => Ok(Request::Udp { dest }),
+            (Some(Request::Connect { dest, .. }), true) => Ok(Request::Udp { dest, group }),
             (_, true) => Err(RequestError::UdpWithoutConnect),
+            (_, false) if group.is_some() => Err(RequestError::GroupWithoutUdp),
             (action, false) => action.ok_or(RequestError::NoAction),
         }
     }
@@ -113,7 +139,7 @@ mod tests {
 
     fn classify(tlvs: Vec<Tlv>) -> Result<SocketAddr, RequestError> {
         match (Message { tlvs }).request()? {
-            Request::Udp { dest } => Ok(dest),
+            Request::Udp { dest, group: None } => Ok(dest),
             other => panic!("not a UDP request: {other:?}"),
         }
     }
@@ -125,8 +151,71 @@ mod tests {
         assert_eq!(classify(vec![Tlv::Udp, connect]), Ok(dest()));
         assert_eq!(
             Message::udp_request(dest()).request(),
-            Ok(Request::Udp { dest: dest() })
+            Ok(Request::Udp {
+                dest: dest(),
+                group: None
+            })
         );
+    }
+
+    #[test]
+    fn group_tlv_makes_a_udp_request_a_leg() {
+        let group = Group {
+            id: 0xfeed,
+            leg: 1,
+            legs: 2,
+        };
+        let message = Message::udp_leg_request(dest(), group);
+        assert_eq!(
+            message.request(),
+            Ok(Request::Udp {
+                dest: dest(),
+                group: Some(group)
+            })
+        );
+        // Any order.
+        let mut reversed = message.clone();
+        reversed.tlvs.reverse();
+        assert_eq!(reversed.request(), message.request());
+    }
+
+    #[test]
+    fn group_tlv_outside_a_udp_request_or_twice_or_out_of_range_is_unsupported() {
+        let connect = Message::connect(dest()).tlvs.remove(0);
+        let group = Tlv::Group(Group {
+            id: 1,
+            leg: 0,
+            legs: 2,
+        });
+        let bad = Tlv::Group(Group {
+            id: 1,
+            leg: 2,
+            legs: 2,
+        });
+        let cases = [
+            (
+                vec![connect.clone(), group.clone()],
+                RequestError::GroupWithoutUdp,
+            ),
+            (
+                vec![Tlv::Info, group.clone()],
+                RequestError::GroupWithoutUdp,
+            ),
+            (vec![group.clone()], RequestError::GroupWithoutUdp),
+            (
+                vec![connect.clone(), Tlv::Udp, group.clone(), group],
+                RequestError::DuplicateGroup,
+            ),
+            (
+                vec![connect, Tlv::Udp, bad],
+                RequestError::BadGroup(GroupError::BadLeg { leg: 2, legs: 2 }),
+            ),
+        ];
+        for (tlvs, want) in cases {
+            let message = Message { tlvs };
+            assert_eq!(message.request(), Err(want), "{message:?}");
+            assert_eq!(want.error_code(), ErrorCode::UnsupportedMessage);
+        }
     }
 
     #[test]

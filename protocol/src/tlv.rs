@@ -9,6 +9,7 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use crate::error::{DecodeError, EncodeError, ErrorCode};
+use crate::udp::Group;
 
 /// Type of the Info TLV.
 pub const TLV_INFO: u8 = 0x01;
@@ -25,6 +26,9 @@ pub const TLV_ERROR: u8 = 0x1e;
 /// Type of mpbond's UDP TLV (unassigned in RFC 8803's registry): the Connect TLV's
 /// destination is a UDP flow, relayed as RFC 9297 capsules (see [`crate::udp`]).
 pub const TLV_UDP: u8 = 0xd0;
+/// Type of mpbond's Group TLV (unassigned in RFC 8803's registry): the UDP flow is
+/// one leg of a protected flow group (see [`crate::udp::Group`]).
+pub const TLV_GROUP: u8 = 0xd1;
 
 /// Largest TLV: 255 32-bit words.
 pub const MAX_TLV_LEN: usize = 255 * 4;
@@ -55,6 +59,9 @@ pub enum Tlv {
     /// 0xd0 (mpbond's): the request's Connect TLV names a UDP destination. One
     /// 32-bit word: type, length 1, two zero bytes (ignored on receipt).
     Udp,
+    /// 0xd1 (mpbond's): the UDP flow is one leg of a protected flow group. Three
+    /// 32-bit words: type, length 3, leg, legs, 8-byte group id.
+    Group(Group),
     /// 0x1e: an error, with its code-specific value.
     Error {
         /// The error code.
@@ -82,6 +89,7 @@ impl Tlv {
             Self::Cookie(_) => TLV_COOKIE,
             Self::Error { .. } => TLV_ERROR,
             Self::Udp => TLV_UDP,
+            Self::Group(_) => TLV_GROUP,
             Self::Unknown { kind, .. } => *kind,
         }
     }
@@ -97,6 +105,7 @@ impl Tlv {
                 | TLV_COOKIE
                 | TLV_ERROR
                 | TLV_UDP
+                | TLV_GROUP
         )
     }
 
@@ -109,6 +118,7 @@ impl Tlv {
     fn body_len(&self) -> usize {
         match self {
             Self::Info | Self::Udp => 2,
+            Self::Group(_) => Group::TLV_LEN - 2,
             Self::Connect { tcp_options, .. } => CONNECT_FIXED_LEN - 2 + tcp_options.len(),
             Self::ExtendedTcpHeader(v) | Self::SupportedTcpExtensions(v) | Self::Cookie(v) => {
                 2 + v.len()
@@ -138,6 +148,7 @@ impl Tlv {
         out.push((len / 4) as u8);
         match self {
             Self::Info | Self::Udp => out.extend_from_slice(&[0, 0]),
+            Self::Group(group) => out.extend_from_slice(&group.body()),
             Self::Connect { dest, tcp_options } => {
                 out.extend_from_slice(&dest.port().to_be_bytes());
                 out.extend_from_slice(&wire_ipv6(dest.ip()).octets());
@@ -187,6 +198,12 @@ impl Tlv {
                     return Err(bad_length());
                 }
                 Self::Udp
+            }
+            TLV_GROUP => {
+                if bytes.len() != Group::TLV_LEN {
+                    return Err(bad_length());
+                }
+                Self::Group(Group::from_body(body).ok_or_else(bad_length)?)
             }
             TLV_CONNECT => {
                 let (port, rest) = body.split_first_chunk::<2>().ok_or_else(bad_length)?;

@@ -6,18 +6,35 @@
 //!   Capsule Type (varint),      0x00 = DATAGRAM
 //!   Capsule Length (varint),    bytes of the value
 //!   Capsule Value (..),         DATAGRAM: Context ID (varint) = 0, UDP payload
-//! }
+//! }                                   or: Context ID (varint) = 1, Seq (u32 BE), UDP payload
 //! ```
+//!
+//! Context id 0 is the plain datagram of a UDP flow. Context id 1 is mpbond's
+//! *sequenced* datagram, used on the legs of a protected flow ([`Group`], the Group
+//! TLV): every datagram goes out on every leg with the same sequence number, and the
+//! receiver keeps the first copy ([`Dedup`]). [`encode_sequenced`] writes it and
+//! [`decode_capsule`] answers [`Capsule::Sequenced`].
 //!
 //! Varints are QUIC's (RFC 9000 §16): the two top bits of the first byte give the
 //! length (1, 2, 4 or 8 bytes). [`encode_datagram`] writes the shortest form;
 //! [`decode_capsule`] takes any form.
 //!
 //! The receiver's rules (`docs/PROTOCOL.md`): a capsule of an unknown type is
-//! skipped ([`Capsule::Unknown`]); a DATAGRAM with a context id other than 0 is
+//! skipped ([`Capsule::Unknown`]); a DATAGRAM with a context id other than 0 or 1 is
 //! dropped and counted ([`Capsule::OtherContext`]); a capsule whose value is longer
-//! than [`MAX_CAPSULE_VALUE`], or a DATAGRAM without a whole context id, is a
-//! [`CapsuleError`] and ends the flow (reset).
+//! than [`MAX_CAPSULE_VALUE`], a DATAGRAM without a whole context id, or a sequenced
+//! DATAGRAM without a whole sequence number, is a [`CapsuleError`] and ends the flow
+//! (reset). Which context a flow uses is the flow's business: a plain flow drops a
+//! sequenced datagram as another context, a leg drops a plain one likewise.
+//!
+//! Layout: this file (capsules, varints), [`group`] (the Group TLV's value) and
+//! [`dedup`] (the receiver's sliding window of sequence numbers).
+
+mod dedup;
+mod group;
+
+pub use dedup::{Dedup, DEDUP_WINDOW};
+pub use group::{Group, GroupError, MAX_LEGS};
 
 use thiserror::Error;
 
@@ -30,6 +47,11 @@ pub const CAPSULE_DATAGRAM: u64 = 0x00;
 /// Largest encoded DATAGRAM capsule: type (1), length (4), context id (1),
 /// payload.
 pub const MAX_DATAGRAM_CAPSULE: usize = 1 + 4 + 1 + MAX_UDP_PAYLOAD;
+/// Context id of mpbond's sequenced DATAGRAM (a leg of a protected flow).
+pub const CONTEXT_SEQUENCED: u64 = 1;
+/// Largest encoded sequenced DATAGRAM capsule: type (1), length (4), context id
+/// (1), sequence number (4), payload.
+pub const MAX_SEQUENCED_CAPSULE: usize = 1 + 4 + 1 + 4 + MAX_UDP_PAYLOAD;
 /// Largest value a QUIC varint holds.
 pub const MAX_VARINT: u64 = (1 << 62) - 1;
 
@@ -38,6 +60,14 @@ pub const MAX_VARINT: u64 = (1 << 62) - 1;
 pub enum Capsule<'a> {
     /// A DATAGRAM with context id 0: the UDP payload (possibly empty).
     Datagram(&'a [u8]),
+    /// A DATAGRAM with context id 1: a sequenced datagram on a leg of a protected
+    /// flow, the UDP payload after its sequence number.
+    Sequenced {
+        /// The sequence number.
+        seq: u32,
+        /// The UDP payload (possibly empty).
+        payload: &'a [u8],
+    },
     /// A DATAGRAM with another context id: drop it and count it.
     OtherContext {
         /// The context id.
@@ -68,8 +98,9 @@ pub enum CapsuleError {
         /// The announced length.
         len: u64,
     },
-    /// A DATAGRAM capsule whose value does not hold a whole context id varint.
-    #[error("DATAGRAM capsule without a whole context id")]
+    /// A DATAGRAM capsule whose value does not hold a whole context id varint, or a
+    /// sequenced one (context id 1) without a whole sequence number.
+    #[error("DATAGRAM capsule without a whole context id or sequence number")]
     MalformedDatagram,
 }
 
@@ -108,6 +139,32 @@ pub fn datagram_capsule_len(payload_len: usize) -> usize {
     1 + varint_len(value_len) + 1 + payload_len
 }
 
+/// Append one sequenced DATAGRAM capsule (context id 1, then `seq` as 4 bytes
+/// big-endian) carrying `payload` to `out`.
+///
+/// At most [`MAX_SEQUENCED_CAPSULE`] bytes are appended; nothing is appended on an
+/// error.
+pub fn encode_sequenced(seq: u32, payload: &[u8], out: &mut Vec<u8>) -> Result<(), CapsuleError> {
+    if payload.len() > MAX_UDP_PAYLOAD {
+        return Err(CapsuleError::PayloadTooLarge { len: payload.len() });
+    }
+    let value_len = 1 + 4 + payload.len() as u64;
+    out.reserve(sequenced_capsule_len(payload.len()));
+    push_varint(CAPSULE_DATAGRAM, out);
+    push_varint(value_len, out);
+    push_varint(CONTEXT_SEQUENCED, out);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// Encoded length of the sequenced DATAGRAM capsule for a `payload_len`-byte
+/// payload.
+pub fn sequenced_capsule_len(payload_len: usize) -> usize {
+    let value_len = 1 + 4 + payload_len as u64;
+    1 + varint_len(value_len) + 1 + 4 + payload_len
+}
+
 /// Decode the capsule at the start of `buf`.
 ///
 /// `Ok(None)` while the capsule is not whole (the caller reads more and calls again
@@ -131,8 +188,18 @@ pub fn decode_capsule(buf: &[u8]) -> Result<Option<(Capsule<'_>, usize)>, Capsul
     };
     let capsule = if kind == CAPSULE_DATAGRAM {
         let (context_id, id_len) = read_varint(value).ok_or(CapsuleError::MalformedDatagram)?;
+        let rest = value.get(id_len..).unwrap_or_default();
         match context_id {
-            0 => Capsule::Datagram(value.get(id_len..).unwrap_or_default()),
+            0 => Capsule::Datagram(rest),
+            CONTEXT_SEQUENCED => {
+                let (seq, payload) = rest
+                    .split_first_chunk::<4>()
+                    .ok_or(CapsuleError::MalformedDatagram)?;
+                Capsule::Sequenced {
+                    seq: u32::from_be_bytes(*seq),
+                    payload,
+                }
+            }
             context_id => Capsule::OtherContext { context_id },
         }
     } else {
@@ -297,6 +364,61 @@ mod tests {
         let (third, n3) = one(&wire[n1 + n2..]);
         assert_eq!(third, Capsule::Unknown { kind: 0x1234 });
         assert_eq!(n1 + n2 + n3, wire.len());
+    }
+
+    #[test]
+    fn sequenced_datagram_has_the_documented_bytes() {
+        let mut wire = Vec::new();
+        encode_sequenced(0x0102_0304, b"hi", &mut wire).unwrap();
+        assert_eq!(wire, [0x00, 0x07, 0x01, 1, 2, 3, 4, b'h', b'i']);
+        assert_eq!(wire.len(), sequenced_capsule_len(2));
+        assert_eq!(
+            one(&wire),
+            (
+                Capsule::Sequenced {
+                    seq: 0x0102_0304,
+                    payload: b"hi"
+                },
+                wire.len()
+            )
+        );
+    }
+
+    #[test]
+    fn sequenced_round_trips_for_every_size_class() {
+        for len in [0, 1, 58, 59, 60, 1400, 16_378, 16_379, MAX_UDP_PAYLOAD] {
+            let payload: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let mut wire = vec![0xee];
+            encode_sequenced(u32::MAX - 1, &payload, &mut wire).unwrap();
+            let wire = &wire[1..];
+            assert_eq!(wire.len(), sequenced_capsule_len(len), "{len}");
+            assert!(wire.len() <= MAX_SEQUENCED_CAPSULE);
+            let want = Capsule::Sequenced {
+                seq: u32::MAX - 1,
+                payload: &payload,
+            };
+            assert_eq!(one(wire), (want, wire.len()), "{len}");
+            for cut in [0, 1, wire.len() / 2, wire.len() - 1] {
+                assert_eq!(decode_capsule(&wire[..cut]), Ok(None), "{len} cut {cut}");
+            }
+        }
+        let mut out = vec![9];
+        let big = vec![0; MAX_UDP_PAYLOAD + 1];
+        assert!(encode_sequenced(1, &big, &mut out).is_err());
+        assert_eq!(out, [9]);
+    }
+
+    #[test]
+    fn sequenced_datagram_without_a_whole_seq_is_malformed() {
+        for value in [&[0x01][..], &[0x01, 0], &[0x01, 0, 0, 0]] {
+            let mut wire = vec![0x00, value.len() as u8];
+            wire.extend_from_slice(value);
+            assert_eq!(
+                decode_capsule(&wire),
+                Err(CapsuleError::MalformedDatagram),
+                "{value:?}"
+            );
+        }
     }
 
     #[test]

@@ -429,6 +429,7 @@ fn udp_pairwise_then_capsules_follow_the_reply() {
         client: who,
         dest: to,
         reply,
+        group: None,
     }) = got.step
     else {
         panic!("not a UDP flow: {:?}", got.step);
@@ -468,4 +469,53 @@ fn udp_tlv_without_connect_is_unsupported_but_authenticated() {
         assert_eq!(error.error_code().code(), 2);
         assert_eq!(client.as_ref(), Some(&home()));
     }
+}
+
+#[test]
+fn udp_leg_pairwise_decides_with_its_group_and_the_group_is_sealed() {
+    use mpbond_protocol::udp::Group;
+    let verifier = Verifier::new(WINDOW);
+    let group = Group {
+        id: 0x1122_3344_5566_7788,
+        leg: 1,
+        legs: 2,
+    };
+    let (mut client, request) = ClientHandshake::seal(
+        &Message::udp_leg_request(dest(), group),
+        &home(),
+        &home_key(),
+        NOW,
+        nonce(41),
+    )
+    .expect("seal");
+    // Connect (20), UDP (4), then the Group TLV before the Cookie.
+    assert_eq!(
+        &request[28..40],
+        &[0xd1, 3, 1, 2, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88]
+    );
+    // The Group TLV is covered by the cookie's tag: another group id fails.
+    let mut forged = request.clone();
+    forged[39] ^= 1;
+    let (error, _) = refusal(&verifier, &forged);
+    assert!(matches!(error, HandshakeError::Auth(_)), "{error:?}");
+    let mut server = ServerHandshake::new(&verifier, keys, &SUPPORTED);
+    let got = server.receive(&request, NOW);
+    let Step::Done(Decision::Udp {
+        client: who,
+        dest: to,
+        group: Some(got_group),
+        reply,
+    }) = got.step
+    else {
+        panic!("not a UDP leg: {:?}", got.step);
+    };
+    assert_eq!((who, to, got_group), (home(), dest(), group));
+    assert_eq!(
+        client.receive(&reply).step,
+        Step::Done(Ok(Accepted::Connected))
+    );
+    // Replayed, the leg is refused like any request.
+    let (error, code) = refusal(&verifier, &request);
+    assert_eq!(error, HandshakeError::Auth(AuthError::Replay));
+    assert_eq!(code, ErrorCode::NotAuthorized);
 }

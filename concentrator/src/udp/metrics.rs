@@ -21,10 +21,16 @@ pub enum DropReason {
     Policy,
     /// A flow refused by the per-client flow limit or a connection limit.
     FlowLimit,
+    /// A sequenced datagram of a protected flow too far behind the newest to tell
+    /// whether it is a duplicate.
+    TooOld,
+    /// A leg refused because its group has the most legs already, or names the group
+    /// with another destination.
+    GroupRefused,
 }
 
 impl DropReason {
-    const ALL: [DropReason; 7] = [
+    const ALL: [DropReason; 9] = [
         DropReason::QueueFull,
         DropReason::RateLimit,
         DropReason::BadContext,
@@ -32,6 +38,8 @@ impl DropReason {
         DropReason::SendError,
         DropReason::Policy,
         DropReason::FlowLimit,
+        DropReason::TooOld,
+        DropReason::GroupRefused,
     ];
 
     /// The metric label.
@@ -44,6 +52,8 @@ impl DropReason {
             DropReason::SendError => "send_error",
             DropReason::Policy => "policy",
             DropReason::FlowLimit => "flow_limit",
+            DropReason::TooOld => "too_old",
+            DropReason::GroupRefused => "group_refused",
         }
     }
 }
@@ -72,6 +82,13 @@ pub struct UdpMetrics {
     down_datagrams: AtomicU64,
     down_bytes: AtomicU64,
     drops: [AtomicU64; DropReason::ALL.len()],
+    groups_active: AtomicU64,
+    groups_total: AtomicU64,
+    legs_attached: AtomicU64,
+    /// Copies dropped by a group's upstream dedup.
+    duplicates_up: AtomicU64,
+    /// Copies beyond the first sent down a group's legs.
+    duplicates_down: AtomicU64,
 }
 
 impl UdpMetrics {
@@ -105,6 +122,48 @@ impl UdpMetrics {
         if n > 0 {
             self.drops[reason as usize].fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// A flow group (a protected flow) was created. A group counts as one flow too
+    /// ([`flow_opened`](Self::flow_opened)).
+    pub fn group_opened(&self) {
+        self.groups_active.fetch_add(1, Ordering::Relaxed);
+        self.groups_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A flow group ended.
+    pub fn group_closed(&self) {
+        self.groups_active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A leg attached to its group.
+    pub fn leg_attached(&self) {
+        self.legs_attached.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A leg left its group.
+    pub fn leg_detached(&self) {
+        self.legs_attached.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Duplicate copies: `up` dropped by a group's dedup, `down` sent beyond the first
+    /// copy of a datagram.
+    pub fn duplicates(&self, up: u64, down: u64) {
+        for (value, counter) in [(up, &self.duplicates_up), (down, &self.duplicates_down)] {
+            if value > 0 {
+                counter.fetch_add(value, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Flow groups relaying now.
+    pub fn groups_active(&self) -> u64 {
+        self.groups_active.load(Ordering::Relaxed)
+    }
+
+    /// Legs attached to a group now.
+    pub fn legs_attached(&self) -> u64 {
+        self.legs_attached.load(Ordering::Relaxed)
     }
 
     /// Drops so far for `reason`.
@@ -152,6 +211,45 @@ impl UdpMetrics {
             let _ = writeln!(out, "{name}{{direction=\"up\"}} {}", load(up));
             let _ = writeln!(out, "{name}{{direction=\"down\"}} {}", load(down));
         }
+        for (name, kind, help, value) in [
+            (
+                "mpbond_udp_groups_active",
+                "gauge",
+                "Protected UDP flows (flow groups) relaying now; each is also one flow.",
+                &self.groups_active,
+            ),
+            (
+                "mpbond_udp_groups_total",
+                "counter",
+                "Protected UDP flows (flow groups) created.",
+                &self.groups_total,
+            ),
+            (
+                "mpbond_udp_legs_attached",
+                "gauge",
+                "Legs attached to the flow groups now.",
+                &self.legs_attached,
+            ),
+        ] {
+            family(out, name, kind, help);
+            let _ = writeln!(out, "{name} {}", load(value));
+        }
+        family(
+            out,
+            "mpbond_udp_duplicates_total",
+            "counter",
+            "Duplicate copies of protected flows' datagrams: up, dropped by the dedup; down, sent beyond the first copy.",
+        );
+        let _ = writeln!(
+            out,
+            "mpbond_udp_duplicates_total{{direction=\"up\"}} {}",
+            load(&self.duplicates_up)
+        );
+        let _ = writeln!(
+            out,
+            "mpbond_udp_duplicates_total{{direction=\"down\"}} {}",
+            load(&self.duplicates_down)
+        );
         family(
             out,
             "mpbond_udp_drops_total",
@@ -196,6 +294,10 @@ mod tests {
         );
         m.dropped(DropReason::QueueFull, 4);
         m.dropped(DropReason::BadContext, 1);
+        m.group_opened();
+        m.leg_attached();
+        m.leg_attached();
+        m.duplicates(5, 7);
         let mut text = String::new();
         m.render(&mut text);
         for line in [
@@ -209,6 +311,12 @@ mod tests {
             "mpbond_udp_drops_total{reason=\"bad_context\"} 1",
             "mpbond_udp_drops_total{reason=\"rate_limit\"} 0",
             "# TYPE mpbond_udp_flows_active gauge",
+            "mpbond_udp_groups_active 1",
+            "mpbond_udp_groups_total 1",
+            "mpbond_udp_legs_attached 2",
+            "mpbond_udp_duplicates_total{direction=\"up\"} 5",
+            "mpbond_udp_duplicates_total{direction=\"down\"} 7",
+            "mpbond_udp_drops_total{reason=\"too_old\"} 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

@@ -12,10 +12,15 @@
 //! * [`relay`]: one flow's relay loop (capsules ↔ datagrams).
 //! * [`serve`]: a flow from the decision to its end: policy, limits, the socket, the
 //!   reply, the relay, the close.
+//! * [`group`]: protected flows' flow groups: one socket, dedup and sequence counter
+//!   per (client, group id), shared by the group's legs; the directory of live groups.
+//! * [`leg`]: one leg of a protected flow: join the group, relay sequenced capsules.
 //! * [`sys`]: `sendmmsg`, many datagrams in one call.
 //! * [`metrics`]: the `mpbond_udp_*` families.
 
 pub mod config;
+pub(crate) mod group;
+pub(crate) mod leg;
 pub(crate) mod limits;
 pub mod metrics;
 pub(crate) mod queue;
@@ -24,5 +29,6 @@ pub(crate) mod serve;
 pub(crate) mod sys;
 
 pub use config::{RawUdp, UdpConfig};
+pub(crate) use group::FlowGroups;
 pub(crate) use limits::UdpClients;
 pub use metrics::{DropReason, UdpMetrics};

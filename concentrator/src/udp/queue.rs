@@ -6,7 +6,7 @@
 //! delay. The queue always takes one capsule when it is empty, so a 65,527-byte
 //! datagram gets through a limit smaller than its capsule.
 
-use mpbond_protocol::{encode_datagram, CapsuleError};
+use mpbond_protocol::{encode_datagram, encode_sequenced, CapsuleError};
 
 /// Capacity kept when the queue empties; a larger buffer is freed.
 const KEEP_CAPACITY: usize = 4096;
@@ -54,6 +54,20 @@ impl CapsuleQueue {
     /// Encode `payload` as one DATAGRAM capsule at the tail, unless the queue is full.
     pub(crate) fn push(&mut self, payload: &[u8]) -> Result<(), QueueRefusal> {
         let len = mpbond_protocol::udp::datagram_capsule_len(payload.len());
+        self.make_room(len)?;
+        encode_datagram(payload, &mut self.buf).map_err(QueueRefusal::Encode)
+    }
+
+    /// Encode `payload` as one sequenced DATAGRAM capsule (a leg of a protected flow)
+    /// at the tail, unless the queue is full.
+    pub(crate) fn push_sequenced(&mut self, seq: u32, payload: &[u8]) -> Result<(), QueueRefusal> {
+        let len = mpbond_protocol::udp::sequenced_capsule_len(payload.len());
+        self.make_room(len)?;
+        encode_sequenced(seq, payload, &mut self.buf).map_err(QueueRefusal::Encode)
+    }
+
+    /// Whether a `len`-byte capsule fits; if so, compact the buffer for it.
+    fn make_room(&mut self, len: usize) -> Result<(), QueueRefusal> {
         if !self.is_empty() && self.pending() + len > self.limit {
             return Err(QueueRefusal::Full);
         }
@@ -65,7 +79,7 @@ impl CapsuleQueue {
             self.buf.drain(..self.head);
             self.head = 0;
         }
-        encode_datagram(payload, &mut self.buf).map_err(QueueRefusal::Encode)
+        Ok(())
     }
 
     /// The bytes to write next.
@@ -143,6 +157,15 @@ mod tests {
             Err(QueueRefusal::Encode(_))
         ));
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn sequenced_capsules_queue_and_bound_alike() {
+        let mut q = CapsuleQueue::with_lead(20, &[]);
+        q.push_sequenced(7, b"hi").unwrap();
+        assert_eq!(q.front(), [0, 7, 1, 0, 0, 0, 7, b'h', b'i']);
+        q.push_sequenced(8, b"hi").unwrap();
+        assert_eq!(q.push_sequenced(9, b"hi"), Err(QueueRefusal::Full));
     }
 
     #[test]

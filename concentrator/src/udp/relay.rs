@@ -44,6 +44,8 @@ pub(crate) enum FlowEnd {
     ClientIo(io::ErrorKind),
     /// The UDP socket failed in a way that is not an ICMP report.
     DestinationIo(io::ErrorKind),
+    /// A leg's flow group ended (idle, or its socket failed).
+    GroupEnded,
 }
 
 impl fmt::Display for FlowEnd {
@@ -54,6 +56,7 @@ impl fmt::Display for FlowEnd {
             FlowEnd::Malformed(e) => write!(f, "malformed: {e}"),
             FlowEnd::ClientIo(kind) => write!(f, "client_io_error: {kind}"),
             FlowEnd::DestinationIo(kind) => write!(f, "destination_io_error: {kind}"),
+            FlowEnd::GroupEnded => f.write_str("group_ended"),
         }
     }
 }
@@ -294,7 +297,10 @@ fn send_capsules(
                     burst.drop_one(DropReason::RateLimit);
                 }
             }
-            Capsule::OtherContext { .. } => burst.drop_one(DropReason::BadContext),
+            // A plain flow takes context 0 only.
+            Capsule::OtherContext { .. } | Capsule::Sequenced { .. } => {
+                burst.drop_one(DropReason::BadContext)
+            }
             Capsule::Unknown { .. } => burst.drop_one(DropReason::UnknownCapsule),
         }
     }
@@ -351,7 +357,7 @@ fn downstream(udp: &UdpSocket, queue: &mut CapsuleQueue, burst: &mut Burst) -> S
 }
 
 /// Write as much of the queue as the stream takes now.
-fn flush(stream: &TcpStream, queue: &mut CapsuleQueue) -> Result<(), FlowEnd> {
+pub(crate) fn flush(stream: &TcpStream, queue: &mut CapsuleQueue) -> Result<(), FlowEnd> {
     while !queue.is_empty() {
         match stream.try_write(queue.front()) {
             Ok(n) => queue.consume(n),
@@ -364,7 +370,7 @@ fn flush(stream: &TcpStream, queue: &mut CapsuleQueue) -> Result<(), FlowEnd> {
 }
 
 /// Whether a UDP socket error is a deferred ICMP report rather than a broken socket.
-fn is_icmp_report(e: &io::Error) -> bool {
+pub(crate) fn is_icmp_report(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(

@@ -1,4 +1,5 @@
-//! A UDP flow from `Decision::Udp` to its end: policy and connection limits (shared
+//! A UDP flow from `Decision::Udp` to its end (a leg of a protected flow goes on in
+//! [`super::leg`] after the shared checks): policy and connection limits (shared
 //! with TCP), the per-client flow limit, a UDP socket connected to the destination, the
 //! relay (which sends the success reply with the first datagram back), and the close: a FIN when the flow ends normally or idles
 //! out, a reset when the client sent a malformed capsule.
@@ -8,6 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::time::Instant;
 
 use mpbond_protocol::auth::ClientId;
+use mpbond_protocol::udp::Group;
 use mpbond_protocol::{error_reply, ErrorCode};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::OwnedSemaphorePermit;
@@ -35,6 +37,7 @@ pub(crate) async fn serve_udp(
     live: &Live,
     client: &ClientId,
     dest: SocketAddr,
+    group: Option<Group>,
     reply: Vec<u8>,
     slot: OwnedSemaphorePermit,
     started: Instant,
@@ -59,6 +62,12 @@ pub(crate) async fn serve_udp(
             return close;
         }
     };
+    if let Some(group) = group {
+        return super::leg::serve_leg(
+            stream, state, live, client, dest, group, reply, slot, admitted, started, bytes,
+        )
+        .await;
+    }
     let limits = ClientLimits {
         max_flows: udp_config.max_flows_per_client,
         rate: udp_config.datagrams_per_sec_per_client,
@@ -114,7 +123,7 @@ pub(crate) async fn serve_udp(
 }
 
 /// A non-blocking UDP socket on an ephemeral port, connected to `dest`.
-fn connected_socket(dest: SocketAddr) -> io::Result<UdpSocket> {
+pub(crate) fn connected_socket(dest: SocketAddr) -> io::Result<UdpSocket> {
     let local: SocketAddr = match dest {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -131,7 +140,7 @@ fn connected_socket(dest: SocketAddr) -> io::Result<UdpSocket> {
 /// Best effort: `TCP_NOTSENT_LOWAT` on the flow's MPTCP socket (see docs/DESIGN.md for
 /// what Linux does with it on MPTCP); if the kernel refuses it, the queue bound alone
 /// applies.
-fn set_notsent_lowat(stream: &TcpStream, bytes: u32) {
+pub(crate) fn set_notsent_lowat(stream: &TcpStream, bytes: u32) {
     if let Err(error) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(bytes) {
         tracing::debug!(%error, "TCP_NOTSENT_LOWAT not set");
     }

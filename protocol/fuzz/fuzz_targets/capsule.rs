@@ -1,12 +1,14 @@
 //! Fuzz the UDP flow's capsule decoder (`protocol::udp`): `decode_capsule` on arbitrary
 //! bytes must never panic, must consume at least one byte and never more than it was
 //! given, must answer "need more" for every strict prefix of a whole capsule, and a
-//! DATAGRAM it decodes must re-encode to a capsule that decodes to the same payload.
+//! DATAGRAM it decodes (plain or sequenced) must re-encode to a capsule that decodes to
+//! the same payload (and sequence number). The bytes also drive a `Dedup`, which must
+//! never accept one sequence number twice.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mpbond_protocol::{decode_capsule, encode_datagram, Capsule};
+use mpbond_protocol::{decode_capsule, encode_datagram, encode_sequenced, Capsule, Dedup};
 
 fuzz_target!(|data: &[u8]| {
     let mut rest = data;
@@ -19,6 +21,23 @@ fuzz_target!(|data: &[u8]| {
             let again = decode_capsule(&wire).expect("re-encoded decodes");
             assert_eq!(again, Some((Capsule::Datagram(payload), wire.len())));
         }
+        if let Capsule::Sequenced { seq, payload } = capsule {
+            let mut wire = Vec::new();
+            encode_sequenced(seq, payload, &mut wire).expect("a decoded payload re-encodes");
+            let again = decode_capsule(&wire).expect("re-encoded decodes");
+            assert_eq!(again, Some((Capsule::Sequenced { seq, payload }, wire.len())));
+        }
         rest = &rest[used..];
+    }
+    // Every 2 bytes are a sequence number offset (small, so the window matters).
+    let mut dedup = Dedup::new();
+    let mut accepted = std::collections::HashSet::new();
+    for pair in data.chunks_exact(2) {
+        let seq = u32::from(u16::from_be_bytes([pair[0], pair[1]]) % 4096);
+        // The numbers never wrap here, so the highest only grows and a number once
+        // accepted is a duplicate or too old for ever after.
+        if dedup.accept(seq) {
+            assert!(accepted.insert(seq), "{seq} accepted twice");
+        }
     }
 });

@@ -28,6 +28,7 @@ use crate::auth::{AuthError, ClientId, Key, Verifier};
 use crate::error::{DecodeError, ErrorCode};
 use crate::message::Message;
 use crate::request::{Request, RequestError};
+use crate::udp::Group;
 
 use super::{error_reply, info_reply, ok_reply, MessageReader, Received, Step};
 
@@ -88,6 +89,11 @@ pub enum Decision {
         client: ClientId,
         /// The UDP destination.
         dest: SocketAddr,
+        /// The flow group this flow is one leg of (the request's Group TLV), or
+        /// `None` for a plain flow. A leg relays sequenced capsules
+        /// ([`crate::udp::encode_sequenced`]) and shares the group's one UDP socket
+        /// with the group's other legs of the same client.
+        group: Option<Group>,
         /// The success reply.
         reply: Vec<u8>,
     },
@@ -241,9 +247,10 @@ where
                 dest,
                 reply: ok_reply(),
             },
-            Request::Udp { dest } => Decision::Udp {
+            Request::Udp { dest, group } => Decision::Udp {
                 client,
                 dest,
+                group,
                 reply: ok_reply(),
             },
             Request::Info => Decision::Info {

@@ -288,7 +288,8 @@ async fn relay_capsules(
                                         stats.drops_lan_busy();
                                     }
                                 }
-                                // Sequenced datagrams belong to a protected flow's legs.
+                                // A plain flow takes context 0 only (sequenced
+                                // datagrams belong to a protected flow's legs).
                                 Capsule::OtherContext { .. } | Capsule::Sequenced { .. } => {
                                     stats.drops_other_context()
                                 }

@@ -1,0 +1,236 @@
+//! One leg of a protected UDP flow, from `Decision::Udp { group: Some(..) }` to its end:
+//! join (or create) the client's flow group ([`super::group`]), send the reply, then
+//! carry sequenced capsules: the client's copies go to the group (which drops the
+//! duplicates), the group's numbered datagrams come back through this leg's own bounded
+//! queue. The leg ends when the client closes or resets it, sends a malformed capsule,
+//! or its group ends (idle timeout); the group goes on while another leg lives.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use mpbond_protocol::auth::ClientId;
+use mpbond_protocol::udp::Group;
+use mpbond_protocol::{decode_capsule, error_reply, Capsule, ErrorCode};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::oneshot;
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
+
+use super::group::{run_group, GroupParams, JoinRefusal, Up, LEG_CHANNEL};
+use super::limits::ClientLimits;
+use super::metrics::{DropReason, UdpMetrics};
+use super::queue::{CapsuleQueue, QueueRefusal};
+use super::relay::{flush, FlowEnd, FlowTotals};
+use super::serve::{connected_socket, set_notsent_lowat, NOTSENT_LOWAT};
+use crate::admission::Admitted;
+use crate::reload::{Live, State};
+use crate::session::{connect_error_code, linger_close, refuse, Close};
+
+/// Stream bytes read at once.
+const READ_LEN: usize = 16 * 1024;
+
+/// Serve one admitted leg to its end. `bytes` gets the payload bytes this leg carried
+/// each way (copies included).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn serve_leg(
+    stream: TcpStream,
+    state: &State,
+    live: &Live,
+    client: &ClientId,
+    dest: SocketAddr,
+    group: Group,
+    reply: Vec<u8>,
+    slot: OwnedSemaphorePermit,
+    admitted: Admitted,
+    started: Instant,
+    bytes: &mut (u64, u64),
+) -> Close {
+    let udp_config = &live.config.udp;
+    let metrics = &state.metrics.udp;
+    let key = (client.clone(), group.id);
+    let joined = match state.udp_groups.join(&key, dest, &state.metrics) {
+        Ok(joined) => joined,
+        Err(refusal) => {
+            metrics.dropped(DropReason::GroupRefused, 1);
+            let code = match refusal {
+                JoinRefusal::Full => ErrorCode::ResourceExceeded,
+                JoinRefusal::OtherDestination => ErrorCode::UnsupportedMessage,
+            };
+            refuse(stream, &error_reply(code), slot).await;
+            return Close::UdpGroupRefused(match refusal {
+                JoinRefusal::Full => "group_full",
+                JoinRefusal::OtherDestination => "group_has_another_destination",
+            });
+        }
+    };
+    let ticket = joined.ticket;
+    if let Some(rx) = joined.new_group {
+        let limits = ClientLimits {
+            max_flows: udp_config.max_flows_per_client,
+            rate: udp_config.datagrams_per_sec_per_client,
+            burst: udp_config.datagram_burst_per_client,
+        };
+        let permit = match state.udp_clients.try_open(client, limits, Instant::now()) {
+            Ok(permit) => permit,
+            Err(_) => {
+                state.metrics.limit_refusal();
+                metrics.dropped(DropReason::FlowLimit, 1);
+                drop(ticket);
+                refuse(stream, &error_reply(ErrorCode::ResourceExceeded), slot).await;
+                return Close::UdpFlowLimit;
+            }
+        };
+        let udp = match connected_socket(dest) {
+            Ok(udp) => udp,
+            Err(e) => {
+                let code = connect_error_code(&e);
+                state.metrics.connect_error(code.code());
+                drop(ticket);
+                refuse(stream, &error_reply(code), slot).await;
+                return Close::ConnectFailed(code, e.kind());
+            }
+        };
+        let params = GroupParams {
+            metrics: state.metrics.clone(),
+            udp,
+            permit,
+            limits,
+            idle_timeout: udp_config.idle_timeout_for(dest.port()),
+        };
+        let span = tracing::info_span!("udp_group", group = format_args!("{:016x}", group.id));
+        tokio::spawn(
+            async move {
+                let end = run_group(rx, params).await;
+                tracing::debug!(?end, "flow group ended");
+            }
+            .instrument(span),
+        );
+    }
+    let (down_tx, mut down_rx) = mpsc::channel(LEG_CHANNEL);
+    let (attached_tx, attached) = oneshot::channel();
+    let attach = Up::Attach {
+        down: down_tx,
+        attached: attached_tx,
+    };
+    if ticket.up.send(attach).await.is_err() || attached.await.is_err() {
+        // The group idled out between the join and now.
+        drop(ticket);
+        refuse(stream, &error_reply(ErrorCode::NetworkFailure), slot).await;
+        return Close::UdpGroupRefused("group_ended");
+    }
+    set_notsent_lowat(&stream, NOTSENT_LOWAT);
+    state.metrics.observe_handshake(started.elapsed());
+
+    let mut queue = CapsuleQueue::with_lead(udp_config.queue_bytes, &reply);
+    let mut partial = Vec::new();
+    let mut totals = FlowTotals::default();
+    let end = loop {
+        let step = tokio::select! {
+            ready = stream.readable() => match ready {
+                Ok(()) => read_copies(&stream, &mut partial, &ticket.up, &mut totals, metrics),
+                Err(e) => Err(FlowEnd::ClientIo(e.kind())),
+            },
+            down = down_rx.recv() => match down {
+                Some(first) => {
+                    let mut next = Some(first);
+                    while let Some((seq, payload)) = next {
+                        match queue.push_sequenced(seq, &payload) {
+                            Ok(()) => totals.down.add(payload.len()),
+                            Err(QueueRefusal::Full | QueueRefusal::Encode(_)) => {
+                                totals.dropped += 1;
+                                metrics.dropped(DropReason::QueueFull, 1);
+                            }
+                        }
+                        next = down_rx.try_recv().ok();
+                    }
+                    Ok(())
+                }
+                None => Err(FlowEnd::GroupEnded),
+            },
+            ready = stream.writable(), if !queue.is_empty() => match ready {
+                Ok(()) => Ok(()),
+                Err(e) => Err(FlowEnd::ClientIo(e.kind())),
+            },
+        };
+        if let Err(end) = step.and_then(|()| flush(&stream, &mut queue)) {
+            break end;
+        }
+    };
+    drop((ticket, down_rx));
+    *bytes = (totals.up.bytes, totals.down.bytes);
+    state
+        .metrics
+        .add_bytes(client.as_str(), totals.up.bytes, totals.down.bytes);
+    drop((admitted, slot));
+    match &end {
+        FlowEnd::Malformed(_) => mpbond_relay::sys::reset(stream),
+        FlowEnd::ClientIo(_) => drop(stream),
+        _ => linger_close(stream).await,
+    }
+    Close::UdpEnded {
+        end,
+        datagrams: (totals.up.datagrams, totals.down.datagrams),
+        dropped: totals.dropped,
+    }
+}
+
+/// Read what the stream has and pass every whole sequenced capsule to the group. Only
+/// the tail of a capsule that is not whole yet is kept in `partial`.
+fn read_copies(
+    stream: &TcpStream,
+    partial: &mut Vec<u8>,
+    up: &mpsc::Sender<Up>,
+    totals: &mut FlowTotals,
+    metrics: &UdpMetrics,
+) -> Result<(), FlowEnd> {
+    let start = partial.len();
+    partial.resize(start + READ_LEN, 0);
+    let read = stream.try_read(&mut partial[start..]);
+    let n = match read {
+        Ok(0) => return Err(FlowEnd::ClientClosed),
+        Ok(n) => n,
+        Err(e) => {
+            partial.truncate(start);
+            return match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(()),
+                kind => Err(FlowEnd::ClientIo(kind)),
+            };
+        }
+    };
+    partial.truncate(start + n);
+    let mut used = 0;
+    let result = loop {
+        let (capsule, len) = match decode_capsule(&partial[used..]) {
+            Ok(Some(decoded)) => decoded,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(FlowEnd::Malformed(e)),
+        };
+        used += len;
+        let reason = match capsule {
+            Capsule::Sequenced { seq, payload } => {
+                totals.up.add(payload.len());
+                let copy = Up::Datagram {
+                    seq,
+                    payload: payload.to_vec(),
+                };
+                match up.try_send(copy) {
+                    Ok(()) => continue,
+                    Err(TrySendError::Full(_)) => DropReason::QueueFull,
+                    Err(TrySendError::Closed(_)) => break Err(FlowEnd::GroupEnded),
+                }
+            }
+            // A leg takes sequenced datagrams only.
+            Capsule::Datagram(_) | Capsule::OtherContext { .. } => DropReason::BadContext,
+            Capsule::Unknown { .. } => DropReason::UnknownCapsule,
+        };
+        totals.dropped += 1;
+        metrics.dropped(reason, 1);
+    };
+    partial.drain(..used);
+    if partial.is_empty() {
+        *partial = Vec::new();
+    }
+    result
+}
