@@ -59,7 +59,9 @@ fn protected(bed: &TestBed) -> serde_json::Value {
 fn open_legs(bed: &TestBed) -> usize {
     protected(bed)["flows"][0]["legs"]
         .as_array()
-        .map_or(0, |legs| legs.iter().filter(|l| l["state"] == "open").count())
+        .map_or(0, |legs| {
+            legs.iter().filter(|l| l["state"] == "open").count()
+        })
 }
 
 /// Wait until the stream runs protected: a flow with two open legs, echoes flowing.

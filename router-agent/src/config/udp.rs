@@ -59,9 +59,7 @@ impl UdpAction {
             "protect" => Ok(UdpAction::Protect),
             other => Err(field(
                 name,
-                FieldError::Invalid(format!(
-                    "{other:?} is not bond, direct, block or protect"
-                )),
+                FieldError::Invalid(format!("{other:?} is not bond, direct, block or protect")),
             )),
         }
     }

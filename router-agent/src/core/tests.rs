@@ -574,7 +574,9 @@ fn new_connections_hedge_from_the_next_wan_after_three_of_its_rtts() {
     core.handle(rtt("fibre", 10), t0 + ms(20));
     let actions = drain(&mut core);
     assert!(
-        actions.iter().all(|a| matches!(a, Action::PublishUpstream(c)
+        actions
+            .iter()
+            .all(|a| matches!(a, Action::PublishUpstream(c)
             if c.hedge == published && c.legs[0].wan == "fibre")),
         "{actions:?}"
     );

@@ -85,7 +85,10 @@ mod tests {
             flows: vec![ProtectedFlowStatus {
                 client: "192.168.1.10:5000".into(),
                 destination: "198.51.100.1:3478".into(),
-                legs: vec![leg("wan1", "open", 950, 50), leg("wan2", "stalled", 990, 10)],
+                legs: vec![
+                    leg("wan1", "open", 950, 50),
+                    leg("wan2", "stalled", 990, 10),
+                ],
                 datagrams_down: 999,
                 lost_down: 1,
                 protection_bytes_up: 200_000,

@@ -51,9 +51,9 @@ use tracing::{debug, info, warn};
 use crate::config::udp::{UdpAction, UdpConfig};
 use crate::proxy::ConnContext;
 use book::{FlowBook, Route};
+pub use protect::{ProtectSnapshot, ProtectStats};
 use relay::{Flow, FlowEvent};
 use routing::LocalRouting;
-pub use protect::{ProtectSnapshot, ProtectStats};
 pub use stats::{UdpSnapshot, UdpStats};
 
 /// Datagrams a flow task may be behind the dispatcher before new ones are dropped.

@@ -202,12 +202,7 @@ pub async fn run(mut flow: Flow, shared: Shared, shutdown: CancellationToken) {
 }
 
 /// Go on as a plain bonded flow, `early` datagrams first.
-async fn bonded(
-    mut flow: Flow,
-    early: Vec<Vec<u8>>,
-    shared: Shared,
-    shutdown: CancellationToken,
-) {
+async fn bonded(mut flow: Flow, early: Vec<Vec<u8>>, shared: Shared, shutdown: CancellationToken) {
     if !early.is_empty() {
         let (tx, rx) = mpsc::channel(early.len() + 64);
         for datagram in early {

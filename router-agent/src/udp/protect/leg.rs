@@ -67,11 +67,7 @@ pub struct LegSpec {
 }
 
 /// Start leg `spec` with the connection parameters `params`.
-pub fn spawn(
-    spec: LegSpec,
-    params: Arc<ConnParams>,
-    events: mpsc::Sender<LegEvent>,
-) -> LegHandle {
+pub fn spawn(spec: LegSpec, params: Arc<ConnParams>, events: mpsc::Sender<LegEvent>) -> LegHandle {
     let (capsules, rx) = mpsc::channel(LEG_QUEUE);
     let task = tokio::spawn(async move {
         let leg = spec.leg;

@@ -368,7 +368,8 @@ impl LegBook {
                 opened_at: now,
                 stalled: false,
             });
-            self.actions.push_back(LegAction::Open { leg: index, source });
+            self.actions
+                .push_back(LegAction::Open { leg: index, source });
         }
     }
 

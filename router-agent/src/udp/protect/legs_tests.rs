@@ -130,7 +130,10 @@ fn with_two_wans_a_lost_wan_leaves_one_leg_until_it_returns() {
     book.set_sources(vec![source("wan2", 2)], t0 + ms(100));
     assert_eq!(drain(&mut book).len(), 1, "only the close");
     assert_eq!(book.legs(), 1);
-    assert!(!book.fell_back(), "a flow already protected keeps its one leg");
+    assert!(
+        !book.fell_back(),
+        "a flow already protected keeps its one leg"
+    );
     book.set_sources(vec![source("wan1", 1), source("wan2", 2)], t0 + ms(900));
     assert_eq!(opened_on(&drain(&mut book)), [(2, "wan1".to_owned())]);
 }
