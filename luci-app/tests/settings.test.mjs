@@ -118,3 +118,14 @@ test('every option is in the shipped /etc/config/mpbond', { skip: !existsSync(SH
     for (const o of s.options)
       assert.match(text, new RegExp(`^\\s*#?\\s*(option|list)\\s+${o.name}\\b`, 'm'), `${o.name} in mpbond.config`);
 });
+
+test('UDP actions are the four the agent parses, protect included', () => {
+  const { sections } = declared();
+  const g = Object.fromEntries(sections[0].options.map((o) => [o.name, o]));
+  const r = Object.fromEntries(sections[2].options.map((o) => [o.name, o]));
+  const udpRs = readFileSync(new URL('../../router-agent/src/config/udp.rs', import.meta.url), 'utf8');
+  const parsed = [...udpRs.matchAll(/^\s*"(\w+)" => Ok\(UdpAction::/gm)].map((m) => m[1]);
+  assert.deepEqual(parsed, ['bond', 'direct', 'block', 'protect']);
+  assert.deepEqual(g.udp_default.values, parsed);
+  assert.deepEqual(r.action.values, parsed);
+});

@@ -76,6 +76,7 @@ pub fn conn_params(config: &Config, choice: &UpstreamChoice) -> ConnParams {
         relay: RelayOpts {
             idle_timeout: config.proxy.idle_timeout,
         },
+        legs: choice.legs.clone(),
     }
 }
 

@@ -173,6 +173,7 @@ pub async fn run(
         source: None,
         hedge: None,
         buffers: Default::default(),
+        legs: Vec::new(),
     };
     let mut initial = driver::conn_params(&config, &choice);
     driver::check_congestion(&status, &mut initial);
@@ -313,7 +314,10 @@ fn start_udp(
     }
     match udp::UdpService::start(&config.udp, ctx.clone(), tracker.clone(), shutdown.clone()) {
         Ok(service) => {
-            control::status::lock(status).set_udp_stats(service.stats());
+            let mut model = control::status::lock(status);
+            model.set_udp_stats(service.stats());
+            model.set_protect_stats(service.protect_stats());
+            drop(model);
             Some(service)
         }
         Err(error) => {

@@ -120,6 +120,7 @@ fn the_agent_manages_the_device_netifd_names() {
             reply_timeout: Duration::from_secs(1),
             direct_timeout: Duration::from_secs(1),
             relay: Default::default(),
+            legs: Vec::new(),
         };
         let (_params_tx, params_rx) = watch::channel(Arc::new(params));
         let (core_tx, _core_rx) = mpsc::unbounded_channel();

@@ -5,7 +5,7 @@
 //! [udp]
 //! enabled = true            # intercept LAN UDP (default true)
 //! listen_port = 4852        # the transparent UDP socket
-//! default = "bond"          # bond | direct | block, for UDP no rule matches
+//! default = "bond"          # bond | direct | block | protect, for UDP no rule matches
 //! idle_timeout_secs = 120   # a flow with no datagram either way for this long ends
 //! max_flows = 1024
 //! queue_bytes = 65536       # capsules waiting for the MPTCP socket, per flow
@@ -18,6 +18,9 @@
 //! ```
 //!
 //! Rules are tried in order; the first whose port (range) and prefix both match decides.
+//! `protect` carries a real-time flow (calls, games) over two WANs at once, each
+//! datagram on both, the first copy wins (`udp::protect`); no rule ships by default.
+//! Examples: RTP/WebRTC `3478-3497`, Google Meet `19302-19309`, Wi-Fi calling `4500`.
 
 use std::time::Duration;
 
@@ -42,6 +45,9 @@ pub enum UdpAction {
     Direct,
     /// Refused with ICMP port unreachable (a browser falls back from QUIC to TCP at once).
     Block,
+    /// Through the concentrator over two WANs at once (`udp::protect`): every datagram
+    /// on both legs, the first copy wins. A bonded flow when protection cannot be set up.
+    Protect,
 }
 
 impl UdpAction {
@@ -50,9 +56,10 @@ impl UdpAction {
             "bond" => Ok(UdpAction::Bond),
             "direct" => Ok(UdpAction::Direct),
             "block" => Ok(UdpAction::Block),
+            "protect" => Ok(UdpAction::Protect),
             other => Err(field(
                 name,
-                FieldError::Invalid(format!("{other:?} is not bond, direct or block")),
+                FieldError::Invalid(format!("{other:?} is not bond, direct, block or protect")),
             )),
         }
     }
@@ -63,7 +70,38 @@ impl UdpAction {
             UdpAction::Bond => "bond",
             UdpAction::Direct => "direct",
             UdpAction::Block => "block",
+            UdpAction::Protect => "protect",
         }
+    }
+
+    /// Whether the flow goes to the agent's transparent UDP socket (bond or protect).
+    pub fn is_relayed(self) -> bool {
+        matches!(self, UdpAction::Bond | UdpAction::Protect)
+    }
+}
+
+impl UdpRule {
+    /// Whether the rule covers destination `dst`.
+    pub fn matches(&self, dst: std::net::SocketAddr) -> bool {
+        let port_ok = match self.ports {
+            Some((first, last)) => (first..=last).contains(&dst.port()),
+            None => true,
+        };
+        let prefix_ok = match self.prefix {
+            Some(prefix) => prefix.contains(&dst.ip()),
+            None => true,
+        };
+        port_ok && prefix_ok
+    }
+}
+
+impl UdpConfig {
+    /// The action for a flow to `dst`: the first matching rule's, else the default.
+    pub fn action_for(&self, dst: std::net::SocketAddr) -> UdpAction {
+        self.rules
+            .iter()
+            .find(|r| r.matches(dst))
+            .map_or(self.default, |r| r.action)
     }
 }
 
@@ -256,6 +294,40 @@ mod tests {
         assert_eq!(config.udp.rules[1].action, UdpAction::Bond);
         let bad = text.replace("'block'", "'drop'");
         assert!(crate::config::uci::load_uci(&bad).is_err());
+    }
+
+    #[test]
+    fn protect_is_an_action_and_rules_classify_destinations() {
+        let c = parse(concat!(
+            "[[rule]]\nports = \"3478-3497\"\naction = \"protect\"\n",
+            "[[rule]]\nprefix = \"203.0.113.0/24\"\naction = \"direct\"\n",
+        ))
+        .expect("valid");
+        let dst = |s: &str| s.parse::<std::net::SocketAddr>().expect("addr");
+        assert_eq!(c.action_for(dst("198.51.100.1:3480")), UdpAction::Protect);
+        assert_eq!(c.action_for(dst("203.0.113.5:3480")), UdpAction::Protect);
+        assert_eq!(c.action_for(dst("203.0.113.5:443")), UdpAction::Direct);
+        assert_eq!(c.action_for(dst("198.51.100.1:443")), UdpAction::Bond);
+        assert!(UdpAction::Protect.is_relayed());
+        assert_eq!(UdpAction::Protect.as_str(), "protect");
+        let e = parse("default = \"protected\"").unwrap_err();
+        assert!(e.contains("protect"), "{e}");
+    }
+
+    #[test]
+    fn uci_maps_the_protect_action() {
+        let text = format!(
+            "config globals 'globals'\n\toption host '192.0.2.1'\n\toption client_id 'home'\n\
+             \toption key '{}'\n\
+             config udp_rule\n\toption ports '3478-3497'\n\toption action 'protect'\n\
+             config udp_rule\n\toption ports '4500'\n\toption action 'protect'\n",
+            "ab".repeat(32)
+        );
+        let config = crate::config::uci::load_uci(&text).expect("valid UCI");
+        assert_eq!(config.udp.rules.len(), 2);
+        assert_eq!(config.udp.rules[0].ports, Some((3478, 3497)));
+        assert_eq!(config.udp.rules[0].action, UdpAction::Protect);
+        assert_eq!(config.udp.rules[1].action, UdpAction::Protect);
     }
 
     #[test]

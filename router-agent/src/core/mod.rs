@@ -51,6 +51,7 @@ pub mod buffers;
 pub mod hedge;
 pub mod metered;
 pub mod path_quality;
+pub mod protect;
 pub mod reload;
 mod source;
 #[cfg(test)]
@@ -146,6 +147,8 @@ pub struct UpstreamChoice {
     pub hedge: Option<Hedge>,
     /// Socket buffers (before `buffers::for_connection` adds the Fast Open one).
     pub buffers: SocketBuffers,
+    /// The WANs that carry protected UDP flows' legs, best first (`protect`).
+    pub legs: Vec<protect::LegSource>,
 }
 
 /// Things worth a log line (the shell picks the level) and a status field.
@@ -205,6 +208,8 @@ pub struct Core {
     sizing: buffers::BufferSizing,
     buffer_limits: KernelBufferLimits,
     buffers: SocketBuffers,
+    /// Where protected UDP flows' legs go, best first.
+    legs: Vec<protect::LegSource>,
     /// The table as the kernel has it (None: the shell has not confirmed one yet).
     applied: Option<RedirectSpec>,
     /// A refused nft update waits until then.
@@ -248,6 +253,7 @@ impl Core {
             sizing: buffers::BufferSizing::default(),
             buffer_limits: KernelBufferLimits::default(),
             buffers: SocketBuffers::default(),
+            legs: Vec::new(),
             applied: None,
             redirect_retry: None,
             actions: VecDeque::new(),
@@ -301,6 +307,7 @@ impl Core {
             source: self.source,
             hedge: self.hedge,
             buffers: self.buffers,
+            legs: self.legs.clone(),
         }
     }
 
@@ -478,7 +485,9 @@ impl Core {
 
     fn choose_source(&mut self, now: Instant) {
         let (source, hedge) = self.hedging.choose(&self.wans, self.concentrator(), now);
-        let changed = (source, hedge) != (self.source, self.hedge);
+        let legs = protect::leg_sources(&self.wans, &self.hedging, self.concentrator());
+        let changed = (source, hedge) != (self.source, self.hedge) || legs != self.legs;
+        self.legs = legs;
         if source != self.source {
             self.source = source;
             self.actions

@@ -3,7 +3,7 @@
 //!
 //! The bypass lists (built-in, the concentrator, the user's) are the TCP redirect's
 //! ([`super::plan::RedirectSpec`]); UDP adds the `[udp]` rules and default. While the
-//! concentrator is unreachable (fail open) `bond` means `direct`: nothing is tproxied,
+//! concentrator is unreachable (fail open) `bond` (and `protect`) means `direct`: nothing is tproxied,
 //! but `block` still blocks.
 
 use crate::config::udp::{UdpAction, UdpRule};

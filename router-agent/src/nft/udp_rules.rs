@@ -182,7 +182,9 @@ fn action_rule(
     redirect: bool,
 ) -> Rule {
     let action = match action {
-        UdpAction::Bond if !redirect => UdpAction::Direct,
+        // A protected flow is a bonded one to nft: both go to the transparent socket.
+        UdpAction::Bond | UdpAction::Protect if !redirect => UdpAction::Direct,
+        UdpAction::Protect => UdpAction::Bond,
         other => other,
     };
     let what = match action {
@@ -194,7 +196,7 @@ fn action_rule(
             exprs.push(Expr::RejectPortUnreachable);
             "reject".to_owned()
         }
-        UdpAction::Bond => {
+        UdpAction::Bond | UdpAction::Protect => {
             if matches.is_empty() {
                 exprs.extend(is_udp());
             }
@@ -330,6 +332,21 @@ mod tests {
             .iter()
             .any(|r| r.exprs.contains(&Expr::RejectPortUnreachable)));
         assert_eq!(off.last().expect("default").text, "return");
+    }
+
+    #[test]
+    fn protect_tproxies_as_bond_and_fails_open_as_direct() {
+        let rules = vec![rule(Some((3478, 3497)), None, UdpAction::Protect)];
+        let on = texts(&spec(true, rules.clone(), UdpAction::Protect));
+        assert_eq!(
+            on[3..],
+            [
+                "udp dport 3478-3497 tproxy to :4852 meta mark set 0x00004d42 accept",
+                "meta l4proto udp tproxy to :4852 meta mark set 0x00004d42 accept",
+            ]
+        );
+        let off = texts(&spec(false, rules, UdpAction::Protect));
+        assert_eq!(off[3..], ["udp dport 3478-3497 return", "return"]);
     }
 
     #[test]

@@ -35,6 +35,8 @@ pub struct ConnParams {
     /// Timeout of the direct (fail-open) connect.
     pub direct_timeout: Duration,
     pub relay: RelayOpts,
+    /// The WANs for protected UDP flows' legs, best first (`core::protect`).
+    pub legs: Vec<crate::core::protect::LegSource>,
 }
 
 /// What every connection task shares.

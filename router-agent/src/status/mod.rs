@@ -6,12 +6,14 @@
 //! server.rs   ControlSocket: unix stream socket, one JSON document per connection
 //! client.rs   status_command(): fetch from the socket, print JSON or the table
 //! render.rs   the human table (pure)
+//! render_protect.rs  its protected UDP flows' lines (pure)
 //! convert.rs  From the control-plane model (model::wan, model::wan_health) to the status model
 //! ```
 
 pub mod client;
 mod convert;
 pub mod render;
+pub mod render_protect;
 pub mod server;
 pub mod state;
 

@@ -69,6 +69,9 @@ pub fn render(doc: &StatusDoc) -> String {
     if let Some(b) = &doc.bypass_names {
         out.push_str(&crate::bypass_names::status_line(b));
     }
+    if let Some(p) = &doc.protected {
+        super::render_protect::protected_lines(p, &mut out);
+    }
     out.push('\n');
     if doc.wans.is_empty() {
         out.push_str("no WANs\n");

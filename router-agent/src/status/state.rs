@@ -43,6 +43,9 @@ pub struct StatusDoc {
     /// Bypass by name (absent without `[bypass] domains`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bypass_names: Option<crate::bypass_names::NameBypassStatus>,
+    /// Protected UDP flows (absent with `[udp] enabled = false`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected: Option<crate::udp::ProtectSnapshot>,
 }
 
 /// The kernel features the agent found.
@@ -270,6 +273,7 @@ pub struct StatusModel {
     udp: Option<Arc<crate::udp::UdpStats>>,
     /// Bypass by name and the owner table whose companion holds the sets.
     names: Option<(crate::bypass_names::NameBypassStatus, String)>,
+    protect: Option<Arc<crate::udp::ProtectStats>>,
     wans: Vec<WanInfo>,
     measured: HashMap<String, Measured>,
     /// Data plan and usage by WAN name (kept across `set_wans`, like `measured`).
@@ -297,6 +301,7 @@ impl StatusModel {
             stats: None,
             udp: None,
             names: None,
+            protect: None,
             wans: Vec::new(),
             measured: HashMap::new(),
             meters: HashMap::new(),
@@ -350,6 +355,11 @@ impl StatusModel {
         table: &str,
     ) {
         self.names = names.map(|n| (n, table.to_owned()));
+    }
+
+    /// Read the protected UDP flows from the UDP service at render time.
+    pub fn set_protect_stats(&mut self, stats: Arc<crate::udp::ProtectStats>) {
+        self.protect = Some(stats);
     }
 
     /// Set the connection counters directly (used when no [`Stats`] is attached).
@@ -548,6 +558,7 @@ impl StatusModel {
             wans,
             udp,
             bypass_names: self.names.as_ref().map(|(n, _)| n.clone()),
+            protected: self.protect.as_ref().map(|p| p.snapshot()),
         }
     }
 

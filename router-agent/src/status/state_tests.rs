@@ -12,6 +12,39 @@ use serde_json::Value;
 use super::*;
 use crate::proxy::Stats;
 
+/// One protected flow: two legs, the first missed 55 of 995 downstream datagrams.
+fn protected_example() -> Arc<crate::udp::ProtectStats> {
+    use crate::udp::protect::legs::LegStatus;
+    use crate::udp::protect::stats::ProtectedFlowStatus;
+    let stats = Arc::new(crate::udp::ProtectStats::default());
+    let client = "192.168.1.10:50000".parse().unwrap();
+    let destination = "198.51.100.1:3478".parse().unwrap();
+    let id = stats.open(client, destination);
+    let leg = |leg: u8, wan: &str, down: u64, missed: u64| LegStatus {
+        leg,
+        wan: wan.into(),
+        state: "open".into(),
+        datagrams_down: down,
+        missed_down: missed,
+    };
+    stats.publish(
+        id,
+        ProtectedFlowStatus {
+            client: client.to_string(),
+            destination: destination.to_string(),
+            legs: vec![leg(0, "wan", 940, 55), leg(1, "lte", 995, 0)],
+            datagrams_up: 1000,
+            datagrams_down: 995,
+            lost_down: 0,
+            duplicates_down: 940,
+            protection_bytes_up: 200_000,
+            protection_bytes_down: 192_000,
+            legs_replaced: 0,
+        },
+    );
+    stats
+}
+
 /// The model of the docs/STATUS.md example.
 pub(crate) fn example(now: Instant) -> StatusModel {
     let started = now - Duration::from_secs(3605);
@@ -29,6 +62,19 @@ pub(crate) fn example(now: Instant) -> StatusModel {
     ticket.received(1400);
     std::mem::forget(ticket);
     model.set_udp_stats(udp);
+    model.set_protect_stats(protected_example());
+    model.set_name_bypass(
+        Some(crate::bypass_names::NameBypassStatus {
+            domains: vec!["bank.example".into()],
+            resolver: "dnsmasq".into(),
+            resolver_active: true,
+            resolver_problem: None,
+            dnsmasq_conf: Some("/tmp/dnsmasq.d/mpbond-bypass.conf".into()),
+            ipv4_addresses: Some(2),
+            ipv6_addresses: Some(1),
+        }),
+        "mpbond",
+    );
     model.set_kernel(KernelStatus {
         release: "6.6.73".into(),
         mptcp: true,

@@ -39,6 +39,8 @@ pub enum Route {
 pub struct FlowBook {
     idle: Duration,
     no_udp_until: Option<Instant>,
+    /// A leg of a protected flow was refused as Unsupported Message until then.
+    no_groups_until: Option<Instant>,
     refused: HashMap<SocketAddr, Instant>,
 }
 
@@ -48,6 +50,7 @@ impl FlowBook {
         FlowBook {
             idle,
             no_udp_until: None,
+            no_groups_until: None,
             refused: HashMap::new(),
         }
     }
@@ -87,6 +90,18 @@ impl FlowBook {
             }
         }
         self.refused.insert(dst, now + REFUSED_MEMORY);
+    }
+
+    /// A protected flow's leg was refused as Unsupported Message at `now`: the
+    /// concentrator does not know the Group TLV, so flows classed `protect` are bonded
+    /// for [`NO_UDP_MEMORY`], then the next one asks again.
+    pub fn groups_refused(&mut self, now: Instant) {
+        self.no_groups_until = Some(now + NO_UDP_MEMORY);
+    }
+
+    /// Whether a flow classed `protect` starting at `now` gets its legs.
+    pub fn protects(&self, now: Instant) -> bool {
+        !self.no_groups_until.is_some_and(|until| now < until)
     }
 
     /// Whether the concentrator is known to have no UDP relay at `now`.
@@ -134,6 +149,17 @@ mod tests {
         assert_eq!(book.route(addr("192.0.2.8:9"), t0), Route::Bond);
         assert_eq!(book.route(a, t0 + REFUSED_MEMORY), Route::Bond);
         assert!(!book.concentrator_lacks_udp(t0));
+    }
+
+    #[test]
+    fn a_concentrator_without_groups_bonds_protected_flows_for_a_while() {
+        let t0 = Instant::now();
+        let mut book = FlowBook::new(Duration::from_secs(120));
+        assert!(book.protects(t0));
+        book.groups_refused(t0);
+        assert!(!book.protects(t0 + NO_UDP_MEMORY - Duration::from_secs(1)));
+        assert_eq!(book.route(addr("198.51.100.2:3478"), t0), Route::Bond);
+        assert!(book.protects(t0 + NO_UDP_MEMORY));
     }
 
     #[test]

@@ -18,7 +18,11 @@
 //! * `routing.rs`: the fwmark rule and `local default dev lo` route tproxy needs;
 //! * `stats.rs`: the counters `status` shows, and the ledger of bytes per local address;
 //! * `wan_bytes.rs` (pure): a flow's bytes per local address, and addresses to WANs;
-//! * `subflows.rs`: an MPTCP socket's subflows with their byte counters (getsockopt).
+//! * `subflows.rs`: an MPTCP socket's subflows with their byte counters (getsockopt);
+//! * `protect/`: flows a rule classes `protect`, over two WANs at once, each datagram
+//!   on both, the first copy wins. The dispatcher classifies a new flow by the rules
+//!   as they were at start (a changed protect rule takes a restart; nft follows
+//!   reloads, and a flow no rule protects any more is bonded after the restart).
 //!
 //! Safety: the nft rule sets the mark only after tproxy found the live socket, and the
 //! table is owned by the agent's netlink socket: a dead agent leaves UDP to the router's
@@ -27,6 +31,7 @@
 //! restart; the rules follow a reload with the rest of the nft table.
 
 pub mod book;
+pub mod protect;
 pub mod queue;
 pub mod relay;
 pub mod routing;
@@ -47,9 +52,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
-use crate::config::udp::UdpConfig;
+use crate::config::udp::{UdpAction, UdpConfig};
 use crate::proxy::ConnContext;
-use book::FlowBook;
+use book::{FlowBook, Route};
+pub use protect::{ProtectSnapshot, ProtectStats};
 use relay::{Flow, FlowEvent};
 use routing::LocalRouting;
 pub use stats::{UdpSnapshot, UdpStats};
@@ -75,6 +81,7 @@ pub enum UdpError {
 #[derive(Debug)]
 pub struct UdpService {
     stats: Arc<UdpStats>,
+    protect: Arc<ProtectStats>,
     routing: Option<LocalRouting>,
     dispatcher: tokio::task::JoinHandle<()>,
 }
@@ -100,6 +107,7 @@ impl UdpService {
         let routing =
             LocalRouting::install(config.fwmark, config.route_table, config.rule_priority)?;
         let stats = Arc::new(UdpStats::default());
+        let protect = Arc::new(ProtectStats::default());
         let dispatcher = Dispatcher {
             v4,
             v6,
@@ -109,12 +117,15 @@ impl UdpService {
             queue_bytes: config.queue_bytes,
             ctx,
             stats: stats.clone(),
+            protect: protect.clone(),
+            classes: config.clone(),
             tracker,
         };
         let dispatcher = tokio::spawn(dispatcher.run(shutdown));
         info!(port, "intercepting LAN UDP");
         Ok(UdpService {
             stats,
+            protect,
             routing: Some(routing),
             dispatcher,
         })
@@ -123,6 +134,11 @@ impl UdpService {
     /// The counters.
     pub fn stats(&self) -> Arc<UdpStats> {
         self.stats.clone()
+    }
+
+    /// The protected flows' statistics.
+    pub fn protect_stats(&self) -> Arc<ProtectStats> {
+        self.protect.clone()
     }
 
     /// Wait for the dispatcher (after shutdown) and remove the policy routing.
@@ -143,6 +159,9 @@ struct Dispatcher {
     queue_bytes: usize,
     ctx: Arc<ConnContext>,
     stats: Arc<UdpStats>,
+    protect: Arc<ProtectStats>,
+    /// The rules that class a flow `protect` (as at start).
+    classes: UdpConfig,
     tracker: TaskTracker,
 }
 
@@ -186,6 +205,7 @@ impl Dispatcher {
             FlowEvent::Ended { client, dst } => {
                 self.flows.remove(&(client, dst));
             }
+            FlowEvent::Unprotected => self.book.groups_refused(Instant::now()),
         }
     }
 
@@ -223,7 +243,11 @@ impl Dispatcher {
                 return;
             }
         };
-        let route = self.book.route(dst, Instant::now());
+        let now = Instant::now();
+        let route = self.book.route(dst, now);
+        let protect = route == Route::Bond
+            && self.classes.action_for(dst) == UdpAction::Protect
+            && self.book.protects(now);
         let (tx, early) = mpsc::channel(FLOW_CHANNEL);
         let _ = tx.try_send(datagram);
         self.flows.insert(key, tx);
@@ -236,6 +260,17 @@ impl Dispatcher {
             idle: self.book.idle_timeout(dst),
             queue_bytes: self.queue_bytes,
         };
+        if protect {
+            let shared = protect::flow::Shared {
+                ctx: self.ctx.clone(),
+                stats: self.stats.clone(),
+                protect: self.protect.clone(),
+                events: events.clone(),
+            };
+            self.tracker
+                .spawn(protect::flow::run(flow, shared, shutdown.clone()));
+            return;
+        }
         self.tracker.spawn(relay::run(
             flow,
             self.ctx.clone(),

@@ -52,6 +52,9 @@ pub enum FlowEvent {
     Refused { dst: SocketAddr, code: ErrorCode },
     /// The flow `(client, dst)` ended.
     Ended { client: SocketAddr, dst: SocketAddr },
+    /// A protected flow's leg was refused as Unsupported Message: the concentrator does
+    /// not know the Group TLV (`udp::protect`).
+    Unprotected,
 }
 
 /// Everything one flow task needs.
@@ -70,7 +73,7 @@ pub struct Flow {
 
 /// How a flow ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(crate) enum End {
     Idle,
     Shutdown,
     UpstreamClosed,
@@ -112,7 +115,7 @@ pub async fn run(
 }
 
 /// The next datagram from the client: from the dispatcher's channel or the flow socket.
-async fn next_lan(flow: &mut Flow) -> Result<Vec<u8>, End> {
+pub(crate) async fn next_lan(flow: &mut Flow) -> Result<Vec<u8>, End> {
     loop {
         tokio::select! {
             Some(datagram) = flow.early.recv() => return Ok(datagram),
@@ -289,7 +292,8 @@ async fn relay_capsules(
                                         stats.drops_lan_busy();
                                     }
                                 }
-                                // A plain flow takes context 0 only.
+                                // A plain flow takes context 0 only (sequenced
+                                // datagrams belong to a protected flow's legs).
                                 Capsule::OtherContext { .. } | Capsule::Sequenced { .. } => {
                                     stats.drops_other_context()
                                 }
@@ -331,7 +335,7 @@ async fn relay_capsules(
 /// syscall goes straight to the non-blocking socket: tokio's `try_send` reports
 /// `WouldBlock` on a socket whose first writable event it has not seen yet, which would
 /// drop the first datagram of every new flow.
-fn send_now(sock: &UdpSocket, datagram: &[u8]) -> io::Result<usize> {
+pub(crate) fn send_now(sock: &UdpSocket, datagram: &[u8]) -> io::Result<usize> {
     socket2::SockRef::from(sock).send(datagram)
 }
 

@@ -184,6 +184,7 @@ pub fn params(upstream: Upstream) -> ConnParams {
         reply_timeout: Duration::from_secs(2),
         direct_timeout: Duration::from_secs(2),
         relay: RelayOpts::default(),
+        legs: Vec::new(),
     }
 }
 

@@ -151,7 +151,11 @@ pub const MAPPINGS: &[Mapping] = &[
     global("state_dir", Text, "state_dir"),
     global("udp_enabled", Bool, "udp.enabled"),
     global("udp_port", Number, "udp.listen_port"),
-    global("udp_default", Choice("bond|direct|block"), "udp.default"),
+    global(
+        "udp_default",
+        Choice("bond|direct|block|protect"),
+        "udp.default",
+    ),
     global("udp_idle_timeout_secs", Number, "udp.idle_timeout_secs"),
     global("udp_max_flows", Number, "udp.max_flows"),
     global("udp_queue_bytes", Number, "udp.queue_bytes"),
@@ -168,7 +172,11 @@ pub const MAPPINGS: &[Mapping] = &[
     wan("reset_day", Number, "reset_day"),
     udp_rule("ports", Text, "ports"),
     udp_rule("prefix", Text, "prefix"),
-    required(udp_rule("action", Choice("bond|direct|block"), "action")),
+    required(udp_rule(
+        "action",
+        Choice("bond|direct|block|protect"),
+        "action",
+    )),
 ];
 
 /// Parse UCI text into the raw config. Values are typed and unknown options rejected; the

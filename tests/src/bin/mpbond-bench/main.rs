@@ -25,9 +25,11 @@
 //!   through mpbond), [`mips`] (15: the relay on the MIPS router VM's CPU against the
 //!   mipsel peer, goodput, guest CPU split, agent RSS), [`path_quality`] (16: goodput
 //!   with the agent's demotion of a bad WAN on and off), [`congestion`] (17: mpbond's
-//!   MPTCP sockets on reno against bbr), [`router_cpu`] (19: the router's CPU per byte
-//!   against the peer at 100 and 500 Mbit/s and unshaped), [`socks`] (20: SOCKS5 over
-//!   MPTCP from curl under `mptcpize`, goodput over two WANs); see [`case_fn`].
+//!   MPTCP sockets on reno against bbr), [`realtime`] (18: a real-time stream protected
+//!   over two WANs against bonded and one WAN, under loss and failures), [`router_cpu`]
+//!   (19: the router's CPU per byte against the peer at 100 and 500 Mbit/s and
+//!   unshaped), [`socks`] (20: SOCKS5 over MPTCP from curl under `mptcpize`, goodput
+//!   over two WANs); see [`case_fn`].
 //!
 //! `tests/bench/run.sh` builds everything and runs it.
 
@@ -44,6 +46,7 @@ mod path_quality;
 mod peer;
 mod profiles;
 mod reaction;
+mod realtime;
 mod relay_cost;
 mod reload_stall;
 mod report;
@@ -120,6 +123,7 @@ const CASES: &[(u8, &str)] = &[
     (15, "mips"),
     (16, "path quality"),
     (17, "congestion control"),
+    (18, "realtime"),
     (19, "router cpu"),
     (20, "socks"),
 ];
@@ -145,6 +149,7 @@ fn case_fn(n: u8) -> Option<CaseFn> {
         15 => Some(mips::run),
         16 => Some(path_quality::run),
         17 => Some(congestion::run),
+        18 => Some(realtime::run),
         19 => Some(router_cpu::run),
         20 => Some(socks::run),
         _ => None,

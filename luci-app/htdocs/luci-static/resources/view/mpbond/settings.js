@@ -105,6 +105,7 @@ return view.extend({
 		o.value('bond', _('Bond'));
 		o.value('direct', _('Direct (NAT)'));
 		o.value('block', _('Block'));
+		o.value('protect', _('Protect (two WANs at once)'));
 		o.default = 'bond';
 
 		o = s.taboption('udp', form.Value, 'udp_idle_timeout_secs', _('UDP idle timeout (s)'));
@@ -243,6 +244,7 @@ return view.extend({
 		o.value('bond', _('Bond'));
 		o.value('direct', _('Direct (NAT)'));
 		o.value('block', _('Block'));
+		o.value('protect', _('Protect (two WANs at once)'));
 		o.default = 'block';
 		o.rmempty = false;
 

@@ -74,6 +74,12 @@ function fmtMode(w) {
 		[ dash(w.mode) + ' (' + _('demoted') + ': ' + dash(w.quality_reason) + ')' ]);
 }
 
+/* Missed over expected in percent, one decimal: "0.5 %". */
+function fmtPct(missed, expected) {
+	if (typeof(missed) !== 'number' || typeof(expected) !== 'number') return dash(null);
+	return (expected > 0 ? (missed * 100 / expected).toFixed(1) : '0.0') + ' %';
+}
+
 function fmtNum(v, unit, digits) {
 	return (typeof(v) === 'number') ? v.toFixed(digits) + ' ' + unit : dash(null);
 }
@@ -178,8 +184,8 @@ return view.extend({
 			out.push(alertBox('warning', _('Unknown status format'), [ dash(st.schema) ], 'mpbond-schema'));
 		var wans = Array.isArray(st.wans) ? st.wans : [];
 		this.record(wans);
-		return out.concat([ this.renderSummary(st), this.renderWans(wans), this.renderUsage(wans) ])
-			.concat(st.udp ? [ this.renderUdp(st.udp, wans) ] : []).concat([ this.renderGraph(wans) ]);
+		return out.concat([ this.renderSummary(st), this.renderWans(wans), this.renderProtected(st.protected),
+			this.renderUsage(wans) ]).concat(st.udp ? [ this.renderUdp(st.udp, wans) ] : []).concat([ this.renderGraph(wans) ]);
 	},
 
 	renderDown: function(st) {
@@ -269,6 +275,39 @@ return view.extend({
 	},
 
 	/* Bytes per WAN today and this billing month, and what the data plan does. */
+	/* Protected UDP flows (two legs over two WANs): nothing until a flow was classed protect. */
+	renderProtected: function(p) {
+		if (!p || !(p.total || p.fallbacks || (Array.isArray(p.flows) && p.flows.length)))
+			return E('div');
+		var seen = (p.datagrams_down || 0) + (p.lost_down || 0);
+		var head = E('tr', { class: 'tr table-titles' }, [
+			_('Client'), _('Destination'), _('Legs (loss before merge)'), _('Loss after merge'), _('Protection')
+		].map(function(t) { return E('th', { class: 'th left' }, [ t ]); }));
+		var rows = (Array.isArray(p.flows) ? p.flows : []).map(function(f) {
+			var legs = (Array.isArray(f.legs) ? f.legs : []).map(function(l) {
+				return dash(l.wan) + ' ' + dash(l.state) + ' (' +
+					fmtPct(l.missed_down, (l.datagrams_down || 0) + (l.missed_down || 0)) + ')';
+			});
+			return row([
+				dash(f.client), dash(f.destination), legs.length ? legs.join(', ') : _('no legs'),
+				fmtPct(f.lost_down, (f.datagrams_down || 0) + (f.lost_down || 0)),
+				fmtBytes((f.protection_bytes_up || 0) + (f.protection_bytes_down || 0))
+			], { class: 'tr mpbond-protected-flow' });
+		});
+		return E('div', { class: 'cbi-section' }, [
+			E('h3', {}, [ _('Protected UDP flows') ]),
+			kvTable([
+				[ _('Flows'), _('active') + ' ' + dash(p.active) + ', ' + _('total') + ' ' + dash(p.total) + ', ' +
+					_('bonded instead') + ' ' + dash(p.fallbacks) + ', ' + _('legs replaced') + ' ' + dash(p.legs_replaced),
+					'protected' ],
+				[ _('Loss after merge'), fmtPct(p.lost_down, seen) + ' (' + dash(p.lost_down) + ' / ' + dash(seen) + ')',
+					'protected-loss' ],
+				[ _('Protection bytes'), fmtBytes(p.protection_bytes), 'protected-bytes' ]
+			]),
+			E('table', { class: 'table', id: 'mpbond-protected' }, [ head ].concat(rows))
+		]);
+	},
+
 	renderUsage: function(wans) {
 		var head = E('tr', { class: 'tr table-titles' }, [
 			_('Interface'), _('Data plan'), _('Today rx'), _('Today tx'), _('Month rx'), _('Month tx'),

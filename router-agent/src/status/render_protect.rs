@@ -1,0 +1,119 @@
+//! The human lines of protected UDP flows (`udp::protect`): one summary line, then one
+//! line per live flow with its legs (WAN, state, downstream datagrams it missed) and its
+//! loss after the merge. Pure.
+
+use std::fmt::Write;
+
+use super::render::bytes;
+use crate::udp::protect::stats::pct;
+use crate::udp::ProtectSnapshot;
+
+/// Append the lines of `p` to `out`; nothing while no flow was ever classed `protect`.
+pub fn protected_lines(p: &ProtectSnapshot, out: &mut String) {
+    if p.total == 0 && p.fallbacks == 0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "protected flows: {} active, {} total, {} bonded instead; downstream loss after \
+         merge {} % ({} of {}); protection {}; {} legs replaced",
+        p.active,
+        p.total,
+        p.fallbacks,
+        pct(p.lost_down, p.datagrams_down + p.lost_down),
+        p.lost_down,
+        p.datagrams_down + p.lost_down,
+        bytes(p.protection_bytes),
+        p.legs_replaced
+    );
+    for f in &p.flows {
+        let legs: Vec<String> = f
+            .legs
+            .iter()
+            .map(|l| {
+                let seen = l.datagrams_down + l.missed_down;
+                format!(
+                    "{} {} (missed {} %)",
+                    l.wan,
+                    l.state,
+                    pct(l.missed_down, seen)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  {} -> {}: {}; after merge {} % lost; protection {}",
+            f.client,
+            f.destination,
+            if legs.is_empty() {
+                "no legs".to_owned()
+            } else {
+                legs.join(", ")
+            },
+            f.loss_pct(),
+            bytes(f.protection_bytes_up + f.protection_bytes_down)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::udp::protect::legs::LegStatus;
+    use crate::udp::protect::stats::ProtectedFlowStatus;
+
+    fn leg(wan: &str, state: &str, down: u64, missed: u64) -> LegStatus {
+        LegStatus {
+            leg: 0,
+            wan: wan.into(),
+            state: state.into(),
+            datagrams_down: down,
+            missed_down: missed,
+        }
+    }
+
+    #[test]
+    fn a_flow_shows_its_legs_and_its_loss_before_and_after_the_merge() {
+        let p = ProtectSnapshot {
+            active: 1,
+            total: 2,
+            fallbacks: 1,
+            legs_replaced: 1,
+            protection_bytes: 400_000,
+            datagrams_down: 999,
+            lost_down: 1,
+            flows: vec![ProtectedFlowStatus {
+                client: "192.168.1.10:5000".into(),
+                destination: "198.51.100.1:3478".into(),
+                legs: vec![
+                    leg("wan1", "open", 950, 50),
+                    leg("wan2", "stalled", 990, 10),
+                ],
+                datagrams_down: 999,
+                lost_down: 1,
+                protection_bytes_up: 200_000,
+                protection_bytes_down: 190_000,
+                ..ProtectedFlowStatus::default()
+            }],
+        };
+        let mut out = String::new();
+        protected_lines(&p, &mut out);
+        assert!(
+            out.starts_with(
+                "protected flows: 1 active, 2 total, 1 bonded instead; downstream loss after \
+                 merge 0.1 % (1 of 1000); protection 400 kB; 1 legs replaced\n"
+            ),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "  192.168.1.10:5000 -> 198.51.100.1:3478: wan1 open (missed 5 %), \
+                 wan2 stalled (missed 1 %); after merge 0.1 % lost; protection 390 kB"
+            ),
+            "{out}"
+        );
+        let mut none = String::new();
+        protected_lines(&ProtectSnapshot::default(), &mut none);
+        assert!(none.is_empty());
+    }
+}

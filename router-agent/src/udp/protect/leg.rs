@@ -1,0 +1,195 @@
+//! One leg of a protected flow: a plain TCP connection to the concentrator bound to one
+//! WAN's address (so the agent's per-WAN policy rule routes it, and no MPTCP subflow
+//! moves it to another WAN), the flow's UDP request with a Group TLV, then sequenced
+//! DATAGRAM capsules both ways.
+//!
+//! The flow task hands it encoded capsules through a bounded channel (it drops what does
+//! not fit, so a stalled leg never holds up the other) and hears from it through
+//! [`LegEvent`]s. Dropping the [`LegHandle`] ends the leg.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mpbond_protocol::udp::{Group, MAX_LEGS};
+use mpbond_protocol::{decode_capsule, Capsule, ErrorCode, Message};
+use mpbond_relay::connect::{connect_with, ConnectOpts};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use crate::core::protect::LegSource;
+use crate::proxy::ConnParams;
+use crate::upstream::{read_reply, UpstreamError};
+
+/// Capsules a leg may be behind the flow before new ones are dropped for it.
+pub const LEG_QUEUE: usize = 64;
+/// `TCP_NOTSENT_LOWAT` of a leg: little waits in the kernel, the rest in [`LEG_QUEUE`].
+const NOTSENT_LOWAT_BYTES: libc::c_int = 16 * 1024;
+const TCP_NOTSENT_LOWAT: libc::c_int = 25;
+
+/// What a leg tells its flow.
+#[derive(Debug)]
+pub enum LegEvent {
+    /// The concentrator accepted the leg.
+    Opened { leg: u8 },
+    /// The concentrator refused it.
+    Refused { leg: u8, code: ErrorCode },
+    /// It could not connect, or its connection ended.
+    Failed { leg: u8, why: String },
+    /// A sequenced datagram from the concentrator.
+    Datagram { leg: u8, seq: u32, payload: Vec<u8> },
+}
+
+/// A running leg; dropping it ends the leg.
+#[derive(Debug)]
+pub struct LegHandle {
+    /// Encoded capsules to send.
+    pub capsules: mpsc::Sender<Arc<[u8]>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for LegHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// What a leg connects with.
+#[derive(Debug, Clone)]
+pub struct LegSpec {
+    pub leg: u8,
+    pub source: LegSource,
+    pub dst: SocketAddr,
+    pub group: u64,
+}
+
+/// Start leg `spec` with the connection parameters `params`.
+pub fn spawn(spec: LegSpec, params: Arc<ConnParams>, events: mpsc::Sender<LegEvent>) -> LegHandle {
+    let (capsules, rx) = mpsc::channel(LEG_QUEUE);
+    let task = tokio::spawn(async move {
+        let leg = spec.leg;
+        let why = match run(&spec, &params, rx, &events).await {
+            Ok(()) => "closed by the flow".to_owned(),
+            Err(LegError::Refused(code)) => {
+                let _ = events.send(LegEvent::Refused { leg, code }).await;
+                return;
+            }
+            Err(error) => error.to_string(),
+        };
+        debug!(leg, wan = %spec.source.wan, %why, "protected flow leg ended");
+        let _ = events.send(LegEvent::Failed { leg, why }).await;
+    });
+    LegHandle { capsules, task }
+}
+
+/// Why a leg ended.
+#[derive(Debug, thiserror::Error)]
+enum LegError {
+    #[error("refused with error {}", .0.code())]
+    Refused(ErrorCode),
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("the leg's connection failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("broken capsule stream: {0}")]
+    Capsules(&'static str),
+    #[error("the concentrator closed the leg")]
+    Closed,
+}
+
+async fn run(
+    spec: &LegSpec,
+    params: &ConnParams,
+    capsules: mpsc::Receiver<Arc<[u8]>>,
+    events: &mpsc::Sender<LegEvent>,
+) -> Result<(), LegError> {
+    let upstream = &params.upstream;
+    let group = Group {
+        id: spec.group,
+        leg: spec.leg,
+        legs: MAX_LEGS,
+    };
+    let (handshake, request) = upstream.seal(&Message::udp_leg_request(spec.dst, group))?;
+    let opts = ConnectOpts {
+        mptcp: false,
+        fastopen: upstream.fastopen,
+        timeout: upstream.connect_timeout,
+        mark: None,
+        bind: Some(spec.source.addr),
+        congestion: None,
+    };
+    let connected = connect_with(upstream.addr, &request, &opts)
+        .await
+        .map_err(UpstreamError::Connect)?;
+    let mut stream = connected.stream;
+    let _ = stream.set_nodelay(true);
+    let _ = mpbond_netlink::sockopt::set_int(
+        &stream,
+        libc::IPPROTO_TCP,
+        TCP_NOTSENT_LOWAT,
+        NOTSENT_LOWAT_BYTES,
+    );
+    match read_reply(&mut stream, handshake, params.reply_timeout).await {
+        Ok(_) => {}
+        Err(UpstreamError::Refused(code)) => return Err(LegError::Refused(code)),
+        Err(error) => return Err(error.into()),
+    }
+    let leg = spec.leg;
+    if events.send(LegEvent::Opened { leg }).await.is_err() {
+        return Ok(());
+    }
+    let (read, write) = stream.into_split();
+    tokio::select! {
+        done = send_capsules(write, capsules) => done,
+        done = read_capsules(read, leg, events) => done,
+    }
+}
+
+/// Write the flow's capsules until it drops the leg.
+async fn send_capsules(
+    mut write: OwnedWriteHalf,
+    mut capsules: mpsc::Receiver<Arc<[u8]>>,
+) -> Result<(), LegError> {
+    while let Some(capsule) = capsules.recv().await {
+        write.write_all(&capsule).await?;
+    }
+    Ok(())
+}
+
+/// Read capsules and pass the sequenced datagrams on.
+async fn read_capsules(
+    mut read: OwnedReadHalf,
+    leg: u8,
+    events: &mpsc::Sender<LegEvent>,
+) -> Result<(), LegError> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut partial: Vec<u8> = Vec::new();
+    loop {
+        let n = read.read(&mut buf).await?;
+        if n == 0 {
+            return Err(LegError::Closed);
+        }
+        partial.extend_from_slice(&buf[..n]);
+        let mut at = 0;
+        loop {
+            match decode_capsule(&partial[at..]) {
+                Ok(Some((capsule, used))) => {
+                    at += used;
+                    if let Capsule::Sequenced { seq, payload } = capsule {
+                        let payload = payload.to_vec();
+                        let event = LegEvent::Datagram { leg, seq, payload };
+                        if events.send(event).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(error) => return Err(LegError::Capsules(error.reason())),
+            }
+        }
+        partial.drain(..at);
+    }
+}

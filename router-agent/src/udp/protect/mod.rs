@@ -1,0 +1,34 @@
+//! Protected UDP flows (`[[udp.rule]] action = "protect"`): a real-time flow (a call, a
+//! game) carried over two WANs at once, so a WAN that drops, black-holes or loses
+//! packets costs it nothing.
+//!
+//! ```text
+//! LAN client ──UDP──▶ dispatcher (udp/mod.rs): the rule says protect
+//!   flow task (flow.rs): seq n ──▶ leg 0: TCP from WAN A ──▶ concentrator: flow group
+//!                                  leg 1: TCP from WAN B ──▶   (client id, group id),
+//!                        ◀── first copy of each seq ◀──       one socket to the server
+//! ```
+//!
+//! * `legs.rs` (pure, simulated-time tests in `legs_tests.rs`): which WANs carry the
+//!   legs (the decision core's ranking, `core::protect`), when a leg is replaced (its
+//!   WAN is no longer ranked, or it stalls while a spare WAN is), the downstream dedup,
+//!   loss per leg and after the merge; when to give up protection;
+//! * `leg.rs`: one leg's connection: plain TCP bound to its WAN's address, the UDP
+//!   request with the Group TLV, sequenced capsules both ways;
+//! * `flow.rs`: the flow task around the book; the bonded fallback;
+//! * `stats.rs`: what `status` shows (the `protected` object).
+//!
+//! Each datagram goes out on both legs with one sequence number (a DATAGRAM capsule of
+//! context 1, `protocol::udp`); the concentrator sends each of the server's datagrams on
+//! every leg. Protection costs one extra copy of every datagram each way, counted as
+//! protection bytes. A flow whose protection cannot be set up (fewer than two usable
+//! WANs, a concentrator without the Group TLV: Unsupported Message) is carried as a
+//! plain bonded flow; after such a refusal flows classed `protect` are bonded for
+//! `book::NO_UDP_MEMORY`.
+
+pub mod flow;
+pub mod leg;
+pub mod legs;
+pub mod stats;
+
+pub use stats::{ProtectSnapshot, ProtectStats};

@@ -1,0 +1,215 @@
+//! Protected real-time UDP flows (`[[udp.rule]] action = "protect"`, issue 18) end to
+//! end in the namespace bed: a stream of 50 datagrams a second of 200 bytes, echoed by a
+//! server in the internet namespace, carried over two legs (one per WAN) with every
+//! datagram on both. It goes through a WAN link-down, a WAN black hole and 5 % random
+//! loss on one WAN without a gap over 150 ms, and the status counts its residual loss;
+//! a bulk TCP and a bulk QUIC download beside it add delay that is measured and printed
+//! (not asserted: a timing). Without a second WAN the flow is bonded as any other.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::at;
+use mpbond_tests::profiles::LinkSpec;
+use mpbond_tests::topology::SERVER_V4;
+use mpbond_tests::{proc, Daemon, Failure, Node, TestBed, UdpEchoReport};
+
+/// The echo server's port: the rule protects it.
+const ECHO_PORT: u16 = 3478;
+const QUIC_PORT: u16 = 4433;
+/// Datagrams of one stream: 8 s at 50 a second.
+const STREAM: u32 = 400;
+/// The longest gap a protected stream may have.
+const MAX_GAP_MS: f64 = 150.0;
+
+fn echo_at() -> SocketAddr {
+    SocketAddr::new(SERVER_V4.into(), ECHO_PORT)
+}
+
+/// A bed of `rates` WANs the agent routes (legs bind to its WANs), with the
+/// concentrator and an agent that protects the echo port, once every WAN is up.
+fn protected_bed(rates: &[u32]) -> (TestBed, Daemon, Daemon) {
+    let bed = TestBed::builder().wans(rates).agent_routing(true).build();
+    let conc = bed
+        .start_concentrator(&bed.concentrator_config())
+        .expect("concentrator");
+    let mut cfg = bed.agent_config();
+    cfg.udp = Some(format!(
+        "[[udp.rule]]\nports = \"{ECHO_PORT}\"\naction = \"protect\"\n"
+    ));
+    let agent = bed.start_agent(&cfg).expect("agent");
+    let all_up = proc::wait_until(Duration::from_secs(30), || {
+        bed.agent_status().is_ok_and(|s| {
+            let wans = s["wans"].as_array().cloned().unwrap_or_default();
+            wans.len() == rates.len() && wans.iter().all(|w| w["state"] == "up")
+        })
+    });
+    assert!(all_up, "WANs not up: {}", agent.log_tail(20));
+    (bed, conc, agent)
+}
+
+/// The agent's `protected` status object.
+fn protected(bed: &TestBed) -> serde_json::Value {
+    bed.agent_status().expect("agent status")["protected"].clone()
+}
+
+/// Open legs of the first protected flow.
+fn open_legs(bed: &TestBed) -> usize {
+    protected(bed)["flows"][0]["legs"]
+        .as_array()
+        .map_or(0, |legs| {
+            legs.iter().filter(|l| l["state"] == "open").count()
+        })
+}
+
+/// Wait until the stream runs protected: a flow with two open legs, echoes flowing.
+fn wait_protected(bed: &TestBed) {
+    let ok = proc::wait_until(Duration::from_secs(15), || {
+        open_legs(bed) == 2 && protected(bed)["flows"][0]["datagrams_down"].as_u64() >= Some(25)
+    });
+    assert!(ok, "no protected flow with two legs: {}", protected(bed));
+}
+
+/// Run a stream while WAN 1 fails `how` (from a second in until the end), and check it.
+fn stream_through(how: Failure) {
+    let (bed, _conc, agent) = protected_bed(&[40, 60]);
+    let _server = bed
+        .udp_echo_server(Node::Server, echo_at())
+        .expect("echo server");
+    let run = bed
+        .spawn_udp_echo(Node::Lan, echo_at(), STREAM)
+        .expect("udp-echo starts");
+    wait_protected(&bed);
+    bed.fail_wan(1, how, true).expect("fail wan1");
+    let report = run.finish().expect("udp-echo report");
+    bed.fail_wan(1, how, false).expect("restore wan1");
+    let status = protected(&bed);
+    println!("{}: {report:?}\nprotected: {status}", how.name());
+    check_stream(&report, &agent);
+}
+
+fn check_stream(report: &UdpEchoReport, agent: &Daemon) {
+    assert!(
+        report.max_gap_ms <= MAX_GAP_MS,
+        "a gap of {} ms: {report:?}\n{}",
+        report.max_gap_ms,
+        agent.log_tail(30)
+    );
+    assert!(
+        report.lost <= report.sent / 100,
+        "more than 1 % lost: {report:?}"
+    );
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn a_protected_stream_has_no_gap_when_a_wan_goes_down() {
+    stream_through(Failure::LinkDown);
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn a_protected_stream_has_no_gap_when_a_wan_is_blackholed() {
+    stream_through(Failure::Blackhole);
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn five_percent_loss_on_one_wan_is_hidden_and_the_residual_loss_is_counted() {
+    let (bed, _conc, agent) = protected_bed(&[40, 60]);
+    let lossy = LinkSpec {
+        loss_pct: 5.0,
+        ..LinkSpec::clean(40, 20)
+    };
+    let _line = bed
+        .add_wan_emulation(1, &lossy, Some(18))
+        .expect("5 % loss on wan1");
+    let _server = bed
+        .udp_echo_server(Node::Server, echo_at())
+        .expect("echo server");
+    let report = bed
+        .udp_echo(Node::Lan, echo_at(), STREAM)
+        .expect("udp-echo runs");
+    let status = protected(&bed);
+    println!("5 % loss on wan1: {report:?}\nprotected: {status}");
+    check_stream(&report, &agent);
+    // The status counts the stream: every first copy, and the loss after the merge.
+    let ended = proc::wait_until(Duration::from_secs(5), || {
+        protected(&bed)["datagrams_down"].as_u64() >= Some(u64::from(report.received))
+    });
+    let status = protected(&bed);
+    assert!(ended, "status counts the delivered datagrams: {status}");
+    assert!(status["lost_down"].as_u64().is_some(), "{status}");
+    assert!(
+        status["protection_bytes"].as_u64() >= Some(u64::from(report.received) * 200),
+        "the second copies are counted as protection: {status}"
+    );
+    assert!(status["total"].as_u64() >= Some(1), "{status}");
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn one_wan_carries_a_protect_flow_as_a_bonded_one() {
+    let (bed, _conc, _agent) = protected_bed(&[40]);
+    let _server = bed
+        .udp_echo_server(Node::Server, echo_at())
+        .expect("echo server");
+    let report = bed
+        .udp_echo(Node::Lan, echo_at(), 50)
+        .expect("udp-echo runs");
+    let status = protected(&bed);
+    println!("one WAN: {report:?}\nprotected: {status}");
+    assert!(report.received >= 49, "{report:?}");
+    assert!(status["fallbacks"].as_u64() >= Some(1), "{status}");
+    assert_eq!(status["total"].as_u64(), Some(0), "{status}");
+}
+
+#[test]
+#[ignore = "needs root and netns"]
+fn bulk_tcp_and_quic_downloads_beside_a_protected_stream_add_delay_that_is_measured() {
+    let (bed, _conc, agent) = protected_bed(&[40, 60]);
+    let _server = bed
+        .udp_echo_server(Node::Server, echo_at())
+        .expect("echo server");
+    let _tcp_server = bed
+        .serve(Node::Server, at(SERVER_V4), false)
+        .expect("tcp server");
+    let quic_at = SocketAddr::new(SERVER_V4.into(), QUIC_PORT);
+    let _quic = bed.quic_server(Node::Server, quic_at).expect("quic server");
+    let idle = bed
+        .udp_echo(Node::Lan, echo_at(), 150)
+        .expect("udp-echo runs");
+    let stream = bed
+        .spawn_udp_echo(Node::Lan, echo_at(), STREAM)
+        .expect("udp-echo starts");
+    let tcp = common::control::start_download(&bed, 60_000_000, Duration::from_secs(60));
+    let quic = bed
+        .spawn_quic_fetch(Node::Lan, quic_at, 40_000_000, Duration::from_secs(60))
+        .expect("quic-fetch starts");
+    let loaded = stream.finish().expect("udp-echo report");
+    let quic = quic.finish().expect("quic report");
+    let tcp = tcp.finish().expect("fetch report");
+    println!(
+        "protected stream idle: p50 {:.1} ms p99 {:.1} ms; under a TCP + QUIC download: \
+         p50 {:.1} ms p99 {:.1} ms (added p50 {:.1} ms, p99 {:.1} ms), max gap {:.0} ms, \
+         lost {}; quic {:.1} Mbit/s, tcp {:?}",
+        idle.rtt_p50_ms,
+        idle.rtt_p99_ms,
+        loaded.rtt_p50_ms,
+        loaded.rtt_p99_ms,
+        loaded.rtt_p50_ms - idle.rtt_p50_ms,
+        loaded.rtt_p99_ms - idle.rtt_p99_ms,
+        loaded.max_gap_ms,
+        loaded.lost,
+        quic.mbit_per_s,
+        tcp
+    );
+    assert!(quic.ok, "{quic:?}");
+    assert!(
+        loaded.received >= loaded.sent * 9 / 10,
+        "the stream kept flowing: {loaded:?}\n{}",
+        agent.log_tail(20)
+    );
+}
