@@ -19,14 +19,13 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::group::{run_group, GroupParams, JoinRefusal, Up, LEG_CHANNEL};
-use super::limits::ClientLimits;
 use super::metrics::{DropReason, UdpMetrics};
 use super::queue::{CapsuleQueue, QueueRefusal};
 use super::relay::{flush, FlowEnd, FlowTotals};
-use super::serve::{connected_socket, set_notsent_lowat, NOTSENT_LOWAT};
+use super::serve::{open_flow, set_notsent_lowat, NOTSENT_LOWAT};
 use crate::admission::Admitted;
 use crate::reload::{Live, State};
-use crate::session::{connect_error_code, linger_close, refuse, Close};
+use crate::session::{linger_close, refuse, Close};
 
 /// Stream bytes read at once.
 const READ_LEN: usize = 16 * 1024;
@@ -67,29 +66,12 @@ pub(crate) async fn serve_leg(
     };
     let ticket = joined.ticket;
     if let Some(rx) = joined.new_group {
-        let limits = ClientLimits {
-            max_flows: udp_config.max_flows_per_client,
-            rate: udp_config.datagrams_per_sec_per_client,
-            burst: udp_config.datagram_burst_per_client,
-        };
-        let permit = match state.udp_clients.try_open(client, limits, Instant::now()) {
-            Ok(permit) => permit,
-            Err(_) => {
-                state.metrics.limit_refusal();
-                metrics.dropped(DropReason::FlowLimit, 1);
-                drop(ticket);
-                refuse(stream, &error_reply(ErrorCode::ResourceExceeded), slot).await;
-                return Close::UdpFlowLimit;
-            }
-        };
-        let udp = match connected_socket(dest) {
-            Ok(udp) => udp,
-            Err(e) => {
-                let code = connect_error_code(&e);
-                state.metrics.connect_error(code.code());
+        let (permit, limits, udp) = match open_flow(state, live, client, dest) {
+            Ok(opened) => opened,
+            Err((code, close)) => {
                 drop(ticket);
                 refuse(stream, &error_reply(code), slot).await;
-                return Close::ConnectFailed(code, e.kind());
+                return close;
             }
         };
         let params = GroupParams {

@@ -14,7 +14,7 @@ use mpbond_protocol::{error_reply, ErrorCode};
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::sync::OwnedSemaphorePermit;
 
-use super::limits::ClientLimits;
+use super::limits::{ClientLimits, FlowPermit};
 use super::metrics::DropReason;
 use super::relay::{relay, FlowEnd, FlowParams, FlowTotals};
 use crate::reload::{Live, State};
@@ -68,27 +68,11 @@ pub(crate) async fn serve_udp(
         )
         .await;
     }
-    let limits = ClientLimits {
-        max_flows: udp_config.max_flows_per_client,
-        rate: udp_config.datagrams_per_sec_per_client,
-        burst: udp_config.datagram_burst_per_client,
-    };
-    let permit = match state.udp_clients.try_open(client, limits, Instant::now()) {
-        Ok(permit) => permit,
-        Err(_) => {
-            state.metrics.limit_refusal();
-            metrics.dropped(DropReason::FlowLimit, 1);
-            refuse(stream, &error_reply(ErrorCode::ResourceExceeded), slot).await;
-            return Close::UdpFlowLimit;
-        }
-    };
-    let udp = match connected_socket(dest) {
-        Ok(udp) => udp,
-        Err(e) => {
-            let code = connect_error_code(&e);
-            state.metrics.connect_error(code.code());
+    let (permit, limits, udp) = match open_flow(state, live, client, dest) {
+        Ok(opened) => opened,
+        Err((code, close)) => {
             refuse(stream, &error_reply(code), slot).await;
-            return Close::ConnectFailed(code, e.kind());
+            return close;
         }
     };
     set_notsent_lowat(&stream, NOTSENT_LOWAT);
@@ -119,6 +103,36 @@ pub(crate) async fn serve_udp(
         end,
         datagrams: (totals.up.datagrams, totals.down.datagrams),
         dropped: totals.dropped,
+    }
+}
+
+/// What a plain flow and a new flow group both need before their reply: the client's
+/// flow permit (`[udp]` flow count and datagram rate) and a UDP socket connected to
+/// `dest`. A refusal is counted here and comes back as the reply's code and the close.
+pub(crate) fn open_flow(
+    state: &State,
+    live: &Live,
+    client: &ClientId,
+    dest: SocketAddr,
+) -> Result<(FlowPermit, ClientLimits, UdpSocket), (ErrorCode, Close)> {
+    let udp_config = &live.config.udp;
+    let limits = ClientLimits {
+        max_flows: udp_config.max_flows_per_client,
+        rate: udp_config.datagrams_per_sec_per_client,
+        burst: udp_config.datagram_burst_per_client,
+    };
+    let Ok(permit) = state.udp_clients.try_open(client, limits, Instant::now()) else {
+        state.metrics.limit_refusal();
+        state.metrics.udp.dropped(DropReason::FlowLimit, 1);
+        return Err((ErrorCode::ResourceExceeded, Close::UdpFlowLimit));
+    };
+    match connected_socket(dest) {
+        Ok(udp) => Ok((permit, limits, udp)),
+        Err(e) => {
+            let code = connect_error_code(&e);
+            state.metrics.connect_error(code.code());
+            Err((code, Close::ConnectFailed(code, e.kind())))
+        }
     }
 }
 
