@@ -144,6 +144,21 @@ impl fmt::Display for Close {
     }
 }
 
+/// A connection just accepted, Convert or SOCKS5: counted (a plain TCP one as a
+/// fallback), and an MPTCP one given the configured congestion control, since the
+/// downloads are sent here; no Nagle delay.
+pub(crate) fn opened(state: &State, live: &Live, stream: &TcpStream) {
+    state.metrics.connection_opened();
+    match mpbond_relay::sys::is_mptcp(stream) {
+        Some(false) => state.metrics.fallback(),
+        Some(true) => {
+            let _ = mpbond_relay::congestion::apply(stream, live.config.relay.congestion.as_ref());
+        }
+        None => {}
+    }
+    let _ = stream.set_nodelay(true);
+}
+
 /// Serve one accepted connection to its end. `slot` is its accept-loop permit;
 /// `unproven` counts it against its source until the client has authenticated.
 pub(crate) async fn serve(
@@ -156,17 +171,7 @@ pub(crate) async fn serve(
     let span = info_span!("conn", %peer, client = field::Empty, dest = field::Empty);
     async move {
         let started = Instant::now();
-        state.metrics.connection_opened();
-        match mpbond_relay::sys::is_mptcp(&stream) {
-            Some(false) => state.metrics.fallback(),
-            // The downloads are sent here: their congestion control is ours to choose.
-            Some(true) => {
-                let live = state.live();
-                mpbond_relay::congestion::apply(&stream, live.config.relay.congestion.as_ref());
-            }
-            None => {}
-        }
-        let _ = stream.set_nodelay(true);
+        opened(&state, &state.live(), &stream);
         let mut bytes = (0, 0);
         let close = handle(stream, &state, started, &mut bytes, unproven, slot).await;
         state.metrics.connection_closed();

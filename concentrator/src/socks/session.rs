@@ -90,16 +90,8 @@ pub(crate) async fn serve(
     let span = info_span!("socks", %peer, client = field::Empty, dest = field::Empty);
     async move {
         let started = Instant::now();
-        state.metrics.connection_opened();
         let live = state.live();
-        match mpbond_relay::sys::is_mptcp(&stream) {
-            Some(false) => state.metrics.fallback(),
-            Some(true) => {
-                mpbond_relay::congestion::apply(&stream, live.config.relay.congestion.as_ref());
-            }
-            None => {}
-        }
-        let _ = stream.set_nodelay(true);
+        crate::session::opened(&state, &live, &stream);
         let mut bytes = (0, 0);
         let close = handle(stream, &state, &live, started, &mut bytes, unproven, slot).await;
         state.metrics.socks.outcome(close.outcome());
