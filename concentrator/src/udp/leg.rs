@@ -22,10 +22,10 @@ use super::group::{run_group, GroupParams, JoinRefusal, Up, LEG_CHANNEL};
 use super::metrics::{DropReason, UdpMetrics};
 use super::queue::{CapsuleQueue, QueueRefusal};
 use super::relay::{flush, FlowEnd, FlowTotals};
-use super::serve::{open_flow, set_notsent_lowat, NOTSENT_LOWAT};
+use super::serve::{end_flow, open_flow, set_notsent_lowat, NOTSENT_LOWAT};
 use crate::admission::Admitted;
 use crate::reload::{Live, State};
-use crate::session::{linger_close, refuse, Close};
+use crate::session::{refuse, Close};
 
 /// Stream bytes read at once.
 const READ_LEN: usize = 16 * 1024;
@@ -146,16 +146,7 @@ pub(crate) async fn serve_leg(
         .metrics
         .add_bytes(client.as_str(), totals.up.bytes, totals.down.bytes);
     drop((admitted, slot));
-    match &end {
-        FlowEnd::Malformed(_) => mpbond_relay::sys::reset(stream),
-        FlowEnd::ClientIo(_) => drop(stream),
-        _ => linger_close(stream).await,
-    }
-    Close::UdpEnded {
-        end,
-        datagrams: (totals.up.datagrams, totals.down.datagrams),
-        dropped: totals.dropped,
-    }
+    end_flow(stream, end, &totals).await
 }
 
 /// Read what the stream has and pass every whole sequenced capsule to the group. Only

@@ -94,6 +94,13 @@ pub(crate) async fn serve_udp(
         .metrics
         .add_bytes(client.as_str(), totals.up.bytes, totals.down.bytes);
     drop((admitted, slot, udp));
+    end_flow(stream, end, &totals).await
+}
+
+/// End a plain flow's or a leg's MPTCP connection as its end says (a reset for a
+/// malformed capsule, nothing more after a client I/O error, else a lingering close),
+/// and name the close for the log.
+pub(crate) async fn end_flow(stream: TcpStream, end: FlowEnd, totals: &FlowTotals) -> Close {
     match &end {
         FlowEnd::Malformed(_) => mpbond_relay::sys::reset(stream),
         FlowEnd::ClientIo(_) => drop(stream),
