@@ -211,6 +211,7 @@ impl Driver {
             Action::PublishUpstream(choice) => {
                 let mut params = conn_params(self.core.config(), &choice);
                 check_congestion(&self.status, &mut params);
+                control::status::lock(&self.status).set_upstream_buffers(choice.buffers);
                 self.params.send_replace(Arc::new(params));
             }
             Action::Reconfigure(changes) => self.reconfigure(changes, staged),

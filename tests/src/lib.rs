@@ -14,6 +14,8 @@
 //!   (delay, jitter, loss, outages, with counters).
 //! * [`profiles`]: the named households of issue 11 (`dsl-lte`, `starlink`,
 //!   `bad-backup`, `three`) and building a bed from one.
+//! * [`shaping`]: the TBF shapers' queue bounded to a time at the rate
+//!   ([`TestBed::bound_tbf_queues`]).
 //! * [`loadgen`]: idle-connection swarms, time-to-first-byte runs, RSS.
 //! * [`wans`]: changing WANs at run time (hotplug, link, carrier, DHCP
 //!   renumbering, an ISP blackhole).
@@ -58,6 +60,7 @@ pub mod loadgen;
 pub mod netns;
 pub mod proc;
 pub mod profiles;
+pub mod shaping;
 pub mod tools;
 pub mod topology;
 pub mod udp_tools;

@@ -49,6 +49,7 @@ pub fn render(doc: &StatusDoc) -> String {
         "connections: {} active, {} total, {} fallbacks to TCP, {} direct, {} refused",
         n.active, n.total, n.fallbacks, n.direct, n.refused
     );
+    let _ = writeln!(out, "{}", upstream_buffers(&doc.upstream_buffers));
     if let Some(u) = &doc.udp {
         let _ = writeln!(
             out,
@@ -196,6 +197,21 @@ fn usage_table(wans: &[WanStatus]) -> String {
 }
 
 /// Bytes in decimal units, as carriers count them: `512 B`, `3.4 kB`, `81 MB`, `1.2 GB`.
+/// The socket buffers of new upstream connections, one line.
+fn upstream_buffers(b: &super::state::UpstreamBuffersStatus) -> String {
+    let size = |v: Option<u32>| match v {
+        None => "kernel autotuning".to_owned(),
+        Some(v) if v >= 1 << 20 => format!("{:.1} MiB", f64::from(v) / f64::from(1u32 << 20)),
+        Some(v) => format!("{} KiB", v >> 10),
+    };
+    format!(
+        "upstream buffers: receive {} ({} with Fast Open), send {}",
+        size(b.rcvbuf_bytes),
+        size(b.fastopen_rcvbuf_bytes),
+        size(b.sndbuf_bytes)
+    )
+}
+
 pub fn bytes(n: u64) -> String {
     const UNITS: [(f64, &str); 4] = [(1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")];
     let v = n as f64;

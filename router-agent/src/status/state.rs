@@ -46,6 +46,30 @@ pub struct StatusDoc {
     /// Protected UDP flows (absent with `[udp] enabled = false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protected: Option<crate::udp::ProtectSnapshot>,
+    /// The socket buffers of new upstream MPTCP connections (`core/buffers.rs`).
+    #[serde(default)]
+    pub upstream_buffers: UpstreamBuffersStatus,
+}
+
+/// The socket buffers the agent gives new upstream MPTCP connections (`[mptcp]
+/// buffers`, sized by `core/buffers.rs`); `None`: the kernel's autotuning.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpstreamBuffersStatus {
+    pub rcvbuf_bytes: Option<u32>,
+    pub sndbuf_bytes: Option<u32>,
+    /// The receive buffer of a connection that uses Fast Open (never below
+    /// [`crate::core::buffers::FASTOPEN_RCVBUF`]).
+    pub fastopen_rcvbuf_bytes: Option<u32>,
+}
+
+impl From<crate::core::SocketBuffers> for UpstreamBuffersStatus {
+    fn from(chosen: crate::core::SocketBuffers) -> Self {
+        UpstreamBuffersStatus {
+            rcvbuf_bytes: chosen.rcvbuf,
+            sndbuf_bytes: chosen.sndbuf,
+            fastopen_rcvbuf_bytes: crate::core::buffers::for_connection(chosen, true).rcvbuf,
+        }
+    }
 }
 
 /// The kernel features the agent found.
@@ -278,6 +302,8 @@ pub struct StatusModel {
     measured: HashMap<String, Measured>,
     /// Data plan and usage by WAN name (kept across `set_wans`, like `measured`).
     meters: HashMap<String, MeterStatus>,
+    /// The socket buffers of new upstream connections, as last published.
+    upstream_buffers: UpstreamBuffersStatus,
 }
 
 /// Milliseconds with one decimal, as the document shows RTTs.
@@ -305,6 +331,7 @@ impl StatusModel {
             wans: Vec::new(),
             measured: HashMap::new(),
             meters: HashMap::new(),
+            upstream_buffers: crate::core::SocketBuffers::default().into(),
         }
     }
 
@@ -314,6 +341,11 @@ impl StatusModel {
 
     pub fn set_concentrator(&mut self, concentrator: ConcentratorStatus) {
         self.concentrator = concentrator;
+    }
+
+    /// The socket buffers the core chose for new upstream connections.
+    pub fn set_upstream_buffers(&mut self, chosen: crate::core::SocketBuffers) {
+        self.upstream_buffers = chosen.into();
     }
 
     /// The concentrator part, to update a field or two.
@@ -559,6 +591,7 @@ impl StatusModel {
             udp,
             bypass_names: self.names.as_ref().map(|(n, _)| n.clone()),
             protected: self.protect.as_ref().map(|p| p.snapshot()),
+            upstream_buffers: self.upstream_buffers,
         }
     }
 

@@ -93,6 +93,10 @@ pub(crate) fn example(now: Instant) -> StatusModel {
         congestion: Some("bbr".into()),
     });
     model.record_concentrator_probe(Ok(Duration::from_micros(23_400)));
+    model.set_upstream_buffers(crate::core::SocketBuffers {
+        rcvbuf: Some(2 << 20),
+        sndbuf: Some(2 << 20),
+    });
     model.set_connections(ConnectionCounts {
         active: 3,
         total: 1204,

@@ -10,6 +10,8 @@
 //! 13): one download and one upload of ~5 s at Σ rates (not less: slow start would
 //! dominate). Reported: medians in Mbit/s, ÷ Σ rates and the ratio bbr ÷ reno. A transfer
 //! that does not finish within 60 s counts as bytes ÷ 60 s and is named in the detail.
+//! Case 13's `MPBOND_BENCH_PROFILES`, `MPBOND_BENCH_DIAG` (`ss -tinM` halfway through each
+//! download) and `MPBOND_BENCH_TBF_QUEUE_MS` apply here too.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -31,6 +33,8 @@ const ARMS: [&str; 2] = ["reno", "bbr"];
 const RUNS: usize = 3;
 /// Seconds of each transfer at Σ rates.
 const SECS: f64 = 5.0;
+/// When the diagnosis looks at the subflows, into the download.
+const SECS_HALF: Duration = Duration::from_millis(2500);
 /// Each transfer's bound.
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -51,7 +55,9 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         return Ok(Vec::new());
     }
     let mut figures = Vec::new();
-    for profile in PROFILES {
+    // MPBOND_BENCH_PROFILES (case 13's) narrows the profiles down.
+    let wanted = crate::profiles::selected()?;
+    for profile in PROFILES.into_iter().filter(|p| wanted.contains(p)) {
         figures.extend(one_profile(ctx, profile)?);
     }
     Ok(figures)
@@ -60,6 +66,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
 fn one_profile(_ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
     let bed = TestBed::builder().profile(profile).try_build()?;
     let _links = bed.apply_profile(profile)?;
+    crate::profiles::bound_queues_from_env(&bed, CASE)?;
     let server = SocketAddr::new(SERVER_V4.into(), PORT);
     let _server = bed.serve(Node::Server, server, false)?;
     let steal = Steal::start();
@@ -146,7 +153,15 @@ fn one_run(
             }
         }
     };
-    let down = measure(Fetch::get(server, bytes), "download");
+    // MPBOND_BENCH_DIAG: the subflows (pacing and delivery rates) halfway through.
+    let diag = std::env::var_os(crate::profiles::DIAG_ENV).is_some();
+    let down = std::thread::scope(|s| {
+        if diag {
+            let label = format!("{profile} {arm} download");
+            s.spawn(move || crate::profiles::ss_snapshot(bed, &label, SECS_HALF));
+        }
+        measure(Fetch::get(server, bytes), "download")
+    });
     let up = measure(Fetch::put(server, bytes), "upload");
     agent.stop(Duration::from_secs(5));
     conc.stop(Duration::from_secs(5));

@@ -22,7 +22,9 @@
 //! (names, comma-separated) runs only those profiles, for an investigation.
 //! `MPBOND_BENCH_DIAG=1` prints to stderr, per way, the kernel counters
 //! (`nstat`) that moved in the router and the VPS, and an `ss -tinM`
-//! snapshot of both halfway through the download.
+//! snapshot of both halfway through the download. `MPBOND_BENCH_TBF_QUEUE_MS=N` bounds
+//! the bed's TBF queues to N ms at each WAN's rate (`mpbond_tests::shaping`), for the
+//! bed-fidelity comparison.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -42,7 +44,10 @@ const CASE: &str = "13 profiles";
 /// Comma-separated profile names: run only these (default: all).
 const PROFILES_ENV: &str = "MPBOND_BENCH_PROFILES";
 /// Set: print the diagnosis of every way to stderr.
-const DIAG_ENV: &str = "MPBOND_BENCH_DIAG";
+pub(crate) const DIAG_ENV: &str = "MPBOND_BENCH_DIAG";
+/// Set to N: bound the bed's TBF queues to N ms at each WAN's rate
+/// ([`TestBed::bound_tbf_queues`]; default: the bed's `latency 25ms` + burst).
+const TBF_QUEUE_ENV: &str = "MPBOND_BENCH_TBF_QUEUE_MS";
 /// The counters the diagnosis prints when they moved (plus every `MPTcpExt`).
 const DIAG_COUNTERS: [&str; 14] = [
     "TcpRetransSegs",
@@ -119,8 +124,21 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     Ok(figures)
 }
 
+/// Bound `bed`'s TBF queues as [`TBF_QUEUE_ENV`] says, if it is set.
+pub(crate) fn bound_queues_from_env(bed: &TestBed, case: &'static str) -> Result<(), BenchError> {
+    let Ok(text) = std::env::var(TBF_QUEUE_ENV) else {
+        return Ok(());
+    };
+    let ms = text
+        .trim()
+        .parse::<u32>()
+        .map_err(|e| BenchError::measure(case, format!("{TBF_QUEUE_ENV}: {e}")))?;
+    eprintln!("mpbond-bench: TBF queues bounded to {ms} ms");
+    Ok(bed.bound_tbf_queues(ms)?)
+}
+
 /// The profiles [`PROFILES_ENV`] names, or all of them.
-fn selected() -> Result<Vec<Profile>, BenchError> {
+pub(crate) fn selected() -> Result<Vec<Profile>, BenchError> {
     let Ok(names) = std::env::var(PROFILES_ENV) else {
         return Ok(Profile::ALL.to_vec());
     };
@@ -137,6 +155,7 @@ fn selected() -> Result<Vec<Profile>, BenchError> {
 fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
     let bed = TestBed::builder().profile(profile).try_build()?;
     let mut links = bed.apply_profile(profile)?;
+    bound_queues_from_env(&bed, CASE)?;
     let server = SocketAddr::new(SERVER_V4.into(), PORT);
     let _server = bed.serve(Node::Server, server, false)?;
     let _vps = bed.serve(Node::Vps, SocketAddr::new(VPS_V4.into(), PORT), true)?;
@@ -487,12 +506,17 @@ fn print_counters(
 
 /// `ss -tinM` of the router and the VPS `after` into the download.
 fn snapshot(bed: &TestBed, profile: Profile, way: Way, after: Duration) {
+    ss_snapshot(bed, &format!("{profile} {}", way.name()), after);
+}
+
+/// `ss -tinM` of the router and the VPS `after` from now, labelled `label`.
+pub(crate) fn ss_snapshot(bed: &TestBed, label: &str, after: Duration) {
     std::thread::sleep(after);
     for node in [Node::Router, Node::Vps] {
         let text = bed
             .exec(node, "ss -tinMH")
             .unwrap_or_else(|e| e.to_string());
         let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        eprintln!("diag {profile} {} {node:?} ss: {text}", way.name());
+        eprintln!("diag {label} {node:?} ss: {text}");
     }
 }

@@ -1,0 +1,74 @@
+//! The TBF shapers' queue, bounded in time.
+//!
+//! The bed shapes each WAN with `tbf rate R burst B latency 25ms` (router `wan<i>` for
+//! upload, ISP `cust` for download; `topology::Plan::tc_script`). `tc` turns `latency`
+//! into the queue's byte limit as `R × latency + B`, so the burst that the bed needs
+//! (max(128 KiB, 4 ms of rate): `topology::tbf_burst`) also lengthens the queue: 77 ms
+//! at 20 Mbit/s, 46 ms at 50. A DSL or fibre line's shaper has a modest buffer that does
+//! not grow with a token bucket, and a loss-based sender fills whatever queue there is,
+//! so the bed's 10 ms path ran at 64 ms under load.
+//!
+//! [`TestBed::bound_tbf_queues`] replaces every shaper with one whose queue holds at
+//! most `ms` at its rate (`limit` in bytes instead of `latency`), keeping the rate and
+//! the burst: the bucket still lets a burst through at line rate after an idle spell,
+//! but a standing queue is at most `ms` long. The limit never goes below
+//! [`MIN_TBF_LIMIT`], so one 64 KiB GSO frame of the router's own devices still fits.
+
+use crate::bed::TestBed;
+use crate::error::BedError;
+use crate::topology::{tbf_burst, Node};
+
+/// The smallest queue limit in bytes: one 64 KiB GSO frame and one full-size packet.
+pub const MIN_TBF_LIMIT: u64 = 64 * 1024 + 1514;
+
+/// The TBF queue limit in bytes that holds `ms` at `rate_mbit`.
+pub fn tbf_limit(rate_mbit: u32, ms: u32) -> u64 {
+    let bytes = u64::from(rate_mbit) * 1_000_000 / 8 * u64::from(ms) / 1000;
+    bytes.max(MIN_TBF_LIMIT)
+}
+
+/// The `tc` command that bounds `dev`'s shaper at `rate_mbit` to `ms` of queue.
+pub fn bounded_tbf(dev: &str, rate_mbit: u32, ms: u32) -> String {
+    format!(
+        "tc qdisc replace dev {dev} root tbf rate {rate_mbit}mbit burst {} limit {}",
+        tbf_burst(rate_mbit),
+        tbf_limit(rate_mbit, ms)
+    )
+}
+
+impl TestBed {
+    /// Bound every shaped WAN's TBF queue to `ms` at its rate, both directions (see the
+    /// module docs). Unshaped WANs stay unshaped.
+    pub fn bound_tbf_queues(&self, ms: u32) -> Result<(), BedError> {
+        for (i, &rate) in self.plan.rates.iter().enumerate() {
+            if rate == 0 {
+                continue;
+            }
+            let wan = i + 1;
+            self.exec(Node::Router, &bounded_tbf(&format!("wan{wan}"), rate, ms))?;
+            self.exec(Node::Isp(wan), &bounded_tbf("cust", rate, ms))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limit_is_the_queue_in_time_with_room_for_a_gso_frame() {
+        assert_eq!(tbf_limit(20, 25), 62_500.max(MIN_TBF_LIMIT));
+        assert_eq!(tbf_limit(50, 25), 156_250);
+        assert_eq!(tbf_limit(100, 20), 250_000);
+        assert_eq!(tbf_limit(5, 25), MIN_TBF_LIMIT);
+    }
+
+    #[test]
+    fn the_command_keeps_rate_and_burst_and_sets_the_limit() {
+        assert_eq!(
+            bounded_tbf("cust", 50, 25),
+            "tc qdisc replace dev cust root tbf rate 50mbit burst 131072 limit 156250"
+        );
+    }
+}
