@@ -13,6 +13,12 @@
 //! the burst: the bucket still lets a burst through at line rate after an idle spell,
 //! but a standing queue is at most `ms` long. The limit never goes below
 //! [`MIN_TBF_LIMIT`], so one 64 KiB GSO frame of the router's own devices still fits.
+//!
+//! The bucket's burst is a second departure from a real line: after an idle spell a
+//! 128 KiB burst leaves at the veth's speed, and a sender that goes idle now and then
+//! (an MPTCP subflow its scheduler does not feed) measures the burst as bandwidth. A
+//! [`TbfShape::smooth`] shaper adds TBF's peak-rate bucket of one frame at 1 % above
+//! the rate, so nothing leaves faster than the line, whatever the bucket holds.
 
 use crate::bed::TestBed;
 use crate::error::BedError;
@@ -27,26 +33,60 @@ pub fn tbf_limit(rate_mbit: u32, ms: u32) -> u64 {
     bytes.max(MIN_TBF_LIMIT)
 }
 
-/// The `tc` command that bounds `dev`'s shaper at `rate_mbit` to `ms` of queue.
-pub fn bounded_tbf(dev: &str, rate_mbit: u32, ms: u32) -> String {
-    format!(
+/// How [`TestBed::reshape_tbf`] shapes each WAN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TbfShape {
+    /// The queue holds at most this long at the rate.
+    pub queue_ms: u32,
+    /// No bursts above the rate: a second bucket of one packet at [`PEAK_PERCENT`] of
+    /// the rate (TBF `peakrate`/`mtu`), as a line's own bit rate, not a policer, sets it.
+    pub smooth: bool,
+}
+
+/// The peak rate of a [`TbfShape::smooth`] shaper, in percent of its rate (TBF wants it
+/// above the rate).
+pub const PEAK_PERCENT: u32 = 101;
+
+/// The peak bucket of a smooth shaper: one full-size frame (larger GSO frames are
+/// segmented by TBF).
+pub const PEAK_MTU: u32 = 1514;
+
+/// The `tc` command that shapes `dev` at `rate_mbit` as `shape` says.
+pub fn bounded_tbf(dev: &str, rate_mbit: u32, shape: TbfShape) -> String {
+    let mut cmd = format!(
         "tc qdisc replace dev {dev} root tbf rate {rate_mbit}mbit burst {} limit {}",
         tbf_burst(rate_mbit),
-        tbf_limit(rate_mbit, ms)
-    )
+        tbf_limit(rate_mbit, shape.queue_ms)
+    );
+    if shape.smooth {
+        let peak_kbit = u64::from(rate_mbit) * 10 * u64::from(PEAK_PERCENT);
+        cmd.push_str(&format!(" peakrate {peak_kbit}kbit mtu {PEAK_MTU}"));
+    }
+    cmd
 }
 
 impl TestBed {
     /// Bound every shaped WAN's TBF queue to `ms` at its rate, both directions (see the
     /// module docs). Unshaped WANs stay unshaped.
     pub fn bound_tbf_queues(&self, ms: u32) -> Result<(), BedError> {
+        self.reshape_tbf(TbfShape {
+            queue_ms: ms,
+            smooth: false,
+        })
+    }
+
+    /// Replace every shaped WAN's TBF, both directions, with one shaped as `shape`.
+    pub fn reshape_tbf(&self, shape: TbfShape) -> Result<(), BedError> {
         for (i, &rate) in self.plan.rates.iter().enumerate() {
             if rate == 0 {
                 continue;
             }
             let wan = i + 1;
-            self.exec(Node::Router, &bounded_tbf(&format!("wan{wan}"), rate, ms))?;
-            self.exec(Node::Isp(wan), &bounded_tbf("cust", rate, ms))?;
+            self.exec(
+                Node::Router,
+                &bounded_tbf(&format!("wan{wan}"), rate, shape),
+            )?;
+            self.exec(Node::Isp(wan), &bounded_tbf("cust", rate, shape))?;
         }
         Ok(())
     }
@@ -66,9 +106,22 @@ mod tests {
 
     #[test]
     fn the_command_keeps_rate_and_burst_and_sets_the_limit() {
+        let shape = TbfShape {
+            queue_ms: 25,
+            smooth: false,
+        };
         assert_eq!(
-            bounded_tbf("cust", 50, 25),
+            bounded_tbf("cust", 50, shape),
             "tc qdisc replace dev cust root tbf rate 50mbit burst 131072 limit 156250"
+        );
+        let smooth = TbfShape {
+            smooth: true,
+            ..shape
+        };
+        assert_eq!(
+            bounded_tbf("wan1", 20, smooth),
+            "tc qdisc replace dev wan1 root tbf rate 20mbit burst 131072 limit 67050 \
+             peakrate 20200kbit mtu 1514"
         );
     }
 }

@@ -24,13 +24,15 @@
 //! (`nstat`) that moved in the router and the VPS, and an `ss -tinM`
 //! snapshot of both halfway through the download. `MPBOND_BENCH_TBF_QUEUE_MS=N` bounds
 //! the bed's TBF queues to N ms at each WAN's rate (`mpbond_tests::shaping`), for the
-//! bed-fidelity comparison.
+//! bed-fidelity comparison; with `MPBOND_BENCH_TBF_SMOOTH=1` also without bursts above
+//! the rate.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use mpbond_tests::profiles::Profile;
+use mpbond_tests::shaping::TbfShape;
 use mpbond_tests::topology::{wan_isp_v4, SERVER_V4, VPS_V4};
 use mpbond_tests::{Daemon, Fetch, Node, TestBed, WanDelays};
 
@@ -48,6 +50,8 @@ pub(crate) const DIAG_ENV: &str = "MPBOND_BENCH_DIAG";
 /// Set to N: bound the bed's TBF queues to N ms at each WAN's rate
 /// ([`TestBed::bound_tbf_queues`]; default: the bed's `latency 25ms` + burst).
 const TBF_QUEUE_ENV: &str = "MPBOND_BENCH_TBF_QUEUE_MS";
+/// Set (with [`TBF_QUEUE_ENV`]): no bursts above the rate (`TbfShape::smooth`).
+const TBF_SMOOTH_ENV: &str = "MPBOND_BENCH_TBF_SMOOTH";
 /// The counters the diagnosis prints when they moved (plus every `MPTcpExt`).
 const DIAG_COUNTERS: [&str; 14] = [
     "TcpRetransSegs",
@@ -133,8 +137,12 @@ pub(crate) fn bound_queues_from_env(bed: &TestBed, case: &'static str) -> Result
         .trim()
         .parse::<u32>()
         .map_err(|e| BenchError::measure(case, format!("{TBF_QUEUE_ENV}: {e}")))?;
-    eprintln!("mpbond-bench: TBF queues bounded to {ms} ms");
-    Ok(bed.bound_tbf_queues(ms)?)
+    let smooth = std::env::var_os(TBF_SMOOTH_ENV).is_some();
+    eprintln!("mpbond-bench: TBF queues bounded to {ms} ms, smooth {smooth}");
+    Ok(bed.reshape_tbf(TbfShape {
+        queue_ms: ms,
+        smooth,
+    })?)
 }
 
 /// The profiles [`PROFILES_ENV`] names, or all of them.
