@@ -10,7 +10,12 @@
 //!
 //! How a spec becomes a link ([`LinkSpec::delay_args`], `mpbond-tb delay`):
 //! * **rate**: the bed's TBF shapers, both directions (router `wan<i>` for
-//!   upload, ISP `cust` for download), burst max(128 KiB, 4 ms of rate).
+//!   upload, ISP `cust` for download), burst max(128 KiB, 4 ms of rate),
+//!   reshaped by [`TestBed::apply_profile`] as a line's own bit rate behaves
+//!   ([`crate::shaping::PROFILE_SHAPE`]): a queue of 25 ms at the rate, and a
+//!   peak-rate bucket of one frame at 1 % above the rate, so the token bucket's
+//!   burst never leaves faster than the line (it inflated BBR's bandwidth samples
+//!   2.5× and cost `three` 15–25 % retransmissions: docs/PERFORMANCE.md, case 17).
 //! * **RTT**: split evenly, `rtt/2` one way in each direction, on top of the
 //!   bed's own (well under 1 ms unloaded).
 //! * **jitter**: the spread of the RTT: each direction draws its one-way
@@ -232,7 +237,9 @@ impl TestBedBuilder {
 
 impl TestBed {
     /// Emulate `profile`'s links (delay, jitter, loss, outages) on this bed's
-    /// WANs, whose rates must be the profile's ([`TestBedBuilder::profile`]).
+    /// WANs, whose rates must be the profile's ([`TestBedBuilder::profile`]), and
+    /// reshape their TBFs as a line's own rate does
+    /// ([`crate::shaping::PROFILE_SHAPE`]: 25 ms of queue, no bursts above the rate).
     /// Seeds come from `MPBOND_LINK_SEED` (+ WAN number) or are random.
     pub fn apply_profile(&self, profile: Profile) -> Result<WanDelays, BedError> {
         if self.wan_rates() != profile.rates() {
@@ -242,6 +249,7 @@ impl TestBed {
                 self.wan_rates()
             )));
         }
+        self.reshape_tbf(crate::shaping::PROFILE_SHAPE)?;
         let base: Option<u64> = std::env::var("MPBOND_LINK_SEED")
             .ok()
             .and_then(|s| s.parse().ok());

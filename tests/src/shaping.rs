@@ -27,11 +27,25 @@ use crate::topology::{tbf_burst, Node};
 /// The smallest queue limit in bytes: one 64 KiB GSO frame and one full-size packet.
 pub const MIN_TBF_LIMIT: u64 = 64 * 1024 + 1514;
 
+/// The smallest queue limit of a smooth shaper, which segments GSO frames (its largest
+/// packet is [`PEAK_MTU`]): 8 full-size frames.
+pub const MIN_SMOOTH_TBF_LIMIT: u64 = 8 * PEAK_MTU as u64;
+
 /// The TBF queue limit in bytes that holds `ms` at `rate_mbit`.
 pub fn tbf_limit(rate_mbit: u32, ms: u32) -> u64 {
-    let bytes = u64::from(rate_mbit) * 1_000_000 / 8 * u64::from(ms) / 1000;
-    bytes.max(MIN_TBF_LIMIT)
+    queue_bytes(rate_mbit, ms).max(MIN_TBF_LIMIT)
 }
+
+fn queue_bytes(rate_mbit: u32, ms: u32) -> u64 {
+    u64::from(rate_mbit) * 1_000_000 / 8 * u64::from(ms) / 1000
+}
+
+/// The shaping of the link profiles ([`TestBed::apply_profile`]): 25 ms of queue, no
+/// bursts above the rate.
+pub const PROFILE_SHAPE: TbfShape = TbfShape {
+    queue_ms: 25,
+    smooth: true,
+};
 
 /// How [`TestBed::reshape_tbf`] shapes each WAN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,10 +67,14 @@ pub const PEAK_MTU: u32 = 1514;
 
 /// The `tc` command that shapes `dev` at `rate_mbit` as `shape` says.
 pub fn bounded_tbf(dev: &str, rate_mbit: u32, shape: TbfShape) -> String {
-    let mut cmd = format!(
-        "tc qdisc replace dev {dev} root tbf rate {rate_mbit}mbit burst {} limit {}",
-        tbf_burst(rate_mbit),
+    let limit = if shape.smooth {
+        queue_bytes(rate_mbit, shape.queue_ms).max(MIN_SMOOTH_TBF_LIMIT)
+    } else {
         tbf_limit(rate_mbit, shape.queue_ms)
+    };
+    let mut cmd = format!(
+        "tc qdisc replace dev {dev} root tbf rate {rate_mbit}mbit burst {} limit {limit}",
+        tbf_burst(rate_mbit),
     );
     if shape.smooth {
         let peak_kbit = u64::from(rate_mbit) * 10 * u64::from(PEAK_PERCENT);
@@ -120,8 +138,9 @@ mod tests {
         };
         assert_eq!(
             bounded_tbf("wan1", 20, smooth),
-            "tc qdisc replace dev wan1 root tbf rate 20mbit burst 131072 limit 67050 \
+            "tc qdisc replace dev wan1 root tbf rate 20mbit burst 131072 limit 62500 \
              peakrate 20200kbit mtu 1514"
         );
+        assert!(bounded_tbf("wan2", 5, smooth).contains(" limit 12112 "));
     }
 }
