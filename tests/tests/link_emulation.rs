@@ -2,13 +2,15 @@
 //! shapers): over one emulated WAN, without mpbond, a plain TCP transfer
 //! reaches a sane share of the rate, the RTT is the configured one, loss on
 //! the delay line's counters is the configured share of packets, and an
-//! outage stops traffic. Bounds come from physics (a packet cannot arrive
-//! before its delay), not from timing; the rate bound is wide.
+//! outage stops traffic, and the profiles' shaper keeps its queue short. Bounds
+//! come from physics (a packet cannot arrive before its delay, nor wait longer
+//! than its queue holds), not from timing; the rate bound is wide.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mpbond_tests::profiles::{LinkSpec, Outage};
+use mpbond_tests::shaping::{TbfShape, PROFILE_SHAPE};
 use mpbond_tests::topology::SERVER_V4;
 use mpbond_tests::{DelayLine, Fetch, Node, TestBed};
 
@@ -176,12 +178,12 @@ struct Queued {
     retransmits: u64,
 }
 
-fn reno_under_load(queue_ms: Option<u32>) -> Queued {
+fn reno_under_load(shape: Option<TbfShape>) -> Queued {
     let link = LinkSpec::clean(20, 10);
     let bed = TestBed::builder().wans(&[link.rate_mbit]).build();
     let _line = bed.add_wan_emulation(1, &link, Some(1)).unwrap();
-    if let Some(ms) = queue_ms {
-        bed.bound_tbf_queues(ms).unwrap();
+    if let Some(shape) = shape {
+        bed.reshape_tbf(shape).unwrap();
     }
     let _srv = bed
         .serve(
@@ -223,9 +225,9 @@ fn reno_under_load(queue_ms: Option<u32>) -> Queued {
     eprintln!(
         "20 Mbit/s, 10 ms, reno, TBF queue {}: download {:.1} Mbit/s, {} retransmitted; \
          requests (2 RTT) median {:.0} ms, p99 {:.0} ms",
-        queue_ms.map_or_else(
+        shape.map_or_else(
             || "latency 25ms + 128 KiB burst".into(),
-            |ms| format!("{ms} ms")
+            |s| format!("{s:?}")
         ),
         q.mbit,
         q.retransmits,
@@ -235,25 +237,26 @@ fn reno_under_load(queue_ms: Option<u32>) -> Queued {
     q
 }
 
-/// A shaper bounded to 25 ms of queue holds a reno download's round trip near the line's
-/// own (10 ms + at most 25 ms queued, twice per request) at the rate, where the bed's
-/// default queue (25 ms + the burst: 77 ms at 20 Mbit/s) lets it grow to 2 × 87 ms.
+/// The profiles' shaper ([`PROFILE_SHAPE`]: 25 ms of queue, no bursts above the rate)
+/// holds a reno download's round trip near the line's own (10 ms + at most 25 ms queued,
+/// twice per request) at the rate, where the bed's default queue (25 ms + the burst:
+/// 77 ms at 20 Mbit/s) lets it grow to 2 × 87 ms.
 #[test]
 #[ignore = "needs root and netns"]
-fn a_bounded_shaper_queue_keeps_the_rate_and_its_delay() {
-    let bounded = reno_under_load(Some(25));
+fn the_profiles_shaper_keeps_the_rate_and_a_short_queue() {
+    let shaped = reno_under_load(Some(PROFILE_SHAPE));
     let default = reno_under_load(None);
     // Physics: each round trip waits at most 25 ms in the queue; 20 ms spare for the
     // machine. The rate bound is wide, as above.
     assert!(
-        bounded.median_ms < 2.0 * (10.0 + 25.0) + 20.0,
-        "bounded: {}",
-        bounded.median_ms
+        shaped.median_ms < 2.0 * (10.0 + 25.0) + 20.0,
+        "shaped: {}",
+        shaped.median_ms
     );
     assert!(
-        bounded.mbit > 0.8 * 20.0 && bounded.mbit < 20.5,
-        "bounded: {}",
-        bounded.mbit
+        shaped.mbit > 0.8 * 20.0 && shaped.mbit < 20.5,
+        "shaped: {}",
+        shaped.mbit
     );
     assert!(default.mbit < 20.5, "default: {}", default.mbit);
 }
