@@ -141,6 +141,7 @@ mod tests {
             "tc qdisc replace dev wan1 root tbf rate 20mbit burst 131072 limit 62500 \
              peakrate 20200kbit mtu 1514"
         );
-        assert!(bounded_tbf("wan2", 5, smooth).contains(" limit 12112 "));
+        assert!(bounded_tbf("wan2", 5, smooth).contains(" limit 15625 "));
+        assert!(bounded_tbf("wan2", 1, smooth).contains(" limit 12112 "));
     }
 }
