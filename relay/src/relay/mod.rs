@@ -36,7 +36,7 @@ use portable_atomic::{AtomicU64, Ordering};
 use tokio::net::TcpStream;
 
 pub use lead::Lead;
-pub use pool::pipes_in_use;
+pub use pool::{pipes_in_use, POOL_MAX_DESCRIPTORS};
 pub use pump::Mode;
 use pump::{pump, End, Meter, PumpError};
 

@@ -24,7 +24,7 @@ use std::sync::{Mutex, OnceLock};
 use super::pipe::Pipe;
 
 /// Most idle pipes the pool keeps (two descriptors each, shared by all connections).
-pub(crate) const POOL_MAX: usize = 128;
+pub(crate) const POOL_MAX: usize = 64;
 static POOL: Mutex<Vec<Pipe>> = Mutex::new(Vec::new());
 /// Pipes held by relay directions right now (not counting the pool).
 static IN_USE: AtomicUsize = AtomicUsize::new(0);
@@ -34,6 +34,9 @@ static IN_USE: AtomicUsize = AtomicUsize::new(0);
 pub fn pipes_in_use() -> usize {
     IN_USE.load(Ordering::Relaxed)
 }
+
+/// Most descriptors the pool keeps open for pipes no connection holds.
+pub const POOL_MAX_DESCRIPTORS: usize = 2 * POOL_MAX;
 
 /// Whether idle directions give their pipes back: not when `$MPBOND_PIPE_RELEASE` is `0`
 /// (or `off`/`false`). Read once.
