@@ -26,6 +26,7 @@
 //!   ([`mpbond_relay::accept`]).
 //! * [`reload`]: shared state, the reload [`Handle`] and what a reload changed.
 //! * [`metrics`], [`metrics_http`]: counters and the `GET /metrics` responder.
+//! * [`nofile`]: the soft descriptor limit raised to the hard one at start.
 //! * [`host`]: own addresses and the kernel settings check at start.
 //! * [`address_watch`]: follows rtnetlink address events so the own-address set stays
 //!   current.
@@ -60,6 +61,7 @@ pub mod host;
 pub mod listener;
 pub mod metrics;
 pub mod metrics_http;
+pub mod nofile;
 pub mod policy;
 pub mod probe_responder;
 pub mod reload;

@@ -292,6 +292,7 @@ fn serve(path: &Path, workers: usize) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    raise_nofile(config.limits.max_connections);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers.max(1))
         .enable_all()
@@ -328,6 +329,32 @@ fn serve(path: &Path, workers: usize) -> ExitCode {
             error!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Raise the soft descriptor limit to the hard one; warn if `max_connections` idle
+/// connections would not fit.
+fn raise_nofile(max_connections: usize) {
+    use mpbond_concentrator::nofile;
+    match nofile::raise_to_hard() {
+        Ok(raised) => {
+            info!(
+                before = raised.before,
+                now = raised.now,
+                "RLIMIT_NOFILE soft limit"
+            );
+            let needed = nofile::needed(max_connections);
+            if raised.now < needed {
+                tracing::warn!(
+                    limit = raised.now,
+                    needed,
+                    max_connections,
+                    "RLIMIT_NOFILE is below what max_connections idle connections need; \
+                     raise LimitNOFILE or lower max_connections"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot raise RLIMIT_NOFILE"),
     }
 }
 

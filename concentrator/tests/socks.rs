@@ -6,7 +6,10 @@
 //!   (the concentrator's per-interface transmit counters);
 //! * a wrong password is refused (RFC 1929 status 1: curl says the user was rejected);
 //! * a forbidden destination and a name that resolves to a private address are refused
-//!   with reply 0x02, "connection not allowed by ruleset".
+//!   with reply 0x02, "connection not allowed by ruleset";
+//! * over IPv6 only (no IPv4 address on any link): curl reaches the listener at the
+//!   concentrator's IPv6 address over MPTCP, and a name that resolves only to an IPv6
+//!   server is fetched intact from the concentrator's IPv6 address.
 //!
 //! The concentrator runs as its own binary under `ip netns exec`, which mounts
 //! `/etc/netns/<ns>/hosts` over `/etc/hosts`: that is where the test's names resolve. The
@@ -37,6 +40,12 @@ const PRIVATE: &str = "192.168.77.1";
 /// What each path may carry towards the client.
 const PATH_RATE: &str = "40mbit";
 const BODY_LEN: usize = 12 << 20;
+/// The IPv6 bed: the client's and the concentrator's link, the concentrator's and the
+/// server's.
+const CLI6: &str = "fd71:1::2";
+const VPS6: &str = "fd71:1::1";
+const VPS6_D: &str = "fd71:9::1";
+const SERVER6: &str = "fd71:9::2";
 
 /// A namespace-specific hosts file, removed on drop.
 struct HostsFile(PathBuf);
@@ -132,16 +141,15 @@ fn body() -> Vec<u8> {
         .collect()
 }
 
-/// Serve one HTTP/1.0 response of `body` on `listener`, then return.
-fn serve_once(listener: TcpListener, body: Vec<u8>) {
-    let Ok((mut conn, _)) = listener.accept() else {
-        return;
-    };
+/// Serve one HTTP/1.0 response of `body` on `listener`, then return the client's
+/// address (None if the exchange failed).
+fn serve_once(listener: TcpListener, body: Vec<u8>) -> Option<SocketAddr> {
+    let (mut conn, peer) = listener.accept().ok()?;
     let mut request = Vec::new();
     let mut buf = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") {
         match conn.read(&mut buf) {
-            Ok(0) | Err(_) => return,
+            Ok(0) | Err(_) => return None,
             Ok(n) => request.extend_from_slice(&buf[..n]),
         }
     }
@@ -149,8 +157,9 @@ fn serve_once(listener: TcpListener, body: Vec<u8>) {
         "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\n\r\n",
         body.len()
     );
-    let _ = conn.write_all(head.as_bytes());
-    let _ = conn.write_all(&body);
+    conn.write_all(head.as_bytes()).ok()?;
+    conn.write_all(&body).ok()?;
+    Some(peer)
 }
 
 struct Bed {
@@ -237,9 +246,14 @@ struct Curl {
 
 /// Run curl under `mptcpize run` in `cli` through the SOCKS5 proxy at `proxy`.
 fn curl(cli: &Netns, proxy: SocketAddr, user: &str, password: &str, url: &str) -> Curl {
+    let proxy = format!("{user}:{password}@{}:{}", VPS_A, proxy.port());
+    curl_via(cli, &proxy, url)
+}
+
+/// Run curl under `mptcpize run` in `cli` with `--socks5-hostname proxy`.
+fn curl_via(cli: &Netns, proxy: &str, url: &str) -> Curl {
     let out_path = std::env::temp_dir().join(format!("{}-curl.out", cli.name()));
     let _ = std::fs::remove_file(&out_path);
-    let proxy = format!("{user}:{password}@{}:{}", VPS_A, proxy.port());
     let out = cli
         .command("mptcpize")
         .args([
@@ -250,7 +264,7 @@ fn curl(cli: &Netns, proxy: SocketAddr, user: &str, password: &str, url: &str) -
             "60",
             "--socks5-hostname",
         ])
-        .arg(&proxy)
+        .arg(proxy)
         .arg("-o")
         .arg(&out_path)
         .arg(url)
@@ -352,4 +366,92 @@ fn curl_over_mptcp_is_bonded_and_refusals_carry_their_codes() {
         );
     }
     drop(bed.cli);
+}
+
+/// `MPTcpExt` counter `name` of the namespace `ns` (`/proc/net/netstat`).
+fn mptcp_counter(ns: &Netns, name: &str) -> u64 {
+    let text = ns.exec(&["cat", "/proc/net/netstat"]);
+    let mut lines = text.lines().filter(|l| l.starts_with("MPTcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        panic!("no MPTcpExt in /proc/net/netstat of {}", ns.name());
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or_else(|| panic!("no MPTcpExt {name}"))
+}
+
+/// IPv6 end to end, with no IPv4 address on any link: curl in the client namespace
+/// reaches the SOCKS5 listener at the concentrator's IPv6 address over MPTCP, asks for a
+/// name that resolves only to an IPv6 server, and gets the body intact; the server sees
+/// the concentrator's IPv6 address.
+#[test]
+#[ignore = "needs root and netns"]
+fn curl_reaches_an_ipv6_destination_over_an_ipv6_path() {
+    require_tools(&["ip", "curl", "mptcpize"]);
+    let cli = Netns::with_lo("socks6-cli");
+    let vps = Netns::with_lo("socks6-vps");
+    let dst = Netns::with_lo("socks6-dst");
+    for ns in [&cli, &vps, &dst] {
+        ns.sysctl("net/ipv6/conf/all/disable_ipv6", "0");
+        ns.sysctl("net/ipv6/conf/default/disable_ipv6", "0");
+    }
+    cli.veth("c0", &vps, "v0");
+    vps.veth("vd", &dst, "d0");
+    // nodad: usable at once, so binding and connecting need no wait for DAD.
+    for (ns, addr, dev) in [
+        (&cli, CLI6, "c0"),
+        (&vps, VPS6, "v0"),
+        (&vps, VPS6_D, "vd"),
+        (&dst, SERVER6, "d0"),
+    ] {
+        ns.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{addr}/64"),
+            "dev",
+            dev,
+            "nodad",
+        ]);
+    }
+    let _hosts = HostsFile::new(
+        &vps,
+        &format!("127.0.0.1 localhost\n{SERVER6} files6.test\n"),
+    );
+    let listener = dst.run(|| TcpListener::bind((SERVER6, 0)).expect("bind the server"));
+    let port = listener.local_addr().unwrap().port();
+    let want = body();
+    let server = std::thread::spawn({
+        let want = want.clone();
+        move || serve_once(listener, want)
+    });
+    let conc = start_concentrator(
+        &vps,
+        &format!(
+            "listen = [\"[{VPS6}]:0\"]\nstate_dir = \"\"\n[socks]\nlisten = [\"[{VPS6}]:0\"]\n[policy]\nallow = [\"{SERVER6}/128\"]\n[[client]]\nid = \"phone\"\nkey = \"{KEY}\"\nsocks_password = \"{PASSWORD}\"\n"
+        ),
+    );
+    assert!(conc.socks.is_ipv6(), "SOCKS5 listens on {}", conc.socks);
+    let mptcp_before = mptcp_counter(&vps, "MPCapableSYNRX");
+    let proxy = format!("phone:{PASSWORD}@[{VPS6}]:{}", conc.socks.port());
+    let got = curl_via(&cli, &proxy, &format!("http://files6.test:{port}/blob"));
+    assert_eq!(got.code, 0, "download failed: {}", got.stderr);
+    assert!(
+        got.output == want,
+        "the body differs ({} bytes)",
+        got.output.len()
+    );
+    let peer = server.join().expect("server thread").expect("served");
+    assert_eq!(
+        peer.ip().to_string(),
+        VPS6_D,
+        "the server saw {peer}, not the concentrator's IPv6 address"
+    );
+    assert!(
+        mptcp_counter(&vps, "MPCapableSYNRX") > mptcp_before,
+        "the SOCKS5 connection did not arrive over MPTCP"
+    );
 }

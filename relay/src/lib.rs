@@ -12,7 +12,8 @@
 //! * [`connect`]: outgoing connections over MPTCP or TCP that send a first message, in the
 //!   SYN when TCP Fast Open is available.
 //! * [`relay`]: the bidirectional relay between two sockets: zero-copy `splice(2)` through a
-//!   pipe per direction, half-close per direction, resets mirrored as resets, idle timeout.
+//!   pipe per direction, held only while data moves (idle directions give theirs back to a
+//!   small pool), half-close per direction, resets mirrored as resets, idle timeout.
 //!   [`relay::relay_with_lead`] sends our own bytes (the Convert reply) first, in one
 //!   write with the destination's first bytes.
 //! * [`congestion`]: the congestion control of our MPTCP sockets (`TCP_CONGESTION`),
@@ -23,8 +24,9 @@
 //!
 //! # Tests
 //!
-//! `tests/relay.rs`, `tests/lead.rs`, `tests/accept.rs` and `tests/sys.rs` run on
-//! 127.0.0.1 in the current namespace and change nothing. `tests/netns.rs` needs root (its
+//! `tests/relay.rs`, `tests/pipe_release.rs`, `tests/lead.rs`, `tests/accept.rs` and
+//! `tests/sys.rs` run on 127.0.0.1 in the current namespace and change nothing.
+//! `tests/netns.rs` needs root (its
 //! tests are ignored unless run with `--include-ignored`): each test runs on a thread
 //! inside a throw-away namespace (`mpbond-testkit`) to prove Fast Open with the
 //! namespace's TcpExt counters, nft redirects, marks and unreachable routes.

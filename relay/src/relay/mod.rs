@@ -1,7 +1,10 @@
 //! The bidirectional relay between two TCP (or MPTCP) sockets.
 //!
 //! Each direction runs `pump`: zero-copy `splice(2)` through its own pipe, or a buffered
-//! copy where the kernel refuses to splice. Both directions and the idle timer are polled
+//! copy where the kernel refuses to splice. A direction holds its pipe only while data
+//! moves and gives the empty pipe back to a small pool when its source has nothing to
+//! read (`pool`), so an idle relayed connection holds two descriptors, its sockets
+//! ([`pipes_in_use`] counts the pipes held; `MPBOND_PIPE_RELEASE=0` keeps them). Both directions and the idle timer are polled
 //! by one future, so the relay costs one task. The rules:
 //!
 //! * end of stream from one socket => `shutdown(Write)` on the other; the opposite
@@ -21,6 +24,7 @@
 mod idle;
 mod lead;
 mod pipe;
+mod pool;
 mod pump;
 
 use std::io;
@@ -32,6 +36,7 @@ use portable_atomic::{AtomicU64, Ordering};
 use tokio::net::TcpStream;
 
 pub use lead::Lead;
+pub use pool::{pipes_in_use, POOL_MAX_DESCRIPTORS};
 pub use pump::Mode;
 use pump::{pump, End, Meter, PumpError};
 

@@ -1,23 +1,18 @@
 //! A pipe for `splice(2)`: both ends non-blocking and close-on-exec, as large as the kernel
 //! allows up to [`pipe_size`] (64 KiB by default), closed on drop.
 //!
-//! Pipes are reused: a direction that ends cleanly hands its (empty) pipe back to a small
-//! process-wide pool ([`Pipe::recycle`]) and the next relay takes it ([`Pipe::take`]), so a
-//! busy proxy does not pay `pipe2` + `F_SETPIPE_SZ` + two `close` per direction.
+//! Who holds a pipe when, and the pool of empty ones, is the `pool` module's business.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 /// The pipe size asked for with `F_SETPIPE_SZ` unless `MPBOND_PIPE_SIZE` says otherwise.
 /// 64 KiB (the Linux default) measured best: on the unshaped bench (docs/PERFORMANCE.md)
 /// 1 MiB pipes cut 64-connection goodput to a fifth and cost 60 % more CPU per GB, since
 /// 64 × 2 MiB of in-flight pages no longer stay in the CPU caches.
 pub(crate) const WANTED_PIPE_SIZE: usize = 64 * 1024;
-/// Most idle pipes the pool keeps.
-const POOL_MAX: usize = 64;
-static POOL: Mutex<Vec<Pipe>> = Mutex::new(Vec::new());
 
 /// The pipe size to ask for: `$MPBOND_PIPE_SIZE` (bytes, 4 KiB to 16 MiB; a tuning knob
 /// for measurements), else [`WANTED_PIPE_SIZE`]. Read once.
@@ -42,33 +37,6 @@ pub(crate) struct Pipe {
 }
 
 impl Pipe {
-    /// A pipe from the pool, or a new one.
-    pub(crate) fn take() -> io::Result<Self> {
-        Self::take_from(&POOL)
-    }
-
-    fn take_from(pool: &Mutex<Vec<Pipe>>) -> io::Result<Self> {
-        let pooled = pool.lock().ok().and_then(|mut pool| pool.pop());
-        match pooled {
-            Some(pipe) => Ok(pipe),
-            None => Self::new(),
-        }
-    }
-
-    /// Give an empty pipe back to the pool (dropped, so closed, if the pool is full).
-    /// Only call this when every byte spliced in was spliced out again.
-    pub(crate) fn recycle(self) {
-        self.recycle_into(&POOL);
-    }
-
-    fn recycle_into(self, pool: &Mutex<Vec<Pipe>>) {
-        if let Ok(mut pool) = pool.lock() {
-            if pool.len() < POOL_MAX {
-                pool.push(self);
-            }
-        }
-    }
-
     /// pipe2(O_NONBLOCK | O_CLOEXEC), then try F_SETPIPE_SZ of [`pipe_size`] and keep
     /// what we get.
     pub(crate) fn new() -> io::Result<Self> {
@@ -99,6 +67,12 @@ impl Pipe {
             write,
             capacity,
         })
+    }
+
+    /// The read end (tests compare pipes by its inode).
+    #[cfg(test)]
+    pub(crate) fn read_fd(&self) -> &OwnedFd {
+        &self.read
     }
 
     /// Bytes the pipe holds at most.
@@ -142,38 +116,5 @@ mod tests {
         let pipe = Pipe::new().expect("pipe2");
         assert!(pipe.capacity() >= 4096);
         assert!(pipe.capacity() <= pipe_size().max(64 * 1024));
-    }
-
-    /// The kernel's identity of a pipe: the inode of its read end.
-    fn inode(pipe: &Pipe) -> u64 {
-        // SAFETY: an all-zero `stat` is a valid value for fstat to overwrite.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: fstat on a descriptor the pipe owns, into a `stat` we own.
-        let rc = unsafe { libc::fstat(pipe.read.as_raw_fd(), &mut st) };
-        assert_eq!(rc, 0, "fstat: {}", io::Error::last_os_error());
-        st.st_ino as u64
-    }
-
-    #[test]
-    fn recycled_pipes_are_reused() {
-        // A pool of the test's own, so relays in other tests cannot take from it.
-        let pool = Mutex::new(Vec::new());
-        let first = Pipe::take_from(&pool).expect("a new pipe");
-        let first_inode = inode(&first);
-        first.recycle_into(&pool);
-        let again = Pipe::take_from(&pool).expect("the pooled pipe");
-        assert_eq!(inode(&again), first_inode, "take() made a new pipe");
-        assert!(pool.lock().expect("pool").is_empty());
-        let fresh = Pipe::take_from(&pool).expect("a new pipe");
-        assert_ne!(inode(&fresh), first_inode, "one pipe handed out twice");
-    }
-
-    #[test]
-    fn a_full_pool_closes_what_is_recycled() {
-        let pool = Mutex::new(Vec::new());
-        for _ in 0..POOL_MAX + 2 {
-            Pipe::new().expect("pipe2").recycle_into(&pool);
-        }
-        assert_eq!(pool.lock().expect("pool").len(), POOL_MAX);
     }
 }

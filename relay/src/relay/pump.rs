@@ -8,6 +8,10 @@
 //! not mean "the pipe is full"; otherwise filling pauses until the drain makes room. If the kernel
 //! refuses to splice (`EINVAL`), or no pipe can be made, the direction falls back to a
 //! buffered copy.
+//!
+//! The pipe is held only while data moves: it is taken when `src` turns readable and given
+//! back (the `pool` module) at that `EAGAIN` with an empty pipe, so an idle direction holds
+//! no pipe.
 
 use std::io;
 use std::net::Shutdown;
@@ -20,6 +24,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::pipe::Pipe;
+use super::pool::PipeSlot;
 
 /// Buffer size of the copy fallback.
 const COPY_BUF: usize = 64 * 1024;
@@ -93,11 +98,11 @@ pub(crate) async fn pump(
     meter: &Meter<'_>,
 ) -> Result<(), PumpError> {
     if mode == Mode::Splice {
-        match Pipe::take() {
-            Ok(pipe) => match splice_loop(src, dst, &pipe, meter).await? {
+        match PipeSlot::new() {
+            Ok(mut slot) => match splice_loop(src, dst, &mut slot, meter).await? {
                 Spliced::Eof => {
                     // Everything spliced in went out: the pipe is empty, reuse it.
-                    pipe.recycle();
+                    slot.put_back();
                     return finish(dst);
                 }
                 Spliced::Refused => {}
@@ -122,7 +127,8 @@ fn finish(dst: &TcpStream) -> Result<(), PumpError> {
 enum Spliced {
     /// `src` reached end of stream and the pipe is empty.
     Eof,
-    /// The kernel refused to splice these sockets; the pipe is empty, copy instead.
+    /// The kernel refused to splice these sockets, or no pipe could be had; the pipe is
+    /// empty, copy instead.
     Refused,
 }
 
@@ -148,11 +154,10 @@ fn is_pipe_busy(error: &io::Error) -> bool {
 async fn splice_loop(
     src: &TcpStream,
     dst: &TcpStream,
-    pipe: &Pipe,
+    slot: &mut PipeSlot,
     meter: &Meter<'_>,
 ) -> Result<Spliced, PumpError> {
     let (src_fd, dst_fd) = (src.as_raw_fd(), dst.as_raw_fd());
-    let capacity = pipe.capacity();
     let mut in_pipe = 0usize;
     // No more filling: end of stream, or the kernel refused to splice from `src`.
     let (mut eof, mut refused) = (false, false);
@@ -167,11 +172,14 @@ async fn splice_loop(
                 return Ok(Spliced::Eof);
             }
         }
+        let capacity = slot.held().map_or(usize::MAX, Pipe::capacity);
         let fill = !eof && !refused && !busy && in_pipe < capacity;
         tokio::select! {
             biased;
             ready = dst.writable(), if in_pipe > 0 => {
                 ready.map_err(PumpError::dst)?;
+                // Bytes in the pipe mean the slot holds it.
+                let pipe = slot.held().ok_or_else(stalled)?;
                 match dst.try_io(Interest::WRITABLE, || pipe.splice_out(dst_fd, in_pipe)) {
                     Ok(0) => return Err(PumpError::dst(io::ErrorKind::WriteZero.into())),
                     Ok(n) => {
@@ -190,6 +198,15 @@ async fn splice_loop(
             }
             ready = src.readable(), if fill => {
                 ready.map_err(PumpError::src)?;
+                let pipe = match slot.get() {
+                    Ok(pipe) => pipe,
+                    Err(error) => {
+                        // Only an empty slot takes a pipe, so nothing is lost.
+                        tracing::debug!(%error, "no pipe for splice; copying instead");
+                        return Ok(Spliced::Refused);
+                    }
+                };
+                let capacity = pipe.capacity();
                 let held = in_pipe;
                 let result = src.try_io(Interest::READABLE, || {
                     match pipe.splice_in(src_fd, capacity.saturating_sub(held)) {
@@ -205,7 +222,8 @@ async fn splice_loop(
                         in_pipe += n;
                         meter.touch();
                     }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    // Only an empty pipe gets a plain EAGAIN: give it back while idle.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.idle(),
                     Err(e) if is_pipe_busy(&e) => busy = true,
                     Err(e) if e.raw_os_error() == Some(libc::EINVAL) => refused = true,
                     Err(e) => return Err(PumpError::src(e)),
@@ -213,10 +231,15 @@ async fn splice_loop(
             }
             else => {
                 // Unreachable by the invariants above; fail the direction, never spin.
-                return Err(PumpError::src(io::Error::other("splice relay stalled")));
+                return Err(stalled());
             }
         }
     }
+}
+
+/// A direction that broke the invariants of [`splice_loop`] fails rather than spin.
+fn stalled() -> PumpError {
+    PumpError::src(io::Error::other("splice relay stalled"))
 }
 
 /// Splicing into `dst` was refused: read the `pending` bytes out of the pipe and write

@@ -5,6 +5,11 @@
 //! * direct kernel MPTCP: router → VPS, no relay (the reference);
 //! * the peer with each method: LAN → sslocal → MPTCP → ssserver → server.
 //!
+//! In full mode one more path, `mpbond pipes held`, runs agent and concentrator with
+//! `MPBOND_PIPE_RELEASE=0`: each relay direction keeps its splice pipe from start to end,
+//! as before idle pipes were given back (`relay::pool`). Its goodput and CPU against
+//! `mpbond` in the same round are the cost of the release (kept only below 2 %).
+//!
 //! Each round runs every path once (interleaved); figures are medians over
 //! rounds, and ratios pair values of the same round.
 
@@ -31,23 +36,29 @@ pub const TARGET_VS_PEER: f64 = 3.0;
 /// mpbond's CPU per GB ÷ the peer's cheapest method must stay below this.
 pub const TARGET_CPU_VS_PEER: f64 = 0.35;
 
+/// Giving idle pipes back may cost at most this share of goodput or CPU per GB.
+pub const PIPE_RELEASE_COST: f64 = 0.02;
+
 /// A path through the bed; `Peer(m)` for each method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Path {
     Mpbond,
+    /// mpbond with `MPBOND_PIPE_RELEASE=0` (full mode only).
+    MpbondHeld,
     Direct,
     Peer(Method),
 }
 
 impl Path {
     fn all() -> Vec<Path> {
-        let mut v = vec![Path::Mpbond, Path::Direct];
+        let mut v = vec![Path::Mpbond, Path::MpbondHeld, Path::Direct];
         v.extend(Method::ALL.map(Path::Peer));
         v
     }
     fn name(self) -> String {
         match self {
             Path::Mpbond => "mpbond".into(),
+            Path::MpbondHeld => "mpbond pipes held".into(),
             Path::Direct => "direct MPTCP".into(),
             Path::Peer(m) => format!("peer {}", m.as_str()),
         }
@@ -91,21 +102,28 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let bed = TestBed::builder().wans(&[0, 0]).try_build()?;
     let _server = bed.serve(Node::Server, SocketAddr::new(SERVER_V4.into(), PORT), false)?;
     let _vps = bed.serve(Node::Vps, SocketAddr::new(VPS_V4.into(), PORT), true)?;
-    let conc = bed.start_concentrator(&bed.concentrator_config())?;
     let secs = ctx.pick(2.0, 5.0);
     let mut results = Results::default();
+    let paths: Vec<Path> = Path::all()
+        .into_iter()
+        .filter(|p| *p != Path::MpbondHeld || ctx.pick(false, true))
+        .collect();
     for _ in 0..ctx.runs() {
-        for path in Path::all() {
-            let agent = match path {
-                Path::Mpbond => Some(bed.start_agent(&bed.agent_config())?),
+        for &path in &paths {
+            let mpbond = match path {
+                Path::Mpbond | Path::MpbondHeld => {
+                    let _held = PipesHeld::set(path == Path::MpbondHeld);
+                    let conc = bed.start_concentrator(&bed.concentrator_config())?;
+                    Some((bed.start_agent(&bed.agent_config())?, conc))
+                }
                 _ => None,
             };
             let peer = match path {
                 Path::Peer(m) => Some(Peer::start(&bed, ctx, m)?),
                 _ => None,
             };
-            let pids: Vec<u32> = match (&agent, &peer) {
-                (Some(a), _) => vec![a.pid(), conc.pid()],
+            let pids: Vec<u32> = match (&mpbond, &peer) {
+                (Some((a, conc)), _) => vec![a.pid(), conc.pid()],
                 (_, Some(p)) => p.pids().to_vec(),
                 _ => Vec::new(),
             };
@@ -124,13 +142,36 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
                 let m = parallel(&bed, node, &spec, &pids, CASE2)?;
                 results.push(path, conns, m);
             }
-            if let Some(a) = agent {
+            if let Some((a, conc)) = mpbond {
                 a.stop(Duration::from_secs(5));
+                drop(conc);
             }
             drop(peer);
         }
     }
     Ok(figures(&results))
+}
+
+/// Sets `MPBOND_PIPE_RELEASE=0` for the daemons started while it lives (when `held`),
+/// and removes it on drop. The suite runs its cases one at a time on the main thread,
+/// which is the only one that reads the environment (to spawn the daemons).
+struct PipesHeld;
+
+impl PipesHeld {
+    fn set(held: bool) -> Self {
+        if held {
+            std::env::set_var("MPBOND_PIPE_RELEASE", "0");
+        } else {
+            std::env::remove_var("MPBOND_PIPE_RELEASE");
+        }
+        PipesHeld
+    }
+}
+
+impl Drop for PipesHeld {
+    fn drop(&mut self) {
+        std::env::remove_var("MPBOND_PIPE_RELEASE");
+    }
 }
 
 fn mbit_list(r: &Results, path: Path, conns: usize) -> String {
@@ -176,6 +217,9 @@ fn figures(r: &Results) -> Vec<Figure> {
             detail,
         };
         for path in Path::all() {
+            if r.get(path, conns).is_empty() {
+                continue;
+            }
             let case = if matches!(path, Path::Peer(_)) {
                 CASE3
             } else {
@@ -198,6 +242,36 @@ fn figures(r: &Results) -> Vec<Figure> {
         }
         let mp = r.mbit(Path::Mpbond, conns);
         let mp_cpu = r.cpu(Path::Mpbond, conns);
+        let held = r.mbit(Path::MpbondHeld, conns);
+        if !held.is_empty() {
+            let held_cpu = r.cpu(Path::MpbondHeld, conns);
+            out.push(mk(
+                CASE2,
+                format!("{conns} conn: mpbond pipes released / held goodput"),
+                ratios(&mp, &held),
+                "ratio",
+                Some(Target::AtLeast(1.0 - PIPE_RELEASE_COST)),
+                format!(
+                    "Mbit/s: {}, {}",
+                    mbit_list(r, Path::Mpbond, conns),
+                    mbit_list(r, Path::MpbondHeld, conns)
+                ),
+            ));
+            out.push(mk(
+                CASE2,
+                format!("{conns} conn: mpbond pipes released / held CPU per GB"),
+                ratios(&mp_cpu, &held_cpu),
+                "ratio",
+                Some(Target::AtMost(1.0 + PIPE_RELEASE_COST)),
+                format!(
+                    "s/GB: released {:.2} (runs {}), held {:.2} (runs {})",
+                    median(&mp_cpu),
+                    list(&mp_cpu),
+                    median(&held_cpu),
+                    list(&held_cpu)
+                ),
+            ));
+        }
         out.push(mk(
             CASE2,
             format!("{conns} conn: mpbond / direct MPTCP goodput"),

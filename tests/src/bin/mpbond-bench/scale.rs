@@ -6,8 +6,13 @@
 //!   relayed to a `mpbond-tb hold` server on the internet side, which greets
 //!   it with one byte so it only counts once relayed end to end. The
 //!   connections are spread over several client ids, each under the
-//!   concentrator's per-client limit. Reported: idle RSS, RSS per connection
-//!   ((RSS at N − idle RSS) / N) and the accept rate.
+//!   concentrator's per-client limit, one `mpbond-tb swarm` process per client id
+//!   (2,500 descriptors each, well under the 20,000 `RLIMIT_NOFILE` of this
+//!   machine). Reported: idle RSS, RSS per connection ((RSS at N − idle RSS) / N),
+//!   descriptors per connection ((open at N − open idle) / N, from
+//!   `/proc/PID/fd`: an idle relay holds its two sockets and no pipe) and the accept
+//!   rate. The concentrator raises its soft `RLIMIT_NOFILE` to the hard limit at start;
+//!   the case checks `/proc/PID/limits` says so.
 //! * The agent holds 2,000 (500 short) plain LAN connections through its
 //!   redirect: idle RSS and RSS at that load.
 //!
@@ -38,51 +43,67 @@ const LOAD_FROM_ONE_SOURCE: (u64, u64, u64) = (20_000, 1_000_000, 1_000_000);
 
 /// Connections per client id: under the bed's `max_connections_per_client` (4000).
 const PER_CLIENT: usize = 2500;
-/// Descriptors the concentrator holds per relayed connection: two sockets and
-/// the two splice pipes (two ends each), all made when the relay starts.
-const FDS_PER_CONN: usize = 6;
-/// Descriptors left for everything else.
-const FD_SPARE: usize = 200;
+/// Descriptors the concentrator holds per idle relayed connection: two sockets
+/// (the splice pipes are held only while data moves; `relay::pool`).
+const FDS_PER_CONN: usize = 2;
+/// Descriptors left for everything else besides what the idle concentrator has open:
+/// the relay's pool of idle pipes (64 pipes, `relay::pool`) and a margin.
+const FD_SPARE: usize = 2 * 64 + 16;
 /// Agent idle RSS target, KiB.
 pub const AGENT_IDLE_KIB: f64 = 4096.0;
 /// Concentrator RSS per idle relayed connection target, KiB.
 pub const CONC_PER_CONN_KIB: f64 = 32.0;
+/// Concentrator descriptors per idle relayed connection target.
+pub const CONC_FDS_PER_CONN: f64 = 2.1;
 
 /// Run case 6.
 pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
-    // Each relayed connection costs the concentrator 2 sockets + 4 pipe ends,
-    // the holder and the swarm one socket each.
+    // Each idle relayed connection costs the concentrator 2 sockets, the holder
+    // and the swarm one socket each; children inherit the raised limit.
     let nofile = raise_nofile(100_000)
         .map_err(|e| BenchError::measure(CASE, format!("RLIMIT_NOFILE: {e}")))?;
     let wanted: usize = ctx.pick(1000, 10_000);
-    // Without CAP_SYS_RESOURCE the hard limit caps how many a process can hold.
-    let fit = usize::try_from(nofile)
-        .unwrap_or(usize::MAX)
-        .saturating_sub(FD_SPARE)
-        / FDS_PER_CONN;
-    let n_conc = wanted.min(fit);
     let n_agent: usize = ctx.pick(500, 2000);
     let (_bins, build) = static_bins(ctx)?;
     let bed = TestBed::builder().wans(&[0, 0]).try_build()?;
     let hold_addr = SocketAddr::new(SERVER_V4.into(), HOLD_PORT);
     let holder = bed.hold(Node::Server, hold_addr)?;
     // The concentrator wants a key of its own for every client.
-    let clients = (0..n_conc.div_ceil(PER_CLIENT))
+    let clients = (0..wanted.div_ceil(PER_CLIENT))
         .map(|k| Ok((format!("scale{k}"), random_key()?)))
         .collect::<Result<Vec<(String, String)>, BenchError>>()?;
     let mut cfg = bed.concentrator_config();
     cfg.clients.extend(clients.iter().cloned());
     // Every swarm connection comes from one address: lift the per-source limits.
     cfg.per_source = Some(LOAD_FROM_ONE_SOURCE);
-    let conc = bed.start_concentrator(&cfg)?;
+    // Started with a low soft limit, so only its own raise at start lets it hold N.
+    let conc = with_low_soft_nofile(nofile, || bed.start_concentrator(&cfg))?;
+    let conc_nofile = soft_nofile(conc.pid())?;
+    if conc_nofile < nofile {
+        return Err(BenchError::measure(
+            CASE,
+            format!("the concentrator's soft RLIMIT_NOFILE is {conc_nofile}, not {nofile}"),
+        ));
+    }
     let mut figures = Vec::new();
 
     let steal = Steal::start();
     let idle = rss(conc.pid())?;
+    let idle_fds = fd_count(conc.pid()).unwrap_or(0);
+    // Without CAP_SYS_RESOURCE the hard limit caps how many a process can hold: with
+    // 20,000, two sockets each and the daemon's own descriptors, a little under 10,000.
+    let fit = usize::try_from(nofile)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(idle_fds + FD_SPARE)
+        / FDS_PER_CONN;
+    let n_conc = wanted.min(fit);
     let mut swarms: Vec<Swarm> = Vec::new();
     let (mut opened, mut seconds) = (0usize, 0.0f64);
     for (k, (client, key)) in clients.iter().enumerate() {
-        let count = PER_CLIENT.min(n_conc - k * PER_CLIENT);
+        let count = PER_CLIENT.min(n_conc.saturating_sub(k * PER_CLIENT));
+        if count == 0 {
+            break;
+        }
         let target = SwarmTarget::Convert {
             concentrator: SocketAddr::new(VPS_V4.into(), mpbond_protocol::DEFAULT_PORT),
             dest: hold_addr,
@@ -109,6 +130,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let loaded = rss(conc.pid())?;
     let fds = fd_count(conc.pid()).unwrap_or(0);
     let per_conn = (loaded.saturating_sub(idle)) as f64 / opened.max(1) as f64;
+    let fds_per_conn = fds.saturating_sub(idle_fds) as f64 / opened.max(1) as f64;
     let rate = opened as f64 / seconds.max(1e-9);
     let steal_pct = steal.percent();
     figures.push(fig(
@@ -131,12 +153,26 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         ),
     ));
     figures.push(fig(
+        &format!("concentrator descriptors per idle relayed connection (N = {opened})"),
+        round2(fds_per_conn),
+        "fds",
+        Some(Target::AtMost(CONC_FDS_PER_CONN)),
+        steal_pct,
+        format!(
+            "{idle_fds} open idle, {fds} with {opened} connections (/proc/PID/fd); \
+             soft RLIMIT_NOFILE {conc_nofile}"
+        ),
+    ));
+    figures.push(fig(
         "concentrator accept rate (authenticated Convert, relayed)",
         rate.round(),
         "conn/s",
         None,
         steal_pct,
-        format!("{opened} connections in {seconds:.2} s, 4 sequential openers"),
+        format!(
+            "{opened} connections in {seconds:.2} s, {} sequential openers",
+            clients.len()
+        ),
     ));
     // The holder never closes, so relays it holds outlive their clients: start
     // afresh, or the concentrator runs out of descriptors in the agent's half.
@@ -271,6 +307,49 @@ fn random_key() -> Result<String, BenchError> {
 
 fn rss(pid: u32) -> Result<u64, BenchError> {
     rss_kib(pid).ok_or_else(|| BenchError::measure(CASE, format!("no VmRSS for pid {pid}")))
+}
+
+/// Run `start` with this process's soft `RLIMIT_NOFILE` at 1024 (the usual default),
+/// so a child started there inherits it, then put `restore` back.
+fn with_low_soft_nofile<T>(
+    restore: u64,
+    start: impl FnOnce() -> Result<T, mpbond_tests::BedError>,
+) -> Result<T, BenchError> {
+    let set = |soft: u64| {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit read or write exactly one rlimit we own.
+        let ok = unsafe {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && {
+                lim.rlim_cur = soft.min(lim.rlim_max);
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(BenchError::measure(
+                CASE,
+                format!("setrlimit: {}", std::io::Error::last_os_error()),
+            ))
+        }
+    };
+    set(1024)?;
+    let started = start();
+    set(restore)?;
+    Ok(started?)
+}
+
+/// The soft `Max open files` of `/proc/PID/limits`.
+fn soft_nofile(pid: u32) -> Result<u64, BenchError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| BenchError::measure(CASE, format!("no open files limit for pid {pid}")))
 }
 
 fn round2(x: f64) -> f64 {
