@@ -33,7 +33,10 @@ pub const ACTIVE_WITHIN: Duration = Duration::from_millis(500);
 
 /// The subflows to sample: those of the relays' sockets in `live`, else (no registry,
 /// or a socket the kernel cannot describe) a dump of the TCP sockets to `concentrator`.
-pub fn subflows(live: Option<&LiveUpstreams>, concentrator: SocketAddr) -> io::Result<Vec<TcpSample>> {
+pub fn subflows(
+    live: Option<&LiveUpstreams>,
+    concentrator: SocketAddr,
+) -> io::Result<Vec<TcpSample>> {
     if let Some(live) = live {
         match live.sample() {
             Ok(tcp) => return Ok(tcp),

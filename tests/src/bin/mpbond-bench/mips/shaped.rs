@@ -81,7 +81,10 @@ impl ShapedRuns {
                 detail: format!(
                     "guest CPU {}; Mbit/s {:?}; emulated 24Kc, not router time",
                     s.split.join("; "),
-                    s.mbit.iter().map(|m| (m * 10.0).round() / 10.0).collect::<Vec<_>>()
+                    s.mbit
+                        .iter()
+                        .map(|m| (m * 10.0).round() / 10.0)
+                        .collect::<Vec<_>>()
                 ),
             };
             let name = s.relay.name();
@@ -238,7 +241,10 @@ mod tests {
     fn the_shaping_is_a_tbf_on_the_isps_customer_side() {
         assert_eq!(
             tc_command(40, true),
-            format!("tc qdisc replace dev cust root tbf rate 40mbit burst {} latency 25ms", tbf_burst(40))
+            format!(
+                "tc qdisc replace dev cust root tbf rate 40mbit burst {} latency 25ms",
+                tbf_burst(40)
+            )
         );
         assert_eq!(tc_command(40, false), "tc qdisc del dev cust root");
     }
