@@ -5,7 +5,8 @@
 //! WAN has live subflows (from the `mptcp_pm` events), and never on an idle router. The
 //! evidence is the `tcp_info` of the relays' own upstream sockets
 //! ([`LiveUpstreams::sample`], `getsockopt(SOL_MPTCP)`, O(subflows)); only when those
-//! cannot be read (a kernel before 5.17, or no registry) is it a `sock_diag` dump of
+//! cannot be read (a kernel before 5.17, or no registry) or are too many to read one by
+//! one (more than `proxy::upstreams::MAX_READ`) is it a `sock_diag` dump of
 //! every TCP socket to the concentrator ([`crate::net::sock_diag::dump_to`]), which walks
 //! the kernel's whole TCP hash table (issue 17). The subflows of the UDP legs are not in
 //! the registry: a WAN carrying only protected UDP is left to its probes.
@@ -31,8 +32,9 @@ pub const PASSIVE_EVERY: Duration = Duration::from_millis(250);
 /// Data sent or received within this makes a subflow active.
 pub const ACTIVE_WITHIN: Duration = Duration::from_millis(500);
 
-/// The subflows to sample: those of the relays' sockets in `live`, else (no registry,
-/// or a socket the kernel cannot describe) a dump of the TCP sockets to `concentrator`.
+/// The subflows to sample: those of the relays' sockets in `live`, else (no registry, a
+/// socket the kernel cannot describe, too many sockets) a dump of the TCP sockets to
+/// `concentrator`.
 pub fn subflows(
     live: Option<&LiveUpstreams>,
     concentrator: SocketAddr,

@@ -13,6 +13,11 @@
 //! asked for (established, or closing with data in flight:
 //! [`crate::net::sock_diag::is_sampled_state`]).
 //!
+//! Two `getsockopt`s per socket are cheaper than a dump for the few to hundreds of
+//! connections a household keeps; past [`MAX_READ`] live sockets (a router holding
+//! thousands of idle connections) the dump, one pass in the kernel, is the cheaper one
+//! and [`LiveUpstreams::sample`] says so.
+//!
 //! The registry only observes: the decision (which WAN is stalled) stays with the state
 //! machine (`model::wan_health`).
 
@@ -29,6 +34,8 @@ use crate::udp::subflows;
 
 /// The bytes of `struct tcp_info` read from a plain TCP socket (up to `tcpi_rttvar`).
 const TCP_INFO_READ: usize = 76;
+/// Most sockets read one by one; past this a dump is cheaper.
+pub const MAX_READ: usize = 256;
 
 /// The upstream sockets of the live relays (see the module docs).
 #[derive(Debug, Default)]
@@ -55,10 +62,14 @@ impl Drop for Registered<'_> {
     }
 }
 
-/// Why the sockets cannot be sampled: fall back to a `sock_diag` dump.
+/// Why the sockets are not sampled one by one: fall back to a `sock_diag` dump.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read the tcp_info of an upstream socket")]
-pub struct Unreadable(#[source] pub io::Error);
+pub enum Unsampled {
+    #[error("cannot read the tcp_info of an upstream socket")]
+    Unreadable(#[source] io::Error),
+    #[error("{0} live upstream sockets, more than {MAX_READ}: a dump is cheaper")]
+    TooMany(usize),
+}
 
 impl LiveUpstreams {
     /// Register `socket` (an upstream relay's) until the guard drops. An error when its
@@ -84,10 +95,14 @@ impl LiveUpstreams {
     }
 
     /// The subflows of every registered socket. An error when a socket answers neither
-    /// `MPTCP_TCPINFO` + `MPTCP_SUBFLOW_ADDRS` nor `TCP_INFO` (a kernel older than 5.17):
-    /// the caller dumps instead. A socket that is no longer connected has no subflows.
-    pub fn sample(&self) -> Result<Vec<TcpSample>, Unreadable> {
+    /// `MPTCP_TCPINFO` + `MPTCP_SUBFLOW_ADDRS` nor `TCP_INFO` (a kernel older than 5.17),
+    /// or when more than [`MAX_READ`] are registered: the caller dumps instead. A socket
+    /// that is no longer connected has no subflows.
+    pub fn sample(&self) -> Result<Vec<TcpSample>, Unsampled> {
         let book = self.book();
+        if book.sockets.len() > MAX_READ {
+            return Err(Unsampled::TooMany(book.sockets.len()));
+        }
         let mut out = Vec::new();
         for fd in book.sockets.values() {
             sample_one(fd, &mut out)?;
@@ -102,7 +117,7 @@ impl LiveUpstreams {
 }
 
 /// Add the sampled subflows of one socket to `out`.
-fn sample_one(fd: &OwnedFd, out: &mut Vec<TcpSample>) -> Result<(), Unreadable> {
+fn sample_one(fd: &OwnedFd, out: &mut Vec<TcpSample>) -> Result<(), Unsampled> {
     let mptcp = subflows::read_with(fd, |local, remote, info| {
         is_sampled_state(info[0])
             .then(|| tcp_info(info, local.ip(), remote))
@@ -119,7 +134,7 @@ fn sample_one(fd: &OwnedFd, out: &mut Vec<TcpSample>) -> Result<(), Unreadable> 
     // own only subflow.
     let info = match sockopt::get::<[u8; TCP_INFO_READ]>(fd, libc::SOL_TCP, libc::TCP_INFO) {
         Ok(info) => info,
-        Err(_) => return Err(Unreadable(mptcp_error)),
+        Err(_) => return Err(Unsampled::Unreadable(mptcp_error)),
     };
     if !is_sampled_state(info[0]) {
         return Ok(());
@@ -187,7 +202,19 @@ mod tests {
         let live = LiveUpstreams::default();
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let _guard = live.register(&udp).unwrap();
-        assert!(live.sample().is_err());
+        assert!(matches!(live.sample(), Err(Unsampled::Unreadable(_))));
+    }
+
+    #[test]
+    fn past_the_limit_the_caller_is_told_to_dump() {
+        let live = LiveUpstreams::default();
+        let (client, _server, _) = pair();
+        let mut guards: Vec<_> = (0..=MAX_READ)
+            .map(|_| live.register(&client).unwrap())
+            .collect();
+        assert!(matches!(live.sample(), Err(Unsampled::TooMany(n)) if n == MAX_READ + 1));
+        guards.truncate(1);
+        assert_eq!(live.sample().unwrap().len(), 1);
     }
 
     #[test]
