@@ -22,8 +22,9 @@
 //! due, [`WanBook::start_due_probes`] names the WANs and their timeouts, and each goes to
 //! that WAN's probe task. While some WAN has live subflows, every
 //! [`passive::PASSIVE_EVERY`] the `tcp_info` of the relays' subflows
-//! ([`passive::subflows`]) feeds [`WanBook::passive`]. A healthy passive sample or an answered probe also tells
-//! the decision core that the concentrator is reachable ([`Input::WanReached`]).
+//! ([`passive::subflows`]) feeds [`WanBook::passive`]. A healthy passive sample or an
+//! answered probe also tells the decision core that the concentrator is reachable
+//! ([`Input::WanReached`]).
 //!
 //! Every [`COUNTERS_EVERY`] a snapshot refreshes the WANs' byte counters (status rates)
 //! and feeds the data accounting ([`usage::UsageBook`]) and the path-quality policy
