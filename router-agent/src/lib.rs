@@ -35,7 +35,8 @@
 //! upstream.rs    Upstream (what new connections use, published by value), connect over
 //!                MPTCP+TFO, read the Convert reply
 //! concentrator_probe.rs  one probe of the concentrator over the main route
-//! proxy/         transparent listener, bounded accept loop, per-connection handler
+//! proxy/         transparent listener, bounded accept loop, per-connection handler,
+//!                the live upstream sockets the passive health check samples
 //! udp/           LAN UDP: the transparent UDP socket (tproxy), the flow table, one MPTCP
 //!                connection per flow carrying DATAGRAM capsules, direct fallback
 //! wan_probe.rs    per-WAN probe datagrams to the concentrator, bound to the WAN's device
@@ -258,7 +259,8 @@ pub async fn run(
     );
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let control_plane = async {
-        if let Some(control) = control {
+        if let Some(mut control) = control {
+            control.set_upstreams(stats.upstreams.clone());
             control.run(control_rx, shutdown.clone()).await;
         }
     };

@@ -21,9 +21,10 @@
 //! WAN probes follow the state machine's schedule: when [`WanBook::next_probe_at`] is
 //! due, [`WanBook::start_due_probes`] names the WANs and their timeouts, and each goes to
 //! that WAN's probe task. While some WAN has live subflows, every
-//! [`passive::PASSIVE_EVERY`] a `sock_diag` dump of the subflows to the concentrator
-//! feeds [`WanBook::passive`]. A healthy passive sample or an answered probe also tells
-//! the decision core that the concentrator is reachable ([`Input::WanReached`]).
+//! [`passive::PASSIVE_EVERY`] the `tcp_info` of the relays' subflows
+//! ([`passive::subflows`]) feeds [`WanBook::passive`]. A healthy passive sample or an
+//! answered probe also tells the decision core that the concentrator is reachable
+//! ([`Input::WanReached`]).
 //!
 //! Every [`COUNTERS_EVERY`] a snapshot refreshes the WANs' byte counters (status rates)
 //! and feeds the data accounting ([`usage::UsageBook`]) and the path-quality policy
@@ -169,6 +170,8 @@ pub struct ControlPlane {
     metered_wake: Option<Instant>,
     /// The last subflow RTT of each WAN (from the passive samples).
     subflow_rtts: quality::SubflowRtts,
+    /// The relays' upstream sockets, the passive samples' evidence (else a dump).
+    upstreams: Option<Arc<crate::proxy::upstreams::LiveUpstreams>>,
 }
 
 impl ControlPlane {
@@ -214,7 +217,13 @@ impl ControlPlane {
             usage,
             metered_wake: None,
             subflow_rtts: quality::SubflowRtts::default(),
+            upstreams: None,
         })
+    }
+
+    /// Sample the passive health from these sockets instead of a `sock_diag` dump.
+    pub fn set_upstreams(&mut self, live: Arc<crate::proxy::upstreams::LiveUpstreams>) {
+        self.upstreams = Some(live);
     }
 
     /// Run until `shutdown`, then clean up everything owned. `commands` brings reloads.
@@ -445,10 +454,10 @@ impl ControlPlane {
     /// its state machine; true if the plan changes.
     fn sample_passive(&mut self, wans: &[Wan]) -> bool {
         let concentrator = self.params.borrow().upstream.addr;
-        let tcp = match crate::net::sock_diag::dump_to(concentrator) {
+        let tcp = match passive::subflows(self.upstreams.as_deref(), concentrator) {
             Ok(tcp) => tcp,
             Err(error) => {
-                debug!(%error, "cannot sample the subflows (sock_diag)");
+                debug!(%error, "cannot sample the subflows");
                 return false;
             }
         };

@@ -1,24 +1,52 @@
 //! Passive WAN health: the TCP state of the MPTCP subflows each WAN holds to the
 //! concentrator, as [`PassiveSample`]s for the state machine (`model::wan_health`).
 //!
-//! The control loop dumps the subflows ([`crate::net::sock_diag::dump_to`]) every
-//! [`PASSIVE_EVERY`] while some WAN has live subflows (from the `mptcp_pm` events), and
-//! never on an idle router. [`samples`] (pure) groups them by WAN, by source address:
+//! The control loop reads the subflows ([`subflows`]) every [`PASSIVE_EVERY`] while some
+//! WAN has live subflows (from the `mptcp_pm` events), and never on an idle router. The
+//! evidence is the `tcp_info` of the relays' own upstream sockets
+//! ([`LiveUpstreams::sample`], `getsockopt(SOL_MPTCP)`, O(subflows)); only when those
+//! cannot be read (a kernel before 5.17, or no registry) or are too many to read one by
+//! one (more than `proxy::upstreams::MAX_READ`) is it a `sock_diag` dump of
+//! every TCP socket to the concentrator ([`crate::net::sock_diag::dump_to`]), which walks
+//! the kernel's whole TCP hash table (issue 17). The subflows of the UDP legs are not in
+//! the registry: a WAN carrying only protected UDP is left to its probes.
+//! [`samples`] (pure) groups them by WAN, by source address:
 //! a subflow that sent or received data within [`ACTIVE_WITHIN`] makes its WAN
 //! active; among the subflows with unacknowledged data, the longest wait for an ACK and
 //! whether that subflow is retransmitting is the stall evidence. The state machine
 //! decides what it means.
 
+use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use tracing::debug;
 
 use crate::model::wan::Wan;
 use crate::model::wan_health::PassiveSample;
 use crate::net::sock_diag::TcpSample;
+use crate::proxy::upstreams::LiveUpstreams;
 
 /// How often a busy router's subflows are sampled.
 pub const PASSIVE_EVERY: Duration = Duration::from_millis(250);
 /// Data sent or received within this makes a subflow active.
 pub const ACTIVE_WITHIN: Duration = Duration::from_millis(500);
+
+/// The subflows to sample: those of the relays' sockets in `live`, else (no registry, a
+/// socket the kernel cannot describe, too many sockets) a dump of the TCP sockets to
+/// `concentrator`.
+pub fn subflows(
+    live: Option<&LiveUpstreams>,
+    concentrator: SocketAddr,
+) -> io::Result<Vec<TcpSample>> {
+    if let Some(live) = live {
+        match live.sample() {
+            Ok(tcp) => return Ok(tcp),
+            Err(error) => debug!(%error, "reading the upstream sockets failed, dumping"),
+        }
+    }
+    crate::net::sock_diag::dump_to(concentrator)
+}
 
 /// One sample per WAN with a link (WANs without subflows get an empty, inactive one, so
 /// that their busy spell ends).

@@ -2,7 +2,7 @@
 //! [`PathSample`] per WAN every counter tick (`COUNTERS_EVERY`, 2 s): the device's byte
 //! counters from the snapshot the tick already takes, the probes' median RTT and loss
 //! from the WAN's state machine, and the smallest smoothed RTT of its live subflows from
-//! the last passive `sock_diag` sample ([`SubflowRtts`]), if that is recent. No extra
+//! the last passive sample ([`SubflowRtts`]), if that is recent. No extra
 //! syscall and no per-byte work: everything is read where it is already gathered.
 
 use std::collections::HashMap;

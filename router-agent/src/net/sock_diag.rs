@@ -40,6 +40,11 @@ pub struct TcpSample {
     pub since_ack_recv: Duration,
 }
 
+/// True for the TCP states sampled (`tcpi_state`): ESTABLISHED, FIN_WAIT1, CLOSE_WAIT.
+pub fn is_sampled_state(state: u8) -> bool {
+    state < 32 && STATES & (1 << state) != 0
+}
+
 /// Dump the TCP sockets whose remote end is `dest`.
 pub fn dump_to(dest: SocketAddr) -> io::Result<Vec<TcpSample>> {
     // SAFETY: plain socket(2); the descriptor is owned right away.
@@ -187,8 +192,9 @@ fn parse_socket(body: &[u8]) -> Option<TcpSample> {
     None
 }
 
-/// The fields we use of `struct tcp_info` (offsets from `linux/tcp.h`).
-fn tcp_info(info: &[u8], src: IpAddr, dst: SocketAddr) -> Option<TcpSample> {
+/// The fields we use of `struct tcp_info` (offsets from `linux/tcp.h`), from a dump or
+/// from `getsockopt` (`proxy::upstreams`).
+pub fn tcp_info(info: &[u8], src: IpAddr, dst: SocketAddr) -> Option<TcpSample> {
     if info.len() < 72 {
         return None;
     }

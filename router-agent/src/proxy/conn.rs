@@ -270,7 +270,13 @@ async fn via_concentrator(
             close: Close::Refused(code),
         };
     }
+    // Sampled by the passive health check while it relays.
+    let live = ctx.stats.upstreams.register(&upstream);
+    if let Err(error) = &live {
+        debug!(%error, "upstream socket not sampled");
+    }
     let stats = relay(lan, upstream, &params.relay).await;
+    drop(live);
     Summary {
         upstream: UpstreamKind::Concentrator,
         mptcp,

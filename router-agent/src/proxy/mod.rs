@@ -6,11 +6,13 @@
 //! * [`hedge`]: Happy Eyeballs: a second attempt from another WAN when the first gets
 //!   no SYN-ACK within the core's bound.
 //! * [`stats`]: connection counters.
+//! * [`upstreams`]: the live relays' upstream sockets, sampled by the passive health check.
 
 pub mod conn;
 pub mod hedge;
 pub mod listener;
 pub mod stats;
+pub mod upstreams;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,8 +1,13 @@
 //! Connection counters, shared by every connection task. Relaxed atomics: they are
-//! statistics, not synchronisation.
+//! statistics, not synchronisation. The live upstream sockets ([`LiveUpstreams`]) ride
+//! along, for the passive health check.
+
+use std::sync::Arc;
 
 // 64-bit atomics that also build on 32-bit MIPS.
 use portable_atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::upstreams::LiveUpstreams;
 
 /// Live counters.
 #[derive(Debug, Default)]
@@ -12,6 +17,8 @@ pub struct Stats {
     mptcp_fallbacks: AtomicU64,
     direct: AtomicU64,
     refused: AtomicU64,
+    /// The relays' upstream sockets (`control::passive` samples them).
+    pub upstreams: Arc<LiveUpstreams>,
 }
 
 /// A copy of the counters at one moment.

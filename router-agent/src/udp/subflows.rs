@@ -106,6 +106,23 @@ fn sockaddr(bytes: &[u8]) -> Option<SocketAddr> {
 /// kernel lacks either option or the socket is not MPTCP; empty when the subflow list
 /// changed between the two calls.
 pub fn read(socket: &impl AsRawFd) -> io::Result<Vec<SubflowSample>> {
+    read_with(socket, |local, remote, info| {
+        Some(SubflowSample {
+            local,
+            remote,
+            sent: u64_at(info, BYTES_ACKED_AT),
+            received: u64_at(info, BYTES_RECEIVED_AT),
+        })
+    })
+}
+
+/// Each subflow of the MPTCP socket `socket` as `each(local, remote, tcp_info)` makes it
+/// (`tcp_info`: the first 136 bytes of the kernel's `struct tcp_info`, up to and including
+/// `tcpi_bytes_received`); errors and an empty answer as [`read`].
+pub fn read_with<T>(
+    socket: &impl AsRawFd,
+    mut each: impl FnMut(SocketAddr, SocketAddr, &[u8]) -> Option<T>,
+) -> io::Result<Vec<T>> {
     let (n_info, info) = subflow_array(socket, MPTCP_TCPINFO, TCP_INFO_USED)?;
     let (n_addrs, addrs) = subflow_array(socket, MPTCP_SUBFLOW_ADDRS, ADDRS_SIZE)?;
     if n_info != n_addrs {
@@ -115,12 +132,9 @@ pub fn read(socket: &impl AsRawFd) -> io::Result<Vec<SubflowSample>> {
         .chunks_exact(TCP_INFO_USED)
         .zip(addrs.chunks_exact(ADDRS_SIZE))
         .filter_map(|(info, addrs)| {
-            Some(SubflowSample {
-                local: sockaddr(&addrs[..ADDRS_SIZE / 2])?,
-                remote: sockaddr(&addrs[ADDRS_SIZE / 2..])?,
-                sent: u64_at(info, BYTES_ACKED_AT),
-                received: u64_at(info, BYTES_RECEIVED_AT),
-            })
+            let local = sockaddr(&addrs[..ADDRS_SIZE / 2])?;
+            let remote = sockaddr(&addrs[ADDRS_SIZE / 2..])?;
+            each(local, remote, info)
         })
         .collect())
 }

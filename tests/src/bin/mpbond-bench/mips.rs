@@ -3,7 +3,9 @@
 //! mipsel agent), the WANs unshaped, so the guest's CPU is what limits: the maximum
 //! goodput of one and of eight downloads through it, with the guest's own CPU split
 //! (`/proc/stat` in the guest: user, system, softirq + irq) over each, and the
-//! agent's RSS in the guest idle and with 500 relayed connections.
+//! agent's RSS in the guest idle and with 500 relayed connections. Each relay also
+//! runs one download with the ISPs shaping to 40 + 60 Mbit/s ([`shaped`], issue 17 item
+//! 4): the guest's busy share for mpbond and the peer's encrypting methods.
 //!
 //! Emulated time is not router time: the Mbit/s say what this host's TCG makes of a
 //! 24Kc, so the figures to compare are ratios against the peer in the same run:
@@ -37,6 +39,8 @@ use crate::ctx::{BenchError, Ctx};
 use crate::load::{self, LoadSpec};
 use crate::peer::{self, Method, SERVER_PORT};
 use crate::report::{median, Figure, Measurement, Target};
+
+mod shaped;
 
 const CASE: &str = "15 mips";
 const PORT: u16 = 5001;
@@ -95,6 +99,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let idle_kib = vm.agent_rss_kib()? as f64;
     let secs = ctx.pick(8.0, 20.0);
     let mut series: Vec<Series> = Vec::new();
+    let mut shaped_runs = shaped::ShapedRuns::default();
     let mut record = |relay: Relay, conns: usize, mbit: f64, split: String| match series
         .iter_mut()
         .find(|s| s.relay == relay && s.conns == conns)
@@ -115,6 +120,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
             let (mbit, split) = measure(&bed, &vm, server, conns, secs)?;
             record(Relay::Mpbond, conns, mbit, split);
         }
+        shaped_runs.measure(&bed, &vm, Relay::Mpbond, server, secs)?;
         let Ok(ssserver) = &peer_bin else { continue };
         for method in Method::ALL {
             let _peer = GuestPeer::start(&bed, &vm, ctx, ssserver, method)?;
@@ -123,9 +129,13 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
                 let (mbit, split) = measure(&bed, &vm, tunnel, conns, secs)?;
                 record(Relay::Peer(method), conns, mbit, split);
             }
+            if shaped::METHODS.contains(&method) {
+                shaped_runs.measure(&bed, &vm, Relay::Peer(method), tunnel, secs)?;
+            }
         }
     }
     let mut figures = goodput_figures(&series, boot_s, peer_bin.as_ref().err());
+    figures.extend(shaped_runs.figures());
     figures.extend(rss_figures(&bed, &vm, idle_kib)?);
     Ok(figures)
 }

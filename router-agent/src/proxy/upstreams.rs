@@ -1,0 +1,249 @@
+//! The relays' own sockets to the concentrator, as the passive health check's evidence
+//! (`control::passive`): [`LiveUpstreams::sample`] reads each subflow's `tcp_info` from
+//! the sockets themselves, `getsockopt(SOL_MPTCP)` (`MPTCP_TCPINFO` and
+//! `MPTCP_SUBFLOW_ADDRS`, [`crate::udp::subflows::read_with`]), O(subflows), where a
+//! `sock_diag` dump walks the kernel's whole TCP hash table (issue 17: 20 % of the
+//! agent's CPU during a 100 Mbit/s download).
+//!
+//! A connection registers its upstream socket once the Convert reply said OK, just before
+//! the relay ([`LiveUpstreams::register`]), and the [`Registered`] guard removes it when
+//! the connection ends. The registry holds a duplicate of the descriptor, so a socket the
+//! relay closed is never confused with a new one that reused its number. A socket that
+//! fell back to plain TCP answers `TCP_INFO` instead. The subflows kept are those a dump
+//! asked for (established, or closing with data in flight:
+//! [`crate::net::sock_diag::is_sampled_state`]).
+//!
+//! Two `getsockopt`s per socket are cheaper than a dump for the few to hundreds of
+//! connections a household keeps; past [`MAX_READ`] live sockets (a router holding
+//! thousands of idle connections) the dump, one pass in the kernel, is the cheaper one
+//! and [`LiveUpstreams::sample`] says so.
+//!
+//! The registry only observes: the decision (which WAN is stalled) stays with the state
+//! machine (`model::wan_health`).
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Mutex, PoisonError};
+
+use mpbond_netlink::sockopt;
+use socket2::SockRef;
+
+use crate::net::sock_diag::{is_sampled_state, tcp_info, TcpSample};
+use crate::udp::subflows;
+
+/// The bytes of `struct tcp_info` read from a plain TCP socket (up to `tcpi_rttvar`).
+const TCP_INFO_READ: usize = 76;
+/// Most sockets read one by one; past this a dump is cheaper.
+pub const MAX_READ: usize = 256;
+
+/// The upstream sockets of the live relays (see the module docs).
+#[derive(Debug, Default)]
+pub struct LiveUpstreams {
+    sockets: Mutex<Book>,
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    next: u64,
+    sockets: HashMap<u64, OwnedFd>,
+}
+
+/// Keeps one socket in [`LiveUpstreams`]; dropping it removes the socket.
+#[derive(Debug)]
+pub struct Registered<'a> {
+    live: &'a LiveUpstreams,
+    id: u64,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.live.book().sockets.remove(&self.id);
+    }
+}
+
+/// Why the sockets are not sampled one by one: fall back to a `sock_diag` dump.
+#[derive(Debug, thiserror::Error)]
+pub enum Unsampled {
+    #[error("cannot read the tcp_info of an upstream socket")]
+    Unreadable(#[source] io::Error),
+    #[error("{0} live upstream sockets, more than {MAX_READ}: a dump is cheaper")]
+    TooMany(usize),
+}
+
+impl LiveUpstreams {
+    /// Register `socket` (an upstream relay's) until the guard drops. An error when its
+    /// descriptor cannot be duplicated (out of descriptors): the connection relays
+    /// anyway, unsampled.
+    pub fn register(&self, socket: &impl AsFd) -> io::Result<Registered<'_>> {
+        let fd = socket.as_fd().try_clone_to_owned()?;
+        let mut book = self.book();
+        let id = book.next;
+        book.next += 1;
+        book.sockets.insert(id, fd);
+        Ok(Registered { live: self, id })
+    }
+
+    /// How many sockets are registered.
+    pub fn len(&self) -> usize {
+        self.book().sockets.len()
+    }
+
+    /// True when no relay to the concentrator is live.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The subflows of every registered socket. An error when a socket answers neither
+    /// `MPTCP_TCPINFO` + `MPTCP_SUBFLOW_ADDRS` nor `TCP_INFO` (a kernel older than 5.17),
+    /// or when more than [`MAX_READ`] are registered: the caller dumps instead. A socket
+    /// that is no longer connected has no subflows.
+    pub fn sample(&self) -> Result<Vec<TcpSample>, Unsampled> {
+        let book = self.book();
+        if book.sockets.len() > MAX_READ {
+            return Err(Unsampled::TooMany(book.sockets.len()));
+        }
+        let mut out = Vec::new();
+        for fd in book.sockets.values() {
+            sample_one(fd, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn book(&self) -> std::sync::MutexGuard<'_, Book> {
+        // A panic elsewhere while holding the lock leaves a consistent map.
+        self.sockets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Add the sampled subflows of one socket to `out`.
+fn sample_one(fd: &OwnedFd, out: &mut Vec<TcpSample>) -> Result<(), Unsampled> {
+    let mptcp = subflows::read_with(fd, |local, remote, info| {
+        is_sampled_state(info[0])
+            .then(|| tcp_info(info, local.ip(), remote))
+            .flatten()
+    });
+    let mptcp_error = match mptcp {
+        Ok(samples) => {
+            out.extend(samples);
+            return Ok(());
+        }
+        Err(error) => error,
+    };
+    // Not MPTCP (a fallback to TCP answers SOL_MPTCP with an error): the socket is its
+    // own only subflow.
+    let info = match sockopt::get::<[u8; TCP_INFO_READ]>(fd, libc::SOL_TCP, libc::TCP_INFO) {
+        Ok(info) => info,
+        Err(_) => return Err(Unsampled::Unreadable(mptcp_error)),
+    };
+    if !is_sampled_state(info[0]) {
+        return Ok(());
+    }
+    let sock = SockRef::from(fd);
+    let addrs = sock.local_addr().and_then(|l| Ok((l, sock.peer_addr()?)));
+    let Ok((local, peer)) = addrs else {
+        return Ok(()); // no longer connected
+    };
+    if let (Some(local), Some(peer)) = (local.as_socket(), peer.as_socket()) {
+        out.extend(tcp_info(&info, local.ip(), peer));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+
+    use super::*;
+
+    fn remotes(samples: &[TcpSample]) -> Vec<SocketAddr> {
+        samples.iter().map(|s| s.dst).collect()
+    }
+
+    fn pair() -> (TcpStream, TcpStream, SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        (client, server, addr)
+    }
+
+    #[test]
+    fn a_registered_tcp_socket_is_sampled_until_its_guard_drops() {
+        let live = LiveUpstreams::default();
+        let (client, _server, addr) = pair();
+        let guard = live.register(&client).unwrap();
+        assert_eq!(live.len(), 1);
+        let got = live.sample().unwrap();
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].src, client.local_addr().unwrap().ip());
+        assert_eq!(remotes(&got), [addr]);
+        assert_eq!(got[0].unacked, 0);
+        drop(guard);
+        assert!(live.is_empty());
+        assert!(live.sample().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_socket_closed_by_its_relay_stays_the_same_socket_while_registered() {
+        let live = LiveUpstreams::default();
+        let (client, _server, addr) = pair();
+        let _guard = live.register(&client).unwrap();
+        drop(client);
+        // A new socket may reuse the number; the registry's duplicate is the old one.
+        let (_other, _other_server, other_addr) = pair();
+        let got = live.sample().unwrap();
+        assert_eq!(remotes(&got), [addr]);
+        assert_ne!(addr, other_addr);
+    }
+
+    #[test]
+    fn a_socket_that_is_not_tcp_is_unreadable() {
+        let live = LiveUpstreams::default();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let _guard = live.register(&udp).unwrap();
+        assert!(matches!(live.sample(), Err(Unsampled::Unreadable(_))));
+    }
+
+    #[test]
+    fn past_the_limit_the_caller_is_told_to_dump() {
+        let live = LiveUpstreams::default();
+        let (client, _server, _) = pair();
+        let mut guards: Vec<_> = (0..=MAX_READ)
+            .map(|_| live.register(&client).unwrap())
+            .collect();
+        assert!(matches!(live.sample(), Err(Unsampled::TooMany(n)) if n == MAX_READ + 1));
+        guards.truncate(1);
+        assert_eq!(live.sample().unwrap().len(), 1);
+    }
+
+    #[test]
+    #[ignore = "needs a kernel with MPTCP (5.17+, net.mptcp.enabled=1)"]
+    fn an_mptcp_socket_is_sampled_per_subflow() {
+        let listener = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::MPTCP),
+        )
+        .unwrap();
+        listener
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        listener.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap().as_socket().unwrap();
+        let client = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::MPTCP),
+        )
+        .unwrap();
+        client.connect(&addr.into()).unwrap();
+        let _server = listener.accept().unwrap();
+        let live = LiveUpstreams::default();
+        let _guard = live.register(&client).unwrap();
+        let mut got = Vec::new();
+        sample_one(live.book().sockets.values().next().unwrap(), &mut got).unwrap();
+        assert!(subflows::read(&client).is_ok(), "read through SOL_MPTCP");
+        assert_eq!(remotes(&got), [addr]);
+    }
+}

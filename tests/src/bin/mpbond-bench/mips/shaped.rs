@@ -1,0 +1,251 @@
+//! Case 15's shaped part (issue 17, item 4): one download through the MIPS VM with the
+//! WANs' ISPs shaping the downstream to 40 + 60 Mbit/s (a TBF on each ISP's `cust`, as
+//! the x86 bed shapes; only while the download runs), through mpbond and through the
+//! peer with each encrypting method. Reported for each: the goodput, the guest's CPU
+//! busy share (user + system + softirq + irq, from the guest's `/proc/stat`) and that
+//! share per Mbit/s (the comparable figure when the emulated guest cannot reach the
+//! shaped rate); then mpbond's busy share ÷ the peer's cheapest method's, against the
+//! issue's target [`TARGET_VS_PEER`].
+
+use std::net::SocketAddr;
+
+use mpbond_tests::topology::tbf_burst;
+use mpbond_tests::vm::RouterVm;
+use mpbond_tests::{Node, TestBed};
+
+use super::{describe, Relay, CASE};
+use crate::ctx::BenchError;
+use crate::load::{self, LoadSpec};
+use crate::peer::Method;
+use crate::report::{median, Figure, Measurement, Target};
+
+/// The ISPs' downstream rates, Mbit/s.
+pub const RATES: [u32; 2] = [40, 60];
+/// mpbond's guest busy share ÷ the peer's cheapest encrypting method's must stay below.
+pub const TARGET_VS_PEER: f64 = 0.33;
+/// The peer's encrypting methods, measured shaped.
+pub const METHODS: [Method; 2] = [Method::Aes2022, Method::Chacha20];
+
+/// One relay's shaped downloads: goodput and guest busy share of each run.
+#[derive(Debug)]
+pub struct Shaped {
+    relay: Relay,
+    mbit: Vec<f64>,
+    busy: Vec<f64>,
+    split: Vec<String>,
+}
+
+/// The shaped runs of every relay.
+#[derive(Debug, Default)]
+pub struct ShapedRuns(Vec<Shaped>);
+
+impl ShapedRuns {
+    /// One shaped download of `relay` to `connect`, `secs` long.
+    pub fn measure(
+        &mut self,
+        bed: &TestBed,
+        vm: &RouterVm<'_>,
+        relay: Relay,
+        connect: SocketAddr,
+        secs: f64,
+    ) -> Result<(), BenchError> {
+        shape(bed, true)?;
+        let result = download(bed, vm, connect, secs);
+        // Unshape even when the download failed: the unshaped runs follow.
+        shape(bed, false)?;
+        let (mbit, busy, split) = result?;
+        match self.0.iter_mut().find(|s| s.relay == relay) {
+            Some(s) => {
+                s.mbit.push(mbit);
+                s.busy.push(busy);
+                s.split.push(split);
+            }
+            None => self.0.push(Shaped {
+                relay,
+                mbit: vec![mbit],
+                busy: vec![busy],
+                split: vec![split],
+            }),
+        }
+        Ok(())
+    }
+
+    /// The figures (see the module docs).
+    pub fn figures(&self) -> Vec<Figure> {
+        let rates = format!("{}+{} Mbit/s", RATES[0], RATES[1]);
+        let mut out = Vec::new();
+        for s in &self.0 {
+            let meas = Measurement {
+                case: CASE,
+                steal_pct: 0.0,
+                detail: format!(
+                    "guest CPU {}; Mbit/s {:?}; emulated 24Kc, not router time",
+                    s.split.join("; "),
+                    s.mbit
+                        .iter()
+                        .map(|m| (m * 10.0).round() / 10.0)
+                        .collect::<Vec<_>>()
+                ),
+            };
+            let name = s.relay.name();
+            out.push(meas.figure(
+                format!("1 download through the MIPS VM at {rates}: {name}"),
+                s.mbit.clone(),
+                "Mbit/s",
+                None,
+            ));
+            out.push(meas.figure(
+                format!("guest CPU busy through the MIPS VM at {rates}: {name}"),
+                s.busy.iter().map(|b| b * 100.0).collect(),
+                "%",
+                None,
+            ));
+            out.push(meas.figure(
+                format!("guest CPU busy per Mbit/s through the MIPS VM at {rates}: {name}"),
+                per_mbit(s),
+                "%/(Mbit/s)",
+                None,
+            ));
+        }
+        if let Some(ratio) = self.vs_cheapest_peer() {
+            out.push(ratio);
+        }
+        out
+    }
+
+    /// mpbond's busy share per Mbit/s ÷ the cheapest peer method's (per run), so a guest
+    /// that cannot carry the shaped rate through one relay does not flatter it.
+    fn vs_cheapest_peer(&self) -> Option<Figure> {
+        let get = |relay: Relay| self.0.iter().find(|s| s.relay == relay);
+        let mp = get(Relay::Mpbond)?;
+        let peers: Vec<&Shaped> = METHODS
+            .iter()
+            .filter_map(|&m| get(Relay::Peer(m)))
+            .collect();
+        let cheapest = peers
+            .iter()
+            .min_by(|a, b| median(&per_mbit(a)).total_cmp(&median(&per_mbit(b))))?;
+        let runs: Vec<f64> = per_mbit(mp)
+            .iter()
+            .zip(per_mbit(cheapest))
+            .map(|(m, p)| m / p)
+            .collect();
+        let meas = Measurement {
+            case: CASE,
+            steal_pct: 0.0,
+            detail: format!(
+                "guest busy % per Mbit/s: mpbond {:.3}, {} {:.3} (the cheapest); busy %: \
+                 mpbond {:.0}, peer {:.0}",
+                median(&per_mbit(mp)),
+                cheapest.relay.name(),
+                median(&per_mbit(cheapest)),
+                median(&mp.busy) * 100.0,
+                median(&cheapest.busy) * 100.0,
+            ),
+        };
+        Some(meas.figure(
+            format!(
+                "guest CPU per Mbit/s through the MIPS VM at {}+{} Mbit/s: mpbond / peer's cheapest",
+                RATES[0], RATES[1]
+            ),
+            runs,
+            "ratio",
+            Some(Target::AtMost(TARGET_VS_PEER)),
+        ))
+    }
+}
+
+/// Busy % per Mbit/s of each run.
+fn per_mbit(s: &Shaped) -> Vec<f64> {
+    s.busy
+        .iter()
+        .zip(&s.mbit)
+        .map(|(b, m)| b * 100.0 / m.max(0.001))
+        .collect()
+}
+
+/// One download: Mbit/s, the guest's busy share and its split.
+fn download(
+    bed: &TestBed,
+    vm: &RouterVm<'_>,
+    connect: SocketAddr,
+    secs: f64,
+) -> Result<(f64, f64, String), BenchError> {
+    let before = vm.cpu_times()?;
+    let spec = LoadSpec {
+        connect,
+        conns: 1,
+        secs,
+        mptcp: false,
+        rcvbuf: None,
+    };
+    let m = load::parallel(bed, Node::Lan, &spec, &[], CASE)?;
+    let cpu = vm.cpu_times()?.since(&before);
+    Ok((m.mbit, cpu.shares().3, describe(&cpu, &m.shares())))
+}
+
+/// Shape (or stop shaping) each ISP's downstream to the router.
+fn shape(bed: &TestBed, on: bool) -> Result<(), BenchError> {
+    for (i, rate) in RATES.into_iter().enumerate() {
+        let cmd = tc_command(rate, on);
+        bed.exec(Node::Isp(i + 1), &cmd)?;
+    }
+    Ok(())
+}
+
+/// The `tc` command line that shapes `cust` to `rate` Mbit/s, or removes the shaping.
+fn tc_command(rate: u32, on: bool) -> String {
+    if on {
+        format!(
+            "tc qdisc replace dev cust root tbf rate {rate}mbit burst {} latency 25ms",
+            tbf_burst(rate)
+        )
+    } else {
+        "tc qdisc del dev cust root".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shaped(relay: Relay, mbit: f64, busy: f64) -> Shaped {
+        Shaped {
+            relay,
+            mbit: vec![mbit],
+            busy: vec![busy],
+            split: vec![String::new()],
+        }
+    }
+
+    #[test]
+    fn mpbond_is_compared_per_mbit_with_the_cheapest_peer() {
+        let runs = ShapedRuns(vec![
+            shaped(Relay::Mpbond, 100.0, 0.2),
+            shaped(Relay::Peer(Method::Aes2022), 50.0, 1.0),
+            shaped(Relay::Peer(Method::Chacha20), 40.0, 1.0),
+        ]);
+        let ratio = runs.vs_cheapest_peer().unwrap();
+        // mpbond 0.2 %/Mbit/s, aes 2 %/Mbit/s (cheaper than chacha's 2.5).
+        assert!((ratio.value - 0.1).abs() < 1e-9, "{}", ratio.value);
+        assert_eq!(runs.figures().len(), 3 * 3 + 1);
+    }
+
+    #[test]
+    fn without_the_peer_there_is_no_ratio() {
+        let runs = ShapedRuns(vec![shaped(Relay::Mpbond, 100.0, 0.2)]);
+        assert!(runs.vs_cheapest_peer().is_none());
+    }
+
+    #[test]
+    fn the_shaping_is_a_tbf_on_the_isps_customer_side() {
+        assert_eq!(
+            tc_command(40, true),
+            format!(
+                "tc qdisc replace dev cust root tbf rate 40mbit burst {} latency 25ms",
+                tbf_burst(40)
+            )
+        );
+        assert_eq!(tc_command(40, false), "tc qdisc del dev cust root");
+    }
+}
