@@ -116,7 +116,10 @@ fn concentrators_are_sorted_by_priority_and_the_single_form_is_a_list_of_one() {
 
     let one = Config::load(&dir.join("minimal.toml")).expect("minimal.toml");
     assert_eq!(one.concentrators.len(), 1);
-    assert_eq!(one.concentrators[0].name, "vps.example.net", "named after its host");
+    assert_eq!(
+        one.concentrators[0].name, "vps.example.net",
+        "named after its host"
+    );
     assert_eq!(one.concentrators[0].priority, 1);
     assert_eq!(one.concentrator.host, one.concentrators[0].host);
 }

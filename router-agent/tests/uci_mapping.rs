@@ -351,7 +351,11 @@ fn concentrator_sections_are_a_list_with_priorities() {
     assert_eq!(names, vec![("home", 1), ("backup", 2)]);
     let covered = MAPPINGS.iter().filter(|m| m.section == "concentrator");
     for m in covered.filter(|m| m.option != "name") {
-        assert!(text.contains(&format!("option {} ", m.option)), "{}", m.option);
+        assert!(
+            text.contains(&format!("option {} ", m.option)),
+            "{}",
+            m.option
+        );
     }
     // Errors are named by the section's UCI path.
     let bad = text.replace("option priority '2'", "option priority '0'");
@@ -364,7 +368,11 @@ fn concentrator_sections_are_a_list_with_priorities() {
         "config concentrator 'home'\n",
         "config concentrator 'home'\n\toption name 'backup'\n",
     );
-    assert!(error(&dup).contains("\"backup\" appears twice"), "{}", error(&dup));
+    assert!(
+        error(&dup).contains("\"backup\" appears twice"),
+        "{}",
+        error(&dup)
+    );
     // Both forms at once is refused.
     let both = text.replace("\toption enabled '1'\n", "\toption host '192.0.2.9'\n");
     assert!(error(&both).contains("not both"), "{}", error(&both));

@@ -58,6 +58,7 @@ pub mod loadgen;
 pub mod netns;
 pub mod proc;
 pub mod profiles;
+pub mod second_vps;
 pub mod tools;
 pub mod topology;
 pub mod udp_tools;

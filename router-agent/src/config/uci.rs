@@ -214,7 +214,9 @@ pub enum OptionError {
     Unknown,
     #[error("required option is missing")]
     Missing,
-    #[error("the concentrator is given both here and in concentrator sections: use one form, not both")]
+    #[error(
+        "the concentrator is given both here and in concentrator sections: use one form, not both"
+    )]
     BothConcentratorForms,
 }
 

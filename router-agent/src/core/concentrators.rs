@@ -215,7 +215,11 @@ impl Concentrators {
     pub fn probe_ended(&mut self, name: &str, interval: Duration, now: Instant) {
         if let Some(e) = self.entries.iter_mut().find(|e| e.name == name) {
             e.in_flight = false;
-            let every = if e.up { interval * STANDBY_EVERY } else { interval };
+            let every = if e.up {
+                interval * STANDBY_EVERY
+            } else {
+                interval
+            };
             // A failure may already have asked for a sooner one.
             let soonest = if e.answering {
                 now + every

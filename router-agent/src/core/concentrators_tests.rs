@@ -62,7 +62,11 @@ fn a_failed_connect_moves_new_connections_at_once_and_reprobes_soon() {
     assert_eq!(c.active_name(), "b");
     assert_eq!(c.active_addr(), addr("198.51.100.1:4850"));
     assert_eq!(states(&c), vec![Down, Active]);
-    assert_eq!(c.next_deadline(), Some(failed + MIN_PROBE_GAP), "fast re-probe");
+    assert_eq!(
+        c.next_deadline(),
+        Some(failed + MIN_PROBE_GAP),
+        "fast re-probe"
+    );
     assert!(c.due_probes(failed + ms(100)).is_empty());
     assert_eq!(c.due_probes(failed + MIN_PROBE_GAP).len(), 1);
 }
@@ -97,7 +101,10 @@ fn with_nothing_else_up_the_first_answer_wins_at_once() {
     assert!(!c.any_answering());
     assert_eq!(states(&c), vec![Down, Down]);
     // b answers first: up and active at once (no hysteresis against failing open).
-    assert!(!c.on_success("b", RTT, t0 + ms(500)), "b was already the active one");
+    assert!(
+        !c.on_success("b", RTT, t0 + ms(500)),
+        "b was already the active one"
+    );
     assert_eq!(states(&c), vec![Down, Active]);
     assert!(c.any_answering());
 }

@@ -377,10 +377,15 @@ impl Core {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let probe = (!self.probe.in_flight).then_some(self.probe.next);
         let standby = self.concentrators.next_deadline();
-        [probe, standby, self.redirect_retry, self.hedging.next_expiry()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            probe,
+            standby,
+            self.redirect_retry,
+            self.hedging.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Time has passed: start a due probe, retry a refused table update, let a suspect

@@ -31,7 +31,10 @@ pub struct ConcentratorEntry {
 }
 
 /// The entries for the core's views, with the configured priorities.
-pub fn entries(views: &[ConcentratorView], priority: impl Fn(&str) -> u8) -> Vec<ConcentratorEntry> {
+pub fn entries(
+    views: &[ConcentratorView],
+    priority: impl Fn(&str) -> u8,
+) -> Vec<ConcentratorEntry> {
     views
         .iter()
         .map(|v| ConcentratorEntry {
