@@ -344,11 +344,19 @@ impl Driver {
                     .iter()
                     .find(|c| &c.name == name)
                     .map(|c| c.host.clone());
-                let mut model = control::status::lock(&self.status);
-                let concentrator = model.concentrator_mut();
-                concentrator.address = Some(*addr);
-                if let Some(host) = host {
-                    concentrator.host = host;
+                {
+                    let mut model = control::status::lock(&self.status);
+                    let concentrator = model.concentrator_mut();
+                    concentrator.address = Some(*addr);
+                    if let Some(host) = host {
+                        concentrator.host = host;
+                    }
+                }
+                // The WANs' probes and subflow samples follow the new concentrator at
+                // once (the control plane reads its address from the published params).
+                if let Some(control) = &self.control {
+                    let config = self.core.config().clone();
+                    let _ = control.send(ControlCommand::Reconfigure(config));
                 }
             }
             Notice::Probed { result, redirect } => {

@@ -190,7 +190,8 @@ pub enum Notice {
         result: Result<Duration, String>,
         redirect: bool,
     },
-    /// New connections go to another concentrator from now on (failover or return).
+    /// New connections go to another concentrator from now on (failover or return);
+    /// comes after the [`Action::PublishUpstream`] with its address.
     ConcentratorChosen { name: String, addr: SocketAddr },
 }
 
@@ -655,18 +656,18 @@ impl Core {
 
     /// New connections go to another concentrator: learn Fast Open afresh for it.
     fn active_changed(&mut self, now: Instant) {
+        self.fastopen = self.kernel_fastopen;
+        self.choose_source(now);
+        self.publish_upstream();
+        // After the new parameters: the shell acts on the notice with them in place.
         let name = self.concentrators.active_name().to_owned();
         let addr = self.concentrators.active_addr();
         self.actions
             .push_back(Action::Notice(Notice::ConcentratorChosen { name, addr }));
-        self.fastopen = self.kernel_fastopen;
-        self.main_target = None;
-        self.choose_source(now);
-        self.publish_upstream();
     }
 
     fn reload_all(&mut self, config: Arc<Config>, resolved: Vec<Vec<SocketAddr>>, now: Instant) {
-        if resolved.first().is_none_or(Vec::is_empty) {
+        if resolved.first().map_or(true, Vec::is_empty) {
             return; // The shell never sends this; an empty list changes nothing.
         }
         let old_addrs = self.concentrators.all_addrs();
@@ -679,7 +680,6 @@ impl Core {
         if changes.concentrator {
             let ok = self.redirecting();
             self.concentrators = concentrator_list(&self.config, resolved, ok, now);
-            self.main_target = None;
             // A new concentrator: learn Fast Open afresh and probe it at once.
             self.fastopen = self.kernel_fastopen;
             self.choose_source(now);

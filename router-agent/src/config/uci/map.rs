@@ -273,10 +273,10 @@ pub(super) fn to_raw(package: &Package) -> Result<RawConfig, UciError> {
         // The single form: the globals section names the concentrator.
         let globals = globals_path.unwrap_or_default();
         for option in ["host", "client_id", "key"] {
-            if !root
+            if root
                 .get("concentrator")
                 .and_then(|c| c.get(option))
-                .is_some()
+                .is_none()
             {
                 return Err(missing(&globals, option));
             }
