@@ -55,6 +55,7 @@ function agentOptions() {
     ...[...rs.matchAll(/\bglobal\(\s*"(\w+)",\s*(\w+)/g)].map((r) => ['globals', r[1], r[2]]),
     ...[...rs.matchAll(/\bwan\(\s*"(\w+)",\s*(\w+)/g)].map((r) => ['wan', r[1], r[2]]),
     ...[...rs.matchAll(/\budp_rule\(\s*"(\w+)",\s*(\w+)/g)].map((r) => ['udp_rule', r[1], r[2]]),
+    ...[...rs.matchAll(/\bconcentrator\(\s*"(\w+)",\s*(\w+)/g)].map((r) => ['concentrator', r[1], r[2]]),
   ];
   assert.ok(rows.length > 10, 'MAPPINGS found in map.rs');
   return rows;
@@ -65,7 +66,7 @@ test('settings declare the globals and wan sections of the mpbond config', () =>
   assert.equal(map.config, 'mpbond');
   assert.deepEqual(sections.map((s) => [s.cls, ...s.args.slice(0, 2)]),
     [['NamedSection', 'globals', 'globals'], ['GridSection', 'wan', 'WAN interfaces'],
-      ['GridSection', 'udp_rule', 'UDP rules']]);
+      ['GridSection', 'udp_rule', 'UDP rules'], ['GridSection', 'concentrator', 'Concentrators']]);
   const g = Object.fromEntries(sections[0].options.map((o) => [o.name, o]));
   assert.equal(g.key.password, true);
   for (const n of ['bypass_destination', 'bypass_source']) {
@@ -128,4 +129,18 @@ test('UDP actions are the four the agent parses, protect included', () => {
   assert.deepEqual(parsed, ['bond', 'direct', 'block', 'protect']);
   assert.deepEqual(g.udp_default.values, parsed);
   assert.deepEqual(r.action.values, parsed);
+});
+
+test('several concentrators: a named section each, with priority, host, port, client id and key', () => {
+  const { sections } = declared();
+  const c = sections.find((s) => s.args[0] === 'concentrator');
+  assert.ok(c, 'a concentrator section');
+  const o = Object.fromEntries(c.options.map((x) => [x.name, x]));
+  assert.deepEqual(Object.keys(o), ['priority', 'host', 'port', 'client_id', 'key']);
+  assert.equal(o.priority.datatype, 'range(1,255)');
+  assert.equal(o.key.password, true);
+  assert.equal(o.key.validate('vps2', '12'), 'The key is 64 hexadecimal characters');
+  // The globals' host, client id and key are optional: the list replaces them.
+  const g = Object.fromEntries(sections[0].options.map((x) => [x.name, x]));
+  for (const n of ['host', 'client_id', 'key']) assert.notEqual(g[n].rmempty, false, n);
 });

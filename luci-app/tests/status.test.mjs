@@ -74,6 +74,25 @@ test('concentrator, redirect and connection counters', async () => {
   await page.close();
 });
 
+test('several concentrators: one line each with its state, RTT and connections', async () => {
+  const doc = structuredClone(fixture('status.json'));
+  doc.concentrators = [
+    { name: 'vps1', address: '192.0.2.1:4850', priority: 1, state: 'down', rtt_ms: null, connections: 0 },
+    { name: 'vps2', address: '192.0.2.2:4850', priority: 2, state: 'active', rtt_ms: 41.2, connections: 3 },
+  ];
+  const { page } = await openView(browser, server.base, 'mpbond/status', [doc]);
+  const lines = await page.$$eval('[data-field="concentrators"] .mpbond-concentrator',
+    (els) => els.map((e) => [e.dataset.name, e.textContent]));
+  assert.equal(lines.length, 2, JSON.stringify(lines));
+  assert.match(lines[0][1], /^vps1 \(192\.0\.2\.1:4850, priority 1\): down, RTT –, 0 connections$/);
+  assert.match(lines[1][1], /^vps2 \(192\.0\.2\.2:4850, priority 2\): active, RTT 41\.2 ms, 3 connections$/);
+  // One concentrator: no list (the Concentrator line says it all).
+  const { page: one } = await openView(browser, server.base, 'mpbond/status', [fixture('status.json')]);
+  assert.equal(await one.$$eval('[data-field="concentrators"]', (els) => els.length), 0);
+  await page.close();
+  await one.close();
+});
+
 test('graph: one polyline per WAN whose points move on each poll tick', async () => {
   const [a, b] = [fixture('status.json'), fixture('status-next.json')];
   const { page } = await openView(browser, server.base, 'mpbond/status', [a, b]);

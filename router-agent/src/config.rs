@@ -10,6 +10,7 @@
 //! `check-config` works offline.
 
 pub mod bypass_names;
+pub mod concentrators;
 pub mod log;
 pub mod path_quality;
 pub mod raw;
@@ -41,7 +42,12 @@ pub const DEFAULT_NFT_TABLE: &str = "mpbond";
 /// The validated agent configuration.
 #[derive(Debug)]
 pub struct Config {
+    /// The preferred concentrator (`concentrators[0]`), for code that needs only one.
     pub concentrator: ConcentratorConfig,
+    /// Every concentrator, preferred (lowest priority) first: `[concentrator]` is a list
+    /// of one. The decision core picks the one new connections go to
+    /// ([`crate::core::concentrators`]).
+    pub concentrators: Vec<ConcentratorConfig>,
     pub proxy: ProxyConfig,
     pub bypass: BypassConfig,
     pub health: HealthConfig,
@@ -64,9 +70,13 @@ pub struct Config {
     pub udp: udp::UdpConfig,
 }
 
-/// Where the concentrator is and who we are to it.
-#[derive(Debug)]
+/// Where a concentrator is and who we are to it.
+#[derive(Debug, Clone)]
 pub struct ConcentratorConfig {
+    /// Its name in the status and the logs (default: the host); unique.
+    pub name: String,
+    /// Lower is preferred (1..=255).
+    pub priority: u8,
     /// IP literal or host name, resolved once at start.
     pub host: String,
     pub port: u16,
@@ -242,30 +252,8 @@ impl Config {
 
     /// Validate the raw config.
     pub fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
-        let c = raw.concentrator;
-        let host = c.host.trim();
-        // Accept a bracketed IPv6 literal too.
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host)
-            .to_owned();
-        if host.is_empty() {
-            return Err(field("concentrator.host", FieldError::Empty));
-        }
-        if !valid_host(&host) {
-            return Err(field("concentrator.host", FieldError::Host(host)));
-        }
-        let concentrator = ConcentratorConfig {
-            host,
-            port: port("concentrator.port", c.port, mpbond_protocol::DEFAULT_PORT)?,
-            client_id: c
-                .client_id
-                .parse()
-                .map_err(|e| field("concentrator.client_id", FieldError::ClientId(e)))?,
-            key: Key::from_hex(c.key.trim())
-                .map_err(|e| field("concentrator.key", FieldError::Key(e)))?,
-        };
+        let concentrators = concentrators::concentrators(raw.concentrator, raw.concentrators)?;
+        let concentrator = concentrators[0].clone();
 
         let p = raw.proxy;
         let lan_interfaces = p.lan_interfaces.unwrap_or_else(|| vec!["br-lan".into()]);
@@ -320,6 +308,7 @@ impl Config {
         let wan = sections::wans(raw.wan, &proxy.lan_interfaces)?;
         Ok(Config {
             concentrator,
+            concentrators,
             proxy,
             bypass,
             health,

@@ -9,6 +9,8 @@
 //! core's deadline ────handle_timeout(now)─────────────────────────┘
 //!
 //! Action::StartProbe       → concentrator_probe::probe on this task (one at a time)
+//! Action::ProbeStandby     → concentrator_probe::probe of another concentrator (several
+//!                            at once) → Input::ConcentratorProbed
 //! Action::ApplyRedirect    → NftTable::apply (or a new table when the name changed)
 //! Action::PublishUpstream  → a new ConnParams for new connections and WAN probes
 //! Action::Reconfigure      → the control plane, the listener, the control socket
@@ -25,13 +27,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::concentrator_probe::{self, ProbeOutcome};
-use crate::config::Config;
+use crate::config::{ConcentratorConfig, Config};
 use crate::control::{self, ControlCommand, SharedStatus};
 use crate::core::{Action, Changes, Core, Input, Notice, UpstreamChoice};
 use crate::nft::{NftTable, RedirectSpec};
@@ -42,6 +45,8 @@ use mpbond_relay::relay::RelayOpts;
 
 /// A probe in flight: its outcome and how long it took.
 type ProbeFuture = Pin<Box<dyn Future<Output = (ProbeOutcome, Duration)> + Send>>;
+/// Standby probes in flight, each ending in its input for the core.
+type StandbyProbes = FuturesUnordered<Pin<Box<dyn Future<Output = Input> + Send>>>;
 
 /// Everything the shell does I/O with.
 #[derive(Debug)]
@@ -57,13 +62,23 @@ pub struct Driver {
     pub names: crate::bypass_names::ResolverFile,
 }
 
-/// The connection parameters for `config` and the core's choices.
+/// The connection parameters for `config` and the core's choices, with the preferred
+/// concentrator's credentials.
 pub fn conn_params(config: &Config, choice: &UpstreamChoice) -> ConnParams {
+    conn_params_via(config, &config.concentrator, choice)
+}
+
+/// [`conn_params`] with the credentials of `concentrator` (the one `choice` goes to).
+pub fn conn_params_via(
+    config: &Config,
+    concentrator: &ConcentratorConfig,
+    choice: &UpstreamChoice,
+) -> ConnParams {
     ConnParams {
         upstream: Upstream {
             addr: choice.concentrator,
-            client_id: config.concentrator.client_id.clone(),
-            key: config.concentrator.key.clone(),
+            client_id: concentrator.client_id.clone(),
+            key: concentrator.key.clone(),
             connect_timeout: config.proxy.connect_timeout,
             fastopen: choice.fastopen,
             source: choice.source,
@@ -98,7 +113,7 @@ pub fn check_congestion(status: &SharedStatus, params: &mut ConnParams) {
 /// whole: the resolved concentrator and, for a new port, the bound listeners.
 struct Prepared {
     config: Arc<Config>,
-    concentrator: Vec<SocketAddr>,
+    concentrators: Vec<Vec<SocketAddr>>,
     listeners: Option<Listeners>,
 }
 
@@ -113,10 +128,17 @@ impl Driver {
         let mut probe: Option<ProbeFuture> = None;
         let mut failing = !self.core.redirecting();
         let mut staged: Option<Listeners> = None;
+        let mut standby = StandbyProbes::new();
+        let mut shown = Vec::new();
         loop {
             while let Some(action) = self.core.poll_action() {
+                if let Action::ProbeStandby(target) = action {
+                    standby.push(self.standby_probe(target));
+                    continue;
+                }
                 self.perform(action, &mut probe, &mut staged);
             }
+            self.show_concentrators(&mut shown);
             let deadline = self.core.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -136,12 +158,15 @@ impl Driver {
                     self.core.handle(input, now());
                 }
                 Some(input) = inputs.recv() => self.core.handle(input, now()),
+                Some(input) = standby.next(), if !standby.is_empty() => {
+                    self.core.handle(input, now());
+                }
                 Some(config) = reloads.recv() => {
                     if let Some(prepared) = self.prepare_reload(config).await {
                         staged = prepared.listeners;
-                        let input = Input::Reload {
+                        let input = Input::ReloadAll {
                             config: prepared.config,
-                            concentrator: prepared.concentrator,
+                            concentrators: prepared.concentrators,
                         };
                         self.core.handle(input, now());
                     }
@@ -155,9 +180,7 @@ impl Driver {
     /// Resolve the new config's concentrator and bind a new listener port, or refuse
     /// the reload with the reason.
     async fn prepare_reload(&mut self, config: Config) -> Option<Prepared> {
-        let host = config.concentrator.host.clone();
-        let concentrator = match crate::resolve_concentrator(&host, config.concentrator.port).await
-        {
+        let concentrators = match crate::resolve_concentrators(&config).await {
             Ok(addrs) => addrs,
             Err(err) => {
                 error!("reload refused: {err}; keeping the running config");
@@ -177,13 +200,15 @@ impl Driver {
             None
         };
         let config = Arc::new(config);
-        let changes = Changes::between(old, &config, &[self.core.concentrator()], &concentrator);
+        let new_addrs: Vec<SocketAddr> = concentrators.iter().flatten().copied().collect();
+        let old_addrs = self.core.concentrator_addrs();
+        let changes = Changes::between(old, &config, &old_addrs, &new_addrs);
         if changes.is_empty() {
             info!("reload: nothing changed");
         }
         Some(Prepared {
             config,
-            concentrator,
+            concentrators,
             listeners,
         })
     }
@@ -208,8 +233,16 @@ impl Driver {
                 let ok = self.apply_table(&spec);
                 self.core.handle(Input::RedirectApplied { spec, ok }, now());
             }
+            Action::ProbeStandby(_) => {} // Run by `run`, which keeps the futures.
             Action::PublishUpstream(choice) => {
-                let mut params = conn_params(self.core.config(), &choice);
+                let config = self.core.config();
+                let name = self.core.concentrator_name(choice.concentrator);
+                let via = config
+                    .concentrators
+                    .iter()
+                    .find(|c| Some(c.name.as_str()) == name)
+                    .unwrap_or(&config.concentrator);
+                let mut params = conn_params_via(config, via, &choice);
                 check_congestion(&self.status, &mut params);
                 control::status::lock(&self.status).set_upstream_buffers(choice.buffers);
                 self.params.send_replace(Arc::new(params));
@@ -303,6 +336,30 @@ impl Driver {
                 "no SYN-ACK from a WAN within the hedge bound: new connections start from \
                  another WAN for a while"
             ),
+            Notice::ConcentratorChosen { name, addr } => {
+                warn!(concentrator = %name, address = %addr, "new connections go to this concentrator");
+                let host = self
+                    .core
+                    .config()
+                    .concentrators
+                    .iter()
+                    .find(|c| &c.name == name)
+                    .map(|c| c.host.clone());
+                {
+                    let mut model = control::status::lock(&self.status);
+                    let concentrator = model.concentrator_mut();
+                    concentrator.address = Some(*addr);
+                    if let Some(host) = host {
+                        concentrator.host = host;
+                    }
+                }
+                // The WANs' probes and subflow samples follow the new concentrator at
+                // once (the control plane reads its address from the published params).
+                if let Some(control) = &self.control {
+                    let config = self.core.config().clone();
+                    let _ = control.send(ControlCommand::Reconfigure(config));
+                }
+            }
             Notice::Probed { result, redirect } => {
                 let mut model = control::status::lock(&self.status);
                 model.record_concentrator_probe(result.clone());
@@ -311,6 +368,65 @@ impl Driver {
                 concentrator.address = Some(self.core.concentrator());
             }
         }
+    }
+}
+
+impl Driver {
+    /// A probe of a concentrator other than the active one, with its own credentials,
+    /// from where new connections start; without Fast Open (its evidence is the active
+    /// one's business).
+    fn standby_probe(
+        &self,
+        target: crate::core::concentrators::StandbyProbe,
+    ) -> Pin<Box<dyn Future<Output = Input> + Send>> {
+        let mut upstream = self.params.borrow().upstream.clone();
+        upstream.addr = target.addr;
+        upstream.fastopen = false;
+        if let Some(c) = self
+            .core
+            .config()
+            .concentrators
+            .iter()
+            .find(|c| c.name == target.name)
+        {
+            upstream.client_id = c.client_id.clone();
+            upstream.key = c.key.clone();
+        }
+        let timeout = self.core.config().health.timeout;
+        Box::pin(async move {
+            let started = Instant::now();
+            let outcome = concentrator_probe::probe(&upstream, timeout, false).await;
+            let result = match outcome.result {
+                Ok(()) => Ok(started.elapsed()),
+                Err(err) => {
+                    debug!(concentrator = %target.name, %err, "standby probe failed");
+                    Err(err.to_string())
+                }
+            };
+            Input::ConcentratorProbed {
+                name: target.name,
+                result,
+            }
+        })
+    }
+
+    /// Copy the concentrators' states to the status when they changed.
+    fn show_concentrators(&self, shown: &mut Vec<crate::core::concentrators::ConcentratorView>) {
+        let views = self.core.concentrator_views();
+        if &views == shown {
+            return;
+        }
+        let config = self.core.config();
+        let priority = |name: &str| {
+            config
+                .concentrators
+                .iter()
+                .find(|c| c.name == name)
+                .map_or(0, |c| c.priority)
+        };
+        let entries = crate::status::concentrators::entries(&views, priority);
+        control::status::lock(&self.status).set_concentrators(entries);
+        *shown = views;
     }
 }
 

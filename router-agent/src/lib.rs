@@ -143,6 +143,15 @@ pub async fn resolve_concentrator(host: &str, port: u16) -> Result<Vec<SocketAdd
     Ok(addrs)
 }
 
+/// Resolve every configured concentrator, in the config's order (preferred first).
+pub async fn resolve_concentrators(config: &Config) -> Result<Vec<Vec<SocketAddr>>, RunError> {
+    let mut all = Vec::with_capacity(config.concentrators.len());
+    for c in &config.concentrators {
+        all.push(resolve_concentrator(&c.host, c.port).await?);
+    }
+    Ok(all)
+}
+
 /// Run the agent until `shutdown` is cancelled; every config on `reloads` is applied in
 /// place (see [`driver`]). See the crate docs for the lifecycle.
 pub async fn run(
@@ -153,11 +162,14 @@ pub async fn run(
     let started = Instant::now();
     let config = Arc::new(config);
     let host = &config.concentrator.host;
-    let addrs = resolve_concentrator(host, config.concentrator.port).await?;
-    let Some(&primary) = addrs.first() else {
+    let resolved = resolve_concentrators(&config).await?;
+    let Some(&primary) = resolved.first().and_then(|a| a.first()) else {
         return Err(RunError::NoAddress { host: host.clone() });
     };
-    info!(%host, addresses = ?addrs, "concentrator resolved");
+    for (c, addrs) in config.concentrators.iter().zip(&resolved) {
+        info!(name = %c.name, host = %c.host, addresses = ?addrs, "concentrator resolved");
+    }
+    let addrs: Vec<SocketAddr> = resolved.iter().flatten().copied().collect();
     let status: SharedStatus = Arc::new(Mutex::new(StatusModel::new(
         env!("CARGO_PKG_VERSION"),
         started,
@@ -195,7 +207,7 @@ pub async fn run(
         concentrator_probe::log_failure(error, true);
     }
     let first_ok = first.result.is_ok();
-    let mut core = Core::new(config.clone(), addrs.clone(), first_ok, Instant::now());
+    let mut core = Core::with_concentrators(config.clone(), resolved, first_ok, Instant::now());
     core.set_kernel_fastopen(kernel.tfo_mptcp);
     core.set_kernel_buffer_limits(net::sysctl::buffer_limits());
     if let Some(evidence) = first.fastopen {

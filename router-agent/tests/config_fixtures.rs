@@ -100,3 +100,26 @@ fn json_values_are_typed() {
     assert_eq!(c.health.interval.as_millis(), 500);
     assert_eq!(c.health.timeout.as_millis(), 1500);
 }
+
+#[test]
+fn concentrators_are_sorted_by_priority_and_the_single_form_is_a_list_of_one() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/valid");
+    let two = Config::load(&dir.join("concentrators.toml")).expect("concentrators.toml");
+    let names: Vec<(&str, u8)> = two
+        .concentrators
+        .iter()
+        .map(|c| (c.name.as_str(), c.priority))
+        .collect();
+    assert_eq!(names, vec![("home", 1), ("backup", 2)]);
+    assert_eq!(two.concentrator.name, "home", "the preferred one");
+    assert_eq!(two.concentrators[1].port, 4850, "the default port");
+
+    let one = Config::load(&dir.join("minimal.toml")).expect("minimal.toml");
+    assert_eq!(one.concentrators.len(), 1);
+    assert_eq!(
+        one.concentrators[0].name, "vps.example.net",
+        "named after its host"
+    );
+    assert_eq!(one.concentrators[0].priority, 1);
+    assert_eq!(one.concentrator.host, one.concentrators[0].host);
+}

@@ -178,8 +178,9 @@ reset_day = 14
     assert_eq!((plan.allowance, plan.reset_day), (Some(20_000_000_000), 14));
     assert_eq!(from_uci.wan.metering_for("wan"), Default::default());
     assert_eq!(from_uci.state_dir.as_deref(), Some(Path::new("/tmp/mpb")));
-    // Every mapped option of the table was used above.
-    for m in MAPPINGS {
+    // Every mapped option of the table was used above (the `concentrator` sections'
+    // in `concentrator_sections_are_a_list_with_priorities`).
+    for m in MAPPINGS.iter().filter(|m| m.section != "concentrator") {
         assert!(
             uci.contains(&format!("option {} ", m.option))
                 || uci.contains(&format!("list {} ", m.option)),
@@ -312,7 +313,7 @@ fn bad_options_are_named_by_uci_path() {
 #[test]
 fn parse_uci_gives_the_raw_config() {
     let raw = parse_uci(&globals("config wan 'wan'\n\toption device 'eth1'\n")).expect("raw");
-    assert_eq!(raw.concentrator.host, "192.0.2.1");
+    assert_eq!(raw.concentrator.expect("[concentrator]").host, "192.0.2.1");
     assert_eq!(raw.wan.len(), 1);
     assert_eq!(raw.wan[0].device.as_deref(), Some("eth1"));
     // Typing errors are caught here already; range errors only by load_uci.
@@ -330,4 +331,49 @@ fn the_key_never_prints() {
     assert!(!debug.contains("abababab"), "{debug}");
     let raw = parse_uci(&globals("")).expect("valid");
     assert!(!format!("{raw:?}").contains("abababab"));
+}
+
+#[test]
+fn concentrator_sections_are_a_list_with_priorities() {
+    let text = format!(
+        "config globals 'globals'\n\toption enabled '1'\n\
+         config concentrator 'backup'\n\toption host '198.51.100.7'\n\toption priority '2'\n\
+         \toption client_id 'home'\n\toption key '{KEY}'\n\
+         config concentrator 'home'\n\toption host '192.0.2.1'\n\toption priority '1'\n\
+         \toption port '4850'\n\toption client_id 'home'\n\toption key '{KEY}'\n"
+    );
+    let config = load_uci(&text).expect("valid");
+    let names: Vec<(&str, u8)> = config
+        .concentrators
+        .iter()
+        .map(|c| (c.name.as_str(), c.priority))
+        .collect();
+    assert_eq!(names, vec![("home", 1), ("backup", 2)]);
+    let covered = MAPPINGS.iter().filter(|m| m.section == "concentrator");
+    for m in covered.filter(|m| m.option != "name") {
+        assert!(
+            text.contains(&format!("option {} ", m.option)),
+            "{}",
+            m.option
+        );
+    }
+    // Errors are named by the section's UCI path.
+    let bad = text.replace("option priority '2'", "option priority '0'");
+    assert!(
+        error(&bad).contains("mpbond.backup.priority: 0 is out of range 1..=255"),
+        "{}",
+        error(&bad)
+    );
+    let dup = text.replace(
+        "config concentrator 'home'\n",
+        "config concentrator 'home'\n\toption name 'backup'\n",
+    );
+    assert!(
+        error(&dup).contains("\"backup\" appears twice"),
+        "{}",
+        error(&dup)
+    );
+    // Both forms at once is refused.
+    let both = text.replace("\toption enabled '1'\n", "\toption host '192.0.2.9'\n");
+    assert!(error(&both).contains("not both"), "{}", error(&both));
 }

@@ -455,6 +455,18 @@ impl TestBed {
         config: &str,
         rust_log: bool,
     ) -> Result<Daemon, BedError> {
+        self.start_daemon_in(self.netns(node)?, name, ext, config, rust_log)
+    }
+
+    /// [`Self::start_daemon`] in any namespace (a second VPS's, `second_vps`).
+    pub(crate) fn start_daemon_in(
+        &self,
+        ns: &crate::Netns,
+        name: &str,
+        ext: &str,
+        config: &str,
+        rust_log: bool,
+    ) -> Result<Daemon, BedError> {
         static N: AtomicUsize = AtomicUsize::new(0);
         let bin = bin_path(name)?;
         let n = N.fetch_add(1, Ordering::Relaxed);
@@ -468,7 +480,7 @@ impl TestBed {
         let notify = UnixDatagram::bind(&sock_path).map_err(io_err("cannot bind", &sock_path))?;
         let log = self.dir().join(format!("{name}-{n}.log"));
         let log_file = std::fs::File::create(&log).map_err(io_err("cannot create", &log))?;
-        let mut cmd = self.netns(node)?.command(&bin.to_string_lossy());
+        let mut cmd = ns.command(&bin.to_string_lossy());
         cmd.arg("--config")
             .arg(&cfg_path)
             .env("NOTIFY_SOCKET", &sock_path)

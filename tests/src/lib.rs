@@ -61,6 +61,7 @@ pub mod netns;
 pub mod proc;
 pub mod profiles;
 pub mod shaping;
+pub mod second_vps;
 pub mod tools;
 pub mod topology;
 pub mod udp_tools;

@@ -10,7 +10,11 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    pub concentrator: RawConcentrator,
+    /// `[concentrator]`: the single-concentrator form, read as a list of one.
+    pub concentrator: Option<RawConcentrator>,
+    /// `[[concentrators]]`: several concentrators with priorities (failover).
+    #[serde(default)]
+    pub concentrators: Vec<RawConcentrator>,
     #[serde(default)]
     pub proxy: RawProxy,
     #[serde(default)]
@@ -37,10 +41,15 @@ pub struct RawConfig {
     pub state_dir: Option<String>,
 }
 
-/// `[concentrator]`: where the VPS is and how we authenticate to it.
+/// `[concentrator]` or one `[[concentrators]]` entry: where the VPS is and how we
+/// authenticate to it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConcentrator {
+    /// A name for the status and the logs; default: the host.
+    pub name: Option<String>,
+    /// Lower is preferred (1..=255); default: the entry's position (1, 2, ...).
+    pub priority: Option<u64>,
     pub host: String,
     pub port: Option<u64>,
     pub client_id: String,
@@ -50,6 +59,8 @@ pub struct RawConcentrator {
 impl std::fmt::Debug for RawConcentrator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RawConcentrator")
+            .field("name", &self.name)
+            .field("priority", &self.priority)
             .field("host", &self.host)
             .field("port", &self.port)
             .field("client_id", &self.client_id)

@@ -214,12 +214,16 @@ pub enum OptionError {
     Unknown,
     #[error("required option is missing")]
     Missing,
+    #[error(
+        "the concentrator is given both here and in concentrator sections: use one form, not both"
+    )]
+    BothConcentratorForms,
 }
 
 /// What is wrong with one section.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum SectionError {
-    #[error("unknown section type {0:?} (expected globals or wan)")]
+    #[error("unknown section type {0:?} (expected globals, concentrator, wan or udp_rule)")]
     UnknownType(String),
     #[error("a second globals section (the first is at line {0})")]
     SecondGlobals(usize),

@@ -6,10 +6,14 @@
 //! [`Core::handle_timeout`]. It imports no socket, no netlink and no clock.
 //!
 //! What it decides:
+//! * **Which concentrator** new connections go to, when several are configured
+//!   ([`concentrators::Concentrators`]): the first live one by priority; a failed probe or
+//!   relayed connect moves them to the next at once, and they come back with hysteresis.
 //! * **Fail open** ([`crate::model::FailOpen`]): whether LAN TCP is redirected. The
 //!   concentrator probe over the main route is the evidence, and so is a recent success of
 //!   any WAN's own probe (a dead WAN under the main route must not withdraw the redirect
-//!   while another WAN still reaches the concentrator).
+//!   while another WAN still reaches the concentrator), and any other concentrator that
+//!   answered its last probe: the agent fails open only when no concentrator answers.
 //! * **When the concentrator is probed**: every `health.interval`, at once when a relayed
 //!   connection could not reach the concentrator, never closer than [`MIN_PROBE_GAP`].
 //!   A periodic probe is skipped while a WAN's own probe datagram or a WAN's live
@@ -48,6 +52,7 @@
 //! [`Input::WansPlanned`] and each WAN's probe success as [`Input::WanReached`].
 
 pub mod buffers;
+pub mod concentrators;
 pub mod hedge;
 pub mod metered;
 pub mod path_quality;
@@ -113,6 +118,17 @@ pub enum Input {
         config: Arc<Config>,
         concentrator: Vec<SocketAddr>,
     },
+    /// A new config with every concentrator's addresses resolved (in the config's
+    /// order, preferred first; first address = the one connections go to).
+    ReloadAll {
+        config: Arc<Config>,
+        concentrators: Vec<Vec<SocketAddr>>,
+    },
+    /// A standby concentrator's probe ([`Action::ProbeStandby`]) ended.
+    ConcentratorProbed {
+        name: String,
+        result: Result<Duration, String>,
+    },
 }
 
 /// A Fast Open connection's verdict: MPTCP survived the data in the SYN, or not.
@@ -126,6 +142,9 @@ pub struct FastOpenEvidence {
 pub enum Action {
     /// Probe the concentrator over the main route now, with or without Fast Open.
     StartProbe { fastopen: bool },
+    /// Probe a concentrator other than the active one (report with
+    /// [`Input::ConcentratorProbed`]); several may run at once.
+    ProbeStandby(concentrators::StandbyProbe),
     /// Bring the nft table in line with `spec` (atomically); report with
     /// [`Input::RedirectApplied`]. A different table name replaces the table.
     ApplyRedirect(RedirectSpec),
@@ -171,6 +190,9 @@ pub enum Notice {
         result: Result<Duration, String>,
         redirect: bool,
     },
+    /// New connections go to another concentrator from now on (failover or return);
+    /// comes after the [`Action::PublishUpstream`] with its address.
+    ConcentratorChosen { name: String, addr: SocketAddr },
 }
 
 /// The main-route probe's schedule.
@@ -192,7 +214,10 @@ struct ProbeClock {
 #[derive(Debug)]
 pub struct Core {
     config: Arc<Config>,
-    concentrator: Vec<SocketAddr>,
+    /// The concentrators, their liveness and the active one.
+    concentrators: concentrators::Concentrators,
+    /// Which concentrator the main probe in flight went to.
+    main_target: Option<String>,
     failopen: FailOpen,
     probe: ProbeClock,
     fastopen: bool,
@@ -226,6 +251,18 @@ impl Core {
         first_ok: bool,
         now: Instant,
     ) -> Core {
+        Core::with_concentrators(config, vec![concentrator], first_ok, now)
+    }
+
+    /// [`Core::new`] with every concentrator's addresses (in the config's order, the
+    /// preferred one first, whose first probe said `first_ok`).
+    pub fn with_concentrators(
+        config: Arc<Config>,
+        resolved: Vec<Vec<SocketAddr>>,
+        first_ok: bool,
+        now: Instant,
+    ) -> Core {
+        let concentrators = concentrator_list(&config, resolved, first_ok, now);
         let failopen = FailOpen::new(
             Probe::from(first_ok),
             config.health.down_after,
@@ -241,7 +278,8 @@ impl Core {
                 last_fastopen_try: now,
             },
             config,
-            concentrator,
+            concentrators,
+            main_target: None,
             failopen,
             fastopen: true,
             kernel_fastopen: true,
@@ -296,7 +334,22 @@ impl Core {
 
     /// The address upstream connections go to.
     pub fn concentrator(&self) -> SocketAddr {
-        self.concentrator[0]
+        self.concentrators.active_addr()
+    }
+
+    /// The name of the concentrator that `addr` belongs to.
+    pub fn concentrator_name(&self, addr: SocketAddr) -> Option<&str> {
+        self.concentrators.name_of(addr)
+    }
+
+    /// Every concentrator's address (flattened, preferred first).
+    pub fn concentrator_addrs(&self) -> Vec<SocketAddr> {
+        self.concentrators.all_addrs()
+    }
+
+    /// Every concentrator with its state and RTT, for the status.
+    pub fn concentrator_views(&self) -> Vec<concentrators::ConcentratorView> {
+        self.concentrators.views()
     }
 
     /// What new upstream connections use now.
@@ -324,10 +377,16 @@ impl Core {
     /// When the core wants [`Core::handle_timeout`] called next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let probe = (!self.probe.in_flight).then_some(self.probe.next);
-        [probe, self.redirect_retry, self.hedging.next_expiry()]
-            .into_iter()
-            .flatten()
-            .min()
+        let standby = self.concentrators.next_deadline();
+        [
+            probe,
+            standby,
+            self.redirect_retry,
+            self.hedging.next_expiry(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Time has passed: start a due probe, retry a refused table update, let a suspect
@@ -351,6 +410,9 @@ impl Core {
         }
         if self.hedging.expire(now) {
             self.choose_source(now);
+        }
+        for probe in self.concentrators.due_probes(now) {
+            self.actions.push_back(Action::ProbeStandby(probe));
         }
     }
 
@@ -394,7 +456,18 @@ impl Core {
     pub fn handle(&mut self, input: Input, now: Instant) {
         match input {
             Input::ProbeDone { result, fastopen } => self.on_probe(result, fastopen, now),
-            Input::UpstreamFailed => self.nudge_probe(now),
+            Input::UpstreamFailed => {
+                let active = self.concentrators.active_name().to_owned();
+                if self.concentrators.on_failure(&active, now) {
+                    self.active_changed(now);
+                }
+                self.nudge_probe(now);
+            }
+            Input::ConcentratorProbed { name, result } => self.on_standby_probe(name, result, now),
+            Input::ReloadAll {
+                config,
+                concentrators,
+            } => self.reload_all(config, concentrators, now),
             Input::UpstreamConnected(evidence) => self.learn_fastopen(evidence),
             Input::WanReached(at) => {
                 self.wan_reached = Some(self.wan_reached.map_or(at, |last| last.max(at)));
@@ -423,7 +496,7 @@ impl Core {
             Input::Reload {
                 config,
                 concentrator,
-            } => self.reload(config, concentrator, now),
+            } => self.reload_all(config, vec![concentrator], now),
         }
     }
 
@@ -438,6 +511,7 @@ impl Core {
         }
         self.probe.in_flight = true;
         self.probe.nudged = false;
+        self.main_target = Some(self.concentrators.active_name().to_owned());
         self.actions.push_back(Action::StartProbe { fastopen });
     }
 
@@ -460,12 +534,26 @@ impl Core {
         if let Some(evidence) = fastopen {
             self.learn_fastopen(evidence);
         }
-        let via_wan = result.is_err() && self.vouched_by_wan(now);
+        let target = self
+            .main_target
+            .take()
+            .unwrap_or_else(|| self.concentrators.active_name().to_owned());
+        let changed = match &result {
+            Ok(rtt) => self.concentrators.on_success(&target, *rtt, now),
+            Err(_) => self.concentrators.on_failure(&target, now),
+        };
+        self.concentrators
+            .probe_ended(&target, self.config.health.interval, now);
+        if changed {
+            self.active_changed(now);
+        }
+        let answering = self.concentrators.any_answering();
+        let via_wan = result.is_err() && !answering && self.vouched_by_wan(now);
         if via_wan {
             self.actions
                 .push_back(Action::Notice(Notice::ReachableViaWan));
         }
-        self.judge(Probe::from(result.is_ok() || via_wan), now);
+        self.judge(Probe::from(result.is_ok() || via_wan || answering), now);
         self.sync_redirect();
         self.actions.push_back(Action::Notice(Notice::Probed {
             result,
@@ -533,7 +621,11 @@ impl Core {
     }
 
     fn desired_spec(&self) -> RedirectSpec {
-        Core::initial_spec(&self.config, &self.concentrator, self.redirecting())
+        Core::initial_spec(
+            &self.config,
+            &self.concentrators.all_addrs(),
+            self.redirecting(),
+        )
     }
 
     /// Ask for the table the verdict and the config want, unless the kernel has it.
@@ -544,17 +636,50 @@ impl Core {
         }
     }
 
-    fn reload(&mut self, config: Arc<Config>, concentrator: Vec<SocketAddr>, now: Instant) {
-        if concentrator.is_empty() {
+    /// A standby's probe ended: its liveness, maybe a new active one, and the redirect
+    /// back on when it answers while nothing else did.
+    fn on_standby_probe(&mut self, name: String, result: Result<Duration, String>, now: Instant) {
+        let changed = match &result {
+            Ok(rtt) => self.concentrators.on_success(&name, *rtt, now),
+            Err(_) => self.concentrators.on_failure(&name, now),
+        };
+        self.concentrators
+            .probe_ended(&name, self.config.health.interval, now);
+        if changed {
+            self.active_changed(now);
+        }
+        if result.is_ok() && !self.redirecting() {
+            self.judge(Probe::from(true), now);
+            self.sync_redirect();
+        }
+    }
+
+    /// New connections go to another concentrator: learn Fast Open afresh for it.
+    fn active_changed(&mut self, now: Instant) {
+        self.fastopen = self.kernel_fastopen;
+        self.choose_source(now);
+        self.publish_upstream();
+        // After the new parameters: the shell acts on the notice with them in place.
+        let name = self.concentrators.active_name().to_owned();
+        let addr = self.concentrators.active_addr();
+        self.actions
+            .push_back(Action::Notice(Notice::ConcentratorChosen { name, addr }));
+    }
+
+    fn reload_all(&mut self, config: Arc<Config>, resolved: Vec<Vec<SocketAddr>>, now: Instant) {
+        if resolved.first().map_or(true, Vec::is_empty) {
             return; // The shell never sends this; an empty list changes nothing.
         }
-        let changes = Changes::between(&self.config, &config, &self.concentrator, &concentrator);
+        let old_addrs = self.concentrators.all_addrs();
+        let new_addrs: Vec<SocketAddr> = resolved.iter().flatten().copied().collect();
+        let changes = Changes::between(&self.config, &config, &old_addrs, &new_addrs);
         if changes.is_empty() {
             return;
         }
         self.config = config;
         if changes.concentrator {
-            self.concentrator = concentrator;
+            let ok = self.redirecting();
+            self.concentrators = concentrator_list(&self.config, resolved, ok, now);
             // A new concentrator: learn Fast Open afresh and probe it at once.
             self.fastopen = self.kernel_fastopen;
             self.choose_source(now);
@@ -575,4 +700,15 @@ impl Core {
         self.sync_redirect();
         self.actions.push_back(Action::Reconfigure(changes));
     }
+}
+
+/// The config's concentrators (names, preferred first) with their resolved addresses.
+fn concentrator_list(
+    config: &Config,
+    resolved: Vec<Vec<SocketAddr>>,
+    first_ok: bool,
+    now: Instant,
+) -> concentrators::Concentrators {
+    let names = config.concentrators.iter().map(|c| c.name.clone());
+    concentrators::Concentrators::new(names.zip(resolved).collect(), first_ok, now)
 }

@@ -43,8 +43,19 @@ impl Changes {
         let (oc, nc) = (&old.concentrator, &new.concentrator);
         let (op, np) = (&old.proxy, &new.proxy);
         Changes {
-            concentrator: oc.host != nc.host || oc.port != nc.port || old_addrs != new_addrs,
-            credentials: oc.client_id != nc.client_id || oc.key.to_hex() != nc.key.to_hex(),
+            concentrator: oc.host != nc.host
+                || oc.port != nc.port
+                || old_addrs != new_addrs
+                || !crate::config::concentrators::same_endpoints(
+                    &old.concentrators,
+                    &new.concentrators,
+                ),
+            credentials: oc.client_id != nc.client_id
+                || oc.key.to_hex() != nc.key.to_hex()
+                || !crate::config::concentrators::same_credentials(
+                    &old.concentrators,
+                    &new.concentrators,
+                ),
             connections: op.connect_timeout != np.connect_timeout
                 || op.reply_timeout != np.reply_timeout
                 || op.idle_timeout != np.idle_timeout,

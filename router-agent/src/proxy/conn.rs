@@ -164,6 +164,7 @@ pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summa
                     };
                     let ahead = early.len() as u64;
                     drop(early);
+                    let _via = ctx.stats.via(upstream.addr);
                     return via_concentrator(lan, stream, mptcp, refused, ahead, ctx, &params)
                         .await;
                 }

@@ -19,6 +19,8 @@ pub struct Stats {
     refused: AtomicU64,
     /// The relays' upstream sockets (`control::passive` samples them).
     pub upstreams: Arc<LiveUpstreams>,
+    /// Live connections relayed through each concentrator address.
+    via: std::sync::Mutex<std::collections::HashMap<std::net::SocketAddr, u64>>,
 }
 
 /// A copy of the counters at one moment.
@@ -67,6 +69,20 @@ impl Stats {
         self.refused.fetch_add(1, Relaxed);
     }
 
+    /// Count a connection relayed through the concentrator at `addr` until the guard
+    /// drops.
+    pub fn via(&self, addr: std::net::SocketAddr) -> ViaGuard<'_> {
+        let mut via = self.via.lock().unwrap_or_else(|p| p.into_inner());
+        *via.entry(addr).or_default() += 1;
+        ViaGuard(self, addr)
+    }
+
+    /// Live connections relayed through the concentrator at `addr`.
+    pub fn live_via(&self, addr: std::net::SocketAddr) -> u64 {
+        let via = self.via.lock().unwrap_or_else(|p| p.into_inner());
+        via.get(&addr).copied().unwrap_or(0)
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             active: self.active.load(Relaxed),
@@ -74,6 +90,19 @@ impl Stats {
             mptcp_fallbacks: self.mptcp_fallbacks.load(Relaxed),
             direct: self.direct.load(Relaxed),
             refused: self.refused.load(Relaxed),
+        }
+    }
+}
+
+/// Uncounts a connection through one concentrator when dropped ([`Stats::via`]).
+#[derive(Debug)]
+pub struct ViaGuard<'a>(&'a Stats, std::net::SocketAddr);
+
+impl Drop for ViaGuard<'_> {
+    fn drop(&mut self) {
+        let mut via = self.0.via.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = via.get_mut(&self.1) {
+            *n = n.saturating_sub(1);
         }
     }
 }

@@ -11,6 +11,7 @@
 //! ```
 
 pub mod client;
+pub mod concentrators;
 mod convert;
 pub mod render;
 pub mod render_protect;

@@ -1,5 +1,5 @@
 //! The human rendering of a status document: three header lines (agent, concentrator,
-//! connections), a table with one row per WAN, a data-usage table (bytes today and this
+//! connections; with several concentrators, a row for each after the second), a table with one row per WAN, a data-usage table (bytes today and this
 //! billing month, the data plan), a line for each WAN demoted by the path-quality
 //! control, and the kernel's missing features as warnings.
 //! Unknown values print as `-`. Pure: document in, text out.
@@ -43,6 +43,7 @@ pub fn render(doc: &StatusDoc) -> String {
         let _ = write!(line, ", congestion control {congestion}");
     }
     let _ = writeln!(out, "{line}");
+    out.push_str(&super::concentrators::table(&doc.concentrators));
     let n = &doc.connections;
     let _ = writeln!(
         out,

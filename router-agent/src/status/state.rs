@@ -34,6 +34,10 @@ pub struct StatusDoc {
     pub uptime_secs: u64,
     pub kernel: KernelStatus,
     pub concentrator: ConcentratorStatus,
+    /// Every configured concentrator with its state, RTT and connections
+    /// (`status::concentrators`); the one in use is also `concentrator`.
+    #[serde(default)]
+    pub concentrators: Vec<super::concentrators::ConcentratorEntry>,
     pub connections: ConnectionCounts,
     pub wans: Vec<WanStatus>,
     /// UDP flows (absent with `[udp] enabled = false`); bytes are totals over all WANs,
@@ -292,6 +296,7 @@ pub struct StatusModel {
     started: Instant,
     kernel: KernelStatus,
     concentrator: ConcentratorStatus,
+    concentrators: Vec<super::concentrators::ConcentratorEntry>,
     connections: ConnectionCounts,
     stats: Option<Arc<Stats>>,
     udp: Option<Arc<crate::udp::UdpStats>>,
@@ -323,6 +328,7 @@ impl StatusModel {
                 host: host.to_owned(),
                 ..ConcentratorStatus::default()
             },
+            concentrators: Vec::new(),
             connections: ConnectionCounts::default(),
             stats: None,
             udp: None,
@@ -346,6 +352,11 @@ impl StatusModel {
     /// The socket buffers the core chose for new upstream connections.
     pub fn set_upstream_buffers(&mut self, chosen: crate::core::SocketBuffers) {
         self.upstream_buffers = chosen.into();
+    }
+
+    /// Every concentrator's state and RTT (the counts are read at render time).
+    pub fn set_concentrators(&mut self, entries: Vec<super::concentrators::ConcentratorEntry>) {
+        self.concentrators = entries;
     }
 
     /// The concentrator part, to update a field or two.
@@ -586,6 +597,10 @@ impl StatusModel {
             uptime_secs: now.saturating_duration_since(self.started).as_secs(),
             kernel: self.kernel.clone(),
             concentrator: self.concentrator.clone(),
+            concentrators: super::concentrators::with_counts(
+                &self.concentrators,
+                self.stats.as_deref(),
+            ),
             connections,
             wans,
             udp,

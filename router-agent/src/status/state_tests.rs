@@ -97,6 +97,20 @@ pub(crate) fn example(now: Instant) -> StatusModel {
         rcvbuf: Some(2 << 20),
         sndbuf: Some(2 << 20),
     });
+    let entry = |name: &str, address: &str, priority, state: &str, rtt_ms, connections| {
+        super::super::concentrators::ConcentratorEntry {
+            name: name.into(),
+            address: address.parse().unwrap(),
+            priority,
+            state: state.into(),
+            rtt_ms,
+            connections,
+        }
+    };
+    model.set_concentrators(vec![
+        entry("vps", "192.0.2.1:4850", 1, "active", Some(23.4), 3),
+        entry("vps2", "198.51.100.7:4850", 2, "standby", Some(41.0), 0),
+    ]);
     model.set_connections(ConnectionCounts {
         active: 3,
         total: 1204,

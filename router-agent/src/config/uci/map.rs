@@ -55,6 +55,15 @@ const fn udp_rule(option: &'static str, kind: Kind, field: &'static str) -> Mapp
     }
 }
 
+/// An option of a `concentrator` section that fills `field` of its `[[concentrators]]`
+/// entry (one section per concentrator; the section name is its default name).
+const fn concentrator(option: &'static str, kind: Kind, field: &'static str) -> Mapping {
+    Mapping {
+        field: Some(field),
+        ..script_only("concentrator", option, kind)
+    }
+}
+
 /// An option of a `wan` section that fills `field` of its `[[wan]]` entry.
 const fn wan(option: &'static str, kind: Kind, field: &'static str) -> Mapping {
     Mapping {
@@ -86,10 +95,11 @@ use Kind::{Bool, Choice, List, Number, Text};
 pub const MAPPINGS: &[Mapping] = &[
     script_only("globals", "enabled", Bool),
     global("log_level", Text, "log.level"),
-    required(global("host", Text, "concentrator.host")),
+    // Required unless `concentrator` sections are given (checked in `to_raw`).
+    global("host", Text, "concentrator.host"),
     global("port", Number, "concentrator.port"),
-    required(global("client_id", Text, "concentrator.client_id")),
-    required(global("key", Text, "concentrator.key")),
+    global("client_id", Text, "concentrator.client_id"),
+    global("key", Text, "concentrator.key"),
     global("listen_port", Number, "proxy.listen_port"),
     global("lan_interface", List, "proxy.lan_interfaces"),
     global("nft_table", Text, "proxy.nft_table"),
@@ -159,6 +169,12 @@ pub const MAPPINGS: &[Mapping] = &[
     global("udp_idle_timeout_secs", Number, "udp.idle_timeout_secs"),
     global("udp_max_flows", Number, "udp.max_flows"),
     global("udp_queue_bytes", Number, "udp.queue_bytes"),
+    concentrator("name", Text, "name"),
+    concentrator("priority", Number, "priority"),
+    required(concentrator("host", Text, "host")),
+    concentrator("port", Number, "port"),
+    required(concentrator("client_id", Text, "client_id")),
+    required(concentrator("key", Text, "key")),
     wan("interface", Text, "name"),
     wan("device", Text, "device"),
     wan("mode", Choice("on|backup|off"), "mode"),
@@ -190,7 +206,9 @@ pub(super) fn to_raw(package: &Package) -> Result<RawConfig, UciError> {
     let mut root = Map::new();
     let mut wans = Vec::new();
     let mut udp_rules = Vec::new();
+    let mut concentrators = Vec::new();
     let mut globals_line = None;
+    let mut globals_path = None;
     let mut interfaces: Vec<String> = Vec::new();
     for (index, section) in package.sections.iter().enumerate() {
         let path = package.section_path(index);
@@ -205,6 +223,7 @@ pub(super) fn to_raw(package: &Package) -> Result<RawConfig, UciError> {
                     return Err(section_error(SectionError::SecondGlobals(first)));
                 }
                 globals_line = Some(section.line);
+                globals_path = Some(path.clone());
                 map_section(section, &path, &mut root)?;
             }
             "wan" => {
@@ -227,6 +246,14 @@ pub(super) fn to_raw(package: &Package) -> Result<RawConfig, UciError> {
                 }
                 wans.push(Json::Object(entry));
             }
+            "concentrator" => {
+                let mut entry = Map::new();
+                map_section(section, &path, &mut entry)?;
+                if let (false, Some(name)) = (entry.contains_key("name"), &section.name) {
+                    entry.insert("name".into(), Json::String(name.clone()));
+                }
+                concentrators.push(Json::Object(entry));
+            }
             "udp_rule" => {
                 let mut entry = Map::new();
                 map_section(section, &path, &mut entry)?;
@@ -241,6 +268,31 @@ pub(super) fn to_raw(package: &Package) -> Result<RawConfig, UciError> {
             line: 1,
             problem: SectionError::NoGlobals,
         });
+    }
+    if concentrators.is_empty() {
+        // The single form: the globals section names the concentrator.
+        let globals = globals_path.unwrap_or_default();
+        for option in ["host", "client_id", "key"] {
+            if root
+                .get("concentrator")
+                .and_then(|c| c.get(option))
+                .is_none()
+            {
+                return Err(missing(&globals, option));
+            }
+        }
+    } else if let Some(Json::Object(single)) = root.get("concentrator") {
+        let option = ["host", "port", "client_id", "key"]
+            .into_iter()
+            .find(|o| single.contains_key(*o))
+            .unwrap_or("host");
+        return Err(UciError::Option {
+            path: format!("{}.{option}", globals_path.unwrap_or_default()),
+            line: 0,
+            problem: OptionError::BothConcentratorForms,
+        });
+    } else {
+        root.insert("concentrators".into(), Json::Array(concentrators));
     }
     if !wans.is_empty() {
         root.insert("wan".into(), Json::Array(wans));
@@ -351,6 +403,22 @@ fn insert(out: &mut Map<String, Json>, field: &str, value: Json) {
 /// Rename a raw-config field path from a validation error (`concentrator.key`,
 /// `proxy.lan_interfaces[1]`, `wan[0].device`) to the UCI option that set it.
 pub(super) fn uci_path(package: &Package, field: &str) -> String {
+    if let Some(rest) = field.strip_prefix("concentrators[") {
+        if let Some((n, inner)) = rest.split_once("].") {
+            let section = n.parse::<usize>().ok().and_then(|n| {
+                let (i, _) = package
+                    .sections
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.kind == "concentrator")
+                    .nth(n)?;
+                Some(i)
+            });
+            if let Some(i) = section {
+                return format!("{}.{inner}", package.section_path(i));
+            }
+        }
+    }
     let (field, index) = split_index(field);
     let suffix = index.map(|i| format!("[{i}]")).unwrap_or_default();
     if let Some(rest) = field.strip_prefix("wan[") {

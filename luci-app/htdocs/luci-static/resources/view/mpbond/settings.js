@@ -36,21 +36,18 @@ return view.extend({
 		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'));
 		o.rmempty = false;
 
-		o = s.taboption('general', form.Value, 'host', _('Concentrator host'), _('IP address or host name of the VPS.'));
+		o = s.taboption('general', form.Value, 'host', _('Concentrator host'), _('IP address or host name of the VPS. Leave host, client ID and key empty when the concentrators are listed under "Concentrators" below.'));
 		o.datatype = 'host';
-		o.rmempty = false;
 
 		o = s.taboption('general', form.Value, 'port', _('Concentrator port'));
 		o.datatype = 'port';
 		o.placeholder = '4850';
 
 		o = s.taboption('general', form.Value, 'client_id', _('Client ID'), _('1 to 32 of A-Z a-z 0-9 . _ -'));
-		o.rmempty = false;
 		o.validate = pattern(/^[A-Za-z0-9._-]{1,32}$/, _('Use 1 to 32 letters, digits, dots, underscores or dashes'));
 
 		o = s.taboption('general', form.Value, 'key', _('Key'), _('64 hexadecimal characters.'));
 		o.password = true;
-		o.rmempty = false;
 		o.validate = pattern(/^[0-9A-Fa-f]{64}$/, _('The key is 64 hexadecimal characters'));
 
 		o = s.taboption('lan', widgets.DeviceSelect, 'lan_interface', _('LAN devices'),
@@ -247,6 +244,34 @@ return view.extend({
 		o.value('protect', _('Protect (two WANs at once)'));
 		o.default = 'block';
 		o.rmempty = false;
+
+		s = m.section(form.GridSection, 'concentrator', _('Concentrators'),
+			_('Several concentrators, for failover: new connections go to the one with the lowest priority that answers, move to the next within about a second when it stops, and come back 10 s after it answers again (3 good probes in a row). Connections already running through a concentrator that dies end with a reset. The agent fails open only when none answers. Use either this list or the host, client ID and key above.'));
+		s.addremove = true;
+		s.anonymous = false;
+		s.nodescriptions = true;
+
+		o = s.option(form.Value, 'priority', _('Priority'), _('1 to 255, lower preferred.'));
+		o.datatype = 'range(1,255)';
+		o.rmempty = false;
+
+		o = s.option(form.Value, 'host', _('Host'));
+		o.datatype = 'host';
+		o.rmempty = false;
+
+		o = s.option(form.Value, 'port', _('Port'));
+		o.datatype = 'port';
+		o.placeholder = '4850';
+
+		o = s.option(form.Value, 'client_id', _('Client ID'));
+		o.rmempty = false;
+		o.validate = pattern(/^[A-Za-z0-9._-]{1,32}$/, _('Use 1 to 32 letters, digits, dots, underscores or dashes'));
+
+		o = s.option(form.Value, 'key', _('Key'));
+		o.password = true;
+		o.modalonly = true;
+		o.rmempty = false;
+		o.validate = pattern(/^[0-9A-Fa-f]{64}$/, _('The key is 64 hexadecimal characters'));
 
 		return m.render();
 	}

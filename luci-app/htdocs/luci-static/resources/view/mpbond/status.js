@@ -209,6 +209,22 @@ return view.extend({
 		return out;
 	},
 
+	/* With several concentrators: one line each, its state coloured
+	 * (active/standby/down), RTT and the connections through it now. */
+	concentratorRows: function(list) {
+		if (!Array.isArray(list) || list.length < 2)
+			return [];
+		var colour = { active: STATES.up, standby: '#1f77b4', down: STATES.down };
+		return [ [ _('Concentrators'), E('div', {}, list.map(function(c) {
+			var state = String(c.state);
+			return E('div', { class: 'mpbond-concentrator', 'data-name': String(c.name) }, [
+				dash(c.name) + ' (' + dash(c.address) + ', ' + _('priority') + ' ' + dash(c.priority) + '): ',
+				E('span', { class: 'mpbond-conc-state', style: 'color:' + (colour[state] || STATES.unknown) + ';font-weight:bold' }, [ state ]),
+				', ' + _('RTT') + ' ' + fmtNum(c.rtt_ms, 'ms', 1) + ', ' + dash(c.connections) + ' ' + _('connections')
+			]);
+		})), 'concentrators' ] ];
+	},
+
 	renderSummary: function(st) {
 		var c = st.concentrator || {}, n = st.connections || {};
 		var reach = c.reachable ? _('reachable') : _('unreachable') + (c.last_error ? ': ' + c.last_error : '');
@@ -222,11 +238,12 @@ return view.extend({
 				[ _('Concentrator'), E('span', { style: 'color:' + (c.reachable ? STATES.up : STATES.down) },
 					[ dash(c.host) + ' (' + dash(c.address) + '), ' + reach ]), 'concentrator' ],
 				[ _('Concentrator RTT'), fmtNum(c.rtt_ms, 'ms', 1), 'concentrator-rtt' ],
+			].concat(this.concentratorRows(st.concentrators)).concat([
 				[ _('Redirect'), redirect, 'redirect' ],
 				[ _('Connections'), _('active') + ' ' + dash(n.active) + ', ' + _('total') + ' ' + dash(n.total) +
 					', ' + _('fallbacks to plain TCP') + ' ' + dash(n.fallbacks) + ', ' + _('direct') + ' ' +
 					dash(n.direct) + ', ' + _('refused') + ' ' + dash(n.refused), 'connections' ],
-			].concat(st.udp ? [
+			]).concat(st.udp ? [
 				[ _('UDP flows'), _('active') + ' ' + dash(st.udp.active) + ' (' + _('bonded') + ' ' +
 					dash(st.udp.bonded_active) + '), ' + _('total') + ' ' + dash(st.udp.total) + ', ' + _('direct') +
 					' ' + dash(st.udp.direct) + ', ' + _('refused') + ' ' + dash(st.udp.refused) + '; ' +
