@@ -354,7 +354,7 @@ impl FecDecoder {
         if !self.dedup.accept(seq) {
             return false;
         }
-        self.first_seq.get_or_insert(seq);
+        self.note_first(seq);
         self.received += 1;
         self.keep(seq, payload.to_vec());
         self.retry_waiting();
@@ -385,7 +385,8 @@ impl FecDecoder {
         self.dedup.accepted()
     }
 
-    /// Sources recovered from repairs.
+    /// Sources delivered from a repair: lost, or still on their way when the repair
+    /// came.
     pub fn recovered(&self) -> u64 {
         self.recovered_total
     }
@@ -411,6 +412,14 @@ impl FecDecoder {
         match (self.first_seq, self.dedup.highest()) {
             (Some(first), Some(highest)) => u64::from(highest.wrapping_sub(first)) + 1,
             _ => 0,
+        }
+    }
+
+    /// Make `seq` the first source number if it comes before the first so far.
+    fn note_first(&mut self, seq: u32) {
+        match self.first_seq {
+            Some(first) if (seq.wrapping_sub(first) as i32) >= 0 => {}
+            _ => self.first_seq = Some(seq),
         }
     }
 
@@ -483,7 +492,7 @@ impl FecDecoder {
             return false;
         }
         payload.truncate(length);
-        self.first_seq.get_or_insert(missing);
+        self.note_first(missing);
         self.recovered_total += 1;
         self.keep(missing, payload.clone());
         self.recovered.push_back((missing, payload));
