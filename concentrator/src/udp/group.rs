@@ -321,7 +321,7 @@ pub(crate) async fn run_group(mut rx: mpsc::Receiver<Up>, mut params: GroupParam
             () = sleep_until_std(repair_due), if repair_due.is_some() => {
                 let repair = group.fec.as_mut().and_then(|fec| fec.handle_timeout(Instant::now()));
                 if let Some(repair) = repair {
-                    group.spread(repair, &metrics);
+                    group.spread(repair, false, &metrics);
                 }
                 false
             }
@@ -393,13 +393,14 @@ impl Group {
         }
     }
 
-    /// Hand one encoded FEC capsule to the next live leg that takes it. Whether one did.
-    fn spread(&mut self, capsule: Arc<[u8]>, metrics: &Metrics) -> bool {
+    /// Hand one encoded FEC capsule (a source, or a repair) to the next live leg that
+    /// takes it. Whether one did.
+    fn spread(&mut self, capsule: Arc<[u8]>, source: bool, metrics: &Metrics) -> bool {
         self.legs.retain(|l| !l.down.is_closed());
         let Some(fec) = self.fec.as_mut() else {
             return false;
         };
-        for i in fec.order(&self.legs) {
+        for i in fec.order(&self.legs, source) {
             if self.legs[i]
                 .down
                 .try_send(Down::Encoded(capsule.clone()))
@@ -458,11 +459,11 @@ impl Group {
                 let Some((source, repair)) = fec.encode(&scratch[..n], Instant::now()) else {
                     continue;
                 };
-                if self.spread(source, metrics) {
+                if self.spread(source, true, metrics) {
                     self.down.add(n);
                 }
                 if let Some(repair) = repair {
-                    self.spread(repair, metrics);
+                    self.spread(repair, false, metrics);
                 }
                 continue;
             }

@@ -110,14 +110,17 @@ impl GroupFec {
 
     /// The order in which to try `legs` for the next downstream capsule: the live ones
     /// from this turn's on, then the others (so a capsule still goes out when every
-    /// live leg is full).
-    pub(crate) fn order<L: LegClock>(&mut self, legs: &[L]) -> Vec<usize> {
+    /// live leg is full). A source moves the turn on (`source`); a repair takes the
+    /// leg whose turn it is without moving it, so the sources alternate strictly.
+    pub(crate) fn order<L: LegClock>(&mut self, legs: &[L], source: bool) -> Vec<usize> {
         let n = legs.len();
         if n == 0 {
             return Vec::new();
         }
         let start = self.turn % n;
-        self.turn = self.turn.wrapping_add(1);
+        if source {
+            self.turn = self.turn.wrapping_add(1);
+        }
         let rotated = (0..n).map(|i| (start + i) % n);
         let live = |i: &usize| self.ups - legs[*i].last_up() <= STALE_AFTER;
         let mut order: Vec<usize> = rotated.clone().filter(live).collect();
@@ -147,18 +150,19 @@ mod tests {
     fn capsules_go_round_the_live_legs_and_a_silent_leg_goes_last() {
         let mut fec = GroupFec::new(0);
         let legs = [Leg(0), Leg(0)];
-        assert_eq!(fec.order(&legs), [0, 1]);
-        assert_eq!(fec.order(&legs), [1, 0]);
-        assert_eq!(fec.order(&legs), [0, 1]);
+        assert_eq!(fec.order(&legs, true), [0, 1]);
+        assert_eq!(fec.order(&legs, false), [1, 0], "a repair keeps the turn");
+        assert_eq!(fec.order(&legs, true), [1, 0]);
+        assert_eq!(fec.order(&legs, true), [0, 1]);
         // Leg 1 brings every upstream capsule from now on: leg 0 goes stale.
         let mut last = 0;
         for _ in 0..=STALE_AFTER {
             last = fec.heard();
         }
         let legs = [Leg(0), Leg(last)];
-        assert_eq!(fec.order(&legs), [1, 0]);
-        assert_eq!(fec.order(&legs), [1, 0]);
-        assert!(fec.order(&[] as &[Leg]).is_empty());
+        assert_eq!(fec.order(&legs, true), [1, 0]);
+        assert_eq!(fec.order(&legs, true), [1, 0]);
+        assert!(fec.order(&[] as &[Leg], true).is_empty());
     }
 
     #[test]

@@ -59,13 +59,23 @@ struct Fec {
 }
 
 impl Fec {
-    /// Hand `capsule` to the next carrying leg that takes it; whether one did.
-    fn send(&mut self, capsule: Vec<u8>, book: &LegBook, legs: &HashMap<u8, LegHandle>) -> bool {
+    /// Hand `capsule` (a source, or a repair) to the next carrying leg that takes it;
+    /// whether one did. A source moves the turn on, a repair goes where the next source
+    /// would, so the sources alternate strictly.
+    fn send(
+        &mut self,
+        capsule: Vec<u8>,
+        source: bool,
+        book: &LegBook,
+        legs: &HashMap<u8, LegHandle>,
+    ) -> bool {
         let carrying = book.carrying(StdInstant::now());
         let capsule: Arc<[u8]> = capsule.into();
         let n = carrying.len();
         let start = self.turn;
-        self.turn = self.turn.wrapping_add(1);
+        if source {
+            self.turn = self.turn.wrapping_add(1);
+        }
         (0..n)
             .filter_map(|i| legs.get(&carrying[(start + i) % n]))
             .any(|handle| handle.capsules.try_send(capsule.clone()).is_ok())
@@ -161,7 +171,7 @@ pub async fn run_with_mode(
                     let mut repair = Vec::new();
                     if fec.encoder.handle_timeout(StdInstant::now(), &mut repair) {
                         counters.protection_bytes_up += repair.len() as u64;
-                        fec.send(repair, &book, &legs);
+                        fec.send(repair, false, &book, &legs);
                     }
                 }
             }
@@ -242,12 +252,12 @@ pub async fn run_with_mode(
                         let (mut source, mut repair) = (Vec::new(), Vec::new());
                         match fec.encoder.push(&datagram, StdInstant::now(), &mut source, &mut repair) {
                             Ok(closed) => {
-                                if !fec.send(source, &book, &legs) {
+                                if !fec.send(source, true, &book, &legs) {
                                     shared.stats.drops_queue_full();
                                 }
                                 if closed {
                                     counters.protection_bytes_up += repair.len() as u64;
-                                    fec.send(repair, &book, &legs);
+                                    fec.send(repair, false, &book, &legs);
                                 }
                             }
                             Err(_) => shared.stats.drops_lan_busy(),
