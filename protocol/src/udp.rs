@@ -36,9 +36,9 @@ mod group;
 
 pub use dedup::{Dedup, DEDUP_WINDOW};
 pub use fec::{
-    decode_leg_capsule, encode_fec_repair, encode_fec_source, fec_source_capsule_len,
-    FecDecoder, FecEncoder, FecParams, LegCapsule, OwnedRepair, Repair, CONTEXT_FEC_REPAIR,
-    CONTEXT_FEC_SOURCE, FEC_MAX_SOURCES,
+    decode_leg_capsule, encode_fec_repair, encode_fec_source, fec_source_capsule_len, FecDecoder,
+    FecEncoder, FecParams, LegCapsule, OwnedRepair, Repair, CONTEXT_FEC_REPAIR, CONTEXT_FEC_SOURCE,
+    FEC_MAX_SOURCES,
 };
 pub use group::{Group, GroupError, MAX_LEGS};
 

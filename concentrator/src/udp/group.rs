@@ -79,11 +79,7 @@ pub(crate) enum Up {
     /// A sequenced datagram from the client, one copy of possibly several.
     Datagram { seq: u32, payload: Vec<u8> },
     /// An FEC source datagram from the client, on leg `leg`.
-    FecSource {
-        leg: u8,
-        seq: u32,
-        payload: Vec<u8>,
-    },
+    FecSource { leg: u8, seq: u32, payload: Vec<u8> },
     /// An FEC repair from the client, on leg `leg`.
     FecRepair { leg: u8, repair: OwnedRepair },
 }
@@ -471,8 +467,8 @@ impl Group {
             self.next_seq = self.next_seq.wrapping_add(1);
             let payload: Arc<[u8]> = Arc::from(&scratch[..n]);
             let mut copies = 0u64;
-            self.legs
-                .retain(|leg| match leg.down.try_send(Down::Sequenced(seq, payload.clone())) {
+            self.legs.retain(|leg| {
+                match leg.down.try_send(Down::Sequenced(seq, payload.clone())) {
                     Ok(()) => {
                         copies += 1;
                         true
@@ -482,7 +478,8 @@ impl Group {
                         true
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => false,
-                });
+                }
+            });
             if copies > 0 {
                 self.down.add(n);
                 metrics.udp.duplicates(0, copies - 1);

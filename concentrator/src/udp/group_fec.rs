@@ -19,7 +19,7 @@ use mpbond_protocol::udp::{FecDecoder, FecEncoder, FecParams, OwnedRepair, Repai
 
 /// Upstream capsules the other legs may bring after a leg's last before it is skipped
 /// downstream.
-pub(crate) const STALE_AFTER: u64 = 6;
+pub(crate) const STALE_AFTER: u64 = 4;
 
 /// What a group in `fec` mode keeps.
 #[derive(Debug)]
@@ -91,7 +91,10 @@ impl GroupFec {
         now: Instant,
     ) -> Option<(Arc<[u8]>, Option<Arc<[u8]>>)> {
         let (mut source, mut repair) = (Vec::new(), Vec::new());
-        let closed = self.encoder.push(payload, now, &mut source, &mut repair).ok()?;
+        let closed = self
+            .encoder
+            .push(payload, now, &mut source, &mut repair)
+            .ok()?;
         Some((source.into(), closed.then(|| repair.into())))
     }
 
@@ -184,7 +187,11 @@ mod tests {
             if i == 2 {
                 continue;
             }
-            match mpbond_protocol::udp::decode_leg_capsule(wire).unwrap().unwrap().0 {
+            match mpbond_protocol::udp::decode_leg_capsule(wire)
+                .unwrap()
+                .unwrap()
+                .0
+            {
                 mpbond_protocol::udp::LegCapsule::FecSource { seq, payload } => {
                     fec.source(seq, payload.to_vec(), &mut out)
                 }
@@ -202,6 +209,8 @@ mod tests {
         assert!(repair.is_none());
         assert_eq!(fec.poll_timeout(), Some(now + FecParams::default().span));
         assert!(fec.handle_timeout(now).is_none());
-        assert!(fec.handle_timeout(now + FecParams::default().span).is_some());
+        assert!(fec
+            .handle_timeout(now + FecParams::default().span)
+            .is_some());
     }
 }

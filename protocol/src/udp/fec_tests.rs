@@ -29,12 +29,18 @@ fn a_block_of_two_has_the_documented_bytes() {
     });
     let (mut sources, mut repair) = (Vec::new(), Vec::new());
     for _ in 0..7 {
-        encoder.push(b"x", t0(), &mut Vec::new(), &mut Vec::new()).unwrap();
+        encoder
+            .push(b"x", t0(), &mut Vec::new(), &mut Vec::new())
+            .unwrap();
     }
     // Seven sources before: blocks 0-1, 2-3, 4-5, and 6 alone, closed by time.
     let _ = encoder.handle_timeout(t0() + Duration::from_secs(1), &mut Vec::new());
-    assert!(!encoder.push(b"hi", t0(), &mut sources, &mut repair).unwrap());
-    assert!(encoder.push(b"abc", t0(), &mut sources, &mut repair).unwrap());
+    assert!(!encoder
+        .push(b"hi", t0(), &mut sources, &mut repair)
+        .unwrap());
+    assert!(encoder
+        .push(b"abc", t0(), &mut sources, &mut repair)
+        .unwrap());
     assert_eq!(
         sources,
         [
@@ -46,7 +52,10 @@ fn a_block_of_two_has_the_documented_bytes() {
         repair,
         [0x00, 0x0b, 0x03, 0, 0, 0, 7, 2, 0x00, 0x01, 0x09, 0x0b, 0x63]
     );
-    assert_eq!(sources.len(), fec_source_capsule_len(2) + fec_source_capsule_len(3));
+    assert_eq!(
+        sources.len(),
+        fec_source_capsule_len(2) + fec_source_capsule_len(3)
+    );
     let expect = Repair {
         first_seq: 7,
         count: 2,
@@ -70,7 +79,9 @@ fn a_block_closes_after_its_span_and_a_lone_source_is_repaired_by_a_copy() {
     let mut source = Vec::new();
     let mut repair = Vec::new();
     assert_eq!(encoder.poll_timeout(), None);
-    assert!(!encoder.push(b"ping", now, &mut source, &mut repair).unwrap());
+    assert!(!encoder
+        .push(b"ping", now, &mut source, &mut repair)
+        .unwrap());
     let due = encoder.poll_timeout().expect("a block is open");
     assert_eq!(due, now + FecParams::default().span);
     assert!(!encoder.handle_timeout(due - Duration::from_millis(1), &mut repair));
@@ -79,7 +90,10 @@ fn a_block_closes_after_its_span_and_a_lone_source_is_repaired_by_a_copy() {
     let [LegCapsule::FecRepair(r)] = leg_capsules(&repair)[..] else {
         panic!("one repair");
     };
-    assert_eq!((r.first_seq, r.count, r.length_xor, r.parity), (0, 1, 4, &b"ping"[..]));
+    assert_eq!(
+        (r.first_seq, r.count, r.length_xor, r.parity),
+        (0, 1, 4, &b"ping"[..])
+    );
     assert_eq!(encoder.repairs(), 1);
     assert_eq!(encoder.repair_bytes(), repair.len() as u64);
 }
@@ -160,7 +174,10 @@ fn malformed_repairs_end_the_leg_and_other_contexts_are_passed_on() {
     );
     assert_eq!(
         decode_leg_capsule(&[0x2d, 0x00]),
-        Ok(Some((LegCapsule::Other(Capsule::Unknown { kind: 0x2d }), 2)))
+        Ok(Some((
+            LegCapsule::Other(Capsule::Unknown { kind: 0x2d }),
+            2
+        )))
     );
     assert_eq!(decode_leg_capsule(&[0x00, 0x09, 0x03]), Ok(None));
     // A plain flow's decoder sees the FEC contexts as other contexts.

@@ -380,7 +380,10 @@ mod tests {
         ))
         .expect("valid");
         let dst = |s: &str| s.parse::<std::net::SocketAddr>().expect("addr");
-        assert_eq!(c.protect_mode_for(dst("198.51.100.1:3478")), ProtectMode::Fec);
+        assert_eq!(
+            c.protect_mode_for(dst("198.51.100.1:3478")),
+            ProtectMode::Fec
+        );
         assert_eq!(
             c.protect_mode_for(dst("198.51.100.1:4500")),
             ProtectMode::Duplicate
@@ -390,8 +393,8 @@ mod tests {
             ProtectMode::Duplicate
         );
         assert_eq!(ProtectMode::Fec.as_str(), "fec");
-        let e = parse("[[rule]]\nports = \"1\"\naction = \"protect\"\nmode = \"triple\"")
-            .unwrap_err();
+        let e =
+            parse("[[rule]]\nports = \"1\"\naction = \"protect\"\nmode = \"triple\"").unwrap_err();
         assert!(e.contains("udp.rule[0].mode"), "{e}");
         let e = parse("[[rule]]\nports = \"1\"\naction = \"bond\"\nmode = \"fec\"").unwrap_err();
         assert!(e.contains("protect"), "{e}");

@@ -345,18 +345,37 @@ async fn bonded(mut flow: Flow, early: Vec<Vec<u8>>, shared: Shared, shutdown: C
     relay::run(flow, shared.ctx, shared.stats, shared.events, shutdown).await;
 }
 
-fn flow_status(flow: &Flow, book: &LegBook, fec: Option<&Fec>, c: &Counters) -> ProtectedFlowStatus {
+fn flow_status(
+    flow: &Flow,
+    book: &LegBook,
+    fec: Option<&Fec>,
+    c: &Counters,
+) -> ProtectedFlowStatus {
     let (mode, delivered, lost, lost_before, recovered, duplicates) = match fec {
         Some(fec) => {
             let d = &fec.decoder;
             let (lost, before) = (d.lost_after(), d.lost_before());
-            (ProtectMode::Fec, d.delivered(), lost, before, d.recovered(), d.duplicates())
+            (
+                ProtectMode::Fec,
+                d.delivered(),
+                lost,
+                before,
+                d.recovered(),
+                d.duplicates(),
+            )
         }
         None => {
             let (lost, before) = (book.lost(), book.least_missed().max(book.lost()));
             let recovered = before - lost;
             let duplicates = book.duplicates();
-            (ProtectMode::Duplicate, book.delivered(), lost, before, recovered, duplicates)
+            (
+                ProtectMode::Duplicate,
+                book.delivered(),
+                lost,
+                before,
+                recovered,
+                duplicates,
+            )
         }
     };
     ProtectedFlowStatus {
