@@ -248,6 +248,14 @@ return view.extend({
 		o.default = 'block';
 		o.rmempty = false;
 
+		o = s.option(form.ListValue, 'mode', _('Protection'),
+			_('Duplicate: every datagram on both WANs. FEC: each datagram once, with about 12-20 % of repair data.'));
+		o.value('', _('Duplicate (default)'));
+		o.value('duplicate', _('Duplicate'));
+		o.value('fec', _('FEC'));
+		o.depends('action', 'protect');
+		o.optional = true;
+
 		return m.render();
 	}
 });
