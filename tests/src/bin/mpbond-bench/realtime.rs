@@ -217,9 +217,9 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
                     // The newest flow is this run's (entries are in order of opening).
                     let flows = s["protected"]["flows"].as_array().cloned();
                     flows.and_then(|f| f.last().cloned()).is_some_and(|f| {
-                        f["legs"].as_array().is_some_and(|l| {
-                            l.iter().filter(|l| l["state"] == "open").count() == 2
-                        })
+                        f["legs"]
+                            .as_array()
+                            .is_some_and(|l| l.iter().filter(|l| l["state"] == "open").count() == 2)
                     })
                 })
             });
