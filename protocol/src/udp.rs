@@ -27,8 +27,13 @@
 //! (reset). Which context a flow uses is the flow's business: a plain flow drops a
 //! sequenced datagram as another context, a leg drops a plain one likewise.
 //!
-//! Layout: this file (capsules, varints), [`group`] (the Group TLV's value) and
-//! [`dedup`] (the receiver's sliding window of sequence numbers).
+//! Contexts 2 and 3 are the FEC source and repair datagrams of a leg in `fec` mode
+//! ([`fec`]); [`decode_capsule`] answers them as [`Capsule::OtherContext`], and a leg
+//! reads with [`decode_leg_capsule`].
+//!
+//! Layout: this file (capsules, varints), [`group`] (the Group TLV's value),
+//! [`dedup`] (the receiver's sliding window of sequence numbers) and [`fec`] (XOR
+//! parity blocks across the legs).
 
 mod dedup;
 mod fec;
