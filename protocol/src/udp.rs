@@ -207,9 +207,12 @@ pub fn decode_capsule(buf: &[u8]) -> Result<Option<(Capsule<'_>, usize)>, Capsul
     Ok(Some((capsule, end)))
 }
 
+/// A whole capsule: its type, its value and the bytes it took.
+pub(crate) type SplitCapsule<'a> = (u64, &'a [u8], usize);
+
 /// The capsule at the start of `buf` as its type, its value and the bytes it took;
 /// `Ok(None)` while it is not whole.
-pub(crate) fn split_capsule(buf: &[u8]) -> Result<Option<(u64, &[u8], usize)>, CapsuleError> {
+pub(crate) fn split_capsule(buf: &[u8]) -> Result<Option<SplitCapsule<'_>>, CapsuleError> {
     let Some((kind, kind_len)) = read_varint(buf) else {
         return Ok(None);
     };

@@ -21,6 +21,9 @@ use mpbond_protocol::udp::{FecDecoder, FecEncoder, FecParams, OwnedRepair, Repai
 /// downstream.
 pub(crate) const STALE_AFTER: u64 = 4;
 
+/// A downstream datagram's source capsule, and its block's repair if it closed.
+pub(crate) type Encoded = (Arc<[u8]>, Option<Arc<[u8]>>);
+
 /// What a group in `fec` mode keeps.
 #[derive(Debug)]
 pub(crate) struct GroupFec {
@@ -85,11 +88,7 @@ impl GroupFec {
     }
 
     /// A downstream datagram: its source capsule, and the block's repair if it closed.
-    pub(crate) fn encode(
-        &mut self,
-        payload: &[u8],
-        now: Instant,
-    ) -> Option<(Arc<[u8]>, Option<Arc<[u8]>>)> {
+    pub(crate) fn encode(&mut self, payload: &[u8], now: Instant) -> Option<Encoded> {
         let (mut source, mut repair) = (Vec::new(), Vec::new());
         let closed = self
             .encoder

@@ -105,7 +105,8 @@ fn a_repair_before_its_sources_waits_and_two_losses_in_a_block_are_not_recovered
     let repair = Repair {
         first_seq: 10,
         count: 3,
-        length_xor: 2 ^ 2 ^ 2,
+        // Three 2-byte payloads: 2 ^ 2 ^ 2.
+        length_xor: 2,
         parity: &[parity[0] ^ b'e', parity[1] ^ b'f'],
     };
     decoder.repair(&repair);

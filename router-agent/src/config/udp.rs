@@ -284,7 +284,7 @@ fn udp_rule(i: usize, raw: &RawUdpRule) -> Result<UdpRule, ConfigError> {
         None => ProtectMode::default(),
         Some(_) if action != UdpAction::Protect => {
             let why = "mode is for action = \"protect\" only".to_owned();
-            return Err(field(&format!("{name}.mode"), FieldError::Invalid(why)));
+            return Err(field(format!("{name}.mode"), FieldError::Invalid(why)));
         }
         Some(text) => ProtectMode::parse(&format!("{name}.mode"), text)?,
     };
