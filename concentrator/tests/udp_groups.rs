@@ -2,7 +2,9 @@
 //! in plain `cargo test`: two legs of one group, duplicates removed upstream, every
 //! datagram down both legs with the same sequence number, groups keyed by client, one
 //! leg's end leaving the other working, a stalled leg never holding up the other, a group
-//! counting as one flow, replays and conflicting legs refused, the idle end.
+//! counting as one flow, replays and conflicting legs refused, the idle end; in `fec`
+//! mode, a lost upstream datagram recovered from its block's repair and the downstream
+//! blocks spread over both legs.
 //!
 //! The destination is a socket the test owns: loopback UDP is in the receiver's buffer
 //! when `sendmsg` returns, so once the metrics say every copy was handled, a
@@ -13,7 +15,9 @@ mod common;
 use std::net::SocketAddr;
 
 use common::*;
-use mpbond_protocol::udp::Group;
+use mpbond_protocol::udp::{
+    decode_leg_capsule, FecDecoder, FecEncoder, FecParams, Group, LegCapsule, OwnedRepair, Repair,
+};
 use mpbond_protocol::{
     decode_capsule, encode_datagram, encode_sequenced, Capsule, ErrorCode, Message,
 };
@@ -409,6 +413,144 @@ async fn a_stalled_leg_loses_its_copies_and_never_holds_up_the_other() {
             .unwrap();
         assert!(dropped > 0, "leg a never filled up:\n{text}");
         drop((stalled, b));
+        server.wait_metric("mpbond_udp_groups_active 0").await;
+        server.stop().await;
+    })
+    .await
+    .expect("test timed out");
+}
+
+/// Read FEC capsules from both legs at once until `sources` sources came and repairs
+/// cover every one of them: (leg index, capsule) in arrival order per leg.
+async fn fec_capsules(
+    a: &mut TcpStream,
+    b: &mut TcpStream,
+    sources: usize,
+) -> Vec<(usize, LegCapsuleOwned)> {
+    let (mut bufs, mut got) = ([Vec::new(), Vec::new()], Vec::new());
+    let (mut chunk_a, mut chunk_b) = ([0u8; 4096], [0u8; 4096]);
+    loop {
+        for (leg, buf) in bufs.iter_mut().enumerate() {
+            while let Some((capsule, used)) = decode_leg_capsule(buf).expect("well-formed") {
+                let owned = match capsule {
+                    LegCapsule::FecSource { seq, payload } => {
+                        LegCapsuleOwned::Source(seq, payload.to_vec())
+                    }
+                    LegCapsule::FecRepair(r) => LegCapsuleOwned::Repair(r.to_owned_repair()),
+                    other => panic!("an FEC leg got {other:?}"),
+                };
+                got.push((leg, owned));
+                buf.drain(..used);
+            }
+        }
+        let got_sources = got
+            .iter()
+            .filter(|(_, c)| matches!(c, LegCapsuleOwned::Source(..)))
+            .count();
+        let covered: usize = got
+            .iter()
+            .map(|(_, c)| match c {
+                LegCapsuleOwned::Repair(r) => usize::from(r.count),
+                LegCapsuleOwned::Source(..) => 0,
+            })
+            .sum();
+        if got_sources == sources && covered == sources {
+            return got;
+        }
+        tokio::select! {
+            n = a.read(&mut chunk_a) => bufs[0].extend_from_slice(&chunk_a[..n.unwrap()]),
+            n = b.read(&mut chunk_b) => bufs[1].extend_from_slice(&chunk_b[..n.unwrap()]),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum LegCapsuleOwned {
+    Source(u32, Vec<u8>),
+    Repair(OwnedRepair),
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fec_legs_recover_a_lost_datagram_up_and_spread_blocks_down() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let server = start(clients("")).await;
+        let (dest, dest_addr) = destination().await;
+        let mut legs = [
+            open_leg(&server, "home", 1, &leg(dest_addr, 9, 0)).await,
+            open_leg(&server, "home", 1, &leg(dest_addr, 9, 1)).await,
+        ];
+        server.wait_metric("mpbond_udp_legs_attached 2").await;
+        // Up: one block of 8 sources spread over the legs, source 3 lost, the repair
+        // on leg 0.
+        let mut encoder = FecEncoder::new(FecParams {
+            max_sources: 8,
+            span: std::time::Duration::from_secs(60),
+        });
+        let now = std::time::Instant::now();
+        for i in 0..8u32 {
+            let (mut source, mut repair) = (Vec::new(), Vec::new());
+            let closed = encoder
+                .push(&datagram(i), now, &mut source, &mut repair)
+                .unwrap();
+            if i != 3 {
+                legs[i as usize % 2].write_all(&source).await.unwrap();
+            }
+            if closed {
+                legs[0].write_all(&repair).await.unwrap();
+            }
+        }
+        server
+            .wait_metric("mpbond_udp_datagrams_total{direction=\"up\"} 8")
+            .await;
+        let got = drain(&dest);
+        let mut payloads: Vec<Vec<u8>> = got.iter().map(|(p, _)| p.clone()).collect();
+        // Recovery needs the other seven: the lost source comes last (the legs'
+        // datagrams interleave in any order before it).
+        assert_eq!(payloads.last(), Some(&datagram(3)), "{payloads:?}");
+        payloads.sort();
+        assert_eq!(payloads, (0..8).map(datagram).collect::<Vec<_>>());
+        let source = got[0].1;
+
+        // Down: the group is in fec mode now; its sources go round both legs and every
+        // one is covered by a repair.
+        for i in 0..8u32 {
+            dest.send_to(&datagram(100 + i), source).await.unwrap();
+        }
+        let [a, b] = &mut legs;
+        let capsules = fec_capsules(a, b, 8).await;
+        let mut decoder = FecDecoder::new();
+        let mut per_leg = [0usize; 2];
+        let mut delivered = Vec::new();
+        for (leg, capsule) in &capsules {
+            match capsule {
+                LegCapsuleOwned::Source(seq, payload) => {
+                    per_leg[*leg] += 1;
+                    // Leg 1's sources are "lost": the repairs must not be needed for
+                    // more than one per block, so drop only the first of leg 1.
+                    if *leg == 1 && per_leg[1] == 1 {
+                        continue;
+                    }
+                    assert!(decoder.source(*seq, payload));
+                    delivered.push(payload.clone());
+                }
+                LegCapsuleOwned::Repair(r) => decoder.repair(&Repair {
+                    first_seq: r.first_seq,
+                    count: r.count,
+                    length_xor: r.length_xor,
+                    parity: &r.parity,
+                }),
+            }
+            while let Some((_, payload)) = decoder.poll_recovered() {
+                delivered.push(payload);
+            }
+        }
+        assert_eq!(per_leg, [4, 4], "sources alternate over the live legs");
+        delivered.sort();
+        assert_eq!(delivered, (100..108).map(datagram).collect::<Vec<_>>());
+        assert_eq!(decoder.recovered(), 1);
+        for leg in &mut legs {
+            leg.shutdown().await.unwrap();
+        }
         server.wait_metric("mpbond_udp_groups_active 0").await;
         server.stop().await;
     })

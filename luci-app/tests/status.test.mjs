@@ -314,15 +314,17 @@ test('bypass by name: the domains, the resolver and the set sizes, or why it is 
   await page.close();
 });
 
-test('protected UDP flows: legs with their loss before the merge, loss after it, protection bytes', async () => {
+test('protected UDP flows: mode, legs with their loss before the merge, loss before protection and after, recovered, protection bytes', async () => {
   const doc = fixture('status.json');
   const { page: plain } = await openView(browser, server.base, 'mpbond/status', [doc]);
   assert.equal(await plain.$('#mpbond-protected'), null, 'no section before any flow is protected');
   await plain.close();
   doc.protected = {
     active: 1, total: 2, fallbacks: 1, legs_replaced: 1, protection_bytes: 392000, datagrams_down: 995, lost_down: 5,
+    lost_before_down: 40, recovered_down: 35,
     flows: [{
-      client: '192.168.1.10:50000', destination: '198.51.100.1:3478',
+      client: '192.168.1.10:50000', destination: '198.51.100.1:3478', mode: 'fec',
+      lost_before_down: 40, recovered_down: 35,
       legs: [{ leg: 0, wan: 'wan', state: 'open', datagrams_down: 950, missed_down: 50 },
         { leg: 2, wan: '<b>lte</b>', state: 'stalled', datagrams_down: 990, missed_down: 10 }],
       datagrams_up: 1000, datagrams_down: 995, lost_down: 5, duplicates_down: 940,
@@ -333,9 +335,10 @@ test('protected UDP flows: legs with their loss before the merge, loss after it,
   assert.match(await text(page, '[data-field="protected"]'), /active 1, total 2, bonded instead 1, legs replaced 1/);
   assert.equal(await text(page, '[data-field="protected-loss"]'), '0.5 % (5 / 1000)');
   assert.equal(await text(page, '[data-field="protected-bytes"]'), '392 kB');
+  assert.equal(await text(page, '[data-field="protected-before"]'), '4.0 % (40 / 1000), recovered 35');
   const rows = await page.$$eval('#mpbond-protected tr.mpbond-protected-flow', (rs) => rs.map((r) => r.textContent));
   assert.equal(rows.length, 1);
-  for (const s of ['192.168.1.10:50000', '198.51.100.1:3478', 'wan open (5.0 %)', '<b>lte</b> stalled (1.0 %)', '0.5 %', '392 kB'])
+  for (const s of ['192.168.1.10:50000', '198.51.100.1:3478', 'fec', '4.0 %', '35', 'wan open (5.0 %)', '<b>lte</b> stalled (1.0 %)', '0.5 %', '392 kB'])
     assert.ok(rows[0].includes(s), `${s} in ${rows[0]}`);
   assert.equal(await page.$('#mpbond-protected b'), null, 'strings never become markup');
   assert.deepEqual(errors, []);

@@ -24,7 +24,8 @@
 //!   DATAGRAM capsules that follow the reply, [`encode_datagram`] and
 //!   [`decode_capsule`]; protected flows' legs (the Group TLV, [`udp::Group`]),
 //!   their sequenced capsules ([`encode_sequenced`]) and the receiver's
-//!   [`udp::Dedup`].
+//!   [`udp::Dedup`]; forward error correction across the legs ([`udp::FecEncoder`],
+//!   [`udp::FecDecoder`], [`udp::decode_leg_capsule`]).
 //! * [`replay`]: the memory-bounded replay cache and per-client floors used by the
 //!   verifier.
 //!

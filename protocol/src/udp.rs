@@ -27,13 +27,24 @@
 //! (reset). Which context a flow uses is the flow's business: a plain flow drops a
 //! sequenced datagram as another context, a leg drops a plain one likewise.
 //!
-//! Layout: this file (capsules, varints), [`group`] (the Group TLV's value) and
-//! [`dedup`] (the receiver's sliding window of sequence numbers).
+//! Contexts 2 and 3 are the FEC source and repair datagrams of a leg in `fec` mode
+//! ([`fec`]); [`decode_capsule`] answers them as [`Capsule::OtherContext`], and a leg
+//! reads with [`decode_leg_capsule`].
+//!
+//! Layout: this file (capsules, varints), [`group`] (the Group TLV's value),
+//! [`dedup`] (the receiver's sliding window of sequence numbers) and [`fec`] (XOR
+//! parity blocks across the legs).
 
 mod dedup;
+mod fec;
 mod group;
 
 pub use dedup::{Dedup, DEDUP_WINDOW};
+pub use fec::{
+    decode_leg_capsule, encode_fec_repair, encode_fec_source, fec_source_capsule_len, FecDecoder,
+    FecEncoder, FecParams, LegCapsule, OwnedRepair, Repair, CONTEXT_FEC_REPAIR, CONTEXT_FEC_SOURCE,
+    FEC_MAX_SOURCES,
+};
 pub use group::{Group, GroupError, MAX_LEGS};
 
 use thiserror::Error;
@@ -171,19 +182,7 @@ pub fn sequenced_capsule_len(payload_len: usize) -> usize {
 /// with the longer buffer); otherwise the capsule and the bytes it took. Never
 /// panics, never reads past the capsule.
 pub fn decode_capsule(buf: &[u8]) -> Result<Option<(Capsule<'_>, usize)>, CapsuleError> {
-    let Some((kind, kind_len)) = read_varint(buf) else {
-        return Ok(None);
-    };
-    let Some((len, len_len)) = buf.get(kind_len..).and_then(read_varint) else {
-        return Ok(None);
-    };
-    if len > MAX_CAPSULE_VALUE {
-        return Err(CapsuleError::TooLong { kind, len });
-    }
-    let start = kind_len + len_len;
-    // len <= MAX_CAPSULE_VALUE, so it fits in usize.
-    let end = start + len as usize;
-    let Some(value) = buf.get(start..end) else {
+    let Some((kind, value, end)) = split_capsule(buf)? else {
         return Ok(None);
     };
     let capsule = if kind == CAPSULE_DATAGRAM {
@@ -206,6 +205,27 @@ pub fn decode_capsule(buf: &[u8]) -> Result<Option<(Capsule<'_>, usize)>, Capsul
         Capsule::Unknown { kind }
     };
     Ok(Some((capsule, end)))
+}
+
+/// A whole capsule: its type, its value and the bytes it took.
+pub(crate) type SplitCapsule<'a> = (u64, &'a [u8], usize);
+
+/// The capsule at the start of `buf` as its type, its value and the bytes it took;
+/// `Ok(None)` while it is not whole.
+pub(crate) fn split_capsule(buf: &[u8]) -> Result<Option<SplitCapsule<'_>>, CapsuleError> {
+    let Some((kind, kind_len)) = read_varint(buf) else {
+        return Ok(None);
+    };
+    let Some((len, len_len)) = buf.get(kind_len..).and_then(read_varint) else {
+        return Ok(None);
+    };
+    if len > MAX_CAPSULE_VALUE {
+        return Err(CapsuleError::TooLong { kind, len });
+    }
+    let start = kind_len + len_len;
+    // len <= MAX_CAPSULE_VALUE, so it fits in usize.
+    let end = start + len as usize;
+    Ok(buf.get(start..end).map(|value| (kind, value, end)))
 }
 
 /// Bytes the shortest varint encoding of `value` takes (`value` ≤ [`MAX_VARINT`]).

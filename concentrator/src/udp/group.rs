@@ -16,6 +16,12 @@
 //! others. [`FlowGroups`] is only the directory from key to channel, with each
 //! group's leg count.
 //!
+//! A group carries datagrams in one of two modes, the one the agent chose for the flow's
+//! class: `duplicate` (every datagram on every leg as a sequenced capsule, the first
+//! copy wins) or `fec` ([`super::group_fec`]: each datagram once, spread over the legs,
+//! with an XOR repair per short block). A group starts in `duplicate` and turns to `fec`
+//! at the first FEC capsule a leg brings; its downstream numbers go on where they were.
+//!
 //! A group is created by its first leg (legs may come in any order, or only one), counts
 //! as one flow against `[udp] max_flows_per_client`, ends when its last leg ends (every
 //! sender of its channel is gone) or when no datagram went either way for the flow's
@@ -27,10 +33,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use mpbond_protocol::auth::ClientId;
-use mpbond_protocol::udp::{Dedup, MAX_LEGS};
+use mpbond_protocol::udp::{Dedup, OwnedRepair, MAX_LEGS};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use super::group_fec::{GroupFec, LegClock};
 use super::limits::{ClientLimits, FlowPermit};
 use super::metrics::{DropReason, Tally};
 use super::sys::send_batch;
@@ -47,9 +54,15 @@ const DATAGRAMS_PER_TURN: usize = 64;
 /// A group's key: the authenticated client and the group id it chose.
 pub(crate) type GroupKey = (ClientId, u64);
 
-/// One datagram from the destination for a leg: its sequence number and payload (shared
-/// by every leg).
-pub(crate) type Down = (u32, Arc<[u8]>);
+/// What the group hands a leg to send.
+#[derive(Debug, Clone)]
+pub(crate) enum Down {
+    /// `duplicate` mode: a datagram from the destination with its sequence number (the
+    /// payload shared by every leg).
+    Sequenced(u32, Arc<[u8]>),
+    /// `fec` mode: an encoded FEC source or repair capsule, for this leg only.
+    Encoded(Arc<[u8]>),
+}
 
 /// What a leg tells its group.
 #[derive(Debug)]
@@ -58,11 +71,17 @@ pub(crate) enum Up {
     /// answered once the group has it, so the leg's reply (and with it anything the
     /// destination sends in answer) comes after.
     Attach {
+        /// The leg's index (Group TLV).
+        leg: u8,
         down: mpsc::Sender<Down>,
         attached: oneshot::Sender<()>,
     },
     /// A sequenced datagram from the client, one copy of possibly several.
     Datagram { seq: u32, payload: Vec<u8> },
+    /// An FEC source datagram from the client, on leg `leg`.
+    FecSource { leg: u8, seq: u32, payload: Vec<u8> },
+    /// An FEC repair from the client, on leg `leg`.
+    FecRepair { leg: u8, repair: OwnedRepair },
 }
 
 /// Why a leg cannot join.
@@ -224,11 +243,27 @@ pub(crate) enum GroupEnd {
     DestinationIo(std::io::ErrorKind),
 }
 
+/// One attached leg as the group sees it.
+struct LegOut {
+    index: u8,
+    down: mpsc::Sender<Down>,
+    /// The FEC leg clock at its last upstream capsule.
+    last_up: u64,
+}
+
+impl LegClock for LegOut {
+    fn last_up(&self) -> u64 {
+        self.last_up
+    }
+}
+
 /// The group's state in its task.
 struct Group {
     dedup: Dedup,
     next_seq: u32,
-    legs: Vec<mpsc::Sender<Down>>,
+    legs: Vec<LegOut>,
+    /// `Some` once the group is in `fec` mode.
+    fec: Option<GroupFec>,
     up: Tally,
     down: Tally,
 }
@@ -243,6 +278,7 @@ pub(crate) async fn run_group(mut rx: mpsc::Receiver<Up>, mut params: GroupParam
         dedup: Dedup::new(),
         next_seq: 0,
         legs: Vec::new(),
+        fec: None,
         up: Tally::default(),
         down: Tally::default(),
     };
@@ -251,11 +287,13 @@ pub(crate) async fn run_group(mut rx: mpsc::Receiver<Up>, mut params: GroupParam
     let idle = tokio::time::sleep(params.idle_timeout);
     tokio::pin!(idle);
     let end = loop {
+        let repair_due = group.fec.as_ref().and_then(GroupFec::poll_timeout);
         let active = tokio::select! {
             event = rx.recv() => match event {
                 None => break GroupEnd::LegsGone,
-                Some(Up::Attach { down, attached }) => {
-                    group.legs.push(down);
+                Some(Up::Attach { leg, down, attached }) => {
+                    let last_up = group.fec.as_ref().map_or(0, GroupFec::ups);
+                    group.legs.push(LegOut { index: leg, down, last_up });
                     let _ = attached.send(());
                     false
                 }
@@ -263,7 +301,26 @@ pub(crate) async fn run_group(mut rx: mpsc::Receiver<Up>, mut params: GroupParam
                     group.upstream(seq, &payload, &mut params);
                     true
                 }
+                Some(Up::FecSource { leg, seq, payload }) => {
+                    let mut deliver = Vec::new();
+                    group.fec_mode(leg).source(seq, payload, &mut deliver);
+                    group.send_up(&deliver, &mut params);
+                    true
+                }
+                Some(Up::FecRepair { leg, repair }) => {
+                    let mut deliver = Vec::new();
+                    group.fec_mode(leg).repair(&repair, &mut deliver);
+                    group.send_up(&deliver, &mut params);
+                    true
+                }
             },
+            () = sleep_until_std(repair_due), if repair_due.is_some() => {
+                let repair = group.fec.as_mut().and_then(|fec| fec.handle_timeout(Instant::now()));
+                if let Some(repair) = repair {
+                    group.spread(repair, false, &metrics);
+                }
+                false
+            }
             ready = params.udp.readable() => match ready {
                 Ok(()) => match group.downstream(&params.udp, &mut scratch, &metrics) {
                     Ok(active) => active,
@@ -288,12 +345,70 @@ pub(crate) async fn run_group(mut rx: mpsc::Receiver<Up>, mut params: GroupParam
         }
     };
     metrics.udp.relayed(group.up, group.down);
+    if let Some(fec) = &group.fec {
+        tracing::debug!(recovered_up = fec.recovered_up(), "fec group ended");
+    }
     metrics.udp.group_closed();
     metrics.udp.flow_closed();
     end
 }
 
+/// Sleep until `at` (never returns for `None`).
+async fn sleep_until_std(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Group {
+    /// The group's FEC state, turning it to `fec` mode if it was not; leg `leg` brought
+    /// an upstream capsule.
+    fn fec_mode(&mut self, leg: u8) -> &mut GroupFec {
+        let next_seq = self.next_seq;
+        let fec = self.fec.get_or_insert_with(|| GroupFec::new(next_seq));
+        let now = fec.heard();
+        if let Some(out) = self.legs.iter_mut().find(|l| l.index == leg) {
+            out.last_up = now;
+        }
+        fec
+    }
+
+    /// Send recovered or first-copy upstream datagrams to the destination, under the
+    /// client's rate.
+    fn send_up(&mut self, deliver: &[Vec<u8>], params: &mut GroupParams) {
+        for payload in deliver {
+            if !params.permit.take(params.limits, Instant::now()) {
+                params.metrics.udp.dropped(DropReason::RateLimit, 1);
+                continue;
+            }
+            match send_batch(&params.udp, &[payload]) {
+                Ok(1) => self.up.add(payload.len()),
+                _ => params.metrics.udp.dropped(DropReason::SendError, 1),
+            }
+        }
+    }
+
+    /// Hand one encoded FEC capsule (a source, or a repair) to the next live leg that
+    /// takes it. Whether one did.
+    fn spread(&mut self, capsule: Arc<[u8]>, source: bool, metrics: &Metrics) -> bool {
+        self.legs.retain(|l| !l.down.is_closed());
+        let Some(fec) = self.fec.as_mut() else {
+            return false;
+        };
+        for i in fec.order(&self.legs, source) {
+            if self.legs[i]
+                .down
+                .try_send(Down::Encoded(capsule.clone()))
+                .is_ok()
+            {
+                return true;
+            }
+        }
+        metrics.udp.dropped(DropReason::QueueFull, 1);
+        false
+    }
+
     /// One copy from a leg: the first copy of its sequence number goes to the
     /// destination (under the client's rate), the others are counted and dropped.
     fn upstream(&mut self, seq: u32, payload: &[u8], params: &mut GroupParams) {
@@ -336,12 +451,24 @@ impl Group {
                 Err(e) => return Err(e.kind()),
             };
             active = true;
+            if let Some(fec) = self.fec.as_mut() {
+                let Some((source, repair)) = fec.encode(&scratch[..n], Instant::now()) else {
+                    continue;
+                };
+                if self.spread(source, true, metrics) {
+                    self.down.add(n);
+                }
+                if let Some(repair) = repair {
+                    self.spread(repair, false, metrics);
+                }
+                continue;
+            }
             let seq = self.next_seq;
             self.next_seq = self.next_seq.wrapping_add(1);
             let payload: Arc<[u8]> = Arc::from(&scratch[..n]);
             let mut copies = 0u64;
-            self.legs
-                .retain(|leg| match leg.try_send((seq, payload.clone())) {
+            self.legs.retain(|leg| {
+                match leg.down.try_send(Down::Sequenced(seq, payload.clone())) {
                     Ok(()) => {
                         copies += 1;
                         true
@@ -351,7 +478,8 @@ impl Group {
                         true
                     }
                     Err(mpsc::error::TrySendError::Closed(_)) => false,
-                });
+                }
+            });
             if copies > 0 {
                 self.down.add(n);
                 metrics.udp.duplicates(0, copies - 1);

@@ -2,7 +2,8 @@
 //! join (or create) the client's flow group ([`super::group`]), send the reply, then
 //! carry sequenced capsules: the client's copies go to the group (which drops the
 //! duplicates), the group's numbered datagrams come back through this leg's own bounded
-//! queue. The leg ends when the client closes or resets it, sends a malformed capsule,
+//! queue. In `fec` mode the leg carries FEC source and repair capsules the same way: the
+//! client's go to the group (which decodes them), the group's come encoded. The leg ends when the client closes or resets it, sends a malformed capsule,
 //! or its group ends (idle timeout); the group goes on while another leg lives.
 
 use std::io;
@@ -10,15 +11,15 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use mpbond_protocol::auth::ClientId;
-use mpbond_protocol::udp::Group;
-use mpbond_protocol::{decode_capsule, error_reply, Capsule, ErrorCode};
+use mpbond_protocol::udp::{decode_leg_capsule, Group, LegCapsule};
+use mpbond_protocol::{error_reply, Capsule, ErrorCode};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::oneshot;
 use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
-use super::group::{run_group, GroupParams, JoinRefusal, Up, LEG_CHANNEL};
+use super::group::{run_group, Down, GroupParams, JoinRefusal, Up, LEG_CHANNEL};
 use super::metrics::{DropReason, UdpMetrics};
 use super::queue::{CapsuleQueue, QueueRefusal};
 use super::relay::{flush, FlowEnd, FlowTotals};
@@ -93,6 +94,7 @@ pub(crate) async fn serve_leg(
     let (down_tx, mut down_rx) = mpsc::channel(LEG_CHANNEL);
     let (attached_tx, attached) = oneshot::channel();
     let attach = Up::Attach {
+        leg: group.leg,
         down: down_tx,
         attached: attached_tx,
     };
@@ -111,15 +113,21 @@ pub(crate) async fn serve_leg(
     let end = loop {
         let step = tokio::select! {
             ready = stream.readable() => match ready {
-                Ok(()) => read_copies(&stream, &mut partial, &ticket.up, &mut totals, metrics),
+                Ok(()) => read_copies(&stream, group.leg, &mut partial, &ticket.up, &mut totals, metrics),
                 Err(e) => Err(FlowEnd::ClientIo(e.kind())),
             },
             down = down_rx.recv() => match down {
                 Some(first) => {
                     let mut next = Some(first);
-                    while let Some((seq, payload)) = next {
-                        match queue.push_sequenced(seq, &payload) {
-                            Ok(()) => totals.down.add(payload.len()),
+                    while let Some(down) = next {
+                        let (pushed, len) = match &down {
+                            Down::Sequenced(seq, payload) => {
+                                (queue.push_sequenced(*seq, payload), payload.len())
+                            }
+                            Down::Encoded(capsule) => (queue.push_encoded(capsule), capsule.len()),
+                        };
+                        match pushed {
+                            Ok(()) => totals.down.add(len),
                             Err(QueueRefusal::Full | QueueRefusal::Encode(_)) => {
                                 totals.dropped += 1;
                                 metrics.dropped(DropReason::QueueFull, 1);
@@ -153,6 +161,7 @@ pub(crate) async fn serve_leg(
 /// the tail of a capsule that is not whole yet is kept in `partial`.
 fn read_copies(
     stream: &TcpStream,
+    leg: u8,
     partial: &mut Vec<u8>,
     up: &mpsc::Sender<Up>,
     totals: &mut FlowTotals,
@@ -175,28 +184,48 @@ fn read_copies(
     partial.truncate(start + n);
     let mut used = 0;
     let result = loop {
-        let (capsule, len) = match decode_capsule(&partial[used..]) {
+        let (capsule, len) = match decode_leg_capsule(&partial[used..]) {
             Ok(Some(decoded)) => decoded,
             Ok(None) => break Ok(()),
             Err(e) => break Err(FlowEnd::Malformed(e)),
         };
         used += len;
-        let reason = match capsule {
-            Capsule::Sequenced { seq, payload } => {
+        let event = match capsule {
+            LegCapsule::Sequenced { seq, payload } => {
                 totals.up.add(payload.len());
-                let copy = Up::Datagram {
+                Up::Datagram {
                     seq,
                     payload: payload.to_vec(),
-                };
-                match up.try_send(copy) {
-                    Ok(()) => continue,
-                    Err(TrySendError::Full(_)) => DropReason::QueueFull,
-                    Err(TrySendError::Closed(_)) => break Err(FlowEnd::GroupEnded),
                 }
             }
-            // A leg takes sequenced datagrams only.
-            Capsule::Datagram(_) | Capsule::OtherContext { .. } => DropReason::BadContext,
-            Capsule::Unknown { .. } => DropReason::UnknownCapsule,
+            LegCapsule::FecSource { seq, payload } => {
+                totals.up.add(payload.len());
+                Up::FecSource {
+                    leg,
+                    seq,
+                    payload: payload.to_vec(),
+                }
+            }
+            LegCapsule::FecRepair(repair) => Up::FecRepair {
+                leg,
+                repair: repair.to_owned_repair(),
+            },
+            // A leg takes sequenced and FEC datagrams only.
+            LegCapsule::Other(Capsule::Unknown { .. }) => {
+                totals.dropped += 1;
+                metrics.dropped(DropReason::UnknownCapsule, 1);
+                continue;
+            }
+            LegCapsule::Other(_) => {
+                totals.dropped += 1;
+                metrics.dropped(DropReason::BadContext, 1);
+                continue;
+            }
+        };
+        let reason = match up.try_send(event) {
+            Ok(()) => continue,
+            Err(TrySendError::Full(_)) => DropReason::QueueFull,
+            Err(TrySendError::Closed(_)) => break Err(FlowEnd::GroupEnded),
         };
         totals.dropped += 1;
         metrics.dropped(reason, 1);

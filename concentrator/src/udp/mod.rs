@@ -14,12 +14,15 @@
 //!   reply, the relay, the close.
 //! * [`group`]: protected flows' flow groups: one socket, dedup and sequence counter
 //!   per (client, group id), shared by the group's legs; the directory of live groups.
+//! * [`group_fec`]: a flow group in `fec` mode: upstream recovery, downstream blocks
+//!   spread over the live legs.
 //! * [`leg`]: one leg of a protected flow: join the group, relay sequenced capsules.
 //! * [`sys`]: `sendmmsg`, many datagrams in one call.
 //! * [`metrics`]: the `mpbond_udp_*` families.
 
 pub mod config;
 pub(crate) mod group;
+pub(crate) mod group_fec;
 pub(crate) mod leg;
 pub(crate) mod limits;
 pub mod metrics;

@@ -66,6 +66,14 @@ impl CapsuleQueue {
         encode_sequenced(seq, payload, &mut self.buf).map_err(QueueRefusal::Encode)
     }
 
+    /// Queue an encoded capsule (an FEC source or repair of a protected flow) at the
+    /// tail, unless the queue is full.
+    pub(crate) fn push_encoded(&mut self, capsule: &[u8]) -> Result<(), QueueRefusal> {
+        self.make_room(capsule.len())?;
+        self.buf.extend_from_slice(capsule);
+        Ok(())
+    }
+
     /// Whether a `len`-byte capsule fits; if so, compact the buffer for it.
     fn make_room(&mut self, len: usize) -> Result<(), QueueRefusal> {
         if !self.is_empty() && self.pending() + len > self.limit {

@@ -98,6 +98,26 @@ def sequenced(seq, payload):
     return capsule(DATAGRAM, varint(1) + struct.pack("!I", seq) + payload)
 
 
+def fec_source(seq, payload):
+    """An FEC source DATAGRAM (a leg's, mode fec): context id 2, seq as 4 bytes, payload."""
+    return capsule(DATAGRAM, varint(2) + struct.pack("!I", seq) + payload)
+
+
+def fec_block(first_seq, payloads):
+    """The sources of one FEC block and its repair: context id 3, first seq, count,
+    XOR of the lengths, XOR of the payloads padded with zeros to the longest."""
+    longest = max(len(p) for p in payloads)
+    parity = bytearray(longest)
+    length_xor = 0
+    for p in payloads:
+        length_xor ^= len(p)
+        for i, b in enumerate(p):
+            parity[i] ^= b
+    sources = b"".join(fec_source(first_seq + i, p) for i, p in enumerate(payloads))
+    header = struct.pack("!IBH", first_seq, len(payloads), length_xor)
+    return sources, capsule(DATAGRAM, varint(3) + header + bytes(parity))
+
+
 def check_worked_examples():
     # The Connect worked example (same cookie code, no UDP TLV).
     wire = seal_udp("203.0.113.10", 443, "home", bytes(range(32)), 1700000000, bytes(range(1, 13)), udp_tlv=False)
@@ -121,6 +141,10 @@ def check_worked_examples():
     assert wire[28:40] == bytes.fromhex("d10300020123456789abcdef"), wire.hex()
     assert wire.hex() == LEG_EXAMPLE, wire.hex()
     assert sequenced(0x0102, b"hi") == bytes.fromhex("00070100000102" + "6869")
+    # "Worked example: an FEC block".
+    sources, repair = fec_block(7, [b"hi", b"abc"])
+    assert sources == bytes.fromhex("0007020000000768690008020000000861626" + "3"), sources.hex()
+    assert repair == bytes.fromhex("000b0300000007020001090b63"), repair.hex()
 
 
 LEG_EXAMPLE = (

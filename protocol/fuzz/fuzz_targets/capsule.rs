@@ -2,12 +2,17 @@
 //! bytes must never panic, must consume at least one byte and never more than it was
 //! given, must answer "need more" for every strict prefix of a whole capsule, and a
 //! DATAGRAM it decodes (plain or sequenced) must re-encode to a capsule that decodes to
-//! the same payload (and sequence number). The bytes also drive a `Dedup`, which must
-//! never accept one sequence number twice.
+//! the same payload (and sequence number). `decode_leg_capsule` (the legs' decoder, FEC
+//! contexts included) obeys the same rules, its FEC sources and repairs re-encode to
+//! themselves and feed an `FecDecoder`, which must never panic on any of them. The
+//! bytes also drive a `Dedup`, which must never accept one sequence number twice.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use mpbond_protocol::udp::{
+    decode_leg_capsule, encode_fec_repair, encode_fec_source, FecDecoder, LegCapsule,
+};
 use mpbond_protocol::{decode_capsule, encode_datagram, encode_sequenced, Capsule, Dedup};
 
 fuzz_target!(|data: &[u8]| {
@@ -26,6 +31,32 @@ fuzz_target!(|data: &[u8]| {
             encode_sequenced(seq, payload, &mut wire).expect("a decoded payload re-encodes");
             let again = decode_capsule(&wire).expect("re-encoded decodes");
             assert_eq!(again, Some((Capsule::Sequenced { seq, payload }, wire.len())));
+        }
+        rest = &rest[used..];
+    }
+    let mut rest = data;
+    let mut decoder = FecDecoder::new();
+    while let Ok(Some((capsule, used))) = decode_leg_capsule(rest) {
+        assert!(used >= 2 && used <= rest.len(), "consumed {used} of {}", rest.len());
+        assert_eq!(decode_leg_capsule(&rest[..used - 1]), Ok(None), "a prefix decoded");
+        let mut wire = Vec::new();
+        match capsule {
+            LegCapsule::FecSource { seq, payload } => {
+                encode_fec_source(seq, payload, &mut wire).expect("re-encodes");
+                decoder.source(seq, payload);
+            }
+            LegCapsule::FecRepair(repair) => {
+                encode_fec_repair(&repair, &mut wire).expect("re-encodes");
+                decoder.repair(&repair);
+            }
+            LegCapsule::Sequenced { .. } | LegCapsule::Other(_) => {}
+        }
+        if !wire.is_empty() {
+            let again = decode_leg_capsule(&wire).expect("re-encoded decodes");
+            assert_eq!(again, Some((capsule, wire.len())));
+        }
+        while let Some((_, payload)) = decoder.poll_recovered() {
+            assert!(payload.len() <= 65_535, "a recovered datagram fits UDP");
         }
         rest = &rest[used..];
     }

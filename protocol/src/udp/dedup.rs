@@ -57,6 +57,15 @@ impl Dedup {
         self.take(seq)
     }
 
+    /// Whether `seq` was accepted and is still inside the window.
+    pub fn has(&self, seq: u32) -> bool {
+        let Some(highest) = self.highest else {
+            return false;
+        };
+        let behind = highest.wrapping_sub(seq);
+        behind < DEDUP_WINDOW && self.is_seen(seq)
+    }
+
     /// The highest sequence number accepted so far.
     pub fn highest(&self) -> Option<u32> {
         self.highest

@@ -211,4 +211,6 @@ pub struct RawUdpRule {
     pub ports: Option<String>,
     pub prefix: Option<String>,
     pub action: String,
+    /// `duplicate` or `fec`, for `action = "protect"` only.
+    pub mode: Option<String>,
 }

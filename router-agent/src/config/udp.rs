@@ -15,11 +15,17 @@
 //! [[udp.rule]]
 //! ports = "443"             # or "5000-5100"; or prefix = "203.0.113.0/24"
 //! action = "block"
+//! [[udp.rule]]
+//! ports = "3478-3497"
+//! action = "protect"
+//! mode = "fec"              # protect only: duplicate (default) | fec
 //! ```
 //!
 //! Rules are tried in order; the first whose port (range) and prefix both match decides.
-//! `protect` carries a real-time flow (calls, games) over two WANs at once, each
-//! datagram on both, the first copy wins (`udp::protect`); no rule ships by default.
+//! `protect` carries a real-time flow (calls, games) over two WANs at once (`udp::protect`):
+//! with `mode = "duplicate"` each datagram goes on both and the first copy wins; with
+//! `mode = "fec"` each datagram goes once, spread over both, with an XOR repair per short
+//! block (about 12–20 % more bytes instead of 100 %). No rule ships by default.
 //! Examples: RTP/WebRTC `3478-3497`, Google Meet `19302-19309`, Wi-Fi calling `4500`.
 
 use std::time::Duration;
@@ -80,6 +86,37 @@ impl UdpAction {
     }
 }
 
+/// How a protected flow is carried (`mode` of a `protect` rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProtectMode {
+    /// Every datagram on both legs; the first copy wins.
+    #[default]
+    Duplicate,
+    /// Each datagram once, spread over the legs, with an XOR repair per block.
+    Fec,
+}
+
+impl ProtectMode {
+    fn parse(name: &str, text: &str) -> Result<Self, ConfigError> {
+        match text {
+            "duplicate" => Ok(ProtectMode::Duplicate),
+            "fec" => Ok(ProtectMode::Fec),
+            other => Err(field(
+                name,
+                FieldError::Invalid(format!("{other:?} is not duplicate or fec")),
+            )),
+        }
+    }
+
+    /// The config word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProtectMode::Duplicate => "duplicate",
+            ProtectMode::Fec => "fec",
+        }
+    }
+}
+
 impl UdpRule {
     /// Whether the rule covers destination `dst`.
     pub fn matches(&self, dst: std::net::SocketAddr) -> bool {
@@ -103,6 +140,15 @@ impl UdpConfig {
             .find(|r| r.matches(dst))
             .map_or(self.default, |r| r.action)
     }
+
+    /// How a flow to `dst` is protected: the first matching rule's mode (the default
+    /// mode when no rule matches).
+    pub fn protect_mode_for(&self, dst: std::net::SocketAddr) -> ProtectMode {
+        self.rules
+            .iter()
+            .find(|r| r.matches(dst))
+            .map_or(ProtectMode::default(), |r| r.mode)
+    }
 }
 
 /// One `[[udp.rule]]`: a destination port range and/or prefix, and its action.
@@ -113,6 +159,8 @@ pub struct UdpRule {
     /// Destination prefix; `None`: any address.
     pub prefix: Option<IpNet>,
     pub action: UdpAction,
+    /// How a `protect` rule's flows are carried (`duplicate` for the other actions).
+    pub mode: ProtectMode,
 }
 
 /// The validated `[udp]` section.
@@ -231,10 +279,20 @@ fn udp_rule(i: usize, raw: &RawUdpRule) -> Result<UdpRule, ConfigError> {
         let why = "a rule needs ports or a prefix".to_owned();
         return Err(field(&name, FieldError::Invalid(why)));
     }
+    let action = UdpAction::parse(&format!("{name}.action"), &raw.action)?;
+    let mode = match raw.mode.as_deref() {
+        None => ProtectMode::default(),
+        Some(_) if action != UdpAction::Protect => {
+            let why = "mode is for action = \"protect\" only".to_owned();
+            return Err(field(format!("{name}.mode"), FieldError::Invalid(why)));
+        }
+        Some(text) => ProtectMode::parse(&format!("{name}.mode"), text)?,
+    };
     Ok(UdpRule {
         ports,
         prefix,
-        action: UdpAction::parse(&format!("{name}.action"), &raw.action)?,
+        action,
+        mode,
     })
 }
 
@@ -315,12 +373,41 @@ mod tests {
     }
 
     #[test]
+    fn protect_rules_take_a_mode_and_other_actions_do_not() {
+        let c = parse(concat!(
+            "[[rule]]\nports = \"3478\"\naction = \"protect\"\nmode = \"fec\"\n",
+            "[[rule]]\nports = \"4500\"\naction = \"protect\"\n",
+        ))
+        .expect("valid");
+        let dst = |s: &str| s.parse::<std::net::SocketAddr>().expect("addr");
+        assert_eq!(
+            c.protect_mode_for(dst("198.51.100.1:3478")),
+            ProtectMode::Fec
+        );
+        assert_eq!(
+            c.protect_mode_for(dst("198.51.100.1:4500")),
+            ProtectMode::Duplicate
+        );
+        assert_eq!(
+            c.protect_mode_for(dst("198.51.100.1:53")),
+            ProtectMode::Duplicate
+        );
+        assert_eq!(ProtectMode::Fec.as_str(), "fec");
+        let e =
+            parse("[[rule]]\nports = \"1\"\naction = \"protect\"\nmode = \"triple\"").unwrap_err();
+        assert!(e.contains("udp.rule[0].mode"), "{e}");
+        let e = parse("[[rule]]\nports = \"1\"\naction = \"bond\"\nmode = \"fec\"").unwrap_err();
+        assert!(e.contains("protect"), "{e}");
+    }
+
+    #[test]
     fn uci_maps_the_protect_action() {
         let text = format!(
             "config globals 'globals'\n\toption host '192.0.2.1'\n\toption client_id 'home'\n\
              \toption key '{}'\n\
              config udp_rule\n\toption ports '3478-3497'\n\toption action 'protect'\n\
-             config udp_rule\n\toption ports '4500'\n\toption action 'protect'\n",
+             config udp_rule\n\toption ports '4500'\n\toption action 'protect'\n\
+             \toption mode 'fec'\n",
             "ab".repeat(32)
         );
         let config = crate::config::uci::load_uci(&text).expect("valid UCI");
@@ -328,6 +415,8 @@ mod tests {
         assert_eq!(config.udp.rules[0].ports, Some((3478, 3497)));
         assert_eq!(config.udp.rules[0].action, UdpAction::Protect);
         assert_eq!(config.udp.rules[1].action, UdpAction::Protect);
+        assert_eq!(config.udp.rules[0].mode, ProtectMode::Duplicate);
+        assert_eq!(config.udp.rules[1].mode, ProtectMode::Fec);
     }
 
     #[test]

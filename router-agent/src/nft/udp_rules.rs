@@ -282,6 +282,7 @@ mod tests {
             ports,
             prefix: prefix.map(|p| p.parse().expect("net")),
             action,
+            mode: Default::default(),
         }
     }
 

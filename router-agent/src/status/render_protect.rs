@@ -1,6 +1,6 @@
 //! The human lines of protected UDP flows (`udp::protect`): one summary line, then one
-//! line per live flow with its legs (WAN, state, downstream datagrams it missed) and its
-//! loss after the merge. Pure.
+//! line per live flow with its mode, its legs (WAN, state, downstream datagrams it
+//! missed), its loss before protection and after, and what protection recovered. Pure.
 
 use std::fmt::Write;
 
@@ -15,11 +15,12 @@ pub fn protected_lines(p: &ProtectSnapshot, out: &mut String) {
     }
     let _ = writeln!(
         out,
-        "protected flows: {} active, {} total, {} bonded instead; downstream loss after \
-         merge {} % ({} of {}); protection {}; {} legs replaced",
+        "protected flows: {} active, {} total, {} bonded instead; downstream loss before \
+         protection {} %, after merge {} % ({} of {}); protection {}; {} legs replaced",
         p.active,
         p.total,
         p.fallbacks,
+        pct(p.lost_before_down, p.datagrams_down + p.lost_down),
         pct(p.lost_down, p.datagrams_down + p.lost_down),
         p.lost_down,
         p.datagrams_down + p.lost_down,
@@ -42,15 +43,19 @@ pub fn protected_lines(p: &ProtectSnapshot, out: &mut String) {
             .collect();
         let _ = writeln!(
             out,
-            "  {} -> {}: {}; after merge {} % lost; protection {}",
+            "  {} -> {} ({}): {}; before {} % lost, after merge {} % lost, {} recovered; \
+             protection {}",
             f.client,
             f.destination,
+            f.mode,
             if legs.is_empty() {
                 "no legs".to_owned()
             } else {
                 legs.join(", ")
             },
+            pct(f.lost_before_down, f.datagrams_down + f.lost_down),
             f.loss_pct(),
+            f.recovered_down,
             bytes(f.protection_bytes_up + f.protection_bytes_down)
         );
     }
@@ -82,15 +87,20 @@ mod tests {
             protection_bytes: 400_000,
             datagrams_down: 999,
             lost_down: 1,
+            lost_before_down: 10,
+            recovered_down: 9,
             flows: vec![ProtectedFlowStatus {
                 client: "192.168.1.10:5000".into(),
                 destination: "198.51.100.1:3478".into(),
+                mode: "duplicate".into(),
                 legs: vec![
                     leg("wan1", "open", 950, 50),
                     leg("wan2", "stalled", 990, 10),
                 ],
                 datagrams_down: 999,
                 lost_down: 1,
+                lost_before_down: 10,
+                recovered_down: 9,
                 protection_bytes_up: 200_000,
                 protection_bytes_down: 190_000,
                 ..ProtectedFlowStatus::default()
@@ -100,15 +110,17 @@ mod tests {
         protected_lines(&p, &mut out);
         assert!(
             out.starts_with(
-                "protected flows: 1 active, 2 total, 1 bonded instead; downstream loss after \
-                 merge 0.1 % (1 of 1000); protection 400 kB; 1 legs replaced\n"
+                "protected flows: 1 active, 2 total, 1 bonded instead; downstream loss before \
+                 protection 1 %, after merge 0.1 % (1 of 1000); protection 400 kB; \
+                 1 legs replaced\n"
             ),
             "{out}"
         );
         assert!(
             out.contains(
-                "  192.168.1.10:5000 -> 198.51.100.1:3478: wan1 open (missed 5 %), \
-                 wan2 stalled (missed 1 %); after merge 0.1 % lost; protection 390 kB"
+                "  192.168.1.10:5000 -> 198.51.100.1:3478 (duplicate): wan1 open (missed 5 %), \
+                 wan2 stalled (missed 1 %); before 1 % lost, after merge 0.1 % lost, \
+                 9 recovered; protection 390 kB"
             ),
             "{out}"
         );

@@ -32,10 +32,13 @@ fn protected_example() -> Arc<crate::udp::ProtectStats> {
         ProtectedFlowStatus {
             client: client.to_string(),
             destination: destination.to_string(),
+            mode: "duplicate".into(),
             legs: vec![leg(0, "wan", 940, 55), leg(1, "lte", 995, 0)],
             datagrams_up: 1000,
             datagrams_down: 995,
             lost_down: 0,
+            lost_before_down: 0,
+            recovered_down: 0,
             duplicates_down: 940,
             protection_bytes_up: 200_000,
             protection_bytes_down: 192_000,

@@ -267,8 +267,13 @@ impl Dispatcher {
                 protect: self.protect.clone(),
                 events: events.clone(),
             };
-            self.tracker
-                .spawn(protect::flow::run(flow, shared, shutdown.clone()));
+            let mode = self.classes.protect_mode_for(dst);
+            self.tracker.spawn(protect::flow::run_with_mode(
+                flow,
+                shared,
+                mode,
+                shutdown.clone(),
+            ));
             return;
         }
         self.tracker.spawn(relay::run(

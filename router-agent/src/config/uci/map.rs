@@ -193,6 +193,7 @@ pub const MAPPINGS: &[Mapping] = &[
         Choice("bond|direct|block|protect"),
         "action",
     )),
+    udp_rule("mode", Choice("duplicate|fec"), "mode"),
 ];
 
 /// Parse UCI text into the raw config. Values are typed and unknown options rejected; the

@@ -30,6 +30,7 @@ pub(super) fn golden_spec(redirect: bool) -> RedirectSpec {
                 ports: Some((443, 443)),
                 prefix: None,
                 action: crate::config::udp::UdpAction::Block,
+                mode: Default::default(),
             }],
             default: crate::config::udp::UdpAction::Bond,
         }),

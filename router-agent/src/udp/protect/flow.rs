@@ -1,7 +1,10 @@
-//! One protected flow's task: the shell around its [`LegBook`]. It turns the LAN
-//! client's datagrams into sequenced capsules sent on every leg, the legs' events and
-//! the core's new WAN ranking into calls on the book, and the book's actions into legs
-//! opened and closed; the first downstream copy of each sequence number goes to the
+//! One protected flow's task: the shell around its [`LegBook`] (and, in `fec` mode, its
+//! [`FecEncoder`] and [`FecDecoder`]). It turns the LAN client's datagrams into
+//! capsules on the legs (`duplicate`: a sequenced capsule on every leg; `fec`: one FEC
+//! source on the next leg in turn and, when a block closes, its repair on the next),
+//! the legs' events and the core's new WAN ranking into calls on the book, and the
+//! book's actions into legs opened and closed; the first downstream copy of each
+//! sequence number (or, in `fec` mode, each source received or recovered) goes to the
 //! client. When the book gives up protection the flow goes on as a plain bonded one
 //! (`udp::relay`), its early datagrams first.
 
@@ -9,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
-use mpbond_protocol::udp::encode_sequenced;
+use mpbond_protocol::udp::{encode_sequenced, FecDecoder, FecEncoder, FecParams};
 use mpbond_protocol::ErrorCode;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
@@ -19,6 +22,7 @@ use tracing::{debug, info};
 use super::leg::{self, LegEvent, LegHandle, LegSpec};
 use super::legs::{LegAction, LegBook};
 use super::stats::{ProtectStats, ProtectedFlowStatus, PUBLISH_EVERY};
+use crate::config::udp::ProtectMode;
 use crate::proxy::ConnContext;
 use crate::udp::book::Route;
 use crate::udp::relay::{self, next_lan, send_now, Flow, FlowEvent};
@@ -46,9 +50,52 @@ struct Counters {
     protection_bytes_down: u64,
 }
 
-/// Relay `flow` over two legs until it ends; always reports [`FlowEvent::Ended`] (the
-/// bonded fallback reports it itself).
-pub async fn run(mut flow: Flow, shared: Shared, shutdown: CancellationToken) {
+/// A flow's `fec` mode state: the upstream encoder, the downstream decoder, whose turn.
+#[derive(Debug)]
+struct Fec {
+    encoder: FecEncoder,
+    decoder: FecDecoder,
+    turn: usize,
+}
+
+impl Fec {
+    /// Hand `capsule` (a source, or a repair) to the next carrying leg that takes it;
+    /// whether one did. A source moves the turn on, a repair goes where the next source
+    /// would, so the sources alternate strictly.
+    fn send(
+        &mut self,
+        capsule: Vec<u8>,
+        source: bool,
+        book: &LegBook,
+        legs: &HashMap<u8, LegHandle>,
+    ) -> bool {
+        let carrying = book.carrying(StdInstant::now());
+        let capsule: Arc<[u8]> = capsule.into();
+        let n = carrying.len();
+        let start = self.turn;
+        if source {
+            self.turn = self.turn.wrapping_add(1);
+        }
+        (0..n)
+            .filter_map(|i| legs.get(&carrying[(start + i) % n]))
+            .any(|handle| handle.capsules.try_send(capsule.clone()).is_ok())
+    }
+}
+
+/// Relay `flow` over two legs in `duplicate` mode until it ends: [`run_with_mode`].
+pub async fn run(flow: Flow, shared: Shared, shutdown: CancellationToken) {
+    run_with_mode(flow, shared, ProtectMode::Duplicate, shutdown).await;
+}
+
+/// Relay `flow` over two legs in `mode` until it ends; always reports
+/// [`FlowEvent::Ended`] (the bonded fallback reports it itself). The entry point of a
+/// protected flow, whatever classed it.
+pub async fn run_with_mode(
+    mut flow: Flow,
+    shared: Shared,
+    mode: ProtectMode,
+    shutdown: CancellationToken,
+) {
     let params = shared.ctx.params();
     let mut book = LegBook::new(params.legs.clone(), StdInstant::now());
     if book.fell_back() {
@@ -69,6 +116,11 @@ pub async fn run(mut flow: Flow, shared: Shared, shutdown: CancellationToken) {
     let mut unsupported = false;
     let mut counters = Counters::default();
     let mut seq_up: u32 = 0;
+    let mut fec = (mode == ProtectMode::Fec).then(|| Fec {
+        encoder: FecEncoder::new(FecParams::default()),
+        decoder: FecDecoder::new(),
+        turn: 0,
+    });
     let mut deadline = Instant::now() + flow.idle;
     let mut publish_at = Instant::now();
     let end = loop {
@@ -99,10 +151,14 @@ pub async fn run(mut flow: Flow, shared: Shared, shutdown: CancellationToken) {
         if now >= publish_at {
             shared
                 .protect
-                .publish(id, flow_status(&flow, &book, &counters));
+                .publish(id, flow_status(&flow, &book, fec.as_ref(), &counters));
             publish_at = now + PUBLISH_EVERY;
         }
         let timer = book.poll_timeout().map(Instant::from_std);
+        let repair_due = fec
+            .as_ref()
+            .and_then(|f| f.encoder.poll_timeout())
+            .map(Instant::from_std);
         tokio::select! {
             _ = shutdown.cancelled() => break Some("shutdown"),
             _ = sleep_until(deadline) => break Some("idle"),
@@ -110,6 +166,15 @@ pub async fn run(mut flow: Flow, shared: Shared, shutdown: CancellationToken) {
                 book.handle_timeout(StdInstant::now());
             }
             _ = sleep_until(publish_at) => {}
+            _ = sleep_until(repair_due.unwrap_or(now)), if repair_due.is_some() => {
+                if let Some(fec) = fec.as_mut() {
+                    let mut repair = Vec::new();
+                    if fec.encoder.handle_timeout(StdInstant::now(), &mut repair) {
+                        counters.protection_bytes_up += repair.len() as u64;
+                        fec.send(repair, false, &book, &legs);
+                    }
+                }
+            }
             changed = params_rx.changed() => {
                 if changed.is_err() {
                     break Some("shutdown");
@@ -133,7 +198,40 @@ pub async fn run(mut flow: Flow, shared: Shared, shutdown: CancellationToken) {
                     legs.remove(&leg);
                     book.failed(leg, StdInstant::now());
                 }
-                LegEvent::Datagram { leg, seq, payload } => {
+                LegEvent::Datagram { leg, seq, payload } | LegEvent::FecSource { leg, seq, payload }
+                    if fec.is_some() =>
+                {
+                    let fec = fec.as_mut().expect("fec mode");
+                    book.datagram(leg, seq, StdInstant::now());
+                    let first = fec.decoder.source(seq, &payload).then_some(payload);
+                    let recovered = std::iter::from_fn(|| fec.decoder.poll_recovered());
+                    for payload in first.into_iter().chain(recovered.map(|(_, p)| p)) {
+                        deadline = Instant::now() + flow.idle;
+                        shared.stats.down(payload.len());
+                        if send_now(&flow.lan, &payload).is_err() {
+                            shared.stats.drops_lan_busy();
+                        }
+                    }
+                }
+                LegEvent::FecRepair { repair, .. } => {
+                    counters.protection_bytes_down += (repair.parity.len() + REPAIR_OVERHEAD) as u64;
+                    if let Some(fec) = fec.as_mut() {
+                        fec.decoder.repair(&mpbond_protocol::udp::Repair {
+                            first_seq: repair.first_seq,
+                            count: repair.count,
+                            length_xor: repair.length_xor,
+                            parity: &repair.parity,
+                        });
+                        while let Some((_, payload)) = fec.decoder.poll_recovered() {
+                            deadline = Instant::now() + flow.idle;
+                            shared.stats.down(payload.len());
+                            if send_now(&flow.lan, &payload).is_err() {
+                                shared.stats.drops_lan_busy();
+                            }
+                        }
+                    }
+                }
+                LegEvent::Datagram { leg, seq, payload } | LegEvent::FecSource { leg, seq, payload } => {
                     if book.datagram(leg, seq, StdInstant::now()) {
                         deadline = Instant::now() + flow.idle;
                         shared.stats.down(payload.len());
@@ -150,6 +248,23 @@ pub async fn run(mut flow: Flow, shared: Shared, shutdown: CancellationToken) {
                     deadline = Instant::now() + flow.idle;
                     shared.stats.up(datagram.len());
                     counters.datagrams_up += 1;
+                    if let Some(fec) = fec.as_mut() {
+                        let (mut source, mut repair) = (Vec::new(), Vec::new());
+                        match fec.encoder.push(&datagram, StdInstant::now(), &mut source, &mut repair) {
+                            Ok(closed) => {
+                                if !fec.send(source, true, &book, &legs) {
+                                    shared.stats.drops_queue_full();
+                                }
+                                if closed {
+                                    counters.protection_bytes_up += repair.len() as u64;
+                                    fec.send(repair, false, &book, &legs);
+                                }
+                            }
+                            Err(_) => shared.stats.drops_lan_busy(),
+                        }
+                        keep_early(&mut early, &mut kept, datagram);
+                        continue;
+                    }
                     let mut capsule = Vec::with_capacity(datagram.len() + 8);
                     if encode_sequenced(seq_up, &datagram, &mut capsule).is_err() {
                         shared.stats.drops_lan_busy();
@@ -167,12 +282,7 @@ pub async fn run(mut flow: Flow, shared: Shared, shutdown: CancellationToken) {
                         shared.stats.drops_queue_full();
                     }
                     counters.protection_bytes_up += sent.saturating_sub(1) * datagram.len() as u64;
-                    if let Some(early) = early.as_mut() {
-                        if kept + datagram.len() <= EARLY_KEEP {
-                            kept += datagram.len();
-                            early.push(datagram);
-                        }
-                    }
+                    keep_early(&mut early, &mut kept, datagram);
                 }
                 Err(_) => break Some("lan_error"),
             },
@@ -183,7 +293,7 @@ pub async fn run(mut flow: Flow, shared: Shared, shutdown: CancellationToken) {
         Some(end) => {
             shared
                 .protect
-                .publish(id, flow_status(&flow, &book, &counters));
+                .publish(id, flow_status(&flow, &book, fec.as_ref(), &counters));
             shared.protect.close(id, false);
             debug!(client = %flow.client, dst = %flow.dst, end, "protected flow ended");
             let (client, dst) = (flow.client, flow.dst);
@@ -197,6 +307,20 @@ pub async fn run(mut flow: Flow, shared: Shared, shutdown: CancellationToken) {
             }
             drop(guard);
             bonded(flow, early.unwrap_or_default(), shared, shutdown).await;
+        }
+    }
+}
+
+/// Bytes of an FEC repair capsule besides its parity: type, length (2), context id,
+/// first seq, count, length XOR.
+const REPAIR_OVERHEAD: usize = 1 + 2 + 1 + 4 + 1 + 2;
+
+/// Keep `datagram` for a fallback's replay while legs have not opened yet.
+fn keep_early(early: &mut Option<Vec<Vec<u8>>>, kept: &mut usize, datagram: Vec<u8>) {
+    if let Some(early) = early.as_mut() {
+        if *kept + datagram.len() <= EARLY_KEEP {
+            *kept += datagram.len();
+            early.push(datagram);
         }
     }
 }
@@ -221,15 +345,50 @@ async fn bonded(mut flow: Flow, early: Vec<Vec<u8>>, shared: Shared, shutdown: C
     relay::run(flow, shared.ctx, shared.stats, shared.events, shutdown).await;
 }
 
-fn flow_status(flow: &Flow, book: &LegBook, c: &Counters) -> ProtectedFlowStatus {
+fn flow_status(
+    flow: &Flow,
+    book: &LegBook,
+    fec: Option<&Fec>,
+    c: &Counters,
+) -> ProtectedFlowStatus {
+    let (mode, delivered, lost, lost_before, recovered, duplicates) = match fec {
+        Some(fec) => {
+            let d = &fec.decoder;
+            let (lost, before) = (d.lost_after(), d.lost_before());
+            (
+                ProtectMode::Fec,
+                d.delivered(),
+                lost,
+                before,
+                d.recovered(),
+                d.duplicates(),
+            )
+        }
+        None => {
+            let (lost, before) = (book.lost(), book.least_missed().max(book.lost()));
+            let recovered = before - lost;
+            let duplicates = book.duplicates();
+            (
+                ProtectMode::Duplicate,
+                book.delivered(),
+                lost,
+                before,
+                recovered,
+                duplicates,
+            )
+        }
+    };
     ProtectedFlowStatus {
         client: flow.client.to_string(),
         destination: flow.dst.to_string(),
+        mode: mode.as_str().to_owned(),
         legs: book.status(StdInstant::now()),
         datagrams_up: c.datagrams_up,
-        datagrams_down: book.delivered(),
-        lost_down: book.lost(),
-        duplicates_down: book.duplicates(),
+        datagrams_down: delivered,
+        lost_down: lost,
+        lost_before_down: lost_before,
+        recovered_down: recovered,
+        duplicates_down: duplicates,
         protection_bytes_up: c.protection_bytes_up,
         protection_bytes_down: c.protection_bytes_down,
         legs_replaced: book.replaced(),

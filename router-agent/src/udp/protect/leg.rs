@@ -1,7 +1,8 @@
 //! One leg of a protected flow: a plain TCP connection to the concentrator bound to one
 //! WAN's address (so the agent's per-WAN policy rule routes it, and no MPTCP subflow
 //! moves it to another WAN), the flow's UDP request with a Group TLV, then sequenced
-//! DATAGRAM capsules both ways.
+//! DATAGRAM capsules both ways (`duplicate` mode), or FEC source and repair capsules
+//! (`fec` mode).
 //!
 //! The flow task hands it encoded capsules through a bounded channel (it drops what does
 //! not fit, so a stalled leg never holds up the other) and hears from it through
@@ -11,8 +12,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use mpbond_protocol::udp::{Group, MAX_LEGS};
-use mpbond_protocol::{decode_capsule, Capsule, ErrorCode, Message};
+use mpbond_protocol::udp::{decode_leg_capsule, Group, LegCapsule, OwnedRepair, MAX_LEGS};
+use mpbond_protocol::{ErrorCode, Message};
 use mpbond_relay::connect::{connect_with, ConnectOpts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -41,6 +42,10 @@ pub enum LegEvent {
     Failed { leg: u8, why: String },
     /// A sequenced datagram from the concentrator.
     Datagram { leg: u8, seq: u32, payload: Vec<u8> },
+    /// An FEC source datagram from the concentrator.
+    FecSource { leg: u8, seq: u32, payload: Vec<u8> },
+    /// An FEC repair from the concentrator.
+    FecRepair { leg: u8, repair: OwnedRepair },
 }
 
 /// A running leg; dropping it ends the leg.
@@ -159,7 +164,7 @@ async fn send_capsules(
     Ok(())
 }
 
-/// Read capsules and pass the sequenced datagrams on.
+/// Read capsules and pass the sequenced and FEC datagrams on.
 async fn read_capsules(
     mut read: OwnedReadHalf,
     leg: u8,
@@ -175,15 +180,26 @@ async fn read_capsules(
         partial.extend_from_slice(&buf[..n]);
         let mut at = 0;
         loop {
-            match decode_capsule(&partial[at..]) {
+            match decode_leg_capsule(&partial[at..]) {
                 Ok(Some((capsule, used))) => {
                     at += used;
-                    if let Capsule::Sequenced { seq, payload } = capsule {
-                        let payload = payload.to_vec();
-                        let event = LegEvent::Datagram { leg, seq, payload };
-                        if events.send(event).await.is_err() {
-                            return Ok(());
+                    let event = match capsule {
+                        LegCapsule::Sequenced { seq, payload } => {
+                            let payload = payload.to_vec();
+                            LegEvent::Datagram { leg, seq, payload }
                         }
+                        LegCapsule::FecSource { seq, payload } => {
+                            let payload = payload.to_vec();
+                            LegEvent::FecSource { leg, seq, payload }
+                        }
+                        LegCapsule::FecRepair(repair) => LegEvent::FecRepair {
+                            leg,
+                            repair: repair.to_owned_repair(),
+                        },
+                        LegCapsule::Other(_) => continue,
+                    };
+                    if events.send(event).await.is_err() {
+                        return Ok(());
                     }
                 }
                 Ok(None) => break,

@@ -261,6 +261,36 @@ impl LegBook {
         self.legs.iter().filter(|l| l.open).map(|l| l.index)
     }
 
+    /// The legs that should carry the next capsules in `fec` mode, at `now`: the open
+    /// ones not stalled, else every open one, else every one being opened (their
+    /// capsules wait for the connection).
+    pub fn carrying(&self, now: Instant) -> Vec<u8> {
+        let open = || self.legs.iter().filter(|l| l.open);
+        let fresh: Vec<u8> = open()
+            .filter(|l| !self.is_stalled(l, now))
+            .map(|l| l.index)
+            .collect();
+        if !fresh.is_empty() {
+            return fresh;
+        }
+        let open: Vec<u8> = open().map(|l| l.index).collect();
+        if !open.is_empty() {
+            return open;
+        }
+        self.legs.iter().map(|l| l.index).collect()
+    }
+
+    /// Downstream first copies the leg that missed least missed (`duplicate` mode's loss
+    /// before protection).
+    pub fn least_missed(&self) -> u64 {
+        self.legs
+            .iter()
+            .filter(|l| l.open)
+            .map(|l| (self.dedup.accepted() - l.merged_base).saturating_sub(l.received))
+            .min()
+            .unwrap_or(0)
+    }
+
     /// Legs opened (or being opened) at once now.
     pub fn legs(&self) -> usize {
         self.legs.len()

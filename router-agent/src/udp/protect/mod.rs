@@ -18,10 +18,14 @@
 //! * `flow.rs`: the flow task around the book; the bonded fallback;
 //! * `stats.rs`: what `status` shows (the `protected` object).
 //!
-//! Each datagram goes out on both legs with one sequence number (a DATAGRAM capsule of
-//! context 1, `protocol::udp`); the concentrator sends each of the server's datagrams on
-//! every leg. Protection costs one extra copy of every datagram each way, counted as
-//! protection bytes. A flow whose protection cannot be set up (fewer than two usable
+//! In `mode = "duplicate"` (the default) each datagram goes out on both legs with one
+//! sequence number (a DATAGRAM capsule of context 1, `protocol::udp`); the concentrator
+//! sends each of the server's datagrams on every leg. Protection costs one extra copy of
+//! every datagram each way, counted as protection bytes. In `mode = "fec"` each datagram
+//! goes once (an FEC source, context 2) on the legs in turn, with an XOR repair
+//! (context 3) per block of up to 8 or 100 ms; the concentrator does the same
+//! downstream, and the repairs' bytes are the protection bytes. The entry point is
+//! `flow::run_with_mode` (`flow::run` for `duplicate`). A flow whose protection cannot be set up (fewer than two usable
 //! WANs, a concentrator without the Group TLV: Unsupported Message) is carried as a
 //! plain bonded flow; after such a refusal flows classed `protect` are bonded for
 //! `book::NO_UDP_MEMORY`.

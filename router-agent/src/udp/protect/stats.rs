@@ -24,6 +24,8 @@ pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 pub struct ProtectedFlowStatus {
     pub client: String,
     pub destination: String,
+    /// `duplicate` or `fec` (the rule's `mode`).
+    pub mode: String,
     pub legs: Vec<LegStatus>,
     /// Datagrams LAN → internet (each sent on every open leg).
     pub datagrams_up: u64,
@@ -31,9 +33,16 @@ pub struct ProtectedFlowStatus {
     pub datagrams_down: u64,
     /// Sequence numbers no leg delivered (downstream, after the merge).
     pub lost_down: u64,
+    /// Downstream loss before protection: `fec`, the sources no leg brought (before
+    /// recovery); `duplicate`, what the leg that missed least missed.
+    pub lost_before_down: u64,
+    /// Downstream datagrams protection saved: `fec`, recovered from repairs;
+    /// `duplicate`, `lost_before_down - lost_down`.
+    pub recovered_down: u64,
     /// Copies dropped because another leg delivered them first.
     pub duplicates_down: u64,
-    /// Bytes of the extra copies: upstream sent, downstream received.
+    /// Bytes protection cost: the extra copies' payloads (`duplicate`) or the repair
+    /// capsules (`fec`); upstream sent, downstream received.
     pub protection_bytes_up: u64,
     pub protection_bytes_down: u64,
     /// Legs closed and replaced (their WAN went down or they stalled).
@@ -73,6 +82,9 @@ pub struct ProtectSnapshot {
     /// Downstream first copies and losses after the merge, over all flows.
     pub datagrams_down: u64,
     pub lost_down: u64,
+    /// Downstream loss before protection, and datagrams protection saved, over all flows.
+    pub lost_before_down: u64,
+    pub recovered_down: u64,
     pub flows: Vec<ProtectedFlowStatus>,
 }
 
@@ -130,6 +142,8 @@ impl ProtectStats {
                 let e = &mut r.ended;
                 e.datagrams_down += last.datagrams_down;
                 e.lost_down += last.lost_down;
+                e.lost_before_down += last.lost_before_down;
+                e.recovered_down += last.recovered_down;
                 e.protection_bytes_up += last.protection_bytes_up;
                 e.protection_bytes_down += last.protection_bytes_down;
                 e.legs_replaced += last.legs_replaced;
@@ -159,6 +173,8 @@ impl ProtectStats {
                 s.protection_bytes += f.protection_bytes_up + f.protection_bytes_down;
                 s.datagrams_down += f.datagrams_down;
                 s.lost_down += f.lost_down;
+                s.lost_before_down += f.lost_before_down;
+                s.recovered_down += f.recovered_down;
             }
             s.flows = flows;
             s
@@ -185,6 +201,8 @@ mod tests {
             client: "192.168.1.10:5000".into(),
             datagrams_down: 995,
             lost_down: 5,
+            lost_before_down: 40,
+            recovered_down: 35,
             protection_bytes_up: 200_000,
             protection_bytes_down: 190_000,
             ..ProtectedFlowStatus::default()
@@ -201,5 +219,6 @@ mod tests {
         assert_eq!((s.active, s.total), (0, 1));
         assert_eq!(s.protection_bytes, 390_000);
         assert_eq!((s.datagrams_down, s.lost_down), (995, 5));
+        assert_eq!((s.lost_before_down, s.recovered_down), (40, 35));
     }
 }

@@ -1,16 +1,18 @@
 //! Case 18, `realtime`: a real-time UDP stream (50 datagrams/s of 200 bytes, echoed by
-//! the server) protected over two WANs (`[[udp.rule]] action = "protect"`: every
-//! datagram on a leg per WAN, the first copy wins) against the same stream bonded
+//! the server) protected over two WANs (`[[udp.rule]] action = "protect"`), in both
+//! modes: `duplicate` (every datagram on a leg per WAN, the first copy wins) and `fec`
+//! (each datagram once, spread over the legs, an XOR repair per block of up to 8 or
+//! 100 ms), against the same stream bonded
 //! without protection (one MPTCP connection) and over one WAN by the router's NAT (its
 //! main route, WAN 1: the impaired one), on 40 + 60 Mbit/s WANs with 10 ms each way.
 //!
 //! * with 1 % random loss, 5 % random loss and bursty loss (a 60 ms outage every
 //!   second) on WAN 1: the stream's residual loss and its p50/p99 round trip added over
 //!   the clean link by NAT;
-//! * protection's overhead: the bytes of the extra copies (the agent's status) over the
-//!   stream's payload bytes both ways;
+//! * protection's overhead: the bytes of the extra copies or repairs (the agent's
+//!   status) over the stream's payload bytes both ways, per mode;
 //! * the longest gap between echoes when WAN 1's link goes down, and when it is
-//!   black-holed, under the protected stream;
+//!   black-holed, under the protected stream (each mode);
 //! * the protected stream's p99 added while a bulk TCP download fills both WANs.
 //!
 //! The peer (shadowsocks-rust's UDP relay) carries UDP over the router's main route
@@ -29,8 +31,9 @@ use crate::stat::Steal;
 
 const CASE: &str = "18 realtime";
 const RATES: [u32; 2] = [40, 60];
-/// The protected port (a STUN/WebRTC port) and the plain bonded one.
+/// The protected ports (STUN/WebRTC ports: `duplicate`, `fec`) and the plain bonded one.
 const PROTECTED: u16 = 3478;
+const PROTECTED_FEC: u16 = 3479;
 const BONDED: u16 = 7007;
 const FETCH_PORT: u16 = 5001;
 /// One way delay of both WANs.
@@ -117,6 +120,30 @@ fn all_up(bed: &TestBed) -> bool {
     })
 }
 
+/// One protected stream of `echoes` to `port`: its figures, and the bytes protection
+/// spent on it (the agent's status) in percent of its payload bytes both ways.
+fn protected_stream(
+    bed: &TestBed,
+    port: u16,
+    echoes: u32,
+    name: &str,
+) -> Result<(Stream, f64), BenchError> {
+    let before = protected_count(bed, "protection_bytes");
+    let delivered = protected_count(bed, "datagrams_down");
+    let report = bed.udp_echo(Node::Lan, at(port), echoes)?;
+    // The flow publishes its entry once a second: wait until it has counted every
+    // datagram the client got.
+    let counted = proc::wait_until(Duration::from_secs(5), || {
+        protected_count(bed, "datagrams_down") >= delivered + u64::from(report.received)
+    });
+    if !counted {
+        eprintln!("mpbond-bench: case 18: {name}, port {port}: the status lags the stream");
+    }
+    let extra = protected_count(bed, "protection_bytes").saturating_sub(before) as f64;
+    let payload = (u64::from(report.sent) + u64::from(report.received)) * DATAGRAM;
+    Ok((Stream::from(&report), extra * 100.0 / payload.max(1) as f64))
+}
+
 /// Set WAN 1's emulation to `link`.
 fn impair(bed: &TestBed, delays: &mut WanDelays, link: &LinkSpec) -> Result<(), BenchError> {
     bed.replace_wan_emulation(delays, 1, link, Some(18))?;
@@ -124,11 +151,13 @@ fn impair(bed: &TestBed, delays: &mut WanDelays, link: &LinkSpec) -> Result<(), 
 }
 
 pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
-    let echoes: u32 = ctx.pick(500, 1500);
+    let echoes: u32 = ctx.pick(350, 1500);
+    let gap_stream: u32 = ctx.pick(200, 300);
     let steal = Steal::start();
     let bed = TestBed::builder().wans(&RATES).agent_routing(true).build();
     let mut delays = bed.add_wan_delays(u64::from(ONE_WAY_MS))?;
     let _protected_server = bed.udp_echo_server(Node::Server, at(PROTECTED))?;
+    let _fec_server = bed.udp_echo_server(Node::Server, at(PROTECTED_FEC))?;
     let _bonded_server = bed.udp_echo_server(Node::Server, at(BONDED))?;
     let _fetch_server = bed.serve(Node::Server, at(FETCH_PORT), false)?;
     let conditions = conditions();
@@ -143,53 +172,55 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let _conc = bed.start_concentrator(&bed.concentrator_config())?;
     let mut cfg = bed.agent_config();
     cfg.udp = Some(format!(
-        "[[udp.rule]]\nports = \"{PROTECTED}\"\naction = \"protect\"\n"
+        "[[udp.rule]]\nports = \"{PROTECTED}\"\naction = \"protect\"\n\
+         [[udp.rule]]\nports = \"{PROTECTED_FEC}\"\naction = \"protect\"\nmode = \"fec\"\n"
     ));
     let agent = bed.start_agent(&cfg)?;
     let mut bonded = Vec::new();
     let mut protected = Vec::new();
     let mut overhead = Vec::new();
+    let mut fec = Vec::new();
+    let mut fec_overhead = Vec::new();
     for (name, link) in &conditions {
         impair(&bed, &mut delays, link)?;
         if !all_up(&bed) {
             eprintln!("mpbond-bench: case 18: {name}: not every WAN is up");
         }
         bonded.push(echo(&bed, BONDED, echoes)?);
-        let before = protected_count(&bed, "protection_bytes");
-        let delivered = protected_count(&bed, "datagrams_down");
-        let report = bed.udp_echo(Node::Lan, at(PROTECTED), echoes)?;
-        // The flow publishes its entry once a second: wait until it has counted every
-        // datagram the client got.
-        let counted = proc::wait_until(Duration::from_secs(5), || {
-            protected_count(&bed, "datagrams_down") >= delivered + u64::from(report.received)
-        });
-        if !counted {
-            eprintln!("mpbond-bench: case 18: {name}: the status lags the stream");
-        }
-        let extra = protected_count(&bed, "protection_bytes").saturating_sub(before) as f64;
-        let payload = (u64::from(report.sent) + u64::from(report.received)) * DATAGRAM;
-        overhead.push(extra * 100.0 / payload.max(1) as f64);
-        protected.push(Stream::from(&report));
+        let (stream, extra) = protected_stream(&bed, PROTECTED, echoes, name)?;
+        protected.push(stream);
+        overhead.push(extra);
+        let (stream, extra) = protected_stream(&bed, PROTECTED_FEC, echoes, name)?;
+        fec.push(stream);
+        fec_overhead.push(extra);
     }
     impair(&bed, &mut delays, &conditions[0].1)?;
 
     // Gaps when WAN 1 dies under the protected stream.
     let mut gap_down = Vec::new();
     let mut gap_blackhole = Vec::new();
+    let mut fec_gap_down = Vec::new();
+    let mut fec_gap_blackhole = Vec::new();
     for _ in 0..ctx.runs() {
-        for (how, gaps) in [
-            (Failure::LinkDown, &mut gap_down),
-            (Failure::Blackhole, &mut gap_blackhole),
+        for (how, port, gaps) in [
+            (Failure::LinkDown, PROTECTED, &mut gap_down),
+            (Failure::Blackhole, PROTECTED, &mut gap_blackhole),
+            (Failure::LinkDown, PROTECTED_FEC, &mut fec_gap_down),
+            (Failure::Blackhole, PROTECTED_FEC, &mut fec_gap_blackhole),
         ] {
             if !all_up(&bed) {
                 return Err(BenchError::measure(CASE, "WANs not up before a failure"));
             }
-            let run = bed.spawn_udp_echo(Node::Lan, at(PROTECTED), 300)?;
+            let run = bed.spawn_udp_echo(Node::Lan, at(port), gap_stream)?;
             let two_legs = proc::wait_until(Duration::from_secs(10), || {
                 bed.agent_status().is_ok_and(|s| {
-                    s["protected"]["flows"][0]["legs"]
-                        .as_array()
-                        .is_some_and(|l| l.iter().filter(|l| l["state"] == "open").count() == 2)
+                    // The newest flow is this run's (entries are in order of opening).
+                    let flows = s["protected"]["flows"].as_array().cloned();
+                    flows.and_then(|f| f.last().cloned()).is_some_and(|f| {
+                        f["legs"]
+                            .as_array()
+                            .is_some_and(|l| l.iter().filter(|l| l["state"] == "open").count() == 2)
+                    })
                 })
             });
             if !two_legs {
@@ -223,17 +254,20 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         case: CASE,
         steal_pct: steal.percent(),
         detail: format!(
-            "p50/p99/loss/max gap per condition {:?}: NAT {:?}, bonded {:?}, protected {:?}",
+            "p50/p99/loss/max gap per condition {:?}: NAT {:?}, bonded {:?}, protected \
+             (duplicate) {:?}, protected (fec) {:?}",
             conditions.iter().map(|c| c.0).collect::<Vec<_>>(),
             nat,
             bonded,
-            protected
+            protected,
+            fec
         ),
     };
     for (i, (name, _)) in conditions.iter().enumerate().skip(1) {
         let target = (*name == "5 % loss").then_some(Target::AtMost(0.5));
         for (how, rows, t) in [
             ("protected", &protected, target),
+            ("protected by FEC", &fec, target),
             ("bonded unprotected", &bonded, None),
             ("one WAN by NAT", &nat, None),
         ] {
@@ -268,6 +302,24 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         overhead,
         "%",
         None,
+    ));
+    figures.push(m.figure(
+        "FEC protection overhead (repair capsules / stream payload, both ways)".into(),
+        fec_overhead,
+        "%",
+        Some(Target::AtMost(13.0)),
+    ));
+    figures.push(m.figure(
+        "FEC-protected stream: longest gap when WAN 1 goes down".into(),
+        fec_gap_down,
+        "ms",
+        Some(Target::AtMost(150.0)),
+    ));
+    figures.push(m.figure(
+        "FEC-protected stream: longest gap when WAN 1 is black-holed".into(),
+        fec_gap_blackhole,
+        "ms",
+        Some(Target::AtMost(150.0)),
     ));
     figures.push(m.figure(
         "protected stream: longest gap when WAN 1 goes down".into(),

@@ -245,6 +245,14 @@ return view.extend({
 		o.default = 'block';
 		o.rmempty = false;
 
+		o = s.option(form.ListValue, 'mode', _('Protection'),
+			_('Duplicate: every datagram on both WANs. FEC: each datagram once, with about 12-20 % of repair data.'));
+		o.value('', _('Duplicate (default)'));
+		o.value('duplicate', _('Duplicate'));
+		o.value('fec', _('FEC'));
+		o.depends('action', 'protect');
+		o.optional = true;
+
 		s = m.section(form.GridSection, 'concentrator', _('Concentrators'),
 			_('Several concentrators, for failover: new connections go to the one with the lowest priority that answers, move to the next within about a second when it stops, and come back 10 s after it answers again (3 good probes in a row). Connections already running through a concentrator that dies end with a reset. The agent fails open only when none answers. Use either this list or the host, client ID and key above.'));
 		s.addremove = true;

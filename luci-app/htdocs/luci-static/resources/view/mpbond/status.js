@@ -298,7 +298,8 @@ return view.extend({
 			return E('div');
 		var seen = (p.datagrams_down || 0) + (p.lost_down || 0);
 		var head = E('tr', { class: 'tr table-titles' }, [
-			_('Client'), _('Destination'), _('Legs (loss before merge)'), _('Loss after merge'), _('Protection')
+			_('Client'), _('Destination'), _('Mode'), _('Legs (loss before merge)'), _('Loss before protection'),
+			_('Loss after merge'), _('Recovered'), _('Protection')
 		].map(function(t) { return E('th', { class: 'th left' }, [ t ]); }));
 		var rows = (Array.isArray(p.flows) ? p.flows : []).map(function(f) {
 			var legs = (Array.isArray(f.legs) ? f.legs : []).map(function(l) {
@@ -306,8 +307,10 @@ return view.extend({
 					fmtPct(l.missed_down, (l.datagrams_down || 0) + (l.missed_down || 0)) + ')';
 			});
 			return row([
-				dash(f.client), dash(f.destination), legs.length ? legs.join(', ') : _('no legs'),
+				dash(f.client), dash(f.destination), dash(f.mode), legs.length ? legs.join(', ') : _('no legs'),
+				fmtPct(f.lost_before_down, (f.datagrams_down || 0) + (f.lost_down || 0)),
 				fmtPct(f.lost_down, (f.datagrams_down || 0) + (f.lost_down || 0)),
+				dash(f.recovered_down),
 				fmtBytes((f.protection_bytes_up || 0) + (f.protection_bytes_down || 0))
 			], { class: 'tr mpbond-protected-flow' });
 		});
@@ -319,6 +322,8 @@ return view.extend({
 					'protected' ],
 				[ _('Loss after merge'), fmtPct(p.lost_down, seen) + ' (' + dash(p.lost_down) + ' / ' + dash(seen) + ')',
 					'protected-loss' ],
+				[ _('Loss before protection'), fmtPct(p.lost_before_down, seen) + ' (' + dash(p.lost_before_down) + ' / ' +
+					dash(seen) + '), ' + _('recovered') + ' ' + dash(p.recovered_down), 'protected-before' ],
 				[ _('Protection bytes'), fmtBytes(p.protection_bytes), 'protected-bytes' ]
 			]),
 			E('table', { class: 'table', id: 'mpbond-protected' }, [ head ].concat(rows))
