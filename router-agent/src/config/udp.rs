@@ -9,6 +9,7 @@
 //! idle_timeout_secs = 120   # a flow with no datagram either way for this long ends
 //! max_flows = 1024
 //! queue_bytes = 65536       # capsules waiting for the MPTCP socket, per flow
+//! auto_protect = false      # protect flows classed real-time (small, steady) with no rule
 //! fwmark = 0x4d42           # the mark that routes tproxied packets to the local table
 //! route_table = 4852        # the table holding `local default dev lo`
 //! rule_priority = 4852      # `ip rule fwmark <fwmark> lookup <route_table>`
@@ -21,6 +22,9 @@
 //! `protect` carries a real-time flow (calls, games) over two WANs at once, each
 //! datagram on both, the first copy wins (`udp::protect`); no rule ships by default.
 //! Examples: RTP/WebRTC `3478-3497`, Google Meet `19302-19309`, Wi-Fi calling `4500`.
+//! `auto_protect` also protects a bonded flow no rule protects once
+//! `core::classify` classes it real-time (two seconds of small datagrams at a steady
+//! rate); off by default (docs/DESIGN.md, "Automatic classing").
 
 use std::time::Duration;
 
@@ -125,6 +129,8 @@ pub struct UdpConfig {
     pub idle_timeout: Duration,
     pub max_flows: usize,
     pub queue_bytes: usize,
+    /// Protect a bonded flow once it is classed real-time (`core::classify`).
+    pub auto_protect: bool,
     pub fwmark: u32,
     pub route_table: u32,
     pub rule_priority: u32,
@@ -140,6 +146,7 @@ impl Default for UdpConfig {
             idle_timeout: Duration::from_secs(120),
             max_flows: 1024,
             queue_bytes: 64 * 1024,
+            auto_protect: false,
             fwmark: DEFAULT_FWMARK,
             route_table: DEFAULT_ROUTE_TABLE,
             rule_priority: DEFAULT_ROUTE_TABLE,
@@ -200,6 +207,7 @@ pub fn udp(raw: RawUdp) -> Result<UdpConfig, ConfigError> {
         idle_timeout: Duration::from_secs(idle),
         max_flows: range("udp.max_flows", raw.max_flows, 1024, 1, 1 << 20)? as usize,
         queue_bytes: range("udp.queue_bytes", raw.queue_bytes, 65_536, 2048, 16 << 20)? as usize,
+        auto_protect: raw.auto_protect.unwrap_or(d.auto_protect),
         fwmark,
         route_table,
         rule_priority: range(

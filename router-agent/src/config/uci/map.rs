@@ -159,6 +159,7 @@ pub const MAPPINGS: &[Mapping] = &[
     global("udp_idle_timeout_secs", Number, "udp.idle_timeout_secs"),
     global("udp_max_flows", Number, "udp.max_flows"),
     global("udp_queue_bytes", Number, "udp.queue_bytes"),
+    global("udp_auto_protect", Bool, "udp.auto_protect"),
     wan("interface", Text, "name"),
     wan("device", Text, "device"),
     wan("mode", Choice("on|backup|off"), "mode"),

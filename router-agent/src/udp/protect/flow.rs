@@ -225,6 +225,7 @@ fn flow_status(flow: &Flow, book: &LegBook, c: &Counters) -> ProtectedFlowStatus
     ProtectedFlowStatus {
         client: flow.client.to_string(),
         destination: flow.dst.to_string(),
+        origin: flow.origin,
         legs: book.status(StdInstant::now()),
         datagrams_up: c.datagrams_up,
         datagrams_down: book.delivered(),

@@ -24,6 +24,8 @@ pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 pub struct ProtectedFlowStatus {
     pub client: String,
     pub destination: String,
+    /// A rule or the classifier (`[udp] auto_protect`) chose to protect it.
+    pub origin: crate::udp::stats::ProtectOrigin,
     pub legs: Vec<LegStatus>,
     /// Datagrams LAN → internet (each sent on every open leg).
     pub datagrams_up: u64,

@@ -289,7 +289,7 @@ return view.extend({
 					fmtPct(l.missed_down, (l.datagrams_down || 0) + (l.missed_down || 0)) + ')';
 			});
 			return row([
-				dash(f.client), dash(f.destination), legs.length ? legs.join(', ') : _('no legs'),
+				dash(f.client), dash(f.destination) + (f.origin == 'auto' ? ' ' + _('(auto)') : ''), legs.length ? legs.join(', ') : _('no legs'),
 				fmtPct(f.lost_down, (f.datagrams_down || 0) + (f.lost_down || 0)),
 				fmtBytes((f.protection_bytes_up || 0) + (f.protection_bytes_down || 0))
 			], { class: 'tr mpbond-protected-flow' });
