@@ -22,9 +22,10 @@
 //! `protect` carries a real-time flow (calls, games) over two WANs at once, each
 //! datagram on both, the first copy wins (`udp::protect`); no rule ships by default.
 //! Examples: RTP/WebRTC `3478-3497`, Google Meet `19302-19309`, Wi-Fi calling `4500`.
-//! `auto_protect` also protects a bonded flow no rule protects once
-//! `core::classify` classes it real-time (two seconds of small datagrams at a steady
-//! rate); off by default (docs/DESIGN.md, "Automatic classing").
+//! `auto_protect` also protects a bonded flow no rule names once `core::classify`
+//! classes it real-time (two seconds of small datagrams at a steady rate); an explicit
+//! `bond` rule keeps a destination out of it. Off by default (docs/DESIGN.md,
+//! "Automatic classing").
 
 use std::time::Duration;
 
@@ -106,6 +107,13 @@ impl UdpConfig {
             .iter()
             .find(|r| r.matches(dst))
             .map_or(self.default, |r| r.action)
+    }
+
+    /// Whether `auto_protect` may promote a bonded flow to `dst`: it is on and no rule
+    /// names `dst` (an explicit `bond` rule keeps a flow bonded: the way out for a
+    /// service that must keep its source port).
+    pub fn auto_protects(&self, dst: std::net::SocketAddr) -> bool {
+        self.auto_protect && !self.rules.iter().any(|r| r.matches(dst))
     }
 }
 
@@ -320,6 +328,21 @@ mod tests {
         assert_eq!(UdpAction::Protect.as_str(), "protect");
         let e = parse("default = \"protected\"").unwrap_err();
         assert!(e.contains("protect"), "{e}");
+    }
+
+    #[test]
+    fn auto_protect_is_off_by_default_and_spares_destinations_a_rule_names() {
+        let dst = |s: &str| s.parse::<std::net::SocketAddr>().expect("addr");
+        let off = parse("").expect("valid");
+        assert!(!off.auto_protect);
+        assert!(!off.auto_protects(dst("198.51.100.1:5004")));
+        let on = parse(concat!(
+            "auto_protect = true\n",
+            "[[rule]]\nports = \"27015\"\naction = \"bond\"\n",
+        ))
+        .expect("valid");
+        assert!(on.auto_protects(dst("198.51.100.1:5004")));
+        assert!(!on.auto_protects(dst("198.51.100.1:27015")));
     }
 
     #[test]

@@ -288,7 +288,7 @@ impl Dispatcher {
             route,
             idle: self.book.idle_timeout(dst),
             queue_bytes: self.queue_bytes,
-            classify: protectable && !by_rule && self.classes.auto_protect,
+            classify: protectable && !by_rule && self.classes.auto_protects(dst),
             origin: ProtectOrigin::Rule,
         };
         if protect {
