@@ -3,17 +3,21 @@
 //! file; a resolver in the internet namespace answers for the test names. A LAN client
 //! that resolves a listed name through the router reaches the server from the router's
 //! WAN address (NAT), over TCP and UDP, also after the name's address changed; a name
-//! not on the list still goes through the concentrator (the server sees the VPS).
+//! not on the list still goes through the concentrator (the server sees the VPS). The
+//! same over IPv6: the listed name's AAAA record is reached from the WAN's IPv6 address
+//! (the bed's router masquerades IPv6 as IPv4), the unlisted name's from the VPS's.
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::mpbond;
 use mpbond_tests::proc::{self, ChildGuard};
-use mpbond_tests::topology::{wan_router_v4, LAN_ROUTER_V4, SERVER_V4, VPS_V4};
+use mpbond_tests::topology::{
+    wan_router_v4, wan_router_v6, LAN_ROUTER_V4, SERVER_V4, SERVER_V6, VPS_V4, VPS_V6,
+};
 use mpbond_tests::{Daemon, Fetch, Node, TestBed};
 
 /// On the bypass list.
@@ -24,6 +28,9 @@ const UNLISTED: &str = "bonded.test";
 const FIRST: Ipv4Addr = SERVER_V4;
 const SECOND: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 11);
 const OTHER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 12);
+/// The listed and the unlisted name's AAAA records.
+const FIRST_V6: Ipv6Addr = SERVER_V6;
+const OTHER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x200, 0, 0, 0, 0, 0x12);
 const TCP_PORT: u16 = 5001;
 const UDP_PORT: u16 = 7007;
 const LIMIT: Duration = Duration::from_secs(20);
@@ -64,11 +71,14 @@ fn dnsmasq(bed: &TestBed, node: Node, tag: &str, listen: Ipv4Addr, args: &[Strin
     child
 }
 
-/// The internet's resolver: `LISTED` at `listed`, `UNLISTED` at [`OTHER`], TTL 1 s.
+/// The internet's resolver: `LISTED` at `listed` and [`FIRST_V6`], `UNLISTED` at
+/// [`OTHER`] and [`OTHER_V6`], TTL 1 s.
 fn upstream(bed: &TestBed, listed: Ipv4Addr) -> ChildGuard {
     let args = [
         format!("--address=/{LISTED}/{listed}"),
+        format!("--address=/{LISTED}/{FIRST_V6}"),
         format!("--address=/{UNLISTED}/{OTHER}"),
+        format!("--address=/{UNLISTED}/{OTHER_V6}"),
         "--local-ttl=1".to_owned(),
     ];
     dnsmasq(bed, Node::Server, "upstream", SERVER_V4, &args)
@@ -76,7 +86,12 @@ fn upstream(bed: &TestBed, listed: Ipv4Addr) -> ChildGuard {
 
 /// `name`'s A record as the LAN client gets it from the router.
 fn resolve(bed: &TestBed, name: &str) -> String {
-    let cmd = format!("dig +short +time=2 +tries=3 @{LAN_ROUTER_V4} {name} A");
+    resolve_type(bed, name, "A")
+}
+
+/// `name`'s record of `kind` (`A`, `AAAA`) as the LAN client gets it from the router.
+fn resolve_type(bed: &TestBed, name: &str, kind: &str) -> String {
+    let cmd = format!("dig +short +time=2 +tries=3 @{LAN_ROUTER_V4} {name} {kind}");
     bed.exec(Node::Lan, &cmd)
         .expect("dig runs (tests/setup.sh installs dnsutils)")
         .trim()
@@ -103,8 +118,9 @@ fn names_status(bed: &TestBed) -> serde_json::Value {
 }
 
 /// Where a TCP download and a UDP echo to `ip` come from, as the server sees them.
-fn sources_seen(bed: &TestBed, ip: Ipv4Addr) -> (Vec<IpAddr>, Vec<IpAddr>) {
-    let tcp_at = SocketAddr::new(ip.into(), TCP_PORT);
+fn sources_seen(bed: &TestBed, ip: impl Into<IpAddr>) -> (Vec<IpAddr>, Vec<IpAddr>) {
+    let ip: IpAddr = ip.into();
+    let tcp_at = SocketAddr::new(ip, TCP_PORT);
     let server = bed.serve(Node::Server, tcp_at, false).expect("tcp server");
     let fetch = Fetch::get(tcp_at, 200_000).timeout(LIMIT);
     let report = bed.fetch(Node::Lan, &fetch).expect("fetch runs");
@@ -120,7 +136,7 @@ fn sources_seen(bed: &TestBed, ip: Ipv4Addr) -> (Vec<IpAddr>, Vec<IpAddr>) {
         .collect();
     server.stop();
 
-    let udp_at = SocketAddr::new(ip.into(), UDP_PORT);
+    let udp_at = SocketAddr::new(ip, UDP_PORT);
     let echo = bed
         .udp_echo_server(Node::Server, udp_at)
         .expect("udp server");
@@ -150,6 +166,11 @@ fn listed_names_leave_by_nat_also_after_their_address_changes() {
         bed.exec(Node::Server, &format!("ip addr add {ip}/32 dev lo"))
             .expect("second server address");
     }
+    bed.exec(
+        Node::Server,
+        &format!("ip -6 addr add {OTHER_V6}/128 dev lo nodad"),
+    )
+    .expect("second server IPv6 address");
     let mut resolver = upstream(&bed, FIRST);
 
     // Bypass by name comes with a reload: the companion table, then the dnsmasq file.
@@ -194,6 +215,34 @@ fn listed_names_leave_by_nat_also_after_their_address_changes() {
     println!("{OTHER}: tcp from {tcp:?}, udp from {udp:?}");
     assert_eq!(tcp, [IpAddr::from(VPS_V4)], "{UNLISTED} is bonded (TCP)");
     assert_eq!(udp, [IpAddr::from(VPS_V4)], "{UNLISTED} is bonded (UDP)");
+
+    // IPv6: the listed name's AAAA record leaves by the WAN's IPv6 address, the
+    // unlisted one's through the concentrator.
+    assert_eq!(resolve_type(&bed, LISTED, "AAAA"), FIRST_V6.to_string());
+    let status = names_status(&bed);
+    assert!(status["ipv6_addresses"].as_u64() >= Some(1), "{status}");
+    let (tcp, udp) = sources_seen(&bed, FIRST_V6);
+    println!("{FIRST_V6}: tcp from {tcp:?}, udp from {udp:?}");
+    let wan6 = IpAddr::from(wan_router_v6(1));
+    let why = format!(
+        "{LISTED} at {FIRST_V6} must leave by NAT\n{}",
+        agent.log_tail(20)
+    );
+    assert_eq!(tcp, [wan6], "TCP over IPv6: {why}");
+    assert_eq!(udp, [wan6], "UDP over IPv6: {why}");
+    assert_eq!(resolve_type(&bed, UNLISTED, "AAAA"), OTHER_V6.to_string());
+    let (tcp, udp) = sources_seen(&bed, OTHER_V6);
+    println!("{OTHER_V6}: tcp from {tcp:?}, udp from {udp:?}");
+    assert_eq!(
+        tcp,
+        [IpAddr::from(VPS_V6)],
+        "{UNLISTED} is bonded (TCP, IPv6)"
+    );
+    assert_eq!(
+        udp,
+        [IpAddr::from(VPS_V6)],
+        "{UNLISTED} is bonded (UDP, IPv6)"
+    );
 
     // The listed name moves: the new address is direct too, once resolved again.
     resolver.kill();

@@ -198,6 +198,8 @@ pub struct RawUdp {
     pub idle_timeout_secs: Option<u64>,
     pub max_flows: Option<u64>,
     pub queue_bytes: Option<u64>,
+    /// Protect flows classed real-time (`core::classify`).
+    pub auto_protect: Option<bool>,
     pub fwmark: Option<u64>,
     pub route_table: Option<u64>,
     pub rule_priority: Option<u64>,

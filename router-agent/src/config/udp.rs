@@ -9,6 +9,7 @@
 //! idle_timeout_secs = 120   # a flow with no datagram either way for this long ends
 //! max_flows = 1024
 //! queue_bytes = 65536       # capsules waiting for the MPTCP socket, per flow
+//! auto_protect = false      # protect flows classed real-time (small, steady) with no rule
 //! fwmark = 0x4d42           # the mark that routes tproxied packets to the local table
 //! route_table = 4852        # the table holding `local default dev lo`
 //! rule_priority = 4852      # `ip rule fwmark <fwmark> lookup <route_table>`
@@ -27,6 +28,10 @@
 //! `mode = "fec"` each datagram goes once, spread over both, with an XOR repair per short
 //! block (about 12–20 % more bytes instead of 100 %). No rule ships by default.
 //! Examples: RTP/WebRTC `3478-3497`, Google Meet `19302-19309`, Wi-Fi calling `4500`.
+//! `auto_protect` also protects a bonded flow no rule names once `core::classify`
+//! classes it real-time (two seconds of small datagrams at a steady rate); an explicit
+//! `bond` rule keeps a destination out of it. Off by default (docs/DESIGN.md,
+//! "Automatic classing").
 
 use std::time::Duration;
 
@@ -149,6 +154,13 @@ impl UdpConfig {
             .find(|r| r.matches(dst))
             .map_or(ProtectMode::default(), |r| r.mode)
     }
+
+    /// Whether `auto_protect` may promote a bonded flow to `dst`: it is on and no rule
+    /// names `dst` (an explicit `bond` rule keeps a flow bonded: the way out for a
+    /// service that must keep its source port).
+    pub fn auto_protects(&self, dst: std::net::SocketAddr) -> bool {
+        self.auto_protect && !self.rules.iter().any(|r| r.matches(dst))
+    }
 }
 
 /// One `[[udp.rule]]`: a destination port range and/or prefix, and its action.
@@ -173,6 +185,8 @@ pub struct UdpConfig {
     pub idle_timeout: Duration,
     pub max_flows: usize,
     pub queue_bytes: usize,
+    /// Protect a bonded flow once it is classed real-time (`core::classify`).
+    pub auto_protect: bool,
     pub fwmark: u32,
     pub route_table: u32,
     pub rule_priority: u32,
@@ -188,6 +202,7 @@ impl Default for UdpConfig {
             idle_timeout: Duration::from_secs(120),
             max_flows: 1024,
             queue_bytes: 64 * 1024,
+            auto_protect: false,
             fwmark: DEFAULT_FWMARK,
             route_table: DEFAULT_ROUTE_TABLE,
             rule_priority: DEFAULT_ROUTE_TABLE,
@@ -248,6 +263,7 @@ pub fn udp(raw: RawUdp) -> Result<UdpConfig, ConfigError> {
         idle_timeout: Duration::from_secs(idle),
         max_flows: range("udp.max_flows", raw.max_flows, 1024, 1, 1 << 20)? as usize,
         queue_bytes: range("udp.queue_bytes", raw.queue_bytes, 65_536, 2048, 16 << 20)? as usize,
+        auto_protect: raw.auto_protect.unwrap_or(d.auto_protect),
         fwmark,
         route_table,
         rule_priority: range(
@@ -398,6 +414,21 @@ mod tests {
         assert!(e.contains("udp.rule[0].mode"), "{e}");
         let e = parse("[[rule]]\nports = \"1\"\naction = \"bond\"\nmode = \"fec\"").unwrap_err();
         assert!(e.contains("protect"), "{e}");
+    }
+
+    #[test]
+    fn auto_protect_is_off_by_default_and_spares_destinations_a_rule_names() {
+        let dst = |s: &str| s.parse::<std::net::SocketAddr>().expect("addr");
+        let off = parse("").expect("valid");
+        assert!(!off.auto_protect);
+        assert!(!off.auto_protects(dst("198.51.100.1:5004")));
+        let on = parse(concat!(
+            "auto_protect = true\n",
+            "[[rule]]\nports = \"27015\"\naction = \"bond\"\n",
+        ))
+        .expect("valid");
+        assert!(on.auto_protects(dst("198.51.100.1:5004")));
+        assert!(!on.auto_protects(dst("198.51.100.1:27015")));
     }
 
     #[test]

@@ -45,6 +45,9 @@
 //! * **What a reload changes** ([`reload::Changes`]): only what differs between the
 //!   running config and the new one is acted on; everything else, live connections
 //!   included, is left alone.
+//! * **Which UDP flows are real-time** ([`classify::Classifier`], `[udp] auto_protect`):
+//!   small datagrams at a steady rate. Pure; each bonded UDP flow's task owns one and
+//!   feeds it the flow's datagrams (too many to pass through this core one by one).
 //!
 //! The per-WAN routing decisions (`model::routing`, `model::wan`) and per-WAN health
 //! (`model::wan_health` in [`crate::control::WanBook`]) are pure modules of their own, driven
@@ -52,6 +55,7 @@
 //! [`Input::WansPlanned`] and each WAN's probe success as [`Input::WanReached`].
 
 pub mod buffers;
+pub mod classify;
 pub mod concentrators;
 pub mod hedge;
 pub mod metered;

@@ -6,6 +6,7 @@ use std::fmt::Write;
 
 use super::render::bytes;
 use crate::udp::protect::stats::pct;
+use crate::udp::ProtectOrigin;
 use crate::udp::ProtectSnapshot;
 
 /// Append the lines of `p` to `out`; nothing while no flow was ever classed `protect`.
@@ -43,10 +44,14 @@ pub fn protected_lines(p: &ProtectSnapshot, out: &mut String) {
             .collect();
         let _ = writeln!(
             out,
-            "  {} -> {} ({}): {}; before {} % lost, after merge {} % lost, {} recovered; \
+            "  {} -> {}{} ({}): {}; before {} % lost, after merge {} % lost, {} recovered; \
              protection {}",
             f.client,
             f.destination,
+            match f.origin {
+                ProtectOrigin::Rule => "",
+                ProtectOrigin::Auto => " (auto)",
+            },
             f.mode,
             if legs.is_empty() {
                 "no legs".to_owned()
@@ -127,5 +132,27 @@ mod tests {
         let mut none = String::new();
         protected_lines(&ProtectSnapshot::default(), &mut none);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn a_flow_the_classifier_chose_says_auto() {
+        let p = ProtectSnapshot {
+            active: 1,
+            total: 1,
+            flows: vec![ProtectedFlowStatus {
+                client: "192.168.1.10:5000".into(),
+                destination: "198.51.100.1:5004".into(),
+                mode: "duplicate".into(),
+                origin: ProtectOrigin::Auto,
+                ..ProtectedFlowStatus::default()
+            }],
+            ..ProtectSnapshot::default()
+        };
+        let mut out = String::new();
+        protected_lines(&p, &mut out);
+        assert!(
+            out.contains("  192.168.1.10:5000 -> 198.51.100.1:5004 (auto) (duplicate): no legs;"),
+            "{out}"
+        );
     }
 }

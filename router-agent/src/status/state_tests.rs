@@ -33,6 +33,7 @@ fn protected_example() -> Arc<crate::udp::ProtectStats> {
             client: client.to_string(),
             destination: destination.to_string(),
             mode: "duplicate".into(),
+            origin: crate::udp::ProtectOrigin::Rule,
             legs: vec![leg(0, "wan", 940, 55), leg(1, "lte", 995, 0)],
             datagrams_up: 1000,
             datagrams_down: 995,

@@ -23,6 +23,8 @@
 //!   on both, the first copy wins. The dispatcher classifies a new flow by the rules
 //!   as they were at start (a changed protect rule takes a restart; nft follows
 //!   reloads, and a flow no rule protects any more is bonded after the restart).
+//! * `promote.rs`: with `[udp] auto_protect`, a bonded flow `core::classify` classes
+//!   real-time moves to `protect/` (make before break: its MPTCP connection drains).
 //!
 //! Safety: the nft rule sets the mark only after tproxy found the live socket, and the
 //! table is owned by the agent's netlink socket: a dead agent leaves UDP to the router's
@@ -31,6 +33,7 @@
 //! restart; the rules follow a reload with the rest of the nft table.
 
 pub mod book;
+pub mod promote;
 pub mod protect;
 pub mod queue;
 pub mod relay;
@@ -58,7 +61,7 @@ use book::{FlowBook, Route};
 pub use protect::{ProtectSnapshot, ProtectStats};
 use relay::{Flow, FlowEvent};
 use routing::LocalRouting;
-pub use stats::{UdpSnapshot, UdpStats};
+pub use stats::{ProtectOrigin, UdpSnapshot, UdpStats};
 pub use wan_bytes::UdpWanBytes;
 
 /// Datagrams a flow task may be behind the dispatcher before new ones are dropped.
@@ -184,7 +187,7 @@ impl Dispatcher {
             let got = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 Some(event) = events.recv() => {
-                    self.on_event(event);
+                    self.on_event(event, &events_tx, &shutdown);
                     continue;
                 }
                 got = sys::recv_from_orig(&self.v4, &mut buf4) => got.map(|(n, c, d)| (buf4[..n].to_vec(), c, d)),
@@ -199,14 +202,45 @@ impl Dispatcher {
         }
     }
 
-    fn on_event(&mut self, event: FlowEvent) {
+    fn on_event(
+        &mut self,
+        event: FlowEvent,
+        events: &mpsc::UnboundedSender<FlowEvent>,
+        shutdown: &CancellationToken,
+    ) {
         match event {
             FlowEvent::Refused { dst, code } => self.book.refused(dst, code, Instant::now()),
             FlowEvent::Ended { client, dst } => {
                 self.flows.remove(&(client, dst));
             }
             FlowEvent::Unprotected => self.book.groups_refused(Instant::now()),
+            FlowEvent::Promote(flow) => {
+                if self.flows.contains_key(&(flow.client, flow.dst)) {
+                    self.spawn_protected(*flow, events, shutdown);
+                }
+            }
         }
+    }
+
+    fn spawn_protected(
+        &self,
+        flow: Flow,
+        events: &mpsc::UnboundedSender<FlowEvent>,
+        shutdown: &CancellationToken,
+    ) {
+        let shared = protect::flow::Shared {
+            ctx: self.ctx.clone(),
+            stats: self.stats.clone(),
+            protect: self.protect.clone(),
+            events: events.clone(),
+        };
+        let mode = self.classes.protect_mode_for(flow.dst);
+        self.tracker.spawn(protect::flow::run_with_mode(
+            flow,
+            shared,
+            mode,
+            shutdown.clone(),
+        ));
     }
 
     fn on_datagram(
@@ -245,9 +279,9 @@ impl Dispatcher {
         };
         let now = Instant::now();
         let route = self.book.route(dst, now);
-        let protect = route == Route::Bond
-            && self.classes.action_for(dst) == UdpAction::Protect
-            && self.book.protects(now);
+        let protectable = route == Route::Bond && self.book.protects(now);
+        let by_rule = self.classes.action_for(dst) == UdpAction::Protect;
+        let protect = protectable && by_rule;
         let (tx, early) = mpsc::channel(FLOW_CHANNEL);
         let _ = tx.try_send(datagram);
         self.flows.insert(key, tx);
@@ -259,21 +293,11 @@ impl Dispatcher {
             route,
             idle: self.book.idle_timeout(dst),
             queue_bytes: self.queue_bytes,
+            classify: protectable && !by_rule && self.classes.auto_protects(dst),
+            origin: ProtectOrigin::Rule,
         };
         if protect {
-            let shared = protect::flow::Shared {
-                ctx: self.ctx.clone(),
-                stats: self.stats.clone(),
-                protect: self.protect.clone(),
-                events: events.clone(),
-            };
-            let mode = self.classes.protect_mode_for(dst);
-            self.tracker.spawn(protect::flow::run_with_mode(
-                flow,
-                shared,
-                mode,
-                shutdown.clone(),
-            ));
+            self.spawn_protected(flow, events, shutdown);
             return;
         }
         self.tracker.spawn(relay::run(

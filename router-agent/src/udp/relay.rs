@@ -16,6 +16,9 @@
 //!
 //! Either way, replies reach the client from the flow socket bound to the original
 //! destination, and the flow ends after its idle timeout without a datagram either way.
+//!
+//! With `[udp] auto_protect`, a bonded flow feeds each datagram to its
+//! [`Classifier`]; once classed real-time it moves to `udp::protect` (`promote.rs`).
 
 use std::io;
 use std::net::SocketAddr;
@@ -30,8 +33,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::book::Route;
+use super::promote::{self, Drain};
 use super::queue::{CapsuleQueue, QueueError};
-use super::stats::{FlowGuard, UdpStats, WanTicket};
+use super::stats::{FlowGuard, ProtectOrigin, UdpStats, WanTicket};
+use crate::core::classify::{Classifier, Direction};
 use crate::core::Input;
 use crate::proxy::ConnContext;
 use crate::upstream::{fastopen_evidence, read_reply, UpstreamError};
@@ -55,6 +60,9 @@ pub enum FlowEvent {
     /// A protected flow's leg was refused as Unsupported Message: the concentrator does
     /// not know the Group TLV (`udp::protect`).
     Unprotected,
+    /// A bonded flow was classed real-time: carry it on as a protected flow
+    /// (`promote.rs`). Its entry in the flow table stays.
+    Promote(Box<Flow>),
 }
 
 /// Everything one flow task needs.
@@ -69,6 +77,11 @@ pub struct Flow {
     pub route: Route,
     pub idle: Duration,
     pub queue_bytes: usize,
+    /// Bonded: watch the flow and promote it once classed real-time (`[udp]
+    /// auto_protect`, no rule protects it, the concentrator takes flow groups).
+    pub classify: bool,
+    /// Protected: whether a rule or the classifier chose it (status).
+    pub origin: ProtectOrigin,
 }
 
 /// How a flow ended.
@@ -79,6 +92,8 @@ pub(crate) enum End {
     UpstreamClosed,
     Reset(&'static str),
     LanError,
+    /// Classed real-time: handed to `udp::protect`.
+    Promoted,
 }
 
 impl End {
@@ -89,6 +104,7 @@ impl End {
             End::UpstreamClosed => "upstream_closed",
             End::Reset(reason) => reason,
             End::LanError => "lan_error",
+            End::Promoted => "promoted",
         }
     }
 }
@@ -110,6 +126,15 @@ pub async fn run(
             direct(&mut flow, Vec::new(), &stats, &shutdown).await
         }
     };
+    if end == End::Promoted {
+        info!(%client, %dst, "udp flow classed real-time: protecting it");
+        drop(guard);
+        stats.promoted();
+        flow.classify = false;
+        flow.origin = ProtectOrigin::Auto;
+        let _ = events.send(FlowEvent::Promote(Box::new(flow)));
+        return;
+    }
     debug!(%client, %dst, end = end.as_str(), "udp flow ended");
     let _ = events.send(FlowEvent::Ended { client, dst });
 }
@@ -152,7 +177,7 @@ fn with_scratch<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
 async fn bonded(
     flow: &mut Flow,
     ctx: &ConnContext,
-    stats: &UdpStats,
+    stats: &Arc<UdpStats>,
     events: &mpsc::UnboundedSender<FlowEvent>,
     guard: &mut FlowGuard<'_>,
     shutdown: &CancellationToken,
@@ -235,16 +260,35 @@ async fn bonded(
 
 async fn relay_capsules(
     flow: &mut Flow,
-    stream: &TcpStream,
+    stream: &Arc<TcpStream>,
     mut queue: CapsuleQueue,
-    stats: &UdpStats,
+    stats: &Arc<UdpStats>,
     ticket: &mut WanTicket<'_>,
     shutdown: &CancellationToken,
 ) -> End {
     // Bytes of a capsule not yet whole; empty (no allocation) between capsules.
     let mut partial: Vec<u8> = Vec::new();
     let mut deadline = Instant::now() + flow.idle;
+    let mut classifier = flow
+        .classify
+        .then(|| Classifier::new(std::time::Instant::now()));
+    let mut real_time = false;
     loop {
+        if real_time {
+            if let Ok(lan) = socket2::SockRef::from(&flow.lan).try_clone() {
+                let drain = Drain {
+                    stream: stream.clone(),
+                    queue,
+                    partial,
+                    lan,
+                };
+                promote::spawn(drain, stats.clone(), shutdown.clone());
+                return End::Promoted;
+            }
+            // No descriptor for the drain: stay bonded.
+            classifier = None;
+            real_time = false;
+        }
         // Write what the socket takes now; the rest waits for writable.
         while !queue.is_empty() {
             match stream.try_write(queue.pending()) {
@@ -286,6 +330,10 @@ async fn relay_capsules(
                             match capsule {
                                 Capsule::Datagram(payload) => {
                                     deadline = Instant::now() + flow.idle;
+                                    if let Some(c) = classifier.as_mut() {
+                                        let now = std::time::Instant::now();
+                                        real_time |= c.datagram(Direction::Down, payload.len(), now);
+                                    }
                                     stats.down(payload.len());
                                     ticket.carried(payload.len());
                                     if send_now(&flow.lan, payload).is_err() {
@@ -319,6 +367,10 @@ async fn relay_capsules(
                     deadline = Instant::now() + flow.idle;
                     stats.up(datagram.len());
                     ticket.carried(datagram.len());
+                    if let Some(c) = classifier.as_mut() {
+                        let now = std::time::Instant::now();
+                        real_time |= c.datagram(Direction::Up, datagram.len(), now);
+                    }
                     match queue.push(&datagram) {
                         Ok(()) => {}
                         Err(QueueError::Full) => stats.drops_queue_full(),

@@ -38,6 +38,7 @@ pub struct UdpStats {
     datagrams_down: AtomicU64,
     drops_queue_full: AtomicU64,
     drops_flow_limit: AtomicU64,
+    auto_protected: AtomicU64,
     drops_other_context: AtomicU64,
     drops_lan_busy: AtomicU64,
     resets: AtomicU64,
@@ -167,6 +168,8 @@ pub struct UdpSnapshot {
     pub drops_queue_full: u64,
     /// Datagrams of new flows dropped at `max_flows`.
     pub drops_flow_limit: u64,
+    /// Bonded flows classed real-time and moved to two legs (`[udp] auto_protect`).
+    pub auto_protected: u64,
     /// DATAGRAM capsules with a context id other than 0.
     pub drops_other_context: u64,
     /// Datagrams dropped because a flow task was behind or the LAN socket was full.
@@ -177,6 +180,17 @@ pub struct UdpSnapshot {
     /// the internet and to it; the rest are the WANs' `udp_rx_bytes`/`udp_tx_bytes`.
     pub unattributed_rx_bytes: u64,
     pub unattributed_tx_bytes: u64,
+}
+
+/// Who chose to protect a flow (`status`: `protected.flows[].origin`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtectOrigin {
+    /// A `[[udp.rule]] action = "protect"` (or `[udp] default`).
+    #[default]
+    Rule,
+    /// `core::classify` classed the flow real-time (`[udp] auto_protect`).
+    Auto,
 }
 
 /// Decrements the active counters when dropped.
@@ -240,6 +254,13 @@ impl UdpStats {
         drops_lan_busy,
         resets
     );
+
+    /// A bonded flow was classed real-time and goes on protected: counted once in
+    /// `auto_protected`, and still once in `total` (the protected flow counts itself).
+    pub fn promoted(&self) {
+        self.auto_protected.fetch_add(1, Relaxed);
+        self.total.fetch_sub(1, Relaxed);
+    }
 
     /// One datagram of `len` bytes LAN → internet.
     pub fn up(&self, len: usize) {
@@ -322,6 +343,7 @@ impl UdpStats {
             datagrams_down: self.datagrams_down.load(Relaxed),
             drops_queue_full: self.drops_queue_full.load(Relaxed),
             drops_flow_limit: self.drops_flow_limit.load(Relaxed),
+            auto_protected: self.auto_protected.load(Relaxed),
             drops_other_context: self.drops_other_context.load(Relaxed),
             drops_lan_busy: self.drops_lan_busy.load(Relaxed),
             resets: self.resets.load(Relaxed),

@@ -175,6 +175,7 @@ pub const MAPPINGS: &[Mapping] = &[
     concentrator("port", Number, "port"),
     required(concentrator("client_id", Text, "client_id")),
     required(concentrator("key", Text, "key")),
+    global("udp_auto_protect", Bool, "udp.auto_protect"),
     wan("interface", Text, "name"),
     wan("device", Text, "device"),
     wan("mode", Choice("on|backup|off"), "mode"),

@@ -382,6 +382,7 @@ fn flow_status(
         client: flow.client.to_string(),
         destination: flow.dst.to_string(),
         mode: mode.as_str().to_owned(),
+        origin: flow.origin,
         legs: book.status(StdInstant::now()),
         datagrams_up: c.datagrams_up,
         datagrams_down: delivered,

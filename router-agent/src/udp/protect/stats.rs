@@ -26,6 +26,8 @@ pub struct ProtectedFlowStatus {
     pub destination: String,
     /// `duplicate` or `fec` (the rule's `mode`).
     pub mode: String,
+    /// A rule or the classifier (`[udp] auto_protect`) chose to protect it.
+    pub origin: crate::udp::stats::ProtectOrigin,
     pub legs: Vec<LegStatus>,
     /// Datagrams LAN → internet (each sent on every open leg).
     pub datagrams_up: u64,

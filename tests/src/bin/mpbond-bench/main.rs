@@ -29,7 +29,8 @@
 //!   over two WANs against bonded and one WAN, under loss and failures), [`router_cpu`]
 //!   (19: the router's CPU per byte against the peer at 100 and 500 Mbit/s and
 //!   unshaped), [`socks`] (20: SOCKS5 over MPTCP from curl under `mptcpize`, goodput
-//!   over two WANs); see [`case_fn`].
+//!   over two WANs), [`latency`] (21: a real-time stream's p99 added by a bulk TCP
+//!   download, bonded and protected); see [`case_fn`].
 //!
 //! `tests/bench/run.sh` builds everything and runs it.
 
@@ -40,6 +41,7 @@ mod failover;
 mod footprint;
 mod household;
 mod idle;
+mod latency;
 mod load;
 mod mips;
 mod path_quality;
@@ -126,6 +128,7 @@ const CASES: &[(u8, &str)] = &[
     (18, "realtime"),
     (19, "router cpu"),
     (20, "socks"),
+    (21, "latency"),
 ];
 
 /// The function that runs case `n`; `None` while its module is not wired in.
@@ -152,6 +155,7 @@ fn case_fn(n: u8) -> Option<CaseFn> {
         18 => Some(realtime::run),
         19 => Some(router_cpu::run),
         20 => Some(socks::run),
+        21 => Some(latency::run),
         _ => None,
     }
 }

@@ -105,6 +105,10 @@ return view.extend({
 		o.value('protect', _('Protect (two WANs at once)'));
 		o.default = 'bond';
 
+		o = s.taboption('udp', form.Flag, 'udp_auto_protect', _('Protect real-time flows automatically'),
+			_('A flow of small datagrams at a steady rate (a call, a game) that no rule protects is sent over two WANs at once after two seconds. Costs one extra copy of such flows; the server sees the flow\'s source port change once.'));
+		o.default = '0';
+
 		o = s.taboption('udp', form.Value, 'udp_idle_timeout_secs', _('UDP idle timeout (s)'));
 		o.datatype = 'range(5,86400)';
 		o.placeholder = '120';

@@ -307,7 +307,7 @@ return view.extend({
 					fmtPct(l.missed_down, (l.datagrams_down || 0) + (l.missed_down || 0)) + ')';
 			});
 			return row([
-				dash(f.client), dash(f.destination), dash(f.mode), legs.length ? legs.join(', ') : _('no legs'),
+				dash(f.client), dash(f.destination) + (f.origin == 'auto' ? ' ' + _('(auto)') : ''), dash(f.mode), legs.length ? legs.join(', ') : _('no legs'),
 				fmtPct(f.lost_before_down, (f.datagrams_down || 0) + (f.lost_down || 0)),
 				fmtPct(f.lost_down, (f.datagrams_down || 0) + (f.lost_down || 0)),
 				dash(f.recovered_down),
