@@ -8,8 +8,8 @@
 //! cannot be read (a kernel before 5.17, or no registry) or are too many to read one by
 //! one (more than `proxy::upstreams::MAX_READ`) is it a `sock_diag` dump of
 //! every TCP socket to the concentrator ([`crate::net::sock_diag::dump_to`]), which walks
-//! the kernel's whole TCP hash table (issue 17). The subflows of the UDP legs are not in
-//! the registry: a WAN carrying only protected UDP is left to its probes.
+//! the kernel's whole TCP hash table (issue 17). Bonded UDP flows register their MPTCP
+//! connections too; a protected flow's legs (plain TCP) watch their own stalls.
 //! [`samples`] (pure) groups them by WAN, by source address:
 //! a subflow that sent or received data within [`ACTIVE_WITHIN`] makes its WAN
 //! active; among the subflows with unacknowledged data, the longest wait for an ACK and
