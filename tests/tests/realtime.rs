@@ -82,22 +82,55 @@ fn wait_protected(bed: &TestBed) {
     assert!(ok, "no protected flow with two legs: {}", protected(bed));
 }
 
-/// Run a stream while WAN 1 fails `how` (from a second in until the end), and check it.
-fn stream_through(how: Failure) {
-    let (bed, _conc, agent) = protected_bed(&[40, 60]);
+/// Run a stream of `datagrams` in `mode` while WAN 1 fails `how` (once the flow runs
+/// protected, until the end), then `check` it with the bed still up.
+fn stream_through(
+    mode: &str,
+    how: Failure,
+    datagrams: u32,
+    check: impl FnOnce(&TestBed, &Daemon, &UdpEchoReport),
+) {
+    let (bed, _conc, agent) = protected_bed_in(&[40, 60], mode);
     let _server = bed
         .udp_echo_server(Node::Server, echo_at())
         .expect("echo server");
     let run = bed
-        .spawn_udp_echo(Node::Lan, echo_at(), STREAM)
+        .spawn_udp_echo(Node::Lan, echo_at(), datagrams)
         .expect("udp-echo starts");
     wait_protected(&bed);
     bed.fail_wan(1, how, true).expect("fail wan1");
     let report = run.finish().expect("udp-echo report");
     bed.fail_wan(1, how, false).expect("restore wan1");
-    let status = protected(&bed);
-    println!("{}: {report:?}\nprotected: {status}", how.name());
-    check_stream(&report, &agent);
+    println!(
+        "{mode}, {}: {report:?}\nprotected: {}",
+        how.name(),
+        protected(&bed)
+    );
+    check(&bed, &agent, &report);
+}
+
+/// Run the stream in `mode` while wan1 loses 5 % of its packets, then `check` it with
+/// the bed still up.
+fn stream_with_five_percent_loss(
+    mode: &str,
+    check: impl FnOnce(&TestBed, &Daemon, &UdpEchoReport),
+) {
+    let (bed, _conc, agent) = protected_bed_in(&[40, 60], mode);
+    let lossy = LinkSpec {
+        loss_pct: 5.0,
+        ..LinkSpec::clean(40, 20)
+    };
+    let _line = bed
+        .add_wan_emulation(1, &lossy, Some(18))
+        .expect("5 % loss on wan1");
+    let _server = bed
+        .udp_echo_server(Node::Server, echo_at())
+        .expect("echo server");
+    let report = bed
+        .udp_echo(Node::Lan, echo_at(), STREAM)
+        .expect("udp-echo runs");
+    println!("{mode}, 5 % loss on wan1: {report:?}");
+    check(&bed, &agent, &report);
 }
 
 fn check_stream(report: &UdpEchoReport, agent: &Daemon) {
@@ -116,47 +149,43 @@ fn check_stream(report: &UdpEchoReport, agent: &Daemon) {
 #[test]
 #[ignore = "needs root and netns"]
 fn a_protected_stream_has_no_gap_when_a_wan_goes_down() {
-    stream_through(Failure::LinkDown);
+    stream_through(
+        "duplicate",
+        Failure::LinkDown,
+        STREAM,
+        |_, agent, report| check_stream(report, agent),
+    );
 }
 
 #[test]
 #[ignore = "needs root and netns"]
 fn a_protected_stream_has_no_gap_when_a_wan_is_blackholed() {
-    stream_through(Failure::Blackhole);
+    stream_through(
+        "duplicate",
+        Failure::Blackhole,
+        STREAM,
+        |_, agent, report| check_stream(report, agent),
+    );
 }
 
 #[test]
 #[ignore = "needs root and netns"]
 fn five_percent_loss_on_one_wan_is_hidden_and_the_residual_loss_is_counted() {
-    let (bed, _conc, agent) = protected_bed(&[40, 60]);
-    let lossy = LinkSpec {
-        loss_pct: 5.0,
-        ..LinkSpec::clean(40, 20)
-    };
-    let _line = bed
-        .add_wan_emulation(1, &lossy, Some(18))
-        .expect("5 % loss on wan1");
-    let _server = bed
-        .udp_echo_server(Node::Server, echo_at())
-        .expect("echo server");
-    let report = bed
-        .udp_echo(Node::Lan, echo_at(), STREAM)
-        .expect("udp-echo runs");
-    let status = protected(&bed);
-    println!("5 % loss on wan1: {report:?}\nprotected: {status}");
-    check_stream(&report, &agent);
-    // The status counts the stream: every first copy, and the loss after the merge.
-    let ended = proc::wait_until(Duration::from_secs(5), || {
-        protected(&bed)["datagrams_down"].as_u64() >= Some(u64::from(report.received))
+    stream_with_five_percent_loss("duplicate", |bed, agent, report| {
+        check_stream(report, agent);
+        // The status counts the stream: every first copy, and the loss after the merge.
+        let ended = proc::wait_until(Duration::from_secs(5), || {
+            protected(bed)["datagrams_down"].as_u64() >= Some(u64::from(report.received))
+        });
+        let status = protected(bed);
+        assert!(ended, "status counts the delivered datagrams: {status}");
+        assert!(status["lost_down"].as_u64().is_some(), "{status}");
+        assert!(
+            status["protection_bytes"].as_u64() >= Some(u64::from(report.received) * 200),
+            "the second copies are counted as protection: {status}"
+        );
+        assert!(status["total"].as_u64() >= Some(1), "{status}");
     });
-    let status = protected(&bed);
-    assert!(ended, "status counts the delivered datagrams: {status}");
-    assert!(status["lost_down"].as_u64().is_some(), "{status}");
-    assert!(
-        status["protection_bytes"].as_u64() >= Some(u64::from(report.received) * 200),
-        "the second copies are counted as protection: {status}"
-    );
-    assert!(status["total"].as_u64() >= Some(1), "{status}");
 }
 
 #[test]
@@ -230,96 +259,80 @@ const FEC_LINK_DOWN_STREAM: u32 = 250;
 #[test]
 #[ignore = "needs root and netns"]
 fn an_fec_stream_has_no_gap_when_a_wan_goes_down() {
-    let (bed, _conc, agent) = protected_bed_in(&[40, 60], "fec");
-    let _server = bed
-        .udp_echo_server(Node::Server, echo_at())
-        .expect("echo server");
-    let run = bed
-        .spawn_udp_echo(Node::Lan, echo_at(), FEC_LINK_DOWN_STREAM)
-        .expect("udp-echo starts");
-    wait_protected(&bed);
-    bed.fail_wan(1, Failure::LinkDown, true).expect("fail wan1");
-    let report = run.finish().expect("udp-echo report");
-    bed.fail_wan(1, Failure::LinkDown, false)
-        .expect("restore wan1");
-    let flow = protected(&bed)["flows"][0].clone();
-    println!(
-        "fec, link down: {report:?}; residual loss {:.2} % ({} of {}); protected: {flow}",
-        f64::from(report.lost) * 100.0 / f64::from(report.sent),
-        report.lost,
-        report.sent
-    );
-    assert_eq!(flow["mode"], "fec", "{flow}");
-    assert!(
-        report.max_gap_ms <= MAX_GAP_MS,
-        "a gap of {} ms: {report:?}\n{}",
-        report.max_gap_ms,
-        agent.log_tail(30)
-    );
-    // Half the datagrams go by the dead WAN until the agent drops its leg and the
-    // concentrator stops using it: a few are lost, never a run of them.
-    assert!(
-        report.lost <= report.sent * 4 / 100,
-        "more than 4 % lost: {report:?}"
+    stream_through(
+        "fec",
+        Failure::LinkDown,
+        FEC_LINK_DOWN_STREAM,
+        |bed, agent, report| {
+            let flow = protected(bed)["flows"][0].clone();
+            println!(
+                "fec, link down: residual loss {:.2} % ({} of {})",
+                f64::from(report.lost) * 100.0 / f64::from(report.sent),
+                report.lost,
+                report.sent
+            );
+            assert_eq!(flow["mode"], "fec", "{flow}");
+            assert!(
+                report.max_gap_ms <= MAX_GAP_MS,
+                "a gap of {} ms: {report:?}\n{}",
+                report.max_gap_ms,
+                agent.log_tail(30)
+            );
+            // Half the datagrams go by the dead WAN until the agent drops its leg and the
+            // concentrator stops using it: a few are lost, never a run of them.
+            assert!(
+                report.lost <= report.sent * 4 / 100,
+                "more than 4 % lost: {report:?}"
+            );
+        },
     );
 }
 
 #[test]
 #[ignore = "needs root and netns"]
 fn fec_recovers_five_percent_loss_on_one_wan_at_a_fraction_of_duplications_bytes() {
-    let (bed, _conc, agent) = protected_bed_in(&[40, 60], "fec");
-    let lossy = LinkSpec {
-        loss_pct: 5.0,
-        ..LinkSpec::clean(40, 20)
-    };
-    let _line = bed
-        .add_wan_emulation(1, &lossy, Some(18))
-        .expect("5 % loss on wan1");
-    let _server = bed
-        .udp_echo_server(Node::Server, echo_at())
-        .expect("echo server");
-    let report = bed
-        .udp_echo(Node::Lan, echo_at(), STREAM)
-        .expect("udp-echo runs");
-    let ended = proc::wait_until(Duration::from_secs(5), || {
-        protected(&bed)["flows"][0]["datagrams_down"].as_u64() >= Some(u64::from(report.received))
+    stream_with_five_percent_loss("fec", |bed, agent, report| {
+        let ended = proc::wait_until(Duration::from_secs(5), || {
+            protected(bed)["flows"][0]["datagrams_down"].as_u64()
+                >= Some(u64::from(report.received))
+        });
+        let flow = protected(bed)["flows"][0].clone();
+        let counted = |name: &str| flow[name].as_u64().unwrap_or(0);
+        let payload = u64::from(report.received) * 200;
+        let overhead = (counted("protection_bytes_up") + counted("protection_bytes_down")) as f64
+            * 100.0
+            / (u64::from(report.sent) * 200 + payload) as f64;
+        println!(
+            "fec, 5 % loss on wan1: {report:?}; residual loss {:.2} % ({} of {}); downstream \
+             lost before {} after {}, recovered {}; protection {overhead:.1} % of the stream's \
+             bytes; protected: {flow}",
+            f64::from(report.lost) * 100.0 / f64::from(report.sent),
+            report.lost,
+            report.sent,
+            counted("lost_before_down"),
+            counted("lost_down"),
+            counted("recovered_down"),
+        );
+        assert!(ended, "status counts the delivered datagrams: {flow}");
+        assert_eq!(flow["mode"], "fec", "{flow}");
+        assert!(
+            report.max_gap_ms <= MAX_GAP_MS,
+            "a gap of {} ms: {report:?}\n{}",
+            report.max_gap_ms,
+            agent.log_tail(30)
+        );
+        // Unprotected, half the stream crosses the lossy WAN each way: about 5 % of the
+        // echoes lost. Recovered, well under that (the target is 0.5 %; the bound leaves
+        // room for chance).
+        assert!(
+            report.lost <= report.sent * 2 / 100,
+            "more than 2 % lost: {report:?}\n{flow}"
+        );
+        // About 10 sources crossed the lossy WAN lost downstream: some were recovered.
+        assert!(counted("recovered_down") >= 1, "nothing recovered: {flow}");
+        assert!(
+            overhead < 50.0,
+            "protection costs {overhead:.1} %, duplication's 100 %: {flow}"
+        );
     });
-    let flow = protected(&bed)["flows"][0].clone();
-    let counted = |name: &str| flow[name].as_u64().unwrap_or(0);
-    let payload = u64::from(report.received) * 200;
-    let overhead = (counted("protection_bytes_up") + counted("protection_bytes_down")) as f64
-        * 100.0
-        / (u64::from(report.sent) * 200 + payload) as f64;
-    println!(
-        "fec, 5 % loss on wan1: {report:?}; residual loss {:.2} % ({} of {}); downstream \
-         lost before {} after {}, recovered {}; protection {overhead:.1} % of the stream's \
-         bytes; protected: {flow}",
-        f64::from(report.lost) * 100.0 / f64::from(report.sent),
-        report.lost,
-        report.sent,
-        counted("lost_before_down"),
-        counted("lost_down"),
-        counted("recovered_down"),
-    );
-    assert!(ended, "status counts the delivered datagrams: {flow}");
-    assert_eq!(flow["mode"], "fec", "{flow}");
-    assert!(
-        report.max_gap_ms <= MAX_GAP_MS,
-        "a gap of {} ms: {report:?}\n{}",
-        report.max_gap_ms,
-        agent.log_tail(30)
-    );
-    // Unprotected, half the stream crosses the lossy WAN each way: about 5 % of the
-    // echoes lost. Recovered, well under that (the target is 0.5 %; the bound leaves
-    // room for chance).
-    assert!(
-        report.lost <= report.sent * 2 / 100,
-        "more than 2 % lost: {report:?}\n{flow}"
-    );
-    // About 10 sources crossed the lossy WAN lost downstream: some were recovered.
-    assert!(counted("recovered_down") >= 1, "nothing recovered: {flow}");
-    assert!(
-        overhead < 50.0,
-        "protection costs {overhead:.1} %, duplication's 100 %: {flow}"
-    );
 }
