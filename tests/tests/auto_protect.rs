@@ -28,23 +28,7 @@ const MAX_GAP_MS: f64 = 150.0;
 #[test]
 #[ignore = "needs root and netns"]
 fn a_small_steady_stream_is_protected_automatically_and_a_quic_download_is_not() {
-    let bed = TestBed::builder()
-        .wans(&[40, 60])
-        .agent_routing(true)
-        .build();
-    let _conc = bed
-        .start_concentrator(&bed.concentrator_config())
-        .expect("concentrator");
-    let mut cfg = bed.agent_config();
-    cfg.udp = Some("auto_protect = true\n".to_owned());
-    let agent = bed.start_agent(&cfg).expect("agent");
-    let all_up = proc::wait_until(Duration::from_secs(30), || {
-        bed.agent_status().is_ok_and(|s| {
-            let wans = s["wans"].as_array().cloned().unwrap_or_default();
-            wans.len() == 2 && wans.iter().all(|w| w["state"] == "up")
-        })
-    });
-    assert!(all_up, "WANs not up: {}", agent.log_tail(20));
+    let (bed, _conc, agent) = common::routed_agent(&[40, 60], Some("auto_protect = true\n".into()));
     let echo_at = SocketAddr::new(SERVER_V4.into(), ECHO_PORT);
     let _server = bed
         .udp_echo_server(Node::Server, echo_at)

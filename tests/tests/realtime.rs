@@ -41,23 +41,12 @@ fn protected_bed(rates: &[u32]) -> (TestBed, Daemon, Daemon) {
 
 /// [`protected_bed`] with the protect rule's `mode`.
 fn protected_bed_in(rates: &[u32], mode: &str) -> (TestBed, Daemon, Daemon) {
-    let bed = TestBed::builder().wans(rates).agent_routing(true).build();
-    let conc = bed
-        .start_concentrator(&bed.concentrator_config())
-        .expect("concentrator");
-    let mut cfg = bed.agent_config();
-    cfg.udp = Some(format!(
-        "[[udp.rule]]\nports = \"{ECHO_PORT}\"\naction = \"protect\"\nmode = \"{mode}\"\n"
-    ));
-    let agent = bed.start_agent(&cfg).expect("agent");
-    let all_up = proc::wait_until(Duration::from_secs(30), || {
-        bed.agent_status().is_ok_and(|s| {
-            let wans = s["wans"].as_array().cloned().unwrap_or_default();
-            wans.len() == rates.len() && wans.iter().all(|w| w["state"] == "up")
-        })
-    });
-    assert!(all_up, "WANs not up: {}", agent.log_tail(20));
-    (bed, conc, agent)
+    common::routed_agent(
+        rates,
+        Some(format!(
+            "[[udp.rule]]\nports = \"{ECHO_PORT}\"\naction = \"protect\"\nmode = \"{mode}\"\n"
+        )),
+    )
 }
 
 /// The agent's `protected` status object.

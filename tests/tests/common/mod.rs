@@ -26,6 +26,27 @@ pub fn mpbond_with(rates: &[u32], fast_open: bool) -> (TestBed, Daemon, Daemon) 
     (bed, conc, agent)
 }
 
+/// A bed of `rates` WANs the agent routes itself (policy tables, endpoints), with the
+/// concentrator, and the agent started with its UDP section set to `udp` (TOML), once
+/// every WAN is up.
+pub fn routed_agent(rates: &[u32], udp: Option<String>) -> (TestBed, Daemon, Daemon) {
+    let bed = TestBed::builder().wans(rates).agent_routing(true).build();
+    let conc = bed
+        .start_concentrator(&bed.concentrator_config())
+        .expect("concentrator starts");
+    let mut cfg = bed.agent_config();
+    cfg.udp = udp;
+    let agent = bed.start_agent(&cfg).expect("agent starts");
+    let all_up = proc::wait_until(Duration::from_secs(30), || {
+        bed.agent_status().is_ok_and(|s| {
+            let wans = s["wans"].as_array().cloned().unwrap_or_default();
+            wans.len() == rates.len() && wans.iter().all(|w| w["state"] == "up")
+        })
+    });
+    assert!(all_up, "WANs not up: {}", agent.log_tail(20));
+    (bed, conc, agent)
+}
+
 /// Whether the agent's table in the router holds the redirect rule.
 pub fn redirect_active(bed: &TestBed) -> bool {
     bed.exec(Node::Router, "nft list table inet mpbond")
