@@ -69,16 +69,7 @@ fn a_small_steady_stream_is_protected_automatically_and_a_quic_download_is_not()
         "auto-protected stream through a link-down: {report:?}\nudp: {}\nprotected: {}",
         status["udp"], status["protected"]
     );
-    assert!(
-        report.max_gap_ms <= MAX_GAP_MS,
-        "a gap of {} ms: {report:?}\n{}",
-        report.max_gap_ms,
-        agent.log_tail(30)
-    );
-    assert!(
-        report.lost <= report.sent / 100,
-        "more than 1 % lost: {report:?}"
-    );
+    common::assert_stream(&report, &agent, MAX_GAP_MS, 1);
 
     // A QUIC download beside a second stream: never classed. Both flows stay in the
     // table (and a protected one in `protected.flows`) until their idle timeout.

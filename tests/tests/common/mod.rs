@@ -47,6 +47,26 @@ pub fn routed_agent(rates: &[u32], udp: Option<String>) -> (TestBed, Daemon, Dae
     (bed, conc, agent)
 }
 
+/// Assert a real-time stream's echo report: no gap over `max_gap_ms` and at most
+/// `max_lost_pct` % of its datagrams lost (the agent's log tail explains a gap).
+pub fn assert_stream(
+    report: &mpbond_tests::UdpEchoReport,
+    agent: &Daemon,
+    max_gap_ms: f64,
+    max_lost_pct: u32,
+) {
+    assert!(
+        report.max_gap_ms <= max_gap_ms,
+        "a gap of {} ms: {report:?}\n{}",
+        report.max_gap_ms,
+        agent.log_tail(30)
+    );
+    assert!(
+        report.lost <= report.sent * max_lost_pct / 100,
+        "more than {max_lost_pct} % lost: {report:?}"
+    );
+}
+
 /// Whether the agent's table in the router holds the redirect rule.
 pub fn redirect_active(bed: &TestBed) -> bool {
     bed.exec(Node::Router, "nft list table inet mpbond")
