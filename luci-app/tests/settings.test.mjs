@@ -144,3 +144,28 @@ test('several concentrators: a named section each, with priority, host, port, cl
   const g = Object.fromEntries(sections[0].options.map((x) => [x.name, x]));
   for (const n of ['host', 'client_id', 'key']) assert.notEqual(g[n].rmempty, false, n);
 });
+
+test('the globals and each concentrator entry check host, port, client id and key alike', () => {
+  const { sections } = declared();
+  const g = Object.fromEntries(sections[0].options.map((x) => [x.name, x]));
+  const c = Object.fromEntries(sections.find((s) => s.args[0] === 'concentrator').options.map((x) => [x.name, x]));
+  const key = '0123456789abcdefABCDEF0123456789abcdef0123456789abcdef0123456789';
+  const cases = {
+    client_id: [['home', true], ['a.b_c-9', true], ['', true], ['x'.repeat(32), true],
+      ['x'.repeat(33), 'Use 1 to 32 letters, digits, dots, underscores or dashes'],
+      ['my router', 'Use 1 to 32 letters, digits, dots, underscores or dashes']],
+    key: [[key, true], ['', true], [key.slice(1), 'The key is 64 hexadecimal characters'],
+      [`${key.slice(1)}g`, 'The key is 64 hexadecimal characters']],
+  };
+  for (const [sid, o] of [['globals', g], ['vps2', c]]) {
+    assert.equal(o.host.datatype, 'host', `${sid} host`);
+    assert.equal(o.port.datatype, 'port', `${sid} port`);
+    assert.equal(o.port.placeholder, '4850', `${sid} port`);
+    assert.equal(o.key.password, true, `${sid} key`);
+    for (const [name, rows] of Object.entries(cases))
+      for (const [value, want] of rows) assert.equal(o[name].validate(sid, value), want, `${sid} ${name} ${value}`);
+  }
+  // In the list each entry needs them; the key is edited in the entry's dialog only.
+  for (const n of ['host', 'client_id', 'key']) assert.equal(c[n].rmempty, false, n);
+  assert.equal(c.key.modalonly, true);
+});

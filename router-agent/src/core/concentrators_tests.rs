@@ -13,22 +13,28 @@ fn ms(n: u64) -> Duration {
 const RTT: Duration = Duration::from_millis(20);
 const INTERVAL: Duration = Duration::from_secs(1);
 
-/// `a` (preferred, first probe ok) and `b`, with `b`'s first probe answered at `t0`.
-fn two(t0: Instant) -> Concentrators {
-    let mut c = Concentrators::new(
-        vec![
-            ("a".into(), vec![addr("192.0.2.1:4850")]),
-            ("b".into(), vec![addr("198.51.100.1:4850")]),
-        ],
+/// Concentrator `a`'s address (the preferred one) and `b`'s.
+const A: &str = "192.0.2.1:4850";
+const B: &str = "198.51.100.1:4850";
+
+/// `a` (preferred, first probe ok) and `b`, which nobody has probed yet.
+fn unprobed(t0: Instant) -> Concentrators {
+    Concentrators::new(
+        vec![("a".into(), vec![addr(A)]), ("b".into(), vec![addr(B)])],
         true,
         t0,
-    );
+    )
+}
+
+/// [`unprobed`], with `b`'s first probe answered at `t0`.
+fn two(t0: Instant) -> Concentrators {
+    let mut c = unprobed(t0);
     let due = c.due_probes(t0);
     assert_eq!(
         due,
         vec![StandbyProbe {
             name: "b".into(),
-            addr: addr("198.51.100.1:4850")
+            addr: addr(B)
         }],
         "the standby is probed at once"
     );
@@ -50,7 +56,7 @@ fn the_preferred_one_is_active_and_the_other_a_standby() {
     assert_eq!(c.active_name(), "a");
     assert_eq!(states(&c), vec![Active, Standby]);
     assert_eq!(c.all_addrs().len(), 2);
-    assert_eq!(c.name_of(addr("198.51.100.1:4850")), Some("b"));
+    assert_eq!(c.name_of(addr(B)), Some("b"));
 }
 
 #[test]
@@ -60,7 +66,7 @@ fn a_failed_connect_moves_new_connections_at_once_and_reprobes_soon() {
     let failed = t0 + ms(3000);
     assert!(c.on_failure("a", failed), "the active one changed");
     assert_eq!(c.active_name(), "b");
-    assert_eq!(c.active_addr(), addr("198.51.100.1:4850"));
+    assert_eq!(c.active_addr(), addr(B));
     assert_eq!(states(&c), vec![Down, Active]);
     assert_eq!(
         c.next_deadline(),
@@ -140,14 +146,7 @@ fn an_up_standby_is_probed_rarely_a_down_one_every_interval() {
 #[test]
 fn a_standby_that_never_failed_is_up_on_its_first_answer() {
     let t0 = Instant::now();
-    let mut c = Concentrators::new(
-        vec![
-            ("a".into(), vec![addr("192.0.2.1:4850")]),
-            ("b".into(), vec![addr("198.51.100.1:4850")]),
-        ],
-        true,
-        t0,
-    );
+    let mut c = unprobed(t0);
     assert_eq!(states(&c), vec![Active, Down], "b not probed yet");
     c.due_probes(t0);
     c.on_success("b", RTT, t0 + ms(30));
@@ -160,13 +159,10 @@ mod with_core {
     use std::path::Path;
     use std::sync::Arc;
 
-    use super::{addr, ms, RTT};
+    use super::{addr, ms, A, B, RTT};
     use crate::config::{Config, Format};
     use crate::core::{Action, Core, Input, Notice};
     use std::time::Instant;
-
-    const A: &str = "192.0.2.1:4850";
-    const B: &str = "198.51.100.1:4850";
 
     fn config() -> Arc<Config> {
         let key = "ab".repeat(32);

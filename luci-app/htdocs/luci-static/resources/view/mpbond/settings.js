@@ -18,6 +18,34 @@ function pattern(re, msg) {
 	};
 }
 
+/*
+ * The host, port, client ID and key a concentrator is reached and
+ * authenticated by: the globals' single concentrator and each entry of the
+ * concentrator list declare them here, so both check them alike.
+ * `add(name, title, description)` declares a form.Value in its section;
+ * `labels` gives [title, description] by name. Returns the options by name.
+ */
+function concentratorOptions(add, labels) {
+	var checks = {
+		host: function(o) { o.datatype = 'host'; },
+		port: function(o) { o.datatype = 'port'; o.placeholder = '4850'; },
+		client_id: function(o) {
+			o.validate = pattern(/^[A-Za-z0-9._-]{1,32}$/, _('Use 1 to 32 letters, digits, dots, underscores or dashes'));
+		},
+		key: function(o) {
+			o.password = true;
+			o.validate = pattern(/^[0-9A-Fa-f]{64}$/, _('The key is 64 hexadecimal characters'));
+		}
+	};
+	var options = {};
+	[ 'host', 'port', 'client_id', 'key' ].forEach(function(name) {
+		var o = add(name, labels[name][0], labels[name][1]);
+		checks[name](o);
+		options[name] = o;
+	});
+	return options;
+}
+
 return view.extend({
 	render: function() {
 		var m, s, o;
@@ -36,19 +64,14 @@ return view.extend({
 		o = s.taboption('general', form.Flag, 'enabled', _('Enabled'));
 		o.rmempty = false;
 
-		o = s.taboption('general', form.Value, 'host', _('Concentrator host'), _('IP address or host name of the VPS. Leave host, client ID and key empty when the concentrators are listed under "Concentrators" below.'));
-		o.datatype = 'host';
-
-		o = s.taboption('general', form.Value, 'port', _('Concentrator port'));
-		o.datatype = 'port';
-		o.placeholder = '4850';
-
-		o = s.taboption('general', form.Value, 'client_id', _('Client ID'), _('1 to 32 of A-Z a-z 0-9 . _ -'));
-		o.validate = pattern(/^[A-Za-z0-9._-]{1,32}$/, _('Use 1 to 32 letters, digits, dots, underscores or dashes'));
-
-		o = s.taboption('general', form.Value, 'key', _('Key'), _('64 hexadecimal characters.'));
-		o.password = true;
-		o.validate = pattern(/^[0-9A-Fa-f]{64}$/, _('The key is 64 hexadecimal characters'));
+		concentratorOptions(function(name, title, description) {
+			return s.taboption('general', form.Value, name, title, description);
+		}, {
+			host: [ _('Concentrator host'), _('IP address or host name of the VPS. Leave host, client ID and key empty when the concentrators are listed under "Concentrators" below.') ],
+			port: [ _('Concentrator port') ],
+			client_id: [ _('Client ID'), _('1 to 32 of A-Z a-z 0-9 . _ -') ],
+			key: [ _('Key'), _('64 hexadecimal characters.') ]
+		});
 
 		o = s.taboption('lan', widgets.DeviceSelect, 'lan_interface', _('LAN devices'),
 			_('TCP from these devices is redirected into the bond.'));
@@ -267,23 +290,18 @@ return view.extend({
 		o.datatype = 'range(1,255)';
 		o.rmempty = false;
 
-		o = s.option(form.Value, 'host', _('Host'));
-		o.datatype = 'host';
-		o.rmempty = false;
-
-		o = s.option(form.Value, 'port', _('Port'));
-		o.datatype = 'port';
-		o.placeholder = '4850';
-
-		o = s.option(form.Value, 'client_id', _('Client ID'));
-		o.rmempty = false;
-		o.validate = pattern(/^[A-Za-z0-9._-]{1,32}$/, _('Use 1 to 32 letters, digits, dots, underscores or dashes'));
-
-		o = s.option(form.Value, 'key', _('Key'));
-		o.password = true;
-		o.modalonly = true;
-		o.rmempty = false;
-		o.validate = pattern(/^[0-9A-Fa-f]{64}$/, _('The key is 64 hexadecimal characters'));
+		var entry = concentratorOptions(function(name, title) {
+			return s.option(form.Value, name, title);
+		}, {
+			host: [ _('Host') ],
+			port: [ _('Port') ],
+			client_id: [ _('Client ID') ],
+			key: [ _('Key') ]
+		});
+		entry.host.rmempty = false;
+		entry.client_id.rmempty = false;
+		entry.key.rmempty = false;
+		entry.key.modalonly = true;
 
 		return m.render();
 	}
