@@ -116,27 +116,16 @@ fn ask_all(conc: &Netns, allow: Vec<IpNet>, servers: &[TcpListener]) -> Vec<Stri
     config.policy.allow = allow;
     let dests: Vec<SocketAddr> = servers.iter().map(|l| l.local_addr().unwrap()).collect();
     let name = conc.name().to_owned();
-    conc.run(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(async {
-                tokio::time::timeout(TEST_TIMEOUT, async {
-                    let server = start(config).await;
-                    let mut replies = Vec::new();
-                    for dest in dests {
-                        let (name, addr) = (name.clone(), server.addr);
-                        let reply = tokio::task::spawn_blocking(move || ask(&name, addr, dest));
-                        replies.push(reply.await.expect("client thread"));
-                    }
-                    server.stop().await;
-                    replies
-                })
-                .await
-                .expect("test timed out")
-            })
+    block_on_in(conc, || async {
+        let server = start(config).await;
+        let mut replies = Vec::new();
+        for dest in dests {
+            let (name, addr) = (name.clone(), server.addr);
+            let reply = tokio::task::spawn_blocking(move || ask(&name, addr, dest));
+            replies.push(reply.await.expect("client thread"));
+        }
+        server.stop().await;
+        replies
     })
 }
 

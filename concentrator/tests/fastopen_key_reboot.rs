@@ -11,11 +11,15 @@
 //!
 //! Needs root and `ip`: `#[ignore = "needs root and netns"]`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::time::Duration;
 
+use common::daemon::TempDir;
+use common::mptcp_client;
 use mpbond_concentrator::fastopen_key::{self, Kept, TCP_FASTOPEN_KEY_SYSCTL};
-use mpbond_relay::connect::{connect_with, ConnectOpts};
+use mpbond_relay::connect::connect_with;
 use mpbond_relay::sys;
 use mpbond_testkit::{require_tools, Netns};
 use tokio::io::AsyncReadExt;
@@ -74,14 +78,7 @@ fn connect_once(client: &Netns, listener: &std::net::TcpListener) -> Outcome {
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             let dest = listener.local_addr().expect("addr");
-            let opts = ConnectOpts {
-                congestion: None,
-                mptcp: true,
-                fastopen: true,
-                timeout: Duration::from_secs(10),
-                mark: None,
-                bind: None,
-            };
+            let opts = mptcp_client(true);
             let bounded = tokio::time::timeout(Duration::from_secs(20), async {
                 let (connected, accepted) =
                     tokio::join!(connect_with(dest, b"request", &opts), listener.accept());
@@ -100,25 +97,17 @@ fn connect_once(client: &Netns, listener: &std::net::TcpListener) -> Outcome {
     })
 }
 
-fn state_dir() -> PathBuf {
-    let mut n = [0u8; 8];
-    getrandom::fill(&mut n).expect("random");
-    let dir =
-        std::env::temp_dir().join(format!("mpbond-tfo-reboot-{:016x}", u64::from_ne_bytes(n)));
-    std::fs::create_dir_all(&dir).expect("state dir");
-    dir
-}
-
 #[test]
 #[ignore = "needs root and netns"]
 fn a_kept_key_keeps_cookies_valid_across_a_reboot() {
     require_tools(&["ip"]);
-    let dir = state_dir();
+    let state = TempDir::new("tfo-reboot");
+    let dir = &state.0;
     let client = Netns::with_lo("tfo-key-client");
     client.sysctl("net/ipv4/tcp_fastopen", "1");
 
     // Before the "reboot": the first connection learns the cookie, the second uses it.
-    let (before, kept) = vps(&client, "c0", Some(&dir));
+    let (before, kept) = vps(&client, "c0", Some(dir));
     assert!(matches!(kept, Some(Kept::Created(_))), "{kept:?}");
     let listener = listener_in(&before);
     let learn = connect_once(&client, &listener);
@@ -142,7 +131,7 @@ fn a_kept_key_keeps_cookies_valid_across_a_reboot() {
     drop(before);
 
     // After it, with the key restored: the old cookie is taken at once.
-    let (after, kept) = vps(&client, "c1", Some(&dir));
+    let (after, kept) = vps(&client, "c1", Some(dir));
     assert!(matches!(kept, Some(Kept::Restored(_))), "{kept:?}");
     let listener = listener_in(&after);
     let restored = connect_once(&client, &listener);
@@ -171,5 +160,4 @@ fn a_kept_key_keeps_cookies_valid_across_a_reboot() {
     );
     drop(listener);
     drop(fresh);
-    std::fs::remove_dir_all(&dir).expect("remove state dir");
 }

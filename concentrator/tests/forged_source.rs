@@ -23,7 +23,7 @@ use std::time::Duration;
 use common::*;
 use mpbond_concentrator::Config;
 use mpbond_protocol::Message;
-use mpbond_relay::connect::{connect_with, ConnectOpts};
+use mpbond_relay::connect::connect_with;
 use mpbond_testkit::{require_tools, Netns};
 
 /// The concentrator's address in the bed.
@@ -42,12 +42,8 @@ const KERNEL_WAIT: Duration = Duration::from_secs(10);
 /// would not do: without a route back the kernel drops the SYN itself.)
 fn bed(role: &str) -> Netns {
     require_tools(&["ip", "ss", "python3"]);
-    let ns = Netns::with_lo(role);
+    let ns = veth_netns(role, &[SERVER_IP]);
     ns.sysctl("net/ipv4/tcp_fastopen", "3");
-    ns.ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
-    ns.ip(&["link", "set", "d1", "up"]);
-    ns.ip(&["link", "set", "d0", "up"]);
-    ns.ip(&["addr", "add", &format!("{SERVER_IP}/24"), "dev", "d0"]);
     ns.ip(&[
         "neigh",
         "add",
@@ -72,29 +68,12 @@ fn bed(role: &str) -> Netns {
 }
 
 fn bed_config() -> Config {
-    let text = format!(
-        "listen = [\"{SERVER_IP}:0\"]\nmetrics = \"127.0.0.1:0\"\nstate_dir = \"\"\n\
-         [limits]\nhandshake_timeout_ms = 3000\nconnect_timeout_ms = 3000\n\
-         [policy]\nallow = [\"127.0.0.0/8\"]\n{}",
-        client_toml("home", &key(1))
-    );
-    Config::parse(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
-}
-
-/// Run `body` on a tokio runtime inside `ns`.
-fn in_ns<F: std::future::Future<Output = ()>>(ns: &Netns, body: impl FnOnce() -> F + Send) {
-    ns.run(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                tokio::time::timeout(TEST_TIMEOUT, body())
-                    .await
-                    .expect("test timed out")
-            })
-    });
+    config_on(
+        &format!("{SERVER_IP}:0"),
+        "127.0.0.0/8",
+        "",
+        &client_toml("home", &key(1)),
+    )
 }
 
 /// The SNMP counters of this thread's namespace, keyed `"TcpExt.TCPFastOpenPassive"`.
@@ -157,22 +136,11 @@ async fn connections_total(server: &TestServer) -> u64 {
         .expect("mpbond_connections_total in the metrics")
 }
 
-fn fastopen_client() -> ConnectOpts {
-    ConnectOpts {
-        congestion: None,
-        mptcp: true,
-        fastopen: true,
-        timeout: Duration::from_secs(10),
-        mark: None,
-        bind: None,
-    }
-}
-
 #[test]
 #[ignore = "needs root and netns"]
 fn forged_source_syns_with_data_create_no_session() {
     let ns = bed("forged-syn");
-    in_ns(&ns, || async {
+    block_on_in(&ns, || async {
         let server = start(bed_config()).await;
         let target = silent_target("127.0.0.1");
         // A valid request, as an attacker who captured one would replay it.
@@ -230,14 +198,14 @@ fn forged_source_syns_with_data_create_no_session() {
 #[ignore = "needs root and netns"]
 fn a_client_with_a_cookie_gets_zero_rtt_from_its_second_connection() {
     let ns = bed("tfo-cookie");
-    in_ns(&ns, || async {
+    block_on_in(&ns, || async {
         let server = start(bed_config()).await;
         let (echo, _) = echo_target("127.0.0.1").await;
         let before = netstat();
         let mut in_syn = Vec::new();
         for n in 0..3 {
             let first = sealed(&Message::connect(echo), "home", &key(1));
-            let mut c = connect_with(server.addr, &first, &fastopen_client())
+            let mut c = connect_with(server.addr, &first, &mptcp_client(true))
                 .await
                 .expect("connect");
             assert!(c.fastopen && c.mptcp, "connection {n}: {c:?}");

@@ -15,7 +15,6 @@ use std::time::Duration;
 use common::*;
 use mpbond_concentrator::{Config, Handle};
 use mpbond_protocol::{ErrorCode, Message};
-use mpbond_testkit::Netns;
 
 /// Bound on waiting for the address watcher; not a timing assertion.
 const WATCH_WAIT: Duration = Duration::from_secs(10);
@@ -24,43 +23,16 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// `lo` up and a link `d0` (one end of a veth pair, both ends in the namespace) with
-/// 11.0.0.1/24, so 11.0.0.0/24 is routed.
-fn bed(role: &str) -> Netns {
-    let ns = Netns::with_lo(role);
-    ns.ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
-    ns.ip(&["link", "set", "d1", "up"]);
-    ns.ip(&["link", "set", "d0", "up"]);
-    ns.ip(&["addr", "add", "11.0.0.1/24", "dev", "d0"]);
-    ns
-}
+/// The address of the concentrator's namespace (`veth_netns`), so 11.0.0.0/24 is
+/// routed.
+const OWN: &str = "11.0.0.1";
 
-fn config_with(extra: &str) -> Config {
-    config_on("127.0.0.1:0", extra)
-}
-
-fn config_on(listen: &str, extra: &str) -> Config {
-    let text = format!(
-        "listen = [\"{listen}\"]\nmetrics = \"127.0.0.1:0\"\nstate_dir = \"\"\n{extra}\n[limits]\nhandshake_timeout_ms = 3000\nconnect_timeout_ms = 3000\n{}",
-        client_toml("home", &key(1))
-    );
-    Config::parse(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
-}
-
-/// Run `body` on a tokio runtime inside `ns`.
-fn in_ns<F: std::future::Future<Output = ()>>(ns: &Netns, body: impl FnOnce() -> F + Send) {
-    ns.run(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                tokio::time::timeout(TEST_TIMEOUT, body())
-                    .await
-                    .expect("test timed out")
-            })
-    });
+/// Client `home` on `listen`, with `public` as the configured `public_address` list.
+/// (Loopback destinations are allowed too, which none of these tests asks for.)
+fn listening_on(listen: &str, public: &[&str]) -> Config {
+    let mut config = config_on(listen, "127.0.0.0/8", "", &client_toml("home", &key(1)));
+    config.identity.public_address = public.iter().map(|p| ip(p)).collect();
+    config
 }
 
 /// Wait (bounded) until the server's own-address set satisfies `want`.
@@ -85,9 +57,9 @@ async fn wait_own(handle: &Handle, want: impl Fn(&[IpAddr]) -> bool) {
 #[test]
 #[ignore = "needs root and netns"]
 fn an_address_added_after_start_is_refused() {
-    let ns = bed("own-added");
-    in_ns(&ns, || async {
-        let server = start(config_with("")).await;
+    let ns = veth_netns("own-added", &[OWN]);
+    block_on_in(&ns, || async {
+        let server = start(listening_on("127.0.0.1:0", &[])).await;
         let added = ip("11.0.0.7");
         assert!(!server.handle.own_addresses().contains(&added));
 
@@ -114,13 +86,13 @@ fn an_address_added_after_start_is_refused() {
 #[test]
 #[ignore = "needs root and netns"]
 fn a_configured_public_address_is_refused() {
-    let ns = bed("own-public");
-    in_ns(&ns, || async {
+    let ns = veth_netns("own-public", &[OWN]);
+    block_on_in(&ns, || async {
         // 11.0.0.8 is on the interface only so that a target can listen there.
         ns.ip(&["addr", "add", "11.0.0.8/32", "dev", "d0"]);
         let target = silent_target("11.0.0.8");
         let dest = target.local_addr().unwrap();
-        let server = start(config_with("public_address = [\"11.0.0.9\"]")).await;
+        let server = start(listening_on("127.0.0.1:0", &["11.0.0.9"])).await;
         let own = server.handle.own_addresses();
         assert!(own.contains(&ip("11.0.0.9")), "{own:?}");
 
@@ -139,13 +111,13 @@ fn a_configured_public_address_is_refused() {
 #[test]
 #[ignore = "needs root and netns"]
 fn a_hairpin_through_a_dnat_is_refused() {
-    let ns = bed("own-hairpin");
-    in_ns(&ns, || async {
+    let ns = veth_netns("own-hairpin", &[OWN]);
+    block_on_in(&ns, || async {
         // The concentrator listens on its private address 11.0.0.1; the provider's
         // 1:1 NAT maps the public 11.0.0.9 to it (here an nft DNAT on output).
         // Without public_address (the control) the request loops back into the
         // concentrator through the DNAT.
-        let server = start(config_on("11.0.0.1:0", "")).await;
+        let server = start(listening_on("11.0.0.1:0", &[])).await;
         let listen = server.addr;
         ns.nft(&format!(
             "table ip hairpin {{\n chain out {{\n  type nat hook output priority -100;\n  \
@@ -163,7 +135,7 @@ fn a_hairpin_through_a_dnat_is_refused() {
         // The operator lists the public address: the same request is refused.
         let summary = server
             .handle
-            .reload(config_on("11.0.0.1:0", "public_address = [\"11.0.0.9\"]"));
+            .reload(listening_on("11.0.0.1:0", &["11.0.0.9"]));
         assert!(
             server.handle.own_addresses().contains(&ip("11.0.0.9")),
             "{summary}"

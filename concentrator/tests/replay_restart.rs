@@ -10,14 +10,16 @@
 //! that share the client's key: a request bound to one (cookie format 2) is refused by
 //! the other.
 
+mod common;
+
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
+use common::daemon::{free_port, Daemon, TempDir};
+use common::now;
 use mpbond_testkit::Netns;
 
 const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -78,111 +80,14 @@ fn encode_for(server: Option<&str>, dest: SocketAddr, ts: u64, nonce: &str) -> V
         .collect()
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// A directory of the test's own, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("mpbond-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The concentrator binary running in `ns`, killed on drop.
-struct Concentrator(Child);
-
-/// The concentrator's log (stderr), appended across its restarts.
-fn log_file(dir: &Path) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("concentrator.log"))
-        .unwrap()
-}
-
-/// A port for the concentrator that stays the same across its restarts: one the kernel
-/// hands out in the test's own namespace (where nothing else binds).
-fn free_port(ns: &Netns) -> SocketAddr {
-    ns.run(|| {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    })
-}
-
-impl Concentrator {
-    /// Start it on `listen` and wait for `READY=1` on a notify socket of the test's own.
-    fn start(ns: &Netns, dir: &Path, listen: SocketAddr) -> Concentrator {
-        Self::start_with(ns, dir, listen, "")
-    }
-
-    /// [`Concentrator::start`] with `auth` as the config's `[auth]` table.
-    fn start_with(ns: &Netns, dir: &Path, listen: SocketAddr, auth: &str) -> Concentrator {
-        let config = dir.join("concentrator.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = [\"{listen}\"]\nstate_dir = \"{}\"\n[policy]\nallow = [\"127.0.0.0/8\"]\n[auth]\n{auth}\n[[client]]\nid = \"home\"\nkey = \"{KEY_HEX}\"\n",
-                dir.join("state").display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let notify_path = dir.join("notify");
-        let _ = std::fs::remove_file(&notify_path);
-        let notify = UnixDatagram::bind(&notify_path).unwrap();
-        notify.set_read_timeout(Some(WAIT)).unwrap();
-        let child = ns
-            .command(env!("CARGO_BIN_EXE_mpbond-concentrator"))
-            .arg("--config")
-            .arg(&config)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env_remove("STATE_DIRECTORY")
-            .stdin(Stdio::null())
-            .stderr(log_file(dir))
-            .spawn()
-            .expect("start the concentrator");
-        let running = Concentrator(child);
-        let mut buf = [0u8; 256];
-        loop {
-            let n = notify
-                .recv(&mut buf)
-                .expect("READY=1 from the concentrator");
-            if buf[..n].split(|&b| b == b'\n').any(|l| l == b"READY=1") {
-                return running;
-            }
-        }
-    }
-
-    fn signal(&mut self, signal: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.0.id()).unwrap();
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Concentrator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
+/// Start the concentrator in `ns` on `listen`, keeping its state in `dir`, with `auth` as
+/// its config's `[auth]` table.
+fn start(ns: &Netns, dir: &Path, listen: SocketAddr, auth: &str) -> Daemon {
+    let config = format!(
+        "listen = [\"{listen}\"]\nstate_dir = \"{}\"\n[policy]\nallow = [\"127.0.0.0/8\"]\n[auth]\n{auth}\n[[client]]\nid = \"home\"\nkey = \"{KEY_HEX}\"\n",
+        dir.join("state").display()
+    );
+    Daemon::start(ns, dir, &config)
 }
 
 /// Send `request` and `data` to the concentrator; true if it answered with the success
@@ -230,7 +135,7 @@ fn replay_after_restart(name: &str, stop: libc::c_int, fresh_after: u64) {
     let dest_addr = dest.local_addr().unwrap();
     let listen = free_port(&ns);
 
-    let mut concentrator = Concentrator::start(&ns, &dir.0, listen);
+    let mut concentrator = start(&ns, &dir.0, listen, "");
     let ts = now();
     let captured = encode(dest_addr, ts, "0102030405060708090a0b0c");
     assert!(
@@ -240,7 +145,7 @@ fn replay_after_restart(name: &str, stop: libc::c_int, fresh_after: u64) {
     assert_eq!(accepted(&dest, true).as_deref(), Some(&b"genuine!"[..]));
 
     concentrator.signal(stop);
-    let _concentrator = Concentrator::start(&ns, &dir.0, listen);
+    let _concentrator = start(&ns, &dir.0, listen, "");
 
     assert!(
         !served(&ns, listen, &captured, b"attacker"),
@@ -275,8 +180,8 @@ fn a_request_bound_to_one_concentrator_is_refused_by_another() {
     let dest_addr = dest.local_addr().unwrap();
     let (listen_a, listen_b) = (free_port(&ns), free_port(&ns));
     let auth = |name: &str| format!("server_id = [\"{name}\"]\naccept_unbound = false");
-    let _a = Concentrator::start_with(&ns, &dir_a.0, listen_a, &auth("a.test:4850"));
-    let _b = Concentrator::start_with(&ns, &dir_b.0, listen_b, &auth("b.test:4850"));
+    let _a = start(&ns, &dir_a.0, listen_a, &auth("a.test:4850"));
+    let _b = start(&ns, &dir_b.0, listen_b, &auth("b.test:4850"));
 
     let for_a = encode_for(
         Some("a.test:4850"),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::*;
 use mpbond_protocol::{ErrorCode, Message, Tlv};
-use mpbond_relay::connect::{connect_with, ConnectOpts};
+use mpbond_relay::connect::connect_with;
 use mpbond_testkit::Netns;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -27,25 +27,13 @@ fn one_client_answering() -> mpbond_concentrator::Config {
     config
 }
 
-/// Run `body` (bounded by [`TEST_TIMEOUT`]) on a two-worker runtime inside a fresh
-/// namespace with only `lo`, up, and `net.ipv4.tcp_fastopen` = `tcp_fastopen`. The
-/// runtime is built on the thread that entered the namespace, so its worker threads
-/// start there too. The namespace is deleted afterwards, also on a panic.
+/// Run `body` with [`block_on_in`] inside a fresh namespace with only `lo`, up, and
+/// `net.ipv4.tcp_fastopen` = `tcp_fastopen`. The namespace is deleted afterwards, also
+/// on a panic.
 fn in_netns<F: Future<Output = ()>>(tcp_fastopen: u32, body: impl FnOnce() -> F + Send) {
     let ns = Netns::with_lo("session");
     ns.sysctl("net/ipv4/tcp_fastopen", &tcp_fastopen.to_string());
-    ns.run(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(async {
-                tokio::time::timeout(TEST_TIMEOUT, body())
-                    .await
-                    .expect("test timed out")
-            })
-    });
+    block_on_in(&ns, body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,15 +70,7 @@ async fn mptcp_client_works() {
         let server = start(one_client()).await;
         let (target, _) = echo_target("127.0.0.1").await;
         let first = sealed(&Message::connect(target), "home", &key(1));
-        let opts = ConnectOpts {
-            congestion: None,
-            mptcp: true,
-            fastopen: false,
-            timeout: Duration::from_secs(5),
-            mark: None,
-            bind: None,
-        };
-        let mut c = connect_with(server.addr, &first, &opts)
+        let mut c = connect_with(server.addr, &first, &mptcp_client(false))
             .await
             .expect("connect");
         assert_eq!(read_reply(&mut c.stream).await.error_code(), None);
@@ -114,14 +94,7 @@ fn mptcp_fastopen_client_rides_in_the_syn() {
         assert_eq!(mptcp.trim(), "1", "MPTCP is off in a new namespace");
         let server = start(one_client()).await;
         let (target, _) = echo_target("127.0.0.1").await;
-        let opts = ConnectOpts {
-            congestion: None,
-            mptcp: true,
-            fastopen: true,
-            timeout: Duration::from_secs(5),
-            mark: None,
-            bind: None,
-        };
+        let opts = mptcp_client(true);
         // The first connection learns the listener's Fast Open cookie, the second uses it.
         for in_syn in [false, true] {
             let first = sealed(&Message::connect(target), "home", &key(1));

@@ -1,6 +1,7 @@
 //! SOCKS5 over MPTCP end to end (issue 12, part 2), with a client nobody here wrote:
-//! curl `--socks5-hostname` under `mptcpize run`, in a namespace with two paths to the
-//! concentrator's namespace, which reaches an HTTP server in a third.
+//! curl `--socks5-hostname` under `mptcpize run` (`mpbond_testkit::curl`), in a namespace
+//! with two paths to the concentrator's namespace, which reaches an HTTP server in a
+//! third.
 //!
 //! * a download of a name the concentrator resolves is intact and crosses both paths
 //!   (the concentrator's per-interface transmit counters);
@@ -11,19 +12,22 @@
 //!   concentrator's IPv6 address over MPTCP, and a name that resolves only to an IPv6
 //!   server is fetched intact from the concentrator's IPv6 address.
 //!
-//! The concentrator runs as its own binary under `ip netns exec`, which mounts
-//! `/etc/netns/<ns>/hosts` over `/etc/hosts`: that is where the test's names resolve. The
-//! file is removed when the test ends. Needs root, `ip`, `tc`, `curl` and `mptcpize`
-//! (Debian package `mptcpize`; tests/setup.sh installs it): `#[ignore = "needs root and
-//! netns"]`.
+//! The concentrator runs as its own binary (`common::daemon`) under `ip netns exec`,
+//! which mounts `/etc/netns/<ns>/hosts` over `/etc/hosts`: that is where the test's names
+//! resolve. The file is removed when the test ends. Needs root, `ip`, `tc`, `curl` and
+//! `mptcpize` (Debian package `mptcpize`; tests/setup.sh installs it): `#[ignore = "needs
+//! root and netns"]`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
+use common::daemon::{Daemon, TempDir};
+use mpbond_testkit::curl::{fetch_through_socks5, CurlRun, Socks5, CURLE_PROXY};
 use mpbond_testkit::{require_tools, Netns};
 
 const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -46,6 +50,8 @@ const CLI6: &str = "fd71:1::2";
 const VPS6: &str = "fd71:1::1";
 const VPS6_D: &str = "fd71:9::1";
 const SERVER6: &str = "fd71:9::2";
+/// Bound on one download (curl's `--max-time`).
+const CURL_LIMIT: Duration = Duration::from_secs(60);
 
 /// A namespace-specific hosts file, removed on drop.
 struct HostsFile(PathBuf);
@@ -65,67 +71,33 @@ impl Drop for HostsFile {
     }
 }
 
-/// The concentrator process, killed on drop.
+/// The concentrator binary and the address its SOCKS5 listener took. Field order is
+/// drop order: the process before its directory.
 struct Concentrator {
-    child: Child,
+    _daemon: Daemon,
+    _dir: TempDir,
     socks: SocketAddr,
 }
 
-impl Drop for Concentrator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Start the concentrator in `vps` with the Convert listener on `listen`, SOCKS5 on
+/// `socks`, the prefix `allow` open and the client `phone` with [`PASSWORD`].
+fn start_concentrator(vps: &Netns, listen: &str, socks: &str, allow: &str) -> Concentrator {
+    let dir = TempDir::new(vps.name());
+    let daemon = Daemon::start(
+        vps,
+        &dir.0,
+        &format!(
+            "listen = [\"{listen}\"]\nstate_dir = \"\"\n[socks]\nlisten = [\"{socks}\"]\n\
+             [policy]\nallow = [\"{allow}\"]\n[[client]]\nid = \"phone\"\nkey = \"{KEY}\"\n\
+             socks_password = \"{PASSWORD}\"\n"
+        ),
+    );
+    let socks = daemon.logged_addr("SOCKS5 listening");
+    Concentrator {
+        _daemon: daemon,
+        _dir: dir,
+        socks,
     }
-}
-
-/// Start the concentrator binary in `ns` with `config`, and learn its SOCKS5 port from
-/// its log.
-fn start_concentrator(ns: &Netns, config: &str) -> Concentrator {
-    let path = std::env::temp_dir().join(format!("{}-conc.toml", ns.name()));
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&path)
-            .expect("create the config");
-        file.write_all(config.as_bytes()).expect("write the config");
-    }
-    let mut child = ns
-        .command(env!("CARGO_BIN_EXE_mpbond-concentrator"))
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the concentrator");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("conc: {line}");
-            if line.contains("SOCKS5 listening") {
-                let _ = tx.send(line);
-            }
-        }
-    });
-    let mut conc = Concentrator {
-        child,
-        socks: "0.0.0.0:0".parse().unwrap(),
-    };
-    let line = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the concentrator logs its SOCKS5 listener");
-    let local = line
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("local="))
-        .expect("local= in the log line");
-    conc.socks = local.parse().expect("a socket address");
-    let _ = std::fs::remove_file(&path);
-    conc
 }
 
 /// The body the server sends: deterministic bytes.
@@ -162,11 +134,38 @@ fn serve_once(listener: TcpListener, body: Vec<u8>) -> Option<SocketAddr> {
     Some(peer)
 }
 
+/// The HTTP server in `dst` on `ip`: its port, and the thread that serves `body` once
+/// and returns the client's address.
+fn http_server(dst: &Netns, ip: &str, body: Vec<u8>) -> (u16, JoinHandle<Option<SocketAddr>>) {
+    let listener = dst.run(|| TcpListener::bind((ip, 0)).expect("bind the server"));
+    let port = listener.local_addr().expect("server address").port();
+    (port, std::thread::spawn(move || serve_once(listener, body)))
+}
+
+/// Fetch `url` in `cli` through the concentrator's SOCKS5 listener, reached at `at`.
+fn curl(cli: &Netns, at: SocketAddr, password: &str, url: &str) -> CurlRun {
+    let proxy = Socks5 {
+        at,
+        user: "phone",
+        password,
+    };
+    fetch_through_socks5(cli, proxy, url, CURL_LIMIT).expect("run curl")
+}
+
+/// A download that succeeded with `want`, byte for byte.
+fn assert_intact(got: &CurlRun, want: &[u8]) {
+    assert_eq!(got.code, 0, "download failed: {}", got.stderr);
+    assert!(
+        got.body == want,
+        "the body differs ({} bytes)",
+        got.body.len()
+    );
+}
+
 struct Bed {
     cli: Netns,
     vps: Netns,
-    // Kept alive for the test's length.
-    _dst: Netns,
+    dst: Netns,
 }
 
 /// Three namespaces: the client with two paths to the VPS (each shaped to
@@ -192,39 +191,26 @@ fn bed() -> Bed {
     cli.ip(&[
         "route", "add", "default", "via", VPS_B, "dev", "c1", "table", "100",
     ]);
-    cli.ip(&[
-        "mptcp",
-        "limits",
-        "set",
-        "subflow",
-        "2",
-        "add_addr_accepted",
-        "2",
-    ]);
-    cli.ip(&["mptcp", "endpoint", "add", CLI_B, "dev", "c1", "subflow"]);
-    vps.ip(&[
-        "mptcp",
-        "limits",
-        "set",
-        "subflow",
-        "2",
-        "add_addr_accepted",
-        "2",
-    ]);
     for ns in [&cli, &vps] {
+        ns.ip(&[
+            "mptcp",
+            "limits",
+            "set",
+            "subflow",
+            "2",
+            "add_addr_accepted",
+            "2",
+        ]);
         ns.sysctl("net/ipv4/conf/all/rp_filter", "0");
     }
+    cli.ip(&["mptcp", "endpoint", "add", CLI_B, "dev", "c1", "subflow"]);
     for dev in ["v0", "v1"] {
         vps.exec(&[
             "tc", "qdisc", "add", "dev", dev, "root", "tbf", "rate", PATH_RATE, "burst", "32kb",
             "latency", "50ms",
         ]);
     }
-    Bed {
-        cli,
-        vps,
-        _dst: dst,
-    }
+    Bed { cli, vps, dst }
 }
 
 /// Bytes `dev` in `ns` has sent.
@@ -237,51 +223,6 @@ fn tx_bytes(ns: &Netns, dev: &str) -> u64 {
         .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// curl's exit code, stderr and the file it wrote.
-struct Curl {
-    code: i32,
-    stderr: String,
-    output: Vec<u8>,
-}
-
-/// Run curl under `mptcpize run` in `cli` through the SOCKS5 proxy at `proxy`.
-fn curl(cli: &Netns, proxy: SocketAddr, user: &str, password: &str, url: &str) -> Curl {
-    let proxy = format!("{user}:{password}@{}:{}", VPS_A, proxy.port());
-    curl_via(cli, &proxy, url)
-}
-
-/// Run curl under `mptcpize run` in `cli` with `--socks5-hostname proxy`.
-fn curl_via(cli: &Netns, proxy: &str, url: &str) -> Curl {
-    let out_path = std::env::temp_dir().join(format!("{}-curl.out", cli.name()));
-    let _ = std::fs::remove_file(&out_path);
-    let out = cli
-        .command("mptcpize")
-        .args([
-            "run",
-            "curl",
-            "-sS",
-            "--max-time",
-            "60",
-            "--socks5-hostname",
-        ])
-        .arg(proxy)
-        .arg("-o")
-        .arg(&out_path)
-        .arg(url)
-        .output()
-        .expect("run curl");
-    let output = std::fs::read(&out_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&out_path);
-    Curl {
-        code: out.status.code().unwrap_or(-1),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        output,
-    }
-}
-
-/// curl's exit code for a proxy handshake error (CURLE_PROXY, curl ≥ 7.73).
-const CURLE_PROXY: i32 = 97;
-
 #[test]
 #[ignore = "needs root and netns"]
 fn curl_over_mptcp_is_bonded_and_refusals_carry_their_codes() {
@@ -291,37 +232,20 @@ fn curl_over_mptcp_is_bonded_and_refusals_carry_their_codes() {
         &bed.vps,
         &format!("127.0.0.1 localhost\n{SERVER} files.test\n{PRIVATE} private.test\n"),
     );
-    let listener = bed
-        ._dst
-        .run(|| TcpListener::bind((SERVER, 0)).expect("bind the server"));
-    let port = listener.local_addr().unwrap().port();
     let want = body();
-    let server = std::thread::spawn({
-        let want = want.clone();
-        move || serve_once(listener, want)
-    });
+    let (port, server) = http_server(&bed.dst, SERVER, want.clone());
     let conc = start_concentrator(
         &bed.vps,
-        &format!(
-            "listen = [\"{VPS_A}:0\"]\nstate_dir = \"\"\n[socks]\nlisten = [\"0.0.0.0:0\"]\n[policy]\nallow = [\"{SERVER}/32\"]\n[[client]]\nid = \"phone\"\nkey = \"{KEY}\"\nsocks_password = \"{PASSWORD}\"\n"
-        ),
+        &format!("{VPS_A}:0"),
+        "0.0.0.0:0",
+        &format!("{SERVER}/32"),
     );
+    let proxy = SocketAddr::new(VPS_A.parse().unwrap(), conc.socks.port());
+    let url = format!("http://files.test:{port}/blob");
 
     // Intact, and over both paths.
     let before = (tx_bytes(&bed.vps, "v0"), tx_bytes(&bed.vps, "v1"));
-    let got = curl(
-        &bed.cli,
-        conc.socks,
-        "phone",
-        PASSWORD,
-        &format!("http://files.test:{port}/blob"),
-    );
-    assert_eq!(got.code, 0, "download failed: {}", got.stderr);
-    assert!(
-        got.output == want,
-        "the body differs ({} bytes)",
-        got.output.len()
-    );
+    assert_intact(&curl(&bed.cli, proxy, PASSWORD, &url), &want);
     server.join().expect("server thread");
     let sent = (
         tx_bytes(&bed.vps, "v0") - before.0,
@@ -340,13 +264,7 @@ fn curl_over_mptcp_is_bonded_and_refusals_carry_their_codes() {
     );
 
     // A wrong password: RFC 1929 status 1.
-    let got = curl(
-        &bed.cli,
-        conc.socks,
-        "phone",
-        "wrong-password",
-        &format!("http://files.test:{port}/blob"),
-    );
+    let got = curl(&bed.cli, proxy, "wrong-password", &url);
     assert_eq!(got.code, CURLE_PROXY, "{}", got.stderr);
     assert!(got.stderr.contains("User was rejected"), "{}", got.stderr);
 
@@ -356,7 +274,7 @@ fn curl_over_mptcp_is_bonded_and_refusals_carry_their_codes() {
         format!("http://127.0.0.1:{port}/"),
         format!("http://private.test:{port}/"),
     ] {
-        let got = curl(&bed.cli, conc.socks, "phone", PASSWORD, &url);
+        let got = curl(&bed.cli, proxy, PASSWORD, &url);
         assert_eq!(got.code, CURLE_PROXY, "{url}: {}", got.stderr);
         // curl 7.88 names the reply code in parentheses at the end of its message.
         let message = got.stderr.trim_end();
@@ -365,7 +283,6 @@ fn curl_over_mptcp_is_bonded_and_refusals_carry_their_codes() {
             "{url}: not reply 0x02: {message}"
         );
     }
-    drop(bed.cli);
 }
 
 /// `MPTcpExt` counter `name` of the namespace `ns` (`/proc/net/netstat`).
@@ -421,29 +338,14 @@ fn curl_reaches_an_ipv6_destination_over_an_ipv6_path() {
         &vps,
         &format!("127.0.0.1 localhost\n{SERVER6} files6.test\n"),
     );
-    let listener = dst.run(|| TcpListener::bind((SERVER6, 0)).expect("bind the server"));
-    let port = listener.local_addr().unwrap().port();
     let want = body();
-    let server = std::thread::spawn({
-        let want = want.clone();
-        move || serve_once(listener, want)
-    });
-    let conc = start_concentrator(
-        &vps,
-        &format!(
-            "listen = [\"[{VPS6}]:0\"]\nstate_dir = \"\"\n[socks]\nlisten = [\"[{VPS6}]:0\"]\n[policy]\nallow = [\"{SERVER6}/128\"]\n[[client]]\nid = \"phone\"\nkey = \"{KEY}\"\nsocks_password = \"{PASSWORD}\"\n"
-        ),
-    );
+    let (port, server) = http_server(&dst, SERVER6, want.clone());
+    let listen = format!("[{VPS6}]:0");
+    let conc = start_concentrator(&vps, &listen, &listen, &format!("{SERVER6}/128"));
     assert!(conc.socks.is_ipv6(), "SOCKS5 listens on {}", conc.socks);
     let mptcp_before = mptcp_counter(&vps, "MPCapableSYNRX");
-    let proxy = format!("phone:{PASSWORD}@[{VPS6}]:{}", conc.socks.port());
-    let got = curl_via(&cli, &proxy, &format!("http://files6.test:{port}/blob"));
-    assert_eq!(got.code, 0, "download failed: {}", got.stderr);
-    assert!(
-        got.output == want,
-        "the body differs ({} bytes)",
-        got.output.len()
-    );
+    let url = format!("http://files6.test:{port}/blob");
+    assert_intact(&curl(&cli, conc.socks, PASSWORD, &url), &want);
     let peer = server.join().expect("server thread").expect("served");
     assert_eq!(
         peer.ip().to_string(),

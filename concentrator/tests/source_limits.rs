@@ -37,43 +37,23 @@ const BURST: usize = 30;
 
 fn bed(role: &str) -> Netns {
     require_tools(&["ip", "ss"]);
-    let ns = Netns::with_lo(role);
-    ns.ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
-    ns.ip(&["link", "set", "d1", "up"]);
-    ns.ip(&["link", "set", "d0", "up"]);
-    for ip in [SERVER_IP, IDLER_IP, CLIENT_IP, FLOODER_IP] {
-        ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "d0"]);
-    }
-    ns
+    veth_netns(role, &[SERVER_IP, IDLER_IP, CLIENT_IP, FLOODER_IP])
 }
 
 /// A small pool (16 connections, so 80 accept slots), a handshake timeout far beyond the
 /// test's bound, and tight per-source limits.
 fn bed_config() -> Config {
-    let text = format!(
-        "listen = [\"{SERVER_IP}:0\"]\nmetrics = \"127.0.0.1:0\"\nstate_dir = \"\"\n\
-         [limits]\nmax_connections = 16\nhandshake_timeout_ms = 600000\n\
-         connect_timeout_ms = 3000\nmax_unauthenticated_per_source = {HELD}\n\
-         new_connections_per_source_per_sec = 1\nnew_connections_per_source_burst = {BURST}\n\
-         [policy]\nallow = [\"127.0.0.0/8\"]\n{}",
-        client_toml("home", &key(1))
+    let limits = format!(
+        "max_connections = 16\nhandshake_timeout_ms = 600000\n\
+         max_unauthenticated_per_source = {HELD}\n\
+         new_connections_per_source_per_sec = 1\nnew_connections_per_source_burst = {BURST}"
     );
-    Config::parse(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
-}
-
-fn in_ns<F: std::future::Future<Output = ()>>(ns: &Netns, body: impl FnOnce() -> F + Send) {
-    ns.run(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async {
-                tokio::time::timeout(TEST_TIMEOUT, body())
-                    .await
-                    .expect("test timed out")
-            })
-    });
+    config_on(
+        &format!("{SERVER_IP}:0"),
+        "127.0.0.0/8",
+        &limits,
+        &client_toml("home", &key(1)),
+    )
 }
 
 /// A TCP connection to `server` from `from`.
@@ -115,7 +95,7 @@ fn established_from(ip: &str) -> usize {
 #[ignore = "needs root and netns"]
 fn an_idle_source_is_capped_and_others_are_served() {
     let ns = bed("source-idle");
-    in_ns(&ns, || async {
+    block_on_in(&ns, || async {
         let server = start(bed_config()).await;
         let mut idle = Vec::new();
         for _ in 0..IDLE {
@@ -157,7 +137,7 @@ fn an_idle_source_is_capped_and_others_are_served() {
 #[ignore = "needs root and netns"]
 fn a_source_past_its_burst_is_reset() {
     let ns = bed("source-rate");
-    in_ns(&ns, || async {
+    block_on_in(&ns, || async {
         let server = start(bed_config()).await;
         let (echo, _) = echo_target("127.0.0.1").await;
         let probe = || sealed(&Message::connect(echo), "home", &key(1));

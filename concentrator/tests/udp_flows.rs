@@ -4,6 +4,7 @@
 //! the per-client flow limit, idle timeouts, unknown and malformed capsules, the two legs
 //! of a protected flow.
 
+mod common;
 mod udp_bed;
 
 use std::net::SocketAddr;

@@ -11,6 +11,7 @@
 //!   cargo test -p mpbond-concentrator --test udp_measure -- --ignored --nocapture --test-threads=1
 //! ```
 
+mod common;
 mod udp_bed;
 
 use std::io::{Read, Write};

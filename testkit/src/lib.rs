@@ -8,11 +8,15 @@
 //!   a clear message instead of letting it skip and pass.
 //! * [`rng`]: [`Xorshift`], the one seeded generator the tests use for reproducible cases.
 //! * [`poll`]: [`wait_until`], a condition checked until it holds or a deadline passes.
+//! * [`curl`]: curl as a device that speaks MPTCP itself (`mptcpize run`), fetching
+//!   through a SOCKS5 proxy in a namespace: the concentrator's SOCKS5 tests and bench
+//!   case 20.
 //!
 //! A test that needs root or a tool is `#[ignore = "needs root and netns"]` (or names the
 //! tool), and `tests/run.sh` runs it as root with `--include-ignored`. This crate depends
 //! on no other workspace crate, so each of them can dev-depend on it.
 
+pub mod curl;
 pub mod netns;
 pub mod poll;
 pub mod require;

@@ -1,14 +1,22 @@
 //! Test harness: a concentrator on 127.0.0.1 port 0 run through the library, an echo
-//! target, and a client that seals Convert requests and reads replies.
+//! target, and a client that seals Convert requests and reads replies; for the tests
+//! that need a namespace, a runtime inside one ([`block_on_in`]), a namespace with
+//! addresses of its own ([`veth_netns`]) and a config listening there ([`config_on`]);
+//! and the concentrator binary in a namespace ([`daemon`]).
 
 #![allow(dead_code)]
 
+pub mod daemon;
+
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mpbond_concentrator::{Config, Handle, RunError, Server};
 use mpbond_protocol::auth::{seal, ClientId, Key};
 use mpbond_protocol::{ErrorCode, Message};
+use mpbond_relay::connect::ConnectOpts;
+use mpbond_testkit::Netns;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -25,8 +33,10 @@ pub fn client_toml(id: &str, key: &Key) -> String {
     format!("[[client]]\nid = \"{id}\"\nkey = \"{}\"\n", key.to_hex())
 }
 
-/// A config listening on 127.0.0.1:0 that allows loopback destinations `allow`, with
-/// `extra` TOML appended (clients, more limits).
+/// A config listening on 127.0.0.1:0 (metrics too) that allows destinations `allow`
+/// (a prefix), with `limits` added to `[limits]` (handshake and connect timeouts of 3 s
+/// and a 10 s drain unless it sets them) and `clients` TOML appended. It keeps no state
+/// (`state_dir = ""`).
 pub fn config(allow: &str, limits: &str, clients: &str) -> Config {
     let mut all_limits = limits.to_owned();
     for default in [
@@ -40,9 +50,16 @@ pub fn config(allow: &str, limits: &str, clients: &str) -> Config {
         }
     }
     let text = format!(
-        "listen = [\"127.0.0.1:0\"]\nmetrics = \"127.0.0.1:0\"\n[limits]\n{all_limits}\n[policy]\nallow = [\"{allow}\"]\n{clients}"
+        "listen = [\"127.0.0.1:0\"]\nmetrics = \"127.0.0.1:0\"\nstate_dir = \"\"\n[limits]\n{all_limits}\n[policy]\nallow = [\"{allow}\"]\n{clients}"
     );
     Config::parse(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
+}
+
+/// [`config`], listening on `listen` (e.g. an address of a [`veth_netns`]) instead.
+pub fn config_on(listen: &str, allow: &str, limits: &str, clients: &str) -> Config {
+    let mut config = config(allow, limits, clients);
+    config.listen = vec![listen.parse().expect("a listen address")];
+    config
 }
 
 pub struct TestServer {
@@ -212,4 +229,51 @@ pub async fn echo_round(mut s: TcpStream, payload: &[u8]) -> Vec<u8> {
 
 pub fn payload(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i * 7 % 251) as u8).collect()
+}
+
+/// Run `body` (bounded by [`TEST_TIMEOUT`]) on a two-worker tokio runtime inside `ns`,
+/// and return what it returns. The runtime is built on the thread that entered the
+/// namespace, so its worker threads start there too.
+pub fn block_on_in<T: Send, F: Future<Output = T>>(
+    ns: &Netns,
+    body: impl FnOnce() -> F + Send,
+) -> T {
+    ns.run(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async {
+                tokio::time::timeout(TEST_TIMEOUT, body())
+                    .await
+                    .expect("test timed out")
+            })
+    })
+}
+
+/// A namespace (`lo` up) for a concentrator with addresses of its own: a veth pair with
+/// both ends in it, `d0` and `d1`, up, and each of `addrs` on `d0` as a /24, so those
+/// prefixes are routed over a link the test owns.
+pub fn veth_netns(role: &str, addrs: &[&str]) -> Netns {
+    let ns = Netns::with_lo(role);
+    ns.ip(&["link", "add", "d0", "type", "veth", "peer", "name", "d1"]);
+    ns.ip(&["link", "set", "d1", "up"]);
+    ns.ip(&["link", "set", "d0", "up"]);
+    for addr in addrs {
+        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "d0"]);
+    }
+    ns
+}
+
+/// The options of an MPTCP client, with Fast Open or without.
+pub fn mptcp_client(fastopen: bool) -> ConnectOpts {
+    ConnectOpts {
+        congestion: None,
+        mptcp: true,
+        fastopen,
+        timeout: Duration::from_secs(10),
+        mark: None,
+        bind: None,
+    }
 }

@@ -1,22 +1,23 @@
-//! The UDP tests' bed: the concentrator binary in a namespace of its own (only `lo`), a
-//! UDP echo server there, and the independent Python client
+//! The UDP tests' bed: the concentrator binary (`common::daemon`) in a namespace of its
+//! own (only `lo`), a UDP echo server there, and the independent Python client
 //! (`tests/independent/udp_client.py`) run in the namespace for each scenario.
-//! Everything is removed on drop, also on a panic.
+//! Everything is removed on drop, also on a panic. A test file that uses it declares
+//! `mod common;` too.
 
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use mpbond_testkit::Netns;
+
+use crate::common::daemon::{free_port, Daemon, TempDir};
 
 pub const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 pub const OTHER_KEY_HEX: &str = "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f";
@@ -26,24 +27,6 @@ pub const WAIT: Duration = Duration::from_secs(30);
 /// The client script, next to this file's test crate.
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/independent/udp_client.py")
-}
-
-/// A directory of the test's own, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("mpbond-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A UDP echo server in the namespace, stopped on drop.
@@ -89,31 +72,14 @@ impl Drop for Echo {
 }
 
 /// The concentrator, its echo target and its namespace. Field order is drop order: the
-/// processes go before the namespace.
+/// processes go before their directory and the namespace.
 pub struct Bed {
-    pub child: Child,
+    pub daemon: Daemon,
     pub echo: Echo,
     pub listen: SocketAddr,
     pub metrics: SocketAddr,
     pub dir: TempDir,
     pub ns: Netns,
-}
-
-impl Drop for Bed {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port the kernel hands out in `ns` (where nothing else binds).
-fn free_port(ns: &Netns) -> SocketAddr {
-    ns.run(|| {
-        TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    })
 }
 
 impl Bed {
@@ -125,64 +91,30 @@ impl Bed {
         let dir = TempDir::new(name);
         let listen = free_port(&ns);
         let metrics = free_port(&ns);
-        let config = dir.0.join("concentrator.toml");
-        std::fs::write(
-            &config,
-            format!(
+        let daemon = Daemon::start(
+            &ns,
+            &dir.0,
+            &format!(
                 "listen = [\"{listen}\"]\nmetrics = \"{metrics}\"\nquiet = false\nstate_dir = \"\"\n\
                  [policy]\nallow = [\"127.0.0.0/8\", \"::1\"]\n\
                  [[client]]\nid = \"home\"\nkey = \"{KEY_HEX}\"\n\
                  [[client]]\nid = \"work\"\nkey = \"{OTHER_KEY_HEX}\"\n{extra}\n"
             ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let notify_path = dir.0.join("notify");
-        let notify = UnixDatagram::bind(&notify_path).unwrap();
-        notify
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let log = std::fs::File::create(dir.0.join("concentrator.log")).unwrap();
-        // A measurement may run an optimised build instead of the test profile's.
-        let binary = std::env::var("MPBOND_CONCENTRATOR_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_mpbond-concentrator").to_owned());
-        let child = ns
-            .command(&binary)
-            .arg("--config")
-            .arg(&config)
-            .env("NOTIFY_SOCKET", &notify_path)
-            .env("RUST_LOG", "info")
-            .env_remove("STATE_DIRECTORY")
-            .stdin(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start the concentrator");
+        );
         let echo = Echo::start(&ns, "127.0.0.1:0");
-        let bed = Bed {
-            child,
+        Bed {
+            daemon,
             echo,
             listen,
             metrics,
             dir,
             ns,
-        };
-        let mut buf = [0u8; 256];
-        let mut bed = bed;
-        let log_path = bed.dir.0.join("concentrator.log");
-        let ready = mpbond_testkit::wait_until(WAIT, Duration::ZERO, || {
-            if let Ok(Some(status)) = bed.child.try_wait() {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                panic!("the concentrator exited ({status}); log:\n{log}");
-            }
-            matches!(notify.recv(&mut buf), Ok(n) if buf[..n].split(|&b| b == b'\n').any(|l| l == b"READY=1"))
-        });
-        assert!(ready, "no READY=1 within {WAIT:?}; log:\n{}", bed.log());
-        bed
+        }
     }
 
     /// The concentrator's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.0.join("concentrator.log")).unwrap_or_default()
+        self.daemon.log()
     }
 
     /// The arguments every scenario takes, towards `dest`, as client `home`.
@@ -255,7 +187,8 @@ impl Bed {
 
     /// The concentrator's resident set, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.daemon.pid())).unwrap();
         status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -265,7 +198,7 @@ impl Bed {
 
     /// The concentrator's user + system CPU time so far, in seconds.
     pub fn cpu_secs(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.daemon.pid())).unwrap();
         let after = &stat[stat.rfind(')').unwrap() + 2..];
         let fields: Vec<&str> = after.split(' ').collect();
         // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after ")".

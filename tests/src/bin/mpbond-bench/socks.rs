@@ -1,13 +1,15 @@
 //! Case 20, SOCKS5 over MPTCP: a device that speaks MPTCP itself (curl under
 //! `mptcpize run` in the router namespace, which has a path over each shaped WAN)
 //! downloads from the internet server through the concentrator's SOCKS5 listener
-//! (issue 12, part 2). The figure is the goodput as a ratio to the sum of the WAN
+//! (issue 12, part 2), with `mpbond_testkit::curl`, as the concentrator's SOCKS5 tests
+//! do. The figure is the goodput as a ratio to the sum of the WAN
 //! rates, with each WAN's share of the download bytes; the body is checked byte for
 //! byte.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use mpbond_testkit::curl::{fetch_through_socks5, Socks5};
 use mpbond_testkit::wait_until;
 use mpbond_tests::topology::{SERVER_V4, VPS_V4};
 use mpbond_tests::{wan_delta, Node, TestBed};
@@ -85,41 +87,38 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         }
     }
     let bed_client = bed.concentrator_config().clients[0].0.clone();
-    let proxy = format!("{bed_client}:{PASSWORD}@{VPS_V4}:{SOCKS_PORT}");
+    let proxy = Socks5 {
+        at: SocketAddr::new(VPS_V4.into(), SOCKS_PORT),
+        user: &bed_client,
+        password: PASSWORD,
+    };
     let url = format!("http://{http}/blob");
-    let got = bed.dir().join("got");
-    let got_s = got.to_string_lossy().into_owned();
+    let router = bed.netns(Node::Router)?;
     let mut values = Vec::new();
     let mut shares = Vec::new();
     let mut mbits = Vec::new();
     for _ in 0..ctx.runs() {
-        let _ = std::fs::remove_file(&got);
         let before = bed.all_wan_bytes();
         let start = Instant::now();
-        bed.exec_args(
-            Node::Router,
-            &[
-                "mptcpize",
-                "run",
-                "curl",
-                "-sS",
-                "--max-time",
-                "120",
-                "--socks5-hostname",
-                &proxy,
-                "-o",
-                &got_s,
-                &url,
-            ],
-            None,
+        let got = fetch_through_socks5(router, proxy, &url, Duration::from_secs(120)).map_err(
+            |source| BenchError::Io {
+                what: "run curl under mptcpize in",
+                path: router.path(),
+                source,
+            },
         )?;
         let secs = start.elapsed().as_secs_f64();
         let delta = wan_delta(&before, &bed.all_wan_bytes());
-        let received = std::fs::read(&got).unwrap_or_default();
-        if received != body {
+        if got.code != 0 {
             return Err(BenchError::measure(
                 CASE,
-                format!("the body differs ({} of {bytes} bytes)", received.len()),
+                format!("curl exited with {}: {}", got.code, got.stderr.trim()),
+            ));
+        }
+        if got.body != body {
+            return Err(BenchError::measure(
+                CASE,
+                format!("the body differs ({} of {bytes} bytes)", got.body.len()),
             ));
         }
         let mbit = bytes as f64 * 8.0 / secs / 1e6;
@@ -134,7 +133,6 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         values.push(mbit / f64::from(sum));
         mbits.push(mbit);
     }
-    let _ = std::fs::remove_file(&got);
     let _ = std::fs::remove_file(&blob);
     Ok(vec![Figure {
         case: CASE.into(),
