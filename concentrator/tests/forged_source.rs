@@ -22,7 +22,6 @@ use std::time::Duration;
 
 use common::*;
 use mpbond_concentrator::Config;
-use mpbond_protocol::Message;
 use mpbond_relay::connect::connect_with;
 use mpbond_testkit::{require_tools, Netns};
 
@@ -144,11 +143,7 @@ fn forged_source_syns_with_data_create_no_session() {
         let server = start(bed_config()).await;
         let target = silent_target("127.0.0.1");
         // A valid request, as an attacker who captured one would replay it.
-        let captured = sealed(
-            &Message::connect(target.local_addr().unwrap()),
-            "home",
-            &key(1),
-        );
+        let captured = home_connect(target.local_addr().unwrap());
         let before = netstat();
         let sent = send_forged(server.addr, &captured);
         assert_eq!(sent, 3 * ROUNDS);
@@ -180,7 +175,7 @@ fn forged_source_syns_with_data_create_no_session() {
 
         // A real client after them is served, and its session is the only one.
         let (echo, _) = echo_target("127.0.0.1").await;
-        let first = sealed(&Message::connect(echo), "home", &key(1));
+        let first = home_connect(echo);
         let (s, code) = request(server.addr, &first).await;
         assert_eq!(code, None, "the real client is served");
         assert_eq!(echo_round(s, b"real").await, b"real");
@@ -204,7 +199,7 @@ fn a_client_with_a_cookie_gets_zero_rtt_from_its_second_connection() {
         let before = netstat();
         let mut in_syn = Vec::new();
         for n in 0..3 {
-            let first = sealed(&Message::connect(echo), "home", &key(1));
+            let first = home_connect(echo);
             let mut c = connect_with(server.addr, &first, &mptcp_client(true))
                 .await
                 .expect("connect");

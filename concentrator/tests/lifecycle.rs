@@ -21,13 +21,9 @@ async fn ping(s: &mut TcpStream, text: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_a_client_without_dropping_live_connections() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(config("127.0.0.0/8", "", &client_toml("home", &key(1)))).await;
+        let server = start(home_config()).await;
         let (target, _) = echo_target("127.0.0.1").await;
-        let (mut live, code) = request(
-            server.addr,
-            &sealed(&Message::connect(target), "home", &key(1)),
-        )
-        .await;
+        let (mut live, code) = request_home(server.addr, target).await;
         assert_eq!(code, None);
         ping(&mut live, b"before").await;
 
@@ -65,7 +61,7 @@ async fn reload_adds_a_client_without_dropping_live_connections() {
             summary.changes.iter().any(|c| c == "client home removed"),
             "{summary}"
         );
-        let removed = sealed(&Message::connect(target), "home", &key(1));
+        let removed = home_connect(target);
         assert!(request_silenced(server.addr, &removed).await.is_empty());
         ping(&mut live, b"still here").await;
         assert_eq!(echo_round(live, b"bye").await, b"bye");
@@ -78,7 +74,7 @@ async fn reload_adds_a_client_without_dropping_live_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_from_a_bad_file_keeps_the_running_config() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(config("127.0.0.0/8", "", &client_toml("home", &key(1)))).await;
+        let server = start(home_config()).await;
         let path =
             std::env::temp_dir().join(format!("mpbond-reload-bad-{}.toml", std::process::id()));
         std::fs::write(&path, "[[client]]\nid = \"x\"\nkey = \"nothex\"\n").unwrap();
@@ -86,11 +82,7 @@ async fn reload_from_a_bad_file_keeps_the_running_config() {
         assert!(err.to_string().contains("client[0].key"), "{err}");
         assert_eq!(server.handle.client_count(), 1);
         let (target, _) = echo_target("127.0.0.1").await;
-        let (_, code) = request(
-            server.addr,
-            &sealed(&Message::connect(target), "home", &key(1)),
-        )
-        .await;
+        let (_, code) = request_home(server.addr, target).await;
         assert_eq!(code, None);
         std::fs::remove_file(&path).unwrap();
         server.stop().await;
@@ -102,22 +94,14 @@ async fn reload_from_a_bad_file_keeps_the_running_config() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_changes_policy() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(config("127.0.0.0/8", "", &client_toml("home", &key(1)))).await;
+        let server = start(home_config()).await;
         let (target, _) = echo_target("127.0.0.1").await;
-        let (_, code) = request(
-            server.addr,
-            &sealed(&Message::connect(target), "home", &key(1)),
-        )
-        .await;
+        let (_, code) = request_home(server.addr, target).await;
         assert_eq!(code, None);
         server
             .handle
             .reload(config("127.0.0.2/32", "", &client_toml("home", &key(1))));
-        let (_, code) = request(
-            server.addr,
-            &sealed(&Message::connect(target), "home", &key(1)),
-        )
-        .await;
+        let (_, code) = request_home(server.addr, target).await;
         assert_eq!(code, Some(ErrorCode::NotAuthorized));
         server.stop().await;
     })
@@ -128,13 +112,9 @@ async fn reload_changes_policy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_accepting_and_drains_live_connections() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(config("127.0.0.0/8", "", &client_toml("home", &key(1)))).await;
+        let server = start(home_config()).await;
         let (target, _) = echo_target("127.0.0.1").await;
-        let (mut live, code) = request(
-            server.addr,
-            &sealed(&Message::connect(target), "home", &key(1)),
-        )
-        .await;
+        let (mut live, code) = request_home(server.addr, target).await;
         assert_eq!(code, None);
         server.shutdown.cancel();
         // New connections are refused once the listener is gone. Until then a connect may
@@ -169,11 +149,7 @@ async fn drain_timeout_ends_run() {
         );
         let server = start(cfg).await;
         let (target, _) = echo_target("127.0.0.1").await;
-        let (_live, code) = request(
-            server.addr,
-            &sealed(&Message::connect(target), "home", &key(1)),
-        )
-        .await;
+        let (_live, code) = request_home(server.addr, target).await;
         assert_eq!(code, None);
         server.shutdown.cancel();
         let r = tokio::time::timeout(Duration::from_secs(10), server.task).await;
@@ -188,14 +164,10 @@ async fn drain_timeout_ends_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_counts_everything() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(config("127.0.0.0/8", "", &client_toml("home", &key(1)))).await;
+        let server = start(home_config()).await;
         let (target, _) = echo_target("127.0.0.1").await;
         // Plain TCP to the MPTCP listener: a fallback.
-        let (s, code) = request(
-            server.addr,
-            &sealed(&Message::connect(target), "home", &key(1)),
-        )
-        .await;
+        let (s, code) = request_home(server.addr, target).await;
         assert_eq!(code, None);
         assert_eq!(echo_round(s, b"12345").await, b"12345");
         let wrong_key = sealed(&Message::connect(target), "home", &key(7));

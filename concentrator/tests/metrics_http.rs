@@ -10,10 +10,6 @@ use common::*;
 use mpbond_concentrator::metrics_http::{MAX_SCRAPES, SCRAPE_DEADLINE};
 use tokio::net::TcpStream;
 
-fn home_config() -> mpbond_concentrator::Config {
-    config("127.0.0.0/8", "", &client_toml("home", &key(1)))
-}
-
 /// `count` connections to the metrics port that never send a byte.
 async fn idle_sockets(server: &TestServer, count: usize) -> Vec<TcpStream> {
     let mut idle = Vec::with_capacity(count);

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::*;
 use mpbond_concentrator::{Config, Handle};
-use mpbond_protocol::{ErrorCode, Message};
+use mpbond_protocol::ErrorCode;
 
 /// Bound on waiting for the address watcher; not a timing assertion.
 const WATCH_WAIT: Duration = Duration::from_secs(10);
@@ -68,11 +68,7 @@ fn an_address_added_after_start_is_refused() {
 
         let target = silent_target("11.0.0.7");
         let dest = target.local_addr().unwrap();
-        let (_, code) = request(
-            server.addr,
-            &sealed(&Message::connect(dest), "home", &key(1)),
-        )
-        .await;
+        let (_, code) = request_home(server.addr, dest).await;
         assert_eq!(code, Some(ErrorCode::NotAuthorized));
         assert_no_connection(&target);
 
@@ -97,11 +93,7 @@ fn a_configured_public_address_is_refused() {
         assert!(own.contains(&ip("11.0.0.9")), "{own:?}");
 
         let hairpin = std::net::SocketAddr::new(ip("11.0.0.9"), dest.port());
-        let (_, code) = request(
-            server.addr,
-            &sealed(&Message::connect(hairpin), "home", &key(1)),
-        )
-        .await;
+        let (_, code) = request_home(server.addr, hairpin).await;
         assert_eq!(code, Some(ErrorCode::NotAuthorized));
         server.stop().await;
         assert_no_connection(&target);
@@ -125,7 +117,7 @@ fn a_hairpin_through_a_dnat_is_refused() {
             port = listen.port()
         ));
         let public = std::net::SocketAddr::new(ip("11.0.0.9"), listen.port());
-        let first = sealed(&Message::connect(public), "home", &key(1));
+        let first = home_connect(public);
         let (_looped, code) = request(listen, &first).await;
         assert_eq!(
             code, None,
@@ -140,7 +132,7 @@ fn a_hairpin_through_a_dnat_is_refused() {
             server.handle.own_addresses().contains(&ip("11.0.0.9")),
             "{summary}"
         );
-        let again = sealed(&Message::connect(public), "home", &key(1));
+        let again = home_connect(public);
         let (_, code) = request(listen, &again).await;
         assert_eq!(code, Some(ErrorCode::NotAuthorized));
         drop(_looped);

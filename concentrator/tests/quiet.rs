@@ -10,8 +10,8 @@ use mpbond_concentrator::Config;
 use mpbond_protocol::auth::{seal, ClientId};
 use mpbond_protocol::{ErrorCode, Message, Tlv};
 
-fn home_config(quiet: bool) -> Config {
-    let mut config = config("127.0.0.0/8", "", &client_toml("home", &key(1)));
+fn quiet_config(quiet: bool) -> Config {
+    let mut config = home_config();
     config.quiet = quiet;
     config
 }
@@ -65,7 +65,7 @@ fn strangers(dest: std::net::SocketAddr, replayed: &[u8]) -> Vec<(&'static str, 
 /// A valid request, used once so that it can be replayed.
 async fn used_request(server: &TestServer) -> Vec<u8> {
     let (target, _) = echo_target("127.0.0.1").await;
-    let first = sealed(&Message::connect(target), "home", &key(1));
+    let first = home_connect(target);
     let (s, code) = request(server.addr, &first).await;
     assert_eq!(code, None, "the first use is served");
     assert_eq!(echo_round(s, b"once").await, b"once");
@@ -75,7 +75,7 @@ async fn used_request(server: &TestServer) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scanner_gets_silence() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(home_config(true)).await;
+        let server = start(quiet_config(true)).await;
         let target = silent_target("127.0.0.1");
         let replayed = used_request(&server).await;
         let cases = strangers(target.local_addr().unwrap(), &replayed);
@@ -96,7 +96,7 @@ async fn a_scanner_gets_silence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_false_answers_every_refusal() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(home_config(false)).await;
+        let server = start(quiet_config(false)).await;
         let target = silent_target("127.0.0.1");
         let replayed = used_request(&server).await;
         for (name, bytes, want) in strangers(target.local_addr().unwrap(), &replayed) {
@@ -115,7 +115,7 @@ async fn quiet_false_answers_every_refusal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authenticated_clients_still_get_their_codes_in_quiet_mode() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(home_config(true)).await;
+        let server = start(quiet_config(true)).await;
         let closed = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()

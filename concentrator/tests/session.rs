@@ -16,13 +16,9 @@ use mpbond_testkit::Netns;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-fn one_client() -> mpbond_concentrator::Config {
-    config("127.0.0.0/8", "", &client_toml("home", &key(1)))
-}
-
-/// [`one_client`] with quiet mode off: every refusal is answered.
+/// [`home_config`] with quiet mode off: every refusal is answered.
 fn one_client_answering() -> mpbond_concentrator::Config {
-    let mut config = one_client();
+    let mut config = home_config();
     config.quiet = false;
     config
 }
@@ -39,12 +35,12 @@ fn in_netns<F: Future<Output = ()>>(tcp_fastopen: u32, body: impl FnOnce() -> F 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn good_client_relays_both_ways_with_half_close() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(one_client()).await;
+        let server = start(home_config()).await;
         let (target, accepted) = echo_target("127.0.0.1").await;
         // The Convert request and the first client bytes in one write: the concentrator
         // must read exactly the request and relay the rest.
         let data = payload(300_000);
-        let mut first = sealed(&Message::connect(target), "home", &key(1));
+        let mut first = home_connect(target);
         first.extend_from_slice(&data[..1000]);
         let (s, code) = request(server.addr, &first).await;
         assert_eq!(code, None, "ok reply");
@@ -67,9 +63,9 @@ async fn good_client_relays_both_ways_with_half_close() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mptcp_client_works() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(one_client()).await;
+        let server = start(home_config()).await;
         let (target, _) = echo_target("127.0.0.1").await;
-        let first = sealed(&Message::connect(target), "home", &key(1));
+        let first = home_connect(target);
         let mut c = connect_with(server.addr, &first, &mptcp_client(false))
             .await
             .expect("connect");
@@ -92,12 +88,12 @@ fn mptcp_fastopen_client_rides_in_the_syn() {
     in_netns(3, || async {
         let mptcp = std::fs::read_to_string("/proc/sys/net/mptcp/enabled").expect("mptcp sysctl");
         assert_eq!(mptcp.trim(), "1", "MPTCP is off in a new namespace");
-        let server = start(one_client()).await;
+        let server = start(home_config()).await;
         let (target, _) = echo_target("127.0.0.1").await;
         let opts = mptcp_client(true);
         // The first connection learns the listener's Fast Open cookie, the second uses it.
         for in_syn in [false, true] {
-            let first = sealed(&Message::connect(target), "home", &key(1));
+            let first = home_connect(target);
             let mut c = connect_with(server.addr, &first, &opts)
                 .await
                 .expect("connect");
@@ -154,9 +150,9 @@ async fn wrong_key_is_refused_without_connecting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_is_refused() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(one_client()).await;
+        let server = start(home_config()).await;
         let (target, accepted) = echo_target("127.0.0.1").await;
-        let first = sealed(&Message::connect(target), "home", &key(1));
+        let first = home_connect(target);
         let (s, code) = request(server.addr, &first).await;
         assert_eq!(code, None);
         assert_eq!(echo_round(s, b"x").await, b"x");
@@ -189,11 +185,7 @@ async fn forbidden_destinations_are_refused() {
             "169.254.169.254:80".to_owned(),
         ] {
             let dest = dest.parse().unwrap();
-            let (mut s, code) = request(
-                server.addr,
-                &sealed(&Message::connect(dest), "home", &key(1)),
-            )
-            .await;
+            let (mut s, code) = request_home(server.addr, dest).await;
             assert_eq!(code, Some(ErrorCode::NotAuthorized), "{dest}");
             expect_eof(&mut s).await;
         }
@@ -208,16 +200,12 @@ async fn forbidden_destinations_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_port_gets_connection_reset() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(one_client()).await;
+        let server = start(home_config()).await;
         let closed = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
         };
-        let (mut s, code) = request(
-            server.addr,
-            &sealed(&Message::connect(closed), "home", &key(1)),
-        )
-        .await;
+        let (mut s, code) = request_home(server.addr, closed).await;
         assert_eq!(code, Some(ErrorCode::ConnectionReset));
         expect_eof(&mut s).await;
         server
@@ -253,7 +241,7 @@ async fn garbage_gets_a_protocol_error_when_not_quiet() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn info_probe_gets_supported_extensions() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(one_client()).await;
+        let server = start(home_config()).await;
         let mut s = TcpStream::connect(server.addr).await.unwrap();
         s.write_all(&sealed(&Message::info(), "home", &key(1)))
             .await
@@ -315,17 +303,9 @@ async fn per_client_limit_gets_resource_exceeded() {
         );
         let server = start(cfg).await;
         let (target, _) = echo_target("127.0.0.1").await;
-        let (first, code) = request(
-            server.addr,
-            &sealed(&Message::connect(target), "home", &key(1)),
-        )
-        .await;
+        let (first, code) = request_home(server.addr, target).await;
         assert_eq!(code, None);
-        let (mut s, code) = request(
-            server.addr,
-            &sealed(&Message::connect(target), "home", &key(1)),
-        )
-        .await;
+        let (mut s, code) = request_home(server.addr, target).await;
         assert_eq!(code, Some(ErrorCode::ResourceExceeded));
         expect_eof(&mut s).await;
         assert_eq!(echo_round(first, b"still fine").await, b"still fine");
@@ -349,14 +329,10 @@ fn unroutable_destination_gets_destination_unreachable() {
             "{dest} is routable in the namespace"
         );
         // A documentation address, refused by default: opened for the test.
-        let mut config = one_client();
+        let mut config = home_config();
         config.policy.allow.push("203.0.113.10/32".parse().unwrap());
         let server = start(config).await;
-        let (mut s, code) = request(
-            server.addr,
-            &sealed(&Message::connect(dest), "home", &key(1)),
-        )
-        .await;
+        let (mut s, code) = request_home(server.addr, dest).await;
         assert_eq!(code, Some(ErrorCode::DestinationUnreachable));
         expect_eof(&mut s).await;
         server
@@ -369,7 +345,7 @@ fn unroutable_destination_gets_destination_unreachable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_it_does_not_serve_get_unsupported_message() {
     tokio::time::timeout(TEST_TIMEOUT, async {
-        let server = start(one_client()).await;
+        let server = start(home_config()).await;
         let target = silent_target("127.0.0.1");
         let dest = target.local_addr().unwrap();
         let connect = Tlv::Connect {
@@ -401,7 +377,7 @@ async fn requests_it_does_not_serve_get_unsupported_message() {
 
 #[tokio::test]
 async fn a_config_without_listen_addresses_is_an_error() {
-    let mut config = one_client();
+    let mut config = home_config();
     config.listen.clear();
     let bound = mpbond_concentrator::Server::bind(config).await;
     assert!(
@@ -438,11 +414,7 @@ async fn refused_connections_do_not_hold_their_slots_while_they_linger() {
         assert_eq!(code, Some(ErrorCode::UnsupportedMessage));
         lingering.push(s);
     }
-    let (s, code) = request(
-        server.addr,
-        &sealed(&Message::connect(target), "home", &key(1)),
-    )
-    .await;
+    let (s, code) = request_home(server.addr, target).await;
     assert_eq!(code, None);
     assert!(
         started.elapsed() < LINGER,

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use common::*;
 use mpbond_concentrator::Config;
-use mpbond_protocol::{ErrorCode, Message};
+use mpbond_protocol::ErrorCode;
 use mpbond_testkit::{require_tools, Netns};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
@@ -108,7 +108,7 @@ fn an_idle_source_is_capped_and_others_are_served() {
         }
         // Another source is answered while the idler holds its connections.
         let (echo, _) = echo_target("127.0.0.1").await;
-        let first = sealed(&Message::connect(echo), "home", &key(1));
+        let first = home_connect(echo);
         let (s, code) = try_request(CLIENT_IP, server.addr, &first)
             .await
             .expect("the other source is answered");
@@ -140,7 +140,7 @@ fn a_source_past_its_burst_is_reset() {
     block_on_in(&ns, || async {
         let server = start(bed_config()).await;
         let (echo, _) = echo_target("127.0.0.1").await;
-        let probe = || sealed(&Message::connect(echo), "home", &key(1));
+        let probe = || home_connect(echo);
         // The burst is served (each request authenticates, so the unauthenticated cap
         // never trips)...
         for n in 0..BURST {

@@ -55,6 +55,12 @@ pub fn config(allow: &str, limits: &str, clients: &str) -> Config {
     Config::parse(&text).unwrap_or_else(|e| panic!("test config: {e}\n{text}"))
 }
 
+/// The config most tests run: client `home` with [`key`]`(1)`, loopback destinations
+/// allowed.
+pub fn home_config() -> Config {
+    config("127.0.0.0/8", "", &client_toml("home", &key(1)))
+}
+
 /// [`config`], listening on `listen` (e.g. an address of a [`veth_netns`]) instead.
 pub fn config_on(listen: &str, allow: &str, limits: &str, clients: &str) -> Config {
     let mut config = config(allow, limits, clients);
@@ -176,6 +182,16 @@ pub async fn read_reply(s: &mut TcpStream) -> Message {
         .await
         .expect("one whole Convert reply")
         .message
+}
+
+/// Client `home`'s sealed Connect request for `dest` (with [`key`]`(1)`).
+pub fn home_connect(dest: SocketAddr) -> Vec<u8> {
+    sealed(&Message::connect(dest), "home", &key(1))
+}
+
+/// [`request`] with [`home_connect`]`(dest)`.
+pub async fn request_home(server: SocketAddr, dest: SocketAddr) -> (TcpStream, Option<ErrorCode>) {
+    request(server, &home_connect(dest)).await
 }
 
 /// Connect plainly, send `first`, and return the reply's error code (None for ok).
