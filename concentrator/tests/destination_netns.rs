@@ -45,14 +45,19 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/independent/convert_client.py")
 }
 
-/// Run the independent client inside the namespace `ns` and return the reply as hex.
-fn ask(ns: &str, conc: SocketAddr, dest: SocketAddr) -> String {
+/// Run the independent client inside the namespace `ns`, asking for each of `dests` in
+/// turn, and return the replies as hex, in order.
+fn ask(ns: &str, conc: SocketAddr, dests: &[SocketAddr]) -> Vec<String> {
     let out = Command::new("ip")
         .args(["netns", "exec", ns, "python3"])
         .arg(script())
         .args([conc.ip().to_string(), conc.port().to_string()])
-        .args([dest.ip().to_string(), dest.port().to_string()])
         .args(["home".to_owned(), key(1).to_hex()])
+        .args(
+            dests
+                .iter()
+                .flat_map(|d| [d.ip().to_string(), d.port().to_string()]),
+        )
         .output()
         .expect("python3 runs");
     assert!(
@@ -60,7 +65,12 @@ fn ask(ns: &str, conc: SocketAddr, dest: SocketAddr) -> String {
         "convert_client.py failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    let replies: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(replies.len(), dests.len(), "a reply per destination");
+    replies
 }
 
 /// Two namespaces joined by a veth pair: the concentrator's, and the destinations'
@@ -112,18 +122,21 @@ fn servers(dest: &Netns) -> Vec<TcpListener> {
 /// Start a concentrator in `conc` that allows `allow`, ask it for every server with the
 /// independent client, and return the replies in order.
 fn ask_all(conc: &Netns, allow: Vec<IpNet>, servers: &[TcpListener]) -> Vec<String> {
-    let mut config = config("192.0.2.99/32", "", &client_toml("home", &key(1)));
+    // No drain: the relays of allowed requests (to servers that never accept) end at once.
+    let mut config = config(
+        "192.0.2.99/32",
+        "drain_timeout_secs = 0",
+        &client_toml("home", &key(1)),
+    );
     config.policy.allow = allow;
     let dests: Vec<SocketAddr> = servers.iter().map(|l| l.local_addr().unwrap()).collect();
     let name = conc.name().to_owned();
     block_on_in(conc, || async {
         let server = start(config).await;
-        let mut replies = Vec::new();
-        for dest in dests {
-            let (name, addr) = (name.clone(), server.addr);
-            let reply = tokio::task::spawn_blocking(move || ask(&name, addr, dest));
-            replies.push(reply.await.expect("client thread"));
-        }
+        let addr = server.addr;
+        let replies = tokio::task::spawn_blocking(move || ask(&name, addr, &dests))
+            .await
+            .expect("client thread");
         server.stop().await;
         replies
     })

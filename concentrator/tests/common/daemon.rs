@@ -1,7 +1,8 @@
 //! The concentrator binary in a namespace of the test's own: its config written with mode
 //! 0600 into a scratch directory, started under `ip netns exec` with a notify socket, and
 //! ready once it sends `READY=1`; its log is that directory's `concentrator.log`. The
-//! process is killed on drop, and the directory ([`TempDir`]) removed on drop.
+//! process is killed on drop (its log printed first when the test is failing), and the
+//! directory ([`TempDir`]) removed on drop.
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
@@ -60,8 +61,8 @@ pub struct Daemon {
 impl Daemon {
     /// Write `config` to `dir/concentrator.toml` (mode 0600), start the binary in `ns`
     /// with `RUST_LOG=info`, its stderr appended to `dir/concentrator.log` (kept across
-    /// restarts), and return once it says `READY=1`. Panics with the log if it exits or
-    /// stays silent for [`START_WAIT`].
+    /// restarts), and return once it says `READY=1`. Panics (and shows the log) if it
+    /// exits or stays silent for [`START_WAIT`].
     pub fn start(ns: &Netns, dir: &Path, config: &str) -> Daemon {
         let path = dir.join("concentrator.toml");
         std::fs::write(&path, config).expect("write the config");
@@ -95,16 +96,12 @@ impl Daemon {
         let mut buf = [0u8; 256];
         let ready = mpbond_testkit::wait_until(START_WAIT, Duration::ZERO, || {
             if let Ok(Some(status)) = daemon.child.try_wait() {
-                panic!("the concentrator exited ({status}); log:\n{}", daemon.log());
+                panic!("the concentrator exited ({status})");
             }
             matches!(notify.recv(&mut buf),
                 Ok(n) if buf[..n].split(|&b| b == b'\n').any(|l| l == b"READY=1"))
         });
-        assert!(
-            ready,
-            "no READY=1 within {START_WAIT:?}; log:\n{}",
-            daemon.log()
-        );
+        assert!(ready, "no READY=1 within {START_WAIT:?}");
         daemon
     }
 
@@ -142,7 +139,11 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// Kill the process; when the test is failing, show its log first.
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("concentrator log:\n{}", self.log());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

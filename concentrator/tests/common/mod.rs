@@ -1,8 +1,10 @@
-//! Test harness: a concentrator on 127.0.0.1 port 0 run through the library, an echo
-//! target, and a client that seals Convert requests and reads replies; for the tests
-//! that need a namespace, a runtime inside one ([`block_on_in`]), a namespace with
-//! addresses of its own ([`veth_netns`]) and a config listening there ([`config_on`]);
-//! and the concentrator binary in a namespace ([`daemon`]).
+//! Test harness: a concentrator on 127.0.0.1 port 0 run through the library (most tests
+//! with [`home_config`]), an echo target, a client that seals Convert requests and reads
+//! replies ([`request_home`] for client `home`), and MPTCP client options
+//! ([`mptcp_client`]). For the tests that need a namespace: a runtime inside one
+//! ([`block_on_in`]), a namespace with addresses of its own ([`veth_netns`]) and a
+//! config listening there ([`config_on`]); and the concentrator binary in a namespace
+//! ([`daemon`]).
 
 #![allow(dead_code)]
 

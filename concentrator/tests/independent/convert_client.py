@@ -1,10 +1,11 @@
 """An independent RFC 8803 Convert client for the concentrator's tests: Python's struct,
 hmac and hashlib only, none of mpbond's crates, written from docs/PROTOCOL.md.
 
-usage: convert_client.py CONCENTRATOR_IP PORT DEST_IP DEST_PORT CLIENT_ID KEY_HEX
+usage: convert_client.py CONCENTRATOR_IP PORT CLIENT_ID KEY_HEX DEST_IP DEST_PORT [DEST_IP DEST_PORT]...
 
-Sends one sealed Connect request and prints the reply as hex ("" if the concentrator
-closed without a byte). Before that it checks itself against the worked example of
+Sends a sealed Connect request for each destination, one connection each, in order, and
+prints each reply as hex on a line of its own ("" if the concentrator closed without a
+byte). Before that it checks itself against the worked example of
 docs/PROTOCOL.md, so a wrong encoder fails loudly instead of testing nothing.
 """
 
@@ -45,10 +46,8 @@ def check_worked_example():
     assert bytes.fromhex("25ff57041fca77fa89d86871fe0020d9") in wire, wire.hex()
 
 
-def main():
-    conc_ip, conc_port, dest_ip, dest_port, client, key_hex = sys.argv[1:7]
-    check_worked_example()
-    wire = seal_connect(dest_ip, int(dest_port), client, bytes.fromhex(key_hex), int(time.time()), os.urandom(12))
+def ask(conc_ip, conc_port, dest_ip, dest_port, client, key):
+    wire = seal_connect(dest_ip, int(dest_port), client, key, int(time.time()), os.urandom(12))
     with socket.create_connection((conc_ip, int(conc_port)), timeout=20) as s:
         s.sendall(wire)
         reply = b""
@@ -62,7 +61,16 @@ def main():
                     break
         except ConnectionResetError:
             pass
-    print(reply.hex())
+    return reply.hex()
+
+
+def main():
+    conc_ip, conc_port, client, key_hex = sys.argv[1:5]
+    dests = sys.argv[5:]
+    assert dests and len(dests) % 2 == 0, __doc__
+    check_worked_example()
+    for dest_ip, dest_port in zip(dests[0::2], dests[1::2]):
+        print(ask(conc_ip, conc_port, dest_ip, dest_port, client, bytes.fromhex(key_hex)))
 
 
 main()
