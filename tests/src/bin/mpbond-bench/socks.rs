@@ -1,10 +1,9 @@
 //! Case 20, SOCKS5 over MPTCP: a device that speaks MPTCP itself (curl under
-//! `mptcpize run` in the router namespace, which has a path over each shaped WAN)
-//! downloads from the internet server through the concentrator's SOCKS5 listener
-//! (issue 12, part 2), with `mpbond_testkit::curl`, as the concentrator's SOCKS5 tests
-//! do. The figure is the goodput as a ratio to the sum of the WAN
-//! rates, with each WAN's share of the download bytes; the body is checked byte for
-//! byte.
+//! `mptcpize run` in the router namespace, which has a path over each shaped WAN;
+//! `mpbond_testkit::curl`, as in the concentrator's SOCKS5 tests) downloads from the
+//! internet server through the concentrator's SOCKS5 listener (issue 12, part 2). The
+//! figure is the goodput as a ratio to the sum of the WAN rates, with each WAN's share
+//! of the download bytes; the body is checked byte for byte.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
