@@ -109,14 +109,7 @@ fn recv_once(src: &TcpStream, buf: &mut [u8]) -> io::Result<Got> {
     let result = src.try_io(Interest::READABLE, || {
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes; `fd` stays open while
         // `src` is borrowed.
-        let n = unsafe {
-            libc::recv(
-                fd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                libc::MSG_DONTWAIT,
-            )
-        };
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
         let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
         got = n;
         if n > 0 && n < buf.len() {
@@ -149,7 +142,9 @@ mod tests {
 
     /// Bytes `i` of the test stream: a pattern that shows a lost or repeated chunk.
     fn pattern(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i % 251) as u8 ^ (i / 251) as u8).collect()
+        (0..len)
+            .map(|i| (i % 251) as u8 ^ (i / 251) as u8)
+            .collect()
     }
 
     /// LAN client ⇄ relay ⇄ MPTCP server: the download direction (MPTCP source) goes
@@ -163,8 +158,8 @@ mod tests {
             .build()
             .expect("runtime");
         rt.block_on(async {
-            let lan_listener = crate::sys::tcp_listener("127.0.0.1:0".parse().unwrap(), 8)
-                .expect("tcp listener");
+            let lan_listener =
+                crate::sys::tcp_listener("127.0.0.1:0".parse().unwrap(), 8).expect("tcp listener");
             let up_listener = crate::sys::mptcp_listener("127.0.0.1:0".parse().unwrap(), 8, None)
                 .expect("mptcp listener");
             let mut lan_client = TcpStream::connect(lan_listener.local_addr().unwrap())
@@ -180,18 +175,15 @@ mod tests {
                 bind: None,
             };
             let up_addr = up_listener.local_addr().unwrap();
-            let (connected, accepted) = tokio::join!(
-                connect_with(up_addr, b"hello", &opts),
-                up_listener.accept()
-            );
+            let (connected, accepted) =
+                tokio::join!(connect_with(up_addr, b"hello", &opts), up_listener.accept());
             let upstream = connected.expect("mptcp connect").stream;
             let (mut server, _) = accepted.unwrap();
             assert!(splice_copies(&upstream), "the upstream is not MPTCP");
             let mut hello = [0; 5];
             server.read_exact(&mut hello).await.unwrap();
-            let relayed = tokio::spawn(async move {
-                relay(lan, upstream, &RelayOpts::default()).await
-            });
+            let relayed =
+                tokio::spawn(async move { relay(lan, upstream, &RelayOpts::default()).await });
             let down = pattern(3 << 20);
             let up = pattern(1 << 20);
             let (sent_down, sent_up) = (down.clone(), up.clone());
@@ -220,7 +212,11 @@ mod tests {
                 got
             };
             let ((), got_down) = tokio::join!(upload, download);
-            assert!(got_down == down, "download corrupted ({} bytes)", got_down.len());
+            assert!(
+                got_down == down,
+                "download corrupted ({} bytes)",
+                got_down.len()
+            );
             assert!(server_side.await.unwrap() == up, "upload corrupted");
             let stats = relayed.await.unwrap();
             assert_eq!(stats.b_to_a, down.len() as u64);
