@@ -1,10 +1,11 @@
 //! The direction whose source is an MPTCP socket: `recv` into a pooled buffer, then
 //! `send`, instead of splicing (issue 17).
 //!
-//! An MPTCP socket has no `splice_read` of its own in the kernels we run on (6.1 to
-//! 6.18), so `splice(2)` out of it is the kernel's `copy_splice_read`: it allocates up to
-//! a pipe's worth of pages (16 for 64 KiB), copies into them with `recvmsg` and frees the
-//! ones it did not fill, on every call, the `EAGAIN` that ends each round included. The
+//! An MPTCP socket has no `splice_read` of its own (checked on 6.18; OpenWrt's 6.1/6.6
+//! have none either), so `splice(2)` out of it is the kernel's generic copying splice
+//! (`copy_splice_read` since 6.5, seen in the profile): it allocates up to a pipe's worth
+//! of pages (16 for 64 KiB), copies into them with `recvmsg` and frees the ones it did
+//! not fill, on every call, the `EAGAIN` that ends each round included. The
 //! payload is copied either way; a `recv` into a buffer we keep copies it without the page
 //! allocations, and a `recv` that returns less than asked means the socket's queue was
 //! empty, so the round ends without the extra call that must return `EAGAIN` (the read
