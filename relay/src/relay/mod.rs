@@ -3,11 +3,12 @@
 //! Each direction runs `pump`: zero-copy `splice(2)` through its own pipe, or a buffered
 //! copy where the kernel refuses to splice. A direction whose source is an MPTCP socket
 //! reads it with `recv` into a pooled buffer instead (`recv`): the kernel has no
-//! zero-copy splice out of MPTCP, and its copying splice costs more than a `recv`. A direction holds its pipe only while data
-//! moves and gives the empty pipe back to a small pool when its source has nothing to
-//! read (`pool`), so an idle relayed connection holds two descriptors, its sockets
-//! ([`pipes_in_use`] counts the pipes held; `MPBOND_PIPE_RELEASE=0` keeps them). Both directions and the idle timer are polled
-//! by one future, so the relay costs one task. The rules:
+//! zero-copy splice out of MPTCP, and its copying splice costs more than a `recv`. A
+//! direction holds its pipe (or buffer) only while data moves and gives it back to a
+//! small pool when its source has nothing to read (`pool`), so an idle relayed connection
+//! holds two descriptors, its sockets ([`pipes_in_use`] counts the pipes held;
+//! `MPBOND_PIPE_RELEASE=0` keeps them). Both directions and the idle timer are polled by
+//! one future, so the relay costs one task. The rules:
 //!
 //! * end of stream from one socket => `shutdown(Write)` on the other; the opposite
 //!   direction keeps going (half-close);
