@@ -3,7 +3,8 @@
 //! It accepts MPTCP connections from routers, reads one RFC 8803 Convert message from
 //! each (usually carried in the SYN with TCP Fast Open), verifies the client's cookie,
 //! checks the destination against its policy and limits, connects there over plain TCP,
-//! answers with the Convert reply and relays both ways with `splice`.
+//! answers with the Convert reply and relays both ways with `splice` (`recv`/`send` out of
+//! the MPTCP socket, whose splice is a copy anyway).
 //!
 //! # Layout
 //!

@@ -13,7 +13,9 @@
 //!   SYN when TCP Fast Open is available.
 //! * [`relay`]: the bidirectional relay between two sockets: zero-copy `splice(2)` through a
 //!   pipe per direction, held only while data moves (idle directions give theirs back to a
-//!   small pool), half-close per direction, resets mirrored as resets, idle timeout.
+//!   small pool), or `recv`/`send` through a pooled buffer where the source is MPTCP (its
+//!   splice is a copy), half-close per direction, resets mirrored as resets, idle timeout.
+//!   [`relay::relay_borrowed`] leaves closing the sockets to the caller.
 //!   [`relay::relay_with_lead`] sends our own bytes (the Convert reply) first, in one
 //!   write with the destination's first bytes.
 //! * [`congestion`]: the congestion control of our MPTCP sockets (`TCP_CONGESTION`),

@@ -1,11 +1,14 @@
 //! The bidirectional relay between two TCP (or MPTCP) sockets.
 //!
 //! Each direction runs `pump`: zero-copy `splice(2)` through its own pipe, or a buffered
-//! copy where the kernel refuses to splice. A direction holds its pipe only while data
-//! moves and gives the empty pipe back to a small pool when its source has nothing to
-//! read (`pool`), so an idle relayed connection holds two descriptors, its sockets
-//! ([`pipes_in_use`] counts the pipes held; `MPBOND_PIPE_RELEASE=0` keeps them). Both directions and the idle timer are polled
-//! by one future, so the relay costs one task. The rules:
+//! copy where the kernel refuses to splice. A direction whose source is an MPTCP socket
+//! reads it with `recv` into a pooled buffer instead (`recv`): the kernel has no
+//! zero-copy splice out of MPTCP, and its copying splice costs more than a `recv`. A
+//! direction holds its pipe (or buffer) only while data moves and gives it back to a
+//! small pool when its source has nothing to read (`pool`), so an idle relayed connection
+//! holds two descriptors, its sockets ([`pipes_in_use`] counts the pipes held;
+//! `MPBOND_PIPE_RELEASE=0` keeps them). Both directions and the idle timer are polled by
+//! one future, so the relay costs one task. The rules:
 //!
 //! * end of stream from one socket => `shutdown(Write)` on the other; the opposite
 //!   direction keeps going (half-close);
@@ -26,6 +29,7 @@ mod lead;
 mod pipe;
 mod pool;
 mod pump;
+mod recv;
 
 use std::io;
 use std::pin::pin;
@@ -104,7 +108,17 @@ pub async fn relay(a: TcpStream, b: TcpStream, opts: &RelayOpts) -> RelayStats {
 /// [`relay`] with the data path chosen: [`Mode::Copy`] never splices (for measurements and
 /// for sockets known not to splice).
 pub async fn relay_with(a: TcpStream, b: TcpStream, opts: &RelayOpts, mode: Mode) -> RelayStats {
-    run(a, b, opts, mode, None).await
+    let stats = run(&a, &b, opts, mode, None).await;
+    drop((a, b));
+    stats
+}
+
+/// [`relay`] on borrowed sockets: the caller closes them, after the relay ended (a reset
+/// is already armed: `SO_LINGER` 0, so the close sends RST). For a caller that must do
+/// something before the sockets close, such as take a socket's raw descriptor out of a
+/// registry a sampler reads (the agent's `LiveUpstreams`).
+pub async fn relay_borrowed(a: &TcpStream, b: &TcpStream, opts: &RelayOpts) -> RelayStats {
+    run(a, b, opts, Mode::Splice, None).await
 }
 
 /// [`relay`] where `a` first gets `lead` (the concentrator's Convert reply), in the same
@@ -116,12 +130,16 @@ pub async fn relay_with_lead(
     opts: &RelayOpts,
     lead: &Lead,
 ) -> RelayStats {
-    run(a, b, opts, Mode::Splice, Some(lead)).await
+    let stats = run(&a, &b, opts, Mode::Splice, Some(lead)).await;
+    drop((a, b));
+    stats
 }
 
+/// Relay until both directions finished or one failed; the sockets stay open (the
+/// callers close them), a reset armed on the ones to reset.
 async fn run(
-    a: TcpStream,
-    b: TcpStream,
+    a: &TcpStream,
+    b: &TcpStream,
     opts: &RelayOpts,
     mode: Mode,
     lead: Option<&Lead>,
@@ -139,12 +157,12 @@ async fn run(
             activity: &activity,
             clock,
         };
-        let mut forward = pin!(pump(&a, &b, mode, &forward));
+        let mut forward = pin!(pump(a, b, mode, &forward));
         let mut backward = pin!(async {
             if let Some(lead) = lead {
-                lead::send_lead(&b, &a, lead, &backward).await?;
+                lead::send_lead(b, a, lead, &backward).await?;
             }
-            pump(&b, &a, mode, &backward).await
+            pump(b, a, mode, &backward).await
         });
         let mut idle = pin!(idle::expired(clock, &activity, opts.idle_timeout));
         let (mut forward_done, mut backward_done) = (false, false);
@@ -166,15 +184,14 @@ async fn run(
         }
     };
     match close {
-        CloseReason::ResetByA => crate::sys::reset_ref(&b),
-        CloseReason::ResetByB => crate::sys::reset_ref(&a),
+        CloseReason::ResetByA => crate::sys::reset_ref(b),
+        CloseReason::ResetByB => crate::sys::reset_ref(a),
         CloseReason::Error => {
-            crate::sys::reset_ref(&a);
-            crate::sys::reset_ref(&b);
+            crate::sys::reset_ref(a);
+            crate::sys::reset_ref(b);
         }
         CloseReason::Finished | CloseReason::IdleTimeout => {}
     }
-    drop((a, b));
     let stats = RelayStats {
         a_to_b: a_to_b.load(Ordering::Relaxed),
         b_to_a: b_to_a.load(Ordering::Relaxed),

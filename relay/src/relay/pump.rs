@@ -12,6 +12,10 @@
 //! The pipe is held only while data moves: it is taken when `src` turns readable and given
 //! back (the `pool` module) at that `EAGAIN` with an empty pipe, so an idle direction holds
 //! no pipe.
+//!
+//! A source that is an MPTCP socket is not spliced but read with `recv` into a pooled
+//! buffer (the `recv` module): the kernel's splice out of MPTCP is a copy into freshly
+//! allocated pages.
 
 use std::io;
 use std::net::Shutdown;
@@ -75,7 +79,7 @@ impl Meter<'_> {
         self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         self.touch();
     }
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         self.activity
             .store(self.clock.elapsed_ms(), Ordering::Relaxed);
     }
@@ -97,6 +101,11 @@ pub(crate) async fn pump(
     mode: Mode,
     meter: &Meter<'_>,
 ) -> Result<(), PumpError> {
+    if mode == Mode::Splice && super::recv::splice_copies(src) {
+        // Splicing out of MPTCP copies anyway, at a higher price (the `recv` module).
+        super::recv::recv_loop(src, dst, meter).await?;
+        return finish(dst);
+    }
     if mode == Mode::Splice {
         match PipeSlot::new() {
             Ok(mut slot) => match splice_loop(src, dst, &mut slot, meter).await? {

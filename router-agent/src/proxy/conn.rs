@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mpbond_protocol::{ErrorCode, Message};
-use mpbond_relay::relay::{relay, CloseReason};
+use mpbond_relay::relay::{relay, relay_borrowed, CloseReason};
 use mpbond_relay::sys;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -271,13 +271,12 @@ async fn via_concentrator(
             close: Close::Refused(code),
         };
     }
-    // Sampled by the passive health check while it relays.
+    // Sampled by the passive health check while it relays: the registry keeps the raw
+    // number, so the socket closes only after the guard took it out.
     let live = ctx.stats.upstreams.register(&upstream);
-    if let Err(error) = &live {
-        debug!(%error, "upstream socket not sampled");
-    }
-    let stats = relay(lan, upstream, &params.relay).await;
+    let stats = relay_borrowed(&lan, &upstream, &params.relay).await;
     drop(live);
+    drop((lan, upstream));
     Summary {
         upstream: UpstreamKind::Concentrator,
         mptcp,

@@ -7,9 +7,14 @@
 //!
 //! A connection registers its upstream socket once the Convert reply said OK, just before
 //! the relay ([`LiveUpstreams::register`]), and the [`Registered`] guard removes it when
-//! the connection ends. The registry holds a duplicate of the descriptor, so a socket the
-//! relay closed is never confused with a new one that reused its number. A socket that
-//! fell back to plain TCP answers `TCP_INFO` instead. The subflows kept are those a dump
+//! the connection ends. The registry holds the socket's raw descriptor number, not a
+//! duplicate (issue 17: a duplicate cost one more descriptor per live connection). That
+//! is safe because the guard borrows the socket: the socket cannot close while the guard
+//! lives, and the guard removes the number under the registry's lock, which
+//! [`LiveUpstreams::sample`] holds while it reads. So the sampler never reads a closed
+//! number, nor another socket that reused it (the relay runs on the borrowed socket,
+//! `mpbond_relay::relay::relay_borrowed`, and the caller closes it after the guard went).
+//! A socket that fell back to plain TCP answers `TCP_INFO` instead. The subflows kept are those a dump
 //! asked for (established, or closing with data in flight:
 //! [`crate::net::sock_diag::is_sampled_state`]).
 //!
@@ -23,7 +28,8 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::{Mutex, PoisonError};
 
 use mpbond_netlink::sockopt;
@@ -46,14 +52,18 @@ pub struct LiveUpstreams {
 #[derive(Debug, Default)]
 struct Book {
     next: u64,
-    sockets: HashMap<u64, OwnedFd>,
+    /// Raw numbers of sockets that stay open while registered (see [`Registered`]).
+    sockets: HashMap<u64, RawFd>,
 }
 
-/// Keeps one socket in [`LiveUpstreams`]; dropping it removes the socket.
+/// Keeps one socket in [`LiveUpstreams`]; dropping it removes the socket. It borrows the
+/// socket, so the socket outlives its registration: the registry never holds the number
+/// of a closed socket.
 #[derive(Debug)]
 pub struct Registered<'a> {
     live: &'a LiveUpstreams,
     id: u64,
+    _socket: PhantomData<BorrowedFd<'a>>,
 }
 
 impl Drop for Registered<'_> {
@@ -72,16 +82,19 @@ pub enum Unsampled {
 }
 
 impl LiveUpstreams {
-    /// Register `socket` (an upstream relay's) until the guard drops. An error when its
-    /// descriptor cannot be duplicated (out of descriptors): the connection relays
-    /// anyway, unsampled.
-    pub fn register(&self, socket: &impl AsFd) -> io::Result<Registered<'_>> {
-        let fd = socket.as_fd().try_clone_to_owned()?;
+    /// Register `socket` (an upstream relay's) until the guard drops; the guard borrows
+    /// the socket, so it cannot be closed first. No descriptor is duplicated.
+    pub fn register<'a>(&'a self, socket: &'a impl AsFd) -> Registered<'a> {
+        let fd = socket.as_fd().as_raw_fd();
         let mut book = self.book();
         let id = book.next;
         book.next += 1;
         book.sockets.insert(id, fd);
-        Ok(Registered { live: self, id })
+        Registered {
+            live: self,
+            id,
+            _socket: PhantomData,
+        }
     }
 
     /// How many sockets are registered.
@@ -104,8 +117,12 @@ impl LiveUpstreams {
             return Err(Unsampled::TooMany(book.sockets.len()));
         }
         let mut out = Vec::new();
-        for fd in book.sockets.values() {
-            sample_one(fd, &mut out)?;
+        for &fd in book.sockets.values() {
+            // SAFETY: a number stays in the book only while its `Registered` guard lives,
+            // and the guard borrows the socket, so the socket is open; the guard takes
+            // the number out under this lock before the socket can close.
+            let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+            sample_one(&fd, &mut out)?;
         }
         Ok(out)
     }
@@ -117,7 +134,7 @@ impl LiveUpstreams {
 }
 
 /// Add the sampled subflows of one socket to `out`.
-fn sample_one(fd: &OwnedFd, out: &mut Vec<TcpSample>) -> Result<(), Unsampled> {
+fn sample_one(fd: &BorrowedFd<'_>, out: &mut Vec<TcpSample>) -> Result<(), Unsampled> {
     let mptcp = subflows::read_with(fd, |local, remote, info| {
         is_sampled_state(info[0])
             .then(|| tcp_info(info, local.ip(), remote))
@@ -153,6 +170,7 @@ fn sample_one(fd: &OwnedFd, out: &mut Vec<TcpSample>) -> Result<(), Unsampled> {
 #[cfg(test)]
 mod tests {
     use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     use super::*;
 
@@ -172,7 +190,7 @@ mod tests {
     fn a_registered_tcp_socket_is_sampled_until_its_guard_drops() {
         let live = LiveUpstreams::default();
         let (client, _server, addr) = pair();
-        let guard = live.register(&client).unwrap();
+        let guard = live.register(&client);
         assert_eq!(live.len(), 1);
         let got = live.sample().unwrap();
         assert_eq!(got.len(), 1, "{got:?}");
@@ -184,24 +202,61 @@ mod tests {
         assert!(live.sample().unwrap().is_empty());
     }
 
+    /// The guard borrows the socket, so the relay closes it only after the guard took
+    /// its number out; a sampler reading all along never reads a closed number (an
+    /// error) nor the socket that reuses it (another address).
     #[test]
-    fn a_socket_closed_by_its_relay_stays_the_same_socket_while_registered() {
+    fn a_sampler_racing_the_close_never_reads_another_socket() {
+        const ROUNDS: usize = 200;
         let live = LiveUpstreams::default();
-        let (client, _server, addr) = pair();
-        let _guard = live.register(&client).unwrap();
-        drop(client);
-        // A new socket may reuse the number; the registry's duplicate is the old one.
-        let (_other, _other_server, other_addr) = pair();
-        let got = live.sample().unwrap();
-        assert_eq!(remotes(&got), [addr]);
-        assert_ne!(addr, other_addr);
+        let ours = TcpListener::bind("127.0.0.1:0").unwrap();
+        let theirs = TcpListener::bind("127.0.0.1:0").unwrap();
+        let ours_addr = ours.local_addr().unwrap();
+        let theirs_addr = theirs.local_addr().unwrap();
+        let (done, passes) = (AtomicBool::new(false), AtomicUsize::new(0));
+        let reused = std::thread::scope(|scope| {
+            let sampler = scope.spawn(|| {
+                while !done.load(Ordering::Acquire) {
+                    let got = live.sample().expect("only open sockets are read");
+                    assert!(
+                        got.iter().all(|s| s.dst == ours_addr),
+                        "read another socket: {got:?}"
+                    );
+                    passes.fetch_add(1, Ordering::AcqRel);
+                }
+            });
+            let mut reused = 0;
+            for _ in 0..ROUNDS {
+                let client = TcpStream::connect(ours_addr).unwrap();
+                let _server = ours.accept().unwrap();
+                let number = client.as_raw_fd();
+                let guard = live.register(&client);
+                // The sampler reads this socket at least once while it is registered.
+                let start = passes.load(Ordering::Acquire);
+                while passes.load(Ordering::Acquire) < start + 2 {
+                    std::thread::yield_now();
+                }
+                drop(guard);
+                drop(client);
+                // The lowest free number is the one just closed (unless another test
+                // thread took it first).
+                let other = TcpStream::connect(theirs_addr).unwrap();
+                let _other_server = theirs.accept().unwrap();
+                reused += usize::from(other.as_raw_fd() == number);
+            }
+            done.store(true, Ordering::Release);
+            sampler.join().unwrap();
+            reused
+        });
+        assert!(live.is_empty());
+        assert!(reused > 0, "no number was reused: the race was never run");
     }
 
     #[test]
     fn a_socket_that_is_not_tcp_is_unreadable() {
         let live = LiveUpstreams::default();
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let _guard = live.register(&udp).unwrap();
+        let _guard = live.register(&udp);
         assert!(matches!(live.sample(), Err(Unsampled::Unreadable(_))));
     }
 
@@ -209,9 +264,7 @@ mod tests {
     fn past_the_limit_the_caller_is_told_to_dump() {
         let live = LiveUpstreams::default();
         let (client, _server, _) = pair();
-        let mut guards: Vec<_> = (0..=MAX_READ)
-            .map(|_| live.register(&client).unwrap())
-            .collect();
+        let mut guards: Vec<_> = (0..=MAX_READ).map(|_| live.register(&client)).collect();
         assert!(matches!(live.sample(), Err(Unsampled::TooMany(n)) if n == MAX_READ + 1));
         guards.truncate(1);
         assert_eq!(live.sample().unwrap().len(), 1);
@@ -240,9 +293,9 @@ mod tests {
         client.connect(&addr.into()).unwrap();
         let _server = listener.accept().unwrap();
         let live = LiveUpstreams::default();
-        let _guard = live.register(&client).unwrap();
+        let _guard = live.register(&client);
         let mut got = Vec::new();
-        sample_one(live.book().sockets.values().next().unwrap(), &mut got).unwrap();
+        sample_one(&client.as_fd(), &mut got).unwrap();
         assert!(subflows::read(&client).is_ok(), "read through SOL_MPTCP");
         assert_eq!(remotes(&got), [addr]);
     }

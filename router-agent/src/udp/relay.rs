@@ -257,11 +257,7 @@ async fn bonded(
     let mut ticket = stats.track_bonded(stream.clone());
     // Sampled by the passive health check while it relays, like a TCP relay's upstream:
     // a QUIC download alone still shows a stalled WAN.
-    let _live = ctx
-        .stats
-        .upstreams
-        .register(stream.as_ref())
-        .inspect_err(|error| debug!(%error, "udp upstream socket not sampled"));
+    let _live = ctx.stats.upstreams.register(stream.as_ref());
     relay_capsules(flow, &stream, queue, stats, &mut ticket, shutdown).await
 }
 

@@ -10,7 +10,9 @@
 //! * the router side's wake-ups (context switches, all threads) per MB;
 //! * subflows per upstream connection during the mpbond download, sampled with `ss -M`
 //!   in the router, and the WANs they leave through (target: one per WAN), on the bed's
-//!   endpoints and, in a bed of its own, on the endpoints and limits the agent sets.
+//!   endpoints and, in a bed of its own, on the endpoints and limits the agent sets;
+//! * the agent's descriptors per idle relayed connection (`fds`), against the baseline
+//!   agent when one is given.
 //!
 //! CPU time is read from `/proc/PID/task/*/schedstat` (nanoseconds): a few seconds of a
 //! relay are a handful of the clock ticks `/proc/PID/stat` counts in.
@@ -31,6 +33,8 @@ use std::time::Duration;
 use mpbond_tests::proc::{self, ChildGuard};
 use mpbond_tests::topology::{SERVER_V4, VPS_V4};
 use mpbond_tests::{Daemon, Fetch, Node, TestBed};
+
+mod fds;
 
 use crate::ctx::{BenchError, Ctx};
 use crate::load::transfer;
@@ -121,6 +125,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         )?);
     }
     out.push(agent_endpoints(ctx)?);
+    out.push(fds::figure()?);
     Ok(out)
 }
 

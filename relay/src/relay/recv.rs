@@ -1,0 +1,236 @@
+//! The direction whose source is an MPTCP socket: `recv` into a pooled buffer, then
+//! `send`, instead of splicing (issue 17).
+//!
+//! An MPTCP socket has no `splice_read` of its own (checked on 6.18; OpenWrt's 6.1/6.6
+//! have none either), so `splice(2)` out of it is the kernel's generic copying splice
+//! (`copy_splice_read` since 6.5, seen in the profile): it allocates up to a pipe's worth
+//! of pages (16 for 64 KiB), copies into them with `recvmsg` and frees the ones it did
+//! not fill, on every call, the `EAGAIN` that ends each round included. The
+//! payload is copied either way; a `recv` into a buffer we keep copies it without the page
+//! allocations, and a `recv` that returns less than asked means the socket's queue was
+//! empty, so the round ends without the extra call that must return `EAGAIN` (the read
+//! readiness is cleared, as tokio's own `poll_read` does: epoll is edge-triggered, so
+//! bytes that arrive afterwards wake the direction again). The write side stays a plain
+//! `send` of what was read: two calls a round where splicing made three. In the bed
+//! (docs/PERFORMANCE.md, issue 17's third round) the agent's CPU per GB fell by a quarter
+//! at 500 Mbit/s and an eighth unshaped, and stayed level at 100 Mbit/s.
+//!
+//! The buffer is held only while data moves, as a pipe is: taken when the source turns
+//! readable, given back to a small pool once a short read emptied the socket and its
+//! bytes were written, so an idle connection holds no buffer.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::Mutex;
+
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+
+use super::pump::{write_all, Meter, PumpError};
+
+/// Bytes one `recv` asks for: a pipe's worth, as the splice path moves.
+pub(crate) const RECV_BUF: usize = 64 * 1024;
+/// Most idle buffers the pool keeps (64 KiB each, shared by all connections).
+const POOL_MAX: usize = 8;
+static POOL: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
+
+/// True when `src` is an MPTCP socket (`SO_PROTOCOL`), whose splice is a copy anyway.
+pub(crate) fn splice_copies(src: &TcpStream) -> bool {
+    mpbond_netlink::sockopt::get_int(src, libc::SOL_SOCKET, libc::SO_PROTOCOL)
+        .is_ok_and(|p| p == libc::IPPROTO_MPTCP)
+}
+
+/// A buffer from the pool, or a new one.
+fn take() -> Box<[u8]> {
+    let pooled = POOL.lock().ok().and_then(|mut pool| pool.pop());
+    pooled.unwrap_or_else(|| vec![0; RECV_BUF].into_boxed_slice())
+}
+
+/// Put a buffer back into the pool, or free it if the pool is full.
+fn give_back(buf: Box<[u8]>) {
+    if let Ok(mut pool) = POOL.lock() {
+        if pool.len() < POOL_MAX {
+            pool.push(buf);
+        }
+    }
+}
+
+/// What one `recv` gave.
+enum Got {
+    /// This many bytes; `drained` when fewer than asked (the socket's queue is empty).
+    Bytes { n: usize, drained: bool },
+    /// End of stream.
+    Eof,
+    /// Nothing to read now.
+    Empty,
+}
+
+/// Move bytes from `src` to `dst` by `recv` and `send` until end of stream (see the
+/// module docs). The caller shuts `dst` down afterwards.
+pub(crate) async fn recv_loop(
+    src: &TcpStream,
+    dst: &TcpStream,
+    meter: &Meter<'_>,
+) -> Result<(), PumpError> {
+    let mut held: Option<Box<[u8]>> = None;
+    let result = async {
+        loop {
+            src.readable().await.map_err(PumpError::src)?;
+            let buf = held.get_or_insert_with(take);
+            match recv_once(src, buf).map_err(PumpError::src)? {
+                Got::Eof => return Ok(()),
+                Got::Empty => {
+                    if let Some(buf) = held.take() {
+                        give_back(buf);
+                    }
+                }
+                Got::Bytes { n, drained } => {
+                    meter.touch();
+                    write_all(dst, &buf[..n], meter).await?;
+                    if drained {
+                        if let Some(buf) = held.take() {
+                            give_back(buf);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    if let Some(buf) = held {
+        give_back(buf);
+    }
+    result
+}
+
+/// One non-blocking `recv` into `buf`. A short read clears the read readiness, as
+/// `EAGAIN` does, so the next round waits for new bytes instead of asking again.
+fn recv_once(src: &TcpStream, buf: &mut [u8]) -> io::Result<Got> {
+    let fd = src.as_raw_fd();
+    let mut got = 0usize;
+    let result = src.try_io(Interest::READABLE, || {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes; `fd` stays open while
+        // `src` is borrowed.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        got = n;
+        if n > 0 && n < buf.len() {
+            // Drained: end the round here and clear the readiness it came from.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(n)
+    });
+    match result {
+        Ok(0) => Ok(Got::Eof),
+        Ok(n) => Ok(Got::Bytes { n, drained: false }),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(Got::Bytes {
+            n: got,
+            drained: true,
+        }),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Got::Empty),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::connect::{connect_with, ConnectOpts};
+    use crate::relay::{relay, RelayOpts};
+
+    /// Bytes `i` of the test stream: a pattern that shows a lost or repeated chunk.
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i % 251) as u8 ^ (i / 251) as u8)
+            .collect()
+    }
+
+    /// LAN client ⇄ relay ⇄ MPTCP server: the download direction (MPTCP source) goes
+    /// through `recv_loop`, whole and in order, in writes of every size, and the end of
+    /// stream comes through; the upload direction (TCP source) still splices.
+    #[test]
+    #[ignore = "needs a kernel with MPTCP (5.17+, net.mptcp.enabled=1)"]
+    fn an_mptcp_source_is_relayed_whole_through_recv() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let lan_listener =
+                crate::sys::tcp_listener("127.0.0.1:0".parse().unwrap(), 8).expect("tcp listener");
+            let up_listener = crate::sys::mptcp_listener("127.0.0.1:0".parse().unwrap(), 8, None)
+                .expect("mptcp listener");
+            let mut lan_client = TcpStream::connect(lan_listener.local_addr().unwrap())
+                .await
+                .unwrap();
+            let (lan, _) = lan_listener.accept().await.unwrap();
+            let opts = ConnectOpts {
+                congestion: None,
+                mptcp: true,
+                fastopen: false,
+                timeout: Duration::from_secs(10),
+                mark: None,
+                bind: None,
+            };
+            let up_addr = up_listener.local_addr().unwrap();
+            let (connected, accepted) =
+                tokio::join!(connect_with(up_addr, b"hello", &opts), up_listener.accept());
+            let upstream = connected.expect("mptcp connect").stream;
+            let (mut server, _) = accepted.unwrap();
+            assert!(splice_copies(&upstream), "the upstream is not MPTCP");
+            let mut hello = [0; 5];
+            server.read_exact(&mut hello).await.unwrap();
+            let relayed =
+                tokio::spawn(async move { relay(lan, upstream, &RelayOpts::default()).await });
+            let down = pattern(3 << 20);
+            let up = pattern(1 << 20);
+            let (sent_down, sent_up) = (down.clone(), up.clone());
+            let server_side = tokio::spawn(async move {
+                // Chunks of growing odd sizes, so reads end short and full.
+                let (mut at, mut step) = (0, 1);
+                while at < sent_down.len() {
+                    let end = (at + step).min(sent_down.len());
+                    server.write_all(&sent_down[at..end]).await.unwrap();
+                    at = end;
+                    step = (step * 3 + 7) % (200 << 10) + 1;
+                }
+                server.shutdown().await.unwrap();
+                let mut got = Vec::new();
+                server.read_to_end(&mut got).await.unwrap();
+                got
+            });
+            let (mut lan_rd, mut lan_wr) = lan_client.split();
+            let upload = async {
+                lan_wr.write_all(&sent_up).await.unwrap();
+                lan_wr.shutdown().await.unwrap();
+            };
+            let download = async {
+                let mut got = Vec::new();
+                lan_rd.read_to_end(&mut got).await.unwrap();
+                got
+            };
+            let ((), got_down) = tokio::join!(upload, download);
+            assert!(
+                got_down == down,
+                "download corrupted ({} bytes)",
+                got_down.len()
+            );
+            assert!(server_side.await.unwrap() == up, "upload corrupted");
+            let stats = relayed.await.unwrap();
+            assert_eq!(stats.b_to_a, down.len() as u64);
+            assert_eq!(stats.a_to_b, up.len() as u64);
+        });
+    }
+
+    #[test]
+    fn pooled_buffers_are_bounded() {
+        let many: Vec<Box<[u8]>> = (0..POOL_MAX + 3).map(|_| take()).collect();
+        assert!(many.iter().all(|b| b.len() == RECV_BUF));
+        many.into_iter().for_each(give_back);
+        assert!(POOL.lock().expect("pool").len() <= POOL_MAX);
+    }
+}
