@@ -328,6 +328,10 @@ impl ControlPlane {
                     book.record_cost(&report.wan, report.bytes, report.at);
                     let events = book.record(&report.wan, outcome, report.at);
                     pending |= self.on_events(&events, report.at);
+                    if outcome.is_some() && self.reconciler.first_look(&wans, report.at) {
+                        status::publish_quality(&self.status, self.reconciler.quality());
+                        pending = true;
+                    }
                     status::publish_probe(&self.status, &self.reconciler.book, &report.wan, report.at);
                 }
                 ev = next(&mut events) => match ev {
