@@ -137,6 +137,8 @@ struct Path {
     demoted: Option<String>,
     /// Its first probe RTT has been judged ([`start`]); until then it is unjudged.
     judged: bool,
+    /// Judged fit with no other WAN to compare with: looked at again when one answers.
+    judged_alone: bool,
     /// A demotion on the first probes alone ends in a trial at this time.
     trial_at: Option<Instant>,
 }

@@ -6,7 +6,9 @@
 //! they come (the control plane calls [`PathQuality::first_look`] on every probe report
 //! while a WAN is unjudged, and every counter tick does too):
 //!
-//! * the WANs are looked at nearest first, so the nearest is judged fit and carries;
+//! * the WANs are looked at nearest first, so the nearest is judged fit and carries; a
+//!   WAN judged fit alone (its first answer came before any other's, a lost or slow first
+//!   probe of the near line) is looked at again when another answers;
 //! * an RTT under [`FIRST_LOOK_MARGIN`] × the demotion bound of the nearest fit WAN is
 //!   fit: the WAN joins the bond (on dsl-lte, starlink and three every WAN joins within
 //!   its first probe's RTT);
@@ -36,10 +38,15 @@ impl PathQuality {
         settings: &QualitySettings,
         now: Instant,
     ) -> Vec<QualityChange> {
+        // Unjudged, or judged fit alone (its first answer came before any other's).
         let mut fresh: Vec<(&str, Duration)> = rtts
             .iter()
             .filter(|(name, _)| wans.iter().any(|w| &w.name == name && self.carries(w)))
-            .filter(|(name, _)| !self.paths.get(name).is_some_and(|p| p.judged))
+            .filter(|(name, _)| {
+                self.paths
+                    .get(name)
+                    .is_none_or(|p| !p.judged || (p.judged_alone && p.demoted.is_none()))
+            })
             .map(|(name, rtt)| (name.as_str(), *rtt))
             .collect();
         fresh.sort_by_key(|&(_, rtt)| rtt);
@@ -50,7 +57,14 @@ impl PathQuality {
                 settings.enabled && rtt >= rtt_bound(best, settings) * FIRST_LOOK_MARGIN
             });
             let path = self.paths.entry(name.to_owned()).or_default();
+            let again = path.judged;
+            if again && (best.is_none() || far.is_none()) {
+                // Judged fit alone, and still nothing nearer: no change.
+                path.judged_alone = best.is_none();
+                continue;
+            }
             path.judged = true;
+            path.judged_alone = best.is_none();
             path.since = None;
             let change = match far {
                 Some(best) => {

@@ -394,3 +394,25 @@ fn a_single_wan_is_never_held() {
     bed.replan();
     assert_eq!(bed.dsl_mode(), Mode::On);
 }
+
+#[test]
+fn a_far_wan_that_answered_first_is_demoted_when_the_near_one_answers() {
+    let mut bed = Bed::fresh(QualitySettings::default());
+    // The near line's first probe was lost: the far one answers first, alone, fit.
+    let changes = bed.probes([None, Some(310)], ms(320));
+    assert!(!changes[0].demoted);
+    assert_eq!(bed.dsl_mode(), Mode::Backup, "dsl waits, unjudged");
+    let changes = bed.probes([Some(15), Some(310)], ms(800));
+    let lte = changes
+        .iter()
+        .find(|c| c.wan == "lte")
+        .expect("lte looked at again");
+    assert!(lte.demoted, "{changes:?}");
+    assert_eq!((bed.dsl_mode(), bed.lte_mode()), (Mode::On, Mode::Backup));
+    // A near WAN judged alone stays fit when the other answers far.
+    let mut bed = Bed::fresh(QualitySettings::default());
+    bed.probes([Some(15), None], ms(20));
+    let changes = bed.probes([Some(15), Some(310)], ms(320));
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(changes[0].wan, "lte");
+}

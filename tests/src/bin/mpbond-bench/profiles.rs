@@ -51,6 +51,9 @@ use crate::stat::Steal;
 const CASE: &str = "13 profiles";
 /// Comma-separated profile names: run only these (default: all).
 const PROFILES_ENV: &str = "MPBOND_BENCH_PROFILES";
+/// Set to N: N interleaved runs of every way instead of the mode's count, for medians
+/// in an investigation.
+const RUNS_ENV: &str = "MPBOND_BENCH_RUNS";
 /// Set: print the diagnosis of every way to stderr.
 pub(crate) const DIAG_ENV: &str = "MPBOND_BENCH_DIAG";
 /// Set to N: bound the bed's TBF queues to N ms at each WAN's rate
@@ -128,6 +131,16 @@ const TESTS: [(&str, Pick); 3] = [
     ("8 downloads", |r| r.down8),
 ];
 
+/// The runs of every way: [`RUNS_ENV`], else the mode's.
+fn run_count(ctx: &Ctx) -> Result<usize, BenchError> {
+    match std::env::var(RUNS_ENV) {
+        Ok(n) => n
+            .parse()
+            .map_err(|_| BenchError::measure(CASE, format!("{RUNS_ENV}={n:?}: not a count"))),
+        Err(_) => Ok(ctx.runs()),
+    }
+}
+
 /// Run case 13.
 pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let mut figures = Vec::new();
@@ -186,7 +199,7 @@ fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
     let steal = Steal::start();
     let mut runs: BTreeMap<Way, Vec<Run>> = BTreeMap::new();
     let mut notes = Vec::new();
-    for _ in 0..ctx.runs() {
+    for _ in 0..run_count(ctx)? {
         for &way in &ways {
             let run = if way == Way::Peer && peer_missing {
                 notes.push("peer: shadowsocks-rust not found".to_owned());
@@ -312,7 +325,8 @@ pub(crate) fn hand_back_routing(bed: &TestBed) -> Result<(), BenchError> {
 }
 
 /// What the agent decided of each WAN by the end of the tests (its status), as notes:
-/// `bad-backup mpbond: wan2 demoted (first probes: rtt 310 ms vs 16 ms)`.
+/// `bad-backup mpbond: wan1 good`, `bad-backup mpbond: wan2 demoted (first probes: rtt
+/// 310 ms vs 16 ms)`.
 fn decisions(bed: &TestBed, profile: Profile, way: Way) -> Vec<String> {
     let Ok(doc) = bed.agent_status() else {
         return vec![format!("{profile} {}: no status", way.name())];
@@ -323,10 +337,8 @@ fn decisions(bed: &TestBed, profile: Profile, way: Way) -> Vec<String> {
             let wan = status_wan(&doc, &name)?;
             let quality = wan.get("quality")?.as_str()?;
             let reason = wan.get("quality_reason").and_then(|r| r.as_str());
-            (quality != "good").then(|| {
-                let why = reason.unwrap_or("-");
-                format!("{profile} {}: {name} {quality} ({why})", way.name())
-            })
+            let why = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+            Some(format!("{profile} {}: {name} {quality}{why}", way.name()))
         })
         .collect()
 }
@@ -467,7 +479,7 @@ fn figures(
             .collect();
         let mut detail = format!("Mbit/s (medians): {}", absolute.join(", "));
         if !notes.is_empty() {
-            detail.push_str("; failures: ");
+            detail.push_str("; notes (failures, the agent's decisions): ");
             detail.push_str(&notes.join("; "));
         }
         let m = Measurement {
