@@ -43,9 +43,9 @@ impl PathQuality {
             .iter()
             .filter(|(name, _)| wans.iter().any(|w| &w.name == name && self.carries(w)))
             .filter(|(name, _)| {
-                self.paths
-                    .get(name)
-                    .is_none_or(|p| !p.judged || (p.judged_alone && p.demoted.is_none()))
+                self.paths.get(name).map_or(true, |p| {
+                    !p.judged || (p.judged_alone && p.demoted.is_none())
+                })
             })
             .map(|(name, rtt)| (name.as_str(), *rtt))
             .collect();
