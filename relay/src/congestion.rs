@@ -189,7 +189,11 @@ mod tests {
     #[test]
     fn only_an_offered_name_is_kept() {
         let reno = CongestionName::parse("reno").unwrap();
-        assert_eq!(offered(reno.clone()), reno, "reno is built into every kernel");
+        assert_eq!(
+            offered(reno.clone()),
+            reno,
+            "reno is built into every kernel"
+        );
         assert_eq!(offered(CongestionName::parse("nosuchcc").unwrap()), None);
         assert_eq!(offered(None), None);
     }
