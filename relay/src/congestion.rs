@@ -118,8 +118,8 @@ pub fn effective(name: Option<&CongestionName>) -> std::io::Result<String> {
 
 /// `name` if this kernel offers it, else `None` (the kernel default): asked once, at load,
 /// of a throw-away plain TCP socket (setting it loads a module such as `tcp_bbr` when the
-/// process may). A name the kernel refuses is a warning naming the module to load, never
-/// an error: the connections then keep the kernel default.
+/// process may). A name the kernel refuses is a warning naming the module to load (once
+/// per process, as [`apply`]'s), never an error: the connections keep the kernel default.
 pub fn offered(name: Option<CongestionName>) -> Option<CongestionName> {
     use socket2::{Domain, Protocol, Socket, Type};
     let name = name?;
@@ -128,13 +128,15 @@ pub fn offered(name: Option<CongestionName>) -> Option<CongestionName> {
     match tried {
         Ok(()) => Some(name),
         Err(error) => {
-            tracing::warn!(
-                congestion = %name,
-                %error,
-                "congestion control not offered by this kernel; MPTCP connections keep the \
-                 kernel default (load it: `modprobe tcp_{name}`, on OpenWrt \
-                 `opkg install kmod-tcp-{name}`)"
-            );
+            if !WARNED.swap(true, Relaxed) {
+                tracing::warn!(
+                    congestion = %name,
+                    %error,
+                    "congestion control not available; MPTCP connections keep the kernel \
+                     default (load it: `modprobe tcp_{name}`, on OpenWrt \
+                     `opkg install kmod-tcp-{name}`)"
+                );
+            }
             None
         }
     }
