@@ -39,7 +39,10 @@ pub(crate) struct Live {
 
 impl Live {
     /// `host` is the host's own addresses; the config's `public_address` list is added.
-    fn new(config: Config, host: &[IpAddr]) -> Live {
+    /// A congestion control the kernel does not offer is dropped here, with a warning
+    /// (`mpbond_relay::congestion::offered`): connections keep the kernel default.
+    fn new(mut config: Config, host: &[IpAddr]) -> Live {
+        config.relay.congestion = mpbond_relay::congestion::offered(config.relay.congestion);
         let clients = config
             .clients
             .iter()

@@ -9,6 +9,7 @@
 //! [`CongestionName`] is the validated config value (`""`/`"system"` is `None`: the kernel
 //! default). [`apply`] sets it: an algorithm the kernel does not have is logged
 //! once, naming the module to load, and the connection goes on with the kernel default.
+//! [`offered`] asks the kernel once, at load, and keeps only a name it offers.
 
 use std::os::fd::AsRawFd;
 
@@ -115,6 +116,32 @@ pub fn effective(name: Option<&CongestionName>) -> std::io::Result<String> {
     get(&socket)
 }
 
+/// `name` if this kernel offers it, else `None` (the kernel default): asked once, at load,
+/// of a throw-away plain TCP socket (setting it loads a module such as `tcp_bbr` when the
+/// process may). A name the kernel refuses is a warning naming the module to load (once
+/// per process, as [`apply`]'s), never an error: the connections keep the kernel default.
+pub fn offered(name: Option<CongestionName>) -> Option<CongestionName> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let name = name?;
+    let tried = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
+        .and_then(|socket| set(&socket, name.as_str()));
+    match tried {
+        Ok(()) => Some(name),
+        Err(error) => {
+            if !WARNED.swap(true, Relaxed) {
+                tracing::warn!(
+                    congestion = %name,
+                    %error,
+                    "congestion control not available; MPTCP connections keep the kernel \
+                     default (load it: `modprobe tcp_{name}`, on OpenWrt \
+                     `opkg install kmod-tcp-{name}`)"
+                );
+            }
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,5 +186,17 @@ mod tests {
         let reno = CongestionName::parse("reno").unwrap();
         assert_eq!(effective(reno.as_ref()).unwrap(), "reno");
         assert!(!effective(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_an_offered_name_is_kept() {
+        let reno = CongestionName::parse("reno").unwrap();
+        assert_eq!(
+            offered(reno.clone()),
+            reno,
+            "reno is built into every kernel"
+        );
+        assert_eq!(offered(CongestionName::parse("nosuchcc").unwrap()), None);
+        assert_eq!(offered(None), None);
     }
 }

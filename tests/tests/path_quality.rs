@@ -1,8 +1,10 @@
 //! Path quality end to end, on the `bad-backup` profile (50 Mbit/s at 15 ms + 5 Mbit/s
-//! at 300 ms with 3 % loss): during a download the bad WAN is demoted to a backup
-//! endpoint (status `quality: "demoted"`, the endpoint's `backup` flag, one log line),
-//! and once its link is made good again (15 ms, no loss) it is restored. The download
-//! completes intact meanwhile.
+//! at 300 ms with 3 % loss): a fresh agent demotes the bad WAN to a backup endpoint on its
+//! first probe answers, before any traffic (status `quality: "demoted"` with reason
+//! `first probes: …`, the endpoint's `backup` flag, one log line); at its trial
+//! (`restore_after`) it is back in the bond, and during a download the rate rule demotes
+//! it again (`rtt …`); once its link is made good again (15 ms, no loss) it is restored.
+//! The download completes intact meanwhile.
 //!
 //! With `[path_quality] enabled = false` nothing is demoted, and the test fails: see
 //! [`a_bad_wan_is_not_demoted_with_the_control_off`], which asserts exactly that.
@@ -65,38 +67,24 @@ fn endpoint_is_backup(bed: &TestBed, addr: IpAddr) -> bool {
 
 #[test]
 #[ignore = "needs root and netns"]
-fn a_bad_wan_is_demoted_during_traffic_and_restored_when_good() {
+fn a_bad_wan_is_demoted_at_start_again_during_traffic_and_restored_when_good() {
     let (bed, _conc, _server, mut cfg) = bad_backup_bed();
     cfg.path_quality = Some("restore_after_secs = 8".into());
     let mut links = bed.apply_profile(Profile::BadBackup).expect("profile");
     let agent = bed.start_agent(&cfg).expect("agent starts");
     wait_managed(&bed, &agent, &[1, 2], LIMIT);
     let wan2 = IpAddr::V4(bed.wan_v4(2));
-    assert!(!endpoint_is_backup(&bed, wan2), "wan2 starts as a backup");
 
-    // 50 Mbit/s for ~25 s: long enough to see the demotion and the restoration.
-    let bytes = 150 * MB;
-    let before = bed.wan_bytes(1).0;
-    let download = start_download(&bed, bytes, Duration::from_secs(120));
-    assert!(
-        wait_rx(&bed, 1, before, 2 * MB, LIMIT),
-        "the download does not run over wan1"
-    );
-    let demoted_after = time_until(LIMIT, || {
-        wan_text(&bed, "wan2", "quality").as_deref() == Some("demoted")
+    // No traffic yet: its first probes demote it.
+    let first = time_until(LIMIT, || {
+        wan_text(&bed, "wan2", "quality_reason").is_some_and(|r| r.starts_with("first probes"))
     });
-    let reason = wan_text(&bed, "wan2", "quality_reason");
-    println!("wan2 demoted after {demoted_after:?} of traffic: {reason:?}");
+    println!("wan2 demoted on its first probes: {first:?}");
     assert!(
-        demoted_after.is_some(),
-        "wan2 not demoted; status wan2 quality {:?}\nowned state:\n{}\nagent log:\n{}",
-        wan_text(&bed, "wan2", "quality"),
-        state_text(&bed),
+        first.is_some(),
+        "wan2 not demoted on its first probes; status wan2 {:?}\nagent log:\n{}",
+        wan_text(&bed, "wan2", "quality_reason"),
         agent.log_tail(40)
-    );
-    assert!(
-        reason.as_deref().is_some_and(|r| r.starts_with("rtt ")),
-        "reason {reason:?}"
     );
     assert_eq!(wan_text(&bed, "wan1", "quality").as_deref(), Some("good"));
     assert!(
@@ -107,6 +95,33 @@ fn a_bad_wan_is_demoted_during_traffic_and_restored_when_good() {
     assert!(
         !log_lines(&agent, &["WAN demoted to backup"]).is_empty(),
         "no log line for the demotion"
+    );
+
+    // 50 Mbit/s for ~25 s: its trial comes, and the rate rule demotes it again.
+    let bytes = 150 * MB;
+    let before = bed.wan_bytes(1).0;
+    let download = start_download(&bed, bytes, Duration::from_secs(120));
+    assert!(
+        wait_rx(&bed, 1, before, 2 * MB, LIMIT),
+        "the download does not run over wan1"
+    );
+    let by_rate = |r: Option<String>| r.is_some_and(|r| r.starts_with("rtt "));
+    let demoted_after = time_until(LIMIT, || by_rate(wan_text(&bed, "wan2", "quality_reason")));
+    let reason = wan_text(&bed, "wan2", "quality_reason");
+    println!("wan2 demoted by the rate rule after {demoted_after:?} of traffic: {reason:?}");
+    assert!(
+        demoted_after.is_some(),
+        "wan2 not demoted after its trial; status wan2 {reason:?}\nagent log:\n{}",
+        agent.log_tail(40)
+    );
+    assert!(
+        !log_lines(&agent, &["on trial"]).is_empty(),
+        "no trial logged"
+    );
+    assert!(
+        time_until(LIMIT, || endpoint_is_backup(&bed, wan2)).is_some(),
+        "wan2's endpoint has no backup flag:\n{}",
+        state_text(&bed)
     );
 
     // The link made good: 15 ms, no loss.

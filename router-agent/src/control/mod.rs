@@ -32,7 +32,9 @@
 //! which flips the endpoint's backup flag); a WAN crossing its allowance
 //! triggers a reconcile, and so does a metered WAN's pending demotion
 //! (`Outcome::metered_wake`). The usage file is written every
-//! [`crate::accounting::SAVE_EVERY`] and at stop.
+//! [`crate::accounting::SAVE_EVERY`] and at stop. While a WAN is unjudged (new, no
+//! probe answer judged yet), every answered probe also runs the path-quality policy's
+//! first look (`Reconciler::first_look`), so a far WAN is a backup within its first RTT.
 //!
 //! Link loss needs no probe: the nudge's reconcile sees the link down (or its address
 //! gone) and marks the WAN down at once. One `wan_probe::ProbeLoop` runs per WAN with a
@@ -328,6 +330,10 @@ impl ControlPlane {
                     book.record_cost(&report.wan, report.bytes, report.at);
                     let events = book.record(&report.wan, outcome, report.at);
                     pending |= self.on_events(&events, report.at);
+                    if outcome.is_some() && self.reconciler.first_look(&wans, report.at) {
+                        status::publish_quality(&self.status, self.reconciler.quality());
+                        pending = true;
+                    }
                     status::publish_probe(&self.status, &self.reconciler.book, &report.wan, report.at);
                 }
                 ev = next(&mut events) => match ev {

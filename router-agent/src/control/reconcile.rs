@@ -121,14 +121,30 @@ impl Reconciler {
         let changes = self
             .quality
             .observe(samples, wans, &self.quality_settings, now);
-        for change in &changes {
-            if change.demoted {
-                warn!(wan = %change.wan, reason = %change.reason, "WAN demoted to backup: it hurts the bond");
-            } else {
-                info!(wan = %change.wan, reason = %change.reason, "WAN restored from backup");
-            }
-        }
+        log_quality(&changes);
         changes
+    }
+
+    /// Judge the unjudged WANs on their probes' RTT so far (a probe answered); true if
+    /// any was judged (reconcile then).
+    pub fn first_look(&mut self, wans: &[Wan], now: Instant) -> bool {
+        if !self.quality.any_unjudged(wans) {
+            return false;
+        }
+        let rtts: Vec<(String, std::time::Duration)> = wans
+            .iter()
+            .filter_map(|w| {
+                Some((
+                    w.name.clone(),
+                    self.book.entries().get(&w.name)?.probe.rtt()?,
+                ))
+            })
+            .collect();
+        let changes = self
+            .quality
+            .first_look(&rtts, wans, &self.quality_settings, now);
+        log_quality(&changes);
+        !changes.is_empty()
     }
 
     /// The path-quality verdicts, for the status.
@@ -198,7 +214,7 @@ impl Reconciler {
             };
             info!(wan = %change.wan, tier = ?change.tier, "{what}");
         }
-        self.quality.apply(&mut wans);
+        self.quality.apply(&mut wans, &self.quality_settings);
         self.loosen_rp_filters(kernel, &wans);
         let plan = routing::plan_reacting(
             &wans,
@@ -293,6 +309,18 @@ async fn apply<K: KernelPort>(kernel: &mut K, op: &NetOp, out: &mut Outcome) {
         Err(error) => {
             warn!(?op, %error, "op failed, retrying at the next reconcile");
             out.failed += 1;
+        }
+    }
+}
+
+/// One log line per path-quality change.
+fn log_quality(changes: &[QualityChange]) {
+    for change in changes {
+        let (wan, reason) = (&change.wan, &change.reason);
+        match (change.demoted, change.first_look) {
+            (true, _) => warn!(%wan, %reason, "WAN demoted to backup: it hurts the bond"),
+            (false, true) => info!(%wan, %reason, "WAN judged fit: it joins the bond"),
+            (false, false) => info!(%wan, %reason, "WAN restored from backup"),
         }
     }
 }

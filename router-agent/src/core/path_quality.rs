@@ -26,8 +26,15 @@
 //!   is not asked; its probes run again since it is idle, and they see the recovery.
 //!   It is restored at once when it is the only judged WAN left.
 //!
-//! [`PathQuality::apply`] marks the demoted WANs `Mode::Backup` in the reconcile, before
-//! the routing plan, so their endpoints get the `backup` flag in place (`SET_FLAGS`, no
+//! A fresh agent has none of this evidence while its first downloads ramp, so a new WAN
+//! starts **unjudged** and its first probe answers decide ([`start`]): unjudged, it waits
+//! as a backup endpoint while a judged WAN carries the traffic; its first RTT within the
+//! bound (× [`FIRST_LOOK_MARGIN`]) makes it judged and it joins; a first RTT past that
+//! demotes it at once, and after `restore_after` it gets one **trial**, judged by the
+//! rules above by what it carries (so a far but fast line earns its place back).
+//!
+//! [`PathQuality::apply`] marks the demoted and the unjudged WANs `Mode::Backup` in the
+//! reconcile, before the routing plan, so their endpoints get the `backup` flag in place (`SET_FLAGS`, no
 //! subflow is torn down) and new connections start from another WAN. Pure: time and the
 //! WANs are arguments.
 
@@ -40,6 +47,9 @@ use crate::model::wan::{Health, Mode, Wan};
 pub const BUSY_RATE: f64 = 125_000.0;
 /// A demoted WAN's RTT must fall below this share of the demotion bound to count as good.
 pub const RESTORE_MARGIN: f64 = 0.8;
+/// A first probe RTT this many times the demotion bound demotes a WAN at once, on the
+/// probes alone (little evidence: a wide margin).
+pub const FIRST_LOOK_MARGIN: u32 = 2;
 /// Weight of a new rate sample in the rate average.
 const RATE_WEIGHT: f64 = 0.5;
 
@@ -111,6 +121,8 @@ pub struct QualityChange {
     pub wan: String,
     pub demoted: bool,
     pub reason: String,
+    /// Decided on the first probes of an unjudged WAN (`demoted: false`: judged fit).
+    pub first_look: bool,
 }
 
 /// What is known of one WAN between samples.
@@ -123,12 +135,20 @@ struct Path {
     /// Since when it has been bad (undemoted) or good (demoted), without a break.
     since: Option<Instant>,
     demoted: Option<String>,
+    /// Its first probe RTT has been judged ([`start`]); until then it is unjudged.
+    judged: bool,
+    /// Judged fit with no other WAN to compare with: looked at again when one answers.
+    judged_alone: bool,
+    /// A demotion on the first probes alone ends in a trial at this time.
+    trial_at: Option<Instant>,
 }
 
 /// The per-WAN path quality, kept between samples. See the module docs.
 #[derive(Debug, Default, Clone)]
 pub struct PathQuality {
     paths: BTreeMap<String, Path>,
+    /// The unjudged WANs the last [`Self::apply`] made backup endpoints.
+    held: std::collections::BTreeSet<String>,
 }
 
 impl PathQuality {
@@ -146,7 +166,13 @@ impl PathQuality {
         }
         self.paths
             .retain(|name, _| wans.iter().any(|w| &w.name == name));
-        self.judge(wans, settings, now)
+        let rtts: Vec<(String, Duration)> = samples
+            .iter()
+            .filter_map(|(name, s)| Some((name.clone(), s.rtt()?)))
+            .collect();
+        let mut changes = self.first_look(&rtts, wans, settings, now);
+        changes.extend(self.judge(wans, settings, now));
+        changes
     }
 
     fn record(&mut self, name: &str, sample: PathSample, now: Instant) {
@@ -171,13 +197,19 @@ impl PathQuality {
     ) -> Vec<QualityChange> {
         let judged: Vec<&str> = wans
             .iter()
-            .filter(|w| self.judged(w) && self.paths.contains_key(&w.name))
+            .filter(|w| self.judged(w) && self.paths.get(&w.name).is_some_and(|p| p.judged))
             .map(|w| w.name.as_str())
             .collect();
-        let mut changes = Vec::new();
-        // Off, or only one WAN to judge: every demoted WAN comes back at once.
-        if !settings.enabled || judged.len() < 2 {
+        let mut changes = self.trials(now);
+        // Off, or only one WAN to judge: every demoted WAN comes back at once. (A WAN
+        // demoted on its first probes may not be `up` yet: it counts.)
+        let carried = wans
+            .iter()
+            .filter(|w| self.carries(w) && self.paths.get(&w.name).is_some_and(|p| p.judged))
+            .count();
+        if !settings.enabled || carried < 2 {
             for (name, path) in &mut self.paths {
+                path.trial_at = None;
                 if path.demoted.take().is_some() {
                     let why = if settings.enabled {
                         "no other WAN to carry the traffic"
@@ -207,6 +239,7 @@ impl PathQuality {
                             wan: name.to_owned(),
                             demoted: true,
                             reason,
+                            first_look: false,
                         });
                     }
                 }
@@ -289,36 +322,67 @@ impl PathQuality {
         Badness::Good
     }
 
-    /// Mark the demoted WANs `Mode::Backup` (the reconcile, before the plan). A demoted
-    /// WAN is left as it is when no other judged WAN is usable now: the plan never takes
-    /// the last good WAN out of the bond, even between two samples.
-    pub fn apply(&self, wans: &mut [Wan]) {
+    /// Mark the demoted WANs `Mode::Backup` (the reconcile, before the plan), and the
+    /// unjudged ones while a judged WAN carries the traffic. A demoted WAN is left as it is
+    /// when no other judged WAN is usable now: the plan never takes the last good WAN out
+    /// of the bond, even between two samples.
+    pub fn apply(&mut self, wans: &mut [Wan], settings: &QualitySettings) {
         let usable: Vec<bool> = wans
             .iter()
-            .map(|w| self.judged(w) && self.demoted(&w.name).is_none())
+            .map(|w| self.carries(w) && self.fit(&w.name))
             .collect();
         let demote: Vec<bool> = wans
             .iter()
             .enumerate()
             .map(|(i, w)| {
-                let demoted = self.judged(w) && self.demoted(&w.name).is_some();
+                let demoted = self.carries(w) && self.demoted(&w.name).is_some();
                 let others = usable.iter().enumerate().any(|(j, &u)| j != i && u);
                 demoted && others
             })
             .collect();
+        let any_usable = usable.iter().any(|&u| u);
+        self.held.clear();
         for (wan, demote) in wans.iter_mut().zip(demote) {
-            if demote {
+            let unjudged = settings.enabled
+                && any_usable
+                && wan.mode == Mode::On
+                && self.carries(wan)
+                && !self.paths.get(&wan.name).is_some_and(|p| p.judged);
+            if unjudged {
+                self.held.insert(wan.name.clone());
+            }
+            if demote || unjudged {
                 wan.mode = Mode::Backup;
             }
         }
     }
 
+    /// Judged, and not demoted.
+    fn fit(&self, name: &str) -> bool {
+        self.paths
+            .get(name)
+            .is_some_and(|p| p.judged && p.demoted.is_none())
+    }
+
+    /// A WAN that would carry traffic by choice: as [`Self::judged`], or not probed yet.
+    fn carries(&self, w: &Wan) -> bool {
+        self.by_choice(w) && w.link_up && !w.standby && w.health != Health::Down
+    }
+
+    /// Mode `on`, or `backup` only because this policy made it so.
+    fn by_choice(&self, w: &Wan) -> bool {
+        w.mode == Mode::On
+            || (w.mode == Mode::Backup
+                && (self.demoted(&w.name).is_some() || self.held.contains(&w.name)))
+    }
+
     /// A WAN the policy judges: carrying traffic by choice (mode `on`, or `backup` only
     /// because this policy demoted it), link up, health up or degraded, not held back.
     fn judged(&self, w: &Wan) -> bool {
-        let mode =
-            w.mode == Mode::On || (w.mode == Mode::Backup && self.demoted(&w.name).is_some());
-        mode && w.link_up && !w.standby && matches!(w.health, Health::Up | Health::Degraded)
+        self.by_choice(w)
+            && w.link_up
+            && !w.standby
+            && matches!(w.health, Health::Up | Health::Degraded)
     }
 
     /// Why `name` is demoted, if it is.
@@ -326,15 +390,33 @@ impl PathQuality {
         self.paths.get(name).and_then(|p| p.demoted.as_deref())
     }
 
-    /// The verdict of every WAN sampled so far.
+    /// The verdict of every WAN sampled so far, and of each unjudged WAN held as backup.
     pub fn verdicts(&self) -> impl Iterator<Item = (&str, Verdict)> {
-        self.paths.iter().map(|(name, p)| {
+        let sampled = self.paths.iter().map(|(name, p)| {
+            let held = self.held.contains(name);
+            let reason = match (&p.demoted, held) {
+                (Some(why), _) => Some(why.clone()),
+                (None, true) => Some(UNJUDGED.to_owned()),
+                (None, false) => None,
+            };
             let verdict = Verdict {
-                demoted: p.demoted.is_some(),
-                reason: p.demoted.clone(),
+                demoted: reason.is_some(),
+                reason,
             };
             (name.as_str(), verdict)
-        })
+        });
+        let unsampled = self
+            .held
+            .iter()
+            .filter(|name| !self.paths.contains_key(*name))
+            .map(|name| {
+                let verdict = Verdict {
+                    demoted: true,
+                    reason: Some(UNJUDGED.to_owned()),
+                };
+                (name.as_str(), verdict)
+            });
+        sampled.chain(unsampled)
     }
 }
 
@@ -357,8 +439,13 @@ fn restored(name: &str, why: &str) -> QualityChange {
         wan: name.to_owned(),
         demoted: false,
         reason: why.to_owned(),
+        first_look: false,
     }
 }
+
+#[path = "path_quality_start.rs"]
+mod start;
+use start::UNJUDGED;
 
 #[cfg(test)]
 #[path = "path_quality_tests.rs"]

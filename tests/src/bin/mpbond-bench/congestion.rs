@@ -1,16 +1,18 @@
-//! Case 17 (full mode only), congestion control: mpbond's own MPTCP sockets on `reno`
-//! against `bbr` (agent `[mptcp] congestion` for the uploads, concentrator `[relay] congestion` for the
-//! downloads, both ends alike), on `dsl-lte` and `three`. Every namespace of the bed
-//! runs reno (cubic cannot be chosen in a child namespace), so the `reno` arm is what
-//! the bed's default gives and `bbr` is the per-socket choice (docs/DESIGN.md,
-//! "Congestion control of our MPTCP sockets").
+//! Case 17 (full mode only), congestion control of the concentrator's MPTCP sockets
+//! (`[relay] congestion`, the downloads' sender): `reno` against `bbr`, on `dsl-lte`,
+//! `three` and `bad-backup`, with the agent on its defaults (`[mptcp] congestion = "bbr"`
+//! for the uploads) and owning the per-WAN routing as installed, fresh at each run (case
+//! 13's mpbond way, so its path-quality decisions act). Every namespace of the bed runs
+//! reno (cubic cannot be chosen in a child namespace), so the `reno` arm is what the
+//! concentrator's default `system` gives there (docs/DESIGN.md, "Congestion control of our
+//! MPTCP sockets").
 //!
 //! Per profile, interleaved runs (3 in both modes: the decision needs medians) of the two
-//! arms, each with a fresh concentrator and agent on the bed's static endpoints (as case
-//! 13): one download and one upload of ~5 s at Σ rates (not less: slow start would
-//! dominate). Reported: medians in Mbit/s, ÷ Σ rates and the ratio bbr ÷ reno. A transfer
-//! that does not finish within 60 s counts as bytes ÷ 60 s and is named in the detail.
-//! Case 13's `MPBOND_BENCH_PROFILES`, `MPBOND_BENCH_DIAG` (`ss -tinM` halfway through each
+//! arms, each with a fresh concentrator and agent: one download, one upload and 8
+//! parallel downloads of ~5 s at Σ rates (not less: slow start would dominate).
+//! Reported: medians in Mbit/s, ÷ Σ rates and the ratio bbr ÷ reno. A transfer that does
+//! not finish within 60 s counts as bytes ÷ 60 s and is named in the detail. Case 13's
+//! `MPBOND_BENCH_PROFILES`, `MPBOND_BENCH_DIAG` (`ss -tinM` halfway through each
 //! download) and `MPBOND_BENCH_TBF_QUEUE_MS` apply here too.
 
 use std::net::SocketAddr;
@@ -21,13 +23,13 @@ use mpbond_tests::topology::SERVER_V4;
 use mpbond_tests::{Fetch, Node, TestBed};
 
 use crate::ctx::{BenchError, Ctx};
-use crate::load::transfer;
+use crate::load::{parallel, transfer, LoadSpec};
 use crate::report::{median, Figure, Measurement, Mode};
 use crate::stat::Steal;
 
 const CASE: &str = "17 congestion";
 const PORT: u16 = 5151;
-const PROFILES: [Profile; 2] = [Profile::DslLte, Profile::Three];
+const PROFILES: [Profile; 3] = [Profile::DslLte, Profile::Three, Profile::BadBackup];
 const ARMS: [&str; 2] = ["reno", "bbr"];
 /// Runs of each arm, in both modes.
 const RUNS: usize = 3;
@@ -43,6 +45,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 struct Run {
     down: f64,
     up: f64,
+    down8: f64,
 }
 
 type Pick = fn(&Run) -> f64;
@@ -86,7 +89,11 @@ fn one_profile(_ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> 
         detail: String::new(),
     };
     let mut out = Vec::new();
-    let tests: [(&str, Pick); 2] = [("download", |r| r.down), ("upload", |r| r.up)];
+    let tests: [(&str, Pick); 3] = [
+        ("download", |r| r.down),
+        ("upload", |r| r.up),
+        ("8 downloads", |r| r.down8),
+    ];
     for (test, pick) in tests {
         let [reno, bbr] = [&runs[0], &runs[1]].map(|r| r.iter().map(pick).collect::<Vec<_>>());
         let mut detail = format!(
@@ -137,9 +144,7 @@ fn one_run(
     let mut conc_cfg = bed.concentrator_config();
     conc_cfg.congestion = Some(arm.into());
     let conc = bed.start_concentrator(&conc_cfg)?;
-    let mut agent_cfg = bed.agent_config();
-    agent_cfg.congestion = Some(arm.into());
-    let agent = bed.start_agent(&agent_cfg)?;
+    let agent = crate::profiles::start_fresh_agent(bed, |_| {})?;
     let bytes = (f64::from(profile.sum_rate_mbit()) * 1e6 / 8.0 * SECS) as u64;
     let mut measure = |fetch: Fetch, what: &str| {
         let bound = fetch.bytes as f64 * 8.0 / TIMEOUT.as_secs_f64() / 1e6;
@@ -163,7 +168,22 @@ fn one_run(
         measure(Fetch::get(server, bytes), "download")
     });
     let up = measure(Fetch::put(server, bytes), "upload");
+    let spec = LoadSpec {
+        connect: server,
+        conns: 8,
+        secs: SECS,
+        mptcp: false,
+        rcvbuf: None,
+    };
+    let down8 = match parallel(bed, Node::Lan, &spec, &[], CASE) {
+        Ok(m) => m.mbit,
+        Err(e) => {
+            notes.push(format!("{arm} 8 downloads failed ({e}): counted as 0"));
+            0.0
+        }
+    };
     agent.stop(Duration::from_secs(5));
+    crate::profiles::hand_back_routing(bed)?;
     conc.stop(Duration::from_secs(5));
-    Ok(Run { down, up })
+    Ok(Run { down, up, down8 })
 }

@@ -6,7 +6,9 @@
 //! * small requests (1000 bytes, one every 100 ms, each on a new connection)
 //!   during a bulk download: their 99th-percentile time to the last byte.
 //!
-//! The ways: mpbond (agent + concentrator), direct kernel MPTCP from the
+//! The ways: mpbond (a fresh agent owning the per-WAN routing, as installed,
+//! so its decisions act, with the tests starting at its READY: before any probe
+//! has answered; what it decided is noted), direct kernel MPTCP from the
 //! router to the VPS with the kernel's defaults (no LAN, no relay: no small
 //! requests either), the peer (shadowsocks-rust over MPTCP), and plain TCP
 //! from the LAN over each WAN alone (the router's NAT with a route to the
@@ -33,10 +35,14 @@ use std::time::Duration;
 
 use mpbond_tests::profiles::Profile;
 use mpbond_tests::shaping::TbfShape;
-use mpbond_tests::topology::{wan_isp_v4, SERVER_V4, VPS_V4};
-use mpbond_tests::{Daemon, Fetch, Node, TestBed, WanDelays};
+use mpbond_tests::topology::{
+    router_default_lines, wan_isp_v4, wan_router_v4, wan_router_v6, BED_ENDPOINT_V4,
+    BED_ENDPOINT_V6, SERVER_V4, VPS_V4,
+};
+use mpbond_tests::{status_wan, AgentConfig, Daemon, Fetch, Node, TestBed, WanDelays};
 
 use crate::ctx::{BenchError, Ctx};
+use crate::failover::AGENT_PROBE;
 use crate::load::{parallel, transfer, LoadSpec};
 use crate::peer::{Method, Peer};
 use crate::report::{median, Figure, Measurement, Target};
@@ -45,6 +51,9 @@ use crate::stat::Steal;
 const CASE: &str = "13 profiles";
 /// Comma-separated profile names: run only these (default: all).
 const PROFILES_ENV: &str = "MPBOND_BENCH_PROFILES";
+/// Set to N: N interleaved runs of every way instead of the mode's count, for medians
+/// in an investigation.
+const RUNS_ENV: &str = "MPBOND_BENCH_RUNS";
 /// Set: print the diagnosis of every way to stderr.
 pub(crate) const DIAG_ENV: &str = "MPBOND_BENCH_DIAG";
 /// Set to N: bound the bed's TBF queues to N ms at each WAN's rate
@@ -53,8 +62,11 @@ const TBF_QUEUE_ENV: &str = "MPBOND_BENCH_TBF_QUEUE_MS";
 /// Set (with [`TBF_QUEUE_ENV`]): no bursts above the rate (`TbfShape::smooth`).
 const TBF_SMOOTH_ENV: &str = "MPBOND_BENCH_TBF_SMOOTH";
 /// The counters the diagnosis prints when they moved (plus every `MPTcpExt`).
-const DIAG_COUNTERS: [&str; 14] = [
+const DIAG_COUNTERS: [&str; 17] = [
     "TcpRetransSegs",
+    "TcpExtTCPSynRetrans",
+    "TcpExtListenOverflows",
+    "TcpExtListenDrops",
     "TcpExtTCPLostRetransmit",
     "TcpExtTCPRcvQDrop",
     "TcpExtTCPOFODrop",
@@ -119,6 +131,16 @@ const TESTS: [(&str, Pick); 3] = [
     ("8 downloads", |r| r.down8),
 ];
 
+/// The runs of every way: [`RUNS_ENV`], else the mode's.
+fn run_count(ctx: &Ctx) -> Result<usize, BenchError> {
+    match std::env::var(RUNS_ENV) {
+        Ok(n) => n
+            .parse()
+            .map_err(|_| BenchError::measure(CASE, format!("{RUNS_ENV}={n:?}: not a count"))),
+        Err(_) => Ok(ctx.runs()),
+    }
+}
+
 /// Run case 13.
 pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let mut figures = Vec::new();
@@ -177,7 +199,7 @@ fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
     let steal = Steal::start();
     let mut runs: BTreeMap<Way, Vec<Run>> = BTreeMap::new();
     let mut notes = Vec::new();
-    for _ in 0..ctx.runs() {
+    for _ in 0..run_count(ctx)? {
         for &way in &ways {
             let run = if way == Way::Peer && peer_missing {
                 notes.push("peer: shadowsocks-rust not found".to_owned());
@@ -220,13 +242,11 @@ fn measure(
     let mut agent: Option<Daemon> = None;
     let mut peer = None;
     match way {
-        Way::Mpbond => agent = Some(bed.start_agent(&bed.agent_config())?),
+        Way::Mpbond => agent = Some(start_fresh_agent(bed, |_| {})?),
         Way::MpbondKernelBuffers => {
-            let config = mpbond_tests::AgentConfig {
-                buffers: Some("kernel".into()),
-                ..bed.agent_config()
-            };
-            agent = Some(bed.start_agent(&config)?);
+            agent = Some(start_fresh_agent(bed, |c| {
+                c.buffers = Some("kernel".into())
+            })?);
         }
         Way::Peer => peer = Some(Peer::start(bed, ctx, Method::Aes2022)?),
         Way::Wan(i) => route_to_server(bed, i, true)?,
@@ -236,16 +256,91 @@ fn measure(
     let before = diag.then(|| counters(bed));
     let run = tests(ctx, bed, profile, way, notes);
     if let Some(before) = before {
-        print_counters(profile, way, &before, &counters(bed));
+        print_counters(
+            &format!("{profile} {}", way.name()),
+            &before,
+            &counters(bed),
+        );
     }
     if let Some(a) = agent {
+        notes.extend(decisions(bed, profile, way));
         a.stop(Duration::from_secs(5));
+        hand_back_routing(bed)?;
     }
     drop(peer);
     if let Way::Wan(i) = way {
         route_to_server(bed, i, false)?;
     }
     Ok(run)
+}
+
+/// A fresh agent owning the per-WAN routing, as installed, so its decisions act (the
+/// path-quality backup flag on its endpoints): the bed's static endpoints go, WANs 2.. get
+/// their main-table default routes (where the agent finds a WAN's gateway), every WAN is
+/// `on` with the agent's default probes ([`AGENT_PROBE`]). The tests start at READY,
+/// before any probe has answered: the figures are a fresh agent's. `tweak` is applied to
+/// the config last.
+pub(crate) fn start_fresh_agent(
+    bed: &TestBed,
+    tweak: impl FnOnce(&mut AgentConfig),
+) -> Result<Daemon, BenchError> {
+    bed.exec(Node::Router, "ip mptcp endpoint flush")?;
+    for i in 2..=bed.wan_rates().len() {
+        for line in router_default_lines(i, wan_isp_v4(i)) {
+            bed.exec(Node::Router, &format!("ip {line}"))?;
+        }
+    }
+    let mut cfg = bed.agent_config();
+    let (interval, timeout, down, up) = AGENT_PROBE;
+    for w in &mut cfg.wans {
+        w.mode = "on".into();
+        (w.probe_interval_ms, w.probe_timeout_ms, w.down, w.up) = (interval, timeout, down, up);
+    }
+    tweak(&mut cfg);
+    Ok(bed.start_agent(&cfg)?)
+}
+
+/// Undo [`start_fresh_agent`] once the agent has stopped (it removed its own endpoints,
+/// rules and tables): the bed's static endpoints and limits back, the extra defaults gone.
+pub(crate) fn hand_back_routing(bed: &TestBed) -> Result<(), BenchError> {
+    for i in 1..=bed.wan_rates().len() {
+        if i >= 2 {
+            for line in router_default_lines(i, wan_isp_v4(i)) {
+                let del = line.replacen("route replace", "route del", 1);
+                bed.exec(Node::Router, &format!("ip {del}"))?;
+            }
+        }
+        let v4 = (wan_router_v4(i).to_string(), BED_ENDPOINT_V4 + i);
+        let v6 = (wan_router_v6(i).to_string(), BED_ENDPOINT_V6 + i);
+        for (addr, id) in [v4, v6] {
+            let cmd = format!("ip mptcp endpoint add {addr} dev wan{i} id {id} subflow");
+            bed.exec(Node::Router, &cmd)?;
+        }
+    }
+    bed.exec(
+        Node::Router,
+        "ip mptcp limits set subflows 8 add_addr_accepted 8",
+    )?;
+    Ok(())
+}
+
+/// What the agent decided of each WAN by the end of the tests (its status), as notes:
+/// `bad-backup mpbond: wan1 good`, `bad-backup mpbond: wan2 demoted (first probes: rtt
+/// 310 ms vs 16 ms)`.
+fn decisions(bed: &TestBed, profile: Profile, way: Way) -> Vec<String> {
+    let Ok(doc) = bed.agent_status() else {
+        return vec![format!("{profile} {}: no status", way.name())];
+    };
+    (1..=bed.wan_rates().len())
+        .filter_map(|i| {
+            let name = format!("wan{i}");
+            let wan = status_wan(&doc, &name)?;
+            let quality = wan.get("quality")?.as_str()?;
+            let reason = wan.get("quality_reason").and_then(|r| r.as_str());
+            let why = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+            Some(format!("{profile} {}: {name} {quality}{why}", way.name()))
+        })
+        .collect()
 }
 
 /// The router's route to the server through WAN `i` alone (added or deleted).
@@ -311,10 +406,19 @@ fn tests(ctx: &Ctx, bed: &TestBed, profile: Profile, way: Way, notes: &mut Vec<S
     let p99_ms = match way {
         // The router's own MPTCP client has no LAN requests to time.
         Way::Direct => f64::NAN,
-        _ => match requests_under_bulk(bed, dest, bytes, secs, timeout) {
-            Ok(p99) => p99,
-            Err(e) => note("requests", e),
-        },
+        _ => {
+            // MPBOND_BENCH_DIAG: the counters that moved during the requests alone.
+            let before = diag.then(|| counters(bed));
+            let p99 = match requests_under_bulk(bed, dest, bytes, secs, timeout) {
+                Ok(p99) => p99,
+                Err(e) => note("requests", e),
+            };
+            if let Some(before) = before {
+                let label = format!("{profile} {} requests (p99 {p99:.0} ms)", way.name());
+                print_counters(&label, &before, &counters(bed));
+            }
+            p99
+        }
     };
     Run {
         down,
@@ -375,7 +479,7 @@ fn figures(
             .collect();
         let mut detail = format!("Mbit/s (medians): {}", absolute.join(", "));
         if !notes.is_empty() {
-            detail.push_str("; failures: ");
+            detail.push_str("; notes (failures, the agent's decisions): ");
             detail.push_str(&notes.join("; "));
         }
         let m = Measurement {
@@ -487,8 +591,7 @@ fn counters(bed: &TestBed) -> BTreeMap<(Node, String), u64> {
 
 /// The counters of interest that moved between `before` and `after`.
 fn print_counters(
-    profile: Profile,
-    way: Way,
+    label: &str,
     before: &BTreeMap<(Node, String), u64>,
     after: &BTreeMap<(Node, String), u64>,
 ) {
@@ -504,11 +607,7 @@ fn print_counters(
                 (delta > 0).then(|| format!("{}={delta}", key.1))
             })
             .collect();
-        eprintln!(
-            "diag {profile} {} {node:?} counters: {}",
-            way.name(),
-            moved.join(" ")
-        );
+        eprintln!("diag {label} {node:?} counters: {}", moved.join(" "));
     }
 }
 
