@@ -482,10 +482,7 @@ async fn fec_legs_recover_a_lost_datagram_up_and_spread_blocks_down() {
         server.wait_metric("mpbond_udp_legs_attached 2").await;
         // Up: one block of 8 sources spread over the legs, source 3 lost, the repair
         // on leg 0.
-        let mut encoder = FecEncoder::new(FecParams {
-            max_sources: 8,
-            span: std::time::Duration::from_secs(60),
-        });
+        let mut encoder = FecEncoder::new(FecParams::fixed(8, std::time::Duration::from_secs(60)));
         let now = std::time::Instant::now();
         for i in 0..8u32 {
             let (mut source, mut repair) = (Vec::new(), Vec::new());

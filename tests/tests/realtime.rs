@@ -8,8 +8,8 @@
 //!
 //! The same stream in `mode = "fec"` (each datagram once, spread over the legs, an XOR
 //! repair per block): through a WAN link-down without a gap over 150 ms, and through
-//! 5 % loss on one WAN with the losses recovered; the residual loss and the bytes
-//! protection cost are printed.
+//! 5 % loss on one WAN with the losses recovered; the residual loss is printed, and the
+//! repair bytes stay under 15 % of the stream's (blocks of 10 at this rate: 10.6 %).
 
 mod common;
 
@@ -288,9 +288,12 @@ fn fec_recovers_five_percent_loss_on_one_wan_at_a_fraction_of_duplications_bytes
         common::assert_stream(report, agent, MAX_GAP_MS, 2);
         // About 10 sources crossed the lossy WAN lost downstream: some were recovered.
         assert!(counted("recovered_down") >= 1, "nothing recovered: {flow}");
+        // Blocks of 10 at 50 datagrams a second: 10.6 % (a fixed 100 ms bound gave
+        // blocks of 5 or 6, 18 %); the bound leaves room for a late datagram closing a
+        // block by time on a loaded machine. Duplication costs 100 %.
         assert!(
-            overhead < 50.0,
-            "protection costs {overhead:.1} %, duplication's 100 %: {flow}"
+            overhead < 15.0,
+            "protection costs {overhead:.1} % of the stream's bytes: {flow}"
         );
     });
 }

@@ -140,6 +140,7 @@ impl GroupFec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     struct Leg(u64);
     impl LegClock for Leg {
@@ -170,7 +171,7 @@ mod tests {
     #[test]
     fn a_lost_upstream_source_is_recovered_and_downstream_numbers_go_on() {
         let now = Instant::now();
-        let mut agent = FecEncoder::new(FecParams::default());
+        let mut agent = FecEncoder::new(FecParams::fixed(8, Duration::from_millis(100)));
         let mut fec = GroupFec::new(500);
         let mut wires = Vec::new();
         for i in 0..8u8 {

@@ -4,11 +4,18 @@
 //! The sender numbers each datagram and sends it once, as an *FEC source* capsule
 //! (DATAGRAM context id [`CONTEXT_FEC_SOURCE`]); the shell spreads the capsules over
 //! the legs in turn. A *block* is a run of consecutive source numbers; it closes after
-//! [`FecParams::max_sources`] sources or [`FecParams::span`] after its first one,
-//! whichever comes first, and then one *repair* capsule (context id
+//! [`FecParams::max_sources`] sources or a time bound after its first one, whichever
+//! comes first, and then one *repair* capsule (context id
 //! [`CONTEXT_FEC_REPAIR`]) carries the XOR of the block's payloads, each padded with
 //! zeros to the longest, and the XOR of their lengths. The receiver recovers any one
 //! missing source of a block from the repair and the others.
+//!
+//! The time bound follows the stream's measured rate: it is what
+//! [`FecParams::max_sources`] sources take at the mean gap between datagrams (an EWMA),
+//! kept between [`FecParams::span`] and [`FecParams::max_span`]. A steady stream thus
+//! fills its blocks (a 50-a-second call gets 10 sources a block, 10.6 % of its payload
+//! bytes in repairs, where a fixed 100 ms bound gave blocks of 5 or 6 and 18 %), and a
+//! stream slower than `max_sources` per `max_span` closes its blocks by time.
 //!
 //! ```text
 //! FEC source value:  Context ID (varint) = 2, Seq (u32 BE), UDP payload
@@ -53,18 +60,35 @@ const REPAIR_HEADER: usize = 1 + 4 + 1 + 2;
 pub struct FecParams {
     /// Sources per block at most (1..=[`FEC_MAX_SOURCES`]).
     pub max_sources: u8,
-    /// How long after its first source a block closes anyway.
+    /// The shortest time bound: a block closes this long after its first source at the
+    /// earliest (and always, before the encoder has measured the stream's rate).
     pub span: Duration,
+    /// The longest time bound: what `max_sources` sources take at the measured rate,
+    /// stretched up to this. Not above `span`: the bound is `span`, fixed.
+    pub max_span: Duration,
 }
 
 impl Default for FecParams {
-    /// 8 sources or 100 ms: 12.5 % repair at 80 datagrams a second and more; a
-    /// 50-a-second stream gets blocks of 5 or 6 (about 18 %), and a lost datagram is
-    /// recovered at most about 100 ms late.
+    /// 10 sources, closed by time after what 10 take at the stream's rate, between
+    /// 100 ms and 250 ms: a stream of 40 datagrams a second or more fills its blocks
+    /// (10 % of its payload plus 11 bytes a repair), and a lost datagram is recovered at
+    /// most one block (up to 250 ms) late.
     fn default() -> Self {
         FecParams {
-            max_sources: 8,
+            max_sources: 10,
             span: Duration::from_millis(100),
+            max_span: Duration::from_millis(250),
+        }
+    }
+}
+
+impl FecParams {
+    /// A fixed time bound: `max_sources` sources or `span`, whichever comes first.
+    pub fn fixed(max_sources: u8, span: Duration) -> Self {
+        FecParams {
+            max_sources,
+            span,
+            max_span: span,
         }
     }
 }
@@ -225,8 +249,31 @@ pub struct FecEncoder {
     params: FecParams,
     next_seq: u32,
     block: Option<OpenBlock>,
+    rate: RateMeter,
     repairs: u64,
     repair_bytes: u64,
+}
+
+/// The mean gap between a stream's datagrams, an EWMA of 1/8 over gaps capped at the
+/// longest time bound (a pause does not stretch it beyond that).
+#[derive(Debug, Default)]
+struct RateMeter {
+    last: Option<Instant>,
+    mean_gap: Option<Duration>,
+}
+
+impl RateMeter {
+    fn push(&mut self, now: Instant, cap: Duration) {
+        if let Some(last) = self.last {
+            let gap = now.saturating_duration_since(last).min(cap);
+            self.mean_gap = Some(match self.mean_gap {
+                None => gap,
+                Some(mean) if gap >= mean => mean + (gap - mean) / 8,
+                Some(mean) => mean - (mean - gap) / 8,
+            });
+        }
+        self.last = Some(now);
+    }
 }
 
 impl FecEncoder {
@@ -242,10 +289,12 @@ impl FecEncoder {
         FecEncoder {
             params: FecParams {
                 max_sources,
+                max_span: params.max_span.max(params.span),
                 ..params
             },
             next_seq: seq,
             block: None,
+            rate: RateMeter::default(),
             repairs: 0,
             repair_bytes: 0,
         }
@@ -263,7 +312,8 @@ impl FecEncoder {
         let seq = self.next_seq;
         encode_fec_source(seq, payload, source)?;
         self.next_seq = seq.wrapping_add(1);
-        let span = self.params.span;
+        self.rate.push(now, self.params.max_span);
+        let span = self.block_span();
         let block = self.block.get_or_insert_with(|| OpenBlock {
             first_seq: seq,
             count: 0,
@@ -279,6 +329,20 @@ impl FecEncoder {
             return Ok(self.close(repair));
         }
         Ok(false)
+    }
+
+    /// How long a block opened now stays open at most: what `max_sources` sources take
+    /// at the measured rate, between the params' `span` and `max_span`.
+    pub fn block_span(&self) -> Duration {
+        let FecParams {
+            max_sources,
+            span,
+            max_span,
+        } = self.params;
+        match self.rate.mean_gap {
+            Some(gap) => (gap * u32::from(max_sources)).clamp(span, max_span),
+            None => span,
+        }
     }
 
     /// When the open block closes by time.

@@ -23,10 +23,7 @@ fn leg_capsules(mut wire: &[u8]) -> Vec<LegCapsule<'_>> {
 /// `concentrator/tests/independent/udp_client.py` (`fec_block`).
 #[test]
 fn a_block_of_two_has_the_documented_bytes() {
-    let mut encoder = FecEncoder::new(FecParams {
-        max_sources: 2,
-        span: Duration::from_millis(100),
-    });
+    let mut encoder = FecEncoder::new(FecParams::fixed(2, Duration::from_millis(100)));
     let (mut sources, mut repair) = (Vec::new(), Vec::new());
     for _ in 0..7 {
         encoder
@@ -96,6 +93,71 @@ fn a_block_closes_after_its_span_and_a_lone_source_is_repaired_by_a_copy() {
     );
     assert_eq!(encoder.repairs(), 1);
     assert_eq!(encoder.repair_bytes(), repair.len() as u64);
+}
+
+/// Drive `encoder` with `count` 200-byte datagrams `gap` apart (closing blocks by time
+/// before each, as the shells do): the sources of each block, in order.
+fn block_sizes(encoder: &mut FecEncoder, count: u32, gap: Duration) -> Vec<u8> {
+    let start = t0();
+    let mut sizes = Vec::new();
+    let mut wire = Vec::new();
+    let mut take = |wire: &mut Vec<u8>| {
+        for capsule in leg_capsules(wire) {
+            if let LegCapsule::FecRepair(r) = capsule {
+                sizes.push(r.count);
+            }
+        }
+        wire.clear();
+    };
+    for i in 0..count {
+        let now = start + gap * i;
+        encoder.handle_timeout(now, &mut wire);
+        encoder
+            .push(&[7; 200], now, &mut Vec::new(), &mut wire)
+            .unwrap();
+        take(&mut wire);
+    }
+    encoder.handle_timeout(start + gap * count + Duration::from_secs(1), &mut wire);
+    take(&mut wire);
+    sizes
+}
+
+/// Issue 18: a 50-a-second call of 200-byte datagrams pays at most 13 % of its payload
+/// in repair bytes (a fixed 100 ms bound gave blocks of 5 and 18 %).
+#[test]
+fn a_fifty_a_second_stream_fills_blocks_of_ten_within_thirteen_percent() {
+    let mut encoder = FecEncoder::new(FecParams::default());
+    let sizes = block_sizes(&mut encoder, 500, Duration::from_millis(20));
+    // The first block closes by the shortest bound (no rate measured yet), the rest by
+    // count.
+    assert_eq!(sizes[0], 5, "{sizes:?}");
+    assert!(
+        sizes[1..sizes.len() - 1].iter().all(|&n| n == 10),
+        "{sizes:?}"
+    );
+    assert_eq!(sizes.iter().map(|&n| u32::from(n)).sum::<u32>(), 500);
+    let overhead = encoder.repair_bytes() as f64 * 100.0 / (500.0 * 200.0);
+    assert!(overhead <= 13.0, "{overhead:.1} %");
+    assert_eq!(encoder.block_span(), Duration::from_millis(200));
+}
+
+#[test]
+fn a_slow_stream_closes_its_blocks_at_the_longest_bound_and_a_fast_one_at_the_shortest() {
+    // 10 a second: 100 ms gaps, 10 sources would take a second; the bound stops at 250.
+    let mut slow = FecEncoder::new(FecParams::default());
+    let sizes = block_sizes(&mut slow, 61, Duration::from_millis(100));
+    assert_eq!(slow.block_span(), Duration::from_millis(250));
+    assert!(sizes[1..].iter().all(|&n| n == 3), "{sizes:?}");
+    // 200 a second: full blocks of 10 long before 100 ms; the bound stays at 100.
+    let mut fast = FecEncoder::new(FecParams::default());
+    let sizes = block_sizes(&mut fast, 400, Duration::from_millis(5));
+    assert_eq!(fast.block_span(), Duration::from_millis(100));
+    assert!(sizes.iter().all(|&n| n == 10), "{sizes:?}");
+    // A fixed bound does not follow the rate.
+    let mut fixed = FecEncoder::new(FecParams::fixed(8, Duration::from_millis(100)));
+    let sizes = block_sizes(&mut fixed, 100, Duration::from_millis(20));
+    assert_eq!(fixed.block_span(), Duration::from_millis(100));
+    assert!(sizes.iter().all(|&n| n == 5), "{sizes:?}");
 }
 
 #[test]
@@ -216,7 +278,7 @@ proptest! {
         order_seed in any::<u64>(),
     ) {
         let now = t0();
-        let mut encoder = FecEncoder::new(FecParams { max_sources, span: Duration::from_millis(50) });
+        let mut encoder = FecEncoder::new(FecParams::fixed(max_sources, Duration::from_millis(50)));
         // (wire, is_repair)
         let mut wires: Vec<Vec<u8>> = Vec::new();
         for (i, payload) in payloads.iter().enumerate() {
@@ -307,6 +369,26 @@ proptest! {
         if let (Some(first), Some(last)) = (first, last) {
             let holes = got[first..=last].iter().filter(|g| g.is_none()).count() as u64;
             prop_assert_eq!(decoder.lost_after(), holes);
+        }
+    }
+
+    /// Whatever the gaps between datagrams (pauses included), a block's time bound stays
+    /// between the shortest and the longest.
+    #[test]
+    fn the_time_bound_stays_between_its_limits(
+        gaps in proptest::collection::vec(0u64..2_000, 1..100),
+        max_sources in 1u8..=FEC_MAX_SOURCES,
+    ) {
+        let params = FecParams { max_sources, ..FecParams::default() };
+        let mut encoder = FecEncoder::new(params);
+        let mut now = t0();
+        for gap in gaps {
+            now += Duration::from_millis(gap);
+            encoder.handle_timeout(now, &mut Vec::new());
+            encoder.push(b"x", now, &mut Vec::new(), &mut Vec::new()).unwrap();
+            let span = encoder.block_span();
+            prop_assert!(span >= params.span && span <= params.max_span, "{span:?}");
+            prop_assert!(encoder.poll_timeout().is_none_or(|t| t <= now + params.max_span));
         }
     }
 }

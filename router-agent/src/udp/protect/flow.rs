@@ -50,12 +50,24 @@ struct Counters {
     protection_bytes_down: u64,
 }
 
+/// Every how many sources a copy also goes to each open leg that is stalled. The
+/// concentrator sends downstream on a leg only while it brings upstream capsules (it is
+/// skipped once the others brought more than 4 since its last: `STALE_AFTER` in
+/// `concentrator/src/udp/group_fec.rs`), and the agent stops feeding a leg it sees
+/// stalled: without these copies a leg that stalled once (a scheduling hiccup when it
+/// opened) would never be fed again from either end. 3 sources and a repair are 4.
+const PROBE_EVERY: u64 = 3;
+
 /// A flow's `fec` mode state: the upstream encoder, the downstream decoder, whose turn.
 #[derive(Debug)]
 struct Fec {
     encoder: FecEncoder,
     decoder: FecDecoder,
     turn: usize,
+    /// Sources handed to the legs (the clock of [`PROBE_EVERY`]).
+    sources: u64,
+    /// Bytes of the copies sent to stalled legs, not yet counted as protection.
+    probe_bytes: u64,
 }
 
 impl Fec {
@@ -75,10 +87,33 @@ impl Fec {
         let start = self.turn;
         if source {
             self.turn = self.turn.wrapping_add(1);
+            self.sources += 1;
+            if self.sources % PROBE_EVERY == 0 {
+                self.probe_stalled(&capsule, &carrying, book, legs);
+            }
         }
         (0..n)
             .filter_map(|i| legs.get(&carrying[(start + i) % n]))
             .any(|handle| handle.capsules.try_send(capsule.clone()).is_ok())
+    }
+
+    /// A copy of `capsule` to each open leg not `carrying` (stalled), so both ends
+    /// keep feeding it and it catches up when its WAN does.
+    fn probe_stalled(
+        &mut self,
+        capsule: &Arc<[u8]>,
+        carrying: &[u8],
+        book: &LegBook,
+        legs: &HashMap<u8, LegHandle>,
+    ) {
+        for index in book.open_legs().filter(|i| !carrying.contains(i)) {
+            let sent = legs
+                .get(&index)
+                .is_some_and(|handle| handle.capsules.try_send(capsule.clone()).is_ok());
+            if sent {
+                self.probe_bytes += capsule.len() as u64;
+            }
+        }
     }
 }
 
@@ -120,6 +155,8 @@ pub async fn run_with_mode(
         encoder: FecEncoder::new(FecParams::default()),
         decoder: FecDecoder::new(),
         turn: 0,
+        sources: 0,
+        probe_bytes: 0,
     });
     let mut deadline = Instant::now() + flow.idle;
     let mut publish_at = Instant::now();
@@ -255,6 +292,7 @@ pub async fn run_with_mode(
                                 if !fec.send(source, true, &book, &legs) {
                                     shared.stats.drops_queue_full();
                                 }
+                                counters.protection_bytes_up += std::mem::take(&mut fec.probe_bytes);
                                 if closed {
                                     counters.protection_bytes_up += repair.len() as u64;
                                     fec.send(repair, false, &book, &legs);

@@ -15,18 +15,22 @@
 //!   black-holed, under the protected stream (each mode);
 //! * the protected stream's p99 added while a bulk TCP download fills both WANs.
 //!
-//! The peer (shadowsocks-rust's UDP relay) carries UDP over the router's main route
-//! only, like the NAT row: case 14 measures it; it is not run again here.
+//! The peer (shadowsocks-rust's UDP relay, `2022-blake3-aes-256-gcm`, sslocal's UDP
+//! tunnel on the router as in case 14) carries UDP over the router's main route only,
+//! like the NAT row: full mode runs it under each condition (short mode leaves it to
+//! case 14, to keep its length). The best single WAN under loss on WAN 1 is WAN 2, clean
+//! and with the same delay: its figures are the clean NAT row's.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use mpbond_tests::profiles::{LinkSpec, Outage};
-use mpbond_tests::topology::SERVER_V4;
+use mpbond_tests::topology::{LAN_ROUTER_V4, SERVER_V4};
 use mpbond_tests::{proc, Failure, Fetch, Node, TestBed, UdpEchoReport, WanDelays};
 
 use crate::ctx::{BenchError, Ctx};
-use crate::report::{Figure, Measurement, Target};
+use crate::peer::{Method, Peer, TUNNEL_PORT};
+use crate::report::{Figure, Measurement, Mode, Target};
 use crate::stat::Steal;
 
 const CASE: &str = "18 realtime";
@@ -162,12 +166,23 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let _fetch_server = bed.serve(Node::Server, at(FETCH_PORT), false)?;
     let conditions = conditions();
 
-    // One WAN by NAT first (no agent: the router's main route, WAN 1).
+    // One WAN by NAT first (no agent: the router's main route, WAN 1), and the peer
+    // beside it in full mode.
+    let peer = match ctx.mode {
+        Mode::Full => Some(Peer::start_udp(&bed, ctx, Method::Aes2022, &[at(BONDED)])?),
+        Mode::Short => None,
+    };
     let mut nat = Vec::new();
+    let mut peer_rows = Vec::new();
     for (_, link) in &conditions {
         impair(&bed, &mut delays, link)?;
         nat.push(echo(&bed, BONDED, echoes)?);
+        if peer.is_some() {
+            let tunnel = SocketAddr::new(LAN_ROUTER_V4.into(), TUNNEL_PORT);
+            peer_rows.push(Stream::from(&bed.udp_echo(Node::Lan, tunnel, echoes)?));
+        }
     }
+    drop(peer);
 
     let _conc = bed.start_concentrator(&bed.concentrator_config())?;
     let mut cfg = bed.agent_config();
@@ -254,10 +269,11 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         case: CASE,
         steal_pct: steal.percent(),
         detail: format!(
-            "p50/p99/loss/max gap per condition {:?}: NAT {:?}, bonded {:?}, protected \
-             (duplicate) {:?}, protected (fec) {:?}",
+            "p50/p99/loss/max gap per condition {:?}: NAT {:?}, peer {:?}, bonded {:?}, \
+             protected (duplicate) {:?}, protected (fec) {:?}",
             conditions.iter().map(|c| c.0).collect::<Vec<_>>(),
             nat,
+            peer_rows,
             bonded,
             protected,
             fec
@@ -270,7 +286,11 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
             ("protected by FEC", &fec, target),
             ("bonded unprotected", &bonded, None),
             ("one WAN by NAT", &nat, None),
+            ("the peer (shadowsocks UDP, WAN 1)", &peer_rows, None),
         ] {
+            if rows.len() <= i {
+                continue;
+            }
             figures.push(m.figure(
                 format!("{name} on WAN 1: residual loss, {how}"),
                 vec![rows[i].loss_pct],
