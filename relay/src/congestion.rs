@@ -73,17 +73,23 @@ pub fn apply(socket: &impl AsRawFd, name: Option<&CongestionName>) -> bool {
     match set(socket, name.as_str()) {
         Ok(()) => true,
         Err(error) => {
-            if !WARNED.swap(true, Relaxed) {
-                tracing::warn!(
-                    congestion = %name,
-                    %error,
-                    "congestion control not available; MPTCP connections keep the kernel \
-                     default (load it: `modprobe tcp_{name}`, on OpenWrt \
-                     `opkg install kmod-tcp-{name}`)"
-                );
-            }
+            warn_unavailable(name, &error);
             false
         }
+    }
+}
+
+/// The one warning, once per process, for a name this kernel refuses: it names the module
+/// to load, and the connections keep the kernel default.
+fn warn_unavailable(name: &CongestionName, error: &std::io::Error) {
+    if !WARNED.swap(true, Relaxed) {
+        tracing::warn!(
+            congestion = %name,
+            %error,
+            "congestion control not available; MPTCP connections keep the kernel \
+             default (load it: `modprobe tcp_{name}`, on OpenWrt \
+             `opkg install kmod-tcp-{name}`)"
+        );
     }
 }
 
@@ -128,15 +134,7 @@ pub fn offered(name: Option<CongestionName>) -> Option<CongestionName> {
     match tried {
         Ok(()) => Some(name),
         Err(error) => {
-            if !WARNED.swap(true, Relaxed) {
-                tracing::warn!(
-                    congestion = %name,
-                    %error,
-                    "congestion control not available; MPTCP connections keep the kernel \
-                     default (load it: `modprobe tcp_{name}`, on OpenWrt \
-                     `opkg install kmod-tcp-{name}`)"
-                );
-            }
+            warn_unavailable(&name, &error);
             None
         }
     }
