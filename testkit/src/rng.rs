@@ -41,6 +41,13 @@ impl Xorshift {
             *byte = self.next_byte();
         }
     }
+
+    /// `len` bytes, one per step: test data a receiver can check byte for byte.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut out = vec![0; len];
+        self.fill(&mut out);
+        out
+    }
 }
 
 #[cfg(test)]
@@ -56,5 +63,8 @@ mod tests {
         let mut zero = Xorshift::new(0);
         assert_ne!(zero.next_u64(), 0);
         assert!((0..100).all(|_| a.below(10) < 10));
+        let mut filled = [0u8; 16];
+        Xorshift::new(9).fill(&mut filled);
+        assert_eq!(Xorshift::new(9).bytes(16), filled);
     }
 }
