@@ -16,12 +16,11 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::daemon::TempDir;
 use common::mptcp_client;
 use mpbond_concentrator::fastopen_key::{self, Kept, TCP_FASTOPEN_KEY_SYSCTL};
 use mpbond_relay::connect::connect_with;
 use mpbond_relay::sys;
-use mpbond_testkit::{require_tools, Netns};
+use mpbond_testkit::{require_tools, Netns, TempDir};
 use tokio::io::AsyncReadExt;
 
 const VPS_IP: &str = "11.0.0.1";
@@ -102,7 +101,7 @@ fn connect_once(client: &Netns, listener: &std::net::TcpListener) -> Outcome {
 fn a_kept_key_keeps_cookies_valid_across_a_reboot() {
     require_tools(&["ip"]);
     let state = TempDir::new("tfo-reboot");
-    let dir = &state.0;
+    let dir = state.path();
     let client = Netns::with_lo("tfo-key-client");
     client.sysctl("net/ipv4/tcp_fastopen", "1");
 

@@ -18,9 +18,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::daemon::{free_port, Daemon, TempDir};
+use common::daemon::{free_port, Daemon};
 use common::now;
-use mpbond_testkit::Netns;
+use mpbond_testkit::{Netns, TempDir};
 
 const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 /// Bound on every wait (start-up, replies); none is a timing assertion.
@@ -135,7 +135,7 @@ fn replay_after_restart(name: &str, stop: libc::c_int, fresh_after: u64) {
     let dest_addr = dest.local_addr().unwrap();
     let listen = free_port(&ns);
 
-    let mut concentrator = start(&ns, &dir.0, listen, "");
+    let mut concentrator = start(&ns, dir.path(), listen, "");
     let ts = now();
     let captured = encode(dest_addr, ts, "0102030405060708090a0b0c");
     assert!(
@@ -145,7 +145,7 @@ fn replay_after_restart(name: &str, stop: libc::c_int, fresh_after: u64) {
     assert_eq!(accepted(&dest, true).as_deref(), Some(&b"genuine!"[..]));
 
     concentrator.signal(stop);
-    let _concentrator = start(&ns, &dir.0, listen, "");
+    let _concentrator = start(&ns, dir.path(), listen, "");
 
     assert!(
         !served(&ns, listen, &captured, b"attacker"),
@@ -180,8 +180,8 @@ fn a_request_bound_to_one_concentrator_is_refused_by_another() {
     let dest_addr = dest.local_addr().unwrap();
     let (listen_a, listen_b) = (free_port(&ns), free_port(&ns));
     let auth = |name: &str| format!("server_id = [\"{name}\"]\naccept_unbound = false");
-    let _a = start(&ns, &dir_a.0, listen_a, &auth("a.test:4850"));
-    let _b = start(&ns, &dir_b.0, listen_b, &auth("b.test:4850"));
+    let _a = start(&ns, dir_a.path(), listen_a, &auth("a.test:4850"));
+    let _b = start(&ns, dir_b.path(), listen_b, &auth("b.test:4850"));
 
     let for_a = encode_for(
         Some("a.test:4850"),

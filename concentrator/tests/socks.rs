@@ -26,9 +26,9 @@ use std::path::PathBuf;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use common::daemon::{Daemon, TempDir};
+use common::daemon::Daemon;
 use mpbond_testkit::curl::{fetch_through_socks5, CurlRun, Socks5, CURLE_PROXY};
-use mpbond_testkit::{require_tools, Netns};
+use mpbond_testkit::{require_tools, Netns, TempDir, Xorshift};
 
 const KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const PASSWORD: &str = "socks-test-password";
@@ -85,7 +85,7 @@ fn start_concentrator(vps: &Netns, listen: &str, socks: &str, allow: &str) -> Co
     let dir = TempDir::new(vps.name());
     let daemon = Daemon::start(
         vps,
-        &dir.0,
+        dir.path(),
         &format!(
             "listen = [\"{listen}\"]\nstate_dir = \"\"\n[socks]\nlisten = [\"{socks}\"]\n\
              [policy]\nallow = [\"{allow}\"]\n[[client]]\nid = \"phone\"\nkey = \"{KEY}\"\n\
@@ -102,15 +102,7 @@ fn start_concentrator(vps: &Netns, listen: &str, socks: &str, allow: &str) -> Co
 
 /// The body the server sends: deterministic bytes.
 fn body() -> Vec<u8> {
-    let mut x = 0x2545_f491_u32;
-    (0..BODY_LEN)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+    Xorshift::new(0x2545_f491).bytes(BODY_LEN)
 }
 
 /// Serve one HTTP/1.0 response of `body` on `listener`, then return the client's

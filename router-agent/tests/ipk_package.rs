@@ -8,29 +8,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU32, Ordering};
+
+use mpbond_testkit::TempDir;
 
 const EPOCH: &str = "1700000000";
-
-/// A scratch directory removed on drop, even when the test fails.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new() -> Scratch {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("mpbond-ipk-test-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("scratch dir");
-        Scratch(dir)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -165,16 +146,16 @@ fn sha256(path: &Path) -> String {
 
 #[test]
 fn the_ipk_has_the_opkg_layout_and_fields() {
-    let scratch = Scratch::new();
-    let bin = Scratch::new();
-    let agent = agent(&bin.0);
-    let out = package("x86_64", &agent, &scratch.0);
+    let scratch = TempDir::new("ipk-test");
+    let bin = TempDir::new("ipk-test");
+    let agent = agent(bin.path());
+    let out = package("x86_64", &agent, scratch.path());
     assert!(
         out.status.success(),
         "package.sh: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let ipk = scratch.0.join("mpbond_0.1.0-r1_x86_64.ipk");
+    let ipk = scratch.join("mpbond_0.1.0-r1_x86_64.ipk");
     assert!(ipk.is_file(), "{} missing", ipk.display());
 
     // Outer archive: exactly these three, in ipkg-build's order, root-owned.
@@ -185,7 +166,7 @@ fn the_ipk_has_the_opkg_layout_and_fields() {
         ["./debian-binary", "./data.tar.gz", "./control.tar.gz"]
     );
     assert!(outer.iter().all(|m| m.1 == "0/0"), "{outer:?}");
-    let root = unpack(&ipk, &scratch.0);
+    let root = unpack(&ipk, scratch.path());
     assert_eq!(read(&root, "outer/debian-binary"), b"2.0\n");
 
     // control.tar.gz
@@ -296,7 +277,7 @@ fn the_ipk_has_the_opkg_layout_and_fields() {
     mpbond_agent::config::uci::load_uci(&text).unwrap_or_else(|e| panic!("packaged config: {e}"));
 
     // The feed index.
-    let index = std::fs::read_to_string(scratch.0.join("Packages")).expect("Packages");
+    let index = std::fs::read_to_string(scratch.join("Packages")).expect("Packages");
     let entry = fields(index.trim_end());
     let size = std::fs::metadata(&ipk).expect("ipk").len();
     assert_eq!(
@@ -316,36 +297,36 @@ fn the_ipk_has_the_opkg_layout_and_fields() {
     }
     let gz = run(Command::new("gzip")
         .arg("-dc")
-        .arg(scratch.0.join("Packages.gz")));
+        .arg(scratch.join("Packages.gz")));
     assert_eq!(gz, index.as_bytes());
     // A plain web server serves the feed: the index and the package are 0644.
     for name in ["Packages", "Packages.gz", "mpbond_0.1.0-r1_x86_64.ipk"] {
-        assert_eq!(mode(&scratch.0.join(name)), 0o644, "{name}");
+        assert_eq!(mode(&scratch.join(name)), 0o644, "{name}");
     }
 
     // Reproducible: a second run elsewhere gives the same bytes.
-    let again = Scratch::new();
-    assert!(package("x86_64", &agent, &again.0).status.success());
+    let again = TempDir::new("ipk-test");
+    assert!(package("x86_64", &agent, again.path()).status.success());
     assert_eq!(
-        sha256(&again.0.join("mpbond_0.1.0-r1_x86_64.ipk")),
+        sha256(&again.join("mpbond_0.1.0-r1_x86_64.ipk")),
         sha256(&ipk)
     );
 }
 
 #[test]
 fn the_postinst_of_an_image_build_enables_the_service_in_the_image_root() {
-    let scratch = Scratch::new();
-    let bin = Scratch::new();
-    let out = package("x86_64", &agent(&bin.0), &scratch.0);
+    let scratch = TempDir::new("ipk-test");
+    let bin = TempDir::new("ipk-test");
+    let out = package("x86_64", &agent(bin.path()), scratch.path());
     assert!(
         out.status.success(),
         "package.sh: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let unpacked = unpack(&scratch.0.join("mpbond_0.1.0-r1_x86_64.ipk"), &scratch.0);
+    let unpacked = unpack(&scratch.join("mpbond_0.1.0-r1_x86_64.ipk"), scratch.path());
     // The image root as the image builder has it when the postinst runs: base-files'
     // rc.common and /etc/rc.d, the package's files.
-    let image = scratch.0.join("image");
+    let image = scratch.join("image");
     run(Command::new("cp")
         .arg("-a")
         .arg(unpacked.join("data"))
@@ -378,26 +359,26 @@ fn the_postinst_of_an_image_build_enables_the_service_in_the_image_root() {
 
 #[test]
 fn a_binary_of_another_architecture_is_refused() {
-    let scratch = Scratch::new();
+    let scratch = TempDir::new("ipk-test");
     let out = package(
         "mipsel_24kc",
         env!("CARGO_BIN_EXE_mpbond-agent"),
-        &scratch.0,
+        scratch.path(),
     );
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not '1 1 8'"), "{stderr}");
-    let leftovers = std::fs::read_dir(&scratch.0)
+    let leftovers = std::fs::read_dir(scratch.path())
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(leftovers, 0, "nothing is written for a refused binary");
 
-    let not_elf = scratch.0.join("not-elf");
+    let not_elf = scratch.join("not-elf");
     std::fs::write(&not_elf, b"#!/bin/sh\n").expect("write");
     let out = package(
         "x86_64",
         not_elf.to_str().expect("utf8 path"),
-        &scratch.0.join("out"),
+        &scratch.join("out"),
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not an ELF file"));

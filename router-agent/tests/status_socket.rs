@@ -1,13 +1,14 @@
 //! The control socket and the `status` client against each other, in a throw-away
-//! directory (`$TMPDIR/mpbhi-<pid>-<n>`): one document per connection, errors for bad
+//! directory (`$TMPDIR/mpbond-status-<pid>-<n>`): one document per connection, errors for bad
 //! requests, mode 0600, stale-socket handling, removal at exit, and exit code 3 with
 //! the documented message when no agent is running.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use mpbond_testkit::TempDir;
 
 use mpbond_agent::status::client::{fetch, fetch_raw};
 use mpbond_agent::status::{
@@ -21,27 +22,17 @@ use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
 const LIMIT: Duration = Duration::from_secs(10);
-static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
+struct Scratch(TempDir);
 
 impl Scratch {
     fn new() -> Scratch {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("mpbhi-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        Scratch(dir)
+        Scratch(TempDir::new("status"))
     }
     /// A socket path in a sub-directory that does not exist yet.
     fn socket(&self) -> PathBuf {
         self.0.join("run/agent.sock")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 

@@ -26,29 +26,18 @@ use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mpbond_testkit::{require_tools, Netns};
+use mpbond_testkit::{require_tools, Netns, TempDir};
 
 use mpbond_agent::upstream::Upstream;
 use mpbond_agent::wan_probe::{next_stamp, probe_once, ProbeError};
 use mpbond_protocol::auth::Key;
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
 const READY_LIMIT: Duration = Duration::from_secs(10);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(1000);
 const KEY: [u8; 32] = [0x42; 32];
 const VPS: &str = "192.0.2.1";
-
-/// A scratch directory, removed on drop.
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The concentrator process, killed and reaped on drop.
 struct Daemon {
@@ -193,11 +182,9 @@ fn wan(i: u8) -> (String, IpAddr) {
 fn probes_go_through_their_own_wan() {
     require_tools(&["ip", "nft"]);
     let bin = concentrator_bin();
-    let tag = NEXT.fetch_add(1, Ordering::Relaxed).to_string();
-    let scratch = Scratch(std::env::temp_dir().join(format!("mpbhi-{}-{tag}", std::process::id())));
-    std::fs::create_dir_all(&scratch.0).unwrap();
+    let scratch = TempDir::new("wanprobe");
     let (router, vps) = topology();
-    let _concentrator = start_concentrator(&bin, &vps, &scratch.0);
+    let _concentrator = start_concentrator(&bin, &vps, scratch.path());
     let good = upstream(4850, KEY);
     let probe = |i: u8, up: &Upstream| {
         let (dev, src) = wan(i);

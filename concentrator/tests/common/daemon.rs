@@ -1,8 +1,8 @@
 //! The concentrator binary in a namespace of the test's own: its config written with mode
 //! 0600 into a scratch directory, started under `ip netns exec` with a notify socket, and
 //! ready once it sends `READY=1`; its log is that directory's `concentrator.log`. The
-//! process is killed on drop (its log printed first when the test is failing), and the
-//! directory ([`TempDir`]) removed on drop.
+//! process is killed on drop (its log printed first when the test is failing); the
+//! directory is the test's [`mpbond_testkit::TempDir`].
 
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::PermissionsExt;
@@ -15,25 +15,6 @@ use mpbond_testkit::Netns;
 
 /// Bound on the start-up; not a timing assertion.
 pub const START_WAIT: Duration = Duration::from_secs(30);
-
-/// A directory of the test's own, removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    /// `mpbond-<name>-<pid>` under the temporary directory, empty.
-    pub fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("mpbond-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create the test's directory");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A port the kernel hands out on 127.0.0.1 in `ns` (where nothing else binds), to
 /// listen on across restarts.

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mpbond_testkit::Netns;
+use mpbond_testkit::{Netns, TempDir};
 
-use crate::common::daemon::{free_port, Daemon, TempDir};
+use crate::common::daemon::{free_port, Daemon};
 
 pub const KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 pub const OTHER_KEY_HEX: &str = "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f";
@@ -93,7 +93,7 @@ impl Bed {
         let metrics = free_port(&ns);
         let daemon = Daemon::start(
             &ns,
-            &dir.0,
+            dir.path(),
             &format!(
                 "listen = [\"{listen}\"]\nmetrics = \"{metrics}\"\nquiet = false\nstate_dir = \"\"\n\
                  [policy]\nallow = [\"127.0.0.0/8\", \"::1\"]\n\

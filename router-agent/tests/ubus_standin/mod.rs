@@ -33,8 +33,9 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+
+use mpbond_testkit::TempDir;
 
 use mpbond_agent::ubus::blob::{Table, Value};
 use mpbond_agent::ubus::wire::{self, msg, status, Decoded, Message, MsgAttr};
@@ -46,7 +47,6 @@ use tokio::task::{JoinHandle, JoinSet};
 
 /// `UBUS_SYSTEM_OBJECT_MAX`: ids below are ubusd's own.
 pub const SYSTEM_OBJECT_MAX: u32 = 1024;
-static NEXT_DIR: AtomicU32 = AtomicU32::new(0);
 
 /// How ids are handed out.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -113,25 +113,15 @@ impl State {
 
 /// A directory for one socket, removed on drop.
 #[derive(Debug)]
-pub struct SockDir(pub PathBuf);
+pub struct SockDir(TempDir);
 
 impl SockDir {
     pub fn new() -> SockDir {
-        let n = NEXT_DIR.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("mpbb-ubus-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("socket dir");
-        SockDir(dir)
+        SockDir(TempDir::new("ubus"))
     }
 
     pub fn socket(&self) -> PathBuf {
         self.0.join("ubus.sock")
-    }
-}
-
-impl Drop for SockDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
