@@ -7,6 +7,7 @@ use std::time::Duration;
 use common::*;
 use mpbond_concentrator::Config;
 use mpbond_protocol::{ErrorCode, Message};
+use mpbond_testkit::bounded;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -20,7 +21,7 @@ async fn ping(s: &mut TcpStream, text: &[u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_a_client_without_dropping_live_connections() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(home_config()).await;
         let (target, _) = echo_target("127.0.0.1").await;
         let (mut live, code) = request_home(server.addr, target).await;
@@ -67,13 +68,12 @@ async fn reload_adds_a_client_without_dropping_live_connections() {
         assert_eq!(echo_round(live, b"bye").await, b"bye");
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_from_a_bad_file_keeps_the_running_config() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(home_config()).await;
         let path =
             std::env::temp_dir().join(format!("mpbond-reload-bad-{}.toml", std::process::id()));
@@ -87,13 +87,12 @@ async fn reload_from_a_bad_file_keeps_the_running_config() {
         std::fs::remove_file(&path).unwrap();
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_changes_policy() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(home_config()).await;
         let (target, _) = echo_target("127.0.0.1").await;
         let (_, code) = request_home(server.addr, target).await;
@@ -105,13 +104,12 @@ async fn reload_changes_policy() {
         assert_eq!(code, Some(ErrorCode::NotAuthorized));
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_stops_accepting_and_drains_live_connections() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(home_config()).await;
         let (target, _) = echo_target("127.0.0.1").await;
         let (mut live, code) = request_home(server.addr, target).await;
@@ -135,13 +133,12 @@ async fn shutdown_stops_accepting_and_drains_live_connections() {
         let r = tokio::time::timeout(Duration::from_secs(10), server.task).await;
         r.expect("run returns after the drain").unwrap().unwrap();
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_timeout_ends_run() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let cfg = config(
             "127.0.0.0/8",
             "drain_timeout_secs = 0",
@@ -157,13 +154,12 @@ async fn drain_timeout_ends_run() {
             .unwrap()
             .unwrap();
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_counts_everything() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(home_config()).await;
         let (target, _) = echo_target("127.0.0.1").await;
         // Plain TCP to the MPTCP listener: a fallback.
@@ -202,8 +198,7 @@ async fn metrics_endpoint_counts_everything() {
         assert!(out.starts_with("HTTP/1.0 404"), "{out}");
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[test]

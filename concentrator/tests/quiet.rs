@@ -9,6 +9,7 @@ use common::*;
 use mpbond_concentrator::Config;
 use mpbond_protocol::auth::{seal, ClientId};
 use mpbond_protocol::{ErrorCode, Message, Tlv};
+use mpbond_testkit::bounded;
 
 fn quiet_config(quiet: bool) -> Config {
     let mut config = home_config();
@@ -74,7 +75,7 @@ async fn used_request(server: &TestServer) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scanner_gets_silence() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(quiet_config(true)).await;
         let target = silent_target("127.0.0.1");
         let replayed = used_request(&server).await;
@@ -89,13 +90,12 @@ async fn a_scanner_gets_silence() {
             .await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quiet_false_answers_every_refusal() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(quiet_config(false)).await;
         let target = silent_target("127.0.0.1");
         let replayed = used_request(&server).await;
@@ -108,13 +108,12 @@ async fn quiet_false_answers_every_refusal() {
         server.wait_metric("mpbond_quiet_refusals_total 0").await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authenticated_clients_still_get_their_codes_in_quiet_mode() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(quiet_config(true)).await;
         let closed = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -139,6 +138,5 @@ async fn authenticated_clients_still_get_their_codes_in_quiet_mode() {
         server.wait_metric("mpbond_quiet_refusals_total 0").await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use mpbond_protocol::{ErrorCode, Message, Tlv};
 use mpbond_relay::connect::connect_with;
-use mpbond_testkit::Netns;
+use mpbond_testkit::{bounded, Netns};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -34,7 +34,7 @@ fn in_netns<F: Future<Output = ()>>(tcp_fastopen: u32, body: impl FnOnce() -> F 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn good_client_relays_both_ways_with_half_close() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(home_config()).await;
         let (target, accepted) = echo_target("127.0.0.1").await;
         // The Convert request and the first client bytes in one write: the concentrator
@@ -56,13 +56,12 @@ async fn good_client_relays_both_ways_with_half_close() {
             .await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mptcp_client_works() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(home_config()).await;
         let (target, _) = echo_target("127.0.0.1").await;
         let first = home_connect(target);
@@ -74,8 +73,7 @@ async fn mptcp_client_works() {
         assert_eq!(back, b"over mptcp");
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 /// The full fast path: MPTCP with the Convert request in the SYN, from the second
@@ -114,7 +112,7 @@ fn mptcp_fastopen_client_rides_in_the_syn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_key_is_refused_without_connecting() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(one_client_answering()).await;
         let target = silent_target("127.0.0.1");
         let dest = target.local_addr().unwrap();
@@ -143,13 +141,12 @@ async fn wrong_key_is_refused_without_connecting() {
             .await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_is_refused() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(home_config()).await;
         let (target, accepted) = echo_target("127.0.0.1").await;
         let first = home_connect(target);
@@ -166,13 +163,12 @@ async fn replay_is_refused() {
         server.wait_metric("mpbond_quiet_refusals_total 1").await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forbidden_destinations_are_refused() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         // Only 127.0.0.1 is allowed; 127.0.0.2 stays loopback, so it is refused.
         let server = start(config("127.0.0.1/32", "", &client_toml("home", &key(1)))).await;
         let target = silent_target("127.0.0.2");
@@ -193,13 +189,12 @@ async fn forbidden_destinations_are_refused() {
         server.wait_metric("mpbond_policy_refusals_total 5").await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_port_gets_connection_reset() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(home_config()).await;
         let closed = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -213,13 +208,12 @@ async fn closed_port_gets_connection_reset() {
             .await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_gets_a_protocol_error_when_not_quiet() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(one_client_answering()).await;
         for garbage in [
             &b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
@@ -234,13 +228,12 @@ async fn garbage_gets_a_protocol_error_when_not_quiet() {
         }
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn info_probe_gets_supported_extensions() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(home_config()).await;
         let mut s = TcpStream::connect(server.addr).await.unwrap();
         s.write_all(&sealed(&Message::info(), "home", &key(1)))
@@ -261,13 +254,12 @@ async fn info_probe_gets_supported_extensions() {
         assert!(got.is_empty(), "{got:?}");
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_client_times_out() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let cfg = config(
             "127.0.0.0/8",
             "handshake_timeout_ms = 100",
@@ -289,13 +281,12 @@ async fn silent_client_times_out() {
         server.wait_metric("mpbond_early_closes_total 1").await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_client_limit_gets_resource_exceeded() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let cfg = config(
             "127.0.0.0/8",
             "max_connections_per_client = 1",
@@ -311,8 +302,7 @@ async fn per_client_limit_gets_resource_exceeded() {
         assert_eq!(echo_round(first, b"still fine").await, b"still fine");
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 /// A destination without a route gets 97. Runs in a namespace with just `lo`, so
@@ -344,7 +334,7 @@ fn unroutable_destination_gets_destination_unreachable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_it_does_not_serve_get_unsupported_message() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(home_config()).await;
         let target = silent_target("127.0.0.1");
         let dest = target.local_addr().unwrap();
@@ -371,8 +361,7 @@ async fn requests_it_does_not_serve_get_unsupported_message() {
         assert_no_connection(&target);
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::*;
-use mpbond_testkit::require_tools;
+use mpbond_testkit::{bounded, require_tools};
 
 const COOKIE: &str = "tessares-static-cookie-0001";
 const OK: &str = "01012263";
@@ -70,7 +70,7 @@ async fn static_cookie_client_gets_rfc_8803_replies() {
         "[[client]]\nid = \"home\"\nkey = \"{}\"\n[[client]]\nid = \"tess\"\nauth = \"static-cookie\"\ncookie = \"{COOKIE}\"\n",
         key(1).to_hex()
     );
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(config_with(&clients)).await;
         let (echo, count) = echo_target("127.0.0.1").await;
         let forbidden: SocketAddr = "127.0.0.2:80".parse().unwrap();
@@ -102,15 +102,14 @@ async fn static_cookie_client_gets_rfc_8803_replies() {
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs python3"]
 async fn source_client_needs_no_cookie() {
     require_tools(&["python3"]);
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let (echo, count) = echo_target("127.0.0.1").await;
         let source = "[[client]]\nid = \"isp\"\nauth = \"source\"\nsources = [\"127.0.0.0/8\"]\n";
         let server = start(config_with(source)).await;
@@ -132,6 +131,5 @@ async fn source_client_needs_no_cookie() {
         server.stop().await;
         assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
     })
-    .await
-    .expect("test timed out");
+    .await;
 }

@@ -16,9 +16,9 @@ use mpbond_agent::proxy::{conn::Close, handle, ConnContext, Summary, UpstreamKin
 use mpbond_agent::upstream::UpstreamError;
 use mpbond_protocol::ErrorCode;
 use mpbond_relay::relay::CloseReason;
+use mpbond_testkit::bounded;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::timeout;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -46,7 +46,7 @@ async fn exchange(
 
 #[tokio::test]
 async fn relays_through_the_concentrator() {
-    timeout(LIMIT, async {
+    bounded(LIMIT, async {
         let fake = fake_concentrator(Behaviour::Relay).await;
         let echo = echo_server().await;
         let (ctx, mut events) = context(upstream(fake.addr, key()));
@@ -81,13 +81,12 @@ async fn relays_through_the_concentrator() {
         assert!(!requests.is_empty());
         assert_eq!(requests[0].destination(), Some(echo));
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn data_right_behind_the_reply_reaches_the_client() {
-    timeout(LIMIT, async {
+    bounded(LIMIT, async {
         let fake = fake_concentrator(Behaviour::OkWithData(b"server speaks first")).await;
         let echo = echo_server().await;
         let (ctx, _events) = context(upstream(fake.addr, key()));
@@ -96,13 +95,12 @@ async fn data_right_behind_the_reply_reaches_the_client() {
         assert_eq!(summary.upstream, UpstreamKind::Concentrator);
         assert_eq!(summary.down, 19);
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn concentrator_error_resets_the_lan_side() {
-    timeout(LIMIT, async {
+    bounded(LIMIT, async {
         let fake = fake_concentrator(Behaviour::Refuse(ErrorCode::DestinationUnreachable)).await;
         let echo = echo_server().await;
         let (ctx, _events) = context(upstream(fake.addr, key()));
@@ -116,13 +114,12 @@ async fn concentrator_error_resets_the_lan_side() {
         assert_eq!(ctx.stats.snapshot().refused, 1);
         assert_eq!(ctx.stats.snapshot().direct, 0);
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn a_rejected_key_resets_the_lan_side() {
-    timeout(LIMIT, async {
+    bounded(LIMIT, async {
         let fake = fake_concentrator(Behaviour::Relay).await;
         let echo = echo_server().await;
         let (ctx, _events) = context(upstream(fake.addr, wrong_key()));
@@ -131,13 +128,12 @@ async fn a_rejected_key_resets_the_lan_side() {
         assert_eq!(summary.close, Close::Refused(ErrorCode::NotAuthorized));
         assert!(fake.requests.lock().unwrap().is_empty());
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn unreachable_concentrator_fails_open_and_asks_for_a_probe() {
-    timeout(LIMIT, async {
+    bounded(LIMIT, async {
         let echo = echo_server().await;
         let (ctx, mut events) = context(upstream(closed_port().await, key()));
         let (read, summary) = exchange(&ctx, echo, b"direct data").await;
@@ -151,13 +147,12 @@ async fn unreachable_concentrator_fails_open_and_asks_for_a_probe() {
             "the core is asked to probe: {told:?}"
         );
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn no_reply_fails_open() {
-    timeout(LIMIT, async {
+    bounded(LIMIT, async {
         let fake = fake_concentrator(Behaviour::Hangup).await;
         let echo = echo_server().await;
         let (ctx, _events) = context(upstream(fake.addr, key()));
@@ -166,26 +161,24 @@ async fn no_reply_fails_open() {
         assert_eq!(summary.upstream, UpstreamKind::Direct);
         assert_eq!(fake.requests.lock().unwrap().len(), 1);
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn direct_failure_resets_the_lan_side() {
-    timeout(LIMIT, async {
+    bounded(LIMIT, async {
         let (ctx, _events) = context(upstream(closed_port().await, key()));
         let (read, summary) = exchange(&ctx, closed_port().await, b"nowhere").await;
         assert!(read.is_err(), "the client sees a reset, got {read:?}");
         assert_eq!(summary.upstream, UpstreamKind::Direct);
         assert_eq!(summary.close, Close::DirectFailed);
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn probe_succeeds_against_a_live_concentrator() {
-    timeout(LIMIT, async {
+    bounded(LIMIT, async {
         let fake = fake_concentrator(Behaviour::Relay).await;
         probe(&upstream(fake.addr, key()), Duration::from_secs(2), true)
             .await
@@ -194,13 +187,12 @@ async fn probe_succeeds_against_a_live_concentrator() {
         let requests = fake.requests.lock().unwrap().clone();
         assert!(requests.len() == 1 && requests[0].is_info());
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn probe_with_a_wrong_key_is_rejected() {
-    timeout(LIMIT, async {
+    bounded(LIMIT, async {
         let fake = fake_concentrator(Behaviour::Relay).await;
         let result = probe(
             &upstream(fake.addr, wrong_key()),
@@ -219,13 +211,12 @@ async fn probe_with_a_wrong_key_is_rejected() {
             "{result:?}"
         );
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test]
 async fn probe_of_a_closed_port_fails() {
-    timeout(LIMIT, async {
+    bounded(LIMIT, async {
         let result = probe(
             &upstream(closed_port().await, key()),
             Duration::from_secs(2),
@@ -238,6 +229,5 @@ async fn probe_of_a_closed_port_fails() {
             "{result:?}"
         );
     })
-    .await
-    .expect("test timed out");
+    .await;
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use mpbond_agent::ubus::blob::{Table, Value};
 use mpbond_agent::ubus::wire::{status, EVENT_OBJECT};
 use mpbond_agent::ubus::{parse_dump, watch, Client, NetifdView, UbusError, WatchOpts};
+use mpbond_testkit::block_on_bounded;
 use serde_json::{json, Map};
 use tokio::sync::watch as channel;
 use tokio_util::sync::CancellationToken;
@@ -19,15 +20,7 @@ use ubus_standin::{fixture, Ids, SockDir, StandIn};
 const BOUND: Duration = Duration::from_secs(10);
 
 fn run<F: Future<Output = ()>>(f: F) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        tokio::time::timeout(BOUND, f)
-            .await
-            .expect("test timed out");
-    });
+    block_on_bounded(BOUND, f);
 }
 
 /// A stand-in ubusd in a fresh socket directory, serving the `qmi-wwan.json` dump, with

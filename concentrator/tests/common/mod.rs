@@ -18,7 +18,7 @@ use mpbond_concentrator::{Config, Handle, RunError, Server};
 use mpbond_protocol::auth::{seal, ClientId, Key};
 use mpbond_protocol::{ErrorCode, Message};
 use mpbond_relay::connect::ConnectOpts;
-use mpbond_testkit::Netns;
+use mpbond_testkit::{bounded, Netns};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
@@ -262,11 +262,7 @@ pub fn block_on_in<T: Send, F: Future<Output = T>>(
             .enable_all()
             .build()
             .expect("runtime")
-            .block_on(async {
-                tokio::time::timeout(TEST_TIMEOUT, body())
-                    .await
-                    .expect("test timed out")
-            })
+            .block_on(bounded(TEST_TIMEOUT, body()))
     })
 }
 

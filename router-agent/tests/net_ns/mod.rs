@@ -13,6 +13,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use mpbond_testkit::block_on_bounded;
+
 /// A namespace deleted on drop.
 #[derive(Debug)]
 pub struct Netns {
@@ -56,17 +58,7 @@ impl Netns {
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = T>,
     {
-        self.inner.run(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                tokio::time::timeout(limit, body())
-                    .await
-                    .expect("test body timed out")
-            })
-        })
+        self.inner.run(move || block_on_bounded(limit, body()))
     }
 
     /// Run a blocking `body` on a thread inside the namespace (e.g. a server).
