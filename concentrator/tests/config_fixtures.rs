@@ -4,19 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use mpbond_concentrator::Config;
+use mpbond_testkit::fixture_files;
 
 fn files(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(kind);
-    let mut out: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    out.sort();
-    assert!(!out.is_empty(), "{} holds no fixtures", dir.display());
-    out
+    fixture_files(&dir, |p| p.extension().is_some_and(|x| x == "toml"))
 }
 
 #[test]

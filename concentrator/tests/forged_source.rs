@@ -14,7 +14,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -23,6 +22,7 @@ use std::time::Duration;
 use common::*;
 use mpbond_concentrator::Config;
 use mpbond_relay::connect::connect_with;
+use mpbond_testkit::netstat::{self, grown};
 use mpbond_testkit::{require_tools, Netns};
 
 /// The concentrator's address in the bed.
@@ -75,29 +75,6 @@ fn bed_config() -> Config {
     )
 }
 
-/// The SNMP counters of this thread's namespace, keyed `"TcpExt.TCPFastOpenPassive"`.
-fn netstat() -> HashMap<String, u64> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").expect("netstat");
-    let lines: Vec<&str> = text.lines().collect();
-    let mut counters = HashMap::new();
-    for pair in lines.chunks(2) {
-        let [names, values] = pair else { continue };
-        let mut names = names.split_whitespace();
-        let Some(group) = names.next().map(|g| g.trim_end_matches(':')) else {
-            continue;
-        };
-        for (name, value) in names.zip(values.split_whitespace().skip(1)) {
-            counters.insert(format!("{group}.{name}"), value.parse().unwrap_or(0));
-        }
-    }
-    counters
-}
-
-fn grown(before: &HashMap<String, u64>, after: &HashMap<String, u64>, key: &str) -> u64 {
-    let get = |m: &HashMap<String, u64>| m.get(key).copied().unwrap_or(0);
-    get(after).saturating_sub(get(before))
-}
-
 /// TCP sockets of this thread's namespace in SYN-RECV whose peer is `ip`.
 fn syn_recv_from(ip: &str) -> usize {
     let out = Command::new("ss")
@@ -144,7 +121,7 @@ fn forged_source_syns_with_data_create_no_session() {
         let target = silent_target("127.0.0.1");
         // A valid request, as an attacker who captured one would replay it.
         let captured = home_connect(target.local_addr().unwrap());
-        let before = netstat();
+        let before = netstat::counters();
         let sent = send_forged(server.addr, &captured);
         assert_eq!(sent, 3 * ROUNDS);
 
@@ -161,7 +138,7 @@ fn forged_source_syns_with_data_create_no_session() {
         };
         assert_eq!(sessions, 0, "sessions were made for forged sources");
         assert_eq!(waiting, sent, "forged SYNs in SYN-RECV");
-        let after = netstat();
+        let after = netstat::counters();
         assert_eq!(
             grown(&before, &after, "TcpExt.TCPFastOpenPassive"),
             0,
@@ -196,7 +173,7 @@ fn a_client_with_a_cookie_gets_zero_rtt_from_its_second_connection() {
     block_on_in(&ns, || async {
         let server = start(bed_config()).await;
         let (echo, _) = echo_target("127.0.0.1").await;
-        let before = netstat();
+        let before = netstat::counters();
         let mut in_syn = Vec::new();
         for n in 0..3 {
             let first = home_connect(echo);
@@ -208,7 +185,7 @@ fn a_client_with_a_cookie_gets_zero_rtt_from_its_second_connection() {
             in_syn.push(mpbond_relay::sys::syn_data_acked(&c.stream));
             assert_eq!(echo_round(c.stream, b"bonded").await, b"bonded");
         }
-        let after = netstat();
+        let after = netstat::counters();
         assert_eq!(
             in_syn,
             [Some(false), Some(true), Some(true)],

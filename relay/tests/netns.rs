@@ -9,9 +9,10 @@ mod common;
 use std::io;
 use std::time::Duration;
 
-use common::netns::{delta, in_new_netns, ip, netstat, nft};
+use common::netns::{in_new_netns, ip, nft};
 use mpbond_relay::connect::{connect_with, ConnectOpts};
 use mpbond_relay::sys;
+use mpbond_testkit::netstat::{self, grown};
 use tokio::io::AsyncReadExt;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -73,7 +74,7 @@ async fn tfo_twice(mptcp: bool) -> (TfoRun, TfoRun) {
 
 async fn tfo_once(listener: &tokio::net::TcpListener, mptcp: bool) -> TfoRun {
     let dest = listener.local_addr().expect("local_addr");
-    let before = netstat();
+    let before = netstat::counters();
     let how = opts(mptcp);
     let (connected, accepted) = common::within("tfo connect", async {
         tokio::join!(
@@ -89,16 +90,16 @@ async fn tfo_once(listener: &tokio::net::TcpListener, mptcp: bool) -> TfoRun {
         .await
         .expect("read first");
     assert_eq!(&first, b"CONVERT-REQUEST");
-    let after = netstat();
+    let after = netstat::counters();
     TfoRun {
         fastopen: connected.fastopen,
         client_mptcp: connected.mptcp,
         server_mptcp: sys::is_mptcp(&accepted),
         syn_data_acked: sys::syn_data_acked(&connected.stream),
-        cookie_requested: delta(&before, &after, "TcpExt.TCPFastOpenCookieReqd"),
-        passive: delta(&before, &after, "TcpExt.TCPFastOpenPassive"),
-        active: delta(&before, &after, "TcpExt.TCPFastOpenActive"),
-        mp_capable_syn_rx: delta(&before, &after, "MPTcpExt.MPCapableSYNRX"),
+        cookie_requested: grown(&before, &after, "TcpExt.TCPFastOpenCookieReqd"),
+        passive: grown(&before, &after, "TcpExt.TCPFastOpenPassive"),
+        active: grown(&before, &after, "TcpExt.TCPFastOpenActive"),
+        mp_capable_syn_rx: grown(&before, &after, "MPTcpExt.MPCapableSYNRX"),
         mptcp_counters: moved(&before, &after, "MPTcpExt."),
     }
 }
@@ -114,7 +115,7 @@ fn moved(
         .map(|k| {
             (
                 k.trim_start_matches(prefix).to_owned(),
-                delta(before, after, k),
+                grown(before, after, k),
             )
         })
         .filter(|(_, d)| *d > 0)

@@ -5,19 +5,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use mpbond_agent::Config;
+use mpbond_testkit::fixture_files;
 
 fn fixtures(kind: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(kind);
-    let mut files: Vec<PathBuf> = fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|entry| entry.expect("directory entry").path())
-        .filter(|p| p.extension().map_or(true, |e| e != "expect"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "{} holds no fixtures", dir.display());
-    files
+    fixture_files(&dir, |p| p.extension().map_or(true, |e| e != "expect"))
 }
 
 #[test]

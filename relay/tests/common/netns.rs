@@ -5,8 +5,6 @@
 //! inside it: the sockets it makes and the processes it starts live there, and the root
 //! namespace is never touched. Without root it fails the test with a clear message.
 
-use std::collections::HashMap;
-
 use mpbond_testkit::Netns;
 
 /// Run `f` on a thread in a new network namespace with `lo` up and
@@ -43,29 +41,4 @@ pub fn nft(ruleset: &str) {
         .expect("write ruleset");
     let status = child.wait().expect("wait for nft");
     assert!(status.success(), "nft -f failed for:\n{ruleset}");
-}
-
-/// The SNMP counters of this thread's network namespace (`/proc/thread-self/net/netstat`),
-/// keyed `"TcpExt.TCPFastOpenPassive"`, `"MPTcpExt.MPCapableSYNRX"` and so on.
-pub fn netstat() -> HashMap<String, u64> {
-    let text = std::fs::read_to_string("/proc/thread-self/net/netstat").expect("read netstat");
-    let mut counters = HashMap::new();
-    let lines: Vec<&str> = text.lines().collect();
-    for pair in lines.chunks(2) {
-        let [names, values] = pair else { continue };
-        let mut names = names.split_whitespace();
-        let Some(group) = names.next().map(|g| g.trim_end_matches(':')) else {
-            continue;
-        };
-        for (name, value) in names.zip(values.split_whitespace().skip(1)) {
-            counters.insert(format!("{group}.{name}"), value.parse().unwrap_or(0));
-        }
-    }
-    counters
-}
-
-/// How much each counter in `keys` grew from `before` to `after`.
-pub fn delta(before: &HashMap<String, u64>, after: &HashMap<String, u64>, key: &str) -> u64 {
-    let get = |m: &HashMap<String, u64>| m.get(key).copied().unwrap_or(0);
-    get(after).saturating_sub(get(before))
 }
