@@ -217,35 +217,26 @@ fn probes_go_through_their_own_wan() {
     .unwrap_err();
     assert!(matches!(err, ProbeError::Unreachable(_)), "{err:?}");
 
-    // Upstream only: the vps drops what arrives from wan1; only wan1's probe fails.
-    vps.exec(&[
-        "nft",
-        "add table inet mpbhi; \
-         add chain inet mpbhi in { type filter hook input priority 0; policy accept; }; \
-         add rule inet mpbhi in ip saddr 10.200.1.2 drop",
-    ]);
-    let err = probe(1, &good).unwrap_err();
-    assert!(
-        matches!(err, ProbeError::Timeout(_)),
-        "upstream only: {err:?}"
-    );
-    probe(2, &good).expect("wan2 still answers");
-    vps.exec(&["nft", "delete table inet mpbhi"]);
-    probe(1, &good).expect("wan1 answers again");
-
-    // Downstream only: the request arrives, the vps drops its answer to wan1.
-    vps.exec(&[
-        "nft",
-        "add table inet mpbho; \
-         add chain inet mpbho out { type filter hook output priority 0; policy accept; }; \
-         add rule inet mpbho out ip daddr 10.200.1.2 drop",
-    ]);
-    let err = probe(1, &good).unwrap_err();
-    assert!(
-        matches!(err, ProbeError::Timeout(_)),
-        "downstream only: {err:?}"
-    );
-    probe(2, &good).expect("wan2 still answers");
-    vps.exec(&["nft", "delete table inet mpbho"]);
-    probe(1, &good).expect("wan1 answers again");
+    // One direction at a time: the vps drops what arrives from wan1 (upstream only), then
+    // its answers to wan1 (downstream only, the request arrives). Only wan1's probe fails,
+    // and it answers again once the rule is gone.
+    for (direction, hook, rule) in [
+        ("upstream only", "input", "ip saddr 10.200.1.2 drop"),
+        ("downstream only", "output", "ip daddr 10.200.1.2 drop"),
+    ] {
+        let ruleset = format!(
+            "add table inet mpbh; \
+             add chain inet mpbh c {{ type filter hook {hook} priority 0; policy accept; }}; \
+             add rule inet mpbh c {rule}"
+        );
+        vps.exec(&["nft", &ruleset]);
+        let err = probe(1, &good).unwrap_err();
+        assert!(
+            matches!(err, ProbeError::Timeout(_)),
+            "{direction}: {err:?}"
+        );
+        probe(2, &good).expect("wan2 still answers");
+        vps.exec(&["nft", "delete table inet mpbh"]);
+        probe(1, &good).expect("wan1 answers again");
+    }
 }
