@@ -12,11 +12,12 @@
 //! throughput assertions do not compete with each other for the CPU.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+
+use mpbond_testkit::TempDir;
 
 use crate::error::BedError;
 use crate::netns::{self, Netns};
@@ -25,7 +26,6 @@ use crate::topology::{Node, Plan, MAX_WANS};
 
 const CMD_LIMIT: Duration = Duration::from_secs(30);
 static SERIAL: Mutex<()> = Mutex::new(());
-static TEMP_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 /// Builder for a [`TestBed`].
 #[derive(Debug, Clone)]
@@ -88,7 +88,11 @@ impl TestBedBuilder {
         }
         let serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
         netns::sweep_stale();
-        let dir = TempDir::new()?;
+        let dir = TempDir::try_new("bed").map_err(|e| BedError::Io {
+            what: "cannot create",
+            path: e.path,
+            source: e.source,
+        })?;
         let mut nss = BTreeMap::new();
         for node in self.plan.nodes() {
             nss.insert(node, Netns::try_new(&node.role())?);
@@ -207,7 +211,7 @@ impl TestBed {
 
     /// A scratch directory that lives as long as the bed.
     pub fn dir(&self) -> &Path {
-        &self.dir.0
+        self.dir.path()
     }
 
     /// Run `cmd` (split on whitespace) in `node`; its stdout on success.
@@ -268,55 +272,6 @@ impl TestBed {
         (1..=self.plan.rates.len())
             .map(|i| self.wan_bytes(i))
             .collect()
-    }
-}
-
-/// A directory under the system temp dir, removed on drop unless
-/// `MPBOND_KEEP_TMP` is set.
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<Self, BedError> {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "{}{}-{}",
-            netns::PREFIX,
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).map_err(|source| BedError::Io {
-            what: "cannot create",
-            path: path.clone(),
-            source,
-        })?;
-        TEMP_DIRS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(path.clone());
-        Ok(Self(path))
-    }
-}
-
-/// Remove every scratch directory of this process (for a signal handler thread).
-pub fn cleanup_temp_dirs() {
-    let dirs = std::mem::take(&mut *TEMP_DIRS.lock().unwrap_or_else(|p| p.into_inner()));
-    for dir in dirs {
-        let _ = std::fs::remove_dir_all(dir);
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        TEMP_DIRS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|d| d != &self.0);
-        if std::env::var_os("MPBOND_KEEP_TMP").is_none() {
-            let _ = std::fs::remove_dir_all(&self.0);
-        } else {
-            eprintln!("mpbond-tests: kept {}", self.0.display());
-        }
     }
 }
 

@@ -10,11 +10,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::bed::TestBed;
-use crate::daemons::bin_path;
 use crate::error::BedError;
-use crate::loadgen::first_line;
+use crate::loadgen::{first_line, parse, ttfb_args};
 use crate::proc::ChildGuard;
-use crate::tools::TB;
 use crate::topology::Node;
 use crate::wire::TtfbReport;
 
@@ -100,23 +98,14 @@ impl TestBed {
         bytes: u64,
         timeout: Duration,
     ) -> Result<PacedRun, BedError> {
-        let bin = bin_path(TB)?.to_string_lossy().into_owned();
-        let args = [
-            bin,
-            "ttfb".into(),
-            "--connect".into(),
-            to.to_string(),
-            "--count".into(),
-            count.to_string(),
-            "--bytes".into(),
-            bytes.to_string(),
+        let mut args = ttfb_args(to, count, bytes);
+        args.extend([
             "--every-ms".into(),
             every.as_millis().to_string(),
             "--timeout-secs".into(),
             timeout.as_secs().max(1).to_string(),
-        ];
-        let all: Vec<&str> = args.iter().map(String::as_str).collect();
-        let child = self.spawn(node, &all)?;
+        ]);
+        let child = self.tb_spawn(node, &args)?;
         let limit = every * count as u32 + timeout + Duration::from_secs(10);
         Ok(PacedRun { child, limit })
     }
@@ -133,10 +122,6 @@ impl PacedRun {
     /// Wait for its report.
     pub fn finish(mut self) -> Result<TtfbReport, BedError> {
         let line = first_line(&mut self.child, self.limit)?;
-        serde_json::from_str(&line).map_err(|source| BedError::BadOutput {
-            cmd: self.child.cmd().to_owned(),
-            output: line,
-            source,
-        })
+        parse(&self.child, &line)
     }
 }

@@ -86,7 +86,7 @@ pub use wire::{FetchReport, ServeEvent};
 /// owns. For Ctrl-C handlers ([`interrupt`]): test beds clean up on drop otherwise.
 pub fn cleanup_all() {
     netns::cleanup_registered();
-    bed::cleanup_temp_dirs();
+    mpbond_testkit::tempdir::cleanup_registered();
 }
 
 /// Whether this process can build namespaces (effective uid 0).

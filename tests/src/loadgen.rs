@@ -102,15 +102,7 @@ impl TestBed {
         bytes: u64,
         mptcp: bool,
     ) -> Result<TtfbReport, BedError> {
-        let mut args = vec![
-            "ttfb".to_string(),
-            "--connect".into(),
-            to.to_string(),
-            "--count".into(),
-            count.to_string(),
-            "--bytes".into(),
-            bytes.to_string(),
-        ];
+        let mut args = ttfb_args(to, count, bytes);
         if mptcp {
             args.push("--mptcp".into());
         }
@@ -121,7 +113,8 @@ impl TestBed {
         parse(&child, &line)
     }
 
-    fn tb_spawn(&self, node: Node, args: &[String]) -> Result<ChildGuard, BedError> {
+    /// Start `mpbond-tb ARGS` in `node`.
+    pub(crate) fn tb_spawn(&self, node: Node, args: &[String]) -> Result<ChildGuard, BedError> {
         let bin = bin_path(TB)?.to_string_lossy().into_owned();
         let mut all = vec![bin.as_str()];
         all.extend(args.iter().map(String::as_str));
@@ -129,7 +122,24 @@ impl TestBed {
     }
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(child: &ChildGuard, line: &str) -> Result<T, BedError> {
+/// `mpbond-tb ttfb`'s arguments for `count` requests of `bytes` each to `to`.
+pub(crate) fn ttfb_args(to: SocketAddr, count: usize, bytes: u64) -> Vec<String> {
+    vec![
+        "ttfb".to_string(),
+        "--connect".into(),
+        to.to_string(),
+        "--count".into(),
+        count.to_string(),
+        "--bytes".into(),
+        bytes.to_string(),
+    ]
+}
+
+/// `child`'s JSON report line.
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(
+    child: &ChildGuard,
+    line: &str,
+) -> Result<T, BedError> {
     serde_json::from_str(line).map_err(|source| BedError::BadOutput {
         cmd: child.cmd().to_owned(),
         output: line.to_owned(),

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mpbond_testkit::curl::{fetch_through_socks5, Socks5};
-use mpbond_testkit::wait_until;
+use mpbond_testkit::{wait_until, Xorshift};
 use mpbond_tests::topology::{SERVER_V4, VPS_V4};
 use mpbond_tests::{wan_delta, Node, TestBed};
 
@@ -28,7 +28,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let sum: u32 = RATES.iter().sum();
     // Short: ~1.5 s at the summed rate; full: ~6 s.
     let bytes = (u64::from(sum) * 1_000_000 / 8 * ctx.pick(3, 12) / 2) as usize;
-    let body = pattern(bytes);
+    let body = Xorshift::new(0x9e37_79b9).bytes(bytes);
     let blob = bed.dir().join("blob");
     std::fs::write(&blob, &body).map_err(|source| BenchError::Io {
         what: "write",
@@ -147,17 +147,4 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
             shares.join(", ")
         ),
     }])
-}
-
-/// Deterministic bytes.
-fn pattern(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_u32;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
