@@ -9,7 +9,7 @@ mod common;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use common::control::{control_bed, start_download, state_text, wait_managed, wait_rx};
+use common::control::{control_bed, download_over_wan1, start_download, state_text, wait_managed};
 use common::shares;
 use mpbond_tests::{proc, wan_delta};
 
@@ -46,13 +46,8 @@ fn backup_wan_idles_until_the_primary_dies() {
     assert!(r.ok, "download broke: {r:?}");
     assert!(sh[1] < 0.05, "the backup WAN carried {:.1}%", sh[1] * 100.0);
 
-    let before = bed.all_wan_bytes();
     let bytes = 40_000_000;
-    let download = start_download(&bed, bytes, Duration::from_secs(60));
-    assert!(
-        wait_rx(&bed, 1, before[0].0, 2_000_000, Duration::from_secs(10)),
-        "the download does not run over wan1"
-    );
+    let (before, download) = download_over_wan1(&bed, bytes, Duration::from_secs(60));
     bed.set_link(1, false).expect("wan1 down");
     let r = download.finish().expect("download report");
     let delta = wan_delta(&before, &bed.all_wan_bytes());

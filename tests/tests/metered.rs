@@ -17,7 +17,9 @@ mod common;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use common::control::{control_bed, log_lines, start_download, state_text, wait_managed, wait_rx};
+use common::control::{
+    control_bed, download_over_wan1, log_lines, start_download, state_text, wait_managed,
+};
 use mpbond_tests::{proc, status_wan, wan_delta, TestBed};
 
 const MB: u64 = 1_000_000;
@@ -81,13 +83,8 @@ fn a_metered_wan_carries_nothing_until_the_unmetered_one_dies() {
     );
 
     let bytes = 20 * MB;
-    let before = bed.all_wan_bytes();
     let started = Instant::now();
-    let download = start_download(&bed, bytes, Duration::from_secs(30));
-    assert!(
-        wait_rx(&bed, 1, before[0].0, 2 * MB, LIMIT),
-        "the download does not run over wan1"
-    );
+    let (before, download) = download_over_wan1(&bed, bytes, Duration::from_secs(30));
     let subflows_on_wan2 = bed.subflows_on(2);
     let r = download.finish().expect("download report");
     let secs = started.elapsed().as_secs_f64();
@@ -108,12 +105,7 @@ fn a_metered_wan_carries_nothing_until_the_unmetered_one_dies() {
     );
 
     let bytes = 40 * MB;
-    let before = bed.all_wan_bytes();
-    let download = start_download(&bed, bytes, Duration::from_secs(60));
-    assert!(
-        wait_rx(&bed, 1, before[0].0, 2 * MB, LIMIT),
-        "the download does not run over wan1"
-    );
+    let (before, download) = download_over_wan1(&bed, bytes, Duration::from_secs(60));
     bed.set_link(1, false).expect("wan1 down");
     let promoted = time_until_endpoint(&bed, wan2);
     let r = download.finish().expect("download report");
@@ -154,12 +146,7 @@ fn a_blackholed_unmetered_wan_hands_the_download_to_the_metered_one() {
     wait_managed(&bed, &agent, &[1], LIMIT);
     let wan2 = IpAddr::V4(bed.wan_v4(2));
     let bytes = 40 * MB;
-    let before = bed.all_wan_bytes();
-    let download = start_download(&bed, bytes, Duration::from_secs(60));
-    assert!(
-        wait_rx(&bed, 1, before[0].0, 2 * MB, LIMIT),
-        "the download does not run over wan1"
-    );
+    let (before, download) = download_over_wan1(&bed, bytes, Duration::from_secs(60));
     bed.blackhole_wan(1, true).expect("wan1 black-holed");
     let promoted = time_until_endpoint(&bed, wan2);
     let r = download.finish().expect("download report");
@@ -213,9 +200,7 @@ fn a_backup_subflow_costs_bytes_a_metered_wan_does_not() {
         let agent = bed.start_agent(&cfg).expect("agent starts");
         wait_managed(&bed, &agent, &[1], LIMIT);
         let bytes = 20 * MB;
-        let before = bed.all_wan_bytes();
-        let download = start_download(&bed, bytes, Duration::from_secs(30));
-        assert!(wait_rx(&bed, 1, before[0].0, 2 * MB, LIMIT), "no download");
+        let (before, download) = download_over_wan1(&bed, bytes, Duration::from_secs(30));
         let subflows = bed.subflows_on(2);
         let r = download.finish().expect("download report");
         assert!(r.ok, "{how}: download broke: {r:?}");

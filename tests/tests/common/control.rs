@@ -71,6 +71,23 @@ pub fn start_download(bed: &TestBed, bytes: u64, timeout: Duration) -> FetchRun 
     bed.spawn_fetch(Node::Lan, &fetch).expect("fetch starts")
 }
 
+/// The WANs' byte counters, then a download of `bytes` ([`start_download`]) that must
+/// have brought 2 MB in over WAN 1 within 10 s (the test fails otherwise): a transfer
+/// running over WAN 1, for a test that fails WAN 1 next.
+pub fn download_over_wan1(
+    bed: &TestBed,
+    bytes: u64,
+    timeout: Duration,
+) -> (Vec<(u64, u64)>, FetchRun) {
+    let before = bed.all_wan_bytes();
+    let download = start_download(bed, bytes, timeout);
+    assert!(
+        wait_rx(bed, 1, before[0].0, 2_000_000, Duration::from_secs(10)),
+        "the download does not run over wan1"
+    );
+    (before, download)
+}
+
 /// Poll until `wan<i>`'s rx counter has grown `bytes` past `from`; whether it did.
 pub fn wait_rx(bed: &TestBed, i: usize, from: u64, bytes: u64, limit: Duration) -> bool {
     proc::wait_until(limit, || bed.wan_bytes(i).0 >= from + bytes)
