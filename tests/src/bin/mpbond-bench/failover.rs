@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use mpbond_tests::topology::SERVER_V4;
 use mpbond_tests::{
-    proc, status_wan, AgentConfig, BedError, Daemon, Fetch, FetchReport, FetchRun, Node, TestBed,
+    proc, status_wan, AgentConfig, BedError, Daemon, Fetch, FetchReport, FetchRun, Node, TbServer,
+    TestBed,
 };
 
 use crate::ctx::{BenchError, Ctx};
@@ -151,23 +152,12 @@ fn figures_of(cut: Cut, ours: &[Outcome], peers: &[Outcome], steal_pct: f64) -> 
 
 /// mpbond: agent routing, the agent's default probes, a download, the cut.
 fn mpbond_run(cut: Cut, bytes: u64) -> Result<Outcome, BenchError> {
-    let bed = TestBed::builder()
-        .wans(&RATES)
-        .agent_routing(true)
-        .try_build()?;
-    let _server = bed.serve(Node::Server, server(), false)?;
-    let _conc = bed.start_concentrator(&bed.concentrator_config())?;
-    let _agent = start_default_agent(&bed, CASE)?;
-    download_and_cut(&bed, cut, bytes, "mpbond")
+    let mpbond = MpbondBed::start(&RATES, server(), CASE, |_| {})?;
+    download_and_cut(&mpbond.bed, cut, bytes, "mpbond")
 }
 
-/// Start the agent with its default probe settings ([`AGENT_PROBE`]) and
-/// wait until every WAN of `bed` is up in its status.
-pub fn start_default_agent(bed: &TestBed, case: &'static str) -> Result<Daemon, BenchError> {
-    start_default_agent_with(bed, case, |_| {})
-}
-
-/// [`start_default_agent`] with `tweak` applied to the config last.
+/// Start the agent with its default probe settings ([`AGENT_PROBE`]) and `tweak` applied
+/// to the config last, and wait until every WAN of `bed` is up in its status.
 pub fn start_default_agent_with(
     bed: &TestBed,
     case: &'static str,
@@ -203,6 +193,41 @@ pub fn start_default_agent_with(
         ));
     }
     Ok(agent)
+}
+
+/// mpbond on a bed of its own with agent routing: the internet server, the concentrator
+/// and the agent with its default probes ([`start_default_agent_with`]). The fields drop
+/// in the order the processes stop: agent, concentrator, server, then the bed.
+pub struct MpbondBed {
+    pub agent: Daemon,
+    pub conc: Daemon,
+    _server: TbServer,
+    pub bed: TestBed,
+}
+
+impl MpbondBed {
+    /// WANs at `rates`, the server listening on `server`, `tweak` applied to the agent's
+    /// config last.
+    pub fn start(
+        rates: &[u32],
+        server: SocketAddr,
+        case: &'static str,
+        tweak: impl FnOnce(&mut AgentConfig),
+    ) -> Result<MpbondBed, BenchError> {
+        let bed = TestBed::builder()
+            .wans(rates)
+            .agent_routing(true)
+            .try_build()?;
+        let server = bed.serve(Node::Server, server, false)?;
+        let conc = bed.start_concentrator(&bed.concentrator_config())?;
+        let agent = start_default_agent_with(&bed, case, tweak)?;
+        Ok(MpbondBed {
+            agent,
+            conc,
+            _server: server,
+            bed,
+        })
+    }
 }
 
 /// The peer on the bed's static routing: a download, the cut.

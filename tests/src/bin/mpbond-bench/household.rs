@@ -12,7 +12,7 @@
 //! half the surviving WAN's rate; target 1) and whether it arrived intact.
 //!
 //! mpbond runs its control plane with the default probe settings
-//! ([`crate::failover::start_default_agent`]); the peer (shadowsocks-rust) runs on the
+//! ([`crate::failover::MpbondBed`]); the peer (shadowsocks-rust) runs on the
 //! bed's static per-WAN routing and endpoints: the kernel's MPTCP alone.
 
 use std::net::SocketAddr;
@@ -23,7 +23,7 @@ use mpbond_tests::wire::TtfbReport;
 use mpbond_tests::{Failure, Fetch, FetchReport, Node, TestBed};
 
 use crate::ctx::{BenchError, Ctx};
-use crate::failover::{fetch_on_all_wans, start_default_agent};
+use crate::failover::{fetch_on_all_wans, MpbondBed};
 use crate::peer::{Method, Peer};
 use crate::report::{Figure, Measurement, Target};
 use crate::stat::Steal;
@@ -78,14 +78,14 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         let (mut ours, mut peers) = (Vec::new(), Vec::new());
         for _ in 0..ctx.runs() {
             {
-                let bed = TestBed::builder()
-                    .wans(&RATES)
-                    .agent_routing(true)
-                    .try_build()?;
-                let _server = bed.serve(Node::Server, server(), false)?;
-                let _conc = bed.start_concentrator(&bed.concentrator_config())?;
-                let _agent = start_default_agent(&bed, CASE)?;
-                ours.push(through_failure(&bed, wan, failure, seconds, "mpbond")?);
+                let mpbond = MpbondBed::start(&RATES, server(), CASE, |_| {})?;
+                ours.push(through_failure(
+                    &mpbond.bed,
+                    wan,
+                    failure,
+                    seconds,
+                    "mpbond",
+                )?);
             }
             if peer_missing.is_none() {
                 let bed = TestBed::builder().wans(&RATES).try_build()?;

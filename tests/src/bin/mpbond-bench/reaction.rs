@@ -11,10 +11,10 @@
 
 use std::time::Duration;
 
-use mpbond_tests::{proc, status_wan, Fetch, FetchReport, Node, TestBed};
+use mpbond_tests::{proc, status_wan, Fetch, FetchReport, TestBed};
 
 use crate::ctx::{BenchError, Ctx};
-use crate::failover::{fetch_on_all_wans, start_default_agent_with};
+use crate::failover::{fetch_on_all_wans, MpbondBed};
 use crate::household::server;
 use crate::report::{Figure, Measurement};
 use crate::stat::Steal;
@@ -90,19 +90,14 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
 /// One download through a black hole of WAN 1 with `reaction`, `after` seconds of it
 /// after the cut.
 fn one(reaction: &str, after: u64) -> Result<Outcome, BenchError> {
-    let bed = TestBed::builder()
-        .wans(&RATES)
-        .agent_routing(true)
-        .try_build()?;
-    let _server = bed.serve(Node::Server, server(), false)?;
-    let _conc = bed.start_concentrator(&bed.concentrator_config())?;
-    let _agent = start_default_agent_with(&bed, CASE, |cfg| {
+    let mpbond = MpbondBed::start(&RATES, server(), CASE, |cfg| {
         cfg.down_reaction = Some(reaction.to_owned());
     })?;
+    let bed = &mpbond.bed;
     let bytes = (u64::from(RATES[0] + RATES[1]) * 2 + u64::from(RATES[1]) * after) * 1_000_000 / 8;
     let fetch = Fetch::get(server(), bytes).timeout(Duration::from_secs(90));
     let run = fetch_on_all_wans(
-        &bed,
+        bed,
         &fetch,
         CUT_AFTER,
         CASE,
@@ -110,7 +105,7 @@ fn one(reaction: &str, after: u64) -> Result<Outcome, BenchError> {
     )?;
     let cut_at = unix_ms_now();
     bed.blackhole_wan(1, true)?;
-    let down_at = watch_down(&bed);
+    let down_at = watch_down(bed);
     let r: FetchReport = run.finish()?;
     bed.blackhole_wan(1, false)?;
     let t = Timeline::of(&r);

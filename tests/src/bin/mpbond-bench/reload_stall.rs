@@ -20,10 +20,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mpbond_tests::topology::SERVER_V4;
-use mpbond_tests::{Daemon, Fetch, FetchReport, Node, TestBed};
+use mpbond_tests::{Daemon, Fetch, FetchReport, TestBed};
 
 use crate::ctx::{BenchError, Ctx};
-use crate::failover::{fetch_on_all_wans, start_default_agent};
+use crate::failover::{fetch_on_all_wans, MpbondBed};
 use crate::report::{Figure, Measurement, Target};
 use crate::stat::Steal;
 use crate::timeline::{unix_ms_now, Timeline};
@@ -163,20 +163,13 @@ fn server() -> SocketAddr {
 
 /// One bed, one download, one event.
 fn measure(event: Event, bytes: u64) -> Result<Outcome, BenchError> {
-    let bed = TestBed::builder()
-        .wans(&RATES)
-        .agent_routing(true)
-        .try_build()?;
-    let _server = bed.serve(Node::Server, server(), false)?;
-    let _conc = bed.start_concentrator(&bed.concentrator_config())?;
-    let mut agent = start_default_agent(&bed, CASE)?;
-
+    let mut mpbond = MpbondBed::start(&RATES, server(), CASE, |_| {})?;
     let fetch = Fetch::get(server(), bytes)
         .sample_every(SAMPLE)
         .timeout(Duration::from_secs(90));
     let why = "the download does not use both WANs before the event";
-    let run = fetch_on_all_wans(&bed, &fetch, EVENT_AFTER, CASE, why)?;
-    let (event_at, back_at) = apply(&bed, &mut agent, event)?;
+    let run = fetch_on_all_wans(&mpbond.bed, &fetch, EVENT_AFTER, CASE, why)?;
+    let (event_at, back_at) = apply(&mpbond.bed, &mut mpbond.agent, event)?;
     let r: FetchReport = run.finish()?;
     Ok(outcome(&r, event_at, back_at))
 }

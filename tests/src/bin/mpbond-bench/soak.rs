@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use mpbond_tests::datagen::random_seed;
 use mpbond_tests::loadgen::{fd_count, rss_kib};
-use mpbond_tests::{Failure, Fetch, Node, TestBed};
+use mpbond_tests::{Failure, Fetch, Node};
 
 use crate::ctx::{BenchError, Ctx};
-use crate::failover::start_default_agent;
+use crate::failover::MpbondBed;
 use crate::household::server;
 use crate::report::{Figure, Measurement, Mode, Target};
 use crate::stat::Steal;
@@ -38,14 +38,9 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         }
     };
     let steal = Steal::start();
-    let bed = TestBed::builder()
-        .wans(&RATES)
-        .agent_routing(true)
-        .try_build()?;
-    let _server = bed.serve(Node::Server, server(), false)?;
-    let conc = bed.start_concentrator(&bed.concentrator_config())?;
-    let agent = start_default_agent(&bed, CASE)?;
-    let pids = [agent.pid(), conc.pid()];
+    let mpbond = MpbondBed::start(&RATES, server(), CASE, |_| {})?;
+    let bed = &mpbond.bed;
+    let pids = [mpbond.agent.pid(), mpbond.conc.pid()];
     let deadline = Instant::now() + Duration::from_secs(minutes * 60);
     let stop = AtomicBool::new(false);
     let (failed, asked, broken, downloads) = (
@@ -107,7 +102,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         Ok(())
     })?;
     let end = pids.map(|p| (rss_kib(p), fd_count(p)));
-    agent.stop(Duration::from_secs(10));
+    mpbond.agent.stop(Duration::from_secs(10));
     let leftovers = bed
         .owned_state()
         .map(|s| if s.is_empty() { 0.0 } else { 1.0 })?;
