@@ -7,11 +7,18 @@
 //! in the slowest path's round trip, Σ rateᵢ × RTT_max, and once more for a segment that
 //! the slowest path loses and the scheduler re-injects on another one (Raiciu et al.,
 //! "How Hard Can It Be?", NSDI 2012: buffer ≥ 2 × Σ rateᵢ × RTT_max). The same bound holds
-//! for the sender, which keeps every unacknowledged byte of every path. So:
+//! for the sender, which keeps every unacknowledged byte of every path. A lost segment
+//! that needs a retransmission timeout (a lost retransmission, a tail loss) holds the data
+//! behind it longer than that: the receive buffer also covers [`RECOVERY`] of Σ rate, or
+//! the window closes, the subflows' windows run past the connection's and the kernel drops
+//! what arrives beyond it (`MPTcpExtNoDSSInWindow`), which only MPTCP's own retransmission
+//! timer recovers (stalls of 0.5–2 s in case 13 on `three`, docs/PERFORMANCE.md). So:
 //!
 //! ```text
-//! buffer = RTT_FACTOR (2) × Σ peak rateᵢ × max RTTᵢ, over the WANs that carry traffic,
-//!          rounded up to a power of two, within [MIN_BUFFER, the kernel's tcp_{r,w}mem max]
+//! rcvbuf = Σ peak rateᵢ × (RTT_FACTOR (2) × max RTTᵢ + RECOVERY (400 ms))
+//! sndbuf = Σ peak rateᵢ ×  RTT_FACTOR (2) × max RTTᵢ
+//!          over the WANs that carry traffic, each rounded up to a power of two,
+//!          within [MIN_BUFFER, the kernel's tcp_{r,w}mem max]
 //! ```
 //!
 //! * **Rate**: the busiest rate a WAN's device moved in the last [`RATE_MEMORY`] (the
@@ -24,11 +31,15 @@
 //!   one would cap a connection that starts on an idle bond), never above what the
 //!   kernel's autotuning may reach (`net.ipv4.tcp_rmem`/`tcp_wmem` max, read once at start)
 //!   nor [`MAX_BUFFER`].
+//! * **Nothing measured yet** (a fresh agent, or an idle bond for [`RATE_MEMORY`]): the
+//!   receive buffer is [`UNMEASURED_RCVBUF`] within the same bounds, since the first
+//!   download's rate is unknown and MPTCP's autotuning grows the window too slowly for
+//!   the losses above; the send buffer is left to autotuning.
 //! * **Fast Open**: a Fast Open MPTCP socket's receive buffer is at least
 //!   [`FASTOPEN_RCVBUF`] whatever the mode and the bounds (docs/DESIGN.md, "Fast Open on
 //!   MPTCP": Linux takes the first window from the SYN, and a small one is overrun).
-//! * **Nothing measured yet**, or `buffers = "kernel"`: the kernel's autotuning, with the
-//!   Fast Open receive buffer alone.
+//! * `buffers = "kernel"`: the kernel's autotuning, with the Fast Open receive buffer
+//!   alone.
 //!
 //! Pure: the samples, the time and the kernel's limits are arguments; the core publishes
 //! the result with the other [`super::UpstreamChoice`]s only when it changes.
@@ -42,6 +53,11 @@ use super::path_quality::PathSample;
 
 /// Headroom over Σ rate × RTT_max: one round trip in flight, one for a re-injection.
 pub const RTT_FACTOR: f64 = 2.0;
+/// What the receive buffer holds beyond that, in time at Σ rate: a retransmission timeout
+/// and its first backoff (Linux's minimum RTO is 200 ms).
+pub const RECOVERY: Duration = Duration::from_millis(400);
+/// The receive buffer while nothing is measured (bytes, within the bounds).
+pub const UNMEASURED_RCVBUF: u32 = 16 << 20;
 /// The smallest buffer set by hand (bytes).
 pub const MIN_BUFFER: u32 = 512 << 10;
 /// The largest buffer set by hand (bytes), whatever the kernel allows.
@@ -134,6 +150,13 @@ impl BufferSizing {
     /// Σ peak rate × max RTT (bytes) over the WANs that carry traffic and have an RTT;
     /// `None` while none does.
     pub fn bdp(&self, now: Instant) -> Option<f64> {
+        self.rates(now)
+            .map(|(sum, max_rtt)| sum * max_rtt.as_secs_f64())
+    }
+
+    /// Σ peak rate (bytes/s) and max RTT over the WANs that carry traffic; `None` while
+    /// none does or none has an RTT.
+    fn rates(&self, now: Instant) -> Option<(f64, Duration)> {
         let busy = self.wans.values().filter(|s| {
             s.peak >= IDLE_RATE && now.saturating_duration_since(s.peak_at) <= RATE_MEMORY
         });
@@ -141,8 +164,8 @@ impl BufferSizing {
             Some(rtt) => (sum + s.peak, Some(max.map_or(rtt, |m| m.max(rtt)))),
             None => (sum + s.peak, max),
         });
-        let bdp = sum * max_rtt?.as_secs_f64();
-        (bdp > 0.0).then_some(bdp)
+        let max_rtt = max_rtt?;
+        (sum * max_rtt.as_secs_f64() > 0.0).then_some((sum, max_rtt))
     }
 
     /// The buffers of new connections in `mode` (before [`for_connection`]).
@@ -152,22 +175,41 @@ impl BufferSizing {
         limits: KernelBufferLimits,
         now: Instant,
     ) -> SocketBuffers {
-        let bdp = match (mode, self.bdp(now)) {
-            (BufferMode::Auto, Some(bdp)) => bdp,
-            _ => return SocketBuffers::default(),
+        if mode == BufferMode::Kernel {
+            return SocketBuffers::default();
+        }
+        let Some((sum, max_rtt)) = self.rates(now) else {
+            return unmeasured(mode, limits);
         };
-        let want = (RTT_FACTOR * bdp).min(f64::from(MAX_BUFFER)) as u32;
-        let sized = |kernel_max: Option<u32>| {
-            let cap = kernel_max
-                .unwrap_or(MAX_BUFFER)
-                .clamp(MIN_BUFFER, MAX_BUFFER);
-            want.max(1).next_power_of_two().clamp(MIN_BUFFER, cap)
-        };
+        let in_flight = RTT_FACTOR * sum * max_rtt.as_secs_f64();
+        let recovering = in_flight + sum * RECOVERY.as_secs_f64();
         SocketBuffers {
-            rcvbuf: Some(sized(limits.rmem_max)),
-            sndbuf: Some(sized(limits.wmem_max)),
+            rcvbuf: Some(bounded(recovering, limits.rmem_max)),
+            sndbuf: Some(bounded(in_flight, limits.wmem_max)),
         }
     }
+}
+
+/// The buffers while nothing is measured: [`UNMEASURED_RCVBUF`] within the bounds in
+/// `Auto` mode (the send buffer autotuned), autotuning alone in `Kernel` mode.
+pub fn unmeasured(mode: BufferMode, limits: KernelBufferLimits) -> SocketBuffers {
+    match mode {
+        BufferMode::Auto => SocketBuffers {
+            rcvbuf: Some(bounded(f64::from(UNMEASURED_RCVBUF), limits.rmem_max)),
+            sndbuf: None,
+        },
+        BufferMode::Kernel => SocketBuffers::default(),
+    }
+}
+
+/// `bytes` rounded up to a power of two, within [`MIN_BUFFER`] and the kernel's maximum
+/// (and [`MAX_BUFFER`]).
+fn bounded(bytes: f64, kernel_max: Option<u32>) -> u32 {
+    let want = bytes.min(f64::from(MAX_BUFFER)) as u32;
+    let cap = kernel_max
+        .unwrap_or(MAX_BUFFER)
+        .clamp(MIN_BUFFER, MAX_BUFFER);
+    want.max(1).next_power_of_two().clamp(MIN_BUFFER, cap)
 }
 
 /// The buffers of one connection: `chosen` ([`BufferSizing::choose`], published by the

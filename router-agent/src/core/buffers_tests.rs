@@ -54,30 +54,77 @@ const DSL_LTE: [Line; 2] = [
 ];
 
 #[test]
-fn nothing_measured_leaves_the_kernel_to_autotune_but_keeps_the_fastopen_buffer() {
+fn nothing_measured_gives_the_unmeasured_receive_buffer_and_autotunes_the_send_buffer() {
     let sizing = BufferSizing::default();
     let now = Instant::now();
     let plain = for_connection(sizing.choose(BufferMode::Auto, NO_LIMITS, now), false);
-    assert_eq!(plain, SocketBuffers::default());
+    assert_eq!(plain.rcvbuf, Some(UNMEASURED_RCVBUF));
+    assert_eq!(plain.sndbuf, None);
+    assert_eq!(plain, unmeasured(BufferMode::Auto, NO_LIMITS));
     let fastopen = for_connection(sizing.choose(BufferMode::Auto, NO_LIMITS, now), true);
-    assert_eq!(fastopen.rcvbuf, Some(FASTOPEN_RCVBUF));
+    assert_eq!(
+        fastopen.rcvbuf,
+        Some(UNMEASURED_RCVBUF.max(FASTOPEN_RCVBUF))
+    );
     assert_eq!(fastopen.sndbuf, None);
+    // Within what autotuning may reach: OpenWrt's 6 MiB, a small router's 1 MiB.
+    let openwrt = KernelBufferLimits {
+        rmem_max: Some(6 << 20),
+        wmem_max: Some(4 << 20),
+    };
+    let chosen = sizing.choose(BufferMode::Auto, openwrt, now);
+    assert_eq!(chosen.rcvbuf, Some(6 << 20));
+    let small = KernelBufferLimits {
+        rmem_max: Some(1 << 20),
+        wmem_max: Some(1 << 20),
+    };
+    assert_eq!(unmeasured(BufferMode::Auto, small).rcvbuf, Some(1 << 20));
+    // Fast Open keeps its own floor over a small kernel maximum.
+    let fastopen = for_connection(unmeasured(BufferMode::Auto, small), true);
+    assert_eq!(fastopen.rcvbuf, Some(FASTOPEN_RCVBUF));
 }
 
 #[test]
-fn dsl_lte_gets_twice_the_sum_of_rates_times_the_slowest_rtt() {
+fn dsl_lte_gets_twice_the_bdp_to_send_and_the_recovery_on_top_to_receive() {
     let mut sizing = BufferSizing::default();
     let now = run(&mut sizing, &DSL_LTE, Instant::now(), 5);
-    // 100 Mbit/s × 60 ms = 750 kB; × 2 = 1.5 MB; a power of two: 2 MiB.
+    // 100 Mbit/s × 60 ms = 750 kB; × 2 = 1.5 MB; a power of two: 2 MiB to send.
     let bdp = sizing.bdp(now).expect("two busy WANs");
     assert!((bdp - 750_000.0).abs() < 1_000.0, "{bdp}");
     let plain = for_connection(sizing.choose(BufferMode::Auto, NO_LIMITS, now), false);
-    assert_eq!(plain.rcvbuf, Some(2 << 20));
     assert_eq!(plain.sndbuf, Some(2 << 20));
-    // Fast Open keeps its larger receive buffer; the send buffer is the BDP's.
+    // To receive, + 12.5 MB/s × 400 ms = 6.5 MB: 8 MiB.
+    assert_eq!(plain.rcvbuf, Some(8 << 20));
+    // Above the Fast Open floor, so a Fast Open connection gets the same.
     let fastopen = for_connection(sizing.choose(BufferMode::Auto, NO_LIMITS, now), true);
-    assert_eq!(fastopen.rcvbuf, Some(FASTOPEN_RCVBUF));
+    assert_eq!(fastopen.rcvbuf, Some(8 << 20));
     assert_eq!(fastopen.sndbuf, Some(2 << 20));
+}
+
+#[test]
+fn three_under_load_receives_into_more_than_the_fastopen_floor() {
+    // 20/30/50 Mbit/s with the 60 ms line's RTT at 85 ms under load (its 25 ms queue
+    // full): 4 MiB stalled these downloads (case 13), so the buffer must be above it.
+    let three = [
+        Line {
+            mbit: 20.0,
+            rtt_ms: 12,
+        },
+        Line {
+            mbit: 30.0,
+            rtt_ms: 40,
+        },
+        Line {
+            mbit: 50.0,
+            rtt_ms: 85,
+        },
+    ];
+    let mut sizing = BufferSizing::default();
+    let now = run(&mut sizing, &three, Instant::now(), 5);
+    let chosen = for_connection(sizing.choose(BufferMode::Auto, NO_LIMITS, now), true);
+    // 12.5 MB/s × (2 × 85 ms + 400 ms) = 7.1 MB: 8 MiB.
+    assert_eq!(chosen.rcvbuf, Some(8 << 20));
+    assert!(chosen.rcvbuf > Some(FASTOPEN_RCVBUF));
 }
 
 #[test]
@@ -106,9 +153,11 @@ fn the_kernel_maximum_and_the_minimum_bound_the_buffers() {
     let big = for_connection(sizing.choose(BufferMode::Auto, limits, now), false);
     assert_eq!(big.rcvbuf, Some(6 << 20));
     assert_eq!(big.sndbuf, Some(4 << 20));
-    // No kernel maximum: MAX_BUFFER. 500 Mbit/s × 200 ms × 2 = 25 MB: 32 MiB.
+    // No kernel maximum: 500 Mbit/s × 200 ms × 2 = 25 MB: 32 MiB to send; + 62.5 MB/s
+    // × 400 ms = 50 MB to receive: MAX_BUFFER.
     let unbounded = for_connection(sizing.choose(BufferMode::Auto, NO_LIMITS, now), false);
-    assert_eq!(unbounded.rcvbuf, Some(32 << 20));
+    assert_eq!(unbounded.sndbuf, Some(32 << 20));
+    assert_eq!(unbounded.rcvbuf, Some(MAX_BUFFER));
 
     let mut slow = BufferSizing::default();
     let trickle = [Line {
@@ -140,7 +189,9 @@ fn an_idle_backup_wan_does_not_stretch_the_buffer_with_its_rtt() {
     // 50 Mbit/s × 15 ms = 93.75 kB, not × 300 ms.
     assert!((bdp - 93_750.0).abs() < 500.0, "{bdp}");
     let chosen = for_connection(sizing.choose(BufferMode::Auto, NO_LIMITS, now), false);
-    assert_eq!(chosen.rcvbuf, Some(MIN_BUFFER));
+    assert_eq!(chosen.sndbuf, Some(MIN_BUFFER));
+    // 6.25 MB/s × (30 ms + 400 ms) = 2.7 MB: 4 MiB (with 300 ms it would be 8 MiB).
+    assert_eq!(chosen.rcvbuf, Some(4 << 20));
 }
 
 #[test]
@@ -173,7 +224,7 @@ fn a_peak_rate_is_forgotten_after_the_rate_memory() {
     sizing.observe(&quiet, now);
     assert_eq!(sizing.bdp(now), None);
     let chosen = for_connection(sizing.choose(BufferMode::Auto, NO_LIMITS, now), false);
-    assert_eq!(chosen, SocketBuffers::default());
+    assert_eq!(chosen, unmeasured(BufferMode::Auto, NO_LIMITS));
 }
 
 #[test]

@@ -267,6 +267,7 @@ impl Core {
         now: Instant,
     ) -> Core {
         let concentrators = concentrator_list(&config, resolved, first_ok, now);
+        let unmeasured = buffers::unmeasured(config.mptcp.buffers, KernelBufferLimits::default());
         let failopen = FailOpen::new(
             Probe::from(first_ok),
             config.health.down_after,
@@ -294,7 +295,7 @@ impl Core {
             hedging: hedge::Hedging::default(),
             sizing: buffers::BufferSizing::default(),
             buffer_limits: KernelBufferLimits::default(),
-            buffers: SocketBuffers::default(),
+            buffers: unmeasured,
             legs: Vec::new(),
             applied: None,
             redirect_retry: None,
@@ -327,8 +328,14 @@ impl Core {
 
     /// The kernel's autotuning maxima (`tcp_rmem`/`tcp_wmem`, read by the shell at
     /// start): no buffer chosen exceeds them.
+    /// Until the first counter tick, new connections get the buffers for nothing measured.
     pub fn set_kernel_buffer_limits(&mut self, limits: KernelBufferLimits) {
         self.buffer_limits = limits;
+        let buffers = buffers::unmeasured(self.config.mptcp.buffers, limits);
+        if buffers != self.buffers {
+            self.buffers = buffers;
+            self.publish_upstream();
+        }
     }
 
     /// The running config.

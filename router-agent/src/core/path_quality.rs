@@ -135,12 +135,29 @@ struct Path {
     /// Since when it has been bad (undemoted) or good (demoted), without a break.
     since: Option<Instant>,
     demoted: Option<String>,
-    /// Its first probe RTT has been judged ([`start`]); until then it is unjudged.
-    judged: bool,
-    /// Judged fit with no other WAN to compare with: looked at again when one answers.
-    judged_alone: bool,
+    /// How far its first probe answers have judged it ([`start`]).
+    look: FirstLook,
     /// A demotion on the first probes alone ends in a trial at this time.
     trial_at: Option<Instant>,
+}
+
+impl Path {
+    /// Its first probe RTT has been judged; until then it is unjudged.
+    fn judged(&self) -> bool {
+        self.look != FirstLook::Unjudged
+    }
+}
+
+/// How far a WAN's first probe answers have judged it ([`start`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum FirstLook {
+    /// No answer judged yet: it waits as a backup while a judged WAN carries.
+    #[default]
+    Unjudged,
+    /// Judged with no other fit WAN to compare with: looked at again when one answers.
+    Alone,
+    /// Judged against the nearest fit WAN.
+    Compared,
 }
 
 /// The per-WAN path quality, kept between samples. See the module docs.
@@ -197,7 +214,7 @@ impl PathQuality {
     ) -> Vec<QualityChange> {
         let judged: Vec<&str> = wans
             .iter()
-            .filter(|w| self.judged(w) && self.paths.get(&w.name).is_some_and(|p| p.judged))
+            .filter(|w| self.judged(w) && self.paths.get(&w.name).is_some_and(Path::judged))
             .map(|w| w.name.as_str())
             .collect();
         let mut changes = self.trials(now);
@@ -205,7 +222,7 @@ impl PathQuality {
         // demoted on its first probes may not be `up` yet: it counts.)
         let carried = wans
             .iter()
-            .filter(|w| self.carries(w) && self.paths.get(&w.name).is_some_and(|p| p.judged))
+            .filter(|w| self.carries(w) && self.paths.get(&w.name).is_some_and(Path::judged))
             .count();
         if !settings.enabled || carried < 2 {
             for (name, path) in &mut self.paths {
@@ -347,7 +364,7 @@ impl PathQuality {
                 && any_usable
                 && wan.mode == Mode::On
                 && self.carries(wan)
-                && !self.paths.get(&wan.name).is_some_and(|p| p.judged);
+                && !self.paths.get(&wan.name).is_some_and(Path::judged);
             if unjudged {
                 self.held.insert(wan.name.clone());
             }
@@ -361,7 +378,7 @@ impl PathQuality {
     fn fit(&self, name: &str) -> bool {
         self.paths
             .get(name)
-            .is_some_and(|p| p.judged && p.demoted.is_none())
+            .is_some_and(|p| p.judged() && p.demoted.is_none())
     }
 
     /// A WAN that would carry traffic by choice: as [`Self::judged`], or not probed yet.

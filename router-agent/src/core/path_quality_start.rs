@@ -21,7 +21,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::{rtt_bound, PathQuality, QualityChange, QualitySettings, FIRST_LOOK_MARGIN};
+use super::{
+    rtt_bound, FirstLook, Path, PathQuality, QualityChange, QualitySettings, FIRST_LOOK_MARGIN,
+};
 use crate::model::wan::Wan;
 
 /// The reason an unjudged WAN waits as a backup endpoint.
@@ -43,8 +45,10 @@ impl PathQuality {
             .iter()
             .filter(|(name, _)| wans.iter().any(|w| &w.name == name && self.carries(w)))
             .filter(|(name, _)| {
-                self.paths.get(name).map_or(true, |p| {
-                    !p.judged || (p.judged_alone && p.demoted.is_none())
+                self.paths.get(name).map_or(true, |p| match p.look {
+                    FirstLook::Unjudged => true,
+                    FirstLook::Alone => p.demoted.is_none(),
+                    FirstLook::Compared => false,
                 })
             })
             .map(|(name, rtt)| (name.as_str(), *rtt))
@@ -57,14 +61,16 @@ impl PathQuality {
                 settings.enabled && rtt >= rtt_bound(best, settings) * FIRST_LOOK_MARGIN
             });
             let path = self.paths.entry(name.to_owned()).or_default();
-            let again = path.judged;
-            if again && (best.is_none() || far.is_none()) {
-                // Judged fit alone, and still nothing nearer: no change.
-                path.judged_alone = best.is_none();
+            let look = match best {
+                Some(_) => FirstLook::Compared,
+                None => FirstLook::Alone,
+            };
+            // Judged fit alone before, and not far from what answered since: no change.
+            let again = path.look != FirstLook::Unjudged && far.is_none();
+            path.look = look;
+            if again {
                 continue;
             }
-            path.judged = true;
-            path.judged_alone = best.is_none();
             path.since = None;
             let change = match far {
                 Some(best) => {
@@ -97,7 +103,7 @@ impl PathQuality {
     /// Whether some WAN is still unjudged (the control plane looks on every probe then).
     pub fn any_unjudged(&self, wans: &[Wan]) -> bool {
         wans.iter()
-            .any(|w| self.carries(w) && !self.paths.get(&w.name).is_some_and(|p| p.judged))
+            .any(|w| self.carries(w) && !self.paths.get(&w.name).is_some_and(Path::judged))
     }
 
     /// The smallest RTT of the other fit WANs that carry traffic.

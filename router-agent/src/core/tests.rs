@@ -300,7 +300,7 @@ fn fast_open_turns_off_on_a_fallback_and_is_retried_once_a_minute() {
         fastopen: false,
         source: None,
         hedge: None,
-        buffers: SocketBuffers::default(),
+        buffers: fresh_buffers(),
         legs: Vec::new(),
     })));
     // Probes go without Fast Open until a minute has passed since the last try (t0).
@@ -464,7 +464,7 @@ fn a_new_concentrator_is_used_by_new_connections_and_probed_at_once() {
         fastopen: true,
         source: None,
         hedge: None,
-        buffers: SocketBuffers::default(),
+        buffers: fresh_buffers(),
         legs: Vec::new(),
     })));
     let spec = actions
@@ -674,7 +674,7 @@ fn without_kernel_fast_open_it_is_never_tried_nor_retried() {
             fastopen: false,
             source: None,
             hedge: None,
-            buffers: SocketBuffers::default(),
+            buffers: fresh_buffers(),
             legs: Vec::new(),
         })],
         "no notice: the start-up log names the missing feature once"
@@ -732,12 +732,19 @@ fn new_connections_get_buffers_for_the_paths_bdp_unless_the_kernel_sizes_them() 
         rmem_max: Some(6 << 20),
         wmem_max: Some(4 << 20),
     });
+    // Nothing measured: the unmeasured receive buffer within tcp_rmem's 6 MiB, at once.
+    let unmeasured = SocketBuffers {
+        rcvbuf: Some(6 << 20),
+        sndbuf: None,
+    };
+    assert_eq!(published_buffers(&drain(&mut core)), vec![unmeasured]);
     core.handle(Input::PathSamples(dsl_lte_samples(0)), t0);
     assert_eq!(published_buffers(&drain(&mut core)), vec![], "no rate yet");
     core.handle(Input::PathSamples(dsl_lte_samples(2)), t0 + ms(2000));
-    // 2 × 100 Mbit/s × 60 ms = 1.5 MB: 2 MiB each way.
+    // 2 × 100 Mbit/s × 60 ms = 1.5 MB: 2 MiB to send; + 12.5 MB/s × 400 ms to receive,
+    // 6.5 MB: within the 6 MiB maximum.
     let sized = SocketBuffers {
-        rcvbuf: Some(2 << 20),
+        rcvbuf: Some(6 << 20),
         sndbuf: Some(2 << 20),
     };
     assert_eq!(published_buffers(&drain(&mut core)), vec![sized]);
@@ -753,4 +760,12 @@ fn new_connections_get_buffers_for_the_paths_bdp_unless_the_kernel_sizes_them() 
     assert_eq!(published_buffers(&drain(&mut core)), kernel_default);
     core.handle(Input::PathSamples(dsl_lte_samples(6)), t0 + ms(6000));
     assert_eq!(published_buffers(&drain(&mut core)), vec![]);
+}
+
+/// The buffers of a core whose WANs have carried nothing yet (the default config).
+fn fresh_buffers() -> SocketBuffers {
+    super::buffers::unmeasured(
+        super::buffers::BufferMode::Auto,
+        KernelBufferLimits::default(),
+    )
 }

@@ -27,7 +27,17 @@
 //! snapshot of both halfway through the download. `MPBOND_BENCH_TBF_QUEUE_MS=N` bounds
 //! the bed's TBF queues to N ms at each WAN's rate (`mpbond_tests::shaping`), for the
 //! bed-fidelity comparison; with `MPBOND_BENCH_TBF_SMOOTH=1` also without bursts above
-//! the rate.
+//! the rate. With `MPBOND_BENCH_DIAG` each single transfer also prints its 100 ms goodput
+//! samples and each WAN's share of its bytes (the ramp against the steady rate).
+//!
+//! For an A/B investigation: `MPBOND_BENCH_AB="vps:net.ipv4.tcp_wmem=4096 16384 8388608;
+//! router:..."` adds the way "mpbond B", a fresh agent like mpbond's with these sysctls
+//! set in those namespaces for its tests only (restored after), interleaved with the
+//! others (`MPBOND_BENCH_AB_BIN=DIR` starts way B's agent from DIR instead, for an
+//! old-against-new comparison; `MPBOND_BENCH_SYSCTL`, same form, sets them for every way from the start);
+//! `MPBOND_BENCH_WAYS=mpbond,b` keeps only the named ways (`mpbond`, `b`,
+//! `kernel`, `direct`, `peer`, `wan`), `MPBOND_BENCH_TESTS=download,upload,8,requests`
+//! only the named tests (the others count as NaN).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -61,6 +71,16 @@ pub(crate) const DIAG_ENV: &str = "MPBOND_BENCH_DIAG";
 const TBF_QUEUE_ENV: &str = "MPBOND_BENCH_TBF_QUEUE_MS";
 /// Set (with [`TBF_QUEUE_ENV`]): no bursts above the rate (`TbfShape::smooth`).
 const TBF_SMOOTH_ENV: &str = "MPBOND_BENCH_TBF_SMOOTH";
+/// `node:name=value;...`: the sysctls of the way "mpbond B".
+const AB_ENV: &str = "MPBOND_BENCH_AB";
+/// A directory with the agent binary of the way "mpbond B".
+const AB_BIN_ENV: &str = "MPBOND_BENCH_AB_BIN";
+/// `node:name=value;...`: sysctls set in the bed for every way.
+const SYSCTL_ENV: &str = "MPBOND_BENCH_SYSCTL";
+/// Comma-separated ways to keep (default: all).
+const WAYS_ENV: &str = "MPBOND_BENCH_WAYS";
+/// Comma-separated tests to run (default: all).
+const TESTS_ENV: &str = "MPBOND_BENCH_TESTS";
 /// The counters the diagnosis prints when they moved (plus every `MPTcpExt`).
 const DIAG_COUNTERS: [&str; 17] = [
     "TcpRetransSegs",
@@ -95,6 +115,8 @@ enum Way {
     Mpbond,
     /// mpbond with `[mptcp] buffers = "kernel"`.
     MpbondKernelBuffers,
+    /// mpbond with [`AB_ENV`]'s sysctls.
+    MpbondB,
     Direct,
     Peer,
     /// Plain TCP over WAN `i` alone.
@@ -102,10 +124,23 @@ enum Way {
 }
 
 impl Way {
+    /// The word [`WAYS_ENV`] names it by.
+    fn key(self) -> &'static str {
+        match self {
+            Way::Mpbond => "mpbond",
+            Way::MpbondKernelBuffers => "kernel",
+            Way::MpbondB => "b",
+            Way::Direct => "direct",
+            Way::Peer => "peer",
+            Way::Wan(_) => "wan",
+        }
+    }
+
     fn name(self) -> String {
         match self {
             Way::Mpbond => "mpbond".into(),
             Way::MpbondKernelBuffers => "mpbond, kernel buffers".into(),
+            Way::MpbondB => "mpbond B".into(),
             Way::Direct => "direct MPTCP".into(),
             Way::Peer => "peer".into(),
             Way::Wan(i) => format!("WAN {i} alone"),
@@ -196,6 +231,17 @@ fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
         ways.push(Way::MpbondKernelBuffers);
     }
     ways.extend((1..=profile.links().len()).map(Way::Wan));
+    for (node, name, value) in sysctls_from(SYSCTL_ENV)? {
+        set_sysctl(&bed, node, &name, &value)?;
+    }
+    let ab = sysctls_from(AB_ENV)?;
+    if !ab.is_empty() || std::env::var_os(AB_BIN_ENV).is_some() {
+        ways.insert(1, Way::MpbondB);
+    }
+    if let Ok(keep) = std::env::var(WAYS_ENV) {
+        let keep: Vec<&str> = keep.split(',').map(str::trim).collect();
+        ways.retain(|w| keep.contains(&w.key()));
+    }
     let steal = Steal::start();
     let mut runs: BTreeMap<Way, Vec<Run>> = BTreeMap::new();
     let mut notes = Vec::new();
@@ -205,7 +251,7 @@ fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
                 notes.push("peer: shadowsocks-rust not found".to_owned());
                 Run::missing()
             } else {
-                measure(ctx, &bed, profile, way, &mut notes)?
+                measure(ctx, &bed, profile, way, &ab, &mut notes)?
             };
             runs.entry(way).or_default().push(run);
         }
@@ -237,12 +283,39 @@ fn measure(
     bed: &TestBed,
     profile: Profile,
     way: Way,
+    ab: &[(Node, String, String)],
     notes: &mut Vec<String>,
 ) -> Result<Run, BenchError> {
     let mut agent: Option<Daemon> = None;
     let mut peer = None;
+    let mut restore = Vec::new();
     match way {
         Way::Mpbond => agent = Some(start_fresh_agent(bed, |_| {})?),
+        Way::MpbondB => {
+            for (node, name, value) in ab {
+                let old = bed.exec(*node, &format!("sysctl -n {name}"))?;
+                set_sysctl(bed, *node, name, value)?;
+                restore.push((
+                    *node,
+                    name.clone(),
+                    old.split_whitespace().collect::<Vec<_>>().join(" "),
+                ));
+            }
+            agent = Some(match std::env::var_os(AB_BIN_ENV) {
+                None => start_fresh_agent(bed, |_| {})?,
+                Some(dir) => {
+                    // The bed starts daemons from MPBOND_BIN_DIR (set by main).
+                    let ours = std::env::var_os("MPBOND_BIN_DIR");
+                    std::env::set_var("MPBOND_BIN_DIR", dir);
+                    let started = start_fresh_agent(bed, |_| {});
+                    match ours {
+                        Some(ours) => std::env::set_var("MPBOND_BIN_DIR", ours),
+                        None => std::env::remove_var("MPBOND_BIN_DIR"),
+                    }
+                    started?
+                }
+            });
+        }
         Way::MpbondKernelBuffers => {
             agent = Some(start_fresh_agent(bed, |c| {
                 c.buffers = Some("kernel".into())
@@ -271,7 +344,45 @@ fn measure(
     if let Way::Wan(i) = way {
         route_to_server(bed, i, false)?;
     }
+    for (node, name, value) in restore {
+        set_sysctl(bed, node, &name, &value)?;
+    }
     Ok(run)
+}
+
+/// [`AB_ENV`] or [`SYSCTL_ENV`]: `(node, name, value)` per sysctl (none when unset).
+fn sysctls_from(env: &str) -> Result<Vec<(Node, String, String)>, BenchError> {
+    let Ok(text) = std::env::var(env) else {
+        return Ok(Vec::new());
+    };
+    let bad =
+        |what: &str| BenchError::measure(CASE, format!("{env}: {what:?}: want node:name=value"));
+    text.split(';')
+        .filter(|t| !t.trim().is_empty())
+        .map(|item| {
+            let (node, rest) = item.trim().split_once(':').ok_or_else(|| bad(item))?;
+            let (name, value) = rest.split_once('=').ok_or_else(|| bad(item))?;
+            let node = match node {
+                "router" => Node::Router,
+                "vps" => Node::Vps,
+                "lan" => Node::Lan,
+                "server" => Node::Server,
+                _ => return Err(bad(item)),
+            };
+            Ok((node, name.trim().to_owned(), value.trim().to_owned()))
+        })
+        .collect()
+}
+
+/// `sysctl -w name=value` in `node` (the value may hold spaces).
+fn set_sysctl(bed: &TestBed, node: Node, name: &str, value: &str) -> Result<(), BenchError> {
+    bed.exec_args(node, &["sysctl", "-w", &format!("{name}={value}")], None)?;
+    Ok(())
+}
+
+/// Whether [`TESTS_ENV`] keeps `test` (all when unset).
+fn wanted(test: &str) -> bool {
+    std::env::var(TESTS_ENV).map_or(true, |t| t.split(',').any(|w| w.trim() == test))
 }
 
 /// A fresh agent owning the per-WAN routing, as installed, so its decisions act (the
@@ -376,14 +487,27 @@ fn tests(ctx: &Ctx, bed: &TestBed, profile: Profile, way: Way, notes: &mut Vec<S
         notes.push(format!("{} {what}: {e}", way.name()));
         f64::NAN
     };
+    let diag = std::env::var_os(DIAG_ENV).is_some();
     let mut one = |fetch: Fetch, what: &str| {
+        if !wanted(what) {
+            return f64::NAN;
+        }
         let fetch = if mptcp { fetch.mptcp() } else { fetch };
-        match transfer(bed, node, &fetch.timeout(timeout), &[], CASE) {
+        let fetch = fetch.timeout(timeout);
+        if diag {
+            return match ramp(bed, node, &fetch) {
+                Ok((mbit, line)) => {
+                    eprintln!("diag {profile} {} {what}: {line}", way.name());
+                    mbit
+                }
+                Err(e) => note(what, e),
+            };
+        }
+        match transfer(bed, node, &fetch, &[], CASE) {
             Ok(m) => m.mbit,
             Err(e) => note(what, e),
         }
     };
-    let diag = std::env::var_os(DIAG_ENV).is_some();
     let down = std::thread::scope(|s| {
         if diag {
             let half = Duration::from_secs_f64(secs / 2.0);
@@ -399,13 +523,15 @@ fn tests(ctx: &Ctx, bed: &TestBed, profile: Profile, way: Way, notes: &mut Vec<S
         mptcp,
         rcvbuf: None,
     };
-    let down8 = match parallel(bed, node, &spec, &[], CASE) {
-        Ok(m) => m.mbit,
-        Err(e) => note("8 downloads", e),
+    let down8 = match wanted("8").then(|| parallel(bed, node, &spec, &[], CASE)) {
+        None => f64::NAN,
+        Some(Ok(m)) => m.mbit,
+        Some(Err(e)) => note("8 downloads", e),
     };
     let p99_ms = match way {
         // The router's own MPTCP client has no LAN requests to time.
         Way::Direct => f64::NAN,
+        _ if !wanted("requests") => f64::NAN,
         _ => {
             // MPBOND_BENCH_DIAG: the counters that moved during the requests alone.
             let before = diag.then(|| counters(bed));
@@ -426,6 +552,44 @@ fn tests(ctx: &Ctx, bed: &TestBed, profile: Profile, way: Way, notes: &mut Vec<S
         down8,
         p99_ms,
     }
+}
+
+/// One checked transfer for the diagnosis: its goodput, and a line with its 100 ms
+/// samples (Mbit/s), each WAN's share of its bytes and the goodput after the first
+/// 500 ms (the ramp left out).
+fn ramp(bed: &TestBed, node: Node, fetch: &Fetch) -> Result<(f64, String), BenchError> {
+    let before = bed.all_wan_bytes();
+    let r = bed.fetch(node, fetch)?;
+    let delta = mpbond_tests::wan_delta(&before, &bed.all_wan_bytes());
+    if !r.ok {
+        let why = r.error.as_deref().unwrap_or("hash mismatch");
+        return Err(BenchError::measure(
+            CASE,
+            format!("{} failed: {why}", r.mode),
+        ));
+    }
+    let upload = fetch.mode == "put";
+    let per_wan: Vec<u64> = delta
+        .iter()
+        .map(|&(rx, tx)| if upload { tx } else { rx })
+        .collect();
+    let total = per_wan.iter().sum::<u64>().max(1) as f64;
+    let shares: Vec<String> = per_wan
+        .iter()
+        .map(|&b| format!("{:.0}", 100.0 * b as f64 / total))
+        .collect();
+    let skip = (500 / r.sample_ms.max(1)) as usize;
+    let after: Vec<f64> = r.samples_mbit.iter().skip(skip).copied().collect();
+    let steady = after.iter().sum::<f64>() / after.len().max(1) as f64;
+    let samples: Vec<String> = r.samples_mbit.iter().map(|v| format!("{v:.0}")).collect();
+    let line = format!(
+        "{:.1} Mbit/s in {:.2} s; after 500 ms {steady:.1}; WAN shares % {}; samples {}",
+        r.mbit_per_s,
+        r.seconds,
+        shares.join("/"),
+        samples.join(" ")
+    );
+    Ok((r.mbit_per_s, line))
 }
 
 /// Small requests from the LAN while a bulk download runs; their p99 in ms
@@ -611,17 +775,17 @@ fn print_counters(
     }
 }
 
-/// `ss -tinM` of the router and the VPS `after` into the download.
+/// `ss -tinmM` (with socket memory) of the router and the VPS `after` into the download.
 fn snapshot(bed: &TestBed, profile: Profile, way: Way, after: Duration) {
     ss_snapshot(bed, &format!("{profile} {}", way.name()), after);
 }
 
-/// `ss -tinM` of the router and the VPS `after` from now, labelled `label`.
+/// `ss -tinmM` (with socket memory) of the router and the VPS `after` from now, labelled `label`.
 pub(crate) fn ss_snapshot(bed: &TestBed, label: &str, after: Duration) {
     std::thread::sleep(after);
     for node in [Node::Router, Node::Vps] {
         let text = bed
-            .exec(node, "ss -tinMH")
+            .exec(node, "ss -tinmMH")
             .unwrap_or_else(|e| e.to_string());
         let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
         eprintln!("diag {label} {node:?} ss: {text}");
