@@ -4,9 +4,10 @@
 //! A bulk download at 100 Mbit/s woke the agent 300–700 times a second, each wake-up a
 //! `recv` of about 32 KB, a `send` of the same and the kernel's window update on every
 //! subflow (`mptcp_cleanup_rbuf`). With a receive low-water mark the kernel wakes the
-//! reader only once [`Config::mark`] bytes are queued (Linux 6.7 and later for MPTCP:
-//! `mptcp_set_rcvlowat`, `mptcp_epollin_ready`; end of stream and errors wake it
-//! regardless), so each wake-up moves more and there are fewer of them.
+//! reader only once [`Config::mark`] bytes are queued (for MPTCP since Linux 6.7, and in
+//! 6.6 since 6.6.45: "mptcp: give rcvlowat some love", `mptcp_epollin_ready`; end of
+//! stream and errors wake it regardless), so each wake-up moves more and there are fewer
+//! of them.
 //!
 //! The mark alone would hold a response's tail that stays below it on a connection that
 //! stays open. So:
@@ -19,7 +20,7 @@
 //!   there. A read on the hold that finds less than half a mark ends the bulk mode (the
 //!   mark is cleared, the count starts again): that was a tail, and the next one is read
 //!   at once. So the most a bulk transfer's tail waits is one hold.
-//! * **A kernel that ignores the mark** (before 6.7 the MPTCP socket accepts
+//! * **A kernel that ignores the mark** (without that change the MPTCP socket accepts
 //!   `SO_RCVLOWAT` but its poll wakes on every byte) shows as wake-ups that find less than
 //!   the mark; after [`STRIKES`] of them in a row the direction stops asking. A kernel
 //!   that refuses the option ([`Coalesce::refused`]) is asked no more either.
