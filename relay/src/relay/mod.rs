@@ -24,6 +24,7 @@
 //! `splice_to_socket` does not pass `MSG_NOSIGNAL`). Rust programs ignore `SIGPIPE` by
 //! default, so this only matters to a host that restores its default action.
 
+mod coalesce;
 mod idle;
 mod lead;
 mod pipe;

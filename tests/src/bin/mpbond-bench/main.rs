@@ -37,6 +37,7 @@
 mod aggregation;
 mod congestion;
 mod ctx;
+mod descriptors;
 mod failover;
 mod footprint;
 mod household;

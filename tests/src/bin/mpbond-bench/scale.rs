@@ -27,11 +27,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use mpbond_tests::loadgen::{fd_count, raise_nofile, rss_kib, Swarm, SwarmTarget};
+use mpbond_tests::loadgen::{raise_nofile, rss_kib, Swarm, SwarmTarget};
 use mpbond_tests::topology::{SERVER_V4, VPS_V4};
 use mpbond_tests::{Node, TestBed};
 
 use crate::ctx::{BenchError, Ctx};
+use crate::descriptors::Descriptors;
 use crate::report::{Figure, Target};
 use crate::stat::Steal;
 
@@ -89,7 +90,8 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
 
     let steal = Steal::start();
     let idle = rss(conc.pid())?;
-    let idle_fds = fd_count(conc.pid()).unwrap_or(0);
+    let conc_fds = Descriptors::before(CASE, conc.pid())?;
+    let idle_fds = conc_fds.idle();
     // Without CAP_SYS_RESOURCE the hard limit caps how many a process can hold: with
     // 20,000, two sockets each and the daemon's own descriptors, a little under 10,000.
     let fit = usize::try_from(nofile)
@@ -128,9 +130,9 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         swarms.push(swarm);
     }
     let loaded = rss(conc.pid())?;
-    let fds = fd_count(conc.pid()).unwrap_or(0);
+    let fds = conc_fds.open()?;
     let per_conn = (loaded.saturating_sub(idle)) as f64 / opened.max(1) as f64;
-    let fds_per_conn = fds.saturating_sub(idle_fds) as f64 / opened.max(1) as f64;
+    let fds_per_conn = conc_fds.per_conn(fds, opened);
     let rate = opened as f64 / seconds.max(1e-9);
     let steal_pct = steal.percent();
     figures.push(fig(

@@ -7,13 +7,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mpbond_tests::loadgen::{fd_count, SwarmTarget};
+use mpbond_tests::loadgen::SwarmTarget;
 use mpbond_tests::proc;
 use mpbond_tests::topology::SERVER_V4;
 use mpbond_tests::{Daemon, Node, TestBed};
 
 use super::{baseline_dir, start_agent_from, CASE};
 use crate::ctx::BenchError;
+use crate::descriptors::Descriptors;
 use crate::report::{Figure, Measurement, Target};
 use crate::stat::Steal;
 
@@ -74,8 +75,8 @@ fn per_connection(
     hold_addr: SocketAddr,
 ) -> Result<f64, BenchError> {
     let measure = |what: String| BenchError::measure(CASE, what);
-    let idle = fd_count(agent.pid()).ok_or_else(|| measure("agent gone".into()))?;
-    let conc_idle = fd_count(conc.pid()).ok_or_else(|| measure("concentrator gone".into()))?;
+    let agent_fds = Descriptors::before(CASE, agent.pid())?;
+    let conc_fds = Descriptors::before(CASE, conc.pid())?;
     let swarm = bed.swarm(
         Node::Lan,
         &SwarmTarget::Plain(hold_addr),
@@ -92,21 +93,19 @@ fn per_connection(
     // Every connection relayed at the concentrator (two sockets each), then the agent's
     // count steady: its relays start once the concentrator's reply is in.
     let relayed = proc::wait_until(Duration::from_secs(20), || {
-        fd_count(conc.pid()).is_some_and(|n| n >= conc_idle + 2 * CONNS)
+        conc_fds
+            .open()
+            .is_ok_and(|n| n >= conc_fds.idle() + 2 * CONNS)
     });
-    let mut last = (0, 0);
-    let steady = proc::wait_until(Duration::from_secs(20), || {
-        let n = fd_count(agent.pid()).unwrap_or(0);
-        last = if n == last.0 { (n, last.1 + 1) } else { (n, 0) };
-        last.1 >= 5
-    });
-    if !relayed || !steady {
+    let steady = agent_fds.steady(Duration::from_secs(20));
+    let Some(open) = steady.filter(|_| relayed) else {
         return Err(measure(format!(
-            "the relays did not settle: concentrator {:?} (idle {conc_idle}), agent {:?}",
-            fd_count(conc.pid()),
-            fd_count(agent.pid())
+            "the relays did not settle: concentrator {:?} (idle {}), agent {:?}",
+            conc_fds.open().ok(),
+            conc_fds.idle(),
+            agent_fds.open().ok()
         )));
-    }
+    };
     drop(swarm);
-    Ok(last.0.saturating_sub(idle) as f64 / CONNS as f64)
+    Ok(agent_fds.per_conn(open, CONNS))
 }
