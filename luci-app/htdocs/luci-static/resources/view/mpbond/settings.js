@@ -132,6 +132,10 @@ return view.extend({
 			_('A flow of small datagrams at a steady rate (a call, a game) that no rule protects is sent over two WANs at once after two seconds. Costs one extra copy of such flows; the server sees the flow\'s source port change once.'));
 		o.default = '0';
 
+		o = s.taboption('udp', form.Flag, 'udp_latency_guard', _('Keep bulk downloads from delaying protected flows'),
+			_('While a protected flow runs, bulk downloads get a receive window just large enough to fill the WANs, so they keep about 10 ms queued on them instead of up to the ISP\'s whole buffer. New connections skip TCP Fast Open meanwhile. With SQM (fq_codel or CAKE) on the WANs this is not needed.'));
+		o.default = '1';
+
 		o = s.taboption('udp', form.Value, 'udp_idle_timeout_secs', _('UDP idle timeout (s)'));
 		o.datatype = 'range(5,86400)';
 		o.placeholder = '120';
