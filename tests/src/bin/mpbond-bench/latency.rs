@@ -97,7 +97,14 @@ fn loaded(
 
 pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let steal = Steal::start();
-    let bed = TestBed::builder().wans(&RATES).agent_routing(true).build();
+    // MPBOND_BENCH_FASTOPEN=0: a bed without TCP Fast Open, so both arms' downloads are
+    // plain handshakes and the clamp alone is compared (the guard turns Fast Open off).
+    let fast_open = std::env::var("MPBOND_BENCH_FASTOPEN").map_or(true, |v| v != "0");
+    let bed = TestBed::builder()
+        .wans(&RATES)
+        .agent_routing(true)
+        .fast_open(fast_open)
+        .build();
     let _delays = bed.add_wan_delays(ONE_WAY_MS)?;
     let _protected_server = bed.udp_echo_server(Node::Server, at(PROTECTED))?;
     let _bonded_server = bed.udp_echo_server(Node::Server, at(BONDED))?;
@@ -151,7 +158,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         case: CASE,
         steal_pct: steal.percent(),
         detail: format!(
-            "idle p99: bonded {idle_bonded:.1} ms, protected {idle_protected:.1} ms; added under \
+            "fast open {fast_open}; idle p99: bonded {idle_bonded:.1} ms, protected {idle_protected:.1} ms; added under \
              a bulk TCP download, guard off: bonded {:?}, protected {:?}; guard on: bonded \
              {:?}, protected {:?}; download Mbit/s off {:?}/{:?}, on {:?}/{:?} \
              (bonded/protected arm); guard window {:?} bytes",

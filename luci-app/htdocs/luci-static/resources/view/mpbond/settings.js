@@ -92,8 +92,8 @@ return view.extend({
 		o.datatype = 'hostname';
 
 		o = s.taboption('lan', form.Value, 'dnsmasq_conf', _('dnsmasq file for bypass domains'),
-			_('Written by the agent into a directory dnsmasq reads (its conf-dir).'));
-		o.placeholder = '/tmp/dnsmasq.d/mpbond-bypass.conf';
+			_('Written by the agent into a directory dnsmasq reads (its conf-dir). Empty: mpbond-bypass.conf in the first dnsmasq instance\'s conf-dir.'));
+		o.placeholder = '/tmp/dnsmasq.cfg01411c.d/mpbond-bypass.conf';
 		o.validate = function(section_id, value) {
 			return (!value || value.charAt(0) == '/') ? true : _('An absolute path');
 		};
