@@ -50,9 +50,13 @@ use super::path_quality::PathSample;
 
 /// The queue a clamped download may keep in front of the WANs.
 pub const QUEUE_TARGET: Duration = Duration::from_millis(10);
-/// The smallest window clamped to (bytes): below it a download on a fresh line would
-/// crawl until the rate estimate grew.
-pub const MIN_WINDOW: u32 = 128 << 10;
+/// The smallest window clamped to (bytes). Smaller clamps stall: with 128 KiB a new
+/// download's MPTCP connection stopped for good after about 390 kB, 161 kB waiting in its
+/// subflow and the MPTCP receive queue full but never read (bench case 18, 3 runs out of
+/// 3, one with the relay reading until `EAGAIN`; kernel 6.18); the ~400 kB windows of
+/// case 21 never did. It costs precision on slow lines: on 20 + 30 Mbit/s at 20 ms the
+/// window would be 190 kB and the floor leaves about 40 ms queued.
+pub const MIN_WINDOW: u32 = 384 << 10;
 /// A WAN's peak rate counts this long.
 pub const RATE_MEMORY: Duration = Duration::from_secs(600);
 /// A WAN's smallest RTT counts this long.

@@ -1,7 +1,9 @@
 use super::*;
 
-const MB: u64 = 1_000_000;
-const RELEASE: u32 = 4 << 20;
+/// Ten megabytes: the rates below are in units of 10 MB/s (80 Mbit/s), so the windows
+/// stay above [`MIN_WINDOW`].
+const MB: u64 = 10_000_000;
+const RELEASE: u32 = 64 << 20;
 
 fn sample(bytes: u64, rtt_ms: u64) -> PathSample {
     PathSample {
@@ -44,10 +46,10 @@ fn feed(
 fn the_window_is_the_sum_of_rates_times_the_base_rtt_plus_the_queue_target() {
     let t0 = Instant::now();
     let mut guard = LatencyGuard::default();
-    // 5 + 7.5 MB/s (40 + 60 Mbit/s), 20 ms: 12.5 MB/s × 30 ms = 375 kB.
+    // 50 + 70 MB/s, 20 ms: 120 MB/s × 30 ms = 3.6 MB.
     let now = feed(&mut guard, t0, [5, 7], [20, 20], 3);
     let window = guard.window(now).expect("busy WANs with RTTs");
-    assert_eq!(window, 360_000, "12 MB/s × (20 + 10) ms");
+    assert_eq!(window, 3_600_000, "120 MB/s × (20 + 10) ms");
 }
 
 #[test]
@@ -57,10 +59,10 @@ fn the_base_rtt_is_the_smallest_seen_so_a_standing_queue_does_not_widen_the_wind
     let idle = feed(&mut guard, t0, [5, 5], [20, 20], 2);
     // The queue inflates the subflows' RTT to 70 ms: the window keeps the 20 ms base.
     let loaded = feed(&mut guard, idle, [5, 5], [70, 70], 5);
-    assert_eq!(guard.window(loaded), Some(300_000), "10 MB/s × 30 ms");
+    assert_eq!(guard.window(loaded), Some(3_000_000), "100 MB/s × 30 ms");
     // Past RTT_MEMORY the old minimum is forgotten.
     let later = feed(&mut guard, loaded, [5, 5], [70, 70], 160);
-    assert_eq!(guard.window(later), Some(800_000), "10 MB/s × 80 ms");
+    assert_eq!(guard.window(later), Some(8_000_000), "100 MB/s × 80 ms");
 }
 
 #[test]
@@ -70,10 +72,10 @@ fn no_clamp_without_a_protected_flow_and_a_clamp_while_one_is_active() {
     let now = feed(&mut guard, t0, [5, 7], [20, 20], 3);
     let idle = guard.view(true, RELEASE, now);
     assert_eq!(idle.clamp, None);
-    assert_eq!(idle.window, Some(360_000));
+    assert_eq!(idle.window, Some(3_600_000));
     guard.flow(true, now);
     let on = guard.view(true, RELEASE, now);
-    assert_eq!(on.clamp, Some(360_000));
+    assert_eq!(on.clamp, Some(3_600_000));
     assert_eq!(on.protected_flows, 1);
     assert_eq!(
         guard.view(false, RELEASE, now).clamp,
@@ -119,11 +121,11 @@ fn a_flow_that_restarts_within_the_hold_keeps_the_clamp_on() {
 fn a_window_at_or_above_the_release_buffer_is_no_clamp() {
     let t0 = Instant::now();
     let mut guard = LatencyGuard::default();
-    // 125 MB/s (1 Gbit/s) × 40 ms = 5 MB: more than the 4 MiB connections get anyway.
+    // 1.25 GB/s × 40 ms = 50 MB: more than the 4 MiB connections get anyway.
     let now = feed(&mut guard, t0, [62, 63], [30, 30], 3);
     guard.flow(true, now);
-    let view = guard.view(true, RELEASE, now);
-    assert_eq!(view.window, Some(5_000_000));
+    let view = guard.view(true, 4 << 20, now);
+    assert_eq!(view.window, Some(50_000_000));
     assert_eq!(view.clamp, None);
 }
 
@@ -146,8 +148,8 @@ fn an_idle_bond_clamps_to_the_floor_and_the_estimate_grows_with_the_download() {
         "nothing to size it by"
     );
     // A download at what the floor lets through: each tick's peak lets the next one
-    // through QUEUE_TARGET ÷ RTT (50 %) faster, until the 12.5 MB/s lines are full.
-    let capacity = 12.5e6;
+    // through QUEUE_TARGET ÷ RTT (50 %) faster, until the 125 MB/s lines are full.
+    let capacity = 125e6;
     let mut rate = f64::from(MIN_WINDOW) / 0.020;
     let mut bytes = 0.0;
     let mut ticks = 0;
@@ -176,7 +178,7 @@ fn a_wan_that_stopped_carrying_traffic_drops_out_of_the_window() {
     let later = now + Duration::from_secs(2);
     let s = sample(7 * MB * 2 * 4, 20);
     guard.observe(&[("wan2".into(), s)], later);
-    assert_eq!(guard.window(later), Some(210_000), "7 MB/s × 30 ms");
+    assert_eq!(guard.window(later), Some(2_100_000), "70 MB/s × 30 ms");
 }
 
 /// The whole core: a protected flow's start and end, the counter tick's samples, the
@@ -219,23 +221,20 @@ mod in_the_core {
         let mut core = Core::new(config(true), vec![vps], true, t0);
         core.handle(Input::PathSamples(samples(0)), t0);
         core.handle(Input::PathSamples(samples(2)), t0 + Duration::from_secs(2));
-        assert_eq!(
-            views(&mut core),
-            vec![],
-            "no protected flow: nothing to publish"
-        );
+        let idle = views(&mut core);
+        assert!(idle.iter().all(|v| v.clamp.is_none()), "no clamp: {idle:?}");
 
         let start = t0 + Duration::from_secs(3);
         core.handle(Input::ProtectedFlow { started: true }, start);
         let on = views(&mut core);
         assert_eq!(on.len(), 1, "{on:?}");
-        assert_eq!(on[0].clamp, Some(360_000), "12 MB/s × (20 + 10) ms");
+        assert_eq!(on[0].clamp, Some(3_600_000), "120 MB/s × (20 + 10) ms");
         assert_eq!(on[0].protected_flows, 1);
-        assert!(on[0].release > 360_000);
+        assert!(on[0].release > 3_600_000);
 
         let end = start + Duration::from_secs(30);
         core.handle(Input::ProtectedFlow { started: false }, end);
-        assert_eq!(views(&mut core)[0].clamp, Some(360_000), "held");
+        assert_eq!(views(&mut core)[0].clamp, Some(3_600_000), "held");
         assert_eq!(core.poll_timeout().map(|at| at <= end + HOLD), Some(true));
         core.handle_timeout(end + HOLD);
         let off = views(&mut core);
@@ -254,7 +253,7 @@ mod in_the_core {
             Input::ProtectedFlow { started: true },
             t0 + Duration::from_secs(2),
         );
-        assert!(views(&mut core)[0].clamp.is_some());
+        assert!(views(&mut core).last().is_some_and(|v| v.clamp.is_some()));
         let reload = Input::Reload {
             config: config(false),
             concentrator: vec![vps],
