@@ -48,7 +48,7 @@ pass
 
 # start_service
 run start_service
-has "procd_set_param command /usr/sbin/mpbond-agent --uci /etc/config/mpbond" || fail "start: command"
+has "procd_set_param command /usr/sbin/mpbond-agent --uci /etc/config/mpbond --dnsmasq-confdir /tmp/dnsmasq.cfg01411c.d" || fail "start: command, with the first dnsmasq instance's conf-dir"
 has "procd_set_param stdout 1" || fail "start: stdout to logd (daemon.info)"
 has "procd_set_param stderr 1" || fail "start: stderr to logd (daemon.err)"
 [ "$(grep -c '^procd_open_instance' "$TMP/log")" = 1 ] || fail "start: one instance"
@@ -57,6 +57,17 @@ if grep -q "^unexpected" "$TMP/log"; then fail "start: reads only globals.enable
 pass
 run start_service RC_ENABLED=0
 if grep -q "^procd_open_instance" "$TMP/log"; then fail "disabled: no instance"; fi
+pass
+
+# the dnsmasq conf-dir, as OpenWrt's dnsmasq init script computes it
+run start_service RC_DNSMASQ="main guest"
+has "procd_set_param command /usr/sbin/mpbond-agent --uci /etc/config/mpbond --dnsmasq-confdir /tmp/dnsmasq.main.d" || fail "confdir: the first named instance's"
+pass
+run start_service RC_CONFDIR="/tmp/dnsmasq.d,*.conf"
+has "procd_set_param command /usr/sbin/mpbond-agent --uci /etc/config/mpbond --dnsmasq-confdir /tmp/dnsmasq.d" || fail "confdir: option confdir, without its filter"
+pass
+run start_service RC_DNSMASQ=none
+has "procd_set_param command /usr/sbin/mpbond-agent --uci /etc/config/mpbond" || fail "confdir: no dnsmasq, no flag"
 pass
 
 # service_triggers

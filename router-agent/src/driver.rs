@@ -14,6 +14,7 @@
 //! Action::ApplyRedirect    → NftTable::apply (or a new table when the name changed)
 //! Action::PublishUpstream  → a new ConnParams for new connections and WAN probes
 //! Action::Reconfigure      → the control plane, the listener, the control socket
+//! Action::BulkWindow       → SO_RCVBUF on the live upstream sockets (LiveUpstreams), status
 //! Action::Notice           → log line and status
 //! ```
 //!
@@ -60,6 +61,8 @@ pub struct Driver {
     pub control_socket: Option<ControlSocketTask>,
     /// Bypass by name: dnsmasq's config file, rewritten when `[bypass]` changes.
     pub names: crate::bypass_names::ResolverFile,
+    /// The relays' upstream sockets, clamped by the latency guard.
+    pub upstreams: Arc<crate::proxy::upstreams::LiveUpstreams>,
 }
 
 /// The connection parameters for `config` and the core's choices, with the preferred
@@ -248,6 +251,25 @@ impl Driver {
                 self.params.send_replace(Arc::new(params));
             }
             Action::Reconfigure(changes) => self.reconfigure(changes, staged),
+            Action::BulkWindow(view) => {
+                let sockets = self.upstreams.clamp_receive(view.clamp, view.release);
+                let mut model = control::status::lock(&self.status);
+                let was = model.latency_guard().and_then(|g| g.clamp);
+                match (was, view.clamp) {
+                    (None, Some(bytes)) => info!(
+                        bytes,
+                        sockets,
+                        protected_flows = view.protected_flows,
+                        "latency guard: bulk receive buffers clamped"
+                    ),
+                    (Some(_), None) => info!(
+                        bytes = view.release,
+                        sockets, "latency guard: bulk receive buffers released"
+                    ),
+                    _ => debug!(clamp = ?view.clamp, sockets, "latency guard"),
+                }
+                model.set_latency_guard(view);
+            }
             Action::Notice(notice) => self.notice(notice),
         }
     }

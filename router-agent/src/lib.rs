@@ -223,6 +223,7 @@ pub async fn run(
                 .map_err(|e| e.to_string()),
         );
         model.concentrator_mut().redirect = first_ok;
+        model.set_latency_guard(core.latency_guard());
     }
     let spec = Core::initial_spec(&config, &addrs, first_ok);
     debug!(ruleset = %nft::render(&spec), "creating nft table");
@@ -285,6 +286,7 @@ pub async fn run(
         serve,
         control_socket,
         names,
+        upstreams: stats.upstreams.clone(),
     };
     let (driver, ()) = tokio::join!(driver.run(inputs, reloads, shutdown.clone()), control_plane);
 

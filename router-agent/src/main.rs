@@ -38,33 +38,42 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt;
 
-/// A config file and its format.
+/// A config file and its format, and dnsmasq's conf-dir from the command line.
 #[derive(Debug, Clone)]
-enum ConfigFile {
-    Native(PathBuf),
-    Uci(PathBuf),
+struct ConfigFile {
+    path: PathBuf,
+    uci: bool,
+    dnsmasq_confdir: Option<PathBuf>,
 }
 
 impl ConfigFile {
-    fn new(file: PathBuf, uci: bool) -> Self {
-        if uci {
-            ConfigFile::Uci(file)
-        } else {
-            ConfigFile::Native(file)
+    fn new(path: PathBuf, uci: bool) -> Self {
+        ConfigFile {
+            path,
+            uci,
+            dnsmasq_confdir: None,
         }
+    }
+
+    fn with_dnsmasq_confdir(mut self, dir: Option<PathBuf>) -> Self {
+        self.dnsmasq_confdir = dir;
+        self
     }
 
     fn load(&self) -> Result<Config, String> {
-        match self {
-            ConfigFile::Native(path) => Config::load(path).map_err(|e| e.to_string()),
-            ConfigFile::Uci(path) => load_uci_file(path).map_err(|e| e.to_string()),
+        let mut config = if self.uci {
+            load_uci_file(&self.path).map_err(|e| e.to_string())?
+        } else {
+            Config::load(&self.path).map_err(|e| e.to_string())?
+        };
+        if let Some(dir) = &self.dnsmasq_confdir {
+            config.bypass.names.in_confdir(dir);
         }
+        Ok(config)
     }
 
     fn path(&self) -> &Path {
-        match self {
-            ConfigFile::Native(path) | ConfigFile::Uci(path) => path,
-        }
+        &self.path
     }
 }
 
@@ -85,7 +94,11 @@ fn print(text: &str) -> ExitCode {
 
 fn main() -> ExitCode {
     let file = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Run { file, uci }) => ConfigFile::new(file, uci),
+        Ok(Command::Run {
+            file,
+            uci,
+            dnsmasq_confdir,
+        }) => ConfigFile::new(file, uci).with_dnsmasq_confdir(dnsmasq_confdir),
         Ok(Command::CheckConfig { file, uci }) => {
             return match ConfigFile::new(file, uci).load() {
                 Ok(_) => print("config OK\n"),

@@ -72,7 +72,7 @@ fn every_option_maps_like_its_toml_field() {
          \toption quality_min_rtt_gap_ms '80'\n\toption quality_rate_share_pct '30'\n\
          \toption quality_loss_pct '12'\n\toption quality_demote_after_secs '4'\n\
          \toption quality_restore_after_secs '20'\n\toption udp_enabled '1'\n\toption udp_port '4860'\n\toption udp_default 'direct'\n\
-         \toption udp_idle_timeout_secs '90'\n\toption udp_max_flows '512'\n\toption udp_queue_bytes '32768'\n\toption udp_auto_protect '1'\n\toption status_socket '/tmp/mpbond.sock'\n\
+         \toption udp_idle_timeout_secs '90'\n\toption udp_max_flows '512'\n\toption udp_queue_bytes '32768'\n\toption udp_auto_protect '1'\n\toption udp_latency_guard '0'\n\toption status_socket '/tmp/mpbond.sock'\n\
          \toption enabled '1'\n\toption log_level 'debug'\n\toption state_dir '/tmp/mpb'\n\
          config wan 'wan'\n\toption device 'eth1'\n\
          config wan\n\toption interface 'wanb'\n\toption device 'pppoe-wanb'\n\toption mode 'backup'\n\
@@ -140,6 +140,7 @@ idle_timeout_secs = 90
 max_flows = 512
 queue_bytes = 32768
 auto_protect = true
+latency_guard = false
 [[udp.rule]]
 ports = "443"
 prefix = "203.0.113.0/24"

@@ -48,7 +48,7 @@ fn the_init_script_reloads_in_place_and_logs_through_procd() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("all 8 checks passed"), "{stdout}");
+    assert!(stdout.contains("all 11 checks passed"), "{stdout}");
 }
 
 #[test]

@@ -25,8 +25,13 @@ use std::path::PathBuf;
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// `--config FILE` (TOML or JSON) or `--uci FILE`: run the agent.
-    Run { file: PathBuf, uci: bool },
+    /// `--config FILE` (TOML or JSON) or `--uci FILE`: run the agent; `--dnsmasq-confdir
+    /// DIR`: where bypass by name writes dnsmasq's file when the config names none.
+    Run {
+        file: PathBuf,
+        uci: bool,
+        dnsmasq_confdir: Option<PathBuf>,
+    },
     /// `check-config [--uci] FILE`.
     CheckConfig { file: PathBuf, uci: bool },
     /// `status [--json] [--socket PATH]`.
@@ -60,7 +65,7 @@ pub enum UsageError {
 
 /// The short usage printed after a [`UsageError`].
 pub const USAGE: &str = "\
-Usage: mpbond-agent --config FILE | --uci FILE
+Usage: mpbond-agent (--config FILE | --uci FILE) [--dnsmasq-confdir DIR]
        mpbond-agent check-config [--uci] FILE
        mpbond-agent status [--json] [--socket PATH]
 
@@ -71,13 +76,17 @@ For more information, try '--help'.";
 pub const HELP: &str = "\
 mpbond router agent: carries LAN TCP over MPTCP to the concentrator
 
-Usage: mpbond-agent --config FILE | --uci FILE
+Usage: mpbond-agent (--config FILE | --uci FILE) [--dnsmasq-confdir DIR]
        mpbond-agent check-config [--uci] FILE
        mpbond-agent status [--json] [--socket PATH]
 
 Options:
       --config FILE  Run with this config file (TOML or JSON)
       --uci FILE     Run with this UCI config file (OpenWrt /etc/config/mpbond)
+      --dnsmasq-confdir DIR
+                     dnsmasq's conf-dir: bypass by name writes mpbond-bypass.conf
+                     there unless the config names a dnsmasq_conf (OpenWrt's init
+                     script passes the first dnsmasq instance's)
   -h, --help         Print help (also `help` and `COMMAND --help`)
   -V, --version      Print version
 
@@ -101,10 +110,17 @@ Exit codes: 0 clean shutdown, 1 cannot run, 2 bad config or command line,
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
     let mut args = Args::new(args.into_iter().collect());
     let mut source: Option<(&'static str, PathBuf)> = None;
+    let mut dnsmasq_confdir: Option<PathBuf> = None;
     while let Some(arg) = args.next_arg() {
         match arg {
             Arg::Flag("-h" | "--help", None) => return Ok(Command::Help),
             Arg::Flag("-V" | "--version", None) => return Ok(Command::Version),
+            Arg::Flag(name @ "--dnsmasq-confdir", inline) => {
+                let dir = args.value(name, inline)?;
+                if dnsmasq_confdir.replace(PathBuf::from(dir)).is_some() {
+                    return Err(UsageError::Repeated(name));
+                }
+            }
             Arg::Flag(name @ ("--config" | "--uci"), inline) => {
                 let path = args.value(name, inline)?;
                 if let Some((previous, _)) = &source {
@@ -137,6 +153,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         Some((name, file)) => Ok(Command::Run {
             file,
             uci: name == "--uci",
+            dnsmasq_confdir,
         }),
         None => Err(UsageError::MissingSource),
     }
@@ -241,13 +258,14 @@ impl Arg {
 }
 
 /// The options any command knows; others are [`Arg::Unknown`].
-const KNOWN: [&str; 8] = [
+const KNOWN: [&str; 9] = [
     "-h",
     "--help",
     "-V",
     "--version",
     "--config",
     "--uci",
+    "--dnsmasq-confdir",
     "--json",
     "--socket",
 ];

@@ -29,6 +29,7 @@ fn run(file: &str, uci: bool) -> Command {
     Command::Run {
         file: PathBuf::from(file),
         uci,
+        dnsmasq_confdir: None,
     }
 }
 
@@ -216,14 +217,16 @@ fn paths_need_not_be_utf8() {
         parse([OsString::from("--config"), bad.clone()]),
         Ok(Command::Run {
             file: PathBuf::from(bad.clone()),
-            uci: false
+            uci: false,
+            dnsmasq_confdir: None,
         })
     );
     assert_eq!(
         parse([OsString::from_vec(inline)]),
         Ok(Command::Run {
             file: PathBuf::from(bad.clone()),
-            uci: false
+            uci: false,
+            dnsmasq_confdir: None,
         })
     );
     assert_eq!(
@@ -267,4 +270,23 @@ fn the_texts_name_every_command_and_option() {
         assert!(HELP.contains(word), "help lacks {word}");
     }
     assert!(USAGE.contains("--help"));
+}
+
+#[test]
+fn the_dnsmasq_confdir_goes_with_a_run() {
+    assert_eq!(
+        parse(args(
+            "--uci /etc/config/mpbond --dnsmasq-confdir /tmp/dnsmasq.cfg01411c.d"
+        )),
+        Ok(Command::Run {
+            file: PathBuf::from("/etc/config/mpbond"),
+            uci: true,
+            dnsmasq_confdir: Some(PathBuf::from("/tmp/dnsmasq.cfg01411c.d")),
+        })
+    );
+    assert_eq!(
+        err("--uci /c --dnsmasq-confdir /a --dnsmasq-confdir /b"),
+        UsageError::Repeated("--dnsmasq-confdir")
+    );
+    assert_eq!(err("--dnsmasq-confdir /a"), UsageError::MissingSource);
 }

@@ -27,6 +27,20 @@ pub struct NameBypass {
     pub dnsmasq_restart: Vec<String>,
 }
 
+/// The file bypass by name writes in dnsmasq's conf-dir when the config names none.
+pub const CONFDIR_FILE: &str = "mpbond-bypass.conf";
+
+impl NameBypass {
+    /// With no `dnsmasq_conf` configured, write [`CONFDIR_FILE`] in `confdir` (the
+    /// command line's `--dnsmasq-confdir`: on OpenWrt the init script passes the first
+    /// dnsmasq instance's conf-dir, `/tmp/dnsmasq.<section>.d` unless UCI sets one).
+    pub fn in_confdir(&mut self, confdir: &std::path::Path) {
+        if self.dnsmasq_conf.is_none() {
+            self.dnsmasq_conf = Some(confdir.join(CONFDIR_FILE));
+        }
+    }
+}
+
 /// Check `domains`, `dnsmasq_conf` and `dnsmasq_restart` of `[bypass]`.
 pub(super) fn name_bypass(
     domains: &[String],
@@ -89,6 +103,24 @@ mod tests {
     fn check(domains: &[&str]) -> Result<NameBypass, ConfigError> {
         let d: Vec<String> = domains.iter().map(|s| s.to_string()).collect();
         name_bypass(&d, None, Vec::new())
+    }
+
+    #[test]
+    fn the_confdir_from_the_command_line_names_the_file_unless_the_config_does() {
+        let dir = std::path::Path::new("/tmp/dnsmasq.cfg01411c.d");
+        let mut unset = check(&["bank.example"]).expect("valid");
+        unset.in_confdir(dir);
+        assert_eq!(
+            unset.dnsmasq_conf,
+            Some(PathBuf::from("/tmp/dnsmasq.cfg01411c.d/mpbond-bypass.conf"))
+        );
+        let d = vec!["bank.example".to_owned()];
+        let mut set = name_bypass(&d, Some("/etc/dnsmasq.d/x.conf".into()), Vec::new()).unwrap();
+        set.in_confdir(dir);
+        assert_eq!(
+            set.dnsmasq_conf,
+            Some(PathBuf::from("/etc/dnsmasq.d/x.conf"))
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! max_flows = 1024
 //! queue_bytes = 65536       # capsules waiting for the MPTCP socket, per flow
 //! auto_protect = false      # protect flows classed real-time (small, steady) with no rule
+//! latency_guard = true      # while a protected flow runs, keep bulk downloads' queues short
 //! fwmark = 0x4d42           # the mark that routes tproxied packets to the local table
 //! route_table = 4852        # the table holding `local default dev lo`
 //! rule_priority = 4852      # `ip rule fwmark <fwmark> lookup <route_table>`
@@ -31,7 +32,10 @@
 //! `auto_protect` also protects a bonded flow no rule names once `core::classify`
 //! classes it real-time (two seconds of small datagrams at a steady rate); an explicit
 //! `bond` rule keeps a destination out of it. Off by default (docs/DESIGN.md,
-//! "Automatic classing").
+//! "Automatic classing"). `latency_guard` clamps the receive window of every upstream
+//! connection while a protected flow is active, so a bulk download keeps no more than
+//! about 10 ms queued on the WANs (`core::latency_guard`; docs/DESIGN.md, "Small flows
+//! under load").
 
 use std::time::Duration;
 
@@ -187,6 +191,8 @@ pub struct UdpConfig {
     pub queue_bytes: usize,
     /// Protect a bonded flow once it is classed real-time (`core::classify`).
     pub auto_protect: bool,
+    /// Clamp bulk connections' receive windows while a protected flow is active.
+    pub latency_guard: bool,
     pub fwmark: u32,
     pub route_table: u32,
     pub rule_priority: u32,
@@ -203,6 +209,7 @@ impl Default for UdpConfig {
             max_flows: 1024,
             queue_bytes: 64 * 1024,
             auto_protect: false,
+            latency_guard: true,
             fwmark: DEFAULT_FWMARK,
             route_table: DEFAULT_ROUTE_TABLE,
             rule_priority: DEFAULT_ROUTE_TABLE,
@@ -264,6 +271,7 @@ pub fn udp(raw: RawUdp) -> Result<UdpConfig, ConfigError> {
         max_flows: range("udp.max_flows", raw.max_flows, 1024, 1, 1 << 20)? as usize,
         queue_bytes: range("udp.queue_bytes", raw.queue_bytes, 65_536, 2048, 16 << 20)? as usize,
         auto_protect: raw.auto_protect.unwrap_or(d.auto_protect),
+        latency_guard: raw.latency_guard.unwrap_or(d.latency_guard),
         fwmark,
         route_table,
         rule_priority: range(

@@ -42,6 +42,12 @@
 //!   every counter tick ([`Input::PathSamples`]), within the kernel's limits
 //!   ([`Core::set_kernel_buffer_limits`]); `[mptcp] buffers = "kernel"` leaves them to
 //!   autotuning.
+//! * **How much a bulk download may queue while a call runs**
+//!   ([`latency_guard::LatencyGuard`], `[udp] latency_guard`): while a protected UDP flow
+//!   is active ([`Input::ProtectedFlow`]), every upstream connection's receive buffer is
+//!   clamped to Σ WAN rate × (base RTT + 10 ms), published as [`Action::BulkWindow`];
+//!   new connections do without Fast Open meanwhile, whose window the concentrator's
+//!   kernel overruns.
 //! * **What a reload changes** ([`reload::Changes`]): only what differs between the
 //!   running config and the new one is acted on; everything else, live connections
 //!   included, is left alone.
@@ -58,6 +64,7 @@ pub mod buffers;
 pub mod classify;
 pub mod concentrators;
 pub mod hedge;
+pub mod latency_guard;
 pub mod metered;
 pub mod path_quality;
 pub mod protect;
@@ -128,6 +135,8 @@ pub enum Input {
         config: Arc<Config>,
         concentrators: Vec<Vec<SocketAddr>>,
     },
+    /// A protected UDP flow started (`true`) or ended (for the latency guard).
+    ProtectedFlow { started: bool },
     /// A standby concentrator's probe ([`Action::ProbeStandby`]) ended.
     ConcentratorProbed {
         name: String,
@@ -156,6 +165,9 @@ pub enum Action {
     PublishUpstream(UpstreamChoice),
     /// A reload changed these parts: the shell rebuilds only them.
     Reconfigure(Changes),
+    /// Clamp the receive buffer of every live and new upstream connection, or release
+    /// it ([`latency_guard`]); also the status's `latency_guard`.
+    BulkWindow(latency_guard::GuardView),
     /// Something to log and show in the status.
     Notice(Notice),
 }
@@ -239,6 +251,10 @@ pub struct Core {
     buffers: SocketBuffers,
     /// Where protected UDP flows' legs go, best first.
     legs: Vec<protect::LegSource>,
+    /// The bulk connections' receive window while a protected flow runs, and what was
+    /// last published of it.
+    guard: latency_guard::LatencyGuard,
+    guard_view: latency_guard::GuardView,
     /// The table as the kernel has it (None: the shell has not confirmed one yet).
     applied: Option<RedirectSpec>,
     /// A refused nft update waits until then.
@@ -297,11 +313,14 @@ impl Core {
             buffer_limits: KernelBufferLimits::default(),
             buffers: unmeasured,
             legs: Vec::new(),
+            guard: latency_guard::LatencyGuard::default(),
+            guard_view: latency_guard::GuardView::default(),
             applied: None,
             redirect_retry: None,
             actions: VecDeque::new(),
         };
         core.applied = Some(core.desired_spec());
+        core.guard_view = core.guard_view_at(now);
         core
     }
 
@@ -367,7 +386,10 @@ impl Core {
     pub fn upstream(&self) -> UpstreamChoice {
         UpstreamChoice {
             concentrator: self.concentrator(),
-            fastopen: self.fastopen,
+            // While the latency guard clamps, new connections do without Fast Open: the
+            // concentrator would overrun a Fast Open connection's clamped window
+            // (`latency_guard`, docs/DESIGN.md "Fast Open on MPTCP").
+            fastopen: self.fastopen && self.guard_view.clamp.is_none(),
             source: self.source,
             hedge: self.hedge,
             buffers: self.buffers,
@@ -394,6 +416,7 @@ impl Core {
             standby,
             self.redirect_retry,
             self.hedging.next_expiry(),
+            self.guard.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -424,6 +447,10 @@ impl Core {
         }
         for probe in self.concentrators.due_probes(now) {
             self.actions.push_back(Action::ProbeStandby(probe));
+        }
+        if self.guard.next_deadline().is_some_and(|at| at <= now) {
+            self.guard.expire(now);
+            self.choose_guard(now);
         }
     }
 
@@ -495,7 +522,13 @@ impl Core {
             }
             Input::PathSamples(samples) => {
                 self.sizing.observe(&samples, now);
+                self.guard.observe(&samples, now);
                 self.choose_buffers(now);
+                self.choose_guard(now);
+            }
+            Input::ProtectedFlow { started } => {
+                self.guard.flow(started, now);
+                self.choose_guard(now);
             }
             Input::RedirectApplied { spec, ok } => {
                 if ok {
@@ -608,6 +641,36 @@ impl Core {
         }
     }
 
+    /// Publish the latency guard's view if it changed: what a connection gets unclamped
+    /// is what a new one gets ([`buffers::for_connection`]), else the kernel's maximum.
+    /// The paths' window alone changes no clamp while none is held: it is not a reason
+    /// to publish.
+    fn choose_guard(&mut self, now: Instant) {
+        let view = self.guard_view_at(now);
+        let key = |v: &latency_guard::GuardView| (v.enabled, v.protected_flows, v.clamp, v.release);
+        if key(&view) != key(&self.guard_view) {
+            let toggled = view.clamp.is_some() != self.guard_view.clamp.is_some();
+            self.guard_view = view;
+            self.actions.push_back(Action::BulkWindow(view));
+            if toggled {
+                self.publish_upstream();
+            }
+        }
+    }
+
+    fn guard_view_at(&self, now: Instant) -> latency_guard::GuardView {
+        let release = buffers::for_connection(self.buffers, self.fastopen)
+            .rcvbuf
+            .or(self.buffer_limits.rmem_max)
+            .unwrap_or(buffers::FASTOPEN_RCVBUF);
+        self.guard.view(self.config.udp.latency_guard, release, now)
+    }
+
+    /// The latency guard as last published.
+    pub fn latency_guard(&self) -> latency_guard::GuardView {
+        self.guard_view
+    }
+
     /// A hedge won: the slow WAN is a suspect (new connections start elsewhere) and the
     /// concentrator is probed soon.
     fn on_hedged(&mut self, outcome: HedgeOutcome, now: Instant) {
@@ -707,6 +770,7 @@ impl Core {
             self.publish_upstream();
         }
         self.choose_buffers(now);
+        self.choose_guard(now);
         self.redirect_retry = None;
         self.sync_redirect();
         self.actions.push_back(Action::Reconfigure(changes));

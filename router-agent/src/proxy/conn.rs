@@ -273,7 +273,10 @@ async fn via_concentrator(
     }
     // Sampled by the passive health check while it relays: the registry keeps the raw
     // number, so the socket closes only after the guard took it out.
-    let live = ctx.stats.upstreams.register(&upstream);
+    let live = ctx
+        .stats
+        .upstreams
+        .register(&upstream, params.upstream.fastopen);
     let stats = relay_borrowed(&lan, &upstream, &params.relay).await;
     drop(live);
     drop((lan, upstream));

@@ -24,7 +24,14 @@
 //! and [`LiveUpstreams::sample`] says so.
 //!
 //! The registry only observes: the decision (which WAN is stalled) stays with the state
-//! machine (`model::wan_health`).
+//! machine (`model::wan_health`). It also carries out one decision of the core's, the
+//! latency guard's receive-buffer clamp (`core::latency_guard`):
+//! [`LiveUpstreams::clamp_receive`] sets `SO_RCVBUF` on every registered socket that
+//! was not opened with Fast Open, and such a socket registered while a clamp holds gets
+//! it at once. A Fast Open MPTCP connection is left alone: the concentrator's kernel
+//! takes its first window edge from the SYN and never moves it back
+//! (docs/DESIGN.md, "Fast Open on MPTCP"), so it would overrun a smaller window and the
+//! download would crawl (measured: 0.07 Mbit/s).
 
 use std::collections::HashMap;
 use std::io;
@@ -52,8 +59,11 @@ pub struct LiveUpstreams {
 #[derive(Debug, Default)]
 struct Book {
     next: u64,
-    /// Raw numbers of sockets that stay open while registered (see [`Registered`]).
-    sockets: HashMap<u64, RawFd>,
+    /// Raw numbers of sockets that stay open while registered (see [`Registered`]),
+    /// and whether the latency guard may clamp them (not opened with Fast Open).
+    sockets: HashMap<u64, (RawFd, bool)>,
+    /// The receive buffer every socket gets while the latency guard clamps.
+    clamp: Option<u32>,
 }
 
 /// Keeps one socket in [`LiveUpstreams`]; dropping it removes the socket. It borrows the
@@ -82,14 +92,19 @@ pub enum Unsampled {
 }
 
 impl LiveUpstreams {
-    /// Register `socket` (an upstream relay's) until the guard drops; the guard borrows
-    /// the socket, so it cannot be closed first. No descriptor is duplicated.
-    pub fn register<'a>(&'a self, socket: &'a impl AsFd) -> Registered<'a> {
+    /// Register `socket` (an upstream relay's, opened with `fastopen` or not) until the
+    /// guard drops; the guard borrows the socket, so it cannot be closed first. No
+    /// descriptor is duplicated.
+    pub fn register<'a>(&'a self, socket: &'a impl AsFd, fastopen: bool) -> Registered<'a> {
         let fd = socket.as_fd().as_raw_fd();
         let mut book = self.book();
+        let clampable = !fastopen;
+        if let Some(bytes) = book.clamp.filter(|_| clampable) {
+            set_rcvbuf(fd, bytes);
+        }
         let id = book.next;
         book.next += 1;
-        book.sockets.insert(id, fd);
+        book.sockets.insert(id, (fd, clampable));
         Registered {
             live: self,
             id,
@@ -117,7 +132,7 @@ impl LiveUpstreams {
             return Err(Unsampled::TooMany(book.sockets.len()));
         }
         let mut out = Vec::new();
-        for &fd in book.sockets.values() {
+        for &(fd, _) in book.sockets.values() {
             // SAFETY: a number stays in the book only while its `Registered` guard lives,
             // and the guard borrows the socket, so the socket is open; the guard takes
             // the number out under this lock before the socket can close.
@@ -127,9 +142,42 @@ impl LiveUpstreams {
         Ok(out)
     }
 
+    /// Set the receive buffer of every registered socket not opened with Fast Open to
+    /// `clamp`, and keep it for such sockets registered from now on; `None` gives them
+    /// `release` and ends the clamp. Returns how many sockets were set.
+    pub fn clamp_receive(&self, clamp: Option<u32>, release: u32) -> usize {
+        let mut book = self.book();
+        if book.clamp == clamp {
+            return 0;
+        }
+        book.clamp = clamp;
+        let bytes = clamp.unwrap_or(release);
+        let mut set = 0;
+        for &(fd, clampable) in book.sockets.values() {
+            if clampable {
+                set_rcvbuf(fd, bytes);
+                set += 1;
+            }
+        }
+        set
+    }
+
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
         // A panic elsewhere while holding the lock leaves a consistent map.
         self.sockets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// `SO_RCVBUF(FORCE)` on a registered socket (called under the registry's lock, so
+/// the number is an open socket, see [`LiveUpstreams::sample`]). A failure is logged:
+/// the socket keeps its buffer.
+fn set_rcvbuf(fd: RawFd, bytes: u32) {
+    // SAFETY: as in `sample`: the number is in the book, or is being put there by
+    // `register`, which holds the borrowed socket.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    let bytes = i32::try_from(bytes).unwrap_or(i32::MAX);
+    if let Err(error) = sockopt::set_rcvbuf_force(&fd, bytes) {
+        tracing::debug!(%error, bytes, "cannot set an upstream socket's receive buffer");
     }
 }
 
@@ -190,7 +238,7 @@ mod tests {
     fn a_registered_tcp_socket_is_sampled_until_its_guard_drops() {
         let live = LiveUpstreams::default();
         let (client, _server, addr) = pair();
-        let guard = live.register(&client);
+        let guard = live.register(&client, false);
         assert_eq!(live.len(), 1);
         let got = live.sample().unwrap();
         assert_eq!(got.len(), 1, "{got:?}");
@@ -200,6 +248,42 @@ mod tests {
         drop(guard);
         assert!(live.is_empty());
         assert!(live.sample().unwrap().is_empty());
+    }
+
+    fn rcvbuf(socket: &TcpStream) -> usize {
+        SockRef::from(socket).recv_buffer_size().unwrap()
+    }
+
+    #[test]
+    fn the_latency_guard_clamp_reaches_live_and_new_sockets_and_is_released() {
+        let live = LiveUpstreams::default();
+        let (first, _s1, _) = pair();
+        let _g1 = live.register(&first, false);
+        // The kernel doubles what SO_RCVBUF is given (its bookkeeping overhead).
+        assert_eq!(live.clamp_receive(Some(48 << 10), 96 << 10), 1);
+        assert_eq!(rcvbuf(&first), 96 << 10);
+        assert_eq!(live.clamp_receive(Some(48 << 10), 96 << 10), 0, "unchanged");
+        let (second, _s2, _) = pair();
+        let _g2 = live.register(&second, false);
+        assert_eq!(rcvbuf(&second), 96 << 10, "registered while clamped");
+        assert_eq!(live.clamp_receive(None, 80 << 10), 2);
+        assert_eq!((rcvbuf(&first), rcvbuf(&second)), (160 << 10, 160 << 10));
+        let (third, _s3, _) = pair();
+        let before = rcvbuf(&third);
+        let _g3 = live.register(&third, false);
+        assert_eq!(rcvbuf(&third), before, "no clamp: left alone");
+        // A Fast Open socket is never clamped.
+        assert_eq!(live.clamp_receive(Some(32 << 10), 80 << 10), 3);
+        let (fourth, _s4, _) = pair();
+        let before = rcvbuf(&fourth);
+        let _g4 = live.register(&fourth, true);
+        assert_eq!(rcvbuf(&fourth), before, "Fast Open: left alone");
+        assert_eq!(
+            live.clamp_receive(Some(40 << 10), 80 << 10),
+            3,
+            "not the Fast Open one"
+        );
+        assert_eq!(rcvbuf(&fourth), before);
     }
 
     /// The guard borrows the socket, so the relay closes it only after the guard took
@@ -230,7 +314,7 @@ mod tests {
                 let client = TcpStream::connect(ours_addr).unwrap();
                 let _server = ours.accept().unwrap();
                 let number = client.as_raw_fd();
-                let guard = live.register(&client);
+                let guard = live.register(&client, false);
                 // The sampler reads this socket at least once while it is registered.
                 let start = passes.load(Ordering::Acquire);
                 while passes.load(Ordering::Acquire) < start + 2 {
@@ -256,7 +340,7 @@ mod tests {
     fn a_socket_that_is_not_tcp_is_unreadable() {
         let live = LiveUpstreams::default();
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let _guard = live.register(&udp);
+        let _guard = live.register(&udp, false);
         assert!(matches!(live.sample(), Err(Unsampled::Unreadable(_))));
     }
 
@@ -264,7 +348,9 @@ mod tests {
     fn past_the_limit_the_caller_is_told_to_dump() {
         let live = LiveUpstreams::default();
         let (client, _server, _) = pair();
-        let mut guards: Vec<_> = (0..=MAX_READ).map(|_| live.register(&client)).collect();
+        let mut guards: Vec<_> = (0..=MAX_READ)
+            .map(|_| live.register(&client, false))
+            .collect();
         assert!(matches!(live.sample(), Err(Unsampled::TooMany(n)) if n == MAX_READ + 1));
         guards.truncate(1);
         assert_eq!(live.sample().unwrap().len(), 1);
@@ -293,7 +379,7 @@ mod tests {
         client.connect(&addr.into()).unwrap();
         let _server = listener.accept().unwrap();
         let live = LiveUpstreams::default();
-        let _guard = live.register(&client);
+        let _guard = live.register(&client, false);
         let mut got = Vec::new();
         sample_one(&client.as_fd(), &mut got).unwrap();
         assert!(subflows::read(&client).is_ok(), "read through SOL_MPTCP");

@@ -74,6 +74,9 @@ pub fn render(doc: &StatusDoc) -> String {
     if let Some(p) = &doc.protected {
         super::render_protect::protected_lines(p, &mut out);
     }
+    if let Some(g) = &doc.latency_guard {
+        super::render_protect::latency_guard_line(g, &mut out);
+    }
     out.push('\n');
     if doc.wans.is_empty() {
         out.push_str("no WANs\n");

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 
 use super::render::bytes;
+use crate::core::latency_guard::GuardView;
 use crate::udp::protect::stats::pct;
 use crate::udp::ProtectOrigin;
 use crate::udp::ProtectSnapshot;
@@ -64,6 +65,29 @@ pub fn protected_lines(p: &ProtectSnapshot, out: &mut String) {
             bytes(f.protection_bytes_up + f.protection_bytes_down)
         );
     }
+}
+
+/// One line for the latency guard (`core::latency_guard`): off, waiting for a protected
+/// flow, or the clamp it holds.
+pub fn latency_guard_line(g: &GuardView, out: &mut String) {
+    let kib = |b: u32| format!("{} KiB", b >> 10);
+    let window = g.window.map_or("not measured yet".to_owned(), kib);
+    let line = match (g.enabled, g.clamp) {
+        (false, _) => "off ([udp] latency_guard = false)".to_owned(),
+        (true, Some(clamp)) => format!(
+            "bulk receive buffers clamped to {} ({} protected flows; released to {})",
+            kib(clamp),
+            g.protected_flows,
+            kib(g.release)
+        ),
+        (true, None) if g.protected_flows > 0 => format!(
+            "{} protected flows, no clamp (the paths' window {window} is not below {})",
+            g.protected_flows,
+            kib(g.release)
+        ),
+        (true, None) => format!("on, no protected flow (the paths' window {window})"),
+    };
+    let _ = writeln!(out, "latency guard: {line}");
 }
 
 #[cfg(test)]
@@ -153,6 +177,45 @@ mod tests {
         assert!(
             out.contains("  192.168.1.10:5000 -> 198.51.100.1:5004 (auto) (duplicate): no legs;"),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn the_latency_guard_line_says_what_it_clamps() {
+        let line = |g: GuardView| {
+            let mut out = String::new();
+            latency_guard_line(&g, &mut out);
+            out
+        };
+        let clamped = GuardView {
+            enabled: true,
+            protected_flows: 1,
+            clamp: Some(360 << 10),
+            release: 4 << 20,
+            window: Some(360 << 10),
+        };
+        assert_eq!(
+            line(clamped),
+            "latency guard: bulk receive buffers clamped to 360 KiB (1 protected flows; \
+             released to 4096 KiB)\n"
+        );
+        let idle = GuardView {
+            protected_flows: 0,
+            clamp: None,
+            window: None,
+            ..clamped
+        };
+        assert_eq!(
+            line(idle),
+            "latency guard: on, no protected flow (the paths' window not measured yet)\n"
+        );
+        let off = GuardView {
+            enabled: false,
+            ..idle
+        };
+        assert_eq!(
+            line(off),
+            "latency guard: off ([udp] latency_guard = false)\n"
         );
     }
 }

@@ -53,6 +53,10 @@ pub struct StatusDoc {
     /// The socket buffers of new upstream MPTCP connections (`core/buffers.rs`).
     #[serde(default)]
     pub upstream_buffers: UpstreamBuffersStatus,
+    /// The bulk connections' receive-buffer clamp while protected flows run
+    /// (`core/latency_guard.rs`; absent until the core first decided).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_guard: Option<crate::core::latency_guard::GuardView>,
 }
 
 /// The socket buffers the agent gives new upstream MPTCP connections (`[mptcp]
@@ -309,6 +313,8 @@ pub struct StatusModel {
     meters: HashMap<String, MeterStatus>,
     /// The socket buffers of new upstream connections, as last published.
     upstream_buffers: UpstreamBuffersStatus,
+    /// The latency guard, as last published.
+    latency_guard: Option<crate::core::latency_guard::GuardView>,
 }
 
 /// Milliseconds with one decimal, as the document shows RTTs.
@@ -338,6 +344,7 @@ impl StatusModel {
             measured: HashMap::new(),
             meters: HashMap::new(),
             upstream_buffers: crate::core::SocketBuffers::default().into(),
+            latency_guard: None,
         }
     }
 
@@ -352,6 +359,16 @@ impl StatusModel {
     /// The socket buffers the core chose for new upstream connections.
     pub fn set_upstream_buffers(&mut self, chosen: crate::core::SocketBuffers) {
         self.upstream_buffers = chosen.into();
+    }
+
+    /// The latency guard's clamp (`core::latency_guard`).
+    pub fn set_latency_guard(&mut self, view: crate::core::latency_guard::GuardView) {
+        self.latency_guard = Some(view);
+    }
+
+    /// The latency guard as last published.
+    pub fn latency_guard(&self) -> Option<crate::core::latency_guard::GuardView> {
+        self.latency_guard
     }
 
     /// Every concentrator's state and RTT (the counts are read at render time).
@@ -607,6 +624,7 @@ impl StatusModel {
             bypass_names: self.names.as_ref().map(|(n, _)| n.clone()),
             protected: self.protect.as_ref().map(|p| p.snapshot()),
             upstream_buffers: self.upstream_buffers,
+            latency_guard: self.latency_guard,
         }
     }
 

@@ -67,6 +67,13 @@ pub(crate) fn example(now: Instant) -> StatusModel {
     std::mem::forget(ticket);
     model.set_udp_stats(udp);
     model.set_protect_stats(protected_example());
+    model.set_latency_guard(crate::core::latency_guard::GuardView {
+        enabled: true,
+        protected_flows: 1,
+        clamp: Some(401_408),
+        release: 4_194_304,
+        window: Some(401_408),
+    });
     model.set_name_bypass(
         Some(crate::bypass_names::NameBypassStatus {
             domains: vec!["bank.example".into()],

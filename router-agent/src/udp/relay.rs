@@ -199,6 +199,7 @@ async fn bonded(
     if let Some(evidence) = fastopen_evidence(&connected) {
         ctx.tell(Input::UpstreamConnected(evidence));
     }
+    let fastopen = connected.fastopen;
     let mut stream = connected.stream;
     let _ = stream.set_nodelay(true);
     let _ = mpbond_netlink::sockopt::set_int(
@@ -257,7 +258,7 @@ async fn bonded(
     let mut ticket = stats.track_bonded(stream.clone());
     // Sampled by the passive health check while it relays, like a TCP relay's upstream:
     // a QUIC download alone still shows a stalled WAN.
-    let _live = ctx.stats.upstreams.register(stream.as_ref());
+    let _live = ctx.stats.upstreams.register(stream.as_ref(), fastopen);
     relay_capsules(flow, &stream, queue, stats, &mut ticket, shutdown).await
 }
 

@@ -176,6 +176,7 @@ pub const MAPPINGS: &[Mapping] = &[
     required(concentrator("client_id", Text, "client_id")),
     required(concentrator("key", Text, "key")),
     global("udp_auto_protect", Bool, "udp.auto_protect"),
+    global("udp_latency_guard", Bool, "udp.latency_guard"),
     wan("interface", Text, "name"),
     wan("device", Text, "device"),
     wan("mode", Choice("on|backup|off"), "mode"),

@@ -23,6 +23,7 @@ use super::leg::{self, LegEvent, LegHandle, LegSpec};
 use super::legs::{LegAction, LegBook};
 use super::stats::{ProtectStats, ProtectedFlowStatus, PUBLISH_EVERY};
 use crate::config::udp::ProtectMode;
+use crate::core::Input;
 use crate::proxy::ConnContext;
 use crate::udp::book::Route;
 use crate::udp::relay::{self, next_lan, send_now, Flow, FlowEvent};
@@ -139,6 +140,7 @@ pub async fn run_with_mode(
         return bonded(flow, Vec::new(), shared, shutdown).await;
     }
     let id = shared.protect.open(flow.client, flow.dst);
+    let announced = Announced::new(&shared.ctx.events);
     let mut guard = shared.stats.open();
     guard.bonded();
     let group = random_group();
@@ -344,8 +346,27 @@ pub async fn run_with_mode(
                 let _ = shared.events.send(FlowEvent::Unprotected);
             }
             drop(guard);
+            drop(announced);
             bonded(flow, early.unwrap_or_default(), shared, shutdown).await;
         }
+    }
+}
+
+/// Tells the decision core that a protected flow runs, until dropped (the latency guard,
+/// `core::latency_guard`, clamps the bulk downloads' windows meanwhile). An event, not
+/// a shared counter: the core owns the count.
+struct Announced(mpsc::UnboundedSender<Input>);
+
+impl Announced {
+    fn new(events: &mpsc::UnboundedSender<Input>) -> Announced {
+        let _ = events.send(Input::ProtectedFlow { started: true });
+        Announced(events.clone())
+    }
+}
+
+impl Drop for Announced {
+    fn drop(&mut self) {
+        let _ = self.0.send(Input::ProtectedFlow { started: false });
     }
 }
 

@@ -5,14 +5,19 @@
 //! where `[udp] auto_protect` moves a flow classed real-time), interleaved run by run
 //! against the same download, each against its own idle figure measured first.
 //!
-//! This is the measurement before any change of the agent's own (pacing its upstream
-//! connections below the WAN's rate, small flows first): see docs/PERFORMANCE.md case 21.
+//! Each run measures four arms against the same download, interleaved: bonded and
+//! protected with the agent's latency guard off (`[udp] latency_guard = false`, by a
+//! reload), then both with it on (the default: while a protected flow is active, every
+//! upstream connection's receive window is clamped to the paths' BDP + 10 ms,
+//! `core::latency_guard`). Besides the stream's added p99 it reports the download's
+//! goodput in each arm, guard on ÷ off, the price of the clamp. See docs/PERFORMANCE.md
+//! case 21.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use mpbond_tests::topology::SERVER_V4;
-use mpbond_tests::{proc, Fetch, Node, TestBed};
+use mpbond_tests::{proc, AgentConfig, BedError, Daemon, Fetch, Node, TestBed};
 
 use crate::ctx::{BenchError, Ctx};
 use crate::report::{Figure, Measurement, Target};
@@ -34,19 +39,80 @@ fn p99(bed: &TestBed, port: u16, count: u32) -> Result<f64, BenchError> {
     Ok(bed.udp_echo(Node::Lan, at(port), count)?.rtt_p99_ms)
 }
 
+/// The `[udp]` body: the protect rule, and the guard on or off.
+fn udp_config(guard: bool) -> String {
+    format!(
+        "latency_guard = {guard}\n[[udp.rule]]\nports = \"{PROTECTED}\"\naction = \"protect\"\n"
+    )
+}
+
+/// Reload the agent with the guard `on` and wait for its status to say so.
+fn set_guard(
+    bed: &TestBed,
+    agent: &mut Daemon,
+    cfg: &mut AgentConfig,
+    on: bool,
+) -> Result<(), BenchError> {
+    cfg.udp = Some(udp_config(on));
+    let failed = |e: BedError| BenchError::measure(CASE, e.to_string());
+    agent.rewrite_config(&cfg.to_toml()).map_err(failed)?;
+    agent.sighup().map_err(failed)?;
+    let applied = proc::wait_until(Duration::from_secs(10), || {
+        bed.agent_status()
+            .is_ok_and(|s| s["latency_guard"]["enabled"] == on)
+    });
+    if !applied {
+        return Err(BenchError::measure(
+            CASE,
+            format!("latency_guard = {on} not applied:\n{}", agent.log_tail(20)),
+        ));
+    }
+    Ok(())
+}
+
+/// One arm's figures: the stream's added p99, the download's goodput.
+#[derive(Debug, Default)]
+struct Arm {
+    added_p99: Vec<f64>,
+    mbit: Vec<f64>,
+}
+
+/// Run the stream to `port` during a bulk download; (p99 added over `idle`, Mbit/s).
+fn loaded(
+    ctx: &Ctx,
+    bed: &TestBed,
+    port: u16,
+    idle: f64,
+    count: u32,
+) -> Result<(f64, f64), BenchError> {
+    let fetch = Fetch::get(at(FETCH_PORT), ctx.pick(60_000_000, 300_000_000))
+        .timeout(Duration::from_secs(120));
+    let download = bed.spawn_fetch(Node::Lan, &fetch)?;
+    // The download's slow start is over (and its queue built) after a second.
+    std::thread::sleep(Duration::from_secs(1));
+    let p99 = p99(bed, port, count)?;
+    let report = download.finish()?;
+    Ok((p99 - idle, report.mbit_per_s))
+}
+
 pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let steal = Steal::start();
-    let bed = TestBed::builder().wans(&RATES).agent_routing(true).build();
+    // MPBOND_BENCH_FASTOPEN=0: a bed without TCP Fast Open, so both arms' downloads are
+    // plain handshakes and the clamp alone is compared (the guard turns Fast Open off).
+    let fast_open = std::env::var("MPBOND_BENCH_FASTOPEN").map_or(true, |v| v != "0");
+    let bed = TestBed::builder()
+        .wans(&RATES)
+        .agent_routing(true)
+        .fast_open(fast_open)
+        .build();
     let _delays = bed.add_wan_delays(ONE_WAY_MS)?;
     let _protected_server = bed.udp_echo_server(Node::Server, at(PROTECTED))?;
     let _bonded_server = bed.udp_echo_server(Node::Server, at(BONDED))?;
     let _fetch_server = bed.serve(Node::Server, at(FETCH_PORT), false)?;
     let _conc = bed.start_concentrator(&bed.concentrator_config())?;
     let mut cfg = bed.agent_config();
-    cfg.udp = Some(format!(
-        "[[udp.rule]]\nports = \"{PROTECTED}\"\naction = \"protect\"\n"
-    ));
-    let agent = bed.start_agent(&cfg)?;
+    cfg.udp = Some(udp_config(true));
+    let mut agent = bed.start_agent(&cfg)?;
     let up = proc::wait_until(Duration::from_secs(30), || {
         bed.agent_status().is_ok_and(|s| {
             s["wans"]
@@ -64,43 +130,73 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let loaded_count: u32 = ctx.pick(200, 750);
     let idle_bonded = p99(&bed, BONDED, idle_count)?;
     let idle_protected = p99(&bed, PROTECTED, idle_count)?;
-    let mut bonded = Vec::new();
-    let mut protected = Vec::new();
+    // [guard off, guard on] × [bonded, protected].
+    let mut arms: [[Arm; 2]; 2] = Default::default();
+    let mut clamps = Vec::new();
     for _ in 0..ctx.runs() {
-        for (port, idle, rows) in [
-            (BONDED, idle_bonded, &mut bonded),
-            (PROTECTED, idle_protected, &mut protected),
-        ] {
-            let fetch = Fetch::get(at(FETCH_PORT), ctx.pick(60_000_000, 300_000_000))
-                .timeout(Duration::from_secs(120));
-            let download = bed.spawn_fetch(Node::Lan, &fetch)?;
-            // The download's slow start is over (and its queue built) after a second.
-            std::thread::sleep(Duration::from_secs(1));
-            let loaded = p99(&bed, port, loaded_count)?;
-            let _ = download.finish();
-            rows.push(loaded - idle);
+        for (g, on) in [false, true].into_iter().enumerate() {
+            set_guard(&bed, &mut agent, &mut cfg, on)?;
+            for (k, (port, idle)) in [(BONDED, idle_bonded), (PROTECTED, idle_protected)]
+                .into_iter()
+                .enumerate()
+            {
+                let (added, mbit) = loaded(ctx, &bed, port, idle, loaded_count)?;
+                arms[g][k].added_p99.push(added);
+                arms[g][k].mbit.push(mbit);
+                if on && port == PROTECTED {
+                    let status = bed.agent_status().unwrap_or_default();
+                    clamps.push(status["latency_guard"]["window"].as_f64().unwrap_or(0.0));
+                }
+            }
         }
     }
+    let [[off_b, off_p], [on_b, on_p]] = &arms;
+    let ratio = |on: &Arm, off: &Arm| -> Vec<f64> {
+        on.mbit.iter().zip(&off.mbit).map(|(a, b)| a / b).collect()
+    };
     let m = Measurement {
         case: CASE,
         steal_pct: steal.percent(),
         detail: format!(
-            "idle p99: bonded {idle_bonded:.1} ms, protected {idle_protected:.1} ms; \
-             added under a bulk TCP download: bonded {bonded:?}, protected {protected:?}"
+            "fast open {fast_open}; idle p99: bonded {idle_bonded:.1} ms, protected {idle_protected:.1} ms; added under \
+             a bulk TCP download, guard off: bonded {:?}, protected {:?}; guard on: bonded \
+             {:?}, protected {:?}; download Mbit/s off {:?}/{:?}, on {:?}/{:?} \
+             (bonded/protected arm); guard window {:?} bytes",
+            off_b.added_p99,
+            off_p.added_p99,
+            on_b.added_p99,
+            on_p.added_p99,
+            off_b.mbit,
+            off_p.mbit,
+            on_b.mbit,
+            on_p.mbit,
+            clamps
         ),
     };
     Ok(vec![
         m.figure(
             "stream p99 added by a bulk TCP download, bonded".into(),
-            bonded,
+            on_b.added_p99.clone(),
+            "ms",
+            None,
+        ),
+        m.figure(
+            "stream p99 added by a bulk TCP download, protected, latency guard off".into(),
+            off_p.added_p99.clone(),
             "ms",
             None,
         ),
         m.figure(
             "stream p99 added by a bulk TCP download, protected".into(),
-            protected,
+            on_p.added_p99.clone(),
             "ms",
             Some(Target::AtMost(30.0)),
+        ),
+        m.figure(
+            "bulk download beside a protected stream, latency guard on ÷ off".into(),
+            ratio(on_p, off_p),
+            "ratio",
+            Some(Target::AtLeast(0.95)),
         ),
     ])
 }

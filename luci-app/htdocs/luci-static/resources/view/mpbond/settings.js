@@ -92,8 +92,8 @@ return view.extend({
 		o.datatype = 'hostname';
 
 		o = s.taboption('lan', form.Value, 'dnsmasq_conf', _('dnsmasq file for bypass domains'),
-			_('Written by the agent into a directory dnsmasq reads (its conf-dir).'));
-		o.placeholder = '/tmp/dnsmasq.d/mpbond-bypass.conf';
+			_('Written by the agent into a directory dnsmasq reads (its conf-dir). Empty: mpbond-bypass.conf in the first dnsmasq instance\'s conf-dir.'));
+		o.placeholder = '/tmp/dnsmasq.cfg01411c.d/mpbond-bypass.conf';
 		o.validate = function(section_id, value) {
 			return (!value || value.charAt(0) == '/') ? true : _('An absolute path');
 		};
@@ -131,6 +131,10 @@ return view.extend({
 		o = s.taboption('udp', form.Flag, 'udp_auto_protect', _('Protect real-time flows automatically'),
 			_('A flow of small datagrams at a steady rate (a call, a game) that no rule protects is sent over two WANs at once after two seconds. Costs one extra copy of such flows; the server sees the flow\'s source port change once.'));
 		o.default = '0';
+
+		o = s.taboption('udp', form.Flag, 'udp_latency_guard', _('Keep bulk downloads from delaying protected flows'),
+			_('While a protected flow runs, bulk downloads get a receive window just large enough to fill the WANs, so they keep about 10 ms queued on them instead of up to the ISP\'s whole buffer. New connections skip TCP Fast Open meanwhile. With SQM (fq_codel or CAKE) on the WANs this is not needed.'));
+		o.default = '1';
 
 		o = s.taboption('udp', form.Value, 'udp_idle_timeout_secs', _('UDP idle timeout (s)'));
 		o.datatype = 'range(5,86400)';

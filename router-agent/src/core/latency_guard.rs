@@ -1,0 +1,204 @@
+//! Latency under load (issue 18 item 2, `[udp] latency_guard`): while a protected
+//! real-time flow is active, the receive buffer of every upstream MPTCP connection (the
+//! relayed TCP downloads and the bonded UDP flows, QUIC downloads included) is clamped
+//! so that together with the WANs' round trips it leaves only about [`QUEUE_TARGET`] of
+//! data queued in front of the WANs' download bottlenecks.
+//!
+//! Why a receive window: the delay a bulk download adds to a call is the standing queue
+//! it keeps at the ISP side's shaper (docs/DESIGN.md, "Small flows under load"). The
+//! sender may have no more than the receiver's window in flight, so a window of
+//! Σ rateᵢ × (base RTT + [`QUEUE_TARGET`]) fills the lines and leaves at most
+//! [`QUEUE_TARGET`] of queue on them. The agent is the receiver of every download it
+//! relays and owns those sockets, so this needs nothing from the kernel's qdiscs, the
+//! concentrator or the ISP. (The kernel refuses `TCP_WINDOW_CLAMP` and
+//! `SO_MAX_PACING_RATE` on MPTCP sockets: `SO_RCVBUF` is the lever it offers.)
+//!
+//! ```text
+//! window = Σ peak rateᵢ × (max base RTTᵢ + QUEUE_TARGET), at least MIN_WINDOW,
+//!          over the WANs that carried traffic in the last RATE_MEMORY
+//! clamp  = window, while a protected flow is active and for HOLD after the last ended,
+//!          and only when it is below what the connections get anyway (`release`)
+//! ```
+//!
+//! * **Rate**: the busiest rate each WAN's device moved (the control plane's counter
+//!   tick, every 2 s) in the last [`RATE_MEMORY`]. A clamped download can still go
+//!   [`QUEUE_TARGET`] ÷ RTT faster than the window's rate (50 % at a 20 ms RTT), so an
+//!   estimate that was low grows with every tick until the lines are full.
+//! * **Base RTT**: the smallest RTT a WAN's subflows or probes showed in the last
+//!   [`RTT_MEMORY`], the round trip without a queue.
+//! * **Released**: when the last protected flow has been gone for [`HOLD`] (a call that
+//!   ends and restarts does not unclamp in between), every live connection gets back
+//!   the buffer a new connection gets (`release`). A socket whose buffer was set by hand
+//!   is not autotuned again, so that is a fixed size.
+//!
+//! * **Fast Open**: a Fast Open MPTCP connection cannot be clamped: the concentrator's
+//!   kernel takes its first window edge from the SYN and only moves it forward
+//!   (docs/DESIGN.md, "Fast Open on MPTCP"), so it overruns a smaller window and the
+//!   download crawls. The shell clamps only connections opened without it, and while the
+//!   clamp holds the core opens new connections without it (one more round trip each).
+//!   A download that started with Fast Open before the call keeps its queue.
+//!
+//! Pure: the samples, the flows' starts and ends and the time are arguments; the core
+//! publishes [`GuardView`] as [`super::Action::BulkWindow`] when it changes.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::path_quality::PathSample;
+
+/// The queue a clamped download may keep in front of the WANs.
+pub const QUEUE_TARGET: Duration = Duration::from_millis(10);
+/// The smallest window clamped to (bytes). Smaller clamps stall: with 128 KiB a new
+/// download's MPTCP connection stopped for good after about 390 kB, 161 kB waiting in its
+/// subflow and the MPTCP receive queue full but never read (bench case 18, 3 runs out of
+/// 3, one with the relay reading until `EAGAIN`; kernel 6.18); the ~400 kB windows of
+/// case 21 never did. It costs precision on slow lines: on 20 + 30 Mbit/s at 20 ms the
+/// window would be 190 kB and the floor leaves about 40 ms queued.
+pub const MIN_WINDOW: u32 = 384 << 10;
+/// A WAN's peak rate counts this long.
+pub const RATE_MEMORY: Duration = Duration::from_secs(600);
+/// A WAN's smallest RTT counts this long.
+pub const RTT_MEMORY: Duration = Duration::from_secs(300);
+/// The clamp stays this long after the last protected flow ended.
+pub const HOLD: Duration = Duration::from_secs(10);
+/// A WAN slower than this (bytes/s, 100 kbit/s) carries nothing to speak of.
+const IDLE_RATE: f64 = 12_500.0;
+
+/// What the guard wants now, for the shell and the status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GuardView {
+    /// `[udp] latency_guard`.
+    pub enabled: bool,
+    /// Protected flows now.
+    pub protected_flows: u32,
+    /// The receive buffer of every upstream connection (`SO_RCVBUF`), `None`: not clamped.
+    pub clamp: Option<u32>,
+    /// The buffer a released connection gets back.
+    pub release: u32,
+    /// The window the paths call for (bytes), whether clamped or not.
+    pub window: Option<u32>,
+}
+
+/// One WAN as the guard remembers it.
+#[derive(Debug, Clone, Copy)]
+struct Path {
+    bytes: u64,
+    at: Instant,
+    peak: f64,
+    peak_at: Instant,
+    /// The smallest RTT and when it was seen.
+    base: Option<(Duration, Instant)>,
+}
+
+/// See the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct LatencyGuard {
+    protected: u32,
+    /// When the last protected flow ended (the hold runs from then).
+    ended_at: Option<Instant>,
+    wans: BTreeMap<String, Path>,
+}
+
+impl LatencyGuard {
+    /// A protected flow started (`true`) or ended.
+    pub fn flow(&mut self, started: bool, now: Instant) {
+        if started {
+            self.protected += 1;
+        } else {
+            self.protected = self.protected.saturating_sub(1);
+            if self.protected == 0 {
+                self.ended_at = Some(now);
+            }
+        }
+    }
+
+    /// Take one sample per WAN (WANs missing from `samples` are forgotten).
+    pub fn observe(&mut self, samples: &[(String, PathSample)], now: Instant) {
+        self.wans
+            .retain(|name, _| samples.iter().any(|(n, _)| n == name));
+        for (name, sample) in samples {
+            let path = self.wans.entry(name.clone()).or_insert(Path {
+                bytes: sample.bytes,
+                at: now,
+                peak: 0.0,
+                peak_at: now,
+                base: None,
+            });
+            let secs = now.saturating_duration_since(path.at).as_secs_f64();
+            if secs > 0.0 {
+                let rate = sample.bytes.saturating_sub(path.bytes) as f64 / secs;
+                let stale = now.saturating_duration_since(path.peak_at) > RATE_MEMORY;
+                if rate >= path.peak || stale {
+                    path.peak = rate;
+                    path.peak_at = now;
+                }
+            }
+            path.bytes = sample.bytes;
+            path.at = now;
+            for rtt in [sample.subflow_rtt, sample.probe_rtt].into_iter().flatten() {
+                let keep = path.base.is_some_and(|(min, at)| {
+                    min < rtt && now.saturating_duration_since(at) <= RTT_MEMORY
+                });
+                if !keep {
+                    path.base = Some((rtt, now));
+                }
+            }
+        }
+    }
+
+    /// Σ peak rate × (max base RTT + [`QUEUE_TARGET`]) over the WANs that carry
+    /// traffic, at least [`MIN_WINDOW`]; `None` while no busy WAN has an RTT.
+    pub fn window(&self, now: Instant) -> Option<u32> {
+        let busy = self.wans.values().filter(|p| {
+            p.peak >= IDLE_RATE && now.saturating_duration_since(p.peak_at) <= RATE_MEMORY
+        });
+        let (sum, rtt) = busy.fold((0.0, None::<Duration>), |(sum, max), p| {
+            let rtt = p.base.map(|(rtt, _)| rtt);
+            (sum + p.peak, max.max(rtt))
+        });
+        let window = sum * (rtt? + QUEUE_TARGET).as_secs_f64();
+        Some((window.round().min(f64::from(u32::MAX)) as u32).max(MIN_WINDOW))
+    }
+
+    /// Whether the clamp applies now: a protected flow is active, or the last ended
+    /// less than [`HOLD`] ago.
+    fn armed(&self, now: Instant) -> bool {
+        self.protected > 0
+            || self
+                .ended_at
+                .is_some_and(|at| now.saturating_duration_since(at) < HOLD)
+    }
+
+    /// What the guard wants at `now`, for connections that get `release` unclamped.
+    pub fn view(&self, enabled: bool, release: u32, now: Instant) -> GuardView {
+        let window = self.window(now);
+        let clamp = window.filter(|&w| enabled && self.armed(now) && w < release);
+        GuardView {
+            enabled,
+            protected_flows: self.protected,
+            clamp,
+            release,
+            window,
+        }
+    }
+
+    /// When the hold ends: the core calls [`LatencyGuard::expire`] then.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let end = self.ended_at? + HOLD;
+        (self.protected == 0).then_some(end)
+    }
+
+    /// Forget a hold that is over.
+    pub fn expire(&mut self, now: Instant) {
+        if self.ended_at.is_some_and(|at| at + HOLD <= now) {
+            self.ended_at = None;
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "latency_guard_tests.rs"]
+mod tests;
