@@ -310,4 +310,44 @@ mod fast_open {
         core.handle_timeout(t0 + Duration::from_secs(4) + HOLD);
         assert_eq!(fastopen(&mut core), vec![true], "released: Fast Open again");
     }
+
+    #[test]
+    fn new_connections_open_with_the_clamp_as_their_receive_buffer() {
+        let t0 = Instant::now();
+        let vps = "192.0.2.1:4850".parse().unwrap();
+        let mut core = Core::new(in_the_core_config(), vec![vps], true, t0);
+        let s = |secs: u64| vec![("wan1".to_owned(), sample(10 * MB * secs, 20))];
+        core.handle(Input::PathSamples(s(0)), t0);
+        core.handle(Input::PathSamples(s(2)), t0 + Duration::from_secs(2));
+        let wide = core.upstream().buffers.rcvbuf;
+        while core.poll_action().is_some() {}
+        core.handle(
+            Input::ProtectedFlow { started: true },
+            t0 + Duration::from_secs(3),
+        );
+        let clamp = core.latency_guard().clamp;
+        assert!(clamp.is_some(), "clamped");
+        assert!(clamp < wide, "{clamp:?} below {wide:?}");
+        let published: Vec<_> = std::iter::from_fn(|| core.poll_action())
+            .filter_map(|a| match a {
+                Action::PublishUpstream(choice) => Some(choice.buffers.rcvbuf),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(published, vec![clamp], "opened small, never shrunk after");
+        core.handle(
+            Input::ProtectedFlow { started: false },
+            t0 + Duration::from_secs(4),
+        );
+        core.handle_timeout(t0 + Duration::from_secs(4) + HOLD);
+        assert_eq!(core.upstream().buffers.rcvbuf, wide, "released: wide again");
+    }
+
+    fn in_the_core_config() -> Arc<Config> {
+        let text = format!(
+            "[concentrator]\nhost = \"192.0.2.1\"\nclient_id = \"home\"\nkey = \"{}\"\n",
+            "ab".repeat(32)
+        );
+        Arc::new(Config::parse(&text, Format::Toml, Path::new("g.toml")).expect("config"))
+    }
 }

@@ -392,7 +392,13 @@ impl Core {
             fastopen: self.fastopen && self.guard_view.clamp.is_none(),
             source: self.source,
             hedge: self.hedge,
-            buffers: self.buffers,
+            // A new connection opens with the clamp as its receive buffer: the window
+            // its SYN announces then never shrinks. Opened wide and clamped afterwards,
+            // the concentrator overruns it and the download stalls.
+            buffers: SocketBuffers {
+                rcvbuf: self.guard_view.clamp.or(self.buffers.rcvbuf),
+                ..self.buffers
+            },
             legs: self.legs.clone(),
         }
     }
@@ -649,10 +655,10 @@ impl Core {
         let view = self.guard_view_at(now);
         let key = |v: &latency_guard::GuardView| (v.enabled, v.protected_flows, v.clamp, v.release);
         if key(&view) != key(&self.guard_view) {
-            let toggled = view.clamp.is_some() != self.guard_view.clamp.is_some();
+            let clamp_changed = view.clamp != self.guard_view.clamp;
             self.guard_view = view;
             self.actions.push_back(Action::BulkWindow(view));
-            if toggled {
+            if clamp_changed {
                 self.publish_upstream();
             }
         }

@@ -33,6 +33,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 
 use super::hedge::open_hedged;
 use super::{ConnContext, ConnParams};
+use crate::core::buffers::for_connection;
 use crate::core::Input;
 use crate::upstream::{fastopen_evidence, read_reply, UpstreamError};
 
@@ -273,10 +274,11 @@ async fn via_concentrator(
     }
     // Sampled by the passive health check while it relays: the registry keeps the raw
     // number, so the socket closes only after the guard took it out.
-    let live = ctx
-        .stats
-        .upstreams
-        .register(&upstream, params.upstream.fastopen);
+    let live = ctx.stats.upstreams.register(
+        &upstream,
+        params.upstream.fastopen,
+        for_connection(params.upstream.buffers, params.upstream.fastopen).rcvbuf,
+    );
     let stats = relay_borrowed(&lan, &upstream, &params.relay).await;
     drop(live);
     drop((lan, upstream));

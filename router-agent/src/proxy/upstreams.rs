@@ -26,12 +26,13 @@
 //! The registry only observes: the decision (which WAN is stalled) stays with the state
 //! machine (`model::wan_health`). It also carries out one decision of the core's, the
 //! latency guard's receive-buffer clamp (`core::latency_guard`):
-//! [`LiveUpstreams::clamp_receive`] sets `SO_RCVBUF` on every registered socket that
-//! was not opened with Fast Open, and such a socket registered while a clamp holds gets
-//! it at once. A Fast Open MPTCP connection is left alone: the concentrator's kernel
-//! takes its first window edge from the SYN and never moves it back
-//! (docs/DESIGN.md, "Fast Open on MPTCP"), so it would overrun a smaller window and the
-//! download would crawl (measured: 0.07 Mbit/s).
+//! [`LiveUpstreams::clamp_receive`] sets `SO_RCVBUF` on every registered socket whose
+//! first window was no wider than the clamp (opened with the clamp as its buffer, or
+//! autotuned), and such a socket registered while a clamp holds gets it at once. A
+//! socket opened with Fast Open or with a wider buffer is left alone: the concentrator's
+//! kernel keeps sending into the window its SYN announced (docs/DESIGN.md, "Fast Open
+//! on MPTCP"), so it would overrun a smaller one and the download would crawl
+//! (measured: 0.07–0.09 Mbit/s).
 
 use std::collections::HashMap;
 use std::io;
@@ -92,13 +93,25 @@ pub enum Unsampled {
 }
 
 impl LiveUpstreams {
-    /// Register `socket` (an upstream relay's, opened with `fastopen` or not) until the
-    /// guard drops; the guard borrows the socket, so it cannot be closed first. No
-    /// descriptor is duplicated.
-    pub fn register<'a>(&'a self, socket: &'a impl AsFd, fastopen: bool) -> Registered<'a> {
+    /// Register `socket` (an upstream relay's, opened with `fastopen` or not, with the
+    /// receive buffer `rcvbuf` set by hand or autotuned) until the guard drops; the guard
+    /// borrows the socket, so it cannot be closed first. No descriptor is duplicated.
+    ///
+    /// Only a socket whose first window was no wider than the clamp is ever clamped:
+    /// one opened with Fast Open, or with a receive buffer set wider than the clamp
+    /// holding now (or with none holding), announced a window the concentrator keeps
+    /// sending into, and clamped afterwards its download stalls (measured: 0.07–0.09
+    /// Mbit/s, case 21).
+    pub fn register<'a>(
+        &'a self,
+        socket: &'a impl AsFd,
+        fastopen: bool,
+        rcvbuf: Option<u32>,
+    ) -> Registered<'a> {
         let fd = socket.as_fd().as_raw_fd();
         let mut book = self.book();
-        let clampable = !fastopen;
+        let clampable =
+            !fastopen && rcvbuf.map_or(true, |bytes| book.clamp.is_some_and(|c| bytes <= c));
         if let Some(bytes) = book.clamp.filter(|_| clampable) {
             set_rcvbuf(fd, bytes);
         }
@@ -238,7 +251,7 @@ mod tests {
     fn a_registered_tcp_socket_is_sampled_until_its_guard_drops() {
         let live = LiveUpstreams::default();
         let (client, _server, addr) = pair();
-        let guard = live.register(&client, false);
+        let guard = live.register(&client, false, None);
         assert_eq!(live.len(), 1);
         let got = live.sample().unwrap();
         assert_eq!(got.len(), 1, "{got:?}");
@@ -258,25 +271,25 @@ mod tests {
     fn the_latency_guard_clamp_reaches_live_and_new_sockets_and_is_released() {
         let live = LiveUpstreams::default();
         let (first, _s1, _) = pair();
-        let _g1 = live.register(&first, false);
+        let _g1 = live.register(&first, false, None);
         // The kernel doubles what SO_RCVBUF is given (its bookkeeping overhead).
         assert_eq!(live.clamp_receive(Some(48 << 10), 96 << 10), 1);
         assert_eq!(rcvbuf(&first), 96 << 10);
         assert_eq!(live.clamp_receive(Some(48 << 10), 96 << 10), 0, "unchanged");
         let (second, _s2, _) = pair();
-        let _g2 = live.register(&second, false);
+        let _g2 = live.register(&second, false, None);
         assert_eq!(rcvbuf(&second), 96 << 10, "registered while clamped");
         assert_eq!(live.clamp_receive(None, 80 << 10), 2);
         assert_eq!((rcvbuf(&first), rcvbuf(&second)), (160 << 10, 160 << 10));
         let (third, _s3, _) = pair();
         let before = rcvbuf(&third);
-        let _g3 = live.register(&third, false);
+        let _g3 = live.register(&third, false, None);
         assert_eq!(rcvbuf(&third), before, "no clamp: left alone");
         // A Fast Open socket is never clamped.
         assert_eq!(live.clamp_receive(Some(32 << 10), 80 << 10), 3);
         let (fourth, _s4, _) = pair();
         let before = rcvbuf(&fourth);
-        let _g4 = live.register(&fourth, true);
+        let _g4 = live.register(&fourth, true, None);
         assert_eq!(rcvbuf(&fourth), before, "Fast Open: left alone");
         assert_eq!(
             live.clamp_receive(Some(40 << 10), 80 << 10),
@@ -284,6 +297,36 @@ mod tests {
             "not the Fast Open one"
         );
         assert_eq!(rcvbuf(&fourth), before);
+    }
+
+    /// A socket opened with a receive buffer wider than the clamp (or with none holding)
+    /// announced a window the concentrator keeps sending into: it is never clamped. One
+    /// opened with the clamp as its buffer is, and is released with the others.
+    #[test]
+    fn a_socket_opened_wide_is_never_clamped_one_opened_with_the_clamp_is() {
+        let live = LiveUpstreams::default();
+        let (wide, _s1, _) = pair();
+        let before = rcvbuf(&wide);
+        let _g1 = live.register(&wide, false, Some(8 << 20));
+        assert_eq!(
+            live.clamp_receive(Some(48 << 10), 8 << 20),
+            0,
+            "opened wide"
+        );
+        assert_eq!(rcvbuf(&wide), before);
+        let (narrow, _s2, _) = pair();
+        let _g2 = live.register(&narrow, false, Some(48 << 10));
+        assert_eq!(rcvbuf(&narrow), 96 << 10, "opened with the clamp");
+        let (wider, _s3, _) = pair();
+        let before = rcvbuf(&wider);
+        let _g3 = live.register(&wider, false, Some(64 << 10));
+        assert_eq!(rcvbuf(&wider), before, "wider than the clamp: left alone");
+        assert_eq!(
+            live.clamp_receive(None, 160 << 10),
+            1,
+            "only the narrow one"
+        );
+        assert_eq!(rcvbuf(&narrow), 320 << 10);
     }
 
     /// The guard borrows the socket, so the relay closes it only after the guard took
@@ -314,7 +357,7 @@ mod tests {
                 let client = TcpStream::connect(ours_addr).unwrap();
                 let _server = ours.accept().unwrap();
                 let number = client.as_raw_fd();
-                let guard = live.register(&client, false);
+                let guard = live.register(&client, false, None);
                 // The sampler reads this socket at least once while it is registered.
                 let start = passes.load(Ordering::Acquire);
                 while passes.load(Ordering::Acquire) < start + 2 {
@@ -340,7 +383,7 @@ mod tests {
     fn a_socket_that_is_not_tcp_is_unreadable() {
         let live = LiveUpstreams::default();
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let _guard = live.register(&udp, false);
+        let _guard = live.register(&udp, false, None);
         assert!(matches!(live.sample(), Err(Unsampled::Unreadable(_))));
     }
 
@@ -349,7 +392,7 @@ mod tests {
         let live = LiveUpstreams::default();
         let (client, _server, _) = pair();
         let mut guards: Vec<_> = (0..=MAX_READ)
-            .map(|_| live.register(&client, false))
+            .map(|_| live.register(&client, false, None))
             .collect();
         assert!(matches!(live.sample(), Err(Unsampled::TooMany(n)) if n == MAX_READ + 1));
         guards.truncate(1);
@@ -379,7 +422,7 @@ mod tests {
         client.connect(&addr.into()).unwrap();
         let _server = listener.accept().unwrap();
         let live = LiveUpstreams::default();
-        let _guard = live.register(&client, false);
+        let _guard = live.register(&client, false, None);
         let mut got = Vec::new();
         sample_one(&client.as_fd(), &mut got).unwrap();
         assert!(subflows::read(&client).is_ok(), "read through SOL_MPTCP");

@@ -36,6 +36,7 @@ use super::book::Route;
 use super::promote::{self, Drain};
 use super::queue::{CapsuleQueue, QueueError};
 use super::stats::{FlowGuard, ProtectOrigin, UdpStats, WanTicket};
+use crate::core::buffers::for_connection;
 use crate::core::classify::{Classifier, Direction};
 use crate::core::Input;
 use crate::proxy::ConnContext;
@@ -258,7 +259,11 @@ async fn bonded(
     let mut ticket = stats.track_bonded(stream.clone());
     // Sampled by the passive health check while it relays, like a TCP relay's upstream:
     // a QUIC download alone still shows a stalled WAN.
-    let _live = ctx.stats.upstreams.register(stream.as_ref(), fastopen);
+    let rcvbuf = for_connection(upstream.buffers, fastopen).rcvbuf;
+    let _live = ctx
+        .stats
+        .upstreams
+        .register(stream.as_ref(), fastopen, rcvbuf);
     relay_capsules(flow, &stream, queue, stats, &mut ticket, shutdown).await
 }
 
