@@ -50,6 +50,7 @@ use std::time::{Duration, Instant};
 pub use mpbond_relay::connect::{SocketBuffers, FASTOPEN_RCVBUF};
 
 use super::path_quality::PathSample;
+use super::peak_rate::PeakRate;
 
 /// Headroom over Σ rate × RTT_max: one round trip in flight, one for a re-injection.
 pub const RTT_FACTOR: f64 = 2.0;
@@ -66,8 +67,6 @@ pub const MAX_BUFFER: u32 = 64 << 20;
 pub const RATE_MEMORY: Duration = Duration::from_secs(60);
 /// A rate at least this share of the peak keeps the peak remembered.
 const SUSTAINED_SHARE: f64 = 0.5;
-/// A WAN slower than this (bytes/s, 100 kbit/s) carries no traffic to speak of.
-pub const IDLE_RATE: f64 = 12_500.0;
 
 /// `[mptcp] buffers`: who sizes the upstream connections' socket buffers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -102,11 +101,7 @@ pub struct KernelBufferLimits {
 /// One WAN as the sizing remembers it.
 #[derive(Debug, Clone, Copy)]
 struct Seen {
-    bytes: u64,
-    at: Instant,
-    /// The busiest rate (bytes/s) and when it was seen.
-    peak: f64,
-    peak_at: Instant,
+    rate: PeakRate,
     rtt: Option<Duration>,
 }
 
@@ -124,25 +119,11 @@ impl BufferSizing {
         for (name, sample) in samples {
             let rtt = sample.subflow_rtt.or(sample.probe_rtt);
             let seen = self.wans.entry(name.clone()).or_insert(Seen {
-                bytes: sample.bytes,
-                at: now,
-                peak: 0.0,
-                peak_at: now,
+                rate: PeakRate::new(sample.bytes, now),
                 rtt,
             });
-            let secs = now.saturating_duration_since(seen.at).as_secs_f64();
-            if secs > 0.0 {
-                let rate = sample.bytes.saturating_sub(seen.bytes) as f64 / secs;
-                let stale = now.saturating_duration_since(seen.peak_at) > RATE_MEMORY;
-                if rate >= seen.peak || stale {
-                    seen.peak = rate;
-                    seen.peak_at = now;
-                } else if rate >= seen.peak * SUSTAINED_SHARE {
-                    seen.peak_at = now;
-                }
-            }
-            seen.bytes = sample.bytes;
-            seen.at = now;
+            seen.rate
+                .update(sample.bytes, now, RATE_MEMORY, Some(SUSTAINED_SHARE));
             seen.rtt = rtt.or(seen.rtt);
         }
     }
@@ -157,12 +138,12 @@ impl BufferSizing {
     /// Σ peak rate (bytes/s) and max RTT over the WANs that carry traffic; `None` while
     /// none does or none has an RTT.
     fn rates(&self, now: Instant) -> Option<(f64, Duration)> {
-        let busy = self.wans.values().filter(|s| {
-            s.peak >= IDLE_RATE && now.saturating_duration_since(s.peak_at) <= RATE_MEMORY
-        });
-        let (sum, max_rtt) = busy.fold((0.0, None::<Duration>), |(sum, max), s| match s.rtt {
-            Some(rtt) => (sum + s.peak, Some(max.map_or(rtt, |m| m.max(rtt)))),
-            None => (sum + s.peak, max),
+        let busy = self
+            .wans
+            .values()
+            .filter_map(|s| Some((s.rate.busy(now, RATE_MEMORY)?, s.rtt)));
+        let (sum, max_rtt) = busy.fold((0.0, None::<Duration>), |(sum, max), (peak, rtt)| {
+            (sum + peak, max.max(rtt))
         });
         let max_rtt = max_rtt?;
         (sum * max_rtt.as_secs_f64() > 0.0).then_some((sum, max_rtt))

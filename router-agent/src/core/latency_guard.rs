@@ -47,6 +47,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use super::path_quality::PathSample;
+use super::peak_rate::PeakRate;
 
 /// The queue a clamped download may keep in front of the WANs.
 pub const QUEUE_TARGET: Duration = Duration::from_millis(10);
@@ -63,8 +64,6 @@ pub const RATE_MEMORY: Duration = Duration::from_secs(600);
 pub const RTT_MEMORY: Duration = Duration::from_secs(300);
 /// The clamp stays this long after the last protected flow ended.
 pub const HOLD: Duration = Duration::from_secs(10);
-/// A WAN slower than this (bytes/s, 100 kbit/s) carries nothing to speak of.
-const IDLE_RATE: f64 = 12_500.0;
 
 /// What the guard wants now, for the shell and the status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,10 +84,7 @@ pub struct GuardView {
 /// One WAN as the guard remembers it.
 #[derive(Debug, Clone, Copy)]
 struct Path {
-    bytes: u64,
-    at: Instant,
-    peak: f64,
-    peak_at: Instant,
+    rate: PeakRate,
     /// The smallest RTT and when it was seen.
     base: Option<(Duration, Instant)>,
 }
@@ -121,23 +117,10 @@ impl LatencyGuard {
             .retain(|name, _| samples.iter().any(|(n, _)| n == name));
         for (name, sample) in samples {
             let path = self.wans.entry(name.clone()).or_insert(Path {
-                bytes: sample.bytes,
-                at: now,
-                peak: 0.0,
-                peak_at: now,
+                rate: PeakRate::new(sample.bytes, now),
                 base: None,
             });
-            let secs = now.saturating_duration_since(path.at).as_secs_f64();
-            if secs > 0.0 {
-                let rate = sample.bytes.saturating_sub(path.bytes) as f64 / secs;
-                let stale = now.saturating_duration_since(path.peak_at) > RATE_MEMORY;
-                if rate >= path.peak || stale {
-                    path.peak = rate;
-                    path.peak_at = now;
-                }
-            }
-            path.bytes = sample.bytes;
-            path.at = now;
+            path.rate.update(sample.bytes, now, RATE_MEMORY, None);
             for rtt in [sample.subflow_rtt, sample.probe_rtt].into_iter().flatten() {
                 let keep = path.base.is_some_and(|(min, at)| {
                     min < rtt && now.saturating_duration_since(at) <= RTT_MEMORY
@@ -152,12 +135,12 @@ impl LatencyGuard {
     /// Σ peak rate × (max base RTT + [`QUEUE_TARGET`]) over the WANs that carry
     /// traffic, at least [`MIN_WINDOW`]; `None` while no busy WAN has an RTT.
     pub fn window(&self, now: Instant) -> Option<u32> {
-        let busy = self.wans.values().filter(|p| {
-            p.peak >= IDLE_RATE && now.saturating_duration_since(p.peak_at) <= RATE_MEMORY
-        });
-        let (sum, rtt) = busy.fold((0.0, None::<Duration>), |(sum, max), p| {
-            let rtt = p.base.map(|(rtt, _)| rtt);
-            (sum + p.peak, max.max(rtt))
+        let busy = self
+            .wans
+            .values()
+            .filter_map(|p| Some((p.rate.busy(now, RATE_MEMORY)?, p.base.map(|(rtt, _)| rtt))));
+        let (sum, rtt) = busy.fold((0.0, None::<Duration>), |(sum, max), (peak, rtt)| {
+            (sum + peak, max.max(rtt))
         });
         let window = sum * (rtt? + QUEUE_TARGET).as_secs_f64();
         Some((window.round().min(f64::from(u32::MAX)) as u32).max(MIN_WINDOW))

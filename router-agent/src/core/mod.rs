@@ -67,6 +67,7 @@ pub mod hedge;
 pub mod latency_guard;
 pub mod metered;
 pub mod path_quality;
+pub mod peak_rate;
 pub mod protect;
 pub mod reload;
 mod source;
