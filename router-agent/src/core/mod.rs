@@ -44,10 +44,10 @@
 //!   autotuning.
 //! * **How much a bulk download may queue while a call runs**
 //!   ([`latency_guard::LatencyGuard`], `[udp] latency_guard`): while a protected UDP flow
-//!   is active ([`Input::ProtectedFlow`]), every upstream connection's receive buffer is
-//!   clamped to Σ WAN rate × (base RTT + 10 ms), published as [`Action::BulkWindow`];
-//!   new connections do without Fast Open meanwhile, whose window the concentrator's
-//!   kernel overruns.
+//!   is active ([`Input::ProtectedFlow`]), new upstream connections open with a receive
+//!   buffer of Σ WAN rate × (base RTT + 10 ms) (published with the upstream choice, and
+//!   as [`Action::BulkWindow`] for the live ones that opened no wider), and without Fast
+//!   Open: the concentrator's kernel overruns a window narrowed after the SYN.
 //! * **What a reload changes** ([`reload::Changes`]): only what differs between the
 //!   running config and the new one is acted on; everything else, live connections
 //!   included, is left alone.
