@@ -21,6 +21,7 @@ use mpbond_protocol::udp::{
 use mpbond_protocol::{
     decode_capsule, encode_datagram, encode_sequenced, Capsule, ErrorCode, Message,
 };
+use mpbond_testkit::bounded;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -95,7 +96,7 @@ fn datagram(i: u32) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_legs_deliver_each_datagram_once_up_and_on_both_legs_down() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(clients("")).await;
         let (dest, dest_addr) = destination().await;
         let mut a = open_leg(&server, "home", 1, &leg(dest_addr, 7, 0)).await;
@@ -161,13 +162,12 @@ async fn two_legs_deliver_each_datagram_once_up_and_on_both_legs_down() {
         assert!(text.contains("\nmpbond_udp_groups_total 1\n"), "{text}");
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_clients_leg_with_the_same_group_id_gets_its_own_group() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(clients("")).await;
         let (dest, dest_addr) = destination().await;
         let mut home = open_leg(&server, "home", 1, &leg(dest_addr, 42, 0)).await;
@@ -208,13 +208,12 @@ async fn another_clients_leg_with_the_same_group_id_gets_its_own_group() {
         server.wait_metric("mpbond_udp_groups_active 0").await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_leg_closing_leaves_the_other_working() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(clients("")).await;
         let (dest, dest_addr) = destination().await;
         let mut a = open_leg(&server, "home", 1, &leg(dest_addr, 9, 0)).await;
@@ -255,13 +254,12 @@ async fn one_leg_closing_leaves_the_other_working() {
         server.wait_metric("mpbond_udp_groups_active 0").await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_is_one_flow_against_the_limit() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(clients("max_flows_per_client = 1")).await;
         let (_dest, dest_addr) = destination().await;
         let a = open_leg(&server, "home", 1, &leg(dest_addr, 1, 0)).await;
@@ -290,13 +288,12 @@ async fn a_group_is_one_flow_against_the_limit() {
         server.wait_metric("mpbond_udp_groups_active 0").await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replayed_and_conflicting_legs_are_refused() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(clients("")).await;
         let (_dest, dest_addr) = destination().await;
         let first = sealed(&leg(dest_addr, 5, 0), "home", &key(1));
@@ -334,13 +331,12 @@ async fn replayed_and_conflicting_legs_are_refused() {
         server.wait_metric("mpbond_udp_groups_active 0").await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leg_drops_plain_datagrams_and_a_group_idles_out_with_its_legs() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(clients("idle_timeout_secs = 1")).await;
         let (dest, dest_addr) = destination().await;
         let mut a = open_leg(&server, "home", 1, &leg(dest_addr, 3, 0)).await;
@@ -363,13 +359,12 @@ async fn a_leg_drops_plain_datagrams_and_a_group_idles_out_with_its_legs() {
         server.wait_metric("mpbond_udp_flows_active 0").await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_leg_loses_its_copies_and_never_holds_up_the_other() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(clients("")).await;
         let (dest, dest_addr) = destination().await;
         // Leg a: a tiny receive window, and it never reads.
@@ -416,8 +411,7 @@ async fn a_stalled_leg_loses_its_copies_and_never_holds_up_the_other() {
         server.wait_metric("mpbond_udp_groups_active 0").await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 /// Read FEC capsules from both legs at once until `sources` sources came and repairs
@@ -472,7 +466,7 @@ enum LegCapsuleOwned {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fec_legs_recover_a_lost_datagram_up_and_spread_blocks_down() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(clients("")).await;
         let (dest, dest_addr) = destination().await;
         let mut legs = [
@@ -551,6 +545,5 @@ async fn fec_legs_recover_a_lost_datagram_up_and_spread_blocks_down() {
         server.wait_metric("mpbond_udp_groups_active 0").await;
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }

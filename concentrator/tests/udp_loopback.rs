@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use mpbond_protocol::{decode_capsule, encode_datagram, Capsule, ErrorCode, Message};
+use mpbond_testkit::bounded;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
@@ -51,7 +52,7 @@ async fn next_datagram(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_udp_flow_echoes_both_ways_and_counts() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(one_client()).await;
         let echo = udp_echo().await;
         // The request and the first capsule in one write, as with Fast Open.
@@ -84,13 +85,12 @@ async fn a_udp_flow_echoes_both_ways_and_counts() {
         );
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_udp_flow_to_a_forbidden_destination_is_refused_with_32() {
-    tokio::time::timeout(TEST_TIMEOUT, async {
+    bounded(TEST_TIMEOUT, async {
         let server = start(one_client()).await;
         let forbidden = "10.9.8.7:443".parse().unwrap();
         let first = sealed(&Message::udp_request(forbidden), "home", &key(1));
@@ -103,6 +103,5 @@ async fn a_udp_flow_to_a_forbidden_destination_is_refused_with_32() {
         assert!(text.contains("mpbond_policy_refusals_total 1"), "{text}");
         server.stop().await;
     })
-    .await
-    .expect("test timed out");
+    .await;
 }
