@@ -73,7 +73,8 @@ pub struct GuardView {
     pub enabled: bool,
     /// Protected flows now.
     pub protected_flows: u32,
-    /// The receive buffer of every upstream connection (`SO_RCVBUF`), `None`: not clamped.
+    /// The receive buffer (`SO_RCVBUF`) new upstream connections open with, and the live
+    /// ones that opened no wider; `None`: not clamped.
     pub clamp: Option<u32>,
     /// The buffer a released connection gets back.
     pub release: u32,
