@@ -317,6 +317,7 @@ async fn handle(
 
     let opts = RelayOpts {
         idle_timeout: limits.idle_timeout,
+        ..Default::default()
     };
     // The reply goes out with the destination's first bytes, in one segment.
     let lead = Lead {

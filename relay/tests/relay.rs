@@ -186,6 +186,7 @@ async fn reset_by_server_is_mirrored_to_client() {
 async fn idle_timeout_closes_both_sides() {
     let opts = RelayOpts {
         idle_timeout: Some(Duration::from_secs(7200)),
+        ..Default::default()
     };
     let (mut client, mut server, relay) = relayed(opts, Mode::Splice).await.into_parts();
     let started = tokio::time::Instant::now();
@@ -202,6 +203,7 @@ async fn traffic_defers_idle_timeout() {
     let idle = Duration::from_millis(800);
     let opts = RelayOpts {
         idle_timeout: Some(idle),
+        ..Default::default()
     };
     let (mut client, mut server, relay) = relayed(opts, Mode::Splice).await.into_parts();
     let started = tokio::time::Instant::now();
@@ -227,6 +229,7 @@ async fn traffic_defers_idle_timeout() {
 async fn huge_idle_timeout_does_not_panic() {
     let opts = RelayOpts {
         idle_timeout: Some(Duration::MAX),
+        ..Default::default()
     };
     let (mut client, mut server, relay) = relayed(opts, Mode::Splice).await.into_parts();
     client.write_all(b"x").await.expect("write");

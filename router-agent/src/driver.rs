@@ -93,6 +93,7 @@ pub fn conn_params_via(
         direct_timeout: config.proxy.connect_timeout,
         relay: RelayOpts {
             idle_timeout: config.proxy.idle_timeout,
+            pace: None,
         },
         legs: choice.legs.clone(),
     }
@@ -253,6 +254,7 @@ impl Driver {
             Action::Reconfigure(changes) => self.reconfigure(changes, staged),
             Action::BulkWindow(view) => {
                 let sockets = self.upstreams.clamp_receive(view.clamp, view.release);
+                self.upstreams.set_pace(view.pace);
                 let mut model = control::status::lock(&self.status);
                 let was = model.latency_guard().and_then(|g| g.clamp);
                 match (was, view.clamp) {
@@ -266,7 +268,7 @@ impl Driver {
                         bytes = view.release,
                         sockets, "latency guard: bulk receive buffers released"
                     ),
-                    _ => debug!(clamp = ?view.clamp, sockets, "latency guard"),
+                    _ => debug!(clamp = ?view.clamp, pace = ?view.pace, sockets, "latency guard"),
                 }
                 model.set_latency_guard(view);
             }

@@ -225,6 +225,7 @@ async fn handle(
     state.metrics.observe_handshake(started.elapsed());
     let opts = RelayOpts {
         idle_timeout: limits.idle_timeout,
+        ..Default::default()
     };
     let stats = relay(stream, upstream, &opts).await;
     let up = stats.a_to_b + early.len() as u64;

@@ -27,6 +27,7 @@
 mod coalesce;
 mod idle;
 mod lead;
+mod pace;
 mod pipe;
 mod pool;
 mod pump;
@@ -34,6 +35,7 @@ mod recv;
 
 use std::io;
 use std::pin::pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 // 64-bit atomics that also build on 32-bit MIPS.
@@ -41,6 +43,7 @@ use portable_atomic::{AtomicU64, Ordering};
 use tokio::net::TcpStream;
 
 pub use lead::Lead;
+pub use pace::{Grant, Pace};
 pub use pool::{pipes_in_use, POOL_MAX_DESCRIPTORS};
 pub use pump::Mode;
 use pump::{pump, End, Meter, PumpError};
@@ -95,6 +98,9 @@ pub struct RelayStats {
 pub struct RelayOpts {
     /// End the relay when no bytes moved either way for this long. None: never.
     pub idle_timeout: Option<Duration>,
+    /// A read budget for the `b → a` direction when `b` is an MPTCP socket (the agent's
+    /// upstream): see [`Pace`]. None: read as fast as data comes.
+    pub pace: Option<Arc<Pace>>,
 }
 
 /// Copy both ways until both directions finished. splice() through a pipe pair per
@@ -158,12 +164,12 @@ async fn run(
             activity: &activity,
             clock,
         };
-        let mut forward = pin!(pump(a, b, mode, &forward));
+        let mut forward = pin!(pump(a, b, mode, &forward, None));
         let mut backward = pin!(async {
             if let Some(lead) = lead {
                 lead::send_lead(b, a, lead, &backward).await?;
             }
-            pump(b, a, mode, &backward).await
+            pump(b, a, mode, &backward, opts.pace.as_deref()).await
         });
         let mut idle = pin!(idle::expired(clock, &activity, opts.idle_timeout));
         let (mut forward_done, mut backward_done) = (false, false);

@@ -100,10 +100,11 @@ pub(crate) async fn pump(
     dst: &TcpStream,
     mode: Mode,
     meter: &Meter<'_>,
+    pace: Option<&super::pace::Pace>,
 ) -> Result<(), PumpError> {
     if mode == Mode::Splice && super::recv::splice_copies(src) {
         // Splicing out of MPTCP copies anyway, at a higher price (the `recv` module).
-        super::recv::recv_loop(src, dst, meter).await?;
+        super::recv::recv_loop(src, dst, meter, pace).await?;
         return finish(dst);
     }
     if mode == Mode::Splice {

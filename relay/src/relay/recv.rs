@@ -34,6 +34,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::coalesce::{Coalesce, Config, SetMark, Wake};
+use super::pace::{Grant, Pace};
 use super::pump::{write_all, Meter, PumpError};
 
 /// Bytes one `recv` asks for: a pipe's worth, as the splice path moves.
@@ -79,9 +80,11 @@ pub(crate) async fn recv_loop(
     src: &TcpStream,
     dst: &TcpStream,
     meter: &Meter<'_>,
+    pace: Option<&Pace>,
 ) -> Result<(), PumpError> {
     let mut held: Option<Box<[u8]>> = None;
-    let mut batch = Coalesce::new(Config::from_env());
+    let config = Config::from_env();
+    let mut batch = Coalesce::new(config);
     // The last read filled the buffer: more is queued, read on without waiting.
     let mut more = false;
     let result = async {
@@ -91,18 +94,30 @@ pub(crate) async fn recv_loop(
             } else {
                 wait(src, batch.hold()).await.map_err(PumpError::src)?
             };
+            let allowed = match pace {
+                Some(pace) => budget(pace).await,
+                None => None,
+            };
+            if allowed.is_some() && batch.hold().is_some() {
+                // Paced: read in the budget's slices, not held for a batch.
+                let _ = set_mark(src, SetMark::Clear);
+                batch = Coalesce::new(config);
+            }
             let buf = held.get_or_insert_with(take);
+            let slice = &mut buf[..allowed.unwrap_or(RECV_BUF)];
             let got = if wake == Wake::Hold {
-                recv_now(src, buf)
+                recv_now(src, slice)
             } else {
-                recv_once(src, buf)
+                recv_once(src, slice)
             };
             let got = got.map_err(PumpError::src)?;
             let n = match got {
                 Got::Bytes { n, .. } => n,
                 Got::Eof | Got::Empty => 0,
             };
-            if let Some(change) = batch.read(n, wake) {
+            if let (Some(pace), Some(allowed)) = (pace, allowed) {
+                pace.refund(allowed - n);
+            } else if let Some(change) = batch.read(n, wake) {
                 if set_mark(src, change).is_err() {
                     batch.refused();
                 }
@@ -133,6 +148,17 @@ pub(crate) async fn recv_loop(
         give_back(buf);
     }
     result
+}
+
+/// Wait for the pace's tokens: `Some(bytes)` to read at most, `None` when not paced.
+async fn budget(pace: &Pace) -> Option<usize> {
+    loop {
+        match pace.grant(RECV_BUF, std::time::Instant::now()) {
+            Grant::Free => return None,
+            Grant::Take(n) => return Some(n),
+            Grant::Wait(wait) => tokio::time::sleep(wait).await,
+        }
+    }
 }
 
 /// Wait until `src` is readable, or at most `hold`.

@@ -38,6 +38,15 @@
 //!   clamp holds the core opens new connections without it (one more round trip each).
 //!   A download that started with Fast Open before the call keeps its queue.
 //!
+//! * **Downloads already running** (opened wider than the clamp, or with Fast Open)
+//!   are paced instead: while the clamp holds, the relays read those connections at
+//!   [`PACE_SHARE`] of Σ peak rate together (`GuardView::pace`, a shared read budget,
+//!   `mpbond_relay::relay::Pace`). Their receive buffers fill, the window then opens
+//!   only as fast as the agent reads, and the queue at the shapers drains. For the
+//!   first moments after the guard arms ([`LatencyGuard::fill`]) the budget is
+//!   [`FILL_SHARE`], so a wide buffer fills (and the window closes) quickly instead of
+//!   keeping the queue for seconds.
+//!
 //! Pure: the samples, the flows' starts and ends and the time are arguments; the core
 //! publishes [`GuardView`] as [`super::Action::BulkWindow`] when it changes.
 
@@ -65,6 +74,13 @@ pub const RTT_MEMORY: Duration = Duration::from_secs(300);
 /// The clamp stays this long after the last protected flow ended.
 pub const HOLD: Duration = Duration::from_secs(10);
 
+/// The share of Σ peak rate the wide connections are read at together while paced.
+pub const PACE_SHARE: f64 = 0.85;
+/// The share while their buffers fill, just after the guard armed.
+pub const FILL_SHARE: f64 = 0.25;
+/// The longest fill phase.
+pub const MAX_FILL: Duration = Duration::from_secs(3);
+
 /// What the guard wants now, for the shell and the status.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -80,6 +96,9 @@ pub struct GuardView {
     pub release: u32,
     /// The window the paths call for (bytes), whether clamped or not.
     pub window: Option<u32>,
+    /// The read rate (bytes/s) shared by the live connections that opened wider than
+    /// the clamp (or with Fast Open); `None`: not paced.
+    pub pace: Option<u64>,
 }
 
 /// One WAN as the guard remembers it.
@@ -97,12 +116,19 @@ pub struct LatencyGuard {
     /// When the last protected flow ended (the hold runs from then).
     ended_at: Option<Instant>,
     wans: BTreeMap<String, Path>,
+    /// The buffer a wide connection opens with, as last told ([`LatencyGuard::note_release`]).
+    release: u32,
+    /// The end of the fill phase, set when the guard arms.
+    fill_until: Option<Instant>,
 }
 
 impl LatencyGuard {
     /// A protected flow started (`true`) or ended.
     pub fn flow(&mut self, started: bool, now: Instant) {
         if started {
+            if !self.armed(now) {
+                self.fill_until = self.fill(now).map(|fill| now + fill);
+            }
             self.protected += 1;
         } else {
             self.protected = self.protected.saturating_sub(1);
@@ -133,6 +159,32 @@ impl LatencyGuard {
         }
     }
 
+    /// The buffer a connection opened wide has (the core tells it before each view).
+    pub fn note_release(&mut self, release: u32) {
+        self.release = release;
+    }
+
+    /// Σ peak rate (bytes/s) over the WANs that carry traffic.
+    fn sum_rate(&self, now: Instant) -> f64 {
+        self.wans
+            .values()
+            .filter_map(|p| p.rate.busy(now, RATE_MEMORY))
+            .sum()
+    }
+
+    /// How long the wide connections' buffers take to fill when read at [`FILL_SHARE`]
+    /// while the lines deliver Σ peak rate, at most [`MAX_FILL`]; `None` when no WAN
+    /// is busy.
+    pub fn fill(&self, now: Instant) -> Option<Duration> {
+        let sum = self.sum_rate(now);
+        (sum > 0.0)
+            .then(|| {
+                let secs = f64::from(self.release) / (sum * (1.0 - FILL_SHARE));
+                Duration::from_secs_f64(secs.min(MAX_FILL.as_secs_f64()))
+            })
+            .filter(|fill| !fill.is_zero())
+    }
+
     /// Σ peak rate × (max base RTT + [`QUEUE_TARGET`]) over the WANs that carry
     /// traffic, at least [`MIN_WINDOW`]; `None` while no busy WAN has an RTT.
     pub fn window(&self, now: Instant) -> Option<u32> {
@@ -160,25 +212,36 @@ impl LatencyGuard {
     pub fn view(&self, enabled: bool, release: u32, now: Instant) -> GuardView {
         let window = self.window(now);
         let clamp = window.filter(|&w| enabled && self.armed(now) && w < release);
+        let filling = self.fill_until.is_some_and(|end| now < end);
+        let share = if filling { FILL_SHARE } else { PACE_SHARE };
+        let pace = clamp.map(|_| (self.sum_rate(now) * share).round() as u64);
         GuardView {
             enabled,
             protected_flows: self.protected,
             clamp,
             release,
             window,
+            pace,
         }
     }
 
-    /// When the hold ends: the core calls [`LatencyGuard::expire`] then.
+    /// When the fill phase or the hold ends: the core calls [`LatencyGuard::expire`]
+    /// then.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let end = self.ended_at? + HOLD;
-        (self.protected == 0).then_some(end)
+        let hold = self
+            .ended_at
+            .map(|at| at + HOLD)
+            .filter(|_| self.protected == 0);
+        [hold, self.fill_until].into_iter().flatten().min()
     }
 
-    /// Forget a hold that is over.
+    /// Forget a fill phase or a hold that is over.
     pub fn expire(&mut self, now: Instant) {
         if self.ended_at.is_some_and(|at| at + HOLD <= now) {
             self.ended_at = None;
+        }
+        if self.fill_until.is_some_and(|end| end <= now) {
+            self.fill_until = None;
         }
     }
 }

@@ -181,6 +181,57 @@ fn a_wan_that_stopped_carrying_traffic_drops_out_of_the_window() {
     assert_eq!(guard.window(later), Some(2_100_000), "70 MB/s × 30 ms");
 }
 
+#[test]
+fn wide_downloads_are_paced_at_the_fill_share_then_the_pace_share_until_released() {
+    let t0 = Instant::now();
+    let mut guard = LatencyGuard::default();
+    let now = feed(&mut guard, t0, [5, 7], [20, 20], 3);
+    let release = 9 << 20;
+    guard.note_release(release);
+    assert_eq!(
+        guard.view(true, release, now).pace,
+        None,
+        "no protected flow"
+    );
+    guard.flow(true, now);
+    let fill = guard.fill(now).expect("busy WANs");
+    // 9 MiB filled at 120 MB/s × (1 − 0.25).
+    let want = f64::from(release) / (120e6 * (1.0 - FILL_SHARE));
+    assert!((fill.as_secs_f64() - want).abs() < 1e-6, "{fill:?}");
+    assert_eq!(guard.next_deadline(), Some(now + fill));
+    assert_eq!(guard.view(true, release, now).pace, Some(30_000_000));
+    assert_eq!(guard.view(false, release, now).pace, None, "guard off");
+    guard.expire(now + fill);
+    assert_eq!(guard.next_deadline(), None);
+    let steady = now + fill;
+    assert_eq!(guard.view(true, release, steady).pace, Some(102_000_000));
+    // A second flow does not start another fill.
+    guard.flow(true, steady);
+    assert_eq!(guard.next_deadline(), None);
+    guard.flow(false, steady);
+    guard.flow(false, steady);
+    assert!(guard.view(true, release, steady + HOLD / 2).pace.is_some());
+    assert_eq!(guard.view(true, release, steady + HOLD).pace, None);
+    guard.expire(steady + HOLD);
+    // Armed again after the hold: a new fill.
+    let again = steady + HOLD * 2;
+    guard.flow(true, again);
+    assert_eq!(guard.next_deadline(), Some(again + fill));
+}
+
+#[test]
+fn the_fill_is_at_most_max_fill_and_none_without_traffic() {
+    let t0 = Instant::now();
+    let mut guard = LatencyGuard::default();
+    guard.note_release(u32::MAX);
+    assert_eq!(guard.fill(t0), None, "no busy WAN");
+    let now = feed(&mut guard, t0, [5, 7], [20, 20], 3);
+    assert_eq!(guard.fill(now), Some(MAX_FILL));
+    // Not paced where no clamp is: the paths' window is no narrower than the buffers.
+    guard.flow(true, now);
+    assert_eq!(guard.view(true, 1 << 20, now).pace, None);
+}
+
 /// The whole core: a protected flow's start and end, the counter tick's samples, the
 /// hold's timer and a reload that turns the guard off.
 mod in_the_core {
@@ -231,6 +282,18 @@ mod in_the_core {
         assert_eq!(on[0].clamp, Some(3_600_000), "120 MB/s × (20 + 10) ms");
         assert_eq!(on[0].protected_flows, 1);
         assert!(on[0].release > 3_600_000);
+        assert_eq!(on[0].pace, Some(30_000_000), "the fill share of 120 MB/s");
+        // The fill phase ends by the timer: the wide downloads' steady share.
+        assert!(core.poll_timeout().is_some_and(|at| at <= start + MAX_FILL));
+        core.handle_timeout(start + MAX_FILL);
+        let steady = views(&mut core);
+        assert_eq!(steady.len(), 1, "{steady:?}");
+        assert_eq!(
+            steady[0].pace,
+            Some(102_000_000),
+            "the pace share of 120 MB/s"
+        );
+        assert_eq!(steady[0].clamp, Some(3_600_000));
 
         let end = start + Duration::from_secs(30);
         core.handle(Input::ProtectedFlow { started: false }, end);
@@ -240,6 +303,7 @@ mod in_the_core {
         let off = views(&mut core);
         assert_eq!(off.len(), 1, "{off:?}");
         assert_eq!(off[0].clamp, None, "released after the hold");
+        assert_eq!(off[0].pace, None, "unpaced after the hold");
     }
 
     #[test]

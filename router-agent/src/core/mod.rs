@@ -534,6 +534,8 @@ impl Core {
                 self.choose_guard(now);
             }
             Input::ProtectedFlow { started } => {
+                let release = self.guard_view_at(now).release;
+                self.guard.note_release(release);
                 self.guard.flow(started, now);
                 self.choose_guard(now);
             }
@@ -654,7 +656,9 @@ impl Core {
     /// to publish.
     fn choose_guard(&mut self, now: Instant) {
         let view = self.guard_view_at(now);
-        let key = |v: &latency_guard::GuardView| (v.enabled, v.protected_flows, v.clamp, v.release);
+        let key = |v: &latency_guard::GuardView| {
+            (v.enabled, v.protected_flows, v.clamp, v.release, v.pace)
+        };
         if key(&view) != key(&self.guard_view) {
             let clamp_changed = view.clamp != self.guard_view.clamp;
             self.guard_view = view;

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mpbond_protocol::{ErrorCode, Message};
-use mpbond_relay::relay::{relay, relay_borrowed, CloseReason};
+use mpbond_relay::relay::{relay, relay_borrowed, CloseReason, RelayOpts};
 use mpbond_relay::sys;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -279,7 +279,18 @@ async fn via_concentrator(
         params.upstream.fastopen,
         for_connection(params.upstream.buffers, params.upstream.fastopen).rcvbuf,
     );
-    let stats = relay_borrowed(&lan, &upstream, &params.relay).await;
+    let paced;
+    let opts = match live.pace() {
+        Some(pace) => {
+            paced = RelayOpts {
+                pace: Some(pace),
+                ..params.relay.clone()
+            };
+            &paced
+        }
+        None => &params.relay,
+    };
+    let stats = relay_borrowed(&lan, &upstream, opts).await;
     drop(live);
     drop((lan, upstream));
     Summary {

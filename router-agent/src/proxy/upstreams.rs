@@ -32,15 +32,18 @@
 //! socket opened with Fast Open or with a wider buffer is left alone: the concentrator's
 //! kernel keeps sending into the window its SYN announced (docs/DESIGN.md, "Fast Open
 //! on MPTCP"), so it would overrun a smaller one and the download would crawl
-//! (measured: 0.07–0.09 Mbit/s).
+//! (measured: 0.07–0.09 Mbit/s). Such a socket is paced instead: its relay reads it
+//! within the shared budget ([`Registered::pace`], `mpbond_relay::relay::Pace`) whose
+//! rate [`LiveUpstreams::set_pace`] sets from the core's decision.
 
 use std::collections::HashMap;
 use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use mpbond_netlink::sockopt;
+use mpbond_relay::relay::Pace;
 use socket2::SockRef;
 
 use crate::net::sock_diag::{is_sampled_state, tcp_info, TcpSample};
@@ -55,6 +58,8 @@ pub const MAX_READ: usize = 256;
 #[derive(Debug, Default)]
 pub struct LiveUpstreams {
     sockets: Mutex<Book>,
+    /// The read budget of the sockets the clamp does not reach.
+    pace: Arc<Pace>,
 }
 
 #[derive(Debug, Default)]
@@ -74,7 +79,16 @@ struct Book {
 pub struct Registered<'a> {
     live: &'a LiveUpstreams,
     id: u64,
+    clampable: bool,
     _socket: PhantomData<BorrowedFd<'a>>,
+}
+
+impl Registered<'_> {
+    /// The read budget for this socket's relay: the shared one when the clamp cannot
+    /// reach it (opened with Fast Open or wider), else none.
+    pub fn pace(&self) -> Option<Arc<Pace>> {
+        (!self.clampable).then(|| Arc::clone(&self.live.pace))
+    }
 }
 
 impl Drop for Registered<'_> {
@@ -121,8 +135,15 @@ impl LiveUpstreams {
         Registered {
             live: self,
             id,
+            clampable,
             _socket: PhantomData,
         }
+    }
+
+    /// Pace the sockets the clamp does not reach at `rate` bytes a second together
+    /// (`None`: read them freely).
+    pub fn set_pace(&self, rate: Option<u64>) {
+        self.pace.set_rate(rate);
     }
 
     /// How many sockets are registered.

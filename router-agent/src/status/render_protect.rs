@@ -75,10 +75,14 @@ pub fn latency_guard_line(g: &GuardView, out: &mut String) {
     let line = match (g.enabled, g.clamp) {
         (false, _) => "off ([udp] latency_guard = false)".to_owned(),
         (true, Some(clamp)) => format!(
-            "bulk receive buffers clamped to {} ({} protected flows; released to {})",
+            "bulk receive buffers clamped to {} ({} protected flows; released to {}){}",
             kib(clamp),
             g.protected_flows,
-            kib(g.release)
+            kib(g.release),
+            g.pace.map_or(String::new(), |rate| format!(
+                "; wider ones read at {:.1} Mbit/s",
+                rate as f64 * 8.0 / 1e6
+            ))
         ),
         (true, None) if g.protected_flows > 0 => format!(
             "{} protected flows, no clamp (the paths' window {window} is not below {})",
@@ -193,11 +197,21 @@ mod tests {
             clamp: Some(360 << 10),
             release: 4 << 20,
             window: Some(360 << 10),
+            pace: None,
         };
         assert_eq!(
             line(clamped),
             "latency guard: bulk receive buffers clamped to 360 KiB (1 protected flows; \
              released to 4096 KiB)\n"
+        );
+        let paced = GuardView {
+            pace: Some(10_625_000),
+            ..clamped
+        };
+        assert_eq!(
+            line(paced),
+            "latency guard: bulk receive buffers clamped to 360 KiB (1 protected flows; \
+             released to 4096 KiB); wider ones read at 85.0 Mbit/s\n"
         );
         let idle = GuardView {
             protected_flows: 0,

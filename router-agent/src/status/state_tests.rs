@@ -73,6 +73,7 @@ pub(crate) fn example(now: Instant) -> StatusModel {
         clamp: Some(401_408),
         release: 4_194_304,
         window: Some(401_408),
+        pace: Some(10_625_000),
     });
     model.set_name_bypass(
         Some(crate::bypass_names::NameBypassStatus {
