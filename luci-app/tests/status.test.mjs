@@ -314,6 +314,31 @@ test('bypass by name: the domains, the resolver and the set sizes, or why it is 
   await page.close();
 });
 
+test('latency guard: off, waiting, the clamp and the pace of downloads already running', async () => {
+  const base = fixture('status.json');
+  const guard = { enabled: true, protected_flows: 1, clamp: 401408, release: 4194304, window: 401408, pace: 10625000 };
+  const cases = [
+    [guard, ['protecting 1 flows', '392 KiB', 'downloads already running are read at 85.0 Mbit/s']],
+    [{ ...guard, pace: null }, ['protecting 1 flows', '392 KiB']],
+    [{ ...guard, protected_flows: 0, clamp: null, pace: null }, ['on, no protected flow']],
+    [{ ...guard, clamp: null, pace: null, window: 8388608 }, ['1 protected flows, nothing to limit', '8192 KiB', '4096 KiB']],
+    [{ ...guard, enabled: false, clamp: null, pace: null }, ['off']],
+  ];
+  for (const [g, want] of cases) {
+    const { page } = await openView(browser, server.base, 'mpbond/status', [{ ...base, latency_guard: g }]);
+    const row = await text(page, '[data-field="latency_guard"]');
+    for (const s of want) assert.ok(row.includes(s), `${s} in ${row}`);
+    if (g.pace === null) assert.ok(!row.includes('already running'), row);
+    assert.doesNotMatch(row, /\b(null|undefined|NaN)\b/);
+    await page.close();
+  }
+  const none = { ...base };
+  delete none.latency_guard;
+  const { page } = await openView(browser, server.base, 'mpbond/status', [none]);
+  assert.equal(await page.$('[data-field="latency_guard"]'), null, 'no row without the guard in the status');
+  await page.close();
+});
+
 test('protected UDP flows: mode, legs with their loss before the merge, loss before protection and after, recovered, protection bytes', async () => {
   const doc = fixture('status.json');
   const { page: plain } = await openView(browser, server.base, 'mpbond/status', [doc]);

@@ -254,7 +254,8 @@ impl Driver {
             Action::Reconfigure(changes) => self.reconfigure(changes, staged),
             Action::BulkWindow(view) => {
                 let sockets = self.upstreams.clamp_receive(view.clamp, view.release);
-                self.upstreams.set_pace(view.pace);
+                self.upstreams
+                    .set_pace(view.pace.filter(|_| pace_enabled()));
                 let mut model = control::status::lock(&self.status);
                 let was = model.latency_guard().and_then(|g| g.clamp);
                 match (was, view.clamp) {
@@ -471,4 +472,11 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// `MPBOND_GUARD_PACE=0` turns the latency guard's read pacing off (the clamp stays),
+/// for A/B measurements (bench case 21). Read once.
+fn pace_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("MPBOND_GUARD_PACE").map_or(true, |v| v.trim() != "0"))
 }

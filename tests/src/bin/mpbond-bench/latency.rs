@@ -12,6 +12,15 @@
 //! `core::latency_guard`). Besides the stream's added p99 it reports the download's
 //! goodput in each arm, guard on ÷ off, the price of the clamp. See docs/PERFORMANCE.md
 //! case 21.
+//!
+//! A fifth arm, guard on, starts the download while the guard is not armed (no
+//! protected flow for longer than the flows' idle timeout and the guard's hold), so it
+//! opens wide (the agent's sized buffer or Fast Open) and fills the queues; the
+//! protected call joins 2 s later. The clamp cannot reach that connection: the guard
+//! paces its reads instead (`GuardView::pace`), and the queue drains once the
+//! connection's receive buffer is full. So the call's first second (50 datagrams) is
+//! reported on its own, and the added p99 after it (the same count as the other arms)
+//! carries the target; against the protected guard-off arm, the download's goodput.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -29,6 +38,9 @@ const PROTECTED: u16 = 3478;
 const BONDED: u16 = 7007;
 const FETCH_PORT: u16 = 5001;
 const ONE_WAY_MS: u64 = 10;
+/// The agent's `[udp] idle_timeout_secs` in this case: a finished stream's flow (and so
+/// the guard's arming) ends soon, for the download-first arm.
+const FLOW_IDLE_SECS: u64 = 5;
 
 fn at(port: u16) -> SocketAddr {
     SocketAddr::new(SERVER_V4.into(), port)
@@ -42,7 +54,8 @@ fn p99(bed: &TestBed, port: u16, count: u32) -> Result<f64, BenchError> {
 /// The `[udp]` body: the protect rule, and the guard on or off.
 fn udp_config(guard: bool) -> String {
     format!(
-        "latency_guard = {guard}\n[[udp.rule]]\nports = \"{PROTECTED}\"\naction = \"protect\"\n"
+        "latency_guard = {guard}\nidle_timeout_secs = {FLOW_IDLE_SECS}\n[[udp.rule]]\n\
+         ports = \"{PROTECTED}\"\naction = \"protect\"\n"
     )
 }
 
@@ -95,6 +108,63 @@ fn loaded(
     Ok((p99 - idle, report.mbit_per_s))
 }
 
+/// Wait until the guard is not armed: no protected flow, the hold over.
+fn wait_unarmed(bed: &TestBed, agent: &Daemon) -> Result<(), BenchError> {
+    let unarmed = proc::wait_until(Duration::from_secs(60), || {
+        bed.agent_status().is_ok_and(|s| {
+            let g = &s["latency_guard"];
+            g["protected_flows"] == 0 && g["clamp"].is_null()
+        })
+    });
+    if !unarmed {
+        return Err(BenchError::measure(
+            CASE,
+            format!("the latency guard stayed armed:\n{}", agent.log_tail(20)),
+        ));
+    }
+    Ok(())
+}
+
+/// The download-first arm: the download opens with the guard not armed and fills the
+/// queues for 2 s, then the protected call joins: its first second (50 datagrams,
+/// while the download's buffer fills and the queue drains), then `count` datagrams.
+fn download_first(
+    ctx: &Ctx,
+    bed: &TestBed,
+    agent: &Daemon,
+    idle: f64,
+    count: u32,
+) -> Result<First, BenchError> {
+    wait_unarmed(bed, agent)?;
+    let fetch = Fetch::get(at(FETCH_PORT), ctx.pick(100_000_000, 300_000_000))
+        .timeout(Duration::from_secs(120));
+    let download = bed.spawn_fetch(Node::Lan, &fetch)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let opening = p99(bed, PROTECTED, 50)?;
+    let after = p99(bed, PROTECTED, count)?;
+    let pace = bed
+        .agent_status()
+        .map_or(0.0, |s| s["latency_guard"]["pace"].as_f64().unwrap_or(0.0));
+    let report = download.finish()?;
+    Ok(First {
+        opening: opening - idle,
+        added: after - idle,
+        mbit: report.mbit_per_s,
+        pace,
+    })
+}
+
+/// One download-first arm's figures (see [`download_first`]).
+struct First {
+    /// p99 added in the call's first second.
+    opening: f64,
+    /// p99 added after it.
+    added: f64,
+    mbit: f64,
+    /// The guard's pace after the stream, bytes/s.
+    pace: f64,
+}
+
 pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let steal = Steal::start();
     // MPBOND_BENCH_FASTOPEN=0: a bed without TCP Fast Open, so both arms' downloads are
@@ -133,6 +203,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     // [guard off, guard on] × [bonded, protected].
     let mut arms: [[Arm; 2]; 2] = Default::default();
     let mut clamps = Vec::new();
+    let (mut first, mut paces, mut openings) = (Arm::default(), Vec::new(), Vec::new());
     for _ in 0..ctx.runs() {
         for (g, on) in [false, true].into_iter().enumerate() {
             set_guard(&bed, &mut agent, &mut cfg, on)?;
@@ -149,6 +220,11 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
                 }
             }
         }
+        let arm = download_first(ctx, &bed, &agent, idle_protected, loaded_count)?;
+        first.added_p99.push(arm.added);
+        first.mbit.push(arm.mbit);
+        paces.push(arm.pace);
+        openings.push(arm.opening);
     }
     let [[off_b, off_p], [on_b, on_p]] = &arms;
     let ratio = |on: &Arm, off: &Arm| -> Vec<f64> {
@@ -161,7 +237,9 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
             "fast open {fast_open}; idle p99: bonded {idle_bonded:.1} ms, protected {idle_protected:.1} ms; added under \
              a bulk TCP download, guard off: bonded {:?}, protected {:?}; guard on: bonded \
              {:?}, protected {:?}; download Mbit/s off {:?}/{:?}, on {:?}/{:?} \
-             (bonded/protected arm); guard window {:?} bytes",
+             (bonded/protected arm); guard window {:?} bytes; download first, guard on: \
+             protected {:?} (the call's first second {:?}), download Mbit/s {:?}, pace {:?} \
+             bytes/s",
             off_b.added_p99,
             off_p.added_p99,
             on_b.added_p99,
@@ -170,7 +248,11 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
             off_p.mbit,
             on_b.mbit,
             on_p.mbit,
-            clamps
+            clamps,
+            first.added_p99,
+            openings,
+            first.mbit,
+            paces
         ),
     };
     Ok(vec![
@@ -197,6 +279,28 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
             ratio(on_p, off_p),
             "ratio",
             Some(Target::AtLeast(0.95)),
+        ),
+        m.figure(
+            "stream p99 added by a bulk TCP download already running, protected, \
+             after the call's first second"
+                .into(),
+            first.added_p99.clone(),
+            "ms",
+            Some(Target::AtMost(30.0)),
+        ),
+        m.figure(
+            "stream p99 added by a bulk TCP download already running, protected, \
+             the call's first second"
+                .into(),
+            openings,
+            "ms",
+            None,
+        ),
+        m.figure(
+            "bulk download already running, paced ÷ guard off".into(),
+            ratio(&first, off_p),
+            "ratio",
+            None,
         ),
     ])
 }

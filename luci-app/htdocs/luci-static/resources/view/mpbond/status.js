@@ -60,6 +60,22 @@ function fmtBytes(n) {
 	return (i ? n.toFixed(n < 10 ? 1 : 0) : n.toFixed(0)) + ' ' + units[i];
 }
 
+/* The latency guard ([udp] latency_guard): off, waiting for a protected flow, or what
+ * it does to the bulk downloads while one runs (docs/STATUS.md, latency_guard). */
+function guardText(g) {
+	var kib = function(b) { return typeof(b) === 'number' ? Math.round(b / 1024) + ' KiB' : dash(null); };
+	if (!g.enabled)
+		return _('off');
+	if (typeof(g.clamp) === 'number')
+		return _('protecting') + ' ' + dash(g.protected_flows) + ' ' + _('flows') + ': ' +
+			_('new bulk connections open with a receive window of') + ' ' + kib(g.clamp) +
+			(typeof(g.pace) === 'number' ? '; ' + _('downloads already running are read at') + ' ' + fmtRate(g.pace * 8) : '');
+	if (g.protected_flows > 0)
+		return dash(g.protected_flows) + ' ' + _('protected flows, nothing to limit (the paths\' window') + ' ' +
+			kib(g.window) + ' ' + _('is not below') + ' ' + kib(g.release) + ')';
+	return _('on, no protected flow');
+}
+
 /* What a WAN's data plan does to it now. */
 function planText(w) {
 	if (!w.metered) return _('unmetered');
@@ -258,6 +274,8 @@ return view.extend({
 					_('addresses') + ' ' + dash(st.bypass_names.ipv4_addresses) + ' IPv4, ' +
 					dash(st.bypass_names.ipv6_addresses) + ' IPv6',
 					'bypass_names' ]
+			] : []).concat(st.latency_guard ? [
+				[ _('Latency guard'), guardText(st.latency_guard), 'latency_guard' ]
 			] : []).concat([
 				[ _('Agent'), _('version') + ' ' + dash(st.version) + ', ' + _('up') + ' ' + fmtUptime(st.uptime_secs) +
 					', ' + _('kernel') + ' ' + dash((st.kernel || {}).release), 'agent' ]
