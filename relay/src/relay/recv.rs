@@ -244,7 +244,7 @@ mod tests {
 
     use super::*;
     use crate::connect::{connect_with, ConnectOpts};
-    use crate::relay::{relay, RelayOpts};
+    use crate::relay::{relay, Pace, RelayOpts};
 
     /// Bytes `i` of the test stream: a pattern that shows a lost or repeated chunk.
     fn pattern(len: usize) -> Vec<u8> {
@@ -314,6 +314,18 @@ mod tests {
         tokio::task::JoinHandle<crate::relay::RelayStats>,
         std::os::fd::OwnedFd,
     ) {
+        relayed_pair_with(RelayOpts::default()).await
+    }
+
+    /// [`relayed_pair`] with the relay's options.
+    async fn relayed_pair_with(
+        relay_opts: RelayOpts,
+    ) -> (
+        TcpStream,
+        TcpStream,
+        tokio::task::JoinHandle<crate::relay::RelayStats>,
+        std::os::fd::OwnedFd,
+    ) {
         let lan_listener =
             crate::sys::tcp_listener("127.0.0.1:0".parse().unwrap(), 8).expect("tcp listener");
         let up_listener = crate::sys::mptcp_listener("127.0.0.1:0".parse().unwrap(), 8, None)
@@ -342,8 +354,7 @@ mod tests {
             .try_clone()
             .expect("dup")
             .into();
-        let relayed =
-            tokio::spawn(async move { relay(lan, upstream, &RelayOpts::default()).await });
+        let relayed = tokio::spawn(async move { relay(lan, upstream, &relay_opts).await });
         (lan_client, server, relayed, watch)
     }
 
@@ -396,6 +407,56 @@ mod tests {
             assert_eq!(&tail, b"tail");
             assert_eq!(lowat(), 1, "the mark stayed on after the tail");
             drop(server_side.await.unwrap());
+        });
+    }
+
+    /// A paced download direction (the latency guard's budget, `pace`) still delivers
+    /// everything whole and in order, and the bulk hold (`SO_RCVLOWAT`) is not used
+    /// while paced; the pace lifted midway, it reads freely again. No timing asserted.
+    #[test]
+    #[ignore = "needs a kernel with MPTCP (5.17+, net.mptcp.enabled=1)"]
+    fn a_paced_mptcp_source_is_relayed_whole_without_the_hold() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let pace = std::sync::Arc::new(Pace::default());
+            pace.set_rate(Some(40_000_000));
+            let opts = RelayOpts {
+                pace: Some(pace.clone()),
+                ..RelayOpts::default()
+            };
+            let (mut lan_client, mut server, relayed, watch) = relayed_pair_with(opts).await;
+            let lowat = || {
+                mpbond_netlink::sockopt::get_int(&watch, libc::SOL_SOCKET, libc::SO_RCVLOWAT)
+                    .expect("SO_RCVLOWAT")
+            };
+            let down = pattern(6 << 20);
+            let sent = down.clone();
+            let server_side = tokio::spawn(async move {
+                server.write_all(&sent).await.unwrap();
+                server.shutdown().await.unwrap();
+                server
+            });
+            let mut got = vec![0; down.len()];
+            let (mut at, mut most) = (0, 0);
+            while at < got.len() {
+                let end = (at + (64 << 10)).min(got.len());
+                lan_client.read_exact(&mut got[at..end]).await.unwrap();
+                at = end;
+                if at < got.len() / 2 {
+                    most = most.max(lowat());
+                } else {
+                    pace.set_rate(None);
+                }
+            }
+            assert!(got == down, "paced download corrupted");
+            assert_eq!(most, 1, "a paced direction set the low-water mark");
+            drop(lan_client);
+            drop(server_side.await.unwrap());
+            let stats = relayed.await.unwrap();
+            assert_eq!(stats.b_to_a, down.len() as u64);
         });
     }
 
