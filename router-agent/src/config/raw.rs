@@ -200,7 +200,8 @@ pub struct RawUdp {
     pub queue_bytes: Option<u64>,
     /// Protect flows classed real-time (`core::classify`).
     pub auto_protect: Option<bool>,
-    /// Clamp bulk receive windows while a protected flow is active (`core::latency_guard`).
+    /// Clamp bulk receive windows (and pace the reads of wider ones) while a protected
+    /// flow is active (`core::latency_guard`).
     pub latency_guard: Option<bool>,
     pub fwmark: Option<u64>,
     pub route_table: Option<u64>,

@@ -34,8 +34,8 @@
 //! `bond` rule keeps a destination out of it. Off by default (docs/DESIGN.md,
 //! "Automatic classing"). `latency_guard` clamps the receive window of every upstream
 //! connection while a protected flow is active, so a bulk download keeps no more than
-//! about 10 ms queued on the WANs (`core::latency_guard`; docs/DESIGN.md, "Small flows
-//! under load").
+//! about 10 ms queued on the WANs, and paces the reads of those that opened wider before
+//! the call (`core::latency_guard`; docs/DESIGN.md, "Small flows under load").
 
 use std::time::Duration;
 
