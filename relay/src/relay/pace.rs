@@ -6,7 +6,8 @@
 //! The owner (the agent's shell, on its core's decision) sets the rate; a relay only
 //! applies it. While a rate is set the direction reads at most the bucket's tokens, in
 //! slices of at least [`MIN_SLICE`] (a read of a few bytes would cost a wake-up and a
-//! window update each), and waits for the tokens otherwise. The bucket holds at most
+//! window update each), and waits for the tokens otherwise. Only a direction that moved
+//! [`PACED_AFTER`] is paced: a bulk transfer, not a small response. The bucket holds at most
 //! [`DEPTH`] of the rate, so a pause does not turn into a burst. A direction is never
 //! left without reads: the rate is at least [`MIN_RATE`].
 //!
@@ -22,6 +23,10 @@ use std::time::{Duration, Instant};
 pub const MIN_SLICE: usize = 16 * 1024;
 /// The bucket holds at most this long of the rate (and at least [`MIN_SLICE`]).
 pub const DEPTH: Duration = Duration::from_millis(4);
+/// A direction is paced only after it moved this much: a small response on a connection
+/// that opened before the call (a page, an interactive session) is never held back by a
+/// download's budget.
+pub const PACED_AFTER: u64 = 1 << 20;
 /// The lowest rate applied (bytes/s, 1 Mbit/s): a paced direction still moves.
 pub const MIN_RATE: u64 = 125_000;
 
