@@ -13,9 +13,10 @@
 //!   upload, ISP `cust` for download), burst max(128 KiB, 4 ms of rate),
 //!   reshaped by [`TestBed::apply_profile`] as a line's own bit rate behaves
 //!   ([`crate::shaping::PROFILE_SHAPE`]): a queue of 25 ms at the rate, and a
-//!   peak-rate bucket of one frame at 1 % above the rate, so the token bucket's
+//!   peak-rate bucket of four frames at 1 % above the rate, so the token bucket's
 //!   burst never leaves faster than the line (it inflated BBR's bandwidth samples
-//!   2.5× and cost `three` 15–25 % retransmissions: docs/PERFORMANCE.md, case 17).
+//!   2.5× and cost `three` 15–25 % retransmissions: docs/PERFORMANCE.md, case 17;
+//!   a bucket of one frame cost 4–14 % of the rate: [`crate::shaping`]).
 //! * **RTT**: split evenly, `rtt/2` one way in each direction, on top of the
 //!   bed's own (well under 1 ms unloaded).
 //! * **jitter**: the spread of the RTT: each direction draws its one-way

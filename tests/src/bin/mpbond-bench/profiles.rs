@@ -18,7 +18,8 @@
 //! peer and ≥ direct MPTCP. A transfer that fails counts as NaN (a missed
 //! target) and is named in the detail; the case goes on.
 //!
-//! The full run adds mpbond with `[mptcp] buffers = "kernel"` (autotuned
+//! The full run (or any run whose `MPBOND_BENCH_WAYS` names `kernel`) adds mpbond
+//! with `[mptcp] buffers = "kernel"` (autotuned
 //! socket buffers instead of the agent's BDP sizing) as one more way, without
 //! targets: the with/without comparison of docs/DESIGN.md. `MPBOND_BENCH_PROFILES`
 //! (names, comma-separated) runs only those profiles, for an investigation.
@@ -28,7 +29,8 @@
 //! the bed's TBF queues to N ms at each WAN's rate (`mpbond_tests::shaping`), for the
 //! bed-fidelity comparison; with `MPBOND_BENCH_TBF_SMOOTH=1` also without bursts above
 //! the rate. With `MPBOND_BENCH_DIAG` each single transfer also prints its 100 ms goodput
-//! samples and each WAN's share of its bytes (the ramp against the steady rate).
+//! samples and each WAN's share of its bytes (the ramp against the steady rate), and
+//! each small request's start and time to its last byte.
 //!
 //! For an A/B investigation: `MPBOND_BENCH_AB="vps:net.ipv4.tcp_wmem=4096 16384 8388608;
 //! router:..."` adds the way "mpbond B", a fresh agent like mpbond's with these sysctls
@@ -227,7 +229,10 @@ fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
     let _conc = bed.start_concentrator(&bed.concentrator_config())?;
     let peer_missing = ctx.ss("sslocal").and_then(|_| ctx.ss("ssserver")).is_err();
     let mut ways = vec![Way::Mpbond, Way::Direct, Way::Peer];
-    if ctx.pick(false, true) {
+    // The full run, or any run whose WAYS_ENV names it, has the kernel-buffers way.
+    let named =
+        |key: &str| std::env::var(WAYS_ENV).is_ok_and(|w| w.split(',').any(|k| k.trim() == key));
+    if ctx.pick(false, true) || named(Way::MpbondKernelBuffers.key()) {
         ways.push(Way::MpbondKernelBuffers);
     }
     ways.extend((1..=profile.links().len()).map(Way::Wan));
@@ -535,7 +540,8 @@ fn tests(ctx: &Ctx, bed: &TestBed, profile: Profile, way: Way, notes: &mut Vec<S
         _ => {
             // MPBOND_BENCH_DIAG: the counters that moved during the requests alone.
             let before = diag.then(|| counters(bed));
-            let p99 = match requests_under_bulk(bed, dest, bytes, secs, timeout) {
+            let label = format!("{profile} {}", way.name());
+            let p99 = match requests_under_bulk(bed, dest, bytes, secs, timeout, &label) {
                 Ok(p99) => p99,
                 Err(e) => note("requests", e),
             };
@@ -600,6 +606,7 @@ fn requests_under_bulk(
     bytes: u64,
     secs: f64,
     timeout: Duration,
+    label: &str,
 ) -> Result<f64, BenchError> {
     // Twice the test's bytes outlast the requests; it is killed after them.
     let bulk = bed.spawn_fetch(Node::Lan, &Fetch::get(dest, 2 * bytes).timeout(timeout))?;
@@ -608,6 +615,18 @@ fn requests_under_bulk(
         .spawn_paced(Node::Lan, dest, count, EVERY, 1000, Duration::from_secs(10))?
         .finish()?;
     drop(bulk);
+    if std::env::var_os(DIAG_ENV).is_some() {
+        // Each request's start and time to its last byte, ms: where the slow ones fall.
+        let each: Vec<String> = paced
+            .paced
+            .iter()
+            .map(|p| match p.done_ms {
+                Some(d) => format!("{:.0}:{d:.0}", p.start_ms),
+                None => format!("{:.0}:failed", p.start_ms),
+            })
+            .collect();
+        eprintln!("diag {label} requests (start:done ms): {}", each.join(" "));
+    }
     if paced.failed > 0 {
         return Ok(f64::INFINITY);
     }
