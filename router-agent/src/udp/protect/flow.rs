@@ -69,6 +69,8 @@ struct Fec {
     sources: u64,
     /// Bytes of the copies sent to stalled legs, not yet counted as protection.
     probe_bytes: u64,
+    /// Sources sent again on another leg because theirs was late.
+    resent: u64,
 }
 
 impl Fec {
@@ -82,7 +84,14 @@ impl Fec {
         book: &LegBook,
         legs: &HashMap<u8, LegHandle>,
     ) -> bool {
-        let carrying = book.carrying(StdInstant::now());
+        let mut carrying = book.carrying(StdInstant::now());
+        // A leg stuck behind a late source would only hand this one back too.
+        if carrying
+            .iter()
+            .any(|i| legs.get(i).is_some_and(|h| !h.is_stuck()))
+        {
+            carrying.retain(|i| legs.get(i).is_some_and(|h| !h.is_stuck()));
+        }
         let capsule: Arc<[u8]> = capsule.into();
         let n = carrying.len();
         let start = self.turn;
@@ -95,7 +104,37 @@ impl Fec {
         }
         (0..n)
             .filter_map(|i| legs.get(&carrying[(start + i) % n]))
-            .any(|handle| handle.capsules.try_send(capsule.clone()).is_ok())
+            .any(|handle| handle.capsules.try_send((capsule.clone(), source)).is_ok())
+    }
+
+    /// Sources leg `from` had not had acknowledged in time: each to another open leg
+    /// (the carrying ones first), not watched there (no second hand-back). The bytes
+    /// sent, counted as protection.
+    fn resend(
+        &mut self,
+        from: u8,
+        capsules: Vec<Arc<[u8]>>,
+        book: &LegBook,
+        legs: &HashMap<u8, LegHandle>,
+    ) -> u64 {
+        let carrying = book.carrying(StdInstant::now());
+        let mut order: Vec<u8> = carrying.iter().copied().filter(|&i| i != from).collect();
+        order.extend(
+            book.open_legs()
+                .filter(|i| *i != from && !carrying.contains(i)),
+        );
+        let mut bytes = 0;
+        for capsule in capsules {
+            let sent = order
+                .iter()
+                .filter_map(|i| legs.get(i))
+                .any(|handle| handle.capsules.try_send((capsule.clone(), false)).is_ok());
+            if sent {
+                self.resent += 1;
+                bytes += capsule.len() as u64;
+            }
+        }
+        bytes
     }
 
     /// A copy of `capsule` to each open leg not `carrying` (stalled), so both ends
@@ -110,7 +149,7 @@ impl Fec {
         for index in book.open_legs().filter(|i| !carrying.contains(i)) {
             let sent = legs
                 .get(&index)
-                .is_some_and(|handle| handle.capsules.try_send(capsule.clone()).is_ok());
+                .is_some_and(|handle| handle.capsules.try_send((capsule.clone(), false)).is_ok());
             if sent {
                 self.probe_bytes += capsule.len() as u64;
             }
@@ -159,6 +198,7 @@ pub async fn run_with_mode(
         turn: 0,
         sources: 0,
         probe_bytes: 0,
+        resent: 0,
     });
     let mut deadline = Instant::now() + flow.idle;
     let mut publish_at = Instant::now();
@@ -242,7 +282,12 @@ pub async fn run_with_mode(
                 {
                     let fec = fec.as_mut().expect("fec mode");
                     book.datagram(leg, seq, StdInstant::now());
-                    let first = fec.decoder.source(seq, &payload).then_some(payload);
+                    let first = fec.decoder.source(seq, &payload);
+                    if !first {
+                        // A second copy: the concentrator resent it from a late leg.
+                        counters.protection_bytes_down += payload.len() as u64;
+                    }
+                    let first = first.then_some(payload);
                     let recovered = std::iter::from_fn(|| fec.decoder.poll_recovered());
                     for payload in first.into_iter().chain(recovered.map(|(_, p)| p)) {
                         deadline = Instant::now() + flow.idle;
@@ -250,6 +295,11 @@ pub async fn run_with_mode(
                         if send_now(&flow.lan, &payload).is_err() {
                             shared.stats.drops_lan_busy();
                         }
+                    }
+                }
+                LegEvent::Late { leg, capsules } => {
+                    if let Some(fec) = fec.as_mut() {
+                        counters.protection_bytes_up += fec.resend(leg, capsules, &book, &legs);
                     }
                 }
                 LegEvent::FecRepair { repair, .. } => {
@@ -314,7 +364,7 @@ pub async fn run_with_mode(
                     let capsule: Arc<[u8]> = capsule.into();
                     let mut sent = 0u64;
                     for handle in legs.values() {
-                        if handle.capsules.try_send(capsule.clone()).is_ok() {
+                        if handle.capsules.try_send((capsule.clone(), false)).is_ok() {
                             sent += 1;
                         }
                     }
