@@ -108,7 +108,7 @@ impl Fec {
         legs: &HashMap<u8, LegHandle>,
     ) -> u64 {
         let mut order: Vec<u8> = book.open_legs().filter(|&i| i != from).collect();
-        order.sort_by_key(|i| legs.get(i).is_none_or(LegHandle::is_stuck));
+        order.sort_by_key(|i| !legs.get(i).is_some_and(|h| !h.is_stuck()));
         let mut bytes = 0;
         for capsule in capsules {
             let sent = order
