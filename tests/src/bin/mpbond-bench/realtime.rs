@@ -1,8 +1,8 @@
 //! Case 18, `realtime`: a real-time UDP stream (50 datagrams/s of 200 bytes, echoed by
 //! the server) protected over two WANs (`[[udp.rule]] action = "protect"`), in both
 //! modes: `duplicate` (every datagram on a leg per WAN, the first copy wins) and `fec`
-//! (each datagram once, spread over the legs, an XOR repair per block of up to 8 or
-//! 100 ms), against the same stream bonded
+//! (each datagram once, spread over the legs, an XOR repair per block of up to 16, a
+//! source its leg is late with sent again on the other), against the same stream bonded
 //! without protection (one MPTCP connection) and over one WAN by the router's NAT (its
 //! main route, WAN 1: the impaired one), on 40 + 60 Mbit/s WANs with 10 ms each way.
 //!
