@@ -219,6 +219,36 @@ pub fn set_sndbuf_force(socket: &impl AsRawFd, bytes: i32) -> io::Result<()> {
         .or_else(|_| set_int(socket, libc::SOL_SOCKET, libc::SO_SNDBUF, bytes))
 }
 
+/// Bytes the TCP socket `socket` holds that its peer has not acknowledged, sent or not
+/// (`ioctl(SIOCOUTQ)`).
+pub fn unacked_bytes(socket: &impl AsRawFd) -> io::Result<u64> {
+    let mut value: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (= TIOCOUTQ) writes one int to the pointer.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::TIOCOUTQ, &mut value) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(u64::try_from(value).unwrap_or(0))
+}
+
+/// The TCP socket's smoothed RTT and its mean deviation (`TCP_INFO`'s `tcpi_rtt`,
+/// `tcpi_rttvar`); `None` before the first sample or on an error.
+pub fn tcp_rtt(socket: &impl AsRawFd) -> Option<(std::time::Duration, std::time::Duration)> {
+    let info: libc::tcp_info = get(socket, libc::IPPROTO_TCP, libc::TCP_INFO).ok()?;
+    (info.tcpi_rtt > 0).then(|| {
+        (
+            std::time::Duration::from_micros(info.tcpi_rtt.into()),
+            std::time::Duration::from_micros(info.tcpi_rttvar.into()),
+        )
+    })
+}
+
+/// Send any ACK the TCP socket `socket` has held back now, and leave delayed-ACK mode
+/// (`TCP_QUICKACK`, which the kernel clears again by itself: set it after each read).
+pub fn quickack(socket: &impl AsRawFd) -> io::Result<()> {
+    set_int(socket, libc::IPPROTO_TCP, libc::TCP_QUICKACK, 1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

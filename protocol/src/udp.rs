@@ -32,12 +32,14 @@
 //! reads with [`decode_leg_capsule`].
 //!
 //! Layout: this file (capsules, varints), [`group`] (the Group TLV's value),
-//! [`dedup`] (the receiver's sliding window of sequence numbers) and [`fec`] (XOR
-//! parity blocks across the legs).
+//! [`dedup`] (the receiver's sliding window of sequence numbers), [`fec`] (XOR
+//! parity blocks across the legs) and [`late`] (a leg's sources its TCP connection has
+//! not had acknowledged in time, to resend on another leg).
 
 mod dedup;
 mod fec;
 mod group;
+mod late;
 
 pub use dedup::{Dedup, DEDUP_WINDOW};
 pub use fec::{
@@ -46,6 +48,7 @@ pub use fec::{
     FEC_MAX_SOURCES,
 };
 pub use group::{Group, GroupError, MAX_LEGS};
+pub use late::{late_bound, LateWatch, LATE_KEEP, LATE_MIN, STUCK_RECHECK};
 
 use thiserror::Error;
 

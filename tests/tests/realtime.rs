@@ -286,11 +286,15 @@ fn fec_recovers_five_percent_loss_on_one_wan_at_a_fraction_of_duplications_bytes
         // echoes lost. Recovered, well under that (the target is 0.5 %; the bound leaves
         // room for chance). The flow was printed above.
         common::assert_stream(report, agent, MAX_GAP_MS, 2);
-        // About 10 sources crossed the lossy WAN lost downstream: some were recovered.
-        assert!(counted("recovered_down") >= 1, "nothing recovered: {flow}");
-        // Blocks of 10 at 50 datagrams a second: 10.6 % (a fixed 100 ms bound gave
-        // blocks of 5 or 6, 18 %); the bound leaves room for a late datagram closing a
-        // block by time on a loaded machine. Duplication costs 100 %.
+        // About 10 sources crossed the lossy WAN held up downstream: some were rebuilt
+        // by a repair or came again on the other leg (their leg was late).
+        assert!(
+            counted("recovered_down") + counted("duplicates_down") >= 1,
+            "nothing recovered: {flow}"
+        );
+        // Blocks of 16 at 50 datagrams a second: 6.6 %, plus the sources sent again
+        // because their leg was late (a few % at 5 % loss); the bound leaves room for a
+        // loaded machine, whose late ACKs look like late legs. Duplication costs 100 %.
         assert!(
             overhead < 15.0,
             "protection costs {overhead:.1} % of the stream's bytes: {flow}"

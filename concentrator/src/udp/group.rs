@@ -21,6 +21,9 @@
 //! copy wins) or `fec` ([`super::group_fec`]: each datagram once, spread over the legs,
 //! with an XOR repair per short block). A group starts in `duplicate` and turns to `fec`
 //! at the first FEC capsule a leg brings; its downstream numbers go on where they were.
+//! In `fec` mode a leg hands back the sources its connection has not had acknowledged
+//! in time ([`Up::Late`], `mpbond_protocol::udp::LateWatch`), and the group sends each
+//! once more on another live leg.
 //!
 //! A group is created by its first leg (legs may come in any order, or only one), counts
 //! as one flow against `[udp] max_flows_per_client`, ends when its last leg ends (every
@@ -29,6 +32,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -60,8 +64,12 @@ pub(crate) enum Down {
     /// `duplicate` mode: a datagram from the destination with its sequence number (the
     /// payload shared by every leg).
     Sequenced(u32, Arc<[u8]>),
-    /// `fec` mode: an encoded FEC source or repair capsule, for this leg only.
+    /// `fec` mode: an encoded FEC repair capsule, or a source sent again, for this leg
+    /// only.
     Encoded(Arc<[u8]>),
+    /// `fec` mode: an encoded FEC source capsule, for this leg only, to hand back if
+    /// its connection does not have it acknowledged in time.
+    Source(Arc<[u8]>),
 }
 
 /// What a leg tells its group.
@@ -75,6 +83,9 @@ pub(crate) enum Up {
         leg: u8,
         down: mpsc::Sender<Down>,
         attached: oneshot::Sender<()>,
+        /// Set while the leg is stuck behind a late source (`fec` mode: its sources go
+        /// to another leg meanwhile).
+        stuck: Arc<AtomicBool>,
     },
     /// A sequenced datagram from the client, one copy of possibly several.
     Datagram { seq: u32, payload: Vec<u8> },
@@ -82,6 +93,9 @@ pub(crate) enum Up {
     FecSource { leg: u8, seq: u32, payload: Vec<u8> },
     /// An FEC repair from the client, on leg `leg`.
     FecRepair { leg: u8, repair: OwnedRepair },
+    /// FEC source capsules leg `leg`'s connection did not have acknowledged in time (or
+    /// took while stuck behind such a one): send them on another leg.
+    Late { leg: u8, capsules: Vec<Arc<[u8]>> },
 }
 
 /// Why a leg cannot join.
@@ -249,6 +263,7 @@ struct LegOut {
     down: mpsc::Sender<Down>,
     /// The FEC leg clock at its last upstream capsule.
     last_up: u64,
+    stuck: Arc<AtomicBool>,
 }
 
 impl LegClock for LegOut {
@@ -266,6 +281,8 @@ struct Group {
     fec: Option<GroupFec>,
     up: Tally,
     down: Tally,
+    /// FEC sources sent again on another leg.
+    resent: u64,
 }
 
 /// Run one group until its legs are gone or it idles out. Counts the group and its flow
@@ -281,6 +298,7 @@ pub(crate) async fn run_group(mut rx: mpsc::Receiver<Up>, mut params: GroupParam
         fec: None,
         up: Tally::default(),
         down: Tally::default(),
+        resent: 0,
     };
     let mut scratch = vec![0u8; 65_536];
     let mut last_activity = Instant::now();
@@ -291,9 +309,9 @@ pub(crate) async fn run_group(mut rx: mpsc::Receiver<Up>, mut params: GroupParam
         let active = tokio::select! {
             event = rx.recv() => match event {
                 None => break GroupEnd::LegsGone,
-                Some(Up::Attach { leg, down, attached }) => {
+                Some(Up::Attach { leg, down, attached, stuck }) => {
                     let last_up = group.fec.as_ref().map_or(0, GroupFec::ups);
-                    group.legs.push(LegOut { index: leg, down, last_up });
+                    group.legs.push(LegOut { index: leg, down, last_up, stuck });
                     let _ = attached.send(());
                     false
                 }
@@ -312,6 +330,10 @@ pub(crate) async fn run_group(mut rx: mpsc::Receiver<Up>, mut params: GroupParam
                     group.fec_mode(leg).repair(&repair, &mut deliver);
                     group.send_up(&deliver, &mut params);
                     true
+                }
+                Some(Up::Late { leg, capsules }) => {
+                    group.resend(leg, capsules);
+                    false
                 }
             },
             () = sleep_until_std(repair_due), if repair_due.is_some() => {
@@ -346,7 +368,11 @@ pub(crate) async fn run_group(mut rx: mpsc::Receiver<Up>, mut params: GroupParam
     };
     metrics.udp.relayed(group.up, group.down);
     if let Some(fec) = &group.fec {
-        tracing::debug!(recovered_up = fec.recovered_up(), "fec group ended");
+        tracing::debug!(
+            recovered_up = fec.recovered_up(),
+            resent_down = group.resent,
+            "fec group ended"
+        );
     }
     metrics.udp.group_closed();
     metrics.udp.flow_closed();
@@ -396,17 +422,45 @@ impl Group {
         let Some(fec) = self.fec.as_mut() else {
             return false;
         };
-        for i in fec.order(&self.legs, source) {
-            if self.legs[i]
-                .down
-                .try_send(Down::Encoded(capsule.clone()))
-                .is_ok()
-            {
+        let mut order = fec.order(&self.legs, source);
+        // A stuck leg would only hand a source back: the others first.
+        order.sort_by_key(|&i| source && self.legs[i].stuck.load(Ordering::Relaxed));
+        for i in order {
+            let down = if source {
+                Down::Source(capsule.clone())
+            } else {
+                Down::Encoded(capsule.clone())
+            };
+            if self.legs[i].down.try_send(down).is_ok() {
                 return true;
             }
         }
         metrics.udp.dropped(DropReason::QueueFull, 1);
         false
+    }
+
+    /// Sources leg `from` handed back late: each to another leg, the live ones first
+    /// (not watched there: no second hand-back).
+    fn resend(&mut self, from: u8, capsules: Vec<Arc<[u8]>>) {
+        self.legs.retain(|l| !l.down.is_closed());
+        let Some(fec) = self.fec.as_ref() else {
+            return;
+        };
+        let mut order: Vec<usize> = (0..self.legs.len())
+            .filter(|&i| self.legs[i].index != from)
+            .collect();
+        order.sort_by_key(|&i| !fec.is_live(&self.legs[i]));
+        for capsule in capsules {
+            let sent = order.iter().any(|&i| {
+                self.legs[i]
+                    .down
+                    .try_send(Down::Encoded(capsule.clone()))
+                    .is_ok()
+            });
+            if sent {
+                self.resent += 1;
+            }
+        }
     }
 
     /// One copy from a leg: the first copy of its sequence number goes to the

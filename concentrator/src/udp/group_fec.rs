@@ -124,10 +124,16 @@ impl GroupFec {
             self.turn = self.turn.wrapping_add(1);
         }
         let rotated = (0..n).map(|i| (start + i) % n);
-        let live = |i: &usize| self.ups - legs[*i].last_up() <= STALE_AFTER;
+        let live = |i: &usize| self.is_live(&legs[*i]);
         let mut order: Vec<usize> = rotated.clone().filter(live).collect();
         order.extend(rotated.filter(|i| !live(i)));
         order
+    }
+
+    /// Whether `leg` is live: the other legs brought at most [`STALE_AFTER`] upstream
+    /// capsules since its last.
+    pub(crate) fn is_live<L: LegClock>(&self, leg: &L) -> bool {
+        self.ups - leg.last_up() <= STALE_AFTER
     }
 
     fn recovered(&mut self, out: &mut Vec<Vec<u8>>) {

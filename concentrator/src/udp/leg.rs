@@ -5,13 +5,22 @@
 //! queue. In `fec` mode the leg carries FEC source and repair capsules the same way: the
 //! client's go to the group (which decodes them), the group's come encoded. The leg ends when the client closes or resets it, sends a malformed capsule,
 //! or its group ends (idle timeout); the group goes on while another leg lives.
+//!
+//! In `fec` mode the leg watches the sources it queues ([`LateWatch`]: the connection's
+//! `SIOCOUTQ` plus its own queue against the bytes queued, the bound from the
+//! connection's `TCP_INFO` RTT): a source not acknowledged in time, or queued while the
+//! leg is stuck behind such a one, goes back to the group ([`Up::Late`]) to be sent on
+//! another leg. It acknowledges what it reads at once (`TCP_QUICKACK`), so the agent's
+//! own watch is not fooled by a delayed ACK.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use mpbond_protocol::auth::ClientId;
-use mpbond_protocol::udp::{decode_leg_capsule, Group, LegCapsule};
+use mpbond_protocol::udp::{
+    decode_leg_capsule, late_bound, Group, LateWatch, LegCapsule, LATE_MIN,
+};
 use mpbond_protocol::{error_reply, Capsule, ErrorCode};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc::{self, error::TrySendError};
@@ -93,10 +102,12 @@ pub(crate) async fn serve_leg(
     }
     let (down_tx, mut down_rx) = mpsc::channel(LEG_CHANNEL);
     let (attached_tx, attached) = oneshot::channel();
+    let stuck = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let attach = Up::Attach {
         leg: group.leg,
         down: down_tx,
         attached: attached_tx,
+        stuck: stuck.clone(),
     };
     if ticket.up.send(attach).await.is_err() || attached.await.is_err() {
         // The group idled out between the join and now.
@@ -108,9 +119,16 @@ pub(crate) async fn serve_leg(
     state.metrics.observe_handshake(started.elapsed());
 
     let mut queue = CapsuleQueue::with_lead(udp_config.queue_bytes, &reply);
+    let mut watch = LateWatch::new();
+    watch.wrote(reply.len(), None, Instant::now());
+    let mut bound = LATE_MIN;
     let mut partial = Vec::new();
     let mut totals = FlowTotals::default();
     let end = loop {
+        let late_due = watch
+            .poll_timeout(bound)
+            .map(tokio::time::Instant::from_std);
+        let mut late = Vec::new();
         let step = tokio::select! {
             ready = stream.readable() => match ready {
                 Ok(()) => read_copies(&stream, group.leg, &mut partial, &ticket.up, &mut totals, metrics),
@@ -118,16 +136,25 @@ pub(crate) async fn serve_leg(
             },
             down = down_rx.recv() => match down {
                 Some(first) => {
+                    look(&stream, &queue, &mut watch, &mut bound);
                     let mut next = Some(first);
                     while let Some(down) = next {
-                        let (pushed, len) = match &down {
+                        let before = queue.pending();
+                        let (pushed, len, source) = match &down {
                             Down::Sequenced(seq, payload) => {
-                                (queue.push_sequenced(*seq, payload), payload.len())
+                                (queue.push_sequenced(*seq, payload), payload.len(), None)
                             }
-                            Down::Encoded(capsule) => (queue.push_encoded(capsule), capsule.len()),
+                            Down::Encoded(capsule) => (queue.push_encoded(capsule), capsule.len(), None),
+                            Down::Source(capsule) => {
+                                (queue.push_encoded(capsule), capsule.len(), Some(capsule.clone()))
+                            }
                         };
+                        let queued = queue.pending().saturating_sub(before);
                         match pushed {
-                            Ok(()) => totals.down.add(len),
+                            Ok(()) => {
+                                totals.down.add(len);
+                                late.extend(watch.wrote(queued, source, Instant::now()));
+                            }
                             Err(QueueRefusal::Full | QueueRefusal::Encode(_)) => {
                                 totals.dropped += 1;
                                 metrics.dropped(DropReason::QueueFull, 1);
@@ -143,7 +170,21 @@ pub(crate) async fn serve_leg(
                 Ok(()) => Ok(()),
                 Err(e) => Err(FlowEnd::ClientIo(e.kind())),
             },
+            () = tokio::time::sleep_until(late_due.unwrap_or_else(tokio::time::Instant::now)), if late_due.is_some() => {
+                look(&stream, &queue, &mut watch, &mut bound);
+                watch.handle_timeout(Instant::now(), bound, &mut late);
+                Ok(())
+            }
         };
+        stuck.store(watch.stuck(), std::sync::atomic::Ordering::Relaxed);
+        if !late.is_empty() {
+            let capsules = late;
+            // Best effort: a full group channel loses the resend, not the leg.
+            let _ = ticket.up.try_send(Up::Late {
+                leg: group.leg,
+                capsules,
+            });
+        }
         if let Err(end) = step.and_then(|()| flush(&stream, &mut queue)) {
             break end;
         }
@@ -155,6 +196,22 @@ pub(crate) async fn serve_leg(
         .add_bytes(client.as_str(), totals.up.bytes, totals.down.bytes);
     drop((admitted, slot));
     end_flow(stream, end, &totals).await
+}
+
+/// Read the connection's unacknowledged bytes (its own and what `queue` still holds)
+/// and its RTT into `watch` and `bound`.
+fn look(
+    stream: &TcpStream,
+    queue: &CapsuleQueue,
+    watch: &mut LateWatch<std::sync::Arc<[u8]>>,
+    bound: &mut std::time::Duration,
+) {
+    if let Ok(unacked) = mpbond_netlink::sockopt::unacked_bytes(stream) {
+        watch.unacked(unacked + queue.pending() as u64);
+    }
+    if let Some((srtt, rttvar)) = mpbond_netlink::sockopt::tcp_rtt(stream) {
+        *bound = late_bound(srtt, rttvar);
+    }
 }
 
 /// Read what the stream has and pass every whole sequenced capsule to the group. Only
@@ -182,6 +239,7 @@ fn read_copies(
         }
     };
     partial.truncate(start + n);
+    let _ = mpbond_netlink::sockopt::quickack(stream);
     let mut used = 0;
     let result = loop {
         let (capsule, len) = match decode_leg_capsule(&partial[used..]) {

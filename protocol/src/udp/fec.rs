@@ -13,9 +13,13 @@
 //! The time bound follows the stream's measured rate: it is what
 //! [`FecParams::max_sources`] sources take at the mean gap between datagrams (an EWMA),
 //! kept between [`FecParams::span`] and [`FecParams::max_span`]. A steady stream thus
-//! fills its blocks (a 50-a-second call gets 10 sources a block, 10.6 % of its payload
+//! fills its blocks (a 50-a-second call gets 16 sources a block, 6.6 % of its payload
 //! bytes in repairs, where a fixed 100 ms bound gave blocks of 5 or 6 and 18 %), and a
-//! stream slower than `max_sources` per `max_span` closes its blocks by time.
+//! stream slower than `max_sources` per `max_span` closes its blocks by time. The legs
+//! are TCP, so what delays a source is its leg waiting for a retransmission, which a
+//! repair rarely fixes (the leg's next sources wait too): the leg hands such sources
+//! back to be sent on another leg ([`super::late`]). Repairs are the second line, so
+//! their blocks are long and cheap.
 //!
 //! ```text
 //! FEC source value:  Context ID (varint) = 2, Seq (u32 BE), UDP payload
@@ -69,15 +73,16 @@ pub struct FecParams {
 }
 
 impl Default for FecParams {
-    /// 10 sources, closed by time after what 10 take at the stream's rate, between
-    /// 100 ms and 250 ms: a stream of 40 datagrams a second or more fills its blocks
-    /// (10 % of its payload plus 11 bytes a repair), and a lost datagram is recovered at
-    /// most one block (up to 250 ms) late.
+    /// 16 sources, closed by time after what 16 take at the stream's rate, between
+    /// 100 ms and 400 ms: a stream of 40 datagrams a second or more fills its blocks
+    /// (6.25 % of its payload plus 11 bytes a repair), and a lost datagram is recovered
+    /// at most one block (up to 400 ms) late; a source held up on its leg is sent again
+    /// on another much sooner ([`super::late`]).
     fn default() -> Self {
         FecParams {
-            max_sources: 10,
+            max_sources: 16,
             span: Duration::from_millis(100),
-            max_span: Duration::from_millis(250),
+            max_span: Duration::from_millis(400),
         }
     }
 }

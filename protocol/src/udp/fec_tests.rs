@@ -122,37 +122,38 @@ fn block_sizes(encoder: &mut FecEncoder, count: u32, gap: Duration) -> Vec<u8> {
     sizes
 }
 
-/// Issue 18: a 50-a-second call of 200-byte datagrams pays at most 13 % of its payload
-/// in repair bytes (a fixed 100 ms bound gave blocks of 5 and 18 %).
+/// Issue 18: a 50-a-second call of 200-byte datagrams pays at most 7 % of its payload
+/// in repair bytes (a fixed 100 ms bound gave blocks of 5 and 18 %), leaving room under
+/// the 13 % target for the sources a late leg hands back (`late.rs`).
 #[test]
-fn a_fifty_a_second_stream_fills_blocks_of_ten_within_thirteen_percent() {
+fn a_fifty_a_second_stream_fills_blocks_of_sixteen_within_seven_percent() {
     let mut encoder = FecEncoder::new(FecParams::default());
     let sizes = block_sizes(&mut encoder, 500, Duration::from_millis(20));
     // The first block closes by the shortest bound (no rate measured yet), the rest by
     // count.
     assert_eq!(sizes[0], 5, "{sizes:?}");
     assert!(
-        sizes[1..sizes.len() - 1].iter().all(|&n| n == 10),
+        sizes[1..sizes.len() - 1].iter().all(|&n| n == 16),
         "{sizes:?}"
     );
     assert_eq!(sizes.iter().map(|&n| u32::from(n)).sum::<u32>(), 500);
     let overhead = encoder.repair_bytes() as f64 * 100.0 / (500.0 * 200.0);
-    assert!(overhead <= 13.0, "{overhead:.1} %");
-    assert_eq!(encoder.block_span(), Duration::from_millis(200));
+    assert!(overhead <= 7.0, "{overhead:.1} %");
+    assert_eq!(encoder.block_span(), Duration::from_millis(320));
 }
 
 #[test]
 fn a_slow_stream_closes_its_blocks_at_the_longest_bound_and_a_fast_one_at_the_shortest() {
-    // 10 a second: 100 ms gaps, 10 sources would take a second; the bound stops at 250.
+    // 10 a second: 100 ms gaps, 16 sources would take 1.6 s; the bound stops at 400.
     let mut slow = FecEncoder::new(FecParams::default());
     let sizes = block_sizes(&mut slow, 61, Duration::from_millis(100));
-    assert_eq!(slow.block_span(), Duration::from_millis(250));
-    assert!(sizes[1..].iter().all(|&n| n == 3), "{sizes:?}");
-    // 200 a second: full blocks of 10 long before 100 ms; the bound stays at 100.
+    assert_eq!(slow.block_span(), Duration::from_millis(400));
+    assert!(sizes[1..].iter().all(|&n| n == 4), "{sizes:?}");
+    // 200 a second: full blocks of 16 long before 100 ms; the bound stays at 100.
     let mut fast = FecEncoder::new(FecParams::default());
     let sizes = block_sizes(&mut fast, 400, Duration::from_millis(5));
     assert_eq!(fast.block_span(), Duration::from_millis(100));
-    assert!(sizes.iter().all(|&n| n == 10), "{sizes:?}");
+    assert!(sizes.iter().all(|&n| n == 16), "{sizes:?}");
     // A fixed bound does not follow the rate.
     let mut fixed = FecEncoder::new(FecParams::fixed(8, Duration::from_millis(100)));
     let sizes = block_sizes(&mut fixed, 100, Duration::from_millis(20));

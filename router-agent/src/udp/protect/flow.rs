@@ -51,30 +51,27 @@ struct Counters {
     protection_bytes_down: u64,
 }
 
-/// Every how many sources a copy also goes to each open leg that is stalled. The
-/// concentrator sends downstream on a leg only while it brings upstream capsules (it is
-/// skipped once the others brought more than 4 since its last: `STALE_AFTER` in
-/// `concentrator/src/udp/group_fec.rs`), and the agent stops feeding a leg it sees
-/// stalled: without these copies a leg that stalled once (a scheduling hiccup when it
-/// opened) would never be fed again from either end. 3 sources and a repair are 4.
-const PROBE_EVERY: u64 = 3;
-
 /// A flow's `fec` mode state: the upstream encoder, the downstream decoder, whose turn.
 #[derive(Debug)]
 struct Fec {
     encoder: FecEncoder,
     decoder: FecDecoder,
     turn: usize,
-    /// Sources handed to the legs (the clock of [`PROBE_EVERY`]).
-    sources: u64,
-    /// Bytes of the copies sent to stalled legs, not yet counted as protection.
-    probe_bytes: u64,
+    /// Sources sent again on another leg because theirs was late.
+    resent: u64,
 }
 
 impl Fec {
-    /// Hand `capsule` (a source, or a repair) to the next carrying leg that takes it;
-    /// whether one did. A source moves the turn on, a repair goes where the next source
-    /// would, so the sources alternate strictly.
+    /// Hand `capsule` (a source, or a repair) to the next open leg not stuck behind a
+    /// late source that takes it (else to what the book carries: every open leg, or
+    /// those being opened); whether one did. A source moves the turn on, a repair goes
+    /// where the next source would, so the sources alternate strictly.
+    ///
+    /// The leg's own connection says when it is held up, sooner than the book's stall
+    /// bound on the merged stream, and only while it is: the book's bound would also
+    /// trip on a leg the concentrator merely steered around while it was stuck its way,
+    /// and a leg neither end fed would never be fed again (the concentrator feeds a
+    /// leg only while it brings upstream capsules).
     fn send(
         &mut self,
         capsule: Vec<u8>,
@@ -82,39 +79,48 @@ impl Fec {
         book: &LegBook,
         legs: &HashMap<u8, LegHandle>,
     ) -> bool {
-        let carrying = book.carrying(StdInstant::now());
+        let mut carrying: Vec<u8> = book
+            .open_legs()
+            .filter(|i| legs.get(i).is_some_and(|h| !h.is_stuck()))
+            .collect();
+        if carrying.is_empty() {
+            carrying = book.carrying(StdInstant::now());
+        }
         let capsule: Arc<[u8]> = capsule.into();
         let n = carrying.len();
         let start = self.turn;
         if source {
             self.turn = self.turn.wrapping_add(1);
-            self.sources += 1;
-            if self.sources % PROBE_EVERY == 0 {
-                self.probe_stalled(&capsule, &carrying, book, legs);
-            }
         }
         (0..n)
             .filter_map(|i| legs.get(&carrying[(start + i) % n]))
-            .any(|handle| handle.capsules.try_send(capsule.clone()).is_ok())
+            .any(|handle| handle.capsules.try_send((capsule.clone(), source)).is_ok())
     }
 
-    /// A copy of `capsule` to each open leg not `carrying` (stalled), so both ends
-    /// keep feeding it and it catches up when its WAN does.
-    fn probe_stalled(
+    /// Sources leg `from` had not had acknowledged in time: each to another open leg
+    /// (those not stuck first), not watched there (no second hand-back). The bytes
+    /// sent, counted as protection.
+    fn resend(
         &mut self,
-        capsule: &Arc<[u8]>,
-        carrying: &[u8],
+        from: u8,
+        capsules: Vec<Arc<[u8]>>,
         book: &LegBook,
         legs: &HashMap<u8, LegHandle>,
-    ) {
-        for index in book.open_legs().filter(|i| !carrying.contains(i)) {
-            let sent = legs
-                .get(&index)
-                .is_some_and(|handle| handle.capsules.try_send(capsule.clone()).is_ok());
+    ) -> u64 {
+        let mut order: Vec<u8> = book.open_legs().filter(|&i| i != from).collect();
+        order.sort_by_key(|i| !legs.get(i).is_some_and(|h| !h.is_stuck()));
+        let mut bytes = 0;
+        for capsule in capsules {
+            let sent = order
+                .iter()
+                .filter_map(|i| legs.get(i))
+                .any(|handle| handle.capsules.try_send((capsule.clone(), false)).is_ok());
             if sent {
-                self.probe_bytes += capsule.len() as u64;
+                self.resent += 1;
+                bytes += capsule.len() as u64;
             }
         }
+        bytes
     }
 }
 
@@ -157,8 +163,7 @@ pub async fn run_with_mode(
         encoder: FecEncoder::new(FecParams::default()),
         decoder: FecDecoder::new(),
         turn: 0,
-        sources: 0,
-        probe_bytes: 0,
+        resent: 0,
     });
     let mut deadline = Instant::now() + flow.idle;
     let mut publish_at = Instant::now();
@@ -242,7 +247,12 @@ pub async fn run_with_mode(
                 {
                     let fec = fec.as_mut().expect("fec mode");
                     book.datagram(leg, seq, StdInstant::now());
-                    let first = fec.decoder.source(seq, &payload).then_some(payload);
+                    let first = fec.decoder.source(seq, &payload);
+                    if !first {
+                        // A second copy: the concentrator resent it from a late leg.
+                        counters.protection_bytes_down += payload.len() as u64;
+                    }
+                    let first = first.then_some(payload);
                     let recovered = std::iter::from_fn(|| fec.decoder.poll_recovered());
                     for payload in first.into_iter().chain(recovered.map(|(_, p)| p)) {
                         deadline = Instant::now() + flow.idle;
@@ -250,6 +260,11 @@ pub async fn run_with_mode(
                         if send_now(&flow.lan, &payload).is_err() {
                             shared.stats.drops_lan_busy();
                         }
+                    }
+                }
+                LegEvent::Late { leg, capsules } => {
+                    if let Some(fec) = fec.as_mut() {
+                        counters.protection_bytes_up += fec.resend(leg, capsules, &book, &legs);
                     }
                 }
                 LegEvent::FecRepair { repair, .. } => {
@@ -294,7 +309,6 @@ pub async fn run_with_mode(
                                 if !fec.send(source, true, &book, &legs) {
                                     shared.stats.drops_queue_full();
                                 }
-                                counters.protection_bytes_up += std::mem::take(&mut fec.probe_bytes);
                                 if closed {
                                     counters.protection_bytes_up += repair.len() as u64;
                                     fec.send(repair, false, &book, &legs);
@@ -314,7 +328,7 @@ pub async fn run_with_mode(
                     let capsule: Arc<[u8]> = capsule.into();
                     let mut sent = 0u64;
                     for handle in legs.values() {
-                        if handle.capsules.try_send(capsule.clone()).is_ok() {
+                        if handle.capsules.try_send((capsule.clone(), false)).is_ok() {
                             sent += 1;
                         }
                     }

@@ -7,18 +7,31 @@
 //! The flow task hands it encoded capsules through a bounded channel (it drops what does
 //! not fit, so a stalled leg never holds up the other) and hears from it through
 //! [`LegEvent`]s. Dropping the [`LegHandle`] ends the leg.
+//!
+//! In `fec` mode the leg watches its FEC sources until its connection has them
+//! acknowledged ([`LateWatch`]: `SIOCOUTQ` against the bytes written, the bound from the
+//! connection's `TCP_INFO` RTT): a source late, or written while the leg is stuck behind
+//! a late one, goes back to the flow ([`LegEvent::Late`]) to be sent on another leg.
+//! It acknowledges what it reads at once (`TCP_QUICKACK`), so the concentrator's own
+//! watch is not fooled by a delayed ACK.
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use mpbond_protocol::udp::{decode_leg_capsule, Group, LegCapsule, OwnedRepair, MAX_LEGS};
+use std::time::Instant;
+
+use mpbond_protocol::udp::{
+    decode_leg_capsule, late_bound, Group, LateWatch, LegCapsule, OwnedRepair, LATE_MIN, MAX_LEGS,
+};
 use mpbond_protocol::{ErrorCode, Message};
 use mpbond_relay::connect::{connect_with, ConnectOpts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tokio::time::sleep_until;
 use tracing::debug;
 
 use crate::core::protect::LegSource;
@@ -46,14 +59,29 @@ pub enum LegEvent {
     FecSource { leg: u8, seq: u32, payload: Vec<u8> },
     /// An FEC repair from the concentrator.
     FecRepair { leg: u8, repair: OwnedRepair },
+    /// FEC sources this leg's connection has not had acknowledged in time (or written
+    /// while it was stuck): send them on another leg.
+    Late { leg: u8, capsules: Vec<Arc<[u8]>> },
 }
+
+/// A capsule for a leg, and whether it is an FEC source to watch (and hand back late).
+pub type Outgoing = (Arc<[u8]>, bool);
 
 /// A running leg; dropping it ends the leg.
 #[derive(Debug)]
 pub struct LegHandle {
     /// Encoded capsules to send.
-    pub capsules: mpsc::Sender<Arc<[u8]>>,
+    pub capsules: mpsc::Sender<Outgoing>,
+    /// Whether the leg is stuck behind a late source (`fec` mode: send elsewhere).
+    pub stuck: Arc<AtomicBool>,
     task: JoinHandle<()>,
+}
+
+impl LegHandle {
+    /// Whether the leg is stuck behind a late source now.
+    pub fn is_stuck(&self) -> bool {
+        self.stuck.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for LegHandle {
@@ -74,9 +102,11 @@ pub struct LegSpec {
 /// Start leg `spec` with the connection parameters `params`.
 pub fn spawn(spec: LegSpec, params: Arc<ConnParams>, events: mpsc::Sender<LegEvent>) -> LegHandle {
     let (capsules, rx) = mpsc::channel(LEG_QUEUE);
+    let stuck = Arc::new(AtomicBool::new(false));
+    let flag = stuck.clone();
     let task = tokio::spawn(async move {
         let leg = spec.leg;
-        let why = match run(&spec, &params, rx, &events).await {
+        let why = match run(&spec, &params, rx, &events, &flag).await {
             Ok(()) => "closed by the flow".to_owned(),
             Err(LegError::Refused(code)) => {
                 let _ = events.send(LegEvent::Refused { leg, code }).await;
@@ -87,7 +117,11 @@ pub fn spawn(spec: LegSpec, params: Arc<ConnParams>, events: mpsc::Sender<LegEve
         debug!(leg, wan = %spec.source.wan, %why, "protected flow leg ended");
         let _ = events.send(LegEvent::Failed { leg, why }).await;
     });
-    LegHandle { capsules, task }
+    LegHandle {
+        capsules,
+        stuck,
+        task,
+    }
 }
 
 /// Why a leg ended.
@@ -108,8 +142,9 @@ enum LegError {
 async fn run(
     spec: &LegSpec,
     params: &ConnParams,
-    capsules: mpsc::Receiver<Arc<[u8]>>,
+    capsules: mpsc::Receiver<Outgoing>,
     events: &mpsc::Sender<LegEvent>,
+    stuck: &AtomicBool,
 ) -> Result<(), LegError> {
     let upstream = &params.upstream;
     let group = Group {
@@ -148,20 +183,63 @@ async fn run(
     }
     let (read, write) = stream.into_split();
     tokio::select! {
-        done = send_capsules(write, capsules) => done,
+        done = send_capsules(write, capsules, leg, events, stuck) => done,
         done = read_capsules(read, leg, events) => done,
     }
 }
 
-/// Write the flow's capsules until it drops the leg.
+/// Write the flow's capsules until it drops the leg; hand late sources back.
 async fn send_capsules(
     mut write: OwnedWriteHalf,
-    mut capsules: mpsc::Receiver<Arc<[u8]>>,
+    mut capsules: mpsc::Receiver<Outgoing>,
+    leg: u8,
+    events: &mpsc::Sender<LegEvent>,
+    stuck: &AtomicBool,
 ) -> Result<(), LegError> {
-    while let Some(capsule) = capsules.recv().await {
-        write.write_all(&capsule).await?;
+    let mut watch = LateWatch::new();
+    let mut bound = LATE_MIN;
+    loop {
+        let due = watch
+            .poll_timeout(bound)
+            .map(tokio::time::Instant::from_std);
+        let mut late = Vec::new();
+        tokio::select! {
+            got = capsules.recv() => {
+                let Some((capsule, source)) = got else {
+                    return Ok(());
+                };
+                look(&write, &mut watch, &mut bound);
+                write.write_all(&capsule).await?;
+                let watched = source.then(|| capsule.clone());
+                late.extend(watch.wrote(capsule.len(), watched, Instant::now()));
+            }
+            () = sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                look(&write, &mut watch, &mut bound);
+                watch.handle_timeout(Instant::now(), bound, &mut late);
+            }
+        }
+        stuck.store(watch.stuck(), Ordering::Relaxed);
+        if !late.is_empty() {
+            let event = LegEvent::Late {
+                leg,
+                capsules: late,
+            };
+            if events.send(event).await.is_err() {
+                return Ok(());
+            }
+        }
     }
-    Ok(())
+}
+
+/// Read the connection's unacknowledged bytes and RTT into `watch` and `bound`.
+fn look(write: &OwnedWriteHalf, watch: &mut LateWatch<Arc<[u8]>>, bound: &mut std::time::Duration) {
+    let stream: &tokio::net::TcpStream = write.as_ref();
+    if let Ok(unacked) = mpbond_netlink::sockopt::unacked_bytes(stream) {
+        watch.unacked(unacked);
+    }
+    if let Some((srtt, rttvar)) = mpbond_netlink::sockopt::tcp_rtt(stream) {
+        *bound = late_bound(srtt, rttvar);
+    }
 }
 
 /// Read capsules and pass the sequenced and FEC datagrams on.
@@ -177,6 +255,8 @@ async fn read_capsules(
         if n == 0 {
             return Err(LegError::Closed);
         }
+        let stream: &tokio::net::TcpStream = read.as_ref();
+        let _ = mpbond_netlink::sockopt::quickack(stream);
         partial.extend_from_slice(&buf[..n]);
         let mut at = 0;
         loop {

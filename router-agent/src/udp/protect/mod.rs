@@ -23,9 +23,11 @@
 //! sends each of the server's datagrams on every leg. Protection costs one extra copy of
 //! every datagram each way, counted as protection bytes. In `mode = "fec"` each datagram
 //! goes once (an FEC source, context 2) on the legs in turn, with an XOR repair
-//! (context 3) per block of up to 10 (its time bound follows the stream's rate,
-//! 100–250 ms: `protocol::udp::fec`); the concentrator does the same
-//! downstream, and the repairs' bytes are the protection bytes. The entry point is
+//! (context 3) per block of up to 16 (its time bound follows the stream's rate,
+//! 100–400 ms: `protocol::udp::fec`); the concentrator does the same
+//! downstream. A source a leg's TCP connection has not had acknowledged in time goes
+//! again on another leg (`leg.rs`, `protocol::udp::LateWatch`). The repairs' bytes and
+//! those second copies are the protection bytes. The entry point is
 //! `flow::run_with_mode` (`flow::run` for `duplicate`). A flow whose protection cannot be set up (fewer than two usable
 //! WANs, a concentrator without the Group TLV: Unsupported Message) is carried as a
 //! plain bonded flow; after such a refusal flows classed `protect` are bonded for
