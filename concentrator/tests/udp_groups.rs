@@ -510,6 +510,22 @@ async fn fec_legs_recover_a_lost_datagram_up_and_spread_blocks_down() {
         payloads.sort();
         assert_eq!(payloads, (0..8).map(datagram).collect::<Vec<_>>());
         let source = got[0].1;
+        // The concentrator may have read leg 1's three sources before leg 0's five
+        // capsules, which would leave leg 1 stale (more than `STALE_AFTER` capsules
+        // behind). A ninth source on leg 1, the newest upstream capsule, makes both
+        // legs live whatever the order of those reads.
+        let (mut source8, mut repair8) = (Vec::new(), Vec::new());
+        let closed = encoder
+            .push(&datagram(8), now, &mut source8, &mut repair8)
+            .unwrap();
+        assert!(!closed, "the second block stays open");
+        legs[1].write_all(&source8).await.unwrap();
+        server
+            .wait_metric("mpbond_udp_datagrams_total{direction=\"up\"} 9")
+            .await;
+        let mut buf = [0u8; 64];
+        let (n, _) = dest.recv_from(&mut buf).await.unwrap();
+        assert_eq!(buf[..n], datagram(8));
 
         // Down: the group is in fec mode now; its sources go round both legs and every
         // one is covered by a repair.
