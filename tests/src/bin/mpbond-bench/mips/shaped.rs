@@ -5,7 +5,9 @@
 //! busy share (user + system + softirq + irq, from the guest's `/proc/stat`) and that
 //! share per Mbit/s (the comparable figure when the emulated guest cannot reach the
 //! shaped rate); then mpbond's busy share ÷ the peer's cheapest method's, against the
-//! issue's target [`TARGET_VS_PEER`].
+//! issue's target [`TARGET_VS_PEER`], and, when the agent also ran without its receive
+//! mark, mpbond's busy share per Mbit/s with ÷ without the mark. Each figure names the
+//! guest kernel.
 
 use std::net::SocketAddr;
 
@@ -70,8 +72,8 @@ impl ShapedRuns {
         Ok(())
     }
 
-    /// The figures (see the module docs).
-    pub fn figures(&self) -> Vec<Figure> {
+    /// The figures (see the module docs); `kernel` is the guest's `uname -r`.
+    pub fn figures(&self, kernel: &str) -> Vec<Figure> {
         let rates = format!("{}+{} Mbit/s", RATES[0], RATES[1]);
         let mut out = Vec::new();
         for s in &self.0 {
@@ -79,7 +81,7 @@ impl ShapedRuns {
                 case: CASE,
                 steal_pct: 0.0,
                 detail: format!(
-                    "guest CPU {}; Mbit/s {:?}; emulated 24Kc, not router time",
+                    "guest kernel {kernel}; guest CPU {}; Mbit/s {:?}; emulated 24Kc, not router time",
                     s.split.join("; "),
                     s.mbit
                         .iter()
@@ -107,15 +109,44 @@ impl ShapedRuns {
                 None,
             ));
         }
-        if let Some(ratio) = self.vs_cheapest_peer() {
-            out.push(ratio);
-        }
+        out.extend(self.vs_cheapest_peer(kernel));
+        out.extend(self.mark_effect(kernel));
         out
+    }
+
+    /// mpbond's busy share per Mbit/s with ÷ without the receive mark (per run).
+    fn mark_effect(&self, kernel: &str) -> Option<Figure> {
+        let get = |relay: Relay| self.0.iter().find(|s| s.relay == relay);
+        let (with, without) = (get(Relay::Mpbond)?, get(Relay::MpbondNoMark)?);
+        let runs: Vec<f64> = per_mbit(with)
+            .iter()
+            .zip(per_mbit(without))
+            .map(|(a, b)| a / b)
+            .collect();
+        let meas = Measurement {
+            case: CASE,
+            steal_pct: 0.0,
+            detail: format!(
+                "guest kernel {kernel}; guest busy % per Mbit/s: with the mark {:.3}, \
+                 without {:.3}",
+                median(&per_mbit(with)),
+                median(&per_mbit(without)),
+            ),
+        };
+        Some(meas.figure(
+            format!(
+                "guest CPU per Mbit/s through the MIPS VM at {}+{} Mbit/s: mpbond with / without the mark",
+                RATES[0], RATES[1]
+            ),
+            runs,
+            "ratio",
+            None,
+        ))
     }
 
     /// mpbond's busy share per Mbit/s ÷ the cheapest peer method's (per run), so a guest
     /// that cannot carry the shaped rate through one relay does not flatter it.
-    fn vs_cheapest_peer(&self) -> Option<Figure> {
+    fn vs_cheapest_peer(&self, kernel: &str) -> Option<Figure> {
         let get = |relay: Relay| self.0.iter().find(|s| s.relay == relay);
         let mp = get(Relay::Mpbond)?;
         let peers: Vec<&Shaped> = METHODS
@@ -134,8 +165,8 @@ impl ShapedRuns {
             case: CASE,
             steal_pct: 0.0,
             detail: format!(
-                "guest busy % per Mbit/s: mpbond {:.3}, {} {:.3} (the cheapest); busy %: \
-                 mpbond {:.0}, peer {:.0}",
+                "guest kernel {kernel}; guest busy % per Mbit/s: mpbond {:.3}, {} {:.3} \
+                 (the cheapest); busy %: mpbond {:.0}, peer {:.0}",
                 median(&per_mbit(mp)),
                 cheapest.relay.name(),
                 median(&per_mbit(cheapest)),
@@ -225,16 +256,30 @@ mod tests {
             shaped(Relay::Peer(Method::Aes2022), 50.0, 1.0),
             shaped(Relay::Peer(Method::Chacha20), 40.0, 1.0),
         ]);
-        let ratio = runs.vs_cheapest_peer().unwrap();
+        let ratio = runs.vs_cheapest_peer("6.12").unwrap();
         // mpbond 0.2 %/Mbit/s, aes 2 %/Mbit/s (cheaper than chacha's 2.5).
         assert!((ratio.value - 0.1).abs() < 1e-9, "{}", ratio.value);
-        assert_eq!(runs.figures().len(), 3 * 3 + 1);
+        assert_eq!(runs.figures("6.12").len(), 3 * 3 + 1);
+        assert!(runs.mark_effect("6.12").is_none());
     }
 
     #[test]
     fn without_the_peer_there_is_no_ratio() {
         let runs = ShapedRuns(vec![shaped(Relay::Mpbond, 100.0, 0.2)]);
-        assert!(runs.vs_cheapest_peer().is_none());
+        assert!(runs.vs_cheapest_peer("6.1").is_none());
+    }
+
+    #[test]
+    fn the_mark_is_compared_per_mbit_with_the_agent_without_it() {
+        let runs = ShapedRuns(vec![
+            shaped(Relay::Mpbond, 80.0, 0.4),
+            shaped(Relay::MpbondNoMark, 100.0, 1.0),
+        ]);
+        // 0.5 %/Mbit/s with the mark, 1 %/Mbit/s without.
+        let effect = runs.mark_effect("6.12").unwrap();
+        assert!((effect.value - 0.5).abs() < 1e-9, "{}", effect.value);
+        assert!(effect.detail.contains("6.12"), "{}", effect.detail);
+        assert_eq!(runs.figures("6.12").len(), 2 * 3 + 1);
     }
 
     #[test]
