@@ -18,13 +18,15 @@
 # (the VM's NICs), devtmpfs, initramfs, MPTCP, nf_tables with nat/redirect/
 # masquerade/ct/socket/tproxy, inet/tcp/mptcp sock_diag, BBR, fq, TUN. Timer and
 # paging are set as Debian's 4kc-malta kernel has them (4 KiB pages, HZ=250,
-# periodic tick, voluntary preemption) so that the kernel version is what differs.
-# Debian's kernel is SMP (on one CPU), this one is not.
+# periodic tick, voluntary preemption; SMP, on the VM's one CPU) so that the kernel
+# version is what differs.
 #
-# Cache: DIR/vmlinux-<version>-<hash> (the hash covers this script and the source
-# package's file name), DIR/vmlinux a symlink to the newest. A second run with the
-# same inputs builds nothing. A first run takes 20-30 min on 2 shared cores (it
-# runs `nice`); it is not part of CI.
+# Cache: DIR/vmlinux-<version>-<hash> (the hash covers the source package's file
+# name and the resulting .config, kept next to it as vmlinux-...config), DIR/vmlinux
+# a symlink to the newest. A second run with the same inputs only configures (a few
+# seconds). A first run takes 20-30 min on 2 shared cores (it runs `nice`) and
+# leaves about 2 GB (the source in DIR/src-*, the objects in DIR/build-*; delete
+# them once the image is built); it is not part of CI.
 #
 # Environment: KSERIES (default 6.12), JOBS (default nproc).
 set -euo pipefail
@@ -70,13 +72,6 @@ if [ -z "$deb" ]; then
 	deb=$(ls "$DEBS"/linux-source-"$KSERIES"_*_all.deb | sort | tail -n 1)
 fi
 version=$(basename "$deb" | sed -E 's/^linux-source-[^_]+_([^_]+)_all\.deb$/\1/; s/[^A-Za-z0-9.+-]/_/g')
-hash=$( (cat "$0"; basename "$deb") | sha256sum | cut -c1-12)
-image=$OUT/vmlinux-$version-$hash
-if [ -f "$image" ]; then
-	ln -sfn "$(basename "$image")" "$OUT/vmlinux"
-	echo "$image"
-	exit 0
-fi
 
 SRC=$OUT/src-$version
 if [ ! -f "$SRC/.unpacked" ]; then
@@ -125,6 +120,13 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "mips-kernel: not built in after olddefconfig: ${missing[*]}" >&2
 	exit 1
+fi
+hash=$( (basename "$deb"; grep '^CONFIG_' "$BUILD/.config") | sha256sum | cut -c1-12)
+image=$OUT/vmlinux-$version-$hash
+if [ -f "$image" ]; then
+	ln -sfn "$(basename "$image")" "$OUT/vmlinux"
+	echo "$image"
+	exit 0
 fi
 nice -n 10 "${k[@]}" vmlinux
 cp "$BUILD/vmlinux" "$image.tmp"
