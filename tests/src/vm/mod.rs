@@ -314,6 +314,19 @@ impl<'bed> RouterVm<'bed> {
         })
     }
 
+    /// Voluntary context switches (the times it blocked, so its wake-ups) summed over
+    /// the threads of the guest process whose pid is in `pid_file`.
+    pub fn wakeups(&self, pid_file: &str) -> Result<u64, BedError> {
+        let out = self.run(&format!(
+            "for f in /proc/$(cat {pid_file})/task/*/status; do \
+             grep '^voluntary_ctxt_switches' $f; done"
+        ))?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum())
+    }
+
     /// The agent's pid in the guest.
     pub fn agent_pid(&self) -> Result<u32, BedError> {
         let pid = self.run("cat /tmp/mpbond-agent.pid")?;

@@ -388,6 +388,9 @@ impl Drop for GuestPeer<'_> {
 }
 
 const GUEST_PEER_CFG: &str = "/tmp/sslocal.json";
+/// Where the guest keeps the peer's pid (and [`vm::RouterVm::start_agent`] the agent's).
+const GUEST_PEER_PID: &str = "/tmp/sslocal.pid";
+const GUEST_AGENT_PID: &str = "/tmp/mpbond-agent.pid";
 const GUEST_PEER_LOG: &str = "/tmp/sslocal.log";
 
 /// The guest's sslocal config: a tunnel from the LAN side to the download server

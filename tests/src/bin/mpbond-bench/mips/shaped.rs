@@ -4,7 +4,8 @@
 //! peer with each encrypting method. Reported for each: the goodput, the guest's CPU
 //! busy share (user + system + softirq + irq, from the guest's `/proc/stat`) and that
 //! share per Mbit/s (the comparable figure when the emulated guest cannot reach the
-//! shaped rate); then mpbond's busy share ÷ the peer's cheapest method's, against the
+//! shaped rate), and the relay process's wake-ups per MB (its threads' voluntary
+//! context switches in the guest's `/proc`); then mpbond's busy share ÷ the peer's cheapest method's, against the
 //! issue's target [`TARGET_VS_PEER`], and, when the agent also ran without its receive
 //! mark, mpbond's busy share per Mbit/s with ÷ without the mark. Each figure names the
 //! guest kernel.
@@ -34,6 +35,8 @@ pub struct Shaped {
     relay: Relay,
     mbit: Vec<f64>,
     busy: Vec<f64>,
+    /// The relay process's wake-ups (voluntary context switches) per MB.
+    wakes: Vec<f64>,
     split: Vec<String>,
 }
 
@@ -52,20 +55,26 @@ impl ShapedRuns {
         secs: f64,
     ) -> Result<(), BenchError> {
         shape(bed, true)?;
-        let result = download(bed, vm, connect, secs);
+        let pid_file = match relay {
+            Relay::Peer(_) => super::GUEST_PEER_PID,
+            Relay::Mpbond | Relay::MpbondNoMark => super::GUEST_AGENT_PID,
+        };
+        let result = download(bed, vm, connect, secs, pid_file);
         // Unshape even when the download failed: the unshaped runs follow.
         shape(bed, false)?;
-        let (mbit, busy, split) = result?;
+        let (mbit, busy, wakes, split) = result?;
         match self.0.iter_mut().find(|s| s.relay == relay) {
             Some(s) => {
                 s.mbit.push(mbit);
                 s.busy.push(busy);
+                s.wakes.push(wakes);
                 s.split.push(split);
             }
             None => self.0.push(Shaped {
                 relay,
                 mbit: vec![mbit],
                 busy: vec![busy],
+                wakes: vec![wakes],
                 split: vec![split],
             }),
         }
@@ -106,6 +115,12 @@ impl ShapedRuns {
                 format!("guest CPU busy per Mbit/s through the MIPS VM at {rates}: {name}"),
                 per_mbit(s),
                 "%/(Mbit/s)",
+                None,
+            ));
+            out.push(meas.figure(
+                format!("relay wake-ups per MB in the MIPS VM at {rates}: {name}"),
+                s.wakes.clone(),
+                "/MB",
                 None,
             ));
         }
@@ -195,13 +210,16 @@ fn per_mbit(s: &Shaped) -> Vec<f64> {
         .collect()
 }
 
-/// One download: Mbit/s, the guest's busy share and its split.
+/// One download: Mbit/s, the guest's busy share, the wake-ups per MB of the relay
+/// whose pid is in `pid_file`, and the CPU split.
 fn download(
     bed: &TestBed,
     vm: &RouterVm<'_>,
     connect: SocketAddr,
     secs: f64,
-) -> Result<(f64, f64, String), BenchError> {
+    pid_file: &str,
+) -> Result<(f64, f64, f64, String), BenchError> {
+    let wakes_before = vm.wakeups(pid_file)?;
     let before = vm.cpu_times()?;
     let spec = LoadSpec {
         connect,
@@ -212,7 +230,9 @@ fn download(
     };
     let m = load::parallel(bed, Node::Lan, &spec, &[], CASE)?;
     let cpu = vm.cpu_times()?.since(&before);
-    Ok((m.mbit, cpu.shares().3, describe(&cpu, &m.shares())))
+    let wakes = vm.wakeups(pid_file)?.saturating_sub(wakes_before);
+    let per_mb = wakes as f64 / (m.bytes as f64 / 1e6).max(0.001);
+    Ok((m.mbit, cpu.shares().3, per_mb, describe(&cpu, &m.shares())))
 }
 
 /// Shape (or stop shaping) each ISP's downstream to the router.
@@ -245,6 +265,7 @@ mod tests {
             relay,
             mbit: vec![mbit],
             busy: vec![busy],
+            wakes: vec![1.0],
             split: vec![String::new()],
         }
     }
@@ -259,7 +280,7 @@ mod tests {
         let ratio = runs.vs_cheapest_peer("6.12").unwrap();
         // mpbond 0.2 %/Mbit/s, aes 2 %/Mbit/s (cheaper than chacha's 2.5).
         assert!((ratio.value - 0.1).abs() < 1e-9, "{}", ratio.value);
-        assert_eq!(runs.figures("6.12").len(), 3 * 3 + 1);
+        assert_eq!(runs.figures("6.12").len(), 3 * 4 + 1);
         assert!(runs.mark_effect("6.12").is_none());
     }
 
@@ -279,7 +300,7 @@ mod tests {
         let effect = runs.mark_effect("6.12").unwrap();
         assert!((effect.value - 0.5).abs() < 1e-9, "{}", effect.value);
         assert!(effect.detail.contains("6.12"), "{}", effect.detail);
-        assert_eq!(runs.figures("6.12").len(), 2 * 3 + 1);
+        assert_eq!(runs.figures("6.12").len(), 2 * 4 + 1);
     }
 
     #[test]
