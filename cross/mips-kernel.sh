@@ -62,14 +62,18 @@ done
 APT=$OUT/apt
 DEBS=$OUT/debs
 mkdir -p "$APT/lists/partial" "$DEBS"
-deb=$(ls "$DEBS"/linux-source-"$KSERIES"_*_all.deb 2>/dev/null | sort | tail -n 1 || true)
+newest_deb() {
+	find "$DEBS" -maxdepth 1 -name "linux-source-${KSERIES}_*_all.deb" | sort | tail -n 1
+}
+deb=$(newest_deb)
 if [ -z "$deb" ]; then
 	echo "deb http://deb.debian.org/debian bookworm-backports main" >"$APT/sources.list"
 	opts=(-o "Dir::Etc::SourceList=$APT/sources.list" -o Dir::Etc::SourceParts=/dev/null
 		-o "Dir::State::Lists=$APT/lists" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=)
 	apt-get "${opts[@]}" update
 	(cd "$DEBS" && apt-get "${opts[@]}" download "linux-source-$KSERIES")
-	deb=$(ls "$DEBS"/linux-source-"$KSERIES"_*_all.deb | sort | tail -n 1)
+	deb=$(newest_deb)
+	[ -n "$deb" ] || { echo "mips-kernel: no linux-source-$KSERIES in bookworm-backports" >&2; exit 1; }
 fi
 version=$(basename "$deb" | sed -E 's/^linux-source-[^_]+_([^_]+)_all\.deb$/\1/; s/[^A-Za-z0-9.+-]/_/g')
 
