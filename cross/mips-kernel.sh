@@ -24,7 +24,7 @@
 # Cache: DIR/vmlinux-<version>-<hash> (the hash covers the source package's file
 # name and the resulting .config, kept next to it as vmlinux-...config), DIR/vmlinux
 # a symlink to the newest. A second run with the same inputs only configures (a few
-# seconds). A first run takes 20-30 min on 2 shared cores (it runs `nice`) and
+# seconds; about 20 s when the source tree was deleted). A first run takes 20-30 min on 2 shared cores (it runs `nice`) and
 # leaves about 2 GB (the source in DIR/src-*, the objects in DIR/build-*; delete
 # them once the image is built); it is not part of CI.
 #
