@@ -45,19 +45,26 @@ pub const GUEST_AGENT: &str = "usr/sbin/mpbond-agent";
 pub const GUEST_PEER: &str = "usr/bin/sslocal";
 
 /// Build (or find in the cache) the initramfs for `parts`; returns its path.
+/// A kernel without modules (`parts.modules` is `None`) gets none: it has
+/// everything built in.
 pub fn build(parts: &GuestParts, cache: &Path) -> Result<PathBuf, BedError> {
-    let index = module_index(&parts.modules)?;
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let order = load_order(MODULES, |name| {
-        let rel = index.get(name).ok_or_else(|| VmError::Guest {
-            what: "the kernel modules".into(),
-            detail: format!("{name} is not in {}", parts.modules.display()),
-        })?;
-        let bytes = read(&parts.modules.join(rel))?;
-        let deps = modinfo_depends(&bytes);
-        files.insert(name.to_owned(), bytes);
-        Ok(deps)
-    })?;
+    let order = match &parts.modules {
+        None => Vec::new(),
+        Some(dir) => {
+            let index = module_index(dir)?;
+            load_order(MODULES, |name| {
+                let rel = index.get(name).ok_or_else(|| VmError::Guest {
+                    what: "the kernel modules".into(),
+                    detail: format!("{name} is not in {}", dir.display()),
+                })?;
+                let bytes = read(&dir.join(rel))?;
+                let deps = modinfo_depends(&bytes);
+                files.insert(name.to_owned(), bytes);
+                Ok(deps)
+            })?
+        }
+    };
     let init = guest::init_script(&order);
     let busybox = read(&parts.busybox)?;
     let agent = read(&parts.agent)?;

@@ -1,5 +1,7 @@
 //! The MIPS router VM: the bed's router as a full MIPS system, with the mipsel agent
-//! on Debian's Malta kernel (Linux 6.1) under `qemu-system-mipsel -M malta -cpu 24Kc`.
+//! on Debian's Malta kernel (Linux 6.1) under `qemu-system-mipsel -M malta -cpu 24Kc`,
+//! or on the kernel `MPBOND_MIPS_KERNEL` names (one with everything built in, such as
+//! `cross/mips-kernel.sh`'s 6.12; see [`packages`]).
 //!
 //! ```no_run
 //! use mpbond_tests::{vm::RouterVm, TestBed};
@@ -243,9 +245,20 @@ impl<'bed> RouterVm<'bed> {
     /// file limit, 65536, from `openwrt/mpbond/files/mpbond.init`) and wait until it
     /// answers `status`.
     pub fn start_agent(&self, uci: &str) -> Result<(), BedError> {
+        self.start_agent_with_env(uci, "")
+    }
+
+    /// [`Self::start_agent`] with `env` (`NAME=value ...`, for measurements such as
+    /// `MPBOND_RCVLOWAT=0`) in the agent's environment.
+    pub fn start_agent_with_env(&self, uci: &str, env: &str) -> Result<(), BedError> {
         self.write_file(guest::AGENT_UCI, uci)?;
+        let env = if env.is_empty() {
+            String::new()
+        } else {
+            format!("env {env} ")
+        };
         self.run(&format!(
-            "ulimit -n 65536; mpbond-agent --uci {} >{} 2>&1 & echo $! >/tmp/mpbond-agent.pid",
+            "ulimit -n 65536; {env}mpbond-agent --uci {} >{} 2>&1 & echo $! >/tmp/mpbond-agent.pid",
             guest::AGENT_UCI,
             guest::AGENT_LOG
         ))?;
@@ -267,6 +280,51 @@ impl<'bed> RouterVm<'bed> {
             }
             std::thread::sleep(proc::POLL);
         }
+    }
+
+    /// SIGTERM the agent and wait (up to [`AGENT_READY_LIMIT`]) until it has exited.
+    pub fn stop_agent(&self) -> Result<(), BedError> {
+        self.signal_agent("TERM")?;
+        if proc::wait_until(AGENT_READY_LIMIT, || !self.agent_running().unwrap_or(true)) {
+            Ok(())
+        } else {
+            Err(VmError::Guest {
+                what: "the agent".into(),
+                detail: format!(
+                    "still running {} s after SIGTERM",
+                    AGENT_READY_LIMIT.as_secs()
+                ),
+            }
+            .into())
+        }
+    }
+
+    /// Wait (up to `limit`) until the agent redirects and has a routing table and an
+    /// MPTCP endpoint on each of WANs `1..=wans`; whether it did.
+    pub fn wait_bonded(&self, wans: usize, limit: Duration) -> bool {
+        proc::wait_until(limit, || {
+            let Ok(doc) = self.agent_status() else {
+                return false;
+            };
+            doc["concentrator"]["redirect"].as_bool() == Some(true)
+                && (1..=wans).all(|i| {
+                    crate::status_wan(&doc, &format!("wan{i}"))
+                        .is_some_and(|w| w["table"].is_u64() && w["endpoint_id"].is_u64())
+                })
+        })
+    }
+
+    /// Voluntary context switches (the times it blocked, so its wake-ups) summed over
+    /// the threads of the guest process whose pid is in `pid_file`.
+    pub fn wakeups(&self, pid_file: &str) -> Result<u64, BedError> {
+        let out = self.run(&format!(
+            "for f in /proc/$(cat {pid_file})/task/*/status; do \
+             grep '^voluntary_ctxt_switches' $f; done"
+        ))?;
+        Ok(out
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum())
     }
 
     /// The agent's pid in the guest.

@@ -3,6 +3,11 @@
 //! under `target/mips-vm/`, the cross-built mipsel agent, and the benchmark peer
 //! (shadowsocks-rust's mipsel `sslocal` from `cross/peer.sh`) when it is built.
 //!
+//! `MPBOND_MIPS_KERNEL=path` boots another kernel instead of Debian's: one with
+//! everything the guest needs built in (no modules are loaded), such as the 6.12
+//! kernel `cross/mips-kernel.sh` builds (issue 17: a kernel whose MPTCP honours
+//! `SO_RCVLOWAT`). Busybox still comes from the packages.
+//!
 //! Cache: `debs/` keeps the downloaded packages (a second run fetches nothing while
 //! a kernel package is there), `root-<hash>/` the unpacked tree, named by the hash of
 //! the package file names (which carry their versions). `tests/setup.sh` adds the
@@ -28,9 +33,11 @@ const APT_LIMIT: Duration = Duration::from_secs(600);
 pub struct GuestParts {
     /// The kernel image (`vmlinuz-*`, an ELF qemu loads with `-kernel`).
     pub kernel: PathBuf,
-    /// `lib/modules/<release>/`.
-    pub modules: PathBuf,
-    /// The kernel release, e.g. `6.1.0-50-4kc-malta`.
+    /// `lib/modules/<release>/`; `None` for a kernel with everything built in
+    /// (`MPBOND_MIPS_KERNEL`): the guest loads no modules.
+    pub modules: Option<PathBuf>,
+    /// The kernel release, e.g. `6.1.0-50-4kc-malta` (the file name for
+    /// `MPBOND_MIPS_KERNEL`).
     pub release: String,
     /// The static mipsel busybox.
     pub busybox: PathBuf,
@@ -83,6 +90,25 @@ pub fn peer_path() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// `$MPBOND_MIPS_KERNEL`: a kernel with everything the guest needs built in, booted
+/// instead of Debian's (it must exist when set).
+pub fn kernel_override() -> Result<Option<PathBuf>, BedError> {
+    let Some(path) = std::env::var_os("MPBOND_MIPS_KERNEL").filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(path);
+    if path.is_file() {
+        Ok(Some(path))
+    } else {
+        Err(VmError::Missing {
+            what: format!("the kernel MPBOND_MIPS_KERNEL names, {}", path.display()),
+            hint: "bash cross/mips-kernel.sh` (it prints the path) or unset `MPBOND_MIPS_KERNEL"
+                .into(),
+        }
+        .into())
+    }
+}
+
 /// Fetch (if needed) and unpack (if needed) the guest's packages; find the agent.
 pub fn guest_parts() -> Result<GuestParts, BedError> {
     let agent = agent_path()?;
@@ -115,8 +141,22 @@ pub fn guest_parts() -> Result<GuestParts, BedError> {
         .and_then(|n| n.strip_prefix("vmlinuz-"))
         .unwrap_or_default()
         .to_owned();
+    let (kernel, modules, release) = match kernel_override()? {
+        Some(own) => {
+            let name = own
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (own, None, name)
+        }
+        None => (
+            kernel,
+            Some(root.join("lib/modules").join(&release)),
+            release,
+        ),
+    };
     Ok(GuestParts {
-        modules: root.join("lib/modules").join(&release),
+        modules,
         kernel,
         release,
         busybox: root.join("bin/busybox"),

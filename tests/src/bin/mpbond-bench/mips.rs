@@ -7,6 +7,12 @@
 //! runs one download with the ISPs shaping to 40 + 60 Mbit/s ([`shaped`], issue 17 item
 //! 4): the guest's busy share for mpbond and the peer's encrypting methods.
 //!
+//! The guest kernel is Debian's 6.1 unless `MPBOND_MIPS_KERNEL` names another
+//! (`cross/mips-kernel.sh` builds 6.12, whose MPTCP honours the agent's receive
+//! mark); the shaped figures say which. `MPBOND_BENCH_MIPS_NOMARK=1` adds, in each
+//! run, a shaped download through the agent restarted with `MPBOND_RCVLOWAT=0` (the
+//! mark off), and mpbond's busy per Mbit/s with ÷ without it (issue 17).
+//!
 //! Emulated time is not router time: the Mbit/s say what this host's TCG makes of a
 //! 24Kc, so the figures to compare are ratios against the peer in the same run:
 //! shadowsocks-rust's `sslocal`, cross-built for mipsel by `cross/peer.sh` and put in
@@ -56,11 +62,15 @@ const TARGET_VS_ENCRYPTING: f64 = 3.0;
 /// mpbond ÷ the peer's `none` must reach this.
 const TARGET_VS_NONE: f64 = 1.0;
 const PEER_READY_LIMIT: Duration = Duration::from_secs(30);
+/// How long a restarted guest agent may take to bond both WANs.
+const BOND_LIMIT: Duration = Duration::from_secs(60);
 
 /// Who relays: mpbond or the peer with a method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Relay {
     Mpbond,
+    /// The agent with `MPBOND_RCVLOWAT=0`: no receive mark.
+    MpbondNoMark,
     Peer(Method),
 }
 
@@ -68,6 +78,7 @@ impl Relay {
     fn name(self) -> String {
         match self {
             Relay::Mpbond => "mpbond".into(),
+            Relay::MpbondNoMark => "mpbond without the mark (MPBOND_RCVLOWAT=0)".into(),
             Relay::Peer(m) => format!("peer {}", m.as_str()),
         }
     }
@@ -95,6 +106,8 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let vm = RouterVm::boot(&bed)?;
     vm.start_agent(&uci(&vm))?;
     let boot_s = vm.boot_time().as_secs_f64();
+    let kernel = vm.run("uname -r")?.trim().to_owned();
+    let no_mark = std::env::var_os("MPBOND_BENCH_MIPS_NOMARK").is_some_and(|v| v == "1");
 
     let idle_kib = vm.agent_rss_kib()? as f64;
     let secs = ctx.pick(8.0, 20.0);
@@ -121,6 +134,11 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
             record(Relay::Mpbond, conns, mbit, split);
         }
         shaped_runs.measure(&bed, &vm, Relay::Mpbond, server, secs)?;
+        if no_mark {
+            restart_agent(&vm, "MPBOND_RCVLOWAT=0")?;
+            shaped_runs.measure(&bed, &vm, Relay::MpbondNoMark, server, secs)?;
+            restart_agent(&vm, "")?;
+        }
         let Ok(ssserver) = &peer_bin else { continue };
         for method in Method::ALL {
             let _peer = GuestPeer::start(&bed, &vm, ctx, ssserver, method)?;
@@ -135,9 +153,26 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         }
     }
     let mut figures = goodput_figures(&series, boot_s, peer_bin.as_ref().err());
-    figures.extend(shaped_runs.figures());
+    figures.extend(shaped_runs.figures(&kernel));
     figures.extend(rss_figures(&bed, &vm, idle_kib)?);
     Ok(figures)
+}
+
+/// Restart the guest's agent with `env` (empty: none) and wait until it bonds both WANs.
+fn restart_agent(vm: &RouterVm<'_>, env: &str) -> Result<(), BenchError> {
+    vm.stop_agent()?;
+    vm.start_agent_with_env(&uci(vm), env)?;
+    if !vm.wait_bonded(2, BOND_LIMIT) {
+        return Err(BenchError::measure(
+            CASE,
+            format!(
+                "the restarted agent ({env}) did not bond both WANs within {} s: {}",
+                BOND_LIMIT.as_secs(),
+                vm.agent_log()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The x86 `ssserver`, or why the peer cannot run (no mipsel `sslocal` in the guest).
@@ -353,6 +388,9 @@ impl Drop for GuestPeer<'_> {
 }
 
 const GUEST_PEER_CFG: &str = "/tmp/sslocal.json";
+/// Where the guest keeps the peer's pid (and [`vm::RouterVm::start_agent`] the agent's).
+const GUEST_PEER_PID: &str = "/tmp/sslocal.pid";
+const GUEST_AGENT_PID: &str = "/tmp/mpbond-agent.pid";
 const GUEST_PEER_LOG: &str = "/tmp/sslocal.log";
 
 /// The guest's sslocal config: a tunnel from the LAN side to the download server

@@ -4,8 +4,11 @@
 //! peer with each encrypting method. Reported for each: the goodput, the guest's CPU
 //! busy share (user + system + softirq + irq, from the guest's `/proc/stat`) and that
 //! share per Mbit/s (the comparable figure when the emulated guest cannot reach the
-//! shaped rate); then mpbond's busy share ÷ the peer's cheapest method's, against the
-//! issue's target [`TARGET_VS_PEER`].
+//! shaped rate), and the relay process's wake-ups per MB (its threads' voluntary
+//! context switches in the guest's `/proc`); then mpbond's busy share ÷ the peer's cheapest method's, against the
+//! issue's target [`TARGET_VS_PEER`], and, when the agent also ran without its receive
+//! mark, mpbond's busy share per Mbit/s with ÷ without the mark. Each figure names the
+//! guest kernel.
 
 use std::net::SocketAddr;
 
@@ -32,6 +35,8 @@ pub struct Shaped {
     relay: Relay,
     mbit: Vec<f64>,
     busy: Vec<f64>,
+    /// The relay process's wake-ups (voluntary context switches) per MB.
+    wakes: Vec<f64>,
     split: Vec<String>,
 }
 
@@ -50,28 +55,34 @@ impl ShapedRuns {
         secs: f64,
     ) -> Result<(), BenchError> {
         shape(bed, true)?;
-        let result = download(bed, vm, connect, secs);
+        let pid_file = match relay {
+            Relay::Peer(_) => super::GUEST_PEER_PID,
+            Relay::Mpbond | Relay::MpbondNoMark => super::GUEST_AGENT_PID,
+        };
+        let result = download(bed, vm, connect, secs, pid_file);
         // Unshape even when the download failed: the unshaped runs follow.
         shape(bed, false)?;
-        let (mbit, busy, split) = result?;
+        let (mbit, busy, wakes, split) = result?;
         match self.0.iter_mut().find(|s| s.relay == relay) {
             Some(s) => {
                 s.mbit.push(mbit);
                 s.busy.push(busy);
+                s.wakes.push(wakes);
                 s.split.push(split);
             }
             None => self.0.push(Shaped {
                 relay,
                 mbit: vec![mbit],
                 busy: vec![busy],
+                wakes: vec![wakes],
                 split: vec![split],
             }),
         }
         Ok(())
     }
 
-    /// The figures (see the module docs).
-    pub fn figures(&self) -> Vec<Figure> {
+    /// The figures (see the module docs); `kernel` is the guest's `uname -r`.
+    pub fn figures(&self, kernel: &str) -> Vec<Figure> {
         let rates = format!("{}+{} Mbit/s", RATES[0], RATES[1]);
         let mut out = Vec::new();
         for s in &self.0 {
@@ -79,7 +90,7 @@ impl ShapedRuns {
                 case: CASE,
                 steal_pct: 0.0,
                 detail: format!(
-                    "guest CPU {}; Mbit/s {:?}; emulated 24Kc, not router time",
+                    "guest kernel {kernel}; guest CPU {}; Mbit/s {:?}; emulated 24Kc, not router time",
                     s.split.join("; "),
                     s.mbit
                         .iter()
@@ -106,16 +117,51 @@ impl ShapedRuns {
                 "%/(Mbit/s)",
                 None,
             ));
+            out.push(meas.figure(
+                format!("relay wake-ups per MB in the MIPS VM at {rates}: {name}"),
+                s.wakes.clone(),
+                "/MB",
+                None,
+            ));
         }
-        if let Some(ratio) = self.vs_cheapest_peer() {
-            out.push(ratio);
-        }
+        out.extend(self.vs_cheapest_peer(kernel));
+        out.extend(self.mark_effect(kernel));
         out
+    }
+
+    /// mpbond's busy share per Mbit/s with ÷ without the receive mark (per run).
+    fn mark_effect(&self, kernel: &str) -> Option<Figure> {
+        let get = |relay: Relay| self.0.iter().find(|s| s.relay == relay);
+        let (with, without) = (get(Relay::Mpbond)?, get(Relay::MpbondNoMark)?);
+        let runs: Vec<f64> = per_mbit(with)
+            .iter()
+            .zip(per_mbit(without))
+            .map(|(a, b)| a / b)
+            .collect();
+        let meas = Measurement {
+            case: CASE,
+            steal_pct: 0.0,
+            detail: format!(
+                "guest kernel {kernel}; guest busy % per Mbit/s: with the mark {:.3}, \
+                 without {:.3}",
+                median(&per_mbit(with)),
+                median(&per_mbit(without)),
+            ),
+        };
+        Some(meas.figure(
+            format!(
+                "guest CPU per Mbit/s through the MIPS VM at {}+{} Mbit/s: mpbond with / without the mark",
+                RATES[0], RATES[1]
+            ),
+            runs,
+            "ratio",
+            None,
+        ))
     }
 
     /// mpbond's busy share per Mbit/s ÷ the cheapest peer method's (per run), so a guest
     /// that cannot carry the shaped rate through one relay does not flatter it.
-    fn vs_cheapest_peer(&self) -> Option<Figure> {
+    fn vs_cheapest_peer(&self, kernel: &str) -> Option<Figure> {
         let get = |relay: Relay| self.0.iter().find(|s| s.relay == relay);
         let mp = get(Relay::Mpbond)?;
         let peers: Vec<&Shaped> = METHODS
@@ -134,8 +180,8 @@ impl ShapedRuns {
             case: CASE,
             steal_pct: 0.0,
             detail: format!(
-                "guest busy % per Mbit/s: mpbond {:.3}, {} {:.3} (the cheapest); busy %: \
-                 mpbond {:.0}, peer {:.0}",
+                "guest kernel {kernel}; guest busy % per Mbit/s: mpbond {:.3}, {} {:.3} \
+                 (the cheapest); busy %: mpbond {:.0}, peer {:.0}",
                 median(&per_mbit(mp)),
                 cheapest.relay.name(),
                 median(&per_mbit(cheapest)),
@@ -164,13 +210,16 @@ fn per_mbit(s: &Shaped) -> Vec<f64> {
         .collect()
 }
 
-/// One download: Mbit/s, the guest's busy share and its split.
+/// One download: Mbit/s, the guest's busy share, the wake-ups per MB of the relay
+/// whose pid is in `pid_file`, and the CPU split.
 fn download(
     bed: &TestBed,
     vm: &RouterVm<'_>,
     connect: SocketAddr,
     secs: f64,
-) -> Result<(f64, f64, String), BenchError> {
+    pid_file: &str,
+) -> Result<(f64, f64, f64, String), BenchError> {
+    let wakes_before = vm.wakeups(pid_file)?;
     let before = vm.cpu_times()?;
     let spec = LoadSpec {
         connect,
@@ -181,7 +230,9 @@ fn download(
     };
     let m = load::parallel(bed, Node::Lan, &spec, &[], CASE)?;
     let cpu = vm.cpu_times()?.since(&before);
-    Ok((m.mbit, cpu.shares().3, describe(&cpu, &m.shares())))
+    let wakes = vm.wakeups(pid_file)?.saturating_sub(wakes_before);
+    let per_mb = wakes as f64 / (m.bytes as f64 / 1e6).max(0.001);
+    Ok((m.mbit, cpu.shares().3, per_mb, describe(&cpu, &m.shares())))
 }
 
 /// Shape (or stop shaping) each ISP's downstream to the router.
@@ -214,6 +265,7 @@ mod tests {
             relay,
             mbit: vec![mbit],
             busy: vec![busy],
+            wakes: vec![1.0],
             split: vec![String::new()],
         }
     }
@@ -225,16 +277,30 @@ mod tests {
             shaped(Relay::Peer(Method::Aes2022), 50.0, 1.0),
             shaped(Relay::Peer(Method::Chacha20), 40.0, 1.0),
         ]);
-        let ratio = runs.vs_cheapest_peer().unwrap();
+        let ratio = runs.vs_cheapest_peer("6.12").unwrap();
         // mpbond 0.2 %/Mbit/s, aes 2 %/Mbit/s (cheaper than chacha's 2.5).
         assert!((ratio.value - 0.1).abs() < 1e-9, "{}", ratio.value);
-        assert_eq!(runs.figures().len(), 3 * 3 + 1);
+        assert_eq!(runs.figures("6.12").len(), 3 * 4 + 1);
+        assert!(runs.mark_effect("6.12").is_none());
     }
 
     #[test]
     fn without_the_peer_there_is_no_ratio() {
         let runs = ShapedRuns(vec![shaped(Relay::Mpbond, 100.0, 0.2)]);
-        assert!(runs.vs_cheapest_peer().is_none());
+        assert!(runs.vs_cheapest_peer("6.1").is_none());
+    }
+
+    #[test]
+    fn the_mark_is_compared_per_mbit_with_the_agent_without_it() {
+        let runs = ShapedRuns(vec![
+            shaped(Relay::Mpbond, 80.0, 0.4),
+            shaped(Relay::MpbondNoMark, 100.0, 1.0),
+        ]);
+        // 0.5 %/Mbit/s with the mark, 1 %/Mbit/s without.
+        let effect = runs.mark_effect("6.12").unwrap();
+        assert!((effect.value - 0.5).abs() < 1e-9, "{}", effect.value);
+        assert!(effect.detail.contains("6.12"), "{}", effect.detail);
+        assert_eq!(runs.figures("6.12").len(), 2 * 4 + 1);
     }
 
     #[test]
