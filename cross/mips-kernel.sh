@@ -10,7 +10,9 @@
 #
 # Source: Debian's `linux-source-$KSERIES` (default 6.12, from bookworm-backports,
 # arch all), fetched with `apt-get download` under a private apt configuration in
-# DIR/apt (the system's sources, lists and cache are left alone). Compiler: Debian's
+# DIR/apt (the system's sources, lists and cache are left alone; apt checks Debian's
+# signatures with the host's keys, so a host that is not Debian needs the
+# `debian-archive-keyring` package). Compiler: Debian's
 # `gcc-mipsel-linux-gnu` (`apt-get install gcc-mipsel-linux-gnu flex bison bc`).
 #
 # Configuration: `malta_defconfig` (32-bit little-endian, MIPS32r2) with every
@@ -63,17 +65,20 @@ APT=$OUT/apt
 DEBS=$OUT/debs
 mkdir -p "$APT/lists/partial" "$DEBS"
 newest_deb() {
-	find "$DEBS" -maxdepth 1 -name "linux-source-${KSERIES}_*_all.deb" | sort | tail -n 1
+	find "$DEBS" -maxdepth 1 -name "linux-source-${KSERIES}_*_all.deb" | sort -V | tail -n 1
 }
 deb=$(newest_deb)
 if [ -z "$deb" ]; then
 	echo "deb http://deb.debian.org/debian bookworm-backports main" >"$APT/sources.list"
 	opts=(-o "Dir::Etc::SourceList=$APT/sources.list" -o Dir::Etc::SourceParts=/dev/null
 		-o "Dir::State::Lists=$APT/lists" -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache=)
-	apt-get "${opts[@]}" update
+	apt-get "${opts[@]}" update || {
+		echo "mips-kernel: apt-get update of bookworm-backports failed (a host that is not Debian needs debian-archive-keyring for its signatures)" >&2
+		exit 1
+	}
 	(cd "$DEBS" && apt-get "${opts[@]}" download "linux-source-$KSERIES")
 	deb=$(newest_deb)
-	[ -n "$deb" ] || { echo "mips-kernel: no linux-source-$KSERIES in bookworm-backports" >&2; exit 1; }
+	[ -n "$deb" ] || { echo "mips-kernel: no linux-source-$KSERIES in bookworm-backports (a host that is not Debian needs debian-archive-keyring)" >&2; exit 1; }
 fi
 version=$(basename "$deb" | sed -E 's/^linux-source-[^_]+_([^_]+)_all\.deb$/\1/; s/[^A-Za-z0-9.+-]/_/g')
 

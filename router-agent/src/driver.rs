@@ -37,6 +37,7 @@ use tracing::{debug, error, info, warn};
 use crate::concentrator_probe::{self, ProbeOutcome};
 use crate::config::{ConcentratorConfig, Config};
 use crate::control::{self, ControlCommand, SharedStatus};
+use crate::core::latency_guard::GuardView;
 use crate::core::{Action, Changes, Core, Input, Notice, UpstreamChoice};
 use crate::nft::{NftTable, RedirectSpec};
 use crate::proxy::{ConnParams, Listeners};
@@ -253,9 +254,12 @@ impl Driver {
             }
             Action::Reconfigure(changes) => self.reconfigure(changes, staged),
             Action::BulkWindow(view) => {
+                let view = GuardView {
+                    paced_bytes: self.upstreams.paced_bytes(),
+                    ..view
+                };
                 let sockets = self.upstreams.clamp_receive(view.clamp, view.release);
-                self.upstreams
-                    .set_pace(view.pace.filter(|_| pace_enabled()));
+                self.upstreams.set_pace(view.pace);
                 let mut model = control::status::lock(&self.status);
                 let was = model.latency_guard().and_then(|g| g.clamp);
                 match (was, view.clamp) {
@@ -472,11 +476,4 @@ async fn sleep_until(at: Option<Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// `MPBOND_GUARD_PACE=0` turns the latency guard's read pacing off (the clamp stays),
-/// for A/B measurements (bench case 21). Read once.
-fn pace_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("MPBOND_GUARD_PACE").map_or(true, |v| v.trim() != "0"))
 }

@@ -210,6 +210,7 @@ pub async fn run(
     let mut core = Core::with_concentrators(config.clone(), resolved, first_ok, Instant::now());
     core.set_kernel_fastopen(kernel.tfo_mptcp);
     core.set_kernel_buffer_limits(net::sysctl::buffer_limits());
+    core.set_guard_pacing(guard_pace_enabled(), Instant::now());
     if let Some(evidence) = first.fastopen {
         core.handle(Input::UpstreamConnected(evidence), Instant::now());
     }
@@ -365,4 +366,11 @@ async fn drain(tracker: TaskTracker, stats: &Stats) {
         mptcp_fallbacks = s.mptcp_fallbacks,
         "stopped"
     );
+}
+
+/// `MPBOND_GUARD_PACE=0` in the agent's environment turns the latency guard's read pacing
+/// off (the clamp stays), for A/B measurements (bench case 21). Read once, at start; the
+/// core then owns the switch.
+fn guard_pace_enabled() -> bool {
+    std::env::var("MPBOND_GUARD_PACE").map_or(true, |v| v.trim() != "0")
 }

@@ -3,7 +3,10 @@
 //! concentrator: the download opened wide (no protected flow, so no clamp), the guard
 //! cannot narrow its window, so it paces its reads instead (`latency_guard.pace` in the
 //! status while the protected stream runs and through the hold), and after the hold
-//! the pace is gone while the download still runs. The download arrives whole (the
+//! the pace is gone while the download still runs. The relays did read within the
+//! budget: `latency_guard.paced_bytes` (the bytes read within it, as of the release)
+//! grew by more than a megabyte while paced, where relays that ignored the bucket would
+//! leave it unchanged. The download arrives whole (the
 //! fetch checks every byte) and the stream keeps flowing. The delay the stream sees is
 //! printed, not asserted (a timing): bench case 21 measures it.
 
@@ -44,6 +47,8 @@ fn a_download_already_running_is_paced_while_a_protected_flow_runs_then_released
         "paced before any flow: {}",
         guard()
     );
+    let paced_bytes = |g: &serde_json::Value| g["paced_bytes"].as_u64().unwrap_or(0);
+    let read_before = paced_bytes(&guard());
 
     // 300 MB: about 27 s at the WANs' 100 Mbit/s, longer paced: it outlasts the hold.
     let download = common::control::start_download(&bed, 300_000_000, Duration::from_secs(120));
@@ -78,10 +83,18 @@ fn a_download_already_running_is_paced_while_a_protected_flow_runs_then_released
     // The flow ends after its idle timeout, the pace after the hold.
     let released = proc::wait_until(Duration::from_secs(60), || guard()["pace"].is_null());
     assert!(released, "still paced: {}\n{}", guard(), agent.log_tail(20));
+    let read_paced = paced_bytes(&guard()).saturating_sub(read_before);
+    assert!(
+        read_paced > 1 << 20,
+        "the relays did not read within the pace's budget ({read_paced} bytes): {}\n{}",
+        guard(),
+        agent.log_tail(20)
+    );
     let report = download.finish().expect("fetch report");
     println!(
         "download already running, protected stream joined: p50 {:.1} ms, p99 {:.1} ms, \
-         lost {}; guard while paced {paced}; download {report:?}",
+         lost {}; guard while paced {paced}; {read_paced} bytes read paced; \
+         download {report:?}",
         stream.rtt_p50_ms, stream.rtt_p99_ms, stream.lost
     );
     assert!(

@@ -34,7 +34,7 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use super::coalesce::{Coalesce, Config, SetMark, Wake};
-use super::pace::{Grant, Pace, PACED_AFTER};
+use super::pace::{Grant, Pace, Transfer};
 use super::pump::{write_all, Meter, PumpError};
 
 /// Bytes one `recv` asks for: a pipe's worth, as the splice path moves.
@@ -87,8 +87,8 @@ pub(crate) async fn recv_loop(
     let mut batch = Coalesce::new(config);
     // The last read filled the buffer: more is queued, read on without waiting.
     let mut more = false;
-    // Bytes moved: a direction is paced only once it is a bulk transfer.
-    let mut moved: u64 = 0;
+    // A direction is paced only while it is a bulk transfer.
+    let mut transfer = Transfer::default();
     let result = async {
         loop {
             let wake = if more {
@@ -96,7 +96,8 @@ pub(crate) async fn recv_loop(
             } else {
                 wait(src, batch.hold()).await.map_err(PumpError::src)?
             };
-            let allowed = match pace.filter(|_| moved >= PACED_AFTER) {
+            let bulk = transfer.paced(tokio::time::Instant::now().into_std());
+            let allowed = match pace.filter(|_| bulk) {
                 Some(pace) => budget(pace).await,
                 None => None,
             };
@@ -113,10 +114,11 @@ pub(crate) async fn recv_loop(
                 recv_once(src, slice)
             };
             let got = got.map_err(PumpError::src)?;
-            let n = match got {
-                Got::Bytes { n, .. } => n,
-                Got::Eof | Got::Empty => 0,
+            let (n, drained) = match got {
+                Got::Bytes { n, drained } => (n, drained),
+                Got::Eof | Got::Empty => (0, false),
             };
+            transfer.read(n, drained, tokio::time::Instant::now().into_std());
             if let (Some(pace), Some(allowed)) = (pace, allowed) {
                 pace.refund(allowed - n);
             } else if let Some(change) = batch.read(n, wake) {
@@ -134,7 +136,6 @@ pub(crate) async fn recv_loop(
                 }
                 Got::Bytes { n, drained } => {
                     meter.touch();
-                    moved = moved.saturating_add(n as u64);
                     write_all(dst, &buf[..n], meter).await?;
                     more = !drained;
                     if drained {
@@ -154,12 +155,14 @@ pub(crate) async fn recv_loop(
 }
 
 /// Wait for the pace's tokens: `Some(bytes)` to read at most, `None` when not paced.
+/// The time is tokio's, as the sleep's (paused in tests).
 async fn budget(pace: &Pace) -> Option<usize> {
-    loop {
-        match pace.grant(RECV_BUF, std::time::Instant::now()) {
-            Grant::Free => return None,
-            Grant::Take(n) => return Some(n),
-            Grant::Wait(wait) => tokio::time::sleep(wait).await,
+    match pace.grant(RECV_BUF, tokio::time::Instant::now().into_std()) {
+        Grant::Free => None,
+        Grant::Take(n) => Some(n),
+        Grant::After(wait, n) => {
+            tokio::time::sleep(wait).await;
+            Some(n)
         }
     }
 }

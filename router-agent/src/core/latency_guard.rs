@@ -99,6 +99,10 @@ pub struct GuardView {
     /// The read rate (bytes/s) shared by the live connections that opened wider than
     /// the clamp (or with Fast Open); `None`: not paced.
     pub pace: Option<u64>,
+    /// Bytes the relays have read within the pace's budget since the agent started, as
+    /// of this view (a counter the shell fills in from the relays' shared budget; the
+    /// core leaves it 0).
+    pub paced_bytes: u64,
 }
 
 /// One WAN as the guard remembers it.
@@ -120,9 +124,17 @@ pub struct LatencyGuard {
     release: u32,
     /// The end of the fill phase, set when the guard arms.
     fill_until: Option<Instant>,
+    /// The read pacing is off (`MPBOND_GUARD_PACE=0`, for A/B measurements): the view
+    /// says `pace: None`, so the status shows what is applied.
+    pace_off: bool,
 }
 
 impl LatencyGuard {
+    /// Turn the read pacing on (the default) or off; the clamp is not affected.
+    pub fn set_pacing(&mut self, on: bool) {
+        self.pace_off = !on;
+    }
+
     /// A protected flow started (`true`) or ended.
     pub fn flow(&mut self, started: bool, now: Instant) {
         if started {
@@ -214,7 +226,9 @@ impl LatencyGuard {
         let clamp = window.filter(|&w| enabled && self.armed(now) && w < release);
         let filling = self.fill_until.is_some_and(|end| now < end);
         let share = if filling { FILL_SHARE } else { PACE_SHARE };
-        let pace = clamp.map(|_| (self.sum_rate(now) * share).round() as u64);
+        let pace = clamp
+            .filter(|_| !self.pace_off)
+            .map(|_| (self.sum_rate(now) * share).round() as u64);
         GuardView {
             enabled,
             protected_flows: self.protected,
@@ -222,6 +236,7 @@ impl LatencyGuard {
             release,
             window,
             pace,
+            paced_bytes: 0,
         }
     }
 

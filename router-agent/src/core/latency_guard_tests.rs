@@ -201,6 +201,14 @@ fn wide_downloads_are_paced_at_the_fill_share_then_the_pace_share_until_released
     assert_eq!(guard.next_deadline(), Some(now + fill));
     assert_eq!(guard.view(true, release, now).pace, Some(30_000_000));
     assert_eq!(guard.view(false, release, now).pace, None, "guard off");
+    guard.set_pacing(false);
+    let unpaced = guard.view(true, release, now);
+    assert_eq!(
+        (unpaced.clamp.is_some(), unpaced.pace),
+        (true, None),
+        "pacing off"
+    );
+    guard.set_pacing(true);
     guard.expire(now + fill);
     assert_eq!(guard.next_deadline(), None);
     let steady = now + fill;
@@ -327,6 +335,32 @@ mod in_the_core {
         assert_eq!(after.len(), 1, "{after:?}");
         assert_eq!((after[0].enabled, after[0].clamp), (false, None));
         assert_eq!(core.latency_guard(), after[0]);
+    }
+
+    /// `MPBOND_GUARD_PACE=0` (read by the shell, given to the core): the clamp still
+    /// holds, and the published view, which the shell applies and the status shows, has
+    /// no pace.
+    #[test]
+    fn with_the_pacing_off_the_view_clamps_but_shows_no_pace() {
+        let t0 = Instant::now();
+        let vps = "192.0.2.1:4850".parse().unwrap();
+        let mut core = Core::new(config(true), vec![vps], true, t0);
+        core.set_guard_pacing(false, t0);
+        core.handle(Input::PathSamples(samples(0)), t0);
+        core.handle(Input::PathSamples(samples(2)), t0 + Duration::from_secs(2));
+        let idle = views(&mut core);
+        assert!(idle.iter().all(|v| v.clamp.is_none()), "no clamp: {idle:?}");
+        let start = t0 + Duration::from_secs(3);
+        core.handle(Input::ProtectedFlow { started: true }, start);
+        let on = views(&mut core);
+        assert_eq!(on.len(), 1, "{on:?}");
+        assert_eq!((on[0].clamp, on[0].pace), (Some(3_600_000), None));
+        assert_eq!(core.latency_guard(), on[0]);
+        // Turned on while clamped: the pace is published at once.
+        core.set_guard_pacing(true, start);
+        let paced = views(&mut core);
+        assert_eq!(paced.len(), 1, "{paced:?}");
+        assert_eq!(paced[0].pace, Some(30_000_000));
     }
 }
 

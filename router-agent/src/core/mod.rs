@@ -677,6 +677,14 @@ impl Core {
         self.guard.view(self.config.udp.latency_guard, release, now)
     }
 
+    /// Turn the latency guard's read pacing on (the default) or off (`MPBOND_GUARD_PACE=0`,
+    /// read by the shell at start); the view published, and so the status, says `pace:
+    /// None` while it is off.
+    pub fn set_guard_pacing(&mut self, on: bool, now: Instant) {
+        self.guard.set_pacing(on);
+        self.choose_guard(now);
+    }
+
     /// The latency guard as last published.
     pub fn latency_guard(&self) -> latency_guard::GuardView {
         self.guard_view

@@ -146,6 +146,11 @@ impl LiveUpstreams {
         self.pace.set_rate(rate);
     }
 
+    /// Bytes the paced relays have read within the budget so far (for the status).
+    pub fn paced_bytes(&self) -> u64 {
+        self.pace.paced_bytes()
+    }
+
     /// How many sockets are registered.
     pub fn len(&self) -> usize {
         self.book().sockets.len()

@@ -198,6 +198,7 @@ mod tests {
             release: 4 << 20,
             window: Some(360 << 10),
             pace: None,
+            paced_bytes: 0,
         };
         assert_eq!(
             line(clamped),

@@ -74,6 +74,7 @@ pub(crate) fn example(now: Instant) -> StatusModel {
         release: 4_194_304,
         window: Some(401_408),
         pace: Some(10_625_000),
+        paced_bytes: 52_428_800,
     });
     model.set_name_bypass(
         Some(crate::bypass_names::NameBypassStatus {

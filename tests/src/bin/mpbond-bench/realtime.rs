@@ -20,7 +20,8 @@
 //! like the NAT row: it runs under each loss condition (full mode also on the clean
 //! link; short mode skips that, whose figures are not reported, and streams 250
 //! datagrams instead of 350, to keep its length: the peer adds under 30 s to short
-//! mode). The best single WAN under loss on WAN 1 is WAN 2,
+//! mode). Without shadowsocks-rust (`sslocal`, `ssserver`) the peer's rows are left
+//! out and the rest still runs. The best single WAN under loss on WAN 1 is WAN 2,
 //! clean and with the same delay: its figures are the clean NAT row's.
 
 use std::net::SocketAddr;
@@ -172,13 +173,18 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
 
     // One WAN by NAT first (no agent: the router's main route, WAN 1), and the peer
     // beside it (short mode: not on the clean link, whose figures are not reported).
-    let peer = Peer::start_udp(&bed, ctx, Method::Aes2022, &[at(BONDED)])?;
+    // Without shadowsocks-rust the peer's rows are left out, the rest still runs.
+    let peer_missing = ctx.ss("sslocal").and_then(|_| ctx.ss("ssserver")).err();
+    let peer = match peer_missing {
+        None => Some(Peer::start_udp(&bed, ctx, Method::Aes2022, &[at(BONDED)])?),
+        Some(_) => None,
+    };
     let mut nat = Vec::new();
     let mut peer_rows = Vec::new();
     for (i, (_, link)) in conditions.iter().enumerate() {
         impair(&bed, &mut delays, link)?;
         nat.push(echo(&bed, BONDED, echoes)?);
-        if i == 0 && ctx.mode == Mode::Short {
+        if peer.is_none() || (i == 0 && ctx.mode == Mode::Short) {
             peer_rows.push(None);
             continue;
         }
@@ -281,7 +287,9 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
             bonded,
             protected,
             fec
-        ),
+        ) + &peer_missing
+            .map(|e| format!("; peer not run: {e}"))
+            .unwrap_or_default(),
     };
     let some = |rows: &[Stream]| rows.iter().copied().map(Some).collect::<Vec<_>>();
     for (i, (name, _)) in conditions.iter().enumerate().skip(1) {

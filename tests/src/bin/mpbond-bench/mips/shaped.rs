@@ -5,7 +5,10 @@
 //! busy share (user + system + softirq + irq, from the guest's `/proc/stat`) and that
 //! share per Mbit/s (the comparable figure when the emulated guest cannot reach the
 //! shaped rate), and the relay process's wake-ups per MB (its threads' voluntary
-//! context switches in the guest's `/proc`); then mpbond's busy share ÷ the peer's cheapest method's, against the
+//! context switches in the guest's `/proc`; a lower bound: a thread that exits during
+//! the run takes its count with it, since `/proc` keeps no per-process sum of them; the
+//! runtime's worker threads live as long as the process, only blocking-pool threads come
+//! and go); then mpbond's busy share ÷ the peer's cheapest method's, against the
 //! issue's target [`TARGET_VS_PEER`], and, when the agent also ran without its receive
 //! mark, mpbond's busy share per Mbit/s with ÷ without the mark. Each figure names the
 //! guest kernel.
@@ -230,6 +233,9 @@ fn download(
     };
     let m = load::parallel(bed, Node::Lan, &spec, &[], CASE)?;
     let cpu = vm.cpu_times()?.since(&before);
+    // The sum over the threads alive at each end: a thread that exited during the run
+    // lost its count (the sum may even fall, hence saturating); a lower bound, as the
+    // module docs say.
     let wakes = vm.wakeups(pid_file)?.saturating_sub(wakes_before);
     let per_mb = wakes as f64 / (m.bytes as f64 / 1e6).max(0.001);
     Ok((m.mbit, cpu.shares().3, per_mb, describe(&cpu, &m.shares())))
