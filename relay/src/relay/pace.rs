@@ -98,7 +98,8 @@ pub enum Grant {
     /// Up to this many bytes after this long: the tokens are reserved (the bucket owes
     /// them), so read then without asking again, and give back what was not read. A
     /// reader that asks while others wait is served after them: greedy readers share the
-    /// rate in turn, whichever the runtime wakes first.
+    /// rate in turn, whichever the runtime wakes first. A reader dropped while it waits
+    /// leaves its slice owed: the others wait that much longer, once.
     After(Duration, usize),
 }
 

@@ -161,7 +161,8 @@ struct First {
     /// p99 added after it.
     added: f64,
     mbit: f64,
-    /// The guard's pace after the stream, bytes/s.
+    /// The guard's pace after the stream, bytes/s (0: not paced, also when
+    /// `MPBOND_GUARD_PACE=0` turned the pacing off: the status then shows none).
     pace: f64,
 }
 
