@@ -32,7 +32,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -83,9 +82,6 @@ pub(crate) enum Up {
         leg: u8,
         down: mpsc::Sender<Down>,
         attached: oneshot::Sender<()>,
-        /// Set while the leg is stuck behind a late source (`fec` mode: its sources go
-        /// to another leg meanwhile).
-        stuck: Arc<AtomicBool>,
     },
     /// A sequenced datagram from the client, one copy of possibly several.
     Datagram { seq: u32, payload: Vec<u8> },
@@ -96,6 +92,9 @@ pub(crate) enum Up {
     /// FEC source capsules leg `leg`'s connection did not have acknowledged in time (or
     /// took while stuck behind such a one): send them on another leg.
     Late { leg: u8, capsules: Vec<Arc<[u8]>> },
+    /// Leg `leg` got stuck behind a late source (`fec` mode: its capsules go to another
+    /// leg meanwhile), or its acknowledgements caught up; sent when that changes.
+    Stuck { leg: u8, stuck: bool },
 }
 
 /// Why a leg cannot join.
@@ -263,7 +262,8 @@ struct LegOut {
     down: mpsc::Sender<Down>,
     /// The FEC leg clock at its last upstream capsule.
     last_up: u64,
-    stuck: Arc<AtomicBool>,
+    /// Stuck behind a late source, as the leg's last [`Up::Stuck`] said.
+    stuck: bool,
 }
 
 impl LegClock for LegOut {
@@ -309,9 +309,9 @@ pub(crate) async fn run_group(mut rx: mpsc::Receiver<Up>, mut params: GroupParam
         let active = tokio::select! {
             event = rx.recv() => match event {
                 None => break GroupEnd::LegsGone,
-                Some(Up::Attach { leg, down, attached, stuck }) => {
+                Some(Up::Attach { leg, down, attached }) => {
                     let last_up = group.fec.as_ref().map_or(0, GroupFec::ups);
-                    group.legs.push(LegOut { index: leg, down, last_up, stuck });
+                    group.legs.push(LegOut { index: leg, down, last_up, stuck: false });
                     let _ = attached.send(());
                     false
                 }
@@ -333,6 +333,12 @@ pub(crate) async fn run_group(mut rx: mpsc::Receiver<Up>, mut params: GroupParam
                 }
                 Some(Up::Late { leg, capsules }) => {
                     group.resend(leg, capsules);
+                    false
+                }
+                Some(Up::Stuck { leg, stuck }) => {
+                    for out in group.legs.iter_mut().filter(|l| l.index == leg) {
+                        out.stuck = stuck;
+                    }
                     false
                 }
             },
@@ -423,8 +429,9 @@ impl Group {
             return false;
         };
         let mut order = fec.order(&self.legs, source);
-        // A stuck leg would only hand a source back: the others first.
-        order.sort_by_key(|&i| source && self.legs[i].stuck.load(Ordering::Relaxed));
+        // A stuck leg would only hand a source back, and a repair would wait behind the
+        // stall: the others first.
+        order.sort_by_key(|&i| self.legs[i].stuck);
         for i in order {
             let down = if source {
                 Down::Source(capsule.clone())
