@@ -94,7 +94,13 @@ pub(crate) enum Up {
     Late { leg: u8, capsules: Vec<Arc<[u8]>> },
     /// Leg `leg` got stuck behind a late source (`fec` mode: its capsules go to another
     /// leg meanwhile), or its acknowledgements caught up; sent when that changes.
-    Stuck { leg: u8, stuck: bool },
+    /// `down` is the channel it attached with (so a leg replaced under the same index
+    /// cannot speak for its successor).
+    Stuck {
+        leg: u8,
+        down: mpsc::WeakSender<Down>,
+        stuck: bool,
+    },
 }
 
 /// Why a leg cannot join.
@@ -335,10 +341,8 @@ pub(crate) async fn run_group(mut rx: mpsc::Receiver<Up>, mut params: GroupParam
                     group.resend(leg, capsules);
                     false
                 }
-                Some(Up::Stuck { leg, stuck }) => {
-                    for out in group.legs.iter_mut().filter(|l| l.index == leg) {
-                        out.stuck = stuck;
-                    }
+                Some(Up::Stuck { leg, down, stuck }) => {
+                    group.stuck(leg, &down, stuck);
                     false
                 }
             },
@@ -421,8 +425,19 @@ impl Group {
         }
     }
 
+    /// The leg attached with `down` as leg `leg` says whether it is stuck.
+    fn stuck(&mut self, leg: u8, down: &mpsc::WeakSender<Down>, stuck: bool) {
+        let Some(down) = down.upgrade() else {
+            return;
+        };
+        let same = |l: &&mut LegOut| l.index == leg && l.down.same_channel(&down);
+        if let Some(out) = self.legs.iter_mut().find(same) {
+            out.stuck = stuck;
+        }
+    }
+
     /// Hand one encoded FEC capsule (a source, or a repair) to the next live leg that
-    /// takes it. Whether one did.
+    /// takes it, those not stuck first. Whether one did.
     fn spread(&mut self, capsule: Arc<[u8]>, source: bool, metrics: &Metrics) -> bool {
         self.legs.retain(|l| !l.down.is_closed());
         let Some(fec) = self.fec.as_mut() else {
@@ -563,6 +578,50 @@ mod tests {
 
     fn dest() -> SocketAddr {
         "192.0.2.1:3478".parse().unwrap()
+    }
+
+    #[test]
+    fn a_stuck_leg_gets_neither_sources_nor_repairs_while_another_takes_them() {
+        let metrics = Metrics::default();
+        let mut group = Group {
+            dedup: Dedup::new(),
+            next_seq: 0,
+            legs: Vec::new(),
+            fec: Some(GroupFec::new(0)),
+            up: Tally::default(),
+            down: Tally::default(),
+            resent: 0,
+        };
+        let mut rxs = Vec::new();
+        // Leg 0 was replaced: the old one (still attached) and its successor.
+        for index in [0u8, 0, 1] {
+            let (down, rx) = mpsc::channel(16);
+            group.legs.push(LegOut {
+                index,
+                down,
+                last_up: 0,
+                stuck: false,
+            });
+            rxs.push(rx);
+        }
+        let weak = |i: usize| group.legs[i].down.downgrade();
+        let (old, new, one) = (weak(0), weak(1), weak(2));
+        group.stuck(0, &old, true);
+        group.stuck(1, &one, true);
+        let stuck: Vec<bool> = group.legs.iter().map(|l| l.stuck).collect();
+        assert_eq!(stuck, [true, false, true], "only the leg that said so");
+        for (i, source) in [true, false, true, false].into_iter().enumerate() {
+            let capsule: Arc<[u8]> = vec![i as u8].into();
+            assert!(group.spread(capsule, source, &metrics));
+        }
+        let got = |rx: &mut mpsc::Receiver<Down>| std::iter::from_fn(|| rx.try_recv().ok()).count();
+        let counts: Vec<usize> = rxs.iter_mut().map(got).collect();
+        assert_eq!(counts, [0, 4, 0], "sources and repairs skip the stuck legs");
+        group.stuck(0, &new, true);
+        group.stuck(0, &old, false);
+        group.stuck(1, &one, false);
+        let stuck: Vec<bool> = group.legs.iter().map(|l| l.stuck).collect();
+        assert_eq!(stuck, [false, true, false]);
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //! leg is stuck behind such a one, goes back to the group ([`Up::Late`]) to be sent on
 //! another leg, and the leg tells the group when it gets stuck and unstuck
 //! ([`Up::Stuck`]). Where the connection's unacknowledged bytes cannot be read
-//! (`SIOCOUTQ` fails) only its own queue counts as unacknowledged. It acknowledges what it reads at once (`TCP_QUICKACK`), so the agent's
-//! own watch is not fooled by a delayed ACK.
+//! (`SIOCOUTQ` fails) only its own queue counts as unacknowledged. It acknowledges what
+//! it reads at once (`TCP_QUICKACK`), so the agent's own watch is not fooled by a
+//! delayed ACK.
 
 use std::io;
 use std::net::SocketAddr;
@@ -104,6 +105,7 @@ pub(crate) async fn serve_leg(
     }
     let (down_tx, mut down_rx) = mpsc::channel(LEG_CHANNEL);
     let (attached_tx, attached) = oneshot::channel();
+    let me = down_tx.downgrade();
     let attach = Up::Attach {
         leg: group.leg,
         down: down_tx,
@@ -188,6 +190,7 @@ pub(crate) async fn serve_leg(
         if watch.stuck() != stuck {
             let told = ticket.up.try_send(Up::Stuck {
                 leg: group.leg,
+                down: me.clone(),
                 stuck: watch.stuck(),
             });
             if told.is_ok() {
