@@ -32,7 +32,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -83,9 +82,6 @@ pub(crate) enum Up {
         leg: u8,
         down: mpsc::Sender<Down>,
         attached: oneshot::Sender<()>,
-        /// Set while the leg is stuck behind a late source (`fec` mode: its sources go
-        /// to another leg meanwhile).
-        stuck: Arc<AtomicBool>,
     },
     /// A sequenced datagram from the client, one copy of possibly several.
     Datagram { seq: u32, payload: Vec<u8> },
@@ -96,6 +92,15 @@ pub(crate) enum Up {
     /// FEC source capsules leg `leg`'s connection did not have acknowledged in time (or
     /// took while stuck behind such a one): send them on another leg.
     Late { leg: u8, capsules: Vec<Arc<[u8]>> },
+    /// Leg `leg` got stuck behind a late source (`fec` mode: its capsules go to another
+    /// leg meanwhile), or its acknowledgements caught up; sent when that changes.
+    /// `down` is the channel it attached with (so a leg replaced under the same index
+    /// cannot speak for its successor).
+    Stuck {
+        leg: u8,
+        down: mpsc::WeakSender<Down>,
+        stuck: bool,
+    },
 }
 
 /// Why a leg cannot join.
@@ -263,7 +268,8 @@ struct LegOut {
     down: mpsc::Sender<Down>,
     /// The FEC leg clock at its last upstream capsule.
     last_up: u64,
-    stuck: Arc<AtomicBool>,
+    /// Stuck behind a late source, as the leg's last [`Up::Stuck`] said.
+    stuck: bool,
 }
 
 impl LegClock for LegOut {
@@ -309,9 +315,9 @@ pub(crate) async fn run_group(mut rx: mpsc::Receiver<Up>, mut params: GroupParam
         let active = tokio::select! {
             event = rx.recv() => match event {
                 None => break GroupEnd::LegsGone,
-                Some(Up::Attach { leg, down, attached, stuck }) => {
+                Some(Up::Attach { leg, down, attached }) => {
                     let last_up = group.fec.as_ref().map_or(0, GroupFec::ups);
-                    group.legs.push(LegOut { index: leg, down, last_up, stuck });
+                    group.legs.push(LegOut { index: leg, down, last_up, stuck: false });
                     let _ = attached.send(());
                     false
                 }
@@ -333,6 +339,10 @@ pub(crate) async fn run_group(mut rx: mpsc::Receiver<Up>, mut params: GroupParam
                 }
                 Some(Up::Late { leg, capsules }) => {
                     group.resend(leg, capsules);
+                    false
+                }
+                Some(Up::Stuck { leg, down, stuck }) => {
+                    group.stuck(leg, &down, stuck);
                     false
                 }
             },
@@ -415,16 +425,28 @@ impl Group {
         }
     }
 
+    /// The leg attached with `down` as leg `leg` says whether it is stuck.
+    fn stuck(&mut self, leg: u8, down: &mpsc::WeakSender<Down>, stuck: bool) {
+        let Some(down) = down.upgrade() else {
+            return;
+        };
+        let same = |l: &&mut LegOut| l.index == leg && l.down.same_channel(&down);
+        if let Some(out) = self.legs.iter_mut().find(same) {
+            out.stuck = stuck;
+        }
+    }
+
     /// Hand one encoded FEC capsule (a source, or a repair) to the next live leg that
-    /// takes it. Whether one did.
+    /// takes it, those not stuck first. Whether one did.
     fn spread(&mut self, capsule: Arc<[u8]>, source: bool, metrics: &Metrics) -> bool {
         self.legs.retain(|l| !l.down.is_closed());
         let Some(fec) = self.fec.as_mut() else {
             return false;
         };
         let mut order = fec.order(&self.legs, source);
-        // A stuck leg would only hand a source back: the others first.
-        order.sort_by_key(|&i| source && self.legs[i].stuck.load(Ordering::Relaxed));
+        // A stuck leg would only hand a source back, and a repair would wait behind the
+        // stall: the others first.
+        order.sort_by_key(|&i| self.legs[i].stuck);
         for i in order {
             let down = if source {
                 Down::Source(capsule.clone())
@@ -556,6 +578,50 @@ mod tests {
 
     fn dest() -> SocketAddr {
         "192.0.2.1:3478".parse().unwrap()
+    }
+
+    #[test]
+    fn a_stuck_leg_gets_neither_sources_nor_repairs_while_another_takes_them() {
+        let metrics = Metrics::default();
+        let mut group = Group {
+            dedup: Dedup::new(),
+            next_seq: 0,
+            legs: Vec::new(),
+            fec: Some(GroupFec::new(0)),
+            up: Tally::default(),
+            down: Tally::default(),
+            resent: 0,
+        };
+        let mut rxs = Vec::new();
+        // Leg 0 was replaced: the old one (still attached) and its successor.
+        for index in [0u8, 0, 1] {
+            let (down, rx) = mpsc::channel(16);
+            group.legs.push(LegOut {
+                index,
+                down,
+                last_up: 0,
+                stuck: false,
+            });
+            rxs.push(rx);
+        }
+        let weak = |i: usize| group.legs[i].down.downgrade();
+        let (old, new, one) = (weak(0), weak(1), weak(2));
+        group.stuck(0, &old, true);
+        group.stuck(1, &one, true);
+        let stuck: Vec<bool> = group.legs.iter().map(|l| l.stuck).collect();
+        assert_eq!(stuck, [true, false, true], "only the leg that said so");
+        for (i, source) in [true, false, true, false].into_iter().enumerate() {
+            let capsule: Arc<[u8]> = vec![i as u8].into();
+            assert!(group.spread(capsule, source, &metrics));
+        }
+        let got = |rx: &mut mpsc::Receiver<Down>| std::iter::from_fn(|| rx.try_recv().ok()).count();
+        let counts: Vec<usize> = rxs.iter_mut().map(got).collect();
+        assert_eq!(counts, [0, 4, 0], "sources and repairs skip the stuck legs");
+        group.stuck(0, &new, true);
+        group.stuck(0, &old, false);
+        group.stuck(1, &one, false);
+        let stuck: Vec<bool> = group.legs.iter().map(|l| l.stuck).collect();
+        assert_eq!(stuck, [false, true, false]);
     }
 
     #[test]

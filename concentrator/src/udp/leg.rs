@@ -10,8 +10,11 @@
 //! `SIOCOUTQ` plus its own queue against the bytes queued, the bound from the
 //! connection's `TCP_INFO` RTT): a source not acknowledged in time, or queued while the
 //! leg is stuck behind such a one, goes back to the group ([`Up::Late`]) to be sent on
-//! another leg. It acknowledges what it reads at once (`TCP_QUICKACK`), so the agent's
-//! own watch is not fooled by a delayed ACK.
+//! another leg, and the leg tells the group when it gets stuck and unstuck
+//! ([`Up::Stuck`]). Where the connection's unacknowledged bytes cannot be read
+//! (`SIOCOUTQ` fails) only its own queue counts as unacknowledged. It acknowledges what
+//! it reads at once (`TCP_QUICKACK`), so the agent's own watch is not fooled by a
+//! delayed ACK.
 
 use std::io;
 use std::net::SocketAddr;
@@ -102,12 +105,11 @@ pub(crate) async fn serve_leg(
     }
     let (down_tx, mut down_rx) = mpsc::channel(LEG_CHANNEL);
     let (attached_tx, attached) = oneshot::channel();
-    let stuck = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let me = down_tx.downgrade();
     let attach = Up::Attach {
         leg: group.leg,
         down: down_tx,
         attached: attached_tx,
-        stuck: stuck.clone(),
     };
     if ticket.up.send(attach).await.is_err() || attached.await.is_err() {
         // The group idled out between the join and now.
@@ -122,6 +124,9 @@ pub(crate) async fn serve_leg(
     let mut watch = LateWatch::new();
     watch.wrote(reply.len(), None, Instant::now());
     let mut bound = LATE_MIN;
+    // What the group last heard of the leg being stuck, and whether `SIOCOUTQ` failed.
+    let mut stuck = false;
+    let mut blind = false;
     let mut partial = Vec::new();
     let mut totals = FlowTotals::default();
     let end = loop {
@@ -136,9 +141,14 @@ pub(crate) async fn serve_leg(
             },
             down = down_rx.recv() => match down {
                 Some(first) => {
-                    look(&stream, &queue, &mut watch, &mut bound);
+                    // Only a source, or one still watched, needs the acknowledgements.
+                    let mut looked = false;
                     let mut next = Some(first);
                     while let Some(down) = next {
+                        if !looked && (watch.watching() || matches!(down, Down::Source(_))) {
+                            look(&stream, &queue, &mut watch, &mut bound, &mut blind);
+                            looked = true;
+                        }
                         let before = queue.pending();
                         let (pushed, len, source) = match &down {
                             Down::Sequenced(seq, payload) => {
@@ -171,12 +181,22 @@ pub(crate) async fn serve_leg(
                 Err(e) => Err(FlowEnd::ClientIo(e.kind())),
             },
             () = tokio::time::sleep_until(late_due.unwrap_or_else(tokio::time::Instant::now)), if late_due.is_some() => {
-                look(&stream, &queue, &mut watch, &mut bound);
+                look(&stream, &queue, &mut watch, &mut bound, &mut blind);
                 watch.handle_timeout(Instant::now(), bound, &mut late);
                 Ok(())
             }
         };
-        stuck.store(watch.stuck(), std::sync::atomic::Ordering::Relaxed);
+        // Told again on a later turn if the group's channel is full now.
+        if watch.stuck() != stuck {
+            let told = ticket.up.try_send(Up::Stuck {
+                leg: group.leg,
+                down: me.clone(),
+                stuck: watch.stuck(),
+            });
+            if told.is_ok() {
+                stuck = watch.stuck();
+            }
+        }
         if !late.is_empty() {
             let capsules = late;
             // Best effort: a full group channel loses the resend, not the leg.
@@ -199,16 +219,26 @@ pub(crate) async fn serve_leg(
 }
 
 /// Read the connection's unacknowledged bytes (its own and what `queue` still holds)
-/// and its RTT into `watch` and `bound`.
+/// and its RTT into `watch` and `bound`. If the connection's own cannot be read
+/// (`SIOCOUTQ` fails, as on an MPTCP socket of an older kernel) they count as
+/// acknowledged, so the leg is never stuck for good; said once per leg (`blind`).
 fn look(
     stream: &TcpStream,
     queue: &CapsuleQueue,
     watch: &mut LateWatch<std::sync::Arc<[u8]>>,
     bound: &mut std::time::Duration,
+    blind: &mut bool,
 ) {
-    if let Ok(unacked) = mpbond_netlink::sockopt::unacked_bytes(stream) {
-        watch.unacked(unacked + queue.pending() as u64);
-    }
+    let unacked = match mpbond_netlink::sockopt::unacked_bytes(stream) {
+        Ok(unacked) => unacked,
+        Err(error) => {
+            if !std::mem::replace(blind, true) {
+                tracing::info!(%error, "protected flow leg: cannot read its unacknowledged bytes, late sources are not resent");
+            }
+            0
+        }
+    };
+    watch.unacked(unacked + queue.pending() as u64);
     if let Some((srtt, rttvar)) = mpbond_netlink::sockopt::tcp_rtt(stream) {
         *bound = late_bound(srtt, rttvar);
     }

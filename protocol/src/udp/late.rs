@@ -25,7 +25,9 @@ pub const LATE_KEEP: usize = 64;
 /// The shortest bound: below it a delayed ACK or a scheduling hiccup would make every
 /// source late.
 pub const LATE_MIN: Duration = Duration::from_millis(10);
-/// How often a stuck leg's acknowledgements are read, at most.
+/// How soon a leg's acknowledgements are read again once it is stuck; each look that
+/// finds it still stuck doubles the wait, up to the late bound (a leg whose WAN died
+/// may stay stuck for long, and is not read 200 times a second meanwhile).
 pub const STUCK_RECHECK: Duration = Duration::from_millis(5);
 
 /// How long after its write a source may go unacknowledged on a connection with
@@ -51,6 +53,9 @@ pub struct LateWatch<T> {
     pending: VecDeque<Pending<T>>,
     /// When the acknowledgements were last read while stuck.
     checked: Option<Instant>,
+    /// How long after `checked` to read them again: [`STUCK_RECHECK`], doubled by
+    /// each look that finds the leg still stuck.
+    recheck: Duration,
     handed_back: u64,
 }
 
@@ -60,6 +65,7 @@ impl<T> Default for LateWatch<T> {
             written: 0,
             pending: VecDeque::new(),
             checked: None,
+            recheck: STUCK_RECHECK,
             handed_back: 0,
         }
     }
@@ -94,12 +100,19 @@ impl<T> LateWatch<T> {
         }
         if !self.stuck() {
             self.checked = None;
+            self.recheck = STUCK_RECHECK;
         }
     }
 
     /// Whether a source handed back is still unacknowledged here.
     pub fn stuck(&self) -> bool {
         self.pending.iter().any(|p| p.item.is_none())
+    }
+
+    /// Whether any source is remembered here (so the acknowledgements are worth
+    /// reading before the next write).
+    pub fn watching(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// Sources handed back so far.
@@ -118,14 +131,16 @@ impl<T> LateWatch<T> {
             .map(|p| p.at + bound);
         let recheck = self
             .stuck()
-            .then(|| self.checked.map(|at| at + STUCK_RECHECK))
+            .then(|| self.checked.map(|at| at + self.recheck))
             .flatten();
         late.into_iter().chain(recheck).min()
     }
 
     /// Time has passed (read [`LateWatch::unacked`] first): append the sources late at
-    /// `now` to `out`, oldest first.
+    /// `now` to `out`, oldest first. A look that finds the leg still stuck doubles the
+    /// wait for the next one, up to `bound`.
     pub fn handle_timeout(&mut self, now: Instant, bound: Duration, out: &mut Vec<T>) {
+        let was_stuck = self.checked.is_some();
         for p in &mut self.pending {
             if now.saturating_duration_since(p.at) < bound {
                 break;
@@ -135,7 +150,15 @@ impl<T> LateWatch<T> {
                 out.push(item);
             }
         }
-        self.checked = self.stuck().then_some(now);
+        if self.stuck() {
+            if was_stuck {
+                self.recheck = (self.recheck * 2).min(bound).max(STUCK_RECHECK);
+            }
+            self.checked = Some(now);
+        } else {
+            self.checked = None;
+            self.recheck = STUCK_RECHECK;
+        }
     }
 
     fn remember(&mut self, at: Instant, item: Option<T>) {
@@ -217,6 +240,46 @@ mod tests {
         assert_eq!(watch.poll_timeout(bound), None);
         assert_eq!(watch.wrote(200, Some(3), t0 + 80 * MS), None);
         assert_eq!(watch.handed_back(), 2);
+    }
+
+    #[test]
+    fn a_leg_that_stays_stuck_is_read_less_and_less_often() {
+        let t0 = Instant::now();
+        let bound = 30 * MS;
+        let mut watch = LateWatch::new();
+        watch.wrote(200, Some(0), t0);
+        watch.unacked(200);
+        assert_eq!(drain(&mut watch, t0 + bound, bound), [0]);
+        assert!(watch.stuck());
+        // Each look that finds it still stuck doubles the wait, up to the bound.
+        let mut now = t0 + bound;
+        for wait in [5, 10, 20, 30, 30] {
+            let next = watch.poll_timeout(bound).expect("stuck: a look is due");
+            assert_eq!(next, now + wait * MS);
+            now = next;
+            watch.unacked(200);
+            assert!(drain(&mut watch, now, bound).is_empty());
+        }
+        // Acknowledged at last: no look is due, and the next stall starts short again.
+        watch.unacked(0);
+        assert!(!watch.stuck());
+        assert_eq!(watch.poll_timeout(bound), None);
+        watch.wrote(200, Some(1), now);
+        watch.unacked(200);
+        assert_eq!(drain(&mut watch, now + bound, bound), [1]);
+        assert_eq!(watch.poll_timeout(bound), Some(now + bound + STUCK_RECHECK));
+    }
+
+    #[test]
+    fn nothing_is_watched_until_a_source_is_written() {
+        let t0 = Instant::now();
+        let mut watch = LateWatch::new();
+        watch.wrote(100, None, t0);
+        assert!(!watch.watching());
+        watch.wrote(100, Some(0u32), t0);
+        assert!(watch.watching());
+        watch.unacked(0);
+        assert!(!watch.watching());
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl Fec {
     ) -> bool {
         let mut carrying: Vec<u8> = book
             .open_legs()
-            .filter(|i| legs.get(i).is_some_and(|h| !h.is_stuck()))
+            .filter(|i| legs.get(i).is_some_and(|h| !h.stuck))
             .collect();
         if carrying.is_empty() {
             carrying = book.carrying(StdInstant::now());
@@ -108,7 +108,7 @@ impl Fec {
         legs: &HashMap<u8, LegHandle>,
     ) -> u64 {
         let mut order: Vec<u8> = book.open_legs().filter(|&i| i != from).collect();
-        order.sort_by_key(|i| !legs.get(i).is_some_and(|h| !h.is_stuck()));
+        order.sort_by_key(|i| !legs.get(i).is_some_and(|h| !h.stuck));
         let mut bytes = 0;
         for capsule in capsules {
             let sent = order
@@ -228,6 +228,10 @@ pub async fn run_with_mode(
             }
             Some(event) = leg_rx.recv() => match event {
                 LegEvent::Opened { leg } => {
+                    // Anything a replaced leg of this index said came before.
+                    if let Some(handle) = legs.get_mut(&leg) {
+                        handle.stuck = false;
+                    }
                     book.opened(leg);
                     early = None;
                 }
@@ -260,6 +264,11 @@ pub async fn run_with_mode(
                         if send_now(&flow.lan, &payload).is_err() {
                             shared.stats.drops_lan_busy();
                         }
+                    }
+                }
+                LegEvent::Stuck { leg, stuck } => {
+                    if let Some(handle) = legs.get_mut(&leg) {
+                        handle.stuck = stuck;
                     }
                 }
                 LegEvent::Late { leg, capsules } => {

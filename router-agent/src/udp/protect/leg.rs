@@ -11,13 +11,15 @@
 //! In `fec` mode the leg watches its FEC sources until its connection has them
 //! acknowledged ([`LateWatch`]: `SIOCOUTQ` against the bytes written, the bound from the
 //! connection's `TCP_INFO` RTT): a source late, or written while the leg is stuck behind
-//! a late one, goes back to the flow ([`LegEvent::Late`]) to be sent on another leg.
+//! a late one, goes back to the flow ([`LegEvent::Late`]) to be sent on another leg,
+//! and the leg tells the flow when it gets stuck and unstuck ([`LegEvent::Stuck`]).
+//! Where the connection's unacknowledged bytes cannot be read (`SIOCOUTQ` fails) the
+//! watch fails open: everything counts as acknowledged.
 //! It acknowledges what it reads at once (`TCP_QUICKACK`), so the concentrator's own
 //! watch is not fooled by a delayed ACK.
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use std::time::Instant;
@@ -32,7 +34,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::sleep_until;
-use tracing::debug;
+use tracing::{debug, info};
 
 use crate::core::protect::LegSource;
 use crate::proxy::ConnParams;
@@ -62,6 +64,9 @@ pub enum LegEvent {
     /// FEC sources this leg's connection has not had acknowledged in time (or written
     /// while it was stuck): send them on another leg.
     Late { leg: u8, capsules: Vec<Arc<[u8]>> },
+    /// The leg got stuck behind a late source (`fec` mode: send sources elsewhere), or
+    /// its acknowledgements caught up; sent only when that changes.
+    Stuck { leg: u8, stuck: bool },
 }
 
 /// A capsule for a leg, and whether it is an FEC source to watch (and hand back late).
@@ -72,16 +77,10 @@ pub type Outgoing = (Arc<[u8]>, bool);
 pub struct LegHandle {
     /// Encoded capsules to send.
     pub capsules: mpsc::Sender<Outgoing>,
-    /// Whether the leg is stuck behind a late source (`fec` mode: send elsewhere).
-    pub stuck: Arc<AtomicBool>,
+    /// Whether the leg is stuck behind a late source (`fec` mode: send elsewhere), as
+    /// its last [`LegEvent::Stuck`] said; the flow keeps it.
+    pub stuck: bool,
     task: JoinHandle<()>,
-}
-
-impl LegHandle {
-    /// Whether the leg is stuck behind a late source now.
-    pub fn is_stuck(&self) -> bool {
-        self.stuck.load(Ordering::Relaxed)
-    }
 }
 
 impl Drop for LegHandle {
@@ -102,11 +101,9 @@ pub struct LegSpec {
 /// Start leg `spec` with the connection parameters `params`.
 pub fn spawn(spec: LegSpec, params: Arc<ConnParams>, events: mpsc::Sender<LegEvent>) -> LegHandle {
     let (capsules, rx) = mpsc::channel(LEG_QUEUE);
-    let stuck = Arc::new(AtomicBool::new(false));
-    let flag = stuck.clone();
     let task = tokio::spawn(async move {
         let leg = spec.leg;
-        let why = match run(&spec, &params, rx, &events, &flag).await {
+        let why = match run(&spec, &params, rx, &events).await {
             Ok(()) => "closed by the flow".to_owned(),
             Err(LegError::Refused(code)) => {
                 let _ = events.send(LegEvent::Refused { leg, code }).await;
@@ -119,7 +116,7 @@ pub fn spawn(spec: LegSpec, params: Arc<ConnParams>, events: mpsc::Sender<LegEve
     });
     LegHandle {
         capsules,
-        stuck,
+        stuck: false,
         task,
     }
 }
@@ -144,7 +141,6 @@ async fn run(
     params: &ConnParams,
     capsules: mpsc::Receiver<Outgoing>,
     events: &mpsc::Sender<LegEvent>,
-    stuck: &AtomicBool,
 ) -> Result<(), LegError> {
     let upstream = &params.upstream;
     let group = Group {
@@ -183,7 +179,7 @@ async fn run(
     }
     let (read, write) = stream.into_split();
     tokio::select! {
-        done = send_capsules(write, capsules, leg, events, stuck) => done,
+        done = send_capsules(write, capsules, leg, events) => done,
         done = read_capsules(read, leg, events) => done,
     }
 }
@@ -194,10 +190,11 @@ async fn send_capsules(
     mut capsules: mpsc::Receiver<Outgoing>,
     leg: u8,
     events: &mpsc::Sender<LegEvent>,
-    stuck: &AtomicBool,
 ) -> Result<(), LegError> {
     let mut watch = LateWatch::new();
     let mut bound = LATE_MIN;
+    let mut stuck = false;
+    let mut blind = false;
     loop {
         let due = watch
             .poll_timeout(bound)
@@ -208,17 +205,25 @@ async fn send_capsules(
                 let Some((capsule, source)) = got else {
                     return Ok(());
                 };
-                look(&write, &mut watch, &mut bound);
+                // Only a source, or one still watched, needs the acknowledgements.
+                if source || watch.watching() {
+                    look(&write, &mut watch, &mut bound, leg, &mut blind);
+                }
                 write.write_all(&capsule).await?;
                 let watched = source.then(|| capsule.clone());
                 late.extend(watch.wrote(capsule.len(), watched, Instant::now()));
             }
             () = sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
-                look(&write, &mut watch, &mut bound);
+                look(&write, &mut watch, &mut bound, leg, &mut blind);
                 watch.handle_timeout(Instant::now(), bound, &mut late);
             }
         }
-        stuck.store(watch.stuck(), Ordering::Relaxed);
+        if watch.stuck() != stuck {
+            stuck = watch.stuck();
+            if events.send(LegEvent::Stuck { leg, stuck }).await.is_err() {
+                return Ok(());
+            }
+        }
         if !late.is_empty() {
             let event = LegEvent::Late {
                 leg,
@@ -231,11 +236,25 @@ async fn send_capsules(
     }
 }
 
-/// Read the connection's unacknowledged bytes and RTT into `watch` and `bound`.
-fn look(write: &OwnedWriteHalf, watch: &mut LateWatch<Arc<[u8]>>, bound: &mut std::time::Duration) {
+/// Read the connection's unacknowledged bytes and RTT into `watch` and `bound`. If the
+/// bytes cannot be read (`SIOCOUTQ` fails), everything counts as acknowledged, so the
+/// leg is never stuck for good; said once per leg (`blind`).
+fn look(
+    write: &OwnedWriteHalf,
+    watch: &mut LateWatch<Arc<[u8]>>,
+    bound: &mut std::time::Duration,
+    leg: u8,
+    blind: &mut bool,
+) {
     let stream: &tokio::net::TcpStream = write.as_ref();
-    if let Ok(unacked) = mpbond_netlink::sockopt::unacked_bytes(stream) {
-        watch.unacked(unacked);
+    match mpbond_netlink::sockopt::unacked_bytes(stream) {
+        Ok(unacked) => watch.unacked(unacked),
+        Err(error) => {
+            if !std::mem::replace(blind, true) {
+                info!(leg, %error, "protected flow leg: cannot read its unacknowledged bytes, late sources are not resent");
+            }
+            watch.unacked(0);
+        }
     }
     if let Some((srtt, rttvar)) = mpbond_netlink::sockopt::tcp_rtt(stream) {
         *bound = late_bound(srtt, rttvar);

@@ -44,8 +44,8 @@ pub struct ProtectedFlowStatus {
     /// Copies dropped because another leg delivered them first.
     pub duplicates_down: u64,
     /// Bytes protection cost: the extra copies' payloads (`duplicate`) or the repair
-    /// capsules and the copies sent to a stalled leg (`fec`); upstream sent,
-    /// downstream received.
+    /// capsules and the sources sent again on another leg because theirs was late
+    /// (`fec`); upstream sent, downstream received.
     pub protection_bytes_up: u64,
     pub protection_bytes_down: u64,
     /// Legs closed and replaced (their WAN went down or they stalled).

@@ -277,7 +277,7 @@ return view.extend({
 		o.rmempty = false;
 
 		o = s.option(form.ListValue, 'mode', _('Protection'),
-			_('Duplicate: every datagram on both WANs. FEC: each datagram once, with about 12-20 % of repair data.'));
+			_('Duplicate: every datagram on both WANs. FEC: each datagram once, with about 7 % of repair data plus the datagrams sent again when a WAN stalls.'));
 		o.value('', _('Duplicate (default)'));
 		o.value('duplicate', _('Duplicate'));
 		o.value('fec', _('FEC'));
