@@ -96,7 +96,8 @@ pub(crate) async fn recv_loop(
             } else {
                 wait(src, batch.hold()).await.map_err(PumpError::src)?
             };
-            let bulk = transfer.paced(tokio::time::Instant::now().into_std());
+            // Only a direction that may be paced keeps the transfer's clock.
+            let bulk = pace.is_some() && transfer.paced(tokio::time::Instant::now().into_std());
             let allowed = match pace.filter(|_| bulk) {
                 Some(pace) => budget(pace).await,
                 None => None,
@@ -118,7 +119,9 @@ pub(crate) async fn recv_loop(
                 Got::Bytes { n, drained } => (n, drained),
                 Got::Eof | Got::Empty => (0, false),
             };
-            transfer.read(n, drained, tokio::time::Instant::now().into_std());
+            if pace.is_some() {
+                transfer.read(n, drained, tokio::time::Instant::now().into_std());
+            }
             if let (Some(pace), Some(allowed)) = (pace, allowed) {
                 pace.refund(allowed - n);
             } else if let Some(change) = batch.read(n, wake) {
