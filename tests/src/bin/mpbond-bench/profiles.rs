@@ -36,7 +36,9 @@
 //! router:..."` adds the way "mpbond B", a fresh agent like mpbond's with these sysctls
 //! set in those namespaces for its tests only (restored after), interleaved with the
 //! others (`MPBOND_BENCH_AB_BIN=DIR` starts way B's agent from DIR instead, for an
-//! old-against-new comparison; `MPBOND_BENCH_SYSCTL`, same form, sets them for every way from the start);
+//! old-against-new comparison; `MPBOND_BENCH_SYSCTL`, same form, sets them for every way,
+//! before the concentrator starts);
+//! `MPBOND_BENCH_CONC_CC=reno` runs the concentrator with that `[relay] congestion`;
 //! `MPBOND_BENCH_WAYS=mpbond,b` keeps only the named ways (`mpbond`, `b`,
 //! `kernel`, `direct`, `peer`, `wan`), `MPBOND_BENCH_TESTS=download,upload,8,requests`
 //! only the named tests (the others count as NaN).
@@ -83,8 +85,11 @@ const SYSCTL_ENV: &str = "MPBOND_BENCH_SYSCTL";
 const WAYS_ENV: &str = "MPBOND_BENCH_WAYS";
 /// Comma-separated tests to run (default: all).
 const TESTS_ENV: &str = "MPBOND_BENCH_TESTS";
+/// The concentrator's `[relay] congestion` (`reno`, `bbr`, `system`) for every way
+/// (default: the concentrator's own, `bbr` where offered).
+const CONC_CC_ENV: &str = "MPBOND_BENCH_CONC_CC";
 /// The counters the diagnosis prints when they moved (plus every `MPTcpExt`).
-const DIAG_COUNTERS: [&str; 17] = [
+const DIAG_COUNTERS: [&str; 19] = [
     "TcpRetransSegs",
     "TcpExtTCPSynRetrans",
     "TcpExtListenOverflows",
@@ -102,6 +107,8 @@ const DIAG_COUNTERS: [&str; 17] = [
     "TcpExtTCPBacklogDrop",
     "TcpExtTCPTimeouts",
     "TcpExtTCPSpuriousRTOs",
+    "TcpExtTCPLossProbes",
+    "TcpExtTCPLossProbeRecovery",
 ];
 const PORT: u16 = 5131;
 /// One small request every this often during the bulk download.
@@ -226,7 +233,14 @@ fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
     let server = SocketAddr::new(SERVER_V4.into(), PORT);
     let _server = bed.serve(Node::Server, server, false)?;
     let _vps = bed.serve(Node::Vps, SocketAddr::new(VPS_V4.into(), PORT), true)?;
-    let _conc = bed.start_concentrator(&bed.concentrator_config())?;
+    // Before the concentrator starts: its listener's sockets take some (the minimum RTO)
+    // when they are created.
+    for (node, name, value) in sysctls_from(SYSCTL_ENV)? {
+        set_sysctl(&bed, node, &name, &value)?;
+    }
+    let mut conc_cfg = bed.concentrator_config();
+    conc_cfg.congestion = std::env::var(CONC_CC_ENV).ok();
+    let _conc = bed.start_concentrator(&conc_cfg)?;
     let peer_missing = ctx.ss("sslocal").and_then(|_| ctx.ss("ssserver")).is_err();
     let mut ways = vec![Way::Mpbond, Way::Direct, Way::Peer];
     // The full run, or any run whose WAYS_ENV names it, has the kernel-buffers way.
@@ -236,9 +250,6 @@ fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
         ways.push(Way::MpbondKernelBuffers);
     }
     ways.extend((1..=profile.links().len()).map(Way::Wan));
-    for (node, name, value) in sysctls_from(SYSCTL_ENV)? {
-        set_sysctl(&bed, node, &name, &value)?;
-    }
     let ab = sysctls_from(AB_ENV)?;
     if !ab.is_empty() || std::env::var_os(AB_BIN_ENV).is_some() {
         ways.insert(1, Way::MpbondB);
