@@ -228,7 +228,9 @@ async fn handle(
         drop(unproven);
     }
     let quiet = live.config.quiet && decision.is_unauthenticated_refusal();
-    if !quiet {
+    // A connect waits for the first subflow after the destination's connect, so the two
+    // overlap (below); every other answer waits here, before its first write.
+    if !quiet && !matches!(decision, Decision::Connect { .. }) {
         wait_established(&stream, started + limits.handshake_timeout).await;
     }
 
@@ -313,6 +315,8 @@ async fn handle(
             }
         };
     let _ = upstream.set_nodelay(true);
+    // The relay's first write is the reply: the first subflow must be established by then.
+    wait_established(&stream, started + limits.handshake_timeout).await;
     state.metrics.observe_handshake(started.elapsed());
 
     let opts = RelayOpts {
@@ -387,8 +391,9 @@ pub fn connect_error_code(e: &io::Error) -> ErrorCode {
 /// still in SYN_RECV. Linux (seen on 6.18) accepts such a connection at SYN time but
 /// never pushes bytes written before the client's final ACK arrives, until the client
 /// sends again: a reply written too early can sit unsent for seconds. The wait is at
-/// most half a round trip and costs nothing on an established connection. There is no
-/// event for it, so it polls, every 2 ms.
+/// most one round trip from the accept and costs nothing on an established connection;
+/// a connect request spends it connecting to the destination. There is no event for it,
+/// so it polls, every 2 ms.
 async fn wait_established(stream: &TcpStream, deadline: Instant) {
     while Instant::now() < deadline
         && mpbond_relay::sys::first_subflow_state(stream) == Some(mpbond_relay::sys::TCP_SYN_RECV)
