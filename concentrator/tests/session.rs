@@ -110,6 +110,82 @@ fn mptcp_fastopen_client_rides_in_the_syn() {
     });
 }
 
+/// A Fast Open request is accepted at SYN time: the concentrator connects to its
+/// destination while the client's final ACK is still on its way, and holds only the reply
+/// until the first subflow is established. An nft rule in the test's namespace drops
+/// every packet to the listener but a SYN, so the final ACK never arrives: the
+/// destination must see the connection anyway, well before the (long) handshake timeout
+/// would end the wait; once the rule is gone, the reply and the relay work.
+#[test]
+#[ignore = "needs root and netns"]
+fn mptcp_fastopen_destination_connect_does_not_wait_for_the_final_ack() {
+    let ns = Netns::with_lo("session");
+    ns.sysctl("net/ipv4/tcp_fastopen", "3");
+    let name = ns.name().to_owned();
+    block_on_in(&ns, || async move {
+        let config = config(
+            "127.0.0.0/8",
+            "handshake_timeout_ms = 25000",
+            &client_toml("home", &key(1)),
+        );
+        let server = start(config).await;
+        let (target, accepted) = echo_target("127.0.0.1").await;
+        let opts = mptcp_client(true);
+        // The first connection learns the listener's Fast Open cookie.
+        let mut c = connect_with(server.addr, &home_connect(target), &opts)
+            .await
+            .expect("connect");
+        assert_eq!(read_reply(&mut c.stream).await.error_code(), None);
+        assert_eq!(echo_round(c.stream, b"cookie").await, b"cookie");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+        let port = server.addr.port();
+        let nft = |script: &str| {
+            let mut child = std::process::Command::new("ip")
+                .args(["netns", "exec", &name, "nft", "-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .expect("nft");
+            use std::io::Write as _;
+            let mut stdin = child.stdin.take().expect("stdin");
+            stdin.write_all(script.as_bytes()).expect("nft script");
+            drop(stdin);
+            assert!(child.wait().expect("nft").success(), "nft -f: {script}");
+        };
+        nft(&format!(
+            "table inet hold_final_ack {{\n chain input {{\n type filter hook input priority 0;\n \
+             tcp dport {port} tcp flags & (syn | ack) == ack drop\n }}\n}}\n"
+        ));
+        // The Convert request rides in the SYN; the client's ACK and later bytes are dropped.
+        let mut c = connect_with(server.addr, &home_connect(target), &opts)
+            .await
+            .expect("connect");
+        assert!(
+            c.fastopen && c.mptcp,
+            "fastopen {} mptcp {}",
+            c.fastopen,
+            c.mptcp
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while accepted.load(Ordering::SeqCst) < 2 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "the destination saw no connection while the final ACK was held"
+        );
+        nft("delete table inet hold_final_ack");
+        // The SYN-ACK's retransmission brings the final ACK; then the reply and the relay.
+        assert_eq!(read_reply(&mut c.stream).await.error_code(), None);
+        assert_eq!(
+            echo_round(c.stream, b"after the ack").await,
+            b"after the ack"
+        );
+        server.stop().await;
+    });
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_key_is_refused_without_connecting() {
     bounded(TEST_TIMEOUT, async {
