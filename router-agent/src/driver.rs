@@ -97,6 +97,7 @@ pub fn conn_params_via(
             pace: None,
         },
         legs: choice.legs.clone(),
+        abandoned: choice.abandoned.clone(),
     }
 }
 

@@ -185,6 +185,7 @@ pub async fn run(
         fastopen: kernel.tfo_mptcp,
         source: None,
         hedge: None,
+        abandoned: Vec::new(),
         buffers: Default::default(),
         legs: Vec::new(),
     };

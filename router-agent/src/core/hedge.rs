@@ -19,6 +19,16 @@
 //!   family. A WAN a hedge won against is a *suspect* for [`SUSPECT_FOR`]: it goes last,
 //!   so the next connections start from a WAN that answers and pay no bound at all,
 //!   while the probes (asked for at once) decide whether it is really down.
+//! * **Connections that must move** ([`abandoned`], [`must_move`]): a connection whose
+//!   handshake completed just before its WAN went dark has no second subflow (the
+//!   kernel adds subflows only once the connection is fully established, which needs
+//!   the concentrator's first data ACK) and would wait until the LAN client gives up.
+//!   The proxy moves a connection that still waits for its Convert reply (so has relayed
+//!   no reply byte and holds every LAN byte it sent) to another WAN when every subflow
+//!   it has starts from an abandoned address: one of a WAN that is down, without link,
+//!   or off. Suspicion (a hedge won against) is not enough: moving may deliver the
+//!   request to the destination twice (in a downstream-only black hole the first copy
+//!   did arrive), which only a WAN that is really gone justifies.
 //! * **The primary** is the first candidate among the live ones (up or degraded), as
 //!   [`super::preferred_source`] picks it; none: the main route decides, and the hedge
 //!   is then the first candidate of all.
@@ -153,6 +163,33 @@ impl Hedging {
         let step = HEDGE_STEP.as_micros();
         Duration::from_micros((bound.as_micros().div_ceil(step) * step) as u64)
     }
+}
+
+/// The addresses (of the concentrator's family) of WANs no connection should wait on:
+/// `down`, without link, or `off`. Sorted, so that the published value only changes
+/// when the set does.
+pub fn abandoned(wans: &[Wan], concentrator: SocketAddr) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = wans
+        .iter()
+        .filter(|w| w.mode == Mode::Off || !w.link_up || w.health == Health::Down)
+        .flat_map(|w| w.addresses.iter().map(|a| a.addr()))
+        .filter(|a| a.is_ipv4() == concentrator.is_ipv4())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Whether a connection still waiting for its Convert reply, whose subflows start from
+/// `sources`, must move to another WAN, given where new connections start now (`to`,
+/// [`Hedging::choose`]'s primary): it has a subflow, every one starts from an
+/// `abandoned` address, and `to` is a WAN that is not. A subflow on a live WAN (a join
+/// already made) carries the reply there, so that connection stays; with no live WAN
+/// to go to, moving gains nothing.
+pub fn must_move(sources: &[IpAddr], abandoned: &[IpAddr], to: Option<IpAddr>) -> bool {
+    !sources.is_empty()
+        && sources.iter().all(|s| abandoned.contains(s))
+        && to.is_some_and(|to| !abandoned.contains(&to))
 }
 
 /// One WAN that could start a connection.
@@ -346,6 +383,51 @@ mod tests {
         let (primary, hedge) = h.choose(&promoted, vps, t0);
         assert_eq!(primary, Some(ip("10.200.9.2")));
         assert_eq!(hedge.map(|h| h.source), Some(ip("10.200.1.2")));
+    }
+
+    #[test]
+    fn down_linkless_and_off_wans_are_abandoned_degraded_and_unprobed_ones_not() {
+        let vps = VPS.parse().expect("addr");
+        let mut wans = vec![
+            wan("wan1", "10.200.1.2", Mode::On, Health::Down),
+            wan("wan2", "10.200.2.2", Mode::Off, Health::Up),
+            wan("wan3", "10.200.3.2", Mode::On, Health::Degraded),
+            wan("wan4", "10.200.4.2", Mode::Backup, Health::Unknown),
+            wan("wan5", "10.200.5.2", Mode::On, Health::Up),
+        ];
+        wans[4].link_up = false;
+        assert_eq!(
+            abandoned(&wans, vps),
+            vec![ip("10.200.1.2"), ip("10.200.2.2"), ip("10.200.5.2")]
+        );
+        let v6: SocketAddr = "[2001:db8::1]:4850".parse().expect("addr");
+        assert!(
+            abandoned(&wans, v6).is_empty(),
+            "only the concentrator's family"
+        );
+    }
+
+    #[test]
+    fn a_connection_moves_only_when_every_subflow_is_on_an_abandoned_wan() {
+        let dead = [ip("10.200.1.2")];
+        let to = Some(ip("10.200.2.2"));
+        assert!(must_move(&[ip("10.200.1.2")], &dead, to));
+        assert!(
+            !must_move(&[ip("10.200.1.2"), ip("10.200.2.2")], &dead, to),
+            "a join on a live WAN carries the reply"
+        );
+        assert!(!must_move(&[ip("10.200.2.2")], &dead, to));
+        assert!(!must_move(&[], &dead, to), "nothing known: stay");
+        assert!(!must_move(&[ip("10.200.1.2")], &[], to));
+        assert!(
+            !must_move(&[ip("10.200.1.2")], &dead, None),
+            "no live WAN to go to"
+        );
+        assert!(!must_move(
+            &[ip("10.200.1.2")],
+            &dead,
+            Some(ip("10.200.1.2"))
+        ));
     }
 
     #[test]
