@@ -98,6 +98,7 @@ pub fn conn_params_via(
         },
         legs: choice.legs.clone(),
         abandoned: choice.abandoned.clone(),
+        suspects: choice.suspects.clone(),
     }
 }
 

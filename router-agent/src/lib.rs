@@ -186,6 +186,7 @@ pub async fn run(
         source: None,
         hedge: None,
         abandoned: Vec::new(),
+        suspects: Vec::new(),
         buffers: Default::default(),
         legs: Vec::new(),
     };

@@ -25,10 +25,12 @@
 //!   the concentrator's first data ACK) and would wait until the LAN client gives up.
 //!   The proxy moves a connection that still waits for its Convert reply (so has relayed
 //!   no reply byte and holds every LAN byte it sent) to another WAN when every subflow
-//!   it has starts from an abandoned address: one of a WAN that is down, without link,
-//!   or off. Suspicion (a hedge won against) is not enough: moving may deliver the
-//!   request to the destination twice (in a downstream-only black hole the first copy
-//!   did arrive), which only a WAN that is really gone justifies.
+//!   it has starts from an abandoned address (a WAN that is down, without link, or off),
+//!   or when every one starts from an abandoned or suspect address and is itself
+//!   stalled (unacknowledged data, a retransmission timeout fired). Suspicion alone is
+//!   not enough: moving may deliver the request to the destination twice (in a
+//!   downstream-only black hole the first copy did arrive), which needs the WAN gone or
+//!   the connection's own subflow failing as well.
 //! * **The primary** is the first candidate among the live ones (up or degraded), as
 //!   [`super::preferred_source`] picks it; none: the main route decides, and the hedge
 //!   is then the first candidate of all.
@@ -115,6 +117,15 @@ impl Hedging {
         self.suspects.len() != before
     }
 
+    /// The suspects at `now`, sorted.
+    pub fn suspects(&self, now: Instant) -> Vec<IpAddr> {
+        self.suspects
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(addr, _)| *addr)
+            .collect()
+    }
+
     /// When the next suspect expires.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.suspects.values().min().copied()
@@ -180,16 +191,33 @@ pub fn abandoned(wans: &[Wan], concentrator: SocketAddr) -> Vec<IpAddr> {
     out
 }
 
-/// Whether a connection still waiting for its Convert reply, whose subflows start from
-/// `sources`, must move to another WAN, given where new connections start now (`to`,
-/// [`Hedging::choose`]'s primary): it has a subflow, every one starts from an
-/// `abandoned` address, and `to` is a WAN that is not. A subflow on a live WAN (a join
-/// already made) carries the reply there, so that connection stays; with no live WAN
-/// to go to, moving gains nothing.
-pub fn must_move(sources: &[IpAddr], abandoned: &[IpAddr], to: Option<IpAddr>) -> bool {
-    !sources.is_empty()
-        && sources.iter().all(|s| abandoned.contains(s))
-        && to.is_some_and(|to| !abandoned.contains(&to))
+/// One subflow of a connection waiting for its Convert reply, as the proxy reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitingSubflow {
+    /// Its source address.
+    pub source: IpAddr,
+    /// It has unacknowledged data and a retransmission timeout fired since its last ACK.
+    pub stalled: bool,
+}
+
+/// Whether a connection still waiting for its Convert reply, with `subflows`, must move
+/// to another WAN, given the `abandoned` and `suspect` addresses and where new
+/// connections start now (`to`, [`Hedging::choose`]'s primary). It has a subflow, `to`
+/// is neither abandoned nor suspect, and every subflow starts from an abandoned
+/// address, or every one starts from an abandoned or suspect address and is stalled.
+/// A subflow on a live WAN (a join already made) carries the reply there, so that
+/// connection stays; with no good WAN to go to, moving gains nothing.
+pub fn must_move(
+    subflows: &[WaitingSubflow],
+    abandoned: &[IpAddr],
+    suspects: &[IpAddr],
+    to: Option<IpAddr>,
+) -> bool {
+    let gone = |s: &WaitingSubflow| abandoned.contains(&s.source);
+    let failing = |s: &WaitingSubflow| s.stalled && (gone(s) || suspects.contains(&s.source));
+    !subflows.is_empty()
+        && to.is_some_and(|to| !abandoned.contains(&to) && !suspects.contains(&to))
+        && (subflows.iter().all(gone) || subflows.iter().all(failing))
 }
 
 /// One WAN that could start a connection.
@@ -303,12 +331,14 @@ mod tests {
         };
         assert!(h.on_outcome(outcome, t0));
         assert!(!h.on_outcome(outcome, t0 + ms(100)), "already a suspect");
+        assert_eq!(h.suspects(t0 + ms(100)), vec![ip("10.200.1.2")]);
         let (primary, hedge) = h.choose(&two(), vps, t0 + ms(100));
         assert_eq!(primary, Some(ip("10.200.2.2")));
         assert_eq!(hedge.map(|h| h.source), Some(ip("10.200.1.2")));
         assert_eq!(h.next_expiry(), Some(t0 + ms(100) + SUSPECT_FOR));
         assert!(!h.expire(t0 + SUSPECT_FOR));
         assert!(h.expire(t0 + ms(100) + SUSPECT_FOR));
+        assert!(h.suspects(t0 + ms(100) + SUSPECT_FOR).is_empty());
         assert_eq!(
             h.choose(&two(), vps, t0 + SUSPECT_FOR * 2).0,
             Some(ip("10.200.1.2"))
@@ -408,26 +438,33 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_moves_only_when_every_subflow_is_on_an_abandoned_wan() {
-        let dead = [ip("10.200.1.2")];
-        let to = Some(ip("10.200.2.2"));
-        assert!(must_move(&[ip("10.200.1.2")], &dead, to));
+    fn a_connection_moves_when_its_wan_is_gone_or_suspect_with_its_subflow_stalled() {
+        let (one, two) = (ip("10.200.1.2"), ip("10.200.2.2"));
+        let sub = |source, stalled| WaitingSubflow { source, stalled };
+        let dead = [one];
+        let to = Some(two);
+        assert!(must_move(&[sub(one, false)], &dead, &[], to));
         assert!(
-            !must_move(&[ip("10.200.1.2"), ip("10.200.2.2")], &dead, to),
+            !must_move(&[sub(one, true), sub(two, false)], &dead, &[], to),
             "a join on a live WAN carries the reply"
         );
-        assert!(!must_move(&[ip("10.200.2.2")], &dead, to));
-        assert!(!must_move(&[], &dead, to), "nothing known: stay");
-        assert!(!must_move(&[ip("10.200.1.2")], &[], to));
+        assert!(!must_move(&[sub(two, true)], &dead, &[], to));
+        assert!(!must_move(&[], &dead, &[], to), "nothing known: stay");
+        assert!(!must_move(&[sub(one, true)], &[], &[], to));
         assert!(
-            !must_move(&[ip("10.200.1.2")], &dead, None),
+            !must_move(&[sub(one, false)], &dead, &[], None),
             "no live WAN to go to"
         );
-        assert!(!must_move(
-            &[ip("10.200.1.2")],
-            &dead,
-            Some(ip("10.200.1.2"))
-        ));
+        assert!(!must_move(&[sub(one, false)], &dead, &[], Some(one)));
+        // A suspect WAN: only a stalled subflow moves, and only to a WAN no suspect.
+        let suspect = [one];
+        assert!(!must_move(&[sub(one, false)], &[], &suspect, to));
+        assert!(must_move(&[sub(one, true)], &[], &suspect, to));
+        assert!(!must_move(&[sub(one, true)], &[], &[one, two], to));
+        assert!(
+            !must_move(&[sub(one, true), sub(two, true)], &[], &suspect, to),
+            "a stalled subflow on a WAN no suspect keeps it"
+        );
     }
 
     #[test]

@@ -301,6 +301,7 @@ fn fast_open_turns_off_on_a_fallback_and_is_retried_once_a_minute() {
         source: None,
         hedge: None,
         abandoned: Vec::new(),
+        suspects: Vec::new(),
         buffers: fresh_buffers(),
         legs: Vec::new(),
     })));
@@ -466,6 +467,7 @@ fn a_new_concentrator_is_used_by_new_connections_and_probed_at_once() {
         source: None,
         hedge: None,
         abandoned: Vec::new(),
+        suspects: Vec::new(),
         buffers: fresh_buffers(),
         legs: Vec::new(),
     })));
@@ -677,6 +679,7 @@ fn without_kernel_fast_open_it_is_never_tried_nor_retried() {
             source: None,
             hedge: None,
             abandoned: Vec::new(),
+            suspects: Vec::new(),
             buffers: fresh_buffers(),
             legs: Vec::new(),
         })],
@@ -774,7 +777,7 @@ fn fresh_buffers() -> SocketBuffers {
 }
 
 #[test]
-fn a_wan_going_down_is_published_as_abandoned_and_back_up_it_is_not() {
+fn a_suspect_and_a_wan_going_down_are_published_and_back_up_it_is_not() {
     let t0 = Instant::now();
     let mut core = core(true, t0);
     let mut wans = vec![
@@ -785,7 +788,7 @@ fn a_wan_going_down_is_published_as_abandoned_and_back_up_it_is_not() {
     drain(&mut core);
     assert!(core.upstream().abandoned.is_empty());
     let dsl: IpAddr = "10.1.0.2".parse().expect("ip");
-    // A hedge won against dsl makes it a suspect only: connections stay.
+    // A hedge won against dsl makes it a suspect only.
     let outcome = HedgeOutcome {
         primary: Some(dsl),
         hedge: "10.2.0.2".parse().expect("ip"),
@@ -794,6 +797,7 @@ fn a_wan_going_down_is_published_as_abandoned_and_back_up_it_is_not() {
     core.handle(Input::UpstreamHedged(outcome), t0 + ms(100));
     drain(&mut core);
     assert!(core.upstream().abandoned.is_empty());
+    assert_eq!(core.upstream().suspects, vec![dsl]);
     wans[0].health = Health::Down;
     core.handle(Input::WansPlanned(wans.clone()), t0 + ms(900));
     let actions = drain(&mut core);

@@ -8,10 +8,14 @@
 //! hedge (`proxy::hedge`) cannot help: the handshake it races did complete.
 //!
 //! [`moved_off`] watches the published parameters while a connection waits for its
-//! reply. When the core lists the WAN address of every subflow the socket has as
-//! abandoned (`core::hedge::must_move`: down, without link, or off) and a live WAN
-//! starts new connections, it returns those parameters, and `proxy::conn` opens a new
-//! upstream connection there and replays the LAN bytes it sent.
+//! reply, and reads the socket's subflows (`MPTCP_SUBFLOW_ADDRS`, `MPTCP_TCPINFO`):
+//! their source addresses and whether each is stalled (`tcpi_unacked > 0` and
+//! `tcpi_retransmits > 0`: the kernel's retransmission timer fired for data still
+//! unacknowledged). The decision is the core's (`core::hedge::must_move`): every
+//! subflow on an abandoned WAN (down, without link, or off), or every one on an
+//! abandoned or suspect WAN (a hedge won against it) and stalled, and a good WAN to go
+//! to. It then returns those parameters, and `proxy::conn` opens a new upstream
+//! connection there and replays the LAN bytes it sent.
 
 use std::net::IpAddr;
 use std::os::fd::RawFd;
@@ -21,11 +25,14 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::ConnParams;
-use crate::core::hedge::must_move;
+use crate::core::hedge::{must_move, WaitingSubflow};
 
-/// How often the subflows are read again while the WAN is abandoned but a subflow on
-/// another WAN keeps the connection (a join may still be refused).
-const RECHECK: Duration = Duration::from_millis(200);
+/// How often the subflows are read again while some WAN is abandoned or suspect: a
+/// subflow stalls, or a join is refused, without a new publication.
+const RECHECK: Duration = Duration::from_millis(100);
+/// `struct tcp_info`: `tcpi_retransmits` (u8) and `tcpi_unacked` (u32).
+const RETRANSMITS_AT: usize = 2;
+const UNACKED_AT: usize = 24;
 
 /// Resolves with the parameters to move with once the connection on socket `fd` (whose
 /// initial subflow starts from `initial`) must move; pending otherwise.
@@ -36,10 +43,15 @@ pub async fn moved_off(
 ) -> Arc<ConnParams> {
     loop {
         let now = params.borrow_and_update().clone();
-        let watching = !now.abandoned.is_empty();
+        let watching = !now.abandoned.is_empty() || !now.suspects.is_empty();
         if watching {
-            let sources = sources(fd, initial);
-            if must_move(&sources, &now.abandoned, now.upstream.source) {
+            let subflows = subflows(fd, initial);
+            if must_move(
+                &subflows,
+                &now.abandoned,
+                &now.suspects,
+                now.upstream.source,
+            ) {
                 return now;
             }
         }
@@ -58,11 +70,24 @@ pub async fn moved_off(
     }
 }
 
-/// The source addresses of the subflows of the socket `fd`; the initial one where the
+/// The subflows of the socket `fd`; the initial one, not known to be stalled, where the
 /// kernel cannot list them (before 5.17, or a fallback to plain TCP).
-fn sources(fd: RawFd, initial: Option<IpAddr>) -> Vec<IpAddr> {
-    match crate::udp::subflows::read(&fd) {
-        Ok(subflows) if !subflows.is_empty() => subflows.iter().map(|s| s.local.ip()).collect(),
-        _ => initial.into_iter().collect(),
+fn subflows(fd: RawFd, initial: Option<IpAddr>) -> Vec<WaitingSubflow> {
+    let read = crate::udp::subflows::read_with(&fd, |local, _, info| {
+        let unacked = u32::from_ne_bytes(info[UNACKED_AT..UNACKED_AT + 4].try_into().ok()?);
+        Some(WaitingSubflow {
+            source: local.ip(),
+            stalled: unacked > 0 && info[RETRANSMITS_AT] > 0,
+        })
+    });
+    match read {
+        Ok(subflows) if !subflows.is_empty() => subflows,
+        _ => initial
+            .map(|source| WaitingSubflow {
+                source,
+                stalled: false,
+            })
+            .into_iter()
+            .collect(),
     }
 }

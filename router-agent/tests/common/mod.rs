@@ -186,6 +186,7 @@ pub fn params(upstream: Upstream) -> ConnParams {
         relay: RelayOpts::default(),
         legs: Vec::new(),
         abandoned: Vec::new(),
+        suspects: Vec::new(),
     }
 }
 
