@@ -12,8 +12,8 @@
 //!    answer is not held back a round trip (as it would be if the bytes waited for the
 //!    reply). The kept copy lets any failure up to the reply still fail open: the direct
 //!    connection gets the same bytes first. If every subflow of the connection is on a
-//!    WAN that goes down meanwhile, it moves to a live WAN and sends them again
-//!    ([`converse`], [`super::abandon`]).
+//!    WAN that goes down meanwhile (or on a suspect WAN, and stalled), it moves to a
+//!    live WAN and sends them again ([`converse`], [`super::abandon`]).
 //! 4. It reads the Convert reply before relaying downstream. An Error TLV resets the LAN
 //!    connection (the client sees RST, not FIN). An OK reply starts the splice relay.
 //! 5. If the concentrator cannot be reached or does not answer, the agent connects to the
@@ -181,8 +181,8 @@ struct Conversed {
 }
 
 /// Send the LAN's first bytes behind the request and read the Convert reply. While it
-/// waits, a connection whose every subflow is on a WAN the core abandons moves to a live
-/// one ([`super::abandon`]): the old connection is reset, a new one opens from the
+/// waits, a connection whose subflows are all on a WAN the core abandons (or on a suspect
+/// one, and stalled) moves to a live one ([`super::abandon`]): the old connection is reset, a new one opens from the
 /// published source (hedged as usual) with a freshly sealed request, and every LAN byte
 /// sent so far (`early`, all of it kept until the reply) goes again, first. No reply
 /// byte has been relayed, so the LAN client sees its stream once; the destination may
@@ -250,7 +250,7 @@ async fn converse(
                     from = ?initial,
                     to = ?to.upstream.source,
                     sent = early.len(),
-                    "the WAN this connection waited on is down: moving it before any reply"
+                    "the WAN this connection waited on is down or failing: moving it before any reply"
                 );
                 sys::reset(stream);
                 (connected, handshake) =
