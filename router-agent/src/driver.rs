@@ -97,6 +97,8 @@ pub fn conn_params_via(
             pace: None,
         },
         legs: choice.legs.clone(),
+        abandoned: choice.abandoned.clone(),
+        suspects: choice.suspects.clone(),
     }
 }
 

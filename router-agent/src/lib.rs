@@ -185,6 +185,8 @@ pub async fn run(
         fastopen: kernel.tfo_mptcp,
         source: None,
         hedge: None,
+        abandoned: Vec::new(),
+        suspects: Vec::new(),
         buffers: Default::default(),
         legs: Vec::new(),
     };

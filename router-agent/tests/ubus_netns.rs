@@ -121,6 +121,8 @@ fn the_agent_manages_the_device_netifd_names() {
             direct_timeout: Duration::from_secs(1),
             relay: Default::default(),
             legs: Vec::new(),
+            abandoned: Vec::new(),
+            suspects: Vec::new(),
         };
         let (_params_tx, params_rx) = watch::channel(Arc::new(params));
         let (core_tx, _core_rx) = mpsc::unbounded_channel();

@@ -74,8 +74,8 @@ fn sub_case(bed: &TestBed, agent: &Daemon, server: &TbServer, wan: usize, failur
         .expect("paced requests start");
     // The schedule of the experiment: the failure comes a second into the load, half a
     // pacing step after a request started, so that no request is mid-handshake while
-    // the failure is being installed (that race is a known gap, measured by bench case
-    // 9 and described in docs/DESIGN.md, "New connections never wait for a dead WAN").
+    // the failure is being installed (that race has its own test, `handshake_hole`,
+    // and bench case 9; docs/DESIGN.md, "New connections never wait for a dead WAN").
     std::thread::sleep(Duration::from_secs(1) + EVERY / 2);
     bed.fail_wan(wan, failure, true)
         .expect("the failure starts");

@@ -19,6 +19,18 @@
 //!   family. A WAN a hedge won against is a *suspect* for [`SUSPECT_FOR`]: it goes last,
 //!   so the next connections start from a WAN that answers and pay no bound at all,
 //!   while the probes (asked for at once) decide whether it is really down.
+//! * **Connections that must move** ([`abandoned`], [`must_move`]): a connection whose
+//!   handshake completed just before its WAN went dark has no second subflow (the
+//!   kernel adds subflows only once the connection is fully established, which needs
+//!   the concentrator's first data ACK) and would wait until the LAN client gives up.
+//!   The proxy moves a connection that still waits for its Convert reply (so has relayed
+//!   no reply byte and holds every LAN byte it sent) to another WAN when every subflow
+//!   it has starts from an abandoned address (a WAN that is down, without link, or off),
+//!   or when every one starts from an abandoned or suspect address and is itself
+//!   stalled (unacknowledged data, a retransmission timeout fired). Suspicion alone is
+//!   not enough: moving may deliver the request to the destination twice (in a
+//!   downstream-only black hole the first copy did arrive), which needs the WAN gone or
+//!   the connection's own subflow failing as well.
 //! * **The primary** is the first candidate among the live ones (up or degraded), as
 //!   [`super::preferred_source`] picks it; none: the main route decides, and the hedge
 //!   is then the first candidate of all.
@@ -105,6 +117,15 @@ impl Hedging {
         self.suspects.len() != before
     }
 
+    /// The suspects at `now`, sorted.
+    pub fn suspects(&self, now: Instant) -> Vec<IpAddr> {
+        self.suspects
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(addr, _)| *addr)
+            .collect()
+    }
+
     /// When the next suspect expires.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.suspects.values().min().copied()
@@ -153,6 +174,50 @@ impl Hedging {
         let step = HEDGE_STEP.as_micros();
         Duration::from_micros((bound.as_micros().div_ceil(step) * step) as u64)
     }
+}
+
+/// The addresses (of the concentrator's family) of WANs no connection should wait on:
+/// `down`, without link, or `off`. Sorted, so that the published value only changes
+/// when the set does.
+pub fn abandoned(wans: &[Wan], concentrator: SocketAddr) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = wans
+        .iter()
+        .filter(|w| w.mode == Mode::Off || !w.link_up || w.health == Health::Down)
+        .flat_map(|w| w.addresses.iter().map(|a| a.addr()))
+        .filter(|a| a.is_ipv4() == concentrator.is_ipv4())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// One subflow of a connection waiting for its Convert reply, as the proxy reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitingSubflow {
+    /// Its source address.
+    pub source: IpAddr,
+    /// It has unacknowledged data and a retransmission timeout fired since its last ACK.
+    pub stalled: bool,
+}
+
+/// Whether a connection still waiting for its Convert reply, with `subflows`, must move
+/// to another WAN, given the `abandoned` and `suspect` addresses and where new
+/// connections start now (`to`, [`Hedging::choose`]'s primary). It has a subflow, `to`
+/// is neither abandoned nor suspect, and every subflow starts from an abandoned
+/// address, or every one starts from an abandoned or suspect address and is stalled.
+/// A subflow on a live WAN (a join already made) carries the reply there, so that
+/// connection stays; with no good WAN to go to, moving gains nothing.
+pub fn must_move(
+    subflows: &[WaitingSubflow],
+    abandoned: &[IpAddr],
+    suspects: &[IpAddr],
+    to: Option<IpAddr>,
+) -> bool {
+    let gone = |s: &WaitingSubflow| abandoned.contains(&s.source);
+    let failing = |s: &WaitingSubflow| s.stalled && (gone(s) || suspects.contains(&s.source));
+    !subflows.is_empty()
+        && to.is_some_and(|to| !abandoned.contains(&to) && !suspects.contains(&to))
+        && (subflows.iter().all(gone) || subflows.iter().all(failing))
 }
 
 /// One WAN that could start a connection.
@@ -266,12 +331,14 @@ mod tests {
         };
         assert!(h.on_outcome(outcome, t0));
         assert!(!h.on_outcome(outcome, t0 + ms(100)), "already a suspect");
+        assert_eq!(h.suspects(t0 + ms(100)), vec![ip("10.200.1.2")]);
         let (primary, hedge) = h.choose(&two(), vps, t0 + ms(100));
         assert_eq!(primary, Some(ip("10.200.2.2")));
         assert_eq!(hedge.map(|h| h.source), Some(ip("10.200.1.2")));
         assert_eq!(h.next_expiry(), Some(t0 + ms(100) + SUSPECT_FOR));
         assert!(!h.expire(t0 + SUSPECT_FOR));
         assert!(h.expire(t0 + ms(100) + SUSPECT_FOR));
+        assert!(h.suspects(t0 + ms(100) + SUSPECT_FOR).is_empty());
         assert_eq!(
             h.choose(&two(), vps, t0 + SUSPECT_FOR * 2).0,
             Some(ip("10.200.1.2"))
@@ -346,6 +413,58 @@ mod tests {
         let (primary, hedge) = h.choose(&promoted, vps, t0);
         assert_eq!(primary, Some(ip("10.200.9.2")));
         assert_eq!(hedge.map(|h| h.source), Some(ip("10.200.1.2")));
+    }
+
+    #[test]
+    fn down_linkless_and_off_wans_are_abandoned_degraded_and_unprobed_ones_not() {
+        let vps = VPS.parse().expect("addr");
+        let mut wans = vec![
+            wan("wan1", "10.200.1.2", Mode::On, Health::Down),
+            wan("wan2", "10.200.2.2", Mode::Off, Health::Up),
+            wan("wan3", "10.200.3.2", Mode::On, Health::Degraded),
+            wan("wan4", "10.200.4.2", Mode::Backup, Health::Unknown),
+            wan("wan5", "10.200.5.2", Mode::On, Health::Up),
+        ];
+        wans[4].link_up = false;
+        assert_eq!(
+            abandoned(&wans, vps),
+            vec![ip("10.200.1.2"), ip("10.200.2.2"), ip("10.200.5.2")]
+        );
+        let v6: SocketAddr = "[2001:db8::1]:4850".parse().expect("addr");
+        assert!(
+            abandoned(&wans, v6).is_empty(),
+            "only the concentrator's family"
+        );
+    }
+
+    #[test]
+    fn a_connection_moves_when_its_wan_is_gone_or_suspect_with_its_subflow_stalled() {
+        let (one, two) = (ip("10.200.1.2"), ip("10.200.2.2"));
+        let sub = |source, stalled| WaitingSubflow { source, stalled };
+        let dead = [one];
+        let to = Some(two);
+        assert!(must_move(&[sub(one, false)], &dead, &[], to));
+        assert!(
+            !must_move(&[sub(one, true), sub(two, false)], &dead, &[], to),
+            "a join on a live WAN carries the reply"
+        );
+        assert!(!must_move(&[sub(two, true)], &dead, &[], to));
+        assert!(!must_move(&[], &dead, &[], to), "nothing known: stay");
+        assert!(!must_move(&[sub(one, true)], &[], &[], to));
+        assert!(
+            !must_move(&[sub(one, false)], &dead, &[], None),
+            "no live WAN to go to"
+        );
+        assert!(!must_move(&[sub(one, false)], &dead, &[], Some(one)));
+        // A suspect WAN: only a stalled subflow moves, and only to a WAN no suspect.
+        let suspect = [one];
+        assert!(!must_move(&[sub(one, false)], &[], &suspect, to));
+        assert!(must_move(&[sub(one, true)], &[], &suspect, to));
+        assert!(!must_move(&[sub(one, true)], &[], &[one, two], to));
+        assert!(
+            !must_move(&[sub(one, true), sub(two, true)], &[], &suspect, to),
+            "a stalled subflow on a WAN no suspect keeps it"
+        );
     }
 
     #[test]

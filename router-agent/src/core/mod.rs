@@ -181,6 +181,12 @@ pub struct UpstreamChoice {
     pub source: Option<IpAddr>,
     /// The second attempt when the first stays silent (None: no other WAN).
     pub hedge: Option<Hedge>,
+    /// WAN addresses a connection waiting for its Convert reply must not wait on
+    /// (`hedge::abandoned`): one whose subflows all start there moves to another WAN.
+    pub abandoned: Vec<IpAddr>,
+    /// WAN addresses a hedge won against lately (`Hedging::suspects`): a connection
+    /// waiting for its reply whose subflows there are all stalled moves too.
+    pub suspects: Vec<IpAddr>,
     /// Socket buffers (before `buffers::for_connection` adds the Fast Open one).
     pub buffers: SocketBuffers,
     /// The WANs that carry protected UDP flows' legs, best first (`protect`).
@@ -246,6 +252,8 @@ pub struct Core {
     wans: Vec<Wan>,
     source: Option<IpAddr>,
     hedge: Option<Hedge>,
+    abandoned: Vec<IpAddr>,
+    suspects: Vec<IpAddr>,
     hedging: hedge::Hedging,
     sizing: buffers::BufferSizing,
     buffer_limits: KernelBufferLimits,
@@ -309,6 +317,8 @@ impl Core {
             wans: Vec::new(),
             source: None,
             hedge: None,
+            abandoned: Vec::new(),
+            suspects: Vec::new(),
             hedging: hedge::Hedging::default(),
             sizing: buffers::BufferSizing::default(),
             buffer_limits: KernelBufferLimits::default(),
@@ -393,6 +403,8 @@ impl Core {
             fastopen: self.fastopen && self.guard_view.clamp.is_none(),
             source: self.source,
             hedge: self.hedge,
+            abandoned: self.abandoned.clone(),
+            suspects: self.suspects.clone(),
             // A new connection opens with the clamp as its receive buffer: the window
             // its SYN announces then never shrinks. Opened wide and clamped afterwards,
             // the concentrator overruns it and the download stalls.
@@ -627,8 +639,15 @@ impl Core {
     fn choose_source(&mut self, now: Instant) {
         let (source, hedge) = self.hedging.choose(&self.wans, self.concentrator(), now);
         let legs = protect::leg_sources(&self.wans, &self.hedging, self.concentrator());
-        let changed = (source, hedge) != (self.source, self.hedge) || legs != self.legs;
+        let abandoned = hedge::abandoned(&self.wans, self.concentrator());
+        let suspects = self.hedging.suspects(now);
+        let changed = (source, hedge) != (self.source, self.hedge)
+            || legs != self.legs
+            || abandoned != self.abandoned
+            || suspects != self.suspects;
         self.legs = legs;
+        self.abandoned = abandoned;
+        self.suspects = suspects;
         if source != self.source {
             self.source = source;
             self.actions

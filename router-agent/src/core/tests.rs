@@ -300,6 +300,8 @@ fn fast_open_turns_off_on_a_fallback_and_is_retried_once_a_minute() {
         fastopen: false,
         source: None,
         hedge: None,
+        abandoned: Vec::new(),
+        suspects: Vec::new(),
         buffers: fresh_buffers(),
         legs: Vec::new(),
     })));
@@ -464,6 +466,8 @@ fn a_new_concentrator_is_used_by_new_connections_and_probed_at_once() {
         fastopen: true,
         source: None,
         hedge: None,
+        abandoned: Vec::new(),
+        suspects: Vec::new(),
         buffers: fresh_buffers(),
         legs: Vec::new(),
     })));
@@ -674,6 +678,8 @@ fn without_kernel_fast_open_it_is_never_tried_nor_retried() {
             fastopen: false,
             source: None,
             hedge: None,
+            abandoned: Vec::new(),
+            suspects: Vec::new(),
             buffers: fresh_buffers(),
             legs: Vec::new(),
         })],
@@ -768,4 +774,46 @@ fn fresh_buffers() -> SocketBuffers {
         super::buffers::BufferMode::Auto,
         KernelBufferLimits::default(),
     )
+}
+
+#[test]
+fn a_suspect_and_a_wan_going_down_are_published_and_back_up_it_is_not() {
+    let t0 = Instant::now();
+    let mut core = core(true, t0);
+    let mut wans = vec![
+        wan("dsl", "10.1.0.2", Mode::On, Health::Up),
+        wan("fibre", "10.2.0.2", Mode::On, Health::Up),
+    ];
+    core.handle(Input::WansPlanned(wans.clone()), t0);
+    drain(&mut core);
+    assert!(core.upstream().abandoned.is_empty());
+    let dsl: IpAddr = "10.1.0.2".parse().expect("ip");
+    // A hedge won against dsl makes it a suspect only.
+    let outcome = HedgeOutcome {
+        primary: Some(dsl),
+        hedge: "10.2.0.2".parse().expect("ip"),
+        hedge_won: true,
+    };
+    core.handle(Input::UpstreamHedged(outcome), t0 + ms(100));
+    drain(&mut core);
+    assert!(core.upstream().abandoned.is_empty());
+    assert_eq!(core.upstream().suspects, vec![dsl]);
+    wans[0].health = Health::Down;
+    core.handle(Input::WansPlanned(wans.clone()), t0 + ms(900));
+    let actions = drain(&mut core);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::PublishUpstream(c) if c.abandoned == vec![dsl])),
+        "{actions:?}"
+    );
+    wans[0].health = Health::Up;
+    core.handle(Input::WansPlanned(wans), t0 + ms(5000));
+    let actions = drain(&mut core);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::PublishUpstream(c) if c.abandoned.is_empty())),
+        "{actions:?}"
+    );
 }

@@ -11,7 +11,9 @@
 //!    ACK before it replies, has the request in hand as soon as it has connected, so the
 //!    answer is not held back a round trip (as it would be if the bytes waited for the
 //!    reply). The kept copy lets any failure up to the reply still fail open: the direct
-//!    connection gets the same bytes first.
+//!    connection gets the same bytes first. If every subflow of the connection is on a
+//!    WAN that goes down meanwhile (or on a suspect WAN, and stalled), it moves to a
+//!    live WAN and sends them again ([`converse`], [`super::abandon`]).
 //! 4. It reads the Convert reply before relaying downstream. An Error TLV resets the LAN
 //!    connection (the client sees RST, not FIN). An OK reply starts the splice relay.
 //! 5. If the concentrator cannot be reached or does not answer, the agent connects to the
@@ -21,6 +23,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,7 +34,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::hedge::open_hedged;
+use super::abandon::moved_off;
+use super::hedge::{open_hedged, Opened};
 use super::{ConnContext, ConnParams};
 use crate::core::buffers::for_connection;
 use crate::core::Input;
@@ -40,6 +44,8 @@ use crate::upstream::{fastopen_evidence, read_reply, UpstreamError};
 /// Most LAN bytes sent ahead of the Convert reply (and kept for a fail-open replay):
 /// enough for an HTTP request or a TLS ClientHello.
 pub const EARLY_MAX: usize = 16 * 1024;
+/// Most times one connection moves to another WAN while it waits for its reply.
+pub const MAX_MOVES: u32 = 2;
 /// How often [`write_early`] looks again when no writable wakeup came.
 const EARLY_RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -136,45 +142,26 @@ pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summa
     let upstream = &params.upstream;
     let mut early = Vec::new();
     let failure = match open_hedged(upstream, &Message::connect(dst), ctx).await {
-        Ok((connected, handshake)) => {
-            if let Some(evidence) = fastopen_evidence(&connected) {
-                ctx.tell(Input::UpstreamConnected(evidence));
+        Ok(opened) => match converse(&lan, dst, opened, &mut early, ctx, &params).await {
+            Ok(Conversed {
+                stream,
+                mptcp,
+                refused,
+                via,
+            }) => {
+                // Asked again now that the handshake is surely complete.
+                let mptcp = if mptcp {
+                    sys::is_mptcp(&stream)
+                } else {
+                    Some(false)
+                };
+                let ahead = early.len() as u64;
+                drop(early);
+                let _via = ctx.stats.via(via);
+                return via_concentrator(lan, stream, mptcp, refused, ahead, ctx, &params).await;
             }
-            let mut stream = connected.stream;
-            let reply_timeout = params.reply_timeout;
-            let sent = tokio::time::timeout(reply_timeout, send_early(&lan, &stream)).await;
-            let reply = match sent {
-                Ok(Ok(bytes)) => {
-                    early = bytes;
-                    match read_reply(&mut stream, handshake, reply_timeout).await {
-                        Ok(_connected) => Ok(None),
-                        Err(UpstreamError::Refused(code)) => Ok(Some(code)),
-                        Err(error) => Err(error),
-                    }
-                }
-                Ok(Err(error)) => Err(UpstreamError::Connect(error)),
-                Err(_) => Err(UpstreamError::Timeout(reply_timeout)),
-            };
-            match reply {
-                Ok(refused) => {
-                    // Asked again now that the handshake is surely complete.
-                    let mptcp = if connected.mptcp {
-                        sys::is_mptcp(&stream)
-                    } else {
-                        Some(false)
-                    };
-                    let ahead = early.len() as u64;
-                    drop(early);
-                    let _via = ctx.stats.via(upstream.addr);
-                    return via_concentrator(lan, stream, mptcp, refused, ahead, ctx, &params)
-                        .await;
-                }
-                Err(error) => {
-                    sys::reset(stream);
-                    error
-                }
-            }
-        }
+            Err(error) => error,
+        },
         Err(error) => error,
     };
     info!(%failure, "concentrator unavailable, relaying directly (fail open)");
@@ -182,41 +169,132 @@ pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summa
     direct(lan, dst, &early, ctx, &params).await
 }
 
+/// A connection whose Convert reply came.
+struct Conversed {
+    stream: TcpStream,
+    /// The upstream connection started as MPTCP.
+    mptcp: bool,
+    /// The concentrator's refusal, if it refused.
+    refused: Option<ErrorCode>,
+    /// The concentrator it goes through.
+    via: SocketAddr,
+}
+
+/// Send the LAN's first bytes behind the request and read the Convert reply. While it
+/// waits, a connection whose subflows are all on a WAN the core abandons (or on a suspect
+/// one, and stalled) moves to a live one ([`super::abandon`]): the old connection is reset, a new one opens from the
+/// published source (hedged as usual) with a freshly sealed request, and every LAN byte
+/// sent so far (`early`, all of it kept until the reply) goes again, first. No reply
+/// byte has been relayed, so the LAN client sees its stream once; the destination may
+/// see the first bytes on two connections when the old one's did arrive (a
+/// downstream-only black hole), as with fail open. At most [`MAX_MOVES`] moves.
+async fn converse(
+    lan: &TcpStream,
+    dst: SocketAddr,
+    opened: Opened,
+    early: &mut Vec<u8>,
+    ctx: &ConnContext,
+    params: &ConnParams,
+) -> Result<Conversed, UpstreamError> {
+    let (mut connected, mut handshake) = opened;
+    let mut via = params.upstream.addr;
+    let mut moves = 0;
+    loop {
+        if let Some(evidence) = fastopen_evidence(&connected) {
+            ctx.tell(Input::UpstreamConnected(evidence));
+        }
+        let mptcp = connected.mptcp;
+        let mut stream = connected.stream;
+        let fd = stream.as_raw_fd();
+        let initial = stream.local_addr().ok().map(|a| a.ip());
+        let reply_timeout = params.reply_timeout;
+        let outcome = {
+            let talk = async {
+                write_early(&stream, early)
+                    .await
+                    .map_err(UpstreamError::Connect)?;
+                match tokio::time::timeout(reply_timeout, send_early(lan, &stream, early)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => return Err(UpstreamError::Connect(error)),
+                    Err(_) => return Err(UpstreamError::Timeout(reply_timeout)),
+                }
+                match read_reply(&mut stream, handshake, reply_timeout).await {
+                    Ok(_connected) => Ok(None),
+                    Err(UpstreamError::Refused(code)) => Ok(Some(code)),
+                    Err(error) => Err(error),
+                }
+            };
+            let watch = ctx.params.clone();
+            tokio::select! {
+                replied = talk => Ok(replied),
+                to = moved_off(fd, initial, watch), if moves < MAX_MOVES => Err(to),
+            }
+        };
+        match outcome {
+            Ok(Ok(refused)) => {
+                return Ok(Conversed {
+                    stream,
+                    mptcp,
+                    refused,
+                    via,
+                })
+            }
+            Ok(Err(error)) => {
+                sys::reset(stream);
+                return Err(error);
+            }
+            Err(to) => {
+                moves += 1;
+                ctx.stats.moved();
+                info!(
+                    from = ?initial,
+                    to = ?to.upstream.source,
+                    sent = early.len(),
+                    "the WAN this connection waited on is down or failing: moving it before any reply"
+                );
+                sys::reset(stream);
+                (connected, handshake) =
+                    open_hedged(&to.upstream, &Message::connect(dst), ctx).await?;
+                via = to.upstream.addr;
+            }
+        }
+    }
+}
+
 /// Until the concentrator's reply is readable, forward what the LAN client sends (up to
-/// [`EARLY_MAX`] in all) to `upstream` behind the Convert request (the first write waits
-/// for the handshake). Returns what was sent, for a fail-open replay; empty if the reply
-/// came first or the LAN had nothing. The LAN's end of stream or error is left for the
-/// relay to see.
-async fn send_early(lan: &TcpStream, upstream: &TcpStream) -> io::Result<Vec<u8>> {
-    let mut early = Vec::new();
+/// [`EARLY_MAX`] in all, `early` included) to `upstream` behind the Convert request (the
+/// first write waits for the handshake), keeping it in `early` for a move or a
+/// fail-open replay. A byte is kept before it is written, so a cancelled call loses
+/// none. The LAN's end of stream or error is left for the relay to see.
+async fn send_early(lan: &TcpStream, upstream: &TcpStream, early: &mut Vec<u8>) -> io::Result<()> {
     while early.len() < EARLY_MAX {
         tokio::select! {
             biased;
             ready = upstream.readable() => {
                 ready?;
-                return Ok(early);
+                return Ok(());
             }
             ready = lan.readable() => {
                 if ready.is_err() {
-                    return Ok(early);
+                    return Ok(());
                 }
             }
         }
-        if early.capacity() == 0 {
-            early.reserve_exact(EARLY_MAX);
+        if early.capacity() < EARLY_MAX {
+            early.reserve_exact(EARLY_MAX - early.len());
         }
         let start = early.len();
         early.resize(EARLY_MAX, 0);
         let read = lan.try_read(&mut early[start..]);
         early.truncate(start + *read.as_ref().unwrap_or(&0));
         match read {
-            Ok(0) => return Ok(early),
+            Ok(0) => return Ok(()),
             Ok(_) => write_early(upstream, &early[start..]).await?,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return Ok(early),
+            Err(_) => return Ok(()),
         }
     }
-    Ok(early)
+    Ok(())
 }
 
 /// Write `buf` to `upstream`, which may still be in SYN_SENT. Linux 6.18 sometimes

@@ -3,11 +3,13 @@
 //! * [`listener`]: binds `0.0.0.0:port` and `[::]:port` and runs the bounded accept loop.
 //! * [`conn`]: one connection: original destination → Convert request in the SYN →
 //!   reply → relay; fail open to a direct connection when the concentrator is unreachable.
+//! * [`abandon`]: when a connection waiting for its reply must move off a dead WAN.
 //! * [`hedge`]: Happy Eyeballs: a second attempt from another WAN when the first gets
 //!   no SYN-ACK within the core's bound.
 //! * [`stats`]: connection counters.
 //! * [`upstreams`]: the live relays' upstream sockets, sampled by the passive health check.
 
+pub mod abandon;
 pub mod conn;
 pub mod hedge;
 pub mod listener;
@@ -37,6 +39,12 @@ pub struct ConnParams {
     /// Timeout of the direct (fail-open) connect.
     pub direct_timeout: Duration,
     pub relay: RelayOpts,
+    /// WAN addresses a connection waiting for its Convert reply must not wait on: one
+    /// whose subflows all start there moves to another WAN (`core::hedge::must_move`).
+    pub abandoned: Vec<std::net::IpAddr>,
+    /// WAN addresses a hedge won against lately: a connection waiting for its reply
+    /// whose subflows there are all stalled moves too.
+    pub suspects: Vec<std::net::IpAddr>,
     /// The WANs for protected UDP flows' legs, best first (`core::protect`).
     pub legs: Vec<crate::core::protect::LegSource>,
 }

@@ -17,6 +17,7 @@ pub struct Stats {
     mptcp_fallbacks: AtomicU64,
     direct: AtomicU64,
     refused: AtomicU64,
+    moved: AtomicU64,
     /// The relays' upstream sockets (`control::passive` samples them).
     pub upstreams: Arc<LiveUpstreams>,
     /// Live connections relayed through each concentrator address.
@@ -36,6 +37,9 @@ pub struct StatsSnapshot {
     pub direct: u64,
     /// Connections the concentrator refused with an Error TLV (LAN side reset).
     pub refused: u64,
+    /// Connections moved to another WAN while waiting for their Convert reply, because
+    /// the WAN they waited on went down (`proxy::conn`).
+    pub moved: u64,
 }
 
 /// Decrements `active` when dropped, so every exit path counts.
@@ -69,6 +73,10 @@ impl Stats {
         self.refused.fetch_add(1, Relaxed);
     }
 
+    pub fn moved(&self) {
+        self.moved.fetch_add(1, Relaxed);
+    }
+
     /// Count a connection relayed through the concentrator at `addr` until the guard
     /// drops.
     pub fn via(&self, addr: std::net::SocketAddr) -> ViaGuard<'_> {
@@ -90,6 +98,7 @@ impl Stats {
             mptcp_fallbacks: self.mptcp_fallbacks.load(Relaxed),
             direct: self.direct.load(Relaxed),
             refused: self.refused.load(Relaxed),
+            moved: self.moved.load(Relaxed),
         }
     }
 }

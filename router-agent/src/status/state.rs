@@ -118,6 +118,9 @@ pub struct ConnectionCounts {
     pub fallbacks: u64,
     pub direct: u64,
     pub refused: u64,
+    /// Connections moved to another WAN while waiting for their Convert reply.
+    #[serde(default)]
+    pub moved: u64,
 }
 
 impl From<StatsSnapshot> for ConnectionCounts {
@@ -128,6 +131,7 @@ impl From<StatsSnapshot> for ConnectionCounts {
             fallbacks: s.mptcp_fallbacks,
             direct: s.direct,
             refused: s.refused,
+            moved: s.moved,
         }
     }
 }

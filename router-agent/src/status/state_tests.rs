@@ -130,6 +130,7 @@ pub(crate) fn example(now: Instant) -> StatusModel {
         fallbacks: 0,
         direct: 2,
         refused: 0,
+        moved: 0,
     });
     model.set_wans(vec![WanInfo {
         name: "wan".into(),

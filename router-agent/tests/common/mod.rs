@@ -185,6 +185,8 @@ pub fn params(upstream: Upstream) -> ConnParams {
         direct_timeout: Duration::from_secs(2),
         relay: RelayOpts::default(),
         legs: Vec::new(),
+        abandoned: Vec::new(),
+        suspects: Vec::new(),
     }
 }
 

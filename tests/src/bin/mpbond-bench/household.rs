@@ -11,6 +11,10 @@
 //! download's longest stall (target ≤ 0.5 s), its dips (runs of 100 ms samples below
 //! half the surviving WAN's rate; target 1) and whether it arrived intact.
 //!
+//! `MPBOND_BENCH_FAILURES=1,4,5` runs only those failures (1-based, in the order of
+//! [`FAILURES`]: WAN 1 black hole, WAN 2 black hole, WAN 1 link down, upstream-only,
+//! downstream-only), to measure one of them alone.
+//!
 //! mpbond runs its control plane with the default probe settings
 //! ([`crate::failover::MpbondBed`]); the peer (shadowsocks-rust) runs on the
 //! bed's static per-WAN routing and endpoints: the kernel's MPTCP alone.
@@ -73,7 +77,7 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let seconds = ctx.pick(8u64, 15);
     let peer_missing = ctx.ss("sslocal").and_then(|_| ctx.ss("ssserver")).err();
     let mut figures = Vec::new();
-    for (wan, failure) in FAILURES {
+    for (wan, failure) in chosen_failures() {
         let steal = Steal::start();
         let (mut ours, mut peers) = (Vec::new(), Vec::new());
         for _ in 0..ctx.runs() {
@@ -103,6 +107,17 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
         }
     }
     Ok(figures)
+}
+
+/// [`FAILURES`], or those `MPBOND_BENCH_FAILURES` names (1-based positions).
+fn chosen_failures() -> Vec<(usize, Failure)> {
+    let Ok(list) = std::env::var("MPBOND_BENCH_FAILURES") else {
+        return FAILURES.to_vec();
+    };
+    list.split(',')
+        .filter_map(|n| n.trim().parse::<usize>().ok())
+        .filter_map(|n| FAILURES.get(n.checked_sub(1)?).copied())
+        .collect()
 }
 
 pub fn server() -> SocketAddr {
