@@ -24,6 +24,11 @@
 //! With `MPBOND_BENCH_STRACE=1` each router-side relay also runs one extra download with
 //! `strace -c -f` attached, and the detail names its system calls per MB (strace slows
 //! the process: those runs count calls, they time nothing, and their CPU is not reported).
+//!
+//! With `MPBOND_BENCH_PERF=1` each router-side relay likewise runs one extra download with
+//! `perf record -e cpu-clock -F 4000 -g -p PID` attached, written next to the report as
+//! `perf-RATE-WAY.data` (read it with `perf report -i FILE --children`); those runs time
+//! nothing either.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -172,6 +177,7 @@ fn one_rate(ctx: &Ctx, label: &str, rates: &[u32], bytes: u64) -> Result<Vec<Fig
     let mut runs: BTreeMap<Way, Vec<Run>> = BTreeMap::new();
     let mut syscalls: BTreeMap<Way, String> = BTreeMap::new();
     let trace = std::env::var_os("MPBOND_BENCH_STRACE").is_some();
+    let profile = std::env::var_os("MPBOND_BENCH_PERF").is_some_and(|v| v == "1");
     for round in 0..ctx.runs() {
         for way in Way::all() {
             let mut agent: Option<Daemon> = None;
@@ -208,6 +214,14 @@ fn one_rate(ctx: &Ctx, label: &str, rates: &[u32], bytes: u64) -> Result<Vec<Fig
                     way.name().replace(' ', "-")
                 ));
                 syscalls.insert(way, strace_download(&out, &bed, way, bytes, pids[0])?);
+            }
+            if profile && round == 0 && way != Way::Direct {
+                let out = ctx.out(&format!(
+                    "perf-{}-{}.data",
+                    label.replace([' ', '/'], "-"),
+                    way.name().replace(' ', "-")
+                ));
+                perf_download(&out, &bed, way, bytes, pids[0])?;
             }
             if let Some(a) = agent {
                 a.stop(Duration::from_secs(5));
@@ -436,6 +450,32 @@ fn strace_download(
     }
     let text = std::fs::read_to_string(out).unwrap_or_default();
     Ok(describe_strace(&text, m.bytes as f64 / 1e6))
+}
+
+/// One more download of `way` with `perf record` sampling the router side's CPU (every
+/// thread, call graphs) into `out`. Timing nothing, it reports nothing.
+fn perf_download(
+    out: &std::path::Path,
+    bed: &TestBed,
+    way: Way,
+    bytes: u64,
+    pid: u32,
+) -> Result<(), BenchError> {
+    let mut cmd = std::process::Command::new("perf");
+    cmd.args(["record", "-q", "-e", "cpu-clock", "-F", "4000", "-g", "-o"])
+        .arg(out)
+        .args(["-p", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut perf = ChildGuard::spawn(cmd)?;
+    // perf has no "attached" signal to wait for; its first samples come within
+    // milliseconds, and a download's first ones missed change no share.
+    let m = transfer(bed, Node::Lan, &fetch_for(way, bytes), &[], CASE);
+    perf.signal(libc::SIGINT);
+    let _ = perf.wait_timeout(Duration::from_secs(30));
+    m?;
+    Ok(())
 }
 
 /// `TracerPid` of `pid` (0: none).

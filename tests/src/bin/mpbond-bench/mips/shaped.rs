@@ -16,7 +16,7 @@
 use std::net::SocketAddr;
 
 use mpbond_tests::topology::tbf_burst;
-use mpbond_tests::vm::RouterVm;
+use mpbond_tests::vm::{GuestCounters, RouterVm};
 use mpbond_tests::{Node, TestBed};
 
 use super::{describe, Relay, CASE};
@@ -223,6 +223,7 @@ fn download(
     pid_file: &str,
 ) -> Result<(f64, f64, f64, String), BenchError> {
     let wakes_before = vm.wakeups(pid_file)?;
+    let counted = vm.counters(pid_file)?;
     let before = vm.cpu_times()?;
     let spec = LoadSpec {
         connect,
@@ -233,12 +234,33 @@ fn download(
     };
     let m = load::parallel(bed, Node::Lan, &spec, &[], CASE)?;
     let cpu = vm.cpu_times()?.since(&before);
+    let counts = vm.counters(pid_file)?.since(&counted);
     // The sum over the threads alive at each end: a thread that exited during the run
     // lost its count (the sum may even fall, hence saturating); a lower bound, as the
     // module docs say.
     let wakes = vm.wakeups(pid_file)?.saturating_sub(wakes_before);
-    let per_mb = wakes as f64 / (m.bytes as f64 / 1e6).max(0.001);
-    Ok((m.mbit, cpu.shares().3, per_mb, describe(&cpu, &m.shares())))
+    let mb = (m.bytes as f64 / 1e6).max(0.001);
+    let split = format!(
+        "{}; {}",
+        describe(&cpu, &m.shares()),
+        describe_counts(&counts, cpu.total(), mb)
+    );
+    Ok((m.mbit, cpu.shares().3, wakes as f64 / mb, split))
+}
+
+/// The relay process's own share of the guest's ticks (user, system) and the network
+/// softirqs and interrupts per MB: what the relay pays against what the guest's network
+/// stack pays for everyone in interrupt context.
+fn describe_counts(c: &GuestCounters, ticks: u64, mb: f64) -> String {
+    let t = ticks.max(1) as f64 / 100.0;
+    format!(
+        "relay process user {:.1}% sys {:.1}%; NET_RX {:.0}/MB, NET_TX {:.0}/MB, interrupts {:.0}/MB",
+        c.proc_user as f64 / t,
+        c.proc_system as f64 / t,
+        c.net_rx as f64 / mb,
+        c.net_tx as f64 / mb,
+        c.interrupts as f64 / mb
+    )
 }
 
 /// Shape (or stop shaping) each ISP's downstream to the router.
