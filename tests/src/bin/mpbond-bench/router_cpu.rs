@@ -8,6 +8,9 @@
 //! * VPS-side CPU-s per GB: the concentrator against ssserver;
 //! * mpbond's goodput ÷ direct kernel MPTCP (target ≥ 0.97);
 //! * the router side's wake-ups (context switches, all threads) per MB;
+//! * the router side's CPU while idle, in the [`IDLE_WINDOW`] after each download (the
+//!   agent's background work: probes, samples, the control loop), and what that rate
+//!   alone adds per GB over the download's duration;
 //! * subflows per upstream connection during the mpbond download, sampled with `ss -M`
 //!   in the router, and the WANs they leave through (target: one per WAN), on the bed's
 //!   endpoints and, in a bed of its own, on the endpoints and limits the agent sets;
@@ -53,6 +56,8 @@ const PORT: u16 = 5191;
 pub const TARGET_CPU_VS_PEER: f64 = 0.5;
 /// mpbond's goodput ÷ direct kernel MPTCP must reach this.
 pub const TARGET_VS_DIRECT: f64 = 0.97;
+/// How long the router side's idle CPU is measured after each download.
+const IDLE_WINDOW: Duration = Duration::from_secs(1);
 /// The encrypting methods the peer runs; the cheapest is the reference.
 const METHODS: [Method; 2] = [Method::Aes2022, Method::Chacha20];
 
@@ -93,6 +98,10 @@ struct Run {
     router_cpu_per_gb: f64,
     vps_cpu_per_gb: f64,
     wakeups_per_mb: f64,
+    /// The router side's CPU while idle after the download, ms per second.
+    idle_ms_per_s: f64,
+    /// What that idle rate alone adds over the download's duration, CPU-s per GB.
+    background_per_gb: f64,
     /// Most subflows seen on one upstream connection, and their WANs.
     subflows: Option<(usize, String)>,
 }
@@ -274,6 +283,14 @@ fn download(bed: &TestBed, way: Way, bytes: u64, pids: [u32; 2]) -> Result<Run, 
         cpu_ns(pids[1]).saturating_sub(vps) as f64 / 1e9,
     );
     let subflows = watch.and_then(SubflowWatch::finish);
+    let idle_ms_per_s = if way == Way::Direct {
+        f64::NAN
+    } else {
+        let before = cpu_ns(pids[0]);
+        std::thread::sleep(IDLE_WINDOW);
+        cpu_ns(pids[0]).saturating_sub(before) as f64 / 1e6 / IDLE_WINDOW.as_secs_f64()
+    };
+    let secs = m.bytes as f64 * 8.0 / (m.mbit.max(0.001) * 1e6);
     let gb = m.bytes as f64 / 1e9;
     let mb = m.bytes as f64 / 1e6;
     let relayed = way != Way::Direct;
@@ -286,6 +303,8 @@ fn download(bed: &TestBed, way: Way, bytes: u64, pids: [u32; 2]) -> Result<Run, 
             context_switches(pids[0]).saturating_sub(switches) as f64,
             mb,
         ),
+        idle_ms_per_s,
+        background_per_gb: per(idle_ms_per_s / 1e3 * secs, gb),
         subflows,
     })
 }
@@ -564,7 +583,13 @@ fn figures(
         Some(Target::AtMost(TARGET_CPU_VS_PEER)),
     ));
     out.push(
-        with(format!("s/GB: {}", summary(|r| r.router_cpu_per_gb, 2))).figure(
+        with(format!(
+            "s/GB: {}; idle ms/s after the download: {}; that idle rate over the download, s/GB: {}",
+            summary(|r| r.router_cpu_per_gb, 2),
+            summary(|r| r.idle_ms_per_s, 2),
+            summary(|r| r.background_per_gb, 3)
+        ))
+        .figure(
             format!("{label}: agent CPU"),
             mp_router,
             "s/GB",

@@ -8,7 +8,9 @@
 //! context switches in the guest's `/proc`; a lower bound: a thread that exits during
 //! the run takes its count with it, since `/proc` keeps no per-process sum of them; the
 //! runtime's worker threads live as long as the process, only blocking-pool threads come
-//! and go); then mpbond's busy share ÷ the peer's cheapest method's, against the
+//! and go); the detail adds the guest's busy share and the relay process's in the
+//! [`IDLE_WINDOW`] after the download (what the relay's background work costs when idle);
+//! then mpbond's busy share ÷ the peer's cheapest method's, against the
 //! issue's target [`TARGET_VS_PEER`], and, when the agent also ran without its receive
 //! mark, mpbond's busy share per Mbit/s with ÷ without the mark. Each figure names the
 //! guest kernel.
@@ -25,6 +27,8 @@ use crate::load::{self, LoadSpec};
 use crate::peer::Method;
 use crate::report::{median, Figure, Measurement, Target};
 
+/// How long the guest is watched idle after each download (the relay's background).
+const IDLE_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 /// The ISPs' downstream rates, Mbit/s.
 pub const RATES: [u32; 2] = [40, 60];
 /// mpbond's guest busy share ÷ the peer's cheapest encrypting method's must stay below.
@@ -240,10 +244,19 @@ fn download(
     // module docs say.
     let wakes = vm.wakeups(pid_file)?.saturating_sub(wakes_before);
     let mb = (m.bytes as f64 / 1e6).max(0.001);
+    // The same relay idle just after: what its background work keeps busy anyway.
+    let (idle_before, idle_counted) = (vm.cpu_times()?, vm.counters(pid_file)?);
+    std::thread::sleep(IDLE_WINDOW);
+    let idle = vm.cpu_times()?.since(&idle_before);
+    let idle_counts = vm.counters(pid_file)?.since(&idle_counted);
+    let t = idle.total().max(1) as f64 / 100.0;
     let split = format!(
-        "{}; {}",
+        "{}; {}; idle for {} s after: busy {:.1}%, relay process {:.1}%",
         describe(&cpu, &m.shares()),
-        describe_counts(&counts, cpu.total(), mb)
+        describe_counts(&counts, cpu.total(), mb),
+        IDLE_WINDOW.as_secs(),
+        idle.shares().3 * 100.0,
+        (idle_counts.proc_user + idle_counts.proc_system) as f64 / t,
     );
     Ok((m.mbit, cpu.shares().3, wakes as f64 / mb, split))
 }
