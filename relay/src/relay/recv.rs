@@ -27,7 +27,7 @@
 
 use std::io;
 use std::os::fd::AsRawFd;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::io::Interest;
@@ -37,8 +37,22 @@ use super::coalesce::{Coalesce, Config, SetMark, Wake};
 use super::pace::{Grant, Pace, Transfer};
 use super::pump::{write_all, Meter, PumpError};
 
-/// Bytes one `recv` asks for: a pipe's worth, as the splice path moves.
+/// Bytes one `recv` asks for unless `MPBOND_RECV_BUF` says otherwise: a pipe's worth,
+/// as the splice path moves.
 pub(crate) const RECV_BUF: usize = 64 * 1024;
+
+/// The bytes one `recv` asks for: `$MPBOND_RECV_BUF` (bytes, 4 KiB to 1 MiB; a tuning
+/// knob for measurements, as `MPBOND_PIPE_SIZE` is for pipes), else [`RECV_BUF`]. Read
+/// once.
+pub(crate) fn recv_buf() -> usize {
+    static SIZE: OnceLock<usize> = OnceLock::new();
+    *SIZE.get_or_init(|| {
+        std::env::var("MPBOND_RECV_BUF")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .map_or(RECV_BUF, |n| n.clamp(4096, 1 << 20))
+    })
+}
 /// Most idle buffers the pool keeps (64 KiB each, shared by all connections).
 const POOL_MAX: usize = 8;
 static POOL: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
@@ -52,7 +66,7 @@ pub(crate) fn splice_copies(src: &TcpStream) -> bool {
 /// A buffer from the pool, or a new one.
 fn take() -> Box<[u8]> {
     let pooled = POOL.lock().ok().and_then(|mut pool| pool.pop());
-    pooled.unwrap_or_else(|| vec![0; RECV_BUF].into_boxed_slice())
+    pooled.unwrap_or_else(|| vec![0; recv_buf()].into_boxed_slice())
 }
 
 /// Put a buffer back into the pool, or free it if the pool is full.
@@ -108,7 +122,8 @@ pub(crate) async fn recv_loop(
                 batch = Coalesce::new(config);
             }
             let buf = held.get_or_insert_with(take);
-            let slice = &mut buf[..allowed.unwrap_or(RECV_BUF)];
+            let len = allowed.unwrap_or(buf.len());
+            let slice = &mut buf[..len];
             let got = if wake == Wake::Hold {
                 recv_now(src, slice)
             } else {
@@ -160,7 +175,7 @@ pub(crate) async fn recv_loop(
 /// Wait for the pace's tokens: `Some(bytes)` to read at most, `None` when not paced.
 /// The time is tokio's, as the sleep's (paused in tests).
 async fn budget(pace: &Pace) -> Option<usize> {
-    match pace.grant(RECV_BUF, tokio::time::Instant::now().into_std()) {
+    match pace.grant(recv_buf(), tokio::time::Instant::now().into_std()) {
         Grant::Free => None,
         Grant::Take(n) => Some(n),
         Grant::After(wait, n) => {
@@ -475,7 +490,7 @@ mod tests {
     #[test]
     fn pooled_buffers_are_bounded() {
         let many: Vec<Box<[u8]>> = (0..POOL_MAX + 3).map(|_| take()).collect();
-        assert!(many.iter().all(|b| b.len() == RECV_BUF));
+        assert!(many.iter().all(|b| b.len() == recv_buf()));
         many.into_iter().for_each(give_back);
         assert!(POOL.lock().expect("pool").len() <= POOL_MAX);
     }

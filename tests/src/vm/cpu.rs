@@ -57,9 +57,116 @@ impl CpuTimes {
     }
 }
 
+/// Where a guest's busy time goes beyond the `cpu` line: the relay process's own ticks
+/// (its threads' user and system time, `/proc/PID/stat`), the network softirqs raised
+/// (`/proc/softirqs`) and the interrupts taken (`/proc/interrupts`), all CPUs summed.
+/// Read with [`GuestCounters::parse`] from the text of [`GuestCounters::COMMAND`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GuestCounters {
+    /// The process's `utime` (clock ticks).
+    pub proc_user: u64,
+    /// The process's `stime` (clock ticks).
+    pub proc_system: u64,
+    /// `NET_RX` softirqs raised.
+    pub net_rx: u64,
+    /// `NET_TX` softirqs raised.
+    pub net_tx: u64,
+    /// Interrupts taken (every line of `/proc/interrupts` that counts per CPU).
+    pub interrupts: u64,
+}
+
+impl GuestCounters {
+    /// The guest shell command whose output [`Self::parse`] reads; `{pid}` is replaced
+    /// by a shell expression for the process id.
+    pub const COMMAND: &'static str = "echo @stat; cat /proc/{pid}/stat; echo @softirqs; \
+         cat /proc/softirqs; echo @interrupts; cat /proc/interrupts";
+
+    /// Parse the sections of [`Self::COMMAND`]'s output (missing ones count 0).
+    pub fn parse(text: &str) -> Self {
+        let mut out = Self::default();
+        let mut section = "";
+        let mut cpus = 1;
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix('@') {
+                section = name.trim();
+                continue;
+            }
+            match section {
+                "stat" => {
+                    // After the command name, which may hold spaces and parentheses:
+                    // state (field 3) … utime (14), stime (15).
+                    if let Some((_, rest)) = line.rsplit_once(')') {
+                        let f: Vec<&str> = rest.split_whitespace().collect();
+                        let num = |i: usize| f.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+                        out.proc_user = num(11);
+                        out.proc_system = num(12);
+                    }
+                }
+                "softirqs" => {
+                    let sum = per_cpu_sum(line, usize::MAX);
+                    match line.split(':').next().map(str::trim) {
+                        Some("NET_RX") => out.net_rx = sum,
+                        Some("NET_TX") => out.net_tx = sum,
+                        _ => {}
+                    }
+                }
+                "interrupts" => {
+                    if line.trim_start().starts_with("CPU") {
+                        cpus = line.split_whitespace().count().max(1);
+                    } else {
+                        out.interrupts += per_cpu_sum(line, cpus);
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// `self - earlier`, counter by counter.
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            proc_user: self.proc_user.saturating_sub(earlier.proc_user),
+            proc_system: self.proc_system.saturating_sub(earlier.proc_system),
+            net_rx: self.net_rx.saturating_sub(earlier.net_rx),
+            net_tx: self.net_tx.saturating_sub(earlier.net_tx),
+            interrupts: self.interrupts.saturating_sub(earlier.interrupts),
+        }
+    }
+}
+
+/// The sum of the first `cpus` numbers after a line's `NAME:` (stopping at the first
+/// word that is not a number: the interrupt's chip and name).
+fn per_cpu_sum(line: &str, cpus: usize) -> u64 {
+    let Some((_, rest)) = line.split_once(':') else {
+        return 0;
+    };
+    rest.split_whitespace()
+        .take(cpus)
+        .map_while(|v| v.parse::<u64>().ok())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_process_ticks_softirqs_and_interrupts() {
+        let text = "@stat\n\
+            42 (mpbond (a) b) S 1 42 42 0 -1 4194560 100 0 0 0 37 58 0 0 20 0 2 0 9 1 2\n\
+            @softirqs\n                    CPU0\n          HI:          0\n\
+            \x20     TIMER:       1200\n      NET_TX:         17\n      NET_RX:       4242\n\
+            @interrupts\n           CPU0\n  2:        150      XT-PIC  i8259\n\
+            \x2018:       9000   IO-APIC  18-fasteoi   virtio0\nERR:          3\n";
+        let c = GuestCounters::parse(text);
+        assert_eq!((c.proc_user, c.proc_system), (37, 58));
+        assert_eq!((c.net_rx, c.net_tx), (4242, 17));
+        assert_eq!(c.interrupts, 150 + 9000 + 3);
+        let later = GuestCounters { net_rx: 5000, ..c };
+        assert_eq!(later.since(&c).net_rx, 758);
+        assert_eq!(GuestCounters::parse(""), GuestCounters::default());
+    }
 
     #[test]
     fn parses_and_splits_the_cpu_line() {

@@ -48,7 +48,7 @@ use crate::bed::TestBed;
 use crate::error::BedError;
 use crate::proc::{self, ChildGuard};
 use crate::topology::Node;
-pub use cpu::CpuTimes;
+pub use cpu::{CpuTimes, GuestCounters};
 pub use shell::GuestOutput;
 
 /// How long the guest may take from qemu's start to [`guest::READY_LINE`] (TCG on a
@@ -388,6 +388,13 @@ impl<'bed> RouterVm<'bed> {
                 }
                 .into()
             })
+    }
+
+    /// The relay process's ticks (`pid_file` holds its pid), the network softirqs and
+    /// the interrupts of the guest ([`GuestCounters`]).
+    pub fn counters(&self, pid_file: &str) -> Result<GuestCounters, BedError> {
+        let cmd = GuestCounters::COMMAND.replace("{pid}", &format!("$(cat {pid_file})"));
+        Ok(GuestCounters::parse(&self.run(&cmd)?))
     }
 
     /// The guest's CPU counters now (first line of `/proc/stat`).

@@ -106,7 +106,16 @@ pub fn run(ctx: &Ctx) -> Result<Vec<Figure>, BenchError> {
     let vm = RouterVm::boot(&bed)?;
     vm.start_agent(&uci(&vm))?;
     let boot_s = vm.boot_time().as_secs_f64();
-    let kernel = vm.run("uname -r")?.trim().to_owned();
+    // The kernel, with its clock source and whether the agent has a vDSO mapped: where
+    // either is missing, every clock read of the relay is a system call.
+    let kernel = vm
+        .run(
+            "echo \"$(uname -r), clock source \
+             $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource), \
+             agent vDSO $(grep -c vdso /proc/$(cat /tmp/mpbond-agent.pid)/maps)\"",
+        )?
+        .trim()
+        .to_owned();
     let no_mark = std::env::var_os("MPBOND_BENCH_MIPS_NOMARK").is_some_and(|v| v == "1");
 
     let idle_kib = vm.agent_rss_kib()? as f64;

@@ -8,6 +8,9 @@
 //! * VPS-side CPU-s per GB: the concentrator against ssserver;
 //! * mpbond's goodput ÷ direct kernel MPTCP (target ≥ 0.97);
 //! * the router side's wake-ups (context switches, all threads) per MB;
+//! * the router side's CPU while idle, in the [`IDLE_WINDOW`] after each download (the
+//!   agent's background work: probes, samples, the control loop), and what that rate
+//!   alone adds per GB over the download's duration;
 //! * subflows per upstream connection during the mpbond download, sampled with `ss -M`
 //!   in the router, and the WANs they leave through (target: one per WAN), on the bed's
 //!   endpoints and, in a bed of its own, on the endpoints and limits the agent sets;
@@ -24,6 +27,11 @@
 //! With `MPBOND_BENCH_STRACE=1` each router-side relay also runs one extra download with
 //! `strace -c -f` attached, and the detail names its system calls per MB (strace slows
 //! the process: those runs count calls, they time nothing, and their CPU is not reported).
+//!
+//! With `MPBOND_BENCH_PERF=1` each router-side relay likewise runs one extra download with
+//! `perf record -e cpu-clock -F 4000 -g -p PID` attached, written next to the report as
+//! `perf-RATE-WAY.data` (read it with `perf report -i FILE --children`); those runs time
+//! nothing either.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -48,6 +56,8 @@ const PORT: u16 = 5191;
 pub const TARGET_CPU_VS_PEER: f64 = 0.5;
 /// mpbond's goodput ÷ direct kernel MPTCP must reach this.
 pub const TARGET_VS_DIRECT: f64 = 0.97;
+/// How long the router side's idle CPU is measured after each download.
+const IDLE_WINDOW: Duration = Duration::from_secs(1);
 /// The encrypting methods the peer runs; the cheapest is the reference.
 const METHODS: [Method; 2] = [Method::Aes2022, Method::Chacha20];
 
@@ -88,6 +98,10 @@ struct Run {
     router_cpu_per_gb: f64,
     vps_cpu_per_gb: f64,
     wakeups_per_mb: f64,
+    /// The router side's CPU while idle after the download, ms per second.
+    idle_ms_per_s: f64,
+    /// What that idle rate alone adds over the download's duration, CPU-s per GB.
+    background_per_gb: f64,
     /// Most subflows seen on one upstream connection, and their WANs.
     subflows: Option<(usize, String)>,
 }
@@ -172,6 +186,7 @@ fn one_rate(ctx: &Ctx, label: &str, rates: &[u32], bytes: u64) -> Result<Vec<Fig
     let mut runs: BTreeMap<Way, Vec<Run>> = BTreeMap::new();
     let mut syscalls: BTreeMap<Way, String> = BTreeMap::new();
     let trace = std::env::var_os("MPBOND_BENCH_STRACE").is_some();
+    let profile = std::env::var_os("MPBOND_BENCH_PERF").is_some_and(|v| v == "1");
     for round in 0..ctx.runs() {
         for way in Way::all() {
             let mut agent: Option<Daemon> = None;
@@ -208,6 +223,14 @@ fn one_rate(ctx: &Ctx, label: &str, rates: &[u32], bytes: u64) -> Result<Vec<Fig
                     way.name().replace(' ', "-")
                 ));
                 syscalls.insert(way, strace_download(&out, &bed, way, bytes, pids[0])?);
+            }
+            if profile && round == 0 && way != Way::Direct {
+                let out = ctx.out(&format!(
+                    "perf-{}-{}.data",
+                    label.replace([' ', '/'], "-"),
+                    way.name().replace(' ', "-")
+                ));
+                perf_download(&out, &bed, way, bytes, pids[0])?;
             }
             if let Some(a) = agent {
                 a.stop(Duration::from_secs(5));
@@ -260,6 +283,14 @@ fn download(bed: &TestBed, way: Way, bytes: u64, pids: [u32; 2]) -> Result<Run, 
         cpu_ns(pids[1]).saturating_sub(vps) as f64 / 1e9,
     );
     let subflows = watch.and_then(SubflowWatch::finish);
+    let idle_ms_per_s = if way == Way::Direct {
+        f64::NAN
+    } else {
+        let before = cpu_ns(pids[0]);
+        std::thread::sleep(IDLE_WINDOW);
+        cpu_ns(pids[0]).saturating_sub(before) as f64 / 1e6 / IDLE_WINDOW.as_secs_f64()
+    };
+    let secs = m.bytes as f64 * 8.0 / (m.mbit.max(0.001) * 1e6);
     let gb = m.bytes as f64 / 1e9;
     let mb = m.bytes as f64 / 1e6;
     let relayed = way != Way::Direct;
@@ -272,6 +303,8 @@ fn download(bed: &TestBed, way: Way, bytes: u64, pids: [u32; 2]) -> Result<Run, 
             context_switches(pids[0]).saturating_sub(switches) as f64,
             mb,
         ),
+        idle_ms_per_s,
+        background_per_gb: per(idle_ms_per_s / 1e3 * secs, gb),
         subflows,
     })
 }
@@ -438,6 +471,32 @@ fn strace_download(
     Ok(describe_strace(&text, m.bytes as f64 / 1e6))
 }
 
+/// One more download of `way` with `perf record` sampling the router side's CPU (every
+/// thread, call graphs) into `out`. Timing nothing, it reports nothing.
+fn perf_download(
+    out: &std::path::Path,
+    bed: &TestBed,
+    way: Way,
+    bytes: u64,
+    pid: u32,
+) -> Result<(), BenchError> {
+    let mut cmd = std::process::Command::new("perf");
+    cmd.args(["record", "-q", "-e", "cpu-clock", "-F", "4000", "-g", "-o"])
+        .arg(out)
+        .args(["-p", &pid.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut perf = ChildGuard::spawn(cmd)?;
+    // perf has no "attached" signal to wait for; its first samples come within
+    // milliseconds, and a download's first ones missed change no share.
+    let m = transfer(bed, Node::Lan, &fetch_for(way, bytes), &[], CASE);
+    perf.signal(libc::SIGINT);
+    let _ = perf.wait_timeout(Duration::from_secs(30));
+    m?;
+    Ok(())
+}
+
 /// `TracerPid` of `pid` (0: none).
 fn tracer_of(pid: u32) -> u32 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -524,7 +583,13 @@ fn figures(
         Some(Target::AtMost(TARGET_CPU_VS_PEER)),
     ));
     out.push(
-        with(format!("s/GB: {}", summary(|r| r.router_cpu_per_gb, 2))).figure(
+        with(format!(
+            "s/GB: {}; idle ms/s after the download: {}; that idle rate over the download, s/GB: {}",
+            summary(|r| r.router_cpu_per_gb, 2),
+            summary(|r| r.idle_ms_per_s, 2),
+            summary(|r| r.background_per_gb, 3)
+        ))
+        .figure(
             format!("{label}: agent CPU"),
             mp_router,
             "s/GB",

@@ -8,7 +8,9 @@
 //! context switches in the guest's `/proc`; a lower bound: a thread that exits during
 //! the run takes its count with it, since `/proc` keeps no per-process sum of them; the
 //! runtime's worker threads live as long as the process, only blocking-pool threads come
-//! and go); then mpbond's busy share ÷ the peer's cheapest method's, against the
+//! and go); the detail adds the guest's busy share and the relay process's in the
+//! [`IDLE_WINDOW`] after the download (what the relay's background work costs when idle);
+//! then mpbond's busy share ÷ the peer's cheapest method's, against the
 //! issue's target [`TARGET_VS_PEER`], and, when the agent also ran without its receive
 //! mark, mpbond's busy share per Mbit/s with ÷ without the mark. Each figure names the
 //! guest kernel.
@@ -16,7 +18,7 @@
 use std::net::SocketAddr;
 
 use mpbond_tests::topology::tbf_burst;
-use mpbond_tests::vm::RouterVm;
+use mpbond_tests::vm::{GuestCounters, RouterVm};
 use mpbond_tests::{Node, TestBed};
 
 use super::{describe, Relay, CASE};
@@ -25,6 +27,8 @@ use crate::load::{self, LoadSpec};
 use crate::peer::Method;
 use crate::report::{median, Figure, Measurement, Target};
 
+/// How long the guest is watched idle after each download (the relay's background).
+const IDLE_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 /// The ISPs' downstream rates, Mbit/s.
 pub const RATES: [u32; 2] = [40, 60];
 /// mpbond's guest busy share ÷ the peer's cheapest encrypting method's must stay below.
@@ -223,6 +227,7 @@ fn download(
     pid_file: &str,
 ) -> Result<(f64, f64, f64, String), BenchError> {
     let wakes_before = vm.wakeups(pid_file)?;
+    let counted = vm.counters(pid_file)?;
     let before = vm.cpu_times()?;
     let spec = LoadSpec {
         connect,
@@ -233,12 +238,42 @@ fn download(
     };
     let m = load::parallel(bed, Node::Lan, &spec, &[], CASE)?;
     let cpu = vm.cpu_times()?.since(&before);
+    let counts = vm.counters(pid_file)?.since(&counted);
     // The sum over the threads alive at each end: a thread that exited during the run
     // lost its count (the sum may even fall, hence saturating); a lower bound, as the
     // module docs say.
     let wakes = vm.wakeups(pid_file)?.saturating_sub(wakes_before);
-    let per_mb = wakes as f64 / (m.bytes as f64 / 1e6).max(0.001);
-    Ok((m.mbit, cpu.shares().3, per_mb, describe(&cpu, &m.shares())))
+    let mb = (m.bytes as f64 / 1e6).max(0.001);
+    // The same relay idle just after: what its background work keeps busy anyway.
+    let (idle_before, idle_counted) = (vm.cpu_times()?, vm.counters(pid_file)?);
+    std::thread::sleep(IDLE_WINDOW);
+    let idle = vm.cpu_times()?.since(&idle_before);
+    let idle_counts = vm.counters(pid_file)?.since(&idle_counted);
+    let t = idle.total().max(1) as f64 / 100.0;
+    let split = format!(
+        "{}; {}; idle for {} s after: busy {:.1}%, relay process {:.1}%",
+        describe(&cpu, &m.shares()),
+        describe_counts(&counts, cpu.total(), mb),
+        IDLE_WINDOW.as_secs(),
+        idle.shares().3 * 100.0,
+        (idle_counts.proc_user + idle_counts.proc_system) as f64 / t,
+    );
+    Ok((m.mbit, cpu.shares().3, wakes as f64 / mb, split))
+}
+
+/// The relay process's own share of the guest's ticks (user, system) and the network
+/// softirqs and interrupts per MB: what the relay pays against what the guest's network
+/// stack pays for everyone in interrupt context.
+fn describe_counts(c: &GuestCounters, ticks: u64, mb: f64) -> String {
+    let t = ticks.max(1) as f64 / 100.0;
+    format!(
+        "relay process user {:.1}% sys {:.1}%; NET_RX {:.0}/MB, NET_TX {:.0}/MB, interrupts {:.0}/MB",
+        c.proc_user as f64 / t,
+        c.proc_system as f64 / t,
+        c.net_rx as f64 / mb,
+        c.net_tx as f64 / mb,
+        c.interrupts as f64 / mb
+    )
 }
 
 /// Shape (or stop shaping) each ISP's downstream to the router.
