@@ -18,7 +18,7 @@
 //! peer and ≥ direct MPTCP. A transfer that fails counts as NaN (a missed
 //! target) and is named in the detail; the case goes on.
 //!
-//! Each transfer carries 5 s (`--short`: 2 s) at the way's rate; the 8 downloads are
+//! Each transfer carries 5 s (`--short`: 1.5 s) at the way's rate; the 8 downloads are
 //! measured over as long after a 1-second warm-up; the small requests span 5 s
 //! (`--short`: 1 s). `MPBOND_BENCH_SECS=S` sets the transfers' length, for a look at the
 //! method.
@@ -76,9 +76,10 @@ const RUNS_ENV: &str = "MPBOND_BENCH_RUNS";
 const SECS_ENV: &str = "MPBOND_BENCH_SECS";
 /// The transfers' length in short mode, seconds at Σ rates (and the 8 downloads'
 /// measured interval, after their 1-second warm-up). One second measured mostly the
-/// ramp of 60 ms lines: the same figure moved by 5-10 % from run to run
-/// (docs/PERFORMANCE.md, issue 11, round 16).
-const SHORT_SECS: f64 = 2.0;
+/// ramp of 60 ms lines (mpbond ÷ Σ moved by 0.05-0.11 from run to run, uploads trailed
+/// direct MPTCP by 3-7 %); 2 s moved by ≤ 0.03 but added 92 s to the case, 1.5 s adds
+/// 45 s (docs/PERFORMANCE.md, issue 11, round 16).
+const SHORT_SECS: f64 = 1.5;
 /// The transfers' length in full mode, seconds.
 const FULL_SECS: f64 = 5.0;
 /// The small requests' span (one every [`EVERY`]), seconds: short and full mode.
