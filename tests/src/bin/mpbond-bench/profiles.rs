@@ -18,6 +18,11 @@
 //! peer and ≥ direct MPTCP. A transfer that fails counts as NaN (a missed
 //! target) and is named in the detail; the case goes on.
 //!
+//! Each transfer carries 5 s (`--short`: 1.5 s) at the way's rate; the 8 downloads are
+//! measured over as long after a 1-second warm-up; the small requests span 5 s
+//! (`--short`: 1 s). `MPBOND_BENCH_SECS=S` sets the transfers' length, for a look at the
+//! method.
+//!
 //! The full run (or any run whose `MPBOND_BENCH_WAYS` names `kernel`) adds mpbond
 //! with `[mptcp] buffers = "kernel"` (autotuned
 //! socket buffers instead of the agent's BDP sizing) as one more way, without
@@ -68,6 +73,21 @@ const PROFILES_ENV: &str = "MPBOND_BENCH_PROFILES";
 /// Set to N: N interleaved runs of every way instead of the mode's count, for medians
 /// in an investigation.
 const RUNS_ENV: &str = "MPBOND_BENCH_RUNS";
+/// Set to S: the transfers' length in seconds at Σ rates instead of the mode's
+/// ([`SHORT_SECS`], [`FULL_SECS`]), for an investigation of the method.
+const SECS_ENV: &str = "MPBOND_BENCH_SECS";
+/// The transfers' length in short mode, seconds at Σ rates (and the 8 downloads'
+/// measured interval, after their 1-second warm-up). One second measured mostly the
+/// ramp of 60 ms lines (mpbond ÷ Σ moved by 0.05-0.11 from run to run, uploads trailed
+/// direct MPTCP by 3-7 %); 2 s moved by ≤ 0.03 but added 92 s to the case, 1.5 s adds
+/// 45 s (docs/PERFORMANCE.md, issue 11, round 16).
+const SHORT_SECS: f64 = 1.5;
+/// The transfers' length in full mode, seconds.
+const FULL_SECS: f64 = 5.0;
+/// The small requests' span (one every [`EVERY`]), seconds: short and full mode.
+const REQUEST_SECS: (f64, f64) = (1.0, 5.0);
+/// How long a WAN alone may take over a short-mode transfer before it counts as failed.
+const SHORT_WAN_TIMEOUT: Duration = Duration::from_secs(9);
 /// Set: print the diagnosis of every way to stderr.
 pub(crate) const DIAG_ENV: &str = "MPBOND_BENCH_DIAG";
 /// Set to N: bound the bed's TBF queues to N ms at each WAN's rate
@@ -258,6 +278,17 @@ fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
         let keep: Vec<&str> = keep.split(',').map(str::trim).collect();
         ways.retain(|w| keep.contains(&w.key()));
     }
+    let secs = match std::env::var(SECS_ENV) {
+        Ok(text) => text
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0)
+            .ok_or_else(|| {
+                BenchError::measure(CASE, format!("{SECS_ENV}={text:?}: not seconds"))
+            })?,
+        Err(_) => ctx.pick(SHORT_SECS, FULL_SECS),
+    };
     let steal = Steal::start();
     let mut runs: BTreeMap<Way, Vec<Run>> = BTreeMap::new();
     let mut notes = Vec::new();
@@ -267,7 +298,7 @@ fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
                 notes.push("peer: shadowsocks-rust not found".to_owned());
                 Run::missing()
             } else {
-                measure(ctx, &bed, profile, way, &ab, &mut notes)?
+                measure(ctx, &bed, profile, way, secs, &ab, &mut notes)?
             };
             runs.entry(way).or_default().push(run);
         }
@@ -299,6 +330,7 @@ fn measure(
     bed: &TestBed,
     profile: Profile,
     way: Way,
+    secs: f64,
     ab: &[(Node, String, String)],
     notes: &mut Vec<String>,
 ) -> Result<Run, BenchError> {
@@ -343,7 +375,7 @@ fn measure(
     }
     let diag = std::env::var_os(DIAG_ENV).is_some();
     let before = diag.then(|| counters(bed));
-    let run = tests(ctx, bed, profile, way, notes);
+    let run = tests(ctx, bed, profile, way, secs, notes);
     if let Some(before) = before {
         print_counters(
             &format!("{profile} {}", way.name()),
@@ -481,8 +513,15 @@ fn route_to_server(bed: &TestBed, i: usize, add: bool) -> Result<(), BenchError>
     Ok(())
 }
 
-fn tests(ctx: &Ctx, bed: &TestBed, profile: Profile, way: Way, notes: &mut Vec<String>) -> Run {
-    let secs = ctx.pick(1.0, 5.0);
+/// The four tests over `way`, each transfer `secs` long at the way's rate.
+fn tests(
+    ctx: &Ctx,
+    bed: &TestBed,
+    profile: Profile,
+    way: Way,
+    secs: f64,
+    notes: &mut Vec<String>,
+) -> Run {
     let rate = match way {
         Way::Wan(i) => profile.links()[i - 1].rate_mbit,
         _ => profile.sum_rate_mbit(),
@@ -495,8 +534,10 @@ fn tests(ctx: &Ctx, bed: &TestBed, profile: Profile, way: Way, notes: &mut Vec<S
     let dest = SocketAddr::new(dest.into(), PORT);
     // A lossy WAN alone runs reno at a few Mbit/s (Mathis: 1 % loss at 60 ms
     // is ~2.4 Mbit/s): it is cut off early and counts as failed, never as best.
+    // In short mode its bound stays at 9 s, whatever `secs`: the bound, not the
+    // lossy line, would otherwise set the case's length.
     let timeout = match way {
-        Way::Wan(_) => Duration::from_secs_f64(4.0 * secs + 5.0),
+        Way::Wan(_) => ctx.pick(SHORT_WAN_TIMEOUT, Duration::from_secs_f64(4.0 * secs + 5.0)),
         _ => Duration::from_secs(ctx.pick(30, 60)),
     };
     let mut note = |what: &str, e: BenchError| {
@@ -552,7 +593,8 @@ fn tests(ctx: &Ctx, bed: &TestBed, profile: Profile, way: Way, notes: &mut Vec<S
             // MPBOND_BENCH_DIAG: the counters that moved during the requests alone.
             let before = diag.then(|| counters(bed));
             let label = format!("{profile} {}", way.name());
-            let p99 = match requests_under_bulk(bed, dest, bytes, secs, timeout, &label) {
+            let span = ctx.pick(REQUEST_SECS.0, REQUEST_SECS.1);
+            let p99 = match requests_under_bulk(bed, dest, bytes, span, timeout, &label) {
                 Ok(p99) => p99,
                 Err(e) => note("requests", e),
             };
