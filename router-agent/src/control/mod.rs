@@ -26,15 +26,16 @@
 //! answered probe also tells the decision core that the concentrator is reachable
 //! ([`Input::WanReached`]).
 //!
-//! Every [`COUNTERS_EVERY`] a snapshot refreshes the WANs' byte counters (status rates)
-//! and feeds the data accounting ([`usage::UsageBook`]) and the path-quality policy
-//! ([`quality`], `core::path_quality`: a demotion or restoration triggers a reconcile,
-//! which flips the endpoint's backup flag); a WAN crossing its allowance
-//! triggers a reconcile, and so does a metered WAN's pending demotion
-//! (`Outcome::metered_wake`). The usage file is written every
-//! [`crate::accounting::SAVE_EVERY`] and at stop. While a WAN is unjudged (new, no
-//! probe answer judged yet), every answered probe also runs the path-quality policy's
-//! first look (`Reconciler::first_look`), so a far WAN is a backup within its first RTT.
+//! Every [`COUNTERS_EVERY`] a dump of the links alone (`link_counters`) refreshes the
+//! WANs' byte counters (status rates) and feeds the data accounting
+//! ([`usage::UsageBook`]) and the path-quality policy ([`quality`],
+//! `core::path_quality`: a demotion or restoration triggers a reconcile, which flips
+//! the endpoint's backup flag); a WAN crossing its allowance triggers a reconcile, and
+//! so does a metered WAN's pending demotion (`Outcome::metered_wake`). The usage file
+//! is written every [`crate::accounting::SAVE_EVERY`] and at stop. While a WAN is
+//! unjudged (new, no probe answer judged yet), every answered probe also runs the
+//! path-quality policy's first look (`Reconciler::first_look`), so a far WAN is a backup
+//! within its first RTT.
 //!
 //! Link loss needs no probe: the nudge's reconcile sees the link down (or its address
 //! gone) and marks the WAN down at once. One `wan_probe::ProbeLoop` runs per WAN with a
@@ -73,7 +74,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::Config;
 use crate::core::Input;
 use crate::model::wan::Health;
-use crate::model::wan::Wan;
+use crate::model::wan::{Snapshot, Wan};
 use crate::net::backend::NetError;
 use crate::net::features::{self, KernelFeatures};
 use crate::net::{sysctl, Kernel, Monitor};
@@ -490,7 +491,7 @@ impl ControlPlane {
     /// the usage file when due). True when the set of WANs past their allowance changed:
     /// reconcile then.
     async fn sample_counters(&mut self, wans: &[Wan]) -> bool {
-        match self.kernel.snapshot().await {
+        match link_counters(&self.kernel).await {
             Ok(snapshot) => {
                 let now = std::time::Instant::now();
                 status::publish_counters(&self.status, wans, &snapshot, now);
@@ -523,6 +524,18 @@ impl ControlPlane {
             }
         }
     }
+}
+
+/// The links and their byte counters alone, as a [`Snapshot`] without addresses or
+/// routes: all the counters tick reads (status rates, the data accounting, the path
+/// quality's loads). One link dump instead of the reconcile's three (links, addresses,
+/// every table's routes), every [`COUNTERS_EVERY`] of an idle agent's life.
+async fn link_counters(kernel: &Kernel) -> Result<Snapshot, NetError> {
+    let links = kernel.rtnl().dump_links().await?;
+    Ok(Snapshot {
+        links: links.iter().map(crate::net::snapshot::parse_link).collect(),
+        routes: Vec::new(),
+    })
 }
 
 fn subscribe_monitor() -> Option<Monitor> {
