@@ -121,8 +121,8 @@ fn mptcp_fastopen_client_rides_in_the_syn() {
 fn mptcp_fastopen_destination_connect_does_not_wait_for_the_final_ack() {
     let ns = Netns::with_lo("session");
     ns.sysctl("net/ipv4/tcp_fastopen", "3");
-    let name = ns.name().to_owned();
-    block_on_in(&ns, || async move {
+    let ns = &ns;
+    block_on_in(ns, || async move {
         let config = config(
             "127.0.0.0/8",
             "handshake_timeout_ms = 25000",
@@ -140,19 +140,7 @@ fn mptcp_fastopen_destination_connect_does_not_wait_for_the_final_ack() {
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
 
         let port = server.addr.port();
-        let nft = |script: &str| {
-            let mut child = std::process::Command::new("ip")
-                .args(["netns", "exec", &name, "nft", "-f", "-"])
-                .stdin(std::process::Stdio::piped())
-                .spawn()
-                .expect("nft");
-            use std::io::Write as _;
-            let mut stdin = child.stdin.take().expect("stdin");
-            stdin.write_all(script.as_bytes()).expect("nft script");
-            drop(stdin);
-            assert!(child.wait().expect("nft").success(), "nft -f: {script}");
-        };
-        nft(&format!(
+        ns.nft(&format!(
             "table inet hold_final_ack {{\n chain input {{\n type filter hook input priority 0;\n \
              tcp dport {port} tcp flags & (syn | ack) == ack drop\n }}\n}}\n"
         ));
@@ -175,7 +163,7 @@ fn mptcp_fastopen_destination_connect_does_not_wait_for_the_final_ack() {
             2,
             "the destination saw no connection while the final ACK was held"
         );
-        nft("delete table inet hold_final_ack");
+        ns.nft("delete table inet hold_final_ack");
         // The SYN-ACK's retransmission brings the final ACK; then the reply and the relay.
         assert_eq!(read_reply(&mut c.stream).await.error_code(), None);
         assert_eq!(

@@ -26,13 +26,11 @@ use tokio::sync::watch;
 
 use super::ConnParams;
 use crate::core::hedge::{must_move, WaitingSubflow};
+use crate::net::sock_diag::tcp_info;
 
 /// How often the subflows are read again while some WAN is abandoned or suspect: a
 /// subflow stalls, or a join is refused, without a new publication.
 const RECHECK: Duration = Duration::from_millis(100);
-/// `struct tcp_info`: `tcpi_retransmits` (u8) and `tcpi_unacked` (u32).
-const RETRANSMITS_AT: usize = 2;
-const UNACKED_AT: usize = 24;
 
 /// Resolves with the parameters to move with once the connection on socket `fd` (whose
 /// initial subflow starts from `initial`) must move; pending otherwise.
@@ -73,11 +71,10 @@ pub async fn moved_off(
 /// The subflows of the socket `fd`; the initial one, not known to be stalled, where the
 /// kernel cannot list them (before 5.17, or a fallback to plain TCP).
 fn subflows(fd: RawFd, initial: Option<IpAddr>) -> Vec<WaitingSubflow> {
-    let read = crate::udp::subflows::read_with(&fd, |local, _, info| {
-        let unacked = u32::from_ne_bytes(info[UNACKED_AT..UNACKED_AT + 4].try_into().ok()?);
-        Some(WaitingSubflow {
-            source: local.ip(),
-            stalled: unacked > 0 && info[RETRANSMITS_AT] > 0,
+    let read = crate::udp::subflows::read_with(&fd, |local, remote, info| {
+        tcp_info(info, local.ip(), remote).map(|s| WaitingSubflow {
+            source: s.src,
+            stalled: s.unacked > 0 && s.retransmits > 0,
         })
     });
     match read {
