@@ -22,9 +22,10 @@
 //! due, [`WanBook::start_due_probes`] names the WANs and their timeouts, and each goes to
 //! that WAN's probe task. While some WAN has live subflows, every
 //! [`passive::PASSIVE_EVERY`] the `tcp_info` of the relays' subflows
-//! ([`passive::subflows`]) feeds [`WanBook::passive`]. A healthy passive sample or an
-//! answered probe also tells the decision core that the concentrator is reachable
-//! ([`Input::WanReached`]).
+//! ([`passive::subflows`]) feeds [`WanBook::passive`]. A passive sample that vouches for
+//! the concentrator ([`passive::vouches`]: live traffic on a healthy WAN, or data received
+//! on a WAN the agent does not probe) or an answered probe also tells the decision core
+//! that the concentrator is reachable ([`Input::WanReached`]).
 //!
 //! Every [`COUNTERS_EVERY`] a dump of the links alone (`link_counters`) refreshes the
 //! WANs' byte counters (status rates) and feeds the data accounting
@@ -475,11 +476,13 @@ impl ControlPlane {
             self.subflow_rtts.record(&name, &sample, now);
             let book = &mut self.reconciler.book;
             events.extend(book.passive(&name, &sample, now));
-            let healthy = book
+            let health = book
                 .entries()
                 .get(&name)
-                .is_some_and(|e| matches!(e.probe.health(), Health::Up | Health::Degraded));
-            reached |= sample.active && healthy && !sample.retransmitting;
+                .map_or(Health::Unknown, |e| e.probe.health());
+            if let Some(wan) = wans.iter().find(|w| w.name == name) {
+                reached |= passive::vouches(wan, health, &sample, &tcp);
+            }
         }
         if reached {
             let _ = self.core.send(Input::WanReached(now));

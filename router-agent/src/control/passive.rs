@@ -15,6 +15,15 @@
 //! active; among the subflows with unacknowledged data, the longest wait for an ACK and
 //! whether that subflow is retransmitting is the stall evidence. The state machine
 //! decides what it means.
+//!
+//! [`vouches`] (pure) says whether a WAN's subflows show the concentrator reachable, which
+//! lets the decision core skip its periodic TCP probe of the concentrator while relayed
+//! traffic already answers that question (`Input::WanReached`): a probed WAN's active,
+//! non-retransmitting subflows while its probes hold it up or degraded; on a WAN the
+//! agent does not probe (mode `off`: the operator's own routing carries the subflows),
+//! data received from the concentrator within [`ACTIVE_WITHIN`] on a subflow that is not
+//! retransmitting (issue 17: without it such a router opened a probe connection every
+//! `health.interval` through every download and the seconds after it).
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,7 +31,7 @@ use std::time::Duration;
 
 use tracing::debug;
 
-use crate::model::wan::Wan;
+use crate::model::wan::{Health, Mode, Wan};
 use crate::model::wan_health::PassiveSample;
 use crate::net::sock_diag::TcpSample;
 use crate::proxy::upstreams::LiveUpstreams;
@@ -78,6 +87,22 @@ pub fn samples(tcp: &[TcpSample], wans: &[Wan]) -> Vec<(String, PassiveSample)> 
             (wan.name.clone(), sample)
         })
         .collect()
+}
+
+/// Whether `wan`'s subflows show the concentrator reachable: `sample` is its sample,
+/// `health` its probes' verdict, `tcp` the subflows it was made from. A WAN the agent does
+/// not probe counts only on data it received, not on data it sent: sent data proves
+/// nothing about the path back.
+pub fn vouches(wan: &Wan, health: Health, sample: &PassiveSample, tcp: &[TcpSample]) -> bool {
+    if wan.mode == Mode::Off {
+        return tcp.iter().any(|s| {
+            wan.addresses.iter().any(|a| a.addr() == s.src)
+                && s.since_data_recv < ACTIVE_WITHIN
+                && s.retransmits == 0
+                && s.backoff == 0
+        });
+    }
+    sample.active && !sample.retransmitting && matches!(health, Health::Up | Health::Degraded)
 }
 
 #[cfg(test)]
@@ -143,6 +168,62 @@ mod tests {
         let (name, two) = &got[1];
         assert_eq!(name, "wan2");
         assert_eq!(*two, PassiveSample::default(), "no subflows: idle");
+    }
+
+    fn recv(src: &str, recv_ms: u64, retransmits: u8) -> TcpSample {
+        TcpSample {
+            since_data_sent: Duration::from_secs(10),
+            since_data_recv: Duration::from_millis(recv_ms),
+            ..sub(src, 0, 10, retransmits, 0)
+        }
+    }
+
+    #[test]
+    fn an_unprobed_wan_vouches_only_for_data_it_received() {
+        let mut off = wan("wan1", "10.0.1.2");
+        off.mode = Mode::Off;
+        off.health = Health::Unknown;
+        let vouch = |tcp: &[TcpSample]| {
+            let sample = &samples(tcp, std::slice::from_ref(&off))[0].1;
+            vouches(&off, Health::Unknown, sample, tcp)
+        };
+        assert!(vouch(&[recv("10.0.1.2", 100, 0)]), "data just received");
+        assert!(
+            !vouch(&[recv("10.0.1.2", 600, 0)]),
+            "nothing received lately"
+        );
+        assert!(!vouch(&[recv("10.0.1.2", 100, 1)]), "retransmitting");
+        assert!(!vouch(&[recv("10.0.2.2", 100, 0)]), "another WAN's subflow");
+        let sent_only = sub("10.0.1.2", 0, 10, 0, 5_000);
+        let sent_only = TcpSample {
+            since_data_sent: Duration::from_millis(5),
+            ..sent_only
+        };
+        assert!(
+            !vouch(&[sent_only]),
+            "sent data says nothing about the way back"
+        );
+        assert!(!vouch(&[]), "no subflows");
+    }
+
+    #[test]
+    fn a_probed_wan_vouches_while_its_probes_hold_it_up() {
+        let on = wan("wan1", "10.0.1.2");
+        let tcp = [sub("10.0.1.2", 0, 10, 0, 5)];
+        let sample = &samples(&tcp, std::slice::from_ref(&on))[0].1;
+        assert!(vouches(&on, Health::Up, sample, &tcp));
+        assert!(vouches(&on, Health::Degraded, sample, &tcp));
+        assert!(!vouches(&on, Health::Down, sample, &tcp));
+        assert!(
+            !vouches(&on, Health::Unknown, sample, &tcp),
+            "not judged yet"
+        );
+        let stalled = [sub("10.0.1.2", 3, 900, 2, 5)];
+        let sample = &samples(&stalled, std::slice::from_ref(&on))[0].1;
+        assert!(
+            !vouches(&on, Health::Up, sample, &stalled),
+            "retransmitting"
+        );
     }
 
     #[test]
