@@ -24,6 +24,11 @@
 //! change) runs as one more way, `mpbond baseline`, interleaved with the others, so a
 //! change is measured against what it replaces in the same run.
 //!
+//! With `MPBOND_BENCH_CONGESTION=NAME` (`reno`, `bbr`, `system`) the concentrator of the
+//! three shaped/unshaped beds sends with that congestion control instead of its default
+//! (bbr; the bed's direct MPTCP and the peer use the namespaces' reno), to tell the
+//! relays' cost from the congestion control's goodput.
+//!
 //! With `MPBOND_BENCH_STRACE=1` each router-side relay also runs one extra download with
 //! `strace -c -f` attached, and the detail names its system calls per MB (strace slows
 //! the process: those runs count calls, they time nothing, and their CPU is not reported).
@@ -190,7 +195,11 @@ fn one_rate(ctx: &Ctx, label: &str, rates: &[u32], bytes: u64) -> Result<Vec<Fig
     let bed = TestBed::builder().wans(rates).try_build()?;
     let _server = bed.serve(Node::Server, SocketAddr::new(SERVER_V4.into(), PORT), false)?;
     let _vps = bed.serve(Node::Vps, SocketAddr::new(VPS_V4.into(), PORT), true)?;
-    let conc = bed.start_concentrator(&bed.concentrator_config())?;
+    let mut conc_cfg = bed.concentrator_config();
+    conc_cfg.congestion = std::env::var("MPBOND_BENCH_CONGESTION")
+        .ok()
+        .filter(|c| !c.is_empty());
+    let conc = bed.start_concentrator(&conc_cfg)?;
     let steal = Steal::start();
     let mut runs: BTreeMap<Way, Vec<Run>> = BTreeMap::new();
     let mut syscalls: BTreeMap<Way, String> = BTreeMap::new();
