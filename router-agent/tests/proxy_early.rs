@@ -1,6 +1,6 @@
 //! The LAN client's bytes go to the concentrator before its Convert reply (up to the early
 //! window, over several writes), so the destination's answer is not held back a round
-//! trip, and a fail-open still replays them.
+//! trip and an upload does not stall on the reply, and a fail-open still replays them.
 //! A fake concentrator on loopback that reads the request *and the client's bytes*
 //! before it replies: without early data it would wait forever and the test time out.
 
@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{echo_server, key, upstream};
-use mpbond_agent::proxy::{conn::Close, handle, ConnContext, UpstreamKind};
+use mpbond_agent::proxy::conn::{Close, EARLY_MAX};
+use mpbond_agent::proxy::{handle, ConnContext, UpstreamKind};
 use mpbond_protocol::Message;
 use mpbond_relay::message::read_message;
 use mpbond_relay::relay::CloseReason;
@@ -176,4 +177,91 @@ async fn later_lan_writes_also_go_ahead_of_the_reply() {
     })
     .await
     .expect("the second LAN write did not go ahead of the reply");
+}
+
+/// `len` bytes of a pattern that shows a lost, repeated or reordered slice.
+fn upload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn an_upload_goes_ahead_of_the_reply_up_to_the_early_window() {
+    // This concentrator replies only once it has 256 KiB: an agent that stopped short of
+    // it (16 KiB before round 17, which held uploads for the reply) waits forever.
+    const AHEAD: usize = 256 * 1024;
+    let body = upload(AHEAD + 64 * 1024);
+    timeout(LIMIT, async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let concentrator = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            read_request(&mut stream).await;
+            let mut got = vec![0u8; AHEAD];
+            stream.read_exact(&mut got).await.unwrap();
+            let mut out = Message::ok().encode().unwrap();
+            out.extend_from_slice(b"stored");
+            stream.write_all(&out).await.unwrap();
+            stream.read_to_end(&mut got).await.unwrap();
+            stream.shutdown().await.unwrap();
+            got
+        });
+        let ctx = context(addr);
+        let (mut client, lan) = lan_pair().await;
+        let dst = "192.0.2.80:80".parse().unwrap();
+        let handler = tokio::spawn(async move { handle(lan, dst, &ctx).await });
+        let (mut read, mut write) = client.split();
+        let sent = body.clone();
+        let writer = async move {
+            write.write_all(&sent).await.unwrap();
+            write.shutdown().await.unwrap();
+        };
+        let mut got = Vec::new();
+        let (_, read) = tokio::join!(writer, read.read_to_end(&mut got));
+        read.unwrap();
+        assert_eq!(got, b"stored");
+        let summary = handler.await.expect("handler does not panic");
+        assert!(
+            concentrator.await.unwrap() == body,
+            "the upload arrived intact"
+        );
+        assert_eq!(summary.upstream, UpstreamKind::Concentrator);
+        assert_eq!(summary.up, body.len() as u64);
+    })
+    .await
+    .expect("the upload stalled before the reply");
+}
+
+#[tokio::test]
+async fn a_large_early_upload_is_replayed_whole_when_failing_open() {
+    // Several reads' worth before the concentrator hangs up: the kept copy grows with
+    // them, and the direct connection gets all of it, in order.
+    let body = upload(EARLY_MAX / 2 + 1000);
+    bounded(LIMIT, async {
+        let (addr, early) = patient_concentrator(body.len(), None).await;
+        let echo = echo_server().await;
+        let ctx = context(addr);
+        let (mut client, lan) = lan_pair().await;
+        let handler = tokio::spawn(async move { handle(lan, echo, &ctx).await });
+        let (mut read, mut write) = client.split();
+        let sent = body.clone();
+        let writer = async move {
+            write.write_all(&sent).await.unwrap();
+            write.shutdown().await.unwrap();
+        };
+        let mut got = Vec::new();
+        let (_, read) = tokio::join!(writer, read.read_to_end(&mut got));
+        read.unwrap();
+        let summary = handler.await.unwrap();
+        assert!(
+            early.await.unwrap() == body,
+            "the concentrator got it all first"
+        );
+        assert!(
+            got == body,
+            "the direct connection got the bytes sent ahead, in order"
+        );
+        assert_eq!(summary.upstream, UpstreamKind::Direct);
+        assert_eq!(summary.up, body.len() as u64);
+    })
+    .await;
 }

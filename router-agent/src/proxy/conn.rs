@@ -41,9 +41,17 @@ use crate::core::buffers::for_connection;
 use crate::core::Input;
 use crate::upstream::{fastopen_evidence, read_reply, UpstreamError};
 
-/// Most LAN bytes sent ahead of the Convert reply (and kept for a fail-open replay):
-/// enough for an HTTP request or a TLS ClientHello.
-pub const EARLY_MAX: usize = 16 * 1024;
+/// Most LAN bytes sent ahead of the Convert reply (and kept for a fail-open replay).
+/// An upload must not stall on the reply: it comes a round trip after the SYN-ACK plus the
+/// concentrator's connect to the destination and its 20 ms hold for the destination's
+/// first bytes (`REPLY_HOLD`), while slow start lets the first subflow send 14 KiB and
+/// then 28 KiB a round trip, and each joined subflow 14 KiB more. 16 KiB held every
+/// upload about 20 ms on `starlink` (docs/PERFORMANCE.md, issue 11, round 17); 256 KiB
+/// covers the ramp of a 100 Mbit/s bond over that time. The copy grows with what the LAN
+/// sends ([`EARLY_READ`] at a time), so a request-and-answer connection keeps at most that.
+pub const EARLY_MAX: usize = 256 * 1024;
+/// The most LAN bytes one read before the reply takes (and the copy grows by).
+const EARLY_READ: usize = 16 * 1024;
 /// Most times one connection moves to another WAN while it waits for its reply.
 pub const MAX_MOVES: u32 = 2;
 /// How often [`write_early`] looks again when no writable wakeup came.
@@ -280,11 +288,8 @@ async fn send_early(lan: &TcpStream, upstream: &TcpStream, early: &mut Vec<u8>) 
                 }
             }
         }
-        if early.capacity() < EARLY_MAX {
-            early.reserve_exact(EARLY_MAX - early.len());
-        }
         let start = early.len();
-        early.resize(EARLY_MAX, 0);
+        early.resize(EARLY_MAX.min(start + EARLY_READ), 0);
         let read = lan.try_read(&mut early[start..]);
         early.truncate(start + *read.as_ref().unwrap_or(&0));
         match read {

@@ -43,7 +43,8 @@
 //! others (`MPBOND_BENCH_AB_BIN=DIR` starts way B's agent from DIR instead, for an
 //! old-against-new comparison; `MPBOND_BENCH_SYSCTL`, same form, sets them for every way,
 //! before the concentrator starts);
-//! `MPBOND_BENCH_CONC_CC=reno` runs the concentrator with that `[relay] congestion`;
+//! `MPBOND_BENCH_CONC_CC=reno` runs the concentrator with that `[relay] congestion`,
+//! `MPBOND_BENCH_AGENT_CC=reno` way B's agent with that `[mptcp] congestion`;
 //! `MPBOND_BENCH_WAYS=mpbond,b` keeps only the named ways (`mpbond`, `b`,
 //! `kernel`, `direct`, `peer`, `wan`), `MPBOND_BENCH_TESTS=download,upload,8,requests`
 //! only the named tests (the others count as NaN).
@@ -71,7 +72,7 @@ const CASE: &str = "13 profiles";
 /// Comma-separated profile names: run only these (default: all).
 const PROFILES_ENV: &str = "MPBOND_BENCH_PROFILES";
 /// Set to N: N interleaved runs of every way instead of the mode's count, for medians
-/// in an investigation.
+/// in an investigation; each run's figures are printed to stderr.
 const RUNS_ENV: &str = "MPBOND_BENCH_RUNS";
 /// Set to S: the transfers' length in seconds at Σ rates instead of the mode's
 /// ([`SHORT_SECS`], [`FULL_SECS`]), for an investigation of the method.
@@ -101,6 +102,9 @@ const AB_ENV: &str = "MPBOND_BENCH_AB";
 const AB_BIN_ENV: &str = "MPBOND_BENCH_AB_BIN";
 /// `node:name=value;...`: sysctls set in the bed for every way.
 const SYSCTL_ENV: &str = "MPBOND_BENCH_SYSCTL";
+/// The `[mptcp] congestion` of way B's agent (`reno`, `bbr`, `system`; default: the
+/// agent's own, `bbr` where offered).
+const AGENT_CC_ENV: &str = "MPBOND_BENCH_AGENT_CC";
 /// Comma-separated ways to keep (default: all).
 const WAYS_ENV: &str = "MPBOND_BENCH_WAYS";
 /// Comma-separated tests to run (default: all).
@@ -271,7 +275,11 @@ fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
     }
     ways.extend((1..=profile.links().len()).map(Way::Wan));
     let ab = sysctls_from(AB_ENV)?;
-    if !ab.is_empty() || std::env::var_os(AB_BIN_ENV).is_some() {
+    if !ab.is_empty()
+        || [AB_BIN_ENV, AGENT_CC_ENV]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some())
+    {
         ways.insert(1, Way::MpbondB);
     }
     if let Ok(keep) = std::env::var(WAYS_ENV) {
@@ -300,6 +308,18 @@ fn one_profile(ctx: &Ctx, profile: Profile) -> Result<Vec<Figure>, BenchError> {
             } else {
                 measure(ctx, &bed, profile, way, secs, &ab, &mut notes)?
             };
+            if std::env::var_os(RUNS_ENV).is_some() {
+                // Each run's figures, for the per-run ratios of an investigation.
+                eprintln!(
+                    "run {profile} {}: download {:.1} upload {:.1} 8 downloads {:.1} Mbit/s, \
+                     request p99 {:.0} ms",
+                    way.name(),
+                    run.down,
+                    run.up,
+                    run.down8,
+                    run.p99_ms
+                );
+            }
             runs.entry(way).or_default().push(run);
         }
     }
@@ -349,13 +369,16 @@ fn measure(
                     old.split_whitespace().collect::<Vec<_>>().join(" "),
                 ));
             }
+            // MPBOND_BENCH_AGENT_CC: way B's `[mptcp] congestion`.
+            let cc = std::env::var(AGENT_CC_ENV).ok();
+            let config = move |c: &mut AgentConfig| c.congestion = cc;
             agent = Some(match std::env::var_os(AB_BIN_ENV) {
-                None => start_fresh_agent(bed, |_| {})?,
+                None => start_fresh_agent(bed, config)?,
                 Some(dir) => {
                     // The bed starts daemons from MPBOND_BIN_DIR (set by main).
                     let ours = std::env::var_os("MPBOND_BIN_DIR");
                     std::env::set_var("MPBOND_BIN_DIR", dir);
-                    let started = start_fresh_agent(bed, |_| {});
+                    let started = start_fresh_agent(bed, config);
                     match ours {
                         Some(ours) => std::env::set_var("MPBOND_BIN_DIR", ours),
                         None => std::env::remove_var("MPBOND_BIN_DIR"),
