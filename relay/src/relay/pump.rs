@@ -110,10 +110,15 @@ pub(crate) async fn pump(
     if mode == Mode::Splice {
         match PipeSlot::new() {
             Ok(mut slot) => match splice_loop(src, dst, &mut slot, meter).await? {
-                Spliced::Eof => {
+                Spliced::Eof { corked } => {
                     // Everything spliced in went out: the pipe is empty, reuse it.
                     slot.put_back();
-                    return finish(dst);
+                    let result = finish(dst);
+                    if corked {
+                        // The held last segment leaves now, with the end (`send_last`).
+                        let _ = SockRef::from(dst).set_tcp_cork(false);
+                    }
+                    return result;
                 }
                 Spliced::Refused => {}
             },
@@ -134,9 +139,42 @@ fn finish(dst: &TcpStream) -> Result<(), PumpError> {
     }
 }
 
+/// Write `buf` (its first `ours` bytes our own, as in [`write_all_after`]) as the last
+/// bytes of the stream and shut `dst` down for writing, with the end in the same segment
+/// as the last bytes where they fit.
+///
+/// A plain `write` then `shutdown` sends the end after the bytes have left. Over MPTCP
+/// that end is a DATA_FIN on a segment of its own, which MPTCP alone resends, after a
+/// fixed 200 ms (`mptcp_set_datafin_timeout`). `TCP_CORK` holds the last partial
+/// segment in the subflow until the uncork, by which time `shutdown` has set the
+/// DATA_FIN, so the segment carries it (net/mptcp/options.c, `mptcp_write_data_fin`);
+/// the kernel still sends its pure-ACK DATA_FIN at `shutdown`, now ahead of the data.
+/// Over plain TCP the FIN joins the held segment. Two `setsockopt`s, only at the end of
+/// a stream whose end was seen before its last bytes were written.
+pub(crate) async fn send_last(
+    dst: &TcpStream,
+    buf: &[u8],
+    ours: usize,
+    meter: &Meter<'_>,
+) -> Result<(), PumpError> {
+    let sock = SockRef::from(dst);
+    let corked = !buf.is_empty() && sock.set_tcp_cork(true).is_ok();
+    let result = match write_all_after(dst, buf, ours, meter).await {
+        Ok(()) => finish(dst),
+        Err(error) => Err(error),
+    };
+    if corked {
+        // Uncorking pushes what is held; a socket already gone has nothing to push.
+        let _ = sock.set_tcp_cork(false);
+    }
+    result
+}
+
 enum Spliced {
-    /// `src` reached end of stream and the pipe is empty.
-    Eof,
+    /// `src` reached end of stream and the pipe is empty. `corked`: the end was seen
+    /// before the last bytes went out, and `dst` was corked for them; uncork it after
+    /// the `shutdown` (see [`send_last`]).
+    Eof { corked: bool },
     /// The kernel refused to splice these sockets, or no pipe could be had; the pipe is
     /// empty, copy instead.
     Refused,
@@ -173,14 +211,20 @@ async fn splice_loop(
     let (mut eof, mut refused) = (false, false);
     // Filling hit EAGAIN with data in the pipe; wait for the drain to make room.
     let mut busy = false;
+    // `dst` holds its last partial segment for the end to go with it.
+    let mut corked = false;
     loop {
         if in_pipe == 0 {
             if refused {
                 return Ok(Spliced::Refused);
             }
             if eof {
-                return Ok(Spliced::Eof);
+                return Ok(Spliced::Eof { corked });
             }
+        }
+        if eof && !corked {
+            // The end is known and bytes are left: they are the last (see `send_last`).
+            corked = SockRef::from(dst).set_tcp_cork(true).is_ok();
         }
         let capacity = slot.held().map_or(usize::MAX, Pipe::capacity);
         let fill = !eof && !refused && !busy && in_pipe < capacity;
@@ -206,8 +250,11 @@ async fn splice_loop(
                     Err(e) => return Err(PumpError::dst(e)),
                 }
             }
-            ready = src.readable(), if fill => {
-                ready.map_err(PumpError::src)?;
+            ready = src.ready(Interest::READABLE), if fill => {
+                // `src`'s FIN has arrived (`EPOLLRDHUP`): after this read, try one more
+                // to see the end before the bytes go out. The readiness comes with the
+                // wake-up, so a stream pays this once, at its end.
+                let closed = ready.map_err(PumpError::src)?.is_read_closed();
                 let pipe = match slot.get() {
                     Ok(pipe) => pipe,
                     Err(error) => {
@@ -217,20 +264,30 @@ async fn splice_loop(
                     }
                 };
                 let capacity = pipe.capacity();
-                let held = in_pipe;
-                let result = src.try_io(Interest::READABLE, || {
-                    match pipe.splice_in(src_fd, capacity.saturating_sub(held)) {
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock && held > 0 => {
-                            Err(io::Error::other(PipeBusy))
+                let fill_in = |held: usize| {
+                    src.try_io(Interest::READABLE, || {
+                        match pipe.splice_in(src_fd, capacity.saturating_sub(held)) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock && held > 0 => {
+                                Err(io::Error::other(PipeBusy))
+                            }
+                            other => other,
                         }
-                        other => other,
-                    }
-                });
-                match result {
+                    })
+                };
+                match fill_in(in_pipe) {
                     Ok(0) => eof = true,
                     Ok(n) => {
                         in_pipe += n;
                         meter.touch();
+                        if closed && in_pipe < capacity {
+                            match fill_in(in_pipe) {
+                                Ok(0) => eof = true,
+                                Ok(more) => in_pipe += more,
+                                Err(e) if is_pipe_busy(&e) => busy = true,
+                                // Anything else shows again at the next fill.
+                                Err(_) => {}
+                            }
+                        }
                     }
                     // Only an empty pipe gets a plain EAGAIN: give it back while idle.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.idle(),
