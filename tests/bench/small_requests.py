@@ -36,7 +36,7 @@ for line in sys.stdin:
         continue
     if out and '[S]' in line and 'capable' in line:
         conns[key] = {'syn': ts, 'data': None, 'fin': None, 'finfirst': False,
-                      'together': False}; continue
+                      'together': False, 'first': None, 'ranges': set()}; continue
     c = conns.get(key)
     if c is None or out: continue
     if '[S.]' in line:
@@ -46,8 +46,16 @@ for line in sys.stdin:
             tok_of[int.from_bytes(hashlib.sha256(k).digest()[:4], 'big')] = key
         continue
     ln = int(re.search(r'length (\d+)', line).group(1)) if 'length' in line else 0
-    if ln > 0 and c['data'] is None:
-        c['data'] = ts; c['together'] = 'dss fin' in line
+    if ln > 0:
+        # The answer is in when its last new range arrived (a retransmission of a range
+        # already seen does not count): with the last byte sent alone, a first segment
+        # lost and resent comes after the tail.
+        sq = re.search(r'seq (\d+):(\d+)', line)
+        rng = sq.groups() if sq else ('?', ts)
+        if rng not in c['ranges']:
+            c['ranges'].add(rng); c['data'] = ts
+        if c['first'] is None:
+            c['first'] = ts; c['together'] = 'dss fin' in line
     if 'dss fin' in line and c['fin'] is None:
         c['fin'] = ts; c['finfirst'] = c['data'] is None
 jstate = {}
