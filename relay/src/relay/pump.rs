@@ -1,5 +1,7 @@
 //! One direction of a relay: move bytes from `src` to `dst` until end of stream, then
-//! `shutdown(Write)` on `dst`.
+//! `shutdown(Write)` on `dst`. When the end is known before the last bytes are written,
+//! they and the end leave in one segment (`TCP_CORK` around the last write and the
+//! `shutdown`, [`send_last`]).
 //!
 //! The fast path is `splice(2)` through a [`Pipe`]: socket → pipe, then pipe → socket,
 //! driven by tokio readiness (`readable()`/`writable()` + `try_io`, so that `EAGAIN` clears
