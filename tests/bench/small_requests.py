@@ -2,8 +2,10 @@
 """Classify each small upstream MPTCP connection in a router pcap (tcpdump -nn text on
 stdin): when the server's data and its DATA_FIN first arrived (ms after the SYN), which of
 the two was lost (A: the data packet, recovered by TCP's loss probe / RTO; B: the pure-ACK
-DATA_FIN, recovered by MPTCP's DATA_FIN timer), and the fate of its MP_JOIN (matched by
-token = first 32 bits of SHA-256 of the server key).
+DATA_FIN, recovered by MPTCP's DATA_FIN timer), the fate of its MP_JOIN (matched by
+token = first 32 bits of SHA-256 of the server key), and whether the answer's first data
+segment carried the DATA_FIN itself ('together', the relay's corked last write since
+round 17) or not ('apart'). The last lines tally each server port's requests by kind.
 
 A diagnosis aid for case 13's small requests (docs/PERFORMANCE.md, issue 11 round 16).
 Capture while `MPBOND_BENCH_TESTS=requests MPBOND_BENCH_PROFILES=starlink mpbond-bench
@@ -33,7 +35,8 @@ for line in sys.stdin:
         if not out and '[R]' in line: joins[key]['rejected'] = True
         continue
     if out and '[S]' in line and 'capable' in line:
-        conns[key] = {'syn': ts, 'data': None, 'fin': None, 'finfirst': False}; continue
+        conns[key] = {'syn': ts, 'data': None, 'fin': None, 'finfirst': False,
+                      'together': False, 'first': None, 'ranges': set()}; continue
     c = conns.get(key)
     if c is None or out: continue
     if '[S.]' in line:
@@ -43,13 +46,23 @@ for line in sys.stdin:
             tok_of[int.from_bytes(hashlib.sha256(k).digest()[:4], 'big')] = key
         continue
     ln = int(re.search(r'length (\d+)', line).group(1)) if 'length' in line else 0
-    if ln > 0 and c['data'] is None: c['data'] = ts
+    if ln > 0:
+        # The answer is in when its last new range arrived (a retransmission of a range
+        # already seen does not count): with the last byte sent alone, a first segment
+        # lost and resent comes after the tail.
+        sq = re.search(r'seq (\d+):(\d+)', line)
+        rng = sq.groups() if sq else ('?', ts)
+        if rng not in c['ranges']:
+            c['ranges'].add(rng); c['data'] = ts
+        if c['first'] is None:
+            c['first'] = ts; c['together'] = 'dss fin' in line
     if 'dss fin' in line and c['fin'] is None:
         c['fin'] = ts; c['finfirst'] = c['data'] is None
 jstate = {}
 for j in joins.values():
     ck = tok_of.get(j['token'])
     if ck: jstate[ck] = 'rejected' if j['rejected'] else 'not-rejected'
+tally = collections.defaultdict(collections.Counter)
 for key, c in conns.items():
     if c['data'] is None or c['fin'] is None: continue
     d = (c['data'] - c['syn'])*1000; fn = (c['fin'] - c['syn'])*1000
@@ -57,4 +70,9 @@ for key, c in conns.items():
     if c['finfirst'] and d - fn > 100: kind = 'A:data-lost'
     elif fn - d > 100: kind = 'B:datafin-lost'
     elif max(d, fn) > 250: kind = 'slow-other'
-    print(f"{key[1]} {key[0]:>20} data {d:6.0f} ms datafin {fn:6.0f} ms {kind:15} join {jstate.get(key, 'none')}")
+    seg = 'together' if c['together'] else 'apart'
+    tally[key[1]][kind] += 1; tally[key[1]][seg] += 1
+    print(f"{key[1]} {key[0]:>20} data {d:6.0f} ms datafin {fn:6.0f} ms {kind:15} "
+          f"join {jstate.get(key, 'none'):12} {seg}")
+for port, counts in tally.items():
+    print(f"# {port}: " + ', '.join(f"{k} {v}" for k, v in sorted(counts.items())))

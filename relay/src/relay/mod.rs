@@ -167,7 +167,9 @@ async fn run(
         let mut forward = pin!(pump(a, b, mode, &forward, None));
         let mut backward = pin!(async {
             if let Some(lead) = lead {
-                lead::send_lead(b, a, lead, &backward).await?;
+                if lead::send_lead(b, a, lead, &backward).await? {
+                    return Ok(());
+                }
             }
             pump(b, a, mode, &backward, opts.pace.as_deref()).await
         });

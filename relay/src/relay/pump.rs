@@ -1,5 +1,7 @@
 //! One direction of a relay: move bytes from `src` to `dst` until end of stream, then
-//! `shutdown(Write)` on `dst`.
+//! `shutdown(Write)` on `dst`. When the end is known before the last bytes are written,
+//! they and the end leave in one segment (`TCP_CORK` around the last write and the
+//! `shutdown`, [`send_last`]).
 //!
 //! The fast path is `splice(2)` through a [`Pipe`]: socket → pipe, then pipe → socket,
 //! driven by tokio readiness (`readable()`/`writable()` + `try_io`, so that `EAGAIN` clears
@@ -110,10 +112,15 @@ pub(crate) async fn pump(
     if mode == Mode::Splice {
         match PipeSlot::new() {
             Ok(mut slot) => match splice_loop(src, dst, &mut slot, meter).await? {
-                Spliced::Eof => {
+                Spliced::Eof { corked } => {
                     // Everything spliced in went out: the pipe is empty, reuse it.
                     slot.put_back();
-                    return finish(dst);
+                    let result = finish(dst);
+                    if corked {
+                        // The held last segment leaves now, with the end (`send_last`).
+                        let _ = SockRef::from(dst).set_tcp_cork(false);
+                    }
+                    return result;
                 }
                 Spliced::Refused => {}
             },
@@ -134,9 +141,57 @@ fn finish(dst: &TcpStream) -> Result<(), PumpError> {
     }
 }
 
+/// Write `buf` (its first `ours` bytes our own, as in [`write_all_after`]) as the last
+/// bytes of the stream and shut `dst` down for writing, with the end in the same segment
+/// as the last bytes where they fit.
+///
+/// A plain `write` then `shutdown` sends the end after the bytes have left. Over MPTCP
+/// that end is a DATA_FIN on a segment of its own, which MPTCP alone resends, after a
+/// fixed 200 ms (`mptcp_set_datafin_timeout`). `TCP_CORK` holds the last partial
+/// segment in the subflow until the uncork, by which time `shutdown` has set the
+/// DATA_FIN, so the segment carries it (net/mptcp/options.c, `mptcp_write_data_fin`);
+/// the kernel still sends its pure-ACK DATA_FIN at `shutdown`, now ahead of the data.
+/// Over plain TCP the FIN joins the held segment. Two `setsockopt`s, only at the end of
+/// a stream whose end was seen before its last bytes were written.
+///
+/// With `MPBOND_TAIL_SPLIT=1` (an experiment, off by default) the last byte goes in a
+/// segment of its own, after the rest: a lost first segment is then reported by the
+/// second's SACK, and two segments in flight spare the tail-loss probe its extra 200 ms.
+pub(crate) async fn send_last(
+    dst: &TcpStream,
+    mut buf: &[u8],
+    mut ours: usize,
+    meter: &Meter<'_>,
+) -> Result<(), PumpError> {
+    if tail_split() && buf.len() > ours + 1 {
+        let (head, tail) = buf.split_at(buf.len() - 1);
+        write_all_after(dst, head, ours, meter).await?;
+        (buf, ours) = (tail, 0);
+    }
+    let sock = SockRef::from(dst);
+    let corked = !buf.is_empty() && sock.set_tcp_cork(true).is_ok();
+    let result = match write_all_after(dst, buf, ours, meter).await {
+        Ok(()) => finish(dst),
+        Err(error) => Err(error),
+    };
+    if corked {
+        // Uncorking pushes what is held; a socket already gone has nothing to push.
+        let _ = sock.set_tcp_cork(false);
+    }
+    result
+}
+
+/// Whether [`send_last`] sends the last byte alone: `$MPBOND_TAIL_SPLIT` is `1`.
+fn tail_split() -> bool {
+    static SPLIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SPLIT.get_or_init(|| std::env::var("MPBOND_TAIL_SPLIT").is_ok_and(|v| v.trim() == "1"))
+}
+
 enum Spliced {
-    /// `src` reached end of stream and the pipe is empty.
-    Eof,
+    /// `src` reached end of stream and the pipe is empty. `corked`: the end was seen
+    /// before the last bytes went out, and `dst` was corked for them; uncork it after
+    /// the `shutdown` (see [`send_last`]).
+    Eof { corked: bool },
     /// The kernel refused to splice these sockets, or no pipe could be had; the pipe is
     /// empty, copy instead.
     Refused,
@@ -173,14 +228,20 @@ async fn splice_loop(
     let (mut eof, mut refused) = (false, false);
     // Filling hit EAGAIN with data in the pipe; wait for the drain to make room.
     let mut busy = false;
+    // `dst` holds its last partial segment for the end to go with it.
+    let mut corked = false;
     loop {
         if in_pipe == 0 {
             if refused {
                 return Ok(Spliced::Refused);
             }
             if eof {
-                return Ok(Spliced::Eof);
+                return Ok(Spliced::Eof { corked });
             }
+        }
+        if eof && !corked {
+            // The end is known and bytes are left: they are the last (see `send_last`).
+            corked = SockRef::from(dst).set_tcp_cork(true).is_ok();
         }
         let capacity = slot.held().map_or(usize::MAX, Pipe::capacity);
         let fill = !eof && !refused && !busy && in_pipe < capacity;
@@ -206,8 +267,11 @@ async fn splice_loop(
                     Err(e) => return Err(PumpError::dst(e)),
                 }
             }
-            ready = src.readable(), if fill => {
-                ready.map_err(PumpError::src)?;
+            ready = src.ready(Interest::READABLE), if fill => {
+                // `src`'s FIN has arrived (`EPOLLRDHUP`): after this read, try one more
+                // to see the end before the bytes go out. The readiness comes with the
+                // wake-up, so a stream pays this once, at its end.
+                let closed = ready.map_err(PumpError::src)?.is_read_closed();
                 let pipe = match slot.get() {
                     Ok(pipe) => pipe,
                     Err(error) => {
@@ -217,20 +281,30 @@ async fn splice_loop(
                     }
                 };
                 let capacity = pipe.capacity();
-                let held = in_pipe;
-                let result = src.try_io(Interest::READABLE, || {
-                    match pipe.splice_in(src_fd, capacity.saturating_sub(held)) {
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock && held > 0 => {
-                            Err(io::Error::other(PipeBusy))
+                let fill_in = |held: usize| {
+                    src.try_io(Interest::READABLE, || {
+                        match pipe.splice_in(src_fd, capacity.saturating_sub(held)) {
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock && held > 0 => {
+                                Err(io::Error::other(PipeBusy))
+                            }
+                            other => other,
                         }
-                        other => other,
-                    }
-                });
-                match result {
+                    })
+                };
+                match fill_in(in_pipe) {
                     Ok(0) => eof = true,
                     Ok(n) => {
                         in_pipe += n;
                         meter.touch();
+                        if closed && in_pipe < capacity {
+                            match fill_in(in_pipe) {
+                                Ok(0) => eof = true,
+                                Ok(more) => in_pipe += more,
+                                Err(e) if is_pipe_busy(&e) => busy = true,
+                                // Anything else shows again at the next fill.
+                                Err(_) => {}
+                            }
+                        }
                     }
                     // Only an empty pipe gets a plain EAGAIN: give it back while idle.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.idle(),
