@@ -111,8 +111,8 @@ fn subflows(fd: RawFd, initial: Option<IpAddr>) -> Vec<WaitingSubflow> {
 /// Keepalive on the socket `fd` while it lives (the connection waits for its reply):
 /// a probe after [`PROBE_IDLE`] of silence on a subflow, then one a second. The kernel
 /// copies it to every subflow, joins included. Dropped, it turns keepalive off again,
-/// so that a relayed connection sends no probe. A socket that refuses it (not MPTCP
-/// before Linux 6.2, say) just goes without: its subflows can still stall.
+/// so that a relayed connection sends no probe. A socket that refuses it (an older
+/// kernel's MPTCP, say) just goes without: its subflows can still stall.
 struct Probing(RawFd);
 
 impl Probing {
