@@ -4,8 +4,11 @@
 //! SYNs reach the concentrator and SYN-ACKs are lost). None of the requests fails, the
 //! download arrives intact, no request reaches the server twice (the server counts
 //! connections and request lines: a hedged connection whose first SYN reached the
-//! concentrator must not deliver the LAN client's bytes a second time), and once the
-//! WAN is back it carries traffic again. One bed for every sub-case, with Fast Open on.
+//! concentrator must not deliver the LAN client's bytes a second time) unless the
+//! agent moved its connection (`connections.moved`: a request whose first copy
+//! arrived before its reply was lost in the hole; at most one extra copy per move,
+//! docs/DESIGN.md, "New connections never wait for a dead WAN"), and once the WAN is
+//! back it carries traffic again. One bed for every sub-case, with Fast Open on.
 //! A second bed checks the `backup` down reaction: the flag is set and cleared in place.
 //!
 //! No assertion is about time: the times are printed, and the benchmark (`mpbond-bench`,
@@ -19,7 +22,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::control::{start_download, state_text, wait_managed, wait_rx, wan_state};
+use common::control::{log_lines, start_download, state_text, wait_managed, wait_rx, wan_state};
 use common::{at, per_second};
 use mpbond_tests::topology::SERVER_V4;
 use mpbond_tests::{proc, Daemon, Failure, Node, TbServer, TestBed};
@@ -67,6 +70,7 @@ fn sub_case(bed: &TestBed, agent: &Daemon, server: &TbServer, wan: usize, failur
     let label = format!("wan{wan} {}", failure.name());
     wait_all_up(bed, agent, &label);
     let seen_before = server.events().len();
+    let moved_before = moved(bed);
 
     let download = start_download(bed, DOWNLOAD, Duration::from_secs(90));
     let requests = bed
@@ -139,9 +143,16 @@ fn sub_case(bed: &TestBed, agent: &Daemon, server: &TbServer, wan: usize, failur
         per_seed.len()
     );
     let twice: Vec<_> = per_seed.iter().filter(|(_, &n)| n > 1).collect();
+    let extra: usize = twice.iter().map(|(_, &n)| n - 1).sum();
+    let moved = moved(bed) - moved_before;
+    println!(
+        "{label}: connections moved {moved}, requests read more than once {twice:?}\n{}",
+        log_lines(agent, &["moving", "hedge bound", "wan down"])
+    );
     assert!(
-        twice.is_empty(),
-        "{label}: requests reached the server twice: {twice:?}"
+        extra as u64 <= moved,
+        "{label}: requests reached the server twice, more than the {moved} moves \
+         explain: {twice:?}"
     );
     assert_eq!(
         per_seed.len(),
@@ -151,6 +162,14 @@ fn sub_case(bed: &TestBed, agent: &Daemon, server: &TbServer, wan: usize, failur
 
     bed.fail_wan(wan, failure, false).expect("the failure ends");
     recovered(bed, agent, wan, &label);
+}
+
+/// The agent's `connections.moved` so far.
+fn moved(bed: &TestBed) -> u64 {
+    let status = bed.agent_status().expect("status");
+    status["connections"]["moved"]
+        .as_u64()
+        .expect("connections.moved")
 }
 
 /// Wait until the status says every WAN is up.

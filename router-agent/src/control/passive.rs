@@ -138,6 +138,7 @@ mod tests {
             src: src.parse().unwrap(),
             dst,
             retransmits,
+            probes: 0,
             backoff: 0,
             unacked,
             rtt: Duration::from_millis(20),

@@ -27,10 +27,16 @@
 //!   no reply byte and holds every LAN byte it sent) to another WAN when every subflow
 //!   it has starts from an abandoned address (a WAN that is down, without link, or off),
 //!   or when every one starts from an abandoned or suspect address and is itself
-//!   stalled (unacknowledged data, a retransmission timeout fired). Suspicion alone is
-//!   not enough: moving may deliver the request to the destination twice (in a
-//!   downstream-only black hole the first copy did arrive), which needs the WAN gone or
-//!   the connection's own subflow failing as well.
+//!   failing: stalled (unacknowledged data, a retransmission timeout fired), or silent
+//!   with a keepalive probe unanswered. The proxy turns keepalive on (after
+//!   [`PROBE_IDLE`] of silence) while a connection waits for its reply, because in a
+//!   downstream-only black hole the request was acknowledged before the hole and only
+//!   the reply is lost: nothing is unacknowledged, so nothing stalls, and only a probe
+//!   that asks for an ACK shows the subflow hears nothing. A slow destination answers
+//!   the probe, so it is never moved. Suspicion alone is not enough: moving may
+//!   deliver the request to the destination twice (in a downstream-only black hole
+//!   the first copy did arrive), which needs the WAN gone or the connection's own
+//!   subflow failing as well.
 //! * **The primary** is the first candidate among the live ones (up or degraded), as
 //!   [`super::preferred_source`] picks it; none: the main route decides, and the hedge
 //!   is then the first candidate of all.
@@ -191,6 +197,11 @@ pub fn abandoned(wans: &[Wan], concentrator: SocketAddr) -> Vec<IpAddr> {
     out
 }
 
+/// How long a subflow of a connection waiting for its reply may receive nothing before
+/// the kernel sends it a keepalive probe (`TCP_KEEPIDLE`, whole seconds: 1 is the least
+/// the kernel takes). The probe asks the concentrator for an ACK and carries no byte.
+pub const PROBE_IDLE: Duration = Duration::from_secs(1);
+
 /// One subflow of a connection waiting for its Convert reply, as the proxy reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitingSubflow {
@@ -198,13 +209,38 @@ pub struct WaitingSubflow {
     pub source: IpAddr,
     /// It has unacknowledged data and a retransmission timeout fired since its last ACK.
     pub stalled: bool,
+    /// Keepalive probes sent since its last ACK and not answered (`tcpi_probes`).
+    pub probes: u8,
+    /// Since it last received anything (an ACK or data).
+    pub silent: Duration,
+    /// Its smoothed RTT (`tcpi_rtt`).
+    pub rtt: Duration,
+}
+
+impl WaitingSubflow {
+    /// The subflow itself fails: it is stalled, or a keepalive probe it sent went
+    /// unanswered for longer than [`answer_bound`] of its RTT. The probe leaves after
+    /// [`PROBE_IDLE`] of silence, so the second case needs `silent` past both. It is how
+    /// a downstream-only black hole shows on a connection whose bytes were all
+    /// acknowledged before the hole: nothing unacknowledged to stall, and a reply (or
+    /// the probe's ACK) that never comes.
+    pub fn failing(&self) -> bool {
+        self.stalled || (self.probes > 0 && self.silent >= PROBE_IDLE + answer_bound(self.rtt))
+    }
+}
+
+/// How long an answer may take on a subflow with smoothed RTT `rtt`: as the hedge's
+/// bound, `3 × rtt` within [`HEDGE_FLOOR`] and [`HEDGE_CEILING`].
+pub fn answer_bound(rtt: Duration) -> Duration {
+    (rtt * HEDGE_RTTS).clamp(HEDGE_FLOOR, HEDGE_CEILING)
 }
 
 /// Whether a connection still waiting for its Convert reply, with `subflows`, must move
 /// to another WAN, given the `abandoned` and `suspect` addresses and where new
 /// connections start now (`to`, [`Hedging::choose`]'s primary). It has a subflow, `to`
 /// is neither abandoned nor suspect, and every subflow starts from an abandoned
-/// address, or every one starts from an abandoned or suspect address and is stalled.
+/// address, or every one starts from an abandoned or suspect address and is failing
+/// ([`WaitingSubflow::failing`]: stalled, or its keepalive probe unanswered).
 /// A subflow on a live WAN (a join already made) carries the reply there, so that
 /// connection stays; with no good WAN to go to, moving gains nothing.
 pub fn must_move(
@@ -214,7 +250,7 @@ pub fn must_move(
     to: Option<IpAddr>,
 ) -> bool {
     let gone = |s: &WaitingSubflow| abandoned.contains(&s.source);
-    let failing = |s: &WaitingSubflow| s.stalled && (gone(s) || suspects.contains(&s.source));
+    let failing = |s: &WaitingSubflow| s.failing() && (gone(s) || suspects.contains(&s.source));
     !subflows.is_empty()
         && to.is_some_and(|to| !abandoned.contains(&to) && !suspects.contains(&to))
         && (subflows.iter().all(gone) || subflows.iter().all(failing))
@@ -440,7 +476,11 @@ mod tests {
     #[test]
     fn a_connection_moves_when_its_wan_is_gone_or_suspect_with_its_subflow_stalled() {
         let (one, two) = (ip("10.200.1.2"), ip("10.200.2.2"));
-        let sub = |source, stalled| WaitingSubflow { source, stalled };
+        let sub = |source, stalled| WaitingSubflow {
+            source,
+            stalled,
+            ..quiet(source)
+        };
         let dead = [one];
         let to = Some(two);
         assert!(must_move(&[sub(one, false)], &dead, &[], to));
@@ -465,6 +505,69 @@ mod tests {
             !must_move(&[sub(one, true), sub(two, true)], &[], &suspect, to),
             "a stalled subflow on a WAN no suspect keeps it"
         );
+    }
+
+    /// A subflow that received something just now, 10 ms RTT.
+    fn quiet(source: IpAddr) -> WaitingSubflow {
+        WaitingSubflow {
+            source,
+            stalled: false,
+            probes: 0,
+            silent: Duration::ZERO,
+            rtt: ms(10),
+        }
+    }
+
+    /// The subflow of a connection whose request was acknowledged at 0 and which then
+    /// hears nothing (a downstream-only black hole from 0), at `t`, with the kernel's
+    /// keepalive: a probe after [`PROBE_IDLE`] of silence, another every second.
+    fn unheard(source: IpAddr, t: Duration) -> WaitingSubflow {
+        let probes = (t.as_secs()).min(u64::from(u8::MAX)) as u8;
+        WaitingSubflow {
+            probes,
+            silent: t,
+            ..quiet(source)
+        }
+    }
+
+    #[test]
+    fn an_unanswered_keepalive_probe_moves_a_connection_off_a_suspect_wan_after_its_bound() {
+        let (one, two) = (ip("10.200.1.2"), ip("10.200.2.2"));
+        let to = Some(two);
+        let bound = answer_bound(ms(10));
+        assert_eq!(bound, HEDGE_FLOOR);
+        // WAN 1 is a suspect from 0.3 s (a new connection's hedge won): silence alone
+        // does not move the waiting connection, before or after its probe leaves.
+        for t in [ms(300), ms(999), PROBE_IDLE, PROBE_IDLE + bound - ms(1)] {
+            assert!(
+                !must_move(&[unheard(one, t)], &[], &[one], to),
+                "at {t:?}: no probe out yet, or not unanswered for long enough"
+            );
+        }
+        let t = PROBE_IDLE + bound;
+        assert!(must_move(&[unheard(one, t)], &[], &[one], to));
+        // The same silence on a WAN no suspect: never (a slow destination, and its probe
+        // was lost once), nor with nowhere good to go.
+        assert!(!must_move(&[unheard(one, ms(5000))], &[], &[], to));
+        assert!(!must_move(&[unheard(one, t)], &[], &[one, two], to));
+        // A slow destination on a suspect WAN: each probe is answered (the counter and
+        // the silence start again), so it waits for its reply however long that takes.
+        for t in (0..20).map(|i| ms(300 + i * 500)) {
+            let answered = WaitingSubflow {
+                probes: 0,
+                silent: Duration::from_millis(t.as_millis() as u64 % 1000),
+                ..quiet(one)
+            };
+            assert!(!must_move(&[answered], &[], &[one], to), "at {t:?}");
+        }
+        // A long-RTT WAN waits longer for its probe's answer.
+        let slow = |t| WaitingSubflow {
+            rtt: ms(200),
+            ..unheard(one, t)
+        };
+        assert!(!must_move(&[slow(PROBE_IDLE + ms(599))], &[], &[one], to));
+        assert!(must_move(&[slow(PROBE_IDLE + ms(600))], &[], &[one], to));
+        assert_eq!(answer_bound(Duration::from_secs(2)), HEDGE_CEILING);
     }
 
     #[test]

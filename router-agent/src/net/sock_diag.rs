@@ -29,6 +29,8 @@ pub struct TcpSample {
     pub dst: SocketAddr,
     /// `tcpi_retransmits`: RTO retransmissions of the oldest unacknowledged segment.
     pub retransmits: u8,
+    /// `tcpi_probes`: keepalive (or zero-window) probes sent and not answered.
+    pub probes: u8,
     /// `tcpi_backoff`: RTO backoff exponent.
     pub backoff: u8,
     /// `tcpi_unacked`: segments sent and not acknowledged.
@@ -203,6 +205,7 @@ pub fn tcp_info(info: &[u8], src: IpAddr, dst: SocketAddr) -> Option<TcpSample> 
         src,
         dst,
         retransmits: info[2],
+        probes: info[3],
         backoff: info[4],
         unacked: u32_at(info, 24),
         since_data_sent: ms(44),
@@ -220,6 +223,7 @@ mod tests {
     fn dump() -> Vec<u8> {
         let mut info = vec![0u8; 104];
         info[2] = 2; // retransmits
+        info[3] = 3; // probes
         info[4] = 1; // backoff
         info[24..28].copy_from_slice(&5u32.to_ne_bytes());
         info[44..48].copy_from_slice(&10u32.to_ne_bytes());
@@ -260,6 +264,7 @@ mod tests {
                 src: "10.0.0.2".parse().unwrap(),
                 dst: dest,
                 retransmits: 2,
+                probes: 3,
                 backoff: 1,
                 unacked: 5,
                 rtt: Duration::from_millis(25),
