@@ -153,21 +153,12 @@ fn finish(dst: &TcpStream) -> Result<(), PumpError> {
 /// the kernel still sends its pure-ACK DATA_FIN at `shutdown`, now ahead of the data.
 /// Over plain TCP the FIN joins the held segment. Two `setsockopt`s, only at the end of
 /// a stream whose end was seen before its last bytes were written.
-///
-/// With `MPBOND_TAIL_SPLIT=1` (an experiment, off by default) the last byte goes in a
-/// segment of its own, after the rest: a lost first segment is then reported by the
-/// second's SACK, and two segments in flight spare the tail-loss probe its extra 200 ms.
 pub(crate) async fn send_last(
     dst: &TcpStream,
-    mut buf: &[u8],
-    mut ours: usize,
+    buf: &[u8],
+    ours: usize,
     meter: &Meter<'_>,
 ) -> Result<(), PumpError> {
-    if tail_split() && buf.len() > ours + 1 {
-        let (head, tail) = buf.split_at(buf.len() - 1);
-        write_all_after(dst, head, ours, meter).await?;
-        (buf, ours) = (tail, 0);
-    }
     let sock = SockRef::from(dst);
     let corked = !buf.is_empty() && sock.set_tcp_cork(true).is_ok();
     let result = match write_all_after(dst, buf, ours, meter).await {
@@ -179,12 +170,6 @@ pub(crate) async fn send_last(
         let _ = sock.set_tcp_cork(false);
     }
     result
-}
-
-/// Whether [`send_last`] sends the last byte alone: `$MPBOND_TAIL_SPLIT` is `1`.
-fn tail_split() -> bool {
-    static SPLIT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SPLIT.get_or_init(|| std::env::var("MPBOND_TAIL_SPLIT").is_ok_and(|v| v.trim() == "1"))
 }
 
 enum Spliced {
