@@ -206,8 +206,10 @@ build_one() {
 	case "$triple" in
 		mips*) rustflags="$rustflags -C relocation-model=static" ;;
 	esac
-	# The router agent is built for size (`z`, ~6 % smaller than the profile's `s`):
-	# its hot path is splice(2) in the kernel. The concentrator keeps `s`.
+	# The router agent is built for size (`z`, ~6 % smaller than the profile's `s`).
+	# Its per-byte work is in the kernel (recv/send out of MPTCP, splice elsewhere), and
+	# in the MIPS guest opt-level 3 did not cut its user time (docs/PERFORMANCE.md,
+	# issue 17, seventh round). The concentrator keeps `s`.
 	local opt_level=s
 	if [ "$pkg" = mpbond-agent ]; then opt_level=z; fi
 	if needs_build_std "$triple"; then
