@@ -44,6 +44,8 @@ pub const SUPPORTED_TCP_OPTIONS: [u8; 4] = [2, 3, 4, 8];
 /// How long to keep reading (and discarding) after an error reply, so that closing does
 /// not turn into a reset that could destroy the reply in flight.
 const LINGER: Duration = Duration::from_secs(2);
+/// At least the agent's early window (`EARLY_MAX` in router-agent/src/proxy/conn.rs):
+/// the bytes a client may send before it reads the reply.
 const LINGER_BYTES: usize = 256 * 1024;
 /// How often [`wait_established`] looks at the first subflow's state.
 const SYN_RECV_POLL: Duration = Duration::from_millis(2);

@@ -5,10 +5,12 @@
 mod common;
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use common::{expect_pattern, read_to_end, relayed, send_pattern, within, Relayed};
-use mpbond_relay::relay::{CloseReason, Mode, RelayOpts};
+
+use mpbond_relay::relay::{relay_with, CloseReason, Mode, RelayOpts};
 use socket2::SockRef;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -178,6 +180,38 @@ async fn reset_by_server_is_mirrored_to_client() {
         expect_reset(&mut client, "client", mode, mptcp).await;
         let stats = within("relay end", relay).await.expect("relay task");
         assert_eq!(stats.close, CloseReason::ResetByB, "{mode:?} mptcp={mptcp}");
+    }
+}
+
+/// The server's last bytes and its reset both wait at the relay before it reads: the
+/// client gets the bytes, then a reset, never a clean end. (The kernel reports a socket
+/// error once: the splice pump's extra read at the end's readiness must not drop it.)
+#[tokio::test]
+async fn bytes_then_a_reset_queued_together_reach_the_client_as_a_reset() {
+    for mode in MODES {
+        let (mut client, a) = common::tcp_pair().await;
+        let (b, mut server) = common::tcp_pair().await;
+        server.write_all(b"partial").await.expect("write");
+        mpbond_relay::sys::reset(server);
+        // Wait, before the relay starts, until the reset is queued behind the bytes.
+        let mut pfd = libc::pollfd {
+            fd: b.as_raw_fd(),
+            events: libc::POLLRDHUP,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        let n = unsafe { libc::poll(&mut pfd, 1, 5_000) };
+        assert_eq!(n, 1, "the reset reaches the relay's socket");
+        let relay =
+            tokio::spawn(async move { relay_with(a, b, &RelayOpts::default(), mode).await });
+        let mut got = [0; 7];
+        within("the bytes", client.read_exact(&mut got))
+            .await
+            .expect("the bytes before the reset");
+        assert_eq!(&got, b"partial", "{mode:?}");
+        expect_reset(&mut client, "client", mode, false).await;
+        let stats = within("relay end", relay).await.expect("relay task");
+        assert_eq!(stats.close, CloseReason::ResetByB, "{mode:?}");
     }
 }
 

@@ -149,10 +149,18 @@ fn sub_case(bed: &TestBed, agent: &Daemon, server: &TbServer, wan: usize, failur
         "{label}: connections moved {moved}, requests read more than once {twice:?}\n{}",
         log_lines(agent, &["moving", "hedge bound", "wan down"])
     );
+    // A moved connection may deliver its request twice when the first copy did arrive
+    // and only the reply was lost (docs/DESIGN.md). Upstream-only, the first copy never
+    // arrives, so no duplicate is explained there.
+    let explained = if matches!(failure, Failure::UpstreamOnly) {
+        0
+    } else {
+        moved
+    };
     assert!(
-        extra as u64 <= moved,
-        "{label}: requests reached the server twice, more than the {moved} moves \
-         explain: {twice:?}"
+        extra as u64 <= explained,
+        "{label}: requests reached the server twice, more than the {explained} moves \
+         that could explain it: {twice:?}"
     );
     assert_eq!(
         per_seed.len(),

@@ -5,14 +5,14 @@
 //! of its own. So the lead waits, up to [`Lead::hold`], for `b`'s first bytes and sends
 //! both in one write: one segment where they fit. `a → b` is not held: the request that
 //! the server answers flows at once. If `b` stays silent, the lead goes alone when the
-//! hold ends. End of stream from `b` sends the lead and leaves the end for the pump to
-//! see again (it is sticky); an error from `b` sends the lead and fails the direction as
-//! the pump would, so a reset is still mirrored as a reset.
+//! hold ends. End of stream from `b` sends the lead and passes the end on itself, in the
+//! same segment where it fits (see [`super::pump::send_last`]); the pump does not run
+//! for that direction. An error from `b` sends the lead and fails the direction as the
+//! pump would, so a reset is still mirrored as a reset.
 //!
-//! When `b`'s end of stream came with its first bytes (a short answer: the destination
-//! writes it and closes), the lead passes the end on itself, in the same segment: see
-//! [`super::pump::send_last`]. To see it, a first read that emptied `b` is followed by
-//! one more read: one system call per connection, never per round.
+//! To see an end of stream that came with `b`'s first bytes (a short answer: the
+//! destination writes it and closes), a first read that emptied `b` is followed by one
+//! more read: one system call per connection, never per round.
 
 use std::io;
 use std::time::Duration;

@@ -213,10 +213,17 @@ async fn splice_loop(
     let (mut eof, mut refused) = (false, false);
     // Filling hit EAGAIN with data in the pipe; wait for the drain to make room.
     let mut busy = false;
+    // The read after the end's readiness failed (a reset behind the data): deliver what
+    // the pipe holds, then report it. The kernel reports a socket error once, so it must
+    // not be dropped: the next read would look like a clean end of stream.
+    let mut failed: Option<io::Error> = None;
     // `dst` holds its last partial segment for the end to go with it.
-    let mut corked = false;
+    let (mut corked, mut cork_tried) = (false, false);
     loop {
         if in_pipe == 0 {
+            if let Some(error) = failed.take() {
+                return Err(PumpError::src(error));
+            }
             if refused {
                 return Ok(Spliced::Refused);
             }
@@ -224,12 +231,14 @@ async fn splice_loop(
                 return Ok(Spliced::Eof { corked });
             }
         }
-        if eof && !corked {
+        if eof && !cork_tried {
             // The end is known and bytes are left: they are the last (see `send_last`).
+            // Tried once: a socket that refuses the cork sends the end on its own.
+            cork_tried = true;
             corked = SockRef::from(dst).set_tcp_cork(true).is_ok();
         }
         let capacity = slot.held().map_or(usize::MAX, Pipe::capacity);
-        let fill = !eof && !refused && !busy && in_pipe < capacity;
+        let fill = !eof && !refused && !busy && failed.is_none() && in_pipe < capacity;
         tokio::select! {
             biased;
             ready = dst.writable(), if in_pipe > 0 => {
@@ -286,8 +295,10 @@ async fn splice_loop(
                                 Ok(0) => eof = true,
                                 Ok(more) => in_pipe += more,
                                 Err(e) if is_pipe_busy(&e) => busy = true,
-                                // Anything else shows again at the next fill.
-                                Err(_) => {}
+                                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                                    refused = true
+                                }
+                                Err(e) => failed = Some(e),
                             }
                         }
                     }

@@ -12,7 +12,8 @@
 //!    answer is not held back a round trip (as it would be if the bytes waited for the
 //!    reply). The kept copy lets any failure up to the reply still fail open: the direct
 //!    connection gets the same bytes first. If every subflow of the connection is on a
-//!    WAN that goes down meanwhile (or on a suspect WAN, and stalled), it moves to a
+//!    WAN that goes down meanwhile (or on a suspect WAN, and failing: stalled, or its
+//!    keepalive probe unanswered), it moves to a
 //!    live WAN and sends them again ([`converse`], [`super::abandon`]).
 //! 4. It reads the Convert reply before relaying downstream. An Error TLV resets the LAN
 //!    connection (the client sees RST, not FIN). An OK reply starts the splice relay.
@@ -45,10 +46,13 @@ use crate::upstream::{fastopen_evidence, read_reply, UpstreamError};
 /// An upload must not stall on the reply: it comes a round trip after the SYN-ACK plus the
 /// concentrator's connect to the destination and its 20 ms hold for the destination's
 /// first bytes (`REPLY_HOLD`), while slow start lets the first subflow send 14 KiB and
-/// then 28 KiB a round trip, and each joined subflow 14 KiB more. 16 KiB held every
-/// upload about 20 ms on `starlink` (docs/PERFORMANCE.md, issue 11, round 17); 256 KiB
+/// then 28 KiB a round trip, and each joined subflow 14 KiB more. 16 KiB held uploads
+/// 14–26 ms on `three`'s 10 ms line (docs/PERFORMANCE.md, issue 11, round 17); 256 KiB
 /// covers the ramp of a 100 Mbit/s bond over that time. The copy grows with what the LAN
-/// sends ([`EARLY_READ`] at a time), so a request-and-answer connection keeps at most that.
+/// sends ([`EARLY_READ`] at a time), so a request-and-answer connection's copy stays
+/// small. It must not exceed what a refusing concentrator reads and discards before it
+/// closes (`LINGER_BYTES` in concentrator/src/session.rs, also 256 KiB): past that its
+/// close becomes a reset, and the agent would fail open instead of honouring the refusal.
 pub const EARLY_MAX: usize = 256 * 1024;
 /// The most LAN bytes one read before the reply takes (and the copy grows by).
 const EARLY_READ: usize = 16 * 1024;
@@ -174,7 +178,7 @@ pub async fn handle(lan: TcpStream, dst: SocketAddr, ctx: &ConnContext) -> Summa
     };
     info!(%failure, "concentrator unavailable, relaying directly (fail open)");
     ctx.tell(Input::UpstreamFailed);
-    direct(lan, dst, &early, ctx, &params).await
+    direct(lan, dst, early, ctx, &params).await
 }
 
 /// A connection whose Convert reply came.
@@ -190,7 +194,7 @@ struct Conversed {
 
 /// Send the LAN's first bytes behind the request and read the Convert reply. While it
 /// waits, a connection whose subflows are all on a WAN the core abandons (or on a suspect
-/// one, and stalled) moves to a live one ([`super::abandon`]): the old connection is reset, a new one opens from the
+/// one, and failing: stalled, or its keepalive probe unanswered) moves to a live one ([`super::abandon`]): the old connection is reset, a new one opens from the
 /// published source (hedged as usual) with a freshly sealed request, and every LAN byte
 /// sent so far (`early`, all of it kept until the reply) goes again, first. No reply
 /// byte has been relayed, so the LAN client sees its stream once; the destination may
@@ -218,9 +222,14 @@ async fn converse(
         let reply_timeout = params.reply_timeout;
         let outcome = {
             let talk = async {
-                write_early(&stream, early)
-                    .await
-                    .map_err(UpstreamError::Connect)?;
+                // Bounded too: a moved connection's copy (up to `EARLY_MAX`) may not fit
+                // its new socket's send buffer, and a WAN that dies after the handshake
+                // would otherwise hold it until TCP gives up.
+                match tokio::time::timeout(reply_timeout, write_early(&stream, early)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => return Err(UpstreamError::Connect(error)),
+                    Err(_) => return Err(UpstreamError::Timeout(reply_timeout)),
+                }
                 match tokio::time::timeout(reply_timeout, send_early(lan, &stream, early)).await {
                     Ok(Ok(())) => {}
                     Ok(Err(error)) => return Err(UpstreamError::Connect(error)),
@@ -390,7 +399,7 @@ async fn via_concentrator(
 async fn direct(
     lan: TcpStream,
     dst: SocketAddr,
-    early: &[u8],
+    early: Vec<u8>,
     ctx: &ConnContext,
     params: &ConnParams,
 ) -> Summary {
@@ -405,14 +414,17 @@ async fn direct(
     };
     match connected {
         Ok(Ok(mut stream)) => {
-            if let Err(error) = stream.write_all(early).await {
+            if let Err(error) = stream.write_all(&early).await {
                 info!(%error, "direct connection failed while replaying, resetting");
                 sys::reset(lan);
                 return failed;
             }
+            // The copy (up to `EARLY_MAX`) is not needed for the relay's lifetime.
+            let replayed = early.len() as u64;
+            drop(early);
             let stats = relay(lan, stream, &params.relay).await;
             Summary {
-                up: early.len() as u64 + stats.a_to_b,
+                up: replayed + stats.a_to_b,
                 down: stats.b_to_a,
                 close: Close::Relay(stats.close),
                 ..failed

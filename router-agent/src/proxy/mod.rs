@@ -43,7 +43,8 @@ pub struct ConnParams {
     /// whose subflows all start there moves to another WAN (`core::hedge::must_move`).
     pub abandoned: Vec<std::net::IpAddr>,
     /// WAN addresses a hedge won against lately: a connection waiting for its reply
-    /// whose subflows there are all stalled moves too.
+    /// whose subflows there are all failing (stalled, or a keepalive probe unanswered)
+    /// moves too.
     pub suspects: Vec<std::net::IpAddr>,
     /// The WANs for protected UDP flows' legs, best first (`core::protect`).
     pub legs: Vec<crate::core::protect::LegSource>,
