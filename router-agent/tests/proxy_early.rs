@@ -265,3 +265,38 @@ async fn a_large_early_upload_is_replayed_whole_when_failing_open() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_upload_past_the_early_window_fails_open_whole_and_in_order() {
+    // The concentrator takes the whole early window and hangs up without a reply: the
+    // direct connection gets the kept copy first, then what waited in the LAN socket.
+    let body = upload(EARLY_MAX + 64 * 1024);
+    bounded(LIMIT, async {
+        let (addr, early) = patient_concentrator(EARLY_MAX, None).await;
+        let echo = echo_server().await;
+        let ctx = context(addr);
+        let (mut client, lan) = lan_pair().await;
+        let handler = tokio::spawn(async move { handle(lan, echo, &ctx).await });
+        let (mut read, mut write) = client.split();
+        let sent = body.clone();
+        let writer = async move {
+            write.write_all(&sent).await.unwrap();
+            write.shutdown().await.unwrap();
+        };
+        let mut got = Vec::new();
+        let (_, read) = tokio::join!(writer, read.read_to_end(&mut got));
+        read.unwrap();
+        let summary = handler.await.unwrap();
+        assert!(
+            early.await.unwrap() == body[..EARLY_MAX],
+            "the concentrator got the early window first"
+        );
+        assert!(
+            got == body,
+            "the direct connection got the copy, then the rest, in order"
+        );
+        assert_eq!(summary.upstream, UpstreamKind::Direct);
+        assert_eq!(summary.up, body.len() as u64);
+    })
+    .await;
+}
