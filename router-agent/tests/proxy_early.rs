@@ -236,43 +236,23 @@ async fn a_large_early_upload_is_replayed_whole_when_failing_open() {
     // Several reads' worth before the concentrator hangs up: the kept copy grows with
     // them, and the direct connection gets all of it, in order.
     let body = upload(EARLY_MAX / 2 + 1000);
-    bounded(LIMIT, async {
-        let (addr, early) = patient_concentrator(body.len(), None).await;
-        let echo = echo_server().await;
-        let ctx = context(addr);
-        let (mut client, lan) = lan_pair().await;
-        let handler = tokio::spawn(async move { handle(lan, echo, &ctx).await });
-        let (mut read, mut write) = client.split();
-        let sent = body.clone();
-        let writer = async move {
-            write.write_all(&sent).await.unwrap();
-            write.shutdown().await.unwrap();
-        };
-        let mut got = Vec::new();
-        let (_, read) = tokio::join!(writer, read.read_to_end(&mut got));
-        read.unwrap();
-        let summary = handler.await.unwrap();
-        assert!(
-            early.await.unwrap() == body,
-            "the concentrator got it all first"
-        );
-        assert!(
-            got == body,
-            "the direct connection got the bytes sent ahead, in order"
-        );
-        assert_eq!(summary.upstream, UpstreamKind::Direct);
-        assert_eq!(summary.up, body.len() as u64);
-    })
-    .await;
+    let taken = body.len();
+    fails_open_whole(body, taken).await;
 }
 
 #[tokio::test]
 async fn an_upload_past_the_early_window_fails_open_whole_and_in_order() {
     // The concentrator takes the whole early window and hangs up without a reply: the
     // direct connection gets the kept copy first, then what waited in the LAN socket.
-    let body = upload(EARLY_MAX + 64 * 1024);
+    fails_open_whole(upload(EARLY_MAX + 64 * 1024), EARLY_MAX).await;
+}
+
+/// The LAN client uploads `body`; the concentrator reads the request and `taken` bytes
+/// and hangs up without a reply. The agent fails open: the direct connection (an echo)
+/// must get all of `body`, in order.
+async fn fails_open_whole(body: Vec<u8>, taken: usize) {
     bounded(LIMIT, async {
-        let (addr, early) = patient_concentrator(EARLY_MAX, None).await;
+        let (addr, early) = patient_concentrator(taken, None).await;
         let echo = echo_server().await;
         let ctx = context(addr);
         let (mut client, lan) = lan_pair().await;
@@ -288,12 +268,12 @@ async fn an_upload_past_the_early_window_fails_open_whole_and_in_order() {
         read.unwrap();
         let summary = handler.await.unwrap();
         assert!(
-            early.await.unwrap() == body[..EARLY_MAX],
-            "the concentrator got the early window first"
+            early.await.unwrap() == body[..taken],
+            "the concentrator got the early bytes first"
         );
         assert!(
             got == body,
-            "the direct connection got the copy, then the rest, in order"
+            "the direct connection got the bytes sent ahead, then the rest, in order"
         );
         assert_eq!(summary.upstream, UpstreamKind::Direct);
         assert_eq!(summary.up, body.len() as u64);

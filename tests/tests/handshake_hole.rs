@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use common::control::{log_lines, wait_managed, wan_state};
 use mpbond_tests::topology::SERVER_V4;
-use mpbond_tests::{proc, Node, TestBed};
+use mpbond_tests::{proc, AgentConfig, Daemon, Node, TestBed};
 
 /// The nft table in WAN 1's ISP that lets only handshake segments through.
 const TABLE: &str = "mpbond_test_handshakes";
@@ -43,20 +43,7 @@ const PATIENCE: Duration = Duration::from_secs(40);
 #[test]
 #[ignore = "needs root and netns"]
 fn a_request_whose_wan_dies_right_after_its_syn_ack_moves_to_the_other_wan() {
-    let bed = TestBed::builder()
-        .wans(&[40, 60])
-        .agent_routing(true)
-        .fast_open(true)
-        .build();
-    let _conc = bed
-        .start_concentrator(&bed.concentrator_config())
-        .expect("concentrator starts");
-    let agent = bed.start_agent(&bed.agent_config()).expect("agent starts");
-    wait_managed(&bed, &agent, &[1, 2], Duration::from_secs(10));
-    let up = proc::wait_until(Duration::from_secs(20), || {
-        (1..=2).all(|i| wan_state(&bed, &format!("wan{i}")).as_deref() == Some("up"))
-    });
-    assert!(up, "both WANs up first:\n{}", agent.log_tail(20));
+    let (bed, _conc, agent) = both_wans_up(|_| {});
 
     let (server, requests) = serve(&bed);
     handshakes_only(&bed, 1, true);
@@ -127,22 +114,7 @@ const TRIGGER: &[u8] = b"GET /trigger HTTP/1.1\r\nHost: test\r\n\r\n";
 #[test]
 #[ignore = "needs root and netns"]
 fn a_request_whose_reply_is_lost_downstream_moves_on_its_unanswered_keepalive_probe() {
-    let bed = TestBed::builder()
-        .wans(&[40, 60])
-        .agent_routing(true)
-        .fast_open(true)
-        .build();
-    let _conc = bed
-        .start_concentrator(&bed.concentrator_config())
-        .expect("concentrator starts");
-    let mut config = bed.agent_config();
-    config.wans[0].down = 1000;
-    let agent = bed.start_agent(&config).expect("agent starts");
-    wait_managed(&bed, &agent, &[1, 2], Duration::from_secs(10));
-    let up = proc::wait_until(Duration::from_secs(20), || {
-        (1..=2).all(|i| wan_state(&bed, &format!("wan{i}")).as_deref() == Some("up"))
-    });
-    assert!(up, "both WANs up first:\n{}", agent.log_tail(20));
+    let (bed, _conc, agent) = both_wans_up(|config| config.wans[0].down = 1000);
 
     let (server, requests) = serve(&bed);
     joins_refused(&bed, 2, true);
@@ -366,4 +338,26 @@ fn handshake_segments(bed: &TestBed) -> u64 {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .expect("a packet count")
+}
+
+/// A bed with Fast Open and two WANs the agent routes, its concentrator and its agent
+/// (its config first changed by `tweak`), once both WANs are up.
+fn both_wans_up(tweak: impl FnOnce(&mut AgentConfig)) -> (TestBed, Daemon, Daemon) {
+    let bed = TestBed::builder()
+        .wans(&[40, 60])
+        .agent_routing(true)
+        .fast_open(true)
+        .build();
+    let conc = bed
+        .start_concentrator(&bed.concentrator_config())
+        .expect("concentrator starts");
+    let mut config = bed.agent_config();
+    tweak(&mut config);
+    let agent = bed.start_agent(&config).expect("agent starts");
+    wait_managed(&bed, &agent, &[1, 2], Duration::from_secs(10));
+    let up = proc::wait_until(Duration::from_secs(20), || {
+        (1..=2).all(|i| wan_state(&bed, &format!("wan{i}")).as_deref() == Some("up"))
+    });
+    assert!(up, "both WANs up first:\n{}", agent.log_tail(20));
+    (bed, conc, agent)
 }
