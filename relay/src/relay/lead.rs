@@ -5,21 +5,16 @@
 //! of its own. So the lead waits, up to [`Lead::hold`], for `b`'s first bytes and sends
 //! both in one write: one segment where they fit. `a → b` is not held: the request that
 //! the server answers flows at once. If `b` stays silent, the lead goes alone when the
-//! hold ends. End of stream from `b` sends the lead and passes the end on itself, in the
-//! same segment where it fits (see [`super::pump::send_last`]); the pump does not run
-//! for that direction. An error from `b` sends the lead and fails the direction as the
-//! pump would, so a reset is still mirrored as a reset.
-//!
-//! To see an end of stream that came with `b`'s first bytes (a short answer: the
-//! destination writes it and closes), a first read that emptied `b` is followed by one
-//! more read: one system call per connection, never per round.
+//! hold ends. End of stream from `b` sends the lead and leaves the end for the pump to
+//! see again (it is sticky); an error from `b` sends the lead and fails the direction as
+//! the pump would, so a reset is still mirrored as a reset.
 
 use std::io;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use super::pump::{send_last, write_all_after, Meter, PumpError};
+use super::pump::{write_all_after, Meter, PumpError};
 
 /// The most bytes of `b` read to go with the lead: a few segments' worth; the rest is
 /// spliced.
@@ -34,19 +29,16 @@ pub struct Lead {
     pub hold: Duration,
 }
 
-/// Send `lead` to `a`, with `b`'s first bytes if they come within the hold. `Ok(true)`:
-/// `b` ended with those bytes and `a` was shut down for writing, so the direction is
-/// done.
+/// Send `lead` to `a`, with `b`'s first bytes if they come within the hold.
 pub(crate) async fn send_lead(
     b: &TcpStream,
     a: &TcpStream,
     lead: &Lead,
     meter: &Meter<'_>,
-) -> Result<bool, PumpError> {
+) -> Result<(), PumpError> {
     let mut buf = Vec::with_capacity(lead.bytes.len() + FIRST_READ);
     buf.extend_from_slice(&lead.bytes);
     let mut failed = None;
-    let mut ended = false;
     if let Ok(ready) = tokio::time::timeout(lead.hold, b.readable()).await {
         let start = buf.len();
         buf.resize(start + FIRST_READ, 0);
@@ -54,12 +46,7 @@ pub(crate) async fn send_lead(
             Ok(()) => b.try_read(&mut buf[start..]),
             Err(error) => Err(error),
         };
-        let mut n = match read {
-            // End of stream and no bytes: the lead goes with the end.
-            Ok(0) => {
-                ended = true;
-                0
-            }
+        let n = match read {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
             Err(error) => {
@@ -67,27 +54,11 @@ pub(crate) async fn send_lead(
                 0
             }
         };
-        // The read emptied `b`: a short answer's end of stream is most likely right
-        // behind it (a server writes and closes; its FIN follows its bytes by
-        // microseconds). One more read, once per connection, sees it; whatever else it
-        // finds goes in the same write.
-        if n > 0 && n < FIRST_READ {
-            match b.try_read(&mut buf[start + n..]) {
-                Ok(0) => ended = true,
-                Ok(more) => n += more,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => failed = Some(error),
-            }
-        }
         buf.truncate(start + n);
-    }
-    if ended {
-        send_last(a, &buf, lead.bytes.len(), meter).await?;
-        return Ok(true);
     }
     write_all_after(a, &buf, lead.bytes.len(), meter).await?;
     match failed {
         Some(error) => Err(PumpError::src(error)),
-        None => Ok(false),
+        None => Ok(()),
     }
 }

@@ -167,9 +167,7 @@ async fn run(
         let mut forward = pin!(pump(a, b, mode, &forward, None));
         let mut backward = pin!(async {
             if let Some(lead) = lead {
-                if lead::send_lead(b, a, lead, &backward).await? {
-                    return Ok(());
-                }
+                lead::send_lead(b, a, lead, &backward).await?;
             }
             pump(b, a, mode, &backward, opts.pace.as_deref()).await
         });

@@ -1,7 +1,5 @@
 //! One direction of a relay: move bytes from `src` to `dst` until end of stream, then
-//! `shutdown(Write)` on `dst`. When the end is known before the last bytes are written,
-//! they and the end leave in one segment (`TCP_CORK` around the last write and the
-//! `shutdown`, [`send_last`]).
+//! `shutdown(Write)` on `dst`.
 //!
 //! The fast path is `splice(2)` through a [`Pipe`]: socket → pipe, then pipe → socket,
 //! driven by tokio readiness (`readable()`/`writable()` + `try_io`, so that `EAGAIN` clears
@@ -112,15 +110,10 @@ pub(crate) async fn pump(
     if mode == Mode::Splice {
         match PipeSlot::new() {
             Ok(mut slot) => match splice_loop(src, dst, &mut slot, meter).await? {
-                Spliced::Eof { corked } => {
+                Spliced::Eof => {
                     // Everything spliced in went out: the pipe is empty, reuse it.
                     slot.put_back();
-                    let result = finish(dst);
-                    if corked {
-                        // The held last segment leaves now, with the end (`send_last`).
-                        let _ = SockRef::from(dst).set_tcp_cork(false);
-                    }
-                    return result;
+                    return finish(dst);
                 }
                 Spliced::Refused => {}
             },
@@ -141,42 +134,9 @@ fn finish(dst: &TcpStream) -> Result<(), PumpError> {
     }
 }
 
-/// Write `buf` (its first `ours` bytes our own, as in [`write_all_after`]) as the last
-/// bytes of the stream and shut `dst` down for writing, with the end in the same segment
-/// as the last bytes where they fit.
-///
-/// A plain `write` then `shutdown` sends the end after the bytes have left. Over MPTCP
-/// that end is a DATA_FIN on a segment of its own, which MPTCP alone resends, after a
-/// fixed 200 ms (`mptcp_set_datafin_timeout`). `TCP_CORK` holds the last partial
-/// segment in the subflow until the uncork, by which time `shutdown` has set the
-/// DATA_FIN, so the segment carries it (net/mptcp/options.c, `mptcp_write_data_fin`);
-/// the kernel still sends its pure-ACK DATA_FIN at `shutdown`, now ahead of the data.
-/// Over plain TCP the FIN joins the held segment. Two `setsockopt`s, only at the end of
-/// a stream whose end was seen before its last bytes were written.
-pub(crate) async fn send_last(
-    dst: &TcpStream,
-    buf: &[u8],
-    ours: usize,
-    meter: &Meter<'_>,
-) -> Result<(), PumpError> {
-    let sock = SockRef::from(dst);
-    let corked = !buf.is_empty() && sock.set_tcp_cork(true).is_ok();
-    let result = match write_all_after(dst, buf, ours, meter).await {
-        Ok(()) => finish(dst),
-        Err(error) => Err(error),
-    };
-    if corked {
-        // Uncorking pushes what is held; a socket already gone has nothing to push.
-        let _ = sock.set_tcp_cork(false);
-    }
-    result
-}
-
 enum Spliced {
-    /// `src` reached end of stream and the pipe is empty. `corked`: the end was seen
-    /// before the last bytes went out, and `dst` was corked for them; uncork it after
-    /// the `shutdown` (see [`send_last`]).
-    Eof { corked: bool },
+    /// `src` reached end of stream and the pipe is empty.
+    Eof,
     /// The kernel refused to splice these sockets, or no pipe could be had; the pipe is
     /// empty, copy instead.
     Refused,
@@ -213,32 +173,17 @@ async fn splice_loop(
     let (mut eof, mut refused) = (false, false);
     // Filling hit EAGAIN with data in the pipe; wait for the drain to make room.
     let mut busy = false;
-    // The read after the end's readiness failed (a reset behind the data): deliver what
-    // the pipe holds, then report it. The kernel reports a socket error once, so it must
-    // not be dropped: the next read would look like a clean end of stream.
-    let mut failed: Option<io::Error> = None;
-    // `dst` holds its last partial segment for the end to go with it.
-    let (mut corked, mut cork_tried) = (false, false);
     loop {
         if in_pipe == 0 {
-            if let Some(error) = failed.take() {
-                return Err(PumpError::src(error));
-            }
             if refused {
                 return Ok(Spliced::Refused);
             }
             if eof {
-                return Ok(Spliced::Eof { corked });
+                return Ok(Spliced::Eof);
             }
         }
-        if eof && !cork_tried {
-            // The end is known and bytes are left: they are the last (see `send_last`).
-            // Tried once: a socket that refuses the cork sends the end on its own.
-            cork_tried = true;
-            corked = SockRef::from(dst).set_tcp_cork(true).is_ok();
-        }
         let capacity = slot.held().map_or(usize::MAX, Pipe::capacity);
-        let fill = !eof && !refused && !busy && failed.is_none() && in_pipe < capacity;
+        let fill = !eof && !refused && !busy && in_pipe < capacity;
         tokio::select! {
             biased;
             ready = dst.writable(), if in_pipe > 0 => {
@@ -261,11 +206,8 @@ async fn splice_loop(
                     Err(e) => return Err(PumpError::dst(e)),
                 }
             }
-            ready = src.ready(Interest::READABLE), if fill => {
-                // `src`'s FIN has arrived (`EPOLLRDHUP`): after this read, try one more
-                // to see the end before the bytes go out. The readiness comes with the
-                // wake-up, so a stream pays this once, at its end.
-                let closed = ready.map_err(PumpError::src)?.is_read_closed();
+            ready = src.readable(), if fill => {
+                ready.map_err(PumpError::src)?;
                 let pipe = match slot.get() {
                     Ok(pipe) => pipe,
                     Err(error) => {
@@ -275,32 +217,20 @@ async fn splice_loop(
                     }
                 };
                 let capacity = pipe.capacity();
-                let fill_in = |held: usize| {
-                    src.try_io(Interest::READABLE, || {
-                        match pipe.splice_in(src_fd, capacity.saturating_sub(held)) {
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock && held > 0 => {
-                                Err(io::Error::other(PipeBusy))
-                            }
-                            other => other,
+                let held = in_pipe;
+                let result = src.try_io(Interest::READABLE, || {
+                    match pipe.splice_in(src_fd, capacity.saturating_sub(held)) {
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock && held > 0 => {
+                            Err(io::Error::other(PipeBusy))
                         }
-                    })
-                };
-                match fill_in(in_pipe) {
+                        other => other,
+                    }
+                });
+                match result {
                     Ok(0) => eof = true,
                     Ok(n) => {
                         in_pipe += n;
                         meter.touch();
-                        if closed && in_pipe < capacity {
-                            match fill_in(in_pipe) {
-                                Ok(0) => eof = true,
-                                Ok(more) => in_pipe += more,
-                                Err(e) if is_pipe_busy(&e) => busy = true,
-                                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                                    refused = true
-                                }
-                                Err(e) => failed = Some(e),
-                            }
-                        }
                     }
                     // Only an empty pipe gets a plain EAGAIN: give it back while idle.
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => slot.idle(),
