@@ -29,7 +29,8 @@
 //!   or when every one starts from an abandoned or suspect address and is itself
 //!   failing: stalled (unacknowledged data, a retransmission timeout fired), or silent
 //!   with a keepalive probe unanswered. The proxy turns keepalive on (after
-//!   [`PROBE_IDLE`] of silence) while a connection waits for its reply, because in a
+//!   [`PROBE_IDLE`] of silence) while a connection waits for its reply and some WAN is
+//!   abandoned or suspect, because in a
 //!   downstream-only black hole the request was acknowledged before the hole and only
 //!   the reply is lost: nothing is unacknowledged, so nothing stalls, and only a probe
 //!   that asks for an ACK shows the subflow hears nothing. A slow destination answers

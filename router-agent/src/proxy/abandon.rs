@@ -12,8 +12,9 @@
 //! their source addresses, whether each is stalled (`tcpi_unacked > 0` and
 //! `tcpi_retransmits > 0`: the kernel's retransmission timer fired for data still
 //! unacknowledged), its unanswered keepalive probes (`tcpi_probes`), how long it has
-//! received nothing, and its RTT. While it waits the socket has keepalive on
-//! (`core::hedge::PROBE_IDLE`, then every second), turned off again when the wait ends:
+//! received nothing, and its RTT. While it waits and some WAN is abandoned or suspect,
+//! the socket has keepalive on (`core::hedge::PROBE_IDLE`, then every second), turned
+//! off again when the wait ends:
 //! a subflow whose request was acknowledged and which then hears nothing (a
 //! downstream-only black hole) has nothing to retransmit, and the probe is the one
 //! segment that asks the concentrator for an answer without sending it a byte. The
@@ -51,11 +52,14 @@ pub async fn moved_off(
     initial: Option<IpAddr>,
     mut params: watch::Receiver<Arc<ConnParams>>,
 ) -> Arc<ConnParams> {
-    let _probing = Probing::start(fd);
+    // Keepalive only once some WAN is abandoned or suspect: only then can a probe decide
+    // anything, so a connection on healthy WANs pays no system call for it.
+    let mut probing: Option<Probing> = None;
     loop {
         let now = params.borrow_and_update().clone();
         let watching = !now.abandoned.is_empty() || !now.suspects.is_empty();
         if watching {
+            probing.get_or_insert_with(|| Probing::start(fd));
             let subflows = subflows(fd, initial);
             if must_move(
                 &subflows,
